@@ -1,0 +1,27 @@
+//! Every byte layout segchat puts on a wire, and nothing else: no sockets, no
+//! files, no clocks. A stranger should be able to write a compatible client
+//! from this crate and `docs/PROTOCOL.md` alone.
+//!
+//! # Layout
+//!
+//! - [`frame`]: the frame registry, the length-prefixed framing, its limits,
+//!   and the [`frame::FrameCodec`] both links use.
+//! - [`status`]: the status codes every response and error carries.
+//! - [`handshake`]: `hello` / `welcome`, the first frame each way, which
+//!   carry the protocol version.
+//! - [`types`]: the records the operations exchange (sessions, peers,
+//!   channels, members, presence).
+//! - [`tracker`]: the node ↔ server link: requests, replies and events.
+
+pub mod frame;
+pub mod handshake;
+pub mod status;
+pub mod tracker;
+pub mod types;
+
+pub use frame::{DecodeError, Frame, FrameCodec, FrameKind, MAX_FRAME_LEN};
+pub use handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};
+pub use status::{Failure, Status};
+
+/// Default TCP port of the central server.
+pub const DEFAULT_SERVER_PORT: u16 = 22236;

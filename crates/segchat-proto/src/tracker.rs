@@ -1,0 +1,130 @@
+//! The node ↔ server link ("tracker" link): what a node may ask, what the
+//! server answers, and what it pushes unasked.
+//!
+//! Bodies are JSON objects. A request names its operation in `"op"`; a reply
+//! and an event name their kind in `"type"`.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+use crate::types::{ChannelInfo, MemberInfo, PeerInfo, Presence, Role, SessionInfo, Visibility};
+
+/// A request from a node. Every request but `register`, `login`, `visit`
+/// and `resume` needs a signed-in connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Request {
+    /// Create an account and sign this connection in as it.
+    Register { username: String, password: String },
+    /// Sign in. A wrong username and a wrong password get the same answer.
+    Login { username: String, password: String },
+    /// Sign in as a read-only visitor with only a display name.
+    Visit { display_name: String },
+    /// Sign this connection in with the token of an earlier session.
+    Resume { token: String },
+    /// End this session everywhere it is used.
+    Logout,
+    /// Who this connection is signed in as.
+    Whoami,
+    /// Announce this node's P2P address; the server adds it to the live
+    /// peer list (`add_list`) and answers `listed`.
+    SubmitInfo {
+        #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
+        p2p_addr: SocketAddr,
+        udp_port: u16,
+        status: Option<Presence>,
+    },
+    /// Keep this connection's peer-list entry alive.
+    Heartbeat,
+    /// The live peers, all of them or those of one channel.
+    GetList { channel: Option<String> },
+    /// Set the user's status (across all their sessions).
+    SetStatus { status: Presence },
+    /// Create a channel owned by the signed-in user.
+    CreateChannel {
+        name: String,
+        visibility: Visibility,
+        allow_visitors: bool,
+    },
+    /// The channels the signed-in user or visitor may see.
+    ListChannels,
+    JoinChannel { channel: String },
+    LeaveChannel { channel: String },
+    /// Members of a channel, with presence as the asker may see it.
+    Members { channel: String },
+    /// Authorise a user to join a private channel (owner or moderator).
+    Invite { channel: String, username: String },
+}
+
+impl Request {
+    /// The operation's name as it appears in `"op"` and in logs.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Login { .. } => "login",
+            Request::Visit { .. } => "visit",
+            Request::Resume { .. } => "resume",
+            Request::Logout => "logout",
+            Request::Whoami => "whoami",
+            Request::SubmitInfo { .. } => "submit_info",
+            Request::Heartbeat => "heartbeat",
+            Request::GetList { .. } => "get_list",
+            Request::SetStatus { .. } => "set_status",
+            Request::CreateChannel { .. } => "create_channel",
+            Request::ListChannels => "list_channels",
+            Request::JoinChannel { .. } => "join_channel",
+            Request::LeaveChannel { .. } => "leave_channel",
+            Request::Members { .. } => "members",
+            Request::Invite { .. } => "invite",
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Reply {
+    /// Answer to `register`, `login`, `visit`, `resume`, `whoami`.
+    Session(SessionInfo),
+    /// Answer to `submit_info`: the entry the server added to the list.
+    Listed(PeerInfo),
+    /// Answer to `heartbeat`.
+    Pong { server_time_ms: u64 },
+    /// Answer to `get_list`.
+    Peers { peers: Vec<PeerInfo> },
+    /// Answer to `create_channel`, `join_channel`, `invite`.
+    Channel(ChannelInfo),
+    /// Answer to `list_channels`.
+    Channels { channels: Vec<ChannelInfo> },
+    /// Answer to `members`.
+    Members {
+        channel: String,
+        members: Vec<MemberInfo>,
+    },
+    /// Answer to operations with nothing to return.
+    Done,
+}
+
+/// Something the server pushes without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Event {
+    /// A user who shares a channel with you changed presence. Never says
+    /// `invisible` about somebody else.
+    Presence { username: String, status: Presence },
+    /// Somebody joined a channel you are a member of.
+    MemberJoined {
+        channel: String,
+        username: String,
+        role: Role,
+    },
+    /// Somebody left a channel you are a member of.
+    MemberLeft { channel: String, username: String },
+    /// A channel you can see was created.
+    ChannelCreated { channel: ChannelInfo },
+    /// Your session was ended (logged out from another node).
+    SessionEnded { reason: String },
+}

@@ -1,0 +1,284 @@
+//! The records that operations exchange. Field names are the JSON names.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Longest username, in bytes.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Longest visitor display name, in bytes.
+pub const MAX_DISPLAY_NAME_LEN: usize = 48;
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL_NAME_LEN: usize = 64;
+/// Shortest password accepted at registration, in characters.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted, in bytes (argon2 input is bounded too).
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// What a user shows to others. `Invisible` is only ever seen by the user
+/// themself: everybody else is told `Offline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Presence {
+    Online,
+    Idle,
+    Invisible,
+    Offline,
+}
+
+impl Presence {
+    /// How this presence looks to somebody other than its owner.
+    pub fn as_seen_by_others(self) -> Presence {
+        match self {
+            Presence::Invisible => Presence::Offline,
+            p => p,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Online => "online",
+            Presence::Idle => "idle",
+            Presence::Invisible => "invisible",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
+impl std::str::FromStr for Presence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "online" => Ok(Presence::Online),
+            "idle" => Ok(Presence::Idle),
+            "invisible" => Ok(Presence::Invisible),
+            "offline" => Ok(Presence::Offline),
+            _ => Err(format!(
+                "unknown status {s:?} (expected online, idle, invisible or offline)"
+            )),
+        }
+    }
+}
+
+/// Who may see and enter a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Visibility {
+    /// Listed to everybody signed in; anyone registered may join; readable by
+    /// visitors where `allow_visitors` is set.
+    Public,
+    /// Listed to registered users, who may join; only members read and
+    /// write. Never shown to visitors.
+    MembersOnly,
+    /// Listed only to its members; entered by invitation.
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::MembersOnly => "members_only",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+impl std::str::FromStr for Visibility {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Visibility::Public),
+            "members_only" | "members-only" => Ok(Visibility::MembersOnly),
+            "private" => Ok(Visibility::Private),
+            _ => Err(format!(
+                "unknown visibility {s:?} (expected public, members-only or private)"
+            )),
+        }
+    }
+}
+
+/// A member's role in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Role {
+    Owner,
+    Moderator,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Moderator => "moderator",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// A registered account or a visitor (display name only, read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum AccountKind {
+    User,
+    Visitor,
+}
+
+/// A signed-in session, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionInfo {
+    /// The account name; for a visitor, `visitor:<display name>#<suffix>`.
+    pub username: String,
+    pub display_name: String,
+    pub kind: AccountKind,
+    /// Public id of this session (unique per sign-in; safe to show others).
+    pub session_id: String,
+    /// Secret bearer token; `resume` with it after a reconnect.
+    pub token: String,
+    /// The status the user chose (may be `invisible`: this is their own view).
+    pub status: Presence,
+}
+
+/// One entry of the live peer list: unique by (address, user, session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerInfo {
+    pub username: String,
+    pub kind: AccountKind,
+    pub session_id: String,
+    /// Where the node accepts P2P TCP connections.
+    #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
+    pub p2p_addr: SocketAddr,
+    /// The node's UDP port for livestreams, on the same IP as `p2p_addr`.
+    pub udp_port: u16,
+    /// As the asker may see it (never `invisible` for somebody else).
+    pub status: Presence,
+    /// Milliseconds since the Unix epoch of the last heartbeat.
+    pub last_seen_ms: u64,
+}
+
+/// A channel as the asker may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ChannelInfo {
+    pub name: String,
+    pub owner: String,
+    pub visibility: Visibility,
+    pub allow_visitors: bool,
+    pub created_at_ms: u64,
+    pub member_count: u32,
+    /// The asker's role, if they are a member.
+    pub my_role: Option<Role>,
+}
+
+/// A channel member with their presence as the asker may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MemberInfo {
+    pub username: String,
+    pub role: Role,
+    pub presence: Presence,
+}
+
+/// Checks a username: 3–32 bytes of ASCII letters, digits, `_`, `-`, `.`,
+/// starting with a letter or digit. Uniqueness is case-insensitive.
+pub fn validate_username(name: &str) -> Result<(), String> {
+    if name.len() < 3 || name.len() > MAX_USERNAME_LEN {
+        return Err(format!(
+            "a username is 3 to {MAX_USERNAME_LEN} characters long"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err("a username may contain only letters, digits, '_', '-' and '.'".into());
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err("a username starts with a letter or a digit".into());
+    }
+    Ok(())
+}
+
+/// Checks a channel name: 1–64 bytes of lower-case ASCII letters, digits,
+/// `-` and `_`.
+pub fn validate_channel_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_NAME_LEN {
+        return Err(format!(
+            "a channel name is 1 to {MAX_CHANNEL_NAME_LEN} characters long"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+    {
+        return Err(
+            "a channel name may contain only lower-case letters, digits, '-' and '_'".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a visitor's display name: 1–48 bytes, no control characters.
+pub fn validate_display_name(name: &str) -> Result<(), String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || name.len() > MAX_DISPLAY_NAME_LEN {
+        return Err(format!(
+            "a display name is 1 to {MAX_DISPLAY_NAME_LEN} bytes long"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a display name may not contain control characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod arb {
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    /// Socket addresses that survive a text round trip (no IPv6 flow info
+    /// or scope id, which the text form does not carry).
+    pub(crate) fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("a.b-c_9").is_ok());
+        assert!(validate_username("ab").is_err());
+        assert!(validate_username("_alice").is_err());
+        assert!(validate_username("al ice").is_err());
+        assert!(validate_username("ålice").is_err());
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(validate_channel_name("general").is_ok());
+        assert!(validate_channel_name("dev-ops_2").is_ok());
+        assert!(validate_channel_name("General").is_err());
+        assert!(validate_channel_name("").is_err());
+    }
+
+    #[test]
+    fn invisible_looks_offline_to_others() {
+        assert_eq!(Presence::Invisible.as_seen_by_others(), Presence::Offline);
+        assert_eq!(Presence::Idle.as_seen_by_others(), Presence::Idle);
+    }
+}

@@ -1,0 +1,70 @@
+//! Server settings. The binary fills them from defaults, a TOML file,
+//! `SEGCHAT_` variables and flags; tests build them directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use segchat_log::LogConfig;
+
+/// Everything [`crate::run`] needs besides a listener and a shutdown signal.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the SQLite database and the system log live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or a plain path; `None` means `DATA_DIR/server.db`.
+    pub database_url: Option<String>,
+    /// How often nodes are asked to heartbeat.
+    pub heartbeat: Duration,
+    /// How long a peer stays listed without a heartbeat.
+    pub peer_ttl: Duration,
+    /// Largest frame accepted from a client.
+    pub max_frame_len: usize,
+    /// Failed sign-ins allowed per username within `login_window`.
+    pub login_failures_per_user: u32,
+    /// Failed sign-ins allowed per source IP within `login_window`.
+    pub login_failures_per_ip: u32,
+    pub login_window: Duration,
+    /// Events queued for one connection before it is cut off as too slow.
+    pub outbound_queue: usize,
+    /// The system log's directory and rotation.
+    pub log: LogConfig,
+}
+
+impl ServerConfig {
+    /// Defaults for a server keeping its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        ServerConfig {
+            log: LogConfig::new(data_dir.join("logs")),
+            data_dir,
+            database_url: None,
+            heartbeat: Duration::from_secs(5),
+            peer_ttl: Duration::from_secs(15),
+            max_frame_len: segchat_proto::MAX_FRAME_LEN,
+            login_failures_per_user: 5,
+            login_failures_per_ip: 20,
+            login_window: Duration::from_secs(300),
+            outbound_queue: 1024,
+        }
+    }
+
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() {
+            return Err("heartbeat interval must be above zero".into());
+        }
+        if self.peer_ttl <= self.heartbeat {
+            return Err(format!(
+                "peer TTL ({:?}) must be longer than the heartbeat interval ({:?})",
+                self.peer_ttl, self.heartbeat
+            ));
+        }
+        if self.max_frame_len < 1024 {
+            return Err("max frame length must be at least 1024 bytes".into());
+        }
+        if self.outbound_queue == 0 {
+            return Err("outbound queue must hold at least one frame".into());
+        }
+        Ok(())
+    }
+}
