@@ -364,20 +364,6 @@ where
     }
 }
 
-impl<Req, Rep, Ev> tokio_util::codec::Encoder<&Frame<Req, Rep, Ev>>
-    for FrameCodec<Req, Rep, Ev>
-where
-    Req: Serialize + DeserializeOwned,
-    Rep: Serialize + DeserializeOwned,
-    Ev: Serialize + DeserializeOwned,
-{
-    type Error = CodecError;
-
-    fn encode(&mut self, frame: &Frame<Req, Rep, Ev>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        frame.encode(dst)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,29 @@
-//! placeholder
+//! The segchat central server ("tracker"): accounts, visitors, sessions, the
+//! live peer list, the channel registry, presence and notifications.
+//!
+//! # Layout
+//!
+//! - [`run`] (in `server.rs`): the accept loop and the background reaper;
+//!   takes an already-bound listener and a shutdown token.
+//! - `conn.rs`: one connection: handshake, read loop, batching writer.
+//! - `ops/`: one handler per operation, grouped by aggregate
+//!   (`session.rs`, `peers.rs`, `channels.rs`).
+//! - `hub.rs`: the in-memory live state: connections, the peer list,
+//!   presence, event delivery.
+//! - `access.rs`: who may see, read, write and join a channel (pure rules).
+//! - `auth.rs`: argon2id passwords, tokens, the sign-in rate limit.
+//! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
+//!   today, PostgreSQL next.
+//! - [`config`]: settings.
+
+mod access;
+mod auth;
+pub mod config;
+mod conn;
+mod hub;
+mod ops;
+mod server;
+pub mod store;
+
+pub use config::ServerConfig;
+pub use server::{run, ServerError};

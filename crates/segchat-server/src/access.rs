@@ -1,0 +1,138 @@
+//! Who may see, read, write and join a channel. Pure rules, no I/O: the
+//! same rules are enforced wherever a channel is served.
+//!
+//! | visibility     | listed to                    | readable by                                | joinable by               |
+//! |----------------|------------------------------|--------------------------------------------|---------------------------|
+//! | `public`       | everyone signed in¹          | everyone registered; visitors¹             | any registered user       |
+//! | `members_only` | registered users             | members                                    | any registered user       |
+//! | `private`      | members and invited users    | members                                    | invited users             |
+//!
+//! ¹ visitors only where `allow_visitors` is set. Only members write;
+//! visitors never write, join or create.
+
+use segchat_proto::types::{AccountKind, Role, Visibility};
+
+/// The facts about one viewer that the rules depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Viewer {
+    pub(crate) kind: AccountKind,
+    pub(crate) role: Option<Role>,
+    pub(crate) invited: bool,
+}
+
+/// The channel facts the rules depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rules {
+    pub(crate) visibility: Visibility,
+    pub(crate) allow_visitors: bool,
+}
+
+impl Rules {
+    pub(crate) fn can_see(self, v: Viewer) -> bool {
+        match v.kind {
+            AccountKind::Visitor => self.visibility == Visibility::Public && self.allow_visitors,
+            AccountKind::User => match self.visibility {
+                Visibility::Public | Visibility::MembersOnly => true,
+                Visibility::Private => v.role.is_some() || v.invited,
+            },
+        }
+    }
+
+    pub(crate) fn can_read(self, v: Viewer) -> bool {
+        match v.kind {
+            AccountKind::Visitor => self.can_see(v),
+            AccountKind::User => v.role.is_some() || self.visibility == Visibility::Public,
+        }
+    }
+
+    // Enforced where messages are posted (the P2P channel issue).
+    #[allow(dead_code)]
+    pub(crate) fn can_write(self, v: Viewer) -> bool {
+        v.kind == AccountKind::User && v.role.is_some()
+    }
+
+    pub(crate) fn can_join(self, v: Viewer) -> bool {
+        v.kind == AccountKind::User
+            && match self.visibility {
+                Visibility::Public | Visibility::MembersOnly => true,
+                Visibility::Private => v.invited || v.role.is_some(),
+            }
+    }
+
+    pub(crate) fn can_invite(self, v: Viewer) -> bool {
+        matches!(v.role, Some(Role::Owner | Role::Moderator))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VISITOR: Viewer = Viewer {
+        kind: AccountKind::Visitor,
+        role: None,
+        invited: false,
+    };
+    const STRANGER: Viewer = Viewer {
+        kind: AccountKind::User,
+        role: None,
+        invited: false,
+    };
+    const INVITED: Viewer = Viewer {
+        kind: AccountKind::User,
+        role: None,
+        invited: true,
+    };
+    const MEMBER: Viewer = Viewer {
+        kind: AccountKind::User,
+        role: Some(Role::Member),
+        invited: false,
+    };
+    const OWNER: Viewer = Viewer {
+        kind: AccountKind::User,
+        role: Some(Role::Owner),
+        invited: false,
+    };
+
+    fn rules(visibility: Visibility, allow_visitors: bool) -> Rules {
+        Rules {
+            visibility,
+            allow_visitors,
+        }
+    }
+
+    #[test]
+    fn visitors_read_only_public_channels_that_allow_them() {
+        assert!(rules(Visibility::Public, true).can_read(VISITOR));
+        assert!(!rules(Visibility::Public, false).can_see(VISITOR));
+        assert!(!rules(Visibility::MembersOnly, true).can_see(VISITOR));
+        assert!(!rules(Visibility::Private, true).can_see(VISITOR));
+        for vis in [Visibility::Public, Visibility::MembersOnly, Visibility::Private] {
+            let r = rules(vis, true);
+            assert!(!r.can_write(VISITOR) && !r.can_join(VISITOR));
+        }
+    }
+
+    #[test]
+    fn members_only_is_listed_but_not_readable_by_strangers() {
+        let r = rules(Visibility::MembersOnly, false);
+        assert!(r.can_see(STRANGER) && r.can_join(STRANGER));
+        assert!(!r.can_read(STRANGER) && !r.can_write(STRANGER));
+        assert!(r.can_read(MEMBER) && r.can_write(MEMBER));
+    }
+
+    #[test]
+    fn private_needs_an_invitation() {
+        let r = rules(Visibility::Private, false);
+        assert!(!r.can_see(STRANGER) && !r.can_join(STRANGER));
+        assert!(r.can_see(INVITED) && r.can_join(INVITED) && !r.can_read(INVITED));
+        assert!(r.can_invite(OWNER) && !r.can_invite(MEMBER));
+    }
+
+    #[test]
+    fn public_is_readable_but_only_members_write() {
+        let r = rules(Visibility::Public, false);
+        assert!(r.can_read(STRANGER) && !r.can_write(STRANGER));
+        assert!(r.can_write(MEMBER));
+    }
+}

@@ -1,0 +1,222 @@
+//! One accepted connection: handshake, then a read loop that runs requests
+//! in order, and a writer task that drains a bounded queue and batches its
+//! writes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use segchat_proto::frame::CodecError;
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::{
+    DecodeError, Failure, Frame, FrameCodec, LinkKind, Status, Welcome, PROTOCOL_VERSION,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{ConnId, TrackerFrame};
+use crate::ops::{self, ConnCtx, Shared};
+
+type Codec = FrameCodec<Request, Reply, Event>;
+
+/// How long a client has to send `hello`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the writer may take to flush a last error frame on close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one connection until it closes, errs or the server shuts down.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: ConnId,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let codec = Codec::new(shared.config.max_frame_len);
+    let mut reader = FramedRead::new(r, codec.clone());
+    let mut writer = FramedWrite::new(w, codec);
+
+    shared
+        .log
+        .record("CONNECTION_ESTABLISHED", addr, format!("conn={id}"));
+    match handshake(&mut reader, &shared).await {
+        Ok(welcome) => {
+            if writer.send(Frame::Welcome(welcome)).await.is_err() {
+                return;
+            }
+        }
+        Err(failure) => {
+            shared.log.record(
+                "HANDSHAKE_FAILED",
+                addr,
+                format!("conn={id} {}", failure.reason),
+            );
+            let _ = writer.send(Frame::Error(failure)).await;
+            let _ = writer.get_mut().shutdown().await;
+            return;
+        }
+    }
+
+    let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
+    let cancel = shutdown.child_token();
+    shared.hub.add_conn(id, addr, tx.clone(), cancel.clone());
+    let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
+
+    let mut ctx = ConnCtx {
+        id,
+        addr,
+        principal: None,
+    };
+    let reason = read_loop(&mut reader, &tx, &shared, &mut ctx, &cancel).await;
+
+    ops::sign_out_conn(&shared, &mut ctx).await;
+    shared.hub.remove_conn(id);
+    drop(tx);
+    // Let the writer flush what is queued (an error frame, say), then stop it.
+    let flushed = tokio::time::timeout(CLOSE_GRACE, write_task).await;
+    if flushed.is_err() {
+        cancel.cancel();
+    }
+    shared
+        .log
+        .record("CONNECTION_CLOSED", addr, format!("conn={id} {reason}"));
+}
+
+/// Waits for `hello` and checks it.
+async fn handshake(
+    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+    shared: &Shared,
+) -> Result<Welcome, Failure> {
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| Failure::bad_request("no hello within 10 s"))?;
+    let hello = match first {
+        Some(Ok(Frame::Hello(h))) => h,
+        Some(Ok(_)) => return Err(Failure::bad_request("the first frame must be hello")),
+        Some(Err(CodecError::Decode(e))) => return Err(e.to_failure()),
+        Some(Err(e)) => return Err(Failure::bad_request(e.to_string())),
+        None => return Err(Failure::bad_request("closed before hello")),
+    };
+    if hello.version != PROTOCOL_VERSION {
+        return Err(Failure::new(
+            Status::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+                hello.version
+            ),
+        ));
+    }
+    if hello.link != LinkKind::Tracker {
+        return Err(Failure::bad_request(
+            "this is a segchat server; it accepts only the tracker link",
+        ));
+    }
+    Ok(Welcome {
+        version: PROTOCOL_VERSION,
+        agent: concat!("segchat-server/", env!("CARGO_PKG_VERSION")).into(),
+        heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
+        peer_ttl_ms: shared.config.peer_ttl.as_millis() as u64,
+    })
+}
+
+/// Reads and answers requests until the connection ends; says why it did.
+async fn read_loop(
+    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+    tx: &mpsc::Sender<TrackerFrame>,
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    cancel: &CancellationToken,
+) -> String {
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return "closed by server".into(),
+            next = reader.next() => next,
+        };
+        let frame = match next {
+            None => return "closed by client".into(),
+            Some(Ok(frame)) => frame,
+            Some(Err(CodecError::Decode(DecodeError::BadRequest { id, reason }))) => {
+                // The frame was whole; answer it and keep going.
+                shared.log.record(
+                    "BAD_REQUEST",
+                    ctx.addr,
+                    format!("conn={} id={id} {reason}", ctx.id),
+                );
+                let result = Err(Failure::bad_request(format!("malformed request: {reason}")));
+                if tx.send(Frame::Response { id, result }).await.is_err() {
+                    return "writer gone".into();
+                }
+                continue;
+            }
+            Some(Err(CodecError::Decode(e))) => {
+                shared
+                    .log
+                    .record("PROTOCOL_ERROR", ctx.addr, format!("conn={} {e}", ctx.id));
+                let _ = tx.send(Frame::Error(e.to_failure())).await;
+                return format!("protocol error: {e}");
+            }
+            Some(Err(e)) => return format!("read error: {e}"),
+        };
+        match frame {
+            Frame::Request { id, body } => {
+                let op = body.op_name();
+                let span = tracing::debug_span!("request", conn = ctx.id, id, op);
+                let result = {
+                    let _enter = span.enter();
+                    tracing::debug!("handling");
+                    ops::handle(shared, ctx, body).await
+                };
+                if tx.send(Frame::Response { id, result }).await.is_err() {
+                    return "writer gone".into();
+                }
+            }
+            other => {
+                let failure = Failure::bad_request(format!(
+                    "unexpected {:?} frame from a client after the handshake",
+                    other.kind()
+                ));
+                let _ = tx.send(Frame::Error(failure)).await;
+                return "unexpected frame".into();
+            }
+        }
+    }
+}
+
+/// Drains the outbound queue, batching whatever is already waiting into one
+/// flush. Ends when every sender is gone or the connection is cancelled.
+async fn write_loop(
+    mut writer: FramedWrite<OwnedWriteHalf, Codec>,
+    mut rx: mpsc::Receiver<TrackerFrame>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            _ = cancel.cancelled() => break,
+            f = rx.recv() => match f { Some(f) => f, None => break },
+        };
+        let closing = matches!(frame, Frame::Error(_));
+        if writer.feed(frame).await.is_err() {
+            cancel.cancel();
+            break;
+        }
+        while let Ok(f) = rx.try_recv() {
+            if writer.feed(f).await.is_err() {
+                cancel.cancel();
+                return;
+            }
+        }
+        if writer.flush().await.is_err() || closing {
+            cancel.cancel();
+            break;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.get_mut().shutdown().await;
+}

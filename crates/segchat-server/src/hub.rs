@@ -1,0 +1,367 @@
+//! The live, in-memory half of the server: who is connected, as whom, the
+//! peer list, and event delivery to connections.
+//!
+//! One `std::sync::Mutex` guards it; every method takes the lock, does a
+//! little bookkeeping and returns. No lock is ever held across `.await`, and
+//! event delivery uses `try_send`: a connection whose queue is full is cut
+//! off (it resumes after reconnecting) instead of stalling everybody else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use segchat_log::SystemLog;
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::types::{AccountKind, PeerInfo, Presence};
+use segchat_proto::Frame;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A frame of the tracker link.
+pub(crate) type TrackerFrame = Frame<Request, Reply, Event>;
+
+/// Identifies one accepted connection for its lifetime.
+pub(crate) type ConnId = u64;
+
+/// Who a connection is signed in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Principal {
+    /// `None` for visitors.
+    pub(crate) user_id: Option<i64>,
+    pub(crate) username: String,
+    pub(crate) display_name: String,
+    pub(crate) kind: AccountKind,
+    pub(crate) session_id: String,
+}
+
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    principal: Option<Principal>,
+    tx: mpsc::Sender<TrackerFrame>,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Peer {
+    principal: Principal,
+    p2p_addr: SocketAddr,
+    udp_port: u16,
+    last_seen: Instant,
+    last_seen_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    conns: HashMap<ConnId, Conn>,
+    peers: HashMap<ConnId, Peer>,
+    /// The status each connected user chose; absent means not connected.
+    status: HashMap<i64, Presence>,
+}
+
+/// What happened to a user's presence because of a bind or unbind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PresenceChange {
+    pub(crate) user_id: i64,
+    pub(crate) username: String,
+    pub(crate) before: Presence,
+    pub(crate) after: Presence,
+}
+
+/// The live state. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    state: Mutex<State>,
+    log: SystemLog,
+}
+
+impl Hub {
+    pub(crate) fn new(log: SystemLog) -> Self {
+        Hub {
+            state: Mutex::new(State::default()),
+            log,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts tracking an accepted connection.
+    pub(crate) fn add_conn(
+        &self,
+        id: ConnId,
+        addr: SocketAddr,
+        tx: mpsc::Sender<TrackerFrame>,
+        cancel: CancellationToken,
+    ) {
+        self.lock().conns.insert(
+            id,
+            Conn {
+                addr,
+                principal: None,
+                tx,
+                cancel,
+            },
+        );
+    }
+
+    /// Signs a connection in. `chosen` is the user's stored status. Returns
+    /// the presence change if this is the user's first connection.
+    pub(crate) fn bind(
+        &self,
+        id: ConnId,
+        principal: Principal,
+        chosen: Presence,
+    ) -> Option<PresenceChange> {
+        let mut st = self.lock();
+        let user_id = principal.user_id;
+        let username = principal.username.clone();
+        let conn = st.conns.get_mut(&id)?;
+        conn.principal = Some(principal);
+        let uid = user_id?;
+        if st.status.contains_key(&uid) {
+            return None;
+        }
+        st.status.insert(uid, chosen);
+        Some(PresenceChange {
+            user_id: uid,
+            username,
+            before: Presence::Offline,
+            after: chosen,
+        })
+    }
+
+    /// Signs a connection out (it stays connected) and drops its peer
+    /// entry. Returns who it was and, if that was the user's last
+    /// connection, the presence change.
+    pub(crate) fn unbind(&self, id: ConnId) -> (Option<Principal>, Option<PresenceChange>) {
+        let mut st = self.lock();
+        st.peers.remove(&id);
+        let Some(principal) = st.conns.get_mut(&id).and_then(|c| c.principal.take()) else {
+            return (None, None);
+        };
+        let change = Self::presence_after_leaving(&mut st, &principal);
+        (Some(principal), change)
+    }
+
+    /// Forgets a closed connection entirely.
+    pub(crate) fn remove_conn(&self, id: ConnId) -> (Option<Principal>, Option<PresenceChange>) {
+        let mut st = self.lock();
+        st.peers.remove(&id);
+        let Some(conn) = st.conns.remove(&id) else {
+            return (None, None);
+        };
+        let Some(principal) = conn.principal else {
+            return (None, None);
+        };
+        let change = Self::presence_after_leaving(&mut st, &principal);
+        (Some(principal), change)
+    }
+
+    fn presence_after_leaving(st: &mut State, principal: &Principal) -> Option<PresenceChange> {
+        let uid = principal.user_id?;
+        let still_connected = st
+            .conns
+            .values()
+            .any(|c| c.principal.as_ref().is_some_and(|p| p.user_id == Some(uid)));
+        if still_connected {
+            return None;
+        }
+        let before = st.status.remove(&uid)?;
+        Some(PresenceChange {
+            user_id: uid,
+            username: principal.username.clone(),
+            before,
+            after: Presence::Offline,
+        })
+    }
+
+    /// Records a newly chosen status for a connected user; returns the
+    /// previous one.
+    pub(crate) fn set_status(&self, user_id: i64, status: Presence) -> Option<Presence> {
+        self.lock().status.insert(user_id, status)
+    }
+
+    /// A user's presence as they themself see it: their chosen status while
+    /// connected, else offline.
+    pub(crate) fn presence(&self, user_id: i64) -> Presence {
+        self.lock()
+            .status
+            .get(&user_id)
+            .copied()
+            .unwrap_or(Presence::Offline)
+    }
+
+    /// Adds or refreshes this connection's entry in the live peer list
+    /// (`add_list`). Entries are unique by (address, user, session): an older
+    /// entry with the same triple, left by a connection not yet noticed as
+    /// dead, is replaced.
+    pub(crate) fn submit(
+        &self,
+        id: ConnId,
+        p2p_addr: SocketAddr,
+        udp_port: u16,
+        now_ms: u64,
+    ) -> Option<PeerInfo> {
+        let mut st = self.lock();
+        let principal = st.conns.get(&id)?.principal.clone()?;
+        st.peers.retain(|cid, p| {
+            *cid == id
+                || !(p.p2p_addr == p2p_addr
+                    && p.principal.username == principal.username
+                    && p.principal.session_id == principal.session_id)
+        });
+        let status = principal
+            .user_id
+            .and_then(|u| st.status.get(&u).copied())
+            .unwrap_or(Presence::Online);
+        let peer = Peer {
+            principal,
+            p2p_addr,
+            udp_port,
+            last_seen: Instant::now(),
+            last_seen_ms: now_ms,
+        };
+        let info = peer_info(&peer, status);
+        st.peers.insert(id, peer);
+        Some(info)
+    }
+
+    /// Refreshes the connection's peer entry; false if it has none.
+    pub(crate) fn heartbeat(&self, id: ConnId, now_ms: u64) -> bool {
+        let mut st = self.lock();
+        match st.peers.get_mut(&id) {
+            Some(p) => {
+                p.last_seen = Instant::now();
+                p.last_seen_ms = now_ms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes entries not refreshed within `ttl`, cancels their connections
+    /// and returns who they were.
+    pub(crate) fn reap(&self, ttl: Duration) -> Vec<(SocketAddr, Principal)> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let expired: Vec<ConnId> = st
+            .peers
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.last_seen) > ttl)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut gone = Vec::with_capacity(expired.len());
+        for id in expired {
+            if let Some(p) = st.peers.remove(&id) {
+                gone.push((p.p2p_addr, p.principal));
+            }
+            if let Some(c) = st.conns.get(&id) {
+                c.cancel.cancel();
+            }
+        }
+        gone
+    }
+
+    /// The live peer list as `asker` may see it, optionally only the peers
+    /// whose user is in `users`. Invisible users are left out for everybody
+    /// but themself.
+    pub(crate) fn peers(&self, asker: &Principal, users: Option<&[i64]>) -> Vec<PeerInfo> {
+        let st = self.lock();
+        let mut list: Vec<PeerInfo> = st
+            .peers
+            .values()
+            .filter(|p| match users {
+                Some(ids) => p.principal.user_id.is_some_and(|u| ids.contains(&u)),
+                None => true,
+            })
+            .filter_map(|p| {
+                let own = (p.principal.user_id.is_some() && p.principal.user_id == asker.user_id)
+                    || p.principal.session_id == asker.session_id;
+                let status = p
+                    .principal
+                    .user_id
+                    .and_then(|u| st.status.get(&u).copied())
+                    .unwrap_or(Presence::Online);
+                let shown = if own {
+                    status
+                } else {
+                    status.as_seen_by_others()
+                };
+                (shown != Presence::Offline).then(|| peer_info(p, shown))
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.username, a.p2p_addr).cmp(&(&b.username, b.p2p_addr)));
+        list
+    }
+
+    /// Connections signed in with the given session.
+    pub(crate) fn conns_of_session(&self, session_id: &str) -> Vec<ConnId> {
+        self.lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.principal
+                    .as_ref()
+                    .is_some_and(|p| p.session_id == session_id)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Pushes an event to every connection of the given users.
+    pub(crate) fn push_to_users(&self, users: &[i64], event: &Event) {
+        self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));
+    }
+
+    /// Pushes an event to the listed connections.
+    pub(crate) fn push_to_conns(&self, conns: &[ConnId], event: &Event) {
+        let st = self.lock();
+        for id in conns {
+            if let Some(c) = st.conns.get(id) {
+                self.deliver(*id, c, event);
+            }
+        }
+    }
+
+    /// Pushes an event to every signed-in connection whose principal
+    /// matches.
+    pub(crate) fn push_where(&self, event: &Event, mut wanted: impl FnMut(&Principal) -> bool) {
+        let st = self.lock();
+        for (id, c) in &st.conns {
+            if c.principal.as_ref().is_some_and(&mut wanted) {
+                self.deliver(*id, c, event);
+            }
+        }
+    }
+
+    fn deliver(&self, id: ConnId, conn: &Conn, event: &Event) {
+        match conn.tx.try_send(Frame::Event(event.clone())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.log.record(
+                    "SLOW_CONSUMER",
+                    conn.addr,
+                    format!("conn={id} queue full; disconnecting so it resyncs"),
+                );
+                conn.cancel.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+fn peer_info(p: &Peer, status: Presence) -> PeerInfo {
+    PeerInfo {
+        username: p.principal.username.clone(),
+        kind: p.principal.kind,
+        session_id: p.principal.session_id.clone(),
+        p2p_addr: p.p2p_addr,
+        udp_port: p.udp_port,
+        status,
+        last_seen_ms: p.last_seen_ms,
+    }
+}

@@ -1,0 +1,167 @@
+//! One handler per tracker operation, grouped by aggregate. Each takes the
+//! shared server state and the connection's context and returns the reply
+//! or a [`Failure`]; [`handle`] dispatches.
+
+mod channels;
+mod peers;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use segchat_log::SystemLog;
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::types::{AccountKind, Presence};
+use segchat_proto::Failure;
+
+use crate::auth::LoginLimiter;
+use crate::config::ServerConfig;
+use crate::hub::{ConnId, Hub, Principal, PresenceChange};
+use crate::store::{Store, StoreError};
+
+pub(crate) use session::sign_out_conn;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) hub: Hub,
+    pub(crate) limiter: LoginLimiter,
+    pub(crate) log: SystemLog,
+}
+
+/// One connection's view of itself.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) id: ConnId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) principal: Option<Principal>,
+}
+
+/// Runs one request.
+pub(crate) async fn handle(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    request: Request,
+) -> Result<Reply, Failure> {
+    match request {
+        Request::Register { username, password } => {
+            session::register(shared, ctx, username, password).await
+        }
+        Request::Login { username, password } => {
+            session::login(shared, ctx, username, password).await
+        }
+        Request::Visit { display_name } => session::visit(shared, ctx, display_name).await,
+        Request::Resume { token } => session::resume(shared, ctx, token).await,
+        Request::Logout => session::logout(shared, ctx).await,
+        Request::Whoami => session::whoami(shared, ctx),
+        Request::SetStatus { status } => session::set_status(shared, ctx, status).await,
+        Request::SubmitInfo {
+            p2p_addr,
+            udp_port,
+            status,
+        } => peers::submit_info(shared, ctx, p2p_addr, udp_port, status).await,
+        Request::Heartbeat => Ok(peers::heartbeat(shared, ctx)),
+        Request::GetList { channel } => peers::get_list(shared, ctx, channel).await,
+        Request::CreateChannel {
+            name,
+            visibility,
+            allow_visitors,
+        } => channels::create(shared, ctx, name, visibility, allow_visitors).await,
+        Request::ListChannels => channels::list(shared, ctx).await,
+        Request::JoinChannel { channel } => channels::join(shared, ctx, channel).await,
+        Request::LeaveChannel { channel } => channels::leave(shared, ctx, channel).await,
+        Request::Members { channel } => channels::members(shared, ctx, channel).await,
+        Request::Invite { channel, username } => {
+            channels::invite(shared, ctx, channel, username).await
+        }
+    }
+}
+
+/// The principal, or UNAUTHORIZED.
+fn signed_in(ctx: &ConnCtx) -> Result<&Principal, Failure> {
+    ctx.principal
+        .as_ref()
+        .ok_or_else(|| Failure::unauthorized("sign in first (register, login, visit or resume)"))
+}
+
+/// The principal and their user id, or UNAUTHORIZED / FORBIDDEN for
+/// visitors, with `what` saying what they tried.
+fn registered<'a>(ctx: &'a ConnCtx, what: &str) -> Result<(&'a Principal, i64), Failure> {
+    let p = signed_in(ctx)?;
+    match (p.kind, p.user_id) {
+        (AccountKind::User, Some(id)) => Ok((p, id)),
+        _ => Err(Failure::forbidden(format!(
+            "visitors cannot {what}; register an account to do that"
+        ))),
+    }
+}
+
+/// Maps a store failure to what a client may see; details go to the log.
+fn store_failure(shared: &Shared, ctx: &ConnCtx, e: StoreError) -> Failure {
+    tracing::error!(error = %e, conn = ctx.id, "store operation failed");
+    shared
+        .log
+        .record("SERVER_ERROR", ctx.addr, format!("store: {e}"));
+    Failure::server_error()
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// Tells a user's channel mates (as others see it) and the user's own
+/// connections (as they see it) about a presence change, and logs it.
+pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, source: SocketAddr) {
+    let PresenceChange {
+        user_id,
+        username,
+        before,
+        after,
+    } = change;
+    shared.log.record(
+        "PRESENCE_CHANGED",
+        source,
+        format!("user={username} from={} to={}", before.as_str(), after.as_str()),
+    );
+    shared.hub.push_to_users(
+        &[user_id],
+        &Event::Presence {
+            username: username.clone(),
+            status: after,
+        },
+    );
+    let (seen_before, seen_after) = (before.as_seen_by_others(), after.as_seen_by_others());
+    if seen_before == seen_after {
+        return;
+    }
+    match shared.store.channel_mates(user_id).await {
+        Ok(mates) => shared.hub.push_to_users(
+            &mates,
+            &Event::Presence {
+                username,
+                status: seen_after,
+            },
+        ),
+        Err(e) => tracing::error!(error = %e, "could not find whom to tell about presence"),
+    }
+}
+
+/// Presence as `asker` may see `user_id`'s.
+pub(crate) fn presence_for(shared: &Shared, asker: &Principal, user_id: i64) -> Presence {
+    let p = shared.hub.presence(user_id);
+    if asker.user_id == Some(user_id) {
+        p
+    } else {
+        p.as_seen_by_others()
+    }
+}

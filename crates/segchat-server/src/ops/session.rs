@@ -1,0 +1,331 @@
+//! register, login, visit, resume, logout, whoami, set_status.
+
+use segchat_proto::tracker::{Event, Reply};
+use segchat_proto::types::{
+    validate_display_name, validate_username, AccountKind, Presence, SessionInfo,
+    MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
+};
+use segchat_proto::{Failure, Status};
+
+use super::{announce_presence, now, now_ms, registered, signed_in, store_failure, ConnCtx, Shared};
+use crate::auth::{hash_password, random_hex, token_hash, verify_password};
+use crate::hub::Principal;
+use crate::store::{SessionRecord, StoreError};
+
+const USER_SESSION_MS: u64 = 30 * 24 * 3600 * 1000;
+const VISITOR_SESSION_MS: u64 = 24 * 3600 * 1000;
+/// The one answer to every failed sign-in: never which half was wrong.
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+pub(super) async fn register(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    username: String,
+    password: String,
+) -> Result<Reply, Failure> {
+    validate_username(&username).map_err(Failure::bad_request)?;
+    check_password_shape(&password)?;
+    let hash = hash_password(password).await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        Failure::server_error()
+    })?;
+    let user = match shared.store.create_user(&username, &hash, now_ms()).await {
+        Ok(u) => u,
+        Err(StoreError::Conflict(_)) => {
+            shared
+                .log
+                .record("REGISTER_REFUSED", ctx.addr, format!("user={username} taken"));
+            return Err(Failure::conflict(format!(
+                "the username {username:?} is taken"
+            )));
+        }
+        Err(e) => return Err(store_failure(shared, ctx, e)),
+    };
+    shared
+        .log
+        .record("REGISTER", ctx.addr, format!("user={}", user.username));
+    start_session(shared, ctx, Some(user.id), user.username, user.status, AccountKind::User).await
+}
+
+pub(super) async fn login(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    username: String,
+    password: String,
+) -> Result<Reply, Failure> {
+    let ip = ctx.addr.ip();
+    if let Some(wait) = shared.limiter.blocked(&username, ip, now()) {
+        shared.log.record(
+            "LOGIN_RATE_LIMITED",
+            ctx.addr,
+            format!("user={username} wait={}s", wait.as_secs()),
+        );
+        return Err(Failure::new(
+            Status::RateLimited,
+            format!(
+                "too many failed sign-ins; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let user = if password.len() > MAX_PASSWORD_LEN {
+        None
+    } else {
+        shared
+            .store
+            .user_by_name(&username)
+            .await
+            .map_err(|e| store_failure(shared, ctx, e))?
+    };
+    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let Some(user) = user.filter(|_| ok) else {
+        shared.limiter.failed(&username, ip, now());
+        shared
+            .log
+            .record("LOGIN_FAILED", ctx.addr, format!("user={username}"));
+        return Err(Failure::unauthorized(BAD_CREDENTIALS));
+    };
+    shared.limiter.succeeded(&username);
+    shared
+        .log
+        .record("LOGIN", ctx.addr, format!("user={}", user.username));
+    start_session(shared, ctx, Some(user.id), user.username, user.status, AccountKind::User).await
+}
+
+pub(super) async fn visit(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    display_name: String,
+) -> Result<Reply, Failure> {
+    validate_display_name(&display_name).map_err(Failure::bad_request)?;
+    let display_name = display_name.trim().to_owned();
+    shared
+        .log
+        .record("VISITOR", ctx.addr, format!("name={display_name}"));
+    start_session(
+        shared,
+        ctx,
+        None,
+        display_name,
+        Presence::Online,
+        AccountKind::Visitor,
+    )
+    .await
+}
+
+/// Creates and stores a session, signs the connection in with it.
+async fn start_session(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    user_id: Option<i64>,
+    name: String,
+    status: Presence,
+    kind: AccountKind,
+) -> Result<Reply, Failure> {
+    let token = random_hex(32);
+    let session_id = random_hex(8);
+    let now = now_ms();
+    let lifetime = match kind {
+        AccountKind::User => USER_SESSION_MS,
+        AccountKind::Visitor => VISITOR_SESSION_MS,
+    };
+    let record = SessionRecord {
+        id: session_id.clone(),
+        token_hash: token_hash(&token),
+        user_id,
+        display_name: name.clone(),
+        kind,
+        created_at_ms: now,
+        expires_at_ms: now + lifetime,
+    };
+    shared
+        .store
+        .create_session(&record)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    let principal = principal_of(&record, name);
+    let mut info = session_info(&principal, status);
+    info.token = token;
+    sign_in(shared, ctx, principal, status).await;
+    Ok(Reply::Session(info))
+}
+
+pub(super) async fn resume(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    token: String,
+) -> Result<Reply, Failure> {
+    let now = now_ms();
+    let expired = || Failure::unauthorized("this session has ended or expired; sign in again");
+    let record = shared
+        .store
+        .session_by_token_hash(&token_hash(&token), now)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?
+        .ok_or_else(expired)?;
+    let (name, status) = match record.user_id {
+        Some(uid) => {
+            let user = shared
+                .store
+                .user_by_id(uid)
+                .await
+                .map_err(|e| store_failure(shared, ctx, e))?
+                .ok_or_else(expired)?;
+            (user.username, user.status)
+        }
+        None => (record.display_name.clone(), Presence::Online),
+    };
+    let lifetime = match record.kind {
+        AccountKind::User => USER_SESSION_MS,
+        AccountKind::Visitor => VISITOR_SESSION_MS,
+    };
+    shared
+        .store
+        .touch_session(&record.id, now + lifetime)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    let principal = principal_of(&record, name);
+    shared.log.record(
+        "SESSION_RESUMED",
+        ctx.addr,
+        format!("user={} session={}", principal.username, principal.session_id),
+    );
+    let mut info = session_info(&principal, status);
+    info.token = token;
+    sign_in(shared, ctx, principal, status).await;
+    Ok(Reply::Session(info))
+}
+
+pub(super) async fn logout(shared: &Shared, ctx: &mut ConnCtx) -> Result<Reply, Failure> {
+    let principal = signed_in(ctx)?.clone();
+    shared
+        .store
+        .delete_session(&principal.session_id)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    shared.log.record(
+        "LOGOUT",
+        ctx.addr,
+        format!("user={} session={}", principal.username, principal.session_id),
+    );
+    // Every other connection using this session is signed out too.
+    let others: Vec<_> = shared
+        .hub
+        .conns_of_session(&principal.session_id)
+        .into_iter()
+        .filter(|id| *id != ctx.id)
+        .collect();
+    shared.hub.push_to_conns(
+        &others,
+        &Event::SessionEnded {
+            reason: "you logged out on another node".into(),
+        },
+    );
+    for id in others {
+        let (_, change) = shared.hub.unbind(id);
+        if let Some(change) = change {
+            announce_presence(shared, change, ctx.addr).await;
+        }
+    }
+    sign_out_conn(shared, ctx).await;
+    Ok(Reply::Done)
+}
+
+pub(super) fn whoami(shared: &Shared, ctx: &ConnCtx) -> Result<Reply, Failure> {
+    let p = signed_in(ctx)?;
+    let status = match p.user_id {
+        Some(uid) => shared.hub.presence(uid),
+        None => Presence::Online,
+    };
+    Ok(Reply::Session(session_info(p, status)))
+}
+
+pub(super) async fn set_status(
+    shared: &Shared,
+    ctx: &mut ConnCtx,
+    status: Presence,
+) -> Result<Reply, Failure> {
+    let (p, uid) = registered(ctx, "set a status")?;
+    if status == Presence::Offline {
+        return Err(Failure::bad_request(
+            "offline is not a status you can choose; use invisible to appear offline",
+        ));
+    }
+    let username = p.username.clone();
+    shared
+        .store
+        .set_user_status(uid, status)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    let before = shared.hub.set_status(uid, status).unwrap_or(Presence::Offline);
+    if before != status {
+        let change = crate::hub::PresenceChange {
+            user_id: uid,
+            username,
+            before,
+            after: status,
+        };
+        announce_presence(shared, change, ctx.addr).await;
+    }
+    whoami(shared, ctx)
+}
+
+/// Binds the connection to a principal, first signing out whoever it was.
+async fn sign_in(shared: &Shared, ctx: &mut ConnCtx, principal: Principal, status: Presence) {
+    if ctx.principal.is_some() {
+        sign_out_conn(shared, ctx).await;
+    }
+    ctx.principal = Some(principal.clone());
+    if let Some(change) = shared.hub.bind(ctx.id, principal, status) {
+        announce_presence(shared, change, ctx.addr).await;
+    }
+}
+
+/// Signs the connection out (it stays open) and announces the presence
+/// change if it was the user's last connection.
+pub(crate) async fn sign_out_conn(shared: &Shared, ctx: &mut ConnCtx) {
+    ctx.principal = None;
+    let (_, change) = shared.hub.unbind(ctx.id);
+    if let Some(change) = change {
+        announce_presence(shared, change, ctx.addr).await;
+    }
+}
+
+fn check_password_shape(password: &str) -> Result<(), Failure> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Failure::bad_request(format!(
+            "a password has at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(Failure::bad_request(format!(
+            "a password has at most {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn principal_of(record: &SessionRecord, name: String) -> Principal {
+    let username = match record.kind {
+        AccountKind::User => name,
+        AccountKind::Visitor => format!("visitor:{}#{}", record.display_name, &record.id[..4]),
+    };
+    Principal {
+        user_id: record.user_id,
+        username,
+        display_name: record.display_name.clone(),
+        kind: record.kind,
+        session_id: record.id.clone(),
+    }
+}
+
+fn session_info(p: &Principal, status: Presence) -> SessionInfo {
+    SessionInfo {
+        username: p.username.clone(),
+        display_name: p.display_name.clone(),
+        kind: p.kind,
+        session_id: p.session_id.clone(),
+        token: String::new(),
+        status,
+    }
+}

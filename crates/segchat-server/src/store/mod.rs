@@ -1,0 +1,205 @@
+//! Durable state behind one trait, so a second backend (PostgreSQL) slots
+//! in beside SQLite. Methods are grouped per aggregate in create / read /
+//! update / delete order.
+//!
+//! Records here are storage shapes; [`crate::ops`] turns them into the
+//! protocol's types, applying who-may-see-what on the way.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
+
+/// A storage failure. `Conflict` is the only one a client may learn about
+/// in detail; everything else becomes a generic server error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub status: Presence,
+    pub created_at_ms: u64,
+}
+
+/// A session (registered user or visitor) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub token_hash: String,
+    pub user_id: Option<i64>,
+    pub display_name: String,
+    pub kind: AccountKind,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// A channel with its owner's name and member count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRecord {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub owner: String,
+    pub visibility: Visibility,
+    pub allow_visitors: bool,
+    pub created_at_ms: u64,
+    pub member_count: u32,
+}
+
+/// What [`Store::create_channel`] needs.
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub name: String,
+    pub owner_id: i64,
+    pub visibility: Visibility,
+    pub allow_visitors: bool,
+    pub created_at_ms: u64,
+}
+
+/// One member of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub status: Presence,
+}
+
+/// The server's durable state.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    // --- accounts ---
+
+    /// Creates an account; `Conflict` if the name is taken in any case.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<UserRecord>;
+    /// Finds an account by name, case-insensitively.
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Finds an account by id.
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+    /// Records the status the user chose (online, idle or invisible).
+    async fn set_user_status(&self, user_id: i64, status: Presence) -> StoreResult<()>;
+
+    // --- sessions ---
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Finds an unexpired session by the hash of its token.
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// Pushes a session's expiry forward.
+    async fn touch_session(&self, id: &str, expires_at_ms: u64) -> StoreResult<()>;
+    /// Ends a session.
+    async fn delete_session(&self, id: &str) -> StoreResult<()>;
+    /// Removes every session that expired before `now_ms`; returns how many.
+    async fn delete_expired_sessions(&self, now_ms: u64) -> StoreResult<u64>;
+
+    // --- channels ---
+
+    /// Creates a channel and makes its owner a member with role `owner`;
+    /// `Conflict` if the name is taken.
+    async fn create_channel(&self, channel: &NewChannel) -> StoreResult<ChannelRecord>;
+    /// Finds a channel by name.
+    async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>>;
+    /// Every channel, by name.
+    async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>>;
+
+    // --- memberships and invitations ---
+
+    /// Adds a member; returns false if they already were one.
+    async fn add_member(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        role: Role,
+        now_ms: u64,
+    ) -> StoreResult<bool>;
+    /// The members of a channel, owner first, then by name.
+    async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>>;
+    /// The user's role in each channel they belong to, by channel id.
+    async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>>;
+    /// The ids of every user sharing at least one channel with `user_id`
+    /// (not including themself).
+    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+    /// Removes a member; returns false if they were not one.
+    async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
+    /// Authorises a user to join a private channel.
+    async fn add_invite(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        invited_by: i64,
+        now_ms: u64,
+    ) -> StoreResult<()>;
+    /// Whether the user holds an invitation to the channel.
+    async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
+}
+
+/// Opens the store a database URL names: `sqlite://PATH`, a plain path, or
+/// (later) `postgres://…`.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Backend(
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL or a path"
+                .into(),
+        ));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    Ok(std::sync::Arc::new(SqliteStore::open(path)?))
+}
+
+/// Text forms used by every backend's columns.
+pub(crate) mod text {
+    use super::StoreError;
+    use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
+
+    pub(crate) fn presence(s: &str) -> Result<Presence, StoreError> {
+        s.parse().map_err(StoreError::Corrupt)
+    }
+    pub(crate) fn visibility(s: &str) -> Result<Visibility, StoreError> {
+        s.parse().map_err(StoreError::Corrupt)
+    }
+    pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
+        match s {
+            "owner" => Ok(Role::Owner),
+            "moderator" => Ok(Role::Moderator),
+            "member" => Ok(Role::Member),
+            _ => Err(StoreError::Corrupt(format!("unknown role {s:?}"))),
+        }
+    }
+    pub(crate) fn kind(s: &str) -> Result<AccountKind, StoreError> {
+        match s {
+            "user" => Ok(AccountKind::User),
+            "visitor" => Ok(AccountKind::Visitor),
+            _ => Err(StoreError::Corrupt(format!("unknown account kind {s:?}"))),
+        }
+    }
+    pub(crate) fn kind_str(k: AccountKind) -> &'static str {
+        match k {
+            AccountKind::User => "user",
+            AccountKind::Visitor => "visitor",
+        }
+    }
+}

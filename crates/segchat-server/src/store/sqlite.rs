@@ -1,0 +1,500 @@
+//! The embedded SQLite backend. One connection behind a mutex; every call
+//! runs on tokio's blocking pool so the async runtime never waits on disk.
+//! WAL mode: a `kill -9` loses nothing that was committed.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use segchat_proto::types::{Presence, Role};
+
+use super::text;
+use super::{
+    ChannelRecord, MemberRecord, NewChannel, SessionRecord, Store, StoreError, StoreResult,
+    UserRecord,
+};
+
+/// Schema migrations, applied in order; the number is the schema version.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("database lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            params![version, now_ms() as i64],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn user_record(row: (i64, String, String, String, i64)) -> StoreResult<UserRecord> {
+    let (id, username, password_hash, status, created) = row;
+    Ok(UserRecord {
+        id,
+        username,
+        password_hash,
+        status: text::presence(&status)?,
+        created_at_ms: created as u64,
+    })
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, status, created_at_ms";
+
+const CHANNEL_SELECT: &str = "SELECT c.id, c.name, c.owner_id, u.username, c.visibility, \
+     c.allow_visitors, c.created_at_ms, \
+     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id) \
+     FROM channels c JOIN users u ON u.id = c.owner_id";
+
+type ChannelRow = (i64, String, i64, String, String, bool, i64, i64);
+
+fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn channel_record(row: ChannelRow) -> StoreResult<ChannelRecord> {
+    let (id, name, owner_id, owner, visibility, allow_visitors, created, count) = row;
+    Ok(ChannelRecord {
+        id,
+        name,
+        owner_id,
+        owner,
+        visibility: text::visibility(&visibility)?,
+        allow_visitors,
+        created_at_ms: created as u64,
+        member_count: count as u32,
+    })
+}
+
+type SessionRow = (String, String, Option<i64>, String, String, i64, i64);
+
+fn session_record(row: SessionRow) -> StoreResult<SessionRecord> {
+    let (id, token_hash, user_id, display_name, kind, created, expires) = row;
+    Ok(SessionRecord {
+        id,
+        token_hash,
+        user_id,
+        display_name,
+        kind: text::kind(&kind)?,
+        created_at_ms: created as u64,
+        expires_at_ms: expires as u64,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<UserRecord> {
+        let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
+        self.call(move |c| {
+            let inserted = c.execute(
+                "INSERT INTO users (username, username_key, password_hash, status, created_at_ms)
+                 VALUES (?1, ?2, ?3, 'online', ?4)",
+                params![username, username.to_lowercase(), password_hash, now_ms as i64],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("username")),
+                Err(e) => Err(e.into()),
+                Ok(_) => Ok(UserRecord {
+                    id: c.last_insert_rowid(),
+                    username,
+                    password_hash,
+                    status: Presence::Online,
+                    created_at_ms: now_ms,
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let key = username.to_lowercase();
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE username_key = ?1"),
+                params![key],
+                user_from_row,
+            )
+            .optional()?
+            .map(user_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                params![id],
+                user_from_row,
+            )
+            .optional()?
+            .map(user_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set_user_status(&self, user_id: i64, status: Presence) -> StoreResult<()> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET status = ?1 WHERE id = ?2",
+                params![status.as_str(), user_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let s = s.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, token_hash, user_id, display_name, kind,
+                                       created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    s.token_hash,
+                    s.user_id,
+                    s.display_name,
+                    text::kind_str(s.kind),
+                    s.created_at_ms as i64,
+                    s.expires_at_ms as i64
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, token_hash, user_id, display_name, kind, created_at_ms, expires_at_ms
+                 FROM sessions WHERE token_hash = ?1 AND expires_at_ms > ?2",
+                params![token_hash, now_ms as i64],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(session_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: &str, expires_at_ms: u64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE sessions SET expires_at_ms = ?1 WHERE id = ?2",
+                params![expires_at_ms as i64, id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(&self, now_ms: u64) -> StoreResult<u64> {
+        self.call(move |c| {
+            let n = c.execute(
+                "DELETE FROM sessions WHERE expires_at_ms <= ?1",
+                params![now_ms as i64],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
+        let ch = ch.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO channels (name, owner_id, visibility, allow_visitors, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    ch.name,
+                    ch.owner_id,
+                    ch.visibility.as_str(),
+                    ch.allow_visitors,
+                    ch.created_at_ms as i64
+                ],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("channel")),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
+                 VALUES (?1, ?2, 'owner', ?3)",
+                params![id, ch.owner_id, ch.created_at_ms as i64],
+            )?;
+            let row = tx.query_row(
+                &format!("{CHANNEL_SELECT} WHERE c.id = ?1"),
+                params![id],
+                channel_from_row,
+            )?;
+            tx.commit()?;
+            channel_record(row)
+        })
+        .await
+    }
+
+    async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                &format!("{CHANNEL_SELECT} WHERE c.name = ?1"),
+                params![name],
+                channel_from_row,
+            )
+            .optional()?
+            .map(channel_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!("{CHANNEL_SELECT} ORDER BY c.name"))?;
+            let rows = stmt.query_map([], channel_from_row)?;
+            rows.map(|r| channel_record(r?)).collect()
+        })
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        role: Role,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        self.call(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO members (channel_id, user_id, role, joined_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![channel_id, user_id, role.as_str(), now_ms as i64],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT u.id, u.username, m.role, u.status FROM members m
+                 JOIN users u ON u.id = m.user_id WHERE m.channel_id = ?1
+                 ORDER BY m.role = 'owner' DESC, u.username_key",
+            )?;
+            let rows = stmt.query_map(params![channel_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            rows.map(|r| {
+                let (user_id, username, role, status) = r?;
+                Ok(MemberRecord {
+                    user_id,
+                    username,
+                    role: text::role(&role)?,
+                    status: text::presence(&status)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare("SELECT channel_id, role FROM members WHERE user_id = ?1")?;
+            let rows = stmt.query_map(params![user_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|r| {
+                let (id, role) = r?;
+                Ok((id, text::role(&role)?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT DISTINCT other.user_id FROM members mine
+                 JOIN members other ON other.channel_id = mine.channel_id
+                 WHERE mine.user_id = ?1 AND other.user_id != ?1",
+            )?;
+            let rows = stmt.query_map(params![user_id], |r| r.get::<_, i64>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
+        self.call(move |c| {
+            let n = c.execute(
+                "DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2",
+                params![channel_id, user_id],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn add_invite(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        invited_by: i64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO invites (channel_id, user_id, invited_by, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![channel_id, user_id, invited_by, now_ms as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM invites WHERE channel_id = ?1 AND user_id = ?2)",
+                params![channel_id, user_id],
+                |r| r.get::<_, bool>(0),
+            )?)
+        })
+        .await
+    }
+}
