@@ -66,8 +66,14 @@ impl FrameKind {
 pub enum Frame<Req, Rep, Ev> {
     Hello(Hello),
     Welcome(Welcome),
-    Request { id: u32, body: Req },
-    Response { id: u32, result: Result<Rep, Failure> },
+    Request {
+        id: u32,
+        body: Req,
+    },
+    Response {
+        id: u32,
+        result: Result<Rep, Failure>,
+    },
     Event(Ev),
     /// The sender is closing the connection, and says why.
     Error(Failure),
@@ -211,8 +217,8 @@ where
         src.advance(4);
         let mut payload = src.split_to(len);
         let kind_byte = payload.get_u8();
-        let kind = FrameKind::from_byte(kind_byte)
-            .ok_or(DecodeError::UnknownKind { kind: kind_byte })?;
+        let kind =
+            FrameKind::from_byte(kind_byte).ok_or(DecodeError::UnknownKind { kind: kind_byte })?;
         Self::decode_payload(kind, &payload).map(Some)
     }
 
@@ -241,20 +247,18 @@ where
             }
             FrameKind::Welcome => {
                 need(2)?;
-                let mut w: Welcome =
-                    serde_json::from_slice(&p[2..]).map_err(|e| malformed(&e))?;
+                let mut w: Welcome = serde_json::from_slice(&p[2..]).map_err(|e| malformed(&e))?;
                 w.version = u16::from_be_bytes([p[0], p[1]]);
                 Frame::Welcome(w)
             }
             FrameKind::Request => {
                 need(4)?;
                 let id = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                let body = serde_json::from_slice(&p[4..]).map_err(|e| {
-                    DecodeError::BadRequest {
+                let body =
+                    serde_json::from_slice(&p[4..]).map_err(|e| DecodeError::BadRequest {
                         id,
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 Frame::Request { id, body }
             }
             FrameKind::Response => {
@@ -275,9 +279,7 @@ where
                 };
                 Frame::Response { id, result }
             }
-            FrameKind::Event => {
-                Frame::Event(serde_json::from_slice(p).map_err(|e| malformed(&e))?)
-            }
+            FrameKind::Event => Frame::Event(serde_json::from_slice(p).map_err(|e| malformed(&e))?),
             FrameKind::Error => {
                 need(2)?;
                 let code = u16::from_be_bytes([p[0], p[1]]);
@@ -297,12 +299,15 @@ fn json<T: Serialize>(dst: &mut BytesMut, v: &T) -> Result<(), CodecError> {
     serde_json::to_writer(dst.writer(), v).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Marks which link a codec is for without owning any of its types.
+type Link<Req, Rep, Ev> = fn() -> (Req, Rep, Ev);
+
 /// A [`tokio_util::codec`] codec for one link. It refuses frames over
 /// `max_len` before buffering them.
 #[derive(Debug)]
 pub struct FrameCodec<Req, Rep, Ev> {
     max_len: usize,
-    _link: PhantomData<fn() -> (Req, Rep, Ev)>,
+    _link: PhantomData<Link<Req, Rep, Ev>>,
 }
 
 impl<Req, Rep, Ev> FrameCodec<Req, Rep, Ev> {
@@ -345,7 +350,10 @@ where
             None if src.is_empty() => Ok(None),
             None => Err(CodecError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("connection closed in the middle of a frame ({} bytes)", src.len()),
+                format!(
+                    "connection closed in the middle of a frame ({} bytes)",
+                    src.len()
+                ),
             ))),
         }
     }
@@ -384,7 +392,8 @@ mod tests {
                 Frame::Welcome(w)
             }),
             (any::<u32>(), any::<Request>()).prop_map(|(id, body)| Frame::Request { id, body }),
-            (any::<u32>(), any::<Reply>()).prop_map(|(id, r)| Frame::Response { id, result: Ok(r) }),
+            (any::<u32>(), any::<Reply>())
+                .prop_map(|(id, r)| Frame::Response { id, result: Ok(r) }),
             (any::<u32>(), any::<Failure>())
                 .prop_filter("errors are not OK", |(_, f)| f.status != Status::Ok)
                 .prop_map(|(id, f)| Frame::Response { id, result: Err(f) }),
@@ -448,7 +457,10 @@ mod tests {
                 max: MAX_FRAME_LEN
             })
         );
-        assert!(buf.capacity() < 1024, "must not reserve the announced length");
+        assert!(
+            buf.capacity() < 1024,
+            "must not reserve the announced length"
+        );
     }
 
     #[test]
@@ -463,7 +475,10 @@ mod tests {
             Err(DecodeError::BadRequest { id: 42, .. }) => {}
             other => panic!("expected BadRequest for id 42, got {other:?}"),
         }
-        assert!(buf.is_empty(), "the bad frame is consumed; the stream stays in step");
+        assert!(
+            buf.is_empty(),
+            "the bad frame is consumed; the stream stays in step"
+        );
     }
 
     #[test]

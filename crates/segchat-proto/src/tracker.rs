@@ -16,13 +16,23 @@ use crate::types::{ChannelInfo, MemberInfo, PeerInfo, Presence, Role, SessionInf
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Request {
     /// Create an account and sign this connection in as it.
-    Register { username: String, password: String },
+    Register {
+        username: String,
+        password: String,
+    },
     /// Sign in. A wrong username and a wrong password get the same answer.
-    Login { username: String, password: String },
+    Login {
+        username: String,
+        password: String,
+    },
     /// Sign in as a read-only visitor with only a display name.
-    Visit { display_name: String },
+    Visit {
+        display_name: String,
+    },
     /// Sign this connection in with the token of an earlier session.
-    Resume { token: String },
+    Resume {
+        token: String,
+    },
     /// End this session everywhere it is used.
     Logout,
     /// Who this connection is signed in as.
@@ -38,9 +48,13 @@ pub enum Request {
     /// Keep this connection's peer-list entry alive.
     Heartbeat,
     /// The live peers, all of them or those of one channel.
-    GetList { channel: Option<String> },
+    GetList {
+        channel: Option<String>,
+    },
     /// Set the user's status (across all their sessions).
-    SetStatus { status: Presence },
+    SetStatus {
+        status: Presence,
+    },
     /// Create a channel owned by the signed-in user.
     CreateChannel {
         name: String,
@@ -49,12 +63,21 @@ pub enum Request {
     },
     /// The channels the signed-in user or visitor may see.
     ListChannels,
-    JoinChannel { channel: String },
-    LeaveChannel { channel: String },
+    JoinChannel {
+        channel: String,
+    },
+    LeaveChannel {
+        channel: String,
+    },
     /// Members of a channel, with presence as the asker may see it.
-    Members { channel: String },
+    Members {
+        channel: String,
+    },
     /// Authorise a user to join a private channel (owner or moderator).
-    Invite { channel: String, username: String },
+    Invite {
+        channel: String,
+        username: String,
+    },
 }
 
 impl Request {

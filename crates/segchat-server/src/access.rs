@@ -107,7 +107,11 @@ mod tests {
         assert!(!rules(Visibility::Public, false).can_see(VISITOR));
         assert!(!rules(Visibility::MembersOnly, true).can_see(VISITOR));
         assert!(!rules(Visibility::Private, true).can_see(VISITOR));
-        for vis in [Visibility::Public, Visibility::MembersOnly, Visibility::Private] {
+        for vis in [
+            Visibility::Public,
+            Visibility::MembersOnly,
+            Visibility::Private,
+        ] {
             let r = rules(vis, true);
             assert!(!r.can_write(VISITOR) && !r.can_join(VISITOR));
         }

@@ -125,7 +125,10 @@ impl LoginLimiter {
         }
         // Keep the map from growing without bound under a spray of names.
         if map.len() > 100_000 {
-            map.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < self.window));
+            map.retain(|_, l| {
+                l.last()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
         }
     }
 
@@ -174,6 +177,8 @@ mod tests {
         lim.failed("a1", ip, t0);
         lim.failed("a2", ip, t0);
         assert!(lim.blocked("a3", ip, t0).is_some());
-        assert!(lim.blocked("a3", "10.0.0.2".parse().expect("ip"), t0).is_none());
+        assert!(lim
+            .blocked("a3", "10.0.0.2".parse().expect("ip"), t0)
+            .is_none());
     }
 }

@@ -6,17 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures::SinkExt;
 use segchat_proto::frame::CodecError;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{
     DecodeError, Failure, Frame, FrameCodec, LinkKind, Status, Welcome, PROTOCOL_VERSION,
 };
+use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{ConnId, TrackerFrame};
@@ -40,7 +43,7 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let codec = Codec::new(shared.config.max_frame_len);
-    let mut reader = FramedRead::new(r, codec.clone());
+    let mut reader = FrameReader::new(r, shared.config.max_frame_len);
     let mut writer = FramedWrite::new(w, codec);
 
     shared
@@ -90,10 +93,7 @@ pub(crate) async fn serve(
 }
 
 /// Waits for `hello` and checks it.
-async fn handshake(
-    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
-    shared: &Shared,
-) -> Result<Welcome, Failure> {
+async fn handshake(reader: &mut FrameReader, shared: &Shared) -> Result<Welcome, Failure> {
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next())
         .await
         .map_err(|_| Failure::bad_request("no hello within 10 s"))?;
@@ -128,7 +128,7 @@ async fn handshake(
 
 /// Reads and answers requests until the connection ends; says why it did.
 async fn read_loop(
-    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+    reader: &mut FrameReader,
     tx: &mpsc::Sender<TrackerFrame>,
     shared: &Shared,
     ctx: &mut ConnCtx,
@@ -219,4 +219,45 @@ async fn write_loop(
     }
     let _ = writer.flush().await;
     let _ = writer.get_mut().shutdown().await;
+}
+
+/// Reads frames off the socket. Unlike `FramedRead`, it keeps going after a
+/// recoverable decode error (a whole request frame with a bad body), so
+/// that request can be answered with BAD_REQUEST on a live connection.
+struct FrameReader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+    max_len: usize,
+}
+
+impl FrameReader {
+    fn new(half: OwnedReadHalf, max_len: usize) -> Self {
+        FrameReader {
+            half,
+            buf: BytesMut::with_capacity(8 * 1024),
+            max_len,
+        }
+    }
+
+    /// The next frame; `None` on a clean close between frames.
+    async fn next(&mut self) -> Option<Result<TrackerFrame, CodecError>> {
+        loop {
+            match TrackerFrame::decode(&mut self.buf, self.max_len) {
+                Ok(Some(frame)) => return Some(Ok(frame)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(CodecError::Decode(e))),
+            }
+            match self.half.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return None,
+                Ok(0) => {
+                    return Some(Err(CodecError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed in the middle of a frame",
+                    ))))
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(CodecError::Io(e))),
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@
 //! - `auth.rs`: argon2id passwords, tokens, the sign-in rate limit.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
 //!   today, PostgreSQL next.
-//! - [`config`]: settings.
+//! - [`config`]: the settings.
 
 mod access;
 mod auth;

@@ -11,10 +11,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::LoginLimiter;
 use crate::config::ServerConfig;
+use crate::conn;
 use crate::hub::Hub;
 use crate::ops::{now_ms, Shared};
 use crate::store::{self, StoreError};
-use crate::conn;
 
 /// How long connections get to finish after shutdown is signalled.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -27,10 +27,7 @@ pub enum ServerError {
     #[error("could not open the database: {0}")]
     Store(#[from] StoreError),
     #[error("could not open the system log in {dir}: {source}")]
-    Log {
-        dir: String,
-        source: std::io::Error,
-    },
+    Log { dir: String, source: std::io::Error },
 }
 
 /// Runs the server on `listener` until `shutdown` is cancelled, then waits
@@ -45,9 +42,10 @@ pub async fn run(
         dir: config.log.dir.display().to_string(),
         source,
     })?;
-    let url = config.database_url.clone().unwrap_or_else(|| {
-        config.data_dir.join("server.db").display().to_string()
-    });
+    let url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("server.db").display().to_string());
     let store = store::open(&url).await?;
     let local = listener
         .local_addr()
@@ -99,7 +97,10 @@ pub async fn run(
         }
     }
     tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the grace period; stopping anyway");
     }
     log.record("SERVER_STOPPED", &local, "shutdown");
@@ -109,7 +110,8 @@ pub async fn run(
 
 /// Drops peers whose heartbeats stopped, and expired sessions.
 async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let tick = (shared.config.heartbeat / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let tick =
+        (shared.config.heartbeat / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
     let mut last_session_sweep = std::time::Instant::now();
     loop {

@@ -325,7 +325,10 @@ pub(super) async fn invite(
     shared.log.record(
         "CHANNEL_INVITE",
         ctx.addr,
-        format!("channel={} user={} by={}", ch.name, target.username, p.username),
+        format!(
+            "channel={} user={} by={}",
+            ch.name, target.username, p.username
+        ),
     );
     Ok(Reply::Channel(ch.info(viewer.role)))
 }

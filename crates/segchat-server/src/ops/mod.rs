@@ -17,7 +17,7 @@ use segchat_proto::Failure;
 
 use crate::auth::LoginLimiter;
 use crate::config::ServerConfig;
-use crate::hub::{ConnId, Hub, Principal, PresenceChange};
+use crate::hub::{ConnId, Hub, PresenceChange, Principal};
 use crate::store::{Store, StoreError};
 
 pub(crate) use session::sign_out_conn;
@@ -131,7 +131,11 @@ pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, s
     shared.log.record(
         "PRESENCE_CHANGED",
         source,
-        format!("user={username} from={} to={}", before.as_str(), after.as_str()),
+        format!(
+            "user={username} from={} to={}",
+            before.as_str(),
+            after.as_str()
+        ),
     );
     shared.hub.push_to_users(
         &[user_id],

@@ -2,12 +2,14 @@
 
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::types::{
-    validate_display_name, validate_username, AccountKind, Presence, SessionInfo,
-    MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
+    validate_display_name, validate_username, AccountKind, Presence, SessionInfo, MAX_PASSWORD_LEN,
+    MIN_PASSWORD_LEN,
 };
 use segchat_proto::{Failure, Status};
 
-use super::{announce_presence, now, now_ms, registered, signed_in, store_failure, ConnCtx, Shared};
+use super::{
+    announce_presence, now, now_ms, registered, signed_in, store_failure, ConnCtx, Shared,
+};
 use crate::auth::{hash_password, random_hex, token_hash, verify_password};
 use crate::hub::Principal;
 use crate::store::{SessionRecord, StoreError};
@@ -32,9 +34,11 @@ pub(super) async fn register(
     let user = match shared.store.create_user(&username, &hash, now_ms()).await {
         Ok(u) => u,
         Err(StoreError::Conflict(_)) => {
-            shared
-                .log
-                .record("REGISTER_REFUSED", ctx.addr, format!("user={username} taken"));
+            shared.log.record(
+                "REGISTER_REFUSED",
+                ctx.addr,
+                format!("user={username} taken"),
+            );
             return Err(Failure::conflict(format!(
                 "the username {username:?} is taken"
             )));
@@ -44,7 +48,15 @@ pub(super) async fn register(
     shared
         .log
         .record("REGISTER", ctx.addr, format!("user={}", user.username));
-    start_session(shared, ctx, Some(user.id), user.username, user.status, AccountKind::User).await
+    start_session(
+        shared,
+        ctx,
+        Some(user.id),
+        user.username,
+        user.status,
+        AccountKind::User,
+    )
+    .await
 }
 
 pub(super) async fn login(
@@ -89,7 +101,15 @@ pub(super) async fn login(
     shared
         .log
         .record("LOGIN", ctx.addr, format!("user={}", user.username));
-    start_session(shared, ctx, Some(user.id), user.username, user.status, AccountKind::User).await
+    start_session(
+        shared,
+        ctx,
+        Some(user.id),
+        user.username,
+        user.status,
+        AccountKind::User,
+    )
+    .await
 }
 
 pub(super) async fn visit(
@@ -188,7 +208,10 @@ pub(super) async fn resume(
     shared.log.record(
         "SESSION_RESUMED",
         ctx.addr,
-        format!("user={} session={}", principal.username, principal.session_id),
+        format!(
+            "user={} session={}",
+            principal.username, principal.session_id
+        ),
     );
     let mut info = session_info(&principal, status);
     info.token = token;
@@ -206,7 +229,10 @@ pub(super) async fn logout(shared: &Shared, ctx: &mut ConnCtx) -> Result<Reply, 
     shared.log.record(
         "LOGOUT",
         ctx.addr,
-        format!("user={} session={}", principal.username, principal.session_id),
+        format!(
+            "user={} session={}",
+            principal.username, principal.session_id
+        ),
     );
     // Every other connection using this session is signed out too.
     let others: Vec<_> = shared
@@ -257,7 +283,10 @@ pub(super) async fn set_status(
         .set_user_status(uid, status)
         .await
         .map_err(|e| store_failure(shared, ctx, e))?;
-    let before = shared.hub.set_status(uid, status).unwrap_or(Presence::Offline);
+    let before = shared
+        .hub
+        .set_status(uid, status)
+        .unwrap_or(Presence::Offline);
     if before != status {
         let change = crate::hub::PresenceChange {
             user_id: uid,

@@ -162,8 +162,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(StoreError::Backend(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL or a path"
-                .into(),
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL or a path".into(),
         ));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);

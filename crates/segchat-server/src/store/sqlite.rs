@@ -181,7 +181,12 @@ impl Store for SqliteStore {
             let inserted = c.execute(
                 "INSERT INTO users (username, username_key, password_hash, status, created_at_ms)
                  VALUES (?1, ?2, ?3, 'online', ?4)",
-                params![username, username.to_lowercase(), password_hash, now_ms as i64],
+                params![
+                    username,
+                    username.to_lowercase(),
+                    password_hash,
+                    now_ms as i64
+                ],
             );
             match inserted {
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("username")),
