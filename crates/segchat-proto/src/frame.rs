@@ -408,7 +408,27 @@ mod tests {
         buf
     }
 
+    type PFrame = Frame<crate::peer::Request, crate::peer::Reply, crate::peer::Event>;
+
+    fn arb_peer_frame() -> impl Strategy<Value = PFrame> {
+        prop_oneof![
+            (any::<u32>(), any::<crate::peer::Request>())
+                .prop_map(|(id, body)| Frame::Request { id, body }),
+            (any::<u32>(), any::<crate::peer::Reply>())
+                .prop_map(|(id, r)| Frame::Response { id, result: Ok(r) }),
+            any::<crate::peer::Event>().prop_map(Frame::Event),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn peer_frames_round_trip(frame in arb_peer_frame()) {
+            let mut buf = BytesMut::new();
+            frame.encode(&mut buf).expect("encodes");
+            let back = PFrame::decode(&mut buf, MAX_FRAME_LEN).expect("decodes").expect("complete");
+            prop_assert_eq!(back, frame);
+        }
+
         #[test]
         fn decode_inverts_encode(frame in arb_frame()) {
             let mut buf = encode(&frame);

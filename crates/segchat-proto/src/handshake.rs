@@ -44,6 +44,13 @@ pub struct Welcome {
     pub heartbeat_ms: u64,
     /// After how long without a heartbeat a peer leaves the live list.
     pub peer_ttl_ms: u64,
+    /// The server's ed25519 public key (hex), which signs tickets. Empty
+    /// on a peer link.
+    #[serde(default)]
+    pub server_key: String,
+    /// Largest message body the server accepts, in bytes.
+    #[serde(default)]
+    pub max_body_len: u32,
 }
 
 impl Hello {

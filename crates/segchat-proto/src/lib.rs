@@ -12,10 +12,16 @@
 //! - [`types`]: the records the operations exchange (sessions, peers,
 //!   channels, members, presence).
 //! - [`tracker`]: the node ↔ server link: requests, replies and events.
+//! - [`peer`]: the node ↔ node link (member to channel host).
+//! - [`ticket`]: server-signed tickets binding a node key to a user.
+//! - [`message`]: chat messages and the canonical bytes authors sign.
 
 pub mod frame;
 pub mod handshake;
+pub mod message;
+pub mod peer;
 pub mod status;
+pub mod ticket;
 pub mod tracker;
 pub mod types;
 

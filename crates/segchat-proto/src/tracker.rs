@@ -7,6 +7,10 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
+use uuid::Uuid;
+
+use crate::message::{Message, Sequenced};
+use crate::ticket::SignedTicket;
 use crate::types::{ChannelInfo, MemberInfo, PeerInfo, Presence, Role, SessionInfo, Visibility};
 
 /// A request from a node. Every request but `register`, `login`, `visit`
@@ -78,6 +82,31 @@ pub enum Request {
         channel: String,
         username: String,
     },
+    /// A ticket binding this node's ed25519 key (hex) to the session.
+    GetTicket {
+        node_key: String,
+    },
+    /// Declare this node the live host of a channel the user owns.
+    HostChannel {
+        channel: String,
+    },
+    /// Host → server: store these messages in the backup (idempotent by
+    /// id). Answered only once they are durable.
+    Backup {
+        channel: String,
+        messages: Vec<Message>,
+    },
+    /// Member → server while the host is offline: store and notify.
+    PostMessage {
+        message: Message,
+    },
+    /// Messages of the server's copy with server sequence numbers above
+    /// `after_seq`, oldest first, at most `limit` (capped at 200).
+    History {
+        channel: String,
+        after_seq: u64,
+        limit: u32,
+    },
 }
 
 impl Request {
@@ -100,6 +129,11 @@ impl Request {
             Request::LeaveChannel { .. } => "leave_channel",
             Request::Members { .. } => "members",
             Request::Invite { .. } => "invite",
+            Request::GetTicket { .. } => "get_ticket",
+            Request::HostChannel { .. } => "host_channel",
+            Request::Backup { .. } => "backup",
+            Request::PostMessage { .. } => "post_message",
+            Request::History { .. } => "history",
         }
     }
 }
@@ -128,6 +162,33 @@ pub enum Reply {
     },
     /// Answer to operations with nothing to return.
     Done,
+    /// Answer to `get_ticket`.
+    Ticket(SignedTicket),
+    /// Answer to `host_channel`: the server's highest sequence number for
+    /// the channel, so the host knows where to pull from.
+    Hosting {
+        channel: String,
+        server_last_seq: u64,
+    },
+    /// Answer to `backup`: how many were new, and the server's highest
+    /// sequence number for the channel afterwards.
+    BackedUp {
+        channel: String,
+        stored: u32,
+        server_last_seq: u64,
+    },
+    /// Answer to `post_message`.
+    Stored {
+        #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
+        id: Uuid,
+        seq: u64,
+    },
+    /// Answer to `history`.
+    Messages {
+        channel: String,
+        messages: Vec<Sequenced>,
+        has_more: bool,
+    },
 }
 
 /// Something the server pushes without being asked.
@@ -150,4 +211,26 @@ pub enum Event {
     ChannelCreated { channel: ChannelInfo },
     /// Your session was ended (logged out from another node).
     SessionEnded { reason: String },
+    /// A channel's host node came online (with its P2P address) or went
+    /// away. Sent to the channel's members.
+    HostStatus {
+        channel: String,
+        #[cfg_attr(
+            test,
+            proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
+        )]
+        host: Option<SocketAddr>,
+    },
+    /// The server stored a message in a channel you belong to (or host):
+    /// fetch it with `history`, or count it as unread.
+    MessageNotice {
+        channel: String,
+        seq: u64,
+        #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
+        id: Uuid,
+        author: String,
+        /// How many new messages this notice stands for (a host's backup
+        /// batch is one notice).
+        count: u32,
+    },
 }

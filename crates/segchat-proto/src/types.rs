@@ -173,6 +173,14 @@ pub struct ChannelInfo {
     pub member_count: u32,
     /// The asker's role, if they are a member.
     pub my_role: Option<Role>,
+    /// Where the channel's host node accepts P2P connections while it is
+    /// online; `null` while the host is offline (use the server's backup).
+    #[serde(default)]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
+    )]
+    pub host: Option<SocketAddr>,
 }
 
 /// A channel member with their presence as the asker may see it.

@@ -45,8 +45,6 @@ impl Rules {
         }
     }
 
-    // Enforced where messages are posted (the P2P channel issue).
-    #[allow(dead_code)]
     pub(crate) fn can_write(self, v: Viewer) -> bool {
         v.kind == AccountKind::User && v.role.is_some()
     }

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// The system log's directory and rotation.
     pub log: LogConfig,
+    /// Largest message body accepted, in bytes.
+    pub max_body_len: usize,
+    /// How long a node's ticket is valid.
+    pub ticket_lifetime: Duration,
 }
 
 impl ServerConfig {
@@ -45,6 +49,8 @@ impl ServerConfig {
             login_failures_per_ip: 20,
             login_window: Duration::from_secs(300),
             outbound_queue: 1024,
+            max_body_len: segchat_proto::message::MAX_BODY_LEN,
+            ticket_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -61,6 +67,12 @@ impl ServerConfig {
         }
         if self.max_frame_len < 1024 {
             return Err("max frame length must be at least 1024 bytes".into());
+        }
+        if self.max_body_len == 0 || self.max_body_len > segchat_proto::message::MAX_BODY_LEN * 16 {
+            return Err(format!(
+                "max body length must be between 1 and {} bytes",
+                segchat_proto::message::MAX_BODY_LEN * 16
+            ));
         }
         if self.outbound_queue == 0 {
             return Err("outbound queue must hold at least one frame".into());

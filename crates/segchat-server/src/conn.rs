@@ -123,6 +123,8 @@ async fn handshake(reader: &mut FrameReader, shared: &Shared) -> Result<Welcome,
         agent: concat!("segchat-server/", env!("CARGO_PKG_VERSION")).into(),
         heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
         peer_ttl_ms: shared.config.peer_ttl.as_millis() as u64,
+        server_key: hex::encode(shared.key.verifying_key().as_bytes()),
+        max_body_len: shared.config.max_body_len as u32,
     })
 }
 

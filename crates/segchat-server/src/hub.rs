@@ -58,6 +58,8 @@ struct State {
     peers: HashMap<ConnId, Peer>,
     /// The status each connected user chose; absent means not connected.
     status: HashMap<i64, Presence>,
+    /// Channel name → the connection hosting it and its P2P address.
+    hosts: HashMap<String, (ConnId, SocketAddr, i64)>,
 }
 
 /// What happened to a user's presence because of a bind or unbind.
@@ -296,6 +298,51 @@ impl Hub {
             .collect();
         list.sort_by(|a, b| (&a.username, a.p2p_addr).cmp(&(&b.username, b.p2p_addr)));
         list
+    }
+
+    /// Makes the connection the live host of `channel` (owned by
+    /// `owner_id`); returns its P2P address, or `None` if it has not
+    /// submitted one.
+    pub(crate) fn set_host(&self, channel: &str, id: ConnId, owner_id: i64) -> Option<SocketAddr> {
+        let mut st = self.lock();
+        let addr = st.peers.get(&id)?.p2p_addr;
+        st.hosts.insert(channel.to_owned(), (id, addr, owner_id));
+        Some(addr)
+    }
+
+    /// The P2P address of a channel's host, as others may see it: `None`
+    /// while no node hosts it or while its owner is invisible (an address
+    /// would tell that they are online).
+    pub(crate) fn host_of(&self, channel: &str) -> Option<SocketAddr> {
+        let st = self.lock();
+        let (_, addr, owner) = st.hosts.get(channel)?;
+        let status = st.status.get(owner).copied().unwrap_or(Presence::Offline);
+        (status.as_seen_by_others() != Presence::Offline).then_some(*addr)
+    }
+
+    /// Channels hosted by the user's nodes.
+    pub(crate) fn hosted_by(&self, owner_id: i64) -> Vec<String> {
+        self.lock()
+            .hosts
+            .iter()
+            .filter(|(_, (_, _, o))| *o == owner_id)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Stops `id` hosting anything; returns the channels it hosted.
+    pub(crate) fn drop_hosts(&self, id: ConnId) -> Vec<String> {
+        let mut st = self.lock();
+        let gone: Vec<String> = st
+            .hosts
+            .iter()
+            .filter(|(_, (c, _, _))| *c == id)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            st.hosts.remove(name);
+        }
+        gone
     }
 
     /// Connections signed in with the given session.

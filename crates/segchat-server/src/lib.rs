@@ -12,6 +12,7 @@
 //!   presence, event delivery.
 //! - `access.rs`: who may see, read, write and join a channel (pure rules).
 //! - `auth.rs`: argon2id passwords, tokens, the sign-in rate limit.
+//! - `keys.rs`: the server's ed25519 key, which signs tickets.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
 //!   today, PostgreSQL next.
 //! - [`config`]: the settings.
@@ -21,6 +22,7 @@ mod auth;
 pub mod config;
 mod conn;
 mod hub;
+mod keys;
 mod ops;
 mod server;
 pub mod store;

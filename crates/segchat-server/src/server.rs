@@ -26,7 +26,7 @@ pub enum ServerError {
     Config(String),
     #[error("could not open the database: {0}")]
     Store(#[from] StoreError),
-    #[error("could not open the system log in {dir}: {source}")]
+    #[error("could not open {dir}: {source}")]
     Log { dir: String, source: std::io::Error },
 }
 
@@ -47,6 +47,10 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join("server.db").display().to_string());
     let store = store::open(&url).await?;
+    let key = crate::keys::load_or_create(&config.data_dir).map_err(|source| ServerError::Log {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -67,6 +71,7 @@ pub async fn run(
         hub: Hub::new(log.clone()),
         store,
         log: log.clone(),
+        key,
         config,
     });
 

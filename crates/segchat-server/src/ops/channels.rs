@@ -18,7 +18,7 @@ impl ChannelRecord {
         }
     }
 
-    fn info(&self, my_role: Option<Role>) -> ChannelInfo {
+    fn info(&self, my_role: Option<Role>, host: Option<std::net::SocketAddr>) -> ChannelInfo {
         ChannelInfo {
             name: self.name.clone(),
             owner: self.owner.clone(),
@@ -27,6 +27,7 @@ impl ChannelRecord {
             created_at_ms: self.created_at_ms,
             member_count: self.member_count,
             my_role,
+            host,
         }
     }
 }
@@ -124,7 +125,7 @@ pub(super) async fn create(
     // Tell everyone who can now see it (for a private channel: its owner).
     let rules = ch.rules();
     let event = Event::ChannelCreated {
-        channel: ch.info(None),
+        channel: ch.info(None, shared.hub.host_of(&ch.name)),
     };
     shared.hub.push_where(&event, |other| {
         other.user_id != Some(uid)
@@ -137,10 +138,12 @@ pub(super) async fn create(
     shared.hub.push_to_users(
         &[uid],
         &Event::ChannelCreated {
-            channel: ch.info(Some(Role::Owner)),
+            channel: ch.info(Some(Role::Owner), shared.hub.host_of(&ch.name)),
         },
     );
-    Ok(Reply::Channel(ch.info(Some(Role::Owner))))
+    Ok(Reply::Channel(
+        ch.info(Some(Role::Owner), shared.hub.host_of(&ch.name)),
+    ))
 }
 
 pub(super) async fn list(shared: &Shared, ctx: &ConnCtx) -> Result<Reply, Failure> {
@@ -175,7 +178,7 @@ pub(super) async fn list(shared: &Shared, ctx: &ConnCtx) -> Result<Reply, Failur
             invited,
         };
         if ch.rules().can_see(viewer) {
-            channels.push(ch.info(role));
+            channels.push(ch.info(role, shared.hub.host_of(&ch.name)));
         }
     }
     Ok(Reply::Channels { channels })
@@ -190,7 +193,9 @@ pub(super) async fn join(shared: &Shared, ctx: &ConnCtx, name: String) -> Result
         return Err(no_such_channel(&name));
     }
     if let Some(role) = viewer.role {
-        return Ok(Reply::Channel(ch.info(Some(role))));
+        return Ok(Reply::Channel(
+            ch.info(Some(role), shared.hub.host_of(&ch.name)),
+        ));
     }
     if !rules.can_join(viewer) {
         return Err(Failure::forbidden(format!(
@@ -217,7 +222,9 @@ pub(super) async fn join(shared: &Shared, ctx: &ConnCtx, name: String) -> Result
         },
     );
     let ch = load_channel(shared, ctx, &name).await?;
-    Ok(Reply::Channel(ch.info(Some(Role::Member))))
+    Ok(Reply::Channel(
+        ch.info(Some(Role::Member), shared.hub.host_of(&ch.name)),
+    ))
 }
 
 pub(super) async fn leave(shared: &Shared, ctx: &ConnCtx, name: String) -> Result<Reply, Failure> {
@@ -330,10 +337,16 @@ pub(super) async fn invite(
             ch.name, target.username, p.username
         ),
     );
-    Ok(Reply::Channel(ch.info(viewer.role)))
+    Ok(Reply::Channel(
+        ch.info(viewer.role, shared.hub.host_of(&ch.name)),
+    ))
 }
 
-async fn member_ids(shared: &Shared, ctx: &ConnCtx, channel_id: i64) -> Result<Vec<i64>, Failure> {
+pub(super) async fn member_ids(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    channel_id: i64,
+) -> Result<Vec<i64>, Failure> {
     Ok(shared
         .store
         .members(channel_id)

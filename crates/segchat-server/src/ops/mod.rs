@@ -3,6 +3,7 @@
 //! or a [`Failure`]; [`handle`] dispatches.
 
 mod channels;
+mod messages;
 mod peers;
 mod session;
 
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     pub(crate) limiter: LoginLimiter,
     pub(crate) log: SystemLog,
+    /// Signs tickets.
+    pub(crate) key: ed25519_dalek::SigningKey,
 }
 
 /// One connection's view of itself.
@@ -77,6 +80,17 @@ pub(crate) async fn handle(
         Request::Invite { channel, username } => {
             channels::invite(shared, ctx, channel, username).await
         }
+        Request::GetTicket { node_key } => messages::get_ticket(shared, ctx, node_key),
+        Request::HostChannel { channel } => messages::host_channel(shared, ctx, channel).await,
+        Request::Backup { channel, messages } => {
+            messages::backup(shared, ctx, channel, messages).await
+        }
+        Request::PostMessage { message } => messages::post_message(shared, ctx, message).await,
+        Request::History {
+            channel,
+            after_seq,
+            limit,
+        } => messages::history(shared, ctx, channel, after_seq, limit).await,
     }
 }
 
@@ -147,6 +161,12 @@ pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, s
     let (seen_before, seen_after) = (before.as_seen_by_others(), after.as_seen_by_others());
     if seen_before == seen_after {
         return;
+    }
+    // Going invisible hides the user's hosted channels' address too.
+    for channel in shared.hub.hosted_by(user_id) {
+        if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
+            messages::announce_host(shared, &ch).await;
+        }
     }
     match shared.store.channel_mates(user_id).await {
         Ok(mates) => shared.hub.push_to_users(

@@ -313,7 +313,20 @@ async fn sign_in(shared: &Shared, ctx: &mut ConnCtx, principal: Principal, statu
 /// Signs the connection out (it stays open) and announces the presence
 /// change if it was the user's last connection.
 pub(crate) async fn sign_out_conn(shared: &Shared, ctx: &mut ConnCtx) {
-    ctx.principal = None;
+    let who = ctx.principal.take();
+    for channel in shared.hub.drop_hosts(ctx.id) {
+        shared.log.record(
+            "HOST_OFFLINE",
+            ctx.addr,
+            format!(
+                "channel={channel} host={}",
+                who.as_ref().map_or("?", |p| p.username.as_str())
+            ),
+        );
+        if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
+            super::messages::announce_host(shared, &ch).await;
+        }
+    }
     let (_, change) = shared.hub.unbind(ctx.id);
     if let Some(change) = change {
         announce_presence(shared, change, ctx.addr).await;

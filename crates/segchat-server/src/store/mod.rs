@@ -10,6 +10,7 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
 
 /// A storage failure. `Conflict` is the only one a client may learn about
@@ -155,6 +156,57 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// Whether the user holds an invitation to the channel.
     async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
+
+    // --- messages (the backup) ---
+
+    /// Stores messages that are not stored yet (by id), durably, in one
+    /// transaction.
+    async fn insert_messages(
+        &self,
+        channel_id: i64,
+        messages: &[Message],
+        source: MessageSource,
+        now_ms: u64,
+    ) -> StoreResult<Inserted>;
+    /// Messages of a channel with sequence numbers above `after_seq`,
+    /// oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Sequenced>>;
+    /// The channel's highest sequence number (0 when empty).
+    async fn last_seq(&self, channel_id: i64) -> StoreResult<u64>;
+}
+
+/// What [`Store::insert_messages`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// How many messages were new.
+    pub new: u32,
+    /// Each message's sequence number, new or already stored, in order.
+    pub seqs: Vec<u64>,
+    /// The channel's highest sequence number afterwards.
+    pub last_seq: u64,
+}
+
+/// How a message reached the server's backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageSource {
+    /// Streamed by the channel's host.
+    Host,
+    /// Posted by a member while the host was offline.
+    Member,
+}
+
+impl MessageSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MessageSource::Host => "host",
+            MessageSource::Member => "member",
+        }
+    }
 }
 
 /// Opens the store a database URL names: `sqlite://PATH`, a plain path, or

@@ -10,13 +10,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::types::{Presence, Role};
 
 use super::text;
+use segchat_proto::message::{Message, Sequenced};
+
 use super::{
-    ChannelRecord, MemberRecord, NewChannel, SessionRecord, Store, StoreError, StoreResult,
-    UserRecord,
+    ChannelRecord, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord, Store,
+    StoreError, StoreResult, UserRecord,
 };
 
 /// Schema migrations, applied in order; the number is the schema version.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_messages.sql")),
+];
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -502,4 +507,122 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn insert_messages(
+        &self,
+        channel_id: i64,
+        messages: &[Message],
+        source: MessageSource,
+        now_ms: u64,
+    ) -> StoreResult<Inserted> {
+        let rows: Vec<(String, String, i64, String, String, String)> = messages
+            .iter()
+            .map(|m| {
+                Ok((
+                    m.id.to_string(),
+                    m.author.clone(),
+                    m.ts_ms as i64,
+                    m.body.clone(),
+                    serde_json::to_string(&m.ticket)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    m.signature.clone(),
+                ))
+            })
+            .collect::<StoreResult<_>>()?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let mut new = 0u32;
+            let mut seqs = Vec::with_capacity(rows.len());
+            {
+                let mut seq_of = tx.prepare_cached("SELECT seq FROM messages WHERE id = ?1")?;
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO messages
+                     (id, channel_id, author, ts_ms, body, ticket, signature, source, received_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for (id, author, ts, body, ticket, sig) in &rows {
+                    new += stmt.execute(params![
+                        id,
+                        channel_id,
+                        author,
+                        ts,
+                        body,
+                        ticket,
+                        sig,
+                        source.as_str(),
+                        now_ms as i64
+                    ])? as u32;
+                    seqs.push(seq_of.query_row(params![id], |r| r.get::<_, i64>(0))? as u64);
+                }
+            }
+            let last_seq = last_seq_in(&tx, channel_id)?;
+            tx.commit()?;
+            Ok(Inserted {
+                new,
+                seqs,
+                last_seq,
+            })
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Sequenced>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.seq, m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature
+                 FROM messages m JOIN channels ch ON ch.id = m.channel_id
+                 WHERE m.channel_id = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![channel_id, after_seq as i64, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })?;
+            rows.map(|r| {
+                let (seq, id, channel, author, ts, body, ticket, signature) = r?;
+                Ok(Sequenced {
+                    seq: seq as u64,
+                    message: Message {
+                        id: id
+                            .parse()
+                            .map_err(|e| StoreError::Corrupt(format!("message id: {e}")))?,
+                        channel,
+                        author,
+                        ts_ms: ts as u64,
+                        body,
+                        ticket: serde_json::from_str(&ticket)
+                            .map_err(|e| StoreError::Corrupt(format!("ticket: {e}")))?,
+                        signature,
+                    },
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {
+        self.call(move |c| last_seq_in(c, channel_id)).await
+    }
+}
+
+fn last_seq_in(c: &Connection, channel_id: i64) -> StoreResult<u64> {
+    let seq: i64 = c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1",
+        params![channel_id],
+        |r| r.get(0),
+    )?;
+    Ok(seq as u64)
 }

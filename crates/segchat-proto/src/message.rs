@@ -1,0 +1,249 @@
+//! Chat messages and the canonical bytes their authors sign.
+//!
+//! A message's id is a UUIDv7 made by the author's node; every store keeps
+//! a channel as a set keyed by id and orders it by `(ts_ms, id)`. The
+//! author signs with their node key; the message carries the author's
+//! server-signed [`SignedTicket`], so anyone holding the server's public key
+//! can check it, at any time, with nothing else:
+//!
+//! 1. the ticket verifies under the server's key,
+//! 2. the ticket is for a registered user named `author`,
+//! 3. `signature` verifies under the ticket's node key over:
+//!
+//! ```text
+//! "segchat-msg-v1" 0x00
+//! id: 16 bytes (the UUID's bytes)
+//! channel: u16 length · UTF-8
+//! author: u16 length · UTF-8
+//! ts_ms: u64
+//! body: u32 length · UTF-8
+//! ```
+
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ticket::{decode_signature, put_str16, SignedTicket, TrustError};
+use crate::types::AccountKind;
+
+/// Default largest message body, in bytes (servers and hosts may lower it).
+pub const MAX_BODY_LEN: usize = 4_000;
+/// Most messages one `history` / `sync` / `backup` frame carries.
+pub const MAX_BATCH: usize = 200;
+
+/// Budget for the messages of one frame, in bytes of JSON, leaving room
+/// under [`crate::MAX_FRAME_LEN`] for the rest of the frame.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+const DOMAIN: &[u8] = b"segchat-msg-v1\0";
+
+/// An upper bound of a message's JSON size: every body byte may be escaped
+/// as `\u00XX`, and the ticket, id and signature take well under 1 KiB.
+pub fn wire_size_bound(m: &Message) -> usize {
+    1024 + 6 * (m.body.len() + m.channel.len() + m.author.len() + m.ticket.ticket.username.len())
+}
+
+/// How many of `messages`, from the front, fit one frame's batch budget
+/// (at least one, at most [`MAX_BATCH`]).
+pub fn batch_len<'a>(messages: impl IntoIterator<Item = &'a Message>) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for m in messages.into_iter().take(MAX_BATCH) {
+        bytes += wire_size_bound(m);
+        if n > 0 && bytes > MAX_BATCH_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// A signed chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Message {
+    #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
+    pub id: Uuid,
+    pub channel: String,
+    pub author: String,
+    /// Hybrid-logical-clock milliseconds: never earlier than any message
+    /// the author's node had seen when it wrote this one.
+    pub ts_ms: u64,
+    pub body: String,
+    /// The author's ticket, binding their node key to their name.
+    pub ticket: SignedTicket,
+    /// ed25519 over the canonical bytes, hex.
+    pub signature: String,
+}
+
+/// A message with the sequence number one store gave it. Sequence numbers
+/// are per store and per channel: "everything after N" is exact and cheap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Sequenced {
+    pub seq: u64,
+    pub message: Message,
+}
+
+/// The fields an author signs.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    pub id: Uuid,
+    pub channel: &'a str,
+    pub author: &'a str,
+    pub ts_ms: u64,
+    pub body: &'a str,
+}
+
+impl Draft<'_> {
+    /// The exact bytes that are signed.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, TrustError> {
+        let mut out =
+            Vec::with_capacity(64 + self.channel.len() + self.author.len() + self.body.len());
+        out.extend_from_slice(DOMAIN);
+        out.extend_from_slice(self.id.as_bytes());
+        put_str16(&mut out, self.channel)?;
+        put_str16(&mut out, self.author)?;
+        out.extend_from_slice(&self.ts_ms.to_be_bytes());
+        let len = u32::try_from(self.body.len()).map_err(|_| TrustError::Malformed("body"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(self.body.as_bytes());
+        Ok(out)
+    }
+
+    /// Signs the draft with the author's node key.
+    pub fn sign(self, key: &SigningKey, ticket: SignedTicket) -> Result<Message, TrustError> {
+        let sig = key.sign(&self.signing_bytes()?);
+        Ok(Message {
+            id: self.id,
+            channel: self.channel.to_owned(),
+            author: self.author.to_owned(),
+            ts_ms: self.ts_ms,
+            body: self.body.to_owned(),
+            ticket,
+            signature: hex::encode(sig.to_bytes()),
+        })
+    }
+}
+
+impl Message {
+    fn draft(&self) -> Draft<'_> {
+        Draft {
+            id: self.id,
+            channel: &self.channel,
+            author: &self.author,
+            ts_ms: self.ts_ms,
+            body: &self.body,
+        }
+    }
+
+    /// Checks the ticket under the server's key, that it names the author,
+    /// and the author's signature. Does not check the ticket's expiry: a
+    /// message stays valid after its author's ticket runs out.
+    pub fn verify(&self, server: &VerifyingKey) -> Result<(), TrustError> {
+        self.ticket.verify(server, None)?;
+        self.verify_author_signature()
+    }
+
+    /// Checks only that the ticket names the author and the author's
+    /// signature, for callers that already verified this exact ticket.
+    pub fn verify_author_signature(&self) -> Result<(), TrustError> {
+        let t = &self.ticket.ticket;
+        if t.username != self.author || t.kind != AccountKind::User {
+            return Err(TrustError::WrongUser {
+                ticket: t.username.clone(),
+                claimed: self.author.clone(),
+            });
+        }
+        let key = self.ticket.node_key()?;
+        let sig = decode_signature(&self.signature)?;
+        key.verify(&self.draft().signing_bytes()?, &sig)
+            .map_err(|_| TrustError::BadSignature)
+    }
+
+    /// The display order key.
+    pub fn order_key(&self) -> (u64, Uuid) {
+        (self.ts_ms, self.id)
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn arb_uuid() -> impl proptest::strategy::Strategy<Value = Uuid> {
+    use proptest::prelude::*;
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::Ticket;
+
+    fn setup() -> (SigningKey, SigningKey, SignedTicket) {
+        let server = SigningKey::from_bytes(&[1; 32]);
+        let node = SigningKey::from_bytes(&[2; 32]);
+        let ticket = Ticket {
+            username: "alice".into(),
+            kind: AccountKind::User,
+            session_id: "s".into(),
+            node_key: hex::encode(node.verifying_key().as_bytes()),
+            issued_at_ms: 0,
+            expires_at_ms: 10,
+        }
+        .sign(&server)
+        .expect("sign ticket");
+        (server, node, ticket)
+    }
+
+    fn message(node: &SigningKey, ticket: SignedTicket, author: &str) -> Message {
+        Draft {
+            id: Uuid::from_u128(7),
+            channel: "general",
+            author,
+            ts_ms: 1_000,
+            body: "hello",
+        }
+        .sign(node, ticket)
+        .expect("sign")
+    }
+
+    #[test]
+    fn a_signed_message_verifies_even_after_the_ticket_expired() {
+        let (server, node, ticket) = setup();
+        assert_eq!(
+            message(&node, ticket, "alice").verify(&server.verifying_key()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_altered_body_or_forged_author_is_caught() {
+        let (server, node, ticket) = setup();
+        let good = message(&node, ticket.clone(), "alice");
+        let mut altered = good.clone();
+        altered.body = "hellO".into();
+        assert_eq!(
+            altered.verify(&server.verifying_key()),
+            Err(TrustError::BadSignature)
+        );
+        let mut moved = good.clone();
+        moved.channel = "other".into();
+        assert_eq!(
+            moved.verify(&server.verifying_key()),
+            Err(TrustError::BadSignature)
+        );
+        // A host signing in someone else's name with its own ticket.
+        let forged = message(&node, ticket, "bob");
+        assert!(matches!(
+            forged.verify(&server.verifying_key()),
+            Err(TrustError::WrongUser { .. })
+        ));
+        // A ticket the server never signed.
+        let mut fake = good;
+        fake.ticket.ticket.username = "mallory".into();
+        fake.author = "mallory".into();
+        assert_eq!(
+            fake.verify(&server.verifying_key()),
+            Err(TrustError::BadSignature)
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Tickets: the server's signed statement "this node key speaks for this
+//! user (or visitor) until then". A channel host checks a member's ticket
+//! against the server's public key with no round trip, and every store
+//! checks a message's author against the ticket it carries.
+//!
+//! The signature is ed25519 over [`Ticket::signing_bytes`]:
+//!
+//! ```text
+//! "segchat-ticket-v1" 0x00
+//! kind: u8 (0 user, 1 visitor)
+//! username: u16 length · UTF-8
+//! session_id: u16 length · UTF-8
+//! node_key: 32 bytes
+//! issued_at_ms: u64
+//! expires_at_ms: u64
+//! ```
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::types::AccountKind;
+
+const DOMAIN: &[u8] = b"segchat-ticket-v1\0";
+
+/// What the server vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Ticket {
+    pub username: String,
+    pub kind: AccountKind,
+    pub session_id: String,
+    /// The node's ed25519 public key, hex (64 characters).
+    pub node_key: String,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// A ticket with the server's signature (hex, 128 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SignedTicket {
+    pub ticket: Ticket,
+    pub signature: String,
+}
+
+/// Why a ticket or signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error("malformed key or signature: {0}")]
+    Malformed(&'static str),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("ticket expired")]
+    Expired,
+    #[error("ticket is for {ticket:?}, not {claimed:?}")]
+    WrongUser { ticket: String, claimed: String },
+}
+
+impl Ticket {
+    /// The exact bytes the server signs.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, TrustError> {
+        let key = decode_key(&self.node_key)?;
+        let mut out = Vec::with_capacity(96 + self.username.len() + self.session_id.len());
+        out.extend_from_slice(DOMAIN);
+        out.push(match self.kind {
+            AccountKind::User => 0,
+            AccountKind::Visitor => 1,
+        });
+        put_str16(&mut out, &self.username)?;
+        put_str16(&mut out, &self.session_id)?;
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        Ok(out)
+    }
+
+    /// Signs the ticket with the server's key.
+    pub fn sign(self, server: &SigningKey) -> Result<SignedTicket, TrustError> {
+        let sig = server.sign(&self.signing_bytes()?);
+        Ok(SignedTicket {
+            ticket: self,
+            signature: hex::encode(sig.to_bytes()),
+        })
+    }
+}
+
+impl SignedTicket {
+    /// Checks the server's signature and, with `now_ms`, the expiry.
+    pub fn verify(&self, server: &VerifyingKey, now_ms: Option<u64>) -> Result<(), TrustError> {
+        let sig = decode_signature(&self.signature)?;
+        server
+            .verify(&self.ticket.signing_bytes()?, &sig)
+            .map_err(|_| TrustError::BadSignature)?;
+        if let Some(now) = now_ms {
+            if now >= self.ticket.expires_at_ms {
+                return Err(TrustError::Expired);
+            }
+        }
+        Ok(())
+    }
+
+    /// The node key the ticket vouches for.
+    pub fn node_key(&self) -> Result<VerifyingKey, TrustError> {
+        decode_key(&self.ticket.node_key)
+    }
+}
+
+pub(crate) fn put_str16(out: &mut Vec<u8>, s: &str) -> Result<(), TrustError> {
+    let len = u16::try_from(s.len()).map_err(|_| TrustError::Malformed("string too long"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Parses a hex ed25519 public key.
+pub fn decode_key(hex_key: &str) -> Result<VerifyingKey, TrustError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut bytes).map_err(|_| TrustError::Malformed("key"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| TrustError::Malformed("key"))
+}
+
+/// Parses a hex ed25519 signature.
+pub fn decode_signature(hex_sig: &str) -> Result<Signature, TrustError> {
+    let mut bytes = [0u8; 64];
+    hex::decode_to_slice(hex_sig, &mut bytes).map_err(|_| TrustError::Malformed("signature"))?;
+    Ok(Signature::from_bytes(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn ticket(node: &SigningKey) -> Ticket {
+        Ticket {
+            username: "alice".into(),
+            kind: AccountKind::User,
+            session_id: "s1".into(),
+            node_key: hex::encode(node.verifying_key().as_bytes()),
+            issued_at_ms: 1_000,
+            expires_at_ms: 2_000,
+        }
+    }
+
+    #[test]
+    fn a_signed_ticket_verifies_only_under_its_server() {
+        let server = key(1);
+        let t = ticket(&key(2)).sign(&server).expect("sign");
+        assert_eq!(t.verify(&server.verifying_key(), Some(1_500)), Ok(()));
+        assert_eq!(
+            t.verify(&key(3).verifying_key(), Some(1_500)),
+            Err(TrustError::BadSignature)
+        );
+        assert_eq!(
+            t.verify(&server.verifying_key(), Some(2_000)),
+            Err(TrustError::Expired)
+        );
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let server = key(1);
+        let good = ticket(&key(2)).sign(&server).expect("sign");
+        let mut t = good.clone();
+        t.ticket.username = "mallory".into();
+        assert_eq!(
+            t.verify(&server.verifying_key(), None),
+            Err(TrustError::BadSignature)
+        );
+        let mut t = good.clone();
+        t.ticket.kind = AccountKind::Visitor;
+        assert_eq!(
+            t.verify(&server.verifying_key(), None),
+            Err(TrustError::BadSignature)
+        );
+        let mut t = good;
+        t.ticket.node_key = hex::encode(key(9).verifying_key().as_bytes());
+        assert_eq!(
+            t.verify(&server.verifying_key(), None),
+            Err(TrustError::BadSignature)
+        );
+    }
+}
