@@ -105,7 +105,12 @@ impl SystemLog {
     /// Records one event. `kind` is an upper-case word such as
     /// `LOGIN_FAILED`; `source` the remote address or subsystem; `details`
     /// free text. Non-ASCII and control characters are escaped.
-    pub fn record(&self, kind: &str, source: impl std::fmt::Display, details: impl std::fmt::Display) {
+    pub fn record(
+        &self,
+        kind: &str,
+        source: impl std::fmt::Display,
+        details: impl std::fmt::Display,
+    ) {
         let Some(tx) = &self.tx else { return };
         let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let mut line = String::with_capacity(96);
@@ -241,7 +246,9 @@ mod tests {
         assert!(line.is_ascii());
         assert!(line.starts_with('['), "{line}");
         assert!(
-            line.ends_with("] LOGIN_FAILED | Source: 127.0.0.1:5000 | Details: user=zo\\u{eb}\\nsecond line"),
+            line.ends_with(
+                "] LOGIN_FAILED | Source: 127.0.0.1:5000 | Details: user=zo\\u{eb}\\nsecond line"
+            ),
             "{line}"
         );
     }
@@ -262,7 +269,10 @@ mod tests {
         assert_eq!(lines(&rotated(dir.path(), 1)).len(), 10_000);
         assert!(lines(&rotated(dir.path(), 1))[0].ends_with("Details: 10000"));
         assert_eq!(lines(&rotated(dir.path(), 2)).len(), 10_000);
-        assert!(!rotated(dir.path(), 3).exists(), "only keep_files old files");
+        assert!(
+            !rotated(dir.path(), 3).exists(),
+            "only keep_files old files"
+        );
 
         // Reopening continues the count instead of starting a fresh file.
         drop(log);
