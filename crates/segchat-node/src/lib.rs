@@ -1,1 +1,52 @@
-//! placeholder
+//! A segchat node as a library: the user's own process. It keeps a link to
+//! the central server, listens for peers on TCP and UDP, keeps a local
+//! store, and serves the local HTTP API that every interface (web UI, TUI,
+//! command line, bots) goes through.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`NodeConfig`], everything [`Node::start`] needs.
+//! - [`node`]: [`Node::start`] binds the sockets and spawns the task tree;
+//!   [`NodeHandle`] reports the bound addresses and shuts it down.
+//! - [`link`]: the server link, an actor with a typed inbox and a
+//!   cloneable [`link::LinkHandle`]: handshake, session resume,
+//!   `submit_info`, heartbeats, request multiplexing, reconnects.
+//! - [`events`]: what API subscribers receive: tracker events plus the
+//!   node's own notices (`server_connected`, `server_disconnected`).
+//! - [`store`]: the local SQLite store (session, cached channel list) and
+//!   its migrations under `migrations/`.
+//! - [`p2p`]: the peer listeners (TCP and UDP). The peer protocol proper
+//!   comes later; for now a peer is greeted and told so.
+//! - [`api`]: the local HTTP API and its WebSocket of events, with the
+//!   bearer-token check and the one place errors become HTTP responses.
+//! - [`error`]: [`NodeError`], why a node could not start.
+//!
+//! Architecture invariant: only the link talks to the server, and only the
+//! API talks to local clients; both go through [`link::LinkHandle`], so a
+//! request made while the server is unreachable fails fast with
+//! `UNAVAILABLE` instead of hanging.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod link;
+pub mod node;
+pub mod p2p;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use events::NodeEvent;
+pub use node::{Node, NodeHandle};
+
+/// What the node says it is, in `hello` frames and the API.
+pub const AGENT: &str = concat!("segchat-node/", env!("CARGO_PKG_VERSION"));
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,55 @@
+//! `GET /events`: a WebSocket that carries every [`NodeEvent`] as a JSON
+//! text message. A subscriber that falls behind is told how many events it
+//! missed (`{"type":"lagged","missed":N}`) rather than stalling anybody.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::ApiState;
+use crate::events::{NodeEvent, NodeNotice};
+
+pub(super) async fn subscribe(State(st): State<ApiState>, ws: WebSocketUpgrade) -> Response {
+    // Subscribe before the upgrade completes, so nothing after it is missed.
+    let rx = st.link().subscribe();
+    let shutdown = st.inner.shutdown.clone();
+    ws.on_upgrade(move |socket| pump(socket, rx, shutdown))
+}
+
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<NodeEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+            ev = rx.recv() => match ev {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    NodeEvent::Node(NodeNotice::Lagged { missed })
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let text = match serde_json::to_string(&event) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialise an event");
+                continue;
+            }
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `/node`, `/session…` and `/status`: who this node is and who it is
+//! signed in as.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::{AccountKind, Presence, SessionInfo};
+use segchat_proto::{Failure, Status};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiState, Body};
+
+/// A session as the API shows it: never the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub username: String,
+    pub display_name: String,
+    pub kind: AccountKind,
+    pub session_id: String,
+    pub status: Presence,
+}
+
+impl From<&SessionInfo> for SessionView {
+    fn from(s: &SessionInfo) -> Self {
+        SessionView {
+            username: s.username.clone(),
+            display_name: s.display_name.clone(),
+            kind: s.kind,
+            session_id: s.session_id.clone(),
+            status: s.status,
+        }
+    }
+}
+
+/// `GET /node`.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub agent: &'static str,
+    pub server_addr: String,
+    pub server_connected: bool,
+    pub api_addr: String,
+    pub p2p_addr: String,
+    pub udp_addr: String,
+    /// The P2P address announced to the server (known once connected).
+    pub advertised_addr: Option<String>,
+    /// On the server's live peer list right now.
+    pub listed: bool,
+    pub session: Option<SessionView>,
+}
+
+pub(super) async fn node(State(st): State<ApiState>) -> Json<NodeView> {
+    let link = st.link().state();
+    let a = &st.inner.addrs;
+    Json(NodeView {
+        agent: crate::AGENT,
+        server_addr: a.server_addr.clone(),
+        server_connected: link.connected,
+        api_addr: a.api.to_string(),
+        p2p_addr: a.p2p.to_string(),
+        udp_addr: a.udp.to_string(),
+        advertised_addr: link.advertised.map(|x| x.to_string()),
+        listed: link.listed.is_some(),
+        session: link.session.as_ref().map(SessionView::from),
+    })
+}
+
+fn not_signed_in() -> ApiError {
+    ApiError(Failure::unauthorized(
+        "not signed in; register, login or visit first",
+    ))
+}
+
+/// `GET /session`: whoami, from the node's own state (it is kept in step
+/// with the server, and still answers while the server is down).
+pub(super) async fn whoami(State(st): State<ApiState>) -> Result<Json<SessionView>, ApiError> {
+    let link = st.link().state();
+    let session = link.session.as_ref().ok_or_else(not_signed_in)?;
+    Ok(Json(SessionView::from(session)))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct VisitBody {
+    display_name: String,
+}
+
+fn session_of(op: &str, reply: Reply) -> Result<SessionInfo, ApiError> {
+    match reply {
+        Reply::Session(info) => Ok(info),
+        other => Err(ApiError::unexpected(op, &other)),
+    }
+}
+
+/// `POST /session/register`.
+pub(super) async fn register(
+    State(st): State<ApiState>,
+    Body(c): Body<Credentials>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    let username = c.username.clone();
+    let reply = st
+        .link()
+        .request(Request::Register {
+            username: c.username,
+            password: c.password,
+        })
+        .await?;
+    let info = session_of("register", reply)?;
+    st.record(
+        "REGISTER",
+        format!("user={} session={}", info.username, info.session_id),
+    );
+    tracing::info!(user = %username, "registered");
+    Ok((StatusCode::CREATED, Json(SessionView::from(&info))))
+}
+
+/// `POST /session/login`.
+pub(super) async fn login(
+    State(st): State<ApiState>,
+    Body(c): Body<Credentials>,
+) -> Result<Json<SessionView>, ApiError> {
+    let username = c.username.clone();
+    let result = st
+        .link()
+        .request(Request::Login {
+            username: c.username,
+            password: c.password,
+        })
+        .await;
+    match result {
+        Ok(reply) => {
+            let info = session_of("login", reply)?;
+            st.record(
+                "LOGIN",
+                format!("user={} session={}", info.username, info.session_id),
+            );
+            tracing::info!(user = %username, "signed in");
+            Ok(Json(SessionView::from(&info)))
+        }
+        Err(f) => {
+            if matches!(f.status, Status::Unauthorized | Status::RateLimited) {
+                st.record(
+                    "LOGIN_FAILED",
+                    format!("user={username} {}", f.status.name()),
+                );
+            }
+            Err(f.into())
+        }
+    }
+}
+
+/// `POST /session/visit`.
+pub(super) async fn visit(
+    State(st): State<ApiState>,
+    Body(v): Body<VisitBody>,
+) -> Result<Json<SessionView>, ApiError> {
+    let reply = st
+        .link()
+        .request(Request::Visit {
+            display_name: v.display_name,
+        })
+        .await?;
+    let info = session_of("visit", reply)?;
+    st.record(
+        "VISITOR",
+        format!("user={} session={}", info.username, info.session_id),
+    );
+    Ok(Json(SessionView::from(&info)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignedOut {
+    pub signed_out: bool,
+}
+
+/// `DELETE /session`: logout (everywhere this session is used).
+pub(super) async fn logout(State(st): State<ApiState>) -> Result<Json<SignedOut>, ApiError> {
+    let who = st
+        .link()
+        .state()
+        .session
+        .map(|s| s.username)
+        .ok_or_else(not_signed_in)?;
+    st.link().request(Request::Logout).await?;
+    st.record("LOGOUT", format!("user={who}"));
+    Ok(Json(SignedOut { signed_out: true }))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusBody {
+    pub status: Presence,
+}
+
+/// `GET /status`: the user's own status (may be `invisible`).
+pub(super) async fn status(State(st): State<ApiState>) -> Result<Json<StatusBody>, ApiError> {
+    let link = st.link().state();
+    let session = link.session.as_ref().ok_or_else(not_signed_in)?;
+    Ok(Json(StatusBody {
+        status: session.status,
+    }))
+}
+
+/// `PUT /status`.
+pub(super) async fn set_status(
+    State(st): State<ApiState>,
+    Body(b): Body<StatusBody>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let reply = st
+        .link()
+        .request(Request::SetStatus { status: b.status })
+        .await?;
+    let info = session_of("set_status", reply)?;
+    st.record(
+        "PRESENCE_CHANGED",
+        format!(
+            "user={} status={} (set on this node)",
+            info.username,
+            info.status.as_str()
+        ),
+    );
+    Ok(Json(StatusBody {
+        status: info.status,
+    }))
+}

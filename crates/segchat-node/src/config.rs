@@ -1,0 +1,110 @@
+//! Node settings. The binary fills them from defaults, a TOML file,
+//! `SEGCHAT_` variables and flags; tests build them directly.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use segchat_log::LogConfig;
+
+/// Everything [`crate::Node::start`] needs besides a shutdown signal.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The central server, as `host:port`.
+    pub server_addr: String,
+    /// Where `node.db`, `api.json` and `logs/` live.
+    pub data_dir: PathBuf,
+    /// Where to accept P2P TCP connections (default `0.0.0.0:0`).
+    pub p2p_listen: SocketAddr,
+    /// Where to bind the UDP socket; `None` means the P2P IP, any port.
+    pub udp_listen: Option<SocketAddr>,
+    /// Where to serve the local HTTP API (default `127.0.0.1:0`).
+    pub api_listen: SocketAddr,
+    /// The IP to announce to the server instead of the detected one.
+    pub advertise_ip: Option<IpAddr>,
+    /// The system log's directory and rotation (default `DATA_DIR/logs`).
+    pub log: LogConfig,
+    /// First wait before reconnecting to the server; doubles each failure.
+    pub reconnect_min: Duration,
+    /// Longest wait between reconnect attempts.
+    pub reconnect_max: Duration,
+    /// How long one connection attempt (TCP + handshake) may take.
+    pub connect_timeout: Duration,
+    /// How long a request to the server may wait for its answer.
+    pub request_timeout: Duration,
+    /// How long tasks get to finish after shutdown before being aborted.
+    pub shutdown_grace: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for a node of the server at `server_addr` keeping its data
+    /// in `data_dir`.
+    pub fn new(server_addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        NodeConfig {
+            server_addr: server_addr.into(),
+            log: LogConfig::new(data_dir.join("logs")),
+            data_dir,
+            p2p_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            udp_listen: None,
+            api_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            advertise_ip: None,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+
+    /// Checks values that would make the node misbehave; the error names
+    /// the value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server_addr.trim().is_empty() {
+            return Err("server address is empty (expected host:port)".into());
+        }
+        if !self.server_addr.contains(':') {
+            return Err(format!(
+                "server address {:?} has no port (expected host:port)",
+                self.server_addr
+            ));
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
+            return Err(format!(
+                "reconnect backoff must satisfy 0 < min ({:?}) <= max ({:?})",
+                self.reconnect_min, self.reconnect_max
+            ));
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err("connect and request timeouts must be above zero".into());
+        }
+        if let Some(udp) = self.udp_listen {
+            if udp.is_ipv4() != self.p2p_listen.is_ipv4() {
+                return Err(format!(
+                    "UDP address {udp} and P2P address {} must be of the same IP family",
+                    self.p2p_listen
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let c = NodeConfig::new("127.0.0.1:22236", "/tmp/x");
+        assert!(c.validate().is_ok());
+        assert!(c.api_listen.ip().is_loopback());
+        assert_eq!(c.log.dir, PathBuf::from("/tmp/x/logs"));
+    }
+
+    #[test]
+    fn a_server_address_needs_a_port() {
+        let c = NodeConfig::new("localhost", "/tmp/x");
+        assert!(c.validate().expect_err("rejected").contains("no port"));
+    }
+}

@@ -1,0 +1,506 @@
+//! The link actor: the reconnect loop outside, one connection's request
+//! multiplexing inside.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use segchat_log::SystemLog;
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::types::{Presence, SessionInfo};
+use segchat_proto::{Failure, Frame, Status};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::conn::{connect, Connected, TrackerFrame};
+use super::{LinkConfig, LinkMsg, LinkState, UNREACHABLE};
+use crate::events::{NodeEvent, NodeNotice};
+use crate::store::{Store, StoredSession};
+
+/// What to do with an answer besides handing it to whoever asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Nothing,
+    /// register / login / visit: keep the new session, announce the node.
+    SignedIn,
+    /// Our own `resume` after connecting.
+    Resumed,
+    LoggedOut,
+    StatusSet,
+    Listed,
+}
+
+impl Then {
+    fn of(body: &Request) -> Then {
+        match body {
+            Request::Register { .. } | Request::Login { .. } | Request::Visit { .. } => {
+                Then::SignedIn
+            }
+            Request::Resume { .. } => Then::Resumed,
+            Request::Logout => Then::LoggedOut,
+            Request::SetStatus { .. } => Then::StatusSet,
+            Request::SubmitInfo { .. } => Then::Listed,
+            _ => Then::Nothing,
+        }
+    }
+}
+
+struct Pending {
+    op: &'static str,
+    then: Then,
+    reply: Option<oneshot::Sender<Result<Reply, Failure>>>,
+}
+
+/// One live connection's bookkeeping.
+struct Live {
+    conn: Connected,
+    pending: HashMap<u32, Pending>,
+    next_id: u32,
+    /// Resumed (or had nothing to resume): callers' requests may flow.
+    ready: bool,
+    last_heard: Instant,
+}
+
+impl Live {
+    async fn send(
+        &mut self,
+        body: Request,
+        reply: Option<oneshot::Sender<Result<Reply, Failure>>>,
+    ) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let then = Then::of(&body);
+        let op = body.op_name();
+        self.pending.insert(id, Pending { op, then, reply });
+        let frame: TrackerFrame = Frame::Request { id, body };
+        self.conn
+            .framed
+            .send(frame)
+            .await
+            .map_err(|e| format!("write failed: {e}"))
+    }
+}
+
+pub(super) struct Actor {
+    config: LinkConfig,
+    store: Store,
+    log: SystemLog,
+    state: watch::Sender<LinkState>,
+    events: broadcast::Sender<NodeEvent>,
+    inbox: mpsc::Receiver<LinkMsg>,
+    shutdown: CancellationToken,
+}
+
+impl Actor {
+    pub(super) fn new(
+        config: LinkConfig,
+        store: Store,
+        log: SystemLog,
+        state: watch::Sender<LinkState>,
+        events: broadcast::Sender<NodeEvent>,
+        inbox: mpsc::Receiver<LinkMsg>,
+        shutdown: CancellationToken,
+    ) -> Actor {
+        Actor {
+            config,
+            store,
+            log,
+            state,
+            events,
+            inbox,
+            shutdown,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let span = tracing::info_span!(
+            "server_link",
+            server = %self.config.server_addr,
+            user = tracing::field::Empty
+        );
+        async move {
+            // Show who we will sign in as before the first connection.
+            if let Ok(Some(s)) = self.store.session().await {
+                tracing::Span::current().record("user", s.username.as_str());
+                self.state
+                    .send_modify(|st| st.session = Some(public_session(&s)));
+            }
+            let mut backoff = self.config.reconnect_min;
+            loop {
+                let attempt = tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    a = connect(&self.config.server_addr, self.config.connect_timeout) => a,
+                };
+                match attempt {
+                    Ok(conn) => {
+                        backoff = self.config.reconnect_min;
+                        self.serve(conn).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "could not reach the server"),
+                }
+                if self.shutdown.is_cancelled() {
+                    break;
+                }
+                let wait = jittered(backoff);
+                backoff = (backoff * 2).min(self.config.reconnect_max);
+                if !self.wait_refusing(wait).await {
+                    break;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Waits `wait`, answering every request with `UNAVAILABLE`. False if
+    /// the node is shutting down.
+    async fn wait_refusing(&mut self, wait: Duration) -> bool {
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                _ = &mut sleep => return true,
+                msg = self.inbox.recv() => match msg {
+                    Some(LinkMsg::Request { reply, .. }) => {
+                        let _ = reply.send(Err(Failure::unavailable(UNREACHABLE)));
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Serves one connection until it drops or the node shuts down.
+    async fn serve(&mut self, conn: Connected) {
+        let remote = conn.remote;
+        let advertised = self.config.peers.advertised(conn.local.ip());
+        let heartbeat = Duration::from_millis(conn.welcome.heartbeat_ms.max(50));
+        let silent_limit = Duration::from_millis(conn.welcome.peer_ttl_ms).max(heartbeat * 3);
+        self.log.record(
+            "CONNECTION_ESTABLISHED",
+            remote,
+            format!("link=tracker local={}", conn.local),
+        );
+        tracing::info!(%remote, "connected to the server");
+        let mut live = Live {
+            conn,
+            pending: HashMap::new(),
+            next_id: 1,
+            ready: false,
+            last_heard: Instant::now(),
+        };
+        self.state
+            .send_modify(|st| st.advertised = Some(advertised));
+
+        let reason = match self.store.session().await {
+            Ok(Some(stored)) => live
+                .send(
+                    Request::Resume {
+                        token: stored.token,
+                    },
+                    None,
+                )
+                .await
+                .err(),
+            Ok(None) => {
+                self.become_ready(&mut live);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the stored session");
+                self.become_ready(&mut live);
+                None
+            }
+        };
+        let reason = match reason {
+            Some(r) => r,
+            None => self.pump(&mut live, heartbeat, silent_limit).await,
+        };
+
+        for (_, p) in live.pending.drain() {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(Failure::unavailable(UNREACHABLE)));
+            }
+        }
+        let was_ready = live.ready;
+        self.state.send_modify(|st| {
+            st.connected = false;
+            st.listed = None;
+        });
+        self.log.record(
+            "CONNECTION_CLOSED",
+            remote,
+            format!("link=tracker {reason}"),
+        );
+        if was_ready {
+            self.log.record("SERVER_DISCONNECTED", remote, &reason);
+            let _ = self
+                .events
+                .send(NodeEvent::Node(NodeNotice::ServerDisconnected));
+        }
+        tracing::info!(%remote, %reason, "disconnected from the server");
+    }
+
+    /// The connection's main loop; returns why it ended.
+    async fn pump(
+        &mut self,
+        live: &mut Live,
+        heartbeat: Duration,
+        silent_limit: Duration,
+    ) -> String {
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return "node shutting down".into(),
+                msg = self.inbox.recv(), if live.ready => match msg {
+                    Some(LinkMsg::Request { body, reply }) => {
+                        if let Err(e) = live.send(body, Some(reply)).await {
+                            return e;
+                        }
+                    }
+                    None => return "node shutting down".into(),
+                },
+                frame = live.conn.framed.next() => {
+                    live.last_heard = Instant::now();
+                    match frame {
+                        None => return "closed by the server".into(),
+                        Some(Err(e)) => return format!("read error: {e}"),
+                        Some(Ok(Frame::Response { id, result })) => {
+                            if let Some(p) = live.pending.remove(&id) {
+                                if let Err(e) = self.complete(live, p, result).await {
+                                    return e;
+                                }
+                            } else {
+                                tracing::debug!(id, "answer to no pending request");
+                            }
+                        }
+                        Some(Ok(Frame::Event(ev))) => self.on_event(live, ev).await,
+                        Some(Ok(Frame::Error(f))) => return format!("the server closed the link: {f}"),
+                        Some(Ok(other)) => return format!("unexpected {:?} frame from the server", other.kind()),
+                    }
+                }
+                _ = ticker.tick() => {
+                    if live.last_heard.elapsed() > silent_limit {
+                        return format!("no word from the server for {} ms", silent_limit.as_millis());
+                    }
+                    if live.ready {
+                        if let Err(e) = live.send(Request::Heartbeat, None).await {
+                            return e;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn become_ready(&mut self, live: &mut Live) {
+        live.ready = true;
+        self.state.send_modify(|st| st.connected = true);
+        self.log.record(
+            "SERVER_CONNECTED",
+            live.conn.remote,
+            format!("heartbeat_ms={}", live.conn.welcome.heartbeat_ms),
+        );
+        let _ = self
+            .events
+            .send(NodeEvent::Node(NodeNotice::ServerConnected));
+    }
+
+    /// Applies an answer's side effects and hands it to the asker.
+    async fn complete(
+        &mut self,
+        live: &mut Live,
+        p: Pending,
+        result: Result<Reply, Failure>,
+    ) -> Result<(), String> {
+        let result = match (p.then, result) {
+            (Then::SignedIn, Ok(Reply::Session(info))) => {
+                self.keep_session(&info).await;
+                self.announce(live).await?;
+                Ok(Reply::Session(SessionInfo {
+                    token: String::new(),
+                    ..info
+                }))
+            }
+            (Then::Resumed, Ok(Reply::Session(info))) => {
+                self.keep_session(&info).await;
+                self.log.record(
+                    "SESSION_RESUMED",
+                    live.conn.remote,
+                    format!("user={} session={}", info.username, info.session_id),
+                );
+                self.become_ready(live);
+                self.announce(live).await?;
+                return Ok(());
+            }
+            (Then::Resumed, Err(f)) if f.status == Status::Unauthorized => {
+                tracing::info!(reason = %f.reason, "stored session refused; forgetting it");
+                self.log.record(
+                    "SESSION_EXPIRED",
+                    live.conn.remote,
+                    format!("the server refused the stored session: {}", f.reason),
+                );
+                self.forget_session().await;
+                self.become_ready(live);
+                return Ok(());
+            }
+            (Then::Resumed, other) => {
+                return Err(format!("could not resume the session: {other:?}"));
+            }
+            (Then::LoggedOut, Ok(_)) => {
+                self.forget_session().await;
+                Ok(Reply::Done)
+            }
+            (Then::LoggedOut, Err(f)) if f.status == Status::Unauthorized => {
+                // Already over on the server's side: end it here too.
+                self.forget_session().await;
+                Ok(Reply::Done)
+            }
+            (Then::StatusSet, Ok(Reply::Session(info))) => {
+                self.state.send_modify(|st| {
+                    if let Some(s) = &mut st.session {
+                        s.status = info.status;
+                    }
+                });
+                if let Err(e) = self.store.set_session_status(info.status).await {
+                    tracing::warn!(error = %e, "could not store the new status");
+                }
+                Ok(Reply::Session(SessionInfo {
+                    token: String::new(),
+                    ..info
+                }))
+            }
+            (Then::Listed, Ok(Reply::Listed(info))) => {
+                tracing::debug!(p2p = %info.p2p_addr, "listed by the server");
+                self.state.send_modify(|st| st.listed = Some(info.clone()));
+                Ok(Reply::Listed(info))
+            }
+            (_, Err(f)) => {
+                if p.reply.is_none() {
+                    tracing::warn!(op = p.op, failure = %f, "the server refused a request of the node");
+                }
+                Err(f)
+            }
+            (_, ok) => ok,
+        };
+        if let Some(reply) = p.reply {
+            let _ = reply.send(result);
+        }
+        Ok(())
+    }
+
+    /// `submit_info`: puts this node on the server's live peer list.
+    async fn announce(&mut self, live: &mut Live) -> Result<(), String> {
+        let advertised = self.config.peers.advertised(live.conn.local.ip());
+        live.send(
+            Request::SubmitInfo {
+                p2p_addr: advertised,
+                udp_port: self.config.peers.udp_port,
+                status: None,
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn keep_session(&mut self, info: &SessionInfo) {
+        tracing::Span::current().record("user", info.username.as_str());
+        if let Err(e) = self.store.save_session(StoredSession::from(info)).await {
+            tracing::error!(error = %e, "could not store the session; it will not survive a restart");
+        }
+        let public = SessionInfo {
+            token: String::new(),
+            ..info.clone()
+        };
+        self.state.send_modify(|st| st.session = Some(public));
+    }
+
+    async fn forget_session(&mut self) {
+        if let Err(e) = self.store.forget_session().await {
+            tracing::error!(error = %e, "could not forget the stored session");
+        }
+        self.state.send_modify(|st| {
+            st.session = None;
+            st.listed = None;
+        });
+    }
+
+    async fn on_event(&mut self, live: &mut Live, ev: Event) {
+        match &ev {
+            Event::Presence { username, status } => {
+                self.log.record(
+                    "PRESENCE_CHANGED",
+                    live.conn.remote,
+                    format!("user={username} status={}", status.as_str()),
+                );
+                let own = self
+                    .state
+                    .borrow()
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| &s.username == username);
+                if own {
+                    let status: Presence = *status;
+                    self.state.send_modify(|st| {
+                        if let Some(s) = &mut st.session {
+                            s.status = status;
+                        }
+                    });
+                    if status != Presence::Offline {
+                        if let Err(e) = self.store.set_session_status(status).await {
+                            tracing::warn!(error = %e, "could not store the new status");
+                        }
+                    }
+                }
+            }
+            Event::SessionEnded { reason } => {
+                self.log.record(
+                    "LOGOUT",
+                    live.conn.remote,
+                    format!("session ended by the server: {reason}"),
+                );
+                self.forget_session().await;
+            }
+            other => tracing::debug!(event = ?other, "server event"),
+        }
+        // Nobody listening is fine.
+        let _ = self.events.send(NodeEvent::Tracker(ev));
+    }
+}
+
+/// The session as shown to the node's clients: no token.
+fn public_session(s: &StoredSession) -> SessionInfo {
+    SessionInfo {
+        username: s.username.clone(),
+        display_name: s.display_name.clone(),
+        kind: s.kind,
+        session_id: s.session_id.clone(),
+        token: String::new(),
+        status: s.status,
+    }
+}
+
+/// Somewhere between half and all of `d`, so that many nodes do not
+/// reconnect in lockstep after a server restart.
+fn jittered(d: Duration) -> Duration {
+    let half = d / 2;
+    let extra = rand::thread_rng().gen_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_all() {
+        for _ in 0..100 {
+            let j = jittered(Duration::from_millis(400));
+            assert!(j >= Duration::from_millis(200) && j <= Duration::from_millis(400));
+        }
+    }
+}

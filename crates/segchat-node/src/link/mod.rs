@@ -1,0 +1,187 @@
+//! The server link: one actor owns the TCP connection to the central
+//! server; everybody else holds a cloneable [`LinkHandle`].
+//!
+//! The actor connects, says `hello`, resumes the stored session (forgetting
+//! it if the server answers `UNAUTHORIZED`), re-announces the node with
+//! `submit_info`, heartbeats every `welcome.heartbeat_ms`, multiplexes
+//! requests by id, and publishes server events. When the connection drops
+//! it fails every pending request with `UNAVAILABLE`, tells subscribers,
+//! and reconnects with exponential backoff and jitter until shutdown.
+//!
+//! The node keeps the session token: replies handed to callers never carry
+//! it.
+
+mod actor;
+mod conn;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use segchat_log::SystemLog;
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::{PeerInfo, SessionInfo};
+use segchat_proto::Failure;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::NodeEvent;
+use crate::store::Store;
+
+/// Requests queued for the actor before callers wait for room.
+const INBOX: usize = 64;
+
+/// The reason given for every request made while the server is down.
+pub const UNREACHABLE: &str = "the server is unreachable; retrying";
+
+/// What the rest of the node can see of the link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// Connected, handshaken and (if there was a session) signed in again.
+    pub connected: bool,
+    /// Who this node is signed in as. `token` is always empty here.
+    pub session: Option<SessionInfo>,
+    /// The entry the server keeps for this node in the live peer list.
+    pub listed: Option<PeerInfo>,
+    /// The P2P address this node announces.
+    pub advertised: Option<SocketAddr>,
+}
+
+/// Where this node's peer listeners are, for `submit_info`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddrs {
+    /// The TCP listener's address as bound (its IP may be unspecified).
+    pub p2p: SocketAddr,
+    pub udp_port: u16,
+    /// Announce this IP instead of the detected one.
+    pub advertise_ip: Option<IpAddr>,
+}
+
+impl PeerAddrs {
+    /// The address to announce: the configured IP, else the listener's IP
+    /// if it is specific, else the local IP of the connection to the
+    /// server (the interface the server, and so probably peers, reach).
+    pub fn advertised(&self, local_of_server_link: IpAddr) -> SocketAddr {
+        let ip = self
+            .advertise_ip
+            .or(Some(self.p2p.ip()).filter(|ip| !ip.is_unspecified()))
+            .unwrap_or(local_of_server_link);
+        SocketAddr::new(ip, self.p2p.port())
+    }
+}
+
+/// Settings of the link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub server_addr: String,
+    pub peers: PeerAddrs,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A request for the actor.
+#[derive(Debug)]
+pub(crate) enum LinkMsg {
+    Request {
+        body: Request,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
+    },
+}
+
+/// A cloneable handle to the server link.
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    tx: mpsc::Sender<LinkMsg>,
+    state: watch::Receiver<LinkState>,
+    events: broadcast::Sender<NodeEvent>,
+    request_timeout: Duration,
+}
+
+impl LinkHandle {
+    /// Starts the actor on the current runtime; it runs until `shutdown`.
+    /// The returned future is the actor: spawn it in the node's task tree.
+    pub fn new(
+        config: LinkConfig,
+        store: Store,
+        log: SystemLog,
+        shutdown: CancellationToken,
+    ) -> (
+        LinkHandle,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (tx, inbox) = mpsc::channel(INBOX);
+        let (state_tx, state) = watch::channel(LinkState::default());
+        let (events, _) = broadcast::channel(crate::events::EVENT_BUFFER);
+        let handle = LinkHandle {
+            tx,
+            state,
+            events: events.clone(),
+            request_timeout: config.request_timeout,
+        };
+        let actor = actor::Actor::new(config, store, log, state_tx, events, inbox, shutdown);
+        (handle, actor.run())
+    }
+
+    /// Sends `body` to the server and waits for its answer. Fails fast
+    /// with `UNAVAILABLE` while the server is unreachable.
+    pub async fn request(&self, body: Request) -> Result<Reply, Failure> {
+        if !self.state.borrow().connected {
+            return Err(Failure::unavailable(UNREACHABLE));
+        }
+        let op = body.op_name();
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(LinkMsg::Request { body, reply })
+            .await
+            .map_err(|_| Failure::unavailable("the node is shutting down"))?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            // The actor dropped the request: the link went down meanwhile.
+            Ok(Err(_)) => Err(Failure::unavailable(UNREACHABLE)),
+            Err(_) => {
+                tracing::warn!(op, "the server did not answer in time");
+                Err(Failure::unavailable(format!(
+                    "the server did not answer {op} within {} s",
+                    self.request_timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// The link's state right now.
+    pub fn state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the link's state.
+    pub fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// Events from now on: the server's and the link's own.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn advertised_address_prefers_config_then_listener_then_link() {
+        let lan = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 7));
+        let mut a = PeerAddrs {
+            p2p: "0.0.0.0:4000".parse().expect("addr"),
+            udp_port: 4001,
+            advertise_ip: None,
+        };
+        assert_eq!(a.advertised(lan), "192.168.1.7:4000".parse().expect("addr"));
+        a.p2p = "10.0.0.2:4000".parse().expect("addr");
+        assert_eq!(a.advertised(lan), "10.0.0.2:4000".parse().expect("addr"));
+        a.advertise_ip = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)));
+        assert_eq!(a.advertised(lan), "203.0.113.9:4000".parse().expect("addr"));
+    }
+}

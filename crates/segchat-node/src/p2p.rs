@@ -1,0 +1,155 @@
+//! The peer listeners: a TCP listener for the P2P link and a UDP socket for
+//! livestreams, both on the configured IP.
+//!
+//! The peer protocol proper (channel hosting, direct messages, files) comes
+//! next; for now an incoming peer gets its `hello` checked and is then told,
+//! with an `error` frame, that this node hosts no channels yet. Reads are
+//! bounded by a timeout and garbage never takes the node down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use segchat_log::SystemLog;
+use segchat_proto::{Failure, Frame, FrameCodec, LinkKind, Status, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long a peer has to send `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame a peer may send before the peer protocol exists.
+const MAX_PEER_FRAME: usize = 64 * 1024;
+/// Peer connections served at once; more are closed at once.
+const MAX_PEER_CONNS: usize = 256;
+
+/// The P2P link's frames. Until the peer protocol exists, bodies are opaque.
+type PeerCodec = FrameCodec<serde_json::Value, serde_json::Value, serde_json::Value>;
+
+/// The bound peer sockets.
+#[derive(Debug)]
+pub struct PeerSockets {
+    pub tcp: TcpListener,
+    pub udp: Arc<UdpSocket>,
+}
+
+impl PeerSockets {
+    /// Binds the TCP listener at `p2p` and the UDP socket at `udp`, or on
+    /// the TCP listener's IP with any port.
+    pub async fn bind(
+        p2p: SocketAddr,
+        udp: Option<SocketAddr>,
+    ) -> Result<PeerSockets, crate::NodeError> {
+        let tcp = TcpListener::bind(p2p)
+            .await
+            .map_err(|source| crate::NodeError::Bind {
+                what: "P2P TCP",
+                addr: p2p,
+                source,
+            })?;
+        let udp_addr = udp.unwrap_or_else(|| SocketAddr::new(p2p.ip(), 0));
+        let udp = UdpSocket::bind(udp_addr)
+            .await
+            .map_err(|source| crate::NodeError::Bind {
+                what: "P2P UDP",
+                addr: udp_addr,
+                source,
+            })?;
+        Ok(PeerSockets {
+            tcp,
+            udp: Arc::new(udp),
+        })
+    }
+}
+
+/// Accepts peers until `shutdown`; each connection runs in a task of its
+/// own, all aborted when this returns.
+pub async fn serve(listener: TcpListener, log: SystemLog, shutdown: CancellationToken) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if conns.len() >= MAX_PEER_CONNS {
+                    tracing::warn!(%addr, "too many peer connections; refusing");
+                    drop(stream);
+                    continue;
+                }
+                let span = tracing::info_span!("peer", peer = %addr);
+                conns.spawn(serve_peer(stream, addr, log.clone()).instrument(span));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "P2P accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+async fn serve_peer(stream: TcpStream, addr: SocketAddr, log: SystemLog) {
+    log.record("CONNECTION_ESTABLISHED", addr, "link=p2p");
+    let mut framed = Framed::new(stream, PeerCodec::new(MAX_PEER_FRAME));
+    let answer = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+        Err(_) => Failure::bad_request(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
+        Ok(None) => {
+            log.record("CONNECTION_CLOSED", addr, "link=p2p closed before hello");
+            return;
+        }
+        Ok(Some(Err(e))) => Failure::bad_request(format!("could not read hello: {e}")),
+        Ok(Some(Ok(Frame::Hello(hello)))) => {
+            if hello.version != PROTOCOL_VERSION {
+                Failure::new(
+                    Status::UnsupportedVersion,
+                    format!(
+                        "protocol version {} is not supported; this node speaks version {PROTOCOL_VERSION}",
+                        hello.version
+                    ),
+                )
+            } else if hello.link != LinkKind::Peer {
+                Failure::bad_request(
+                    "this is a segchat node's P2P port; it accepts only the peer link",
+                )
+            } else {
+                tracing::debug!(agent = %hello.agent, "peer said hello");
+                Failure::unavailable("this node hosts no channels yet")
+            }
+        }
+        Ok(Some(Ok(_))) => Failure::bad_request("the first frame must be hello"),
+    };
+    let reason = answer.to_string();
+    let frame: Frame<serde_json::Value, serde_json::Value, serde_json::Value> =
+        Frame::Error(answer);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = framed.send(frame).await;
+        let _ = framed.get_mut().shutdown().await;
+    })
+    .await;
+    log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
+}
+
+/// Keeps the UDP socket open until shutdown, dropping what arrives (the
+/// livestream protocol comes next).
+pub async fn hold_udp(socket: Arc<UdpSocket>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => tracing::trace!(%from, n, "UDP datagram ignored (no streams yet)"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
