@@ -1,0 +1,216 @@
+//! The command line: clap types only.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// segchat: a Discord-like chat on a hybrid of client-server and P2P.
+///
+/// `segchat server` runs the central server, `segchat node` a user's node,
+/// `segchat up` both at once; every other command talks to a running node
+/// found through its data directory.
+#[derive(Debug, Parser)]
+#[command(name = "segchat", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// A TOML file of settings (below SEGCHAT_* variables and flags).
+    #[arg(long, global = true, env = "SEGCHAT_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Data directory: the server's for `server`, the node's for `node`
+    /// and the verbs, the parent of both for `up`.
+    #[arg(long, global = true, env = "SEGCHAT_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Print the API's raw JSON instead of text (verbs only).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the central server.
+    Server(ServerArgs),
+    /// Run a node: the user's own process.
+    Node(NodeArgs),
+    /// Run a server and a node in one process.
+    Up(UpArgs),
+
+    /// Create an account and sign the node in as it.
+    Register(Credentials),
+    /// Sign the node in.
+    Login(Credentials),
+    /// Sign the node in as a read-only visitor.
+    Visit {
+        /// The name others will see.
+        name: String,
+    },
+    /// Sign the node out.
+    Logout,
+    /// Show who the node is signed in as.
+    Whoami,
+    /// Show or set your status.
+    Status {
+        /// The new status; shows the current one if left out.
+        status: Option<StatusArg>,
+    },
+    /// List the channels you can see.
+    Channels,
+    /// Create a channel.
+    Create {
+        name: String,
+        #[arg(long, value_enum, default_value_t = VisibilityArg::Public)]
+        visibility: VisibilityArg,
+        /// Let visitors read the channel.
+        #[arg(long)]
+        allow_visitors: bool,
+    },
+    /// Join a channel.
+    Join { channel: String },
+    /// Leave a channel.
+    Leave { channel: String },
+    /// List a channel's members and their presence.
+    Members { channel: String },
+    /// Authorise a user to join a private channel.
+    Invite { channel: String, username: String },
+    /// List live peers (all, or a channel's).
+    Peers {
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ServerArgs {
+    /// Where to listen [default: 0.0.0.0:22236].
+    #[arg(long, env = "SEGCHAT_LISTEN", value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// `sqlite://PATH` or a plain path [default: DATA_DIR/server.db].
+    #[arg(long, env = "SEGCHAT_DATABASE", value_name = "URL")]
+    pub(crate) database: Option<String>,
+    /// How often nodes heartbeat, in seconds [default: 5].
+    #[arg(long, env = "SEGCHAT_HEARTBEAT_SECS", value_name = "SECS")]
+    pub(crate) heartbeat_secs: Option<f64>,
+    /// How long a silent peer stays listed, in seconds [default: 15].
+    #[arg(long, env = "SEGCHAT_PEER_TTL_SECS", value_name = "SECS")]
+    pub(crate) peer_ttl_secs: Option<f64>,
+    /// Records per system-log file before rotating [default: 10000].
+    #[arg(long, env = "SEGCHAT_LOG_MAX_RECORDS", value_name = "N")]
+    pub(crate) log_max_records: Option<u64>,
+    /// Rotated system-log files kept [default: 10].
+    #[arg(long, env = "SEGCHAT_LOG_KEEP", value_name = "N")]
+    pub(crate) log_keep: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct NodeArgs {
+    /// The central server, host:port [default: 127.0.0.1:22236].
+    #[arg(long, env = "SEGCHAT_SERVER", value_name = "ADDR")]
+    pub(crate) server: Option<String>,
+    /// Where to accept P2P TCP connections [default: 0.0.0.0:0].
+    #[arg(long, env = "SEGCHAT_P2P", value_name = "ADDR")]
+    pub(crate) p2p: Option<SocketAddr>,
+    /// Where to bind the UDP socket [default: the P2P IP, any port].
+    #[arg(long, env = "SEGCHAT_UDP", value_name = "ADDR")]
+    pub(crate) udp: Option<SocketAddr>,
+    /// Where to serve the local HTTP API [default: 127.0.0.1:0].
+    #[arg(long, env = "SEGCHAT_API", value_name = "ADDR")]
+    pub(crate) api: Option<SocketAddr>,
+    /// The IP to announce to peers instead of the detected one.
+    #[arg(long, env = "SEGCHAT_ADVERTISE", value_name = "IP")]
+    pub(crate) advertise: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct UpArgs {
+    /// Where the server listens [default: 127.0.0.1:22236].
+    #[arg(long, env = "SEGCHAT_LISTEN", value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Where the node serves its HTTP API [default: 127.0.0.1:0].
+    #[arg(long, env = "SEGCHAT_API", value_name = "ADDR")]
+    pub(crate) api: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    /// Read the password from the first line of stdin (else
+    /// SEGCHAT_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StatusArg {
+    Online,
+    Idle,
+    Invisible,
+}
+
+impl StatusArg {
+    pub(crate) fn as_api(self) -> &'static str {
+        match self {
+            StatusArg::Online => "online",
+            StatusArg::Idle => "idle",
+            StatusArg::Invisible => "invisible",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum VisibilityArg {
+    Public,
+    MembersOnly,
+    Private,
+}
+
+impl VisibilityArg {
+    pub(crate) fn as_api(self) -> &'static str {
+        match self {
+            VisibilityArg::Public => "public",
+            VisibilityArg::MembersOnly => "members_only",
+            VisibilityArg::Private => "private",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn verbs_parse() {
+        let cli = Cli::try_parse_from([
+            "segchat",
+            "create",
+            "general",
+            "--visibility",
+            "members-only",
+            "--allow-visitors",
+            "--data-dir",
+            "/tmp/n",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Create {
+                visibility,
+                allow_visitors,
+                ..
+            } => {
+                assert_eq!(visibility, VisibilityArg::MembersOnly);
+                assert!(allow_visitors);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/n")));
+    }
+}

@@ -1,0 +1,337 @@
+//! The scriptable verbs: each is one or two calls to a running node's API,
+//! printed as aligned text or, with `--json`, as the API's raw JSON.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::{Command, Credentials};
+use crate::client::{ClientError, NodeClient};
+
+/// Exit code for a refused request or any other failure.
+const EXIT_REFUSED: u8 = 1;
+/// Exit code for bad usage.
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code when no node runs at the data directory.
+const EXIT_NO_NODE: u8 = 3;
+
+/// Runs one verb against the node at `dir`.
+pub(crate) async fn run(dir: &Path, json_out: bool, command: Command) -> ExitCode {
+    match run_inner(dir, json_out, command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                ClientError::NoNode { .. } => EXIT_NO_NODE,
+                _ => EXIT_REFUSED,
+            })
+        }
+    }
+}
+
+async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), ClientError> {
+    let node = NodeClient::find(dir)?;
+    let out = Output { json: json_out };
+    match command {
+        Command::Register(c) => {
+            let password = password(&c, true)?;
+            let v = node
+                .call(
+                    Method::POST,
+                    "/session/register",
+                    Some(json!({"username": c.username, "password": password})),
+                )
+                .await?;
+            out.print(&v, || {
+                format!(
+                    "registered {}; this node is signed in",
+                    str_of(&v["username"])
+                )
+            });
+        }
+        Command::Login(c) => {
+            let password = password(&c, false)?;
+            let v = node
+                .call(
+                    Method::POST,
+                    "/session/login",
+                    Some(json!({"username": c.username, "password": password})),
+                )
+                .await?;
+            out.print(&v, || format!("signed in as {}", str_of(&v["username"])));
+        }
+        Command::Visit { name } => {
+            let v = node
+                .call(
+                    Method::POST,
+                    "/session/visit",
+                    Some(json!({"display_name": name})),
+                )
+                .await?;
+            out.print(&v, || {
+                format!("visiting as {} (read-only)", str_of(&v["username"]))
+            });
+        }
+        Command::Logout => {
+            let v = node.call(Method::DELETE, "/session", None).await?;
+            out.print(&v, || "signed out".into());
+        }
+        Command::Whoami => {
+            let v = node.call(Method::GET, "/session", None).await?;
+            out.print(&v, || {
+                format!(
+                    "{} ({}, {})",
+                    str_of(&v["username"]),
+                    str_of(&v["kind"]),
+                    str_of(&v["status"])
+                )
+            });
+        }
+        Command::Status { status: None } => {
+            let v = node.call(Method::GET, "/status", None).await?;
+            out.print(&v, || str_of(&v["status"]).to_owned());
+        }
+        Command::Status {
+            status: Some(status),
+        } => {
+            let v = node
+                .call(
+                    Method::PUT,
+                    "/status",
+                    Some(json!({"status": status.as_api()})),
+                )
+                .await?;
+            out.print(&v, || format!("status: {}", str_of(&v["status"])));
+        }
+        Command::Channels => {
+            let v = node.call(Method::GET, "/channels", None).await?;
+            if v["cached"] == true && !out.json {
+                eprintln!("note: the server is unreachable; showing the last channel list seen");
+            }
+            out.print(&v, || {
+                table(
+                    &["NAME", "VISIBILITY", "VISITORS", "OWNER", "MEMBERS", "ROLE"],
+                    rows(&v["channels"], |c| {
+                        vec![
+                            str_of(&c["name"]).to_owned(),
+                            str_of(&c["visibility"]).replace('_', "-"),
+                            if c["allow_visitors"] == true {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .to_owned(),
+                            str_of(&c["owner"]).to_owned(),
+                            c["member_count"].to_string(),
+                            c["my_role"].as_str().unwrap_or("-").to_owned(),
+                        ]
+                    }),
+                    "no channels yet (create one with `segchat create NAME`)",
+                )
+            });
+        }
+        Command::Create {
+            name,
+            visibility,
+            allow_visitors,
+        } => {
+            let v = node
+                .call(
+                    Method::POST,
+                    "/channels",
+                    Some(json!({
+                        "name": name,
+                        "visibility": visibility.as_api(),
+                        "allow_visitors": allow_visitors,
+                    })),
+                )
+                .await?;
+            out.print(&v, || {
+                format!(
+                    "created #{} ({}, visitors {})",
+                    str_of(&v["name"]),
+                    str_of(&v["visibility"]).replace('_', "-"),
+                    if v["allow_visitors"] == true {
+                        "allowed"
+                    } else {
+                        "not allowed"
+                    }
+                )
+            });
+        }
+        Command::Join { channel } => {
+            let v = node
+                .call(Method::POST, &format!("/channels/{channel}/join"), None)
+                .await?;
+            out.print(&v, || {
+                format!(
+                    "joined #{} as {}",
+                    str_of(&v["name"]),
+                    v["my_role"].as_str().unwrap_or("member")
+                )
+            });
+        }
+        Command::Leave { channel } => {
+            let v = node
+                .call(Method::POST, &format!("/channels/{channel}/leave"), None)
+                .await?;
+            out.print(&v, || format!("left #{channel}"));
+        }
+        Command::Members { channel } => {
+            let v = node
+                .call(Method::GET, &format!("/channels/{channel}/members"), None)
+                .await?;
+            out.print(&v, || {
+                table(
+                    &["USER", "ROLE", "PRESENCE"],
+                    rows(&v["members"], |m| {
+                        vec![
+                            str_of(&m["username"]).to_owned(),
+                            str_of(&m["role"]).to_owned(),
+                            str_of(&m["presence"]).to_owned(),
+                        ]
+                    }),
+                    "no members",
+                )
+            });
+        }
+        Command::Invite { channel, username } => {
+            let v = node
+                .call(
+                    Method::POST,
+                    &format!("/channels/{channel}/invite"),
+                    Some(json!({"username": username})),
+                )
+                .await?;
+            out.print(&v, || format!("invited {username} to #{channel}"));
+        }
+        Command::Peers { channel } => {
+            let path = match &channel {
+                Some(c) => format!("/peers?channel={c}"),
+                None => "/peers".to_owned(),
+            };
+            let v = node.call(Method::GET, &path, None).await?;
+            out.print(&v, || {
+                table(
+                    &["USER", "KIND", "STATUS", "P2P", "UDP"],
+                    rows(&v["peers"], |p| {
+                        vec![
+                            str_of(&p["username"]).to_owned(),
+                            str_of(&p["kind"]).to_owned(),
+                            str_of(&p["status"]).to_owned(),
+                            str_of(&p["p2p_addr"]).to_owned(),
+                            p["udp_port"].to_string(),
+                        ]
+                    }),
+                    "no peers online",
+                )
+            });
+        }
+        Command::Server(_) | Command::Node(_) | Command::Up(_) => {
+            return Err(ClientError::Other("not a verb".into()));
+        }
+    }
+    Ok(())
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(&self, v: &Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|items| items.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
+/// Aligned columns, two spaces apart; `empty` if there are no rows.
+fn table(header: &[&str], rows: Vec<Vec<String>>, empty: &str) -> String {
+    if rows.is_empty() {
+        return empty.to_owned();
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s
+    };
+    let mut out = vec![line(header.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// The password: `--password-stdin`, else `SEGCHAT_PASSWORD`, else a
+/// prompt (twice when registering).
+fn password(c: &Credentials, confirm: bool) -> Result<String, ClientError> {
+    if c.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            ClientError::Other(format!("could not read the password from stdin: {e}"))
+        })?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if let Ok(p) = std::env::var("SEGCHAT_PASSWORD") {
+        return Ok(p);
+    }
+    let prompt_err = |e: std::io::Error| {
+        ClientError::Other(format!(
+            "could not read a password: {e} (use --password-stdin or SEGCHAT_PASSWORD)"
+        ))
+    };
+    let p =
+        rpassword::prompt_password(format!("Password for {}: ", c.username)).map_err(prompt_err)?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat the password: ").map_err(prompt_err)?;
+        if again != p {
+            return Err(ClientError::Other("the passwords do not match".into()));
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["USER", "ROLE"],
+            vec![
+                vec!["alice".into(), "owner".into()],
+                vec!["bo".into(), "member".into()],
+            ],
+            "none",
+        );
+        assert_eq!(t, "USER   ROLE\nalice  owner\nbo     member");
+        assert_eq!(table(&["A"], vec![], "none"), "none");
+    }
+}
