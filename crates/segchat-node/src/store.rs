@@ -218,6 +218,32 @@ impl Store {
         .await
     }
 
+    /// Adds or replaces one channel in the cache (after create or join), at
+    /// the end if it is new.
+    pub async fn cache_channel(&self, channel: ChannelInfo) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let json =
+                serde_json::to_string(&channel).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            c.execute(
+                "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM channel_cache), ?3)
+                 ON CONFLICT (name) DO UPDATE SET info = ?2, fetched_at_ms = ?3",
+                params![channel.name, json, crate::now_ms() as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops one channel from the cache (after leaving it).
+    pub async fn uncache_channel(&self, name: String) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute("DELETE FROM channel_cache WHERE name = ?1", params![name])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The cached channel list, or `None` if nothing was ever cached.
     pub async fn cached_channels(&self) -> Result<Option<CachedChannels>, StoreError> {
         self.with(|c| {
@@ -347,6 +373,12 @@ mod tests {
         let cached = store.cached_channels().await.expect("read").expect("some");
         let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["zeta", "alpha"]);
+        store.cache_channel(channel("beta")).await.expect("add");
+        store.cache_channel(channel("zeta")).await.expect("replace");
+        store.uncache_channel("alpha".into()).await.expect("drop");
+        let cached = store.cached_channels().await.expect("read").expect("some");
+        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "beta"]);
         // The same user again keeps the cache; somebody else drops it.
         store.save_session(session("alice")).await.expect("save");
         assert!(store.cached_channels().await.expect("read").is_some());

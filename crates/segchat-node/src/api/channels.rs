@@ -75,6 +75,13 @@ fn channel_of(op: &str, reply: Reply) -> Result<ChannelInfo, ApiError> {
     }
 }
 
+/// Keeps the cached list current between full listings.
+async fn remember(st: &ApiState, info: &ChannelInfo) {
+    if let Err(e) = st.inner.store.cache_channel(info.clone()).await {
+        tracing::warn!(error = %e, "could not update the channel cache");
+    }
+}
+
 pub(super) async fn create(
     State(st): State<ApiState>,
     Body(b): Body<CreateBody>,
@@ -88,6 +95,7 @@ pub(super) async fn create(
         })
         .await?;
     let info = channel_of("create_channel", reply)?;
+    remember(&st, &info).await;
     st.record(
         "CHANNEL_CREATED",
         format!(
@@ -110,6 +118,7 @@ pub(super) async fn join(
         .request(Request::JoinChannel { channel: name })
         .await?;
     let info = channel_of("join_channel", reply)?;
+    remember(&st, &info).await;
     st.record("CHANNEL_JOINED", format!("channel={}", info.name));
     Ok(Json(info))
 }
@@ -130,6 +139,9 @@ pub(super) async fn leave(
         })
         .await?;
     st.record("CHANNEL_LEFT", format!("channel={name}"));
+    if let Err(e) = st.inner.store.uncache_channel(name.clone()).await {
+        tracing::warn!(error = %e, "could not update the channel cache");
+    }
     Ok(Json(Left {
         channel: name,
         left: true,
