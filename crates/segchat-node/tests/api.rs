@@ -475,3 +475,40 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
     node.shutdown().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_node_restarts_and_refused_ones_are_forgotten() {
+    let (_s, sdir) = tempdir();
+    let (_s2, sdir2) = tempdir();
+    let (_a, adir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let addr = server.addr;
+    let node = start_node(addr, &adir).await;
+    let api = Api::of(&node);
+    api.wait_connected().await;
+    api.register("alice").await;
+    node.shutdown().await;
+
+    // A new node process on the same data directory resumes the session.
+    let node = start_node(addr, &adir).await;
+    let api = Api::of(&node);
+    api.wait_connected().await;
+    let v = api.ok(Method::GET, "/session", None).await;
+    assert_eq!(v["username"], "alice");
+    api.wait_for("re-listing", |v| v["listed"] == true).await;
+
+    // A server that never heard of the session (fresh data) refuses it:
+    // the node forgets it instead of retrying forever.
+    server.stop().await;
+    api.wait_for("the node to notice", |v| v["server_connected"] == false)
+        .await;
+    let server = TestServer::start_at(&sdir2, addr).await;
+    api.wait_connected().await;
+    let (status, v) = api.get("/session").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    // And the name is free to register on that server.
+    api.register("alice").await;
+
+    node.shutdown().await;
+    server.stop().await;
+}
