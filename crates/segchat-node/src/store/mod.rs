@@ -6,6 +6,10 @@
 //! Every method runs on tokio's blocking pool; the connection's mutex is
 //! never held across an `.await`.
 
+mod messages;
+
+pub use messages::{Arrival, Cursor, DeliveryState, MessageRow, Source};
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +17,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::types::{AccountKind, ChannelInfo, Presence, SessionInfo};
 
 /// The migrations, in order. A file, once released, is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_messages.sql")),
+];
 
 /// Store failures. Callers log them; clients only see a generic error.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,662 @@
+//! Messages in the local store: everything the user has seen, the outbox of
+//! what they wrote, the hosted copy of channels this node hosts, cursors and
+//! gaps, full-text search.
+//!
+//! A channel is a set keyed by message id: every insert is idempotent, and
+//! a second arrival of the same message only fills in what the first did
+//! not know (its host or server sequence number).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use segchat_proto::message::{Message, Sequenced};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// Where a copy of a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The channel's host, over the P2P link.
+    Host,
+    /// The server's backup.
+    Server,
+    /// Written on this node.
+    Local,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Host => "host",
+            Source::Server => "server",
+            Source::Local => "local",
+        }
+    }
+    fn parse(s: &str) -> Result<Source, StoreError> {
+        match s {
+            "host" => Ok(Source::Host),
+            "server" => Ok(Source::Server),
+            "local" => Ok(Source::Local),
+            _ => Err(StoreError::Corrupt(format!("unknown source {s:?}"))),
+        }
+    }
+}
+
+/// Where a message the user wrote has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// In the outbox, not yet acknowledged by anyone.
+    Pending,
+    /// The channel's host stored it.
+    Stored,
+    /// The server's backup has it.
+    BackedUp,
+    /// Refused; `reason` says why.
+    Refused,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Stored => "stored",
+            DeliveryState::BackedUp => "backed_up",
+            DeliveryState::Refused => "refused",
+        }
+    }
+    fn parse(s: &str) -> Result<DeliveryState, StoreError> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "stored" => Ok(DeliveryState::Stored),
+            "backed_up" => Ok(DeliveryState::BackedUp),
+            "refused" => Ok(DeliveryState::Refused),
+            _ => Err(StoreError::Corrupt(format!("unknown state {s:?}"))),
+        }
+    }
+}
+
+/// Per-channel cursors. See the migration for what each means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    Host,
+    Server,
+    Backup,
+    Read,
+}
+
+impl Cursor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cursor::Host => "host",
+            Cursor::Server => "server",
+            Cursor::Backup => "backup",
+            Cursor::Read => "read",
+        }
+    }
+}
+
+/// How a copy arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub source: Source,
+    /// The host's or server's address, for provenance.
+    pub from: Option<String>,
+    pub host_seq: Option<u64>,
+    pub server_seq: Option<u64>,
+}
+
+/// A stored message as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub channel: String,
+    pub author: String,
+    pub ts_ms: u64,
+    pub body: String,
+    /// Where this node's copy came from.
+    pub source: Source,
+    /// The host's P2P address or the server's address it came from.
+    pub from: Option<String>,
+    pub host_seq: Option<u64>,
+    pub server_seq: Option<u64>,
+    /// For messages written on this node.
+    pub state: Option<DeliveryState>,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub local_id: i64,
+}
+
+const ROW_COLUMNS: &str = "local_id, id, channel, author, ts_ms, body, source, source_addr, \
+     host_seq, server_seq, state, reason";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        local_id: r.get(0)?,
+        id: r.get(1)?,
+        channel: r.get(2)?,
+        author: r.get(3)?,
+        ts_ms: r.get(4)?,
+        body: r.get(5)?,
+        source: r.get(6)?,
+        from: r.get(7)?,
+        host_seq: r.get(8)?,
+        server_seq: r.get(9)?,
+        state: r.get(10)?,
+        reason: r.get(11)?,
+    })
+}
+
+struct RawRow {
+    local_id: i64,
+    id: String,
+    channel: String,
+    author: String,
+    ts_ms: i64,
+    body: String,
+    source: String,
+    from: Option<String>,
+    host_seq: Option<i64>,
+    server_seq: Option<i64>,
+    state: Option<String>,
+    reason: Option<String>,
+}
+
+impl RawRow {
+    fn cook(self) -> Result<MessageRow, StoreError> {
+        Ok(MessageRow {
+            local_id: self.local_id,
+            id: self.id,
+            channel: self.channel,
+            author: self.author,
+            ts_ms: self.ts_ms as u64,
+            body: self.body,
+            source: Source::parse(&self.source)?,
+            from: self.from,
+            host_seq: self.host_seq.map(|v| v as u64),
+            server_seq: self.server_seq.map(|v| v as u64),
+            state: self.state.as_deref().map(DeliveryState::parse).transpose()?,
+            reason: self.reason,
+        })
+    }
+}
+
+fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn to_message(
+    (id, channel, author, ts, body, ticket, signature): (String, String, String, i64, String, String, String),
+) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("message id: {e}")))?,
+        channel,
+        author,
+        ts_ms: ts as u64,
+        body,
+        ticket: serde_json::from_str(&ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        signature,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
+
+fn insert(c: &Connection, m: &Message, a: &Arrival, state: Option<DeliveryState>) -> Result<bool, StoreError> {
+    let ticket = serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let n = c.execute(
+        "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
+             source, source_addr, host_seq, server_seq, state, received_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            m.id.to_string(),
+            m.channel,
+            m.author,
+            m.ts_ms as i64,
+            m.body,
+            ticket,
+            m.signature,
+            a.source.as_str(),
+            a.from,
+            a.host_seq.map(|v| v as i64),
+            a.server_seq.map(|v| v as i64),
+            state.map(DeliveryState::as_str),
+            crate::now_ms() as i64
+        ],
+    )?;
+    if n == 0 {
+        // Known already: learn the sequence numbers this copy carries.
+        c.execute(
+            "UPDATE messages SET host_seq = COALESCE(host_seq, ?2),
+                                 server_seq = COALESCE(server_seq, ?3)
+             WHERE id = ?1",
+            params![
+                m.id.to_string(),
+                a.host_seq.map(|v| v as i64),
+                a.server_seq.map(|v| v as i64)
+            ],
+        )?;
+    }
+    Ok(n == 1)
+}
+
+fn cursor_in(c: &Connection, channel: &str, kind: Cursor) -> Result<u64, StoreError> {
+    let v: Option<i64> = c
+        .query_row(
+            "SELECT value FROM cursors WHERE channel = ?1 AND kind = ?2",
+            params![channel, kind.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+fn set_cursor_in(c: &Connection, channel: &str, kind: Cursor, value: u64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO cursors (channel, kind, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (channel, kind) DO UPDATE SET value = ?3",
+        params![channel, kind.as_str(), value as i64],
+    )?;
+    Ok(())
+}
+
+/// Turns free text into an FTS5 query that matches every word, so user
+/// input can never be an FTS syntax error.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+impl Store {
+    /// Stores a copy of a message that arrived from a host or the server.
+    /// Returns whether it was new.
+    pub async fn insert_message(&self, m: Message, a: Arrival) -> Result<bool, StoreError> {
+        self.with(move |c| insert(c, &m, &a, None)).await
+    }
+
+    /// Puts a message the user wrote in the outbox (state `pending`).
+    pub async fn insert_outgoing(&self, m: Message) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let a = Arrival {
+                source: Source::Local,
+                from: None,
+                host_seq: None,
+                server_seq: None,
+            };
+            insert(c, &m, &a, Some(DeliveryState::Pending))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// As the channel's host: stores a message (if new) under the next
+    /// hosted sequence number. Returns (new, its hosted seq).
+    pub async fn host_append(&self, m: Message, a: Arrival) -> Result<(bool, u64), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let existing: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT hosted_seq FROM messages WHERE id = ?1",
+                    params![m.id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(Some(seq)) = existing {
+                return Ok((false, seq as u64));
+            }
+            let next: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(hosted_seq), 0) + 1 FROM messages WHERE channel = ?1",
+                params![m.channel],
+                |r| r.get(0),
+            )?;
+            let new = insert(&tx, &m, &a, None)?;
+            tx.execute(
+                "UPDATE messages SET hosted_seq = ?2, host_seq = ?2 WHERE id = ?1",
+                params![m.id.to_string(), next],
+            )?;
+            tx.commit()?;
+            Ok((new || existing.is_some(), next as u64))
+        })
+        .await
+    }
+
+    /// As host: messages with hosted sequence numbers above `after`.
+    pub async fn hosted_after(
+        &self,
+        channel: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Sequenced>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS}, hosted_seq FROM messages
+                 WHERE channel = ?1 AND hosted_seq > ?2 ORDER BY hosted_seq LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![channel, after as i64, limit], |r| {
+                Ok((full_message(r)?, r.get::<_, i64>(7)?))
+            })?;
+            rows.map(|r| {
+                let (m, seq) = r?;
+                Ok(Sequenced {
+                    seq: seq as u64,
+                    message: to_message(m)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// As host: the highest hosted sequence number of a channel.
+    pub async fn hosted_last(&self, channel: String) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let v: i64 = c.query_row(
+                "SELECT COALESCE(MAX(hosted_seq), 0) FROM messages WHERE channel = ?1",
+                params![channel],
+                |r| r.get(0),
+            )?;
+            Ok(v as u64)
+        })
+        .await
+    }
+
+    /// Moves a written message's state forward (never back, and never out
+    /// of `refused`).
+    pub async fn set_state(
+        &self,
+        id: String,
+        state: DeliveryState,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let current: Option<Option<String>> = c
+                .query_row("SELECT state FROM messages WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(Some(current)) = current else {
+                return Ok(false);
+            };
+            let current = DeliveryState::parse(&current)?;
+            if current == DeliveryState::Refused || current >= state {
+                return Ok(false);
+            }
+            c.execute(
+                "UPDATE messages SET state = ?2, reason = ?3 WHERE id = ?1",
+                params![id, state.as_str(), reason],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Marks every message written here in `channel` with a hosted seq up
+    /// to `through` as backed up; returns their ids.
+    pub async fn mark_backed_up(&self, channel: String, through: u64) -> Result<Vec<String>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE messages SET state = 'backed_up'
+                 WHERE channel = ?1 AND hosted_seq <= ?2 AND state IN ('pending', 'stored')
+                 RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map(params![channel, through as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// The outbox: messages written here and not yet acknowledged, oldest
+    /// first.
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state = 'pending'
+                 ORDER BY local_id LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map(params![limit], full_message)?;
+            rows.map(|r| to_message(r?)).collect()
+        })
+        .await
+    }
+
+    /// One message as the API shows it.
+    pub async fn message(&self, id: String) -> Result<Option<MessageRow>, StoreError> {
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM messages WHERE id = ?1"),
+                params![id],
+                row,
+            )
+            .optional()?
+            .map(RawRow::cook)
+            .transpose()
+        })
+        .await
+    }
+
+    /// A page of a channel's history, newest first, older than `before`
+    /// (a message id) if given.
+    pub async fn history(
+        &self,
+        channel: String,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.with(move |c| {
+            let anchor: Option<(i64, String)> = match &before {
+                Some(id) => c
+                    .query_row(
+                        "SELECT ts_ms, id FROM messages WHERE id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            if before.is_some() && anchor.is_none() {
+                return Err(StoreError::Corrupt("unknown message id for `before`".into()));
+            }
+            let (ts, id) = anchor.unwrap_or((i64::MAX, String::new()));
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM messages
+                 WHERE channel = ?1 AND (ts_ms < ?2 OR (ts_ms = ?2 AND id < ?3) OR ?4)
+                 ORDER BY ts_ms DESC, id DESC LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![channel, ts, id, before.is_none(), limit],
+                row,
+            )?;
+            rows.map(|r| r?.cook()).collect()
+        })
+        .await
+    }
+
+    /// Full-text search over every stored message, best matches first.
+    pub async fn search(
+        &self,
+        text: String,
+        channel: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let Some(query) = fts_query(&text) else {
+            return Ok(Vec::new());
+        };
+        self.with(move |c| {
+            let cols = ROW_COLUMNS
+                .split(", ")
+                .map(|col| format!("m.{}", col.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {cols} FROM messages_fts f JOIN messages m ON m.local_id = f.rowid
+                 WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.channel = ?2)
+                 ORDER BY f.rank LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![query, channel, limit], row)?;
+            rows.map(|r| r?.cook()).collect()
+        })
+        .await
+    }
+
+    /// A cursor's value (0 if never set).
+    pub async fn cursor(&self, channel: String, kind: Cursor) -> Result<u64, StoreError> {
+        self.with(move |c| cursor_in(c, &channel, kind)).await
+    }
+
+    /// Sets a cursor.
+    pub async fn set_cursor(&self, channel: String, kind: Cursor, value: u64) -> Result<(), StoreError> {
+        self.with(move |c| set_cursor_in(c, &channel, kind, value)).await
+    }
+
+    /// As a member: records host sequence number `seq` as received and
+    /// returns the new contiguous cursor. A jump past the cursor leaves a
+    /// gap; receiving a number inside a gap shrinks it.
+    pub async fn saw_host_seq(&self, channel: String, seq: u64) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let cursor = cursor_in(&tx, &channel, Cursor::Host)?;
+            if seq > cursor + 1 {
+                tx.execute(
+                    "INSERT OR IGNORE INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
+                    params![channel, (cursor + 1) as i64, (seq - 1) as i64],
+                )?;
+            }
+            // Split or shrink a gap that contains seq.
+            let hit: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT from_seq, to_seq FROM gaps
+                     WHERE channel = ?1 AND from_seq <= ?2 AND to_seq >= ?2",
+                    params![channel, seq as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((from, to)) = hit {
+                tx.execute(
+                    "DELETE FROM gaps WHERE channel = ?1 AND from_seq = ?2",
+                    params![channel, from],
+                )?;
+                let s = seq as i64;
+                if from < s {
+                    tx.execute(
+                        "INSERT INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
+                        params![channel, from, s - 1],
+                    )?;
+                }
+                if s < to {
+                    tx.execute(
+                        "INSERT INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
+                        params![channel, s + 1, to],
+                    )?;
+                }
+            }
+            // The cursor is the highest number below the first gap.
+            let first_gap: Option<i64> = tx
+                .query_row(
+                    "SELECT MIN(from_seq) FROM gaps WHERE channel = ?1",
+                    params![channel],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let highest = cursor.max(seq);
+            let new_cursor = match first_gap {
+                Some(g) => (g as u64 - 1).min(highest),
+                None => highest,
+            };
+            set_cursor_in(&tx, &channel, Cursor::Host, new_cursor)?;
+            tx.commit()?;
+            Ok(new_cursor)
+        })
+        .await
+    }
+
+    /// The channel's open gaps as (from, to) host sequence numbers.
+    pub async fn gaps(&self, channel: String) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT from_seq, to_seq FROM gaps WHERE channel = ?1 ORDER BY from_seq",
+            )?;
+            let rows = stmt.query_map(params![channel], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Unread counts per channel: messages by others stored after the
+    /// channel's read cursor.
+    pub async fn unread(&self, me: String) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.channel, COUNT(*) FROM messages m
+                 LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
+                 WHERE m.author != ?1 AND m.local_id > COALESCE(r.value, 0)
+                 GROUP BY m.channel ORDER BY m.channel",
+            )?;
+            let rows = stmt.query_map(params![me], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Marks everything stored so far in `channel` as read.
+    pub async fn mark_read(&self, channel: String) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let last: i64 = c.query_row(
+                "SELECT COALESCE(MAX(local_id), 0) FROM messages WHERE channel = ?1",
+                params![channel],
+                |r| r.get(0),
+            )?;
+            set_cursor_in(c, &channel, Cursor::Read, last as u64)
+        })
+        .await
+    }
+
+    /// The highest timestamp stored (for the hybrid logical clock).
+    pub async fn max_ts(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let v: i64 = c.query_row("SELECT COALESCE(MAX(ts_ms), 0) FROM messages", [], |r| r.get(0))?;
+            Ok(v as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_quote_every_word() {
+        assert_eq!(fts_query("hello  wor\"ld"), Some("\"hello\" \"wor\"\"ld\"".into()));
+        assert_eq!(fts_query("   "), None);
+        assert_eq!(fts_query("NEAR(a b) OR c*"), Some("\"NEAR(a\" \"b)\" \"OR\" \"c*\"".into()));
+    }
+
+    #[tokio::test]
+    async fn gaps_open_shrink_and_the_cursor_stays_contiguous() {
+        let s = Store::open_in_memory().expect("store");
+        let ch = || "c".to_string();
+        assert_eq!(s.saw_host_seq(ch(), 1).await.expect("seq"), 1);
+        assert_eq!(s.saw_host_seq(ch(), 2).await.expect("seq"), 2);
+        // 3..=5 missed.
+        assert_eq!(s.saw_host_seq(ch(), 6).await.expect("seq"), 2);
+        assert_eq!(s.gaps(ch()).await.expect("gaps"), vec![(3, 5)]);
+        assert_eq!(s.saw_host_seq(ch(), 4).await.expect("seq"), 2);
+        assert_eq!(s.gaps(ch()).await.expect("gaps"), vec![(3, 3), (5, 5)]);
+        assert_eq!(s.saw_host_seq(ch(), 3).await.expect("seq"), 4);
+        assert_eq!(s.saw_host_seq(ch(), 5).await.expect("seq"), 6);
+        assert!(s.gaps(ch()).await.expect("gaps").is_empty());
+        // Repeats change nothing.
+        assert_eq!(s.saw_host_seq(ch(), 5).await.expect("seq"), 6);
+    }
+}
