@@ -18,6 +18,8 @@ pub enum NodeEvent {
     Tracker(Event),
     /// About the node itself.
     Node(NodeNotice),
+    /// Messages and channel links.
+    Chat(crate::chat::ChatEvent),
 }
 
 /// The node's own notices. Their `type` never collides with a tracker

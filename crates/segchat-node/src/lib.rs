@@ -15,8 +15,10 @@
 //!   node's own notices (`server_connected`, `server_disconnected`).
 //! - [`store`]: the local SQLite store (session, cached channel list) and
 //!   its migrations under `migrations/`.
-//! - [`p2p`]: the peer listeners (TCP and UDP). The peer protocol proper
-//!   comes later; for now a peer is greeted and told so.
+//! - [`p2p`]: the peer listeners (TCP and UDP); a peer's `hello` is
+//!   checked here, then the peer link is served by [`chat`].
+//! - [`chat`]: hosted channels, following other people's channels P2P
+//!   or through the server, the outbox, history and search.
 //! - [`api`]: the local HTTP API and its WebSocket of events, with the
 //!   bearer-token check and the one place errors become HTTP responses.
 //! - [`error`]: [`NodeError`], why a node could not start.
@@ -27,6 +29,7 @@
 //! `UNAVAILABLE` instead of hanging.
 
 pub mod api;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -98,10 +98,24 @@ impl Node {
             shutdown.clone(),
         );
 
+        let chat = crate::chat::Chat::open(
+            store.clone(),
+            link.clone(),
+            log.clone(),
+            data_dir.clone(),
+            config.server_addr.clone(),
+        )
+        .await
+        .map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+
         let api_token = api::new_token();
         let url = format!("http://{api_addr}");
         let api_state = ApiState::new(
             link.clone(),
+            chat.clone(),
             store,
             log.clone(),
             api_token.clone(),
@@ -124,7 +138,13 @@ impl Node {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
-        tasks.spawn(p2p::serve(peers.tcp, log.clone(), shutdown.clone()));
+        tasks.spawn(p2p::serve(
+            peers.tcp,
+            chat.clone(),
+            log.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(p2p::hold_udp(peers.udp, shutdown.clone()));
         tasks.spawn(api::serve(api_listener, api_state, shutdown.clone()));
 

@@ -1,10 +1,9 @@
 //! The peer listeners: a TCP listener for the P2P link and a UDP socket for
 //! livestreams, both on the configured IP.
 //!
-//! The peer protocol proper (channel hosting, direct messages, files) comes
-//! next; for now an incoming peer gets its `hello` checked and is then told,
-//! with an `error` frame, that this node hosts no channels yet. Reads are
-//! bounded by a timeout and garbage never takes the node down.
+//! An incoming peer gets its `hello` checked here (version, link kind,
+//! within a timeout); the peer link itself is served by
+//! [`crate::chat`]. Garbage never takes the node down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,23 +11,22 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use segchat_log::SystemLog;
-use segchat_proto::{Failure, Frame, FrameCodec, LinkKind, Status, PROTOCOL_VERSION};
+use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// How long a peer has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest frame a peer may send before the peer protocol exists.
-const MAX_PEER_FRAME: usize = 64 * 1024;
+/// Largest frame a peer may send.
+const MAX_PEER_FRAME: usize = segchat_proto::MAX_FRAME_LEN;
 /// Peer connections served at once; more are closed at once.
-const MAX_PEER_CONNS: usize = 256;
+const MAX_PEER_CONNS: usize = 4096;
 
-/// The P2P link's frames. Until the peer protocol exists, bodies are opaque.
-type PeerCodec = FrameCodec<serde_json::Value, serde_json::Value, serde_json::Value>;
+use crate::chat::{Chat, PeerCodec, PeerFrame};
 
 /// The bound peer sockets.
 #[derive(Debug)]
@@ -68,7 +66,7 @@ impl PeerSockets {
 
 /// Accepts peers until `shutdown`; each connection runs in a task of its
 /// own, all aborted when this returns.
-pub async fn serve(listener: TcpListener, log: SystemLog, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, chat: Chat, log: SystemLog, shutdown: CancellationToken) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -84,7 +82,10 @@ pub async fn serve(listener: TcpListener, log: SystemLog, shutdown: Cancellation
                     continue;
                 }
                 let span = tracing::info_span!("peer", peer = %addr);
-                conns.spawn(serve_peer(stream, addr, log.clone()).instrument(span));
+                conns.spawn(
+                    serve_peer(stream, addr, chat.clone(), log.clone(), shutdown.clone())
+                        .instrument(span),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "P2P accept failed");
@@ -95,10 +96,18 @@ pub async fn serve(listener: TcpListener, log: SystemLog, shutdown: Cancellation
     conns.shutdown().await;
 }
 
-async fn serve_peer(stream: TcpStream, addr: SocketAddr, log: SystemLog) {
+async fn serve_peer(
+    stream: TcpStream,
+    addr: SocketAddr,
+    chat: Chat,
+    log: SystemLog,
+    shutdown: CancellationToken,
+) {
     log.record("CONNECTION_ESTABLISHED", addr, "link=p2p");
-    let mut framed = Framed::new(stream, PeerCodec::new(MAX_PEER_FRAME));
-    let answer = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = FramedRead::new(r, PeerCodec::new(MAX_PEER_FRAME));
+    let refusal = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
         Err(_) => Failure::bad_request(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
         Ok(None) => {
             log.record("CONNECTION_CLOSED", addr, "link=p2p closed before hello");
@@ -120,17 +129,19 @@ async fn serve_peer(stream: TcpStream, addr: SocketAddr, log: SystemLog) {
                 )
             } else {
                 tracing::debug!(agent = %hello.agent, "peer said hello");
-                Failure::unavailable("this node hosts no channels yet")
+                let reason = crate::chat::serve_peer(chat, reader, w, addr, shutdown).await;
+                log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
+                return;
             }
         }
         Ok(Some(Ok(_))) => Failure::bad_request("the first frame must be hello"),
     };
-    let reason = answer.to_string();
-    let frame: Frame<serde_json::Value, serde_json::Value, serde_json::Value> =
-        Frame::Error(answer);
+    let reason = refusal.to_string();
+    let frame: PeerFrame = Frame::Error(refusal);
+    let mut writer = FramedWrite::new(w, PeerCodec::new(MAX_PEER_FRAME));
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = framed.send(frame).await;
-        let _ = framed.get_mut().shutdown().await;
+        let _ = writer.send(frame).await;
+        let _ = writer.get_mut().shutdown().await;
     })
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));

@@ -15,11 +15,16 @@
 //! | POST | `/channels/{name}/join`, `/leave`, `/invite` | membership |
 //! | GET | `/channels/{name}/members` | members with presence |
 //! | GET | `/peers?channel=NAME` | the live peer list (`get_list`) |
+//! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
+//! | POST | `/channels/{name}/read` | mark read |
+//! | GET | `/search?q=` | full-text search of local history |
+//! | GET | `/unread` | unread counts and how each channel is reached |
 //! | GET | `/events` | WebSocket of events (JSON text messages) |
 
 mod channels;
 mod error;
 mod events;
+mod messages;
 mod session;
 
 use std::net::SocketAddr;
@@ -39,8 +44,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use channels::{ChannelList, Left, Members, Peers};
 pub use error::{ApiError, Body, ErrorBody};
+pub use messages::{SearchResults, Sent, Unread};
 pub use session::{NodeView, SessionView, SignedOut, StatusBody};
 
+use crate::chat::Chat;
 use crate::link::LinkHandle;
 use crate::store::Store;
 
@@ -73,6 +80,7 @@ pub struct ApiState {
 #[derive(Debug)]
 struct Inner {
     link: LinkHandle,
+    chat: Chat,
     store: Store,
     log: SystemLog,
     token: String,
@@ -83,6 +91,7 @@ struct Inner {
 impl ApiState {
     pub fn new(
         link: LinkHandle,
+        chat: Chat,
         store: Store,
         log: SystemLog,
         token: String,
@@ -92,6 +101,7 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 link,
+                chat,
                 store,
                 log,
                 token,
@@ -129,6 +139,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels/{name}/members", get(channels::members))
         .route("/channels/{name}/invite", post(channels::invite))
         .route("/peers", get(channels::peers))
+        .route(
+            "/channels/{name}/messages",
+            get(messages::history).post(messages::send),
+        )
+        .route("/channels/{name}/read", post(messages::mark_read))
+        .route("/search", get(messages::search))
+        .route("/unread", get(messages::unread))
         .route("/events", get(events::subscribe));
     Router::new()
         .nest("/api/v1", v1)

@@ -192,8 +192,15 @@ impl Actor {
             ready: false,
             last_heard: Instant::now(),
         };
-        self.state
-            .send_modify(|st| st.advertised = Some(advertised));
+        let (server_key, max_body_len) = (
+            live.conn.welcome.server_key.clone(),
+            live.conn.welcome.max_body_len,
+        );
+        self.state.send_modify(|st| {
+            st.advertised = Some(advertised);
+            st.server_key = Some(server_key).filter(|k| !k.is_empty());
+            st.max_body_len = Some(max_body_len).filter(|n| *n > 0);
+        });
 
         let reason = match self.store.session().await {
             Ok(Some(stored)) => live

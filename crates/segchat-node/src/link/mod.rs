@@ -44,6 +44,10 @@ pub struct LinkState {
     pub listed: Option<PeerInfo>,
     /// The P2P address this node announces.
     pub advertised: Option<SocketAddr>,
+    /// The server's ticket-signing key (hex), from its last `welcome`.
+    pub server_key: Option<String>,
+    /// Largest message body the server accepts.
+    pub max_body_len: Option<u32>,
 }
 
 /// Where this node's peer listeners are, for `submit_info`.
@@ -162,6 +166,12 @@ impl LinkHandle {
     /// Events from now on: the server's and the link's own.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    /// Publishes an event of the node's own (chat, hosting) to the same
+    /// subscribers.
+    pub fn publish(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
     }
 }
 

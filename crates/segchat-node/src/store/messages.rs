@@ -175,18 +175,40 @@ impl RawRow {
             from: self.from,
             host_seq: self.host_seq.map(|v| v as u64),
             server_seq: self.server_seq.map(|v| v as u64),
-            state: self.state.as_deref().map(DeliveryState::parse).transpose()?,
+            state: self
+                .state
+                .as_deref()
+                .map(DeliveryState::parse)
+                .transpose()?,
             reason: self.reason,
         })
     }
 }
 
-fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+fn full_message(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn to_message(
-    (id, channel, author, ts, body, ticket, signature): (String, String, String, i64, String, String, String),
+    (id, channel, author, ts, body, ticket, signature): (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+    ),
 ) -> Result<Message, StoreError> {
     Ok(Message {
         id: id
@@ -203,8 +225,14 @@ fn to_message(
 
 const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
 
-fn insert(c: &Connection, m: &Message, a: &Arrival, state: Option<DeliveryState>) -> Result<bool, StoreError> {
-    let ticket = serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+fn insert(
+    c: &Connection,
+    m: &Message,
+    a: &Arrival,
+    state: Option<DeliveryState>,
+) -> Result<bool, StoreError> {
+    let ticket =
+        serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let n = c.execute(
         "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
              source, source_addr, host_seq, server_seq, state, received_at_ms)
@@ -252,7 +280,12 @@ fn cursor_in(c: &Connection, channel: &str, kind: Cursor) -> Result<u64, StoreEr
     Ok(v.unwrap_or(0) as u64)
 }
 
-fn set_cursor_in(c: &Connection, channel: &str, kind: Cursor, value: u64) -> Result<(), StoreError> {
+fn set_cursor_in(
+    c: &Connection,
+    channel: &str,
+    kind: Cursor,
+    value: u64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO cursors (channel, kind, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (channel, kind) DO UPDATE SET value = ?3",
@@ -374,9 +407,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.with(move |c| {
             let current: Option<Option<String>> = c
-                .query_row("SELECT state FROM messages WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT state FROM messages WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let Some(Some(current)) = current else {
                 return Ok(false);
@@ -396,7 +431,11 @@ impl Store {
 
     /// Marks every message written here in `channel` with a hosted seq up
     /// to `through` as backed up; returns their ids.
-    pub async fn mark_backed_up(&self, channel: String, through: u64) -> Result<Vec<String>, StoreError> {
+    pub async fn mark_backed_up(
+        &self,
+        channel: String,
+        through: u64,
+    ) -> Result<Vec<String>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE messages SET state = 'backed_up'
@@ -460,7 +499,9 @@ impl Store {
                 None => None,
             };
             if before.is_some() && anchor.is_none() {
-                return Err(StoreError::Corrupt("unknown message id for `before`".into()));
+                return Err(StoreError::Corrupt(
+                    "unknown message id for `before`".into(),
+                ));
             }
             let (ts, id) = anchor.unwrap_or((i64::MAX, String::new()));
             let mut stmt = c.prepare_cached(&format!(
@@ -468,10 +509,7 @@ impl Store {
                  WHERE channel = ?1 AND (ts_ms < ?2 OR (ts_ms = ?2 AND id < ?3) OR ?4)
                  ORDER BY ts_ms DESC, id DESC LIMIT ?5"
             ))?;
-            let rows = stmt.query_map(
-                params![channel, ts, id, before.is_none(), limit],
-                row,
-            )?;
+            let rows = stmt.query_map(params![channel, ts, id, before.is_none(), limit], row)?;
             rows.map(|r| r?.cook()).collect()
         })
         .await
@@ -510,8 +548,14 @@ impl Store {
     }
 
     /// Sets a cursor.
-    pub async fn set_cursor(&self, channel: String, kind: Cursor, value: u64) -> Result<(), StoreError> {
-        self.with(move |c| set_cursor_in(c, &channel, kind, value)).await
+    pub async fn set_cursor(
+        &self,
+        channel: String,
+        kind: Cursor,
+        value: u64,
+    ) -> Result<(), StoreError> {
+        self.with(move |c| set_cursor_in(c, &channel, kind, value))
+            .await
     }
 
     /// As a member: records host sequence number `seq` as received and
@@ -624,7 +668,9 @@ impl Store {
     /// The highest timestamp stored (for the hybrid logical clock).
     pub async fn max_ts(&self) -> Result<u64, StoreError> {
         self.with(|c| {
-            let v: i64 = c.query_row("SELECT COALESCE(MAX(ts_ms), 0) FROM messages", [], |r| r.get(0))?;
+            let v: i64 = c.query_row("SELECT COALESCE(MAX(ts_ms), 0) FROM messages", [], |r| {
+                r.get(0)
+            })?;
             Ok(v as u64)
         })
         .await
@@ -637,9 +683,15 @@ mod tests {
 
     #[test]
     fn fts_queries_quote_every_word() {
-        assert_eq!(fts_query("hello  wor\"ld"), Some("\"hello\" \"wor\"\"ld\"".into()));
+        assert_eq!(
+            fts_query("hello  wor\"ld"),
+            Some("\"hello\" \"wor\"\"ld\"".into())
+        );
         assert_eq!(fts_query("   "), None);
-        assert_eq!(fts_query("NEAR(a b) OR c*"), Some("\"NEAR(a\" \"b)\" \"OR\" \"c*\"".into()));
+        assert_eq!(
+            fts_query("NEAR(a b) OR c*"),
+            Some("\"NEAR(a\" \"b)\" \"OR\" \"c*\"".into())
+        );
     }
 
     #[tokio::test]

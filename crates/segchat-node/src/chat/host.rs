@@ -1,0 +1,769 @@
+//! Hosting: the channels this node's user owns live here. Members connect
+//! over the peer link; the host checks their server-signed ticket with no
+//! round trip, applies the channel's rules, stores and numbers every post,
+//! and fans it out to every connected member through a bounded queue each
+//! (a member whose queue fills is cut off and resyncs; it never stalls the
+//! others). A backup task streams what the server lacks in acknowledged
+//! batches; a pull task fetches what members posted through the server while
+//! this node was away.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use segchat_proto::message::{batch_len, Message, MAX_BATCH};
+use segchat_proto::peer;
+use segchat_proto::ticket::SignedTicket;
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::{AccountKind, ChannelInfo, Visibility};
+use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::{lock, Chat, ChatEvent, Via};
+use crate::store::{Arrival, Cursor, DeliveryState, Source};
+
+/// The peer link's codec and frames.
+pub(crate) type PeerCodec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
+pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
+
+/// Frames queued for one member before it counts as too slow.
+const MEMBER_QUEUE: usize = 8192;
+/// Bytes a member's writer gathers into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// How often the backup and pull tasks look even without a nudge.
+const BACKUP_EVERY: Duration = Duration::from_secs(5);
+const PULL_EVERY: Duration = Duration::from_secs(30);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Who may read and write a hosted channel, as last learned from the server.
+#[derive(Debug, Clone)]
+struct Acl {
+    visibility: Visibility,
+    allow_visitors: bool,
+    members: HashSet<String>,
+}
+
+impl Acl {
+    /// (may read, may write) for a ticket holder.
+    fn rights(&self, user: &str, kind: AccountKind) -> (bool, bool) {
+        let member = kind == AccountKind::User && self.members.contains(user);
+        let read = member
+            || match kind {
+                AccountKind::Visitor => {
+                    self.visibility == Visibility::Public && self.allow_visitors
+                }
+                AccountKind::User => self.visibility == Visibility::Public,
+            };
+        (read, member)
+    }
+}
+
+#[derive(Debug)]
+struct Sub {
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+    addr: SocketAddr,
+    user: String,
+}
+
+#[derive(Debug)]
+struct Hosted {
+    /// The link generation `host_channel` was last sent on.
+    announced: u64,
+    acl: Option<Acl>,
+    subs: HashMap<u64, Sub>,
+    backup: Arc<Notify>,
+    pull: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+/// The channels this node hosts.
+#[derive(Debug, Default)]
+pub(super) struct Hosting {
+    channels: Mutex<HashMap<String, Hosted>>,
+}
+
+impl Hosting {
+    pub(super) fn is_hosted(&self, channel: &str) -> bool {
+        lock(&self.channels).contains_key(channel)
+    }
+
+    pub(super) fn wake_pull(&self, channel: &str) {
+        if let Some(h) = lock(&self.channels).get(channel) {
+            h.pull.notify_one();
+        }
+    }
+
+    fn wake_backup(&self, channel: &str) {
+        if let Some(h) = lock(&self.channels).get(channel) {
+            h.backup.notify_one();
+        }
+    }
+
+    /// Drops the cached rules so the next refresh fetches them again.
+    pub(super) fn forget_acl(&self, channel: &str) {
+        if let Some(h) = lock(&self.channels).get_mut(channel) {
+            h.acl = None;
+        }
+    }
+
+    pub(super) fn stop_all(&self) {
+        for (_, h) in lock(&self.channels).drain() {
+            h.cancel.cancel();
+            for s in h.subs.values() {
+                s.cancel.cancel();
+            }
+        }
+    }
+
+    /// Sends a pre-encoded frame to every member of `channel`; cuts off the
+    /// ones whose queue is full.
+    fn fan_out(&self, channel: &str, frame: Bytes) -> Vec<(SocketAddr, String)> {
+        let mut map = lock(&self.channels);
+        let Some(h) = map.get_mut(channel) else {
+            return Vec::new();
+        };
+        let mut slow = Vec::new();
+        h.subs.retain(|_, s| match s.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.cancel.cancel();
+                slow.push((s.addr, s.user.clone()));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        slow
+    }
+
+    fn unsubscribe(&self, conn: u64) {
+        for h in lock(&self.channels).values_mut() {
+            h.subs.remove(&conn);
+        }
+    }
+}
+
+fn encode(frame: &PeerFrame) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    match frame.encode(&mut buf) {
+        Ok(()) => Some(buf.freeze()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a peer frame");
+            None
+        }
+    }
+}
+
+impl Chat {
+    /// Makes sure `ch` (owned by this user) is hosted: tasks running,
+    /// announced to the server on this link generation, rules known.
+    pub(super) async fn host(
+        &self,
+        ch: &ChannelInfo,
+        generation: u64,
+        shutdown: &CancellationToken,
+    ) {
+        let (announce, need_acl) = {
+            let mut map = lock(&self.inner.hosting.channels);
+            let h = map.entry(ch.name.clone()).or_insert_with(|| {
+                let h = Hosted {
+                    announced: 0,
+                    acl: None,
+                    subs: HashMap::new(),
+                    backup: Arc::new(Notify::new()),
+                    pull: Arc::new(Notify::new()),
+                    cancel: shutdown.child_token(),
+                };
+                tokio::spawn(self.clone().backup_loop(
+                    ch.name.clone(),
+                    h.backup.clone(),
+                    h.cancel.clone(),
+                ));
+                tokio::spawn(self.clone().pull_loop(
+                    ch.name.clone(),
+                    h.pull.clone(),
+                    h.cancel.clone(),
+                ));
+                h
+            });
+            let announce = h.announced != generation;
+            h.announced = generation;
+            (announce, h.acl.is_none())
+        };
+        self.set_via(&ch.name, Via::Hosting);
+        if need_acl {
+            self.load_acl(ch).await;
+        }
+        if announce {
+            match self
+                .link()
+                .request(Request::HostChannel {
+                    channel: ch.name.clone(),
+                })
+                .await
+            {
+                Ok(_) => {
+                    self.log().record(
+                        "HOST_ONLINE",
+                        self.link()
+                            .state()
+                            .advertised
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        format!("channel={} hosting here", ch.name),
+                    );
+                    self.inner.hosting.wake_pull(&ch.name);
+                    self.inner.hosting.wake_backup(&ch.name);
+                }
+                Err(f) => {
+                    // Try again on the next refresh.
+                    if let Some(h) = lock(&self.inner.hosting.channels).get_mut(&ch.name) {
+                        h.announced = 0;
+                    }
+                    tracing::warn!(channel = %ch.name, reason = %f, "could not announce hosting");
+                }
+            }
+        }
+    }
+
+    async fn load_acl(&self, ch: &ChannelInfo) {
+        let members = match self
+            .link()
+            .request(Request::Members {
+                channel: ch.name.clone(),
+            })
+            .await
+        {
+            Ok(Reply::Members { members, .. }) => members.into_iter().map(|m| m.username).collect(),
+            Ok(_) | Err(_) => return,
+        };
+        if let Some(h) = lock(&self.inner.hosting.channels).get_mut(&ch.name) {
+            h.acl = Some(Acl {
+                visibility: ch.visibility,
+                allow_visitors: ch.allow_visitors,
+                members,
+            });
+        }
+    }
+
+    /// Stores a message in a hosted channel (if new), fans it out and
+    /// schedules its backup. Returns its hosted sequence number.
+    async fn host_store(&self, m: Message, arrival: Arrival) -> Result<u64, Failure> {
+        self.observe(m.ts_ms);
+        let channel = m.channel.clone();
+        let row = super::MessageRow::arrived(&m, &arrival);
+        let (new, seq) = self
+            .store()
+            .host_append(m.clone(), arrival)
+            .await
+            .map_err(super::internal)?;
+        if new {
+            if let Some(frame) = encode(&Frame::Event(peer::Event::Broadcast { seq, message: m })) {
+                for (addr, user) in self.inner.hosting.fan_out(&channel, frame) {
+                    self.log().record(
+                        "SLOW_CONSUMER",
+                        addr,
+                        format!("channel={channel} member={user} queue full; cut off to resync"),
+                    );
+                }
+            }
+            let mut row = row;
+            row.host_seq = Some(seq);
+            if row.source != Source::Local {
+                self.publish(ChatEvent::Message { message: row });
+            }
+            self.inner.hosting.wake_backup(&channel);
+        }
+        Ok(seq)
+    }
+
+    /// The user wrote in their own channel: it is stored by its host (this
+    /// node) at once.
+    pub(super) async fn host_own(&self, m: Message) {
+        let (id, channel) = (m.id.to_string(), m.channel.clone());
+        let arrival = Arrival {
+            source: Source::Local,
+            from: None,
+            host_seq: None,
+            server_seq: None,
+        };
+        match self.host_store(m, arrival).await {
+            Ok(_) => {
+                self.set_state(id, &channel, DeliveryState::Stored, None)
+                    .await
+            }
+            Err(f) => tracing::warn!(reason = %f, "could not store an own message"),
+        }
+    }
+
+    async fn backup_loop(self, channel: String, bell: Arc<Notify>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = bell.notified() => {}
+                _ = tokio::time::sleep(BACKUP_EVERY) => {}
+            }
+            if self.link().state().connected {
+                self.backup_once(&channel).await;
+            }
+        }
+    }
+
+    /// Streams everything after the backup cursor to the server, one
+    /// acknowledged batch at a time. Resumable: the cursor only moves on
+    /// an acknowledgement.
+    async fn backup_once(&self, channel: &str) {
+        loop {
+            let cursor = match self
+                .store()
+                .cursor(channel.to_owned(), Cursor::Backup)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "backup cursor unreadable"),
+            };
+            let batch = match self
+                .store()
+                .hosted_after(channel.to_owned(), cursor, MAX_BATCH as u32)
+                .await
+            {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => return,
+                Err(e) => return tracing::warn!(error = %e, "could not read the backlog"),
+            };
+            let n = batch_len(batch.iter().map(|s| &s.message));
+            let last = batch[n - 1].seq;
+            let messages: Vec<Message> = batch.into_iter().take(n).map(|s| s.message).collect();
+            match self
+                .link()
+                .request(Request::Backup {
+                    channel: channel.to_owned(),
+                    messages,
+                })
+                .await
+            {
+                Ok(Reply::BackedUp {
+                    stored,
+                    server_last_seq,
+                    ..
+                }) => {
+                    self.log().record(
+                        "SYNC",
+                        self.link().state().advertised.map(|a| a.to_string()).unwrap_or_default(),
+                        format!(
+                            "direction=host->server channel={channel} through_host_seq={last} new={stored} server_last_seq={server_last_seq}"
+                        ),
+                    );
+                    if let Err(e) = self
+                        .store()
+                        .set_cursor(channel.to_owned(), Cursor::Backup, last)
+                        .await
+                    {
+                        return tracing::warn!(error = %e, "could not move the backup cursor");
+                    }
+                    match self.store().mark_backed_up(channel.to_owned(), last).await {
+                        Ok(ids) => {
+                            for id in ids {
+                                self.publish(ChatEvent::MessageState {
+                                    id,
+                                    channel: channel.to_owned(),
+                                    state: DeliveryState::BackedUp,
+                                    reason: None,
+                                });
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not mark backed-up messages"),
+                    }
+                }
+                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to backup"),
+                Err(f) => return tracing::info!(reason = %f, "backup paused"),
+            }
+        }
+    }
+
+    async fn pull_loop(self, channel: String, bell: Arc<Notify>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = bell.notified() => {}
+                _ = tokio::time::sleep(PULL_EVERY) => {}
+            }
+            if self.link().state().connected {
+                self.pull_once(&channel).await;
+            }
+        }
+    }
+
+    /// Fetches from the server's backup what this host lacks (posted
+    /// through the server while it was away) and fans it out.
+    async fn pull_once(&self, channel: &str) {
+        let from = self.server_addr();
+        let mut pulled = 0usize;
+        loop {
+            let cursor = match self
+                .store()
+                .cursor(channel.to_owned(), Cursor::Server)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
+            };
+            let (messages, has_more) = match self
+                .link()
+                .request(Request::History {
+                    channel: channel.to_owned(),
+                    after_seq: cursor,
+                    limit: MAX_BATCH as u32,
+                })
+                .await
+            {
+                Ok(Reply::Messages {
+                    messages, has_more, ..
+                }) => (messages, has_more),
+                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
+                Err(f) => return tracing::info!(reason = %f, "pull paused"),
+            };
+            let Some(last) = messages.last().map(|s| s.seq) else {
+                break;
+            };
+            for s in messages {
+                if let Err(reason) = self.verify(&s.message) {
+                    self.log().record(
+                        "MESSAGE_REJECTED",
+                        &from,
+                        format!(
+                            "channel={channel} id={} from=server reason={reason}",
+                            s.message.id
+                        ),
+                    );
+                    continue;
+                }
+                let arrival = Arrival {
+                    source: Source::Server,
+                    from: Some(from.clone()),
+                    host_seq: None,
+                    server_seq: Some(s.seq),
+                };
+                if self.host_store(s.message, arrival).await.is_ok() {
+                    pulled += 1;
+                }
+            }
+            if let Err(e) = self
+                .store()
+                .set_cursor(channel.to_owned(), Cursor::Server, last)
+                .await
+            {
+                return tracing::warn!(error = %e, "could not move the server cursor");
+            }
+            if !has_more {
+                break;
+            }
+        }
+        if pulled > 0 {
+            self.log().record(
+                "SYNC",
+                &from,
+                format!("direction=server->host channel={channel} served_by=server count={pulled}"),
+            );
+        }
+    }
+
+    /// Admits a member to a hosted channel: checks the ticket and the
+    /// channel's rules; subscribes the connection to its broadcasts.
+    fn admit(
+        &self,
+        conn: &PeerConn,
+        ticket: &SignedTicket,
+        channel: &str,
+    ) -> Result<(String, AccountKind, bool), Failure> {
+        let server_key = self.server_key().ok_or_else(|| {
+            Failure::unavailable("this host has not met the server yet; try again")
+        })?;
+        ticket
+            .verify(&server_key, Some(crate::now_ms()))
+            .map_err(|e| Failure::unauthorized(format!("ticket refused: {e}")))?;
+        let user = ticket.ticket.username.clone();
+        let kind = ticket.ticket.kind;
+        let mut map = lock(&self.inner.hosting.channels);
+        let h = map
+            .get_mut(channel)
+            .ok_or_else(|| Failure::not_found(format!("this node does not host {channel:?}")))?;
+        let acl = h.acl.as_ref().ok_or_else(|| {
+            Failure::unavailable("this host cannot check membership until the server answers")
+        })?;
+        let (read, write) = acl.rights(&user, kind);
+        if !read {
+            return Err(Failure::forbidden(match kind {
+                AccountKind::Visitor => format!("{channel:?} does not admit visitors"),
+                AccountKind::User => format!("{channel:?} is for its members; join it first"),
+            }));
+        }
+        h.subs.insert(
+            conn.id,
+            Sub {
+                tx: conn.tx.clone(),
+                cancel: conn.cancel.clone(),
+                addr: conn.addr,
+                user: user.clone(),
+            },
+        );
+        Ok((user, kind, write))
+    }
+}
+
+/// One member's connection to this host.
+#[derive(Debug)]
+struct PeerConn {
+    id: u64,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+    /// channel → (user, may write)
+    joined: HashMap<String, (String, bool)>,
+}
+
+/// Serves one member's peer link after its `hello` was accepted.
+pub(crate) async fn serve_peer(
+    chat: Chat,
+    mut reader: FramedRead<OwnedReadHalf, PeerCodec>,
+    writer: OwnedWriteHalf,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> String {
+    let (tx, rx) = mpsc::channel(MEMBER_QUEUE);
+    let cancel = shutdown.child_token();
+    let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
+    let mut conn = PeerConn {
+        id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        addr,
+        tx,
+        cancel: cancel.clone(),
+        joined: HashMap::new(),
+    };
+    let welcome: PeerFrame = Frame::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        agent: crate::AGENT.into(),
+        heartbeat_ms: 0,
+        peer_ttl_ms: 0,
+        server_key: chat.link().state().server_key.unwrap_or_default(),
+        max_body_len: chat.max_body_len() as u32,
+    });
+    let greeted = match encode(&welcome) {
+        Some(b) => conn.tx.send(b).await.is_ok(),
+        None => false,
+    };
+    let reason = match greeted {
+        true => loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => break "closed by host (slow consumer or shutdown)".to_string(),
+                n = reader.next() => n,
+            };
+            match next {
+                None => break "closed by member".into(),
+                Some(Err(e)) => {
+                    let f = match &e {
+                        segchat_proto::frame::CodecError::Decode(d) => d.to_failure(),
+                        _ => Failure::bad_request(e.to_string()),
+                    };
+                    if let Some(b) = encode(&Frame::Error(f)) {
+                        let _ = conn.tx.send(b).await;
+                    }
+                    break format!("bad frame: {e}");
+                }
+                Some(Ok(Frame::Request { id, body })) => {
+                    let result = handle(&chat, &mut conn, body).await;
+                    let Some(b) = encode(&Frame::Response { id, result }) else {
+                        continue;
+                    };
+                    if conn.tx.send(b).await.is_err() {
+                        break "writer gone".into();
+                    }
+                }
+                Some(Ok(other)) => {
+                    let f = Failure::bad_request(format!(
+                        "unexpected {:?} frame from a member",
+                        other.kind()
+                    ));
+                    if let Some(b) = encode(&Frame::Error(f)) {
+                        let _ = conn.tx.send(b).await;
+                    }
+                    break "unexpected frame".into();
+                }
+            }
+        },
+        false => "could not greet".into(),
+    };
+    chat.inner.hosting.unsubscribe(conn.id);
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(2), write_task).await;
+    cancel.cancel();
+    reason
+}
+
+async fn handle(
+    chat: &Chat,
+    conn: &mut PeerConn,
+    body: peer::Request,
+) -> Result<peer::Reply, Failure> {
+    match body {
+        peer::Request::PeerConnect { ticket, channel } => {
+            let (user, kind, can_write) = chat.admit(conn, &ticket, &channel)?;
+            let last_seq = chat
+                .store()
+                .hosted_last(channel.clone())
+                .await
+                .map_err(super::internal)?;
+            chat.log().record(
+                "PEER_CONNECT",
+                conn.addr,
+                format!(
+                    "channel={channel} member={user} kind={} can_write={can_write}",
+                    if kind == AccountKind::Visitor {
+                        "visitor"
+                    } else {
+                        "user"
+                    }
+                ),
+            );
+            conn.joined.insert(channel.clone(), (user, can_write));
+            Ok(peer::Reply::Connected {
+                channel,
+                last_seq,
+                can_write,
+            })
+        }
+        peer::Request::Sync {
+            channel,
+            after_seq,
+            limit,
+        } => {
+            if !conn.joined.contains_key(&channel) {
+                return Err(Failure::bad_request("peer_connect to the channel first"));
+            }
+            let limit = limit.clamp(1, MAX_BATCH as u32);
+            let mut messages = chat
+                .store()
+                .hosted_after(channel.clone(), after_seq, limit + 1)
+                .await
+                .map_err(super::internal)?;
+            let fits = batch_len(messages.iter().map(|s| &s.message)).min(limit as usize);
+            let has_more = messages.len() > fits;
+            messages.truncate(fits);
+            if let Some(last) = messages.last() {
+                chat.log().record(
+                    "SYNC",
+                    conn.addr,
+                    format!(
+                        "direction=host->member served_by=host channel={channel} after_seq={after_seq} count={} last_seq={}",
+                        messages.len(),
+                        last.seq
+                    ),
+                );
+            }
+            Ok(peer::Reply::Messages {
+                channel,
+                messages,
+                has_more,
+            })
+        }
+        peer::Request::Post { message } => {
+            let Some((user, can_write)) = conn.joined.get(&message.channel).cloned() else {
+                return Err(Failure::bad_request("peer_connect to the channel first"));
+            };
+            if !can_write {
+                return Err(Failure::forbidden(format!(
+                    "{user} cannot write in {:?}: {}",
+                    message.channel,
+                    if user.starts_with("visitor:") {
+                        "visitors only read"
+                    } else {
+                        "only members write; join first"
+                    }
+                )));
+            }
+            if message.author != user {
+                chat.log().record(
+                    "MESSAGE_REJECTED",
+                    conn.addr,
+                    format!(
+                        "channel={} id={} claimed author={} by={user}",
+                        message.channel, message.id, message.author
+                    ),
+                );
+                return Err(Failure::forbidden("you can only post your own messages"));
+            }
+            let max = chat.max_body_len();
+            if message.body.len() > max {
+                return Err(Failure::new(
+                    Status::TooLarge,
+                    format!("a message is at most {max} bytes"),
+                ));
+            }
+            if let Err(reason) = chat.verify(&message) {
+                chat.log().record(
+                    "MESSAGE_REJECTED",
+                    conn.addr,
+                    format!(
+                        "channel={} id={} author={} reason={reason}",
+                        message.channel, message.id, message.author
+                    ),
+                );
+                return Err(Failure::bad_request(format!(
+                    "message is not authentic: {reason}"
+                )));
+            }
+            let (id, channel, author) =
+                (message.id, message.channel.clone(), message.author.clone());
+            let arrival = Arrival {
+                source: Source::Host,
+                from: Some(format!("member {}", conn.addr)),
+                host_seq: None,
+                server_seq: None,
+            };
+            let seq = chat.host_store(message, arrival).await?;
+            chat.log().record(
+                "MESSAGE_SENT",
+                conn.addr,
+                format!("via=host channel={channel} id={id} author={author} seq={seq}"),
+            );
+            Ok(peer::Reply::Stored { id, seq })
+        }
+    }
+}
+
+/// Drains a member's queue, gathering what is waiting into one write.
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            b = rx.recv() => match b { Some(b) => b, None => break },
+        };
+        buf.extend_from_slice(&first);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            cancel.cancel();
+            break;
+        }
+        buf.clear();
+    }
+    let _ = w.shutdown().await;
+}

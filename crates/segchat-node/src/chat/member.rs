@@ -1,0 +1,536 @@
+//! Following a channel hosted on another node. While its host is online the
+//! node is connected to it P2P: it catches up from its cursor with `sync`,
+//! receives every `broadcast`, and posts its outbox there. While the host is
+//! offline (or unreachable) it reads the server's backup from its server
+//! cursor, posts through the server, and wakes on the server's notices.
+//! Every copy is verified before it is stored; a forged or altered one is
+//! logged and dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use segchat_proto::message::{Message, Sequenced, MAX_BATCH};
+use segchat_proto::peer;
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::{Failure, Frame, Hello, LinkKind, Status};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::host::{PeerCodec, PeerFrame};
+use super::{Chat, Via};
+use crate::store::{Arrival, Cursor, DeliveryState, Source};
+
+/// How long connecting to a host and its answers may take.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a channel is looked at without a nudge.
+const IDLE_TICK: Duration = Duration::from_secs(5);
+/// Longest wait before trying an unreachable host again.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Why a P2P session ended.
+enum Ended {
+    Cancelled,
+    /// The server says the host moved or went away.
+    HostChanged,
+    /// Could not connect or was refused; try later.
+    Failed(String),
+    /// Was connected, then lost it.
+    Lost(String),
+}
+
+/// Follows `channel` until cancelled.
+pub(super) async fn follow(
+    chat: Chat,
+    channel: String,
+    mut host: watch::Receiver<Option<SocketAddr>>,
+    cancel: CancellationToken,
+) {
+    let bell = chat.bell(&channel);
+    let mut retry_at: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let target = *host.borrow_and_update();
+        let due = retry_at.is_none_or(|t| Instant::now() >= t);
+        if let (Some(addr), true) = (target, due) {
+            match chat
+                .p2p_session(&channel, addr, &mut host, &bell, &cancel)
+                .await
+            {
+                Ended::Cancelled => return,
+                Ended::HostChanged => {
+                    retry_at = None;
+                    continue;
+                }
+                Ended::Lost(reason) => {
+                    chat.log().record(
+                        "HOST_UNREACHABLE",
+                        addr,
+                        format!("channel={channel} lost: {reason}"),
+                    );
+                    backoff = Duration::from_millis(500);
+                    retry_at = Some(Instant::now() + backoff);
+                }
+                Ended::Failed(reason) => {
+                    chat.log().record(
+                        "HOST_UNREACHABLE",
+                        addr,
+                        format!("channel={channel} {reason}; reading the server's backup"),
+                    );
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_RETRY);
+                }
+            }
+        }
+        if chat
+            .server_session(&channel, &mut host, &bell, &cancel, retry_at)
+            .await
+        {
+            return;
+        }
+    }
+}
+
+impl Chat {
+    /// Reads and writes through the server until the host (re)appears, a
+    /// retry is due, or cancellation (then true).
+    async fn server_session(
+        &self,
+        channel: &str,
+        host: &mut watch::Receiver<Option<SocketAddr>>,
+        bell: &Arc<Notify>,
+        cancel: &CancellationToken,
+        retry_at: Option<Instant>,
+    ) -> bool {
+        loop {
+            let connected = self.link().state().connected;
+            self.set_via(channel, if connected { Via::Server } else { Via::Offline });
+            if connected {
+                self.pull_as_member(channel).await;
+                self.flush_via_server(channel).await;
+            }
+            let host_known = host.borrow().is_some();
+            let retry = async {
+                match (retry_at, host_known) {
+                    (Some(t), true) => tokio::time::sleep_until(t).await,
+                    (None, true) => {}
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return true,
+                changed = host.changed() => {
+                    if changed.is_err() { return true; }
+                    return false;
+                }
+                _ = retry => return false,
+                _ = bell.notified() => {}
+                _ = tokio::time::sleep(IDLE_TICK) => {}
+            }
+        }
+    }
+
+    /// Pulls the server's backup after the server cursor.
+    async fn pull_as_member(&self, channel: &str) {
+        let from = self.server_addr();
+        loop {
+            let cursor = match self
+                .store()
+                .cursor(channel.to_owned(), Cursor::Server)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
+            };
+            let (messages, has_more) = match self
+                .link()
+                .request(Request::History {
+                    channel: channel.to_owned(),
+                    after_seq: cursor,
+                    limit: MAX_BATCH as u32,
+                })
+                .await
+            {
+                Ok(Reply::Messages {
+                    messages, has_more, ..
+                }) => (messages, has_more),
+                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
+                Err(f) => return tracing::debug!(reason = %f, "could not read the backup"),
+            };
+            let Some(last) = messages.last().map(|s| s.seq) else {
+                return;
+            };
+            let count = messages.len();
+            for s in messages {
+                let arrival = Arrival {
+                    source: Source::Server,
+                    from: Some(from.clone()),
+                    host_seq: None,
+                    server_seq: Some(s.seq),
+                };
+                self.accept(s.message, arrival, &from).await;
+            }
+            self.log().record(
+                "SYNC",
+                &from,
+                format!("direction=server->member served_by=server channel={channel} after_seq={cursor} count={count}"),
+            );
+            if let Err(e) = self
+                .store()
+                .set_cursor(channel.to_owned(), Cursor::Server, last)
+                .await
+            {
+                return tracing::warn!(error = %e, "could not move the server cursor");
+            }
+            if !has_more {
+                return;
+            }
+        }
+    }
+
+    /// Verifies and stores a copy from the host or the server; an own
+    /// message coming back moves its delivery state.
+    async fn accept(&self, m: Message, arrival: Arrival, from: &str) -> bool {
+        if let Err(reason) = self.verify(&m) {
+            self.log().record(
+                "MESSAGE_REJECTED",
+                from,
+                format!(
+                    "channel={} id={} author={} reason={reason}",
+                    m.channel, m.id, m.author
+                ),
+            );
+            return false;
+        }
+        let own = self.session().is_some_and(|s| s.username == m.author);
+        let (id, channel) = (m.id.to_string(), m.channel.clone());
+        let state = match arrival.source {
+            Source::Server => DeliveryState::BackedUp,
+            _ => DeliveryState::Stored,
+        };
+        let new = match self.receive(m, arrival).await {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store a message");
+                return false;
+            }
+        };
+        if own {
+            self.set_state(id, &channel, state, None).await;
+        }
+        new
+    }
+
+    /// Posts the channel's outbox through the server.
+    async fn flush_via_server(&self, channel: &str) {
+        for m in self.outbox_of(channel).await {
+            let id = m.id.to_string();
+            match self
+                .link()
+                .request(Request::PostMessage { message: m })
+                .await
+            {
+                Ok(Reply::Stored { seq, .. }) => {
+                    self.log().record(
+                        "MESSAGE_SENT",
+                        self.server_addr(),
+                        format!("via=server channel={channel} id={id} server_seq={seq}"),
+                    );
+                    self.set_state(id, channel, DeliveryState::BackedUp, None)
+                        .await;
+                }
+                Ok(other) => tracing::warn!(reply = ?other, "unexpected answer to post_message"),
+                Err(f) if final_refusal(&f) => {
+                    self.set_state(id, channel, DeliveryState::Refused, Some(f.reason))
+                        .await;
+                }
+                Err(f) => return tracing::debug!(reason = %f, "outbox waits for the server"),
+            }
+        }
+    }
+
+    async fn outbox_of(&self, channel: &str) -> Vec<Message> {
+        match self.store().outbox(10_000).await {
+            Ok(all) => all.into_iter().filter(|m| m.channel == channel).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the outbox");
+                Vec::new()
+            }
+        }
+    }
+
+    /// One P2P session with the channel's host.
+    async fn p2p_session(
+        &self,
+        channel: &str,
+        addr: SocketAddr,
+        host: &mut watch::Receiver<Option<SocketAddr>>,
+        bell: &Arc<Notify>,
+        cancel: &CancellationToken,
+    ) -> Ended {
+        let ticket = match self.ticket() {
+            Some(t) => t,
+            None => match self.fetch_ticket().await {
+                Ok(t) => t,
+                Err(f) => return Ended::Failed(format!("no ticket: {}", f.reason)),
+            },
+        };
+        let stream = match tokio::time::timeout(PEER_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Ended::Failed(format!("cannot connect: {e}")),
+            Err(_) => return Ended::Failed("connect timed out".into()),
+        };
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        let mut reader = FramedRead::new(r, PeerCodec::default());
+        let mut writer = FramedWrite::new(w, PeerCodec::default());
+        let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
+        let connect: PeerFrame = Frame::Request {
+            id: 1,
+            body: peer::Request::PeerConnect {
+                ticket,
+                channel: channel.to_owned(),
+            },
+        };
+        if writer.send(hello).await.is_err() || writer.send(connect).await.is_err() {
+            return Ended::Failed("the host closed the connection".into());
+        }
+        let greeting = tokio::time::timeout(PEER_TIMEOUT, async {
+            let welcome = reader.next().await;
+            let answer = reader.next().await;
+            (welcome, answer)
+        })
+        .await;
+        let can_write = match greeting {
+            Err(_) => return Ended::Failed("the host did not answer".into()),
+            Ok((Some(Ok(Frame::Welcome(_))), Some(Ok(Frame::Response { result, .. })))) => {
+                match result {
+                    Ok(peer::Reply::Connected { can_write, .. }) => can_write,
+                    Ok(other) => return Ended::Failed(format!("unexpected answer {other:?}")),
+                    Err(f) => return Ended::Failed(format!("the host refused: {f}")),
+                }
+            }
+            Ok((Some(Ok(Frame::Error(f))), _)) => {
+                return Ended::Failed(format!("the host refused: {f}"))
+            }
+            Ok(_) => return Ended::Failed("the host broke the handshake".into()),
+        };
+        self.log().record(
+            "CONNECTION_ESTABLISHED",
+            addr,
+            format!("link=p2p role=member channel={channel} can_write={can_write}"),
+        );
+        self.set_via(channel, Via::Host);
+
+        let mut session = Session {
+            channel: channel.to_owned(),
+            from: addr.to_string(),
+            next_id: 2,
+            syncing: None,
+            posts: HashMap::new(),
+            in_flight: HashSet::new(),
+            can_write,
+            awaiting_backup: false,
+        };
+        let mut flush_due = true;
+        let ended = loop {
+            if session.syncing.is_none() {
+                if let Err(e) = self.send_sync(&mut session, &mut writer).await {
+                    break Ended::Lost(e);
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break Ended::Cancelled,
+                changed = host.changed() => {
+                    if changed.is_err() { break Ended::Cancelled; }
+                    if *host.borrow() != Some(addr) { break Ended::HostChanged; }
+                }
+                _ = bell.notified() => {
+                    flush_due = true;
+                    if session.awaiting_backup {
+                        session.awaiting_backup = false;
+                        self.pull_as_member(channel).await;
+                    }
+                }
+                _ = tokio::time::sleep(IDLE_TICK) => flush_due = true,
+                frame = reader.next() => match frame {
+                    None => break Ended::Lost("the host closed the connection".into()),
+                    Some(Err(e)) => break Ended::Lost(format!("bad frame from the host: {e}")),
+                    Some(Ok(Frame::Event(peer::Event::Broadcast { seq, message }))) => {
+                        self.on_hosted(&session, Sequenced { seq, message }).await;
+                    }
+                    Some(Ok(Frame::Response { id, result })) => {
+                        self.on_answer(&mut session, id, result).await;
+                    }
+                    Some(Ok(Frame::Error(f))) => break Ended::Lost(format!("the host closed the link: {f}")),
+                    Some(Ok(other)) => break Ended::Lost(format!("unexpected {:?} frame", other.kind())),
+                },
+            }
+            if flush_due && session.syncing == Some(0) {
+                flush_due = false;
+                if let Err(e) = self.post_outbox(&mut session, &mut writer).await {
+                    break Ended::Lost(e);
+                }
+            }
+        };
+        self.log().record(
+            "CONNECTION_CLOSED",
+            addr,
+            format!("link=p2p role=member channel={channel}"),
+        );
+        ended
+    }
+
+    /// Asks the host for what follows the cursor.
+    async fn send_sync(&self, s: &mut Session, w: &mut PeerWriter) -> Result<(), String> {
+        let after_seq = self
+            .store()
+            .cursor(s.channel.clone(), Cursor::Host)
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = s.take_id();
+        s.syncing = Some(id);
+        w.send(Frame::Request {
+            id,
+            body: peer::Request::Sync {
+                channel: s.channel.clone(),
+                after_seq,
+                limit: MAX_BATCH as u32,
+            },
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Posts whatever in the outbox is not already on its way.
+    async fn post_outbox(&self, s: &mut Session, w: &mut PeerWriter) -> Result<(), String> {
+        if !s.can_write {
+            return Ok(());
+        }
+        for m in self.outbox_of(&s.channel).await {
+            let mid = m.id.to_string();
+            if !s.in_flight.insert(mid.clone()) {
+                continue;
+            }
+            let id = s.take_id();
+            s.posts.insert(id, mid);
+            w.send(Frame::Request {
+                id,
+                body: peer::Request::Post { message: m },
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn on_hosted(&self, s: &Session, sm: Sequenced) {
+        let arrival = Arrival {
+            source: Source::Host,
+            from: Some(s.from.clone()),
+            host_seq: Some(sm.seq),
+            server_seq: None,
+        };
+        let seq = sm.seq;
+        if self.accept(sm.message, arrival, &s.from).await || seq > 0 {
+            if let Err(e) = self.store().saw_host_seq(s.channel.clone(), seq).await {
+                tracing::warn!(error = %e, "could not move the host cursor");
+            }
+        }
+    }
+
+    async fn on_answer(&self, s: &mut Session, id: u32, result: Result<peer::Reply, Failure>) {
+        if s.syncing == Some(id) {
+            match result {
+                Ok(peer::Reply::Messages {
+                    messages, has_more, ..
+                }) => {
+                    let n = messages.len();
+                    for m in messages {
+                        self.on_hosted(s, m).await;
+                    }
+                    if n > 0 {
+                        self.log().record(
+                            "SYNC",
+                            &s.from,
+                            format!(
+                                "direction=host->member served_by=host channel={} count={n}",
+                                s.channel
+                            ),
+                        );
+                    }
+                    // Another page, or done (0 marks "caught up").
+                    s.syncing = if has_more { None } else { Some(0) };
+                }
+                other => {
+                    tracing::warn!(answer = ?other, "sync refused");
+                    s.syncing = Some(0);
+                }
+            }
+            return;
+        }
+        let Some(mid) = s.posts.remove(&id) else {
+            return;
+        };
+        s.in_flight.remove(&mid);
+        match result {
+            Ok(peer::Reply::Stored { seq, .. }) => {
+                self.log().record(
+                    "MESSAGE_SENT",
+                    &s.from,
+                    format!("via=host channel={} id={mid} host_seq={seq}", s.channel),
+                );
+                self.set_state(mid, &s.channel, DeliveryState::Stored, None)
+                    .await;
+                s.awaiting_backup = true;
+            }
+            Ok(other) => tracing::warn!(answer = ?other, "unexpected answer to post"),
+            Err(f) if final_refusal(&f) => {
+                self.set_state(mid, &s.channel, DeliveryState::Refused, Some(f.reason))
+                    .await;
+            }
+            Err(f) => tracing::debug!(reason = %f, "post will be retried"),
+        }
+    }
+}
+
+type PeerWriter = FramedWrite<tokio::net::tcp::OwnedWriteHalf, PeerCodec>;
+
+/// One P2P session's bookkeeping.
+struct Session {
+    channel: String,
+    from: String,
+    next_id: u32,
+    /// The id of the `sync` in flight; `Some(0)` once caught up.
+    syncing: Option<u32>,
+    /// Request id → message id of posts in flight.
+    posts: HashMap<u32, String>,
+    in_flight: HashSet<String>,
+    can_write: bool,
+    /// A post was stored by the host and its backup is not confirmed yet.
+    awaiting_backup: bool,
+}
+
+impl Session {
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+}
+
+/// A refusal that retrying will not change.
+fn final_refusal(f: &Failure) -> bool {
+    matches!(
+        f.status,
+        Status::BadRequest | Status::Forbidden | Status::NotFound | Status::TooLarge
+    )
+}

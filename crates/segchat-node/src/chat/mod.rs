@@ -1,0 +1,651 @@
+//! Chat: hosted channels, membership of other people's channels, the
+//! outbox, and the local history.
+//!
+//! # Layout
+//!
+//! - this file: [`Chat`], the cloneable handle the API uses (send, history,
+//!   search, unread), the node's key and ticket, the hybrid logical clock,
+//!   and the supervisor that decides which channels to host and follow.
+//! - `host.rs`: channels this node hosts: admitting members with their
+//!   tickets, storing and fanning out posts, streaming the backup to the
+//!   server and pulling what was posted there while this node was away.
+//! - `member.rs`: following a channel hosted elsewhere: P2P to its host
+//!   while it is online, the server's backup while it is not, and the
+//!   outbox drained to whichever is reachable.
+//! - `keys.rs`: the node key and ticket on disk.
+//!
+//! Architecture invariant: a message reaches the local store only after
+//! its signature and ticket were verified against the server's key, or
+//! because this node wrote it.
+
+mod host;
+mod keys;
+mod member;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use segchat_log::SystemLog;
+use segchat_proto::message::{Draft, Message, MAX_BODY_LEN};
+use segchat_proto::ticket::{decode_key, SignedTicket};
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::types::{AccountKind, ChannelInfo, SessionInfo};
+use segchat_proto::{Failure, Status};
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::events::NodeEvent;
+use crate::link::LinkHandle;
+use crate::store::{Arrival, DeliveryState, MessageRow, Source, Store, StoreError};
+
+pub(crate) use host::{serve_peer, PeerCodec, PeerFrame};
+
+/// Chat events for API subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// A message reached the local store (new to this node).
+    Message { message: MessageRow },
+    /// A message the user wrote changed delivery state.
+    MessageState {
+        id: String,
+        channel: String,
+        state: DeliveryState,
+        reason: Option<String>,
+    },
+    /// How this node is reading and writing a channel now.
+    ChannelLink { channel: String, via: Via },
+}
+
+/// How a channel is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// This node hosts it.
+    Hosting,
+    /// P2P to its host.
+    Host,
+    /// Through the server's backup (the host is offline or unreachable).
+    Server,
+    /// Neither the host nor the server is reachable: local history only.
+    Offline,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    link: LinkHandle,
+    log: SystemLog,
+    data_dir: PathBuf,
+    /// The server's address, for provenance.
+    server_addr: String,
+    key: SigningKey,
+    ticket: Mutex<Option<SignedTicket>>,
+    /// Hybrid logical clock: the last timestamp used or seen.
+    clock: Mutex<u64>,
+    hosting: host::Hosting,
+    /// Per followed channel: how it is reached, and a bell for notices.
+    links: Mutex<HashMap<String, Via>>,
+    bells: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// The chat subsystem; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+/// Why a send was refused before it reached the outbox.
+fn refuse(status: Status, reason: impl Into<String>) -> Failure {
+    Failure::new(status, reason)
+}
+
+fn internal(e: StoreError) -> Failure {
+    tracing::error!(error = %e, "local store failed");
+    Failure::server_error()
+}
+
+impl Chat {
+    /// Loads the node key (making one on first start) and the stored clock.
+    pub async fn open(
+        store: Store,
+        link: LinkHandle,
+        log: SystemLog,
+        data_dir: PathBuf,
+        server_addr: String,
+    ) -> std::io::Result<Chat> {
+        let key = keys::load_or_create_key(&data_dir)?;
+        let ticket = keys::load_ticket(&data_dir);
+        let max_ts = store.max_ts().await.unwrap_or(0);
+        Ok(Chat {
+            inner: Arc::new(Inner {
+                store,
+                link,
+                log,
+                key,
+                ticket: Mutex::new(ticket),
+                clock: Mutex::new(max_ts),
+                hosting: host::Hosting::default(),
+                links: Mutex::new(HashMap::new()),
+                bells: Mutex::new(HashMap::new()),
+                data_dir,
+                server_addr,
+            }),
+        })
+    }
+
+    fn server_addr(&self) -> String {
+        self.inner.server_addr.clone()
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn link(&self) -> &LinkHandle {
+        &self.inner.link
+    }
+
+    fn log(&self) -> &SystemLog {
+        &self.inner.log
+    }
+
+    /// The node's public key, hex.
+    pub fn node_key(&self) -> String {
+        hex::encode(self.inner.key.verifying_key().as_bytes())
+    }
+
+    fn session(&self) -> Option<SessionInfo> {
+        self.link().state().session
+    }
+
+    /// The server's ticket-signing key, once a `welcome` told us.
+    fn server_key(&self) -> Option<VerifyingKey> {
+        let hex = self.link().state().server_key?;
+        decode_key(&hex).ok()
+    }
+
+    fn max_body_len(&self) -> usize {
+        self.link()
+            .state()
+            .max_body_len
+            .map_or(MAX_BODY_LEN, |n| n as usize)
+    }
+
+    fn ticket(&self) -> Option<SignedTicket> {
+        let t = lock(&self.inner.ticket).clone()?;
+        let me = self.session()?;
+        (t.ticket.username == me.username && t.ticket.session_id == me.session_id).then_some(t)
+    }
+
+    /// A timestamp for a new message: now, but never at or before a
+    /// timestamp this node has already used or seen.
+    fn stamp(&self) -> u64 {
+        let mut last = lock(&self.inner.clock);
+        *last = crate::now_ms().max(*last + 1);
+        *last
+    }
+
+    /// Moves the clock past a timestamp seen on a message.
+    fn observe(&self, ts_ms: u64) {
+        let mut last = lock(&self.inner.clock);
+        *last = (*last).max(ts_ms);
+    }
+
+    fn publish(&self, event: ChatEvent) {
+        self.link().publish(NodeEvent::Chat(event));
+    }
+
+    fn set_via(&self, channel: &str, via: Via) {
+        let changed = lock(&self.inner.links).insert(channel.to_owned(), via) != Some(via);
+        if changed {
+            self.publish(ChatEvent::ChannelLink {
+                channel: channel.to_owned(),
+                via,
+            });
+        }
+    }
+
+    /// How each followed or hosted channel is reached right now.
+    pub fn links(&self) -> HashMap<String, Via> {
+        lock(&self.inner.links).clone()
+    }
+
+    fn bell(&self, channel: &str) -> Arc<Notify> {
+        lock(&self.inner.bells)
+            .entry(channel.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Verifies a message from the network against the server's key.
+    fn verify(&self, m: &Message) -> Result<(), String> {
+        let key = self
+            .server_key()
+            .ok_or("the server's key is not known yet")?;
+        m.verify(&key).map_err(|e| e.to_string())
+    }
+
+    /// Stores a verified copy from a host or the server; publishes it if
+    /// new, and keeps the clock ahead of it.
+    async fn receive(&self, m: Message, arrival: Arrival) -> Result<bool, StoreError> {
+        self.observe(m.ts_ms);
+        let row = MessageRow::arrived(&m, &arrival);
+        let new = self.store().insert_message(m, arrival).await?;
+        if new {
+            self.publish(ChatEvent::Message { message: row });
+        }
+        Ok(new)
+    }
+
+    async fn set_state(
+        &self,
+        id: String,
+        channel: &str,
+        state: DeliveryState,
+        reason: Option<String>,
+    ) {
+        match self
+            .store()
+            .set_state(id.clone(), state, reason.clone())
+            .await
+        {
+            Ok(true) => self.publish(ChatEvent::MessageState {
+                id,
+                channel: channel.to_owned(),
+                state,
+                reason,
+            }),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record a delivery state"),
+        }
+    }
+
+    /// Writes a message: checks it, signs it, puts it in the outbox (shown
+    /// as pending) and wakes whoever delivers it. Returns it as stored.
+    pub async fn send(&self, channel: &str, body: &str) -> Result<MessageRow, Failure> {
+        let me = self
+            .session()
+            .ok_or_else(|| Failure::unauthorized("sign in first"))?;
+        if me.kind == AccountKind::Visitor {
+            return Err(refuse(
+                Status::Forbidden,
+                "visitors only read; register an account to write",
+            ));
+        }
+        if body.trim().is_empty() {
+            return Err(Failure::bad_request("a message needs some text"));
+        }
+        let max = self.max_body_len();
+        if body.len() > max {
+            return Err(refuse(
+                Status::TooLarge,
+                format!(
+                    "a message is at most {max} bytes; this one is {}",
+                    body.len()
+                ),
+            ));
+        }
+        let cached = self.store().cached_channels().await.map_err(internal)?;
+        let info = cached
+            .and_then(|c| c.channels.into_iter().find(|ch| ch.name == channel))
+            .ok_or_else(|| Failure::not_found(format!("no channel named {channel:?}")))?;
+        if info.my_role.is_none() {
+            return Err(refuse(
+                Status::Forbidden,
+                format!("join {channel:?} before writing in it"),
+            ));
+        }
+        let ticket = match self.ticket() {
+            Some(t) => t,
+            None => self.fetch_ticket().await?,
+        };
+        let message = Draft {
+            id: Uuid::now_v7(),
+            channel,
+            author: &me.username,
+            ts_ms: self.stamp(),
+            body,
+        }
+        .sign(&self.inner.key, ticket)
+        .map_err(|e| Failure::bad_request(e.to_string()))?;
+        let row = MessageRow::written(&message);
+        self.store()
+            .insert_outgoing(message.clone())
+            .await
+            .map_err(internal)?;
+        self.log().record(
+            "MESSAGE_SENT",
+            "local",
+            format!("channel={channel} id={} state=pending", message.id),
+        );
+        self.publish(ChatEvent::Message {
+            message: row.clone(),
+        });
+        if info.owner == me.username {
+            self.host_own(message).await;
+        } else {
+            self.bell(channel).notify_one();
+        }
+        self.store()
+            .message(row.id.clone())
+            .await
+            .map_err(internal)?
+            .ok_or_else(Failure::server_error)
+    }
+
+    /// Asks the server for a ticket for this node's key and keeps it.
+    async fn fetch_ticket(&self) -> Result<SignedTicket, Failure> {
+        match self
+            .link()
+            .request(Request::GetTicket {
+                node_key: self.node_key(),
+            })
+            .await?
+        {
+            Reply::Ticket(t) => {
+                if let Err(e) = keys::save_ticket(&self.inner.data_dir, &t) {
+                    tracing::warn!(error = %e, "could not keep the ticket on disk");
+                }
+                *lock(&self.inner.ticket) = Some(t.clone());
+                Ok(t)
+            }
+            other => {
+                tracing::warn!(reply = ?other, "unexpected answer to get_ticket");
+                Err(Failure::server_error())
+            }
+        }
+    }
+
+    /// A page of history, newest first, from the local store (works with
+    /// the network down).
+    pub async fn history(
+        &self,
+        channel: &str,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<History, Failure> {
+        let limit = limit.clamp(1, 500);
+        let messages = self
+            .store()
+            .history(channel.to_owned(), before, limit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Corrupt(reason) if reason.contains("before") => {
+                    Failure::bad_request("`before` names no message in this channel")
+                }
+                e => internal(e),
+            })?;
+        let gaps = self
+            .store()
+            .gaps(channel.to_owned())
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(from, to)| Gap {
+                from_host_seq: from,
+                to_host_seq: to,
+            })
+            .collect();
+        let next_before = (messages.len() == limit as usize)
+            .then(|| messages.last().map(|m| m.id.clone()))
+            .flatten();
+        Ok(History {
+            channel: channel.to_owned(),
+            via: lock(&self.inner.links).get(channel).copied(),
+            messages,
+            next_before,
+            gaps,
+        })
+    }
+
+    /// Full-text search over everything stored locally.
+    pub async fn search(
+        &self,
+        query: &str,
+        channel: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>, Failure> {
+        self.store()
+            .search(query.to_owned(), channel, limit.clamp(1, 200))
+            .await
+            .map_err(internal)
+    }
+
+    /// Unread counts per channel.
+    pub async fn unread(&self) -> Result<HashMap<String, u64>, Failure> {
+        let me = self.session().map(|s| s.username).unwrap_or_default();
+        Ok(self
+            .store()
+            .unread(me)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Marks a channel read.
+    pub async fn mark_read(&self, channel: &str) -> Result<(), Failure> {
+        self.store()
+            .mark_read(channel.to_owned())
+            .await
+            .map_err(internal)
+    }
+
+    /// Runs the supervisor until shutdown: on every (re)connection and
+    /// channel change it decides which channels to host and to follow.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut state = self.link().watch();
+        let mut events = self.link().subscribe();
+        let mut followed: HashMap<String, Follow> = HashMap::new();
+        let mut generation = 0u64;
+        let mut was_connected = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            let mut refresh = false;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = state.changed() => {
+                    if changed.is_err() { break; }
+                    let st = state.borrow_and_update().clone();
+                    if st.connected && !was_connected {
+                        generation += 1;
+                    }
+                    if st.session.is_none() {
+                        self.stop_all(&mut followed);
+                        keys::forget_ticket(&self.inner.data_dir);
+                        *lock(&self.inner.ticket) = None;
+                    }
+                    was_connected = st.connected;
+                    refresh = st.connected && st.session.is_some();
+                }
+                ev = events.recv() => match ev {
+                    Ok(NodeEvent::Tracker(ev)) => refresh = self.on_event(ev, &followed),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh = true,
+                    Err(_) => break,
+                },
+                _ = tick.tick() => refresh = was_connected,
+            }
+            if refresh {
+                self.refresh(generation, &mut followed, &shutdown).await;
+            }
+        }
+        self.stop_all(&mut followed);
+    }
+
+    /// Reacts to a server event; true if the channel set should be
+    /// refreshed.
+    fn on_event(&self, ev: Event, followed: &HashMap<String, Follow>) -> bool {
+        match ev {
+            Event::HostStatus { channel, host } => {
+                if let Some(f) = followed.get(&channel) {
+                    let _ = f.host.send(host);
+                }
+                false
+            }
+            Event::MessageNotice { channel, .. } => {
+                if self.inner.hosting.is_hosted(&channel) {
+                    self.inner.hosting.wake_pull(&channel);
+                } else {
+                    self.bell(&channel).notify_one();
+                }
+                false
+            }
+            Event::MemberJoined { channel, .. } | Event::MemberLeft { channel, .. } => {
+                self.inner.hosting.forget_acl(&channel);
+                true
+            }
+            Event::ChannelCreated { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Lists channels; hosts the user's own, follows the others they can
+    /// read, stops following the ones they left.
+    async fn refresh(
+        &self,
+        generation: u64,
+        followed: &mut HashMap<String, Follow>,
+        shutdown: &CancellationToken,
+    ) {
+        let Some(me) = self.session() else { return };
+        if self.ticket().is_none() {
+            if let Err(f) = self.fetch_ticket().await {
+                tracing::debug!(reason = %f, "no ticket yet");
+            }
+        }
+        let channels: Vec<ChannelInfo> = match self.link().request(Request::ListChannels).await {
+            Ok(Reply::Channels { channels }) => channels,
+            Ok(other) => {
+                tracing::warn!(reply = ?other, "unexpected answer to list_channels");
+                return;
+            }
+            Err(f) => {
+                tracing::debug!(reason = %f, "could not list channels");
+                return;
+            }
+        };
+        if let Err(e) = self.store().cache_channels(channels.clone()).await {
+            tracing::warn!(error = %e, "could not cache the channel list");
+        }
+        let mut keep = Vec::new();
+        for ch in channels {
+            let mine = me.kind == AccountKind::User && ch.owner == me.username;
+            if mine {
+                self.host(&ch, generation, shutdown).await;
+                continue;
+            }
+            let follow = ch.my_role.is_some() || me.kind == AccountKind::Visitor;
+            if !follow {
+                continue;
+            }
+            keep.push(ch.name.clone());
+            match followed.get(&ch.name) {
+                Some(f) => {
+                    let _ = f.host.send(ch.host);
+                }
+                None => {
+                    let (tx, rx) = watch::channel(ch.host);
+                    let cancel = shutdown.child_token();
+                    tokio::spawn(member::follow(
+                        self.clone(),
+                        ch.name.clone(),
+                        rx,
+                        cancel.clone(),
+                    ));
+                    followed.insert(ch.name.clone(), Follow { host: tx, cancel });
+                }
+            }
+        }
+        followed.retain(|name, f| {
+            let stay = keep.contains(name);
+            if !stay {
+                f.cancel.cancel();
+                lock(&self.inner.links).remove(name);
+            }
+            stay
+        });
+    }
+
+    fn stop_all(&self, followed: &mut HashMap<String, Follow>) {
+        for (_, f) in followed.drain() {
+            f.cancel.cancel();
+        }
+        self.inner.hosting.stop_all();
+        lock(&self.inner.links).clear();
+    }
+}
+
+/// A followed channel's task: where its host is, and how to stop it.
+#[derive(Debug)]
+struct Follow {
+    host: watch::Sender<Option<SocketAddr>>,
+    cancel: CancellationToken,
+}
+
+/// A page of history.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    pub channel: String,
+    /// How the channel is reached right now (`null` if not followed).
+    pub via: Option<Via>,
+    /// Newest first.
+    pub messages: Vec<MessageRow>,
+    /// Pass as `before` to get the next (older) page; `null` at the start.
+    pub next_before: Option<String>,
+    /// Host sequence numbers known to be missing here; they fill in when
+    /// the host is reachable again.
+    pub gaps: Vec<Gap>,
+}
+
+/// A known hole in a channel's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub from_host_seq: u64,
+    pub to_host_seq: u64,
+}
+
+impl MessageRow {
+    fn arrived(m: &Message, a: &Arrival) -> MessageRow {
+        MessageRow {
+            id: m.id.to_string(),
+            channel: m.channel.clone(),
+            author: m.author.clone(),
+            ts_ms: m.ts_ms,
+            body: m.body.clone(),
+            source: a.source,
+            from: a.from.clone(),
+            host_seq: a.host_seq,
+            server_seq: a.server_seq,
+            state: None,
+            reason: None,
+            local_id: 0,
+        }
+    }
+
+    fn written(m: &Message) -> MessageRow {
+        let mut row = MessageRow::arrived(
+            m,
+            &Arrival {
+                source: Source::Local,
+                from: None,
+                host_seq: None,
+                server_seq: None,
+            },
+        );
+        row.state = Some(DeliveryState::Pending);
+        row
+    }
+}
+
+/// Locks a std mutex, carrying on past a poisoned one (plain data inside).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,172 @@
+//! Hosted channels end to end: a real server and real nodes, driven over
+//! the nodes' HTTP APIs.
+
+mod common;
+
+use common::{eventually, start_node, tempdir, Api, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The bodies of a channel's history, oldest first.
+async fn bodies(api: &Api, channel: &str) -> Vec<String> {
+    let (status, v) = api
+        .get(&format!("/channels/{channel}/messages?limit=500"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mut out: Vec<String> = v["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].as_str().expect("body").to_owned())
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn send(api: &Api, channel: &str, body: &str) -> Value {
+    let (status, v) = api
+        .post(
+            &format!("/channels/{channel}/messages"),
+            json!({"body": body}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "send {body:?}: {v}");
+    v["message"].clone()
+}
+
+/// Waits until `api` shows exactly `want` (in order) in `channel`.
+async fn converges(api: &Api, channel: &str, want: &[&str]) {
+    eventually(&format!("{channel} to read {want:?}"), || async {
+        let got = bodies(api, channel).await;
+        (got == want).then_some(())
+    })
+    .await;
+}
+
+async fn via(api: &Api, channel: &str) -> Option<String> {
+    let (_, v) = api.get("/unread").await;
+    v["links"][channel].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_chat_through_the_host_and_visitors_only_read() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let (_c, cdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let host = start_node(server.addr, &adir).await;
+    let member = start_node(server.addr, &bdir).await;
+    let visitor = start_node(server.addr, &cdir).await;
+    let (a, b, c) = (Api::of(&host), Api::of(&member), Api::of(&visitor));
+    for api in [&a, &b, &c] {
+        api.wait_connected().await;
+    }
+    a.register("alice").await;
+    a.ok(
+        Method::POST,
+        "/channels",
+        Some(json!({"name": "lobby", "visibility": "public", "allow_visitors": true})),
+    )
+    .await;
+    a.ok(
+        Method::POST,
+        "/channels",
+        Some(json!({"name": "vault", "visibility": "private"})),
+    )
+    .await;
+    b.register("bob").await;
+    b.ok(Method::POST, "/channels/lobby/join", None).await;
+    c.ok(
+        Method::POST,
+        "/session/visit",
+        Some(json!({"display_name": "Vic"})),
+    )
+    .await;
+
+    // Bob reaches the host directly.
+    eventually("bob to connect to the host", || async {
+        (via(&b, "lobby").await.as_deref() == Some("host")).then_some(())
+    })
+    .await;
+
+    let sent = send(&b, "lobby", "hello from bob").await;
+    assert_eq!(sent["state"], "pending", "shown as pending first: {sent}");
+    send(&a, "lobby", "hi bob, alice here").await;
+    converges(&a, "lobby", &["hello from bob", "hi bob, alice here"]).await;
+    converges(&b, "lobby", &["hello from bob", "hi bob, alice here"]).await;
+    converges(&c, "lobby", &["hello from bob", "hi bob, alice here"]).await;
+
+    // Provenance: bob's copy of alice's message came from the host, P2P.
+    let (_, hist) = b.get("/channels/lobby/messages").await;
+    let from_alice = hist["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["author"] == "alice")
+        .expect("alice's message")
+        .clone();
+    assert_eq!(from_alice["source"], "host", "{from_alice}");
+    assert_eq!(
+        from_alice["from"].as_str(),
+        Some(host.p2p_addr().to_string().as_str())
+    );
+    // Bob's own message moves to stored by the host, then backed up.
+    let id = sent["id"].as_str().expect("id").to_owned();
+    eventually("bob's message to be backed up", || async {
+        let (_, hist) = b.get("/channels/lobby/messages").await;
+        let mine = hist["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == id.as_str())?
+            .clone();
+        (mine["state"] == "backed_up").then_some(())
+    })
+    .await;
+
+    // The visitor reads but cannot write.
+    let (status, v) = c
+        .post("/channels/lobby/messages", json!({"body": "let me in"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // A private channel refuses somebody who was not invited.
+    let (status, v) = b.post("/channels/vault/join", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, v) = b
+        .post("/channels/vault/messages", json!({"body": "sneaking in"}))
+        .await;
+    assert!(
+        status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+        "{v}"
+    );
+
+    // Search and unread counts.
+    let (_, found) = b.get("/search?q=alice%20here").await;
+    let results = found["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{found}");
+    assert_eq!(results[0]["author"], "alice");
+    let (_, unread) = b.get("/unread").await;
+    assert_eq!(unread["unread"]["lobby"], 1, "{unread}");
+    b.ok(Method::POST, "/channels/lobby/read", None).await;
+    let (_, unread) = b.get("/unread").await;
+    assert!(unread["unread"].get("lobby").is_none(), "{unread}");
+
+    // Oversized and empty messages get clear errors.
+    let (status, _) = b
+        .post(
+            "/channels/lobby/messages",
+            json!({"body": "x".repeat(5000)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = b
+        .post("/channels/lobby/messages", json!({"body": "   "}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    for n in [host, member, visitor] {
+        n.shutdown().await;
+    }
+    server.stop().await;
+}
