@@ -170,3 +170,148 @@ async fn members_chat_through_the_host_and_visitors_only_read() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_carry_on_through_the_server_while_the_host_is_away() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let (_d, ddir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let host = start_node(server.addr, &adir).await;
+    let n_b = start_node(server.addr, &bdir).await;
+    let n_d = start_node(server.addr, &ddir).await;
+    let (a, b, d) = (Api::of(&host), Api::of(&n_b), Api::of(&n_d));
+    for api in [&a, &b, &d] {
+        api.wait_connected().await;
+    }
+    a.register("alice").await;
+    a.ok(
+        Method::POST,
+        "/channels",
+        Some(json!({"name": "ops", "visibility": "members_only"})),
+    )
+    .await;
+    b.register("bob").await;
+    d.register("dan").await;
+    b.ok(Method::POST, "/channels/ops/join", None).await;
+    d.ok(Method::POST, "/channels/ops/join", None).await;
+    send(&a, "ops", "m1 alice").await;
+    converges(&b, "ops", &["m1 alice"]).await;
+    converges(&d, "ops", &["m1 alice"]).await;
+
+    // The host goes away; the members notice and use the server.
+    host.shutdown().await;
+    for api in [&b, &d] {
+        eventually("members to fall back to the server", || async {
+            (via(api, "ops").await.as_deref() == Some("server")).then_some(())
+        })
+        .await;
+    }
+    send(&b, "ops", "m2 bob").await;
+    send(&d, "ops", "m3 dan").await;
+    send(&b, "ops", "m4 bob").await;
+    let away = ["m1 alice", "m2 bob", "m3 dan", "m4 bob"];
+    // History order is by timestamp; the two members' clocks agree here.
+    for api in [&b, &d] {
+        eventually("members to read each other through the server", || async {
+            let mut got = bodies(api, "ops").await;
+            got.sort();
+            (got == away).then_some(())
+        })
+        .await;
+    }
+    // While the host is away, members' messages are backed up by the server.
+    let (_, hist) = b.get("/channels/ops/messages").await;
+    for m in hist["messages"].as_array().expect("messages") {
+        if m["author"] == "bob" {
+            assert_eq!(m["state"], "backed_up", "{m}");
+        }
+        if m["author"] == "dan" {
+            assert_eq!(m["source"], "server", "dan's message came from the backup: {m}");
+        }
+    }
+
+    // The host returns: it pulls what it missed, members reconnect P2P.
+    let host = start_node(server.addr, &adir).await;
+    let a = Api::of(&host);
+    a.wait_connected().await;
+    for api in [&b, &d] {
+        eventually("members to reconnect to the host", || async {
+            (via(api, "ops").await.as_deref() == Some("host")).then_some(())
+        })
+        .await;
+    }
+    send(&d, "ops", "m5 dan").await;
+    send(&a, "ops", "m6 alice").await;
+    let want = [away.as_slice(), &["m5 dan", "m6 alice"]].concat();
+    let mut histories = Vec::new();
+    for api in [&a, &b, &d] {
+        eventually("every node to converge", || async {
+            let got = bodies(api, "ops").await;
+            let mut sorted = got.clone();
+            sorted.sort();
+            let mut w = want.clone();
+            w.sort();
+            (sorted == w).then_some(())
+        })
+        .await;
+        histories.push(bodies(api, "ops").await);
+    }
+    assert_eq!(histories[0], histories[1], "host and bob agree on the order");
+    assert_eq!(histories[0], histories[2], "host and dan agree on the order");
+    for n in [host, n_b, n_d] {
+        n.shutdown().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_delivers_its_pending_messages_once() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let server_addr = server.addr;
+    let host = start_node(server_addr, &adir).await;
+    let member = start_node(server_addr, &bdir).await;
+    let (a, b) = (Api::of(&host), Api::of(&member));
+    a.wait_connected().await;
+    b.wait_connected().await;
+    a.register("alice").await;
+    a.ok(Method::POST, "/channels", Some(json!({"name": "ops"}))).await;
+    b.register("bob").await;
+    b.ok(Method::POST, "/channels/ops/join", None).await;
+    send(&b, "ops", "before").await;
+    converges(&a, "ops", &["before"]).await;
+
+    // Everything but bob's node goes down; bob writes anyway.
+    host.shutdown().await;
+    server.stop().await;
+    let queued = send(&b, "ops", "written while alone").await;
+    assert_eq!(queued["state"], "pending");
+    member.shutdown().await;
+
+    // The world comes back, then bob's node restarts and delivers.
+    let server = TestServer::start_at(&sdir, server_addr).await;
+    let host = start_node(server_addr, &adir).await;
+    let member = start_node(server_addr, &bdir).await;
+    let (a, b) = (Api::of(&host), Api::of(&member));
+    converges(&a, "ops", &["before", "written while alone"]).await;
+    converges(&b, "ops", &["before", "written while alone"]).await;
+    let id = queued["id"].as_str().expect("id").to_owned();
+    eventually("the queued message to leave the outbox", || async {
+        let (_, hist) = b.get("/channels/ops/messages").await;
+        let m = hist["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == id.as_str())?
+            .clone();
+        (m["state"] == "stored" || m["state"] == "backed_up").then_some(())
+    })
+    .await;
+    for n in [host, member] {
+        n.shutdown().await;
+    }
+    server.stop().await;
+}
