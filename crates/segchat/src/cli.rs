@@ -81,6 +81,37 @@ pub(crate) enum Command {
         #[arg(long)]
         channel: Option<String>,
     },
+    /// Send a message (it is kept in the outbox until the host or the
+    /// server acknowledges it).
+    Send {
+        channel: String,
+        /// The message; several words are joined with spaces.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Show a channel's history, newest last (from the local store; works
+    /// offline).
+    History {
+        channel: String,
+        /// How many messages.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only messages older than this message id.
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+    },
+    /// Search every message this node has seen.
+    Search {
+        /// Words that must all appear.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Unread messages per channel, and how each channel is reached.
+    Unread,
+    /// Print a channel's messages as they arrive (Ctrl-C to stop).
+    Watch { channel: String },
 }
 
 #[derive(Debug, Clone, Default, Args)]

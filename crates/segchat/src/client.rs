@@ -72,6 +72,35 @@ impl NodeClient {
         })
     }
 
+    /// Follows the node's event WebSocket and hands every new message of
+    /// `channel` to `each`, until the connection ends.
+    pub(crate) async fn watch(
+        &self,
+        channel: &str,
+        mut each: impl FnMut(&Value),
+    ) -> Result<(), ClientError> {
+        use futures::StreamExt;
+        let url = format!(
+            "{}/events?token={}",
+            self.base.replacen("http://", "ws://", 1),
+            self.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| ClientError::Other(format!("could not follow the node's events: {e}")))?;
+        while let Some(msg) = ws.next().await {
+            let msg = msg.map_err(|e| ClientError::Other(format!("event stream ended: {e}")))?;
+            let Ok(text) = msg.to_text() else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            if v["type"] == "message" && v["message"]["channel"] == channel {
+                each(&v["message"]);
+            }
+        }
+        Ok(())
+    }
+
     /// Calls the API; a 2xx answer's JSON (or `null`), else the error's
     /// reason.
     pub(crate) async fn call(

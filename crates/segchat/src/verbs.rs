@@ -230,6 +230,109 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
                 )
             });
         }
+        Command::Send { channel, text } => {
+            let v = node
+                .call(
+                    Method::POST,
+                    &format!("/channels/{channel}/messages"),
+                    Some(json!({"body": text.join(" ")})),
+                )
+                .await?;
+            out.print(&v, || {
+                format!(
+                    "sent to #{channel} ({}; id {})",
+                    str_of(&v["message"]["state"]),
+                    str_of(&v["message"]["id"])
+                )
+            });
+        }
+        Command::History {
+            channel,
+            limit,
+            before,
+        } => {
+            let mut path = format!("/channels/{channel}/messages?limit={limit}");
+            if let Some(b) = before {
+                path.push_str(&format!("&before={}", query_escape(&b)));
+            }
+            let v = node.call(Method::GET, &path, None).await?;
+            out.print(&v, || {
+                let mut lines: Vec<String> = v["messages"]
+                    .as_array()
+                    .map(|ms| ms.iter().rev().map(message_line).collect())
+                    .unwrap_or_default();
+                if let Some(gaps) = v["gaps"].as_array().filter(|g| !g.is_empty()) {
+                    lines.push(format!(
+                        "({} gap(s) in this history; they fill in when the host is back)",
+                        gaps.len()
+                    ));
+                }
+                if lines.is_empty() {
+                    format!("no messages in #{channel} yet")
+                } else {
+                    lines.join("\n")
+                }
+            });
+        }
+        Command::Search { query, channel } => {
+            let mut path = format!("/search?q={}", query_escape(&query.join(" ")));
+            if let Some(c) = channel {
+                path.push_str(&format!("&channel={}", query_escape(&c)));
+            }
+            let v = node.call(Method::GET, &path, None).await?;
+            out.print(&v, || {
+                let lines: Vec<String> = v["results"]
+                    .as_array()
+                    .map(|ms| {
+                        ms.iter()
+                            .map(|m| format!("#{} {}", str_of(&m["channel"]), message_line(m)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if lines.is_empty() {
+                    "no matches".to_owned()
+                } else {
+                    lines.join("\n")
+                }
+            });
+        }
+        Command::Unread => {
+            let v = node.call(Method::GET, "/unread", None).await?;
+            out.print(&v, || {
+                let mut names: Vec<&String> = v["links"]
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
+                if let Some(o) = v["unread"].as_object() {
+                    names.extend(o.keys().filter(|k| !v["links"].get(k.as_str()).is_some()));
+                }
+                names.sort();
+                table(
+                    &["CHANNEL", "UNREAD", "VIA"],
+                    names
+                        .into_iter()
+                        .map(|n| {
+                            vec![
+                                n.clone(),
+                                v["unread"][n.as_str()].as_u64().unwrap_or(0).to_string(),
+                                v["links"][n.as_str()].as_str().unwrap_or("-").to_owned(),
+                            ]
+                        })
+                        .collect(),
+                    "no channels",
+                )
+            });
+        }
+        Command::Watch { channel } => {
+            node.watch(&channel, |m| {
+                if json_out {
+                    println!("{}", serde_json::to_string(m).unwrap_or_default());
+                } else {
+                    println!("{}", message_line(m));
+                }
+            })
+            .await?;
+        }
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }
@@ -249,6 +352,35 @@ impl Output {
             println!("{}", text());
         }
     }
+}
+
+/// One message as a line: time, author, body, and for own messages their
+/// delivery state.
+fn message_line(m: &Value) -> String {
+    let time = m["ts_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string())
+        .unwrap_or_default();
+    let state = match m["state"].as_str() {
+        Some("refused") => format!("  [refused: {}]", str_of(&m["reason"])),
+        Some(s) => format!("  [{}]", s.replace('_', " ")),
+        None => String::new(),
+    };
+    format!("{time} <{}> {}{state}", str_of(&m["author"]), str_of(&m["body"]))
+}
+
+/// Percent-encodes a query parameter value.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn str_of(v: &Value) -> &str {
