@@ -228,7 +228,10 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
             assert_eq!(m["state"], "backed_up", "{m}");
         }
         if m["author"] == "dan" {
-            assert_eq!(m["source"], "server", "dan's message came from the backup: {m}");
+            assert_eq!(
+                m["source"], "server",
+                "dan's message came from the backup: {m}"
+            );
         }
     }
 
@@ -258,8 +261,14 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
         .await;
         histories.push(bodies(api, "ops").await);
     }
-    assert_eq!(histories[0], histories[1], "host and bob agree on the order");
-    assert_eq!(histories[0], histories[2], "host and dan agree on the order");
+    assert_eq!(
+        histories[0], histories[1],
+        "host and bob agree on the order"
+    );
+    assert_eq!(
+        histories[0], histories[2],
+        "host and dan agree on the order"
+    );
     for n in [host, n_b, n_d] {
         n.shutdown().await;
     }
@@ -279,7 +288,8 @@ async fn a_restarted_member_delivers_its_pending_messages_once() {
     a.wait_connected().await;
     b.wait_connected().await;
     a.register("alice").await;
-    a.ok(Method::POST, "/channels", Some(json!({"name": "ops"}))).await;
+    a.ok(Method::POST, "/channels", Some(json!({"name": "ops"})))
+        .await;
     b.register("bob").await;
     b.ok(Method::POST, "/channels/ops/join", None).await;
     send(&b, "ops", "before").await;

@@ -304,7 +304,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
                     .map(|o| o.keys().collect())
                     .unwrap_or_default();
                 if let Some(o) = v["unread"].as_object() {
-                    names.extend(o.keys().filter(|k| !v["links"].get(k.as_str()).is_some()));
+                    names.extend(o.keys().filter(|k| v["links"].get(k.as_str()).is_none()));
                 }
                 names.sort();
                 table(
@@ -360,14 +360,22 @@ fn message_line(m: &Value) -> String {
     let time = m["ts_ms"]
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default();
     let state = match m["state"].as_str() {
         Some("refused") => format!("  [refused: {}]", str_of(&m["reason"])),
         Some(s) => format!("  [{}]", s.replace('_', " ")),
         None => String::new(),
     };
-    format!("{time} <{}> {}{state}", str_of(&m["author"]), str_of(&m["body"]))
+    format!(
+        "{time} <{}> {}{state}",
+        str_of(&m["author"]),
+        str_of(&m["body"])
+    )
 }
 
 /// Percent-encodes a query parameter value.

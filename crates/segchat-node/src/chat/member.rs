@@ -212,6 +212,16 @@ impl Chat {
         }
         let own = self.session().is_some_and(|s| s.username == m.author);
         let (id, channel) = (m.id.to_string(), m.channel.clone());
+        let served_by = match arrival.source {
+            Source::Server => "server",
+            _ => "host",
+        };
+        let detail = format!(
+            "served_by={served_by} channel={channel} id={id} author={} host_seq={} server_seq={}",
+            m.author,
+            arrival.host_seq.map_or("-".into(), |s| s.to_string()),
+            arrival.server_seq.map_or("-".into(), |s| s.to_string()),
+        );
         let state = match arrival.source {
             Source::Server => DeliveryState::BackedUp,
             _ => DeliveryState::Stored,
@@ -223,6 +233,9 @@ impl Chat {
                 return false;
             }
         };
+        if new {
+            self.log().record("MESSAGE_RECEIVED", from, detail);
+        }
         if own {
             self.set_state(id, &channel, state, None).await;
         }

@@ -1,0 +1,226 @@
+//! The real binary as child processes, and helpers to drive its verbs.
+#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_segchat");
+/// Generous: the test machine may be loaded.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const POLL: Duration = Duration::from_millis(50);
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A `segchat` command with no `SEGCHAT_*` leaking in from the outside.
+pub fn segchat() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SEGCHAT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A long-running `segchat` process, killed when dropped.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        let mut child = segchat()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn segchat");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The last word of the first stdout line that starts with `prefix`.
+    pub fn wait_line(&self, prefix: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => {
+                    return line.split_whitespace().last().expect("a word").to_owned();
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
+        }
+    }
+
+    /// SIGKILL: no goodbye, no flush.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_server(dir: &Path, listen: &str) -> (Proc, String) {
+    let p = Proc::spawn(&[
+        "server",
+        "--listen",
+        listen,
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--heartbeat-secs",
+        "0.5",
+        "--peer-ttl-secs",
+        "2",
+    ]);
+    let addr = p.wait_line("listening on");
+    (p, addr)
+}
+
+pub fn start_node(server: &str, dir: &Path) -> Proc {
+    let p = Proc::spawn(&[
+        "node",
+        "--server",
+        server,
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--p2p",
+        "127.0.0.1:0",
+    ]);
+    let url = p.wait_line("node API listening on");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    p
+}
+
+/// Runs a verb against the node at `dir`.
+pub fn verb(dir: &Path, args: &[&str]) -> Output {
+    verb_with(dir, args, None, &[])
+}
+
+pub fn verb_with(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = segchat();
+    cmd.arg("--data-dir").arg(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn verb");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("verb output")
+}
+
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = verb(dir, args);
+    assert!(
+        out.status.success(),
+        "segchat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+pub fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(dir, &all)).expect("--json prints JSON")
+}
+
+/// A refused verb: exit code and stderr.
+pub fn refused(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = verb(dir, args);
+    assert!(!out.status.success(), "segchat {args:?} should fail");
+    assert!(out.stdout.is_empty(), "errors go to stderr only");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8(out.stderr).expect("utf-8"),
+    )
+}
+
+/// Polls the node's `GET /api/v1/node` until `ok` holds.
+pub fn wait_node(dir: &Path, what: &str, ok: impl Fn(&Value) -> bool) {
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("api.json")).expect("api.json"))
+            .expect("json");
+    let url = format!("{}/api/v1/node", file["url"].as_str().expect("url"));
+    let token = file["token"].as_str().expect("token").to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(resp) = http.get(&url).bearer_auth(&token).send().await {
+                if let Ok(v) = resp.json::<Value>().await {
+                    if ok(&v) {
+                        return;
+                    }
+                }
+            }
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            tokio::time::sleep(POLL).await;
+        }
+    });
+}
+
+pub fn connected(v: &Value) -> bool {
+    v["server_connected"] == true
+}
+
+pub fn register(dir: &Path, user: &str) {
+    let out = verb_with(
+        dir,
+        &["register", user, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "register {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (s, a, b) = (
+        root.path().join("server"),
+        root.path().join("a"),
+        root.path().join("b"),
+    );
+    (root, s, a, b)
+}
