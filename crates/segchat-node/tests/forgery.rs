@@ -1,0 +1,215 @@
+//! A channel host that lies: it alters a body, signs in someone else's
+//! name, and presents a ticket the server never signed. The member's node
+//! keeps only the genuine message and logs the rest as rejected.
+
+mod common;
+
+use common::{eventually, start_node, tempdir, Api, TestServer};
+use ed25519_dalek::SigningKey;
+use futures::{SinkExt, StreamExt};
+use reqwest::Method;
+use segchat_proto::message::{Draft, Message, Sequenced};
+use segchat_proto::ticket::{SignedTicket, Ticket};
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::types::{AccountKind, Visibility};
+use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+use uuid::Uuid;
+
+type Tracker = Framed<TcpStream, FrameCodec<Request, Reply, Event>>;
+type PeerLink = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
+
+async fn ask(t: &mut Tracker, id: u32, body: Request) -> Reply {
+    t.send(Frame::Request { id, body }).await.expect("send");
+    loop {
+        match t.next().await {
+            Some(Ok(Frame::Response { id: got, result })) if got == id => {
+                return result.expect("the server accepts")
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("tracker link ended: {other:?}"),
+        }
+    }
+}
+
+fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Message {
+    Draft {
+        id: Uuid::now_v7(),
+        channel: "trap",
+        author,
+        ts_ms: 1_000,
+        body,
+    }
+    .sign(key, ticket.clone())
+    .expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_host_cannot_forge_or_alter_messages() {
+    let (_s, sdir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+
+    // Mallory's fake host: a real account and channel, a listener of its own.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let fake_addr = listener.local_addr().expect("addr");
+    let mut t: Tracker = Framed::new(
+        TcpStream::connect(server.addr).await.expect("connect"),
+        FrameCodec::default(),
+    );
+    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, "mallory")))
+        .await
+        .expect("hello");
+    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
+    ask(
+        &mut t,
+        1,
+        Request::Register {
+            username: "mallory".into(),
+            password: "correct horse battery".into(),
+        },
+    )
+    .await;
+    ask(
+        &mut t,
+        2,
+        Request::CreateChannel {
+            name: "trap".into(),
+            visibility: Visibility::Public,
+            allow_visitors: false,
+        },
+    )
+    .await;
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let Reply::Ticket(ticket) = ask(
+        &mut t,
+        3,
+        Request::GetTicket {
+            node_key: hex::encode(key.verifying_key().as_bytes()),
+        },
+    )
+    .await
+    else {
+        panic!("expected a ticket")
+    };
+    ask(
+        &mut t,
+        4,
+        Request::SubmitInfo {
+            p2p_addr: fake_addr,
+            udp_port: 9,
+            status: None,
+        },
+    )
+    .await;
+    ask(
+        &mut t,
+        5,
+        Request::HostChannel {
+            channel: "trap".into(),
+        },
+    )
+    .await;
+
+    let genuine = sign(&key, &ticket, "mallory", "an honest message");
+    let mut altered = sign(&key, &ticket, "mallory", "pay me 10");
+    altered.body = "pay me 1000".into();
+    let in_bobs_name = sign(&key, &ticket, "bob", "bob says mallory is great");
+    let fake_ticket = Ticket {
+        username: "bob".into(),
+        kind: AccountKind::User,
+        session_id: "x".into(),
+        node_key: hex::encode(key.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms: u64::MAX,
+    }
+    .sign(&SigningKey::from_bytes(&[9; 32]))
+    .expect("sign");
+    let with_fake_ticket = sign(&key, &fake_ticket, "bob", "bob resigns");
+    let lies = vec![altered, in_bobs_name, with_fake_ticket, genuine];
+
+    // Serve bob's node: welcome, admit, then hand out the lies.
+    let fake_host = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
+        assert!(matches!(p.next().await, Some(Ok(Frame::Hello(_)))));
+        p.send(Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            agent: "liar".into(),
+            heartbeat_ms: 0,
+            peer_ttl_ms: 0,
+            server_key: String::new(),
+            max_body_len: 4000,
+        }))
+        .await
+        .expect("welcome");
+        while let Some(Ok(frame)) = p.next().await {
+            let Frame::Request { id, body } = frame else {
+                continue;
+            };
+            let result = match body {
+                peer::Request::PeerConnect { channel, .. } => Ok(peer::Reply::Connected {
+                    channel,
+                    last_seq: lies.len() as u64,
+                    can_write: true,
+                }),
+                peer::Request::Sync { channel, .. } => Ok(peer::Reply::Messages {
+                    channel,
+                    messages: lies
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| Sequenced {
+                            seq: i as u64 + 1,
+                            message: m.clone(),
+                        })
+                        .collect(),
+                    has_more: false,
+                }),
+                peer::Request::Post { message } => Ok(peer::Reply::Stored {
+                    id: message.id,
+                    seq: 99,
+                }),
+            };
+            if p.send(Frame::Response { id, result }).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let node = start_node(server.addr, &bdir).await;
+    let b = Api::of(&node);
+    b.wait_connected().await;
+    b.register("bob").await;
+    b.ok(Method::POST, "/channels/trap/join", None).await;
+    eventually("the genuine message to arrive", || async {
+        let (_, v) = b.get("/channels/trap/messages").await;
+        (v["messages"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let (_, v) = b.get("/channels/trap/messages").await;
+    assert_eq!(v["messages"][0]["body"], "an honest message", "{v}");
+    let (_, found) = b.get("/search?q=pay").await;
+    assert_eq!(
+        found["results"],
+        json!([]),
+        "altered messages are never stored"
+    );
+
+    node.shutdown().await;
+    let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
+    let rejected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("] MESSAGE_REJECTED |"))
+        .collect();
+    assert_eq!(rejected.len(), 3, "{log}");
+    assert!(rejected
+        .iter()
+        .any(|l| l.contains("signature does not verify")));
+    assert!(rejected
+        .iter()
+        .any(|l| l.contains("ticket is for \"mallory\", not \"bob\"")));
+    fake_host.abort();
+    server.stop().await;
+}
