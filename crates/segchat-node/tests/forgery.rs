@@ -128,7 +128,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     .sign(&SigningKey::from_bytes(&[9; 32]))
     .expect("sign");
     let with_fake_ticket = sign(&key, &fake_ticket, "bob", "bob resigns");
-    let lies = vec![altered, in_bobs_name, with_fake_ticket, genuine];
+    let lies = [altered, in_bobs_name, with_fake_ticket, genuine];
 
     // Serve bob's node: welcome, admit, then hand out the lies.
     let fake_host = tokio::spawn(async move {
