@@ -1,0 +1,706 @@
+//! The `chat` scenario: channel fan-out through a host node.
+//!
+//! ```text
+//!   segchat server  <-- tracker links --  host node, members, senders
+//!   host node (P2P) <--  peer links   --  N members (visitors), K senders
+//! ```
+//!
+//! The server and the host are real processes; members and senders are
+//! tasks in this process, each with its own tracker link (kept alive with
+//! heartbeats) and peer link. Senders post signed messages at a fixed pace
+//! without waiting for acks; every body starts with the send time
+//! (nanoseconds since a bench-wide `Instant`), so a member's latency is
+//! "when it arrived" minus that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use ed25519_dalek::SigningKey;
+use futures::{SinkExt, StreamExt};
+use segchat_proto::message::{Draft, MAX_BODY_LEN};
+use segchat_proto::ticket::SignedTicket;
+use segchat_proto::{peer, tracker, Frame};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::link::{self, PeerFrame, PeerFramed, TrackerLink};
+use crate::procs::{self, Proc};
+use crate::report::{ChatReport, Cpu, Percentiles};
+
+const CHANNEL: &str = "bench";
+const PASSWORD: &str = "benchmark-password";
+/// Digits of the send time at the start of every body.
+const STAMP_LEN: usize = 20;
+/// How long the host has to announce the channel to the server.
+const HOST_DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ChatArgs {
+    /// Members subscribed to the channel (visitors, one peer link each).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    members: u32,
+    /// Messages per second, all senders together.
+    #[arg(long)]
+    rate: f64,
+    /// How long the senders post, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Registered users posting, each at rate / senders.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    senders: u32,
+    /// Size of every message body (the first 20 bytes are the send time).
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Longest wait, after the last post, for outstanding acks and
+    /// deliveries, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Members and senders setting up at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Keep the temporary directory (data and the children's logs).
+    #[arg(long)]
+    keep: bool,
+}
+
+impl ChatArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            bail!("--rate must be above 0 (got {})", self.rate);
+        }
+        if !(self.duration.is_finite() && self.duration > 0.0) {
+            bail!("--duration must be above 0 (got {})", self.duration);
+        }
+        if !(STAMP_LEN..=MAX_BODY_LEN).contains(&self.body_bytes) {
+            bail!(
+                "--body-bytes must be {STAMP_LEN}..={MAX_BODY_LEN} (the first {STAMP_LEN} hold the send time); got {}",
+                self.body_bytes
+            );
+        }
+        if !(self.drain.is_finite() && self.drain >= 0.0) {
+            bail!("--drain must be 0 or more (got {})", self.drain);
+        }
+        if self.connect_concurrency == 0 {
+            bail!("--connect-concurrency must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Counters every task bumps, read by the drain loop.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    refused: AtomicU64,
+    delivered: AtomicU64,
+}
+
+pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    args.validate()?;
+    let exe = procs::segchat_exe()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("segchat-bench-")
+        .tempdir()
+        .context("could not create a temporary directory")?;
+    let dir = tmp.path().to_owned();
+    let tmp = if args.keep {
+        eprintln!("keeping {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
+    let setup_start = Instant::now();
+
+    let (server, server_addr) = procs::start_server(&exe, &dir).await?;
+    eprintln!("server listening on {server_addr} (pid {})", server.pid);
+    let (host, api) = procs::start_host(&exe, &dir, server_addr).await?;
+    eprintln!("host node started (pid {})", host.pid);
+    let result = run_with(&args, server_addr, &api, server, host, setup_start).await;
+    if let Some(tmp) = tmp {
+        let _ = tmp.close();
+    }
+    result
+}
+
+async fn run_with(
+    args: &ChatArgs,
+    server_addr: SocketAddr,
+    api: &procs::Api,
+    server: Proc,
+    mut host: Proc,
+    setup_start: Instant,
+) -> anyhow::Result<()> {
+    api.post(
+        "session/register",
+        json!({"username": "host", "password": PASSWORD}),
+    )
+    .await
+    .context("registering the host's user")?;
+    api.post(
+        "channels",
+        json!({"name": CHANNEL, "visibility": "public", "allow_visitors": true}),
+    )
+    .await
+    .context("creating the channel")?;
+    let host_addr = wait_for_host(server_addr, api).await?;
+    eprintln!("the host serves #{CHANNEL} at {host_addr}");
+
+    let epoch = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let mut trackers: Vec<JoinHandle<Option<String>>> = Vec::new();
+
+    // Senders first: registering costs an argon2 hash each.
+    let mut senders = Vec::new();
+    for i in 0..args.senders {
+        let s = setup_sender(i, server_addr, host_addr)
+            .await
+            .with_context(|| format!("setting up sender{i}"))?;
+        trackers.push(tokio::spawn(s.tracker.keep_alive(stop.clone())));
+        senders.push((s.name, s.key, s.ticket, s.peer));
+    }
+
+    let set_up = futures::stream::iter(0..args.members)
+        .map(|i| setup_member(i, server_addr, host_addr))
+        .buffer_unordered(args.connect_concurrency);
+    futures::pin_mut!(set_up);
+    let mut members = Vec::new();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(r) = set_up.next().await {
+        match r {
+            Ok((tracker, peer, last_seq)) => {
+                trackers.push(tokio::spawn(tracker.keep_alive(stop.clone())));
+                let task = member(peer, last_seq, epoch, Arc::clone(&counters), stop.clone());
+                members.push(tokio::spawn(task));
+            }
+            Err(e) => *failures.entry(format!("{e:#}")).or_default() += 1,
+        }
+        let done = members.len() + failures.values().sum::<u64>() as usize;
+        if done % 100 == 0 {
+            eprintln!("members set up: {done}/{}", args.members);
+        }
+    }
+    if !failures.is_empty() {
+        for (e, n) in &failures {
+            eprintln!("warning: {n} members could not connect: {e}");
+        }
+        if members.is_empty() {
+            bail!("no member could connect to the host");
+        }
+        eprintln!(
+            "warning: going on with {} of {} members",
+            members.len(),
+            args.members
+        );
+    }
+    let setup_s = setup_start.elapsed().as_secs_f64();
+    eprintln!("set up in {setup_s:.1} s; posting for {} s", args.duration);
+
+    // The send window.
+    host.check_alive()?;
+    let host_pid = host.pid.to_string();
+    let server_pid = server.pid.to_string();
+    let rss_before = procs::memory(&host_pid)?.rss_kib;
+    let cpu0 = [
+        procs::cpu_seconds(&host_pid)?,
+        procs::cpu_seconds(&server_pid)?,
+        procs::cpu_seconds("self")?,
+    ];
+    let t0 = Instant::now();
+    let per_sender = args.rate / f64::from(args.senders);
+    let count = (per_sender * args.duration).round().max(1.0) as u64;
+    let plan = Plan {
+        count,
+        period: Duration::from_secs_f64(1.0 / per_sender),
+        body_bytes: args.body_bytes,
+    };
+    let mut sender_tasks = Vec::new();
+    for (name, key, ticket, peer) in senders {
+        let task = sender(
+            name,
+            key,
+            ticket,
+            peer,
+            plan,
+            epoch,
+            Arc::clone(&counters),
+            stop.clone(),
+        );
+        sender_tasks.push(tokio::spawn(task));
+    }
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for t in sender_tasks {
+        let (writer, reader) = t.await.context("a sender task panicked")?;
+        writers.push(writer);
+        readers.push(reader);
+    }
+    let mut sent = 0;
+    let mut write_errors = Vec::new();
+    for w in writers {
+        let w = w.await.context("a sender task panicked")?;
+        sent += w.sent;
+        if let Some(e) = w.error {
+            write_errors.push(e);
+        }
+    }
+    let send_window = t0.elapsed().as_secs_f64();
+    let cpu1 = [
+        procs::cpu_seconds(&host_pid)?,
+        procs::cpu_seconds(&server_pid)?,
+        procs::cpu_seconds("self")?,
+    ];
+    for e in &write_errors {
+        eprintln!("warning: a sender stopped early: {e}");
+    }
+
+    // Drain: wait for every answer and every delivery, or the deadline.
+    let t1 = Instant::now();
+    let members_n = members.len() as u64;
+    let drain_deadline = t1 + Duration::from_secs_f64(args.drain);
+    loop {
+        let acked = counters.acked.load(Ordering::Relaxed);
+        let answered = acked + counters.refused.load(Ordering::Relaxed);
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        if (answered >= sent && delivered >= acked * members_n) || Instant::now() >= drain_deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_s = t1.elapsed().as_secs_f64();
+    host.check_alive()?;
+    let mem_after = procs::memory(&host_pid)?;
+    stop.cancel();
+
+    // Gather.
+    let mut report = ChatReport {
+        bench: "chat",
+        members: args.members as usize,
+        members_connected: members.len(),
+        senders: args.senders as usize,
+        rate: args.rate,
+        duration_s: args.duration,
+        body_bytes: args.body_bytes,
+        setup_s,
+        send_window_s: send_window,
+        drain_s,
+        posts_sent: sent,
+        send_rate: sent as f64 / send_window.max(1e-9),
+        host_rss_before_kib: rss_before,
+        host_rss_after_kib: mem_after.rss_kib,
+        host_hwm_kib: mem_after.hwm_kib,
+        ..ChatReport::default()
+    };
+    let pct = |i: usize| (cpu1[i] - cpu0[i]) / send_window.max(1e-9) * 100.0;
+    report.cpu = Cpu {
+        host_pct: pct(0),
+        server_pct: pct(1),
+        bench_pct: pct(2),
+    };
+    let mut ack_nanos = Vec::new();
+    for r in readers {
+        let r = r.await.context("a sender task panicked")?;
+        report.posts_acked += r.acked;
+        report.posts_refused += r.refused.values().sum::<u64>();
+        for (reason, n) in r.refused {
+            *report.refusals.entry(reason).or_default() += n;
+        }
+        if let Some(lost) = r.lost {
+            *report
+                .cut_off_reasons
+                .entry(format!("sender: {lost}"))
+                .or_default() += 1;
+        }
+        ack_nanos.extend(r.ack_nanos);
+    }
+    report.posts_unanswered = sent.saturating_sub(report.posts_acked + report.posts_refused);
+    let mut latencies = Vec::new();
+    for m in members {
+        let m = m.await.context("a member task panicked")?;
+        report.deliveries += m.received;
+        report.seq_gaps += m.gaps;
+        report.duplicates_or_reordered += m.duplicates;
+        if let Some(lost) = m.lost {
+            report.members_cut_off += 1;
+            *report.cut_off_reasons.entry(lost).or_default() += 1;
+        }
+        latencies.extend(m.latencies);
+    }
+    for t in trackers {
+        if let Ok(Some(_lost)) = t.await {
+            report.tracker_links_lost += 1;
+        }
+    }
+    report.deliveries_expected = report.posts_acked * members_n;
+    report.delivered_pct = if report.deliveries_expected == 0 {
+        0.0
+    } else {
+        report.deliveries as f64 / report.deliveries_expected as f64 * 100.0
+    };
+    report.latency = Percentiles::of(latencies);
+    report.ack_latency = Percentiles::of(ack_nanos);
+
+    host.stop().await;
+    server.stop().await;
+    report.print_table();
+    report.print_json()?;
+    Ok(())
+}
+
+/// Polls `list_channels` until the server names the channel's host; if it
+/// never does, asks the host's P2P port directly so the error says why.
+async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<SocketAddr> {
+    let mut observer = TrackerLink::connect(server).await?;
+    observer
+        .call(tracker::Request::Visit {
+            display_name: "bench observer".into(),
+        })
+        .await?;
+    let deadline = Instant::now() + HOST_DEADLINE;
+    while Instant::now() < deadline {
+        if let tracker::Reply::Channels { channels } =
+            observer.call(tracker::Request::ListChannels).await?
+        {
+            if let Some(addr) = channels
+                .iter()
+                .find(|c| c.name == CHANNEL)
+                .and_then(|c| c.host)
+            {
+                return Ok(addr);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Find out what the host says when asked directly.
+    let node = api.get("node").await?;
+    let p2p = node
+        .get("advertised_addr")
+        .and_then(|v| v.as_str())
+        .or_else(|| node.get("p2p_addr").and_then(|v| v.as_str()))
+        .ok_or_else(|| anyhow!("the host's /node names no P2P address: {node}"))?;
+    let p2p: SocketAddr = p2p
+        .parse()
+        .with_context(|| format!("the host's P2P address {p2p:?}"))?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let ticket = observer.ticket(&key).await?;
+    let why = match link::peer_connect(p2p, ticket, CHANNEL).await {
+        Ok(_) => "yet it accepts peer_connect".to_owned(),
+        Err(e) => format!("and its P2P port at {p2p} says: {e:#}"),
+    };
+    bail!(
+        "the host node never announced #{CHANNEL} to the server (its host stayed null for {} s), {why}. \
+         Does this segchat build host channels?",
+        HOST_DEADLINE.as_secs()
+    )
+}
+
+#[derive(Debug)]
+struct SenderSetup {
+    name: String,
+    key: SigningKey,
+    ticket: SignedTicket,
+    tracker: TrackerLink,
+    peer: PeerFramed,
+}
+
+async fn setup_sender(i: u32, server: SocketAddr, host: SocketAddr) -> anyhow::Result<SenderSetup> {
+    let name = format!("sender{i}");
+    let mut tracker = TrackerLink::connect(server).await?;
+    tracker
+        .call(tracker::Request::Register {
+            username: name.clone(),
+            password: PASSWORD.into(),
+        })
+        .await?;
+    tracker
+        .call(tracker::Request::JoinChannel {
+            channel: CHANNEL.into(),
+        })
+        .await?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let ticket = tracker.ticket(&key).await?;
+    let (peer, can_write, _) = link::peer_connect(host, ticket.clone(), CHANNEL).await?;
+    if !can_write {
+        bail!("the host says {name} may not post to #{CHANNEL}");
+    }
+    Ok(SenderSetup {
+        name,
+        key,
+        ticket,
+        tracker,
+        peer,
+    })
+}
+
+async fn setup_member(
+    i: u32,
+    server: SocketAddr,
+    host: SocketAddr,
+) -> anyhow::Result<(TrackerLink, PeerFramed, u64)> {
+    let mut tracker = TrackerLink::connect(server).await?;
+    tracker
+        .call(tracker::Request::Visit {
+            display_name: format!("member{i}"),
+        })
+        .await?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let ticket = tracker.ticket(&key).await?;
+    let (peer, _, last_seq) = link::peer_connect(host, ticket, CHANNEL).await?;
+    Ok((tracker, peer, last_seq))
+}
+
+/// What one member saw.
+#[derive(Debug, Default)]
+struct MemberResult {
+    received: u64,
+    gaps: u64,
+    duplicates: u64,
+    latencies: Vec<u64>,
+    lost: Option<String>,
+}
+
+async fn member(
+    mut peer: PeerFramed,
+    mut last_seq: u64,
+    epoch: Instant,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> MemberResult {
+    let mut r = MemberResult::default();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            f = peer.next() => f,
+        };
+        match frame {
+            Some(Ok(Frame::Event(peer::Event::Broadcast { seq, message }))) => {
+                let now = epoch.elapsed().as_nanos() as u64;
+                if seq <= last_seq {
+                    r.duplicates += 1;
+                    continue;
+                }
+                r.gaps += seq - last_seq - 1;
+                last_seq = seq;
+                if let Some(sent) = sent_at(&message.body) {
+                    r.latencies.push(now.saturating_sub(sent));
+                }
+                r.received += 1;
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Ok(Frame::Error(f))) => {
+                r.lost = Some(format!("the host closed the peer link: {f}"));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                r.lost = Some(format!("peer link: {e}"));
+                break;
+            }
+            None => {
+                r.lost = Some("the host closed the peer link without a reason".into());
+                break;
+            }
+        }
+    }
+    r
+}
+
+fn sent_at(body: &str) -> Option<u64> {
+    body.get(..STAMP_LEN)?.parse().ok()
+}
+
+/// How one sender paces its posts.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    count: u64,
+    period: Duration,
+    body_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct WriterResult {
+    sent: u64,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ReaderResult {
+    acked: u64,
+    refused: BTreeMap<String, u64>,
+    ack_nanos: Vec<u64>,
+    lost: Option<String>,
+}
+
+type Pending = Arc<Mutex<HashMap<u32, Instant>>>;
+
+/// Starts one sender's writer and reader; answers both handles.
+#[allow(clippy::too_many_arguments)]
+async fn sender(
+    name: String,
+    key: SigningKey,
+    ticket: SignedTicket,
+    peer: PeerFramed,
+    plan: Plan,
+    epoch: Instant,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> (JoinHandle<WriterResult>, JoinHandle<ReaderResult>) {
+    let (sink, stream) = peer.split();
+    let pending: Pending = Arc::default();
+    let reader = tokio::spawn(sender_reader(
+        stream,
+        Arc::clone(&pending),
+        Arc::clone(&counters),
+        stop.clone(),
+    ));
+    let writer = tokio::spawn(async move {
+        let mut w = WriterResult::default();
+        if let Err(e) = sender_writer(
+            sink, &name, &key, ticket, plan, epoch, &pending, &counters, &stop, &mut w,
+        )
+        .await
+        {
+            w.error = Some(format!("{name}: {e:#}"));
+        }
+        w
+    });
+    (writer, reader)
+}
+
+type PeerSink = futures::stream::SplitSink<PeerFramed, PeerFrame>;
+
+#[allow(clippy::too_many_arguments)]
+async fn sender_writer(
+    mut sink: PeerSink,
+    name: &str,
+    key: &SigningKey,
+    ticket: SignedTicket,
+    plan: Plan,
+    epoch: Instant,
+    pending: &Pending,
+    counters: &Counters,
+    stop: &CancellationToken,
+    w: &mut WriterResult,
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    while w.sent < plan.count && !stop.is_cancelled() {
+        // Message i is due at start + i * period; send all that are due
+        // (a late tick catches up in a burst), then flush once.
+        let due = (start.elapsed().as_secs_f64() / plan.period.as_secs_f64()) as u64 + 1;
+        let due = due.min(plan.count);
+        while w.sent < due {
+            let id = (w.sent + 1) as u32;
+            let message = post(name, key, &ticket, plan.body_bytes, epoch)?;
+            if let Ok(mut p) = pending.lock() {
+                p.insert(id, Instant::now());
+            }
+            sink.feed(Frame::Request {
+                id,
+                body: peer::Request::Post { message },
+            })
+            .await?;
+            w.sent += 1;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        sink.flush().await?;
+        if w.sent < plan.count {
+            let next = plan.period.mul_f64(w.sent as f64);
+            tokio::time::sleep_until(start + next).await;
+        }
+    }
+    Ok(())
+}
+
+/// A signed post whose body starts with the send time.
+fn post(
+    name: &str,
+    key: &SigningKey,
+    ticket: &SignedTicket,
+    body_bytes: usize,
+    epoch: Instant,
+) -> anyhow::Result<segchat_proto::message::Message> {
+    let mut body = format!("{:0width$}", epoch.elapsed().as_nanos(), width = STAMP_LEN);
+    body.truncate(STAMP_LEN);
+    body.extend(std::iter::repeat_n(
+        '.',
+        body_bytes.saturating_sub(STAMP_LEN),
+    ));
+    let ts_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let message = Draft {
+        id: Uuid::now_v7(),
+        channel: CHANNEL,
+        author: name,
+        ts_ms,
+        body: &body,
+    }
+    .sign(key, ticket.clone())?;
+    Ok(message)
+}
+
+async fn sender_reader(
+    mut stream: futures::stream::SplitStream<PeerFramed>,
+    pending: Pending,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> ReaderResult {
+    let mut r = ReaderResult::default();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            f = stream.next() => f,
+        };
+        match frame {
+            Some(Ok(Frame::Response { id, result })) => {
+                let sent = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                match result {
+                    Ok(peer::Reply::Stored { .. }) => {
+                        r.acked += 1;
+                        counters.acked.fetch_add(1, Ordering::Relaxed);
+                        if let Some(t) = sent {
+                            r.ack_nanos.push(t.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Ok(other) => {
+                        *r.refused
+                            .entry(format!("unexpected answer to post: {other:?}"))
+                            .or_default() += 1;
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(f) => {
+                        *r.refused.entry(f.to_string()).or_default() += 1;
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            // The sender is subscribed too; its own copies are not counted.
+            Some(Ok(Frame::Event(_))) => {}
+            Some(Ok(Frame::Error(f))) => {
+                r.lost = Some(format!("the host closed the peer link: {f}"));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                r.lost = Some(format!("peer link: {e}"));
+                break;
+            }
+            None => {
+                r.lost = Some("the host closed the peer link without a reason".into());
+                break;
+            }
+        }
+    }
+    r
+}

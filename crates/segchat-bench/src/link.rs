@@ -1,0 +1,177 @@
+//! Minimal clients of the two links, built only on `segchat_proto`'s
+//! frames and codec (the bench writes no byte layout of its own).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures::{SinkExt, StreamExt};
+use segchat_proto::ticket::SignedTicket;
+use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Welcome};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// How long one set-up step (connect, handshake, one request) may take.
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+const AGENT: &str = concat!("segchat-bench/", env!("CARGO_PKG_VERSION"));
+
+pub(crate) type TrackerFramed =
+    Framed<TcpStream, FrameCodec<tracker::Request, tracker::Reply, tracker::Event>>;
+pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
+pub(crate) type PeerFramed = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr} timed out"))?
+        .with_context(|| format!("could not connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends `hello` and waits for `welcome`.
+async fn handshake<Req, Rep, Ev>(
+    framed: &mut Framed<TcpStream, FrameCodec<Req, Rep, Ev>>,
+    link: LinkKind,
+    who: &str,
+) -> anyhow::Result<Welcome>
+where
+    Req: serde::Serialize + serde::de::DeserializeOwned,
+    Rep: serde::Serialize + serde::de::DeserializeOwned,
+    Ev: serde::Serialize + serde::de::DeserializeOwned,
+{
+    framed.send(Frame::Hello(Hello::new(link, AGENT))).await?;
+    match tokio::time::timeout(STEP_TIMEOUT, framed.next()).await {
+        Err(_) => bail!("{who} sent no welcome within {} s", STEP_TIMEOUT.as_secs()),
+        Ok(None) => bail!("{who} closed the connection instead of answering hello"),
+        Ok(Some(Err(e))) => bail!("{who} answered hello with bad bytes: {e}"),
+        Ok(Some(Ok(Frame::Welcome(w)))) => Ok(w),
+        Ok(Some(Ok(Frame::Error(f)))) => bail!("{who} refused the handshake: {f}"),
+        Ok(Some(Ok(other))) => bail!("{who} answered hello with a {:?} frame", other.kind()),
+    }
+}
+
+/// A signed-in tracker link, used one request at a time during set-up.
+#[derive(Debug)]
+pub(crate) struct TrackerLink {
+    framed: TrackerFramed,
+    next_id: u32,
+    pub(crate) welcome: Welcome,
+}
+
+impl TrackerLink {
+    pub(crate) async fn connect(server: SocketAddr) -> anyhow::Result<TrackerLink> {
+        let mut framed = Framed::new(connect(server).await?, FrameCodec::default());
+        let welcome = handshake(&mut framed, LinkKind::Tracker, "the server").await?;
+        Ok(TrackerLink {
+            framed,
+            next_id: 1,
+            welcome,
+        })
+    }
+
+    /// Sends one request and waits for its answer, skipping events.
+    pub(crate) async fn call(&mut self, req: tracker::Request) -> anyhow::Result<tracker::Reply> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let op = req.op_name();
+        self.framed.send(Frame::Request { id, body: req }).await?;
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.framed.next()).await {
+                Err(_) => bail!("{op}: no answer within {} s", STEP_TIMEOUT.as_secs()),
+                Ok(None) => bail!("{op}: the server closed the connection"),
+                Ok(Some(Err(e))) => bail!("{op}: bad bytes from the server: {e}"),
+                Ok(Some(Ok(Frame::Response { id: got, result }))) if got == id => {
+                    return result.map_err(|f| anyhow!("{op} refused: {f}"));
+                }
+                Ok(Some(Ok(Frame::Error(f)))) => bail!("{op}: the server closed the link: {f}"),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// A ticket for `key`.
+    pub(crate) async fn ticket(
+        &mut self,
+        key: &ed25519_dalek::SigningKey,
+    ) -> anyhow::Result<SignedTicket> {
+        let node_key = hex::encode(key.verifying_key().as_bytes());
+        match self.call(tracker::Request::GetTicket { node_key }).await? {
+            tracker::Reply::Ticket(t) => Ok(t),
+            other => bail!("get_ticket answered {other:?}"),
+        }
+    }
+
+    /// Keeps the link alive with heartbeats until `stop`; the result says
+    /// why the link was lost, if it was.
+    pub(crate) async fn keep_alive(mut self, stop: CancellationToken) -> Option<String> {
+        let every = Duration::from_millis(self.welcome.heartbeat_ms.max(100));
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tick.tick() => {
+                    let id = self.next_id;
+                    self.next_id = self.next_id.wrapping_add(1);
+                    let hb = Frame::Request { id, body: tracker::Request::Heartbeat };
+                    if let Err(e) = self.framed.send(hb).await {
+                        return Some(format!("heartbeat failed: {e}"));
+                    }
+                }
+                frame = self.framed.next() => match frame {
+                    None => return Some("the server closed the tracker link".into()),
+                    Some(Err(e)) => return Some(format!("tracker link: {e}")),
+                    Some(Ok(Frame::Error(f))) => return Some(format!("the server closed the tracker link: {f}")),
+                    Some(Ok(Frame::Response { result: Err(f), .. })) => {
+                        return Some(format!("heartbeat refused: {f}"));
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Opens the peer link to `host` and subscribes to `channel`; answers the
+/// framed link, whether this member may post, and the host's last
+/// sequence number.
+pub(crate) async fn peer_connect(
+    host: SocketAddr,
+    ticket: SignedTicket,
+    channel: &str,
+) -> anyhow::Result<(PeerFramed, bool, u64)> {
+    let mut framed: PeerFramed = Framed::new(connect(host).await?, FrameCodec::default());
+    handshake(&mut framed, LinkKind::Peer, "the host").await?;
+    let req = peer::Request::PeerConnect {
+        ticket,
+        channel: channel.to_owned(),
+    };
+    framed.send(Frame::Request { id: 0, body: req }).await?;
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, framed.next()).await {
+            Err(_) => bail!(
+                "peer_connect: the host did not answer within {} s",
+                STEP_TIMEOUT.as_secs()
+            ),
+            Ok(None) => bail!("peer_connect: the host closed the connection"),
+            Ok(Some(Err(e))) => bail!("peer_connect: bad bytes from the host: {e}"),
+            Ok(Some(Ok(Frame::Response { id: 0, result }))) => {
+                return match result {
+                    Ok(peer::Reply::Connected {
+                        can_write,
+                        last_seq,
+                        ..
+                    }) => Ok((framed, can_write, last_seq)),
+                    Ok(other) => bail!("peer_connect answered {other:?}"),
+                    Err(f) => bail!("the host refused peer_connect: {f}"),
+                };
+            }
+            Ok(Some(Ok(Frame::Error(f)))) => bail!("the host closed the peer link: {f}"),
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `segchat-bench`: benchmarks that start real segchat processes on
+//! loopback, drive them over real sockets, and print figures. They are
+//! programs, not tests: nothing here fails on a slow machine.
+//!
+//! # Layout
+//!
+//! - [`procs`]: the child processes (a `segchat server`, the host's
+//!   `segchat node`), the host's HTTP API, and CPU and memory readings
+//!   from `/proc`.
+//! - [`link`]: minimal clients of the tracker link and the peer link,
+//!   built on `segchat_proto`'s frames and codec.
+//! - [`chat`]: the `chat` scenario: one host, N members, K senders.
+//! - [`report`]: latency percentiles, the table and the JSON line.
+
+mod chat;
+mod link;
+mod procs;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks for segchat. Build the binary under test first:
+/// `cargo build --release -p segchat -p segchat-bench`.
+#[derive(Debug, Parser)]
+#[command(name = "segchat-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Channel fan-out: one host node, N members, K senders posting R
+    /// messages/s in total; prints delivery, latency, host CPU and memory.
+    Chat(chat::ChatArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            // Dropping `run` drops the child processes, which kills them.
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // Do not wait for member tasks still blocked on sockets.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Chat(args) => chat::run(args).await,
+    }
+}
