@@ -300,6 +300,16 @@ async fn a_restarted_member_delivers_its_pending_messages_once() {
     server.stop().await;
     let queued = send(&b, "ops", "written while alone").await;
     assert_eq!(queued["state"], "pending");
+    // History and search work from the local store with nobody reachable.
+    assert_eq!(bodies(&b, "ops").await, ["before", "written while alone"]);
+    let (status, found) = b.get("/search?q=before").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found["results"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    assert_eq!(via(&b, "ops").await.as_deref(), Some("offline"));
     member.shutdown().await;
 
     // The world comes back, then bob's node restarts and delivers.

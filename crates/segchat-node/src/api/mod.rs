@@ -20,20 +20,26 @@
 //! | GET | `/search?q=` | full-text search of local history |
 //! | GET | `/unread` | unread counts and how each channel is reached |
 //! | GET | `/events` | WebSocket of events (JSON text messages) |
+//! | GET | `/openapi.json` | the OpenAPI 3.1 document of all of this (no token) |
+//!
+//! The same server serves the web UI (`/`, `/assets/…`, see [`crate::web`]).
+//! Every request passes [`guard`] first: the Host check against DNS
+//! rebinding, then the token (bearer, `?token=` on the WebSocket, or the
+//! browser's cookie with its CSRF check).
 
 mod channels;
 mod error;
 mod events;
+pub mod guard;
 mod messages;
+mod openapi;
 mod session;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use segchat_log::SystemLog;
@@ -115,6 +121,16 @@ impl ApiState {
         &self.inner.link
     }
 
+    /// The API token (the web UI's cookie carries it).
+    pub(crate) fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// Where the API (and the web UI) listens.
+    pub(crate) fn api_addr(&self) -> SocketAddr {
+        self.inner.addrs.api
+    }
+
     /// Records a system-log event about an operation done through the API.
     /// The source is the server the operation went to.
     fn record(&self, kind: &str, details: impl std::fmt::Display) {
@@ -124,7 +140,7 @@ impl ApiState {
     }
 }
 
-/// The API's routes, with the token check on everything under `/api/`.
+/// The API's routes and the web UI, behind [`guard::guard`].
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/node", get(session::node))
@@ -146,11 +162,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels/{name}/read", post(messages::mark_read))
         .route("/search", get(messages::search))
         .route("/unread", get(messages::unread))
-        .route("/events", get(events::subscribe));
+        .route("/events", get(events::subscribe))
+        .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", v1)
+        .merge(crate::web::routes())
         .fallback(error::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 
@@ -163,56 +181,6 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: Cancellatio
     {
         tracing::error!(error = %e, "the API server failed");
     }
-}
-
-/// Refuses every `/api/` request without the node's token.
-async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/api/") {
-        return next.run(req).await;
-    }
-    let presented = bearer(&req).or_else(|| {
-        // Browsers cannot set headers on a WebSocket; allow the query there.
-        if req.uri().path().ends_with("/events") {
-            query_token(req.uri().query())
-        } else {
-            None
-        }
-    });
-    match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), state.inner.token.as_bytes()) => {
-            next.run(req).await
-        }
-        Some(_) => ApiError(Failure::unauthorized("wrong API token")).into_response(),
-        None => ApiError(Failure::unauthorized(
-            "missing API token: send Authorization: Bearer TOKEN (the token is in the node's api.json)",
-        ))
-        .into_response(),
-    }
-}
-
-fn bearer(req: &Request) -> Option<String> {
-    let value = req.headers().get(axum::http::header::AUTHORIZATION)?;
-    let value = value.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    Some(token.trim().to_owned())
-}
-
-fn query_token(query: Option<&str>) -> Option<String> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned)
-}
-
-/// Compares without an early exit, so timing does not tell how much of a
-/// guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A fresh random API token: 32 bytes, hex.
@@ -266,18 +234,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+    fn tokens_are_long() {
         assert_eq!(new_token().len(), 64);
-    }
-
-    #[test]
-    fn query_tokens() {
-        assert_eq!(query_token(Some("a=1&token=xyz")).as_deref(), Some("xyz"));
-        assert_eq!(query_token(Some("a=1")), None);
-        assert_eq!(query_token(None), None);
     }
 
     #[cfg(unix)]

@@ -30,6 +30,8 @@ use crate::store::{Arrival, Cursor, DeliveryState, Source};
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a channel is looked at without a nudge.
 const IDLE_TICK: Duration = Duration::from_secs(5);
+/// How soon to look for the backup of a post the host stored.
+const BACKUP_CHECK: Duration = Duration::from_millis(500);
 /// Longest wait before trying an unreachable host again.
 const MAX_RETRY: Duration = Duration::from_secs(10);
 
@@ -369,9 +371,11 @@ impl Chat {
                 _ = bell.notified() => {
                     flush_due = true;
                     if session.awaiting_backup {
-                        session.awaiting_backup = false;
-                        self.pull_as_member(channel).await;
+                        session.awaiting_backup = self.confirm_backup(channel).await;
                     }
+                }
+                _ = backup_check(session.awaiting_backup) => {
+                    session.awaiting_backup = self.confirm_backup(channel).await;
                 }
                 _ = tokio::time::sleep(IDLE_TICK) => flush_due = true,
                 frame = reader.next() => match frame {
@@ -400,6 +404,16 @@ impl Chat {
             format!("link=p2p role=member channel={channel}"),
         );
         ended
+    }
+
+    /// Reads the server's backup to learn which of the user's messages it
+    /// holds; true while some stored by the host are not confirmed yet.
+    async fn confirm_backup(&self, channel: &str) -> bool {
+        self.pull_as_member(channel).await;
+        self.store()
+            .count_in_state(channel.to_owned(), DeliveryState::Stored)
+            .await
+            .is_ok_and(|n| n > 0)
     }
 
     /// Asks the host for what follows the cursor.
@@ -537,6 +551,16 @@ impl Session {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
+    }
+}
+
+/// Fires a little after a post was stored by the host while its backup is
+/// unconfirmed (the server's notice may have come before the host's ack).
+async fn backup_check(awaiting: bool) {
+    if awaiting {
+        tokio::time::sleep(BACKUP_CHECK).await;
+    } else {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -450,6 +450,23 @@ impl Store {
         .await
     }
 
+    /// How many messages written here in `channel` are in `state`.
+    pub async fn count_in_state(
+        &self,
+        channel: String,
+        state: DeliveryState,
+    ) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = ?2",
+                params![channel, state.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     /// The outbox: messages written here and not yet acknowledged, oldest
     /// first.
     pub async fn outbox(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
