@@ -23,7 +23,7 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_proto::message::{Draft, MAX_BODY_LEN};
 use segchat_proto::ticket::SignedTicket;
-use segchat_proto::{peer, tracker, Frame};
+use segchat_proto::{peer, tracker, Failure, Frame, Status};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -137,6 +137,7 @@ async fn run_with(
     mut host: Proc,
     setup_start: Instant,
 ) -> anyhow::Result<()> {
+    wait_for_link(api).await?;
     api.post(
         "session/register",
         json!({"username": "host", "password": PASSWORD}),
@@ -326,8 +327,9 @@ async fn run_with(
     for m in members {
         let m = m.await.context("a member task panicked")?;
         report.deliveries += m.received;
-        report.seq_gaps += m.gaps;
-        report.duplicates_or_reordered += m.duplicates;
+        report.seq_missing += m.missing;
+        report.duplicates += m.duplicates;
+        report.out_of_order += m.out_of_order;
         if let Some(lost) = m.lost {
             report.members_cut_off += 1;
             *report.cut_off_reasons.entry(lost).or_default() += 1;
@@ -345,6 +347,7 @@ async fn run_with(
     } else {
         report.deliveries as f64 / report.deliveries_expected as f64 * 100.0
     };
+    report.peer_connect_503_retries = RETRIED_503.load(Ordering::Relaxed);
     report.latency = Percentiles::of(latencies);
     report.ack_latency = Percentiles::of(ack_nanos);
 
@@ -353,6 +356,24 @@ async fn run_with(
     report.print_table();
     report.print_json()?;
     Ok(())
+}
+
+/// Waits until the host node's link to the server is up.
+async fn wait_for_link(api: &procs::Api) -> anyhow::Result<()> {
+    let deadline = Instant::now() + HOST_DEADLINE;
+    loop {
+        let node = api.get("node").await?;
+        if node.get("server_connected").and_then(|v| v.as_bool()) == Some(true) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the host node did not connect to the server within {} s: {node}",
+                HOST_DEADLINE.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `list_channels` until the server names the channel's host; if it
@@ -427,7 +448,7 @@ async fn setup_sender(i: u32, server: SocketAddr, host: SocketAddr) -> anyhow::R
         .await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let ticket = tracker.ticket(&key).await?;
-    let (peer, can_write, _) = link::peer_connect(host, ticket.clone(), CHANNEL).await?;
+    let (peer, can_write, _) = peer_connect(host, ticket.clone()).await?;
     if !can_write {
         bail!("the host says {name} may not post to #{CHANNEL}");
     }
@@ -453,28 +474,62 @@ async fn setup_member(
         .await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let ticket = tracker.ticket(&key).await?;
-    let (peer, _, last_seq) = link::peer_connect(host, ticket, CHANNEL).await?;
+    let (peer, _, last_seq) = peer_connect(host, ticket).await?;
     Ok((tracker, peer, last_seq))
+}
+
+/// `peer_connect` answers refused with 503 and then retried.
+static RETRIED_503: AtomicU64 = AtomicU64::new(0);
+
+/// [`link::peer_connect`], retrying while the host answers 503
+/// `UNAVAILABLE` (it is still learning the channel's rules from the
+/// server), as a member's node would.
+async fn peer_connect(
+    host: SocketAddr,
+    ticket: SignedTicket,
+) -> anyhow::Result<(PeerFramed, bool, u64)> {
+    let deadline = Instant::now() + link::STEP_TIMEOUT;
+    let mut wait = Duration::from_millis(20);
+    loop {
+        match link::peer_connect(host, ticket.clone(), CHANNEL).await {
+            Err(e)
+                if Instant::now() < deadline
+                    && e.downcast_ref::<Failure>()
+                        .is_some_and(|f| f.status == Status::Unavailable) =>
+            {
+                RETRIED_503.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// What one member saw.
 #[derive(Debug, Default)]
 struct MemberResult {
+    /// Distinct broadcasts of this run.
     received: u64,
-    gaps: u64,
+    /// Sequence numbers below the highest seen that never arrived.
+    missing: u64,
     duplicates: u64,
+    /// Broadcasts that arrived after one with a higher sequence number.
+    out_of_order: u64,
     latencies: Vec<u64>,
     lost: Option<String>,
 }
 
 async fn member(
     mut peer: PeerFramed,
-    mut last_seq: u64,
+    base_seq: u64,
     epoch: Instant,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> MemberResult {
     let mut r = MemberResult::default();
+    // seen[i]: whether seq base_seq + 1 + i arrived.
+    let mut seen: Vec<bool> = Vec::new();
     loop {
         let frame = tokio::select! {
             biased;
@@ -484,12 +539,21 @@ async fn member(
         match frame {
             Some(Ok(Frame::Event(peer::Event::Broadcast { seq, message }))) => {
                 let now = epoch.elapsed().as_nanos() as u64;
-                if seq <= last_seq {
+                let Some(i) = seq.checked_sub(base_seq + 1) else {
                     r.duplicates += 1;
                     continue;
+                };
+                let i = i as usize;
+                if i < seen.len() {
+                    if seen[i] {
+                        r.duplicates += 1;
+                        continue;
+                    }
+                    r.out_of_order += 1;
+                } else {
+                    seen.resize(i + 1, false);
                 }
-                r.gaps += seq - last_seq - 1;
-                last_seq = seq;
+                seen[i] = true;
                 if let Some(sent) = sent_at(&message.body) {
                     r.latencies.push(now.saturating_sub(sent));
                 }
@@ -511,6 +575,7 @@ async fn member(
             }
         }
     }
+    r.missing = seen.len() as u64 - r.received;
     r
 }
 

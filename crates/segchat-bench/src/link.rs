@@ -167,7 +167,7 @@ pub(crate) async fn peer_connect(
                         ..
                     }) => Ok((framed, can_write, last_seq)),
                     Ok(other) => bail!("peer_connect answered {other:?}"),
-                    Err(f) => bail!("the host refused peer_connect: {f}"),
+                    Err(f) => Err(anyhow::Error::new(f).context("the host refused peer_connect")),
                 };
             }
             Ok(Some(Ok(Frame::Error(f)))) => bail!("the host closed the peer link: {f}"),

@@ -73,13 +73,19 @@ pub(crate) struct ChatReport {
     pub(crate) deliveries_expected: u64,
     pub(crate) deliveries: u64,
     pub(crate) delivered_pct: f64,
-    /// Sequence numbers a member never saw between two it did.
-    pub(crate) seq_gaps: u64,
-    /// Broadcasts whose sequence number was not above the last one seen.
-    pub(crate) duplicates_or_reordered: u64,
+    /// Sequence numbers a member never saw though it saw a higher one
+    /// (summed over members).
+    pub(crate) seq_missing: u64,
+    /// Broadcasts a member got twice.
+    pub(crate) duplicates: u64,
+    /// Broadcasts that reached a member after one with a higher sequence
+    /// number.
+    pub(crate) out_of_order: u64,
     /// Members whose peer link the host closed (or that broke) mid-run.
     pub(crate) members_cut_off: usize,
     pub(crate) cut_off_reasons: BTreeMap<String, u64>,
+    /// `peer_connect`s the host refused with 503 during set-up, retried.
+    pub(crate) peer_connect_503_retries: u64,
     /// Tracker links (members' and senders') lost during the run.
     pub(crate) tracker_links_lost: usize,
     pub(crate) latency: Percentiles,
@@ -116,7 +122,13 @@ impl ChatReport {
                     self.senders, self.rate, self.duration_s, self.body_bytes
                 ),
             ),
-            ("set-up", format!("{:.1} s", self.setup_s)),
+            (
+                "set-up",
+                format!(
+                    "{:.1} s ({} peer_connect retries after 503)",
+                    self.setup_s, self.peer_connect_503_retries
+                ),
+            ),
             (
                 "posts",
                 format!(
@@ -139,9 +151,10 @@ impl ChatReport {
             (
                 "anomalies",
                 format!(
-                    "{} seq gaps, {} duplicate/reordered, {} members cut off, {} tracker links lost",
-                    self.seq_gaps,
-                    self.duplicates_or_reordered,
+                    "{} seqs missing, {} duplicates, {} out of order, {} members cut off, {} tracker links lost",
+                    self.seq_missing,
+                    self.duplicates,
+                    self.out_of_order,
                     self.members_cut_off,
                     self.tracker_links_lost
                 ),
