@@ -15,12 +15,15 @@
 //! - [`peer`]: the node ↔ node link (member to channel host).
 //! - [`ticket`]: server-signed tickets binding a node key to a user.
 //! - [`message`]: chat messages and the canonical bytes authors sign.
+//! - [`stream`]: livestreams: the stream record and the UDP datagram
+//!   that carries frames (chunking limits, per-viewer authentication).
 
 pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod peer;
 pub mod status;
+pub mod stream;
 pub mod ticket;
 pub mod tracker;
 pub mod types;

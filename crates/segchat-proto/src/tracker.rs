@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use uuid::Uuid;
 
 use crate::message::{Message, Sequenced};
+use crate::stream::{Codec, StreamInfo};
 use crate::ticket::SignedTicket;
 use crate::types::{ChannelInfo, MemberInfo, PeerInfo, Presence, Role, SessionInfo, Visibility};
 
@@ -107,6 +108,25 @@ pub enum Request {
         after_seq: u64,
         limit: u32,
     },
+    /// Start a livestream in a channel the user may write in (visitors:
+    /// FORBIDDEN). Needs `submit_info` first: viewers reach the streamer
+    /// at its announced addresses. The server pushes `stream_started` to
+    /// everybody who may read the channel.
+    StartStream {
+        channel: String,
+        width: u16,
+        height: u16,
+        fps: u8,
+        codec: Codec,
+    },
+    /// End one of this connection's streams; pushes `stream_stopped`.
+    StopStream {
+        stream_id: u64,
+    },
+    /// The live streams, all those the asker may read or one channel's.
+    ListStreams {
+        channel: Option<String>,
+    },
 }
 
 impl Request {
@@ -134,6 +154,9 @@ impl Request {
             Request::Backup { .. } => "backup",
             Request::PostMessage { .. } => "post_message",
             Request::History { .. } => "history",
+            Request::StartStream { .. } => "start_stream",
+            Request::StopStream { .. } => "stop_stream",
+            Request::ListStreams { .. } => "list_streams",
         }
     }
 }
@@ -189,6 +212,10 @@ pub enum Reply {
         messages: Vec<Sequenced>,
         has_more: bool,
     },
+    /// Answer to `start_stream`.
+    Stream(StreamInfo),
+    /// Answer to `list_streams`.
+    Streams { streams: Vec<StreamInfo> },
 }
 
 /// Something the server pushes without being asked.
@@ -232,5 +259,15 @@ pub enum Event {
         /// How many new messages this notice stands for (a host's backup
         /// batch is one notice).
         count: u32,
+    },
+    /// A livestream started in a channel you may read.
+    StreamStarted { stream: StreamInfo },
+    /// A livestream ended: `stopped` (by its streamer),
+    /// `streamer_disconnected` (its node's link closed) or
+    /// `streamer_expired` (no heartbeat within the peer TTL).
+    StreamStopped {
+        stream_id: u64,
+        channel: String,
+        reason: String,
     },
 }

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
+use segchat_proto::stream::StreamInfo;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, PeerInfo, Presence};
 use segchat_proto::Frame;
@@ -60,6 +61,9 @@ struct State {
     status: HashMap<i64, Presence>,
     /// Channel name → the connection hosting it and its P2P address.
     hosts: HashMap<String, (ConnId, SocketAddr, i64)>,
+    /// Live streams by id, with the connection that streams each.
+    streams: HashMap<u64, (ConnId, StreamInfo)>,
+    next_stream: u64,
 }
 
 /// What happened to a user's presence because of a bind or unbind.
@@ -247,7 +251,7 @@ impl Hub {
 
     /// Removes entries not refreshed within `ttl`, cancels their connections
     /// and returns who they were.
-    pub(crate) fn reap(&self, ttl: Duration) -> Vec<(SocketAddr, Principal)> {
+    pub(crate) fn reap(&self, ttl: Duration) -> Vec<(ConnId, SocketAddr, Principal)> {
         let mut st = self.lock();
         let now = Instant::now();
         let expired: Vec<ConnId> = st
@@ -259,7 +263,7 @@ impl Hub {
         let mut gone = Vec::with_capacity(expired.len());
         for id in expired {
             if let Some(p) = st.peers.remove(&id) {
-                gone.push((p.p2p_addr, p.principal));
+                gone.push((id, p.p2p_addr, p.principal));
             }
             if let Some(c) = st.conns.get(&id) {
                 c.cancel.cancel();
@@ -343,6 +347,67 @@ impl Hub {
             st.hosts.remove(name);
         }
         gone
+    }
+
+    /// Registers a live stream of connection `id` in `info.channel`,
+    /// filling in its id and the connection's announced addresses. `None`
+    /// if the connection has no peer entry (no `submit_info` yet); `Err`
+    /// with the running stream if it already streams in that channel.
+    pub(crate) fn start_stream(
+        &self,
+        id: ConnId,
+        mut info: StreamInfo,
+    ) -> Option<Result<StreamInfo, StreamInfo>> {
+        let mut st = self.lock();
+        let peer = st.peers.get(&id)?;
+        info.p2p_addr = peer.p2p_addr;
+        info.udp_addr = SocketAddr::new(peer.p2p_addr.ip(), peer.udp_port);
+        if let Some((_, running)) = st
+            .streams
+            .values()
+            .find(|(c, s)| *c == id && s.channel == info.channel)
+        {
+            return Some(Err(running.clone()));
+        }
+        st.next_stream += 1;
+        info.stream_id = st.next_stream;
+        st.streams.insert(info.stream_id, (id, info.clone()));
+        Some(Ok(info))
+    }
+
+    /// Ends a stream of connection `id`; `None` if it has no such stream.
+    pub(crate) fn stop_stream(&self, id: ConnId, stream_id: u64) -> Option<StreamInfo> {
+        let mut st = self.lock();
+        match st.streams.get(&stream_id) {
+            Some((c, _)) if *c == id => st.streams.remove(&stream_id).map(|(_, s)| s),
+            _ => None,
+        }
+    }
+
+    /// Ends every stream of connection `id` and returns them.
+    pub(crate) fn drop_streams(&self, id: ConnId) -> Vec<StreamInfo> {
+        let mut st = self.lock();
+        let ids: Vec<u64> = st
+            .streams
+            .iter()
+            .filter(|(_, (c, _))| *c == id)
+            .map(|(sid, _)| *sid)
+            .collect();
+        ids.iter()
+            .filter_map(|sid| st.streams.remove(sid).map(|(_, s)| s))
+            .collect()
+    }
+
+    /// Every live stream, oldest first.
+    pub(crate) fn streams(&self) -> Vec<StreamInfo> {
+        let mut list: Vec<StreamInfo> = self
+            .lock()
+            .streams
+            .values()
+            .map(|(_, s)| s.clone())
+            .collect();
+        list.sort_by_key(|s| s.stream_id);
+        list
     }
 
     /// Connections signed in with the given session.

@@ -124,7 +124,8 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        for (addr, p) in shared.hub.reap(shared.config.peer_ttl) {
+        for (conn, addr, p) in shared.hub.reap(shared.config.peer_ttl) {
+            crate::ops::end_streams(&shared, conn, addr, "streamer_expired").await;
             shared.log.record(
                 "PEER_EXPIRED",
                 addr,

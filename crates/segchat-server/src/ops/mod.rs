@@ -6,6 +6,7 @@ mod channels;
 mod messages;
 mod peers;
 mod session;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::hub::{ConnId, Hub, PresenceChange, Principal};
 use crate::store::{Store, StoreError};
 
 pub(crate) use session::sign_out_conn;
+pub(crate) use streams::end_all as end_streams;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -91,6 +93,15 @@ pub(crate) async fn handle(
             after_seq,
             limit,
         } => messages::history(shared, ctx, channel, after_seq, limit).await,
+        Request::StartStream {
+            channel,
+            width,
+            height,
+            fps,
+            codec,
+        } => streams::start(shared, ctx, channel, width, height, fps, codec).await,
+        Request::StopStream { stream_id } => streams::stop(shared, ctx, stream_id).await,
+        Request::ListStreams { channel } => streams::list(shared, ctx, channel).await,
     }
 }
 

@@ -314,6 +314,7 @@ async fn sign_in(shared: &Shared, ctx: &mut ConnCtx, principal: Principal, statu
 /// change if it was the user's last connection.
 pub(crate) async fn sign_out_conn(shared: &Shared, ctx: &mut ConnCtx) {
     let who = ctx.principal.take();
+    super::streams::end_all(shared, ctx.id, ctx.addr, "streamer_disconnected").await;
     for channel in shared.hub.drop_hosts(ctx.id) {
         shared.log.record(
             "HOST_OFFLINE",
