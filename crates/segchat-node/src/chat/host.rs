@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use segchat_proto::message::{batch_len, Message, MAX_BATCH};
+use segchat_proto::message::{batch_len, Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
@@ -406,75 +406,31 @@ impl Chat {
     /// Fetches from the server's backup what this host lacks (posted
     /// through the server while it was away) and fans it out.
     async fn pull_once(&self, channel: &str) {
-        let from = self.server_addr();
-        let mut pulled = 0usize;
-        loop {
-            let cursor = match self
-                .store()
-                .cursor(channel.to_owned(), Cursor::Server)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
-            };
-            let (messages, has_more) = match self
-                .link()
-                .request(Request::History {
-                    channel: channel.to_owned(),
-                    after_seq: cursor,
-                    limit: MAX_BATCH as u32,
-                })
-                .await
-            {
-                Ok(Reply::Messages {
-                    messages, has_more, ..
-                }) => (messages, has_more),
-                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
-                Err(f) => return tracing::info!(reason = %f, "pull paused"),
-            };
-            let Some(last) = messages.last().map(|s| s.seq) else {
-                break;
-            };
-            for s in messages {
-                if let Err(reason) = self.verify(&s.message) {
-                    self.log().record(
+        self.pull_backup(
+            channel,
+            "host",
+            async |chat: &Chat, s: Sequenced, from: &str| {
+                if let Err(reason) = chat.verify(&s.message) {
+                    chat.log().record(
                         "MESSAGE_REJECTED",
-                        &from,
+                        from,
                         format!(
-                            "channel={channel} id={} from=server reason={reason}",
-                            s.message.id
+                            "channel={} id={} from=server reason={reason}",
+                            s.message.channel, s.message.id
                         ),
                     );
-                    continue;
+                    return;
                 }
                 let arrival = Arrival {
                     source: Source::Server,
-                    from: Some(from.clone()),
+                    from: Some(from.to_owned()),
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                if self.host_store(s.message, arrival).await.is_ok() {
-                    pulled += 1;
-                }
-            }
-            if let Err(e) = self
-                .store()
-                .set_cursor(channel.to_owned(), Cursor::Server, last)
-                .await
-            {
-                return tracing::warn!(error = %e, "could not move the server cursor");
-            }
-            if !has_more {
-                break;
-            }
-        }
-        if pulled > 0 {
-            self.log().record(
-                "SYNC",
-                &from,
-                format!("direction=server->host channel={channel} served_by=server count={pulled}"),
-            );
-        }
+                let _ = chat.host_store(s.message, arrival).await;
+            },
+        )
+        .await;
     }
 
     /// Admits a member to a hosted channel: checks the ticket and the

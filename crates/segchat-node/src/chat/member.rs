@@ -142,60 +142,20 @@ impl Chat {
 
     /// Pulls the server's backup after the server cursor.
     async fn pull_as_member(&self, channel: &str) {
-        let from = self.server_addr();
-        loop {
-            let cursor = match self
-                .store()
-                .cursor(channel.to_owned(), Cursor::Server)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
-            };
-            let (messages, has_more) = match self
-                .link()
-                .request(Request::History {
-                    channel: channel.to_owned(),
-                    after_seq: cursor,
-                    limit: MAX_BATCH as u32,
-                })
-                .await
-            {
-                Ok(Reply::Messages {
-                    messages, has_more, ..
-                }) => (messages, has_more),
-                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
-                Err(f) => return tracing::debug!(reason = %f, "could not read the backup"),
-            };
-            let Some(last) = messages.last().map(|s| s.seq) else {
-                return;
-            };
-            let count = messages.len();
-            for s in messages {
+        self.pull_backup(
+            channel,
+            "member",
+            async |chat: &Chat, s: Sequenced, from: &str| {
                 let arrival = Arrival {
                     source: Source::Server,
-                    from: Some(from.clone()),
+                    from: Some(from.to_owned()),
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                self.accept(s.message, arrival, &from).await;
-            }
-            self.log().record(
-                "SYNC",
-                &from,
-                format!("direction=server->member served_by=server channel={channel} after_seq={cursor} count={count}"),
-            );
-            if let Err(e) = self
-                .store()
-                .set_cursor(channel.to_owned(), Cursor::Server, last)
-                .await
-            {
-                return tracing::warn!(error = %e, "could not move the server cursor");
-            }
-            if !has_more {
-                return;
-            }
-        }
+                chat.accept(s.message, arrival, from).await;
+            },
+        )
+        .await;
     }
 
     /// Verifies and stores a copy from the host or the server; an own

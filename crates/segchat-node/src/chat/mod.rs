@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use segchat_log::SystemLog;
-use segchat_proto::message::{Draft, Message, MAX_BODY_LEN};
+use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH, MAX_BODY_LEN};
 use segchat_proto::ticket::{decode_key, SignedTicket};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo, SessionInfo};
@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::events::NodeEvent;
 use crate::link::LinkHandle;
-use crate::store::{Arrival, DeliveryState, MessageRow, Source, Store, StoreError};
+use crate::store::{Arrival, Cursor, DeliveryState, MessageRow, Source, Store, StoreError};
 
 pub(crate) use host::{serve_peer, PeerCodec, PeerFrame};
 
@@ -264,6 +264,65 @@ impl Chat {
             }),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not record a delivery state"),
+        }
+    }
+
+    /// Reads the server's backup of `channel` after this node's server
+    /// cursor, page by page, handing each message to `each` and moving the
+    /// cursor after every page, so an interrupted pull resumes where it
+    /// stopped. `role` names this node's side in the `SYNC` record.
+    async fn pull_backup(
+        &self,
+        channel: &str,
+        role: &str,
+        mut each: impl AsyncFnMut(&Chat, Sequenced, &str),
+    ) {
+        let from = self.server_addr();
+        loop {
+            let cursor = match self
+                .store()
+                .cursor(channel.to_owned(), Cursor::Server)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
+            };
+            let request = Request::History {
+                channel: channel.to_owned(),
+                after_seq: cursor,
+                limit: MAX_BATCH as u32,
+            };
+            let (messages, has_more) = match self.link().request(request).await {
+                Ok(Reply::Messages {
+                    messages, has_more, ..
+                }) => (messages, has_more),
+                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
+                Err(f) => return tracing::debug!(reason = %f, "could not read the backup"),
+            };
+            let Some(last) = messages.last().map(|s| s.seq) else {
+                return;
+            };
+            let count = messages.len();
+            for s in messages {
+                each(self, s, &from).await;
+            }
+            self.log().record(
+                "SYNC",
+                &from,
+                format!(
+                    "direction=server->{role} served_by=server channel={channel} after_seq={cursor} count={count}"
+                ),
+            );
+            if let Err(e) = self
+                .store()
+                .set_cursor(channel.to_owned(), Cursor::Server, last)
+                .await
+            {
+                return tracing::warn!(error = %e, "could not move the server cursor");
+            }
+            if !has_more {
+                return;
+            }
         }
     }
 
