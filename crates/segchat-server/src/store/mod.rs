@@ -6,6 +6,8 @@
 //! protocol's types, applying who-may-see-what on the way.
 
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 pub use sqlite::SqliteStore;
 

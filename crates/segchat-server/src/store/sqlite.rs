@@ -626,3 +626,16 @@ fn last_seq_in(c: &Connection, channel_id: i64) -> StoreResult<u64> {
     )?;
     Ok(seq as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+    use std::sync::Arc;
+
+    fn fresh() -> Arc<dyn super::Store> {
+        // Each test gets its own private in-memory database.
+        Arc::new(SqliteStore::open(":memory:").expect("open"))
+    }
+
+    crate::store::suite::store_suite!(fresh());
+}

@@ -1,0 +1,244 @@
+//! One test suite for every `Store` backend: `store_suite!(make)` expands
+//! to the tests below for a backend made by `make`. SQLite runs it here;
+//! the PostgreSQL backend will run the same macro.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use segchat_proto::message::{Draft, Message};
+use segchat_proto::ticket::Ticket;
+use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
+use uuid::Uuid;
+
+use super::{MessageSource, NewChannel, SessionRecord, Store, StoreError};
+
+pub(crate) async fn accounts(store: Arc<dyn Store>) {
+    let u = store.create_user("Alice", "hash", 1).await.expect("create");
+    assert_eq!(u.username, "Alice");
+    assert!(matches!(
+        store.create_user("ALICE", "other", 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = store
+        .user_by_name("alice")
+        .await
+        .expect("find")
+        .expect("some");
+    assert_eq!(found.id, u.id);
+    assert_eq!(found.status, Presence::Online);
+    store
+        .set_user_status(u.id, Presence::Invisible)
+        .await
+        .expect("status");
+    let again = store.user_by_id(u.id).await.expect("find").expect("some");
+    assert_eq!(again.status, Presence::Invisible);
+    assert!(store.user_by_name("nobody").await.expect("find").is_none());
+}
+
+pub(crate) async fn sessions(store: Arc<dyn Store>) {
+    let u = store.create_user("bob", "hash", 1).await.expect("create");
+    let s = SessionRecord {
+        id: "s1".into(),
+        token_hash: "th1".into(),
+        user_id: Some(u.id),
+        display_name: "bob".into(),
+        kind: AccountKind::User,
+        created_at_ms: 10,
+        expires_at_ms: 100,
+    };
+    store.create_session(&s).await.expect("create");
+    assert_eq!(
+        store.session_by_token_hash("th1", 50).await.expect("get"),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.session_by_token_hash("th1", 100).await.expect("get"),
+        None,
+        "expired"
+    );
+    store.touch_session("s1", 200).await.expect("touch");
+    assert!(store
+        .session_by_token_hash("th1", 150)
+        .await
+        .expect("get")
+        .is_some());
+    let v = SessionRecord {
+        id: "v1".into(),
+        token_hash: "th2".into(),
+        user_id: None,
+        display_name: "Guest".into(),
+        kind: AccountKind::Visitor,
+        created_at_ms: 10,
+        expires_at_ms: 20,
+    };
+    store.create_session(&v).await.expect("visitor");
+    assert_eq!(store.delete_expired_sessions(30).await.expect("sweep"), 1);
+    store.delete_session("s1").await.expect("delete");
+    assert!(store
+        .session_by_token_hash("th1", 150)
+        .await
+        .expect("get")
+        .is_none());
+}
+
+pub(crate) async fn channels_and_members(store: Arc<dyn Store>) {
+    let owner = store.create_user("olga", "h", 1).await.expect("user");
+    let other = store.create_user("max", "h", 1).await.expect("user");
+    let new = NewChannel {
+        name: "cafe".into(),
+        owner_id: owner.id,
+        visibility: Visibility::MembersOnly,
+        allow_visitors: false,
+        created_at_ms: 5,
+    };
+    let ch = store.create_channel(&new).await.expect("create");
+    assert_eq!((ch.owner.as_str(), ch.member_count), ("olga", 1));
+    assert!(matches!(
+        store.create_channel(&new).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store
+        .add_member(ch.id, other.id, Role::Member, 6)
+        .await
+        .expect("add"));
+    assert!(!store
+        .add_member(ch.id, other.id, Role::Member, 7)
+        .await
+        .expect("again"));
+    let members = store.members(ch.id).await.expect("members");
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.username.as_str(), m.role))
+            .collect::<Vec<_>>(),
+        vec![("olga", Role::Owner), ("max", Role::Member)]
+    );
+    assert_eq!(
+        store.channel_mates(other.id).await.expect("mates"),
+        vec![owner.id]
+    );
+    assert_eq!(
+        store.memberships(other.id).await.expect("mine"),
+        vec![(ch.id, Role::Member)]
+    );
+    assert!(!store.is_invited(ch.id, other.id).await.expect("invited"));
+    store
+        .add_invite(ch.id, other.id, owner.id, 8)
+        .await
+        .expect("invite");
+    assert!(store.is_invited(ch.id, other.id).await.expect("invited"));
+    assert!(store.remove_member(ch.id, other.id).await.expect("remove"));
+    assert!(!store.remove_member(ch.id, other.id).await.expect("again"));
+    let listed = store.list_channels().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].member_count, 1);
+    assert_eq!(
+        store
+            .channel_by_name("cafe")
+            .await
+            .expect("get")
+            .map(|c| c.id),
+        Some(ch.id)
+    );
+}
+
+fn message(key: &SigningKey, channel: &str, body: &str) -> Message {
+    let ticket = Ticket {
+        username: "olga".into(),
+        kind: AccountKind::User,
+        session_id: "s".into(),
+        node_key: hex::encode(key.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms: 1,
+    }
+    .sign(key)
+    .expect("ticket");
+    Draft {
+        id: Uuid::now_v7(),
+        channel,
+        author: "olga",
+        ts_ms: 1,
+        body,
+    }
+    .sign(key, ticket)
+    .expect("sign")
+}
+
+pub(crate) async fn messages(store: Arc<dyn Store>) {
+    let owner = store.create_user("olga", "h", 1).await.expect("user");
+    let new = |name: &str| NewChannel {
+        name: name.into(),
+        owner_id: owner.id,
+        visibility: Visibility::Public,
+        allow_visitors: true,
+        created_at_ms: 1,
+    };
+    let a = store.create_channel(&new("a")).await.expect("a");
+    let b = store.create_channel(&new("b")).await.expect("b");
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let batch: Vec<Message> = (0..3)
+        .map(|i| message(&key, "a", &format!("a{i}")))
+        .collect();
+    let first = store
+        .insert_messages(a.id, &batch, MessageSource::Host, 2)
+        .await
+        .expect("insert");
+    assert_eq!(first.new, 3);
+    assert_eq!(first.seqs.len(), 3);
+    assert_eq!(first.last_seq, first.seqs[2]);
+    let again = store
+        .insert_messages(a.id, &batch[1..], MessageSource::Member, 3)
+        .await
+        .expect("again");
+    assert_eq!(again.new, 0, "idempotent by id");
+    assert_eq!(
+        again.seqs,
+        first.seqs[1..].to_vec(),
+        "same numbers as before"
+    );
+    store
+        .insert_messages(b.id, &[message(&key, "b", "b0")], MessageSource::Host, 4)
+        .await
+        .expect("b");
+    let after = store
+        .messages_after(a.id, first.seqs[0], 10)
+        .await
+        .expect("after");
+    assert_eq!(
+        after
+            .iter()
+            .map(|s| s.message.body.as_str())
+            .collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    assert_eq!(after[0].message, batch[1], "stored exactly as sent");
+    assert_eq!(
+        store.messages_after(a.id, 0, 1).await.expect("page").len(),
+        1
+    );
+    assert_eq!(store.last_seq(a.id).await.expect("last"), first.last_seq);
+    assert_eq!(store.last_seq(b.id + 100).await.expect("none"), 0);
+}
+
+/// Expands to one `#[tokio::test]` per suite function for a backend.
+macro_rules! store_suite {
+    ($make:expr) => {
+        #[tokio::test]
+        async fn accounts() {
+            $crate::store::suite::accounts($make).await;
+        }
+        #[tokio::test]
+        async fn sessions() {
+            $crate::store::suite::sessions($make).await;
+        }
+        #[tokio::test]
+        async fn channels_and_members() {
+            $crate::store::suite::channels_and_members($make).await;
+        }
+        #[tokio::test]
+        async fn messages() {
+            $crate::store::suite::messages($make).await;
+        }
+    };
+}
+pub(crate) use store_suite;
