@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How long tasks get to finish after shutdown before being aborted.
     pub shutdown_grace: Duration,
+    /// Test hook: drop a seeded share of the stream chunks received.
+    pub stream_loss: Option<crate::stream::LossHook>,
 }
 
 impl NodeConfig {
@@ -54,6 +56,7 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(3),
+            stream_loss: None,
         }
     }
 

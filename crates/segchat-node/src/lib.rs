@@ -19,6 +19,8 @@
 //!   checked here, then the peer link is served by [`chat`].
 //! - [`chat`]: hosted channels, following other people's channels P2P
 //!   or through the server, the outbox, history and search.
+//! - [`stream`]: livestreams P2P over UDP: this node's streams (test
+//!   pattern or pushed JPEG frames), watching others', the UDP dispatcher.
 //! - [`api`]: the local HTTP API and its WebSocket of events, with the
 //!   bearer-token check and the one place errors become HTTP responses.
 //! - [`error`]: [`NodeError`], why a node could not start.
@@ -37,6 +39,7 @@ pub mod link;
 pub mod node;
 pub mod p2p;
 pub mod store;
+pub mod stream;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

@@ -1,5 +1,5 @@
 //! Starting and stopping a node: bind every socket, then spawn the task
-//! tree (server link, P2P listeners, HTTP API) under one cancellation
+//! tree (server link, P2P listeners, livestreams, HTTP API) under one cancellation
 //! token. On shutdown the tasks get a bounded grace period, then are
 //! aborted.
 
@@ -136,6 +136,16 @@ impl Node {
             source,
         })?;
 
+        let streams = crate::stream::Streams::new(
+            peers.udp,
+            link.clone(),
+            log.clone(),
+            chat.node_key(),
+            config.stream_loss,
+            shutdown.clone(),
+        );
+        chat.attach_streams(streams.clone());
+
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
         tasks.spawn(p2p::serve(
@@ -145,7 +155,7 @@ impl Node {
             shutdown.clone(),
         ));
         tasks.spawn(chat.run(shutdown.clone()));
-        tasks.spawn(p2p::hold_udp(peers.udp, shutdown.clone()));
+        tasks.spawn(streams.run());
         tasks.spawn(api::serve(api_listener, api_state, shutdown.clone()));
 
         log.record("API_LISTENING", api_addr, format!("url={url}"));

@@ -3,7 +3,8 @@
 //!
 //! An incoming peer gets its `hello` checked here (version, link kind,
 //! within a timeout); the peer link itself is served by
-//! [`crate::chat`]. Garbage never takes the node down.
+//! [`crate::chat`] (and its stream requests by [`crate::stream`], which
+//! also owns the UDP socket). Garbage never takes the node down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,22 +146,4 @@ async fn serve_peer(
     })
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
-}
-
-/// Keeps the UDP socket open until shutdown, dropping what arrives (the
-/// livestream protocol comes next).
-pub async fn hold_udp(socket: Arc<UdpSocket>, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => tracing::trace!(%from, n, "UDP datagram ignored (no streams yet)"),
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP receive failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
 }

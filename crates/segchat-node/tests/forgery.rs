@@ -171,6 +171,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
                     id: message.id,
                     seq: 99,
                 }),
+                _ => Err(segchat_proto::Failure::bad_request("no streams here")),
             };
             if p.send(Frame::Response { id, result }).await.is_err() {
                 break;

@@ -19,6 +19,10 @@
 //! | POST | `/channels/{name}/read` | mark read |
 //! | GET | `/search?q=` | full-text search of local history |
 //! | GET | `/unread` | unread counts and how each channel is reached |
+//! | GET, POST | `/streams` | livestreams: list; start (see `streams.rs`) |
+//! | GET, DELETE | `/streams/{id}` | stream statistics; stop |
+//! | POST, GET | `/streams/{id}/frames`, `/frame` | push a JPEG frame; newest frame |
+//! | POST, DELETE | `/streams/{id}/watch` | watch a stream P2P; stop |
 //! | GET | `/events` | WebSocket of events (JSON text messages) |
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document of all of this (no token) |
 //!
@@ -34,6 +38,7 @@ pub mod guard;
 mod messages;
 mod openapi;
 mod session;
+mod streams;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +57,7 @@ pub use channels::{ChannelList, Left, Members, Peers};
 pub use error::{ApiError, Body, ErrorBody};
 pub use messages::{SearchResults, Sent, Unread};
 pub use session::{NodeView, SessionView, SignedOut, StatusBody};
+pub use streams::{Started, StreamList, StreamStats};
 
 use crate::chat::Chat;
 use crate::link::LinkHandle;
@@ -162,6 +168,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels/{name}/read", post(messages::mark_read))
         .route("/search", get(messages::search))
         .route("/unread", get(messages::unread))
+        .route("/streams", get(streams::list).post(streams::start))
+        .route("/streams/{id}", get(streams::stats).delete(streams::stop))
+        .route("/streams/{id}/frames", post(streams::push_frame))
+        .route("/streams/{id}/frame", get(streams::latest_frame))
+        .route(
+            "/streams/{id}/watch",
+            post(streams::watch).delete(streams::unwatch),
+        )
         .route("/events", get(events::subscribe))
         .route("/openapi.json", get(openapi::document));
     Router::new()

@@ -559,6 +559,9 @@ pub(crate) async fn serve_peer(
         false => "could not greet".into(),
     };
     chat.inner.hosting.unsubscribe(conn.id);
+    if let Some(streams) = chat.streams() {
+        streams.on_peer_closed(conn.id);
+    }
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(2), write_task).await;
     cancel.cancel();
@@ -631,6 +634,16 @@ async fn handle(
                 has_more,
             })
         }
+        req @ (peer::Request::Watch { .. }
+        | peer::Request::Unwatch { .. }
+        | peer::Request::StreamReport { .. }) => match chat.streams() {
+            Some(streams) => {
+                streams
+                    .on_peer_request(conn.id, conn.addr, conn.tx.clone(), req)
+                    .await
+            }
+            None => Err(Failure::unavailable("this node does not stream yet")),
+        },
         peer::Request::Post { message } => {
             let Some((user, can_write)) = conn.joined.get(&message.channel).cloned() else {
                 return Err(Failure::bad_request("peer_connect to the channel first"));

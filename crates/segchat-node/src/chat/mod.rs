@@ -93,6 +93,8 @@ struct Inner {
     /// Per followed channel: how it is reached, and a bell for notices.
     links: Mutex<HashMap<String, Via>>,
     bells: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Livestreams, whose `watch` requests arrive on the peer link.
+    streams: std::sync::OnceLock<crate::stream::Streams>,
 }
 
 /// The chat subsystem; cheap to clone.
@@ -134,10 +136,21 @@ impl Chat {
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
+                streams: std::sync::OnceLock::new(),
                 data_dir,
                 server_addr,
             }),
         })
+    }
+
+    /// Hands the livestream subsystem to the peer link (once).
+    pub(crate) fn attach_streams(&self, streams: crate::stream::Streams) {
+        let _ = self.inner.streams.set(streams);
+    }
+
+    /// The livestream subsystem, once attached.
+    pub(crate) fn streams(&self) -> Option<&crate::stream::Streams> {
+        self.inner.streams.get()
     }
 
     fn server_addr(&self) -> String {

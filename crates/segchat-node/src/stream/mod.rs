@@ -1,0 +1,197 @@
+//! Livestreams, P2P over UDP. The server only coordinates (who streams
+//! where); frames go straight from the streamer's node to each viewer's.
+//!
+//! # Layout
+//!
+//! - this file: [`Streams`], the cloneable handle the API and the peer
+//!   link use, and the UDP dispatcher that owns the node's UDP socket
+//!   (chunks for streams this node watches, probes for streams it sends).
+//! - `streamer.rs`: this node's own streams: start and stop through the
+//!   server, admitting viewers over the peer link with their tickets and
+//!   the channel's rules, per-viewer session keys, chunking and sending.
+//! - `viewer.rs`: watching a stream: the peer-link session with the
+//!   streamer, probes, reports, and why it ended or cannot play.
+//! - `reassembly.rs`: frames from chunks with bounded buffers; loss,
+//!   lateness, frame rate and latency.
+//! - `source.rs`: the test pattern (moving bars and box with the capture
+//!   time drawn in), JPEG-encoded on a thread of its own.
+//!
+//! Architecture invariant: a stream's frames never pass through the
+//! server. A viewer that cannot reach the streamer is told why; nothing
+//! relays the stream for it.
+
+mod reassembly;
+mod source;
+mod streamer;
+mod viewer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use segchat_log::SystemLog;
+use segchat_proto::stream::{self as wire, DatagramError, DatagramKind, MAX_DATAGRAM};
+use segchat_proto::tracker::Event;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::NodeEvent;
+use crate::link::LinkHandle;
+
+pub use reassembly::ShownFrame;
+pub use streamer::{OwnView, SourceKind, StartStream, ViewerView};
+pub use viewer::{WatchState, WatchView};
+
+/// A test hook: drop a seeded, deterministic share of the stream chunks
+/// this node receives, as a lossy network would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LossHook {
+    /// Share of chunk datagrams dropped, in percent (0–100).
+    pub percent: u8,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    socket: Arc<UdpSocket>,
+    link: LinkHandle,
+    log: SystemLog,
+    node_key: String,
+    loss: Option<Mutex<(u8, u64)>>,
+    own: Mutex<HashMap<u64, streamer::Own>>,
+    watched: Mutex<HashMap<u64, viewer::Watched>>,
+    shutdown: CancellationToken,
+}
+
+/// The livestream subsystem; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    inner: Arc<Inner>,
+}
+
+impl Streams {
+    /// A stream subsystem on the node's UDP socket. Call [`Streams::run`]
+    /// in the node's task tree.
+    pub fn new(
+        socket: Arc<UdpSocket>,
+        link: LinkHandle,
+        log: SystemLog,
+        node_key: String,
+        loss: Option<LossHook>,
+        shutdown: CancellationToken,
+    ) -> Streams {
+        Streams {
+            inner: Arc::new(Inner {
+                socket,
+                link,
+                log,
+                node_key,
+                loss: loss
+                    .filter(|l| l.percent > 0)
+                    .map(|l| Mutex::new((l.percent.min(100), l.seed | 1))),
+                own: Mutex::new(HashMap::new()),
+                watched: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
+        }
+    }
+
+    fn link(&self) -> &LinkHandle {
+        &self.inner.link
+    }
+
+    fn log(&self) -> &SystemLog {
+        &self.inner.log
+    }
+
+    /// The UDP port viewers are sent frames on.
+    fn udp_port(&self) -> u16 {
+        self.inner.socket.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Receives datagrams and follows server events until shutdown.
+    pub async fn run(self) {
+        let mut events = self.link().subscribe();
+        let mut state = self.link().watch();
+        let mut buf = vec![0u8; MAX_DATAGRAM + 64];
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.inner.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                    Err(e) => {
+                        // E.g. ICMP port unreachable from a viewer gone away.
+                        tracing::trace!(error = %e, "UDP receive failed");
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                },
+                ev = events.recv() => match ev {
+                    Ok(NodeEvent::Tracker(Event::StreamStopped { stream_id, reason, .. })) => {
+                        self.stream_stopped(stream_id, &reason);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                },
+                changed = state.changed() => {
+                    if changed.is_err() { break; }
+                    let connected = state.borrow_and_update().connected;
+                    if !connected {
+                        // The server ends a stream whose streamer's link drops.
+                        self.stop_all_own("the server link dropped");
+                    }
+                }
+            }
+        }
+        self.stop_all_own("the node is shutting down");
+        self.end_all_watches("the node is shutting down");
+    }
+
+    fn on_datagram(&self, bytes: &[u8], from: SocketAddr) {
+        let header = match wire::peek(bytes) {
+            Ok((h, _)) => h,
+            Err(e) => return tracing::trace!(%from, error = %e, "stray UDP datagram dropped"),
+        };
+        match header.kind {
+            DatagramKind::Chunk => {
+                if self.lose() {
+                    return;
+                }
+                self.on_chunk(header.stream_id, bytes);
+            }
+            DatagramKind::Probe => self.on_probe(header.stream_id, header.frame, bytes, from),
+        }
+    }
+
+    /// The loss hook's verdict for one chunk (xorshift64, seeded).
+    fn lose(&self) -> bool {
+        let Some(loss) = &self.inner.loss else {
+            return false;
+        };
+        let mut l = lock(loss);
+        let (percent, mut x) = *l;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *l = (percent, x);
+        x % 100 < u64::from(percent)
+    }
+}
+
+fn is_forgery(e: &DatagramError) -> bool {
+    matches!(e, DatagramError::BadTag)
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Locks a std mutex, carrying on past a poisoned one (plain data inside).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
