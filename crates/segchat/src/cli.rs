@@ -112,6 +112,43 @@ pub(crate) enum Command {
     Unread,
     /// Print a channel's messages as they arrive (Ctrl-C to stop).
     Watch { channel: String },
+    /// Livestreams, peer to peer over UDP: start, stop, list, watch.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamCommand {
+    /// Start streaming in a channel you may write in.
+    Start {
+        channel: String,
+        /// Stream the built-in test pattern (moving bars, capture time
+        /// drawn in). Webcams stream from the web UI.
+        #[arg(long, required = true)]
+        test_pattern: bool,
+        /// WIDTHxHEIGHT.
+        #[arg(long, default_value = "640x480")]
+        size: String,
+        #[arg(long, default_value_t = 30)]
+        fps: u8,
+    },
+    /// Stop this node's stream (by id, or all of them).
+    Stop { id: Option<u64> },
+    /// List the live streams you may watch.
+    List {
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Watch a channel's stream until it ends or Ctrl-C.
+    Watch {
+        channel: String,
+        /// Print fps, latency and loss every second.
+        #[arg(long)]
+        stats: bool,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        seconds: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -6,12 +6,14 @@
 //! - `cli.rs`: the clap types.
 //! - `config.rs`: defaults < TOML file < `SEGCHAT_*` < flags, validated.
 //! - `up.rs`: the long-running commands (`server`, `node`, `up`).
-//! - `client.rs` and `verbs.rs`: the verbs, clients of a node's HTTP API.
+//! - `client.rs` and `verbs.rs`: the verbs, clients of a node's HTTP API;
+//!   `stream_verbs.rs`: `segchat stream …`.
 
 mod cli;
 mod client;
 mod config;
 mod up;
+mod stream_verbs;
 mod verbs;
 
 use std::process::ExitCode;

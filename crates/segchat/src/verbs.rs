@@ -333,6 +333,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             })
             .await?;
         }
+        Command::Stream(cmd) => crate::stream_verbs::run(&node, json_out, cmd).await?,
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }
