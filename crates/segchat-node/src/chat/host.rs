@@ -23,7 +23,7 @@ use segchat_proto::types::{AccountKind, ChannelInfo, Visibility};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,12 @@ use crate::store::{Arrival, Cursor, DeliveryState, Source};
 pub(crate) type PeerCodec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
 
+/// Posts a hosted channel queues for storing before posters wait.
+const SEQUENCER_QUEUE: usize = 4096;
+/// Posts of one member verified and stored at once.
+const POSTS_IN_FLIGHT: usize = 1024;
+/// Most posts written in one transaction.
+const SEQUENCER_BATCH: usize = 256;
 /// Frames queued for one member before it counts as too slow.
 const MEMBER_QUEUE: usize = 8192;
 /// Bytes a member's writer gathers into one write.
@@ -83,7 +89,17 @@ struct Hosted {
     subs: HashMap<u64, Sub>,
     backup: Arc<Notify>,
     pull: Arc<Notify>,
+    /// Posts waiting to be numbered and stored, in arrival order.
+    sequencer: mpsc::Sender<Job>,
     cancel: CancellationToken,
+}
+
+/// A message waiting for the sequencer.
+#[derive(Debug)]
+struct Job {
+    message: Message,
+    arrival: Arrival,
+    reply: oneshot::Sender<Result<u64, Failure>>,
 }
 
 /// The channels this node hosts.
@@ -109,10 +125,16 @@ impl Hosting {
         }
     }
 
-    /// Drops the cached rules so the next refresh fetches them again.
-    pub(super) fn forget_acl(&self, channel: &str) {
-        if let Some(h) = lock(&self.channels).get_mut(channel) {
-            h.acl = None;
+    /// Keeps the cached member list current as people join and leave, so
+    /// admission never has to wait for the server.
+    pub(super) fn member_changed(&self, channel: &str, user: &str, joined: bool) {
+        let mut map = lock(&self.channels);
+        if let Some(acl) = map.get_mut(channel).and_then(|h| h.acl.as_mut()) {
+            if joined {
+                acl.members.insert(user.to_owned());
+            } else {
+                acl.members.remove(user);
+            }
         }
     }
 
@@ -175,14 +197,20 @@ impl Chat {
         let (announce, need_acl) = {
             let mut map = lock(&self.inner.hosting.channels);
             let h = map.entry(ch.name.clone()).or_insert_with(|| {
+                let (sequencer, jobs) = mpsc::channel(SEQUENCER_QUEUE);
                 let h = Hosted {
                     announced: 0,
                     acl: None,
                     subs: HashMap::new(),
                     backup: Arc::new(Notify::new()),
                     pull: Arc::new(Notify::new()),
+                    sequencer,
                     cancel: shutdown.child_token(),
                 };
+                tokio::spawn(
+                    self.clone()
+                        .sequencer(ch.name.clone(), jobs, h.cancel.clone()),
+                );
                 tokio::spawn(self.clone().backup_loop(
                     ch.name.clone(),
                     h.backup.clone(),
@@ -259,31 +287,92 @@ impl Chat {
     /// schedules its backup. Returns its hosted sequence number.
     async fn host_store(&self, m: Message, arrival: Arrival) -> Result<u64, Failure> {
         self.observe(m.ts_ms);
-        let channel = m.channel.clone();
-        let row = super::MessageRow::arrived(&m, &arrival);
-        let (new, seq) = self
-            .store()
-            .host_append(m.clone(), arrival)
+        let queue = lock(&self.inner.hosting.channels)
+            .get(&m.channel)
+            .map(|h| h.sequencer.clone())
+            .ok_or_else(|| {
+                Failure::not_found(format!("this node does not host {:?}", m.channel))
+            })?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Job {
+                message: m,
+                arrival,
+                reply,
+            })
             .await
-            .map_err(super::internal)?;
-        if new {
-            if let Some(frame) = encode(&Frame::Event(peer::Event::Broadcast { seq, message: m })) {
-                for (addr, user) in self.inner.hosting.fan_out(&channel, frame) {
-                    self.log().record(
-                        "SLOW_CONSUMER",
-                        addr,
-                        format!("channel={channel} member={user} queue full; cut off to resync"),
-                    );
+            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))?;
+        answer
+            .await
+            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))?
+    }
+
+    /// Numbers, stores and fans out a hosted channel's messages in order:
+    /// whatever is queued is written in one transaction, then broadcast in
+    /// sequence order, then acknowledged.
+    async fn sequencer(
+        self,
+        channel: String,
+        mut jobs: mpsc::Receiver<Job>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => return,
+                j = jobs.recv() => match j { Some(j) => j, None => return },
+            };
+            let mut batch = vec![first];
+            while batch.len() < SEQUENCER_BATCH {
+                match jobs.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
                 }
             }
-            let mut row = row;
-            row.host_seq = Some(seq);
-            if row.source != Source::Local {
-                self.publish(ChatEvent::Message { message: row });
+            let rows: Vec<(Message, Arrival)> = batch
+                .iter()
+                .map(|j| (j.message.clone(), j.arrival.clone()))
+                .collect();
+            let stored = match self.store().host_append(channel.clone(), rows).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    let failure = super::internal(e);
+                    for job in batch {
+                        let _ = job.reply.send(Err(failure.clone()));
+                    }
+                    continue;
+                }
+            };
+            let mut any_new = false;
+            for (job, (new, seq)) in batch.into_iter().zip(stored) {
+                if new {
+                    any_new = true;
+                    let mut row = super::MessageRow::arrived(&job.message, &job.arrival);
+                    row.host_seq = Some(seq);
+                    let event = Frame::Event(peer::Event::Broadcast {
+                        seq,
+                        message: job.message,
+                    });
+                    if let Some(frame) = encode(&event) {
+                        for (addr, user) in self.inner.hosting.fan_out(&channel, frame) {
+                            self.log().record(
+                                "SLOW_CONSUMER",
+                                addr,
+                                format!(
+                                    "channel={channel} member={user} queue full; cut off to resync"
+                                ),
+                            );
+                        }
+                    }
+                    if row.source != Source::Local {
+                        self.publish(ChatEvent::Message { message: row });
+                    }
+                }
+                let _ = job.reply.send(Ok(seq));
             }
-            self.inner.hosting.wake_backup(&channel);
+            if any_new {
+                self.inner.hosting.wake_backup(&channel);
+            }
         }
-        Ok(seq)
     }
 
     /// The user wrote in their own channel: it is stored by its host (this
@@ -485,6 +574,8 @@ struct PeerConn {
     cancel: CancellationToken,
     /// channel → (user, may write)
     joined: HashMap<String, (String, bool)>,
+    /// Posts of this member being verified and stored at once.
+    posts: Arc<Semaphore>,
 }
 
 /// Serves one member's peer link after its `hello` was accepted.
@@ -504,6 +595,7 @@ pub(crate) async fn serve_peer(
         tx,
         cancel: cancel.clone(),
         joined: HashMap::new(),
+        posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)),
     };
     let welcome: PeerFrame = Frame::Welcome(Welcome {
         version: PROTOCOL_VERSION,
@@ -534,6 +626,31 @@ pub(crate) async fn serve_peer(
                         let _ = conn.tx.send(b).await;
                     }
                     break format!("bad frame: {e}");
+                }
+                Some(Ok(Frame::Request {
+                    id,
+                    body: peer::Request::Post { message },
+                })) => {
+                    // Checked here, verified and stored off the read loop;
+                    // the sequencer keeps the channel's order.
+                    if let Err(f) = check_post(&chat, &conn, &message) {
+                        if let Some(b) = encode(&Frame::Response { id, result: Err(f) }) {
+                            let _ = conn.tx.send(b).await;
+                        }
+                        continue;
+                    }
+                    // Bounded: a member that floods waits here, not in memory.
+                    let Ok(permit) = conn.posts.clone().acquire_owned().await else {
+                        break "closing".into();
+                    };
+                    let (chat, tx, addr) = (chat.clone(), conn.tx.clone(), conn.addr);
+                    tokio::spawn(async move {
+                        let result = finish_post(&chat, message, addr).await;
+                        drop(permit);
+                        if let Some(b) = encode(&Frame::Response { id, result }) {
+                            let _ = tx.send(b).await;
+                        }
+                    });
                 }
                 Some(Ok(Frame::Request { id, body })) => {
                     let result = handle(&chat, &mut conn, body).await;
@@ -566,6 +683,81 @@ pub(crate) async fn serve_peer(
     let _ = tokio::time::timeout(Duration::from_secs(2), write_task).await;
     cancel.cancel();
     reason
+}
+
+/// The checks a post gets before it is queued: the member joined the
+/// channel and may write, it is their own message, and it fits.
+fn check_post(chat: &Chat, conn: &PeerConn, message: &Message) -> Result<(), Failure> {
+    let Some((user, can_write)) = conn.joined.get(&message.channel) else {
+        return Err(Failure::bad_request("peer_connect to the channel first"));
+    };
+    if !can_write {
+        return Err(Failure::forbidden(format!(
+            "{user} cannot write in {:?}: {}",
+            message.channel,
+            if user.starts_with("visitor:") {
+                "visitors only read"
+            } else {
+                "only members write; join first"
+            }
+        )));
+    }
+    if &message.author != user {
+        chat.log().record(
+            "MESSAGE_REJECTED",
+            conn.addr,
+            format!(
+                "channel={} id={} claimed author={} by={user}",
+                message.channel, message.id, message.author
+            ),
+        );
+        return Err(Failure::forbidden("you can only post your own messages"));
+    }
+    let max = chat.max_body_len();
+    if message.body.len() > max {
+        return Err(Failure::new(
+            Status::TooLarge,
+            format!("a message is at most {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies a checked post, has it stored and fanned out, and says under
+/// which number. Runs off the connection's read loop so one member's posts
+/// are verified while earlier ones are being stored.
+async fn finish_post(
+    chat: &Chat,
+    message: Message,
+    addr: SocketAddr,
+) -> Result<peer::Reply, Failure> {
+    if let Err(reason) = chat.verify(&message) {
+        chat.log().record(
+            "MESSAGE_REJECTED",
+            addr,
+            format!(
+                "channel={} id={} author={} reason={reason}",
+                message.channel, message.id, message.author
+            ),
+        );
+        return Err(Failure::bad_request(format!(
+            "message is not authentic: {reason}"
+        )));
+    }
+    let (id, channel, author) = (message.id, message.channel.clone(), message.author.clone());
+    let arrival = Arrival {
+        source: Source::Host,
+        from: Some(format!("member {addr}")),
+        host_seq: None,
+        server_seq: None,
+    };
+    let seq = chat.host_store(message, arrival).await?;
+    chat.log().record(
+        "MESSAGE_SENT",
+        addr,
+        format!("via=host channel={channel} id={id} author={author} seq={seq}"),
+    );
+    Ok(peer::Reply::Stored { id, seq })
 }
 
 async fn handle(
@@ -645,66 +837,8 @@ async fn handle(
             None => Err(Failure::unavailable("this node does not stream yet")),
         },
         peer::Request::Post { message } => {
-            let Some((user, can_write)) = conn.joined.get(&message.channel).cloned() else {
-                return Err(Failure::bad_request("peer_connect to the channel first"));
-            };
-            if !can_write {
-                return Err(Failure::forbidden(format!(
-                    "{user} cannot write in {:?}: {}",
-                    message.channel,
-                    if user.starts_with("visitor:") {
-                        "visitors only read"
-                    } else {
-                        "only members write; join first"
-                    }
-                )));
-            }
-            if message.author != user {
-                chat.log().record(
-                    "MESSAGE_REJECTED",
-                    conn.addr,
-                    format!(
-                        "channel={} id={} claimed author={} by={user}",
-                        message.channel, message.id, message.author
-                    ),
-                );
-                return Err(Failure::forbidden("you can only post your own messages"));
-            }
-            let max = chat.max_body_len();
-            if message.body.len() > max {
-                return Err(Failure::new(
-                    Status::TooLarge,
-                    format!("a message is at most {max} bytes"),
-                ));
-            }
-            if let Err(reason) = chat.verify(&message) {
-                chat.log().record(
-                    "MESSAGE_REJECTED",
-                    conn.addr,
-                    format!(
-                        "channel={} id={} author={} reason={reason}",
-                        message.channel, message.id, message.author
-                    ),
-                );
-                return Err(Failure::bad_request(format!(
-                    "message is not authentic: {reason}"
-                )));
-            }
-            let (id, channel, author) =
-                (message.id, message.channel.clone(), message.author.clone());
-            let arrival = Arrival {
-                source: Source::Host,
-                from: Some(format!("member {}", conn.addr)),
-                host_seq: None,
-                server_seq: None,
-            };
-            let seq = chat.host_store(message, arrival).await?;
-            chat.log().record(
-                "MESSAGE_SENT",
-                conn.addr,
-                format!("via=host channel={channel} id={id} author={author} seq={seq}"),
-            );
-            Ok(peer::Reply::Stored { id, seq })
+            check_post(chat, conn, &message)?;
+            finish_post(chat, message, conn.addr).await
         }
     }
 }

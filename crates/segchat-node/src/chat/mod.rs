@@ -22,7 +22,7 @@ mod host;
 mod keys;
 mod member;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -95,7 +95,14 @@ struct Inner {
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     /// Livestreams, whose `watch` requests arrive on the peer link.
     streams: std::sync::OnceLock<crate::stream::Streams>,
+    /// The decoded server key and the hex it came from.
+    server_key: Mutex<Option<(String, VerifyingKey)>>,
+    /// Tickets whose server signature already verified.
+    verified_tickets: Mutex<HashSet<SignedTicket>>,
 }
+
+/// Verified tickets remembered before the cache starts over.
+const TICKET_CACHE: usize = 4096;
 
 /// The chat subsystem; cheap to clone.
 #[derive(Debug, Clone)]
@@ -136,6 +143,8 @@ impl Chat {
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
+                server_key: Mutex::new(None),
+                verified_tickets: Mutex::new(HashSet::new()),
                 streams: std::sync::OnceLock::new(),
                 data_dir,
                 server_addr,
@@ -178,10 +187,20 @@ impl Chat {
         self.link().state().session
     }
 
-    /// The server's ticket-signing key, once a `welcome` told us.
+    /// The server's ticket-signing key, once a `welcome` told us (decoded
+    /// once per key: decoding is a curve-point decompression).
     fn server_key(&self) -> Option<VerifyingKey> {
         let hex = self.link().state().server_key?;
-        decode_key(&hex).ok()
+        let mut cache = lock(&self.inner.server_key);
+        match &*cache {
+            Some((h, key)) if *h == hex => Some(*key),
+            _ => {
+                let key = decode_key(&hex).ok()?;
+                *cache = Some((hex, key));
+                lock(&self.inner.verified_tickets).clear();
+                Some(key)
+            }
+        }
     }
 
     fn max_body_len(&self) -> usize {
@@ -237,12 +256,23 @@ impl Chat {
             .clone()
     }
 
-    /// Verifies a message from the network against the server's key.
+    /// Verifies a message from the network against the server's key. A
+    /// ticket that verified once is remembered, so the common case costs
+    /// one signature check.
     fn verify(&self, m: &Message) -> Result<(), String> {
         let key = self
             .server_key()
             .ok_or("the server's key is not known yet")?;
-        m.verify(&key).map_err(|e| e.to_string())
+        let known = lock(&self.inner.verified_tickets).contains(&m.ticket);
+        if !known {
+            m.ticket.verify(&key, None).map_err(|e| e.to_string())?;
+            let mut cache = lock(&self.inner.verified_tickets);
+            if cache.len() >= TICKET_CACHE {
+                cache.clear();
+            }
+            cache.insert(m.ticket.clone());
+        }
+        m.verify_author_signature().map_err(|e| e.to_string())
     }
 
     /// Stores a verified copy from a host or the server; publishes it if
@@ -570,8 +600,16 @@ impl Chat {
                 }
                 false
             }
-            Event::MemberJoined { channel, .. } | Event::MemberLeft { channel, .. } => {
-                self.inner.hosting.forget_acl(&channel);
+            Event::MemberJoined {
+                channel, username, ..
+            } => {
+                self.inner.hosting.member_changed(&channel, &username, true);
+                true
+            }
+            Event::MemberLeft { channel, username } => {
+                self.inner
+                    .hosting
+                    .member_changed(&channel, &username, false);
                 true
             }
             Event::ChannelCreated { .. } => true,

@@ -233,11 +233,13 @@ fn insert(
 ) -> Result<bool, StoreError> {
     let ticket =
         serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let n = c.execute(
-        "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
-             source, source_addr, host_seq, server_seq, state, received_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
+                 source, source_addr, host_seq, server_seq, state, received_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
             m.id.to_string(),
             m.channel,
             m.author,
@@ -251,8 +253,7 @@ fn insert(
             a.server_seq.map(|v| v as i64),
             state.map(DeliveryState::as_str),
             crate::now_ms() as i64
-        ],
-    )?;
+        ])?;
     if n == 0 {
         // Known already: learn the sequence numbers this copy carries.
         c.execute(
@@ -326,33 +327,48 @@ impl Store {
         .await
     }
 
-    /// As the channel's host: stores a message (if new) under the next
-    /// hosted sequence number. Returns (new, its hosted seq).
-    pub async fn host_append(&self, m: Message, a: Arrival) -> Result<(bool, u64), StoreError> {
+    /// As the channel's host: stores messages (those not hosted yet) under
+    /// the next hosted sequence numbers, all in one transaction. Returns,
+    /// for each, whether it is new to the hosted set and its hosted seq.
+    pub async fn host_append(
+        &self,
+        channel: String,
+        batch: Vec<(Message, Arrival)>,
+    ) -> Result<Vec<(bool, u64)>, StoreError> {
         self.with(move |c| {
             let tx = c.transaction()?;
-            let existing: Option<Option<i64>> = tx
-                .query_row(
-                    "SELECT hosted_seq FROM messages WHERE id = ?1",
-                    params![m.id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(Some(seq)) = existing {
-                return Ok((false, seq as u64));
-            }
-            let next: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(hosted_seq), 0) + 1 FROM messages WHERE channel = ?1",
-                params![m.channel],
+            let mut next: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(hosted_seq), 0) + 1 FROM messages
+                 WHERE channel = ?1 AND hosted_seq IS NOT NULL",
+                params![channel],
                 |r| r.get(0),
             )?;
-            let new = insert(&tx, &m, &a, None)?;
-            tx.execute(
-                "UPDATE messages SET hosted_seq = ?2, host_seq = ?2 WHERE id = ?1",
-                params![m.id.to_string(), next],
-            )?;
+            let mut out = Vec::with_capacity(batch.len());
+            for (m, a) in &batch {
+                let id = m.id.to_string();
+                let existing: Option<Option<i64>> = tx
+                    .prepare_cached("SELECT hosted_seq FROM messages WHERE id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()?;
+                if let Some(Some(seq)) = existing {
+                    // Hosted already; learn the server's number if this copy has it.
+                    tx.prepare_cached(
+                        "UPDATE messages SET server_seq = COALESCE(server_seq, ?2) WHERE id = ?1",
+                    )?
+                    .execute(params![id, a.server_seq.map(|v| v as i64)])?;
+                    out.push((false, seq as u64));
+                    continue;
+                }
+                insert(&tx, m, a, None)?;
+                tx.prepare_cached(
+                    "UPDATE messages SET hosted_seq = ?2, host_seq = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, next])?;
+                out.push((true, next as u64));
+                next += 1;
+            }
             tx.commit()?;
-            Ok((new || existing.is_some(), next as u64))
+            Ok(out)
         })
         .await
     }
@@ -388,7 +404,8 @@ impl Store {
     pub async fn hosted_last(&self, channel: String) -> Result<u64, StoreError> {
         self.with(move |c| {
             let v: i64 = c.query_row(
-                "SELECT COALESCE(MAX(hosted_seq), 0) FROM messages WHERE channel = ?1",
+                "SELECT COALESCE(MAX(hosted_seq), 0) FROM messages
+                 WHERE channel = ?1 AND hosted_seq IS NOT NULL",
                 params![channel],
                 |r| r.get(0),
             )?;
