@@ -10,12 +10,14 @@
 //! - [`link`]: minimal clients of the tracker link and the peer link,
 //!   built on `segchat_proto`'s frames and codec.
 //! - [`chat`]: the `chat` scenario: one host, N members, K senders.
+//! - [`stream`]: the `stream` scenario: a livestream to 1, 4, 8 viewers.
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
 mod link;
 mod procs;
 mod report;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,9 @@ enum Command {
     /// Channel fan-out: one host node, N members, K senders posting R
     /// messages/s in total; prints delivery, latency, host CPU and memory.
     Chat(chat::ChatArgs),
+    /// Livestream over UDP: one streamer node, rounds of 1, 4, 8 viewer
+    /// nodes; prints delivered fps, latency, loss, bitrate, streamer CPU.
+    Stream(stream::StreamArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +72,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Chat(args) => chat::run(args).await,
+        Command::Stream(args) => stream::run(args).await,
     }
 }

@@ -47,7 +47,7 @@ pub(crate) struct Proc {
 impl Proc {
     /// Starts `exe args…` with stderr to `log` and waits for a stdout line
     /// starting with `prefix`; returns the rest of that line.
-    async fn start(
+    pub(crate) async fn start(
         name: &'static str,
         exe: &Path,
         args: &[&str],
@@ -207,7 +207,7 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    fn open(api_json: &Path) -> anyhow::Result<Api> {
+    pub(crate) fn open(api_json: &Path) -> anyhow::Result<Api> {
         let text = std::fs::read_to_string(api_json)
             .with_context(|| format!("could not read {}", api_json.display()))?;
         let file: ApiFile = serde_json::from_str(&text)
