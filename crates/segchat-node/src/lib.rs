@@ -22,7 +22,11 @@
 //! - [`stream`]: livestreams P2P over UDP: this node's streams (test
 //!   pattern or pushed JPEG frames), watching others', the UDP dispatcher.
 //! - [`api`]: the local HTTP API and its WebSocket of events, with the
-//!   bearer-token check and the one place errors become HTTP responses.
+//!   Host check, the token check (bearer or the browser's cookie, with
+//!   its CSRF rule), its OpenAPI document, and the one place errors
+//!   become HTTP responses.
+//! - [`web`]: the web UI, HTML/CSS/JS from `web/` compiled into the
+//!   binary and served by the API's server at `/`.
 //! - [`error`]: [`NodeError`], why a node could not start.
 //!
 //! Architecture invariant: only the link talks to the server, and only the
@@ -40,6 +44,7 @@ pub mod node;
 pub mod p2p;
 pub mod store;
 pub mod stream;
+pub mod web;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

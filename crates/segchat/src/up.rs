@@ -86,6 +86,10 @@ pub(crate) async fn node(
     let shutdown = CancellationToken::new();
     let handle = Node::start(config, shutdown.clone()).await?;
     say(&format!("node API listening on {}", handle.api_url()));
+    say(&format!(
+        "web UI: {}",
+        segchat_node::web::ui_url(handle.api_addr(), handle.api_token())
+    ));
     say(&format!("data dir: {}", dir.display()));
     cancel_on_signal(shutdown);
     handle.wait().await;
@@ -137,6 +141,10 @@ pub(crate) async fn up(
     };
     say(&format!("server listening on {server_addr}"));
     say(&format!("node API listening on {}", handle.api_url()));
+    say(&format!(
+        "web UI: {}",
+        segchat_node::web::ui_url(handle.api_addr(), handle.api_token())
+    ));
     say(&format!(
         "data dir: {} (e.g. `segchat --data-dir {} register NAME`)",
         node_dir.display(),

@@ -72,7 +72,10 @@ fn origin_allowed(origin: &str, api: SocketAddr) -> bool {
         .is_some_and(|h| host_allowed(Some(h), api))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&'a str> {
+fn header<'a>(
+    headers: &'a HeaderMap,
+    name: impl axum::http::header::AsHeaderName,
+) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -179,7 +182,12 @@ mod tests {
     #[test]
     fn only_loopback_names_with_the_port() {
         let a = addr("127.0.0.1:4000");
-        for ok in ["127.0.0.1:4000", "localhost:4000", "LOCALHOST:4000", "[::1]:4000"] {
+        for ok in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST:4000",
+            "[::1]:4000",
+        ] {
             assert!(host_allowed(Some(ok), a), "{ok}");
         }
         for bad in [

@@ -48,7 +48,6 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use segchat_log::SystemLog;
-use segchat_proto::Failure;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
