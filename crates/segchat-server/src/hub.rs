@@ -429,6 +429,21 @@ impl Hub {
         self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));
     }
 
+    /// Pushes an event to every connection of the given users but one
+    /// (the connection the news came from).
+    pub(crate) fn push_to_users_except(&self, users: &[i64], except: ConnId, event: &Event) {
+        let st = self.lock();
+        for (id, c) in &st.conns {
+            let wanted = c
+                .principal
+                .as_ref()
+                .is_some_and(|p| p.user_id.is_some_and(|u| users.contains(&u)));
+            if *id != except && wanted {
+                self.deliver(*id, c, event);
+            }
+        }
+    }
+
     /// Pushes an event to the listed connections.
     pub(crate) fn push_to_conns(&self, conns: &[ConnId], event: &Event) {
         let st = self.lock();

@@ -72,6 +72,7 @@ pub async fn run(
         store,
         log: log.clone(),
         key,
+        verified_tickets: Default::default(),
         config,
     });
 

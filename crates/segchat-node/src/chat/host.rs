@@ -459,6 +459,20 @@ impl Chat {
                     {
                         return tracing::warn!(error = %e, "could not move the backup cursor");
                     }
+                    // If the server's numbers right after our pull cursor are
+                    // exactly this batch, there is nothing there to pull back.
+                    if let Ok(pulled) = self
+                        .store()
+                        .cursor(channel.to_owned(), Cursor::Server)
+                        .await
+                    {
+                        if server_last_seq == pulled + u64::from(stored) {
+                            let _ = self
+                                .store()
+                                .set_cursor(channel.to_owned(), Cursor::Server, server_last_seq)
+                                .await;
+                        }
+                    }
                     match self.store().mark_backed_up(channel.to_owned(), last).await {
                         Ok(ids) => {
                             for id in ids {

@@ -289,7 +289,7 @@ fn set_cursor_in(
 ) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO cursors (channel, kind, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (channel, kind) DO UPDATE SET value = ?3",
+         ON CONFLICT (channel, kind) DO UPDATE SET value = MAX(value, ?3)",
         params![channel, kind.as_str(), value as i64],
     )?;
     Ok(())
@@ -581,7 +581,8 @@ impl Store {
         self.with(move |c| cursor_in(c, &channel, kind)).await
     }
 
-    /// Sets a cursor.
+    /// Moves a cursor forward to `value` (never back: cursors only say
+    /// "everything up to here is done").
     pub async fn set_cursor(
         &self,
         channel: String,

@@ -92,6 +92,29 @@ pub(super) async fn announce_host(shared: &Shared, ch: &ChannelRecord) {
     }
 }
 
+/// Verifies a message's ticket (remembering tickets that verified, so a
+/// busy channel costs one signature check per message) and its author's
+/// signature.
+fn verify(shared: &Shared, m: &Message) -> Result<(), segchat_proto::ticket::TrustError> {
+    let known = lock(&shared.verified_tickets).contains(&m.ticket);
+    if !known {
+        m.ticket.verify(&shared.key.verifying_key(), None)?;
+        let mut cache = lock(&shared.verified_tickets);
+        if cache.len() >= TICKET_CACHE {
+            cache.clear();
+        }
+        cache.insert(m.ticket.clone());
+    }
+    m.verify_author_signature()
+}
+
+/// Verified tickets remembered before the cache starts over.
+const TICKET_CACHE: usize = 4096;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Checks a batch of messages for `ch`: size, channel, signatures.
 fn check_messages(
     shared: &Shared,
@@ -117,7 +140,7 @@ fn check_messages(
                 ),
             ));
         }
-        if let Err(e) = m.verify(&shared.key.verifying_key()) {
+        if let Err(e) = verify(shared, m) {
             shared.log.record(
                 "MESSAGE_REJECTED",
                 ctx.addr,
@@ -263,8 +286,10 @@ async fn notify(
             return;
         }
     };
-    shared.hub.push_to_users(
+    // Not to the connection the messages came from: it has them.
+    shared.hub.push_to_users_except(
         &members,
+        ctx.id,
         &Event::MessageNotice {
             channel: ch.name.clone(),
             seq,
