@@ -12,8 +12,8 @@
 mod cli;
 mod client;
 mod config;
-mod up;
 mod stream_verbs;
+mod up;
 mod verbs;
 
 use std::process::ExitCode;
