@@ -110,8 +110,8 @@ pub struct StreamReport {
     pub frames: u64,
     /// Frames that never completed (a chunk was lost) or never arrived.
     pub lost: u64,
-    /// Frames (or chunks of frames) that arrived after a newer frame was
-    /// shown, and were dropped.
+    /// Datagrams that arrived for a frame at or before the one last
+    /// shown (or older than every frame in flight), and were dropped.
     pub late: u64,
     /// Datagrams accepted.
     pub datagrams: u64,
