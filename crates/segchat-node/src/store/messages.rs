@@ -600,6 +600,15 @@ impl Store {
         self.with(move |c| {
             let tx = c.transaction()?;
             let cursor = cursor_in(&tx, &channel, Cursor::Host)?;
+            // A gap exists only because a later number was seen.
+            let seen_past_gaps: Option<i64> = tx
+                .query_row(
+                    "SELECT MAX(to_seq) + 1 FROM gaps WHERE channel = ?1",
+                    params![channel],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
             if seq > cursor + 1 {
                 tx.execute(
                     "INSERT OR IGNORE INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
@@ -643,7 +652,7 @@ impl Store {
                 )
                 .optional()?
                 .flatten();
-            let highest = cursor.max(seq);
+            let highest = cursor.max(seq).max(seen_past_gaps.map_or(0, |v| v as u64));
             let new_cursor = match first_gap {
                 Some(g) => (g as u64 - 1).min(highest),
                 None => highest,
