@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ const SEQUENCER_QUEUE: usize = 4096;
 const POSTS_IN_FLIGHT: usize = 1024;
 /// Most posts written in one transaction.
 const SEQUENCER_BATCH: usize = 256;
+/// Bytes queued for one member before it counts as too slow.
+const MEMBER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Frames queued for one member before it counts as too slow.
 const MEMBER_QUEUE: usize = 8192;
 /// Bytes a member's writer gathers into one write.
@@ -76,6 +78,8 @@ impl Acl {
 #[derive(Debug)]
 struct Sub {
     tx: mpsc::Sender<Bytes>,
+    /// Bytes queued for this member and not yet written.
+    queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
     addr: SocketAddr,
     user: String,
@@ -155,14 +159,28 @@ impl Hosting {
             return Vec::new();
         };
         let mut slow = Vec::new();
-        h.subs.retain(|_, s| match s.tx.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                s.cancel.cancel();
-                slow.push((s.addr, s.user.clone()));
-                false
+        h.subs.retain(|_, s| {
+            let backlog = s.queued.load(Ordering::Relaxed);
+            let sent = if backlog + frame.len() > MEMBER_QUEUE_BYTES {
+                Err(mpsc::error::TrySendError::Full(()))
+            } else {
+                s.tx.try_send(frame.clone()).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                    mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+                })
+            };
+            match sent {
+                Ok(()) => {
+                    s.queued.fetch_add(frame.len(), Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.cancel.cancel();
+                    slow.push((s.addr, s.user.clone()));
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
         slow
     }
@@ -342,32 +360,39 @@ impl Chat {
                     continue;
                 }
             };
-            let mut any_new = false;
+            // One buffer of broadcasts for the whole batch: each member's
+            // writer is woken once and writes it in one go.
+            let mut frames = BytesMut::new();
+            let mut acks = Vec::with_capacity(batch.len());
             for (job, (new, seq)) in batch.into_iter().zip(stored) {
                 if new {
-                    any_new = true;
                     let mut row = super::MessageRow::arrived(&job.message, &job.arrival);
                     row.host_seq = Some(seq);
-                    let event = Frame::Event(peer::Event::Broadcast {
+                    let event: PeerFrame = Frame::Event(peer::Event::Broadcast {
                         seq,
                         message: job.message,
                     });
-                    if let Some(frame) = encode(&event) {
-                        for (addr, user) in self.inner.hosting.fan_out(&channel, frame) {
-                            self.log().record(
-                                "SLOW_CONSUMER",
-                                addr,
-                                format!(
-                                    "channel={channel} member={user} queue full; cut off to resync"
-                                ),
-                            );
-                        }
+                    if let Err(e) = event.encode(&mut frames) {
+                        tracing::error!(error = %e, "could not encode a broadcast");
                     }
                     if row.source != Source::Local {
                         self.publish(ChatEvent::Message { message: row });
                     }
                 }
-                let _ = job.reply.send(Ok(seq));
+                acks.push((job.reply, seq));
+            }
+            let any_new = !frames.is_empty();
+            if any_new {
+                for (addr, user) in self.inner.hosting.fan_out(&channel, frames.freeze()) {
+                    self.log().record(
+                        "SLOW_CONSUMER",
+                        addr,
+                        format!("channel={channel} member={user} queue full; cut off to resync"),
+                    );
+                }
+            }
+            for (reply, seq) in acks {
+                let _ = reply.send(Ok(seq));
             }
             if any_new {
                 self.inner.hosting.wake_backup(&channel);
@@ -570,6 +595,7 @@ impl Chat {
             conn.id,
             Sub {
                 tx: conn.tx.clone(),
+                queued: conn.queued.clone(),
                 cancel: conn.cancel.clone(),
                 addr: conn.addr,
                 user: user.clone(),
@@ -585,6 +611,7 @@ struct PeerConn {
     id: u64,
     addr: SocketAddr,
     tx: mpsc::Sender<Bytes>,
+    queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
     /// channel → (user, may write)
     joined: HashMap<String, (String, bool)>,
@@ -602,11 +629,13 @@ pub(crate) async fn serve_peer(
 ) -> String {
     let (tx, rx) = mpsc::channel(MEMBER_QUEUE);
     let cancel = shutdown.child_token();
-    let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let write_task = tokio::spawn(write_loop(writer, rx, queued.clone(), cancel.clone()));
     let mut conn = PeerConn {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         addr,
         tx,
+        queued,
         cancel: cancel.clone(),
         joined: HashMap::new(),
         posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)),
@@ -861,6 +890,7 @@ async fn handle(
 async fn write_loop(
     mut w: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Bytes>,
+    queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -880,6 +910,11 @@ async fn write_loop(
             cancel.cancel();
             break;
         }
+        // Answers are queued uncounted; never let the count wrap.
+        let written = buf.len();
+        let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+            Some(q.saturating_sub(written))
+        });
         buf.clear();
     }
     let _ = w.shutdown().await;
