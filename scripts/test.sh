@@ -24,3 +24,10 @@ echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+# The web UI in a real headless Chromium against real processes
+# (installs Chromium and playwright-core when missing).
+if [ "${SEGCHAT_SKIP_E2E:-}" = 1 ]; then
+    echo "== browser tests skipped (SEGCHAT_SKIP_E2E=1)"
+else
+    ./e2e/run.sh
+fi

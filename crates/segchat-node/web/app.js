@@ -100,9 +100,25 @@ function canWrite(c) {
   return c && s.me.kind === 'user' && (isMine(c) || c.my_role);
 }
 
+// Delivery states only move forward; a `message_state` event can even
+// arrive before the reply to the send that made the message.
+const RANK = { pending: 0, stored: 1, backed_up: 2, refused: 3 };
+const earlyStates = new Map();
+
+function later(a, b) {
+  if (!a || !a.state) return b;
+  if (!b || !b.state) return a;
+  return RANK[b.state] > RANK[a.state] ? b : a;
+}
+
 function merge(c, m) {
   const old = c.byId.get(m.id);
-  c.byId.set(m.id, old ? { ...old, ...m, state: m.state ?? old.state, reason: m.reason ?? old.reason } : m);
+  let st = later(old, m);
+  st = later(st, earlyStates.get(m.id));
+  earlyStates.delete(m.id);
+  const next = old ? { ...old, ...m } : { ...m };
+  if (st && st.state) { next.state = st.state; next.reason = st.reason ?? null; }
+  c.byId.set(m.id, next);
 }
 
 function debounce(fn, ms) {
@@ -809,11 +825,12 @@ function onEvent(ev) {
     }
     case 'message_state': {
       const st = s.chans.get(ev.channel);
-      const m = st && st.byId.get(ev.id);
-      if (m) {
-        m.state = ev.state;
-        m.reason = ev.reason;
+      if (st && st.byId.has(ev.id)) {
+        merge(st, { ...st.byId.get(ev.id), state: ev.state, reason: ev.reason });
         if (s.current === ev.channel) drawTimeline();
+      } else {
+        earlyStates.set(ev.id, { state: ev.state, reason: ev.reason });
+        if (earlyStates.size > 1000) earlyStates.delete(earlyStates.keys().next().value);
       }
       break;
     }

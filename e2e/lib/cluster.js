@@ -1,0 +1,153 @@
+// Real segchat processes for the browser tests: one server and any number
+// of nodes, each on ephemeral ports, each in its own data directory. They
+// are found by the lines they print (`listening on ADDR`, `web UI: URL`).
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '..', '..');
+
+// SEGCHAT_BIN, else the debug build, else the release build.
+export function binary() {
+  const candidates = [
+    process.env.SEGCHAT_BIN,
+    path.join(repoRoot, 'target', 'debug', 'segchat'),
+    path.join(repoRoot, 'target', 'release', 'segchat'),
+  ].filter(Boolean);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`no segchat binary (tried ${candidates.join(', ')}); run \`cargo build --bin segchat\``);
+  return found;
+}
+
+export function tempDir(prefix) {
+  return mkdtempSync(path.join(tmpdir(), `segchat-e2e-${prefix}-`));
+}
+
+// Environment without the caller's SEGCHAT_* settings.
+function cleanEnv() {
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
+  for (const k of Object.keys(env)) if (k.startsWith('SEGCHAT_')) delete env[k];
+  return env;
+}
+
+// Spawns `segchat ARGS…` and resolves once every pattern matched a stdout
+// line, with the captured groups; rejects at the deadline or on exit.
+function start(name, args, patterns, deadlineMs = 30000) {
+  const child = spawn(binary(), args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  const found = {};
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not start within ${deadlineMs} ms:\n${log.join('\n')}`));
+    }, deadlineMs);
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        log.push(`[${name}] ${line}`);
+        for (const [key, re] of Object.entries(patterns)) {
+          const m = line.match(re);
+          if (m && !(key in found)) found[key] = m[1];
+        }
+        if (Object.keys(patterns).every((k) => k in found)) {
+          clearTimeout(timer);
+          resolve({ child, found, log });
+        }
+      }
+    });
+    child.stderr.on('data', (d) => {
+      for (const line of String(d).split('\n')) if (line) log.push(`[${name} stderr] ${line}`);
+      if (log.length > 2000) log.splice(0, log.length - 2000);
+    });
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? sig}) before it was ready:\n${log.join('\n')}`));
+    });
+  });
+}
+
+export class Proc {
+  constructor(name, child, log) {
+    this.name = name;
+    this.child = child;
+    this.log = log;
+    this.exited = new Promise((r) => child.on('exit', r));
+  }
+
+  // SIGKILL: the process gets no chance to say goodbye.
+  async kill() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  // SIGTERM, then SIGKILL if it takes too long.
+  async stop(graceMs = 5000) {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+export async function startServer() {
+  const dir = tempDir('server');
+  const { child, found, log } = await start('server', ['--data-dir', dir, 'server', '--listen', '127.0.0.1:0'], {
+    addr: /^listening on (\S+)/,
+  });
+  const p = new Proc('server', child, log);
+  p.dir = dir;
+  p.addr = found.addr;
+  return p;
+}
+
+// A node; pass `dir` to restart one in the same data directory.
+export async function startNode(name, serverAddr, dir = tempDir(name)) {
+  const { child, found, log } = await start(name, [
+    '--data-dir', dir, 'node', '--server', serverAddr, '--p2p', '127.0.0.1:0', '--api', '127.0.0.1:0',
+  ], { api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/ });
+  const p = new Proc(name, child, log);
+  p.dir = dir;
+  p.apiUrl = found.api;
+  p.webUrl = found.web;
+  p.token = JSON.parse(readFileSync(path.join(dir, 'api.json'), 'utf8')).token;
+  return p;
+}
+
+// The node's API with its bearer token, for checks behind the UI's back.
+export async function nodeApi(node, method, apiPath, body) {
+  const resp = await fetch(`${node.apiUrl}/api/v1${apiPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${node.token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  return { status: resp.status, body: text ? JSON.parse(text) : null };
+}
+
+export function removeDir(dir) {
+  try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
+}
+
+// Polls `check` until it returns a truthy value or the deadline passes.
+export async function eventually(what, check, deadlineMs = 20000) {
+  const until = Date.now() + deadlineMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) { last = e; }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
