@@ -117,7 +117,7 @@ test('bob finds it under Discover, joins, and they chat both ways live', async (
   await page.locator('#composer-input:not([disabled])').waitFor();
   await page.locator('#link-state[data-via="host"]').waitFor();
 
-  await send(bob.page, 'Hi alice, bob here 👋');
+  await send(bob.page, 'Hi alice, bob here!');
   await msg(alice.page, 'Hi alice, bob here').waitFor();
   await send(alice.page, 'Welcome, bob! This channel is hosted on my node.');
   await msg(bob.page, 'Welcome, bob!').waitFor();

@@ -861,6 +861,8 @@ function onEvent(ev) {
       break;
     case 'channel_created':
       refreshChannels();
+      // Its host registers a moment after creating it; show the host's dot.
+      setTimeout(refreshChannels, 1500);
       break;
     case 'session_ended':
       if (ui) sessionGone(`Signed out: ${ev.reason}`);

@@ -72,10 +72,7 @@ fn origin_allowed(origin: &str, api: SocketAddr) -> bool {
         .is_some_and(|h| host_allowed(Some(h), api))
 }
 
-fn header<'a>(
-    headers: &'a HeaderMap,
-    name: impl axum::http::header::AsHeaderName,
-) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
