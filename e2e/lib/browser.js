@@ -32,7 +32,12 @@ export async function newUser(browser, name) {
   context.setDefaultTimeout(20000);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${name} page error] ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[${name} console] ${m.text()}`); });
+  page.on('console', (m) => {
+    // A stopped node refuses connections; the page retries by design.
+    if (m.type() === 'error' && !/ERR_CONNECTION_REFUSED|status of 40[01]/.test(m.text())) {
+      console.error(`[${name} console] ${m.text()}`);
+    }
+  });
   return { name, context, page };
 }
 
