@@ -91,11 +91,24 @@ fn host_killed_while_members_write_then_everyone_converges() {
     let all: Vec<Vec<(String, String)>> = {
         let mut out = Vec::new();
         for dir in [&adir, &bdir, &ddir] {
-            wait_until("every node to hold every message", || {
-                let ids: BTreeSet<String> =
-                    history(dir, "ops").into_iter().map(|(id, _)| id).collect();
-                sent.is_subset(&ids)
-            });
+            let start = Instant::now();
+            loop {
+                let h = history(dir, "ops");
+                let ids: BTreeSet<String> = h.iter().map(|(id, _)| id.clone()).collect();
+                if sent.is_subset(&ids) {
+                    break;
+                }
+                if start.elapsed() > DEADLINE {
+                    let missing: Vec<&String> = sent.difference(&ids).collect();
+                    let log = std::fs::read_to_string(dir.join("logs").join("segchat.log"))
+                        .unwrap_or_default();
+                    panic!(
+                        "{} lacks {missing:?}; has {h:?}\nlog:\n{log}",
+                        dir.display()
+                    );
+                }
+                std::thread::sleep(POLL);
+            }
             out.push(history(dir, "ops"));
         }
         out

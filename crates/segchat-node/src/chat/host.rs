@@ -246,6 +246,11 @@ impl Chat {
             (announce, h.acl.is_none())
         };
         self.set_via(&ch.name, Via::Hosting);
+        // What the user wrote here before hosting was up (or before a
+        // restart) is stored now.
+        for m in self.outbox_of(&ch.name).await {
+            self.host_own(m).await;
+        }
         if need_acl {
             self.load_acl(ch).await;
         }
@@ -415,7 +420,8 @@ impl Chat {
                 self.set_state(id, &channel, DeliveryState::Stored, None)
                     .await
             }
-            Err(f) => tracing::warn!(reason = %f, "could not store an own message"),
+            // Still pending: stored when hosting (re)starts.
+            Err(f) => tracing::info!(reason = %f, "own message waits for hosting"),
         }
     }
 

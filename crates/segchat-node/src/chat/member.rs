@@ -232,7 +232,7 @@ impl Chat {
         }
     }
 
-    async fn outbox_of(&self, channel: &str) -> Vec<Message> {
+    pub(super) async fn outbox_of(&self, channel: &str) -> Vec<Message> {
         match self.store().outbox(10_000).await {
             Ok(all) => all.into_iter().filter(|m| m.channel == channel).collect(),
             Err(e) => {
