@@ -452,21 +452,40 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
         other => panic!("unexpected answer to garbage: {other:?}"),
     }
 
-    // The tracker link is refused; the peer link is told there is nothing yet.
-    for (link, want) in [
-        (LinkKind::Tracker, Status::BadRequest),
-        (LinkKind::Peer, Status::Unavailable),
-    ] {
-        let stream = TcpStream::connect(p2p).await.expect("connect");
-        let mut framed = Framed::new(stream, Codec::default());
-        framed
-            .send(Frame::Hello(Hello::new(link, "test")))
-            .await
-            .expect("hello");
-        match tokio::time::timeout(DEADLINE, framed.next()).await {
-            Ok(Some(Ok(Frame::Error(f)))) => assert_eq!(f.status, want, "{f}"),
-            other => panic!("expected an error frame, got {other:?}"),
-        }
+    // The tracker link is refused.
+    let stream = TcpStream::connect(p2p).await.expect("connect");
+    let mut framed = Framed::new(stream, Codec::default());
+    framed
+        .send(Frame::Hello(Hello::new(LinkKind::Tracker, "test")))
+        .await
+        .expect("hello");
+    match tokio::time::timeout(DEADLINE, framed.next()).await {
+        Ok(Some(Ok(Frame::Error(f)))) => assert_eq!(f.status, Status::BadRequest, "{f}"),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+
+    // The peer link is welcomed; an operation it does not know gets an
+    // error frame and a closed connection.
+    let stream = TcpStream::connect(p2p).await.expect("connect");
+    let mut framed = Framed::new(stream, Codec::default());
+    framed
+        .send(Frame::Hello(Hello::new(LinkKind::Peer, "test")))
+        .await
+        .expect("hello");
+    match tokio::time::timeout(DEADLINE, framed.next()).await {
+        Ok(Some(Ok(Frame::Welcome(w)))) => assert!(w.max_body_len > 0),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    framed
+        .send(Frame::Request {
+            id: 1,
+            body: serde_json::json!({"op": "teleport"}),
+        })
+        .await
+        .expect("request");
+    match tokio::time::timeout(DEADLINE, framed.next()).await {
+        Ok(Some(Ok(Frame::Error(f)))) => assert_eq!(f.status, Status::BadRequest, "{f}"),
+        other => panic!("expected an error frame, got {other:?}"),
     }
 
     // Still serving the API afterwards.
