@@ -17,6 +17,8 @@
 //!   its migrations under `migrations/`.
 //! - [`p2p`]: the peer listeners (TCP and UDP); a peer's `hello` is
 //!   checked here, then the peer link is served by [`chat`].
+//! - `acl.rs`: a channel's rules and members as the node last learned
+//!   them, for hosting and streaming (the rules are `segchat_proto::access`).
 //! - [`chat`]: hosted channels, following other people's channels P2P
 //!   or through the server, the outbox, history and search.
 //! - [`stream`]: livestreams P2P over UDP: this node's streams (test
@@ -34,6 +36,7 @@
 //! request made while the server is unreachable fails fast with
 //! `UNAVAILABLE` instead of hanging.
 
+mod acl;
 pub mod api;
 pub mod chat;
 pub mod config;

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //!
+//! - [`access`]: who may see, read, write and join a channel (pure rules).
 //! - [`frame`]: the frame registry, the length-prefixed framing, its limits,
 //!   and the [`frame::FrameCodec`] both links use.
 //! - [`status`]: the status codes every response and error carries.
@@ -18,6 +19,7 @@
 //! - [`stream`]: livestreams: the stream record and the UDP datagram
 //!   that carries frames (chunking limits, per-viewer authentication).
 
+pub mod access;
 pub mod frame;
 pub mod handshake;
 pub mod message;

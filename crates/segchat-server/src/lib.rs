@@ -10,14 +10,12 @@
 //!   (`session.rs`, `peers.rs`, `channels.rs`).
 //! - `hub.rs`: the in-memory live state: connections, the peer list,
 //!   presence, event delivery.
-//! - `access.rs`: who may see, read, write and join a channel (pure rules).
 //! - `auth.rs`: argon2id passwords, tokens, the sign-in rate limit.
 //! - `keys.rs`: the server's ed25519 key, which signs tickets.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
 //!   today, PostgreSQL next.
 //! - [`config`]: the settings.
 
-mod access;
 mod auth;
 pub mod config;
 mod conn;

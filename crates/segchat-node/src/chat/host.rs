@@ -7,7 +7,7 @@
 //! batches; a pull task fetches what members posted through the server while
 //! this node was away.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use segchat_proto::message::{batch_len, Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
-use segchat_proto::types::{AccountKind, ChannelInfo, Visibility};
+use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,6 +28,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::{lock, Chat, ChatEvent, Via};
+use crate::acl::ChannelAcl;
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
 
 /// The peer link's codec and frames.
@@ -52,29 +53,6 @@ const PULL_EVERY: Duration = Duration::from_secs(30);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-/// Who may read and write a hosted channel, as last learned from the server.
-#[derive(Debug, Clone)]
-struct Acl {
-    visibility: Visibility,
-    allow_visitors: bool,
-    members: HashSet<String>,
-}
-
-impl Acl {
-    /// (may read, may write) for a ticket holder.
-    fn rights(&self, user: &str, kind: AccountKind) -> (bool, bool) {
-        let member = kind == AccountKind::User && self.members.contains(user);
-        let read = member
-            || match kind {
-                AccountKind::Visitor => {
-                    self.visibility == Visibility::Public && self.allow_visitors
-                }
-                AccountKind::User => self.visibility == Visibility::Public,
-            };
-        (read, member)
-    }
-}
-
 #[derive(Debug)]
 struct Sub {
     tx: mpsc::Sender<Bytes>,
@@ -89,7 +67,7 @@ struct Sub {
 struct Hosted {
     /// The link generation `host_channel` was last sent on.
     announced: u64,
-    acl: Option<Acl>,
+    acl: Option<ChannelAcl>,
     subs: HashMap<u64, Sub>,
     backup: Arc<Notify>,
     pull: Arc<Notify>,
@@ -298,11 +276,7 @@ impl Chat {
             Ok(_) | Err(_) => return,
         };
         if let Some(h) = lock(&self.inner.hosting.channels).get_mut(&ch.name) {
-            h.acl = Some(Acl {
-                visibility: ch.visibility,
-                allow_visitors: ch.allow_visitors,
-                members,
-            });
+            h.acl = Some(ChannelAcl::new(ch.visibility, ch.allow_visitors, members));
         }
     }
 
@@ -590,7 +564,7 @@ impl Chat {
         let acl = h.acl.as_ref().ok_or_else(|| {
             Failure::unavailable("this host cannot check membership until the server answers")
         })?;
-        let (read, write) = acl.rights(&user, kind);
+        let (read, write) = (acl.may_read(&user, kind), acl.may_write(&user, kind));
         if !read {
             return Err(Failure::forbidden(match kind {
                 AccountKind::Visitor => format!("{channel:?} does not admit visitors"),

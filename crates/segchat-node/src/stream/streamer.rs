@@ -14,7 +14,7 @@ use segchat_proto::stream::{
 };
 use segchat_proto::ticket::decode_key;
 use segchat_proto::tracker::{Reply, Request};
-use segchat_proto::types::{AccountKind, Visibility};
+use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Frame, Status};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::source::{self, SourceFrame};
 use super::{is_forgery, lock, Streams};
+use crate::acl::ChannelAcl;
 
 /// Frames waiting for the sender; more are dropped (never queue latency).
 const SOURCE_QUEUE: usize = 2;
@@ -60,28 +61,6 @@ fn default_fps() -> u8 {
     30
 }
 
-/// Who may read the stream's channel, as last learned from the server.
-#[derive(Debug, Clone)]
-struct Acl {
-    visibility: Visibility,
-    allow_visitors: bool,
-    members: HashSet<String>,
-}
-
-impl Acl {
-    /// The channel rules (`access.rs` on the server): members read;
-    /// public channels are read by every user, and by visitors where they
-    /// are allowed.
-    fn may_watch(&self, user: &str, kind: AccountKind) -> bool {
-        match kind {
-            AccountKind::User => {
-                self.members.contains(user) || self.visibility == Visibility::Public
-            }
-            AccountKind::Visitor => self.visibility == Visibility::Public && self.allow_visitors,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Viewer {
     user: String,
@@ -99,7 +78,7 @@ struct Viewer {
 pub(super) struct Own {
     info: StreamInfo,
     source: SourceKind,
-    acl: Acl,
+    acl: ChannelAcl,
     viewers: HashMap<u32, Viewer>,
     next_viewer: u32,
     frames: mpsc::Sender<SourceFrame>,
@@ -225,11 +204,7 @@ impl Streams {
             Own {
                 info: info.clone(),
                 source: req.source,
-                acl: Acl {
-                    visibility: channel.visibility,
-                    allow_visitors: channel.allow_visitors,
-                    members,
-                },
+                acl: ChannelAcl::new(channel.visibility, channel.allow_visitors, members),
                 viewers: HashMap::new(),
                 next_viewer: 1,
                 frames: tx,
@@ -504,7 +479,7 @@ impl Streams {
                 if let Some(m) = fresh {
                     s.acl.members = m;
                 }
-                if !s.acl.may_watch(&user, kind) {
+                if !s.acl.may_read(&user, kind) {
                     self.log().record(
                         "VIEWER_REFUSED",
                         addr,
@@ -597,27 +572,5 @@ impl Streams {
                 ),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_rules_for_viewers() {
-        let mut acl = Acl {
-            visibility: Visibility::Public,
-            allow_visitors: false,
-            members: HashSet::from(["bob".to_owned()]),
-        };
-        assert!(acl.may_watch("carol", AccountKind::User));
-        assert!(!acl.may_watch("visitor:x#1", AccountKind::Visitor));
-        acl.allow_visitors = true;
-        assert!(acl.may_watch("visitor:x#1", AccountKind::Visitor));
-        acl.visibility = Visibility::MembersOnly;
-        assert!(acl.may_watch("bob", AccountKind::User));
-        assert!(!acl.may_watch("carol", AccountKind::User));
-        assert!(!acl.may_watch("visitor:x#1", AccountKind::Visitor));
     }
 }

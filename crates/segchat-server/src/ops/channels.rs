@@ -6,9 +6,9 @@ use segchat_proto::types::{validate_channel_name, ChannelInfo, MemberInfo, Role,
 use segchat_proto::Failure;
 
 use super::{now_ms, presence_for, registered, signed_in, store_failure, ConnCtx, Shared};
-use crate::access::{Rules, Viewer};
 use crate::hub::Principal;
 use crate::store::{ChannelRecord, NewChannel, StoreError};
+use segchat_proto::access::{Rules, Viewer};
 
 impl ChannelRecord {
     pub(crate) fn rules(&self) -> Rules {

@@ -13,9 +13,9 @@ use segchat_proto::Failure;
 
 use super::channels::{load_channel, member_ids, viewer_of};
 use super::{now_ms, registered, signed_in, ConnCtx, Shared};
-use crate::access::Viewer;
 use crate::hub::ConnId;
 use crate::store::ChannelRecord;
+use segchat_proto::access::Viewer;
 
 /// Smallest width or height a stream may announce.
 const MIN_DIMENSION: u16 = 16;

@@ -1,5 +1,6 @@
-//! Who may see, read, write and join a channel. Pure rules, no I/O: the
-//! same rules are enforced wherever a channel is served.
+//! Who may see, read, write and join a channel. Pure rules, no I/O, in the
+//! protocol crate so that every place a channel is served — the server, the
+//! channel's host, a streamer — enforces the very same rules.
 //!
 //! | visibility     | listed to                    | readable by                                | joinable by               |
 //! |----------------|------------------------------|--------------------------------------------|---------------------------|
@@ -10,25 +11,25 @@
 //! ¹ visitors only where `allow_visitors` is set. Only members write;
 //! visitors never write, join or create.
 
-use segchat_proto::types::{AccountKind, Role, Visibility};
+use crate::types::{AccountKind, Role, Visibility};
 
 /// The facts about one viewer that the rules depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Viewer {
-    pub(crate) kind: AccountKind,
-    pub(crate) role: Option<Role>,
-    pub(crate) invited: bool,
+pub struct Viewer {
+    pub kind: AccountKind,
+    pub role: Option<Role>,
+    pub invited: bool,
 }
 
 /// The channel facts the rules depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rules {
-    pub(crate) visibility: Visibility,
-    pub(crate) allow_visitors: bool,
+pub struct Rules {
+    pub visibility: Visibility,
+    pub allow_visitors: bool,
 }
 
 impl Rules {
-    pub(crate) fn can_see(self, v: Viewer) -> bool {
+    pub fn can_see(self, v: Viewer) -> bool {
         match v.kind {
             AccountKind::Visitor => self.visibility == Visibility::Public && self.allow_visitors,
             AccountKind::User => match self.visibility {
@@ -38,18 +39,18 @@ impl Rules {
         }
     }
 
-    pub(crate) fn can_read(self, v: Viewer) -> bool {
+    pub fn can_read(self, v: Viewer) -> bool {
         match v.kind {
             AccountKind::Visitor => self.can_see(v),
             AccountKind::User => v.role.is_some() || self.visibility == Visibility::Public,
         }
     }
 
-    pub(crate) fn can_write(self, v: Viewer) -> bool {
+    pub fn can_write(self, v: Viewer) -> bool {
         v.kind == AccountKind::User && v.role.is_some()
     }
 
-    pub(crate) fn can_join(self, v: Viewer) -> bool {
+    pub fn can_join(self, v: Viewer) -> bool {
         v.kind == AccountKind::User
             && match self.visibility {
                 Visibility::Public | Visibility::MembersOnly => true,
@@ -57,7 +58,7 @@ impl Rules {
             }
     }
 
-    pub(crate) fn can_invite(self, v: Viewer) -> bool {
+    pub fn can_invite(self, v: Viewer) -> bool {
         matches!(v.role, Some(Role::Owner | Role::Moderator))
     }
 }
