@@ -15,26 +15,30 @@ export function chromiumPath() {
   return p;
 }
 
-export async function launch() {
+// `fakeCamera`: Chromium's built-in test camera (a moving pattern), with
+// camera access granted without a prompt, for the livestream tests.
+export async function launch({ fakeCamera = false } = {}) {
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...(fakeCamera ? ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] : []),
     ],
   });
 }
 
 // A fresh browser profile (own cookies) with one page, at desktop width.
-export async function newUser(browser, name) {
+// `quiet`: console errors the test provokes on purpose (not printed).
+export async function newUser(browser, name, { quiet = null } = {}) {
   const context = await browser.newContext({ viewport: DESKTOP, colorScheme: 'dark', locale: 'en-GB', timezoneId: 'UTC' });
   context.setDefaultTimeout(20000);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${name} page error] ${e.message}`));
   page.on('console', (m) => {
     // A stopped node refuses connections; the page retries by design.
-    if (m.type() === 'error' && !/ERR_CONNECTION_REFUSED|status of 40[01]/.test(m.text())) {
+    if (m.type() === 'error' && !/ERR_CONNECTION_REFUSED|status of 40[01]/.test(m.text()) && !(quiet && quiet.test(m.text()))) {
       console.error(`[${name} console] ${m.text()}`);
     }
   });

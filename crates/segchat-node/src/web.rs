@@ -57,6 +57,7 @@ const ASSETS: &[Asset] = &[
     asset!("messages.js", JS),
     asset!("sidebar.js", JS),
     asset!("signin.js", JS),
+    asset!("streams.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

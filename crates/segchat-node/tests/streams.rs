@@ -54,6 +54,60 @@ async fn frames_at_least(api: &Api, id: u64, n: u64) -> Value {
     .await
 }
 
+/// A WebSocket request for `/streams/{id}/ws` with the bearer token.
+fn ws_request(api: &Api, id: u64) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/streams/{id}/ws",
+        api.base.replacen("http://", "ws://", 1)
+    );
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", api.token).parse().expect("header"),
+    );
+    req
+}
+
+/// Reads `/streams/{id}/ws` until it has had statistics and three frames.
+async fn frames_over_websocket(api: &Api, id: u64) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(api, id))
+        .await
+        .expect("stream websocket");
+    let (mut stats, mut frames) = (0, 0);
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(msg) = ws.next().await {
+            match msg.expect("message") {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(&text).expect("stats are JSON");
+                    assert_eq!(v["watching"]["stream"]["stream_id"], id, "{v}");
+                    stats += 1;
+                }
+                Message::Binary(jpeg) => {
+                    assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
+                    frames += 1;
+                }
+                _ => {}
+            }
+            if stats >= 1 && frames >= 3 {
+                return;
+            }
+        }
+        panic!("the stream websocket closed early");
+    })
+    .await
+    .expect("stats and frames over the websocket");
+    // Neither streamed nor watched here: refused before the upgrade.
+    match tokio_tungstenite::connect_async(ws_request(api, 999_999)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 404);
+        }
+        other => panic!("expected a 404, got {other:?}"),
+    }
+}
+
 async fn setup(server: &TestServer, nodes: [&NodeHandle; 3]) -> (Api, Api, Api) {
     let (a, b, c) = (Api::of(nodes[0]), Api::of(nodes[1]), Api::of(nodes[2]));
     for api in [&a, &b, &c] {
@@ -128,6 +182,10 @@ async fn a_test_pattern_reaches_two_viewers_and_late_joiners_see_frames_at_once(
     let jpeg = resp.bytes().await.expect("body");
     assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
     assert_eq!(&jpeg[jpeg.len() - 2..], &[0xff, 0xd9]);
+
+    // The stream's WebSocket (the web UI's player): statistics as text at
+    // once, then every whole frame as a binary JPEG.
+    frames_over_websocket(&b, id).await;
 
     // A visitor joins late and gets frames within a second.
     let (status, v) = c.post(&format!("/streams/{id}/watch"), json!({})).await;

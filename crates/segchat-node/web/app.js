@@ -9,6 +9,7 @@ import { displayName, relative, PRESENCE_LABEL, VISIBILITY_LABEL, VIA_LABEL } fr
 import { renderSignIn, renderNoToken } from './signin.js';
 import { renderSidebar, groupChannels, hostState, avatar } from './sidebar.js';
 import { renderTimeline, sortMessages } from './messages.js';
+import { StreamArea } from './streams.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -36,6 +37,7 @@ const s = {
 
 let ui = null;
 let events = null;
+let streams = null;
 
 // ---------------------------------------------------------------- boot
 
@@ -100,6 +102,14 @@ function canWrite(c) {
   return c && s.me.kind === 'user' && (isMine(c) || c.my_role);
 }
 
+// Why this user cannot go live (or write) in a channel.
+function writeReason(c) {
+  if (!c) return 'Pick a channel first.';
+  if (s.me.kind === 'visitor') return 'Visitors cannot go live; register an account to do that.';
+  if (!canWrite(c)) return `Join #${c.name} to go live in it.`;
+  return '';
+}
+
 // Delivery states only move forward; a `message_state` event can even
 // arrive before the reply to the send that made the message.
 const RANK = { pending: 0, stored: 1, backed_up: 2, refused: 3 };
@@ -154,14 +164,21 @@ function enterApp(session) {
   const timeline = h('div', { class: 'timeline', id: 'timeline', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0' });
   const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => { timeline.scrollTop = timeline.scrollHeight; jump.hidden = true; } }, 'New messages ↓');
   const composer = h('div', { class: 'composer-wrap', id: 'composer' });
+  const streamEl = h('section', { class: 'stream-area', id: 'stream-area', 'aria-label': 'Livestream', hidden: true });
   const main = h('main', { class: 'chat', id: 'chat', 'aria-label': 'Conversation' },
-    header, banners, h('div', { class: 'timeline-wrap' }, timeline, jump), composer);
+    header, banners, streamEl, h('div', { class: 'timeline-wrap' }, timeline, jump), composer);
   const panel = h('aside', { class: 'panel', id: 'panel' });
   const backdrop = h('div', { class: 'backdrop', 'aria-hidden': 'true', onclick: closeOverlays });
   const dialog = h('dialog', { class: 'dialog', id: 'create-dialog', 'aria-labelledby': 'create-title' });
   const layout = h('div', { class: 'layout' }, sidebar, main, panel, backdrop, dialog);
   clear(root, layout);
   ui = { layout, sidebar, headMain, searchInput, membersBtn, banners, timeline, jump, composer, panel, dialog };
+  if (streams) { streams.stopOwn(); streams.unwatch(); }
+  streams = new StreamArea(streamEl, () => {
+    const c = channelInfo(s.current);
+    return { channel: s.current, canWrite: !!canWrite(c), writeReason: writeReason(c) };
+  }, () => { renderHeader(); renderSide(); });
+  s.isLive = (name) => !!streams && streams.liveIn(name).length > 0;
 
   timeline.addEventListener('scroll', () => {
     if (timeline.scrollTop < 150) loadOlder();
@@ -250,6 +267,15 @@ function renderHeader() {
       { hosting: 'hosting', host: 'P2P to host', server: 'server backup', offline: 'offline' }[via]));
   }
   const actions = [];
+  if (c && streams && !(streams.own && streams.own.channel === c.name)) {
+    const why = writeReason(c);
+    actions.push(h('button', {
+      type: 'button', class: 'btn ghost small', id: 'go-live', disabled: !!why || !!streams.own,
+      title: why || (streams.own ? `You are live in #${streams.own.channel}; stop that stream first.` : 'Stream your camera to this channel'),
+      'aria-label': why ? `Go live (unavailable: ${why})` : 'Go live',
+      onclick: () => streams.openSetup(c.name),
+    }, icon('video'), h('span', { class: 'hide-phone' }, 'Go live')));
+  }
   if (c && c.my_role && !isMine(c)) {
     actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', onclick: () => leaveChannel(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
   }
@@ -412,7 +438,17 @@ async function refreshUnread() {
 const scheduleUnread = debounce(refreshUnread, 300);
 
 async function refreshAll() {
-  await Promise.all([refreshChannels(), refreshUnread()]);
+  await Promise.all([refreshChannels(), refreshUnread(), refreshStreams()]);
+}
+
+// The live streams at load and after a reconnect; events keep them current.
+async function refreshStreams() {
+  if (!streams) return;
+  try {
+    const r = await api('GET', '/streams');
+    streams.setLive(r.streams);
+  } catch { /* no server or no streams subsystem: no badges */ }
+  renderSide();
 }
 
 async function openChannel(name, opts = {}) {
@@ -429,6 +465,7 @@ async function openChannel(name, opts = {}) {
   renderBanners();
   renderComposer(true, opts.focus !== false);
   drawTimeline({ bottom: true });
+  if (streams) streams.render();
   const c = channelInfo(name);
   const tasks = [loadMembers(name)];
   if (canRead(c)) {
@@ -762,6 +799,7 @@ async function setStatus(status) {
 }
 
 async function signOut() {
+  if (streams) { await streams.stopOwn(); streams.unwatch(); }
   try { await api('DELETE', '/session'); } catch { /* gone already */ }
   resetData();
   showSignIn();
@@ -863,6 +901,20 @@ function onEvent(ev) {
       refreshChannels();
       // Its host registers a moment after creating it; show the host's dot.
       setTimeout(refreshChannels, 1500);
+      break;
+    case 'stream_started':
+      if (streams && ev.stream) {
+        streams.started(ev.stream);
+        renderSide();
+        if (s.current === ev.stream.channel) announce(`${displayName(ev.stream.streamer)} is live in #${ev.stream.channel}`);
+      }
+      break;
+    case 'stream_stopped':
+      if (streams) {
+        if (streams.own && streams.own.id === ev.stream_id) streams.stopOwn(`Your stream ended (${ev.reason}).`);
+        streams.stopped(ev.stream_id);
+        renderSide();
+      }
       break;
     case 'session_ended':
       if (ui) sessionGone(`Signed out: ${ev.reason}`);

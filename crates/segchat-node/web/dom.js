@@ -58,6 +58,7 @@ const PATHS = {
   cloud: 'M7 18a4 4 0 0 1-.5-8A6 6 0 0 1 18 9a4.5 4.5 0 0 1-.5 9z',
   link: 'M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1',
   crown: 'M3 8l4 4 5-7 5 7 4-4-2 11H5z',
+  video: 'M3 7h12v10H3zM15 10l6-3v10l-6-3',
 };
 
 export function icon(name, label) {

@@ -34,11 +34,12 @@ export function renderSidebar(el, s, on) {
     const unread = s.unread[c.name] || 0;
     const current = s.current === c.name;
     const hs = hostState(c, s.me, s.links);
-    const label = `${c.name}, ${VISIBILITY_LABEL[c.visibility] || ''} channel, ${hs.label}${unread ? `, ${unread} unread` : ''}`;
+    const live = !!(s.isLive && s.isLive(c.name));
+    const label = `${c.name}, ${VISIBILITY_LABEL[c.visibility] || ''} channel, ${hs.label}${live ? ', live stream' : ''}${unread ? `, ${unread} unread` : ''}`;
     return h('li', {},
       h('button', {
         type: 'button',
-        class: `chan${current ? ' current' : ''}${unread ? ' has-unread' : ''}`,
+        class: `chan${current ? ' current' : ''}${unread ? ' has-unread' : ''}${live ? ' live' : ''}`,
         'aria-current': current ? 'page' : null,
         'aria-label': label,
         title: hs.label,
@@ -47,6 +48,7 @@ export function renderSidebar(el, s, on) {
       },
       icon(c.visibility === 'public' ? 'hash' : 'lock'),
       h('span', { class: 'chan-name' }, c.name),
+      live ? h('span', { class: 'live-badge small', title: 'Someone is live here' }, 'LIVE') : null,
       h('span', { class: `host-dot ${hs.cls}`, 'aria-hidden': 'true' }),
       unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null));
   }

@@ -23,6 +23,7 @@
 //! | GET, DELETE | `/streams/{id}` | stream statistics; stop |
 //! | POST, GET | `/streams/{id}/frames`, `/frame` | push a JPEG frame; newest frame |
 //! | POST, DELETE | `/streams/{id}/watch` | watch a stream P2P; stop |
+//! | GET | `/streams/{id}/ws` | WebSocket of a stream: JPEG frames, stats |
 //! | GET | `/events` | WebSocket of events (JSON text messages) |
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document of all of this (no token) |
 //!
@@ -175,6 +176,7 @@ pub fn router(state: ApiState) -> Router {
             "/streams/{id}/watch",
             post(streams::watch).delete(streams::unwatch),
         )
+        .route("/streams/{id}/ws", get(streams::socket))
         .route("/events", get(events::subscribe))
         .route("/openapi.json", get(openapi::document));
     Router::new()

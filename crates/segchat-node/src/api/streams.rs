@@ -9,8 +9,10 @@
 //! | POST | `/streams/{id}/frames` | push one JPEG frame (`image/jpeg` body) |
 //! | GET | `/streams/{id}/frame` | the newest whole frame (`image/jpeg`) |
 //! | POST, DELETE | `/streams/{id}/watch` | watch; stop watching |
+//! | GET | `/streams/{id}/ws` | WebSocket: JPEG frames (binary) and stats (text) |
 
 use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -176,4 +178,81 @@ pub(super) async fn unwatch(
 ) -> Result<StatusCode, ApiError> {
     streams(&st)?.unwatch(id)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Seconds between two statistics messages on a stream's WebSocket.
+const WS_STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /streams/{id}/ws`: a WebSocket of one stream, for the web UI. Each
+/// whole frame of a watched stream as it completes, as a binary message
+/// (the JPEG; a slow reader gets the newest and skips the rest), and
+/// [`StreamStats`] as a text message (JSON) at once and then every second.
+/// Closes when this node neither streams nor watches the stream any more.
+pub(super) async fn socket(
+    State(st): State<ApiState>,
+    Path(id): Path<u64>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let s = streams(&st)?.clone();
+    if s.own_view(id).is_none() && s.watch_view(id).is_none() {
+        return Err(ApiError(Failure::not_found(format!(
+            "this node neither streams nor watches stream {id}"
+        ))));
+    }
+    let shutdown = st.inner.shutdown.clone();
+    Ok(ws.on_upgrade(move |socket| stream_pump(socket, s, id, shutdown)))
+}
+
+async fn stream_pump(
+    mut socket: WebSocket,
+    s: Streams,
+    id: u64,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut frames = s.frames(id);
+    let mut tick = tokio::time::interval(WS_STATS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => {
+                let stats = StreamStats {
+                    streaming: s.own_view(id),
+                    watching: s.watch_view(id),
+                };
+                if stats.streaming.is_none() && stats.watching.is_none() {
+                    break;
+                }
+                if frames.is_none() {
+                    frames = s.frames(id);
+                }
+                let Ok(text) = serde_json::to_string(&stats) else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            changed = async {
+                match frames.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !changed {
+                    frames = None;
+                    continue;
+                }
+                let frame = frames.as_mut().and_then(|rx| rx.borrow_and_update().clone());
+                if let Some(f) = frame {
+                    if socket.send(Message::Binary(f.jpeg)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
 }
