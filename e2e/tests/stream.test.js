@@ -2,7 +2,8 @@
 // Alice's browser runs Chromium's fake camera; she goes live in a channel.
 // Bob, in another browser on another node, sees the live badge, watches,
 // and the player shows frames that change, with fps, latency and loss.
-// A refused watch shows the node's reason. Screenshots go to ../screenshots/.
+// Carol's node announces an address nothing listens on: watching her
+// stream shows the node's reason. Screenshots go to ../screenshots/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,21 +11,23 @@ import { startServer, startNode, nodeApi, eventually, removeDir } from '../lib/c
 import { launch, newUser, screenshots } from '../lib/browser.js';
 
 const PASSWORD = 'correct horse battery';
-let server, nodeA, nodeB, camBrowser, plainBrowser;
+let server, nodeA, nodeB, nodeC, camBrowser, plainBrowser;
 let alice, bob;
-const procs = () => [nodeA, nodeB, server].filter(Boolean);
+const procs = () => [nodeA, nodeB, nodeC, server].filter(Boolean);
 
 before(async () => {
   server = await startServer();
-  [nodeA, nodeB] = await Promise.all([
+  [nodeA, nodeB, nodeC] = await Promise.all([
     startNode('streamer-node', server.addr),
     startNode('viewer-node', server.addr),
+    // Peers are told 127.0.0.2, where nothing of this node listens.
+    startNode('unreachable-node', server.addr, undefined, { advertise: '127.0.0.2' }),
   ]);
   // Only the streamer's browser has the fake camera.
   camBrowser = await launch({ fakeCamera: true });
   plainBrowser = await launch();
   alice = await newUser(camBrowser, 'alice');
-  // The refused watch below answers 503 on purpose.
+  // The watch of an unreachable streamer below answers 503 on purpose.
   bob = await newUser(plainBrowser, 'bob', { quiet: /status of 503/ });
 });
 
@@ -94,7 +97,7 @@ test('bob sees the live badge, watches, and the player plays', async () => {
   // stream_started arrives over the event WebSocket: no reload.
   await liveBadge(page, 'live').waitFor();
   await page.locator('.live-row', { hasText: 'alice' }).waitFor();
-  await page.locator('#stream-watch').click();
+  await page.locator('.live-row:has-text("alice") .stream-watch').click();
   await page.locator('#stream-player').waitFor();
   await eventually('frames in the player', async () => (await frames(page)) > 5, 30000);
   const first = await page.locator('#stream-player').evaluate((c) => c.toDataURL('image/png'));
@@ -114,23 +117,29 @@ test('bob sees the live badge, watches, and the player plays', async () => {
   await screenshots(alice.page, 'stream-streamer');
 });
 
-test('a watch the node refuses shows why', async () => {
+test('a streamer the viewer cannot reach: the player says why', async () => {
   const { page } = bob;
   await page.locator('#stream-unwatch').click();
-  await page.locator('#stream-watch').waitFor();
-  // As when the streamer's node cannot be reached: the node answers 503
-  // with its reason, and the UI shows that reason.
-  const reason = "cannot reach the streamer's node at 10.9.9.9:4000 (connection timed out); streams are not relayed through the server";
-  await page.route('**/api/v1/streams/*/watch', (route) => route.fulfill({
-    status: 503, contentType: 'application/json',
-    body: JSON.stringify({ error: 'UNAVAILABLE', reason }),
-  }));
-  await page.locator('#stream-watch').click();
+  await page.locator('.live-row:has-text("alice") .stream-watch').waitFor();
+  // Carol (API only) joins and streams a test pattern from her node.
+  const reg = await nodeApi(nodeC, 'POST', '/session/register', { username: 'carol', password: PASSWORD });
+  assert.equal(reg.status, 201, JSON.stringify(reg.body));
+  const joined = await nodeApi(nodeC, 'POST', '/channels/live/join');
+  assert.ok(joined.status < 300, JSON.stringify(joined.body));
+  const started = await nodeApi(nodeC, 'POST', '/streams', { channel: 'live', source: 'test_pattern', width: 320, height: 240, fps: 5 });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const row = page.locator(`.live-row[data-stream="${started.body.stream.stream_id}"]`);
+  await row.waitFor();
+  await row.locator('.stream-watch').click();
   const err = page.locator('#stream-error');
   await err.waitFor();
-  assert.match(await err.textContent(), /not relayed through the server/);
-  await page.unroute('**/api/v1/streams/*/watch');
+  const text = await err.textContent();
+  assert.match(text, /cannot reach carol's node/);
+  assert.match(text, /not relayed through the server/);
+  assert.equal(await page.locator('#stream-player').count(), 0);
   await screenshots(page, 'stream-unreachable');
+  assert.equal((await nodeApi(nodeC, 'DELETE', `/streams/${started.body.stream.stream_id}`)).status, 204);
+  await row.waitFor({ state: 'detached' });
 });
 
 test('alice stops; the badge goes away for bob', async () => {

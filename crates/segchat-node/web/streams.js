@@ -285,7 +285,7 @@ export class StreamArea {
         parts.push(h('div', { class: 'stream-card live-row', dataset: { stream: String(st.stream_id) } },
           h('span', { class: 'live-badge' }, 'LIVE'),
           h('span', { class: 'live-who' }, h('strong', {}, displayName(st.streamer)), ` is live · ${st.width}×${st.height}`),
-          h('button', { type: 'button', class: 'btn primary small', id: 'stream-watch', onclick: () => this.watch(st) }, icon('eye'), 'Watch')));
+          h('button', { type: 'button', class: 'btn primary small stream-watch', 'aria-label': `Watch ${displayName(st.streamer)}'s stream`, onclick: () => this.watch(st) }, icon('eye'), 'Watch')));
       }
     }
     if (err) {
