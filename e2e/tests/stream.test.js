@@ -151,3 +151,15 @@ test('alice stops; the badge goes away for bob', async () => {
   assert.equal(list.body.own.length, 0);
   await alice.page.locator('#go-live:not([disabled])').waitFor();
 });
+
+test('a stream of hers started elsewhere shows as hers, and she can stop it', async () => {
+  const started = await nodeApi(nodeA, 'POST', '/streams', { channel: 'live', source: 'test_pattern', width: 320, height: 240, fps: 5 });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const row = alice.page.locator(`.live-row[data-stream="${started.body.stream.stream_id}"]`);
+  await row.getByText('You are live here from another tab').waitFor();
+  assert.equal(await row.locator('.stream-watch').count(), 0, 'no Watch of her own stream');
+  await liveBadge(bob.page, 'live').waitFor();
+  await row.getByRole('button', { name: 'Stop' }).click();
+  await row.waitFor({ state: 'detached' });
+  await liveBadge(bob.page, 'live').waitFor({ state: 'detached' });
+});

@@ -176,7 +176,7 @@ function enterApp(session) {
   if (streams) { streams.stopOwn(); streams.unwatch(); }
   streams = new StreamArea(streamEl, () => {
     const c = channelInfo(s.current);
-    return { channel: s.current, canWrite: !!canWrite(c), writeReason: writeReason(c) };
+    return { channel: s.current, canWrite: !!canWrite(c), writeReason: writeReason(c), me: s.me };
   }, () => { renderHeader(); renderSide(); });
   s.isLive = (name) => !!streams && streams.liveIn(name).length > 0;
 

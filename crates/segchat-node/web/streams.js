@@ -57,6 +57,12 @@ export class StreamArea {
     this.watching = null; // {id, channel, canvas, ws, frames, stats, error}
     this.setup = null; // channel whose "Go live" form is open
     this.errors = new Map(); // channel -> message (start or watch failure)
+    // Closing or reloading the page ends its camera stream: nothing would
+    // feed it any more.
+    window.addEventListener('pagehide', () => {
+      if (!this.own) return;
+      fetch(`/api/v1/streams/${this.own.id}`, { method: 'DELETE', keepalive: true, credentials: 'same-origin', headers: { 'X-Segchat': '1' } }).catch(() => {});
+    });
   }
 
   // ------------------------------------------------------------ live list
@@ -186,6 +192,15 @@ export class StreamArea {
     this.onChange();
   }
 
+  async stopElsewhere(st) {
+    try {
+      await api('DELETE', `/streams/${st.stream_id}`);
+    } catch (e) {
+      this.errors.set(st.channel, `Could not stop it here: ${e.reason}`);
+    }
+    this.render();
+  }
+
   updateOwn() {
     const own = this.own;
     const line = this.el.querySelector('#stream-own-stats');
@@ -280,8 +295,17 @@ export class StreamArea {
     else if (this.setup === channel && channel) parts.push(this.setupCard(channel, canWrite, writeReason));
     if (this.watching && this.watching.channel === channel) parts.push(this.playerCard());
     else {
+      const { me } = this.ctx();
       for (const st of this.liveIn(channel)) {
         if (this.own && this.own.id === st.stream_id) continue;
+        if (me && me.kind === 'user' && st.streamer === me.username) {
+          // Streamed by this account from elsewhere (the CLI, another tab).
+          parts.push(h('div', { class: 'stream-card live-row', dataset: { stream: String(st.stream_id) } },
+            h('span', { class: 'live-badge' }, 'LIVE'),
+            h('span', { class: 'live-who' }, 'You are live here from another tab or the command line'),
+            h('button', { type: 'button', class: 'btn danger small', onclick: () => this.stopElsewhere(st) }, 'Stop')));
+          continue;
+        }
         parts.push(h('div', { class: 'stream-card live-row', dataset: { stream: String(st.stream_id) } },
           h('span', { class: 'live-badge' }, 'LIVE'),
           h('span', { class: 'live-who' }, h('strong', {}, displayName(st.streamer)), ` is live · ${st.width}×${st.height}`),
