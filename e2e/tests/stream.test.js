@@ -77,6 +77,7 @@ test('alice goes live from her camera, with a preview', async () => {
   await page.locator('#stream-setup').waitFor();
   await page.locator('#stream-size').selectOption('320x240');
   await page.locator('#stream-fps').selectOption('10');
+  await screenshots(page, 'stream-setup');
   await page.locator('#stream-start').click();
   await page.locator('#stream-own').waitFor();
   await eventually('frames pushed to the node', async () =>
