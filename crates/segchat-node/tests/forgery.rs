@@ -1,6 +1,7 @@
-//! A channel host that lies: it alters a body, signs in someone else's
-//! name, and presents a ticket the server never signed. The member's node
-//! keeps only the genuine message and logs the rest as rejected.
+//! Peers that misbehave. A channel host that lies (alters a body, signs in
+//! someone else's name, presents a ticket the server never signed): the
+//! member's node keeps only the genuine message and logs the rest. A member
+//! who leaves: the host cuts them off and refuses them.
 
 mod common;
 
@@ -213,4 +214,142 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         .any(|l| l.contains("ticket is for \"mallory\", not \"bob\"")));
     fake_host.abort();
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let host = start_node(server.addr, &adir).await;
+    let a = Api::of(&host);
+    a.wait_connected().await;
+    a.register("alice").await;
+    a.ok(
+        Method::POST,
+        "/channels",
+        Some(json!({"name": "club", "visibility": "members_only"})),
+    )
+    .await;
+
+    // Eve, a bare client: joins, gets a ticket, connects to the host P2P.
+    let mut t: Tracker = Framed::new(
+        TcpStream::connect(server.addr).await.expect("connect"),
+        FrameCodec::default(),
+    );
+    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, "eve")))
+        .await
+        .expect("hello");
+    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
+    ask(
+        &mut t,
+        1,
+        Request::Register {
+            username: "eve".into(),
+            password: "correct horse battery".into(),
+        },
+    )
+    .await;
+    ask(
+        &mut t,
+        2,
+        Request::JoinChannel {
+            channel: "club".into(),
+        },
+    )
+    .await;
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let Reply::Ticket(ticket) = ask(
+        &mut t,
+        3,
+        Request::GetTicket {
+            node_key: hex::encode(key.verifying_key().as_bytes()),
+        },
+    )
+    .await
+    else {
+        panic!("expected a ticket")
+    };
+    let addr = host_addr(&a).await;
+    // The host learns of the join from the server; retry until admitted.
+    let mut p = eventually("eve to be admitted", || {
+        let ticket = ticket.clone();
+        async move {
+            let (p, answer) = peer_connect(addr, ticket).await;
+            matches!(
+                answer,
+                Ok(peer::Reply::Connected {
+                    can_write: true,
+                    ..
+                })
+            )
+            .then_some(p)
+        }
+    })
+    .await;
+
+    // Eve leaves; the host cuts her connection and refuses her from now on.
+    ask(
+        &mut t,
+        4,
+        Request::LeaveChannel {
+            channel: "club".into(),
+        },
+    )
+    .await;
+    let closed = tokio::time::timeout(common::DEADLINE, async {
+        loop {
+            match p.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the host keeps serving a member who left");
+    let (_, answer) = peer_connect(addr, ticket).await;
+    match answer {
+        Err(f) => assert_eq!(f.status, segchat_proto::Status::Forbidden, "{f}"),
+        other => panic!("a member who left was admitted again: {other:?}"),
+    }
+    host.shutdown().await;
+    server.stop().await;
+}
+
+/// Opens a peer link to `addr` and asks to join `club` with `ticket`.
+async fn peer_connect(
+    addr: std::net::SocketAddr,
+    ticket: SignedTicket,
+) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
+    let mut p: PeerLink = Framed::new(
+        TcpStream::connect(addr).await.expect("connect"),
+        FrameCodec::default(),
+    );
+    p.send(Frame::Hello(Hello::new(LinkKind::Peer, "eve")))
+        .await
+        .expect("hello");
+    assert!(matches!(p.next().await, Some(Ok(Frame::Welcome(_)))));
+    p.send(Frame::Request {
+        id: 1,
+        body: peer::Request::PeerConnect {
+            ticket,
+            channel: "club".into(),
+        },
+    })
+    .await
+    .expect("connect");
+    match p.next().await {
+        Some(Ok(Frame::Response { result, .. })) => (p, result),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+/// The host node's P2P address.
+async fn host_addr(a: &Api) -> std::net::SocketAddr {
+    let (_, v) = a.get("/node").await;
+    v["p2p_addr"]
+        .as_str()
+        .expect("p2p address")
+        .parse()
+        .expect("addr")
 }

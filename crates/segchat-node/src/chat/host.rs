@@ -109,15 +109,36 @@ impl Hosting {
 
     /// Keeps the cached member list current as people join and leave, so
     /// admission never has to wait for the server.
+    /// Someone who left and may no longer read is cut off at once.
     pub(super) fn member_changed(&self, channel: &str, user: &str, joined: bool) {
         let mut map = lock(&self.channels);
-        if let Some(acl) = map.get_mut(channel).and_then(|h| h.acl.as_mut()) {
-            if joined {
-                acl.members.insert(user.to_owned());
-            } else {
-                acl.members.remove(user);
-            }
+        let Some(h) = map.get_mut(channel) else {
+            return;
+        };
+        let Some(acl) = h.acl.as_mut() else { return };
+        if joined {
+            acl.members.insert(user.to_owned());
+            return;
         }
+        acl.members.remove(user);
+        if !acl.may_read(user, AccountKind::User) {
+            h.subs.retain(|_, s| {
+                let stays = s.user != user;
+                if !stays {
+                    s.cancel.cancel();
+                }
+                stays
+            });
+        }
+    }
+
+    /// Whether `user` may write in `channel` now (checked on every post, so
+    /// leaving a channel takes effect on open connections too).
+    fn may_write(&self, channel: &str, user: &str, kind: AccountKind) -> bool {
+        lock(&self.channels)
+            .get(channel)
+            .and_then(|h| h.acl.as_ref())
+            .is_some_and(|acl| acl.may_write(user, kind))
     }
 
     pub(super) fn stop_all(&self) {
@@ -593,8 +614,8 @@ struct PeerConn {
     tx: mpsc::Sender<Bytes>,
     queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
-    /// channel → (user, may write)
-    joined: HashMap<String, (String, bool)>,
+    /// channel → (ticket's user, account kind)
+    joined: HashMap<String, (String, AccountKind)>,
     /// Posts of this member being verified and stored at once.
     posts: Arc<Semaphore>,
 }
@@ -711,14 +732,14 @@ pub(crate) async fn serve_peer(
 /// The checks a post gets before it is queued: the member joined the
 /// channel and may write, it is their own message, and it fits.
 fn check_post(chat: &Chat, conn: &PeerConn, message: &Message) -> Result<(), Failure> {
-    let Some((user, can_write)) = conn.joined.get(&message.channel) else {
+    let Some((user, kind)) = conn.joined.get(&message.channel) else {
         return Err(Failure::bad_request("peer_connect to the channel first"));
     };
-    if !can_write {
+    if !chat.inner.hosting.may_write(&message.channel, user, *kind) {
         return Err(Failure::forbidden(format!(
             "{user} cannot write in {:?}: {}",
             message.channel,
-            if user.starts_with("visitor:") {
+            if *kind == AccountKind::Visitor {
                 "visitors only read"
             } else {
                 "only members write; join first"
@@ -808,7 +829,7 @@ async fn handle(
                     }
                 ),
             );
-            conn.joined.insert(channel.clone(), (user, can_write));
+            conn.joined.insert(channel.clone(), (user, kind));
             Ok(peer::Reply::Connected {
                 channel,
                 last_seq,
