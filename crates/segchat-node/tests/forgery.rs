@@ -35,6 +35,29 @@ async fn ask(t: &mut Tracker, id: u32, body: Request) -> Reply {
     }
 }
 
+/// A bare tracker link, signed in as a newly registered `name` (request id
+/// 1 is used).
+async fn registered(server: std::net::SocketAddr, name: &str) -> Tracker {
+    let mut t: Tracker = Framed::new(
+        TcpStream::connect(server).await.expect("connect"),
+        FrameCodec::default(),
+    );
+    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, name)))
+        .await
+        .expect("hello");
+    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
+    ask(
+        &mut t,
+        1,
+        Request::Register {
+            username: name.into(),
+            password: "correct horse battery".into(),
+        },
+    )
+    .await;
+    t
+}
+
 fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Message {
     Draft {
         id: Uuid::now_v7(),
@@ -56,23 +79,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     // Mallory's fake host: a real account and channel, a listener of its own.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let fake_addr = listener.local_addr().expect("addr");
-    let mut t: Tracker = Framed::new(
-        TcpStream::connect(server.addr).await.expect("connect"),
-        FrameCodec::default(),
-    );
-    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, "mallory")))
-        .await
-        .expect("hello");
-    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
-    ask(
-        &mut t,
-        1,
-        Request::Register {
-            username: "mallory".into(),
-            password: "correct horse battery".into(),
-        },
-    )
-    .await;
+    let mut t = registered(server.addr, "mallory").await;
     ask(
         &mut t,
         2,
@@ -233,23 +240,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     .await;
 
     // Eve, a bare client: joins, gets a ticket, connects to the host P2P.
-    let mut t: Tracker = Framed::new(
-        TcpStream::connect(server.addr).await.expect("connect"),
-        FrameCodec::default(),
-    );
-    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, "eve")))
-        .await
-        .expect("hello");
-    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
-    ask(
-        &mut t,
-        1,
-        Request::Register {
-            username: "eve".into(),
-            password: "correct horse battery".into(),
-        },
-    )
-    .await;
+    let mut t = registered(server.addr, "eve").await;
     ask(
         &mut t,
         2,
