@@ -50,6 +50,8 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// How often the backup and pull tasks look even without a nudge.
 const BACKUP_EVERY: Duration = Duration::from_secs(5);
 const PULL_EVERY: Duration = Duration::from_secs(30);
+/// How long the backup task waits after a nudge before it reads the backlog.
+const BACKUP_LINGER: Duration = Duration::from_millis(50);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -224,10 +226,15 @@ impl Chat {
                     sequencer,
                     cancel: shutdown.child_token(),
                 };
-                tokio::spawn(
-                    self.clone()
-                        .sequencer(ch.name.clone(), jobs, h.cancel.clone()),
-                );
+                let (chat, name) = (self.clone(), ch.name.clone());
+                if let Err(e) = std::thread::Builder::new()
+                    .name(format!("seq-{}", ch.name))
+                    .spawn(move || chat.sequencer(name, jobs))
+                {
+                    // The queue's receiver is gone with the closure: posts
+                    // are answered "no longer hosted here" and stay pending.
+                    tracing::error!(error = %e, channel = %ch.name, "could not start the sequencer");
+                }
                 tokio::spawn(self.clone().backup_loop(
                     ch.name.clone(),
                     h.backup.clone(),
@@ -328,17 +335,13 @@ impl Chat {
     /// Numbers, stores and fans out a hosted channel's messages in order:
     /// whatever is queued is written in one transaction, then broadcast in
     /// sequence order, then acknowledged.
-    async fn sequencer(
-        self,
-        channel: String,
-        mut jobs: mpsc::Receiver<Job>,
-        cancel: CancellationToken,
-    ) {
-        loop {
-            let first = tokio::select! {
-                _ = cancel.cancelled() => return,
-                j = jobs.recv() => match j { Some(j) => j, None => return },
-            };
+    ///
+    /// Runs on a thread of its own (one per hosted channel): a post goes
+    /// from the member's connection to this thread and on to the members'
+    /// writers with no hop through the blocking pool. Ends when the channel
+    /// stops being hosted (its queue's senders are gone).
+    fn sequencer(self, channel: String, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < SEQUENCER_BATCH {
                 match jobs.try_recv() {
@@ -346,11 +349,9 @@ impl Chat {
                     Err(_) => break,
                 }
             }
-            let rows: Vec<(Message, Arrival)> = batch
-                .iter()
-                .map(|j| (j.message.clone(), j.arrival.clone()))
-                .collect();
-            let stored = match self.store().host_append(channel.clone(), rows).await {
+            let rows: Vec<(&Message, &Arrival)> =
+                batch.iter().map(|j| (&j.message, &j.arrival)).collect();
+            let stored = match self.store().host_append_blocking(&channel, &rows) {
                 Ok(stored) => stored,
                 Err(e) => {
                     let failure = super::internal(e);
@@ -424,7 +425,11 @@ impl Chat {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = bell.notified() => {}
+                _ = bell.notified() => {
+                    // Let a burst of posts gather into one batch: one round
+                    // trip and one server transaction for many messages.
+                    tokio::time::sleep(BACKUP_LINGER).await;
+                }
                 _ = tokio::time::sleep(BACKUP_EVERY) => {}
             }
             if self.link().state().connected {
@@ -499,7 +504,11 @@ impl Chat {
                                 .await;
                         }
                     }
-                    match self.store().mark_backed_up(channel.to_owned(), last).await {
+                    match self
+                        .store()
+                        .mark_backed_up(channel.to_owned(), cursor, last)
+                        .await
+                    {
                         Ok(ids) => {
                             for id in ids {
                                 self.publish(ChatEvent::MessageState {

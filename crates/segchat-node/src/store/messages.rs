@@ -225,19 +225,23 @@ fn to_message(
 
 const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
 
+/// Inserts a copy of `m` unless the store has it; `hosted_seq` is this
+/// node's own number for it when it hosts the channel. Returns whether it
+/// was new.
 fn insert(
     c: &Connection,
     m: &Message,
     a: &Arrival,
     state: Option<DeliveryState>,
+    hosted_seq: Option<u64>,
 ) -> Result<bool, StoreError> {
     let ticket =
         serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let n = c
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
-                 source, source_addr, host_seq, server_seq, state, received_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 source, source_addr, host_seq, server_seq, state, received_at_ms, hosted_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             m.id.to_string(),
@@ -249,34 +253,32 @@ fn insert(
             m.signature,
             a.source.as_str(),
             a.from,
-            a.host_seq.map(|v| v as i64),
+            hosted_seq.or(a.host_seq).map(|v| v as i64),
             a.server_seq.map(|v| v as i64),
             state.map(DeliveryState::as_str),
-            crate::now_ms() as i64
+            crate::now_ms() as i64,
+            hosted_seq.map(|v| v as i64)
         ])?;
     if n == 0 {
         // Known already: learn the sequence numbers this copy carries.
-        c.execute(
+        c.prepare_cached(
             "UPDATE messages SET host_seq = COALESCE(host_seq, ?2),
                                  server_seq = COALESCE(server_seq, ?3)
              WHERE id = ?1",
-            params![
-                m.id.to_string(),
-                a.host_seq.map(|v| v as i64),
-                a.server_seq.map(|v| v as i64)
-            ],
-        )?;
+        )?
+        .execute(params![
+            m.id.to_string(),
+            a.host_seq.map(|v| v as i64),
+            a.server_seq.map(|v| v as i64)
+        ])?;
     }
     Ok(n == 1)
 }
 
 fn cursor_in(c: &Connection, channel: &str, kind: Cursor) -> Result<u64, StoreError> {
     let v: Option<i64> = c
-        .query_row(
-            "SELECT value FROM cursors WHERE channel = ?1 AND kind = ?2",
-            params![channel, kind.as_str()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM cursors WHERE channel = ?1 AND kind = ?2")?
+        .query_row(params![channel, kind.as_str()], |r| r.get(0))
         .optional()?;
     Ok(v.unwrap_or(0) as u64)
 }
@@ -287,12 +289,52 @@ fn set_cursor_in(
     kind: Cursor,
     value: u64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO cursors (channel, kind, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (channel, kind) DO UPDATE SET value = MAX(value, ?3)",
-        params![channel, kind.as_str(), value as i64],
-    )?;
+    )?
+    .execute(params![channel, kind.as_str(), value as i64])?;
     Ok(())
+}
+
+/// Most rows one pass of the search indexer takes (a search indexes all).
+const INDEX_BATCH: i64 = 1_000;
+/// How often the background indexer looks: often enough that each pass is
+/// short (it holds the store while it runs).
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Adds the messages stored since the last pass to the full-text index, in
+/// one transaction; `limit` bounds the pass. Returns how many it indexed.
+fn index_pending(c: &mut Connection, limit: Option<i64>) -> Result<usize, StoreError> {
+    let tx = c.transaction()?;
+    let from: i64 = tx
+        .prepare_cached("SELECT indexed_through FROM search_progress WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    let through: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MAX(local_id) FROM (SELECT local_id FROM messages
+             WHERE local_id > ?1 ORDER BY local_id LIMIT ?2)",
+        )?
+        .query_row(params![from, limit.unwrap_or(-1)], |r| r.get(0))?;
+    let Some(through) = through else {
+        return Ok(0);
+    };
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO messages_fts (rowid, body, author, channel)
+             SELECT local_id, body, author, channel FROM messages
+             WHERE local_id > ?1 AND local_id <= ?2",
+        )?
+        .execute(params![from, through])?;
+    tx.prepare_cached("UPDATE search_progress SET indexed_through = ?1 WHERE id = 1")?
+        .execute(params![through])?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Brings the full-text index up to date (before a search).
+fn index_for_search(c: &mut Connection) -> Result<(), StoreError> {
+    index_pending(c, None).map(drop)
 }
 
 /// Turns free text into an FTS5 query that matches every word, so user
@@ -309,7 +351,7 @@ impl Store {
     /// Stores a copy of a message that arrived from a host or the server.
     /// Returns whether it was new.
     pub async fn insert_message(&self, m: Message, a: Arrival) -> Result<bool, StoreError> {
-        self.with(move |c| insert(c, &m, &a, None)).await
+        self.with(move |c| insert(c, &m, &a, None, None)).await
     }
 
     /// Puts a message the user wrote in the outbox (state `pending`).
@@ -321,7 +363,7 @@ impl Store {
                 host_seq: None,
                 server_seq: None,
             };
-            insert(c, &m, &a, Some(DeliveryState::Pending))?;
+            insert(c, &m, &a, Some(DeliveryState::Pending), None)?;
             Ok(())
         })
         .await
@@ -330,27 +372,34 @@ impl Store {
     /// As the channel's host: stores messages (those not hosted yet) under
     /// the next hosted sequence numbers, all in one transaction. Returns,
     /// for each, whether it is new to the hosted set and its hosted seq.
-    pub async fn host_append(
+    ///
+    /// Blocks: for the hosted channel's sequencer thread, never a task.
+    pub fn host_append_blocking(
         &self,
-        channel: String,
-        batch: Vec<(Message, Arrival)>,
+        channel: &str,
+        batch: &[(&Message, &Arrival)],
     ) -> Result<Vec<(bool, u64)>, StoreError> {
-        self.with(move |c| {
+        self.with_here(|c| {
             let tx = c.transaction()?;
-            let mut next: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(hosted_seq), 0) + 1 FROM messages
-                 WHERE channel = ?1 AND hosted_seq IS NOT NULL",
-                params![channel],
-                |r| r.get(0),
-            )?;
+            let mut next: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(hosted_seq), 0) + 1 FROM messages
+                     WHERE channel = ?1 AND hosted_seq IS NOT NULL",
+                )?
+                .query_row(params![channel], |r| r.get(0))?;
             let mut out = Vec::with_capacity(batch.len());
-            for (m, a) in &batch {
+            for &(m, a) in batch {
+                if insert(&tx, m, a, None, Some(next as u64))? {
+                    out.push((true, next as u64));
+                    next += 1;
+                    continue;
+                }
+                // Known here already (hosted, or seen before hosting).
                 let id = m.id.to_string();
-                let existing: Option<Option<i64>> = tx
+                let hosted: Option<i64> = tx
                     .prepare_cached("SELECT hosted_seq FROM messages WHERE id = ?1")?
-                    .query_row(params![id], |r| r.get(0))
-                    .optional()?;
-                if let Some(Some(seq)) = existing {
+                    .query_row(params![id], |r| r.get(0))?;
+                if let Some(seq) = hosted {
                     // Hosted already; learn the server's number if this copy has it.
                     tx.prepare_cached(
                         "UPDATE messages SET server_seq = COALESCE(server_seq, ?2) WHERE id = ?1",
@@ -359,7 +408,6 @@ impl Store {
                     out.push((false, seq as u64));
                     continue;
                 }
-                insert(&tx, m, a, None)?;
                 tx.prepare_cached(
                     "UPDATE messages SET hosted_seq = ?2, host_seq = ?2 WHERE id = ?1",
                 )?
@@ -370,7 +418,6 @@ impl Store {
             tx.commit()?;
             Ok(out)
         })
-        .await
     }
 
     /// As host: messages with hosted sequence numbers above `after`.
@@ -446,21 +493,26 @@ impl Store {
         .await
     }
 
-    /// Marks every message written here in `channel` with a hosted seq up
-    /// to `through` as backed up; returns their ids.
+    /// Marks every message written here in `channel` with a hosted seq in
+    /// `after..=through` as backed up; returns their ids. The range keeps
+    /// this a walk of one backup batch, not of the channel's history.
     pub async fn mark_backed_up(
         &self,
         channel: String,
+        after: u64,
         through: u64,
     ) -> Result<Vec<String>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE messages SET state = 'backed_up'
-                 WHERE channel = ?1 AND hosted_seq <= ?2 AND state IN ('pending', 'stored')
+                 WHERE channel = ?1 AND hosted_seq > ?2 AND hosted_seq <= ?3
+                   AND state IN ('pending', 'stored')
                  RETURNING id",
             )?;
             let ids = stmt
-                .query_map(params![channel, through as i64], |r| r.get::<_, String>(0))?
+                .query_map(params![channel, after as i64, through as i64], |r| {
+                    r.get::<_, String>(0)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(ids)
         })
@@ -560,6 +612,7 @@ impl Store {
             return Ok(Vec::new());
         };
         self.with(move |c| {
+            index_for_search(c)?;
             let cols = ROW_COLUMNS
                 .split(", ")
                 .map(|col| format!("m.{}", col.trim()))
@@ -574,6 +627,28 @@ impl Store {
             rows.map(|r| r?.cook()).collect()
         })
         .await
+    }
+
+    /// Indexes for search a batch of the messages stored since the last
+    /// pass. Returns how many it indexed.
+    pub async fn index_some(&self) -> Result<usize, StoreError> {
+        self.with(|c| index_pending(c, Some(INDEX_BATCH))).await
+    }
+
+    /// Keeps the search index close behind the message table, so a search
+    /// rarely has much to index first. Runs until `shutdown`.
+    pub async fn index_in_background(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.index_some().await {
+                Ok(n) if n as i64 == INDEX_BATCH => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not index messages for search"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(INDEX_EVERY) => {}
+            }
+        }
     }
 
     /// A cursor's value (0 if never set).
@@ -736,6 +811,73 @@ mod tests {
             fts_query("NEAR(a b) OR c*"),
             Some("\"NEAR(a\" \"b)\" \"OR\" \"c*\"".into())
         );
+    }
+
+    fn message(n: u128, body: &str) -> Message {
+        let server = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let node = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let ticket = segchat_proto::ticket::Ticket {
+            username: "alice".into(),
+            kind: segchat_proto::types::AccountKind::User,
+            session_id: "s".into(),
+            node_key: hex::encode(node.verifying_key().as_bytes()),
+            issued_at_ms: 0,
+            expires_at_ms: u64::MAX,
+        }
+        .sign(&server)
+        .expect("ticket");
+        segchat_proto::message::Draft {
+            id: uuid::Uuid::from_u128(n),
+            channel: "c",
+            author: "alice",
+            ts_ms: 1_000 + n as u64,
+            body,
+        }
+        .sign(&node, ticket)
+        .expect("sign")
+    }
+
+    fn hosted() -> Arrival {
+        Arrival {
+            source: Source::Host,
+            from: Some("member 127.0.0.1:1".into()),
+            host_seq: None,
+            server_seq: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn search_sees_every_stored_message_and_indexes_each_once() {
+        let s = Store::open_in_memory().expect("store");
+        let first = message(1, "apples and pears");
+        let second = message(2, "more apples");
+        s.host_append_blocking("c", &[(&first, &hosted())])
+            .expect("append");
+        // Indexed by the background pass...
+        assert_eq!(s.index_some().await.expect("index"), 1);
+        assert_eq!(s.index_some().await.expect("index"), 0);
+        // ...or, for what arrived since, by the search itself.
+        s.insert_message(second, hosted()).await.expect("insert");
+        let found = s.search("apples".into(), None, 10).await.expect("search");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(s.index_some().await.expect("index"), 0);
+        let found = s.search("pears".into(), None, 10).await.expect("search");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn host_append_numbers_new_messages_and_knows_repeats() {
+        let s = Store::open_in_memory().expect("store");
+        let (a, b) = (message(1, "a"), message(2, "b"));
+        // `b` was seen here before this node hosted the channel.
+        s.insert_message(b.clone(), hosted()).await.expect("insert");
+        let got = s
+            .host_append_blocking("c", &[(&a, &hosted()), (&b, &hosted()), (&a, &hosted())])
+            .expect("append");
+        assert_eq!(got, vec![(true, 1), (true, 2), (false, 1)]);
+        let after = s.hosted_after("c".into(), 0, 10).await.expect("after");
+        let ids: Vec<_> = after.iter().map(|m| (m.seq, m.message.id)).collect();
+        assert_eq!(ids, vec![(1, a.id), (2, b.id)]);
     }
 
     #[tokio::test]

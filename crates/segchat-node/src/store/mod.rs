@@ -20,7 +20,11 @@ use segchat_proto::types::{AccountKind, ChannelInfo, Presence, SessionInfo};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_messages.sql")),
+    (3, include_str!("../../migrations/0003_search_index.sql")),
 ];
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
 
 /// Store failures. Callers log them; clients only see a generic error.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,9 @@ impl Store {
 
     fn from_conn(mut conn: Connection) -> Result<Store, StoreError> {
         migrate(&mut conn)?;
+        // Every statement on a hot path is prepared once (the default
+        // cache of 16 is smaller than the set the node uses).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -98,15 +105,23 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Worker("store mutex poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.with_here(f))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Runs `f` with the connection on this thread. Blocks: only for
+    /// threads of the node's own that exist to do store work.
+    fn with_here<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Worker("store mutex poisoned".into()))?;
+        f(&mut guard)
     }
 
     // ----- session -------------------------------------------------------
