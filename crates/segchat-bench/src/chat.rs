@@ -530,6 +530,7 @@ async fn member(
     let mut r = MemberResult::default();
     // seen[i]: whether seq base_seq + 1 + i arrived.
     let mut seen: Vec<bool> = Vec::new();
+    let mut tickets = peer::LinkTickets::default();
     loop {
         let frame = tokio::select! {
             biased;
@@ -537,8 +538,24 @@ async fn member(
             f = peer.next() => f,
         };
         match frame {
-            Some(Ok(Frame::Event(peer::Event::Broadcast { seq, message }))) => {
+            Some(Ok(Frame::Event(peer::Event::Ticket { ticket_ref, ticket }))) => {
+                if let Err(e) = tickets.learn(ticket_ref, ticket) {
+                    r.lost = Some(format!("the host broke the peer link: {e}"));
+                    break;
+                }
+            }
+            Some(Ok(Frame::Event(peer::Event::Broadcast {
+                seq,
+                ticket_ref,
+                message,
+            }))) => {
                 let now = epoch.elapsed().as_nanos() as u64;
+                if tickets.get(ticket_ref).is_none() {
+                    r.lost = Some(format!(
+                        "the host broke the peer link: broadcast {seq} names ticket {ticket_ref}, never sent"
+                    ));
+                    break;
+                }
                 let Some(i) = seq.checked_sub(base_seq + 1) else {
                     r.duplicates += 1;
                     continue;

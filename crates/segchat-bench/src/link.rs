@@ -39,7 +39,7 @@ async fn handshake<Req, Rep, Ev>(
 where
     Req: serde::Serialize + serde::de::DeserializeOwned,
     Rep: serde::Serialize + serde::de::DeserializeOwned,
-    Ev: serde::Serialize + serde::de::DeserializeOwned,
+    Ev: segchat_proto::frame::LinkEvent,
 {
     framed.send(Frame::Hello(Hello::new(link, AGENT))).await?;
     match tokio::time::timeout(STEP_TIMEOUT, framed.next()).await {

@@ -17,10 +17,13 @@
 //! | `0x10` | `request`  | `id: u32` · JSON request                         |
 //! | `0x11` | `response` | `id: u32` · `status: u16` · JSON reply or reason |
 //! | `0x12` | `event`    | JSON event                                       |
+//! | `0x13` | `binary_event` | `tag: u8` · fixed binary fields (see the link) |
 //! | `0x7f` | `error`    | `status: u16` · UTF-8 reason; the sender closes  |
 //!
 //! All integers are big-endian. A `response` with status 200 carries the
-//! reply; any other status carries `{"reason": "..."}`.
+//! reply; any other status carries `{"reason": "..."}`. Events are JSON
+//! unless the link's [`LinkEvent`] gives one a binary layout: the peer
+//! link's `broadcast`, sent to every member for every message, is one.
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -43,6 +46,7 @@ pub enum FrameKind {
     Request = 0x10,
     Response = 0x11,
     Event = 0x12,
+    BinaryEvent = 0x13,
     Error = 0x7f,
 }
 
@@ -54,6 +58,7 @@ impl FrameKind {
             0x10 => FrameKind::Request,
             0x11 => FrameKind::Response,
             0x12 => FrameKind::Event,
+            0x13 => FrameKind::BinaryEvent,
             0x7f => FrameKind::Error,
             _ => return None,
         })
@@ -115,6 +120,27 @@ impl DecodeError {
     }
 }
 
+/// A link's events. They travel as JSON (`event`) unless the link gives a
+/// hot one fixed binary fields (`binary_event`): that event's
+/// `encode_binary` writes them and its `decode_binary` reads them back.
+pub trait LinkEvent: Serialize + DeserializeOwned {
+    /// Appends this event's binary payload and returns true, or appends
+    /// nothing and returns false (it is sent as JSON).
+    fn encode_binary(&self, dst: &mut BytesMut) -> bool {
+        let _ = dst;
+        false
+    }
+
+    /// Reads a `binary_event` payload.
+    fn decode_binary(payload: &[u8]) -> Result<Self, String> {
+        let _ = payload;
+        Err("this link has no binary events".into())
+    }
+}
+
+/// A link read as untyped JSON (tools and tests): every event is JSON.
+impl LinkEvent for serde_json::Value {}
+
 /// Errors of the codec: the transport's, or the bytes'.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -135,9 +161,9 @@ impl<Req, Rep, Ev> Frame<Req, Rep, Ev>
 where
     Req: Serialize + DeserializeOwned,
     Rep: Serialize + DeserializeOwned,
-    Ev: Serialize + DeserializeOwned,
+    Ev: LinkEvent,
 {
-    /// The frame's kind byte.
+    /// The frame's kind (`Event` for events in either form).
     pub fn kind(&self) -> FrameKind {
         match self {
             Frame::Hello(_) => FrameKind::Hello,
@@ -185,7 +211,13 @@ where
                     }
                 }
             }
-            Frame::Event(ev) => json(dst, ev)?,
+            Frame::Event(ev) => {
+                if ev.encode_binary(dst) {
+                    dst[start + 4] = FrameKind::BinaryEvent as u8;
+                } else {
+                    json(dst, ev)?;
+                }
+            }
             Frame::Error(f) => {
                 dst.put_u16(f.status.code());
                 dst.put_slice(f.reason.as_bytes());
@@ -280,6 +312,9 @@ where
                 Frame::Response { id, result }
             }
             FrameKind::Event => Frame::Event(serde_json::from_slice(p).map_err(|e| malformed(&e))?),
+            FrameKind::BinaryEvent => {
+                Frame::Event(Ev::decode_binary(p).map_err(|e| malformed(&e))?)
+            }
             FrameKind::Error => {
                 need(2)?;
                 let code = u16::from_be_bytes([p[0], p[1]]);
@@ -335,7 +370,7 @@ impl<Req, Rep, Ev> tokio_util::codec::Decoder for FrameCodec<Req, Rep, Ev>
 where
     Req: Serialize + DeserializeOwned,
     Rep: Serialize + DeserializeOwned,
-    Ev: Serialize + DeserializeOwned,
+    Ev: LinkEvent,
 {
     type Item = Frame<Req, Rep, Ev>;
     type Error = CodecError;
@@ -363,7 +398,7 @@ impl<Req, Rep, Ev> tokio_util::codec::Encoder<Frame<Req, Rep, Ev>> for FrameCode
 where
     Req: Serialize + DeserializeOwned,
     Rep: Serialize + DeserializeOwned,
-    Ev: Serialize + DeserializeOwned,
+    Ev: LinkEvent,
 {
     type Error = CodecError;
 

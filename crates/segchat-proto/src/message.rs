@@ -76,6 +76,38 @@ pub struct Message {
     pub signature: String,
 }
 
+/// A message without its author's ticket: how a host broadcasts it. The
+/// ticket travels once per link and is put back with
+/// [`Unticketed::with_ticket`]; the signature covers the same canonical
+/// bytes either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Unticketed {
+    #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
+    pub id: Uuid,
+    pub channel: String,
+    pub author: String,
+    pub ts_ms: u64,
+    pub body: String,
+    /// ed25519 over the canonical bytes, hex.
+    pub signature: String,
+}
+
+impl Unticketed {
+    /// The whole message again, with the ticket that came on the link.
+    pub fn with_ticket(self, ticket: SignedTicket) -> Message {
+        Message {
+            id: self.id,
+            channel: self.channel,
+            author: self.author,
+            ts_ms: self.ts_ms,
+            body: self.body,
+            ticket,
+            signature: self.signature,
+        }
+    }
+}
+
 /// A message with the sequence number one store gave it. Sequence numbers
 /// are per store and per channel: "everything after N" is exact and cheap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +180,12 @@ impl Message {
     /// Checks only that the ticket names the author and the author's
     /// signature, for callers that already verified this exact ticket.
     pub fn verify_author_signature(&self) -> Result<(), TrustError> {
+        self.verify_author_signature_with(&self.ticket.node_key()?)
+    }
+
+    /// As [`Message::verify_author_signature`], with the ticket's node key
+    /// already decoded (callers that cache it per ticket).
+    pub fn verify_author_signature_with(&self, node_key: &VerifyingKey) -> Result<(), TrustError> {
         let t = &self.ticket.ticket;
         if t.username != self.author || t.kind != AccountKind::User {
             return Err(TrustError::WrongUser {
@@ -155,10 +193,25 @@ impl Message {
                 claimed: self.author.clone(),
             });
         }
-        let key = self.ticket.node_key()?;
+        let key = node_key;
         let sig = decode_signature(&self.signature)?;
         key.verify(&self.draft().signing_bytes()?, &sig)
             .map_err(|_| TrustError::BadSignature)
+    }
+
+    /// Splits off the author's ticket (to send it once per link).
+    pub fn into_parts(self) -> (Unticketed, SignedTicket) {
+        (
+            Unticketed {
+                id: self.id,
+                channel: self.channel,
+                author: self.author,
+                ts_ms: self.ts_ms,
+                body: self.body,
+                signature: self.signature,
+            },
+            self.ticket,
+        )
     }
 
     /// The display order key.

@@ -271,3 +271,6 @@ pub enum Event {
         reason: String,
     },
 }
+
+/// Every tracker event is JSON.
+impl crate::frame::LinkEvent for Event {}

@@ -58,6 +58,9 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 struct Sub {
     tx: mpsc::Sender<Bytes>,
+    /// Which ticket each ticket number names on this member's link (the
+    /// assignment in [`TicketRefs`]); shared by the link's subscriptions.
+    refs: LinkRefs,
     /// Bytes queued for this member and not yet written.
     queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
@@ -86,11 +89,57 @@ struct Job {
     reply: oneshot::Sender<Result<u64, Failure>>,
 }
 
+/// Per link: ticket number → the assignment it was last sent for.
+type LinkRefs = Arc<Mutex<HashMap<u16, u64>>>;
+
 /// The channels this node hosts.
 #[derive(Debug, Default)]
 pub(super) struct Hosting {
     channels: Mutex<HashMap<String, Hosted>>,
+    tickets: Mutex<TicketRefs>,
 }
+
+/// The numbers broadcasts give authors' tickets, node-wide, so a ticket
+/// crosses each link once instead of with every message. A ticket keeps
+/// its number while the table has room; when all [`peer::TICKET_REFS`] are
+/// taken, numbers are reused round-robin under a new assignment, and a link
+/// is sent the new ticket before a broadcast needs it.
+#[derive(Debug, Default)]
+struct TicketRefs {
+    by_ticket: HashMap<SignedTicket, u16>,
+    /// By number: the ticket and its assignment (never 0, never reused).
+    slots: Vec<(SignedTicket, u64)>,
+    next_reuse: usize,
+    assignments: u64,
+}
+
+impl TicketRefs {
+    /// The number of `ticket` and its assignment, giving it one if needed.
+    fn number(&mut self, ticket: &SignedTicket) -> (u16, u64) {
+        if let Some(&n) = self.by_ticket.get(ticket) {
+            return (n, self.slots[n as usize].1);
+        }
+        self.assignments += 1;
+        let n = if self.slots.len() < usize::from(peer::TICKET_REFS) {
+            self.slots.push((ticket.clone(), self.assignments));
+            self.slots.len() - 1
+        } else {
+            let n = self.next_reuse;
+            self.next_reuse = (n + 1) % self.slots.len();
+            let (old, _) =
+                std::mem::replace(&mut self.slots[n], (ticket.clone(), self.assignments));
+            self.by_ticket.remove(&old);
+            n
+        };
+        // `slots` never grows past TICKET_REFS, a u16.
+        let n = n as u16;
+        self.by_ticket.insert(ticket.clone(), n);
+        (n, self.assignments)
+    }
+}
+
+/// A ticket some broadcasts of a batch name: (number, assignment, ticket).
+type UsedTicket = (u16, u64, SignedTicket);
 
 impl Hosting {
     pub(super) fn is_hosted(&self, channel: &str) -> bool {
@@ -152,15 +201,22 @@ impl Hosting {
         }
     }
 
-    /// Sends a pre-encoded frame to every member of `channel`; cuts off the
-    /// ones whose queue is full.
-    fn fan_out(&self, channel: &str, frame: Bytes) -> Vec<(SocketAddr, String)> {
+    /// Sends pre-encoded broadcasts to every member of `channel`, each
+    /// link first getting the `ticket` events it lacks for them; cuts off
+    /// the members whose queue is full.
+    fn fan_out(
+        &self,
+        channel: &str,
+        frames: Bytes,
+        tickets: &[UsedTicket],
+    ) -> Vec<(SocketAddr, String)> {
         let mut map = lock(&self.channels);
         let Some(h) = map.get_mut(channel) else {
             return Vec::new();
         };
         let mut slow = Vec::new();
         h.subs.retain(|_, s| {
+            let frame = with_tickets(&s.refs, tickets, &frames);
             let backlog = s.queued.load(Ordering::Relaxed);
             let sent = if backlog + frame.len() > MEMBER_QUEUE_BYTES {
                 Err(mpsc::error::TrySendError::Full(()))
@@ -191,6 +247,32 @@ impl Hosting {
             h.subs.remove(&conn);
         }
     }
+}
+
+/// `frames`, preceded by the `ticket` events this link has not had yet.
+fn with_tickets(refs: &LinkRefs, tickets: &[UsedTicket], frames: &Bytes) -> Bytes {
+    let mut refs = lock(refs);
+    let missing: Vec<&UsedTicket> = tickets
+        .iter()
+        .filter(|(n, assigned, _)| refs.get(n) != Some(assigned))
+        .collect();
+    if missing.is_empty() {
+        return frames.clone();
+    }
+    let mut buf = BytesMut::new();
+    for (n, assigned, ticket) in missing {
+        let event: PeerFrame = Frame::Event(peer::Event::Ticket {
+            ticket_ref: *n,
+            ticket: ticket.clone(),
+        });
+        if let Err(e) = event.encode(&mut buf) {
+            tracing::error!(error = %e, "could not encode a ticket");
+            continue;
+        }
+        refs.insert(*n, *assigned);
+    }
+    buf.extend_from_slice(frames);
+    buf.freeze()
 }
 
 fn encode(frame: &PeerFrame) -> Option<Bytes> {
@@ -364,14 +446,21 @@ impl Chat {
             // One buffer of broadcasts for the whole batch: each member's
             // writer is woken once and writes it in one go.
             let mut frames = BytesMut::new();
+            let mut tickets: Vec<UsedTicket> = Vec::new();
             let mut acks = Vec::with_capacity(batch.len());
             for (job, (new, seq)) in batch.into_iter().zip(stored) {
                 if new {
                     let mut row = super::MessageRow::arrived(&job.message, &job.arrival);
                     row.host_seq = Some(seq);
+                    let (message, ticket) = job.message.into_parts();
+                    let (ticket_ref, assigned) = lock(&self.inner.hosting.tickets).number(&ticket);
+                    if !tickets.iter().any(|(n, ..)| *n == ticket_ref) {
+                        tickets.push((ticket_ref, assigned, ticket));
+                    }
                     let event: PeerFrame = Frame::Event(peer::Event::Broadcast {
                         seq,
-                        message: job.message,
+                        ticket_ref,
+                        message,
                     });
                     if let Err(e) = event.encode(&mut frames) {
                         tracing::error!(error = %e, "could not encode a broadcast");
@@ -384,7 +473,11 @@ impl Chat {
             }
             let any_new = !frames.is_empty();
             if any_new {
-                for (addr, user) in self.inner.hosting.fan_out(&channel, frames.freeze()) {
+                for (addr, user) in self
+                    .inner
+                    .hosting
+                    .fan_out(&channel, frames.freeze(), &tickets)
+                {
                     self.log().record(
                         "SLOW_CONSUMER",
                         addr,
@@ -605,6 +698,7 @@ impl Chat {
             conn.id,
             Sub {
                 tx: conn.tx.clone(),
+                refs: conn.refs.clone(),
                 queued: conn.queued.clone(),
                 cancel: conn.cancel.clone(),
                 addr: conn.addr,
@@ -621,6 +715,7 @@ struct PeerConn {
     id: u64,
     addr: SocketAddr,
     tx: mpsc::Sender<Bytes>,
+    refs: LinkRefs,
     queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
     /// channel → (ticket's user, account kind)
@@ -645,6 +740,7 @@ pub(crate) async fn serve_peer(
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         addr,
         tx,
+        refs: LinkRefs::default(),
         queued,
         cancel: cancel.clone(),
         joined: HashMap::new(),

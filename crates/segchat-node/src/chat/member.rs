@@ -314,6 +314,7 @@ impl Chat {
             in_flight: HashSet::new(),
             can_write,
             awaiting_backup: false,
+            tickets: peer::LinkTickets::default(),
         };
         let mut flush_due = true;
         let ended = loop {
@@ -341,8 +342,16 @@ impl Chat {
                 frame = reader.next() => match frame {
                     None => break Ended::Lost("the host closed the connection".into()),
                     Some(Err(e)) => break Ended::Lost(format!("bad frame from the host: {e}")),
-                    Some(Ok(Frame::Event(peer::Event::Broadcast { seq, message }))) => {
-                        self.on_hosted(&session, Sequenced { seq, message }).await;
+                    Some(Ok(Frame::Event(peer::Event::Ticket { ticket_ref, ticket }))) => {
+                        if let Err(e) = session.tickets.learn(ticket_ref, ticket) {
+                            break Ended::Lost(e);
+                        }
+                    }
+                    Some(Ok(Frame::Event(peer::Event::Broadcast { seq, ticket_ref, message }))) => {
+                        match session.tickets.resolve(ticket_ref, message) {
+                            Ok(message) => self.on_hosted(&session, Sequenced { seq, message }).await,
+                            Err(e) => break Ended::Lost(e),
+                        }
                     }
                     Some(Ok(Frame::Response { id, result })) => {
                         self.on_answer(&mut session, id, result).await;
@@ -504,6 +513,8 @@ struct Session {
     can_write: bool,
     /// A post was stored by the host and its backup is not confirmed yet.
     awaiting_backup: bool,
+    /// The authors' tickets the host's broadcasts refer to.
+    tickets: peer::LinkTickets,
 }
 
 impl Session {

@@ -22,7 +22,7 @@ mod host;
 mod keys;
 mod member;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -97,8 +97,9 @@ struct Inner {
     streams: std::sync::OnceLock<crate::stream::Streams>,
     /// The decoded server key and the hex it came from.
     server_key: Mutex<Option<(String, VerifyingKey)>>,
-    /// Tickets whose server signature already verified.
-    verified_tickets: Mutex<HashSet<SignedTicket>>,
+    /// Tickets whose server signature already verified, with their node
+    /// key decoded.
+    verified_tickets: Mutex<HashMap<SignedTicket, VerifyingKey>>,
 }
 
 /// Verified tickets remembered before the cache starts over.
@@ -144,7 +145,7 @@ impl Chat {
                 links: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
                 server_key: Mutex::new(None),
-                verified_tickets: Mutex::new(HashSet::new()),
+                verified_tickets: Mutex::new(HashMap::new()),
                 streams: std::sync::OnceLock::new(),
                 data_dir,
                 server_addr,
@@ -263,16 +264,22 @@ impl Chat {
         let key = self
             .server_key()
             .ok_or("the server's key is not known yet")?;
-        let known = lock(&self.inner.verified_tickets).contains(&m.ticket);
-        if !known {
-            m.ticket.verify(&key, None).map_err(|e| e.to_string())?;
-            let mut cache = lock(&self.inner.verified_tickets);
-            if cache.len() >= TICKET_CACHE {
-                cache.clear();
+        let known = lock(&self.inner.verified_tickets).get(&m.ticket).copied();
+        let node_key = match known {
+            Some(node_key) => node_key,
+            None => {
+                m.ticket.verify(&key, None).map_err(|e| e.to_string())?;
+                let node_key = m.ticket.node_key().map_err(|e| e.to_string())?;
+                let mut cache = lock(&self.inner.verified_tickets);
+                if cache.len() >= TICKET_CACHE {
+                    cache.clear();
+                }
+                cache.insert(m.ticket.clone(), node_key);
+                node_key
             }
-            cache.insert(m.ticket.clone());
-        }
-        m.verify_author_signature().map_err(|e| e.to_string())
+        };
+        m.verify_author_signature_with(&node_key)
+            .map_err(|e| e.to_string())
     }
 
     /// Stores a verified copy from a host or the server; publishes it if
