@@ -1,7 +1,9 @@
 //! Peers that misbehave. A channel host that lies (alters a body, signs in
-//! someone else's name, presents a ticket the server never signed): the
-//! member's node keeps only the genuine message and logs the rest. A member
-//! who leaves: the host cuts them off and refuses them.
+//! someone else's name, presents a ticket the server never signed, puts an
+//! author's ticket on a broadcast in another's name, names a ticket it never
+//! sent): the member's node keeps only the genuine message, logs the rest,
+//! and drops a link that breaks the protocol. A member who leaves: the host
+//! cuts them off and refuses them.
 
 mod common;
 
@@ -137,6 +139,28 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     .expect("sign");
     let with_fake_ticket = sign(&key, &fake_ticket, "bob", "bob resigns");
     let lies = [altered, in_bobs_name, with_fake_ticket, genuine];
+    // Pushed as broadcasts: mallory's ticket put on a message in bob's name,
+    // then a broadcast naming a ticket the link never got.
+    let (in_bobs_name_again, _) =
+        sign(&key, &ticket, "bob", "bob agrees, says mallory").into_parts();
+    let forged_broadcast = in_bobs_name_again.id.to_string();
+    let (unknown_ticket, _) = sign(&key, &ticket, "mallory", "who am I").into_parts();
+    let pushed = [
+        peer::Event::Ticket {
+            ticket_ref: 0,
+            ticket: ticket.clone(),
+        },
+        peer::Event::Broadcast {
+            seq: 5,
+            ticket_ref: 0,
+            message: in_bobs_name_again,
+        },
+        peer::Event::Broadcast {
+            seq: 6,
+            ticket_ref: 7,
+            message: unknown_ticket,
+        },
+    ];
 
     // Serve bob's node: welcome, admit, then hand out the lies.
     let fake_host = tokio::spawn(async move {
@@ -157,6 +181,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
             let Frame::Request { id, body } = frame else {
                 continue;
             };
+            let synced = matches!(body, peer::Request::Sync { .. });
             let result = match body {
                 peer::Request::PeerConnect { channel, .. } => Ok(peer::Reply::Connected {
                     channel,
@@ -183,6 +208,13 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
             };
             if p.send(Frame::Response { id, result }).await.is_err() {
                 break;
+            }
+            if synced {
+                for ev in pushed.iter().cloned() {
+                    if p.send(Frame::Event(ev)).await.is_err() {
+                        break;
+                    }
+                }
             }
         }
     });
@@ -212,7 +244,18 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         .lines()
         .filter(|l| l.contains("] MESSAGE_REJECTED |"))
         .collect();
-    assert_eq!(rejected.len(), 3, "{log}");
+    assert_eq!(rejected.len(), 4, "{log}");
+    assert!(
+        rejected
+            .iter()
+            .any(|l| l.contains(&forged_broadcast) && l.contains("not \"bob\"")),
+        "the forged broadcast is among the rejected: {rejected:?}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("] HOST_UNREACHABLE |")
+            && l.contains("names ticket 7, which this link was never sent")),
+        "a broadcast naming an unknown ticket breaks the link: {log}"
+    );
     assert!(rejected
         .iter()
         .any(|l| l.contains("signature does not verify")));

@@ -1025,3 +1025,83 @@ async fn write_loop(
     }
     let _ = w.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use segchat_proto::ticket::Ticket;
+
+    fn ticket(n: u32) -> SignedTicket {
+        SignedTicket {
+            ticket: Ticket {
+                username: format!("user{n}"),
+                kind: AccountKind::User,
+                session_id: n.to_string(),
+                node_key: String::new(),
+                issued_at_ms: 0,
+                expires_at_ms: 1,
+            },
+            signature: String::new(),
+        }
+    }
+
+    /// The ticket events in front of a fan-out buffer, as (number, user).
+    fn tickets_sent(bytes: &Bytes) -> Vec<(u16, String)> {
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut out = Vec::new();
+        while let Ok(Some(frame)) = PeerFrame::decode(&mut buf, 1 << 20) {
+            if let Frame::Event(peer::Event::Ticket { ticket_ref, ticket }) = frame {
+                out.push((ticket_ref, ticket.ticket.username));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_ticket_keeps_its_number_until_the_table_is_full() {
+        let mut refs = TicketRefs::default();
+        let (a, assigned_a) = refs.number(&ticket(1));
+        let (b, _) = refs.number(&ticket(2));
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(refs.number(&ticket(1)), (a, assigned_a));
+        for n in 3..=u32::from(peer::TICKET_REFS) {
+            refs.number(&ticket(n));
+        }
+        // Full: the next new ticket reuses number 0 under a new assignment.
+        let (reused, assigned) = refs.number(&ticket(99_999));
+        assert_eq!(reused, 0);
+        assert_ne!(assigned, assigned_a);
+        // The ticket that had it gets a number again when it comes back.
+        let (again, _) = refs.number(&ticket(1));
+        assert_eq!(again, 1);
+    }
+
+    #[test]
+    fn each_link_is_sent_a_ticket_once_and_again_after_its_number_moved() {
+        let mut refs = TicketRefs::default();
+        let link = LinkRefs::default();
+        let frames = Bytes::from_static(b"");
+        let t1 = ticket(1);
+        let (n, a) = refs.number(&t1);
+        let used = [(n, a, t1.clone())];
+        assert_eq!(
+            tickets_sent(&with_tickets(&link, &used, &frames)),
+            vec![(0, "user1".into())]
+        );
+        assert!(tickets_sent(&with_tickets(&link, &used, &frames)).is_empty());
+        // Another link starts with nothing.
+        let other = LinkRefs::default();
+        assert_eq!(tickets_sent(&with_tickets(&other, &used, &frames)).len(), 1);
+        // Number 0 goes to another ticket: the first link hears of it.
+        for n in 2..=u32::from(peer::TICKET_REFS) + 1 {
+            refs.number(&ticket(n));
+        }
+        let t = ticket(u32::from(peer::TICKET_REFS) + 1);
+        let (n, a) = refs.number(&t);
+        assert_eq!(n, 0);
+        assert_eq!(
+            tickets_sent(&with_tickets(&link, &[(n, a, t)], &frames)),
+            vec![(0, format!("user{}", peer::TICKET_REFS + 1))]
+        );
+    }
+}
