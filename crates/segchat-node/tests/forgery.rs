@@ -2,8 +2,9 @@
 //! someone else's name, presents a ticket the server never signed, puts an
 //! author's ticket on a broadcast in another's name, names a ticket it never
 //! sent): the member's node keeps only the genuine message, logs the rest,
-//! and drops a link that breaks the protocol. A member who leaves: the host
-//! cuts them off and refuses them.
+//! and drops a link that breaks the protocol. A member who alters a post is
+//! refused (alone or in a burst of genuine ones); a member who leaves is cut
+//! off and refused.
 
 mod common;
 
@@ -321,6 +322,58 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
         }
     })
     .await;
+
+    // While a member, Eve's genuine posts are stored and altered ones are
+    // refused, also when they come in one burst with genuine ones (the host
+    // checks a burst's signatures together).
+    let eve_says = |body: &str| {
+        Draft {
+            id: Uuid::now_v7(),
+            channel: "club",
+            author: "eve",
+            ts_ms: 1_000,
+            body,
+        }
+        .sign(&key, ticket.clone())
+        .expect("sign")
+    };
+    let mut burst = Vec::new();
+    for i in 0..6u32 {
+        let mut m = eve_says(&format!("eve {i}"));
+        if i == 3 {
+            m.body = "eve was never here".into();
+        }
+        burst.push((10 + i, m));
+    }
+    for (id, m) in &burst {
+        p.feed(Frame::Request {
+            id: *id,
+            body: peer::Request::Post { message: m.clone() },
+        })
+        .await
+        .expect("post");
+    }
+    p.flush().await.expect("flush");
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < burst.len() {
+        match tokio::time::timeout(common::DEADLINE, p.next()).await {
+            Ok(Some(Ok(Frame::Response { id, result }))) => {
+                answers.insert(id, result);
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the host stopped answering posts: {other:?}"),
+        }
+    }
+    for (id, _) in &burst {
+        match (&answers[id], *id == 13) {
+            (Ok(peer::Reply::Stored { .. }), false) => {}
+            (Err(f), true) => {
+                assert_eq!(f.status, segchat_proto::Status::BadRequest, "{f}");
+                assert!(f.reason.contains("not authentic"), "{f}");
+            }
+            (other, _) => panic!("post {id}: unexpected {other:?}"),
+        }
+    }
 
     // Eve leaves; the host cuts her connection and refuses her from now on.
     ask(

@@ -29,6 +29,7 @@ pub mod stream;
 pub mod ticket;
 pub mod tracker;
 pub mod types;
+pub mod verify;
 
 pub use frame::{DecodeError, Frame, FrameCodec, FrameKind, MAX_FRAME_LEN};
 pub use handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};

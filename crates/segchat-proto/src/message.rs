@@ -186,6 +186,15 @@ impl Message {
     /// As [`Message::verify_author_signature`], with the ticket's node key
     /// already decoded (callers that cache it per ticket).
     pub fn verify_author_signature_with(&self, node_key: &VerifyingKey) -> Result<(), TrustError> {
+        let (bytes, sig) = self.signed_parts()?;
+        node_key
+            .verify(&bytes, &sig)
+            .map_err(|_| TrustError::BadSignature)
+    }
+
+    /// Checks that the ticket names the author, and returns the bytes the
+    /// author signed and the signature (for checking many at once).
+    pub fn signed_parts(&self) -> Result<(Vec<u8>, ed25519_dalek::Signature), TrustError> {
         let t = &self.ticket.ticket;
         if t.username != self.author || t.kind != AccountKind::User {
             return Err(TrustError::WrongUser {
@@ -193,10 +202,10 @@ impl Message {
                 claimed: self.author.clone(),
             });
         }
-        let key = node_key;
-        let sig = decode_signature(&self.signature)?;
-        key.verify(&self.draft().signing_bytes()?, &sig)
-            .map_err(|_| TrustError::BadSignature)
+        Ok((
+            self.draft().signing_bytes()?,
+            decode_signature(&self.signature)?,
+        ))
     }
 
     /// Splits off the author's ticket (to send it once per link).

@@ -71,8 +71,8 @@ pub async fn run(
         hub: Hub::new(log.clone()),
         store,
         log: log.clone(),
+        verifier: segchat_proto::verify::Verifier::new(key.verifying_key()),
         key,
-        verified_tickets: Default::default(),
         config,
     });
 

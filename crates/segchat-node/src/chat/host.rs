@@ -86,6 +86,9 @@ struct Hosted {
 struct Job {
     message: Message,
     arrival: Arrival,
+    /// A member's post, from this address: the sequencer verifies it (all
+    /// of a batch's posts in one batched check). `None`: verified already.
+    verify_from: Option<SocketAddr>,
     reply: oneshot::Sender<Result<u64, Failure>>,
 }
 
@@ -390,9 +393,15 @@ impl Chat {
         }
     }
 
-    /// Stores a message in a hosted channel (if new), fans it out and
-    /// schedules its backup. Returns its hosted sequence number.
-    async fn host_store(&self, m: Message, arrival: Arrival) -> Result<u64, Failure> {
+    /// Stores a message in a hosted channel (if new and, for a member's
+    /// post, authentic), fans it out and schedules its backup. Returns its
+    /// hosted sequence number.
+    async fn host_store(
+        &self,
+        m: Message,
+        arrival: Arrival,
+        verify_from: Option<SocketAddr>,
+    ) -> Result<u64, Failure> {
         self.observe(m.ts_ms);
         let queue = lock(&self.inner.hosting.channels)
             .get(&m.channel)
@@ -405,6 +414,7 @@ impl Chat {
             .send(Job {
                 message: m,
                 arrival,
+                verify_from,
                 reply,
             })
             .await
@@ -430,6 +440,10 @@ impl Chat {
                     Ok(j) => batch.push(j),
                     Err(_) => break,
                 }
+            }
+            let batch = self.refuse_forgeries(batch);
+            if batch.is_empty() {
+                continue;
             }
             let rows: Vec<(&Message, &Arrival)> =
                 batch.iter().map(|j| (&j.message, &j.arrival)).collect();
@@ -494,6 +508,58 @@ impl Chat {
         }
     }
 
+    /// Verifies the members' posts of a batch in one go; answers and logs
+    /// the ones that are not authentic and returns the rest.
+    fn refuse_forgeries(&self, batch: Vec<Job>) -> Vec<Job> {
+        if batch.iter().all(|j| j.verify_from.is_none()) {
+            return batch;
+        }
+        let verdicts: Vec<Result<(), String>> = match self.verifier() {
+            Some(v) => {
+                let posts: Vec<&Message> = batch
+                    .iter()
+                    .filter(|j| j.verify_from.is_some())
+                    .map(|j| &j.message)
+                    .collect();
+                v.verify_all(&posts)
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect()
+            }
+            None => vec![Err("the server's key is not known yet".into()); batch.len()],
+        };
+        let mut verdicts = verdicts.into_iter();
+        let mut kept = Vec::with_capacity(batch.len());
+        for job in batch {
+            let Some(addr) = job.verify_from else {
+                kept.push(job);
+                continue;
+            };
+            // One verdict per post, in order.
+            let verdict = verdicts
+                .next()
+                .unwrap_or_else(|| Err("it was not checked".into()));
+            match verdict {
+                Ok(()) => kept.push(job),
+                Err(reason) => {
+                    let m = &job.message;
+                    self.log().record(
+                        "MESSAGE_REJECTED",
+                        addr,
+                        format!(
+                            "channel={} id={} author={} reason={reason}",
+                            m.channel, m.id, m.author
+                        ),
+                    );
+                    let _ = job.reply.send(Err(Failure::bad_request(format!(
+                        "message is not authentic: {reason}"
+                    ))));
+                }
+            }
+        }
+        kept
+    }
+
     /// The user wrote in their own channel: it is stored by its host (this
     /// node) at once.
     pub(super) async fn host_own(&self, m: Message) {
@@ -504,7 +570,7 @@ impl Chat {
             host_seq: None,
             server_seq: None,
         };
-        match self.host_store(m, arrival).await {
+        match self.host_store(m, arrival, None).await {
             Ok(_) => {
                 self.set_state(id, &channel, DeliveryState::Stored, None)
                     .await
@@ -658,7 +724,7 @@ impl Chat {
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                let _ = chat.host_store(s.message, arrival).await;
+                let _ = chat.host_store(s.message, arrival, None).await;
             },
         )
         .await;
@@ -872,27 +938,14 @@ fn check_post(chat: &Chat, conn: &PeerConn, message: &Message) -> Result<(), Fai
     Ok(())
 }
 
-/// Verifies a checked post, has it stored and fanned out, and says under
-/// which number. Runs off the connection's read loop so one member's posts
-/// are verified while earlier ones are being stored.
+/// Has a checked post verified, stored and fanned out (by the channel's
+/// sequencer), and says under which number. Runs off the connection's read
+/// loop so one member's posts queue up while earlier ones are stored.
 async fn finish_post(
     chat: &Chat,
     message: Message,
     addr: SocketAddr,
 ) -> Result<peer::Reply, Failure> {
-    if let Err(reason) = chat.verify(&message) {
-        chat.log().record(
-            "MESSAGE_REJECTED",
-            addr,
-            format!(
-                "channel={} id={} author={} reason={reason}",
-                message.channel, message.id, message.author
-            ),
-        );
-        return Err(Failure::bad_request(format!(
-            "message is not authentic: {reason}"
-        )));
-    }
     let (id, channel, author) = (message.id, message.channel.clone(), message.author.clone());
     let arrival = Arrival {
         source: Source::Host,
@@ -900,7 +953,7 @@ async fn finish_post(
         host_seq: None,
         server_seq: None,
     };
-    let seq = chat.host_store(message, arrival).await?;
+    let seq = chat.host_store(message, arrival, Some(addr)).await?;
     chat.log().record(
         "MESSAGE_SENT",
         addr,

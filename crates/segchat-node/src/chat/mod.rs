@@ -34,6 +34,7 @@ use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH, MAX_BODY_LEN}
 use segchat_proto::ticket::{decode_key, SignedTicket};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo, SessionInfo};
+use segchat_proto::verify::Verifier;
 use segchat_proto::{Failure, Status};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
@@ -95,15 +96,10 @@ struct Inner {
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     /// Livestreams, whose `watch` requests arrive on the peer link.
     streams: std::sync::OnceLock<crate::stream::Streams>,
-    /// The decoded server key and the hex it came from.
-    server_key: Mutex<Option<(String, VerifyingKey)>>,
-    /// Tickets whose server signature already verified, with their node
-    /// key decoded.
-    verified_tickets: Mutex<HashMap<SignedTicket, VerifyingKey>>,
+    /// Checks messages against the server's key; with the hex of the key
+    /// it was made for (a new key starts a new one).
+    verifier: Mutex<Option<(String, Arc<Verifier>)>>,
 }
-
-/// Verified tickets remembered before the cache starts over.
-const TICKET_CACHE: usize = 4096;
 
 /// The chat subsystem; cheap to clone.
 #[derive(Debug, Clone)]
@@ -144,8 +140,7 @@ impl Chat {
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
-                server_key: Mutex::new(None),
-                verified_tickets: Mutex::new(HashMap::new()),
+                verifier: Mutex::new(None),
                 streams: std::sync::OnceLock::new(),
                 data_dir,
                 server_addr,
@@ -191,15 +186,19 @@ impl Chat {
     /// The server's ticket-signing key, once a `welcome` told us (decoded
     /// once per key: decoding is a curve-point decompression).
     fn server_key(&self) -> Option<VerifyingKey> {
+        self.verifier().map(|v| *v.server_key())
+    }
+
+    /// The verifier for the server's key, once a `welcome` told us the key.
+    fn verifier(&self) -> Option<Arc<Verifier>> {
         let hex = self.link().state().server_key?;
-        let mut cache = lock(&self.inner.server_key);
+        let mut cache = lock(&self.inner.verifier);
         match &*cache {
-            Some((h, key)) if *h == hex => Some(*key),
+            Some((h, v)) if *h == hex => Some(v.clone()),
             _ => {
-                let key = decode_key(&hex).ok()?;
-                *cache = Some((hex, key));
-                lock(&self.inner.verified_tickets).clear();
-                Some(key)
+                let v = Arc::new(Verifier::new(decode_key(&hex).ok()?));
+                *cache = Some((hex, v.clone()));
+                Some(v)
             }
         }
     }
@@ -257,29 +256,10 @@ impl Chat {
             .clone()
     }
 
-    /// Verifies a message from the network against the server's key. A
-    /// ticket that verified once is remembered, so the common case costs
-    /// one signature check.
+    /// Verifies a message from the network against the server's key.
     fn verify(&self, m: &Message) -> Result<(), String> {
-        let key = self
-            .server_key()
-            .ok_or("the server's key is not known yet")?;
-        let known = lock(&self.inner.verified_tickets).get(&m.ticket).copied();
-        let node_key = match known {
-            Some(node_key) => node_key,
-            None => {
-                m.ticket.verify(&key, None).map_err(|e| e.to_string())?;
-                let node_key = m.ticket.node_key().map_err(|e| e.to_string())?;
-                let mut cache = lock(&self.inner.verified_tickets);
-                if cache.len() >= TICKET_CACHE {
-                    cache.clear();
-                }
-                cache.insert(m.ticket.clone(), node_key);
-                node_key
-            }
-        };
-        m.verify_author_signature_with(&node_key)
-            .map_err(|e| e.to_string())
+        let verifier = self.verifier().ok_or("the server's key is not known yet")?;
+        verifier.verify(m).map_err(|e| e.to_string())
     }
 
     /// Stores a verified copy from a host or the server; publishes it if

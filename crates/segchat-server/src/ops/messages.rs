@@ -92,29 +92,6 @@ pub(super) async fn announce_host(shared: &Shared, ch: &ChannelRecord) {
     }
 }
 
-/// Verifies a message's ticket (remembering tickets that verified, so a
-/// busy channel costs one signature check per message) and its author's
-/// signature.
-fn verify(shared: &Shared, m: &Message) -> Result<(), segchat_proto::ticket::TrustError> {
-    let known = lock(&shared.verified_tickets).contains(&m.ticket);
-    if !known {
-        m.ticket.verify(&shared.key.verifying_key(), None)?;
-        let mut cache = lock(&shared.verified_tickets);
-        if cache.len() >= TICKET_CACHE {
-            cache.clear();
-        }
-        cache.insert(m.ticket.clone());
-    }
-    m.verify_author_signature()
-}
-
-/// Verified tickets remembered before the cache starts over.
-const TICKET_CACHE: usize = 4096;
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Checks a batch of messages for `ch`: size, channel, signatures.
 fn check_messages(
     shared: &Shared,
@@ -122,7 +99,9 @@ fn check_messages(
     ch: &ChannelRecord,
     messages: &[Message],
 ) -> Result<(), Failure> {
-    for m in messages {
+    let refs: Vec<&Message> = messages.iter().collect();
+    let verdicts = shared.verifier.verify_all(&refs);
+    for (m, verdict) in messages.iter().zip(verdicts) {
         if m.channel != ch.name {
             return Err(Failure::bad_request(format!(
                 "message {} belongs to {:?}, not {:?}",
@@ -140,7 +119,7 @@ fn check_messages(
                 ),
             ));
         }
-        if let Err(e) = verify(shared, m) {
+        if let Err(e) = verdict {
             shared.log.record(
                 "MESSAGE_REJECTED",
                 ctx.addr,

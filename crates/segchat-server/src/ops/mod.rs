@@ -35,9 +35,8 @@ pub(crate) struct Shared {
     pub(crate) log: SystemLog,
     /// Signs tickets.
     pub(crate) key: ed25519_dalek::SigningKey,
-    /// Tickets whose signature already verified.
-    pub(crate) verified_tickets:
-        std::sync::Mutex<std::collections::HashSet<segchat_proto::ticket::SignedTicket>>,
+    /// Checks messages against this server's own key.
+    pub(crate) verifier: segchat_proto::verify::Verifier,
 }
 
 /// One connection's view of itself.
