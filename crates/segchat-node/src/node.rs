@@ -113,7 +113,7 @@ impl Node {
 
         let api_token = api::new_token();
         let url = format!("http://{api_addr}");
-        let indexer = store.clone();
+        let upkeep = store.clone();
         let api_state = ApiState::new(
             link.clone(),
             chat.clone(),
@@ -157,7 +157,8 @@ impl Node {
         ));
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
-        tasks.spawn(indexer.index_in_background(shutdown.clone()));
+        tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));
+        tasks.spawn(upkeep.checkpoint_in_background(shutdown.clone()));
         tasks.spawn(api::serve(api_listener, api_state, shutdown.clone()));
 
         log.record("API_LISTENING", api_addr, format!("url={url}"));

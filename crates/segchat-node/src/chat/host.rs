@@ -1058,19 +1058,27 @@ async fn write_loop(
             _ = cancel.cancelled() => break,
             b = rx.recv() => match b { Some(b) => b, None => break },
         };
-        buf.extend_from_slice(&first);
-        while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(b) => buf.extend_from_slice(&b),
-                Err(_) => break,
+        // One buffer waiting (the usual case unless the member lags) is
+        // written as it is; several are gathered into one write.
+        let written = match rx.try_recv() {
+            Err(_) => w.write_all(&first).await.map(|()| first.len()),
+            Ok(second) => {
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&second);
+                while buf.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(b) => buf.extend_from_slice(&b),
+                        Err(_) => break,
+                    }
+                }
+                w.write_all(&buf).await.map(|()| buf.len())
             }
-        }
-        if w.write_all(&buf).await.is_err() {
+        };
+        let Ok(written) = written else {
             cancel.cancel();
             break;
-        }
+        };
         // Answers are queued uncounted; never let the count wrap.
-        let written = buf.len();
         let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
             Some(q.saturating_sub(written))
         });

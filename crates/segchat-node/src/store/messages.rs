@@ -866,6 +866,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_background_checkpointer_folds_the_log_into_the_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("node.db");
+        let s = Store::open(&path).expect("store");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(s.clone().checkpoint_in_background(stop.clone()));
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // Wait for the task to take over from the writers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s
+            .with(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0))?))
+            .await
+            .expect("pragma")
+            != 0
+        {
+            assert!(std::time::Instant::now() < deadline, "never took over");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let before = size();
+        // Far less than the 1,000 pages at which a writer would checkpoint.
+        let body = "x".repeat(2_000);
+        let batch: Vec<Message> = (0..100).map(|n| message(n, &body)).collect();
+        let arrival = hosted();
+        let rows: Vec<(&Message, &Arrival)> = batch.iter().map(|m| (m, &arrival)).collect();
+        s.host_append_blocking("c", &rows).expect("append");
+        while size() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log never reached the database file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        task.await.expect("task");
+        let restored: i64 = s
+            .with(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
+            .await
+            .expect("pragma");
+        assert_eq!(restored, 1000, "writers checkpoint again once it stops");
+    }
+
+    #[tokio::test]
     async fn host_append_numbers_new_messages_and_knows_repeats() {
         let s = Store::open_in_memory().expect("store");
         let (a, b) = (message(1, "a"), message(2, "b"));

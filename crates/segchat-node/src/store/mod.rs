@@ -10,7 +10,7 @@ mod messages;
 
 pub use messages::{Arrival, Cursor, DeliveryState, MessageRow, Source};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,6 +22,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_messages.sql")),
     (3, include_str!("../../migrations/0003_search_index.sql")),
 ];
+
+/// How often the background checkpointer folds the log into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
@@ -72,6 +75,8 @@ pub struct CachedChannels {
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The database file (`None` in memory).
+    path: Option<PathBuf>,
 }
 
 impl Store {
@@ -81,7 +86,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::from_conn(conn)
+        let mut store = Self::from_conn(conn)?;
+        store.path = Some(path.to_owned());
+        Ok(store)
     }
 
     /// A throw-away store, for tests.
@@ -96,7 +103,58 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            path: None,
         })
+    }
+
+    /// Moves the write-ahead log into the database every
+    /// [`CHECKPOINT_EVERY`] from a connection of its own, until
+    /// `shutdown`. While it runs, writers never checkpoint (by default the
+    /// transaction that fills the log does it, fsync included, which put
+    /// milliseconds on whichever hosted post was unlucky).
+    pub async fn checkpoint_in_background(self, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            let c = Connection::open(&path)?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok::<_, rusqlite::Error>(c)
+        })
+        .await;
+        let checkpointer = match opened {
+            Ok(Ok(c)) => Arc::new(Mutex::new(c)),
+            Ok(Err(e)) => return tracing::warn!(error = %e, "no background checkpoints"),
+            Err(e) => return tracing::warn!(error = %e, "no background checkpoints"),
+        };
+        if let Err(e) = self
+            .with(|c| Ok(c.pragma_update(None, "wal_autocheckpoint", 0)?))
+            .await
+        {
+            return tracing::warn!(error = %e, "writers keep checkpointing");
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            }
+            let c = checkpointer.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let c = c
+                    .lock()
+                    .map_err(|_| StoreError::Worker("checkpointer poisoned".into()))?;
+                c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+                Ok::<_, StoreError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "checkpoint failed; trying again");
+            }
+        }
+        // Writers checkpoint again once nobody does it for them.
+        let _ = self
+            .with(|c| Ok(c.pragma_update(None, "wal_autocheckpoint", 1000)?))
+            .await;
     }
 
     /// Runs `f` with the connection on the blocking pool.
