@@ -298,10 +298,14 @@ fn set_cursor_in(
 }
 
 /// Most rows one pass of the search indexer takes (a search indexes all).
-const INDEX_BATCH: i64 = 1_000;
-/// How often the background indexer looks: often enough that each pass is
-/// short (it holds the store while it runs).
-const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// A pass holds the store, so passes are short and yield to the writers.
+const INDEX_BATCH: i64 = 500;
+/// How often the background indexer looks. Seldom: each pass is a
+/// transaction and an FTS5 segment, and while it runs a hosted channel's
+/// posts wait for the store.
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The pause between two full passes, for the writers.
+const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Adds the messages stored since the last pass to the full-text index, in
 /// one transaction; `limit` bounds the pass. Returns how many it indexed.
@@ -640,7 +644,10 @@ impl Store {
     pub async fn index_in_background(self, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             match self.index_some().await {
-                Ok(n) if n as i64 == INDEX_BATCH => continue,
+                Ok(n) if n as i64 == INDEX_BATCH => {
+                    tokio::time::sleep(INDEX_PAUSE).await;
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not index messages for search"),
             }
