@@ -7,10 +7,12 @@
 //!
 //! The server and the host are real processes; members and senders are
 //! tasks in this process, each with its own tracker link (kept alive with
-//! heartbeats) and peer link. Senders post signed messages at a fixed pace
-//! without waiting for acks; every body starts with the send time
-//! (nanoseconds since a bench-wide `Instant`), so a member's latency is
-//! "when it arrived" minus that.
+//! heartbeats) and peer link. Senders sign all their posts before the send
+//! window (signing is each author's own machine's work; here it would take
+//! CPU from the host), then post them at a fixed pace without waiting for
+//! acks. Every body starts with the sender's number and the post's; the
+//! sender notes when each post went out (nanoseconds since a bench-wide
+//! `Instant`), so a member's latency is "when it arrived" minus that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
-use segchat_proto::message::{Draft, MAX_BODY_LEN};
+use segchat_proto::message::{Draft, Message, MAX_BODY_LEN};
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::{peer, tracker, Failure, Frame, Status};
 use serde_json::json;
@@ -35,7 +37,7 @@ use crate::report::{ChatReport, Cpu, Percentiles};
 
 const CHANNEL: &str = "bench";
 const PASSWORD: &str = "benchmark-password";
-/// Digits of the send time at the start of every body.
+/// Digits naming the post at the start of every body: sender (2), post (18).
 const STAMP_LEN: usize = 20;
 /// How long the host has to announce the channel to the server.
 const HOST_DEADLINE: Duration = Duration::from_secs(20);
@@ -54,7 +56,7 @@ pub(crate) struct ChatArgs {
     /// Registered users posting, each at rate / senders.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     senders: u32,
-    /// Size of every message body (the first 20 bytes are the send time).
+    /// Size of every message body (the first 20 bytes name the post).
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
     /// Longest wait, after the last post, for outstanding acks and
@@ -79,7 +81,7 @@ impl ChatArgs {
         }
         if !(STAMP_LEN..=MAX_BODY_LEN).contains(&self.body_bytes) {
             bail!(
-                "--body-bytes must be {STAMP_LEN}..={MAX_BODY_LEN} (the first {STAMP_LEN} hold the send time); got {}",
+                "--body-bytes must be {STAMP_LEN}..={MAX_BODY_LEN} (the first {STAMP_LEN} name the post); got {}",
                 self.body_bytes
             );
         }
@@ -88,6 +90,9 @@ impl ChatArgs {
         }
         if self.connect_concurrency == 0 {
             bail!("--connect-concurrency must be at least 1");
+        }
+        if !(1..=99).contains(&self.senders) {
+            bail!("--senders must be 1..=99 (got {})", self.senders);
         }
         Ok(())
     }
@@ -154,6 +159,14 @@ async fn run_with(
     eprintln!("the host serves #{CHANNEL} at {host_addr}");
 
     let epoch = Instant::now();
+    let per_sender = args.rate / f64::from(args.senders);
+    let count = (per_sender * args.duration).round().max(1.0) as u64;
+    // When each sender's post i went out, in ns since `epoch` (0 = not yet).
+    let sent_at: SentAt = Arc::new(
+        (0..args.senders)
+            .map(|_| (0..count).map(|_| AtomicU64::new(0)).collect())
+            .collect(),
+    );
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
     let mut trackers: Vec<JoinHandle<Option<String>>> = Vec::new();
@@ -178,7 +191,14 @@ async fn run_with(
         match r {
             Ok((tracker, peer, last_seq)) => {
                 trackers.push(tokio::spawn(tracker.keep_alive(stop.clone())));
-                let task = member(peer, last_seq, epoch, Arc::clone(&counters), stop.clone());
+                let task = member(
+                    peer,
+                    last_seq,
+                    epoch,
+                    Arc::clone(&sent_at),
+                    Arc::clone(&counters),
+                    stop.clone(),
+                );
                 members.push(tokio::spawn(task));
             }
             Err(e) => *failures.entry(format!("{e:#}")).or_default() += 1,
@@ -209,31 +229,40 @@ async fn run_with(
     let host_pid = host.pid.to_string();
     let server_pid = server.pid.to_string();
     let rss_before = procs::memory(&host_pid)?.rss_kib;
+    let plan = Plan {
+        count,
+        period: Duration::from_secs_f64(1.0 / per_sender),
+        body_bytes: args.body_bytes,
+    };
+    // Every post is signed before the window (signing is the members'
+    // machines' work, not the host's; here it would take the host's CPU).
+    let mut signing = Vec::new();
+    for (k, (name, key, ticket, _)) in senders.iter().enumerate() {
+        let (name, key, ticket) = (name.clone(), key.clone(), ticket.clone());
+        signing.push(tokio::task::spawn_blocking(move || {
+            presign(k, &name, &key, &ticket, plan)
+        }));
+    }
+    let mut posts = Vec::new();
+    for s in signing {
+        posts.push(s.await.context("a signing task panicked")??);
+    }
+    eprintln!("signed {} posts", plan.count * posts.len() as u64);
     let cpu0 = [
         procs::cpu_seconds(&host_pid)?,
         procs::cpu_seconds(&server_pid)?,
         procs::cpu_seconds("self")?,
     ];
     let t0 = Instant::now();
-    let per_sender = args.rate / f64::from(args.senders);
-    let count = (per_sender * args.duration).round().max(1.0) as u64;
-    let plan = Plan {
-        count,
-        period: Duration::from_secs_f64(1.0 / per_sender),
-        body_bytes: args.body_bytes,
-    };
     let mut sender_tasks = Vec::new();
-    for (name, key, ticket, peer) in senders {
-        let task = sender(
-            name,
-            key,
-            ticket,
-            peer,
-            plan,
+    for (k, ((_, _, _, peer), posts)) in senders.into_iter().zip(posts).enumerate() {
+        let out = Outgoing {
+            posts,
+            sent_at: Arc::clone(&sent_at),
+            sender: k,
             epoch,
-            Arc::clone(&counters),
-            stop.clone(),
-        );
+        };
+        let task = sender(peer, out, plan, t0, Arc::clone(&counters), stop.clone());
         sender_tasks.push(tokio::spawn(task));
     }
     let mut writers = Vec::new();
@@ -524,6 +553,7 @@ async fn member(
     mut peer: PeerFramed,
     base_seq: u64,
     epoch: Instant,
+    sent_at: SentAt,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> MemberResult {
@@ -571,7 +601,7 @@ async fn member(
                     seen.resize(i + 1, false);
                 }
                 seen[i] = true;
-                if let Some(sent) = sent_at(&message.body) {
+                if let Some(sent) = post_sent_at(&sent_at, &message.body) {
                     r.latencies.push(now.saturating_sub(sent));
                 }
                 r.received += 1;
@@ -596,8 +626,16 @@ async fn member(
     r
 }
 
-fn sent_at(body: &str) -> Option<u64> {
-    body.get(..STAMP_LEN)?.parse().ok()
+/// When each sender's post i went out, in ns since the bench's epoch.
+type SentAt = Arc<Vec<Vec<AtomicU64>>>;
+
+/// When the post with this body went out: the body starts with the
+/// sender's number (2 digits) and the post's (18).
+fn post_sent_at(sent_at: &SentAt, body: &str) -> Option<u64> {
+    let sender: usize = body.get(..2)?.parse().ok()?;
+    let i: usize = body.get(2..STAMP_LEN)?.parse().ok()?;
+    let t = sent_at.get(sender)?.get(i)?.load(Ordering::Acquire);
+    (t != 0).then_some(t)
 }
 
 /// How one sender paces its posts.
@@ -625,14 +663,11 @@ struct ReaderResult {
 type Pending = Arc<Mutex<HashMap<u32, Instant>>>;
 
 /// Starts one sender's writer and reader; answers both handles.
-#[allow(clippy::too_many_arguments)]
 async fn sender(
-    name: String,
-    key: SigningKey,
-    ticket: SignedTicket,
     peer: PeerFramed,
+    out: Outgoing,
     plan: Plan,
-    epoch: Instant,
+    start: Instant,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> (JoinHandle<WriterResult>, JoinHandle<ReaderResult>) {
@@ -646,12 +681,10 @@ async fn sender(
     ));
     let writer = tokio::spawn(async move {
         let mut w = WriterResult::default();
-        if let Err(e) = sender_writer(
-            sink, &name, &key, ticket, plan, epoch, &pending, &counters, &stop, &mut w,
-        )
-        .await
+        if let Err(e) =
+            sender_writer(sink, out, plan, start, &pending, &counters, &stop, &mut w).await
         {
-            w.error = Some(format!("{name}: {e:#}"));
+            w.error = Some(format!("{e:#}"));
         }
         w
     });
@@ -663,28 +696,31 @@ type PeerSink = futures::stream::SplitSink<PeerFramed, PeerFrame>;
 #[allow(clippy::too_many_arguments)]
 async fn sender_writer(
     mut sink: PeerSink,
-    name: &str,
-    key: &SigningKey,
-    ticket: SignedTicket,
+    out: Outgoing,
     plan: Plan,
-    epoch: Instant,
+    start: Instant,
     pending: &Pending,
     counters: &Counters,
     stop: &CancellationToken,
     w: &mut WriterResult,
 ) -> anyhow::Result<()> {
-    let start = tokio::time::Instant::now();
+    let start = tokio::time::Instant::from_std(start);
+    let times = &out.sent_at[out.sender];
+    let mut posts = out.posts.into_iter();
     while w.sent < plan.count && !stop.is_cancelled() {
-        // Message i is due at start + i * period; send all that are due
+        // Post i is due at start + i * period; send all that are due
         // (a late tick catches up in a burst), then flush once.
         let due = (start.elapsed().as_secs_f64() / plan.period.as_secs_f64()) as u64 + 1;
         let due = due.min(plan.count);
         while w.sent < due {
+            let Some(message) = posts.next() else {
+                break;
+            };
             let id = (w.sent + 1) as u32;
-            let message = post(name, key, &ticket, plan.body_bytes, epoch)?;
             if let Ok(mut p) = pending.lock() {
                 p.insert(id, Instant::now());
             }
+            times[w.sent as usize].store(out.epoch.elapsed().as_nanos() as u64, Ordering::Release);
             sink.feed(Frame::Request {
                 id,
                 body: peer::Request::Post { message },
@@ -702,33 +738,46 @@ async fn sender_writer(
     Ok(())
 }
 
-/// A signed post whose body starts with the send time.
-fn post(
+/// One sender's posts, signed ahead, and where it notes when each went.
+struct Outgoing {
+    posts: Vec<Message>,
+    sent_at: SentAt,
+    sender: usize,
+    epoch: Instant,
+}
+
+/// A sender's posts, signed ahead: post i's body starts with the sender's
+/// number and i, by which a member finds when it went out.
+fn presign(
+    sender: usize,
     name: &str,
     key: &SigningKey,
     ticket: &SignedTicket,
-    body_bytes: usize,
-    epoch: Instant,
-) -> anyhow::Result<segchat_proto::message::Message> {
-    let mut body = format!("{:0width$}", epoch.elapsed().as_nanos(), width = STAMP_LEN);
-    body.truncate(STAMP_LEN);
-    body.extend(std::iter::repeat_n(
-        '.',
-        body_bytes.saturating_sub(STAMP_LEN),
-    ));
+    plan: Plan,
+) -> anyhow::Result<Vec<Message>> {
     let ts_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
-    let message = Draft {
-        id: Uuid::now_v7(),
-        channel: CHANNEL,
-        author: name,
-        ts_ms,
-        body: &body,
-    }
-    .sign(key, ticket.clone())?;
-    Ok(message)
+    (0..plan.count)
+        .map(|i| {
+            let mut body = format!("{sender:02}{i:018}");
+            body.truncate(STAMP_LEN);
+            body.extend(std::iter::repeat_n(
+                '.',
+                plan.body_bytes.saturating_sub(STAMP_LEN),
+            ));
+            let message = Draft {
+                id: Uuid::now_v7(),
+                channel: CHANNEL,
+                author: name,
+                ts_ms: ts_ms + i,
+                body: &body,
+            }
+            .sign(key, ticket.clone())?;
+            Ok(message)
+        })
+        .collect()
 }
 
 async fn sender_reader(
