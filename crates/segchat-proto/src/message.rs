@@ -238,21 +238,11 @@ pub(crate) fn arb_uuid() -> impl proptest::strategy::Strategy<Value = Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::Ticket;
 
     fn setup() -> (SigningKey, SigningKey, SignedTicket) {
         let server = SigningKey::from_bytes(&[1; 32]);
         let node = SigningKey::from_bytes(&[2; 32]);
-        let ticket = Ticket {
-            username: "alice".into(),
-            kind: AccountKind::User,
-            session_id: "s".into(),
-            node_key: hex::encode(node.verifying_key().as_bytes()),
-            issued_at_ms: 0,
-            expires_at_ms: 10,
-        }
-        .sign(&server)
-        .expect("sign ticket");
+        let ticket = crate::ticket::test_ticket(&server, &node, "alice", 10);
         (server, node, ticket)
     }
 

@@ -126,6 +126,27 @@ pub fn decode_signature(hex_sig: &str) -> Result<Signature, TrustError> {
     Ok(Signature::from_bytes(&bytes))
 }
 
+/// A ticket for `username`'s node key, signed by `server`, valid from 0 to
+/// `expires_at_ms` (for tests).
+#[cfg(test)]
+pub(crate) fn test_ticket(
+    server: &SigningKey,
+    node: &SigningKey,
+    username: &str,
+    expires_at_ms: u64,
+) -> SignedTicket {
+    Ticket {
+        username: username.into(),
+        kind: AccountKind::User,
+        session_id: "s".into(),
+        node_key: hex::encode(node.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms,
+    }
+    .sign(server)
+    .expect("sign ticket")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,22 +115,11 @@ struct Batch {
 mod tests {
     use super::*;
     use crate::message::Draft;
-    use crate::ticket::Ticket;
-    use crate::types::AccountKind;
     use ed25519_dalek::SigningKey;
     use uuid::Uuid;
 
     fn message(server: &SigningKey, node: &SigningKey, n: u128, author: &str) -> Message {
-        let ticket = Ticket {
-            username: "alice".into(),
-            kind: AccountKind::User,
-            session_id: "s".into(),
-            node_key: hex::encode(node.verifying_key().as_bytes()),
-            issued_at_ms: 0,
-            expires_at_ms: 1,
-        }
-        .sign(server)
-        .expect("ticket");
+        let ticket = crate::ticket::test_ticket(server, node, "alice", 1);
         Draft {
             id: Uuid::from_u128(n),
             channel: "c",

@@ -542,15 +542,7 @@ impl Chat {
             match verdict {
                 Ok(()) => kept.push(job),
                 Err(reason) => {
-                    let m = &job.message;
-                    self.log().record(
-                        "MESSAGE_REJECTED",
-                        addr,
-                        format!(
-                            "channel={} id={} author={} reason={reason}",
-                            m.channel, m.id, m.author
-                        ),
-                    );
+                    self.log_rejected(addr, &job.message, &reason);
                     let _ = job.reply.send(Err(Failure::bad_request(format!(
                         "message is not authentic: {reason}"
                     ))));
@@ -708,14 +700,7 @@ impl Chat {
             "host",
             async |chat: &Chat, s: Sequenced, from: &str| {
                 if let Err(reason) = chat.verify(&s.message) {
-                    chat.log().record(
-                        "MESSAGE_REJECTED",
-                        from,
-                        format!(
-                            "channel={} id={} from=server reason={reason}",
-                            s.message.channel, s.message.id
-                        ),
-                    );
+                    chat.log_rejected(from, &s.message, &reason);
                     return;
                 }
                 let arrival = Arrival {

@@ -162,14 +162,7 @@ impl Chat {
     /// message coming back moves its delivery state.
     async fn accept(&self, m: Message, arrival: Arrival, from: &str) -> bool {
         if let Err(reason) = self.verify(&m) {
-            self.log().record(
-                "MESSAGE_REJECTED",
-                from,
-                format!(
-                    "channel={} id={} author={} reason={reason}",
-                    m.channel, m.id, m.author
-                ),
-            );
+            self.log_rejected(from, &m, &reason);
             return false;
         }
         let own = self.session().is_some_and(|s| s.username == m.author);

@@ -262,6 +262,18 @@ impl Chat {
         verifier.verify(m).map_err(|e| e.to_string())
     }
 
+    /// Logs a message that failed verification (it is never stored).
+    fn log_rejected(&self, from: impl std::fmt::Display, m: &Message, reason: &str) {
+        self.log().record(
+            "MESSAGE_REJECTED",
+            from,
+            format!(
+                "channel={} id={} author={} reason={reason}",
+                m.channel, m.id, m.author
+            ),
+        );
+    }
+
     /// Stores a verified copy from a host or the server; publishes it if
     /// new, and keeps the clock ahead of it.
     async fn receive(&self, m: Message, arrival: Arrival) -> Result<bool, StoreError> {
