@@ -230,6 +230,14 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         (v["messages"].as_array()?.len() == 1).then_some(())
     })
     .await;
+    // The pushed broadcasts come after the sync: wait until the node has
+    // dealt with them too (the log is flushed whenever its queue runs dry).
+    let log_file = bdir.join("logs").join("segchat.log");
+    eventually("the broken link to be dropped", || async {
+        let log = std::fs::read_to_string(&log_file).ok()?;
+        log.contains("which this link was never sent").then_some(())
+    })
+    .await;
     let (_, v) = b.get("/channels/trap/messages").await;
     assert_eq!(v["messages"][0]["body"], "an honest message", "{v}");
     let (_, found) = b.get("/search?q=pay").await;
