@@ -206,17 +206,22 @@ test('search finds messages across channels', async () => {
   const results = page.locator('#search-results .result');
   await results.first().waitFor();
   assert.ok((await results.count()) >= 2);
-  await screenshots(page, '06-search', {
-    phone: async () => {
-      if (!(await page.locator('#search-results').isVisible())) {
+  try {
+    await screenshots(page, '06-search', {
+      phone: async () => {
+        // Crossing to phone width closes the side panel, when the page
+        // hears of it (a media-query event, a moment after the resize):
+        // wait for that, then search again to open it at phone width.
+        await page.locator('#search-results').waitFor({ state: 'hidden' });
         await page.locator('#search-input').fill('bob');
         await page.locator('#search-input').press('Enter');
-      }
-      await page.locator('#search-results').waitFor();
-    },
-  });
-  await page.keyboard.press('Escape');
-  await page.setViewportSize(DESKTOP);
+        await page.locator('#search-results').waitFor();
+      },
+    });
+  } finally {
+    await page.keyboard.press('Escape');
+    await page.setViewportSize(DESKTOP);
+  }
 });
 
 test('the channel view at both widths', async () => {
