@@ -567,6 +567,10 @@ async fn member(
             _ = stop.cancelled() => break,
             f = peer.next() => f,
         };
+        if let Some(why) = link_ended(&frame) {
+            r.lost = Some(why);
+            break;
+        }
         match frame {
             Some(Ok(Frame::Event(peer::Event::Ticket { ticket_ref, ticket }))) => {
                 if let Err(e) = tickets.learn(ticket_ref, ticket) {
@@ -607,23 +611,25 @@ async fn member(
                 r.received += 1;
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Ok(Frame::Error(f))) => {
-                r.lost = Some(format!("the host closed the peer link: {f}"));
-                break;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                r.lost = Some(format!("peer link: {e}"));
-                break;
-            }
-            None => {
-                r.lost = Some("the host closed the peer link without a reason".into());
-                break;
-            }
+            // Anything else; the link's end was handled above.
+            _ => {}
         }
     }
     r.missing = seen.len() as u64 - r.received;
     r
+}
+
+/// Why the host's peer link ended, if `frame` (the next thing read from
+/// it) ends it.
+fn link_ended(
+    frame: &Option<Result<PeerFrame, segchat_proto::frame::CodecError>>,
+) -> Option<String> {
+    match frame {
+        Some(Ok(Frame::Error(f))) => Some(format!("the host closed the peer link: {f}")),
+        Some(Err(e)) => Some(format!("peer link: {e}")),
+        None => Some("the host closed the peer link without a reason".into()),
+        Some(Ok(_)) => None,
+    }
 }
 
 /// When each sender's post i went out, in ns since the bench's epoch.
@@ -793,6 +799,10 @@ async fn sender_reader(
             _ = stop.cancelled() => break,
             f = stream.next() => f,
         };
+        if let Some(why) = link_ended(&frame) {
+            r.lost = Some(why);
+            break;
+        }
         match frame {
             Some(Ok(Frame::Response { id, result })) => {
                 let sent = pending.lock().ok().and_then(|mut p| p.remove(&id));
@@ -818,19 +828,8 @@ async fn sender_reader(
             }
             // The sender is subscribed too; its own copies are not counted.
             Some(Ok(Frame::Event(_))) => {}
-            Some(Ok(Frame::Error(f))) => {
-                r.lost = Some(format!("the host closed the peer link: {f}"));
-                break;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                r.lost = Some(format!("peer link: {e}"));
-                break;
-            }
-            None => {
-                r.lost = Some("the host closed the peer link without a reason".into());
-                break;
-            }
+            // Anything else; the link's end was handled above.
+            _ => {}
         }
     }
     r

@@ -147,3 +147,19 @@ async fn serve_peer(
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
 }
+
+/// Checks the ticket a peer presents (`peer_connect`, `watch`): signed by
+/// the server whose key this node learned, and not expired. `role` names
+/// this node in the refusal ("host", "streamer").
+pub(crate) fn check_peer_ticket(
+    server_key: Option<ed25519_dalek::VerifyingKey>,
+    ticket: &segchat_proto::ticket::SignedTicket,
+    role: &str,
+) -> Result<(), Failure> {
+    let server_key = server_key.ok_or_else(|| {
+        Failure::unavailable(format!("this {role} has not met the server yet; try again"))
+    })?;
+    ticket
+        .verify(&server_key, Some(crate::now_ms()))
+        .map_err(|e| Failure::unauthorized(format!("ticket refused: {e}")))
+}

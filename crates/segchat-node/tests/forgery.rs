@@ -61,6 +61,22 @@ async fn registered(server: std::net::SocketAddr, name: &str) -> Tracker {
     t
 }
 
+/// A ticket for `key`, asked for on `t` as request `id`.
+async fn ticket_for(t: &mut Tracker, id: u32, key: &SigningKey) -> SignedTicket {
+    let reply = ask(
+        t,
+        id,
+        Request::GetTicket {
+            node_key: hex::encode(key.verifying_key().as_bytes()),
+        },
+    )
+    .await;
+    let Reply::Ticket(ticket) = reply else {
+        panic!("expected a ticket, got {reply:?}")
+    };
+    ticket
+}
+
 fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Message {
     Draft {
         id: Uuid::now_v7(),
@@ -94,17 +110,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     )
     .await;
     let key = SigningKey::from_bytes(&[7; 32]);
-    let Reply::Ticket(ticket) = ask(
-        &mut t,
-        3,
-        Request::GetTicket {
-            node_key: hex::encode(key.verifying_key().as_bytes()),
-        },
-    )
-    .await
-    else {
-        panic!("expected a ticket")
-    };
+    let ticket = ticket_for(&mut t, 3, &key).await;
     ask(
         &mut t,
         4,
@@ -302,17 +308,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     )
     .await;
     let key = SigningKey::from_bytes(&[5; 32]);
-    let Reply::Ticket(ticket) = ask(
-        &mut t,
-        3,
-        Request::GetTicket {
-            node_key: hex::encode(key.verifying_key().as_bytes()),
-        },
-    )
-    .await
-    else {
-        panic!("expected a ticket")
-    };
+    let ticket = ticket_for(&mut t, 3, &key).await;
     let addr = host_addr(&a).await;
     // The host learns of the join from the server; retry until admitted.
     let mut p = eventually("eve to be admitted", || {

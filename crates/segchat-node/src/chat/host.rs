@@ -723,12 +723,7 @@ impl Chat {
         ticket: &SignedTicket,
         channel: &str,
     ) -> Result<(String, AccountKind, bool), Failure> {
-        let server_key = self.server_key().ok_or_else(|| {
-            Failure::unavailable("this host has not met the server yet; try again")
-        })?;
-        ticket
-            .verify(&server_key, Some(crate::now_ms()))
-            .map_err(|e| Failure::unauthorized(format!("ticket refused: {e}")))?;
+        crate::p2p::check_peer_ticket(self.server_key(), ticket, "host")?;
         let user = ticket.ticket.username.clone();
         let kind = ticket.ticket.kind;
         let mut map = lock(&self.inner.hosting.channels);
