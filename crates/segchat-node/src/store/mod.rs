@@ -163,8 +163,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.with_here(f))
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || with_conn(&conn, f))
             .await
             .map_err(|e| StoreError::Worker(e.to_string()))?
     }
@@ -175,11 +175,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Worker("store mutex poisoned".into()))?;
-        f(&mut guard)
+        with_conn(&self.conn, f)
     }
 
     // ----- session -------------------------------------------------------
@@ -350,6 +346,17 @@ impl Store {
 
 /// Applies every migration newer than the recorded version, each in its own
 /// transaction.
+/// Runs `f` with the locked connection on this thread.
+fn with_conn<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut guard = conn
+        .lock()
+        .map_err(|_| StoreError::Worker("store mutex poisoned".into()))?;
+    f(&mut guard)
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
