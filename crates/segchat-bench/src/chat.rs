@@ -66,6 +66,10 @@ pub(crate) struct ChatArgs {
     /// Members and senders setting up at once.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Threads the members run on, each a single-threaded runtime with
+    /// its share of the members (as if they were that many machines).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    member_threads: u32,
     /// Keep the temporary directory (data and the children's logs).
     #[arg(long)]
     keep: bool,
@@ -181,16 +185,24 @@ async fn run_with(
         senders.push((s.name, s.key, s.ticket, s.peer));
     }
 
+    // Members live on threads of their own, so the posting senders and
+    // the bench's bookkeeping do not delay what members receive.
+    let pool = MemberThreads::start(args.member_threads)?;
+    let runtimes = pool.handles.clone();
     let set_up = futures::stream::iter(0..args.members)
-        .map(|i| setup_member(i, server_addr, host_addr))
+        .map(|i| {
+            let on = runtimes[i as usize % runtimes.len()].clone();
+            let setup = on.spawn(setup_member(i, server_addr, host_addr));
+            async move { (on, setup.await) }
+        })
         .buffer_unordered(args.connect_concurrency);
     futures::pin_mut!(set_up);
     let mut members = Vec::new();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    while let Some(r) = set_up.next().await {
-        match r {
+    while let Some((on, r)) = set_up.next().await {
+        match r.context("a member's set-up panicked").and_then(|r| r) {
             Ok((tracker, peer, last_seq)) => {
-                trackers.push(tokio::spawn(tracker.keep_alive(stop.clone())));
+                trackers.push(on.spawn(tracker.keep_alive(stop.clone())));
                 let task = member(
                     peer,
                     last_seq,
@@ -199,7 +211,7 @@ async fn run_with(
                     Arc::clone(&counters),
                     stop.clone(),
                 );
-                members.push(tokio::spawn(task));
+                members.push(on.spawn(task));
             }
             Err(e) => *failures.entry(format!("{e:#}")).or_default() += 1,
         }
@@ -255,14 +267,19 @@ async fn run_with(
     ];
     let t0 = Instant::now();
     let mut sender_tasks = Vec::new();
+    let n_senders = senders.len() as u32;
     for (k, ((_, _, _, peer), posts)) in senders.into_iter().zip(posts).enumerate() {
+        // Senders take turns: sender k starts k/K of a period late, so the
+        // posts of all senders together come evenly at the rate asked for
+        // (in step, K posts would land at once every K/R seconds).
+        let start = t0 + plan.period * k as u32 / n_senders;
         let out = Outgoing {
             posts,
             sent_at: Arc::clone(&sent_at),
             sender: k,
             epoch,
         };
-        let task = sender(peer, out, plan, t0, Arc::clone(&counters), stop.clone());
+        let task = sender(peer, out, plan, start, Arc::clone(&counters), stop.clone());
         sender_tasks.push(tokio::spawn(task));
     }
     let mut writers = Vec::new();
@@ -382,6 +399,7 @@ async fn run_with(
 
     host.stop().await;
     server.stop().await;
+    pool.stop();
     report.print_table();
     report.print_json()?;
     Ok(())
@@ -505,6 +523,46 @@ async fn setup_member(
     let ticket = tracker.ticket(&key).await?;
     let (peer, _, last_seq) = peer_connect(host, ticket).await?;
     Ok((tracker, peer, last_seq))
+}
+
+/// The threads members run on: one single-threaded runtime each, members
+/// dealt out round-robin.
+#[derive(Debug)]
+struct MemberThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MemberThreads {
+    fn start(n: u32) -> anyhow::Result<MemberThreads> {
+        let mut pool = MemberThreads {
+            handles: Vec::new(),
+            stop: Vec::new(),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a members' runtime")?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            pool.handles.push(rt.handle().clone());
+            pool.stop.push(stop);
+            std::thread::Builder::new()
+                .name(format!("members-{i}"))
+                .spawn(move || {
+                    let _ = rt.block_on(stopped);
+                })
+                .context("starting a members' thread")?;
+        }
+        Ok(pool)
+    }
+
+    /// Ends the threads (their runtimes drop whatever still runs).
+    fn stop(self) {
+        for s in self.stop {
+            let _ = s.send(());
+        }
+    }
 }
 
 /// `peer_connect` answers refused with 503 and then retried.
@@ -711,6 +769,7 @@ async fn sender_writer(
     w: &mut WriterResult,
 ) -> anyhow::Result<()> {
     let start = tokio::time::Instant::from_std(start);
+    tokio::time::sleep_until(start).await;
     let times = &out.sent_at[out.sender];
     let mut posts = out.posts.into_iter();
     while w.sent < plan.count && !stop.is_cancelled() {

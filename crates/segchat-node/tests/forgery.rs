@@ -4,7 +4,8 @@
 //! sent): the member's node keeps only the genuine message, logs the rest,
 //! and drops a link that breaks the protocol. A member who alters a post is
 //! refused (alone or in a burst of genuine ones); a member who leaves is cut
-//! off and refused.
+//! off and refused; a member who stops reading is cut off without holding
+//! up the others.
 
 mod common;
 
@@ -18,6 +19,7 @@ use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, Visibility};
 use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
 use serde_json::json;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use uuid::Uuid;
@@ -412,10 +414,16 @@ async fn peer_connect(
     addr: std::net::SocketAddr,
     ticket: SignedTicket,
 ) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
-    let mut p: PeerLink = Framed::new(
-        TcpStream::connect(addr).await.expect("connect"),
-        FrameCodec::default(),
-    );
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    peer_connect_on(stream, ticket).await
+}
+
+/// [`peer_connect`] on a connection opened already.
+async fn peer_connect_on(
+    stream: TcpStream,
+    ticket: SignedTicket,
+) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
+    let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
     p.send(Frame::Hello(Hello::new(LinkKind::Peer, "eve")))
         .await
         .expect("hello");
@@ -443,4 +451,138 @@ async fn host_addr(a: &Api) -> std::net::SocketAddr {
         .expect("p2p address")
         .parse()
         .expect("addr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let host = start_node(server.addr, &adir).await;
+    let a = Api::of(&host);
+    a.wait_connected().await;
+    a.register("alice").await;
+    a.ok(
+        Method::POST,
+        "/channels",
+        Some(json!({"name": "club", "visibility": "members_only"})),
+    )
+    .await;
+    let addr = host_addr(&a).await;
+
+    // Two bare members: Bob reads everything, Eve posts and never reads,
+    // with a receive buffer as small as the kernel allows.
+    let member = |name: &'static str, seed: u8| async move {
+        let mut t = registered(server.addr, name).await;
+        ask(
+            &mut t,
+            2,
+            Request::JoinChannel {
+                channel: "club".into(),
+            },
+        )
+        .await;
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let ticket = ticket_for(&mut t, 3, &key).await;
+        (t, key, ticket)
+    };
+    let (_bt, _bkey, bob_ticket) = member("bob", 7).await;
+    let (_et, ekey, eve_ticket) = member("eve", 8).await;
+    let mut bob = eventually("bob to be admitted", || {
+        let ticket = bob_ticket.clone();
+        async move {
+            let (p, answer) = peer_connect(addr, ticket).await;
+            answer.is_ok().then_some(p)
+        }
+    })
+    .await;
+    let mut eve = eventually("eve to be admitted", || {
+        let ticket = eve_ticket.clone();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            let stream = socket.connect(addr).await.expect("connect");
+            let (p, answer) = peer_connect_on(stream, ticket).await;
+            matches!(
+                answer,
+                Ok(peer::Reply::Connected {
+                    can_write: true,
+                    ..
+                })
+            )
+            .then_some(p)
+        }
+    })
+    .await;
+
+    // Bob counts what he gets while Eve floods: every broadcast of hers
+    // comes back to her too, and she never reads, so the host's queue for
+    // her fills (8 MiB) and she is cut off.
+    let bob_reads = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_secs(3), bob.next()).await
+        {
+            if let Frame::Event(peer::Event::Broadcast { seq, message, .. }) = frame {
+                seqs.push(seq);
+                if message.body == "after" {
+                    break;
+                }
+            }
+        }
+        seqs
+    });
+    let body = "x".repeat(segchat_proto::message::MAX_BODY_LEN);
+    let mut posted = 0u32;
+    for i in 0..6_000u32 {
+        let message = Draft {
+            id: Uuid::now_v7(),
+            channel: "club",
+            author: "eve",
+            ts_ms: 1_000 + u64::from(i),
+            body: &body,
+        }
+        .sign(&ekey, eve_ticket.clone())
+        .expect("sign");
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            eve.send(Frame::Request {
+                id: 10 + i,
+                body: peer::Request::Post { message },
+            }),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+        posted += 1;
+    }
+    let log_file = adir.join("logs").join("segchat.log");
+    eventually("the host to cut eve off", || async {
+        let log = std::fs::read_to_string(&log_file).ok()?;
+        log.lines()
+            .any(|l| l.contains("] SLOW_CONSUMER |") && l.contains("member=eve"))
+            .then_some(())
+    })
+    .await;
+    assert!(posted > 0);
+
+    // The others never waited for her: a post after the flood reaches Bob,
+    // and he has every broadcast, in order, none missing.
+    a.ok(
+        Method::POST,
+        "/channels/club/messages",
+        Some(json!({"body": "after"})),
+    )
+    .await;
+    let seqs = bob_reads.await.expect("bob's reader");
+    let n = seqs.len() as u64;
+    assert!(n > 1, "bob got nothing");
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<u64>>(),
+        "bob's broadcasts are 1..={n} in order"
+    );
+    host.shutdown().await;
+    server.stop().await;
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,12 +21,12 @@ use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::{Outbound, Refused};
 use super::{lock, Chat, ChatEvent, Via};
 use crate::acl::ChannelAcl;
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
@@ -41,12 +41,6 @@ const SEQUENCER_QUEUE: usize = 4096;
 const POSTS_IN_FLIGHT: usize = 1024;
 /// Most posts written in one transaction.
 const SEQUENCER_BATCH: usize = 256;
-/// Bytes queued for one member before it counts as too slow.
-const MEMBER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// Frames queued for one member before it counts as too slow.
-const MEMBER_QUEUE: usize = 8192;
-/// Bytes a member's writer gathers into one write.
-const WRITE_BATCH: usize = 256 * 1024;
 /// How often the backup and pull tasks look even without a nudge.
 const BACKUP_EVERY: Duration = Duration::from_secs(5);
 const PULL_EVERY: Duration = Duration::from_secs(30);
@@ -57,12 +51,10 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 struct Sub {
-    tx: mpsc::Sender<Bytes>,
+    out: Outbound,
     /// Which ticket each ticket number names on this member's link (the
     /// assignment in [`TicketRefs`]); shared by the link's subscriptions.
     refs: LinkRefs,
-    /// Bytes queued for this member and not yet written.
-    queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
     addr: SocketAddr,
     user: String,
@@ -205,44 +197,50 @@ impl Hosting {
     }
 
     /// Sends pre-encoded broadcasts to every member of `channel`, each
-    /// link first getting the `ticket` events it lacks for them; cuts off
-    /// the members whose queue is full.
+    /// link first getting the `ticket` events it lacks for them. Members
+    /// whose queue is full are cut off; they are returned.
+    ///
+    /// The writes happen outside the channels' lock: with members keeping
+    /// up, each is a direct socket write (see [`Outbound`]), and posts
+    /// being checked meanwhile must not wait for a hundred of them.
     fn fan_out(
         &self,
         channel: &str,
         frames: Bytes,
         tickets: &[UsedTicket],
     ) -> Vec<(SocketAddr, String)> {
+        let subs: Vec<(Outbound, LinkRefs, SocketAddr)> = match lock(&self.channels).get(channel) {
+            Some(h) => h
+                .subs
+                .values()
+                .map(|s| (s.out.clone(), s.refs.clone(), s.addr))
+                .collect(),
+            None => return Vec::new(),
+        };
+        let mut slow = Vec::new();
+        for (out, refs, addr) in subs {
+            if out.send(with_tickets(&refs, tickets, &frames)) == Err(Refused::Full) {
+                slow.push(addr);
+            }
+        }
+        if slow.is_empty() {
+            return Vec::new();
+        }
+        // Cut off already (their links are cancelled); name them and stop
+        // fanning out to them before their connections notice.
         let mut map = lock(&self.channels);
         let Some(h) = map.get_mut(channel) else {
             return Vec::new();
         };
-        let mut slow = Vec::new();
+        let mut named = Vec::new();
         h.subs.retain(|_, s| {
-            let frame = with_tickets(&s.refs, tickets, &frames);
-            let backlog = s.queued.load(Ordering::Relaxed);
-            let sent = if backlog + frame.len() > MEMBER_QUEUE_BYTES {
-                Err(mpsc::error::TrySendError::Full(()))
-            } else {
-                s.tx.try_send(frame.clone()).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                    mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
-                })
-            };
-            match sent {
-                Ok(()) => {
-                    s.queued.fetch_add(frame.len(), Ordering::Relaxed);
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.cancel.cancel();
-                    slow.push((s.addr, s.user.clone()));
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            let stays = !slow.contains(&s.addr);
+            if !stays {
+                named.push((s.addr, s.user.clone()));
             }
+            stays
         });
-        slow
+        named
     }
 
     fn unsubscribe(&self, conn: u64) {
@@ -743,9 +741,8 @@ impl Chat {
         h.subs.insert(
             conn.id,
             Sub {
-                tx: conn.tx.clone(),
+                out: conn.out.clone(),
                 refs: conn.refs.clone(),
-                queued: conn.queued.clone(),
                 cancel: conn.cancel.clone(),
                 addr: conn.addr,
                 user: user.clone(),
@@ -760,9 +757,8 @@ impl Chat {
 struct PeerConn {
     id: u64,
     addr: SocketAddr,
-    tx: mpsc::Sender<Bytes>,
+    out: Outbound,
     refs: LinkRefs,
-    queued: Arc<AtomicUsize>,
     cancel: CancellationToken,
     /// channel → (ticket's user, account kind)
     joined: HashMap<String, (String, AccountKind)>,
@@ -778,16 +774,13 @@ pub(crate) async fn serve_peer(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> String {
-    let (tx, rx) = mpsc::channel(MEMBER_QUEUE);
     let cancel = shutdown.child_token();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let write_task = tokio::spawn(write_loop(writer, rx, queued.clone(), cancel.clone()));
+    let (out, write_task) = Outbound::start(writer, cancel.clone());
     let mut conn = PeerConn {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         addr,
-        tx,
+        out,
         refs: LinkRefs::default(),
-        queued,
         cancel: cancel.clone(),
         joined: HashMap::new(),
         posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)),
@@ -801,7 +794,7 @@ pub(crate) async fn serve_peer(
         max_body_len: chat.max_body_len() as u32,
     });
     let greeted = match encode(&welcome) {
-        Some(b) => conn.tx.send(b).await.is_ok(),
+        Some(b) => conn.out.send(b).is_ok(),
         None => false,
     };
     let reason = match greeted {
@@ -818,7 +811,7 @@ pub(crate) async fn serve_peer(
                         _ => Failure::bad_request(e.to_string()),
                     };
                     if let Some(b) = encode(&Frame::Error(f)) {
-                        let _ = conn.tx.send(b).await;
+                        let _ = conn.out.send(b);
                     }
                     break format!("bad frame: {e}");
                 }
@@ -830,7 +823,7 @@ pub(crate) async fn serve_peer(
                     // the sequencer keeps the channel's order.
                     if let Err(f) = check_post(&chat, &conn, &message) {
                         if let Some(b) = encode(&Frame::Response { id, result: Err(f) }) {
-                            let _ = conn.tx.send(b).await;
+                            let _ = conn.out.send(b);
                         }
                         continue;
                     }
@@ -838,12 +831,12 @@ pub(crate) async fn serve_peer(
                     let Ok(permit) = conn.posts.clone().acquire_owned().await else {
                         break "closing".into();
                     };
-                    let (chat, tx, addr) = (chat.clone(), conn.tx.clone(), conn.addr);
+                    let (chat, out, addr) = (chat.clone(), conn.out.clone(), conn.addr);
                     tokio::spawn(async move {
                         let result = finish_post(&chat, message, addr).await;
                         drop(permit);
                         if let Some(b) = encode(&Frame::Response { id, result }) {
-                            let _ = tx.send(b).await;
+                            let _ = out.send(b);
                         }
                     });
                 }
@@ -852,7 +845,7 @@ pub(crate) async fn serve_peer(
                     let Some(b) = encode(&Frame::Response { id, result }) else {
                         continue;
                     };
-                    if conn.tx.send(b).await.is_err() {
+                    if conn.out.send(b).is_err() {
                         break "writer gone".into();
                     }
                 }
@@ -862,7 +855,7 @@ pub(crate) async fn serve_peer(
                         other.kind()
                     ));
                     if let Some(b) = encode(&Frame::Error(f)) {
-                        let _ = conn.tx.send(b).await;
+                        let _ = conn.out.send(b);
                     }
                     break "unexpected frame".into();
                 }
@@ -874,6 +867,9 @@ pub(crate) async fn serve_peer(
     if let Some(streams) = chat.streams() {
         streams.on_peer_closed(conn.id);
     }
+    // The last frames (an error, say) still go out; then the write side
+    // is shut down.
+    conn.out.close();
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(2), write_task).await;
     cancel.cancel();
@@ -1013,7 +1009,7 @@ async fn handle(
         | peer::Request::StreamReport { .. }) => match chat.streams() {
             Some(streams) => {
                 streams
-                    .on_peer_request(conn.id, conn.addr, conn.tx.clone(), req)
+                    .on_peer_request(conn.id, conn.addr, conn.out.clone(), req)
                     .await
             }
             None => Err(Failure::unavailable("this node does not stream yet")),
@@ -1023,48 +1019,6 @@ async fn handle(
             finish_post(chat, message, conn.addr).await
         }
     }
-}
-
-/// Drains a member's queue, gathering what is waiting into one write.
-async fn write_loop(
-    mut w: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
-    queued: Arc<AtomicUsize>,
-    cancel: CancellationToken,
-) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => break,
-            b = rx.recv() => match b { Some(b) => b, None => break },
-        };
-        // One buffer waiting (the usual case unless the member lags) is
-        // written as it is; several are gathered into one write.
-        let written = match rx.try_recv() {
-            Err(_) => w.write_all(&first).await.map(|()| first.len()),
-            Ok(second) => {
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&second);
-                while buf.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(b) => buf.extend_from_slice(&b),
-                        Err(_) => break,
-                    }
-                }
-                w.write_all(&buf).await.map(|()| buf.len())
-            }
-        };
-        let Ok(written) = written else {
-            cancel.cancel();
-            break;
-        };
-        // Answers are queued uncounted; never let the count wrap.
-        let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-            Some(q.saturating_sub(written))
-        });
-        buf.clear();
-    }
-    let _ = w.shutdown().await;
 }
 
 #[cfg(test)]

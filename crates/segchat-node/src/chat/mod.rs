@@ -21,6 +21,7 @@
 mod host;
 mod keys;
 mod member;
+mod outbound;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ use crate::link::LinkHandle;
 use crate::store::{Arrival, Cursor, DeliveryState, MessageRow, Source, Store, StoreError};
 
 pub(crate) use host::{serve_peer, PeerCodec, PeerFrame};
+pub(crate) use outbound::Outbound;
 
 /// Chat events for API subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

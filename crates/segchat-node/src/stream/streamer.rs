@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::source::{self, SourceFrame};
 use super::{is_forgery, lock, Streams};
 use crate::acl::ChannelAcl;
+use crate::chat::Outbound;
 
 /// Frames waiting for the sender; more are dropped (never queue latency).
 const SOURCE_QUEUE: usize = 2;
@@ -69,7 +70,7 @@ struct Viewer {
     /// wherever the viewer's probes come from (NAT).
     target: SocketAddr,
     key: SessionKey,
-    events: mpsc::Sender<Bytes>,
+    events: Outbound,
     joined_ms: u64,
     report: Option<StreamReport>,
 }
@@ -275,7 +276,7 @@ impl Streams {
                 stream_id,
                 reason: reason.to_owned(),
             }) {
-                let _ = v.events.try_send(b);
+                let _ = v.events.send(b);
             }
             self.log().record(
                 "VIEWER_LEAVE",
@@ -435,7 +436,7 @@ impl Streams {
         &self,
         conn: u64,
         addr: SocketAddr,
-        events: mpsc::Sender<Bytes>,
+        events: Outbound,
         req: peer::Request,
     ) -> Result<peer::Reply, Failure> {
         match req {

@@ -1,0 +1,332 @@
+//! The host's side of one member's peer link: every frame the host sends
+//! that member (welcome, answers, broadcasts, tickets, stream events) goes
+//! through one [`Outbound`].
+//!
+//! A frame is written straight to the socket, on the caller's thread, when
+//! nothing is queued before it and the kernel takes it whole: the usual
+//! case for a member that keeps up, and the one the sequencer's fan-out
+//! hits a hundred times per post. Whatever the socket does not take is
+//! queued and a writer task drains the queue, gathering what waits into
+//! one write. Order is kept because the direct path is only taken with the
+//! queue empty and no write in progress, both checked under one lock.
+//!
+//! The queue is bounded in frames and bytes: a frame that does not fit
+//! cuts the member off (slow-consumer policy); it resyncs from its cursor
+//! when it comes back, and it never holds up the other members.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::lock;
+
+/// Bytes queued for one member before it counts as too slow.
+pub(super) const MEMBER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Frames queued for one member before it counts as too slow.
+const MEMBER_QUEUE_FRAMES: usize = 8192;
+/// Frames the writer hands the kernel in one `writev`.
+const WRITE_SLICES: usize = 64;
+
+/// Why a frame was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The member's queue is full: the link has just been cut off.
+    Full,
+    /// The link is closed (or closing).
+    Closed,
+}
+
+/// A cloneable sending end of one peer link. See the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sock: OwnedWriteHalf,
+    state: Mutex<State>,
+    /// Rung when the queue gets its first frame, or on `close`.
+    bell: Notify,
+    /// Cancelled when the link is cut off or its socket fails.
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    bytes: usize,
+    /// The writer task is writing (or about to write) the queue's head:
+    /// nobody else may write to the socket.
+    writing: bool,
+    /// No more frames are accepted; the writer drains the queue and ends.
+    closing: bool,
+}
+
+impl Outbound {
+    /// Takes over the link's write half; the writer task ends (and shuts
+    /// the write side down) on `cancel`, on a socket error, or after
+    /// [`Outbound::close`] once the queue is drained.
+    pub(crate) fn start(
+        sock: OwnedWriteHalf,
+        cancel: CancellationToken,
+    ) -> (Outbound, JoinHandle<()>) {
+        let out = Outbound {
+            inner: Arc::new(Inner {
+                sock,
+                state: Mutex::new(State::default()),
+                bell: Notify::new(),
+                cancel,
+            }),
+        };
+        let writer = tokio::spawn(out.clone().writer());
+        (out, writer)
+    }
+
+    /// Sends one or more whole frames. Never blocks: the frames are written
+    /// now or queued. A member whose queue is full is cut off.
+    pub(crate) fn send(&self, frames: Bytes) -> Result<(), Refused> {
+        let inner = &*self.inner;
+        let mut st = lock(&inner.state);
+        if st.closing || inner.cancel.is_cancelled() {
+            return Err(Refused::Closed);
+        }
+        let mut rest = frames;
+        if !st.writing && st.queue.is_empty() {
+            match inner.sock.try_write(&rest) {
+                Ok(n) if n == rest.len() => return Ok(()),
+                Ok(n) => {
+                    let _ = rest.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    st.closing = true;
+                    inner.cancel.cancel();
+                    return Err(Refused::Closed);
+                }
+            }
+        }
+        if st.bytes + rest.len() > MEMBER_QUEUE_BYTES || st.queue.len() >= MEMBER_QUEUE_FRAMES {
+            st.closing = true;
+            inner.cancel.cancel();
+            return Err(Refused::Full);
+        }
+        st.bytes += rest.len();
+        st.queue.push_back(rest);
+        if !st.writing {
+            st.writing = true;
+            inner.bell.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Accepts no more frames; the writer sends what is queued, shuts the
+    /// write side down and ends.
+    pub(crate) fn close(&self) {
+        lock(&self.inner.state).closing = true;
+        self.inner.bell.notify_one();
+    }
+
+    /// Bytes waiting to be written.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.inner.state).bytes
+    }
+
+    async fn writer(self) {
+        let inner = &*self.inner;
+        loop {
+            tokio::select! {
+                _ = inner.cancel.cancelled() => break,
+                _ = inner.bell.notified() => {}
+            }
+            if let Err(e) = self.drain().await {
+                tracing::debug!(error = %e, "peer link write failed");
+                inner.cancel.cancel();
+                break;
+            }
+            if lock(&inner.state).closing {
+                break;
+            }
+        }
+        lock(&inner.state).closing = true;
+        // The read half may live on; the member must see the end now.
+        let _ = socket2::SockRef::from(inner.sock.as_ref()).shutdown(Shutdown::Write);
+    }
+
+    /// Writes the queue until it is empty, then lets senders write
+    /// directly again.
+    async fn drain(&self) -> io::Result<()> {
+        let inner = &*self.inner;
+        loop {
+            let batch: Vec<Bytes> = {
+                let mut st = lock(&inner.state);
+                if st.queue.is_empty() {
+                    st.writing = false;
+                    return Ok(());
+                }
+                st.writing = true;
+                st.queue.iter().take(WRITE_SLICES).cloned().collect()
+            };
+            let written = write_some(&inner.sock, &batch, &inner.cancel).await?;
+            let mut st = lock(&inner.state);
+            st.bytes -= written;
+            let mut left = written;
+            while left > 0 {
+                let Some(head) = st.queue.front_mut() else {
+                    break;
+                };
+                if head.len() <= left {
+                    left -= head.len();
+                    st.queue.pop_front();
+                } else {
+                    let _ = head.split_to(left);
+                    left = 0;
+                }
+            }
+        }
+    }
+}
+
+/// One `writev` of `batch` once the socket is writable; how many bytes it
+/// took (at least one).
+async fn write_some(
+    sock: &OwnedWriteHalf,
+    batch: &[Bytes],
+    cancel: &CancellationToken,
+) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(io::Error::other("cut off")),
+            ready = sock.writable() => ready?,
+        }
+        match sock.try_write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An `Outbound` on one end of a loopback connection, and the other end.
+    async fn link() -> (Outbound, JoinHandle<()>, TcpStream, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (member, host) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_read, write) = host.expect("accept").0.into_split();
+        let cancel = CancellationToken::new();
+        let (out, writer) = Outbound::start(write, cancel.clone());
+        (out, writer, member.expect("connect"), cancel)
+    }
+
+    /// Frame `i`: its number, then `len - 4` copies of its low byte.
+    fn frame(i: u32, len: usize) -> Bytes {
+        let mut b = i.to_be_bytes().to_vec();
+        b.resize(len, i as u8);
+        Bytes::from(b)
+    }
+
+    #[tokio::test]
+    async fn frames_arrive_whole_and_in_order_when_the_member_lags() {
+        let (out, writer, mut member, _cancel) = link().await;
+        // Far more than the socket buffers hold while nobody reads: the
+        // first frames go straight out, the rest wait in the queue.
+        let (count, len) = (2_000u32, 3_000usize);
+        for i in 0..count {
+            out.send(frame(i, len)).expect("queued");
+        }
+        assert!(
+            out.queued() > 0,
+            "the socket took everything; the test proves nothing"
+        );
+        out.close();
+        let mut got = Vec::new();
+        member.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got.len(), count as usize * len);
+        for (i, chunk) in got.chunks(len).enumerate() {
+            assert_eq!(chunk, &frame(i as u32, len)[..], "frame {i}");
+        }
+        writer.await.expect("writer");
+        assert_eq!(out.send(frame(0, 8)), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_member_that_stops_reading_is_cut_off_not_buffered_forever() {
+        let (out, writer, mut member, cancel) = link().await;
+        let len = 64 * 1024;
+        let mut sent = 0usize;
+        let refused = loop {
+            match out.send(frame(sent as u32, len)) {
+                Ok(()) => sent += 1,
+                Err(r) => break r,
+            }
+            assert!(sent * len < 4 * MEMBER_QUEUE_BYTES, "never cut off");
+        };
+        assert_eq!(refused, Refused::Full);
+        assert!(cancel.is_cancelled(), "the link is cut off");
+        assert_eq!(out.send(frame(0, 8)), Err(Refused::Closed));
+        writer.await.expect("writer");
+        // The member sees its link end: what was written, in order (the
+        // last frame may be cut short), then EOF.
+        let mut rest = Vec::new();
+        member.read_to_end(&mut rest).await.expect("read");
+        assert!(rest.len() < sent * len);
+        for (i, chunk) in rest.chunks(len).enumerate() {
+            assert_eq!(chunk, &frame(i as u32, len)[..chunk.len()], "frame {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn direct_writes_and_the_writer_take_turns_without_mixing_bytes() {
+        let (out, writer, mut member, _cancel) = link().await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            member.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        // Bursts large enough to fill the socket now and then, from two
+        // threads at once, while the member reads as fast as it can.
+        let len = 1_000;
+        let senders: Vec<_> = (0..2u32)
+            .map(|t| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5_000u32 {
+                        out.send(frame(t << 16 | i, len)).expect("sent");
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().expect("sender thread");
+        }
+        out.close();
+        writer.await.expect("writer");
+        let got = reader.await.expect("reader");
+        assert_eq!(got.len(), 10_000 * len);
+        let mut next = [0u32; 2];
+        for chunk in got.chunks(len) {
+            let n = u32::from_be_bytes(chunk[..4].try_into().expect("4 bytes"));
+            let (t, i) = ((n >> 16) as usize, n & 0xffff);
+            assert_eq!(i, next[t], "thread {t}'s frames in order");
+            assert_eq!(chunk, &frame(n, len)[..], "frame {n} whole");
+            next[t] += 1;
+        }
+    }
+}
