@@ -265,6 +265,7 @@ async fn run_with(
         procs::cpu_seconds(&server_pid)?,
         procs::cpu_seconds("self")?,
     ];
+    let machine0 = procs::machine_ticks()?;
     let t0 = Instant::now();
     let mut sender_tasks = Vec::new();
     let n_senders = senders.len() as u32;
@@ -304,6 +305,7 @@ async fn run_with(
         procs::cpu_seconds(&server_pid)?,
         procs::cpu_seconds("self")?,
     ];
+    let machine1 = procs::machine_ticks()?;
     for e in &write_errors {
         eprintln!("warning: a sender stopped early: {e}");
     }
@@ -351,6 +353,8 @@ async fn run_with(
         host_pct: pct(0),
         server_pct: pct(1),
         bench_pct: pct(2),
+        steal_pct: (machine1.1 - machine0.1) as f64 / (machine1.0 - machine0.0).max(1) as f64
+            * 100.0,
     };
     let mut ack_nanos = Vec::new();
     for r in readers {

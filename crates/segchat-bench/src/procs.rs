@@ -283,6 +283,25 @@ pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     Ok((tick(11)? + tick(12)?) / CLK_TCK)
 }
 
+/// The whole machine's CPU time so far, from the first line of
+/// `/proc/stat`: (all time, time stolen by the hypervisor), in ticks.
+pub(crate) fn machine_ticks() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("could not read /proc/stat")?;
+    let line = stat.lines().next().unwrap_or_default();
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice;
+    // guest time is counted in user already.
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().context("/proc/stat is malformed"))
+        .collect::<anyhow::Result<_>>()?;
+    if ticks.len() < 8 {
+        bail!("/proc/stat is short");
+    }
+    Ok((ticks.iter().sum(), ticks[7]))
+}
+
 /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Memory {

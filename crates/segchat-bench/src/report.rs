@@ -46,6 +46,10 @@ pub(crate) struct Cpu {
     pub(crate) host_pct: f64,
     pub(crate) server_pct: f64,
     pub(crate) bench_pct: f64,
+    /// Of the machine's CPU time over the window, the share the hypervisor
+    /// gave to other guests (`steal` in `/proc/stat`): on a shared VM, the
+    /// run's figures are only comparable when this is low.
+    pub(crate) steal_pct: f64,
 }
 
 /// Everything one `chat` run measured.
@@ -164,8 +168,8 @@ impl ChatReport {
             (
                 "CPU (send)",
                 format!(
-                    "host {:.1} %  server {:.1} %  bench {:.1} %  (of one core)",
-                    self.cpu.host_pct, self.cpu.server_pct, self.cpu.bench_pct
+                    "host {:.1} %  server {:.1} %  bench {:.1} %  (of one core); stolen {:.1} % of the machine",
+                    self.cpu.host_pct, self.cpu.server_pct, self.cpu.bench_pct, self.cpu.steal_pct
                 ),
             ),
             (

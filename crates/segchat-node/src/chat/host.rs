@@ -21,8 +21,9 @@ use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
+use uuid::Uuid;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -35,10 +36,9 @@ use crate::store::{Arrival, Cursor, DeliveryState, Source};
 pub(crate) type PeerCodec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
 
-/// Posts a hosted channel queues for storing before posters wait.
+/// Posts a hosted channel queues for storing before posters wait (a
+/// member's read loop waits there, so a flood backs up into its socket).
 const SEQUENCER_QUEUE: usize = 4096;
-/// Posts of one member verified and stored at once.
-const POSTS_IN_FLIGHT: usize = 1024;
 /// Most posts written in one transaction.
 const SEQUENCER_BATCH: usize = 256;
 /// How often the backup and pull tasks look even without a nudge.
@@ -81,7 +81,45 @@ struct Job {
     /// A member's post, from this address: the sequencer verifies it (all
     /// of a batch's posts in one batched check). `None`: verified already.
     verify_from: Option<SocketAddr>,
-    reply: oneshot::Sender<Result<u64, Failure>>,
+    answer: Answer,
+}
+
+/// Who learns how a queued message ended.
+#[derive(Debug)]
+enum Answer {
+    /// The member who posted it: the sequencer writes the `response` to
+    /// its request `id` straight to the link (no task per post).
+    Member {
+        out: Outbound,
+        id: u32,
+        addr: SocketAddr,
+    },
+    /// A caller on this node, waiting.
+    Local(oneshot::Sender<Result<u64, Failure>>),
+}
+
+impl Answer {
+    fn send(self, chat: &Chat, message: (Uuid, &str, &str), result: Result<u64, Failure>) {
+        match self {
+            Answer::Local(reply) => {
+                let _ = reply.send(result);
+            }
+            Answer::Member { out, id, addr } => {
+                let (msg_id, channel, author) = message;
+                let result = result.map(|seq| {
+                    chat.log().record(
+                        "MESSAGE_SENT",
+                        addr,
+                        format!("via=host channel={channel} id={msg_id} author={author} seq={seq}"),
+                    );
+                    peer::Reply::Stored { id: msg_id, seq }
+                });
+                if let Some(b) = encode(&Frame::Response { id, result }) {
+                    let _ = out.send(b);
+                }
+            }
+        }
+    }
 }
 
 /// Per link: ticket number → the assignment it was last sent for.
@@ -400,6 +438,23 @@ impl Chat {
         arrival: Arrival,
         verify_from: Option<SocketAddr>,
     ) -> Result<u64, Failure> {
+        let (reply, answer) = oneshot::channel();
+        self.queue_job(m, arrival, verify_from, Answer::Local(reply))
+            .await?;
+        answer
+            .await
+            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))?
+    }
+
+    /// Hands a message to its channel's sequencer; `answer` hears how it
+    /// ended (unless this fails).
+    async fn queue_job(
+        &self,
+        m: Message,
+        arrival: Arrival,
+        verify_from: Option<SocketAddr>,
+        answer: Answer,
+    ) -> Result<(), Failure> {
         self.observe(m.ts_ms);
         let queue = lock(&self.inner.hosting.channels)
             .get(&m.channel)
@@ -407,19 +462,15 @@ impl Chat {
             .ok_or_else(|| {
                 Failure::not_found(format!("this node does not host {:?}", m.channel))
             })?;
-        let (reply, answer) = oneshot::channel();
         queue
             .send(Job {
                 message: m,
                 arrival,
                 verify_from,
-                reply,
+                answer,
             })
             .await
-            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))?;
-        answer
-            .await
-            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))?
+            .map_err(|_| Failure::unavailable("this channel is no longer hosted here"))
     }
 
     /// Numbers, stores and fans out a hosted channel's messages in order:
@@ -450,7 +501,9 @@ impl Chat {
                 Err(e) => {
                     let failure = super::internal(e);
                     for job in batch {
-                        let _ = job.reply.send(Err(failure.clone()));
+                        let m = &job.message;
+                        job.answer
+                            .send(&self, (m.id, &m.channel, &m.author), Err(failure.clone()));
                     }
                     continue;
                 }
@@ -461,6 +514,7 @@ impl Chat {
             let mut tickets: Vec<UsedTicket> = Vec::new();
             let mut acks = Vec::with_capacity(batch.len());
             for (job, (new, seq)) in batch.into_iter().zip(stored) {
+                let names = (job.message.id, job.message.author.clone());
                 if new {
                     let mut row = super::MessageRow::arrived(&job.message, &job.arrival);
                     row.host_seq = Some(seq);
@@ -481,7 +535,7 @@ impl Chat {
                         self.publish(ChatEvent::Message { message: row });
                     }
                 }
-                acks.push((job.reply, seq));
+                acks.push((job.answer, names, seq));
             }
             let any_new = !frames.is_empty();
             if any_new {
@@ -497,8 +551,8 @@ impl Chat {
                     );
                 }
             }
-            for (reply, seq) in acks {
-                let _ = reply.send(Ok(seq));
+            for (answer, (id, author), seq) in acks {
+                answer.send(&self, (id, &channel, &author), Ok(seq));
             }
             if any_new {
                 self.inner.hosting.wake_backup(&channel);
@@ -541,9 +595,14 @@ impl Chat {
                 Ok(()) => kept.push(job),
                 Err(reason) => {
                     self.log_rejected(addr, &job.message, &reason);
-                    let _ = job.reply.send(Err(Failure::bad_request(format!(
-                        "message is not authentic: {reason}"
-                    ))));
+                    let m = &job.message;
+                    job.answer.send(
+                        self,
+                        (m.id, &m.channel, &m.author),
+                        Err(Failure::bad_request(format!(
+                            "message is not authentic: {reason}"
+                        ))),
+                    );
                 }
             }
         }
@@ -762,8 +821,6 @@ struct PeerConn {
     cancel: CancellationToken,
     /// channel → (ticket's user, account kind)
     joined: HashMap<String, (String, AccountKind)>,
-    /// Posts of this member being verified and stored at once.
-    posts: Arc<Semaphore>,
 }
 
 /// Serves one member's peer link after its `hello` was accepted.
@@ -783,7 +840,6 @@ pub(crate) async fn serve_peer(
         refs: LinkRefs::default(),
         cancel: cancel.clone(),
         joined: HashMap::new(),
-        posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)),
     };
     let welcome: PeerFrame = Frame::Welcome(Welcome {
         version: PROTOCOL_VERSION,
@@ -819,26 +875,28 @@ pub(crate) async fn serve_peer(
                     id,
                     body: peer::Request::Post { message },
                 })) => {
-                    // Checked here, verified and stored off the read loop;
-                    // the sequencer keeps the channel's order.
-                    if let Err(f) = check_post(&chat, &conn, &message) {
+                    // Checked here, then queued: the sequencer verifies,
+                    // stores and fans it out in the channel's order, and
+                    // answers the member itself. The read loop goes on with
+                    // the next post meanwhile (it waits only while the
+                    // sequencer's queue is full).
+                    let queued = match check_post(&chat, &conn, &message) {
+                        Ok(()) => {
+                            let answer = Answer::Member {
+                                out: conn.out.clone(),
+                                id,
+                                addr: conn.addr,
+                            };
+                            chat.queue_job(message, member_arrival(conn.addr), Some(conn.addr), answer)
+                                .await
+                        }
+                        Err(f) => Err(f),
+                    };
+                    if let Err(f) = queued {
                         if let Some(b) = encode(&Frame::Response { id, result: Err(f) }) {
                             let _ = conn.out.send(b);
                         }
-                        continue;
                     }
-                    // Bounded: a member that floods waits here, not in memory.
-                    let Ok(permit) = conn.posts.clone().acquire_owned().await else {
-                        break "closing".into();
-                    };
-                    let (chat, out, addr) = (chat.clone(), conn.out.clone(), conn.addr);
-                    tokio::spawn(async move {
-                        let result = finish_post(&chat, message, addr).await;
-                        drop(permit);
-                        if let Some(b) = encode(&Frame::Response { id, result }) {
-                            let _ = out.send(b);
-                        }
-                    });
                 }
                 Some(Ok(Frame::Request { id, body })) => {
                     let result = handle(&chat, &mut conn, body).await;
@@ -914,22 +972,27 @@ fn check_post(chat: &Chat, conn: &PeerConn, message: &Message) -> Result<(), Fai
     Ok(())
 }
 
+/// Where a member's post came from.
+fn member_arrival(addr: SocketAddr) -> Arrival {
+    Arrival {
+        source: Source::Host,
+        from: Some(format!("member {addr}")),
+        host_seq: None,
+        server_seq: None,
+    }
+}
+
 /// Has a checked post verified, stored and fanned out (by the channel's
-/// sequencer), and says under which number. Runs off the connection's read
-/// loop so one member's posts queue up while earlier ones are stored.
+/// sequencer), and says under which number.
 async fn finish_post(
     chat: &Chat,
     message: Message,
     addr: SocketAddr,
 ) -> Result<peer::Reply, Failure> {
     let (id, channel, author) = (message.id, message.channel.clone(), message.author.clone());
-    let arrival = Arrival {
-        source: Source::Host,
-        from: Some(format!("member {addr}")),
-        host_seq: None,
-        server_seq: None,
-    };
-    let seq = chat.host_store(message, arrival, Some(addr)).await?;
+    let seq = chat
+        .host_store(message, member_arrival(addr), Some(addr))
+        .await?;
     chat.log().record(
         "MESSAGE_SENT",
         addr,
