@@ -187,16 +187,15 @@ async fn run_with(
 
     // Members live on threads of their own, so the posting senders and
     // the bench's bookkeeping do not delay what members receive.
-    let pool = MemberThreads::start(args.member_threads)?;
-    let runtimes = pool.handles.clone();
+    let pool = procs::MemberThreads::start(args.member_threads)?;
     let set_up = futures::stream::iter(0..args.members)
         .map(|i| {
-            let on = runtimes[i as usize % runtimes.len()].clone();
+            let on = pool.handle(i as usize);
             let setup = on.spawn(setup_member(i, server_addr, host_addr));
             async move { (on, setup.await) }
         })
         .buffer_unordered(args.connect_concurrency);
-    futures::pin_mut!(set_up);
+    let mut set_up = Box::pin(set_up);
     let mut members = Vec::new();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     while let Some((on, r)) = set_up.next().await {
@@ -220,6 +219,7 @@ async fn run_with(
             eprintln!("members set up: {done}/{}", args.members);
         }
     }
+    drop(set_up);
     if !failures.is_empty() {
         for (e, n) in &failures {
             eprintln!("warning: {n} members could not connect: {e}");
@@ -527,46 +527,6 @@ async fn setup_member(
     let ticket = tracker.ticket(&key).await?;
     let (peer, _, last_seq) = peer_connect(host, ticket).await?;
     Ok((tracker, peer, last_seq))
-}
-
-/// The threads members run on: one single-threaded runtime each, members
-/// dealt out round-robin.
-#[derive(Debug)]
-struct MemberThreads {
-    handles: Vec<tokio::runtime::Handle>,
-    stop: Vec<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl MemberThreads {
-    fn start(n: u32) -> anyhow::Result<MemberThreads> {
-        let mut pool = MemberThreads {
-            handles: Vec::new(),
-            stop: Vec::new(),
-        };
-        for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting a members' runtime")?;
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            pool.handles.push(rt.handle().clone());
-            pool.stop.push(stop);
-            std::thread::Builder::new()
-                .name(format!("members-{i}"))
-                .spawn(move || {
-                    let _ = rt.block_on(stopped);
-                })
-                .context("starting a members' thread")?;
-        }
-        Ok(pool)
-    }
-
-    /// Ends the threads (their runtimes drop whatever still runs).
-    fn stop(self) {
-        for s in self.stop {
-            let _ = s.send(());
-        }
-    }
 }
 
 /// `peer_connect` answers refused with 503 and then retried.

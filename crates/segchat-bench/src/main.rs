@@ -11,9 +11,12 @@
 //!   built on `segchat_proto`'s frames and codec.
 //! - [`chat`]: the `chat` scenario: one host, N members, K senders.
 //! - [`stream`]: the `stream` scenario: a livestream to 1, 4, 8 viewers.
+//! - [`floor`]: the `floor` scenario: the same fan-out as `chat` with no
+//!   segchat code, to tell the machine's share of `chat`'s figures.
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
+mod floor;
 mod link;
 mod procs;
 mod report;
@@ -40,6 +43,13 @@ enum Command {
     /// Livestream over UDP: one streamer node, rounds of 1, 4, 8 viewer
     /// nodes; prints delivered fps, latency, loss, bitrate, streamer CPU.
     Stream(stream::StreamArgs),
+    /// The machine's floor for `chat`: one process writes a frame to each
+    /// of N TCP connections R times a second, the bench reads them; no
+    /// segchat code. Prints latency and the CPU a write costs.
+    Floor(floor::FloorArgs),
+    /// The writing side of `floor` (started by it).
+    #[command(hide = true)]
+    FloorWriter(floor::WriterArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,5 +83,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Chat(args) => chat::run(args).await,
         Command::Stream(args) => stream::run(args).await,
+        Command::Floor(args) => floor::run(args).await,
+        // Plain threads and blocking sockets: nothing else runs meanwhile.
+        Command::FloorWriter(args) => floor::writer(args),
     }
 }

@@ -326,3 +326,48 @@ pub(crate) fn memory(pid: &str) -> anyhow::Result<Memory> {
         hwm_kib: field("VmHWM:"),
     })
 }
+
+/// The threads members run on: one single-threaded runtime each, members
+/// dealt out round-robin.
+#[derive(Debug)]
+pub(crate) struct MemberThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MemberThreads {
+    pub(crate) fn start(n: u32) -> anyhow::Result<MemberThreads> {
+        let mut pool = MemberThreads {
+            handles: Vec::new(),
+            stop: Vec::new(),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a members' runtime")?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            pool.handles.push(rt.handle().clone());
+            pool.stop.push(stop);
+            std::thread::Builder::new()
+                .name(format!("members-{i}"))
+                .spawn(move || {
+                    let _ = rt.block_on(stopped);
+                })
+                .context("starting a members' thread")?;
+        }
+        Ok(pool)
+    }
+
+    /// The runtime the `i`th member runs on.
+    pub(crate) fn handle(&self, i: usize) -> tokio::runtime::Handle {
+        self.handles[i % self.handles.len()].clone()
+    }
+
+    /// Ends the threads (their runtimes drop whatever still runs).
+    pub(crate) fn stop(self) {
+        for s in self.stop {
+            let _ = s.send(());
+        }
+    }
+}

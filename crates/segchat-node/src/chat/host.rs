@@ -21,11 +21,11 @@ use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
-use uuid::Uuid;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::outbound::{Outbound, Refused};
 use super::{lock, Chat, ChatEvent, Via};
@@ -887,8 +887,13 @@ pub(crate) async fn serve_peer(
                                 id,
                                 addr: conn.addr,
                             };
-                            chat.queue_job(message, member_arrival(conn.addr), Some(conn.addr), answer)
-                                .await
+                            chat.queue_job(
+                                message,
+                                member_arrival(conn.addr),
+                                Some(conn.addr),
+                                answer,
+                            )
+                            .await
                         }
                         Err(f) => Err(f),
                     };
