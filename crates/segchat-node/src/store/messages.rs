@@ -431,7 +431,7 @@ impl Store {
         after: u64,
         limit: u32,
     ) -> Result<Vec<Sequenced>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS}, hosted_seq FROM messages
                  WHERE channel = ?1 AND hosted_seq > ?2 ORDER BY hosted_seq LIMIT ?3"
@@ -453,7 +453,7 @@ impl Store {
 
     /// As host: the highest hosted sequence number of a channel.
     pub async fn hosted_last(&self, channel: String) -> Result<u64, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let v: i64 = c.query_row(
                 "SELECT COALESCE(MAX(hosted_seq), 0) FROM messages
                  WHERE channel = ?1 AND hosted_seq IS NOT NULL",
@@ -529,7 +529,7 @@ impl Store {
         channel: String,
         state: DeliveryState,
     ) -> Result<u64, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let n: i64 = c.query_row(
                 "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = ?2",
                 params![channel, state.as_str()],
@@ -543,7 +543,7 @@ impl Store {
     /// The outbox: messages written here and not yet acknowledged, oldest
     /// first.
     pub async fn outbox(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state = 'pending'
                  ORDER BY local_id LIMIT ?1"
@@ -556,7 +556,7 @@ impl Store {
 
     /// One message as the API shows it.
     pub async fn message(&self, id: String) -> Result<Option<MessageRow>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM messages WHERE id = ?1"),
                 params![id],
@@ -577,7 +577,7 @@ impl Store {
         before: Option<String>,
         limit: u32,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let anchor: Option<(i64, String)> = match &before {
                 Some(id) => c
                     .query_row(
@@ -660,7 +660,7 @@ impl Store {
 
     /// A cursor's value (0 if never set).
     pub async fn cursor(&self, channel: String, kind: Cursor) -> Result<u64, StoreError> {
-        self.with(move |c| cursor_in(c, &channel, kind)).await
+        self.read(move |c| cursor_in(c, &channel, kind)).await
     }
 
     /// Moves a cursor forward to `value` (never back: cursors only say
@@ -748,7 +748,7 @@ impl Store {
 
     /// The channel's open gaps as (from, to) host sequence numbers.
     pub async fn gaps(&self, channel: String) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT from_seq, to_seq FROM gaps WHERE channel = ?1 ORDER BY from_seq",
             )?;
@@ -763,7 +763,7 @@ impl Store {
     /// Unread counts per channel: messages by others stored after the
     /// channel's read cursor.
     pub async fn unread(&self, me: String) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT m.channel, COUNT(*) FROM messages m
                  LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
@@ -793,7 +793,7 @@ impl Store {
 
     /// The highest timestamp stored (for the hybrid logical clock).
     pub async fn max_ts(&self) -> Result<u64, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let v: i64 = c.query_row("SELECT COALESCE(MAX(ts_ms), 0) FROM messages", [], |r| {
                 r.get(0)
             })?;
@@ -945,5 +945,56 @@ mod tests {
         assert!(s.gaps(ch()).await.expect("gaps").is_empty());
         // Repeats change nothing.
         assert_eq!(s.saw_host_seq(ch(), 5).await.expect("seq"), 6);
+    }
+
+    #[tokio::test]
+    async fn reads_see_what_is_committed_and_do_not_wait_for_a_writer() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Store::open(&dir.path().join("node.db")).expect("store");
+        let a = message(1, "a");
+        s.host_append_blocking("c", &[(&a, &hosted())])
+            .expect("append");
+        // A writer holds the writers' connection, mid-transaction...
+        let (held, release) = (
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+        );
+        let writer = {
+            let (s, held, release) = (s.clone(), held.clone(), release.clone());
+            std::thread::spawn(move || {
+                s.with_here(|c| {
+                    let tx = c.transaction()?;
+                    tx.execute(
+                        "UPDATE messages SET body = 'changing' WHERE channel = 'c'",
+                        [],
+                    )?;
+                    held.wait();
+                    release.wait();
+                    tx.commit()?;
+                    Ok(())
+                })
+                .expect("writer")
+            })
+        };
+        held.wait();
+        // ...and the backlog, history and cursors are read meanwhile, as
+        // last committed.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let after = s.hosted_after("c".into(), 0, 10).await.expect("after");
+            let page = s.history("c".into(), None, 10).await.expect("history");
+            let cursor = s.cursor("c".into(), Cursor::Backup).await.expect("cursor");
+            (after, page, cursor)
+        })
+        .await;
+        release.wait();
+        writer.join().expect("writer thread");
+        let (after, page, cursor) = read.expect("a read waited for the writer");
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].message.body, "a");
+        assert_eq!(page.len(), 1);
+        assert_eq!(cursor, 0);
+        // Once committed, the change is what reads see.
+        let after = s.hosted_after("c".into(), 0, 10).await.expect("after");
+        assert_eq!(after[0].message.body, "changing");
     }
 }

@@ -74,7 +74,14 @@ pub struct CachedChannels {
 /// A cloneable handle to the local store.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The connection every write (and every read without a connection of
+    /// its own) goes through, one call at a time.
     conn: Arc<Mutex<Connection>>,
+    /// A read-only connection for reads that do not need to wait for the
+    /// writers: a hosted channel's sequencer, which writes on `conn`, never
+    /// waits for the backup reading its backlog or a page of history.
+    /// (`None` in memory: reads use `conn`.)
+    reader: Option<Arc<Mutex<Connection>>>,
     /// The database file (`None` in memory).
     path: Option<PathBuf>,
 }
@@ -87,6 +94,14 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mut store = Self::from_conn(conn)?;
+        // Opened after the migrations, so it sees the current schema.
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        store.reader = Some(Arc::new(Mutex::new(reader)));
         store.path = Some(path.to_owned());
         Ok(store)
     }
@@ -103,6 +118,7 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            reader: None,
             path: None,
         })
     }
@@ -164,6 +180,20 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || with_conn(&conn, f))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Runs `f`, which only reads, on the blocking pool with the read-only
+    /// connection (the writers' connection in memory). It sees everything
+    /// committed before it starts.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.reader.as_ref().unwrap_or(&self.conn).clone();
         tokio::task::spawn_blocking(move || with_conn(&conn, f))
             .await
             .map_err(|e| StoreError::Worker(e.to_string()))?
