@@ -283,21 +283,46 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     server.stop().await;
 }
 
+/// Alice's node hosting the members-only channel `club`, with its server.
+struct Club {
+    server: TestServer,
+    host: segchat_node::NodeHandle,
+    a: Api,
+    /// The server's data directory, then the host's.
+    dirs: [(tempfile::TempDir, std::path::PathBuf); 2],
+}
+
+impl Club {
+    async fn start() -> Club {
+        let dirs = [tempdir(), tempdir()];
+        let server = TestServer::start(&dirs[0].1).await;
+        let host = start_node(server.addr, &dirs[1].1).await;
+        let a = Api::of(&host);
+        a.wait_connected().await;
+        a.register("alice").await;
+        a.ok(
+            Method::POST,
+            "/channels",
+            Some(json!({"name": "club", "visibility": "members_only"})),
+        )
+        .await;
+        Club {
+            server,
+            host,
+            a,
+            dirs,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let host = start_node(server.addr, &adir).await;
-    let a = Api::of(&host);
-    a.wait_connected().await;
-    a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "club", "visibility": "members_only"})),
-    )
-    .await;
+    let Club {
+        server,
+        host,
+        a,
+        dirs: _dirs,
+    } = Club::start().await;
 
     // Eve, a bare client: joins, gets a ticket, connects to the host P2P.
     let mut t = registered(server.addr, "eve").await;
@@ -455,19 +480,13 @@ async fn host_addr(a: &Api) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let host = start_node(server.addr, &adir).await;
-    let a = Api::of(&host);
-    a.wait_connected().await;
-    a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "club", "visibility": "members_only"})),
-    )
-    .await;
+    let Club {
+        server,
+        host,
+        a,
+        dirs,
+    } = Club::start().await;
+    let adir = dirs[1].1.clone();
     let addr = host_addr(&a).await;
 
     // Two bare members: Bob reads everything, Eve posts and never reads,
