@@ -342,14 +342,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
         let ticket = ticket.clone();
         async move {
             let (p, answer) = peer_connect(addr, ticket).await;
-            matches!(
-                answer,
-                Ok(peer::Reply::Connected {
-                    can_write: true,
-                    ..
-                })
-            )
-            .then_some(p)
+            admitted_to_write(p, answer)
         }
     })
     .await;
@@ -468,6 +461,21 @@ async fn peer_connect_on(
     }
 }
 
+/// The link, if `peer_connect` admitted its member as a writer.
+fn admitted_to_write(
+    p: PeerLink,
+    answer: Result<peer::Reply, segchat_proto::Failure>,
+) -> Option<PeerLink> {
+    matches!(
+        answer,
+        Ok(peer::Reply::Connected {
+            can_write: true,
+            ..
+        })
+    )
+    .then_some(p)
+}
+
 /// The host node's P2P address.
 async fn host_addr(a: &Api) -> std::net::SocketAddr {
     let (_, v) = a.get("/node").await;
@@ -522,14 +530,7 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
             socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
             let stream = socket.connect(addr).await.expect("connect");
             let (p, answer) = peer_connect_on(stream, ticket).await;
-            matches!(
-                answer,
-                Ok(peer::Reply::Connected {
-                    can_write: true,
-                    ..
-                })
-            )
-            .then_some(p)
+            admitted_to_write(p, answer)
         }
     })
     .await;
