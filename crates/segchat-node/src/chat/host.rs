@@ -56,7 +56,6 @@ struct Sub {
     /// assignment in [`TicketRefs`]); shared by the link's subscriptions.
     refs: LinkRefs,
     cancel: CancellationToken,
-    addr: SocketAddr,
     user: String,
 }
 
@@ -236,49 +235,34 @@ impl Hosting {
 
     /// Sends pre-encoded broadcasts to every member of `channel`, each
     /// link first getting the `ticket` events it lacks for them. Members
-    /// whose queue is full are cut off; they are returned.
+    /// whose queue is full are cut off (their `Outbound` logs it) and
+    /// fanned out to no more.
     ///
     /// The writes happen outside the channels' lock: with members keeping
     /// up, each is a direct socket write (see [`Outbound`]), and posts
     /// being checked meanwhile must not wait for a hundred of them.
-    fn fan_out(
-        &self,
-        channel: &str,
-        frames: Bytes,
-        tickets: &[UsedTicket],
-    ) -> Vec<(SocketAddr, String)> {
-        let subs: Vec<(Outbound, LinkRefs, SocketAddr)> = match lock(&self.channels).get(channel) {
+    fn fan_out(&self, channel: &str, frames: Bytes, tickets: &[UsedTicket]) {
+        let subs: Vec<(u64, Outbound, LinkRefs)> = match lock(&self.channels).get(channel) {
             Some(h) => h
                 .subs
-                .values()
-                .map(|s| (s.out.clone(), s.refs.clone(), s.addr))
+                .iter()
+                .map(|(id, s)| (*id, s.out.clone(), s.refs.clone()))
                 .collect(),
-            None => return Vec::new(),
+            None => return,
         };
         let mut slow = Vec::new();
-        for (out, refs, addr) in subs {
+        for (id, out, refs) in subs {
             if out.send(with_tickets(&refs, tickets, &frames)) == Err(Refused::Full) {
-                slow.push(addr);
+                slow.push(id);
             }
         }
-        if slow.is_empty() {
-            return Vec::new();
-        }
-        // Cut off already (their links are cancelled); name them and stop
-        // fanning out to them before their connections notice.
-        let mut map = lock(&self.channels);
-        let Some(h) = map.get_mut(channel) else {
-            return Vec::new();
-        };
-        let mut named = Vec::new();
-        h.subs.retain(|_, s| {
-            let stays = !slow.contains(&s.addr);
-            if !stays {
-                named.push((s.addr, s.user.clone()));
+        if !slow.is_empty() {
+            // Cut off already (their links are cancelled): stop fanning out
+            // to them before their connections notice.
+            if let Some(h) = lock(&self.channels).get_mut(channel) {
+                h.subs.retain(|id, _| !slow.contains(id));
             }
-            stays
-        });
-        named
+        }
     }
 
     fn unsubscribe(&self, conn: u64) {
@@ -539,17 +523,9 @@ impl Chat {
             }
             let any_new = !frames.is_empty();
             if any_new {
-                for (addr, user) in self
-                    .inner
+                self.inner
                     .hosting
-                    .fan_out(&channel, frames.freeze(), &tickets)
-                {
-                    self.log().record(
-                        "SLOW_CONSUMER",
-                        addr,
-                        format!("channel={channel} member={user} queue full; cut off to resync"),
-                    );
-                }
+                    .fan_out(&channel, frames.freeze(), &tickets);
             }
             for (answer, (id, author), seq) in acks {
                 answer.send(&self, (id, &channel, &author), Ok(seq));
@@ -803,7 +779,6 @@ impl Chat {
                 out: conn.out.clone(),
                 refs: conn.refs.clone(),
                 cancel: conn.cancel.clone(),
-                addr: conn.addr,
                 user: user.clone(),
             },
         );
@@ -832,7 +807,7 @@ pub(crate) async fn serve_peer(
     shutdown: CancellationToken,
 ) -> String {
     let cancel = shutdown.child_token();
-    let (out, write_task) = Outbound::start(writer, cancel.clone());
+    let (out, write_task) = Outbound::start(writer, cancel.clone(), chat.log().clone(), addr);
     let mut conn = PeerConn {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         addr,
@@ -1031,6 +1006,7 @@ async fn handle(
                     }
                 ),
             );
+            conn.out.name_member(&user);
             conn.joined.insert(channel.clone(), (user, kind));
             Ok(peer::Reply::Connected {
                 channel,

@@ -11,15 +11,17 @@
 //! queue empty and no write in progress, both checked under one lock.
 //!
 //! The queue is bounded in frames and bytes: a frame that does not fit
-//! cuts the member off (slow-consumer policy); it resyncs from its cursor
-//! when it comes back, and it never holds up the other members.
+//! cuts the member off (slow-consumer policy, one `SLOW_CONSUMER` record in
+//! the system log, whichever frame it was); it resyncs from its cursor when
+//! it comes back, and it never holds up the other members.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use segchat_log::SystemLog;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -57,6 +59,10 @@ struct Inner {
     bell: Notify,
     /// Cancelled when the link is cut off or its socket fails.
     cancel: CancellationToken,
+    log: SystemLog,
+    addr: SocketAddr,
+    /// Who the member is, once its ticket was accepted (for the log).
+    member: Mutex<String>,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +84,8 @@ impl Outbound {
     pub(crate) fn start(
         sock: OwnedWriteHalf,
         cancel: CancellationToken,
+        log: SystemLog,
+        addr: SocketAddr,
     ) -> (Outbound, JoinHandle<()>) {
         let out = Outbound {
             inner: Arc::new(Inner {
@@ -85,6 +93,9 @@ impl Outbound {
                 state: Mutex::new(State::default()),
                 bell: Notify::new(),
                 cancel,
+                log,
+                addr,
+                member: Mutex::new("(not admitted yet)".into()),
             }),
         };
         let writer = tokio::spawn(out.clone().writer());
@@ -117,6 +128,16 @@ impl Outbound {
         if st.bytes + rest.len() > MEMBER_QUEUE_BYTES || st.queue.len() >= MEMBER_QUEUE_FRAMES {
             st.closing = true;
             inner.cancel.cancel();
+            inner.log.record(
+                "SLOW_CONSUMER",
+                inner.addr,
+                format!(
+                    "member={} queue full ({} bytes in {} frames waiting); cut off to resync",
+                    lock(&inner.member),
+                    st.bytes,
+                    st.queue.len()
+                ),
+            );
             return Err(Refused::Full);
         }
         st.bytes += rest.len();
@@ -126,6 +147,11 @@ impl Outbound {
             inner.bell.notify_one();
         }
         Ok(())
+    }
+
+    /// Names the member on this link, for the system log.
+    pub(crate) fn name_member(&self, user: &str) {
+        *lock(&self.inner.member) = user.to_owned();
     }
 
     /// Accepts no more frames; the writer sends what is queued, shuts the
@@ -225,14 +251,33 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     /// An `Outbound` on one end of a loopback connection, and the other end.
-    async fn link() -> (Outbound, JoinHandle<()>, TcpStream, CancellationToken) {
+    struct Link {
+        out: Outbound,
+        writer: JoinHandle<()>,
+        member: TcpStream,
+        cancel: CancellationToken,
+        log: SystemLog,
+        log_dir: tempfile::TempDir,
+    }
+
+    async fn link() -> Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (member, host) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (_read, write) = host.expect("accept").0.into_split();
+        let (host, member_addr) = host.expect("accept");
+        let (_read, write) = host.into_split();
         let cancel = CancellationToken::new();
-        let (out, writer) = Outbound::start(write, cancel.clone());
-        (out, writer, member.expect("connect"), cancel)
+        let log_dir = tempfile::tempdir().expect("log dir");
+        let log = SystemLog::open(segchat_log::LogConfig::new(log_dir.path())).expect("log");
+        let (out, writer) = Outbound::start(write, cancel.clone(), log.clone(), member_addr);
+        Link {
+            out,
+            writer,
+            member: member.expect("connect"),
+            cancel,
+            log,
+            log_dir,
+        }
     }
 
     /// Frame `i`: its number, then `len - 4` copies of its low byte.
@@ -244,7 +289,12 @@ mod tests {
 
     #[tokio::test]
     async fn frames_arrive_whole_and_in_order_when_the_member_lags() {
-        let (out, writer, mut member, _cancel) = link().await;
+        let Link {
+            out,
+            writer,
+            mut member,
+            ..
+        } = link().await;
         // Far more than the socket buffers hold while nobody reads: the
         // first frames go straight out, the rest wait in the queue.
         let (count, len) = (2_000u32, 3_000usize);
@@ -268,7 +318,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_member_that_stops_reading_is_cut_off_not_buffered_forever() {
-        let (out, writer, mut member, cancel) = link().await;
+        let Link {
+            out,
+            writer,
+            mut member,
+            cancel,
+            log,
+            log_dir,
+        } = link().await;
+        out.name_member("eve");
         let len = 64 * 1024;
         let mut sent = 0usize;
         let refused = loop {
@@ -280,6 +338,14 @@ mod tests {
         };
         assert_eq!(refused, Refused::Full);
         assert!(cancel.is_cancelled(), "the link is cut off");
+        log.flush();
+        let records = std::fs::read_to_string(log_dir.path().join("segchat.log")).expect("log");
+        let cut: Vec<&str> = records
+            .lines()
+            .filter(|l| l.contains("] SLOW_CONSUMER |"))
+            .collect();
+        assert_eq!(cut.len(), 1, "{records}");
+        assert!(cut[0].contains("member=eve queue full"), "{}", cut[0]);
         assert_eq!(out.send(frame(0, 8)), Err(Refused::Closed));
         writer.await.expect("writer");
         // The member sees its link end: what was written, in order (the
@@ -294,7 +360,12 @@ mod tests {
 
     #[tokio::test]
     async fn direct_writes_and_the_writer_take_turns_without_mixing_bytes() {
-        let (out, writer, mut member, _cancel) = link().await;
+        let Link {
+            out,
+            writer,
+            mut member,
+            ..
+        } = link().await;
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             member.read_to_end(&mut got).await.expect("read");
