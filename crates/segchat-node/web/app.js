@@ -257,14 +257,19 @@ function renderHeader() {
   const hs = c ? hostState(c, s.me, s.links) : null;
   const chips = [];
   if (c) {
-    chips.push(h('span', { class: 'chip', title: 'Who can see and join this channel' },
-      icon(c.visibility === 'public' ? 'globe' : 'lock'), VISIBILITY_LABEL[c.visibility],
-      c.allow_visitors ? ' · visitors welcome' : ''));
+    const who = `${VISIBILITY_LABEL[c.visibility]}${c.allow_visitors ? ', visitors welcome' : ''}`;
+    chips.push(h('span', { class: 'chip', title: `${who}: who can see and join this channel` },
+      icon(c.visibility === 'public' ? 'globe' : 'lock'),
+      h('span', { class: 'chip-text' }, VISIBILITY_LABEL[c.visibility],
+        c.allow_visitors ? h('span', { class: 'chip-more' }, ' · visitors welcome') : '')));
   }
   if (via) {
     chips.push(h('span', { class: `chip link ${via}`, id: 'link-state', title: VIA_LABEL[via], dataset: { via } },
       h('span', { class: `dot ${hs ? hs.cls : ''}`, 'aria-hidden': 'true' }),
-      { hosting: 'hosting', host: 'P2P to host', server: 'server backup', offline: 'offline' }[via]));
+      h('span', { class: 'link-long' },
+        { hosting: 'hosting', host: 'P2P to host', server: 'server backup', offline: 'offline' }[via]),
+      h('span', { class: 'link-short', 'aria-hidden': 'true' },
+        { hosting: 'host', host: 'P2P', server: 'backup', offline: 'offline' }[via])));
   }
   const actions = [];
   if (c && streams && !(streams.own && streams.own.channel === c.name)) {
