@@ -3,11 +3,12 @@
 //!
 //! A child process (this binary's hidden `floor-writer`) stands in for a
 //! host that does nothing but write: at R frames a second it writes one
-//! frame of `--frame-bytes` (188, a broadcast of a 64-byte body) to each of
-//! N TCP connections, one blocking `write` each, from one thread. The bench
-//! reads them the way `chat`'s members do (single-threaded runtimes, a task
-//! per connection). Each frame carries the wall-clock time it was written;
-//! latency is its arrival minus that.
+//! frame of `--frame-bytes` (188, the size of a broadcast of a 64-byte
+//! body; raw bytes, its first 8 the time it was written, not a protocol
+//! frame) to each of N TCP connections, one blocking `write` each, from one
+//! thread. The bench reads them the way `chat`'s members do
+//! (single-threaded runtimes, a task per connection); latency is a frame's
+//! arrival minus the wall-clock time written into it.
 //!
 //! No storing, no signatures, no protocol: the figures are the kernel's
 //! loopback TCP and the scheduler on this machine. `chat`'s latency at the
