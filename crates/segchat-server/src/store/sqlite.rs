@@ -54,6 +54,9 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        // The statements on the message paths are prepared once (the
+        // default cache of 16 is smaller than the set the server uses).
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -225,14 +228,11 @@ impl Store for SqliteStore {
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
         self.call(move |c| {
-            c.query_row(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-                params![id],
-                user_from_row,
-            )
-            .optional()?
-            .map(user_record)
-            .transpose()
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row(params![id], user_from_row)
+                .optional()?
+                .map(user_record)
+                .transpose()
         })
         .await
     }
@@ -372,14 +372,11 @@ impl Store for SqliteStore {
     async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>> {
         let name = name.to_owned();
         self.call(move |c| {
-            c.query_row(
-                &format!("{CHANNEL_SELECT} WHERE c.name = ?1"),
-                params![name],
-                channel_from_row,
-            )
-            .optional()?
-            .map(channel_record)
-            .transpose()
+            c.prepare_cached(&format!("{CHANNEL_SELECT} WHERE c.name = ?1"))?
+                .query_row(params![name], channel_from_row)
+                .optional()?
+                .map(channel_record)
+                .transpose()
         })
         .await
     }
@@ -619,11 +616,9 @@ impl Store for SqliteStore {
 }
 
 fn last_seq_in(c: &Connection, channel_id: i64) -> StoreResult<u64> {
-    let seq: i64 = c.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1",
-        params![channel_id],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = c
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1")?
+        .query_row(params![channel_id], |r| r.get(0))?;
     Ok(seq as u64)
 }
 
