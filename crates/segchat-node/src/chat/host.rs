@@ -92,26 +92,34 @@ enum Answer {
         out: Outbound,
         id: u32,
         addr: SocketAddr,
+        /// The post's id and author, for the answer and the log.
+        post: Uuid,
+        author: String,
     },
     /// A caller on this node, waiting.
     Local(oneshot::Sender<Result<u64, Failure>>),
 }
 
 impl Answer {
-    fn send(self, chat: &Chat, message: (Uuid, &str, &str), result: Result<u64, Failure>) {
+    fn send(self, chat: &Chat, channel: &str, result: Result<u64, Failure>) {
         match self {
             Answer::Local(reply) => {
                 let _ = reply.send(result);
             }
-            Answer::Member { out, id, addr } => {
-                let (msg_id, channel, author) = message;
+            Answer::Member {
+                out,
+                id,
+                addr,
+                post,
+                author,
+            } => {
                 let result = result.map(|seq| {
                     chat.log().record(
                         "MESSAGE_SENT",
                         addr,
-                        format!("via=host channel={channel} id={msg_id} author={author} seq={seq}"),
+                        format!("via=host channel={channel} id={post} author={author} seq={seq}"),
                     );
-                    peer::Reply::Stored { id: msg_id, seq }
+                    peer::Reply::Stored { id: post, seq }
                 });
                 if let Some(b) = encode(&Frame::Response { id, result }) {
                     let _ = out.send(b);
@@ -413,17 +421,13 @@ impl Chat {
         }
     }
 
-    /// Stores a message in a hosted channel (if new and, for a member's
-    /// post, authentic), fans it out and schedules its backup. Returns its
-    /// hosted sequence number.
-    async fn host_store(
-        &self,
-        m: Message,
-        arrival: Arrival,
-        verify_from: Option<SocketAddr>,
-    ) -> Result<u64, Failure> {
+    /// Stores a message of this node's own (the user's, or one pulled from
+    /// the server and verified) in a hosted channel if new, fans it out and
+    /// schedules its backup. Returns its hosted sequence number. Members'
+    /// posts take [`post`] instead.
+    async fn host_store(&self, m: Message, arrival: Arrival) -> Result<u64, Failure> {
         let (reply, answer) = oneshot::channel();
-        self.queue_job(m, arrival, verify_from, Answer::Local(reply))
+        self.queue_job(m, arrival, None, Answer::Local(reply))
             .await?;
         answer
             .await
@@ -485,9 +489,7 @@ impl Chat {
                 Err(e) => {
                     let failure = super::internal(e);
                     for job in batch {
-                        let m = &job.message;
-                        job.answer
-                            .send(&self, (m.id, &m.channel, &m.author), Err(failure.clone()));
+                        job.answer.send(&self, &channel, Err(failure.clone()));
                     }
                     continue;
                 }
@@ -498,7 +500,6 @@ impl Chat {
             let mut tickets: Vec<UsedTicket> = Vec::new();
             let mut acks = Vec::with_capacity(batch.len());
             for (job, (new, seq)) in batch.into_iter().zip(stored) {
-                let names = (job.message.id, job.message.author.clone());
                 if new {
                     let mut row = super::MessageRow::arrived(&job.message, &job.arrival);
                     row.host_seq = Some(seq);
@@ -519,7 +520,7 @@ impl Chat {
                         self.publish(ChatEvent::Message { message: row });
                     }
                 }
-                acks.push((job.answer, names, seq));
+                acks.push((job.answer, seq));
             }
             let any_new = !frames.is_empty();
             if any_new {
@@ -527,8 +528,8 @@ impl Chat {
                     .hosting
                     .fan_out(&channel, frames.freeze(), &tickets);
             }
-            for (answer, (id, author), seq) in acks {
-                answer.send(&self, (id, &channel, &author), Ok(seq));
+            for (answer, seq) in acks {
+                answer.send(&self, &channel, Ok(seq));
             }
             if any_new {
                 self.inner.hosting.wake_backup(&channel);
@@ -571,10 +572,9 @@ impl Chat {
                 Ok(()) => kept.push(job),
                 Err(reason) => {
                     self.log_rejected(addr, &job.message, &reason);
-                    let m = &job.message;
                     job.answer.send(
                         self,
-                        (m.id, &m.channel, &m.author),
+                        &job.message.channel,
                         Err(Failure::bad_request(format!(
                             "message is not authentic: {reason}"
                         ))),
@@ -595,7 +595,7 @@ impl Chat {
             host_seq: None,
             server_seq: None,
         };
-        match self.host_store(m, arrival, None).await {
+        match self.host_store(m, arrival).await {
             Ok(_) => {
                 self.set_state(id, &channel, DeliveryState::Stored, None)
                     .await
@@ -742,7 +742,7 @@ impl Chat {
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                let _ = chat.host_store(s.message, arrival, None).await;
+                let _ = chat.host_store(s.message, arrival).await;
             },
         )
         .await;
@@ -846,40 +846,13 @@ pub(crate) async fn serve_peer(
                     }
                     break format!("bad frame: {e}");
                 }
-                Some(Ok(Frame::Request {
-                    id,
-                    body: peer::Request::Post { message },
-                })) => {
-                    // Checked here, then queued: the sequencer verifies,
-                    // stores and fans it out in the channel's order, and
-                    // answers the member itself. The read loop goes on with
-                    // the next post meanwhile (it waits only while the
-                    // sequencer's queue is full).
-                    let queued = match check_post(&chat, &conn, &message) {
-                        Ok(()) => {
-                            let answer = Answer::Member {
-                                out: conn.out.clone(),
-                                id,
-                                addr: conn.addr,
-                            };
-                            chat.queue_job(
-                                message,
-                                member_arrival(conn.addr),
-                                Some(conn.addr),
-                                answer,
-                            )
-                            .await
-                        }
+                Some(Ok(Frame::Request { id, body })) => {
+                    let result = match handle(&chat, &mut conn, id, body).await {
+                        // A queued post: the sequencer answers it.
+                        Ok(None) => continue,
+                        Ok(Some(reply)) => Ok(reply),
                         Err(f) => Err(f),
                     };
-                    if let Err(f) = queued {
-                        if let Some(b) = encode(&Frame::Response { id, result: Err(f) }) {
-                            let _ = conn.out.send(b);
-                        }
-                    }
-                }
-                Some(Ok(Frame::Request { id, body })) => {
-                    let result = handle(&chat, &mut conn, body).await;
                     let Some(b) = encode(&Frame::Response { id, result }) else {
                         continue;
                     };
@@ -952,40 +925,37 @@ fn check_post(chat: &Chat, conn: &PeerConn, message: &Message) -> Result<(), Fai
     Ok(())
 }
 
-/// Where a member's post came from.
-fn member_arrival(addr: SocketAddr) -> Arrival {
-    Arrival {
+/// Checks a member's post and queues it for the channel's sequencer,
+/// which verifies, stores and fans it out in the channel's order and
+/// answers request `id` itself. The read loop goes on with the next
+/// request meanwhile (it waits only while the sequencer's queue is full).
+async fn post(chat: &Chat, conn: &PeerConn, id: u32, message: Message) -> Result<(), Failure> {
+    check_post(chat, conn, &message)?;
+    let answer = Answer::Member {
+        out: conn.out.clone(),
+        id,
+        addr: conn.addr,
+        post: message.id,
+        author: message.author.clone(),
+    };
+    let arrival = Arrival {
         source: Source::Host,
-        from: Some(format!("member {addr}")),
+        from: Some(format!("member {}", conn.addr)),
         host_seq: None,
         server_seq: None,
-    }
+    };
+    chat.queue_job(message, arrival, Some(conn.addr), answer)
+        .await
 }
 
-/// Has a checked post verified, stored and fanned out (by the channel's
-/// sequencer), and says under which number.
-async fn finish_post(
-    chat: &Chat,
-    message: Message,
-    addr: SocketAddr,
-) -> Result<peer::Reply, Failure> {
-    let (id, channel, author) = (message.id, message.channel.clone(), message.author.clone());
-    let seq = chat
-        .host_store(message, member_arrival(addr), Some(addr))
-        .await?;
-    chat.log().record(
-        "MESSAGE_SENT",
-        addr,
-        format!("via=host channel={channel} id={id} author={author} seq={seq}"),
-    );
-    Ok(peer::Reply::Stored { id, seq })
-}
-
+/// Serves request `id`; `None`: the answer comes later (a post's, from
+/// the sequencer).
 async fn handle(
     chat: &Chat,
     conn: &mut PeerConn,
+    id: u32,
     body: peer::Request,
-) -> Result<peer::Reply, Failure> {
+) -> Result<Option<peer::Reply>, Failure> {
     match body {
         peer::Request::PeerConnect { ticket, channel } => {
             let (user, kind, can_write) = chat.admit(conn, &ticket, &channel)?;
@@ -1008,11 +978,11 @@ async fn handle(
             );
             conn.out.name_member(&user);
             conn.joined.insert(channel.clone(), (user, kind));
-            Ok(peer::Reply::Connected {
+            Ok(Some(peer::Reply::Connected {
                 channel,
                 last_seq,
                 can_write,
-            })
+            }))
         }
         peer::Request::Sync {
             channel,
@@ -1042,26 +1012,22 @@ async fn handle(
                     ),
                 );
             }
-            Ok(peer::Reply::Messages {
+            Ok(Some(peer::Reply::Messages {
                 channel,
                 messages,
                 has_more,
-            })
+            }))
         }
         req @ (peer::Request::Watch { .. }
         | peer::Request::Unwatch { .. }
         | peer::Request::StreamReport { .. }) => match chat.streams() {
-            Some(streams) => {
-                streams
-                    .on_peer_request(conn.id, conn.addr, conn.out.clone(), req)
-                    .await
-            }
+            Some(streams) => streams
+                .on_peer_request(conn.id, conn.addr, conn.out.clone(), req)
+                .await
+                .map(Some),
             None => Err(Failure::unavailable("this node does not stream yet")),
         },
-        peer::Request::Post { message } => {
-            check_post(chat, conn, &message)?;
-            finish_post(chat, message, conn.addr).await
-        }
+        peer::Request::Post { message } => post(chat, conn, id, message).await.map(|()| None),
     }
 }
 
