@@ -27,7 +27,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::outbound::{Outbound, Refused};
+use super::outbound::Outbound;
 use super::{lock, Chat, ChatEvent, Via};
 use crate::acl::ChannelAcl;
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
@@ -242,34 +242,25 @@ impl Hosting {
     }
 
     /// Sends pre-encoded broadcasts to every member of `channel`, each
-    /// link first getting the `ticket` events it lacks for them. Members
-    /// whose queue is full are cut off (their `Outbound` logs it) and
-    /// fanned out to no more.
+    /// link first getting the `ticket` events it lacks for them. A member
+    /// whose queue is full is cut off by its `Outbound` (which logs it);
+    /// its connection then unsubscribes it.
     ///
     /// The writes happen outside the channels' lock: with members keeping
     /// up, each is a direct socket write (see [`Outbound`]), and posts
     /// being checked meanwhile must not wait for a hundred of them.
     fn fan_out(&self, channel: &str, frames: Bytes, tickets: &[UsedTicket]) {
-        let subs: Vec<(u64, Outbound, LinkRefs)> = match lock(&self.channels).get(channel) {
+        let subs: Vec<(Outbound, LinkRefs)> = match lock(&self.channels).get(channel) {
             Some(h) => h
                 .subs
-                .iter()
-                .map(|(id, s)| (*id, s.out.clone(), s.refs.clone()))
+                .values()
+                .map(|s| (s.out.clone(), s.refs.clone()))
                 .collect(),
             None => return,
         };
-        let mut slow = Vec::new();
-        for (id, out, refs) in subs {
-            if out.send(with_tickets(&refs, tickets, &frames)) == Err(Refused::Full) {
-                slow.push(id);
-            }
-        }
-        if !slow.is_empty() {
-            // Cut off already (their links are cancelled): stop fanning out
-            // to them before their connections notice.
-            if let Some(h) = lock(&self.channels).get_mut(channel) {
-                h.subs.retain(|id, _| !slow.contains(id));
-            }
+        for (out, refs) in subs {
+            // Refused: cut off or closing; the connection is ending.
+            let _ = out.send(with_tickets(&refs, tickets, &frames));
         }
     }
 
