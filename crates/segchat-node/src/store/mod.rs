@@ -179,10 +179,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || with_conn(&conn, f))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
+        on_blocking_pool(self.conn.clone(), f).await
     }
 
     /// Runs `f`, which only reads, on the blocking pool with the read-only
@@ -193,10 +190,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.reader.as_ref().unwrap_or(&self.conn).clone();
-        tokio::task::spawn_blocking(move || with_conn(&conn, f))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
+        on_blocking_pool(self.reader.as_ref().unwrap_or(&self.conn).clone(), f).await
     }
 
     /// Runs `f` with the connection on this thread. Blocks: only for
@@ -377,6 +371,17 @@ impl Store {
 /// Applies every migration newer than the recorded version, each in its own
 /// transaction.
 /// Runs `f` with the locked connection on this thread.
+/// Runs `f` with `conn` on tokio's blocking pool.
+async fn on_blocking_pool<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || with_conn(&conn, f))
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+}
+
 fn with_conn<T>(
     conn: &Mutex<Connection>,
     f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
