@@ -353,8 +353,7 @@ async fn run_with(
         host_pct: pct(0),
         server_pct: pct(1),
         bench_pct: pct(2),
-        steal_pct: (machine1.1 - machine0.1) as f64 / (machine1.0 - machine0.0).max(1) as f64
-            * 100.0,
+        steal_pct: machine1.stolen_pct_since(&machine0),
     };
     let mut ack_nanos = Vec::new();
     for r in readers {

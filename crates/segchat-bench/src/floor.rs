@@ -173,8 +173,7 @@ pub(crate) async fn run(args: FloorArgs) -> anyhow::Result<()> {
         writer_cpu_pct: w.cpu_pct,
         writer_us_per_write: w.cpu_pct / 100.0 * w.window_s / (w.writes.max(1) as f64) * 1e6,
         reader_cpu_pct: (cpu1 - cpu0) / window.max(1e-9) * 100.0,
-        steal_pct: (machine1.1 - machine0.1) as f64 / (machine1.0 - machine0.0).max(1) as f64
-            * 100.0,
+        steal_pct: machine1.stolen_pct_since(&machine0),
     };
     let l = &report.latency;
     println!(

@@ -284,8 +284,22 @@ pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
 }
 
 /// The whole machine's CPU time so far, from the first line of
-/// `/proc/stat`: (all time, time stolen by the hypervisor), in ticks.
-pub(crate) fn machine_ticks() -> anyhow::Result<(u64, u64)> {
+/// `/proc/stat`, in ticks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MachineTicks {
+    all: u64,
+    /// Time the hypervisor gave to other guests.
+    stolen: u64,
+}
+
+impl MachineTicks {
+    /// Of the machine's time since `earlier`, the share stolen, in %.
+    pub(crate) fn stolen_pct_since(&self, earlier: &MachineTicks) -> f64 {
+        (self.stolen - earlier.stolen) as f64 / (self.all - earlier.all).max(1) as f64 * 100.0
+    }
+}
+
+pub(crate) fn machine_ticks() -> anyhow::Result<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").context("could not read /proc/stat")?;
     let line = stat.lines().next().unwrap_or_default();
     // cpu user nice system idle iowait irq softirq steal guest guest_nice;
@@ -299,7 +313,10 @@ pub(crate) fn machine_ticks() -> anyhow::Result<(u64, u64)> {
     if ticks.len() < 8 {
         bail!("/proc/stat is short");
     }
-    Ok((ticks.iter().sum(), ticks[7]))
+    Ok(MachineTicks {
+        all: ticks.iter().sum(),
+        stolen: ticks[7],
+    })
 }
 
 /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`).
