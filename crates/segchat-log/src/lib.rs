@@ -9,6 +9,10 @@
 //! is renamed `segchat.log.1` (older ones shift to `.2`, `.3`, …) and a new
 //! file starts; at most `keep_files` old files are kept.
 //!
+//! The log says who signed in from where, so it is private to the user
+//! running the process: the directory is made (or narrowed to) mode 0700
+//! and every file, the current one and the rotated ones, 0600.
+//!
 //! # Layout
 //!
 //! Records are formatted on the caller's thread and handed to one writer
@@ -77,14 +81,15 @@ impl SystemLog {
                 "log rotation needs at least 1 record per file",
             ));
         }
-        fs::create_dir_all(&config.dir)?;
+        private_dir(&config.dir)?;
+        narrow_existing_files(&config.dir)?;
         let path = config.dir.join(FILE_NAME);
         let existing = match File::open(&path) {
             Ok(f) => BufReader::new(f).lines().count() as u64,
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = open_private(&path)?;
         let mut writer = Writer {
             config,
             out: BufWriter::new(file),
@@ -208,14 +213,60 @@ impl Writer {
             }
             fs::rename(dir.join(FILE_NAME), rotated(dir, 1))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(FILE_NAME))?;
+        let file = open_private(&dir.join(FILE_NAME))?;
         self.out = BufWriter::new(file);
         self.count = 0;
         Ok(())
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, and narrows an
+/// existing one to 0700.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// Opens `path` for appending, creating it with mode 0600; an existing
+/// file is narrowed to 0600.
+fn open_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Narrows log files left by an older version (which made them 0644).
+fn narrow_existing_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_log = name
+            .to_str()
+            .is_some_and(|n| n == FILE_NAME || n.starts_with(&format!("{FILE_NAME}.")));
+        if is_log && entry.file_type()?.is_file() {
+            set_mode(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
 }
 
 fn rotated(dir: &Path, n: usize) -> PathBuf {
@@ -251,6 +302,41 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directory_is_0700_and_every_file_0600_rotated_ones_too() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("logs");
+        // A directory and a file left by an older version, readable by all.
+        fs::create_dir(&dir).expect("mkdir");
+        set_mode(&dir, 0o755).expect("chmod");
+        fs::write(rotated(&dir, 1), "old\n").expect("write");
+        set_mode(&rotated(&dir, 1), 0o644).expect("chmod");
+
+        let mut config = LogConfig::new(&dir);
+        config.max_records = 2;
+        config.keep_files = 3;
+        let log = SystemLog::open(config).expect("open");
+        for i in 0..7 {
+            log.record("TEST", "unit", i);
+        }
+        log.flush();
+        assert_eq!(mode(&dir), 0o700, "log directory");
+        let mut files = 0;
+        for entry in fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+        assert_eq!(files, 4, "the current file and three rotated ones");
     }
 
     #[test]
