@@ -1,0 +1,205 @@
+//! A network namespace joined to this one by a veth pair, and silent cuts
+//! made with nftables inside it.
+//!
+//! Names carry this process's id and a counter, and the /30 subnet is
+//! checked to be unused, so parallel tests and parallel runs do not
+//! collide. Dropping a [`Netns`] deletes the pair and the namespace (and so
+//! every rule in it), also when the test panicked.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context};
+
+use crate::procs::Launch;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The nftables table a cut lives in.
+const CUT_TABLE: &str = "segchat_fault_cut";
+
+#[derive(Debug)]
+pub(crate) struct Netns {
+    pub(crate) name: String,
+    /// This side of the pair (deleting it deletes both ends).
+    outer_if: String,
+    /// The address on this side (reachable from inside).
+    pub(crate) outer_ip: Ipv4Addr,
+    /// The address inside the namespace.
+    pub(crate) inner_ip: Ipv4Addr,
+}
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not run {}", args[0]))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Whether any interface here has an address in 10.`b`.`c`.0/24.
+fn subnet_in_use(b: u8, c: u8) -> bool {
+    let out = Command::new("ip")
+        .args([
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "to",
+            &format!("10.{b}.{c}.0/24"),
+        ])
+        .output();
+    !matches!(out, Ok(o) if o.status.success() && o.stdout.is_empty())
+}
+
+impl Netns {
+    /// Makes the namespace and the pair, with addresses, links up.
+    pub(crate) fn create() -> anyhow::Result<Netns> {
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{n}", pid % 1_000_000);
+        // A /24 per namespace, picked from the pid and counter; skip used
+        // ones (another run, or a LAN on 10/8).
+        let mut pick = None;
+        for k in 0..64u32 {
+            let h = pid
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add((n + k) * 40_503);
+            let (b, c) = (200 + (h % 50) as u8, ((h >> 8) % 256) as u8);
+            if !subnet_in_use(b, c) {
+                pick = Some((b, c));
+                break;
+            }
+        }
+        let Some((b, c)) = pick else {
+            bail!("no free 10.x.y.0/24 subnet found")
+        };
+        let ns = Netns {
+            name: format!("scfault{tag}"),
+            outer_if: format!("scf{tag}o"),
+            outer_ip: Ipv4Addr::new(10, b, c, 1),
+            inner_ip: Ipv4Addr::new(10, b, c, 2),
+        };
+        let inner_if = format!("scf{tag}i");
+        run(&["ip", "netns", "add", &ns.name])?;
+        // From here on, Drop cleans up whatever was made.
+        let outer_addr = format!("{}/24", ns.outer_ip);
+        let inner_addr = format!("{}/24", ns.inner_ip);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &ns.outer_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner_if,
+        ])?;
+        run(&["ip", "link", "set", &inner_if, "netns", &ns.name])?;
+        run(&["ip", "addr", "add", &outer_addr, "dev", &ns.outer_if])?;
+        run(&["ip", "link", "set", &ns.outer_if, "up"])?;
+        ns.exec(&["ip", "addr", "add", &inner_addr, "dev", &inner_if])?;
+        ns.exec(&["ip", "link", "set", &inner_if, "up"])?;
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs a command inside the namespace.
+    pub(crate) fn exec(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut all = vec!["ip", "netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// How to start a process inside the namespace.
+    pub(crate) fn launch(&self) -> Launch {
+        Launch {
+            prefix: vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                self.name.clone(),
+            ],
+            env: Vec::new(),
+        }
+    }
+
+    /// Silently drops every packet between this namespace and `peer` (a
+    /// TCP listener outside): nothing is closed or refused, the packets
+    /// just vanish, as on a dead route. Everything else (the server, the
+    /// node's API) still passes.
+    pub(crate) fn cut(&self, peer: SocketAddr) -> anyhow::Result<Cut<'_>> {
+        let (ip, port) = (peer.ip(), peer.port());
+        let rules = format!(
+            "table inet {CUT_TABLE} {{
+               chain out {{ type filter hook output priority 0; policy accept;
+                 ip daddr {ip} tcp dport {port} drop; }}
+               chain in {{ type filter hook input priority 0; policy accept;
+                 ip saddr {ip} tcp sport {port} drop; }}
+             }}"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("could not run nft")?;
+        child
+            .stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(rules.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "nft refused the cut: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Cut {
+            ns: self,
+            healed: false,
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "link", "del", &self.outer_if]);
+        let _ = run(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A cut in force; healed when dropped.
+#[derive(Debug)]
+pub(crate) struct Cut<'a> {
+    ns: &'a Netns,
+    healed: bool,
+}
+
+impl Cut<'_> {
+    /// Lets the packets through again.
+    pub(crate) fn heal(mut self) -> anyhow::Result<()> {
+        self.healed = true;
+        self.ns.exec(&["nft", "delete", "table", "inet", CUT_TABLE])
+    }
+}
+
+impl Drop for Cut<'_> {
+    fn drop(&mut self) {
+        if !self.healed {
+            let _ = self.ns.exec(&["nft", "delete", "table", "inet", CUT_TABLE]);
+        }
+    }
+}
