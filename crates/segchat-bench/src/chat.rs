@@ -462,7 +462,7 @@ async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<S
         .with_context(|| format!("the host's P2P address {p2p:?}"))?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let ticket = observer.ticket(&key).await?;
-    let why = match link::peer_connect(p2p, ticket, CHANNEL).await {
+    let why = match link::peer_connect(p2p, &key, ticket, CHANNEL).await {
         Ok(_) => "yet it accepts peer_connect".to_owned(),
         Err(e) => format!("and its P2P port at {p2p} says: {e:#}"),
     };
@@ -498,7 +498,7 @@ async fn setup_sender(i: u32, server: SocketAddr, host: SocketAddr) -> anyhow::R
         .await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let ticket = tracker.ticket(&key).await?;
-    let (peer, can_write, _) = peer_connect(host, ticket.clone()).await?;
+    let (peer, can_write, _) = peer_connect(host, &key, ticket.clone()).await?;
     if !can_write {
         bail!("the host says {name} may not post to #{CHANNEL}");
     }
@@ -524,7 +524,7 @@ async fn setup_member(
         .await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let ticket = tracker.ticket(&key).await?;
-    let (peer, _, last_seq) = peer_connect(host, ticket).await?;
+    let (peer, _, last_seq) = peer_connect(host, &key, ticket).await?;
     Ok((tracker, peer, last_seq))
 }
 
@@ -536,12 +536,13 @@ static RETRIED_503: AtomicU64 = AtomicU64::new(0);
 /// server), as a member's node would.
 async fn peer_connect(
     host: SocketAddr,
+    key: &SigningKey,
     ticket: SignedTicket,
 ) -> anyhow::Result<(PeerFramed, bool, u64)> {
     let deadline = Instant::now() + link::STEP_TIMEOUT;
     let mut wait = Duration::from_millis(20);
     loop {
-        match link::peer_connect(host, ticket.clone(), CHANNEL).await {
+        match link::peer_connect(host, key, ticket.clone(), CHANNEL).await {
             Err(e)
                 if Instant::now() < deadline
                     && e.downcast_ref::<Failure>()

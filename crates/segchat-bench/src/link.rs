@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Welcome};
@@ -140,14 +141,23 @@ impl TrackerLink {
 /// sequence number.
 pub(crate) async fn peer_connect(
     host: SocketAddr,
+    key: &SigningKey,
     ticket: SignedTicket,
     channel: &str,
 ) -> anyhow::Result<(PeerFramed, bool, u64)> {
     let mut framed: PeerFramed = Framed::new(connect(host).await?, FrameCodec::default());
-    handshake(&mut framed, LinkKind::Peer, "the host").await?;
+    let welcome = handshake(&mut framed, LinkKind::Peer, "the host").await?;
+    let nonce = segchat_proto::ticket::decode_nonce(&welcome.nonce)
+        .context("the host's welcome carries no nonce")?;
+    let proof = segchat_proto::ticket::prove(
+        key,
+        &nonce,
+        segchat_proto::ticket::ProofPurpose::PeerConnect { channel },
+    )?;
     let req = peer::Request::PeerConnect {
         ticket,
         channel: channel.to_owned(),
+        proof,
     };
     framed.send(Frame::Request { id: 0, body: req }).await?;
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;

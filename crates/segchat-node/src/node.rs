@@ -141,7 +141,7 @@ impl Node {
             peers.udp,
             link.clone(),
             log.clone(),
-            chat.node_key(),
+            chat.signing_key().clone(),
             config.stream_loss,
             shutdown.clone(),
         );

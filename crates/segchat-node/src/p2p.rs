@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use segchat_log::SystemLog;
+use segchat_proto::ticket::{ProofPurpose, NONCE_LEN};
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -149,17 +150,54 @@ async fn serve_peer(
 }
 
 /// Checks the ticket a peer presents (`peer_connect`, `watch`): signed by
-/// the server whose key this node learned, and not expired. `role` names
-/// this node in the refusal ("host", "streamer").
+/// the server whose key this node learned, not expired, and the peer's
+/// own: `proof` is the ticket's node key's signature over this link's
+/// welcome `nonce` and `purpose`. A ticket that fails is refused 401 and
+/// the refusal goes to the system log (`PEER_REFUSED`). `role` names this
+/// node in the refusal ("host", "streamer").
 pub(crate) fn check_peer_ticket(
     server_key: Option<ed25519_dalek::VerifyingKey>,
-    ticket: &segchat_proto::ticket::SignedTicket,
+    presented: Presented<'_>,
+    log: &SystemLog,
     role: &str,
 ) -> Result<(), Failure> {
     let server_key = server_key.ok_or_else(|| {
         Failure::unavailable(format!("this {role} has not met the server yet; try again"))
     })?;
-    ticket
+    let Presented {
+        ticket,
+        nonce,
+        purpose,
+        proof,
+        addr,
+    } = presented;
+    let checked = ticket
         .verify(&server_key, Some(crate::now_ms()))
-        .map_err(|e| Failure::unauthorized(format!("ticket refused: {e}")))
+        .and_then(|()| ticket.check_proof(nonce, purpose, proof));
+    checked.map_err(|e| {
+        let what = match purpose {
+            ProofPurpose::PeerConnect { channel } => format!("channel={channel}"),
+            ProofPurpose::Watch { stream_id } => format!("stream={stream_id}"),
+        };
+        log.record(
+            "PEER_REFUSED",
+            addr,
+            format!(
+                "{what} ticket_user={} session={} reason={e}",
+                ticket.ticket.username, ticket.ticket.session_id
+            ),
+        );
+        Failure::unauthorized(format!("ticket refused: {e}"))
+    })
+}
+
+/// What a peer presents to be admitted, with the link it came on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    pub ticket: &'a segchat_proto::ticket::SignedTicket,
+    /// The nonce this link's `welcome` carried.
+    pub nonce: &'a [u8; NONCE_LEN],
+    pub purpose: ProofPurpose<'a>,
+    pub proof: &'a str,
+    pub addr: SocketAddr,
 }

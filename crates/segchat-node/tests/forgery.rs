@@ -14,7 +14,7 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use segchat_proto::message::{Draft, Message, Sequenced};
-use segchat_proto::ticket::{SignedTicket, Ticket};
+use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket, Ticket};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, Visibility};
 use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
@@ -183,6 +183,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
             peer_ttl_ms: 0,
             server_key: String::new(),
             max_body_len: 4000,
+            nonce: hex::encode([3u8; 32]),
         }))
         .await
         .expect("welcome");
@@ -340,8 +341,9 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     // The host learns of the join from the server; retry until admitted.
     let mut p = eventually("eve to be admitted", || {
         let ticket = ticket.clone();
+        let key = key.clone();
         async move {
-            let (p, answer) = peer_connect(addr, ticket).await;
+            let (p, answer) = peer_connect(addr, &key, ticket).await;
             admitted_to_write(p, answer)
         }
     })
@@ -418,7 +420,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     })
     .await;
     assert!(closed.is_ok(), "the host keeps serving a member who left");
-    let (_, answer) = peer_connect(addr, ticket).await;
+    let (_, answer) = peer_connect(addr, &key, ticket).await;
     match answer {
         Err(f) => assert_eq!(f.status, segchat_proto::Status::Forbidden, "{f}"),
         other => panic!("a member who left was admitted again: {other:?}"),
@@ -427,30 +429,38 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     server.stop().await;
 }
 
-/// Opens a peer link to `addr` and asks to join `club` with `ticket`.
+/// Opens a peer link to `addr` and asks to join `club` with `ticket`,
+/// proving `key` (the ticket's node key if it is the caller's own).
 async fn peer_connect(
     addr: std::net::SocketAddr,
+    key: &SigningKey,
     ticket: SignedTicket,
 ) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    peer_connect_on(stream, ticket).await
+    peer_connect_on(stream, key, ticket).await
 }
 
 /// [`peer_connect`] on a connection opened already.
 async fn peer_connect_on(
     stream: TcpStream,
+    key: &SigningKey,
     ticket: SignedTicket,
 ) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
     let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
     p.send(Frame::Hello(Hello::new(LinkKind::Peer, "eve")))
         .await
         .expect("hello");
-    assert!(matches!(p.next().await, Some(Ok(Frame::Welcome(_)))));
+    let nonce = match p.next().await {
+        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).expect("a nonce in the welcome"),
+        other => panic!("expected a welcome, got {other:?}"),
+    };
+    let proof = prove(key, &nonce, ProofPurpose::PeerConnect { channel: "club" }).expect("prove");
     p.send(Frame::Request {
         id: 1,
         body: peer::Request::PeerConnect {
             ticket,
             channel: "club".into(),
+            proof,
         },
     })
     .await
@@ -513,23 +523,25 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
         let ticket = ticket_for(&mut t, 3, &key).await;
         (t, key, ticket)
     };
-    let (_bt, _bkey, bob_ticket) = member("bob", 7).await;
+    let (_bt, bkey, bob_ticket) = member("bob", 7).await;
     let (_et, ekey, eve_ticket) = member("eve", 8).await;
     let mut bob = eventually("bob to be admitted", || {
         let ticket = bob_ticket.clone();
+        let key = bkey.clone();
         async move {
-            let (p, answer) = peer_connect(addr, ticket).await;
+            let (p, answer) = peer_connect(addr, &key, ticket).await;
             answer.is_ok().then_some(p)
         }
     })
     .await;
     let mut eve = eventually("eve to be admitted", || {
         let ticket = eve_ticket.clone();
+        let key = ekey.clone();
         async move {
             let socket = tokio::net::TcpSocket::new_v4().expect("socket");
             socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
             let stream = socket.connect(addr).await.expect("connect");
-            let (p, answer) = peer_connect_on(stream, ticket).await;
+            let (p, answer) = peer_connect_on(stream, &key, ticket).await;
             admitted_to_write(p, answer)
         }
     })

@@ -51,6 +51,12 @@ pub struct Welcome {
     /// Largest message body the server accepts, in bytes.
     #[serde(default)]
     pub max_body_len: u32,
+    /// Peer link only: 32 fresh random bytes (hex) this connection's
+    /// `peer_connect` and `watch` sign with the ticket's node key, to prove
+    /// the ticket is the presenter's own (see [`crate::ticket::prove`]).
+    /// Absent on the tracker link.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
 }
 
 impl Hello {

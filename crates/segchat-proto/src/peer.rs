@@ -1,8 +1,10 @@
 //! The node ↔ node link: a member's node connects to a channel's host.
 //!
-//! After the handshake (`hello` with `link: "peer"`), the member sends
-//! `peer_connect` with its server-signed ticket; the host checks it with the
-//! server's public key (no round trip), applies the channel's rules, and
+//! After the handshake (`hello` with `link: "peer"`, a `welcome` with a
+//! fresh `nonce`), the member sends `peer_connect` with its server-signed
+//! ticket and a `proof` that it holds the ticket's node key (its signature
+//! over the nonce and the channel, [`crate::ticket::prove`]); the host
+//! checks both with no round trip, applies the channel's rules, and
 //! from then on pushes every new message as a `broadcast` event. The member
 //! catches up with `sync` from its cursor and writes with `post`.
 //!
@@ -12,7 +14,7 @@
 //! a number below [`TICKET_REFS`]; broadcasts name it by that number.
 //!
 //! The same link subscribes a viewer to a livestream: `watch` with the
-//! ticket, the streamer answers `watching` with a per-viewer session key
+//! ticket and a proof over the nonce and the stream id, the streamer answers `watching` with a per-viewer session key
 //! and sends the frames over UDP (see [`crate::stream`]); the viewer sends
 //! `stream_report` now and then and `unwatch` at the end. The streamer
 //! pushes `stream_ended` when the stream stops.
@@ -37,6 +39,10 @@ pub enum Request {
     PeerConnect {
         ticket: SignedTicket,
         channel: String,
+        /// The ticket's node key's signature (hex) over this link's
+        /// welcome nonce and the channel ([`crate::ticket::prove`]).
+        #[serde(default)]
+        proof: String,
     },
     /// Messages with host sequence numbers above `after_seq`, oldest first.
     Sync {
@@ -52,6 +58,10 @@ pub enum Request {
         ticket: SignedTicket,
         stream_id: u64,
         udp_port: u16,
+        /// The ticket's node key's signature (hex) over this link's
+        /// welcome nonce and the stream id ([`crate::ticket::prove`]).
+        #[serde(default)]
+        proof: String,
     },
     /// Stop receiving a stream's frames.
     Unwatch { stream_id: u64 },

@@ -14,6 +14,24 @@
 //! issued_at_ms: u64
 //! expires_at_ms: u64
 //! ```
+//!
+//! A ticket is public: every stored message carries its author's. So a
+//! node that presents one on the peer link (`peer_connect`, `watch`) also
+//! proves it holds the ticket's node key: it signs the fresh nonce of the
+//! link's `welcome`, bound to what it asks for ([`prove`], checked by
+//! [`SignedTicket::check_proof`]):
+//!
+//! ```text
+//! "segchat-peer-proof-v1" 0x00
+//! nonce: 32 bytes (from the peer link's welcome)
+//! purpose: u8 (1 peer_connect, 2 watch)
+//! peer_connect: channel: u16 length · UTF-8
+//! watch:        stream_id: u64
+//! ```
+//!
+//! Binding the purpose stops a host that received a member's proof for its
+//! own channel (or stream) from replaying it to another host: it names
+//! another channel (channel names are unique on a server).
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -21,6 +39,20 @@ use serde::{Deserialize, Serialize};
 use crate::types::AccountKind;
 
 const DOMAIN: &[u8] = b"segchat-ticket-v1\0";
+const PROOF_DOMAIN: &[u8] = b"segchat-peer-proof-v1\0";
+
+/// Bytes of the nonce a peer link's `welcome` carries.
+pub const NONCE_LEN: usize = 32;
+
+/// What a proof of the node key is for: it is signed in, so a proof made
+/// for one request is worthless for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofPurpose<'a> {
+    /// `peer_connect` to this channel.
+    PeerConnect { channel: &'a str },
+    /// `watch` of this stream.
+    Watch { stream_id: u64 },
+}
 
 /// What the server vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,6 +86,8 @@ pub enum TrustError {
     Expired,
     #[error("ticket is for {ticket:?}, not {claimed:?}")]
     WrongUser { ticket: String, claimed: String },
+    #[error("the proof is not signed by the ticket's node key: this ticket is not yours")]
+    NotYours,
 }
 
 impl Ticket {
@@ -103,6 +137,60 @@ impl SignedTicket {
     pub fn node_key(&self) -> Result<VerifyingKey, TrustError> {
         decode_key(&self.ticket.node_key)
     }
+
+    /// Checks that `proof` (hex signature) was made by this ticket's node
+    /// key over `nonce` and `purpose`: the presenter holds the key.
+    pub fn check_proof(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        purpose: ProofPurpose<'_>,
+        proof: &str,
+    ) -> Result<(), TrustError> {
+        let key = self.node_key()?;
+        let sig = decode_signature(proof)?;
+        key.verify_strict(&proof_bytes(nonce, purpose)?, &sig)
+            .map_err(|_| TrustError::NotYours)
+    }
+}
+
+/// The exact bytes a proof of the node key signs.
+pub fn proof_bytes(
+    nonce: &[u8; NONCE_LEN],
+    purpose: ProofPurpose<'_>,
+) -> Result<Vec<u8>, TrustError> {
+    let mut out = Vec::with_capacity(PROOF_DOMAIN.len() + NONCE_LEN + 11);
+    out.extend_from_slice(PROOF_DOMAIN);
+    out.extend_from_slice(nonce);
+    match purpose {
+        ProofPurpose::PeerConnect { channel } => {
+            out.push(1);
+            put_str16(&mut out, channel)?;
+        }
+        ProofPurpose::Watch { stream_id } => {
+            out.push(2);
+            out.extend_from_slice(&stream_id.to_be_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Proves possession of `node` for `purpose` on the link whose `welcome`
+/// carried `nonce`: the hex signature a `peer_connect` or `watch` carries.
+pub fn prove(
+    node: &SigningKey,
+    nonce: &[u8; NONCE_LEN],
+    purpose: ProofPurpose<'_>,
+) -> Result<String, TrustError> {
+    Ok(hex::encode(
+        node.sign(&proof_bytes(nonce, purpose)?).to_bytes(),
+    ))
+}
+
+/// Parses the hex nonce of a peer link's `welcome`.
+pub fn decode_nonce(hex_nonce: &str) -> Result<[u8; NONCE_LEN], TrustError> {
+    let mut bytes = [0u8; NONCE_LEN];
+    hex::decode_to_slice(hex_nonce, &mut bytes).map_err(|_| TrustError::Malformed("nonce"))?;
+    Ok(bytes)
 }
 
 pub(crate) fn put_str16(out: &mut Vec<u8>, s: &str) -> Result<(), TrustError> {
@@ -178,6 +266,42 @@ mod tests {
         assert_eq!(
             t.verify(&server.verifying_key(), Some(2_000)),
             Err(TrustError::Expired)
+        );
+    }
+
+    #[test]
+    fn only_the_ticket_holder_proves_and_only_for_what_it_signed() {
+        let (server, alice, mallory) = (key(1), key(2), key(3));
+        let t = ticket(&alice).sign(&server).expect("sign");
+        let nonce = [5u8; NONCE_LEN];
+        let club = ProofPurpose::PeerConnect { channel: "club" };
+        let proof = prove(&alice, &nonce, club).expect("prove");
+        assert_eq!(t.check_proof(&nonce, club, &proof), Ok(()));
+        // Someone else's key, another nonce, another channel or a stream.
+        let stolen = prove(&mallory, &nonce, club).expect("prove");
+        assert_eq!(
+            t.check_proof(&nonce, club, &stolen),
+            Err(TrustError::NotYours)
+        );
+        assert_eq!(
+            t.check_proof(&[6; NONCE_LEN], club, &proof),
+            Err(TrustError::NotYours)
+        );
+        assert_eq!(
+            t.check_proof(
+                &nonce,
+                ProofPurpose::PeerConnect { channel: "clubs" },
+                &proof
+            ),
+            Err(TrustError::NotYours)
+        );
+        assert_eq!(
+            t.check_proof(&nonce, ProofPurpose::Watch { stream_id: 1 }, &proof),
+            Err(TrustError::NotYours)
+        );
+        assert_eq!(
+            t.check_proof(&nonce, club, ""),
+            Err(TrustError::Malformed("signature"))
         );
     }
 

@@ -125,6 +125,7 @@ async fn handshake(reader: &mut FrameReader, shared: &Shared) -> Result<Welcome,
         peer_ttl_ms: shared.config.peer_ttl.as_millis() as u64,
         server_key: hex::encode(shared.key.verifying_key().as_bytes()),
         max_body_len: shared.config.max_body_len as u32,
+        nonce: String::new(),
     })
 }
 

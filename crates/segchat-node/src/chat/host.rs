@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use segchat_proto::message::{batch_len, Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
-use segchat_proto::ticket::SignedTicket;
+use segchat_proto::ticket::{ProofPurpose, SignedTicket, NONCE_LEN};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
@@ -746,8 +746,16 @@ impl Chat {
         conn: &PeerConn,
         ticket: &SignedTicket,
         channel: &str,
+        proof: &str,
     ) -> Result<(String, AccountKind, bool), Failure> {
-        crate::p2p::check_peer_ticket(self.server_key(), ticket, "host")?;
+        let presented = crate::p2p::Presented {
+            ticket,
+            nonce: &conn.nonce,
+            purpose: ProofPurpose::PeerConnect { channel },
+            proof,
+            addr: conn.addr,
+        };
+        crate::p2p::check_peer_ticket(self.server_key(), presented, self.log(), "host")?;
         let user = ticket.ticket.username.clone();
         let kind = ticket.ticket.kind;
         let mut map = lock(&self.inner.hosting.channels);
@@ -785,6 +793,9 @@ struct PeerConn {
     out: Outbound,
     refs: LinkRefs,
     cancel: CancellationToken,
+    /// The nonce this link's `welcome` carried: `peer_connect` and `watch`
+    /// sign it with the ticket's node key.
+    nonce: [u8; NONCE_LEN],
     /// channel → (ticket's user, account kind)
     joined: HashMap<String, (String, AccountKind)>,
 }
@@ -805,6 +816,11 @@ pub(crate) async fn serve_peer(
         out,
         refs: LinkRefs::default(),
         cancel: cancel.clone(),
+        nonce: {
+            let mut n = [0u8; NONCE_LEN];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
+            n
+        },
         joined: HashMap::new(),
     };
     let welcome: PeerFrame = Frame::Welcome(Welcome {
@@ -814,6 +830,7 @@ pub(crate) async fn serve_peer(
         peer_ttl_ms: 0,
         server_key: chat.link().state().server_key.unwrap_or_default(),
         max_body_len: chat.max_body_len() as u32,
+        nonce: hex::encode(conn.nonce),
     });
     let greeted = match encode(&welcome) {
         Some(b) => conn.out.send(b).is_ok(),
@@ -948,8 +965,12 @@ async fn handle(
     body: peer::Request,
 ) -> Result<Option<peer::Reply>, Failure> {
     match body {
-        peer::Request::PeerConnect { ticket, channel } => {
-            let (user, kind, can_write) = chat.admit(conn, &ticket, &channel)?;
+        peer::Request::PeerConnect {
+            ticket,
+            channel,
+            proof,
+        } => {
+            let (user, kind, can_write) = chat.admit(conn, &ticket, &channel, &proof)?;
             let last_seq = chat
                 .store()
                 .hosted_last(channel.clone())
@@ -1013,7 +1034,7 @@ async fn handle(
         | peer::Request::Unwatch { .. }
         | peer::Request::StreamReport { .. }) => match chat.streams() {
             Some(streams) => streams
-                .on_peer_request(conn.id, conn.addr, conn.out.clone(), req)
+                .on_peer_request(conn.id, conn.addr, &conn.nonce, conn.out.clone(), req)
                 .await
                 .map(Some),
             None => Err(Failure::unavailable("this node does not stream yet")),

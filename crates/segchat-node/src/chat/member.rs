@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use segchat_proto::message::{Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
+use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::{Failure, Frame, Hello, LinkKind, Status};
 use tokio::net::TcpStream;
@@ -261,32 +262,44 @@ impl Chat {
         let mut reader = FramedRead::new(r, PeerCodec::default());
         let mut writer = FramedWrite::new(w, PeerCodec::default());
         let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
+        if writer.send(hello).await.is_err() {
+            return Ended::Failed("the host closed the connection".into());
+        }
+        // The proof of this node's key signs the welcome's nonce, so the
+        // request waits for it (one round trip more than a pipelined one).
+        let welcome = tokio::time::timeout(PEER_TIMEOUT, reader.next()).await;
+        let nonce = match welcome {
+            Err(_) => return Ended::Failed("the host did not answer".into()),
+            Ok(Some(Ok(Frame::Welcome(w)))) => w.nonce,
+            Ok(Some(Ok(Frame::Error(f)))) => {
+                return Ended::Failed(format!("the host refused: {f}"))
+            }
+            Ok(_) => return Ended::Failed("the host broke the handshake".into()),
+        };
+        let proof = match self.prove(&nonce, ProofPurpose::PeerConnect { channel }) {
+            Ok(p) => p,
+            Err(e) => return Ended::Failed(format!("the host's welcome: {e}")),
+        };
         let connect: PeerFrame = Frame::Request {
             id: 1,
             body: peer::Request::PeerConnect {
                 ticket,
                 channel: channel.to_owned(),
+                proof,
             },
         };
-        if writer.send(hello).await.is_err() || writer.send(connect).await.is_err() {
+        if writer.send(connect).await.is_err() {
             return Ended::Failed("the host closed the connection".into());
         }
-        let greeting = tokio::time::timeout(PEER_TIMEOUT, async {
-            let welcome = reader.next().await;
-            let answer = reader.next().await;
-            (welcome, answer)
-        })
-        .await;
-        let can_write = match greeting {
+        let answer = tokio::time::timeout(PEER_TIMEOUT, reader.next()).await;
+        let can_write = match answer {
             Err(_) => return Ended::Failed("the host did not answer".into()),
-            Ok((Some(Ok(Frame::Welcome(_))), Some(Ok(Frame::Response { result, .. })))) => {
-                match result {
-                    Ok(peer::Reply::Connected { can_write, .. }) => can_write,
-                    Ok(other) => return Ended::Failed(format!("unexpected answer {other:?}")),
-                    Err(f) => return Ended::Failed(format!("the host refused: {f}")),
-                }
-            }
-            Ok((Some(Ok(Frame::Error(f))), _)) => {
+            Ok(Some(Ok(Frame::Response { result, .. }))) => match result {
+                Ok(peer::Reply::Connected { can_write, .. }) => can_write,
+                Ok(other) => return Ended::Failed(format!("unexpected answer {other:?}")),
+                Err(f) => return Ended::Failed(format!("the host refused: {f}")),
+            },
+            Ok(Some(Ok(Frame::Error(f)))) => {
                 return Ended::Failed(format!("the host refused: {f}"))
             }
             Ok(_) => return Ended::Failed("the host broke the handshake".into()),

@@ -181,6 +181,22 @@ impl Chat {
         hex::encode(self.inner.key.verifying_key().as_bytes())
     }
 
+    /// The node's key, for the parts that prove it on the peer link.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.inner.key
+    }
+
+    /// This node's proof that it holds its key, for `purpose` on a peer
+    /// link whose `welcome` carried `nonce` (hex).
+    pub(crate) fn prove(
+        &self,
+        nonce: &str,
+        purpose: segchat_proto::ticket::ProofPurpose<'_>,
+    ) -> Result<String, segchat_proto::ticket::TrustError> {
+        let nonce = segchat_proto::ticket::decode_nonce(nonce)?;
+        segchat_proto::ticket::prove(&self.inner.key, &nonce, purpose)
+    }
+
     fn session(&self) -> Option<SessionInfo> {
         self.link().state().session
     }

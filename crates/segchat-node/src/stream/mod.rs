@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use segchat_log::SystemLog;
 use segchat_proto::stream::{self as wire, DatagramError, DatagramKind, MAX_DATAGRAM};
 use segchat_proto::tracker::Event;
@@ -57,7 +58,8 @@ struct Inner {
     socket: Arc<UdpSocket>,
     link: LinkHandle,
     log: SystemLog,
-    node_key: String,
+    /// The node's key: a viewer proves it to the streamer on `watch`.
+    key: SigningKey,
     loss: Option<Mutex<(u8, u64)>>,
     own: Mutex<HashMap<u64, streamer::Own>>,
     watched: Mutex<HashMap<u64, viewer::Watched>>,
@@ -77,7 +79,7 @@ impl Streams {
         socket: Arc<UdpSocket>,
         link: LinkHandle,
         log: SystemLog,
-        node_key: String,
+        key: SigningKey,
         loss: Option<LossHook>,
         shutdown: CancellationToken,
     ) -> Streams {
@@ -86,7 +88,7 @@ impl Streams {
                 socket,
                 link,
                 log,
-                node_key,
+                key,
                 loss: loss
                     .filter(|l| l.percent > 0)
                     .map(|l| Mutex::new((l.percent.min(100), l.seed | 1))),

@@ -12,7 +12,7 @@ use segchat_proto::stream::{
     self as wire, Codec, DatagramKind, Header, SessionKey, StreamInfo, StreamReport, MAX_CHUNKS,
     MAX_FRAME_BYTES, MAX_PAYLOAD, SESSION_KEY_LEN,
 };
-use segchat_proto::ticket::decode_key;
+use segchat_proto::ticket::{decode_key, ProofPurpose, NONCE_LEN};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Frame, Status};
@@ -436,6 +436,7 @@ impl Streams {
         &self,
         conn: u64,
         addr: SocketAddr,
+        nonce: &[u8; NONCE_LEN],
         events: Outbound,
         req: peer::Request,
     ) -> Result<peer::Reply, Failure> {
@@ -444,13 +445,21 @@ impl Streams {
                 ticket,
                 stream_id,
                 udp_port,
+                proof,
             } => {
                 let server_key = self
                     .link()
                     .state()
                     .server_key
                     .and_then(|k| decode_key(&k).ok());
-                crate::p2p::check_peer_ticket(server_key, &ticket, "streamer")?;
+                let presented = crate::p2p::Presented {
+                    ticket: &ticket,
+                    nonce,
+                    purpose: ProofPurpose::Watch { stream_id },
+                    proof: &proof,
+                    addr,
+                };
+                crate::p2p::check_peer_ticket(server_key, presented, self.log(), "streamer")?;
                 let user = ticket.ticket.username.clone();
                 let kind = ticket.ticket.kind;
                 let channel = lock(&self.inner.own)

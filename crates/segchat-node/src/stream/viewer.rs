@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use segchat_proto::peer;
 use segchat_proto::stream::{self as wire, Header, SessionKey, StreamInfo, StreamReport};
+use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde::Serialize;
@@ -93,7 +94,7 @@ impl Streams {
         let ticket = match self
             .link()
             .request(Request::GetTicket {
-                node_key: self.inner.node_key.clone(),
+                node_key: hex::encode(self.inner.key.verifying_key().as_bytes()),
             })
             .await?
         {
@@ -129,52 +130,65 @@ impl Streams {
         let mut reader = FramedRead::new(r, Codec::default());
         let mut writer = FramedWrite::new(w, Codec::default());
         let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
+        if writer.send(hello).await.is_err() {
+            return Err(unreachable("the connection closed".into()));
+        }
+        // The proof of this node's key signs the welcome's nonce.
+        let nonce = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await {
+            Err(_) => return Err(unreachable("the streamer did not answer".into())),
+            Ok(Some(Ok(Frame::Welcome(w)))) => decode_nonce(&w.nonce).map_err(|e| {
+                Failure::new(Status::ServerError, format!("the streamer's welcome: {e}"))
+            })?,
+            Ok(Some(Ok(Frame::Error(f)))) => {
+                return Err(Failure::new(
+                    f.status,
+                    format!("the streamer refused: {}", f.reason),
+                ))
+            }
+            Ok(_) => return Err(unreachable("the streamer broke the handshake".into())),
+        };
+        let proof = prove(&self.inner.key, &nonce, ProofPurpose::Watch { stream_id })
+            .map_err(|e| Failure::new(Status::ServerError, e.to_string()))?;
         let req: PeerFrame = Frame::Request {
             id: 1,
             body: peer::Request::Watch {
                 ticket,
                 stream_id,
                 udp_port: self.udp_port(),
+                proof,
             },
         };
-        if writer.send(hello).await.is_err() || writer.send(req).await.is_err() {
+        if writer.send(req).await.is_err() {
             return Err(unreachable("the connection closed".into()));
         }
-        let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let welcome = reader.next().await;
-            let answer = reader.next().await;
-            (welcome, answer)
-        })
-        .await;
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await;
         let (viewer_id, key) = match answer {
             Err(_) => return Err(unreachable("the streamer did not answer".into())),
-            Ok((Some(Ok(Frame::Welcome(_))), Some(Ok(Frame::Response { result, .. })))) => {
-                match result {
-                    Ok(peer::Reply::Watching {
-                        viewer_id,
-                        session_key,
-                        ..
-                    }) => {
-                        let key = SessionKey::from_hex(&session_key).map_err(|_| {
-                            Failure::new(Status::ServerError, "the streamer sent a bad session key")
-                        })?;
-                        (viewer_id, key)
-                    }
-                    Ok(other) => {
-                        return Err(Failure::new(
-                            Status::ServerError,
-                            format!("the streamer answered {other:?}"),
-                        ))
-                    }
-                    Err(f) => {
-                        return Err(Failure::new(
-                            f.status,
-                            format!("the streamer refused: {}", f.reason),
-                        ))
-                    }
+            Ok(Some(Ok(Frame::Response { result, .. }))) => match result {
+                Ok(peer::Reply::Watching {
+                    viewer_id,
+                    session_key,
+                    ..
+                }) => {
+                    let key = SessionKey::from_hex(&session_key).map_err(|_| {
+                        Failure::new(Status::ServerError, "the streamer sent a bad session key")
+                    })?;
+                    (viewer_id, key)
                 }
-            }
-            Ok((Some(Ok(Frame::Error(f))), _)) => {
+                Ok(other) => {
+                    return Err(Failure::new(
+                        Status::ServerError,
+                        format!("the streamer answered {other:?}"),
+                    ))
+                }
+                Err(f) => {
+                    return Err(Failure::new(
+                        f.status,
+                        format!("the streamer refused: {}", f.reason),
+                    ))
+                }
+            },
+            Ok(Some(Ok(Frame::Error(f)))) => {
                 return Err(Failure::new(
                     f.status,
                     format!("the streamer refused: {}", f.reason),
