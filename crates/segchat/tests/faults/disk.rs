@@ -36,7 +36,7 @@ async fn member_whose_disk_fills_and_empties_converges_with_no_hole() {
         dir: Some(bob_dir),
         ..Spec::default()
     };
-    let c = Cluster::start(
+    let mut c = Cluster::start(
         root.path(),
         "127.0.0.1",
         Spec::default(),
@@ -81,6 +81,11 @@ async fn member_whose_disk_fills_and_empties_converges_with_no_hole() {
     if !vague.is_empty() {
         eprintln!("bob's node refused posts while full without saying why: {vague:?}");
     }
+    converge(&c.nodes(), CHANNEL, &ledger).await;
+    // What bob holds is on its disk, not only in a cache: it survives a
+    // kill -9 and a restart.
+    c.bob.kill_9().await;
+    c.bob.restart().await.expect("bob's node restarts");
     converge(&c.nodes(), CHANNEL, &ledger).await;
     assert!(
         vague.is_empty(),

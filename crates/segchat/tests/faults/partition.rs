@@ -16,7 +16,7 @@ const CUT: Duration = Duration::from_secs(10);
 const AFTER: Duration = Duration::from_secs(3);
 /// How soon a member must notice a silently cut link and write through
 /// the server instead (issue 10: "within a few seconds").
-const NOTICE_WITHIN: Duration = Duration::from_secs(6);
+const NOTICE_WITHIN: Duration = Duration::from_secs(8);
 
 /// The namespace, or why the scenario cannot run here.
 fn namespace(scenario: &str) -> Option<Netns> {
@@ -96,7 +96,7 @@ async fn member_cut_off_from_its_host_loses_no_accepted_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defect 5 (helper `link`): a silently cut peer link is never noticed; bob stays `via host` for the whole cut"]
+#[ignore = "issue 10 defect 5 (helper `link`): a silently cut peer link is not noticed while the member posts; bob stays `via host` for the whole cut"]
 async fn member_cut_off_from_its_host_falls_back_to_the_server_within_seconds() {
     let Some(ns) = namespace("partition (fallback)") else {
         return;
