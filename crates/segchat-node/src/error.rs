@@ -32,3 +32,23 @@ pub enum NodeError {
         source: std::io::Error,
     },
 }
+
+/// The one place a local store failure becomes an answer (to the API, or
+/// to a member posting to a channel this node hosts). A full disk is said
+/// as such, with `507`: the user can do something about it. Anything else
+/// is a generic error; the details go to the log only.
+pub(crate) fn store_failure(e: crate::store::StoreError) -> segchat_proto::Failure {
+    use segchat_proto::{Failure, Status};
+    if e.is_disk_full() {
+        tracing::error!(error = %e, "the local store is out of disk space");
+        return Failure::new(
+            Status::InsufficientStorage,
+            "this node's disk is full; free space and try again",
+        );
+    }
+    tracing::error!(error = %e, "local store failed");
+    Failure::new(
+        Status::ServerError,
+        "internal error in the node; see its log",
+    )
+}

@@ -18,11 +18,12 @@ pub enum Status {
     RateLimited,
     ServerError,
     Unavailable,
+    InsufficientStorage,
 }
 
 impl Status {
     /// Every status, in registry order. No code is ever reused.
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::Ok,
         Status::BadRequest,
         Status::Unauthorized,
@@ -34,6 +35,7 @@ impl Status {
         Status::RateLimited,
         Status::ServerError,
         Status::Unavailable,
+        Status::InsufficientStorage,
     ];
 
     /// The number on the wire (a big-endian `u16`).
@@ -50,6 +52,7 @@ impl Status {
             Status::RateLimited => 429,
             Status::ServerError => 500,
             Status::Unavailable => 503,
+            Status::InsufficientStorage => 507,
         }
     }
 
@@ -72,6 +75,7 @@ impl Status {
             Status::RateLimited => "RATE_LIMITED",
             Status::ServerError => "SERVER_ERROR",
             Status::Unavailable => "UNAVAILABLE",
+            Status::InsufficientStorage => "INSUFFICIENT_STORAGE",
         }
     }
 }

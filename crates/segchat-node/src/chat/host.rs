@@ -725,7 +725,7 @@ impl Chat {
             async |chat: &Chat, s: Sequenced, from: &str| {
                 if let Err(reason) = chat.verify(&s.message) {
                     chat.log_rejected(from, &s.message, &reason);
-                    return;
+                    return true;
                 }
                 let arrival = Arrival {
                     source: Source::Server,
@@ -733,7 +733,7 @@ impl Chat {
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                let _ = chat.host_store(s.message, arrival).await;
+                chat.host_store(s.message, arrival).await.is_ok()
             },
         )
         .await;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::host::{PeerCodec, PeerFrame};
 use super::{Chat, Via};
-use crate::store::{Arrival, Cursor, DeliveryState, Source};
+use crate::store::{Arrival, Cursor, DeliveryState, Inserted, Source, StoreError};
 
 /// How long connecting to a host and its answers may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +35,13 @@ const IDLE_TICK: Duration = Duration::from_secs(5);
 const BACKUP_CHECK: Duration = Duration::from_millis(500);
 /// Longest wait before trying an unreachable host again.
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// After asking the host for a gap that did not fill (the disk is still
+/// full, say), the first wait before asking again; it doubles up to
+/// [`GAP_RETRY_MAX`], and a gap that fills resets it.
+const GAP_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between two requests for an open gap while the link is
+/// up: how long a member whose disk came back may still miss messages.
+const GAP_RETRY_MAX: Duration = Duration::from_secs(3);
 
 /// Why a P2P session ended.
 enum Ended {
@@ -153,18 +160,24 @@ impl Chat {
                     host_seq: None,
                     server_seq: Some(s.seq),
                 };
-                chat.accept(s.message, arrival, from).await;
+                chat.accept(s.message, arrival, from).await.is_ok()
             },
         )
         .await;
     }
 
     /// Verifies and stores a copy from the host or the server; an own
-    /// message coming back moves its delivery state.
-    async fn accept(&self, m: Message, arrival: Arrival, from: &str) -> bool {
+    /// message coming back moves its delivery state. `None` if it was
+    /// rejected (never stored); an error if it could not be stored.
+    async fn accept(
+        &self,
+        m: Message,
+        arrival: Arrival,
+        from: &str,
+    ) -> Result<Option<Inserted>, StoreError> {
         if let Err(reason) = self.verify(&m) {
             self.log_rejected(from, &m, &reason);
-            return false;
+            return Ok(None);
         }
         let own = self.session().is_some_and(|s| s.username == m.author);
         let (id, channel) = (m.id.to_string(), m.channel.clone());
@@ -182,20 +195,20 @@ impl Chat {
             Source::Server => DeliveryState::BackedUp,
             _ => DeliveryState::Stored,
         };
-        let new = match self.receive(m, arrival).await {
-            Ok(new) => new,
+        let inserted = match self.receive(m, arrival).await {
+            Ok(inserted) => inserted,
             Err(e) => {
-                tracing::warn!(error = %e, "could not store a message");
-                return false;
+                tracing::warn!(error = %e, %channel, %id, "could not store a message");
+                return Err(e);
             }
         };
-        if new {
+        if inserted.new {
             self.log().record("MESSAGE_RECEIVED", from, detail);
         }
         if own {
             self.set_state(id, &channel, state, None).await;
         }
-        new
+        Ok(Some(inserted))
     }
 
     /// Posts the channel's outbox through the server.
@@ -321,6 +334,11 @@ impl Chat {
             can_write,
             awaiting_backup: false,
             tickets: peer::LinkTickets::default(),
+            page_after: None,
+            repairing: false,
+            repair_at: None,
+            repair_every: GAP_RETRY,
+            missing: u64::MAX,
         };
         let mut flush_due = true;
         let ended = loop {
@@ -345,6 +363,12 @@ impl Chat {
                     session.awaiting_backup = self.confirm_backup(channel).await;
                 }
                 _ = tokio::time::sleep(IDLE_TICK) => flush_due = true,
+                _ = sleep_until(session.repair_at) => {
+                    session.repair_at = None;
+                    if let Err(e) = self.request_gap(&mut session, &mut writer).await {
+                        break Ended::Lost(e);
+                    }
+                }
                 frame = reader.next() => match frame {
                     None => break Ended::Lost("the host closed the connection".into()),
                     Some(Err(e)) => break Ended::Lost(format!("bad frame from the host: {e}")),
@@ -355,7 +379,15 @@ impl Chat {
                     }
                     Some(Ok(Frame::Event(peer::Event::Broadcast { seq, ticket_ref, message }))) => {
                         match session.tickets.resolve(ticket_ref, message) {
-                            Ok(message) => self.on_hosted(&session, Sequenced { seq, message }).await,
+                            Ok(message) => {
+                                let held = self.on_hosted(&session, Sequenced { seq, message }).await;
+                                // A hole below this number (or this number)
+                                // is asked for now, not on the next connect.
+                                let caught_up = session.syncing == Some(0);
+                                if !held && caught_up && session.repair_at.is_none() {
+                                    self.review_gaps(&mut session).await;
+                                }
+                            }
                             Err(e) => break Ended::Lost(e),
                         }
                     }
@@ -391,13 +423,28 @@ impl Chat {
             .is_ok_and(|n| n > 0)
     }
 
-    /// Asks the host for what follows the cursor.
+    /// Asks the host for what follows the cursor (or, for the next page,
+    /// what follows the last page).
     async fn send_sync(&self, s: &mut Session, w: &mut PeerWriter) -> Result<(), String> {
-        let after_seq = self
-            .store()
-            .cursor(s.channel.clone(), Cursor::Host)
-            .await
-            .map_err(|e| e.to_string())?;
+        let after_seq = match s.page_after {
+            Some(after) => after,
+            None => self
+                .store()
+                .cursor(s.channel.clone(), Cursor::Host)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        s.repairing = false;
+        self.ask(s, w, after_seq, MAX_BATCH as u32).await
+    }
+
+    async fn ask(
+        &self,
+        s: &mut Session,
+        w: &mut PeerWriter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<(), String> {
         let id = s.take_id();
         s.syncing = Some(id);
         w.send(Frame::Request {
@@ -405,11 +452,46 @@ impl Chat {
             body: peer::Request::Sync {
                 channel: s.channel.clone(),
                 after_seq,
-                limit: MAX_BATCH as u32,
+                limit,
             },
         })
         .await
         .map_err(|e| e.to_string())
+    }
+
+    /// Asks the host for the first open gap, if the link is idle (a
+    /// `sync` in flight looks at the gaps itself when it ends).
+    async fn request_gap(&self, s: &mut Session, w: &mut PeerWriter) -> Result<(), String> {
+        if s.syncing != Some(0) {
+            return Ok(());
+        }
+        let Some(&(from, to)) = self.missing(&s.channel).await.first() else {
+            return Ok(());
+        };
+        let limit = (to - from + 1).min(MAX_BATCH as u64) as u32;
+        tracing::debug!(channel = %s.channel, from, to, "asking the host for a gap");
+        s.repairing = true;
+        self.ask(s, w, from - 1, limit).await
+    }
+
+    /// Looks at the channel's open gaps and schedules the next request for
+    /// one: at once if the last request filled something (or none was made
+    /// yet), else after a wait that doubles up to [`GAP_RETRY_MAX`].
+    async fn review_gaps(&self, s: &mut Session) {
+        let gaps = self.missing(&s.channel).await;
+        let missing: u64 = gaps.iter().map(|(a, b)| b - a + 1).sum();
+        let now = Instant::now();
+        if missing == 0 {
+            s.repair_at = None;
+            s.repair_every = GAP_RETRY;
+        } else if missing < s.missing {
+            s.repair_at = Some(now);
+            s.repair_every = GAP_RETRY;
+        } else {
+            s.repair_at = Some(now + s.repair_every);
+            s.repair_every = (s.repair_every * 2).min(GAP_RETRY_MAX);
+        }
+        s.missing = if missing == 0 { u64::MAX } else { missing };
     }
 
     /// Posts whatever in the outbox is not already on its way.
@@ -434,7 +516,10 @@ impl Chat {
         Ok(())
     }
 
-    async fn on_hosted(&self, s: &Session, sm: Sequenced) {
+    /// Stores a copy the host sent under its number. True if this number
+    /// and every one below it are now held; false if a hole is open below
+    /// it or it could not be stored (then it is remembered as a gap).
+    async fn on_hosted(&self, s: &Session, sm: Sequenced) -> bool {
         let arrival = Arrival {
             source: Source::Host,
             from: Some(s.from.clone()),
@@ -442,9 +527,15 @@ impl Chat {
             server_seq: None,
         };
         let seq = sm.seq;
-        if self.accept(sm.message, arrival, &s.from).await || seq > 0 {
-            if let Err(e) = self.store().saw_host_seq(s.channel.clone(), seq).await {
-                tracing::warn!(error = %e, "could not move the host cursor");
+        match self.accept(sm.message, arrival, &s.from).await {
+            Ok(Some(Inserted {
+                host_cursor: Some(cursor),
+                ..
+            })) => cursor >= seq,
+            Ok(_) => false,
+            Err(_) => {
+                self.unstored(&s.channel, seq).await;
+                false
             }
         }
     }
@@ -456,6 +547,7 @@ impl Chat {
                     messages, has_more, ..
                 }) => {
                     let n = messages.len();
+                    let last = messages.last().map(|m| m.seq);
                     for m in messages {
                         self.on_hosted(s, m).await;
                     }
@@ -469,14 +561,20 @@ impl Chat {
                             ),
                         );
                     }
-                    // Another page, or done (0 marks "caught up").
-                    s.syncing = if has_more { None } else { Some(0) };
+                    // Another page, or done (0 marks "caught up"); a gap
+                    // request is one page.
+                    if has_more && !s.repairing && last.is_some() {
+                        s.page_after = last;
+                        s.syncing = None;
+                        return;
+                    }
                 }
-                other => {
-                    tracing::warn!(answer = ?other, "sync refused");
-                    s.syncing = Some(0);
-                }
+                other => tracing::warn!(answer = ?other, "sync refused"),
             }
+            s.syncing = Some(0);
+            s.page_after = None;
+            s.repairing = false;
+            self.review_gaps(s).await;
             return;
         }
         let Some(mid) = s.posts.remove(&id) else {
@@ -521,6 +619,16 @@ struct Session {
     awaiting_backup: bool,
     /// The authors' tickets the host's broadcasts refer to.
     tickets: peer::LinkTickets,
+    /// Where the next page of a `sync` starts (`None`: at the cursor).
+    page_after: Option<u64>,
+    /// The `sync` in flight asks for a gap (one page).
+    repairing: bool,
+    /// When to ask the host for the first open gap.
+    repair_at: Option<Instant>,
+    /// How long to wait if the next request fills nothing.
+    repair_every: Duration,
+    /// How many numbers were missing at the last look (`MAX`: none).
+    missing: u64,
 }
 
 impl Session {
@@ -538,6 +646,14 @@ async fn backup_check(awaiting: bool) {
         tokio::time::sleep(BACKUP_CHECK).await;
     } else {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

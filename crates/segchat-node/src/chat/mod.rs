@@ -44,7 +44,9 @@ use uuid::Uuid;
 
 use crate::events::NodeEvent;
 use crate::link::LinkHandle;
-use crate::store::{Arrival, Cursor, DeliveryState, MessageRow, Source, Store, StoreError};
+use crate::store::{
+    Arrival, Cursor, DeliveryState, Inserted, MessageRow, Source, Store, StoreError,
+};
 
 pub(crate) use host::{serve_peer, PeerCodec, PeerFrame};
 pub(crate) use outbound::Outbound;
@@ -95,6 +97,10 @@ struct Inner {
     hosting: host::Hosting,
     /// Per followed channel: how it is reached, and a bell for notices.
     links: Mutex<HashMap<String, Via>>,
+    /// Per followed channel: the highest host sequence number that arrived
+    /// but could not be stored (the store may not even take a note of it
+    /// while the disk is full). Shown as a gap until filled.
+    unstored: Mutex<HashMap<String, u64>>,
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     /// Livestreams, whose `watch` requests arrive on the peer link.
     streams: std::sync::OnceLock<crate::stream::Streams>,
@@ -115,8 +121,7 @@ fn refuse(status: Status, reason: impl Into<String>) -> Failure {
 }
 
 fn internal(e: StoreError) -> Failure {
-    tracing::error!(error = %e, "local store failed");
-    Failure::server_error()
+    crate::error::store_failure(e)
 }
 
 impl Chat {
@@ -141,6 +146,7 @@ impl Chat {
                 clock: Mutex::new(max_ts),
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
+                unstored: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
                 verifier: Mutex::new(None),
                 streams: std::sync::OnceLock::new(),
@@ -294,14 +300,45 @@ impl Chat {
 
     /// Stores a verified copy from a host or the server; publishes it if
     /// new, and keeps the clock ahead of it.
-    async fn receive(&self, m: Message, arrival: Arrival) -> Result<bool, StoreError> {
+    async fn receive(&self, m: Message, arrival: Arrival) -> Result<Inserted, StoreError> {
         self.observe(m.ts_ms);
         let row = MessageRow::arrived(&m, &arrival);
-        let new = self.store().insert_message(m, arrival).await?;
-        if new {
+        let inserted = self.store().insert_message(m, arrival).await?;
+        if inserted.new {
             self.publish(ChatEvent::Message { message: row });
         }
-        Ok(new)
+        Ok(inserted)
+    }
+
+    /// Remembers that the host's number `seq` in `channel` arrived but
+    /// could not be stored: in memory, and in the store if it can still
+    /// take a note. It stays a gap until a `sync` fills it.
+    async fn unstored(&self, channel: &str, seq: u64) {
+        {
+            let mut unstored = lock(&self.inner.unstored);
+            let highest = unstored.entry(channel.to_owned()).or_default();
+            *highest = (*highest).max(seq);
+        }
+        if let Err(e) = self.store().heard_host_seq(channel.to_owned(), seq).await {
+            tracing::debug!(error = %e, channel, seq, "could not note an unstored number");
+        }
+    }
+
+    /// The channel's open gaps, host sequence numbers (empty if the store
+    /// cannot be read).
+    async fn missing(&self, channel: &str) -> Vec<(u64, u64)> {
+        self.gaps(channel).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, channel, "could not read the gaps");
+            Vec::new()
+        })
+    }
+
+    async fn gaps(&self, channel: &str) -> Result<Vec<(u64, u64)>, StoreError> {
+        let heard = lock(&self.inner.unstored)
+            .get(channel)
+            .copied()
+            .unwrap_or(0);
+        self.store().gaps(channel.to_owned(), heard).await
     }
 
     async fn set_state(
@@ -330,12 +367,14 @@ impl Chat {
     /// Reads the server's backup of `channel` after this node's server
     /// cursor, page by page, handing each message to `each` and moving the
     /// cursor after every page, so an interrupted pull resumes where it
-    /// stopped. `role` names this node's side in the `SYNC` record.
+    /// stopped. `each` says false when it could not store a message: the
+    /// cursor stops before it and the pull ends (the next one fetches it
+    /// again). `role` names this node's side in the `SYNC` record.
     async fn pull_backup(
         &self,
         channel: &str,
         role: &str,
-        mut each: impl AsyncFnMut(&Chat, Sequenced, &str),
+        mut each: impl AsyncFnMut(&Chat, Sequenced, &str) -> bool,
     ) {
         let from = self.server_addr();
         loop {
@@ -359,12 +398,18 @@ impl Chat {
                 Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
                 Err(f) => return tracing::debug!(reason = %f, "could not read the backup"),
             };
-            let Some(last) = messages.last().map(|s| s.seq) else {
+            if messages.is_empty() {
                 return;
-            };
+            }
             let count = messages.len();
+            let (mut last, mut stopped) = (None, false);
             for s in messages {
-                each(self, s, &from).await;
+                let seq = s.seq;
+                if !each(self, s, &from).await {
+                    stopped = true;
+                    break;
+                }
+                last = Some(seq);
             }
             self.log().record(
                 "SYNC",
@@ -373,12 +418,20 @@ impl Chat {
                     "direction=server->{role} served_by=server channel={channel} after_seq={cursor} count={count}"
                 ),
             );
-            if let Err(e) = self
-                .store()
-                .set_cursor(channel.to_owned(), Cursor::Server, last)
-                .await
-            {
-                return tracing::warn!(error = %e, "could not move the server cursor");
+            if let Some(last) = last {
+                if let Err(e) = self
+                    .store()
+                    .set_cursor(channel.to_owned(), Cursor::Server, last)
+                    .await
+                {
+                    return tracing::warn!(error = %e, "could not move the server cursor");
+                }
+            }
+            if stopped {
+                return tracing::warn!(
+                    channel,
+                    "could not store the server's copy; the server cursor waits before it"
+                );
             }
             if !has_more {
                 return;
@@ -502,8 +555,7 @@ impl Chat {
                 e => internal(e),
             })?;
         let gaps = self
-            .store()
-            .gaps(channel.to_owned())
+            .gaps(channel)
             .await
             .map_err(internal)?
             .into_iter()

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::message::{Message, Sequenced};
 use serde::Serialize;
 
+use super::cursors::{held_host_seq, set_cursor_in, Cursor};
 use super::{Store, StoreError};
 
 /// Where a copy of a message came from.
@@ -76,26 +77,6 @@ impl DeliveryState {
     }
 }
 
-/// Per-channel cursors. See the migration for what each means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cursor {
-    Host,
-    Server,
-    Backup,
-    Read,
-}
-
-impl Cursor {
-    fn as_str(self) -> &'static str {
-        match self {
-            Cursor::Host => "host",
-            Cursor::Server => "server",
-            Cursor::Backup => "backup",
-            Cursor::Read => "read",
-        }
-    }
-}
-
 /// How a copy arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
@@ -104,6 +85,15 @@ pub struct Arrival {
     pub from: Option<String>,
     pub host_seq: Option<u64>,
     pub server_seq: Option<u64>,
+}
+
+/// What storing a copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// The store did not have it before.
+    pub new: bool,
+    /// For a copy from the channel's host: the host cursor after it.
+    pub host_cursor: Option<u64>,
 }
 
 /// A stored message as the API shows it.
@@ -260,9 +250,10 @@ fn insert(
             hosted_seq.map(|v| v as i64)
         ])?;
     if n == 0 {
-        // Known already: learn the sequence numbers this copy carries.
+        // Known already: learn the sequence numbers this copy carries (the
+        // host's latest word on its own number wins).
         c.prepare_cached(
-            "UPDATE messages SET host_seq = COALESCE(host_seq, ?2),
+            "UPDATE messages SET host_seq = COALESCE(?2, host_seq),
                                  server_seq = COALESCE(server_seq, ?3)
              WHERE id = ?1",
         )?
@@ -273,28 +264,6 @@ fn insert(
         ])?;
     }
     Ok(n == 1)
-}
-
-fn cursor_in(c: &Connection, channel: &str, kind: Cursor) -> Result<u64, StoreError> {
-    let v: Option<i64> = c
-        .prepare_cached("SELECT value FROM cursors WHERE channel = ?1 AND kind = ?2")?
-        .query_row(params![channel, kind.as_str()], |r| r.get(0))
-        .optional()?;
-    Ok(v.unwrap_or(0) as u64)
-}
-
-fn set_cursor_in(
-    c: &Connection,
-    channel: &str,
-    kind: Cursor,
-    value: u64,
-) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO cursors (channel, kind, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (channel, kind) DO UPDATE SET value = MAX(value, ?3)",
-    )?
-    .execute(params![channel, kind.as_str(), value as i64])?;
-    Ok(())
 }
 
 /// Most rows one pass of the search indexer takes (a search indexes all).
@@ -353,9 +322,21 @@ fn fts_query(text: &str) -> Option<String> {
 
 impl Store {
     /// Stores a copy of a message that arrived from a host or the server.
-    /// Returns whether it was new.
-    pub async fn insert_message(&self, m: Message, a: Arrival) -> Result<bool, StoreError> {
-        self.with(move |c| insert(c, &m, &a, None, None)).await
+    /// A copy from the channel's host also moves the host cursor over
+    /// every number now held, in the same transaction: a number counts as
+    /// held only once its message is stored (see `cursors.rs`).
+    pub async fn insert_message(&self, m: Message, a: Arrival) -> Result<Inserted, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let new = insert(&tx, &m, &a, None, None)?;
+            let host_cursor = match (a.source, a.host_seq) {
+                (Source::Host, Some(seq)) => Some(held_host_seq(&tx, &m.channel, seq)?),
+                _ => None,
+            };
+            tx.commit()?;
+            Ok(Inserted { new, host_cursor })
+        })
+        .await
     }
 
     /// Puts a message the user wrote in the outbox (state `pending`).
@@ -658,108 +639,6 @@ impl Store {
         }
     }
 
-    /// A cursor's value (0 if never set).
-    pub async fn cursor(&self, channel: String, kind: Cursor) -> Result<u64, StoreError> {
-        self.read(move |c| cursor_in(c, &channel, kind)).await
-    }
-
-    /// Moves a cursor forward to `value` (never back: cursors only say
-    /// "everything up to here is done").
-    pub async fn set_cursor(
-        &self,
-        channel: String,
-        kind: Cursor,
-        value: u64,
-    ) -> Result<(), StoreError> {
-        self.with(move |c| set_cursor_in(c, &channel, kind, value))
-            .await
-    }
-
-    /// As a member: records host sequence number `seq` as received and
-    /// returns the new contiguous cursor. A jump past the cursor leaves a
-    /// gap; receiving a number inside a gap shrinks it.
-    pub async fn saw_host_seq(&self, channel: String, seq: u64) -> Result<u64, StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let cursor = cursor_in(&tx, &channel, Cursor::Host)?;
-            // A gap exists only because a later number was seen.
-            let seen_past_gaps: Option<i64> = tx
-                .query_row(
-                    "SELECT MAX(to_seq) + 1 FROM gaps WHERE channel = ?1",
-                    params![channel],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
-            if seq > cursor + 1 {
-                tx.execute(
-                    "INSERT OR IGNORE INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
-                    params![channel, (cursor + 1) as i64, (seq - 1) as i64],
-                )?;
-            }
-            // Split or shrink a gap that contains seq.
-            let hit: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT from_seq, to_seq FROM gaps
-                     WHERE channel = ?1 AND from_seq <= ?2 AND to_seq >= ?2",
-                    params![channel, seq as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((from, to)) = hit {
-                tx.execute(
-                    "DELETE FROM gaps WHERE channel = ?1 AND from_seq = ?2",
-                    params![channel, from],
-                )?;
-                let s = seq as i64;
-                if from < s {
-                    tx.execute(
-                        "INSERT INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
-                        params![channel, from, s - 1],
-                    )?;
-                }
-                if s < to {
-                    tx.execute(
-                        "INSERT INTO gaps (channel, from_seq, to_seq) VALUES (?1, ?2, ?3)",
-                        params![channel, s + 1, to],
-                    )?;
-                }
-            }
-            // The cursor is the highest number below the first gap.
-            let first_gap: Option<i64> = tx
-                .query_row(
-                    "SELECT MIN(from_seq) FROM gaps WHERE channel = ?1",
-                    params![channel],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
-            let highest = cursor.max(seq).max(seen_past_gaps.map_or(0, |v| v as u64));
-            let new_cursor = match first_gap {
-                Some(g) => (g as u64 - 1).min(highest),
-                None => highest,
-            };
-            set_cursor_in(&tx, &channel, Cursor::Host, new_cursor)?;
-            tx.commit()?;
-            Ok(new_cursor)
-        })
-        .await
-    }
-
-    /// The channel's open gaps as (from, to) host sequence numbers.
-    pub async fn gaps(&self, channel: String) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT from_seq, to_seq FROM gaps WHERE channel = ?1 ORDER BY from_seq",
-            )?;
-            let rows = stmt.query_map(params![channel], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     /// Unread counts per channel: messages by others stored after the
     /// channel's read cursor.
     pub async fn unread(&self, me: String) -> Result<Vec<(String, u64)>, StoreError> {
@@ -804,7 +683,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -820,7 +699,7 @@ mod tests {
         );
     }
 
-    fn message(n: u128, body: &str) -> Message {
+    pub(in crate::store) fn message(n: u128, body: &str) -> Message {
         let server = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         let node = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
         let ticket = segchat_proto::ticket::Ticket {
@@ -927,24 +806,6 @@ mod tests {
         let after = s.hosted_after("c".into(), 0, 10).await.expect("after");
         let ids: Vec<_> = after.iter().map(|m| (m.seq, m.message.id)).collect();
         assert_eq!(ids, vec![(1, a.id), (2, b.id)]);
-    }
-
-    #[tokio::test]
-    async fn gaps_open_shrink_and_the_cursor_stays_contiguous() {
-        let s = Store::open_in_memory().expect("store");
-        let ch = || "c".to_string();
-        assert_eq!(s.saw_host_seq(ch(), 1).await.expect("seq"), 1);
-        assert_eq!(s.saw_host_seq(ch(), 2).await.expect("seq"), 2);
-        // 3..=5 missed.
-        assert_eq!(s.saw_host_seq(ch(), 6).await.expect("seq"), 2);
-        assert_eq!(s.gaps(ch()).await.expect("gaps"), vec![(3, 5)]);
-        assert_eq!(s.saw_host_seq(ch(), 4).await.expect("seq"), 2);
-        assert_eq!(s.gaps(ch()).await.expect("gaps"), vec![(3, 3), (5, 5)]);
-        assert_eq!(s.saw_host_seq(ch(), 3).await.expect("seq"), 4);
-        assert_eq!(s.saw_host_seq(ch(), 5).await.expect("seq"), 6);
-        assert!(s.gaps(ch()).await.expect("gaps").is_empty());
-        // Repeats change nothing.
-        assert_eq!(s.saw_host_seq(ch(), 5).await.expect("seq"), 6);
     }
 
     #[tokio::test]

@@ -6,9 +6,11 @@
 //! Every method runs on tokio's blocking pool; the connection's mutex is
 //! never held across an `.await`.
 
+mod cursors;
 mod messages;
 
-pub use messages::{Arrival, Cursor, DeliveryState, MessageRow, Source};
+pub use cursors::Cursor;
+pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Source};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_messages.sql")),
     (3, include_str!("../../migrations/0003_search_index.sql")),
+    (4, include_str!("../../migrations/0004_host_seen.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.
@@ -38,6 +41,19 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread failed: {0}")]
     Worker(String),
+}
+
+impl StoreError {
+    /// The disk (or the file system holding the store) is full: SQLite's
+    /// `SQLITE_FULL`, or an I/O error the OS reported as out of space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The session this node signs in with after a (re)connect.
