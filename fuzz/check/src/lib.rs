@@ -25,7 +25,7 @@ use segchat_proto::frame::{FrameKind, LinkEvent, HEADER_LEN};
 use segchat_proto::message::{wire_size_bound, Draft, Message, Sequenced};
 use segchat_proto::peer::{self, LinkTickets};
 use segchat_proto::stream::{self, DatagramKind, Header, SessionKey};
-use segchat_proto::ticket::{SignedTicket, Ticket};
+use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket, Ticket, NONCE_LEN};
 use segchat_proto::types::{
     validate_channel_name, validate_display_name, validate_username, AccountKind,
 };
@@ -143,6 +143,9 @@ pub fn handshake(data: &[u8]) {
         }
         if let Ok(w) = serde_json::from_slice::<Welcome>(&payload[2..]) {
             json_round_trip(&w);
+            if let Ok(nonce) = decode_nonce(&w.nonce) {
+                assert!(hex::encode(nonce).eq_ignore_ascii_case(&w.nonce));
+            }
         }
     }
 }
@@ -329,12 +332,75 @@ fn received(bytes: &[u8], key: &SessionKey) {
 /// `watch`, `ticket` events and every message). JSON round trip; the
 /// signing bytes have their documented length; verification under the
 /// fixed server key agrees with the signing bytes; and a ticket whose
-/// signing bytes exist can be signed and then verifies.
+/// signing bytes exist can be signed and then verifies. An input that is a
+/// `peer_connect` or `watch` request instead also has its proof of the
+/// node key checked (see [`admission`]).
 pub fn ticket(data: &[u8]) {
-    let Ok(t) = serde_json::from_slice::<SignedTicket>(data) else {
+    let t = match serde_json::from_slice::<SignedTicket>(data) {
+        Ok(t) => t,
+        Err(_) => match serde_json::from_slice::<peer::Request>(data) {
+            Ok(request) => return admission(&request),
+            Err(_) => return,
+        },
+    };
+    signed_ticket(&t);
+}
+
+/// A `peer_connect` or `watch` with its ticket and proof of the node key,
+/// checked against the link's nonce ([`NONCE`]) as a host does. Only a
+/// proof made by the ticket's own node key passes: the fixed node key's
+/// fresh proof passes exactly when the ticket names that key.
+fn admission(request: &peer::Request) {
+    let (t, purpose, proof) = match request {
+        peer::Request::PeerConnect {
+            ticket,
+            channel,
+            proof,
+            ..
+        } => (ticket, ProofPurpose::PeerConnect { channel }, proof),
+        peer::Request::Watch {
+            ticket,
+            stream_id,
+            proof,
+            ..
+        } => (
+            ticket,
+            ProofPurpose::Watch {
+                stream_id: *stream_id,
+            },
+            proof,
+        ),
+        _ => return,
+    };
+    json_round_trip(request);
+    signed_ticket(t);
+    let verdict = t.check_proof(&NONCE, purpose, proof);
+    let Ok(fresh) = prove(&node_key(), &NONCE, purpose) else {
+        assert!(verdict.is_err(), "a proof for what cannot be signed passed");
         return;
     };
-    json_round_trip(&t);
+    let ours = t.node_key().ok() == Some(node_key().verifying_key());
+    let again = t.check_proof(&NONCE, purpose, &fresh);
+    if ours {
+        assert_eq!(again, Ok(()), "the holder's own proof is refused");
+    } else {
+        assert!(again.is_err(), "another key's proof passed");
+    }
+    if verdict.is_ok() {
+        // A proof that passed is bound to this link's nonce.
+        assert!(
+            t.check_proof(&[!NONCE[0]; NONCE_LEN], purpose, proof)
+                .is_err(),
+            "a proof passed under another nonce"
+        );
+    }
+}
+
+/// The nonce the seeds' peer links carry in `welcome` and sign.
+pub const NONCE: [u8; NONCE_LEN] = [0xa5; NONCE_LEN];
+
+fn signed_ticket(t: &SignedTicket) {
+    json_round_trip(t);
     let server = server_key();
     let verdict = t.verify(&server.verifying_key(), None);
     let _ = t.node_key();

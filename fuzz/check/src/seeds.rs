@@ -11,7 +11,7 @@ use segchat_proto::frame::{FrameKind, LinkEvent};
 use segchat_proto::handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};
 use segchat_proto::message::{Draft, Message, Sequenced};
 use segchat_proto::stream::{self, Codec, DatagramKind, Header, StreamInfo};
-use segchat_proto::ticket::SignedTicket;
+use segchat_proto::ticket::{prove, ProofPurpose, SignedTicket};
 use segchat_proto::types::{
     AccountKind, ChannelInfo, MemberInfo, PeerInfo, Presence, Role, SessionInfo, Visibility,
 };
@@ -42,6 +42,13 @@ fn message(n: u128, body: &str) -> Message {
     }
     .sign(&node_key(), alice())
     .unwrap_or_else(|e| unreachable!("a short message signs: {e}"))
+}
+
+/// The fixed node key's proof for `purpose` on a link whose welcome
+/// carried [`crate::NONCE`].
+fn proof(purpose: ProofPurpose<'_>) -> String {
+    prove(&node_key(), &crate::NONCE, purpose)
+        .unwrap_or_else(|e| panic!("a short purpose signs: {e}"))
 }
 
 fn addr() -> SocketAddr {
@@ -283,7 +290,7 @@ fn peer_requests() -> Vec<peer::Request> {
             "op": "peer_connect",
             "ticket": alice(),
             "channel": "general",
-            "proof": "00".repeat(64),
+            "proof": proof(ProofPurpose::PeerConnect { channel: "general" }),
         })),
         Sync {
             channel: "general".into(),
@@ -298,7 +305,7 @@ fn peer_requests() -> Vec<peer::Request> {
             "ticket": alice(),
             "stream_id": 7,
             "udp_port": 40000,
-            "proof": "00".repeat(64),
+            "proof": proof(ProofPurpose::Watch { stream_id: 7 }),
         })),
         Unwatch { stream_id: 7 },
         StreamReport {
@@ -403,7 +410,7 @@ fn welcome(server_key: String) -> Welcome {
         "max_body_len": 4000,
     });
     if server_key.is_empty() {
-        json["nonce"] = "a5".repeat(32).into();
+        json["nonce"] = hex::encode(crate::NONCE).into();
     } else {
         json["server_key"] = server_key.into();
     }
@@ -633,6 +640,19 @@ pub fn all() -> Vec<Seed> {
             name: format!("ticket-{name}"),
             bytes: serde_json::to_vec(&t).unwrap_or_default(),
         });
+    }
+
+    for (i, request) in peer_requests().into_iter().take(4).enumerate() {
+        if matches!(
+            request,
+            peer::Request::PeerConnect { .. } | peer::Request::Watch { .. }
+        ) {
+            seeds.push(Seed {
+                target: "ticket",
+                name: format!("admission-{i}"),
+                bytes: serde_json::to_vec(&request).unwrap_or_default(),
+            });
+        }
     }
 
     let good = message(8, "hello, world");
