@@ -41,6 +41,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread failed: {0}")]
     Worker(String),
+    #[error("could not set up the store's file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -51,6 +56,7 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DiskFull
             }
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             _ => false,
         }
     }
@@ -103,8 +109,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and migrates it.
+    /// Opens (creating if needed) the store at `path` and migrates it. The
+    /// database and its `-wal` and `-shm` files are the owner's alone
+    /// (0600): they hold the session token and every message.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        private_files(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -119,6 +128,9 @@ impl Store {
         reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         store.reader = Some(Arc::new(Mutex::new(reader)));
         store.path = Some(path.to_owned());
+        // SQLite gives a new -wal or -shm the database's mode; ones left by
+        // an older node are tightened here.
+        private_files(path)?;
         Ok(store)
     }
 
@@ -384,9 +396,33 @@ impl Store {
     }
 }
 
-/// Applies every migration newer than the recorded version, each in its own
-/// transaction.
-/// Runs `f` with the locked connection on this thread.
+/// Makes the database at `path` (created empty if missing) and any `-wal`
+/// and `-shm` beside it readable and writable by the owner only.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    drop(options.open(path).map_err(io)?);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` with `conn` on tokio's blocking pool.
 async fn on_blocking_pool<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
 where
@@ -408,6 +444,8 @@ fn with_conn<T>(
     f(&mut guard)
 }
 
+/// Applies every migration newer than the recorded version, each in its own
+/// transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
