@@ -82,7 +82,7 @@ async fn skewed_clocks_keep_every_answer_after_what_it_answers() {
     let Some(lib) = libfaketime() else {
         return skip("clocks", "needs libfaketime (apt-get install faketime)");
     };
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let c = Cluster::start(
         root.path(),
         "127.0.0.1",

@@ -140,6 +140,21 @@ pub(crate) async fn under_load(d: Duration) {
     tokio::time::sleep(d).await;
 }
 
+/// The scenario's directory (data dirs, each process's stderr). Kept, and
+/// named on stderr, under `SEGCHAT_FAULTS_KEEP=1`.
+pub(crate) fn workdir() -> tempfile::TempDir {
+    let keep = std::env::var("SEGCHAT_FAULTS_KEEP").as_deref() == Ok("1");
+    let dir = tempfile::Builder::new()
+        .prefix("segchat-faults-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("tempdir");
+    if keep {
+        eprintln!("kept: {}", dir.path().display());
+    }
+    dir
+}
+
 /// Whether this process may set up namespaces, mounts and firewall rules.
 pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

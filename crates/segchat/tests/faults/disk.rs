@@ -26,7 +26,7 @@ async fn member_whose_disk_fills_and_empties_converges_with_no_hole() {
     if which("mount").is_none() {
         return skip("full disk", "needs `mount`");
     }
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let bob_dir = root.path().join("bob");
     let disk = match Tmpfs::mount(&bob_dir, DISK_MIB) {
         Ok(d) => d,

@@ -36,7 +36,7 @@ fn accepted_between(ledger: &Ledger, from: Duration, to: Duration, author: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_killed_under_load_loses_no_accepted_message() {
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let mut c = cluster(root.path()).await;
     let ledger = Ledger::default();
     let posters = c.start_posting(&ledger, 0);
@@ -68,7 +68,7 @@ async fn host_killed_under_load_loses_no_accepted_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_under_load_loses_no_accepted_message() {
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let mut c = cluster(root.path()).await;
     let ledger = Ledger::default();
     let posters = c.start_posting(&ledger, 0);
@@ -94,7 +94,7 @@ async fn server_killed_under_load_loses_no_accepted_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_killed_while_posting_loses_no_accepted_message() {
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let mut c = cluster(root.path()).await;
     let ledger = Ledger::default();
     let posters = c.start_posting(&ledger, 0);

@@ -63,6 +63,11 @@
 //! (which `scripts/test.sh` sets when it runs as root, after installing
 //! the tools), where it fails instead. Each scenario cleans up its
 //! namespace, firewall rules and mount even when it fails.
+//!
+//! To look into a failure: `SEGCHAT_FAULTS_KEEP=1` keeps each scenario's
+//! directory (every node's data dir and system log, each process's stderr)
+//! and prints where it is; `SEGCHAT_FAULTS_LOG=segchat_node=debug` sets the
+//! processes' `RUST_LOG`.
 
 mod api;
 mod cluster;

@@ -80,7 +80,7 @@ async fn member_cut_off_from_its_host_loses_no_accepted_message() {
     let Some(ns) = namespace("partition") else {
         return;
     };
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let c = cluster(root.path(), &ns).await;
     let ledger = Ledger::default();
     let posters = c.start_posting(&ledger, 0);
@@ -101,7 +101,7 @@ async fn member_cut_off_from_its_host_falls_back_to_the_server_within_seconds() 
     let Some(ns) = namespace("partition (fallback)") else {
         return;
     };
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = crate::cluster::workdir();
     let c = cluster(root.path(), &ns).await;
     let ledger = Ledger::default();
     let posters = c.start_posting(&ledger, 0);

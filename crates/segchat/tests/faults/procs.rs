@@ -42,7 +42,10 @@ impl Launch {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("RUST_LOG", "warn");
+        // `SEGCHAT_FAULTS_LOG` sets the children's `RUST_LOG` (their
+        // stderr is in the scenario's directory).
+        let filter = std::env::var("SEGCHAT_FAULTS_LOG").unwrap_or_else(|_| "warn".into());
+        cmd.env("RUST_LOG", filter);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
