@@ -18,7 +18,6 @@ const AFTER: Duration = Duration::from_secs(4);
 const DISK_MIB: u32 = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 10 defects 7 and 8 (helper `store`): bob keeps a stale gap marker over messages it holds, and a full disk answers 500"]
 async fn member_whose_disk_fills_and_empties_converges_with_no_hole() {
     if !is_root() {
         return skip("full disk", "needs root (mounts a tmpfs)");
