@@ -142,6 +142,7 @@ impl Node {
             link.clone(),
             log.clone(),
             chat.signing_key().clone(),
+            chat.revoked().clone(),
             config.stream_loss,
             shutdown.clone(),
         );

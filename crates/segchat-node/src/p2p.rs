@@ -6,6 +6,7 @@
 //! [`crate::chat`] (and its stream requests by [`crate::stream`], which
 //! also owns the UDP socket). Garbage never takes the node down.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +159,7 @@ async fn serve_peer(
 pub(crate) fn check_peer_ticket(
     server_key: Option<ed25519_dalek::VerifyingKey>,
     presented: Presented<'_>,
+    revoked: &Revoked,
     log: &SystemLog,
     role: &str,
 ) -> Result<(), Failure> {
@@ -171,9 +173,21 @@ pub(crate) fn check_peer_ticket(
         proof,
         addr,
     } = presented;
+    let now = crate::now_ms();
     let checked = ticket
-        .verify(&server_key, Some(crate::now_ms()))
-        .and_then(|()| ticket.check_proof(nonce, purpose, proof));
+        .verify(&server_key, Some(now))
+        .map_err(|e| e.to_string())
+        .and_then(
+            |()| match revoked.is_revoked(&ticket.ticket.session_id, now) {
+                true => Err("its session has ended".to_owned()),
+                false => Ok(()),
+            },
+        )
+        .and_then(|()| {
+            ticket
+                .check_proof(nonce, purpose, proof)
+                .map_err(|e| e.to_string())
+        });
     checked.map_err(|e| {
         let what = match purpose {
             ProofPurpose::PeerConnect { channel } => format!("channel={channel}"),
@@ -189,6 +203,37 @@ pub(crate) fn check_peer_ticket(
         );
         Failure::unauthorized(format!("ticket refused: {e}"))
     })
+}
+
+/// Sessions the server said have ended (`session_revoked`), each until
+/// the last ticket issued to it expires: their tickets are refused.
+/// Shared by the host and the streamer; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked(Arc<std::sync::Mutex<HashMap<String, u64>>>);
+
+/// Most revoked sessions remembered; past it the one whose tickets expire
+/// first is forgotten (a server is trusted, but memory stays bounded).
+const MAX_REVOKED: usize = 65_536;
+
+impl Revoked {
+    /// Remembers that `session_id` ended; its tickets expire by `until_ms`.
+    pub(crate) fn revoke(&self, session_id: String, until_ms: u64) {
+        let now = crate::now_ms();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, until| *until > now);
+        if map.len() >= MAX_REVOKED {
+            let first = map.iter().min_by_key(|(_, u)| **u).map(|(s, _)| s.clone());
+            if let Some(first) = first {
+                map.remove(&first);
+            }
+        }
+        map.insert(session_id, until_ms);
+    }
+
+    pub(crate) fn is_revoked(&self, session_id: &str, now_ms: u64) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(session_id).is_some_and(|until| *until > now_ms)
+    }
 }
 
 /// What a peer presents to be admitted, with the link it came on.

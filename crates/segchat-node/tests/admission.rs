@@ -288,3 +288,92 @@ async fn a_stolen_ticket_is_refused_by_the_host_and_the_streamer() {
     alice.host.shutdown().await;
     alice.server.stop().await;
 }
+
+/// Reads `p` until the host closes it; false if it stays open.
+async fn closed_by_host(p: &mut PeerLink) -> bool {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match p.next().await {
+                None | Some(Err(_)) | Some(Ok(Frame::Error(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Reads `p` until the streamer says `stream_id` ended.
+async fn told_stream_ended(p: &mut PeerLink, stream_id: u64) -> bool {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match p.next().await {
+                Some(Ok(Frame::Event(peer::Event::StreamEnded { stream_id: id, .. })))
+                    if id == stream_id =>
+                {
+                    return true
+                }
+                None | Some(Err(_)) => return false,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_logout_a_ticket_is_refused_and_its_links_are_closed() {
+    let alice = Alice::start().await;
+    let addr = p2p_addr(&alice.a).await;
+    let mut bob = registered(alice.server.addr, "bob").await;
+    let join = Request::JoinChannel {
+        channel: "club".into(),
+    };
+    ask(&mut bob, 2, join).await.expect("join");
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let ticket = ticket_for(&mut bob, 3, &key).await;
+    let mut link = eventually("bob to be admitted to the club", || async {
+        let (p, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        answer.is_ok().then_some(p)
+    })
+    .await;
+    let (status, v) = alice
+        .a
+        .post(
+            "/streams",
+            json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let stream_id = v["stream"]["stream_id"].as_u64().expect("stream id");
+    let (mut viewing, answer) = watch(addr, &key, &ticket, stream_id).await;
+    assert!(
+        matches!(answer, Ok(peer::Reply::Watching { .. })),
+        "{answer:?}"
+    );
+
+    ask(&mut bob, 4, Request::Logout).await.expect("logout");
+
+    assert!(
+        closed_by_host(&mut link).await,
+        "the host keeps a link admitted under a session that ended"
+    );
+    assert!(
+        told_stream_ended(&mut viewing, stream_id).await,
+        "the streamer keeps sending to a session that ended"
+    );
+    // Bob's own ticket with a valid proof of his own key: refused now.
+    let (_, answer) = peer_connect(addr, &key, &ticket, "club").await;
+    refused_401("a ticket of a session that ended", &answer);
+    let (_, answer) = watch(addr, &key, &ticket, stream_id).await;
+    refused_401("a ticket of a session that ended, on watch", &answer);
+    let log = alice.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("] PEER_REFUSED |") && l.contains("session has ended")),
+        "{log}"
+    );
+    alice.host.shutdown().await;
+    alice.server.stop().await;
+}

@@ -238,6 +238,14 @@ pub enum Event {
     ChannelCreated { channel: ChannelInfo },
     /// Your session was ended (logged out from another node).
     SessionEnded { reason: String },
+    /// Somebody's session ended (logout, a visitor leaving): the tickets
+    /// issued to it are void. A host or streamer drops the links admitted
+    /// under it and refuses its tickets until `expires_at_ms`, when the
+    /// last of them expires anyway. Sent to every signed-in node.
+    SessionRevoked {
+        session_id: String,
+        expires_at_ms: u64,
+    },
     /// A channel's host node came online (with its P2P address) or went
     /// away. Sent to the channel's members.
     HostStatus {

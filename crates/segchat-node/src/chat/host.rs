@@ -57,6 +57,8 @@ struct Sub {
     refs: LinkRefs,
     cancel: CancellationToken,
     user: String,
+    /// The session of the ticket it was admitted with.
+    session: String,
 }
 
 #[derive(Debug)]
@@ -262,6 +264,23 @@ impl Hosting {
             // Refused: cut off or closing; the connection is ending.
             let _ = out.send(with_tickets(&refs, tickets, &frames));
         }
+    }
+
+    /// A session's tickets were revoked: closes every link admitted under
+    /// it. Answers how many.
+    pub(super) fn drop_session(&self, session: &str) -> usize {
+        let mut links = std::collections::HashSet::new();
+        for h in lock(&self.channels).values_mut() {
+            h.subs.retain(|conn, s| {
+                if s.session != session {
+                    return true;
+                }
+                s.cancel.cancel();
+                links.insert(*conn);
+                false
+            });
+        }
+        links.len()
     }
 
     fn unsubscribe(&self, conn: u64) {
@@ -755,7 +774,13 @@ impl Chat {
             proof,
             addr: conn.addr,
         };
-        crate::p2p::check_peer_ticket(self.server_key(), presented, self.log(), "host")?;
+        crate::p2p::check_peer_ticket(
+            self.server_key(),
+            presented,
+            self.revoked(),
+            self.log(),
+            "host",
+        )?;
         let user = ticket.ticket.username.clone();
         let kind = ticket.ticket.kind;
         let mut map = lock(&self.inner.hosting.channels);
@@ -779,6 +804,7 @@ impl Chat {
                 refs: conn.refs.clone(),
                 cancel: conn.cancel.clone(),
                 user: user.clone(),
+                session: ticket.ticket.session_id.clone(),
             },
         );
         Ok((user, kind, write))

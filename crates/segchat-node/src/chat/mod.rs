@@ -92,6 +92,8 @@ struct Inner {
     server_addr: String,
     key: SigningKey,
     ticket: Mutex<Option<SignedTicket>>,
+    /// Sessions whose tickets the server revoked; shared with streams.
+    revoked: crate::p2p::Revoked,
     /// Hybrid logical clock: the last timestamp used or seen.
     clock: Mutex<u64>,
     hosting: host::Hosting,
@@ -143,6 +145,7 @@ impl Chat {
                 log,
                 key,
                 ticket: Mutex::new(ticket),
+                revoked: crate::p2p::Revoked::default(),
                 clock: Mutex::new(max_ts),
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
@@ -185,6 +188,11 @@ impl Chat {
     /// The node's public key, hex.
     pub fn node_key(&self) -> String {
         hex::encode(self.inner.key.verifying_key().as_bytes())
+    }
+
+    /// Sessions whose tickets the server revoked.
+    pub(crate) fn revoked(&self) -> &crate::p2p::Revoked {
+        &self.inner.revoked
     }
 
     /// The node's key, for the parts that prove it on the peer link.
@@ -682,6 +690,20 @@ impl Chat {
                 true
             }
             Event::ChannelCreated { .. } => true,
+            Event::SessionRevoked {
+                session_id,
+                expires_at_ms,
+            } => {
+                self.inner.revoked.revoke(session_id.clone(), expires_at_ms);
+                let links = self.inner.hosting.drop_session(&session_id);
+                let viewers = self.streams().map_or(0, |s| s.drop_session(&session_id));
+                self.log().record(
+                    "SESSION_REVOKED",
+                    self.server_addr(),
+                    format!("session={session_id} links_closed={links} viewers_dropped={viewers}"),
+                );
+                false
+            }
             _ => false,
         }
     }

@@ -60,6 +60,8 @@ struct Inner {
     log: SystemLog,
     /// The node's key: a viewer proves it to the streamer on `watch`.
     key: SigningKey,
+    /// Sessions whose tickets the server revoked (shared with the host).
+    revoked: crate::p2p::Revoked,
     loss: Option<Mutex<(u8, u64)>>,
     own: Mutex<HashMap<u64, streamer::Own>>,
     watched: Mutex<HashMap<u64, viewer::Watched>>,
@@ -80,6 +82,7 @@ impl Streams {
         link: LinkHandle,
         log: SystemLog,
         key: SigningKey,
+        revoked: crate::p2p::Revoked,
         loss: Option<LossHook>,
         shutdown: CancellationToken,
     ) -> Streams {
@@ -89,6 +92,7 @@ impl Streams {
                 link,
                 log,
                 key,
+                revoked,
                 loss: loss
                     .filter(|l| l.percent > 0)
                     .map(|l| Mutex::new((l.percent.min(100), l.seed | 1))),

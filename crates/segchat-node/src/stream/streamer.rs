@@ -65,6 +65,8 @@ fn default_fps() -> u8 {
 #[derive(Debug)]
 struct Viewer {
     user: String,
+    /// The session of the ticket it was admitted with.
+    session: String,
     conn: u64,
     /// Where frames go: the peer link's IP and the announced port, then
     /// wherever the viewer's probes come from (NAT).
@@ -459,7 +461,13 @@ impl Streams {
                     proof: &proof,
                     addr,
                 };
-                crate::p2p::check_peer_ticket(server_key, presented, self.log(), "streamer")?;
+                crate::p2p::check_peer_ticket(
+                    server_key,
+                    presented,
+                    &self.inner.revoked,
+                    self.log(),
+                    "streamer",
+                )?;
                 let user = ticket.ticket.username.clone();
                 let kind = ticket.ticket.kind;
                 let channel = lock(&self.inner.own)
@@ -503,6 +511,7 @@ impl Streams {
                     viewer_id,
                     Viewer {
                         user: user.clone(),
+                        session: ticket.ticket.session_id.clone(),
                         conn,
                         target,
                         key: key.clone(),
@@ -545,6 +554,27 @@ impl Streams {
             }
             _ => Err(Failure::bad_request("not a stream request")),
         }
+    }
+
+    /// A session's tickets were revoked: its viewers are sent no more and
+    /// told the stream ended for them. Answers how many left.
+    pub(crate) fn drop_session(&self, session: &str) -> usize {
+        let mut told = Vec::new();
+        for (sid, s) in lock(&self.inner.own).iter() {
+            for v in s.viewers.values().filter(|v| v.session == session) {
+                told.push((*sid, v.events.clone()));
+            }
+        }
+        for (stream_id, events) in &told {
+            if let Some(b) = encode_event(peer::Event::StreamEnded {
+                stream_id: *stream_id,
+                reason: "your session ended".into(),
+            }) {
+                let _ = events.send(b);
+            }
+        }
+        self.drop_viewers(|_, v| v.session == session, "session_revoked");
+        told.len()
     }
 
     /// A peer link closed: its viewers leave.

@@ -254,6 +254,15 @@ pub(super) async fn logout(shared: &Shared, ctx: &mut ConnCtx) -> Result<Reply, 
         }
     }
     sign_out_conn(shared, ctx).await;
+    // The session's tickets are void: every node hears it (a host cannot
+    // be told apart from a node that may present a ticket to one, and a
+    // sign-out is rare next to messages), so hosts and streamers drop the
+    // links admitted under it and refuse its tickets until they expire.
+    let revoked = Event::SessionRevoked {
+        session_id: principal.session_id.clone(),
+        expires_at_ms: now_ms() + shared.config.ticket_lifetime.as_millis() as u64,
+    };
+    shared.hub.push_where(&revoked, |_| true);
     Ok(Reply::Done)
 }
 
