@@ -28,6 +28,9 @@
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document of all of this (no token) |
 //!
 //! The same server serves the web UI (`/`, `/assets/…`, see [`crate::web`]).
+//! `server.rs` serves the router (connections, the header-read timeout,
+//! `nosniff` on every response); `error.rs` is the one place failures
+//! become responses.
 //! Every request passes [`guard`] first: the Host check against DNS
 //! rebinding, then the token (bearer, `?token=` on the WebSocket, or the
 //! browser's cookie with its CSRF check).
@@ -38,6 +41,7 @@ mod events;
 pub mod guard;
 mod messages;
 mod openapi;
+mod server;
 mod session;
 mod streams;
 
@@ -62,6 +66,11 @@ pub use streams::{Started, StreamList, StreamStats};
 use crate::chat::Chat;
 use crate::link::LinkHandle;
 use crate::store::Store;
+
+/// How long a connection may take to send a whole request head (also
+/// between requests on a kept-alive connection) before it is closed: a
+/// local client that opens connections and sends nothing cannot hold them.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Name of the file, in the data directory, that tells local tools where
 /// the API is.
@@ -184,18 +193,14 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::web::routes())
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        // Outermost, so the guard's refusals carry it too.
+        .layer(middleware::map_response(server::nosniff))
         .with_state(state)
 }
 
-/// Serves the API until `shutdown`.
+/// Serves the API until `shutdown` (see `server.rs`).
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
-    let app = router(state);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "the API server failed");
-    }
+    server::run(listener, router(state), shutdown).await;
 }
 
 /// A fresh random API token: 32 bytes, hex.
