@@ -19,11 +19,28 @@ pub struct ServerConfig {
     pub peer_ttl: Duration,
     /// Largest frame accepted from a client.
     pub max_frame_len: usize,
-    /// Failed sign-ins allowed per username within `login_window`.
-    pub login_failures_per_user: u32,
-    /// Failed sign-ins allowed per source IP within `login_window`.
-    pub login_failures_per_ip: u32,
+    /// Failed sign-ins allowed per (account, source) within
+    /// `login_window`; the only limit at a source the account has signed
+    /// in from before.
+    pub login_failures_per_account_source: u32,
+    /// Failed sign-ins allowed per source (IPv4 address or IPv6 /64), across
+    /// accounts, before the source waits a window (doubling on repeats).
+    pub login_failures_per_source: u32,
+    /// Failed sign-ins allowed per account from sources it has not signed
+    /// in from before.
+    pub login_failures_per_account: u32,
     pub login_window: Duration,
+    /// argon2id computations run at once (each holds 19 MiB).
+    pub hash_slots: usize,
+    /// Sign-ins and registrations waiting for a slot before more are
+    /// refused with UNAVAILABLE.
+    pub hash_queue: usize,
+    /// How long a connection may stay signed out after its hello (or its
+    /// sign-out) before it is closed; also the longest a signed-in
+    /// connection may stay silent (at least `peer_ttl`).
+    pub signin_timeout: Duration,
+    /// Connections one source (IPv4 address or IPv6 /64) may hold open.
+    pub max_conns_per_source: usize,
     /// Events queued for one connection before it is cut off as too slow.
     pub outbound_queue: usize,
     /// The system log's directory and rotation.
@@ -45,9 +62,14 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(5),
             peer_ttl: Duration::from_secs(15),
             max_frame_len: segchat_proto::MAX_FRAME_LEN,
-            login_failures_per_user: 5,
-            login_failures_per_ip: 20,
+            login_failures_per_account_source: 5,
+            login_failures_per_source: 20,
+            login_failures_per_account: 50,
             login_window: Duration::from_secs(300),
+            hash_slots: 4,
+            hash_queue: 16,
+            signin_timeout: Duration::from_secs(30),
+            max_conns_per_source: 64,
             outbound_queue: 1024,
             max_body_len: segchat_proto::message::MAX_BODY_LEN,
             ticket_lifetime: Duration::from_secs(24 * 3600),
@@ -73,6 +95,15 @@ impl ServerConfig {
                 "max body length must be between 1 and {} bytes",
                 segchat_proto::message::MAX_BODY_LEN * 16
             ));
+        }
+        if self.hash_slots == 0 || self.hash_slots > 64 {
+            return Err("hash slots must be between 1 and 64 (each holds 19 MiB)".into());
+        }
+        if self.signin_timeout.is_zero() {
+            return Err("the sign-in timeout must be above zero".into());
+        }
+        if self.max_conns_per_source == 0 {
+            return Err("a source must be allowed at least one connection".into());
         }
         if self.outbound_queue == 0 {
             return Err("outbound queue must hold at least one frame".into());

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::SinkExt;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::ConnSlot;
 use crate::hub::{ConnId, TrackerFrame};
 use crate::ops::{self, ConnCtx, Shared};
 
@@ -32,13 +33,36 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer may take to flush a last error frame on close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Answers a connection over the per-source cap with an error frame and
+/// closes it.
+pub(crate) async fn refuse(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let max = shared.config.max_conns_per_source;
+    shared.log.record(
+        "CONNECTION_REFUSED",
+        addr,
+        format!("{max} connections from this source are open"),
+    );
+    let mut writer = FramedWrite::new(stream, Codec::new(shared.config.max_frame_len));
+    let failure = Failure::new(
+        Status::RateLimited,
+        format!("too many connections from your address (at most {max}); close some first"),
+    );
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = writer.send(Frame::Error(failure)).await;
+        let _ = writer.get_mut().shutdown().await;
+    })
+    .await;
+}
+
 /// Serves one connection until it closes, errs or the server shuts down.
+/// `_slot` holds the connection's place under the per-source cap.
 pub(crate) async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
     id: ConnId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    _slot: ConnSlot,
 ) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
@@ -137,11 +161,37 @@ async fn read_loop(
     ctx: &mut ConnCtx,
     cancel: &CancellationToken,
 ) -> String {
+    // Signed out, a connection must sign in within `signin_timeout` (asking
+    // other things does not extend it); signed in, it must say something
+    // (a heartbeat at least) within `silence`. Peers are also dropped by
+    // the reaper after `peer_ttl` without a heartbeat.
+    let signin_timeout = shared.config.signin_timeout;
+    let silence = signin_timeout.max(shared.config.peer_ttl);
+    let mut signed_out_since = Instant::now();
+    let mut last_frame = Instant::now();
     loop {
+        let (deadline, why) = if ctx.principal.is_none() {
+            (
+                signed_out_since + signin_timeout,
+                format!("not signed in within {} s", signin_timeout.as_secs_f64()),
+            )
+        } else {
+            (
+                last_frame + silence,
+                format!("nothing received for {} s", silence.as_secs_f64()),
+            )
+        };
         let next = tokio::select! {
             _ = cancel.cancelled() => return "closed by server".into(),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                shared.log.record("CONNECTION_TIMEOUT", ctx.addr, format!("conn={} {why}", ctx.id));
+                let failure = Failure::new(Status::Unauthorized, format!("{why}; closing"));
+                let _ = tx.try_send(Frame::Error(failure));
+                return format!("timed out: {why}");
+            }
             next = reader.next() => next,
         };
+        last_frame = Instant::now();
         let frame = match next {
             None => return "closed by client".into(),
             Some(Ok(frame)) => frame,
@@ -171,11 +221,15 @@ async fn read_loop(
             Frame::Request { id, body } => {
                 let op = body.op_name();
                 let span = tracing::debug_span!("request", conn = ctx.id, id, op);
+                let was_signed_in = ctx.principal.is_some();
                 let result = {
                     let _enter = span.enter();
                     tracing::debug!("handling");
                     ops::handle(shared, ctx, body).await
                 };
+                if was_signed_in && ctx.principal.is_none() {
+                    signed_out_since = Instant::now();
+                }
                 if tx.send(Frame::Response { id, result }).await.is_err() {
                     return "writer gone".into();
                 }

@@ -5,17 +5,21 @@
 //!
 //! - [`run`] (in `server.rs`): the accept loop and the background reaper;
 //!   takes an already-bound listener and a shutdown token.
-//! - `conn.rs`: one connection: handshake, read loop, batching writer.
+//! - `conn.rs`: one connection: handshake, read loop (with the sign-in
+//!   and silence deadlines), batching writer.
+//! - `admission.rs`: the per-source connection cap.
 //! - `ops/`: one handler per operation, grouped by aggregate
 //!   (`session.rs`, `peers.rs`, `channels.rs`).
 //! - `hub.rs`: the in-memory live state: connections, the peer list,
 //!   presence, event delivery.
-//! - `auth.rs`: argon2id passwords, tokens, the sign-in rate limit.
+//! - `auth/`: tokens; argon2id with bounded memory (`hasher.rs`); the
+//!   sign-in throttle (`limiter.rs`).
 //! - `keys.rs`: the server's ed25519 key, which signs tickets.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
 //!   today, PostgreSQL next.
 //! - [`config`]: the settings.
 
+mod admission;
 mod auth;
 pub mod config;
 mod conn;

@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::LoginLimiter;
+use crate::admission::ConnCounter;
+use crate::auth::{Hasher, Limits, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::conn;
 use crate::hub::Hub;
@@ -67,11 +68,13 @@ pub async fn run(
     tracing::info!(addr = %local, "segchat server listening");
 
     let shared = Arc::new(Shared {
-        limiter: LoginLimiter::new(
-            config.login_failures_per_user,
-            config.login_failures_per_ip,
-            config.login_window,
-        ),
+        limiter: LoginLimiter::new(Limits {
+            per_pair: config.login_failures_per_account_source,
+            per_source: config.login_failures_per_source,
+            per_account: config.login_failures_per_account,
+            window: config.login_window,
+        }),
+        hasher: Hasher::new(config.hash_slots, config.hash_queue),
         hub: Hub::new(log.clone()),
         store,
         log: log.clone(),
@@ -80,9 +83,17 @@ pub async fn run(
         config,
     });
 
+    tracing::info!(
+        slots = shared.config.hash_slots,
+        queue = shared.config.hash_queue,
+        mib_per_slot = shared.hasher.slot_bytes() >> 20,
+        "password hashing bounded"
+    );
+
     let tasks = TaskTracker::new();
     tasks.spawn(reaper(shared.clone(), shutdown.clone()));
     let next_id = AtomicU64::new(1);
+    let conns = ConnCounter::new(shared.config.max_conns_per_source);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -91,12 +102,17 @@ pub async fn run(
         match accepted {
             Ok((stream, addr)) => {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = conns.admit(addr.ip()) else {
+                    tasks.spawn(conn::refuse(stream, addr, shared.clone()));
+                    continue;
+                };
                 tasks.spawn(conn::serve(
                     stream,
                     addr,
                     id,
                     shared.clone(),
                     shutdown.child_token(),
+                    slot,
                 ));
             }
             Err(e) => {

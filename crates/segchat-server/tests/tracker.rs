@@ -74,7 +74,8 @@ async fn register_login_and_refusals() {
 #[tokio::test]
 async fn repeated_failed_logins_are_rate_limited() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(dir.path(), |c| c.login_failures_per_user = 3).await;
+    let server =
+        TestServer::start_with(dir.path(), |c| c.login_failures_per_account_source = 3).await;
     let mut a = Client::connect(server.addr).await;
     a.register("carol").await;
     let mut b = Client::connect(server.addr).await;

@@ -165,6 +165,13 @@ pub(crate) struct ServerArgs {
     /// How long a silent peer stays listed, in seconds [default: 15].
     #[arg(long, env = "SEGCHAT_PEER_TTL_SECS", value_name = "SECS")]
     pub(crate) peer_ttl_secs: Option<f64>,
+    /// How long a connection may stay signed out before it is closed, in
+    /// seconds [default: 30].
+    #[arg(long, env = "SEGCHAT_SIGNIN_TIMEOUT_SECS", value_name = "SECS")]
+    pub(crate) signin_timeout_secs: Option<f64>,
+    /// Connections one address (IPv6: one /64) may hold open [default: 64].
+    #[arg(long, env = "SEGCHAT_MAX_CONNS_PER_SOURCE", value_name = "N")]
+    pub(crate) max_conns_per_source: Option<usize>,
     /// Records per system-log file before rotating [default: 10000].
     #[arg(long, env = "SEGCHAT_LOG_MAX_RECORDS", value_name = "N")]
     pub(crate) log_max_records: Option<u64>,

@@ -60,6 +60,8 @@ pub(crate) struct ServerFile {
     pub(crate) peer_ttl_secs: Option<f64>,
     pub(crate) log_max_records: Option<u64>,
     pub(crate) log_keep: Option<usize>,
+    pub(crate) signin_timeout_secs: Option<f64>,
+    pub(crate) max_conns_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +137,12 @@ pub(crate) fn server(
     }
     if let Some(t) = args.peer_ttl_secs.or(f.peer_ttl_secs) {
         config.peer_ttl = secs(t, "--peer-ttl-secs")?;
+    }
+    if let Some(t) = args.signin_timeout_secs.or(f.signin_timeout_secs) {
+        config.signin_timeout = secs(t, "--signin-timeout-secs")?;
+    }
+    if let Some(n) = args.max_conns_per_source.or(f.max_conns_per_source) {
+        config.max_conns_per_source = n;
     }
     if let Some(n) = args.log_max_records.or(f.log_max_records) {
         if n == 0 {

@@ -17,7 +17,7 @@ use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, Presence};
 use segchat_proto::Failure;
 
-use crate::auth::LoginLimiter;
+use crate::auth::{Hasher, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::hub::{ConnId, Hub, PresenceChange, Principal};
 use crate::store::{Store, StoreError};
@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Hub,
     pub(crate) limiter: LoginLimiter,
+    /// argon2id, a few at a time.
+    pub(crate) hasher: Hasher,
     pub(crate) log: SystemLog,
     /// Signs tickets.
     pub(crate) key: ed25519_dalek::SigningKey,

@@ -10,7 +10,7 @@ use segchat_proto::{Failure, Status};
 use super::{
     announce_presence, now, now_ms, registered, signed_in, store_failure, ConnCtx, Shared,
 };
-use crate::auth::{hash_password, random_hex, token_hash, verify_password};
+use crate::auth::{random_hex, token_hash, HashError};
 use crate::hub::Principal;
 use crate::store::{SessionRecord, StoreError};
 
@@ -27,10 +27,28 @@ pub(super) async fn register(
 ) -> Result<Reply, Failure> {
     validate_username(&username).map_err(Failure::bad_request)?;
     check_password_shape(&password)?;
-    let hash = hash_password(password).await.map_err(|e| {
-        tracing::error!(error = %e, "password hashing failed");
-        Failure::server_error()
-    })?;
+    let taken = || Failure::conflict(format!("the username {username:?} is taken"));
+    // A taken name is refused before any hashing (the insert below still
+    // catches a race).
+    if shared
+        .store
+        .user_by_name(&username)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?
+        .is_some()
+    {
+        shared.log.record(
+            "REGISTER_REFUSED",
+            ctx.addr,
+            format!("user={username} taken"),
+        );
+        return Err(taken());
+    }
+    let hash = shared
+        .hasher
+        .hash(password)
+        .await
+        .map_err(|e| hash_failure(shared, ctx, "REGISTER_BUSY", &username, e))?;
     let user = match shared.store.create_user(&username, &hash, now_ms()).await {
         Ok(u) => u,
         Err(StoreError::Conflict(_)) => {
@@ -39,12 +57,11 @@ pub(super) async fn register(
                 ctx.addr,
                 format!("user={username} taken"),
             );
-            return Err(Failure::conflict(format!(
-                "the username {username:?} is taken"
-            )));
+            return Err(taken());
         }
         Err(e) => return Err(store_failure(shared, ctx, e)),
     };
+    shared.limiter.registered(&user.username, ctx.addr.ip());
     shared
         .log
         .record("REGISTER", ctx.addr, format!("user={}", user.username));
@@ -65,39 +82,52 @@ pub(super) async fn login(
     username: String,
     password: String,
 ) -> Result<Reply, Failure> {
-    let ip = ctx.addr.ip();
-    if let Some(wait) = shared.limiter.blocked(&username, ip, now()) {
-        shared.log.record(
-            "LOGIN_RATE_LIMITED",
-            ctx.addr,
-            format!("user={username} wait={}s", wait.as_secs()),
-        );
-        return Err(Failure::new(
-            Status::RateLimited,
-            format!(
-                "too many failed sign-ins; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
+    // Counted before the password is checked, so parallel attempts cannot
+    // get more guesses than the limit.
+    let attempt = match shared.limiter.reserve(&username, ctx.addr.ip(), now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            shared.log.record(
+                "LOGIN_RATE_LIMITED",
+                ctx.addr,
+                format!("user={username} wait={}s", wait.as_secs()),
+            );
+            return Err(Failure::new(
+                Status::RateLimited,
+                format!(
+                    "too many failed sign-ins; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+    };
     let user = if password.len() > MAX_PASSWORD_LEN {
         None
     } else {
-        shared
-            .store
-            .user_by_name(&username)
-            .await
-            .map_err(|e| store_failure(shared, ctx, e))?
+        match shared.store.user_by_name(&username).await {
+            Ok(user) => user,
+            Err(e) => {
+                shared.limiter.cancel(attempt);
+                return Err(store_failure(shared, ctx, e));
+            }
+        }
     };
-    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = match shared.hasher.verify(password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            shared.limiter.cancel(attempt);
+            return Err(hash_failure(shared, ctx, "LOGIN_BUSY", &username, e));
+        }
+    };
     let Some(user) = user.filter(|_| ok) else {
-        shared.limiter.failed(&username, ip, now());
+        shared.limiter.failed(attempt);
         shared
             .log
             .record("LOGIN_FAILED", ctx.addr, format!("user={username}"));
         return Err(Failure::unauthorized(BAD_CREDENTIALS));
     };
-    shared.limiter.succeeded(&username);
+    shared.limiter.succeeded(attempt);
     shared
         .log
         .record("LOGIN", ctx.addr, format!("user={}", user.username));
@@ -110,6 +140,35 @@ pub(super) async fn login(
         AccountKind::User,
     )
     .await
+}
+
+/// What a client sees when its password could not be checked: busy is
+/// UNAVAILABLE (try again shortly), anything else a server error.
+fn hash_failure(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    busy_kind: &str,
+    username: &str,
+    e: HashError,
+) -> Failure {
+    match e {
+        HashError::Busy => {
+            shared
+                .log
+                .record(busy_kind, ctx.addr, format!("user={username}"));
+            Failure::new(
+                Status::Unavailable,
+                "the server is busy checking other passwords; try again in a few seconds",
+            )
+        }
+        e => {
+            tracing::error!(error = %e, user = username, "password hashing failed");
+            shared
+                .log
+                .record("SERVER_ERROR", ctx.addr, format!("password hash: {e}"));
+            Failure::server_error()
+        }
+    }
 }
 
 pub(super) async fn visit(

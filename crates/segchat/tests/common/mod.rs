@@ -69,6 +69,11 @@ impl Proc {
         }
     }
 
+    /// The process id, for reading `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no goodbye, no flush.
     pub fn kill_9(&mut self) {
         self.child.kill().expect("kill -9");
@@ -84,7 +89,12 @@ impl Drop for Proc {
 }
 
 pub fn start_server(dir: &Path, listen: &str) -> (Proc, String) {
-    let p = Proc::spawn(&[
+    start_server_with(dir, listen, &[])
+}
+
+/// A server with more flags after the usual ones.
+pub fn start_server_with(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec![
         "server",
         "--listen",
         listen,
@@ -94,7 +104,9 @@ pub fn start_server(dir: &Path, listen: &str) -> (Proc, String) {
         "0.5",
         "--peer-ttl-secs",
         "2",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args);
     let addr = p.wait_line("listening on");
     (p, addr)
 }

@@ -1,0 +1,393 @@
+//! The real `segchat server` under abuse: bursts of sign-ins, parallel
+//! password guessing, and crowds of idle connections. Clients are bare
+//! protocol clients bound to different 127.0.0.x addresses, so the server
+//! sees different sources.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Status};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Barrier;
+use tokio_util::codec::Framed;
+
+use common::{start_server_with, Proc, DEADLINE, PASSWORD};
+
+type Codec = FrameCodec<Request, Reply, Event>;
+type TFrame = Frame<Request, Reply, Event>;
+
+/// A bare tracker-link client.
+struct Raw {
+    framed: Framed<TcpStream, Codec>,
+    next_id: u32,
+}
+
+impl Raw {
+    /// Connects from `source` (any port) without a handshake.
+    async fn tcp(server: SocketAddr, source: Ipv4Addr) -> Raw {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .expect("bind the source address");
+        let stream = socket.connect(server).await.expect("connect");
+        Raw {
+            framed: Framed::new(stream, Codec::default()),
+            next_id: 1,
+        }
+    }
+
+    /// Connects from `source` and completes the handshake.
+    async fn connect(server: SocketAddr, source: Ipv4Addr) -> Raw {
+        let mut c = Raw::tcp(server, source).await;
+        c.hello().await;
+        match c.recv().await {
+            Some(Frame::Welcome(_)) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    async fn hello(&mut self) {
+        self.framed
+            .send(Frame::Hello(Hello::new(LinkKind::Tracker, "abuse-test")))
+            .await
+            .expect("send hello");
+    }
+
+    async fn recv(&mut self) -> Option<TFrame> {
+        match tokio::time::timeout(DEADLINE * 3, self.framed.next()).await {
+            Ok(Some(Ok(f))) => Some(f),
+            Ok(Some(Err(e))) => panic!("decode error: {e}"),
+            Ok(None) => None,
+            Err(_) => panic!("nothing from the server within {:?}", DEADLINE * 3),
+        }
+    }
+
+    async fn request(&mut self, body: Request) -> Result<Reply, Failure> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.framed
+            .send(Frame::Request { id, body })
+            .await
+            .expect("send");
+        loop {
+            match self.recv().await {
+                Some(Frame::Response { id: got, result }) if got == id => return result,
+                Some(Frame::Event(_)) => {}
+                other => panic!("expected response {id}, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the error
+    /// frame it sent first, if any.
+    async fn closed(&mut self) -> Option<Failure> {
+        let mut said = None;
+        loop {
+            match self.framed.next().await {
+                Some(Ok(Frame::Error(f))) => said = Some(f),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return said,
+            }
+        }
+    }
+}
+
+fn login(user: &str, password: &str) -> Request {
+    Request::Login {
+        username: user.into(),
+        password: password.into(),
+    }
+}
+
+fn register(user: &str) -> Request {
+    Request::Register {
+        username: user.into(),
+        password: PASSWORD.into(),
+    }
+}
+
+/// The `n`th client address: 127.0.0.2, 127.0.0.3, …
+fn source(n: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, (n / 250) as u8, (n % 250 + 2) as u8)
+}
+
+/// A `VmXXX:` figure of `/proc/PID/status`, in KiB.
+fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn server(extra: &[&str]) -> (tempfile::TempDir, Proc, SocketAddr) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proc, addr) = start_server_with(&dir.path().join("server"), "127.0.0.1:0", extra);
+    (dir, proc, addr.parse().expect("server address"))
+}
+
+/// Argon2 may hold at most 4 slots × 19 MiB = 76 MiB at once; with the
+/// server's own ~20-30 MiB and 130 connections, its peak RSS stays
+/// under this bound (see ARCHITECTURE.md).
+const PEAK_RSS_BOUND_KIB: u64 = 160 * 1024;
+/// After the burst, RSS comes back to within this of the idle baseline.
+const SETTLED_RSS_SLACK_KIB: u64 = 16 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_sign_ins_and_registrations_keeps_memory_bounded_and_gives_it_back() {
+    let (_dir, proc, addr) = server(&[]);
+    let pid = proc.pid();
+    let mut setup = Raw::connect(addr, source(0)).await;
+    for u in 0..5 {
+        setup
+            .request(register(&format!("user{u}")))
+            .await
+            .expect("register");
+    }
+    drop(setup);
+    let baseline = vm_kib(pid, "VmRSS:");
+
+    // 100 sign-ins (half right, half wrong) and 30 registrations, each on
+    // its own connection from one of 50 sources, all sent at once.
+    let barrier = Arc::new(Barrier::new(130));
+    let mut tasks = Vec::new();
+    for i in 0..130u32 {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Raw::connect(addr, source(1 + i % 50)).await;
+            let (request, right) = if i < 100 {
+                let user = format!("user{}", i % 5);
+                let right = i % 2 == 0;
+                (
+                    login(&user, if right { PASSWORD } else { "wrong password!" }),
+                    right,
+                )
+            } else {
+                (register(&format!("new{i}")), true)
+            };
+            barrier.wait().await;
+            (i, right, c.request(request).await)
+        }));
+    }
+    let mut served = 0;
+    let mut busy = 0;
+    for t in tasks {
+        let (i, right, result) = t.await.expect("client task");
+        match result {
+            Ok(Reply::Session(_)) => {
+                assert!(right, "request {i}: a wrong password was accepted");
+                served += 1;
+            }
+            Err(f) if f.status == Status::Unauthorized => {
+                assert!(!right, "request {i}: the right password was refused: {f}");
+                served += 1;
+            }
+            Err(f) if f.status == Status::Unavailable => {
+                assert!(f.reason.contains("busy"), "a clear reason: {f}");
+                busy += 1;
+            }
+            Err(f) if f.status == Status::RateLimited => {}
+            other => panic!("request {i}: unexpected answer {other:?}"),
+        }
+    }
+    let peak = vm_kib(pid, "VmHWM:");
+    eprintln!(
+        "baseline RSS {baseline} KiB, peak {peak} KiB; {served} checked, {busy} refused as busy"
+    );
+    assert!(served >= 20, "the slots and the queue are served: {served}");
+    assert!(
+        peak < PEAK_RSS_BOUND_KIB,
+        "peak RSS {peak} KiB over the bound {PEAK_RSS_BOUND_KIB} KiB"
+    );
+
+    // Memory comes back once the burst is over.
+    let start = Instant::now();
+    loop {
+        let rss = vm_kib(pid, "VmRSS:");
+        if rss <= baseline + SETTLED_RSS_SLACK_KIB {
+            eprintln!("settled RSS {rss} KiB after {:?}", start.elapsed());
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "RSS stayed at {rss} KiB after the burst (baseline {baseline} KiB)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_get_no_more_checks_than_the_limit() {
+    let (dir, _proc, addr) = server(&[]);
+    let mut owner = Raw::connect(addr, source(0)).await;
+    owner.request(register("alice")).await.expect("register");
+
+    // 20 connections from one source guess alice's password at once; the
+    // limit per (account, source) is 5.
+    let barrier = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr, source(7)).await;
+                barrier.wait().await;
+                c.request(login("alice", &format!("guess number {n}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Err(f) if f.status == Status::Unauthorized => checked += 1,
+            Err(f) if f.status == Status::RateLimited => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(checked, 5, "guesses checked");
+    // The server's log agrees: five LOGIN_FAILED records.
+    let start = Instant::now();
+    loop {
+        let log =
+            std::fs::read_to_string(dir.path().join("server/logs/segchat.log")).unwrap_or_default();
+        let failed = log
+            .lines()
+            .filter(|l| l.contains("] LOGIN_FAILED "))
+            .count();
+        if failed == 5 {
+            break;
+        }
+        assert!(failed < 5, "{failed} guesses were checked");
+        assert!(start.elapsed() < DEADLINE, "{failed} LOGIN_FAILED records");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_signs_in_during_a_guessing_attack() {
+    let (_dir, _proc, addr) = server(&[]);
+    let home = source(1);
+    let mut owner = Raw::connect(addr, home).await;
+    owner.request(register("alice")).await.expect("register");
+
+    // One source guesses until it is throttled.
+    let attacker = source(66);
+    let mut limited = false;
+    for n in 0..30 {
+        let mut c = Raw::connect(addr, attacker).await;
+        match c.request(login("alice", &format!("guess {n}"))).await {
+            Err(f) if f.status == Status::Unauthorized => {}
+            Err(f) if f.status == Status::RateLimited => {
+                limited = true;
+                break;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(limited, "the guessing source is throttled");
+
+    // The owner gets in from the address used before and from a new one.
+    for (what, from) in [("a known source", home), ("a new source", source(2))] {
+        let mut c = Raw::connect(addr, from).await;
+        match c.request(login("alice", PASSWORD)).await {
+            Ok(Reply::Session(s)) => assert_eq!(s.username, "alice"),
+            other => panic!("the owner at {what} was refused: {other:?}"),
+        }
+    }
+
+    // Many sources guessing at once use up the account's limit for
+    // sources it has never signed in from (50); the owner still gets in
+    // from a source used before.
+    let mut guesses = Vec::new();
+    for n in 0..60u32 {
+        guesses.push(tokio::spawn(async move {
+            let mut c = Raw::connect(addr, source(100 + n)).await;
+            c.request(login("alice", &format!("distributed guess {n}")))
+                .await
+        }));
+    }
+    let mut throttled = 0;
+    for g in guesses {
+        match g.await.expect("task") {
+            Err(f) if f.status == Status::Unauthorized => {}
+            Err(f) if f.status == Status::RateLimited || f.status == Status::Unavailable => {
+                throttled += 1
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(throttled > 0, "the distributed guessing is slowed");
+    let mut c = Raw::connect(addr, home).await;
+    match c.request(login("alice", PASSWORD)).await {
+        Ok(Reply::Session(s)) => assert_eq!(s.username, "alice"),
+        other => panic!("the owner at home was refused during the attack: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_capped_per_source_and_closed_while_real_users_are_served() {
+    let (_dir, _proc, addr) =
+        server(&["--signin-timeout-secs", "3", "--max-conns-per-source", "64"]);
+
+    // One source is held to 64 connections; the 65th is told why.
+    let crowd_source = source(10);
+    let mut crowd = Vec::new();
+    for _ in 0..64 {
+        crowd.push(Raw::connect(addr, crowd_source).await);
+    }
+    let mut extra = Raw::tcp(addr, crowd_source).await;
+    extra.hello().await;
+    let said = extra.closed().await.expect("an error frame before closing");
+    assert_eq!(said.status, Status::RateLimited);
+    assert!(said.reason.contains("too many connections"), "{said}");
+
+    // 1,100 idle connections after hello, from 20 sources.
+    for n in 0..1_036u32 {
+        crowd.push(Raw::connect(addr, source(11 + n % 19)).await);
+    }
+    assert_eq!(crowd.len(), 1_100);
+
+    // A real user is served meanwhile, and stays connected by talking.
+    let mut real = Raw::connect(addr, source(200)).await;
+    real.request(register("bob"))
+        .await
+        .expect("register during the crowd");
+    let mut other = Raw::connect(addr, source(201)).await;
+    match other.request(login("bob", PASSWORD)).await {
+        Ok(Reply::Session(_)) => {}
+        other => panic!("sign-in during the crowd refused: {other:?}"),
+    }
+
+    // Every connection that never signed in is closed, with a reason.
+    let start = Instant::now();
+    let closes: Vec<_> = crowd
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { c.closed().await }))
+        .collect();
+    let mut ping = tokio::time::interval(Duration::from_millis(500));
+    for mut close in closes {
+        let said = loop {
+            tokio::select! {
+                said = &mut close => break said.expect("task"),
+                _ = ping.tick() => {
+                    real.request(Request::Whoami).await.expect("the real user stays served");
+                }
+            }
+        };
+        let said = said.expect("an error frame before closing");
+        assert!(said.reason.contains("not signed in"), "{said}");
+    }
+    eprintln!(
+        "1,100 idle connections closed {:?} after they opened",
+        start.elapsed()
+    );
+    real.request(Request::Whoami)
+        .await
+        .expect("the real user is still connected");
+}
