@@ -2,10 +2,18 @@
 
 const COLORS = ['#5865f2', '#eb459e', '#3ba55c', '#faa61a', '#ed4245', '#9b59b6', '#1abc9c', '#e67e22', '#3498db', '#e91e63'];
 
-// A visitor's username is `visitor:Name#suffix`; show the name.
+// A visitor's username is `visitor:Name#suffix`. Wherever a name is shown,
+// a visitor's carries "(visitor)", so no visitor passes for a user.
 export function displayName(username) {
   if (!username) return '';
-  if (username.startsWith('visitor:')) return username.slice(8).replace(/#[^#]*$/, '');
+  if (isVisitorName(username)) return `${bareName(username)} (visitor)`;
+  return username;
+}
+
+// The name alone, for places that mark visitors another way (a tag).
+export function bareName(username) {
+  if (!username) return '';
+  if (isVisitorName(username)) return username.slice(8).replace(/#[^#]*$/, '');
   return username;
 }
 

@@ -5,7 +5,7 @@
 
 import { h, clear, icon } from './dom.js';
 import {
-  displayName, isVisitorName, clock, stamp, fullTime, relative, dayKey, dayLabel, STATE_LABEL,
+  bareName, isVisitorName, clock, stamp, fullTime, relative, dayKey, dayLabel, STATE_LABEL,
 } from './format.js';
 import { avatar } from './sidebar.js';
 
@@ -105,7 +105,7 @@ export function renderTimeline(el, v) {
 function messageEl(m, me, start, detailsOpen, onToggle) {
   const own = m.author === me.username;
   const p = provenance(m, me);
-  const name = displayName(m.author);
+  const name = bareName(m.author);
   const cls = ['msg', start ? 'group-start' : 'compact', own ? 'own' : '', m.state === 'refused' ? 'is-refused' : '', m.state === 'pending' ? 'is-pending' : ''].filter(Boolean).join(' ');
   const detailsId = `prov-${m.id}`;
   return h('article', {

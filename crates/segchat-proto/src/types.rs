@@ -231,7 +231,11 @@ pub fn validate_channel_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a visitor's display name: 1–48 bytes, no control characters.
+/// Checks a visitor's display name: 1–48 bytes, no control, format,
+/// invisible or direction-changing characters (a name must look like what
+/// it is: U+202E could make "evil" read as something else, a zero-width
+/// joiner could make two names look the same). Whether it is confusable
+/// with a registered username is the server's check (it knows the names).
 pub fn validate_display_name(name: &str) -> Result<(), String> {
     let trimmed = name.trim();
     if trimmed.is_empty() || name.len() > MAX_DISPLAY_NAME_LEN {
@@ -239,10 +243,51 @@ pub fn validate_display_name(name: &str) -> Result<(), String> {
             "a display name is 1 to {MAX_DISPLAY_NAME_LEN} bytes long"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("a display name may not contain control characters".into());
+    if let Some(c) = name.chars().find(|c| is_hidden_char(*c)) {
+        return Err(format!(
+            "a display name may not contain U+{:04X} (control, formatting, invisible or \
+             text-direction characters)",
+            c as u32
+        ));
     }
     Ok(())
+}
+
+/// Control characters (Cc), format characters (Cf: bidi controls
+/// U+202A–U+202E, U+2066–U+2069, U+200E/U+200F, U+061C, zero-width
+/// characters, tags…), line and paragraph separators, variation
+/// selectors, and letters that render as nothing (Hangul fillers and the
+/// like).
+fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c as u32,
+            0x00AD
+                | 0x034F
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x2028..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF9..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
 }
 
 #[cfg(test)]
@@ -265,6 +310,34 @@ pub(crate) mod arb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_refuse_direction_control_and_invisible_characters() {
+        for ok in ["Guest", "Zoë", "李小龙", "Guest 42", "Anne-Marie"] {
+            assert_eq!(validate_display_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{202A}b",
+            "a\u{2066}b",
+            "a\u{2069}b",
+            "a\u{200E}b",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "al\u{200B}ice",
+            "al\u{200D}ice",
+            "al\u{2060}ice",
+            "\u{FEFF}alice",
+            "alice\u{E0041}",
+            "a\u{0007}b",
+            "a\nb",
+            "\u{3164}",
+            "a\u{FE0F}",
+        ] {
+            let e = validate_display_name(bad).expect_err(bad);
+            assert!(e.contains("U+"), "{e}");
+        }
+    }
 
     #[test]
     fn usernames() {

@@ -14,6 +14,8 @@
 //!   presence, event delivery.
 //! - `auth/`: tokens; argon2id with bounded memory (`hasher.rs`); the
 //!   sign-in throttle (`limiter.rs`).
+//! - `names.rs`: which visitor names would pass for a registered user
+//!   (confusable skeletons).
 //! - `keys.rs`: the server's ed25519 key, which signs tickets.
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite
 //!   today, PostgreSQL next.
@@ -25,6 +27,7 @@ pub mod config;
 mod conn;
 mod hub;
 mod keys;
+mod names;
 mod ops;
 mod server;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::auth::{Hasher, Limits, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::conn;
 use crate::hub::Hub;
+use crate::names::TakenNames;
 use crate::ops::{now_ms, Shared};
 use crate::store::{self, StoreError};
 
@@ -52,6 +53,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join("server.db").display().to_string());
     let store = store::open(&url).await?;
+    let taken_names = TakenNames::new(store.usernames().await?);
     let key = crate::keys::load_or_create(&config.data_dir).map_err(|source| ServerError::Log {
         dir: config.data_dir.display().to_string(),
         source,
@@ -75,6 +77,7 @@ pub async fn run(
             window: config.login_window,
         }),
         hasher: Hasher::new(config.hash_slots, config.hash_queue),
+        taken_names,
         hub: Hub::new(log.clone()),
         store,
         log: log.clone(),

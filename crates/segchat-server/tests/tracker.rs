@@ -246,7 +246,9 @@ async fn channels_join_leave_and_member_events() {
 #[tokio::test]
 async fn presence_reaches_channel_mates_and_invisible_looks_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
+    // These clients send no heartbeats: a TTL well beyond the test's length
+    // (several argon2 sign-ins on a loaded machine) keeps their entries.
+    let server = TestServer::start_with(dir.path(), |c| c.peer_ttl = Duration::from_secs(60)).await;
     let mut a = Client::connect(server.addr).await;
     a.register("amy").await;
     a.submit(4001).await;

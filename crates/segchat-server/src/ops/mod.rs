@@ -20,6 +20,7 @@ use segchat_proto::Failure;
 use crate::auth::{Hasher, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::hub::{ConnId, Hub, PresenceChange, Principal};
+use crate::names::TakenNames;
 use crate::store::{Store, StoreError};
 
 pub(crate) use session::sign_out_conn;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) limiter: LoginLimiter,
     /// argon2id, a few at a time.
     pub(crate) hasher: Hasher,
+    /// Registered names, for refusing look-alike visitor names.
+    pub(crate) taken_names: TakenNames,
     pub(crate) log: SystemLog,
     /// Signs tickets.
     pub(crate) key: ed25519_dalek::SigningKey,

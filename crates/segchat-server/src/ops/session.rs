@@ -62,6 +62,7 @@ pub(super) async fn register(
         Err(e) => return Err(store_failure(shared, ctx, e)),
     };
     shared.limiter.registered(&user.username, ctx.addr.ip());
+    shared.taken_names.add(&user.username);
     shared
         .log
         .record("REGISTER", ctx.addr, format!("user={}", user.username));
@@ -178,6 +179,16 @@ pub(super) async fn visit(
 ) -> Result<Reply, Failure> {
     validate_display_name(&display_name).map_err(Failure::bad_request)?;
     let display_name = display_name.trim().to_owned();
+    if shared.taken_names.looks_taken(&display_name) {
+        shared.log.record(
+            "VISITOR_REFUSED",
+            ctx.addr,
+            format!("name={display_name} looks like a registered username"),
+        );
+        return Err(Failure::conflict(format!(
+            "{display_name:?} is, or looks like, a registered username; choose another name"
+        )));
+    }
     shared
         .log
         .record("VISITOR", ctx.addr, format!("name={display_name}"));

@@ -97,6 +97,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<UserRecord>;
     /// Finds an account by name, case-insensitively.
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Every account's name (read once at start, to know which visitor
+    /// names would pass for a user).
+    async fn usernames(&self) -> StoreResult<Vec<String>>;
     /// Finds an account by id.
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
     /// Records the status the user chose (online, idle or invisible).

@@ -257,6 +257,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn usernames(&self) -> StoreResult<Vec<String>> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT username FROM users ORDER BY id")?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
         self.call(move |c| {
             c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?

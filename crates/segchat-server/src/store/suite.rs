@@ -33,6 +33,7 @@ pub(crate) async fn accounts(store: Arc<dyn Store>) {
     let again = store.user_by_id(u.id).await.expect("find").expect("some");
     assert_eq!(again.status, Presence::Invisible);
     assert!(store.user_by_name("nobody").await.expect("find").is_none());
+    assert_eq!(store.usernames().await.expect("names"), vec!["Alice"]);
 }
 
 pub(crate) async fn sessions(store: Arc<dyn Store>) {
