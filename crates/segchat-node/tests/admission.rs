@@ -11,11 +11,12 @@ use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
+use segchat_proto::stream::{encode, open, DatagramKind, Header, SessionKey};
 use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{peer, Failure, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde_json::json;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::codec::Framed;
 
 type Tracker = Framed<TcpStream, FrameCodec<Request, Reply, Event>>;
@@ -109,10 +110,21 @@ async fn watch(
     ticket: &SignedTicket,
     stream_id: u64,
 ) -> (PeerLink, Result<peer::Reply, Failure>) {
+    watch_on(addr, key, ticket, stream_id, 9).await
+}
+
+/// [`watch`] with frames to `udp_port`.
+async fn watch_on(
+    addr: SocketAddr,
+    key: &SigningKey,
+    ticket: &SignedTicket,
+    stream_id: u64,
+    udp_port: u16,
+) -> (PeerLink, Result<peer::Reply, Failure>) {
     first_request(addr, |nonce| peer::Request::Watch {
         ticket: ticket.clone(),
         stream_id,
-        udp_port: 9,
+        udp_port,
         proof: prove(key, nonce, ProofPurpose::Watch { stream_id }).expect("prove"),
     })
     .await
@@ -372,6 +384,142 @@ async fn after_logout_a_ticket_is_refused_and_its_links_are_closed() {
     assert!(
         log.lines()
             .any(|l| l.contains("] PEER_REFUSED |") && l.contains("session has ended")),
+        "{log}"
+    );
+    alice.host.shutdown().await;
+    alice.server.stop().await;
+}
+
+/// The next datagram on `sock` opened under `key`: its header and payload.
+async fn next_datagram(sock: &UdpSocket, key: &SessionKey) -> Option<(Header, Vec<u8>)> {
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = tokio::time::timeout(DEADLINE, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let (h, payload) = open(&buf[..n], key).ok()?;
+    Some((h, payload.to_vec()))
+}
+
+/// Waits on `sock` for a datagram of `kind`; the first such.
+async fn wait_for_kind(
+    sock: &UdpSocket,
+    key: &SessionKey,
+    kind: DatagramKind,
+) -> (Header, Vec<u8>) {
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match next_datagram(sock, key).await {
+                Some((h, p)) if h.kind == kind => return Some((h, p)),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(Some(found)) => found,
+        _ => panic!("no {kind:?} datagram arrived"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_probe_moves_nothing_and_a_new_port_proves_itself() {
+    let alice = Alice::start().await;
+    let addr = p2p_addr(&alice.a).await;
+    let mut bob = registered(alice.server.addr, "bob").await;
+    let join = Request::JoinChannel {
+        channel: "club".into(),
+    };
+    ask(&mut bob, 2, join).await.expect("join");
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let ticket = ticket_for(&mut bob, 3, &key).await;
+    let (status, v) = alice
+        .a
+        .post(
+            "/streams",
+            json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let stream_id = v["stream"]["stream_id"].as_u64().expect("stream id");
+    let streamer: SocketAddr = v["stream"]["udp_addr"]
+        .as_str()
+        .expect("udp address")
+        .parse()
+        .expect("addr");
+
+    // Bob watches with frames to port A and probes from there.
+    let a_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let a_port = a_sock.local_addr().expect("addr").port();
+    let (_link, answer) = watch_on(addr, &key, &ticket, stream_id, a_port).await;
+    let (viewer_id, skey) = match answer {
+        Ok(peer::Reply::Watching {
+            viewer_id,
+            session_key,
+            ..
+        }) => (
+            viewer_id,
+            SessionKey::from_hex(&session_key).expect("session key"),
+        ),
+        other => panic!("bob may watch: {other:?}"),
+    };
+    let probe = |counter: u64, answer: &[u8]| {
+        let mut out = Vec::new();
+        let h = Header::probe(stream_id, viewer_id, counter);
+        encode(&h, answer, &skey, &mut out).expect("encode");
+        out
+    };
+    a_sock
+        .send_to(&probe(1, &[]), streamer)
+        .await
+        .expect("probe");
+    wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+
+    // Mallory replays Bob's probe 1 from port M, and probe 2, which she
+    // caught before it reached the streamer: M gets a challenge it cannot
+    // answer, never a frame, and the frames keep going to A.
+    let m_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    m_sock
+        .send_to(&probe(1, &[]), streamer)
+        .await
+        .expect("replay");
+    m_sock
+        .send_to(&probe(2, &[]), streamer)
+        .await
+        .expect("replay");
+    let (challenge, _) = wait_for_kind(&m_sock, &skey, DatagramKind::Challenge).await;
+    assert_eq!(challenge.frame, viewer_id);
+    let (first, _) = wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+    loop {
+        let (h, _) = wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+        if h.frame > first.frame + 1 {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 2048];
+    while let Ok((n, _)) = m_sock.try_recv_from(&mut buf) {
+        let (h, _) = open(&buf[..n], &skey).expect("from the streamer");
+        assert_ne!(h.kind, DatagramKind::Chunk, "a replayed probe drew frames");
+    }
+
+    // Bob's port really changes to B: B probes, is challenged, answers
+    // with the challenge's bytes under the session key, and gets frames.
+    let b_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    b_sock
+        .send_to(&probe(3, &[]), streamer)
+        .await
+        .expect("probe");
+    let (_, nonce) = wait_for_kind(&b_sock, &skey, DatagramKind::Challenge).await;
+    b_sock
+        .send_to(&probe(4, &nonce), streamer)
+        .await
+        .expect("answer");
+    wait_for_kind(&b_sock, &skey, DatagramKind::Chunk).await;
+    let log = alice.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("] VIEWER_MOVED |") && l.contains(&format!("stream={stream_id}"))),
         "{log}"
     );
     alice.host.shutdown().await;

@@ -8,12 +8,14 @@
 //! offset size field
 //!      0    2 magic        "SG"
 //!      2    1 version      1
-//!      3    1 kind         1 = chunk (streamer → viewer), 2 = probe (viewer → streamer)
+//!      3    1 kind         1 = chunk (streamer → viewer), 2 = probe (viewer → streamer),
+//!                          3 = challenge (streamer → viewer)
 //!      4    8 stream_id    u64, the server's id of the stream
-//!     12    4 frame        u32 frame number (chunk); viewer id (probe)
-//!     16    2 chunk        u16 index of this chunk, 0-based
-//!     18    2 count        u16 chunks in the frame, 1..=MAX_CHUNKS (probe: 0, 0)
-//!     20    8 capture_us   u64 capture time, microseconds since the Unix epoch
+//!     12    4 frame        u32 frame number (chunk); viewer id (probe, challenge)
+//!     16    2 chunk        u16 index of this chunk, 0-based (probe, challenge: 0)
+//!     18    2 count        u16 chunks in the frame, 1..=MAX_CHUNKS (probe, challenge: 0)
+//!     20    8 capture_us   u64 capture time, microseconds since the Unix epoch (chunk);
+//!                          the probe counter (probe); 0 (challenge)
 //!     28    2 payload_len  u16, at most MAX_PAYLOAD
 //!     30    n payload
 //!   30+n   16 tag          HMAC-SHA256(session key, bytes 0..30+n), first 16 bytes
@@ -26,6 +28,17 @@
 //! the authenticated peer link (`watching`); a datagram whose tag does not
 //! verify under the viewer's key is dropped, so a third party who knows the
 //! viewer's port cannot inject frames.
+//!
+//! Probes are fresh and a new address proves itself. A probe's counter
+//! goes up by one with every probe of a watch (from 1); the streamer drops
+//! a probe whose counter is not above the highest it has seen, so a
+//! captured probe replayed later does nothing. A fresh probe from an
+//! address other than the one frames go to moves nothing by itself: the
+//! streamer sends that address a `challenge` whose payload is 8 random
+//! bytes (at most one a second per viewer), and moves the stream there only
+//! when a probe from that same address carries those 8 bytes as its
+//! payload — which takes the session key. A probe's payload is empty
+//! otherwise.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -54,6 +67,8 @@ pub const MAX_FRAME_BYTES: usize = MAX_PAYLOAD * MAX_CHUNKS as usize;
 pub const SESSION_KEY_LEN: usize = 32;
 /// Largest width or height a stream may announce.
 pub const MAX_DIMENSION: u16 = 4096;
+/// Bytes of a challenge's payload (and of the probe that answers it).
+pub const CHALLENGE_LEN: usize = 8;
 /// Highest frame rate a stream may announce.
 pub const MAX_FPS: u8 = 60;
 
@@ -135,6 +150,9 @@ pub enum DatagramKind {
     /// watching: it proves the UDP path works and tells the streamer the
     /// viewer's address as seen from outside (NAT).
     Probe = 2,
+    /// Streamer → a viewer's new address: "answer this from there with
+    /// your key before I send you anything".
+    Challenge = 3,
 }
 
 impl DatagramKind {
@@ -142,6 +160,7 @@ impl DatagramKind {
         match b {
             1 => Some(DatagramKind::Chunk),
             2 => Some(DatagramKind::Probe),
+            3 => Some(DatagramKind::Challenge),
             _ => None,
         }
     }
@@ -161,15 +180,29 @@ pub struct Header {
 }
 
 impl Header {
-    /// A probe from viewer `viewer_id` of `stream_id`.
-    pub fn probe(stream_id: u64, viewer_id: u32, now_us: u64) -> Header {
+    /// Probe number `counter` (from 1, one up per probe) from viewer
+    /// `viewer_id` of `stream_id`.
+    pub fn probe(stream_id: u64, viewer_id: u32, counter: u64) -> Header {
         Header {
             kind: DatagramKind::Probe,
             stream_id,
             frame: viewer_id,
             chunk: 0,
             count: 0,
-            capture_us: now_us,
+            capture_us: counter,
+        }
+    }
+
+    /// A challenge to viewer `viewer_id` of `stream_id` at a new address
+    /// (its payload: [`CHALLENGE_LEN`] random bytes).
+    pub fn challenge(stream_id: u64, viewer_id: u32) -> Header {
+        Header {
+            kind: DatagramKind::Challenge,
+            stream_id,
+            frame: viewer_id,
+            chunk: 0,
+            count: 0,
+            capture_us: 0,
         }
     }
 }
@@ -264,7 +297,7 @@ pub fn encode(
 fn check_chunk(h: &Header) -> Result<(), DatagramError> {
     let ok = match h.kind {
         DatagramKind::Chunk => h.count >= 1 && h.count <= MAX_CHUNKS && h.chunk < h.count,
-        DatagramKind::Probe => h.count == 0 && h.chunk == 0,
+        DatagramKind::Probe | DatagramKind::Challenge => h.count == 0 && h.chunk == 0,
     };
     if ok {
         Ok(())

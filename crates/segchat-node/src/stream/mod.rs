@@ -167,6 +167,7 @@ impl Streams {
                 self.on_chunk(header.stream_id, bytes);
             }
             DatagramKind::Probe => self.on_probe(header.stream_id, header.frame, bytes, from),
+            DatagramKind::Challenge => self.on_challenge(header.stream_id, bytes, from),
         }
     }
 

@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 use segchat_proto::peer;
 use segchat_proto::stream::{
-    self as wire, Codec, DatagramKind, Header, SessionKey, StreamInfo, StreamReport, MAX_CHUNKS,
-    MAX_FRAME_BYTES, MAX_PAYLOAD, SESSION_KEY_LEN,
+    self as wire, Codec, DatagramKind, Header, SessionKey, StreamInfo, StreamReport, CHALLENGE_LEN,
+    MAX_CHUNKS, MAX_FRAME_BYTES, MAX_PAYLOAD, SESSION_KEY_LEN,
 };
 use segchat_proto::ticket::{decode_key, ProofPurpose, NONCE_LEN};
 use segchat_proto::tracker::{Reply, Request};
@@ -24,6 +24,9 @@ use super::source::{self, SourceFrame};
 use super::{is_forgery, lock, Streams};
 use crate::acl::ChannelAcl;
 use crate::chat::Outbound;
+
+/// How often a viewer's new address may be challenged.
+const CHALLENGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Frames waiting for the sender; more are dropped (never queue latency).
 const SOURCE_QUEUE: usize = 2;
@@ -72,6 +75,11 @@ struct Viewer {
     /// wherever the viewer's probes come from (NAT).
     target: SocketAddr,
     key: SessionKey,
+    /// The highest probe counter seen: older or equal ones are replays.
+    probes: u64,
+    /// A challenge sent to an address probes came from: where, what, when.
+    /// The stream moves there only when a probe from it answers.
+    challenge: Option<(SocketAddr, [u8; CHALLENGE_LEN], std::time::Instant)>,
     events: Outbound,
     joined_ms: u64,
     report: Option<StreamReport>,
@@ -418,6 +426,9 @@ impl Streams {
     }
 
     /// A viewer's probe: proves its key, and tells where it is seen from.
+    /// Only a fresh one counts (its counter above every one before), and a
+    /// new address gets a challenge, not frames: the stream moves there
+    /// when a probe from it carries the challenge's bytes.
     pub(super) fn on_probe(&self, stream_id: u64, viewer_id: u32, bytes: &[u8], from: SocketAddr) {
         let mut own = lock(&self.inner.own);
         let Some(v) = own
@@ -426,10 +437,59 @@ impl Streams {
         else {
             return;
         };
-        match wire::open(bytes, &v.key) {
-            Ok(_) => v.target = from,
-            Err(e) if is_forgery(&e) => tracing::debug!(%from, "forged probe dropped"),
-            Err(_) => {}
+        let (header, payload) = match wire::open(bytes, &v.key) {
+            Ok(opened) => opened,
+            Err(e) if is_forgery(&e) => return tracing::debug!(%from, "forged probe dropped"),
+            Err(_) => return,
+        };
+        if header.capture_us <= v.probes {
+            return tracing::debug!(%from, counter = header.capture_us, "replayed probe dropped");
+        }
+        v.probes = header.capture_us;
+        if from == v.target {
+            v.challenge = None;
+            return;
+        }
+        let answered = matches!(
+            &v.challenge,
+            Some((at, nonce, _)) if *at == from && payload == nonce.as_slice()
+        );
+        if answered {
+            let before = std::mem::replace(&mut v.target, from);
+            v.challenge = None;
+            let user = v.user.clone();
+            drop(own);
+            self.log().record(
+                "VIEWER_MOVED",
+                from,
+                format!("stream={stream_id} viewer={user} id={viewer_id} from={before}"),
+            );
+            return;
+        }
+        // At most one challenge a second per viewer: a spoofed source gets
+        // one small datagram a second, never the stream.
+        let recent = matches!(
+            &v.challenge,
+            Some((at, _, sent)) if *at == from && sent.elapsed() < CHALLENGE_EVERY
+        );
+        if recent {
+            return;
+        }
+        let mut nonce = [0u8; CHALLENGE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        v.challenge = Some((from, nonce, std::time::Instant::now()));
+        let mut out = Vec::with_capacity(64);
+        let sealed = wire::encode(
+            &Header::challenge(stream_id, viewer_id),
+            &nonce,
+            &v.key,
+            &mut out,
+        );
+        drop(own);
+        if sealed.is_ok() {
+            // Non-blocking: a full socket buffer drops it; the next probe
+            // asks again.
+            let _ = self.inner.socket.try_send_to(&out, from);
         }
     }
 
@@ -515,6 +575,8 @@ impl Streams {
                         conn,
                         target,
                         key: key.clone(),
+                        probes: 0,
+                        challenge: None,
                         events,
                         joined_ms: crate::now_ms(),
                         report: None,

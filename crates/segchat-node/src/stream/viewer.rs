@@ -47,6 +47,9 @@ pub enum WatchState {
 pub(super) struct Watched {
     info: StreamInfo,
     key: SessionKey,
+    viewer_id: u32,
+    /// The last probe counter used (probes count up from 1).
+    probes: u64,
     re: Reassembler,
     latest: watch::Sender<Option<ShownFrame>>,
     state: WatchState,
@@ -203,6 +206,8 @@ impl Streams {
             Watched {
                 info: info.clone(),
                 key: key.clone(),
+                viewer_id,
+                probes: 0,
                 re: Reassembler::default(),
                 latest,
                 state: WatchState::Waiting,
@@ -221,10 +226,7 @@ impl Streams {
                 info.channel, info.streamer, info.udp_addr
             ),
         );
-        tokio::spawn(
-            self.clone()
-                .session(info, viewer_id, key, reader, writer, cancel),
-        );
+        tokio::spawn(self.clone().session(info, reader, writer, cancel));
         self.watch_view(stream_id).ok_or_else(Failure::server_error)
     }
 
@@ -233,8 +235,6 @@ impl Streams {
     async fn session(
         self,
         info: StreamInfo,
-        viewer_id: u32,
-        key: SessionKey,
         mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
         mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>,
         cancel: CancellationToken,
@@ -242,7 +242,6 @@ impl Streams {
         let stream_id = info.stream_id;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         let mut next_id = 2u32;
-        let mut probe = Vec::with_capacity(64);
         let reason = loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -251,9 +250,7 @@ impl Streams {
                     break None;
                 }
                 _ = tick.tick() => {
-                    probe.clear();
-                    let h = Header::probe(stream_id, viewer_id, super::now_us());
-                    if wire::encode(&h, &[], &key, &mut probe).is_ok() {
+                    if let Some(probe) = self.next_probe(stream_id, &[]) {
                         let _ = self.inner.socket.send_to(&probe, info.udp_addr).await;
                     }
                     let Some(report) = self.check_silence(stream_id) else { break None };
@@ -314,6 +311,42 @@ impl Streams {
     }
 
     /// A chunk for a stream this node watches.
+    /// The next probe of a watch, carrying `answer` (empty, or a
+    /// challenge's bytes): counters go up by one per probe.
+    fn next_probe(&self, stream_id: u64, answer: &[u8]) -> Option<Vec<u8>> {
+        let mut watched = lock(&self.inner.watched);
+        let w = watched.get_mut(&stream_id)?;
+        w.probes += 1;
+        let mut out = Vec::with_capacity(64);
+        let h = Header::probe(stream_id, w.viewer_id, w.probes);
+        wire::encode(&h, answer, &w.key, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// The streamer asks this address to prove it is ours: answer with a
+    /// probe that carries the challenge's bytes (only a genuine challenge,
+    /// from the streamer's UDP address).
+    pub(super) fn on_challenge(&self, stream_id: u64, bytes: &[u8], from: std::net::SocketAddr) {
+        let genuine = {
+            let watched = lock(&self.inner.watched);
+            let Some(w) = watched.get(&stream_id) else {
+                return;
+            };
+            match wire::open(bytes, &w.key) {
+                Ok((h, nonce)) if h.frame == w.viewer_id && w.info.udp_addr == from => {
+                    Some(nonce.to_vec())
+                }
+                _ => None,
+            }
+        };
+        let Some(nonce) = genuine else {
+            return tracing::debug!(%from, "stray challenge dropped");
+        };
+        if let Some(probe) = self.next_probe(stream_id, &nonce) {
+            let _ = self.inner.socket.try_send_to(&probe, from);
+        }
+    }
+
     pub(super) fn on_chunk(&self, stream_id: u64, bytes: &[u8]) {
         let mut watched = lock(&self.inner.watched);
         let Some(w) = watched.get_mut(&stream_id) else {
