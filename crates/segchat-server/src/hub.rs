@@ -424,6 +424,20 @@ impl Hub {
             .collect()
     }
 
+    /// Connections signed in as the given registered user.
+    pub(crate) fn conns_of_user(&self, user_id: i64) -> Vec<ConnId> {
+        self.lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.principal
+                    .as_ref()
+                    .is_some_and(|p| p.user_id == Some(user_id))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Pushes an event to every connection of the given users.
     pub(crate) fn push_to_users(&self, users: &[i64], event: &Event) {
         self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));

@@ -196,3 +196,49 @@ async fn a_silent_streamer_expires_within_the_ttl() {
     drop(alice);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_invisible_user_cannot_stream_and_going_invisible_ends_their_streams() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut alice = Client::connect(server.addr).await;
+    alice.register("alice").await;
+    alice.submit(4000).await;
+    alice.create("live", Visibility::Public, false).await;
+    let mut bob = Client::connect(server.addr).await;
+    bob.register("bob").await;
+    bob.ok(Request::JoinChannel {
+        channel: "live".into(),
+    })
+    .await;
+
+    // Streaming, then invisible: the stream ends as if her node had gone,
+    // and nobody can list it any more.
+    let id = match alice.ok(start("live")).await {
+        Reply::Stream(s) => s.stream_id,
+        other => panic!("expected a stream, got {other:?}"),
+    };
+    assert_eq!(streams(&mut bob, Some("live")).await, vec![id]);
+    alice
+        .ok(Request::SetStatus {
+            status: segchat_proto::types::Presence::Invisible,
+        })
+        .await;
+    assert_eq!(stopped(&mut bob, id).await, "streamer_disconnected");
+    assert!(streams(&mut bob, None).await.is_empty());
+
+    // Invisible, she cannot start one: it would show her name and address.
+    bob.events.clear();
+    match alice.request(start("live")).await {
+        Err(f) => assert_eq!(f.status, Status::Conflict, "{f}"),
+        Ok(r) => panic!("an invisible user started a stream: {r:?}"),
+    }
+    assert!(streams(&mut bob, None).await.is_empty());
+    assert!(
+        !bob.events
+            .iter()
+            .any(|e| matches!(e, Event::StreamStarted { stream } if stream.streamer == "alice")),
+        "bob heard of a stream by an invisible user"
+    );
+    server.stop().await;
+}

@@ -366,6 +366,13 @@ pub(super) async fn set_status(
         .hub
         .set_status(uid, status)
         .unwrap_or(Presence::Offline);
+    if status == Presence::Invisible {
+        // Invisible must look like offline: the user's streams end as if
+        // their node had gone (a stream would show their addresses).
+        for conn in shared.hub.conns_of_user(uid) {
+            super::streams::end_all(shared, conn, ctx.addr, "streamer_disconnected").await;
+        }
+    }
     if before != status {
         let change = crate::hub::PresenceChange {
             user_id: uid,

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use segchat_proto::stream::{Codec, StreamInfo, MAX_DIMENSION, MAX_FPS};
 use segchat_proto::tracker::{Event, Reply};
+use segchat_proto::types::Presence;
 use segchat_proto::Failure;
 
 use super::channels::{load_channel, member_ids, viewer_of};
@@ -29,7 +30,15 @@ pub(super) async fn start(
     fps: u8,
     codec: Codec,
 ) -> Result<Reply, Failure> {
-    let (p, _) = registered(ctx, "start livestreams")?;
+    let (p, uid) = registered(ctx, "start livestreams")?;
+    // A stream announces its streamer's name and addresses to every
+    // reader: an invisible user would be seen. They cannot stream.
+    if shared.hub.presence(uid) == Presence::Invisible {
+        return Err(Failure::conflict(
+            "you are invisible, and a stream shows your name and your node's addresses to \
+             everyone who may read the channel; set your status to online or idle to stream",
+        ));
+    }
     if !(MIN_DIMENSION..=MAX_DIMENSION).contains(&width)
         || !(MIN_DIMENSION..=MAX_DIMENSION).contains(&height)
     {
