@@ -1,6 +1,7 @@
 //! Chat messages and the canonical bytes their authors sign.
 //!
-//! A message's id is a UUIDv7 made by the author's node; every store keeps
+//! A message's id is a UUIDv7 made by the author's node (any other id is
+//! refused, see [`check_id`]); every store keeps
 //! a channel as a set keyed by id and orders it by `(ts_ms, id)`. The
 //! author signs with their node key; the message carries the author's
 //! server-signed [`SignedTicket`], so anyone holding the server's public key
@@ -56,6 +57,19 @@ pub fn batch_len<'a>(messages: impl IntoIterator<Item = &'a Message>) -> usize {
         n += 1;
     }
     n
+}
+
+/// Checks that a message id is a UUIDv7: version 7 and the RFC 9562
+/// variant (`10` in the two top bits of byte 8). Its 16 bytes, wherever
+/// they are signed or sent, are in RFC 9562 order: big-endian, the order
+/// its text reads (`01a1ffcf-fece-7419-…` is `01 a1 ff cf fe ce 74 19 …`).
+/// Version 7 makes ids sort by creation time; anything else is refused.
+pub fn check_id(id: &Uuid) -> Result<(), TrustError> {
+    if id.get_version_num() == 7 && id.get_variant() == uuid::Variant::RFC4122 {
+        Ok(())
+    } else {
+        Err(TrustError::NotV7(*id))
+    }
 }
 
 /// A signed chat message.
@@ -128,8 +142,10 @@ pub struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    /// The exact bytes that are signed.
+    /// The exact bytes that are signed. Refuses an id that is not a
+    /// UUIDv7, so no node signs one and no store accepts one.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, TrustError> {
+        check_id(&self.id)?;
         let mut out =
             Vec::with_capacity(64 + self.channel.len() + self.author.len() + self.body.len());
         out.extend_from_slice(DOMAIN);
@@ -246,9 +262,14 @@ mod tests {
         (server, node, ticket)
     }
 
+    /// A UUIDv7 (version 7, RFC 9562 variant) numbered `n`.
+    fn v7(n: u128) -> Uuid {
+        Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n)
+    }
+
     fn message(node: &SigningKey, ticket: SignedTicket, author: &str) -> Message {
         Draft {
-            id: Uuid::from_u128(7),
+            id: v7(7),
             channel: "general",
             author,
             ts_ms: 1_000,
@@ -265,6 +286,75 @@ mod tests {
             message(&node, ticket, "alice").verify(&server.verifying_key()),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_id_is_signed_as_its_16_bytes_in_the_order_its_text_reads() {
+        let id: Uuid = "01a1ffcf-fece-7419-ac87-4ce4f5b50d89"
+            .parse()
+            .expect("uuid");
+        let draft = Draft {
+            id,
+            channel: "c",
+            author: "a",
+            ts_ms: 1,
+            body: "b",
+        };
+        let bytes = draft.signing_bytes().expect("bytes");
+        assert_eq!(
+            hex::encode(&bytes[DOMAIN.len()..DOMAIN.len() + 16]),
+            "01a1ffcffece7419ac874ce4f5b50d89"
+        );
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_uuid_v7_is_refused_when_signing_and_verifying() {
+        let (server, node, ticket) = setup();
+        let draft = |id| Draft {
+            id,
+            channel: "general",
+            author: "alice",
+            ts_ms: 1_000,
+            body: "hello",
+        };
+        // Version 4, the nil id, version 7 with the wrong variant.
+        let not_v7 = [
+            "4a1f1e2d-3c4b-4a59-8687-98a9babcdcfe",
+            "00000000-0000-0000-0000-000000000000",
+            "01a1ffcf-fece-7419-cc87-4ce4f5b50d89",
+        ];
+        for text in not_v7 {
+            let id: Uuid = text.parse().expect("uuid");
+            assert_eq!(
+                draft(id).sign(&node, ticket.clone()).map(|_| ()),
+                Err(TrustError::NotV7(id)),
+                "{text}"
+            );
+            // Signed by a client that did not check: every store refuses it.
+            let sig = node.sign(&signing_bytes_unchecked(&draft(id)));
+            let m = Message {
+                signature: hex::encode(sig.to_bytes()),
+                ..message(&node, ticket.clone(), "alice")
+            };
+            let m = Message { id, ..m };
+            assert_eq!(
+                m.verify(&server.verifying_key()),
+                Err(TrustError::NotV7(id))
+            );
+        }
+    }
+
+    /// The canonical bytes without the id check, as a careless client
+    /// would sign them.
+    fn signing_bytes_unchecked(d: &Draft<'_>) -> Vec<u8> {
+        let mut out = DOMAIN.to_vec();
+        out.extend_from_slice(d.id.as_bytes());
+        put_str16(&mut out, d.channel).expect("channel");
+        put_str16(&mut out, d.author).expect("author");
+        out.extend_from_slice(&d.ts_ms.to_be_bytes());
+        out.extend_from_slice(&(d.body.len() as u32).to_be_bytes());
+        out.extend_from_slice(d.body.as_bytes());
+        out
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub enum TrustError {
     WrongUser { ticket: String, claimed: String },
     #[error("the proof is not signed by the ticket's node key: this ticket is not yours")]
     NotYours,
+    #[error("message id {0} is not a UUIDv7 (RFC 9562 version 7)")]
+    NotV7(uuid::Uuid),
 }
 
 impl Ticket {

@@ -713,7 +713,7 @@ pub(super) mod tests {
         .sign(&server)
         .expect("ticket");
         segchat_proto::message::Draft {
-            id: uuid::Uuid::from_u128(n),
+            id: uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n),
             channel: "c",
             author: "alice",
             ts_ms: 1_000 + n as u64,
