@@ -5,20 +5,26 @@
 //! within a timeout); the peer link itself is served by
 //! [`crate::chat`] (and its stream requests by [`crate::stream`], which
 //! also owns the UDP socket). Garbage never takes the node down.
+//!
+//! Connections are capped twice: [`MAX_PEER_CONNS`] in all and
+//! [`MAX_PEER_CONNS_PER_IP`] from any one address, so one source cannot
+//! take every slot (or every file descriptor) from real members.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use segchat_log::SystemLog;
+use segchat_proto::frame::{CodecError, DecodeError};
 use segchat_proto::ticket::{ProofPurpose, NONCE_LEN};
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -28,8 +34,99 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PEER_FRAME: usize = segchat_proto::MAX_FRAME_LEN;
 /// Peer connections served at once; more are closed at once.
 const MAX_PEER_CONNS: usize = 4096;
+/// Peer connections served at once from one IP address; more from it are
+/// closed at once. A node has one link per channel it follows on a host,
+/// so a real peer needs a handful; NAT may put a few people behind one
+/// address.
+pub const MAX_PEER_CONNS_PER_IP: usize = 32;
 
 use crate::chat::{Chat, PeerCodec, PeerFrame};
+
+/// The peer link's reader: like [`PeerCodec`], but a whole `request`
+/// frame whose body cannot be read comes out as `Err((id, reason))`
+/// instead of ending the stream, so the host answers it with 400 and the
+/// link carries on.
+#[derive(Debug, Default)]
+pub(crate) struct PeerReadCodec(PeerCodec);
+
+impl PeerReadCodec {
+    fn new(max_len: usize) -> Self {
+        PeerReadCodec(PeerCodec::new(max_len))
+    }
+}
+
+/// What [`PeerReadCodec`] reads: a frame, or a request it could not.
+pub(crate) type PeerRead = Result<PeerFrame, (u32, String)>;
+
+impl Decoder for PeerReadCodec {
+    type Item = PeerRead;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerRead>, CodecError> {
+        match self.0.decode(src) {
+            Ok(frame) => Ok(frame.map(Ok)),
+            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
+                Ok(Some(Err((id, reason))))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<PeerRead>, CodecError> {
+        match self.0.decode_eof(src) {
+            Ok(frame) => Ok(frame.map(Ok)),
+            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
+                Ok(Some(Err((id, reason))))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Open peer connections per source IP.
+#[derive(Debug, Default, Clone)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`PerIp`]; gives it back when dropped (also
+/// when the connection's task is aborted).
+#[derive(Debug)]
+struct Slot {
+    table: PerIp,
+    ip: IpAddr,
+}
+
+/// Locks the table, carrying on past a poisoned lock (plain counts).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PerIp {
+    /// A slot for a connection from `ip`, or `None` if it has all of its.
+    fn take(&self, ip: IpAddr) -> Option<Slot> {
+        let mut map = lock(&self.0);
+        let n = map.entry(ip).or_default();
+        if *n >= MAX_PEER_CONNS_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.table.0);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The bound peer sockets.
 #[derive(Debug)]
@@ -71,6 +168,7 @@ impl PeerSockets {
 /// own, all aborted when this returns.
 pub async fn serve(listener: TcpListener, chat: Chat, log: SystemLog, shutdown: CancellationToken) {
     let mut conns = JoinSet::new();
+    let per_ip = PerIp::default();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -84,10 +182,19 @@ pub async fn serve(listener: TcpListener, chat: Chat, log: SystemLog, shutdown: 
                     drop(stream);
                     continue;
                 }
+                let Some(slot) = per_ip.take(addr.ip()) else {
+                    tracing::warn!(%addr, "too many peer connections from this address; refusing");
+                    drop(stream);
+                    continue;
+                };
                 let span = tracing::info_span!("peer", peer = %addr);
+                let (chat, log, shutdown) = (chat.clone(), log.clone(), shutdown.clone());
                 conns.spawn(
-                    serve_peer(stream, addr, chat.clone(), log.clone(), shutdown.clone())
-                        .instrument(span),
+                    async move {
+                        serve_peer(stream, addr, chat, log, shutdown).await;
+                        drop(slot);
+                    }
+                    .instrument(span),
                 );
             }
             Err(e) => {
@@ -109,15 +216,22 @@ async fn serve_peer(
     log.record("CONNECTION_ESTABLISHED", addr, "link=p2p");
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let mut reader = FramedRead::new(r, PeerCodec::new(MAX_PEER_FRAME));
+    let mut reader = FramedRead::new(r, PeerReadCodec::new(MAX_PEER_FRAME));
     let refusal = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
         Err(_) => Failure::bad_request(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
         Ok(None) => {
             log.record("CONNECTION_CLOSED", addr, "link=p2p closed before hello");
             return;
         }
+        Ok(Some(Err(CodecError::Decode(e)))) => {
+            let f = e.to_failure();
+            Failure::new(f.status, format!("could not read hello: {}", f.reason))
+        }
         Ok(Some(Err(e))) => Failure::bad_request(format!("could not read hello: {e}")),
-        Ok(Some(Ok(Frame::Hello(hello)))) => {
+        Ok(Some(Ok(Err((_, reason))))) => {
+            Failure::bad_request(format!("the first frame must be hello: {reason}"))
+        }
+        Ok(Some(Ok(Ok(Frame::Hello(hello))))) => {
             if hello.version != PROTOCOL_VERSION {
                 Failure::new(
                     Status::UnsupportedVersion,
@@ -137,7 +251,7 @@ async fn serve_peer(
                 return;
             }
         }
-        Ok(Some(Ok(_))) => Failure::bad_request("the first frame must be hello"),
+        Ok(Some(Ok(Ok(_)))) => Failure::bad_request("the first frame must be hello"),
     };
     let reason = refusal.to_string();
     let frame: PeerFrame = Frame::Error(refusal);

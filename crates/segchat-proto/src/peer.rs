@@ -18,6 +18,15 @@
 //! and sends the frames over UDP (see [`crate::stream`]); the viewer sends
 //! `stream_report` now and then and `unwatch` at the end. The streamer
 //! pushes `stream_ended` when the stream stops.
+//!
+//! # Liveness
+//!
+//! The host's `welcome` gives `heartbeat_ms` (how often a member pings)
+//! and `peer_ttl_ms` (how long the host waits for a frame before it drops
+//! the link). A member sends `ping` whenever it has sent nothing for
+//! `heartbeat_ms` and takes the link for dead when no frame at all came
+//! for [`LIVENESS`] heartbeats; a link that has not been admitted
+//! (`peer_connect` or `watch` answered) within a few seconds is closed.
 
 use std::collections::HashMap;
 
@@ -70,6 +79,9 @@ pub enum Request {
         stream_id: u64,
         report: StreamReport,
     },
+    /// Liveness: the host answers `pong`. A member sends one when it has
+    /// sent nothing for the welcome's `heartbeat_ms` (see [`LIVENESS`]).
+    Ping,
 }
 
 /// A host's successful answer.
@@ -111,7 +123,14 @@ pub enum Reply {
     },
     /// Answer to `unwatch` and `stream_report`.
     Done,
+    /// Answer to `ping`.
+    Pong,
 }
+
+/// After how many heartbeats without a frame from the host a member takes
+/// its link for dead (`ping` is answered at once, so a live host is never
+/// silent that long).
+pub const LIVENESS: u32 = 3;
 
 /// How many ticket numbers a peer link uses: a `ticket` event's
 /// `ticket_ref` is below this, so a member's table of them is bounded.
@@ -139,6 +158,10 @@ pub enum Event {
     },
     /// A stream this member watches has ended.
     StreamEnded { stream_id: u64, reason: String },
+    /// This member's rights in `channel` changed on an open link (it
+    /// joined or left while connected): from now on its posts there are
+    /// accepted (`can_write`) or refused, as `connected` would say now.
+    Rights { channel: String, can_write: bool },
 }
 
 /// A member's side of a link's ticket numbers: what each `ticket_ref`

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::outbound::Outbound;
 use super::{lock, Chat, ChatEvent, Via};
 use crate::acl::ChannelAcl;
+use crate::p2p::PeerReadCodec;
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
 
 /// The peer link's codec and frames.
@@ -46,6 +47,15 @@ const BACKUP_EVERY: Duration = Duration::from_secs(5);
 const PULL_EVERY: Duration = Duration::from_secs(30);
 /// How long the backup task waits after a nudge before it reads the backlog.
 const BACKUP_LINGER: Duration = Duration::from_millis(50);
+/// How often a member pings when it has nothing else to send (the
+/// welcome's `heartbeat_ms`). See ARCHITECTURE.md, "Peer link liveness".
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(2);
+/// A member link with no frame for this long is dropped (the welcome's
+/// `peer_ttl_ms`): five missed pings, so a loaded member is not cut.
+const LINK_IDLE: Duration = Duration::from_secs(10);
+/// A link must be admitted (`peer_connect` or `watch` answered) this soon
+/// after its welcome, whatever it sends meanwhile.
+const ADMIT_WITHIN: Duration = Duration::from_secs(5);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -59,6 +69,7 @@ struct Sub {
     user: String,
     /// The session of the ticket it was admitted with.
     session: String,
+    kind: AccountKind,
 }
 
 #[derive(Debug)]
@@ -201,8 +212,11 @@ impl Hosting {
     }
 
     /// Keeps the cached member list current as people join and leave, so
-    /// admission never has to wait for the server.
-    /// Someone who left and may no longer read is cut off at once.
+    /// admission never has to wait for the server, and makes the user's
+    /// open links follow: a link admitted read-only before the host heard
+    /// of the join is told it may write now (a `rights` event), and one
+    /// that may no longer write is told so. Someone who left and may no
+    /// longer read is cut off at once.
     pub(super) fn member_changed(&self, channel: &str, user: &str, joined: bool) {
         let mut map = lock(&self.channels);
         let Some(h) = map.get_mut(channel) else {
@@ -211,9 +225,9 @@ impl Hosting {
         let Some(acl) = h.acl.as_mut() else { return };
         if joined {
             acl.members.insert(user.to_owned());
-            return;
+        } else {
+            acl.members.remove(user);
         }
-        acl.members.remove(user);
         if !acl.may_read(user, AccountKind::User) {
             h.subs.retain(|_, s| {
                 let stays = s.user != user;
@@ -222,6 +236,18 @@ impl Hosting {
                 }
                 stays
             });
+            return;
+        }
+        // Visitors' links keep their rights: a visitor is never a member.
+        let can_write = acl.may_write(user, AccountKind::User);
+        let event: PeerFrame = Frame::Event(peer::Event::Rights {
+            channel: channel.to_owned(),
+            can_write,
+        });
+        let Some(b) = encode(&event) else { return };
+        for s in h.subs.values().filter(|s| s.user == user && s.kind == AccountKind::User) {
+            // Refused: the link is closing anyway.
+            let _ = s.out.send(b.clone());
         }
     }
 
@@ -805,6 +831,7 @@ impl Chat {
                 cancel: conn.cancel.clone(),
                 user: user.clone(),
                 session: ticket.ticket.session_id.clone(),
+                kind,
             },
         );
         Ok((user, kind, write))
@@ -824,12 +851,15 @@ struct PeerConn {
     nonce: [u8; NONCE_LEN],
     /// channel → (ticket's user, account kind)
     joined: HashMap<String, (String, AccountKind)>,
+    /// A `peer_connect` or `watch` was answered: the link is held while
+    /// it pings, instead of for [`ADMIT_WITHIN`] in all.
+    admitted: bool,
 }
 
 /// Serves one member's peer link after its `hello` was accepted.
 pub(crate) async fn serve_peer(
     chat: Chat,
-    mut reader: FramedRead<OwnedReadHalf, PeerCodec>,
+    mut reader: FramedRead<OwnedReadHalf, PeerReadCodec>,
     writer: OwnedWriteHalf,
     addr: SocketAddr,
     shutdown: CancellationToken,
@@ -848,12 +878,13 @@ pub(crate) async fn serve_peer(
             n
         },
         joined: HashMap::new(),
+        admitted: false,
     };
     let welcome: PeerFrame = Frame::Welcome(Welcome {
         version: PROTOCOL_VERSION,
         agent: crate::AGENT.into(),
-        heartbeat_ms: 0,
-        peer_ttl_ms: 0,
+        heartbeat_ms: PING_EVERY.as_millis() as u64,
+        peer_ttl_ms: LINK_IDLE.as_millis() as u64,
         server_key: chat.link().state().server_key.unwrap_or_default(),
         max_body_len: chat.max_body_len() as u32,
         nonce: hex::encode(conn.nonce),
@@ -862,12 +893,37 @@ pub(crate) async fn serve_peer(
         Some(b) => conn.out.send(b).is_ok(),
         None => false,
     };
+    // Until admitted the link has ADMIT_WITHIN in all; then LINK_IDLE
+    // from its last frame.
+    let idle = tokio::time::sleep(ADMIT_WITHIN);
+    tokio::pin!(idle);
     let reason = match greeted {
         true => loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break "closed by host (slow consumer or shutdown)".to_string(),
+                _ = &mut idle => {
+                    let f = match conn.admitted {
+                        true => Failure::bad_request(format!(
+                            "no frame for {} s (ping every {} s)",
+                            LINK_IDLE.as_secs(),
+                            PING_EVERY.as_secs()
+                        )),
+                        false => Failure::bad_request(format!(
+                            "no peer_connect or watch admitted within {} s",
+                            ADMIT_WITHIN.as_secs()
+                        )),
+                    };
+                    let reason = format!("idle: {}", f.reason);
+                    if let Some(b) = encode(&Frame::Error(f)) {
+                        let _ = conn.out.send(b);
+                    }
+                    break reason;
+                }
                 n = reader.next() => n,
             };
+            if conn.admitted {
+                idle.as_mut().reset(tokio::time::Instant::now() + LINK_IDLE);
+            }
             match next {
                 None => break "closed by member".into(),
                 Some(Err(e)) => {
@@ -880,13 +936,32 @@ pub(crate) async fn serve_peer(
                     }
                     break format!("bad frame: {e}");
                 }
-                Some(Ok(Frame::Request { id, body })) => {
+                // A whole request whose body could not be read: answered
+                // 400, and the link carries on (PROTOCOL.md §1).
+                Some(Ok(Err((id, reason)))) => {
+                    let result = Err(Failure::bad_request(format!("malformed request: {reason}")));
+                    if let Some(b) = encode(&Frame::Response { id, result }) {
+                        if conn.out.send(b).is_err() {
+                            break "writer gone".into();
+                        }
+                    }
+                }
+                Some(Ok(Ok(Frame::Request { id, body }))) => {
                     let result = match handle(&chat, &mut conn, id, body).await {
                         // A queued post: the sequencer answers it.
                         Ok(None) => continue,
                         Ok(Some(reply)) => Ok(reply),
                         Err(f) => Err(f),
                     };
+                    if !conn.admitted
+                        && matches!(
+                            result,
+                            Ok(peer::Reply::Connected { .. } | peer::Reply::Watching { .. })
+                        )
+                    {
+                        conn.admitted = true;
+                        idle.as_mut().reset(tokio::time::Instant::now() + LINK_IDLE);
+                    }
                     let Some(b) = encode(&Frame::Response { id, result }) else {
                         continue;
                     };
@@ -894,7 +969,7 @@ pub(crate) async fn serve_peer(
                         break "writer gone".into();
                     }
                 }
-                Some(Ok(other)) => {
+                Some(Ok(Ok(other))) => {
                     let f = Failure::bad_request(format!(
                         "unexpected {:?} frame from a member",
                         other.kind()
@@ -1066,6 +1141,7 @@ async fn handle(
             None => Err(Failure::unavailable("this node does not stream yet")),
         },
         peer::Request::Post { message } => post(chat, conn, id, message).await.map(|()| None),
+        peer::Request::Ping => Ok(Some(peer::Reply::Pong)),
     }
 }
 

@@ -16,7 +16,7 @@ use segchat_proto::message::{Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
 use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::tracker::{Reply, Request};
-use segchat_proto::{Failure, Frame, Hello, LinkKind, Status};
+use segchat_proto::{Failure, Frame, Hello, LinkKind, Status, Welcome};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -42,6 +42,47 @@ const GAP_RETRY: Duration = Duration::from_millis(250);
 /// The longest wait between two requests for an open gap while the link is
 /// up: how long a member whose disk came back may still miss messages.
 const GAP_RETRY_MAX: Duration = Duration::from_secs(3);
+/// How often to ping a host whose welcome names no interval.
+const DEFAULT_PING: Duration = Duration::from_secs(2);
+/// Events kept while waiting for the answer to `peer_connect`.
+const MAX_EARLY_EVENTS: usize = 4096;
+
+/// A P2P link's liveness rules, from the host's welcome: ping when
+/// nothing was sent for `ping_every`; the link is dead when nothing came
+/// for `dead_after` (a write that cannot finish within it is too).
+struct Liveness {
+    ping_every: Duration,
+    dead_after: Duration,
+}
+
+impl Liveness {
+    fn of(welcome: &Welcome) -> Liveness {
+        let ping_every = match welcome.heartbeat_ms {
+            0 => DEFAULT_PING,
+            ms => Duration::from_millis(ms).clamp(Duration::from_millis(100), DEFAULT_PING * 5),
+        };
+        Liveness {
+            ping_every,
+            dead_after: ping_every * peer::LIVENESS,
+        }
+    }
+}
+
+/// `write`, unless the host has stopped reading (a full socket buffer
+/// over a cut link would otherwise wait forever).
+async fn within<T>(
+    liveness: &Liveness,
+    write: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(liveness.dead_after, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the host took no data for {} ms",
+                liveness.dead_after.as_millis()
+            ))
+        })
+}
 
 /// Why a P2P session ended.
 enum Ended {
@@ -125,7 +166,7 @@ impl Chat {
             self.set_via(channel, if connected { Via::Server } else { Via::Offline });
             if connected {
                 self.pull_as_member(channel).await;
-                self.flush_via_server(channel).await;
+                self.flush_via_server(channel, &HashSet::new()).await;
             }
             let host_known = host.borrow().is_some();
             let retry = async {
@@ -211,10 +252,14 @@ impl Chat {
         Ok(Some(inserted))
     }
 
-    /// Posts the channel's outbox through the server.
-    async fn flush_via_server(&self, channel: &str) {
+    /// Posts the channel's outbox through the server, but for the
+    /// messages in `skip` (on their way to the host).
+    async fn flush_via_server(&self, channel: &str, skip: &HashSet<String>) {
         for m in self.outbox_of(channel).await {
             let id = m.id.to_string();
+            if skip.contains(&id) {
+                continue;
+            }
             match self
                 .link()
                 .request(Request::PostMessage { message: m })
@@ -281,15 +326,16 @@ impl Chat {
         // The proof of this node's key signs the welcome's nonce, so the
         // request waits for it (one round trip more than a pipelined one).
         let welcome = tokio::time::timeout(PEER_TIMEOUT, reader.next()).await;
-        let nonce = match welcome {
+        let welcome = match welcome {
             Err(_) => return Ended::Failed("the host did not answer".into()),
-            Ok(Some(Ok(Frame::Welcome(w)))) => w.nonce,
+            Ok(Some(Ok(Frame::Welcome(w)))) => w,
             Ok(Some(Ok(Frame::Error(f)))) => {
                 return Ended::Failed(format!("the host refused: {f}"))
             }
             Ok(_) => return Ended::Failed("the host broke the handshake".into()),
         };
-        let proof = match self.prove(&nonce, ProofPurpose::PeerConnect { channel }) {
+        let liveness = Liveness::of(&welcome);
+        let proof = match self.prove(&welcome.nonce, ProofPurpose::PeerConnect { channel }) {
             Ok(p) => p,
             Err(e) => return Ended::Failed(format!("the host's welcome: {e}")),
         };
@@ -304,18 +350,30 @@ impl Chat {
         if writer.send(connect).await.is_err() {
             return Ended::Failed("the host closed the connection".into());
         }
-        let answer = tokio::time::timeout(PEER_TIMEOUT, reader.next()).await;
-        let can_write = match answer {
+        // Events may come before the answer (the link is subscribed as
+        // it is admitted); they are kept and taken in first.
+        let answer = tokio::time::timeout(PEER_TIMEOUT, async {
+            let mut early = Vec::new();
+            loop {
+                match reader.next().await {
+                    Some(Ok(Frame::Response { id: 1, result })) => return Ok((result, early)),
+                    Some(Ok(Frame::Event(ev))) if early.len() < MAX_EARLY_EVENTS => {
+                        early.push(ev)
+                    }
+                    Some(Ok(Frame::Error(f))) => return Err(format!("the host refused: {f}")),
+                    _ => return Err("the host broke the handshake".to_owned()),
+                }
+            }
+        })
+        .await;
+        let (can_write, early) = match answer {
             Err(_) => return Ended::Failed("the host did not answer".into()),
-            Ok(Some(Ok(Frame::Response { result, .. }))) => match result {
-                Ok(peer::Reply::Connected { can_write, .. }) => can_write,
+            Ok(Err(e)) => return Ended::Failed(e),
+            Ok(Ok((result, early))) => match result {
+                Ok(peer::Reply::Connected { can_write, .. }) => (can_write, early),
                 Ok(other) => return Ended::Failed(format!("unexpected answer {other:?}")),
                 Err(f) => return Ended::Failed(format!("the host refused: {f}")),
             },
-            Ok(Some(Ok(Frame::Error(f)))) => {
-                return Ended::Failed(format!("the host refused: {f}"))
-            }
-            Ok(_) => return Ended::Failed("the host broke the handshake".into()),
         };
         self.log().record(
             "CONNECTION_ESTABLISHED",
@@ -332,6 +390,7 @@ impl Chat {
             posts: HashMap::new(),
             in_flight: HashSet::new(),
             can_write,
+            via_server: false,
             awaiting_backup: false,
             tickets: peer::LinkTickets::default(),
             page_after: None,
@@ -340,13 +399,23 @@ impl Chat {
             repair_every: GAP_RETRY,
             missing: u64::MAX,
         };
+        for ev in early {
+            if let Err(e) = self.on_host_event(&mut session, ev).await {
+                return Ended::Lost(e);
+            }
+        }
         let mut flush_due = true;
+        // When this side last sent and last heard anything.
+        let (mut sent_at, mut heard_at) = (Instant::now(), Instant::now());
         let ended = loop {
             if session.syncing.is_none() {
-                if let Err(e) = self.send_sync(&mut session, &mut writer).await {
-                    break Ended::Lost(e);
+                match within(&liveness, self.send_sync(&mut session, &mut writer)).await {
+                    Ok(()) => sent_at = Instant::now(),
+                    Err(e) => break Ended::Lost(e),
                 }
             }
+            let ping_at = sent_at + liveness.ping_every;
+            let dead_at = heard_at + liveness.dead_after;
             tokio::select! {
                 _ = cancel.cancelled() => break Ended::Cancelled,
                 changed = host.changed() => {
@@ -362,46 +431,63 @@ impl Chat {
                 _ = backup_check(session.awaiting_backup) => {
                     session.awaiting_backup = self.confirm_backup(channel).await;
                 }
+                _ = tokio::time::sleep_until(ping_at.min(dead_at)) => {
+                    if Instant::now() >= dead_at {
+                        break Ended::Lost(format!(
+                            "nothing from the host for {} ms",
+                            liveness.dead_after.as_millis()
+                        ));
+                    }
+                    let id = session.take_id();
+                    let ping = writer.send(Frame::Request { id, body: peer::Request::Ping });
+                    match within(&liveness, async { ping.await.map_err(|e| e.to_string()) }).await {
+                        Ok(()) => sent_at = Instant::now(),
+                        Err(e) => break Ended::Lost(e),
+                    }
+                }
                 _ = tokio::time::sleep(IDLE_TICK) => flush_due = true,
                 _ = sleep_until(session.repair_at) => {
                     session.repair_at = None;
-                    if let Err(e) = self.request_gap(&mut session, &mut writer).await {
-                        break Ended::Lost(e);
+                    match within(&liveness, self.request_gap(&mut session, &mut writer)).await {
+                        Ok(()) => sent_at = Instant::now(),
+                        Err(e) => break Ended::Lost(e),
                     }
                 }
-                frame = reader.next() => match frame {
-                    None => break Ended::Lost("the host closed the connection".into()),
-                    Some(Err(e)) => break Ended::Lost(format!("bad frame from the host: {e}")),
-                    Some(Ok(Frame::Event(peer::Event::Ticket { ticket_ref, ticket }))) => {
-                        if let Err(e) = session.tickets.learn(ticket_ref, ticket) {
-                            break Ended::Lost(e);
-                        }
-                    }
-                    Some(Ok(Frame::Event(peer::Event::Broadcast { seq, ticket_ref, message }))) => {
-                        match session.tickets.resolve(ticket_ref, message) {
-                            Ok(message) => {
-                                let held = self.on_hosted(&session, Sequenced { seq, message }).await;
-                                // A hole below this number (or this number)
-                                // is asked for now, not on the next connect.
-                                let caught_up = session.syncing == Some(0);
-                                if !held && caught_up && session.repair_at.is_none() {
-                                    self.review_gaps(&mut session).await;
-                                }
+                frame = reader.next() => {
+                    heard_at = Instant::now();
+                    match frame {
+                        None => break Ended::Lost("the host closed the connection".into()),
+                        Some(Err(e)) => break Ended::Lost(format!("bad frame from the host: {e}")),
+                        Some(Ok(Frame::Event(ev))) => {
+                            let could_write = session.can_write;
+                            if let Err(e) = self.on_host_event(&mut session, ev).await {
+                                break Ended::Lost(e);
                             }
-                            Err(e) => break Ended::Lost(e),
+                            flush_due |= session.can_write != could_write;
                         }
+                        Some(Ok(Frame::Response { id, result })) => {
+                            self.on_answer(&mut session, id, result).await;
+                        }
+                        Some(Ok(Frame::Error(f))) => break Ended::Lost(format!("the host closed the link: {f}")),
+                        Some(Ok(other)) => break Ended::Lost(format!("unexpected {:?} frame", other.kind())),
                     }
-                    Some(Ok(Frame::Response { id, result })) => {
-                        self.on_answer(&mut session, id, result).await;
-                    }
-                    Some(Ok(Frame::Error(f))) => break Ended::Lost(format!("the host closed the link: {f}")),
-                    Some(Ok(other)) => break Ended::Lost(format!("unexpected {:?} frame", other.kind())),
                 },
             }
-            if flush_due && session.syncing == Some(0) {
+            if (flush_due || session.via_server) && session.syncing == Some(0) {
                 flush_due = false;
-                if let Err(e) = self.post_outbox(&mut session, &mut writer).await {
-                    break Ended::Lost(e);
+                if session.can_write && !session.via_server {
+                    match within(&liveness, self.post_outbox(&mut session, &mut writer)).await {
+                        Ok(true) => sent_at = Instant::now(),
+                        Ok(false) => {}
+                        Err(e) => break Ended::Lost(e),
+                    }
+                } else if self.link().state().connected {
+                    // Read-only here (a visitor, or the host has not heard
+                    // of the join yet), or the host refused a post for
+                    // now: what the user wrote goes through the server,
+                    // which has the last word on membership.
+                    session.via_server = false;
+                    self.flush_via_server(channel, &session.in_flight).await;
                 }
             }
         };
@@ -494,10 +580,12 @@ impl Chat {
         s.missing = if missing == 0 { u64::MAX } else { missing };
     }
 
-    /// Posts whatever in the outbox is not already on its way.
-    async fn post_outbox(&self, s: &mut Session, w: &mut PeerWriter) -> Result<(), String> {
+    /// Posts whatever in the outbox is not already on its way; true if it
+    /// sent anything.
+    async fn post_outbox(&self, s: &mut Session, w: &mut PeerWriter) -> Result<bool, String> {
+        let mut sent = false;
         if !s.can_write {
-            return Ok(());
+            return Ok(sent);
         }
         for m in self.outbox_of(&s.channel).await {
             let mid = m.id.to_string();
@@ -512,8 +600,43 @@ impl Chat {
             })
             .await
             .map_err(|e| e.to_string())?;
+            sent = true;
         }
-        Ok(())
+        Ok(sent)
+    }
+
+    /// Takes in an event from the host.
+    async fn on_host_event(&self, s: &mut Session, ev: peer::Event) -> Result<(), String> {
+        match ev {
+            peer::Event::Ticket { ticket_ref, ticket } => s.tickets.learn(ticket_ref, ticket),
+            peer::Event::Broadcast {
+                seq,
+                ticket_ref,
+                message,
+            } => {
+                let message = s.tickets.resolve(ticket_ref, message)?;
+                let held = self.on_hosted(s, Sequenced { seq, message }).await;
+                // A hole below this number (or this number) is asked for
+                // now, not on the next connect.
+                let caught_up = s.syncing == Some(0);
+                if !held && caught_up && s.repair_at.is_none() {
+                    self.review_gaps(s).await;
+                }
+                Ok(())
+            }
+            peer::Event::Rights { channel, can_write } => {
+                if channel == s.channel && can_write != s.can_write {
+                    self.log().record(
+                        "PEER_RIGHTS",
+                        &s.from,
+                        format!("channel={channel} can_write={can_write}"),
+                    );
+                    s.can_write = can_write;
+                }
+                Ok(())
+            }
+            peer::Event::StreamEnded { .. } => Ok(()),
+        }
     }
 
     /// Stores a copy the host sent under its number. True if this number
@@ -593,6 +716,12 @@ impl Chat {
                 s.awaiting_backup = true;
             }
             Ok(other) => tracing::warn!(answer = ?other, "unexpected answer to post"),
+            // The host's idea of the members may lag the server's (a join
+            // it has not heard of yet): the server decides instead.
+            Err(f) if f.status == Status::Forbidden => {
+                tracing::info!(reason = %f, "the host refused a post; trying the server");
+                s.via_server = true;
+            }
             Err(f) if final_refusal(&f) => {
                 self.set_state(mid, &s.channel, DeliveryState::Refused, Some(f.reason))
                     .await;
@@ -615,6 +744,9 @@ struct Session {
     posts: HashMap<u32, String>,
     in_flight: HashSet<String>,
     can_write: bool,
+    /// The host refused a post for now: the outbox goes through the
+    /// server at the next chance.
+    via_server: bool,
     /// A post was stored by the host and its backup is not confirmed yet.
     awaiting_backup: bool,
     /// The authors' tickets the host's broadcasts refer to.
