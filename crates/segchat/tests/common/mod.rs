@@ -69,7 +69,7 @@ impl Proc {
         }
     }
 
-    /// The process id, for reading `/proc/PID/status`.
+    /// The process id, for reading `/proc/PID/status` or `kill -STOP`.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
