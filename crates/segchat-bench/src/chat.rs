@@ -182,7 +182,9 @@ async fn run_with(
             .await
             .with_context(|| format!("setting up sender{i}"))?;
         trackers.push(tokio::spawn(s.tracker.keep_alive(stop.clone())));
-        senders.push((s.name, s.key, s.ticket, s.peer));
+        // Kept alive while the members are set up (that may take longer
+        // than the host waits for a silent link).
+        senders.push((s.name, s.key, s.ticket, link::Held::new(s.peer)));
     }
 
     // Members live on threads of their own, so the posting senders and
@@ -280,6 +282,7 @@ async fn run_with(
             sender: k,
             epoch,
         };
+        let peer = peer.take().await?;
         let task = sender(peer, out, plan, start, Arc::clone(&counters), stop.clone());
         sender_tasks.push(tokio::spawn(task));
     }
@@ -583,11 +586,22 @@ async fn member(
     // seen[i]: whether seq base_seq + 1 + i arrived.
     let mut seen: Vec<bool> = Vec::new();
     let mut tickets = peer::LinkTickets::default();
+    let mut ping = tokio::time::interval(link::PING_EVERY);
+    let mut ping_id = link::PING_IDS;
     loop {
         let frame = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             f = peer.next() => f,
+            _ = ping.tick() => {
+                ping_id = ping_id.wrapping_add(1).max(link::PING_IDS);
+                let req = Frame::Request { id: ping_id, body: peer::Request::Ping };
+                if let Err(e) = peer.send(req).await {
+                    r.lost = Some(format!("peer link: {e}"));
+                    break;
+                }
+                continue;
+            }
         };
         if let Some(why) = link_ended(&frame) {
             r.lost = Some(why);
@@ -733,6 +747,11 @@ async fn sender_writer(
     w: &mut WriterResult,
 ) -> anyhow::Result<()> {
     let start = tokio::time::Instant::from_std(start);
+    let mut ping_id = link::PING_IDS;
+    while tokio::time::Instant::now() + link::PING_EVERY < start {
+        tokio::time::sleep(link::PING_EVERY).await;
+        ping(&mut sink, &mut ping_id).await?;
+    }
     tokio::time::sleep_until(start).await;
     let times = &out.sent_at[out.sender];
     let mut posts = out.posts.into_iter();
@@ -760,11 +779,40 @@ async fn sender_writer(
         }
         sink.flush().await?;
         if w.sent < plan.count {
-            let next = plan.period.mul_f64(w.sent as f64);
-            tokio::time::sleep_until(start + next).await;
+            let next = start + plan.period.mul_f64(w.sent as f64);
+            while tokio::time::Instant::now() + link::PING_EVERY < next {
+                tokio::time::sleep(link::PING_EVERY).await;
+                ping(&mut sink, &mut ping_id).await?;
+            }
+            tokio::time::sleep_until(next).await;
         }
     }
+    // The answers are still being read (the drain): the link stays alive
+    // until the end.
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(link::PING_EVERY) => {
+                    if ping(&mut sink, &mut ping_id).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     Ok(())
+}
+
+/// Sends a `ping` (the host drops a peer link silent for 10 s).
+async fn ping(sink: &mut PeerSink, id: &mut u32) -> anyhow::Result<()> {
+    *id = id.wrapping_add(1).max(link::PING_IDS);
+    let req = Frame::Request {
+        id: *id,
+        body: peer::Request::Ping,
+    };
+    Ok(sink.send(req).await?)
 }
 
 /// One sender's posts, signed ahead, and where it notes when each went.
@@ -827,6 +875,7 @@ async fn sender_reader(
             break;
         }
         match frame {
+            Some(Ok(Frame::Response { id, .. })) if id >= link::PING_IDS => {}
             Some(Ok(Frame::Response { id, result })) => {
                 let sent = pending.lock().ok().and_then(|mut p| p.remove(&id));
                 match result {

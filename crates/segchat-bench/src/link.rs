@@ -1,7 +1,8 @@
 //! Minimal clients of the two links, built only on `segchat_proto`'s
 //! frames and codec (the bench writes no byte layout of its own).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -9,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Welcome};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +23,40 @@ pub(crate) type TrackerFramed =
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
 pub(crate) type PeerFramed = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
 
+/// How often a bench peer link pings the host: the host drops a peer link
+/// that sends nothing for its `peer_ttl_ms` (10 s); see PROTOCOL.md §7.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(2);
+/// Request ids of pings: far above any post's, so answers are told apart.
+pub(crate) const PING_IDS: u32 = 0x8000_0000;
+
+/// Connections made so far, to give each its own loopback source address.
+static CONNECTIONS: AtomicU32 = AtomicU32::new(0);
+
+/// The source address of the next connection to a loopback `addr`: a
+/// different 127.1.x.y each time, as if every simulated member were a
+/// machine of its own (a node admits only 32 peer connections per source
+/// IP). `None`: let the system choose.
+fn source_for(addr: SocketAddr) -> Option<SocketAddr> {
+    if !addr.ip().is_loopback() || !addr.is_ipv4() {
+        return None;
+    }
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let ip = Ipv4Addr::new(127, 1, ((n / 250) % 250) as u8, (n % 250) as u8 + 1);
+    Some(SocketAddr::new(IpAddr::V4(ip), 0))
+}
+
 async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+    let connecting = async {
+        match source_for(addr) {
+            Some(source) => {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(source)?;
+                socket.connect(addr).await
+            }
+            None => TcpStream::connect(addr).await,
+        }
+    };
+    let stream = tokio::time::timeout(STEP_TIMEOUT, connecting)
         .await
         .map_err(|_| anyhow!("connecting to {addr} timed out"))?
         .with_context(|| format!("could not connect to {addr}"))?;
@@ -183,5 +216,45 @@ pub(crate) async fn peer_connect(
             Ok(Some(Ok(Frame::Error(f)))) => bail!("the host closed the peer link: {f}"),
             Ok(Some(Ok(_))) => continue,
         }
+    }
+}
+
+/// A peer link kept alive (a `ping` every [`PING_EVERY`]; whatever the host
+/// sends meanwhile is dropped) until it is taken back.
+#[derive(Debug)]
+pub(crate) struct Held {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<PeerFramed>,
+}
+
+impl Held {
+    pub(crate) fn new(mut peer: PeerFramed) -> Held {
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PING_EVERY);
+            let mut id = PING_IDS;
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    _ = until.cancelled() => return peer,
+                    _ = tick.tick(), if open => {
+                        id = id.wrapping_add(1).max(PING_IDS);
+                        let ping = Frame::Request { id, body: peer::Request::Ping };
+                        open = peer.send(ping).await.is_ok();
+                    }
+                    f = peer.next(), if open => open = matches!(f, Some(Ok(_))),
+                }
+            }
+        });
+        Held { stop, task }
+    }
+
+    /// The link back (the next reader sees how it ended, if it did).
+    pub(crate) async fn take(self) -> anyhow::Result<PeerFramed> {
+        self.stop.cancel();
+        self.task
+            .await
+            .context("a peer link's keep-alive task panicked")
     }
 }

@@ -24,7 +24,11 @@ use tokio_util::sync::CancellationToken;
 type PeerLink = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
 
 /// A node that tells the server its P2P address is on `advertise`.
-async fn start_node_advertising(server: SocketAddr, dir: &std::path::Path, advertise: IpAddr) -> NodeHandle {
+async fn start_node_advertising(
+    server: SocketAddr,
+    dir: &std::path::Path,
+    advertise: IpAddr,
+) -> NodeHandle {
     let mut config = NodeConfig::new(server.to_string(), dir);
     config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
     config.advertise_ip = Some(advertise);
@@ -96,7 +100,10 @@ async fn wait_via(api: &Api, channel: &str, want: &str) -> Duration {
 
 async fn send(api: &Api, channel: &str, body: &str) -> String {
     let (status, v) = api
-        .post(&format!("/channels/{channel}/messages"), json!({"body": body}))
+        .post(
+            &format!("/channels/{channel}/messages"),
+            json!({"body": body}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "send {body:?}: {v}");
     v["message"]["id"].as_str().expect("id").to_owned()
@@ -211,7 +218,10 @@ async fn say_hello(stream: TcpStream) -> PeerLink {
         .expect("hello");
     match tokio::time::timeout(DEADLINE, link.next()).await {
         Ok(Some(Ok(Frame::Welcome(w)))) => {
-            assert!(w.heartbeat_ms > 0 && w.peer_ttl_ms > w.heartbeat_ms, "{w:?}");
+            assert!(
+                w.heartbeat_ms > 0 && w.peer_ttl_ms > w.heartbeat_ms,
+                "{w:?}"
+            );
         }
         other => panic!("expected welcome, got {other:?}"),
     }
@@ -252,7 +262,10 @@ async fn a_peer_that_says_hello_and_then_nothing_is_closed() {
     let link = say_hello(TcpStream::connect(node.p2p_addr()).await.expect("connect")).await;
     let (after, said) = closed(link).await;
     eprintln!("closed {after:?} after the welcome: {said:?}");
-    assert!(after < Duration::from_secs(9), "closed only after {after:?}");
+    assert!(
+        after < Duration::from_secs(9),
+        "closed only after {after:?}"
+    );
     let said = said.expect("the node says why");
     assert!(said.reason.contains("within"), "{said}");
 
@@ -261,7 +274,10 @@ async fn a_peer_that_says_hello_and_then_nothing_is_closed() {
     let pinger = tokio::spawn(async move {
         for id in 1.. {
             if link
-                .send(Frame::Request { id, body: peer::Request::Ping })
+                .send(Frame::Request {
+                    id,
+                    body: peer::Request::Ping,
+                })
                 .await
                 .is_err()
             {
@@ -372,7 +388,10 @@ async fn a_bad_request_on_the_peer_link_gets_400_and_the_link_carries_on() {
     .await
     .expect("request");
     match tokio::time::timeout(DEADLINE, raw.next()).await {
-        Ok(Some(Ok(Frame::Response { id: 7, result: Err(f) }))) => {
+        Ok(Some(Ok(Frame::Response {
+            id: 7,
+            result: Err(f),
+        }))) => {
             assert_eq!(f.status, Status::BadRequest, "{f}")
         }
         other => panic!("expected a 400 response, got {other:?}"),
@@ -384,7 +403,10 @@ async fn a_bad_request_on_the_peer_link_gets_400_and_the_link_carries_on() {
     .await
     .expect("ping");
     match tokio::time::timeout(DEADLINE, raw.next()).await {
-        Ok(Some(Ok(Frame::Response { id: 8, result: Ok(v) }))) => {
+        Ok(Some(Ok(Frame::Response {
+            id: 8,
+            result: Ok(v),
+        }))) => {
             assert_eq!(v["type"], "pong", "{v}")
         }
         other => panic!("expected pong, got {other:?}"),

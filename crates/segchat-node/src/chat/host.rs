@@ -245,7 +245,11 @@ impl Hosting {
             can_write,
         });
         let Some(b) = encode(&event) else { return };
-        for s in h.subs.values().filter(|s| s.user == user && s.kind == AccountKind::User) {
+        for s in h
+            .subs
+            .values()
+            .filter(|s| s.user == user && s.kind == AccountKind::User)
+        {
             // Refused: the link is closing anyway.
             let _ = s.out.send(b.clone());
         }

@@ -357,9 +357,7 @@ impl Chat {
             loop {
                 match reader.next().await {
                     Some(Ok(Frame::Response { id: 1, result })) => return Ok((result, early)),
-                    Some(Ok(Frame::Event(ev))) if early.len() < MAX_EARLY_EVENTS => {
-                        early.push(ev)
-                    }
+                    Some(Ok(Frame::Event(ev))) if early.len() < MAX_EARLY_EVENTS => early.push(ev),
                     Some(Ok(Frame::Error(f))) => return Err(format!("the host refused: {f}")),
                     _ => return Err("the host broke the handshake".to_owned()),
                 }
