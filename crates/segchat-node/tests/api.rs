@@ -464,8 +464,8 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
         other => panic!("expected an error frame, got {other:?}"),
     }
 
-    // The peer link is welcomed; an operation it does not know gets an
-    // error frame and a closed connection.
+    // The peer link is welcomed; an operation it does not know gets a 400
+    // response (the link carries on; see tests/peer_link.rs).
     let stream = TcpStream::connect(p2p).await.expect("connect");
     let mut framed = Framed::new(stream, Codec::default());
     framed
@@ -484,8 +484,13 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
         .await
         .expect("request");
     match tokio::time::timeout(DEADLINE, framed.next()).await {
-        Ok(Some(Ok(Frame::Error(f)))) => assert_eq!(f.status, Status::BadRequest, "{f}"),
-        other => panic!("expected an error frame, got {other:?}"),
+        Ok(Some(Ok(Frame::Response {
+            id: 1,
+            result: Err(f),
+        }))) => {
+            assert_eq!(f.status, Status::BadRequest, "{f}")
+        }
+        other => panic!("expected a 400 response, got {other:?}"),
     }
 
     // Still serving the API afterwards.
