@@ -257,6 +257,11 @@ fn tracker_events() -> Vec<tracker::Event> {
         SessionEnded {
             reason: "logged out".into(),
         },
+        from_json(serde_json::json!({
+            "type": "session_revoked",
+            "session_id": "s1",
+            "expires_at_ms": 1_732_086_400_000u64,
+        })),
         HostStatus {
             channel: "general".into(),
             host: Some(addr()),
