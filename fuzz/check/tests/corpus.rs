@@ -39,3 +39,17 @@ fn every_seed_passes_its_target() {
         check(&seed.bytes);
     }
 }
+
+#[test]
+fn the_message_seed_verifies_so_the_fuzzer_starts_past_the_signature() {
+    let seed = segchat_fuzz_check::seeds::all()
+        .into_iter()
+        .find(|s| s.target == "message" && s.name == "message")
+        .expect("a message seed");
+    let m: segchat_proto::message::Message =
+        serde_json::from_slice(&seed.bytes).expect("the seed is a message");
+    assert_eq!(
+        m.verify(&segchat_fuzz_check::server_key().verifying_key()),
+        Ok(())
+    );
+}
