@@ -258,7 +258,8 @@ pub fn peer_broadcast(data: &[u8]) {
     }
 }
 
-/// Target `stream_datagram`: UDP stream datagrams, chunks and probes, both
+/// Target `stream_datagram`: UDP stream datagrams (chunks, probes and
+/// challenges), both
 /// ways. First byte even: the rest is a datagram as received (`peek`,
 /// `open` under the fixed key); what peeks encodes back to the same header
 /// and payload bytes, and what opens to the very same bytes. First byte
@@ -279,10 +280,10 @@ pub fn stream_datagram(data: &[u8]) {
         let mut capture = [0u8; 8];
         capture.copy_from_slice(&f[17..25]);
         let header = Header {
-            kind: if f[0] % 2 == 0 {
-                DatagramKind::Chunk
-            } else {
-                DatagramKind::Probe
+            kind: match f[0] % 3 {
+                0 => DatagramKind::Chunk,
+                1 => DatagramKind::Probe,
+                _ => DatagramKind::Challenge,
             },
             stream_id: u64::from_be_bytes(u64_at),
             frame: u32::from_be_bytes([f[9], f[10], f[11], f[12]]),

@@ -612,7 +612,17 @@ pub fn all() -> Vec<Seed> {
             },
             vec![0x5a; stream::MAX_PAYLOAD],
         ),
-        ("probe", Header::probe(7, 3, 1_732_000_000_000_000), vec![]),
+        ("probe", Header::probe(7, 3, 1), vec![]),
+        (
+            "probe-answering-a-challenge",
+            Header::probe(7, 3, 2),
+            vec![0x9c; stream::CHALLENGE_LEN],
+        ),
+        (
+            "challenge",
+            Header::challenge(7, 3),
+            vec![0x9c; stream::CHALLENGE_LEN],
+        ),
     ];
     for (name, header, payload) in datagrams {
         let mut out = vec![0u8];
@@ -623,7 +633,12 @@ pub fn all() -> Vec<Seed> {
                 bytes: out,
             });
         }
-        let mut fields = vec![1u8, u8::from(header.kind == DatagramKind::Probe)];
+        let kind = match header.kind {
+            DatagramKind::Chunk => 0,
+            DatagramKind::Probe => 1,
+            DatagramKind::Challenge => 2,
+        };
+        let mut fields = vec![1u8, kind];
         fields.extend_from_slice(&header.stream_id.to_be_bytes());
         fields.extend_from_slice(&header.frame.to_be_bytes());
         fields.extend_from_slice(&header.chunk.to_be_bytes());
