@@ -22,7 +22,7 @@ for t in "${targets[@]}"; do
         -max_total_time="$secs" -print_final_stats=1 \
         -rss_limit_mb=1024 -malloc_limit_mb=64 \
         >"logs/$t.log" 2>&1 || status=$?
-    grep -E '^(#[0-9]+ *DONE|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' "logs/$t.log" || true
+    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' "logs/$t.log" || true
     grep -E 'cov: [0-9]+' "logs/$t.log" | tail -1 || true
     if [ "$status" -ne 0 ]; then
         echo "!! $t exited $status; see fuzz/logs/$t.log and fuzz/artifacts/$t/"
