@@ -68,17 +68,20 @@ impl Liveness {
     }
 }
 
-/// `write`, unless the host has stopped reading (a full socket buffer
-/// over a cut link would otherwise wait forever).
+/// `write`, unless the link's deadline (nothing heard since `heard_at`
+/// for `dead_after`) passes first: a write the host does not take (a full
+/// socket buffer over a cut link) ends the link at the same moment a
+/// silent one would, rather than starting a fresh wait of its own.
 async fn within<T>(
+    heard_at: Instant,
     liveness: &Liveness,
     write: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
-    tokio::time::timeout(liveness.dead_after, write)
+    tokio::time::timeout_at(heard_at + liveness.dead_after, write)
         .await
         .unwrap_or_else(|_| {
             Err(format!(
-                "the host took no data for {} ms",
+                "nothing from the host for {} ms",
                 liveness.dead_after.as_millis()
             ))
         })
@@ -406,8 +409,22 @@ impl Chat {
         // When this side last sent and last heard anything.
         let (mut sent_at, mut heard_at) = (Instant::now(), Instant::now());
         let ended = loop {
+            // A write the host does not take (a full socket buffer on a
+            // silent link) must not push the link's deadline back.
+            if Instant::now() >= heard_at + liveness.dead_after {
+                break Ended::Lost(format!(
+                    "nothing from the host for {} ms",
+                    liveness.dead_after.as_millis()
+                ));
+            }
             if session.syncing.is_none() {
-                match within(&liveness, self.send_sync(&mut session, &mut writer)).await {
+                match within(
+                    heard_at,
+                    &liveness,
+                    self.send_sync(&mut session, &mut writer),
+                )
+                .await
+                {
                     Ok(()) => sent_at = Instant::now(),
                     Err(e) => break Ended::Lost(e),
                 }
@@ -438,7 +455,7 @@ impl Chat {
                     }
                     let id = session.take_id();
                     let ping = writer.send(Frame::Request { id, body: peer::Request::Ping });
-                    match within(&liveness, async { ping.await.map_err(|e| e.to_string()) }).await {
+                    match within(heard_at, &liveness, async { ping.await.map_err(|e| e.to_string()) }).await {
                         Ok(()) => sent_at = Instant::now(),
                         Err(e) => break Ended::Lost(e),
                     }
@@ -446,7 +463,7 @@ impl Chat {
                 _ = tokio::time::sleep(IDLE_TICK) => flush_due = true,
                 _ = sleep_until(session.repair_at) => {
                     session.repair_at = None;
-                    match within(&liveness, self.request_gap(&mut session, &mut writer)).await {
+                    match within(heard_at, &liveness, self.request_gap(&mut session, &mut writer)).await {
                         Ok(()) => sent_at = Instant::now(),
                         Err(e) => break Ended::Lost(e),
                     }
@@ -474,7 +491,13 @@ impl Chat {
             if (flush_due || session.via_server) && session.syncing == Some(0) {
                 flush_due = false;
                 if session.can_write && !session.via_server {
-                    match within(&liveness, self.post_outbox(&mut session, &mut writer)).await {
+                    match within(
+                        heard_at,
+                        &liveness,
+                        self.post_outbox(&mut session, &mut writer),
+                    )
+                    .await
+                    {
                         Ok(true) => sent_at = Instant::now(),
                         Ok(false) => {}
                         Err(e) => break Ended::Lost(e),
