@@ -177,6 +177,12 @@ pub async fn serve(listener: TcpListener, chat: Chat, log: SystemLog, shutdown: 
         };
         match accepted {
             Ok((stream, addr)) => {
+                if chat.is_invisible() {
+                    // Invisible looks offline: nothing is served, not even
+                    // a refusal.
+                    drop(stream);
+                    continue;
+                }
                 if conns.len() >= MAX_PEER_CONNS {
                     tracing::warn!(%addr, "too many peer connections; refusing");
                     drop(stream);

@@ -277,21 +277,20 @@ async fn a_stolen_ticket_is_refused_by_the_host_and_the_streamer() {
         "bob may watch: {answer:?}"
     );
 
-    let log = alice.log();
-    let refusals: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("] PEER_REFUSED |") && l.contains("ticket_user=alice"))
-        .collect();
-    assert!(
-        refusals.iter().any(|l| l.contains("channel=club")),
-        "the host logs the refusal: {log}"
-    );
-    assert!(
-        refusals
-            .iter()
-            .any(|l| l.contains(&format!("stream={stream_id}"))),
-        "the streamer logs the refusal: {log}"
-    );
+    // The host and the streamer log the refusals (the log is written
+    // in the background).
+    let log = eventually("both refusals in the log", || async {
+        let log = alice.log();
+        let refused = |what: &str| {
+            log.lines().any(|l| {
+                l.contains("] PEER_REFUSED |")
+                    && l.contains("ticket_user=alice")
+                    && l.contains(what)
+            })
+        };
+        (refused("channel=club") && refused(&format!("stream={stream_id}"))).then_some(log.clone())
+    })
+    .await;
     assert!(
         !log.lines()
             .any(|l| l.contains("PEER_CONNECT") && l.contains("member=alice")),
@@ -380,12 +379,14 @@ async fn after_logout_a_ticket_is_refused_and_its_links_are_closed() {
     refused_401("a ticket of a session that ended", &answer);
     let (_, answer) = watch(addr, &key, &ticket, stream_id).await;
     refused_401("a ticket of a session that ended, on watch", &answer);
-    let log = alice.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("] PEER_REFUSED |") && l.contains("session has ended")),
-        "{log}"
-    );
+    eventually("the refusal in the log", || async {
+        alice
+            .log()
+            .lines()
+            .any(|l| l.contains("] PEER_REFUSED |") && l.contains("session has ended"))
+            .then_some(())
+    })
+    .await;
     alice.host.shutdown().await;
     alice.server.stop().await;
 }
@@ -516,12 +517,78 @@ async fn a_replayed_probe_moves_nothing_and_a_new_port_proves_itself() {
         .await
         .expect("answer");
     wait_for_kind(&b_sock, &skey, DatagramKind::Chunk).await;
-    let log = alice.log();
+    eventually("the move in the log", || async {
+        alice
+            .log()
+            .lines()
+            .any(|l| l.contains("] VIEWER_MOVED |") && l.contains(&format!("stream={stream_id}")))
+            .then_some(())
+    })
+    .await;
+    alice.host.shutdown().await;
+    alice.server.stop().await;
+}
+
+/// Whether a peer link to `addr` gets a `welcome` (the node serves it).
+async fn welcomed(addr: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
+    if p.send(Frame::Hello(Hello::new(LinkKind::Peer, "raw")))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(DEADLINE, p.next()).await,
+        Ok(Some(Ok(Frame::Welcome(_))))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invisible_host_looks_offline_on_its_p2p_port() {
+    let alice = Alice::start().await;
+    let addr = p2p_addr(&alice.a).await;
+    let mut bob = registered(alice.server.addr, "bob").await;
+    let join = Request::JoinChannel {
+        channel: "club".into(),
+    };
+    ask(&mut bob, 2, join).await.expect("join");
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let ticket = ticket_for(&mut bob, 3, &key).await;
+    let mut link = eventually("bob to be admitted to the club", || async {
+        let (p, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        answer.is_ok().then_some(p)
+    })
+    .await;
+
+    // Alice turns invisible: Bob's link is closed and nothing answers.
+    let (status, v) = alice.a.put("/status", json!({"status": "invisible"})).await;
+    assert!(status.is_success(), "{v}");
     assert!(
-        log.lines()
-            .any(|l| l.contains("] VIEWER_MOVED |") && l.contains(&format!("stream={stream_id}"))),
-        "{log}"
+        closed_by_host(&mut link).await,
+        "an invisible host keeps its members' links"
     );
+    eventually("the P2P port to stop answering", || async {
+        (!welcomed(addr).await).then_some(())
+    })
+    .await;
+    assert!(!welcomed(addr).await, "an invisible node answers hello");
+
+    // Visible again: Bob gets in.
+    let (status, v) = alice.a.put("/status", json!({"status": "online"})).await;
+    assert!(status.is_success(), "{v}");
+    eventually("the P2P port to answer again", || async {
+        welcomed(addr).await.then_some(())
+    })
+    .await;
+    eventually("bob to be admitted again", || async {
+        let (_, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        answer.is_ok().then_some(())
+    })
+    .await;
     alice.host.shutdown().await;
     alice.server.stop().await;
 }

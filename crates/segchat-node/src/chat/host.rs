@@ -296,6 +296,19 @@ impl Hosting {
         }
     }
 
+    /// Closes every member's link (this node's user turned invisible).
+    /// Answers how many.
+    pub(super) fn drop_all_links(&self) -> usize {
+        let mut links = std::collections::HashSet::new();
+        for h in lock(&self.channels).values_mut() {
+            for (conn, s) in h.subs.drain() {
+                s.cancel.cancel();
+                links.insert(conn);
+            }
+        }
+        links.len()
+    }
+
     /// A session's tickets were revoked: closes every link admitted under
     /// it. Answers how many.
     pub(super) fn drop_session(&self, session: &str) -> usize {
@@ -797,6 +810,11 @@ impl Chat {
         channel: &str,
         proof: &str,
     ) -> Result<(String, AccountKind, bool), Failure> {
+        if self.is_invisible() {
+            // Invisible looks offline: the link just ends.
+            conn.cancel.cancel();
+            return Err(Failure::unavailable("this node is offline"));
+        }
         let presented = crate::p2p::Presented {
             ticket,
             nonce: &conn.nonce,

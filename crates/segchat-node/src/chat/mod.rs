@@ -190,6 +190,13 @@ impl Chat {
         hex::encode(self.inner.key.verifying_key().as_bytes())
     }
 
+    /// Whether this node's user is invisible: its P2P port then looks
+    /// offline (no connection is served).
+    pub(crate) fn is_invisible(&self) -> bool {
+        self.session()
+            .is_some_and(|s| s.status == segchat_proto::types::Presence::Invisible)
+    }
+
     /// Sessions whose tickets the server revoked.
     pub(crate) fn revoked(&self) -> &crate::p2p::Revoked {
         &self.inner.revoked
@@ -625,6 +632,7 @@ impl Chat {
         let mut followed: HashMap<String, Follow> = HashMap::new();
         let mut generation = 0u64;
         let mut was_connected = false;
+        let mut was_invisible = false;
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             let mut refresh = false;
@@ -641,6 +649,21 @@ impl Chat {
                         keys::forget_ticket(&self.inner.data_dir);
                         *lock(&self.inner.ticket) = None;
                     }
+                    let invisible = st
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.status == segchat_proto::types::Presence::Invisible);
+                    if invisible && !was_invisible {
+                        // To others invisible is offline: no peer link
+                        // stays open, none is admitted (see p2p::serve).
+                        let links = self.inner.hosting.drop_all_links();
+                        self.log().record(
+                            "P2P_HIDDEN",
+                            self.server_addr(),
+                            format!("status=invisible links_closed={links}"),
+                        );
+                    }
+                    was_invisible = invisible;
                     was_connected = st.connected;
                     refresh = st.connected && st.session.is_some();
                 }
