@@ -330,6 +330,7 @@ fn peer_requests() -> Vec<peer::Request> {
             stream_id: 7,
             report: segchat_proto::stream::StreamReport::default(),
         },
+        from_json(serde_json::json!({ "op": "ping" })),
     ]
 }
 
@@ -369,6 +370,7 @@ fn peer_replies() -> Vec<peer::Reply> {
             codec: Codec::Mjpeg,
         },
         Done,
+        from_json(serde_json::json!({ "type": "pong" })),
     ]
 }
 
@@ -397,6 +399,11 @@ fn peer_events() -> Vec<peer::Event> {
             stream_id: 7,
             reason: "stopped".into(),
         },
+        from_json(serde_json::json!({
+            "type": "rights",
+            "channel": "general",
+            "can_write": true,
+        })),
     ]
 }
 
