@@ -83,6 +83,19 @@ impl Live {
     }
 }
 
+/// How long a signed-out connection must have lasted for its close to
+/// count as the server's routine sign-in timeout.
+const ROUTINE_AFTER: Duration = Duration::from_secs(1);
+
+/// How a connection to the server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// The server closed a signed-out connection after its sign-in
+    /// timeout: routine, reconnect at once.
+    SignInTimeout,
+    Other,
+}
+
 pub(super) struct Actor {
     config: LinkConfig,
     store: Store,
@@ -91,6 +104,12 @@ pub(super) struct Actor {
     events: broadcast::Sender<NodeEvent>,
     inbox: mpsc::Receiver<LinkMsg>,
     shutdown: CancellationToken,
+    /// Set while a routine close has not been told to anyone: the server
+    /// closes a signed-out connection after its sign-in timeout, and the
+    /// node reconnects at once. Only if that reconnect fails is the
+    /// disconnection announced (with this reason), so a sign-in page left
+    /// open does not flicker "server unreachable" every half minute.
+    unannounced: Option<(std::net::SocketAddr, String)>,
 }
 
 impl Actor {
@@ -111,6 +130,7 @@ impl Actor {
             events,
             inbox,
             shutdown,
+            unannounced: None,
         }
     }
 
@@ -136,9 +156,16 @@ impl Actor {
                 match attempt {
                     Ok(conn) => {
                         backoff = self.config.reconnect_min;
-                        self.serve(conn).await;
+                        if self.serve(conn).await == Closed::SignInTimeout {
+                            continue;
+                        }
                     }
-                    Err(e) => tracing::debug!(error = %e, "could not reach the server"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not reach the server");
+                        if let Some((remote, reason)) = self.unannounced.take() {
+                            self.announce_disconnected(remote, &reason);
+                        }
+                    }
                 }
                 if self.shutdown.is_cancelled() {
                     break;
@@ -174,7 +201,8 @@ impl Actor {
     }
 
     /// Serves one connection until it drops or the node shuts down.
-    async fn serve(&mut self, conn: Connected) {
+    async fn serve(&mut self, conn: Connected) -> Closed {
+        let opened = Instant::now();
         let remote = conn.remote;
         let advertised = self.config.peers.advertised(conn.local.ip());
         let heartbeat = Duration::from_millis(conn.welcome.heartbeat_ms.max(50));
@@ -222,8 +250,8 @@ impl Actor {
                 None
             }
         };
-        let reason = match reason {
-            Some(r) => r,
+        let (reason, closed) = match reason {
+            Some(r) => (r, Closed::Other),
             None => self.pump(&mut live, heartbeat, silent_limit).await,
         };
 
@@ -242,13 +270,29 @@ impl Actor {
             remote,
             format!("link=tracker {reason}"),
         );
+        // A close within moments of connecting is not the sign-in
+        // timeout, whatever it says: never reconnect in a tight loop.
+        let closed = match closed {
+            Closed::SignInTimeout if opened.elapsed() < ROUTINE_AFTER => Closed::Other,
+            c => c,
+        };
+        if was_ready && closed == Closed::SignInTimeout {
+            tracing::debug!(%remote, %reason, "signed-out connection timed out; reconnecting");
+            self.unannounced = Some((remote, reason));
+            return closed;
+        }
         if was_ready {
-            self.log.record("SERVER_DISCONNECTED", remote, &reason);
-            let _ = self
-                .events
-                .send(NodeEvent::Node(NodeNotice::ServerDisconnected));
+            self.announce_disconnected(remote, &reason);
         }
         tracing::info!(%remote, %reason, "disconnected from the server");
+        closed
+    }
+
+    fn announce_disconnected(&mut self, remote: std::net::SocketAddr, reason: &str) {
+        self.log.record("SERVER_DISCONNECTED", remote, reason);
+        let _ = self
+            .events
+            .send(NodeEvent::Node(NodeNotice::ServerDisconnected));
     }
 
     /// The connection's main loop; returns why it ended.
@@ -257,46 +301,54 @@ impl Actor {
         live: &mut Live,
         heartbeat: Duration,
         silent_limit: Duration,
-    ) -> String {
+    ) -> (String, Closed) {
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return "node shutting down".into(),
+                _ = self.shutdown.cancelled() => return ("node shutting down".into(), Closed::Other),
                 msg = self.inbox.recv(), if live.ready => match msg {
                     Some(LinkMsg::Request { body, reply }) => {
                         if let Err(e) = live.send(body, Some(reply)).await {
-                            return e;
+                            return (e, Closed::Other);
                         }
                     }
-                    None => return "node shutting down".into(),
+                    None => return ("node shutting down".into(), Closed::Other),
                 },
                 frame = live.conn.framed.next() => {
                     live.last_heard = Instant::now();
                     match frame {
-                        None => return "closed by the server".into(),
-                        Some(Err(e)) => return format!("read error: {e}"),
+                        None => return ("closed by the server".into(), Closed::Other),
+                        Some(Err(e)) => return (format!("read error: {e}"), Closed::Other),
                         Some(Ok(Frame::Response { id, result })) => {
                             if let Some(p) = live.pending.remove(&id) {
                                 if let Err(e) = self.complete(live, p, result).await {
-                                    return e;
+                                    return (e, Closed::Other);
                                 }
                             } else {
                                 tracing::debug!(id, "answer to no pending request");
                             }
                         }
                         Some(Ok(Frame::Event(ev))) => self.on_event(live, ev).await,
-                        Some(Ok(Frame::Error(f))) => return format!("the server closed the link: {f}"),
-                        Some(Ok(other)) => return format!("unexpected {:?} frame from the server", other.kind()),
+                        Some(Ok(Frame::Error(f))) => {
+                            let signed_out = self.state.borrow().session.is_none();
+                            let closed = if signed_out && f.status == Status::Unauthorized {
+                                Closed::SignInTimeout
+                            } else {
+                                Closed::Other
+                            };
+                            return (format!("the server closed the link: {f}"), closed);
+                        }
+                        Some(Ok(other)) => return (format!("unexpected {:?} frame from the server", other.kind()), Closed::Other),
                     }
                 }
                 _ = ticker.tick() => {
                     if live.last_heard.elapsed() > silent_limit {
-                        return format!("no word from the server for {} ms", silent_limit.as_millis());
+                        return (format!("no word from the server for {} ms", silent_limit.as_millis()), Closed::Other);
                     }
                     if live.ready {
                         if let Err(e) = live.send(Request::Heartbeat, None).await {
-                            return e;
+                            return (e, Closed::Other);
                         }
                     }
                 }
@@ -307,6 +359,10 @@ impl Actor {
     fn become_ready(&mut self, live: &mut Live) {
         live.ready = true;
         self.state.send_modify(|st| st.connected = true);
+        if self.unannounced.take().is_some() {
+            // Back after a routine close that nobody was told of.
+            return;
+        }
         self.log.record(
             "SERVER_CONNECTED",
             live.conn.remote,
