@@ -46,6 +46,11 @@ echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+# The fuzz targets' checks, replayed over the committed corpus without
+# libFuzzer: keeps the fuzz crate (outside the workspace) compiling and the
+# corpus passing as the decoders change. Fuzzing itself: docs/FUZZING.md.
+echo "== fuzz corpus replay"
+cargo test --locked --manifest-path fuzz/Cargo.toml -p segchat-fuzz-check
 # The web UI in a real headless Chromium against real processes
 # (installs Chromium and playwright-core when missing).
 if [ "${SEGCHAT_SKIP_E2E:-}" = 1 ]; then
