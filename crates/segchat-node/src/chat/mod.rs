@@ -6,7 +6,7 @@
 //! - this file: [`Chat`], the cloneable handle the API uses (send, history,
 //!   search, unread), the node's key and ticket, the hybrid logical clock,
 //!   and the supervisor that decides which channels to host and follow.
-//! - `host.rs`: channels this node hosts: admitting members with their
+//! - `host/`: channels this node hosts: admitting members with their
 //!   tickets, storing and fanning out posts, streaming the backup to the
 //!   server and pulling what was posted there while this node was away.
 //! - `member.rs`: following a channel hosted elsewhere: P2P to its host
