@@ -17,6 +17,9 @@
 //!   its migrations under `migrations/`.
 //! - [`p2p`]: the peer listeners (TCP and UDP); a peer's `hello` is
 //!   checked here, then the peer link is served by [`chat`].
+//! - [`admission`]: the one check of a peer's ticket (signature, expiry,
+//!   revocation, proof of possession) for host and streamer alike, and
+//!   the sessions the server revoked.
 //! - `acl.rs`: a channel's rules and members as the node last learned
 //!   them, for hosting and streaming (the rules are `segchat_proto::access`).
 //! - [`chat`]: hosted channels, following other people's channels P2P
@@ -37,6 +40,7 @@
 //! `UNAVAILABLE` instead of hanging.
 
 mod acl;
+pub mod admission;
 pub mod api;
 pub mod chat;
 pub mod config;

@@ -15,16 +15,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use segchat_log::SystemLog;
-use segchat_proto::frame::{CodecError, DecodeError};
-use segchat_proto::ticket::{ProofPurpose, NONCE_LEN};
+use segchat_proto::frame::CodecError;
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
-use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -40,48 +38,7 @@ const MAX_PEER_CONNS: usize = 4096;
 /// address.
 pub const MAX_PEER_CONNS_PER_IP: usize = 32;
 
-use crate::chat::{Chat, PeerCodec, PeerFrame};
-
-/// The peer link's reader: like [`PeerCodec`], but a whole `request`
-/// frame whose body cannot be read comes out as `Err((id, reason))`
-/// instead of ending the stream, so the host answers it with 400 and the
-/// link carries on.
-#[derive(Debug, Default)]
-pub(crate) struct PeerReadCodec(PeerCodec);
-
-impl PeerReadCodec {
-    fn new(max_len: usize) -> Self {
-        PeerReadCodec(PeerCodec::new(max_len))
-    }
-}
-
-/// What [`PeerReadCodec`] reads: a frame, or a request it could not.
-pub(crate) type PeerRead = Result<PeerFrame, (u32, String)>;
-
-impl Decoder for PeerReadCodec {
-    type Item = PeerRead;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerRead>, CodecError> {
-        match self.0.decode(src) {
-            Ok(frame) => Ok(frame.map(Ok)),
-            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
-                Ok(Some(Err((id, reason))))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<PeerRead>, CodecError> {
-        match self.0.decode_eof(src) {
-            Ok(frame) => Ok(frame.map(Ok)),
-            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
-                Ok(Some(Err((id, reason))))
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
+use crate::chat::{Chat, PeerCodec, PeerFrame, PeerReadCodec};
 
 /// Open peer connections per source IP.
 #[derive(Debug, Default, Clone)]
@@ -268,101 +225,4 @@ async fn serve_peer(
     })
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
-}
-
-/// Checks the ticket a peer presents (`peer_connect`, `watch`): signed by
-/// the server whose key this node learned, not expired, and the peer's
-/// own: `proof` is the ticket's node key's signature over this link's
-/// welcome `nonce` and `purpose`. A ticket that fails is refused 401 and
-/// the refusal goes to the system log (`PEER_REFUSED`). `role` names this
-/// node in the refusal ("host", "streamer").
-pub(crate) fn check_peer_ticket(
-    server_key: Option<ed25519_dalek::VerifyingKey>,
-    presented: Presented<'_>,
-    revoked: &Revoked,
-    log: &SystemLog,
-    role: &str,
-) -> Result<(), Failure> {
-    let server_key = server_key.ok_or_else(|| {
-        Failure::unavailable(format!("this {role} has not met the server yet; try again"))
-    })?;
-    let Presented {
-        ticket,
-        nonce,
-        purpose,
-        proof,
-        addr,
-    } = presented;
-    let now = crate::now_ms();
-    let checked = ticket
-        .verify(&server_key, Some(now))
-        .map_err(|e| e.to_string())
-        .and_then(
-            |()| match revoked.is_revoked(&ticket.ticket.session_id, now) {
-                true => Err("its session has ended".to_owned()),
-                false => Ok(()),
-            },
-        )
-        .and_then(|()| {
-            ticket
-                .check_proof(nonce, purpose, proof)
-                .map_err(|e| e.to_string())
-        });
-    checked.map_err(|e| {
-        let what = match purpose {
-            ProofPurpose::PeerConnect { channel } => format!("channel={channel}"),
-            ProofPurpose::Watch { stream_id } => format!("stream={stream_id}"),
-        };
-        log.record(
-            "PEER_REFUSED",
-            addr,
-            format!(
-                "{what} ticket_user={} session={} reason={e}",
-                ticket.ticket.username, ticket.ticket.session_id
-            ),
-        );
-        Failure::unauthorized(format!("ticket refused: {e}"))
-    })
-}
-
-/// Sessions the server said have ended (`session_revoked`), each until
-/// the last ticket issued to it expires: their tickets are refused.
-/// Shared by the host and the streamer; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Revoked(Arc<std::sync::Mutex<HashMap<String, u64>>>);
-
-/// Most revoked sessions remembered; past it the one whose tickets expire
-/// first is forgotten (a server is trusted, but memory stays bounded).
-const MAX_REVOKED: usize = 65_536;
-
-impl Revoked {
-    /// Remembers that `session_id` ended; its tickets expire by `until_ms`.
-    pub(crate) fn revoke(&self, session_id: String, until_ms: u64) {
-        let now = crate::now_ms();
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, until| *until > now);
-        if map.len() >= MAX_REVOKED {
-            let first = map.iter().min_by_key(|(_, u)| **u).map(|(s, _)| s.clone());
-            if let Some(first) = first {
-                map.remove(&first);
-            }
-        }
-        map.insert(session_id, until_ms);
-    }
-
-    pub(crate) fn is_revoked(&self, session_id: &str, now_ms: u64) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(session_id).is_some_and(|until| *until > now_ms)
-    }
-}
-
-/// What a peer presents to be admitted, with the link it came on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Presented<'a> {
-    pub ticket: &'a segchat_proto::ticket::SignedTicket,
-    /// The nonce this link's `welcome` carried.
-    pub nonce: &'a [u8; NONCE_LEN],
-    pub purpose: ProofPurpose<'a>,
-    pub proof: &'a str,
-    pub addr: SocketAddr,
 }

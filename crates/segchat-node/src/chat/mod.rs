@@ -48,7 +48,7 @@ use crate::store::{
     Arrival, Cursor, DeliveryState, Inserted, MessageRow, Source, Store, StoreError,
 };
 
-pub(crate) use host::{serve_peer, PeerCodec, PeerFrame};
+pub(crate) use host::{serve_peer, PeerCodec, PeerFrame, PeerReadCodec};
 pub(crate) use outbound::Outbound;
 
 /// Chat events for API subscribers.
@@ -93,7 +93,7 @@ struct Inner {
     key: SigningKey,
     ticket: Mutex<Option<SignedTicket>>,
     /// Sessions whose tickets the server revoked; shared with streams.
-    revoked: crate::p2p::Revoked,
+    revoked: crate::admission::Revoked,
     /// Hybrid logical clock: the last timestamp used or seen.
     clock: Mutex<u64>,
     hosting: host::Hosting,
@@ -145,7 +145,7 @@ impl Chat {
                 log,
                 key,
                 ticket: Mutex::new(ticket),
-                revoked: crate::p2p::Revoked::default(),
+                revoked: crate::admission::Revoked::default(),
                 clock: Mutex::new(max_ts),
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
@@ -198,7 +198,7 @@ impl Chat {
     }
 
     /// Sessions whose tickets the server revoked.
-    pub(crate) fn revoked(&self) -> &crate::p2p::Revoked {
+    pub(crate) fn revoked(&self) -> &crate::admission::Revoked {
         &self.inner.revoked
     }
 

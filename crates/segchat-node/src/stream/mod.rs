@@ -61,7 +61,7 @@ struct Inner {
     /// The node's key: a viewer proves it to the streamer on `watch`.
     key: SigningKey,
     /// Sessions whose tickets the server revoked (shared with the host).
-    revoked: crate::p2p::Revoked,
+    revoked: crate::admission::Revoked,
     loss: Option<Mutex<(u8, u64)>>,
     own: Mutex<HashMap<u64, streamer::Own>>,
     watched: Mutex<HashMap<u64, viewer::Watched>>,
@@ -82,7 +82,7 @@ impl Streams {
         link: LinkHandle,
         log: SystemLog,
         key: SigningKey,
-        revoked: crate::p2p::Revoked,
+        revoked: crate::admission::Revoked,
         loss: Option<LossHook>,
         shutdown: CancellationToken,
     ) -> Streams {

@@ -514,14 +514,14 @@ impl Streams {
                     .state()
                     .server_key
                     .and_then(|k| decode_key(&k).ok());
-                let presented = crate::p2p::Presented {
+                let presented = crate::admission::Presented {
                     ticket: &ticket,
                     nonce,
                     purpose: ProofPurpose::Watch { stream_id },
                     proof: &proof,
                     addr,
                 };
-                crate::p2p::check_peer_ticket(
+                crate::admission::check_peer_ticket(
                     server_key,
                     presented,
                     &self.inner.revoked,

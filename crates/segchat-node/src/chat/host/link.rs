@@ -19,14 +19,14 @@ impl Chat {
             conn.cancel.cancel();
             return Err(Failure::unavailable("this node is offline"));
         }
-        let presented = crate::p2p::Presented {
+        let presented = crate::admission::Presented {
             ticket,
             nonce: &conn.nonce,
             purpose: ProofPurpose::PeerConnect { channel },
             proof,
             addr: conn.addr,
         };
-        crate::p2p::check_peer_ticket(
+        crate::admission::check_peer_ticket(
             self.server_key(),
             presented,
             self.revoked(),

@@ -41,12 +41,55 @@ pub(crate) use link::serve_peer;
 use super::outbound::Outbound;
 use super::{lock, Chat, ChatEvent, Via};
 use crate::acl::ChannelAcl;
-use crate::p2p::PeerReadCodec;
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
+use bytes::BytesMut as ReadBuf;
+use segchat_proto::frame::{CodecError, DecodeError};
+use tokio_util::codec::Decoder;
 
 /// The peer link's codec and frames.
 pub(crate) type PeerCodec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
+
+/// The peer link's reader: like [`PeerCodec`], but a whole `request`
+/// frame whose body cannot be read comes out as `Err((id, reason))`
+/// instead of ending the stream, so the host answers it with 400 and the
+/// link carries on.
+#[derive(Debug, Default)]
+pub(crate) struct PeerReadCodec(PeerCodec);
+
+impl PeerReadCodec {
+    pub(crate) fn new(max_len: usize) -> Self {
+        PeerReadCodec(PeerCodec::new(max_len))
+    }
+}
+
+/// What [`PeerReadCodec`] reads: a frame, or a request it could not.
+pub(crate) type PeerRead = Result<PeerFrame, (u32, String)>;
+
+impl Decoder for PeerReadCodec {
+    type Item = PeerRead;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut ReadBuf) -> Result<Option<PeerRead>, CodecError> {
+        match self.0.decode(src) {
+            Ok(frame) => Ok(frame.map(Ok)),
+            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
+                Ok(Some(Err((id, reason))))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut ReadBuf) -> Result<Option<PeerRead>, CodecError> {
+        match self.0.decode_eof(src) {
+            Ok(frame) => Ok(frame.map(Ok)),
+            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
+                Ok(Some(Err((id, reason))))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
 
 /// Posts a hosted channel queues for storing before posters wait (a
 /// member's read loop waits there, so a flood backs up into its socket).
