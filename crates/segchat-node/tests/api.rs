@@ -182,7 +182,7 @@ async fn visitors_read_only_and_channel_visibility() {
     // B signs up as bob, joins, and both show up as members.
     b.ok(Method::DELETE, "/session", None).await;
     b.register("bob").await;
-    let v = b.ok(Method::POST, "/channels/general/join", None).await;
+    let v = b.join("general").await;
     assert_eq!(v["name"], "general");
     assert_eq!(v["my_role"], "member");
     let v = a.ok(Method::GET, "/channels/general/members", None).await;
@@ -261,7 +261,7 @@ async fn presence_reaches_peers_and_invisible_looks_offline() {
     b.register("bob").await;
     a.ok(Method::POST, "/channels", Some(json!({"name": "general"})))
         .await;
-    b.ok(Method::POST, "/channels/general/join", None).await;
+    b.join("general").await;
 
     // B listens to its events, with the token in the query as a browser would.
     let url = format!(

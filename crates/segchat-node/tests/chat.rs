@@ -69,14 +69,9 @@ async fn members_chat_through_the_host_and_visitors_only_read() {
         Some(json!({"name": "lobby", "visibility": "public", "allow_visitors": true})),
     )
     .await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "vault", "visibility": "private"})),
-    )
-    .await;
+    a.create_channel("vault", "private").await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/lobby/join", None).await;
+    b.join("lobby").await;
     c.ok(
         Method::POST,
         "/session/visit",
@@ -186,16 +181,11 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
         api.wait_connected().await;
     }
     a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "ops", "visibility": "members_only"})),
-    )
-    .await;
+    a.create_channel("ops", "members_only").await;
     b.register("bob").await;
     d.register("dan").await;
-    b.ok(Method::POST, "/channels/ops/join", None).await;
-    d.ok(Method::POST, "/channels/ops/join", None).await;
+    b.join("ops").await;
+    d.join("ops").await;
     send(&a, "ops", "m1 alice").await;
     converges(&b, "ops", &["m1 alice"]).await;
     converges(&d, "ops", &["m1 alice"]).await;
@@ -291,7 +281,7 @@ async fn a_restarted_member_delivers_its_pending_messages_once() {
     a.ok(Method::POST, "/channels", Some(json!({"name": "ops"})))
         .await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/ops/join", None).await;
+    b.join("ops").await;
     send(&b, "ops", "before").await;
     converges(&a, "ops", &["before"]).await;
 

@@ -133,16 +133,11 @@ async fn a_member_whose_disk_filled_converges_with_no_silent_hole() {
         api.wait_connected().await;
     }
     a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "lobby", "visibility": "public"})),
-    )
-    .await;
+    a.create_channel("lobby", "public").await;
     b.register("bob").await;
     c.register("carol").await;
     for api in [&b, &c] {
-        api.ok(Method::POST, "/channels/lobby/join", None).await;
+        api.join("lobby").await;
         eventually("the member to reach the host", || async {
             (via(api, "lobby").await.as_deref() == Some("host")).then_some(())
         })

@@ -233,7 +233,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     let b = Api::of(&node);
     b.wait_connected().await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/trap/join", None).await;
+    b.join("trap").await;
     eventually("the genuine message to arrive", || async {
         let (_, v) = b.get("/channels/trap/messages").await;
         (v["messages"].as_array()?.len() == 1).then_some(())
@@ -301,12 +301,7 @@ impl Club {
         let a = Api::of(&host);
         a.wait_connected().await;
         a.register("alice").await;
-        a.ok(
-            Method::POST,
-            "/channels",
-            Some(json!({"name": "club", "visibility": "members_only"})),
-        )
-        .await;
+        a.create_channel("club", "members_only").await;
         Club {
             server,
             host,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE};
 use futures::{SinkExt, StreamExt};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use segchat_node::{Node, NodeConfig, NodeHandle};
 use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde_json::{json, Value};
@@ -143,14 +143,9 @@ async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_after_
     a.wait_connected().await;
     b.wait_connected().await;
     a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "room", "visibility": "members_only"})),
-    )
-    .await;
+    a.create_channel("room", "members_only").await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/room/join", None).await;
+    b.join("room").await;
     wait_via(&b, "room", "host").await;
     let before = send(&b, "room", "before the cut").await;
     eventually("the host to store bob's first message", || async {
@@ -311,12 +306,7 @@ async fn a_flood_from_one_address_leaves_room_for_real_members() {
     let a = Api::of(&host);
     a.wait_connected().await;
     a.register("alice").await;
-    a.ok(
-        Method::POST,
-        "/channels",
-        Some(json!({"name": "lobby", "visibility": "public"})),
-    )
-    .await;
+    a.create_channel("lobby", "public").await;
 
     // One source opens connections until the node refuses it.
     let flooder = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
@@ -353,7 +343,7 @@ async fn a_flood_from_one_address_leaves_room_for_real_members() {
     let b = Api::of(&member);
     b.wait_connected().await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/lobby/join", None).await;
+    b.join("lobby").await;
     wait_via(&b, "lobby", "host").await;
     let id = send(&b, "lobby", "still here").await;
     eventually("the host to store it", || async {

@@ -122,7 +122,7 @@ async fn setup(server: &TestServer, nodes: [&NodeHandle; 3]) -> (Api, Api, Api) 
     )
     .await;
     b.register("bob").await;
-    b.ok(Method::POST, "/channels/live/join", None).await;
+    b.join("live").await;
     c.ok(
         Method::POST,
         "/session/visit",

@@ -156,6 +156,27 @@ impl Api {
         v
     }
 
+    /// Creates a channel (`visibility`: public, members_only, private),
+    /// asserting success.
+    pub async fn create_channel(&self, name: &str, visibility: &str) -> Value {
+        self.ok(
+            reqwest::Method::POST,
+            "/channels",
+            Some(json!({"name": name, "visibility": visibility})),
+        )
+        .await
+    }
+
+    /// Joins a channel, asserting success.
+    pub async fn join(&self, channel: &str) -> Value {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/channels/{channel}/join"),
+            None,
+        )
+        .await
+    }
+
     /// Creates and/or joins channels, asserting success.
     pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.call(method, path, body).await;
