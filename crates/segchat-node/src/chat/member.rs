@@ -383,6 +383,14 @@ impl Chat {
         );
         self.set_via(channel, Via::Host);
 
+        // Messages the host stored in an earlier session (or before a
+        // server outage) may still wait for the backup: keep looking for it
+        // from the start, not only after this session's first `stored`.
+        let awaiting_backup = self
+            .store()
+            .count_in_state(channel.to_owned(), DeliveryState::Stored)
+            .await
+            .is_ok_and(|n| n > 0);
         let mut session = Session {
             channel: channel.to_owned(),
             from: addr.to_string(),
@@ -392,7 +400,7 @@ impl Chat {
             in_flight: HashSet::new(),
             can_write,
             via_server: false,
-            awaiting_backup: false,
+            awaiting_backup,
             tickets: peer::LinkTickets::default(),
             page_after: None,
             repairing: false,
