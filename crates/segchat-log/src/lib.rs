@@ -221,8 +221,10 @@ impl Writer {
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, and narrows an
-/// existing one to 0700.
-fn private_dir(dir: &Path) -> io::Result<()> {
+/// existing one to 0700. The log's directory, and the server's and the
+/// node's data directories (which hold keys, tokens and messages), are
+/// made this one way.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -50,7 +50,7 @@ impl Node {
     ) -> Result<NodeHandle, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         let data_dir = config.data_dir.clone();
-        private_dir(&data_dir).map_err(|source| NodeError::DataDir {
+        segchat_log::private_dir(&data_dir).map_err(|source| NodeError::DataDir {
             path: data_dir.clone(),
             source,
         })?;
@@ -182,24 +182,6 @@ impl Node {
             tasks,
         })
     }
-}
-
-/// Creates the data directory (and any missing parents) and makes it the
-/// owner's alone, 0700: it holds the session token, the node key and every
-/// message. An existing directory is tightened too (older nodes made it
-/// 0755).
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, NodeError> {

@@ -40,7 +40,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     config.validate().map_err(ServerError::Config)?;
-    private_dir(&config.data_dir).map_err(|source| ServerError::Log {
+    segchat_log::private_dir(&config.data_dir).map_err(|source| ServerError::Log {
         dir: config.data_dir.display().to_string(),
         source,
     })?;
@@ -170,22 +170,6 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
             }
         }
     }
-}
-
-/// Creates the data directory with mode 0700 (it holds the server's key,
-/// the database and the log), and narrows an existing one to 0700.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        builder.mode(0o700);
-        builder.create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    }
-    #[cfg(not(unix))]
-    builder.create(dir)
 }
 
 /// A database URL without its password, for logs.
