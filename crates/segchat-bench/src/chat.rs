@@ -23,8 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
+use segchat_net::client::Client;
 use segchat_proto::message::{Draft, Message, MAX_BODY_LEN};
 use segchat_proto::ticket::SignedTicket;
+use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, tracker, Failure, Frame, Status};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -146,6 +148,50 @@ async fn run_with(
     mut host: Proc,
     setup_start: Instant,
 ) -> anyhow::Result<()> {
+    let mut fleet = Fleet {
+        pool: procs::MemberThreads::start(args.member_threads)?,
+        clients: Vec::new(),
+    };
+    let measured = measure(
+        args,
+        server_addr,
+        api,
+        &server,
+        &mut host,
+        setup_start,
+        &mut fleet,
+    )
+    .await;
+    // However the run ended: every endpoint says goodbye to the host and
+    // the server while both still run, then everything stops.
+    link::close_all(fleet.clients).await;
+    host.stop().await;
+    server.stop().await;
+    fleet.pool.stop();
+    let report = measured?;
+    report.print_table();
+    report.print_json()?;
+    Ok(())
+}
+
+/// Where the members live: the threads they run on, and every simulated
+/// machine's endpoint, closed when the run ends.
+#[derive(Debug)]
+struct Fleet {
+    pool: procs::MemberThreads,
+    clients: Vec<Client>,
+}
+
+/// Sets the run up, posts, drains, and gathers the figures.
+async fn measure(
+    args: &ChatArgs,
+    server_addr: SocketAddr,
+    api: &procs::Api,
+    server: &Proc,
+    host: &mut Proc,
+    setup_start: Instant,
+    fleet: &mut Fleet,
+) -> anyhow::Result<ChatReport> {
     wait_for_link(api).await?;
     api.post(
         "session/register",
@@ -159,8 +205,9 @@ async fn run_with(
     )
     .await
     .context("creating the channel")?;
-    let host_addr = wait_for_host(server_addr, api).await?;
-    eprintln!("the host serves #{CHANNEL} at {host_addr}");
+    let server_at = link::Server::find(server_addr).await?;
+    let host_addr = wait_for_host(&server_at, api).await?;
+    eprintln!("the host serves #{CHANNEL} at {}", host_addr.addr);
 
     let epoch = Instant::now();
     let per_sender = args.rate / f64::from(args.senders);
@@ -178,22 +225,23 @@ async fn run_with(
     // Senders first: registering costs an argon2 hash each.
     let mut senders = Vec::new();
     for i in 0..args.senders {
-        let s = setup_sender(i, server_addr, host_addr)
+        let s = setup_sender(i, server_at, host_addr.clone())
             .await
             .with_context(|| format!("setting up sender{i}"))?;
+        fleet.clients.push(s.client);
         trackers.push(tokio::spawn(s.tracker.keep_alive(stop.clone())));
         // Kept alive while the members are set up (that may take longer
         // than the host waits for a silent link).
         senders.push((s.name, s.key, s.ticket, link::Held::new(s.peer)));
     }
 
-    // Members live on threads of their own, so the posting senders and
-    // the bench's bookkeeping do not delay what members receive.
-    let pool = procs::MemberThreads::start(args.member_threads)?;
+    // Members live on threads of their own (their endpoints too), so the
+    // posting senders and the bench's bookkeeping do not delay what
+    // members receive.
     let set_up = futures::stream::iter(0..args.members)
         .map(|i| {
-            let on = pool.handle(i as usize);
-            let setup = on.spawn(setup_member(i, server_addr, host_addr));
+            let on = fleet.pool.handle(i as usize);
+            let setup = on.spawn(setup_member(i, server_at, host_addr.clone()));
             async move { (on, setup.await) }
         })
         .buffer_unordered(args.connect_concurrency);
@@ -202,7 +250,8 @@ async fn run_with(
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     while let Some((on, r)) = set_up.next().await {
         match r.context("a member's set-up panicked").and_then(|r| r) {
-            Ok((tracker, peer, last_seq)) => {
+            Ok((client, tracker, peer, last_seq)) => {
+                fleet.clients.push(client);
                 trackers.push(on.spawn(tracker.keep_alive(stop.clone())));
                 let task = member(
                     peer,
@@ -402,13 +451,7 @@ async fn run_with(
     report.peer_connect_503_retries = RETRIED_503.load(Ordering::Relaxed);
     report.latency = Percentiles::of(latencies);
     report.ack_latency = Percentiles::of(ack_nanos);
-
-    host.stop().await;
-    server.stop().await;
-    pool.stop();
-    report.print_table();
-    report.print_json()?;
-    Ok(())
+    Ok(report)
 }
 
 /// Waits until the host node's link to the server is up.
@@ -431,9 +474,20 @@ async fn wait_for_link(api: &procs::Api) -> anyhow::Result<()> {
 
 /// Polls `list_channels` until the server names the channel's host; if it
 /// never does, asks the host's P2P port directly so the error says why.
-async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<SocketAddr> {
-    let mut observer = TrackerLink::connect(server).await?;
-    observer
+async fn wait_for_host(server: &link::Server, api: &procs::Api) -> anyhow::Result<NodeAddr> {
+    let observer = link::Machine::bind(server).await?;
+    let found = observe_host(&observer, server, api).await;
+    link::close_all(vec![observer.client]).await;
+    found
+}
+
+async fn observe_host(
+    observer: &link::Machine,
+    server: &link::Server,
+    api: &procs::Api,
+) -> anyhow::Result<NodeAddr> {
+    let mut tracker = TrackerLink::connect(observer, server).await?;
+    tracker
         .call(tracker::Request::Visit {
             display_name: "bench observer".into(),
         })
@@ -441,14 +495,14 @@ async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<S
     let deadline = Instant::now() + HOST_DEADLINE;
     while Instant::now() < deadline {
         if let tracker::Reply::Channels { channels } =
-            observer.call(tracker::Request::ListChannels).await?
+            tracker.call(tracker::Request::ListChannels).await?
         {
-            if let Some(addr) = channels
-                .iter()
+            if let Some(host) = channels
+                .into_iter()
                 .find(|c| c.name == CHANNEL)
                 .and_then(|c| c.host)
             {
-                return Ok(addr);
+                return Ok(host);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -460,14 +514,19 @@ async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<S
         .and_then(|v| v.as_str())
         .or_else(|| node.get("p2p_addr").and_then(|v| v.as_str()))
         .ok_or_else(|| anyhow!("the host's /node names no P2P address: {node}"))?;
-    let p2p: SocketAddr = p2p
+    let addr: SocketAddr = p2p
         .parse()
         .with_context(|| format!("the host's P2P address {p2p:?}"))?;
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let ticket = observer.ticket(&key).await?;
-    let why = match link::peer_connect(p2p, &key, ticket, CHANNEL).await {
+    let node_id = node
+        .get("node_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("the host's /node names no node_id: {node}"))?
+        .to_owned();
+    let host = NodeAddr { node_id, addr };
+    let ticket = tracker.ticket(&observer.key).await?;
+    let why = match link::peer_connect(observer, &host, ticket, CHANNEL).await {
         Ok(_) => "yet it accepts peer_connect".to_owned(),
-        Err(e) => format!("and its P2P port at {p2p} says: {e:#}"),
+        Err(e) => format!("and its P2P endpoint at {host} says: {e:#}"),
     };
     bail!(
         "the host node never announced #{CHANNEL} to the server (its host stayed null for {} s), {why}. \
@@ -479,15 +538,40 @@ async fn wait_for_host(server: SocketAddr, api: &procs::Api) -> anyhow::Result<S
 #[derive(Debug)]
 struct SenderSetup {
     name: String,
+    client: Client,
     key: SigningKey,
     ticket: SignedTicket,
     tracker: TrackerLink,
     peer: PeerFramed,
 }
 
-async fn setup_sender(i: u32, server: SocketAddr, host: SocketAddr) -> anyhow::Result<SenderSetup> {
+async fn setup_sender(i: u32, server: link::Server, host: NodeAddr) -> anyhow::Result<SenderSetup> {
+    let machine = link::Machine::bind(&server).await?;
+    match sender_links(i, &machine, &server, &host).await {
+        Ok((name, ticket, tracker, peer)) => Ok(SenderSetup {
+            name,
+            client: machine.client,
+            key: machine.key,
+            ticket,
+            tracker,
+            peer,
+        }),
+        Err(e) => {
+            link::close_all(vec![machine.client]).await;
+            Err(e)
+        }
+    }
+}
+
+/// Sender `i` registers, joins the channel, and connects to the host.
+async fn sender_links(
+    i: u32,
+    machine: &link::Machine,
+    server: &link::Server,
+    host: &NodeAddr,
+) -> anyhow::Result<(String, SignedTicket, TrackerLink, PeerFramed)> {
     let name = format!("sender{i}");
-    let mut tracker = TrackerLink::connect(server).await?;
+    let mut tracker = TrackerLink::connect(machine, server).await?;
     tracker
         .call(tracker::Request::Register {
             username: name.clone(),
@@ -499,35 +583,45 @@ async fn setup_sender(i: u32, server: SocketAddr, host: SocketAddr) -> anyhow::R
             channel: CHANNEL.into(),
         })
         .await?;
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let ticket = tracker.ticket(&key).await?;
-    let (peer, can_write, _) = peer_connect(host, &key, ticket.clone()).await?;
+    let ticket = tracker.ticket(&machine.key).await?;
+    let (peer, can_write, _) = peer_connect(machine, host, ticket.clone()).await?;
     if !can_write {
         bail!("the host says {name} may not post to #{CHANNEL}");
     }
-    Ok(SenderSetup {
-        name,
-        key,
-        ticket,
-        tracker,
-        peer,
-    })
+    Ok((name, ticket, tracker, peer))
 }
 
+/// Member `i`: a machine of its own that visits, and subscribes at the
+/// host; answers its endpoint with its links.
 async fn setup_member(
     i: u32,
-    server: SocketAddr,
-    host: SocketAddr,
+    server: link::Server,
+    host: NodeAddr,
+) -> anyhow::Result<(Client, TrackerLink, PeerFramed, u64)> {
+    let machine = link::Machine::bind(&server).await?;
+    match member_links(i, &machine, &server, &host).await {
+        Ok((tracker, peer, last_seq)) => Ok((machine.client, tracker, peer, last_seq)),
+        Err(e) => {
+            link::close_all(vec![machine.client]).await;
+            Err(e)
+        }
+    }
+}
+
+async fn member_links(
+    i: u32,
+    machine: &link::Machine,
+    server: &link::Server,
+    host: &NodeAddr,
 ) -> anyhow::Result<(TrackerLink, PeerFramed, u64)> {
-    let mut tracker = TrackerLink::connect(server).await?;
+    let mut tracker = TrackerLink::connect(machine, server).await?;
     tracker
         .call(tracker::Request::Visit {
             display_name: format!("member{i}"),
         })
         .await?;
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let ticket = tracker.ticket(&key).await?;
-    let (peer, _, last_seq) = peer_connect(host, &key, ticket).await?;
+    let ticket = tracker.ticket(&machine.key).await?;
+    let (peer, _, last_seq) = peer_connect(machine, host, ticket).await?;
     Ok((tracker, peer, last_seq))
 }
 
@@ -538,14 +632,14 @@ static RETRIED_503: AtomicU64 = AtomicU64::new(0);
 /// `UNAVAILABLE` (it is still learning the channel's rules from the
 /// server), as a member's node would.
 async fn peer_connect(
-    host: SocketAddr,
-    key: &SigningKey,
+    machine: &link::Machine,
+    host: &NodeAddr,
     ticket: SignedTicket,
 ) -> anyhow::Result<(PeerFramed, bool, u64)> {
     let deadline = Instant::now() + link::STEP_TIMEOUT;
     let mut wait = Duration::from_millis(20);
     loop {
-        match link::peer_connect(host, key, ticket.clone(), CHANNEL).await {
+        match link::peer_connect(machine, host, ticket.clone(), CHANNEL).await {
             Err(e)
                 if Instant::now() < deadline
                     && e.downcast_ref::<Failure>()

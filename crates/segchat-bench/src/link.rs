@@ -1,27 +1,38 @@
 //! Minimal clients of the two links, built only on `segchat_proto`'s
-//! frames and codec (the bench writes no byte layout of its own).
+//! frames and codec (the bench writes no byte layout of its own), over
+//! `segchat_net`'s QUIC client: each simulated machine is a [`Machine`],
+//! an endpoint of its own under its own node key.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
+use segchat_net::client::{Client, Duplex, Link};
+use segchat_net::{Connection, EndpointId, PeerAddress};
 use segchat_proto::ticket::SignedTicket;
+use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Welcome};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 /// How long one set-up step (connect, handshake, one request) may take.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing the bench's endpoints may take, all together.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const AGENT: &str = concat!("segchat-bench/", env!("CARGO_PKG_VERSION"));
 
 pub(crate) type TrackerFramed =
-    Framed<TcpStream, FrameCodec<tracker::Request, tracker::Reply, tracker::Event>>;
+    Framed<LinkStream, FrameCodec<tracker::Request, tracker::Reply, tracker::Event>>;
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
-pub(crate) type PeerFramed = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
+pub(crate) type PeerFramed =
+    Framed<LinkStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
 
 /// How often a bench peer link pings the host: the host drops a peer link
 /// that sends nothing for its `peer_ttl_ms` (10 s); see PROTOCOL.md §7.
@@ -29,44 +40,129 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(2);
 /// Request ids of pings: far above any post's, so answers are told apart.
 pub(crate) const PING_IDS: u32 = 0x8000_0000;
 
-/// Connections made so far, to give each its own loopback source address.
-static CONNECTIONS: AtomicU32 = AtomicU32::new(0);
+/// Machines bound so far, to give each its own loopback source address.
+static MACHINES: AtomicU32 = AtomicU32::new(0);
 
-/// The source address of the next connection to a loopback `addr`: a
-/// different 127.1.x.y each time, as if every simulated member were a
-/// machine of its own (a node admits only 32 peer connections per source
-/// IP). `None`: let the system choose.
-fn source_for(addr: SocketAddr) -> Option<SocketAddr> {
-    if !addr.ip().is_loopback() || !addr.is_ipv4() {
-        return None;
+/// The address the next machine binds its endpoint to, to reach a
+/// loopback `server`: a different 127.1.x.y (port 0) each time, as if every
+/// simulated member were a machine of its own (a node admits only 32 peer
+/// connections per source IP). Elsewhere: any address of the server's
+/// family.
+fn source_for(server: SocketAddr) -> SocketAddr {
+    match server.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let n = MACHINES.fetch_add(1, Ordering::Relaxed);
+            let ip = Ipv4Addr::new(127, 1, ((n / 250) % 250) as u8, (n % 250) as u8 + 1);
+            SocketAddr::new(IpAddr::V4(ip), 0)
+        }
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     }
-    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    let ip = Ipv4Addr::new(127, 1, ((n / 250) % 250) as u8, (n % 250) as u8 + 1);
-    Some(SocketAddr::new(IpAddr::V4(ip), 0))
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let connecting = async {
-        match source_for(addr) {
-            Some(source) => {
-                let socket = TcpSocket::new_v4()?;
-                socket.bind(source)?;
-                socket.connect(addr).await
-            }
-            None => TcpStream::connect(addr).await,
+/// The server as the bench's machines dial it: its address and its key.
+/// The key is asked once per run (`GET /segchat/server-key`), as a node
+/// pins it on first contact; every machine then dials it by that key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: EndpointId,
+}
+
+impl Server {
+    pub(crate) async fn find(addr: SocketAddr) -> anyhow::Result<Server> {
+        let id = segchat_net::relay::fetch_server_key(addr, STEP_TIMEOUT)
+            .await
+            .with_context(|| format!("asking the server at {addr} for its key"))?;
+        Ok(Server { addr, id })
+    }
+}
+
+/// One simulated machine: a node key and a QUIC endpoint keyed by it, on a
+/// source address of its own. Its tracker link and its peer link both
+/// come from this endpoint, so the host sees the ticket's `node_key` as
+/// the connection's key. Close it ([`close_all`]) when the run ends.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    pub(crate) key: SigningKey,
+    pub(crate) client: Client,
+}
+
+impl Machine {
+    /// A new key and an endpoint under it, to reach `server`.
+    pub(crate) async fn bind(server: &Server) -> anyhow::Result<Machine> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let at = source_for(server.addr);
+        // No relay: everything the bench dials is on a direct path.
+        let client = Client::bind(&key, at, None)
+            .await
+            .with_context(|| format!("binding a member's endpoint on {at}"))?;
+        Ok(Machine { key, client })
+    }
+}
+
+/// Closes every endpoint (and so every connection) of `clients`, waiting
+/// at most [`CLOSE_TIMEOUT`] for the peers to acknowledge.
+pub(crate) async fn close_all(clients: Vec<Client>) {
+    let closing = futures::future::join_all(clients.iter().map(Client::close));
+    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+        eprintln!(
+            "warning: closing {} endpoints took over {} s; left to time out",
+            clients.len(),
+            CLOSE_TIMEOUT.as_secs()
+        );
+    }
+}
+
+/// One link's stream, holding the QUIC connection it runs on (the
+/// connection closes when its last handle is dropped): what a link's
+/// `Framed` wraps, as it wrapped a `TcpStream`.
+#[derive(Debug)]
+pub(crate) struct LinkStream {
+    stream: Duplex,
+    _conn: Connection,
+}
+
+impl From<Link> for LinkStream {
+    fn from(link: Link) -> LinkStream {
+        LinkStream {
+            stream: link.stream,
+            _conn: link.conn,
         }
-    };
-    let stream = tokio::time::timeout(STEP_TIMEOUT, connecting)
-        .await
-        .map_err(|_| anyhow!("connecting to {addr} timed out"))?
-        .with_context(|| format!("could not connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    }
+}
+
+impl AsyncRead for LinkStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LinkStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// Sends `hello` and waits for `welcome`.
 async fn handshake<Req, Rep, Ev>(
-    framed: &mut Framed<TcpStream, FrameCodec<Req, Rep, Ev>>,
+    framed: &mut Framed<LinkStream, FrameCodec<Req, Rep, Ev>>,
     link: LinkKind,
     who: &str,
 ) -> anyhow::Result<Welcome>
@@ -95,8 +191,19 @@ pub(crate) struct TrackerLink {
 }
 
 impl TrackerLink {
-    pub(crate) async fn connect(server: SocketAddr) -> anyhow::Result<TrackerLink> {
-        let mut framed = Framed::new(connect(server).await?, FrameCodec::default());
+    /// Opens `machine`'s tracker link to `server` and says hello.
+    pub(crate) async fn connect(machine: &Machine, server: &Server) -> anyhow::Result<TrackerLink> {
+        let to = PeerAddress {
+            id: server.id,
+            direct: vec![server.addr],
+            relay: None,
+        };
+        let link = machine
+            .client
+            .open(to, segchat_net::ALPN_TRACKER, STEP_TIMEOUT)
+            .await
+            .with_context(|| format!("opening the tracker link to {}", server.addr))?;
+        let mut framed = Framed::new(LinkStream::from(link), FrameCodec::default());
         let welcome = handshake(&mut framed, LinkKind::Tracker, "the server").await?;
         Ok(TrackerLink {
             framed,
@@ -169,21 +276,26 @@ impl TrackerLink {
     }
 }
 
-/// Opens the peer link to `host` and subscribes to `channel`; answers the
-/// framed link, whether this member may post, and the host's last
-/// sequence number.
+/// Opens `machine`'s peer link to `host` and subscribes to `channel` with
+/// `ticket` (issued to `machine.key`); answers the framed link, whether
+/// this member may post, and the host's last sequence number.
 pub(crate) async fn peer_connect(
-    host: SocketAddr,
-    key: &SigningKey,
+    machine: &Machine,
+    host: &NodeAddr,
     ticket: SignedTicket,
     channel: &str,
 ) -> anyhow::Result<(PeerFramed, bool, u64)> {
-    let mut framed: PeerFramed = Framed::new(connect(host).await?, FrameCodec::default());
+    let link = machine
+        .client
+        .peer(&host.node_id, host.addr, STEP_TIMEOUT)
+        .await
+        .with_context(|| format!("opening the peer link to the host at {}", host.addr))?;
+    let mut framed: PeerFramed = Framed::new(LinkStream::from(link), FrameCodec::default());
     let welcome = handshake(&mut framed, LinkKind::Peer, "the host").await?;
     let nonce = segchat_proto::ticket::decode_nonce(&welcome.nonce)
         .context("the host's welcome carries no nonce")?;
     let proof = segchat_proto::ticket::prove(
-        key,
+        &machine.key,
         &nonce,
         segchat_proto::ticket::ProofPurpose::PeerConnect { channel },
     )?;

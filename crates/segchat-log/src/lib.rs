@@ -233,6 +233,27 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
     set_mode(dir, 0o700)
 }
 
+/// Writes `bytes` to `path` atomically (a temporary file beside it, synced,
+/// then renamed over it) with mode 0600: how keys, tickets and pins are
+/// stored.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
+    // `mode` only applies to a file it creates; a left-over one is fixed.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 /// Opens `path` for appending, creating it with mode 0600; an existing
 /// file is narrowed to 0600.
 fn open_private(path: &Path) -> io::Result<File> {

@@ -1,7 +1,8 @@
 //! Admission to this node's peer services: the one check of the ticket a
 //! peer presents (`peer_connect` to a host, `watch` to a streamer) —
 //! signed by the server, not expired, not revoked, and the peer's own
-//! (proof of possession) — and the sessions the server said have ended.
+//! (the transport's authenticated key is the ticket's node key, and proof
+//! of possession) — and the sessions the server said have ended.
 //! Shared by [`crate::chat`] and [`crate::stream`]; depends on neither.
 
 use std::collections::HashMap;
@@ -34,11 +35,20 @@ pub(crate) fn check_peer_ticket(
         purpose,
         proof,
         addr,
+        transport_key,
     } = presented;
     let now = crate::now_ms();
     let checked = ticket
         .verify(&server_key, Some(now))
         .map_err(|e| e.to_string())
+        .and_then(|()| match ticket.ticket.node_key == transport_key {
+            true => Ok(()),
+            false => Err(format!(
+                "it was issued to node key {}…, but this connection is keyed by {}…",
+                ticket.ticket.node_key.get(..12).unwrap_or(&ticket.ticket.node_key),
+                transport_key.get(..12).unwrap_or(transport_key)
+            )),
+        })
         .and_then(
             |()| match revoked.is_revoked(&ticket.ticket.session_id, now) {
                 true => Err("its session has ended".to_owned()),
@@ -107,4 +117,7 @@ pub(crate) struct Presented<'a> {
     pub purpose: ProofPurpose<'a>,
     pub proof: &'a str,
     pub addr: SocketAddr,
+    /// The key the link's transport authenticated (hex): the ticket must
+    /// be this key's, so a ticket copied from elsewhere is worthless.
+    pub transport_key: &'a str,
 }

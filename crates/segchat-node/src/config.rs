@@ -14,10 +14,13 @@ pub struct NodeConfig {
     pub server_addr: String,
     /// Where `node.db`, `api.json` and `logs/` live.
     pub data_dir: PathBuf,
-    /// Where to accept P2P TCP connections (default `0.0.0.0:0`).
+    /// The UDP address of the node's QUIC endpoint, which every P2P
+    /// connection (peer links, livestreams) and the server link use
+    /// (default `0.0.0.0:0`).
     pub p2p_listen: SocketAddr,
-    /// Where to bind the UDP socket; `None` means the P2P IP, any port.
-    pub udp_listen: Option<SocketAddr>,
+    /// The server's key (hex), from the user or an invite. Without it the
+    /// node pins the key the server announces on first contact.
+    pub server_key: Option<String>,
     /// Where to serve the local HTTP API (default `127.0.0.1:0`).
     pub api_listen: SocketAddr,
     /// The IP to announce to the server instead of the detected one.
@@ -48,7 +51,7 @@ impl NodeConfig {
             log: LogConfig::new(data_dir.join("logs")),
             data_dir,
             p2p_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            udp_listen: None,
+            server_key: None,
             api_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             advertise_ip: None,
             reconnect_min: Duration::from_millis(200),
@@ -81,13 +84,8 @@ impl NodeConfig {
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err("connect and request timeouts must be above zero".into());
         }
-        if let Some(udp) = self.udp_listen {
-            if udp.is_ipv4() != self.p2p_listen.is_ipv4() {
-                return Err(format!(
-                    "UDP address {udp} and P2P address {} must be of the same IP family",
-                    self.p2p_listen
-                ));
-            }
+        if let Some(key) = &self.server_key {
+            segchat_net::parse_id(key).map_err(|e| format!("server key {key:?}: {e}"))?;
         }
         Ok(())
     }

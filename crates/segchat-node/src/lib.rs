@@ -51,6 +51,7 @@ pub mod node;
 pub mod p2p;
 pub mod store;
 pub mod stream;
+pub mod transport;
 pub mod web;
 
 pub use config::NodeConfig;

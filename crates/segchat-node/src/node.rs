@@ -1,7 +1,7 @@
-//! Starting and stopping a node: bind every socket, then spawn the task
-//! tree (server link, P2P listeners, livestreams, HTTP API) under one cancellation
-//! token. On shutdown the tasks get a bounded grace period, then are
-//! aborted.
+//! Starting and stopping a node: bind the QUIC endpoint (keyed by the
+//! node key) and the API socket, then spawn the task tree (server link,
+//! the peer router, livestreams, HTTP API) under one cancellation token.
+//! On shutdown the tasks get a bounded grace period, then are aborted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiFile, ApiState, NodeAddrs};
-use crate::link::{LinkConfig, LinkHandle, PeerAddrs};
-use crate::p2p::{self, PeerSockets};
+use crate::link::{LinkConfig, LinkHandle, PeerAddrs, ServerPin};
+use crate::p2p::PeerService;
+use crate::transport::Transport;
 use crate::store::Store;
 use crate::{NodeConfig, NodeError};
 
@@ -31,8 +32,9 @@ pub struct NodeHandle {
     api_addr: SocketAddr,
     api_token: String,
     p2p_addr: SocketAddr,
-    udp_addr: SocketAddr,
+    node_id: String,
     data_dir: PathBuf,
+    router: iroh::protocol::Router,
     link: LinkHandle,
     log: SystemLog,
     shutdown: CancellationToken,
@@ -63,13 +65,33 @@ impl Node {
             .await
             .map_err(|e| crate::store::StoreError::Worker(e.to_string()))??;
 
-        let peers = PeerSockets::bind(config.p2p_listen, config.udp_listen).await?;
-        let p2p_addr = local(&peers.tcp, "P2P TCP", config.p2p_listen)?;
-        let udp_addr = peers.udp.local_addr().map_err(|source| NodeError::Bind {
-            what: "P2P UDP",
-            addr: config.p2p_listen,
+        let key = crate::chat::load_node_key(&data_dir).map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
             source,
         })?;
+        let server = crate::link::resolve(&config.server_addr).await.map_err(|source| {
+            NodeError::Config(format!("server address {}: {source}", config.server_addr))
+        })?;
+        let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
+            key: key.clone(),
+            bind: config.p2p_listen,
+            relay: segchat_net::endpoint::Relay::Later,
+        })
+        .await
+        .map_err(|e| NodeError::Bind {
+            what: "P2P QUIC (UDP)",
+            addr: config.p2p_listen,
+            source: std::io::Error::other(e.reason),
+        })?;
+        let p2p_addr = segchat_net::endpoint::local_addr(&endpoint).unwrap_or(config.p2p_listen);
+        let node_id = segchat_net::id_hex(&endpoint.id());
+        let transport = Transport::new(endpoint.clone(), Some(segchat_net::relay::url_of(server)));
+        let configured_key = config
+            .server_key
+            .as_deref()
+            .map(segchat_net::parse_id)
+            .transpose()
+            .map_err(|e| NodeError::Config(format!("server key: {e}")))?;
         let api_listener = TcpListener::bind(config.api_listen)
             .await
             .map_err(|source| NodeError::Bind {
@@ -83,9 +105,10 @@ impl Node {
         let (link, actor) = LinkHandle::new(
             LinkConfig {
                 server_addr: config.server_addr.clone(),
+                endpoint: endpoint.clone(),
+                pin: ServerPin::new(&data_dir, configured_key),
                 peers: PeerAddrs {
                     p2p: p2p_addr,
-                    udp_port: udp_addr.port(),
                     advertise_ip: config.advertise_ip,
                 },
                 reconnect_min: config.reconnect_min,
@@ -102,6 +125,8 @@ impl Node {
             store.clone(),
             link.clone(),
             log.clone(),
+            transport.clone(),
+            key,
             data_dir.clone(),
             config.server_addr.clone(),
         )
@@ -124,7 +149,7 @@ impl Node {
                 server_addr: config.server_addr.clone(),
                 api: api_addr,
                 p2p: p2p_addr,
-                udp: udp_addr,
+                node_id: node_id.clone(),
             },
             shutdown.clone(),
         );
@@ -138,7 +163,7 @@ impl Node {
         })?;
 
         let streams = crate::stream::Streams::new(
-            peers.udp,
+            transport.clone(),
             link.clone(),
             log.clone(),
             chat.signing_key().clone(),
@@ -150,12 +175,17 @@ impl Node {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
-        tasks.spawn(p2p::serve(
-            peers.tcp,
-            chat.clone(),
-            log.clone(),
+        tasks.spawn(crate::transport::relay_while_signed_in(
+            transport.clone(),
+            link.clone(),
             shutdown.clone(),
         ));
+        let router = iroh::protocol::Router::builder(endpoint)
+            .accept(
+                segchat_net::ALPN_PEER,
+                PeerService::new(chat.clone(), log.clone(), shutdown.clone()),
+            )
+            .spawn();
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));
@@ -166,15 +196,16 @@ impl Node {
         log.record(
             "NODE_STARTED",
             p2p_addr,
-            format!("udp={udp_addr} server={}", config.server_addr),
+            format!("key={node_id} server={}", config.server_addr),
         );
-        tracing::info!(api = %url, p2p = %p2p_addr, udp = %udp_addr, "node started");
+        tracing::info!(api = %url, p2p = %p2p_addr, key = %node_id, "node started");
         Ok(NodeHandle {
             api_addr,
             api_token,
             p2p_addr,
-            udp_addr,
+            node_id,
             data_dir,
+            router,
             link,
             log,
             shutdown,
@@ -205,14 +236,14 @@ impl NodeHandle {
         &self.api_token
     }
 
-    /// Where the P2P TCP listener is bound.
+    /// Where the QUIC endpoint is bound (UDP).
     pub fn p2p_addr(&self) -> SocketAddr {
         self.p2p_addr
     }
 
-    /// Where the UDP socket is bound.
-    pub fn udp_addr(&self) -> SocketAddr {
-        self.udp_addr
+    /// The node's key (hex): its identity on every P2P connection.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The server link (for state and events).
@@ -244,6 +275,7 @@ impl NodeHandle {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
         }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.router.shutdown()).await;
         api::remove_api_file(&self.data_dir, &self.api_token);
         self.log.record("NODE_STOPPED", self.p2p_addr, "shutdown");
         let log = self.log.clone();

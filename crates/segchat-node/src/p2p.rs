@@ -1,55 +1,66 @@
-//! The peer listeners: a TCP listener for the P2P link and a UDP socket for
-//! livestreams, both on the configured IP.
-//!
-//! An incoming peer gets its `hello` checked here (version, link kind,
-//! within a timeout); the peer link itself is served by
-//! [`crate::chat`] (and its stream requests by [`crate::stream`], which
-//! also owns the UDP socket). Garbage never takes the node down.
+//! The peer side of the node's endpoint: every incoming QUIC connection
+//! with the peer ALPN is one peer link, admitted here — transport
+//! identity (the connection's key, proven by its handshake), `hello`
+//! (version, link kind, within a timeout) — and handed to
+//! [`crate::chat`], whose link also carries stream requests for
+//! [`crate::stream`]. Datagrams on the same connection go to the streams'
+//! dispatcher. Garbage never takes the node down.
 //!
 //! Connections are capped twice: [`MAX_PEER_CONNS`] in all and
-//! [`MAX_PEER_CONNS_PER_IP`] from any one address, so one source cannot
-//! take every slot (or every file descriptor) from real members.
+//! [`MAX_PEER_CONNS_PER_SOURCE`] from any one source (an IP address where
+//! the path is direct, else the peer's key), so one source cannot take
+//! every slot from real members.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler};
 use segchat_log::SystemLog;
+use segchat_net::{RecvStream, SendStream};
 use segchat_proto::frame::CodecError;
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// How long a peer has to send `hello`.
+use crate::chat::{Chat, PeerCodec, PeerFrame, PeerReadCodec};
+use crate::transport::Target;
+
+/// How long a peer has to open its stream and send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame a peer may send.
 const MAX_PEER_FRAME: usize = segchat_proto::MAX_FRAME_LEN;
 /// Peer connections served at once; more are closed at once.
 const MAX_PEER_CONNS: usize = 4096;
-/// Peer connections served at once from one IP address; more from it are
+/// Peer connections served at once from one source; more from it are
 /// closed at once. A node has one link per channel it follows on a host,
 /// so a real peer needs a handful; NAT may put a few people behind one
 /// address.
-pub const MAX_PEER_CONNS_PER_IP: usize = 32;
+pub const MAX_PEER_CONNS_PER_SOURCE: usize = 32;
 
-use crate::chat::{Chat, PeerCodec, PeerFrame, PeerReadCodec};
+/// Where a peer connection comes from, for the per-source cap.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    Ip(std::net::IpAddr),
+    Key(String),
+}
 
-/// Open peer connections per source IP.
+/// Open peer connections per source.
 #[derive(Debug, Default, Clone)]
-struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+struct PerSource(Arc<Mutex<HashMap<Source, usize>>>);
 
-/// One connection's place in [`PerIp`]; gives it back when dropped (also
-/// when the connection's task is aborted).
+/// One connection's place in [`PerSource`]; gives it back when dropped
+/// (also when the connection's task is aborted).
 #[derive(Debug)]
 struct Slot {
-    table: PerIp,
-    ip: IpAddr,
+    table: PerSource,
+    source: Source,
 }
 
 /// Locks the table, carrying on past a poisoned lock (plain counts).
@@ -57,18 +68,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl PerIp {
-    /// A slot for a connection from `ip`, or `None` if it has all of its.
-    fn take(&self, ip: IpAddr) -> Option<Slot> {
+impl PerSource {
+    /// A slot for a connection from `source`, or `None` if it has all of its.
+    fn take(&self, source: Source) -> Option<Slot> {
         let mut map = lock(&self.0);
-        let n = map.entry(ip).or_default();
-        if *n >= MAX_PEER_CONNS_PER_IP {
+        let n = map.entry(source.clone()).or_default();
+        if *n >= MAX_PEER_CONNS_PER_SOURCE {
             return None;
         }
         *n += 1;
         Some(Slot {
             table: self.clone(),
-            ip,
+            source,
         })
     }
 }
@@ -76,109 +87,98 @@ impl PerIp {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = lock(&self.table.0);
-        if let Some(n) = map.get_mut(&self.ip) {
+        if let Some(n) = map.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&self.source);
             }
         }
     }
 }
 
-/// The bound peer sockets.
-#[derive(Debug)]
-pub struct PeerSockets {
-    pub tcp: TcpListener,
-    pub udp: Arc<UdpSocket>,
+/// The peer protocol's handler on the node's router.
+#[derive(Debug, Clone)]
+pub struct PeerService {
+    chat: Chat,
+    log: SystemLog,
+    shutdown: CancellationToken,
+    per_source: PerSource,
+    open: Arc<Semaphore>,
 }
 
-impl PeerSockets {
-    /// Binds the TCP listener at `p2p` and the UDP socket at `udp`, or on
-    /// the TCP listener's IP with any port.
-    pub async fn bind(
-        p2p: SocketAddr,
-        udp: Option<SocketAddr>,
-    ) -> Result<PeerSockets, crate::NodeError> {
-        let tcp = TcpListener::bind(p2p)
-            .await
-            .map_err(|source| crate::NodeError::Bind {
-                what: "P2P TCP",
-                addr: p2p,
-                source,
-            })?;
-        let udp_addr = udp.unwrap_or_else(|| SocketAddr::new(p2p.ip(), 0));
-        let udp = UdpSocket::bind(udp_addr)
-            .await
-            .map_err(|source| crate::NodeError::Bind {
-                what: "P2P UDP",
-                addr: udp_addr,
-                source,
-            })?;
-        Ok(PeerSockets {
-            tcp,
-            udp: Arc::new(udp),
-        })
+impl PeerService {
+    pub fn new(chat: Chat, log: SystemLog, shutdown: CancellationToken) -> PeerService {
+        PeerService {
+            chat,
+            log,
+            shutdown,
+            per_source: PerSource::default(),
+            open: Arc::new(Semaphore::new(MAX_PEER_CONNS)),
+        }
     }
 }
 
-/// Accepts peers until `shutdown`; each connection runs in a task of its
-/// own, all aborted when this returns.
-pub async fn serve(listener: TcpListener, chat: Chat, log: SystemLog, shutdown: CancellationToken) {
-    let mut conns = JoinSet::new();
-    let per_ip = PerIp::default();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            a = listener.accept() => a,
+impl ProtocolHandler for PeerService {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        if self.chat.is_invisible() {
+            // Invisible looks offline: nothing is served, not even a
+            // refusal.
+            connection.close(0u32.into(), b"");
+            return Ok(());
+        }
+        let addr = crate::transport::log_addr(&connection);
+        let key = segchat_net::id_hex(&connection.remote_id());
+        let Ok(_permit) = self.open.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many peer connections; refusing");
+            return Ok(());
         };
-        match accepted {
-            Ok((stream, addr)) => {
-                if chat.is_invisible() {
-                    // Invisible looks offline: nothing is served, not even
-                    // a refusal.
-                    drop(stream);
-                    continue;
-                }
-                if conns.len() >= MAX_PEER_CONNS {
-                    tracing::warn!(%addr, "too many peer connections; refusing");
-                    drop(stream);
-                    continue;
-                }
-                let Some(slot) = per_ip.take(addr.ip()) else {
-                    tracing::warn!(%addr, "too many peer connections from this address; refusing");
-                    drop(stream);
-                    continue;
-                };
-                let span = tracing::info_span!("peer", peer = %addr);
-                let (chat, log, shutdown) = (chat.clone(), log.clone(), shutdown.clone());
-                conns.spawn(
-                    async move {
-                        serve_peer(stream, addr, chat, log, shutdown).await;
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
+        let source = match segchat_net::path::remote_ip(&connection) {
+            Some(ip) => Source::Ip(ip),
+            None => Source::Key(key.clone()),
+        };
+        let Some(_slot) = self.per_source.take(source) else {
+            tracing::warn!(%addr, "too many peer connections from this source; refusing");
+            return Ok(());
+        };
+        let span = tracing::info_span!("peer", peer = %addr, key = &key[..12]);
+        async {
+            let streams = match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let remote = Target(connection.clone());
+            if let Some(streams) = self.chat.streams() {
+                tokio::spawn(streams.clone().read_datagrams(remote.clone()));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "P2P accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            serve_peer(
+                streams,
+                addr,
+                remote,
+                self.chat.clone(),
+                self.log.clone(),
+                self.shutdown.clone(),
+            )
+            .await;
         }
+        .instrument(span)
+        .await;
+        Ok(())
     }
-    conns.shutdown().await;
 }
 
 async fn serve_peer(
-    stream: TcpStream,
+    (w, r): (SendStream, RecvStream),
     addr: SocketAddr,
+    remote: Target,
     chat: Chat,
     log: SystemLog,
     shutdown: CancellationToken,
 ) {
-    log.record("CONNECTION_ESTABLISHED", addr, "link=p2p");
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    log.record(
+        "CONNECTION_ESTABLISHED",
+        addr,
+        format!("link=p2p key={} path={}", &segchat_net::id_hex(&remote.0.remote_id())[..12], crate::transport::path_of(&remote.0)),
+    );
     let mut reader = FramedRead::new(r, PeerReadCodec::new(MAX_PEER_FRAME));
     let refusal = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
         Err(_) => Failure::bad_request(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
@@ -209,7 +209,7 @@ async fn serve_peer(
                 )
             } else {
                 tracing::debug!(agent = %hello.agent, "peer said hello");
-                let reason = crate::chat::serve_peer(chat, reader, w, addr, shutdown).await;
+                let reason = crate::chat::serve_peer(chat, reader, w, addr, remote, shutdown).await;
                 log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
                 return;
             }
@@ -222,6 +222,8 @@ async fn serve_peer(
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = writer.send(frame).await;
         let _ = writer.get_mut().shutdown().await;
+        // QUIC drops what is unsent when the connection closes.
+        let _ = writer.get_mut().stopped().await;
     })
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));

@@ -57,6 +57,11 @@ pub struct Welcome {
     /// Absent on the tracker link.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub nonce: String,
+    /// Tracker link only: the UDP address the server sees this node's
+    /// connection come from — behind NAT, the node's public mapping,
+    /// which it offers peers for hole punching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_addr: Option<std::net::SocketAddr>,
 }
 
 impl Hello {

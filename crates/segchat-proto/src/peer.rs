@@ -61,12 +61,11 @@ pub enum Request {
     },
     /// Store a message (signed by its author) and fan it out.
     Post { message: Message },
-    /// Subscribe to a livestream of this node: frames go to UDP port
-    /// `udp_port` on the IP this connection comes from.
+    /// Subscribe to a livestream of this node: its chunks come as QUIC
+    /// datagrams on this connection.
     Watch {
         ticket: SignedTicket,
         stream_id: u64,
-        udp_port: u16,
         /// The ticket's node key's signature (hex) over this link's
         /// welcome nonce and the stream id ([`crate::ticket::prove`]).
         #[serde(default)]

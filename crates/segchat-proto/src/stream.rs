@@ -101,14 +101,13 @@ pub struct StreamInfo {
     pub channel: String,
     /// The streamer's username.
     pub streamer: String,
-    /// Where viewers reach the streamer's node over the peer link (TCP) to
-    /// `watch`.
+    /// Where viewers reach the streamer's node over the peer link to
+    /// `watch` (its announced UDP address; the relay reaches it by key).
     #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
     pub p2p_addr: SocketAddr,
-    /// The streamer node's UDP socket, which sends the frames and takes
-    /// the viewers' probes.
-    #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
-    pub udp_addr: SocketAddr,
+    /// The streamer node's key (hex): the peer link to it must
+    /// authenticate with this key.
+    pub node_id: String,
     pub width: u16,
     pub height: u16,
     pub fps: u8,

@@ -47,7 +47,6 @@ pub enum Request {
     SubmitInfo {
         #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
         p2p_addr: SocketAddr,
-        udp_port: u16,
         status: Option<Presence>,
     },
     /// Keep this connection's peer-list entry alive.
@@ -246,15 +245,11 @@ pub enum Event {
         session_id: String,
         expires_at_ms: u64,
     },
-    /// A channel's host node came online (with its P2P address) or went
+    /// A channel's host node came online (with how to reach it) or went
     /// away. Sent to the channel's members.
     HostStatus {
         channel: String,
-        #[cfg_attr(
-            test,
-            proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
-        )]
-        host: Option<SocketAddr>,
+        host: Option<crate::types::NodeAddr>,
     },
     /// The server stored a message in a channel you belong to (or host):
     /// fetch it with `history`, or count it as unread.

@@ -150,11 +150,13 @@ pub struct PeerInfo {
     pub username: String,
     pub kind: AccountKind,
     pub session_id: String,
-    /// Where the node accepts P2P TCP connections.
+    /// The UDP address the node announced for P2P (QUIC) connections.
     #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
     pub p2p_addr: SocketAddr,
-    /// The node's UDP port for livestreams, on the same IP as `p2p_addr`.
-    pub udp_port: u16,
+    /// The node's key (hex): the identity its P2P connections authenticate
+    /// with. The server takes it from the node's own connection, never
+    /// from what the node says.
+    pub node_id: String,
     /// As the asker may see it (never `invisible` for somebody else).
     pub status: Presence,
     /// Milliseconds since the Unix epoch of the last heartbeat.
@@ -173,14 +175,29 @@ pub struct ChannelInfo {
     pub member_count: u32,
     /// The asker's role, if they are a member.
     pub my_role: Option<Role>,
-    /// Where the channel's host node accepts P2P connections while it is
-    /// online; `null` while the host is offline (use the server's backup).
+    /// How to reach the channel's host node while it is online; `null`
+    /// while the host is offline (use the server's backup).
     #[serde(default)]
-    #[cfg_attr(
-        test,
-        proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
-    )]
-    pub host: Option<SocketAddr>,
+    pub host: Option<NodeAddr>,
+}
+
+/// How to reach a node over P2P: its key, which its QUIC connections
+/// authenticate with, and the UDP address it announced. A node that
+/// cannot be reached at `addr` (NAT) is still reached through the
+/// server's relay, by key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct NodeAddr {
+    /// The node's ed25519 public key, hex.
+    pub node_id: String,
+    #[cfg_attr(test, proptest(strategy = "crate::types::arb::socket_addr()"))]
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.node_id, self.addr)
+    }
 }
 
 /// A channel member with their presence as the asker may see it.

@@ -1,6 +1,8 @@
-//! One accepted connection: handshake, then a read loop that runs requests
-//! in order, and a writer task that drains a bounded queue and batches its
-//! writes.
+//! One accepted tracker link: handshake, then a read loop that runs
+//! requests in order, and a writer task that drains a bounded queue and
+//! batches its writes. The link is the first bidirectional stream of a
+//! QUIC connection (ALPN `segchat/tracker/1`), whose transport already
+//! proved the node's key.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,11 +15,9 @@ use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{
     DecodeError, Failure, Frame, FrameCodec, LinkKind, Status, Welcome, PROTOCOL_VERSION,
 };
+use segchat_net::{RecvStream, SendStream};
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Answers a connection over the per-source cap with an error frame and
 /// closes it.
-pub(crate) async fn refuse(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+pub(crate) async fn refuse(stream: SendStream, addr: SocketAddr, shared: Arc<Shared>) {
     let max = shared.config.max_conns_per_source;
     shared.log.record(
         "CONNECTION_REFUSED",
@@ -49,23 +49,38 @@ pub(crate) async fn refuse(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
     );
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         let _ = writer.send(Frame::Error(failure)).await;
-        let _ = writer.get_mut().shutdown().await;
+        finish(writer.get_mut()).await;
     })
     .await;
+}
+
+/// Ends the stream and waits (briefly) until the client has it all: a
+/// QUIC connection closed with data in flight drops that data.
+async fn finish(stream: &mut SendStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, stream.stopped()).await;
+}
+
+/// The transport's facts about a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// Where its packets come from.
+    pub(crate) addr: SocketAddr,
+    /// The node key it authenticated with (hex).
+    pub(crate) node_id: String,
 }
 
 /// Serves one connection until it closes, errs or the server shuts down.
 /// `_slot` holds the connection's place under the per-source cap.
 pub(crate) async fn serve(
-    stream: TcpStream,
-    addr: SocketAddr,
+    (w, r): (SendStream, RecvStream),
+    peer: Peer,
     id: ConnId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     _slot: ConnSlot,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let addr = peer.addr;
     let codec = Codec::new(shared.config.max_frame_len);
     let mut reader = FrameReader::new(r, shared.config.max_frame_len);
     let mut writer = FramedWrite::new(w, codec);
@@ -73,7 +88,7 @@ pub(crate) async fn serve(
     shared
         .log
         .record("CONNECTION_ESTABLISHED", addr, format!("conn={id}"));
-    match handshake(&mut reader, &shared).await {
+    match handshake(&mut reader, &shared, addr).await {
         Ok(welcome) => {
             if writer.send(Frame::Welcome(welcome)).await.is_err() {
                 return;
@@ -86,14 +101,16 @@ pub(crate) async fn serve(
                 format!("conn={id} {}", failure.reason),
             );
             let _ = writer.send(Frame::Error(failure)).await;
-            let _ = writer.get_mut().shutdown().await;
+            finish(writer.get_mut()).await;
             return;
         }
     }
 
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
     let cancel = shutdown.child_token();
-    shared.hub.add_conn(id, addr, tx.clone(), cancel.clone());
+    shared
+        .hub
+        .add_conn(id, addr, peer.node_id, tx.clone(), cancel.clone());
     let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
 
     let mut ctx = ConnCtx {
@@ -117,7 +134,11 @@ pub(crate) async fn serve(
 }
 
 /// Waits for `hello` and checks it.
-async fn handshake(reader: &mut FrameReader, shared: &Shared) -> Result<Welcome, Failure> {
+async fn handshake(
+    reader: &mut FrameReader,
+    shared: &Shared,
+    addr: SocketAddr,
+) -> Result<Welcome, Failure> {
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next())
         .await
         .map_err(|_| Failure::bad_request("no hello within 10 s"))?;
@@ -150,6 +171,7 @@ async fn handshake(reader: &mut FrameReader, shared: &Shared) -> Result<Welcome,
         server_key: hex::encode(shared.key.verifying_key().as_bytes()),
         max_body_len: shared.config.max_body_len as u32,
         nonce: String::new(),
+        observed_addr: Some(addr),
     })
 }
 
@@ -249,7 +271,7 @@ async fn read_loop(
 /// Drains the outbound queue, batching whatever is already waiting into one
 /// flush. Ends when every sender is gone or the connection is cancelled.
 async fn write_loop(
-    mut writer: FramedWrite<OwnedWriteHalf, Codec>,
+    mut writer: FramedWrite<SendStream, Codec>,
     mut rx: mpsc::Receiver<TrackerFrame>,
     cancel: CancellationToken,
 ) {
@@ -275,20 +297,20 @@ async fn write_loop(
         }
     }
     let _ = writer.flush().await;
-    let _ = writer.get_mut().shutdown().await;
+    finish(writer.get_mut()).await;
 }
 
 /// Reads frames off the socket. Unlike `FramedRead`, it keeps going after a
 /// recoverable decode error (a whole request frame with a bad body), so
 /// that request can be answered with BAD_REQUEST on a live connection.
 struct FrameReader {
-    half: OwnedReadHalf,
+    half: RecvStream,
     buf: BytesMut,
     max_len: usize,
 }
 
 impl FrameReader {
-    fn new(half: OwnedReadHalf, max_len: usize) -> Self {
+    fn new(half: RecvStream, max_len: usize) -> Self {
         FrameReader {
             half,
             buf: BytesMut::with_capacity(8 * 1024),

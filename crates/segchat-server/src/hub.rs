@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use segchat_log::SystemLog;
 use segchat_proto::stream::StreamInfo;
 use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::types::{AccountKind, PeerInfo, Presence};
+use segchat_proto::types::{AccountKind, NodeAddr, PeerInfo, Presence};
 use segchat_proto::Frame;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,8 @@ pub(crate) struct Principal {
 #[derive(Debug)]
 struct Conn {
     addr: SocketAddr,
+    /// The node key the connection's transport authenticated (hex).
+    node_id: String,
     principal: Option<Principal>,
     tx: mpsc::Sender<TrackerFrame>,
     cancel: CancellationToken,
@@ -47,8 +49,7 @@ struct Conn {
 #[derive(Debug)]
 struct Peer {
     principal: Principal,
-    p2p_addr: SocketAddr,
-    udp_port: u16,
+    node: NodeAddr,
     last_seen: Instant,
     last_seen_ms: u64,
 }
@@ -59,8 +60,9 @@ struct State {
     peers: HashMap<ConnId, Peer>,
     /// The status each connected user chose; absent means not connected.
     status: HashMap<i64, Presence>,
-    /// Channel name → the connection hosting it and its P2P address.
-    hosts: HashMap<String, (ConnId, SocketAddr, i64)>,
+    /// Channel name → the connection hosting it, how to reach it, and the
+    /// owner's user id.
+    hosts: HashMap<String, (ConnId, NodeAddr, i64)>,
     /// Live streams by id, with the connection that streams each.
     streams: HashMap<u64, (ConnId, StreamInfo)>,
     next_stream: u64,
@@ -100,6 +102,7 @@ impl Hub {
         &self,
         id: ConnId,
         addr: SocketAddr,
+        node_id: String,
         tx: mpsc::Sender<TrackerFrame>,
         cancel: CancellationToken,
     ) {
@@ -107,6 +110,7 @@ impl Hub {
             id,
             Conn {
                 addr,
+                node_id,
                 principal: None,
                 tx,
                 cancel,
@@ -209,14 +213,18 @@ impl Hub {
         &self,
         id: ConnId,
         p2p_addr: SocketAddr,
-        udp_port: u16,
         now_ms: u64,
     ) -> Option<PeerInfo> {
         let mut st = self.lock();
-        let principal = st.conns.get(&id)?.principal.clone()?;
+        let conn = st.conns.get(&id)?;
+        let principal = conn.principal.clone()?;
+        let node = NodeAddr {
+            node_id: conn.node_id.clone(),
+            addr: p2p_addr,
+        };
         st.peers.retain(|cid, p| {
             *cid == id
-                || !(p.p2p_addr == p2p_addr
+                || !(p.node.addr == p2p_addr
                     && p.principal.username == principal.username
                     && p.principal.session_id == principal.session_id)
         });
@@ -226,8 +234,7 @@ impl Hub {
             .unwrap_or(Presence::Online);
         let peer = Peer {
             principal,
-            p2p_addr,
-            udp_port,
+            node,
             last_seen: Instant::now(),
             last_seen_ms: now_ms,
         };
@@ -263,7 +270,7 @@ impl Hub {
         let mut gone = Vec::with_capacity(expired.len());
         for id in expired {
             if let Some(p) = st.peers.remove(&id) {
-                gone.push((id, p.p2p_addr, p.principal));
+                gone.push((id, p.node.addr, p.principal));
             }
             if let Some(c) = st.conns.get(&id) {
                 c.cancel.cancel();
@@ -305,23 +312,33 @@ impl Hub {
     }
 
     /// Makes the connection the live host of `channel` (owned by
-    /// `owner_id`); returns its P2P address, or `None` if it has not
-    /// submitted one.
-    pub(crate) fn set_host(&self, channel: &str, id: ConnId, owner_id: i64) -> Option<SocketAddr> {
+    /// `owner_id`); returns how to reach it, or `None` if it has not
+    /// submitted its address.
+    pub(crate) fn set_host(&self, channel: &str, id: ConnId, owner_id: i64) -> Option<NodeAddr> {
         let mut st = self.lock();
-        let addr = st.peers.get(&id)?.p2p_addr;
-        st.hosts.insert(channel.to_owned(), (id, addr, owner_id));
-        Some(addr)
+        let node = st.peers.get(&id)?.node.clone();
+        st.hosts
+            .insert(channel.to_owned(), (id, node.clone(), owner_id));
+        Some(node)
+    }
+
+    /// Whether a connection whose transport proved `node_id` is signed in
+    /// (the relay serves only those).
+    pub(crate) fn node_signed_in(&self, node_id: &str) -> bool {
+        self.lock()
+            .conns
+            .values()
+            .any(|c| c.node_id == node_id && c.principal.is_some())
     }
 
     /// The P2P address of a channel's host, as others may see it: `None`
     /// while no node hosts it or while its owner is invisible (an address
     /// would tell that they are online).
-    pub(crate) fn host_of(&self, channel: &str) -> Option<SocketAddr> {
+    pub(crate) fn host_of(&self, channel: &str) -> Option<NodeAddr> {
         let st = self.lock();
-        let (_, addr, owner) = st.hosts.get(channel)?;
+        let (_, node, owner) = st.hosts.get(channel)?;
         let status = st.status.get(owner).copied().unwrap_or(Presence::Offline);
-        (status.as_seen_by_others() != Presence::Offline).then_some(*addr)
+        (status.as_seen_by_others() != Presence::Offline).then(|| node.clone())
     }
 
     /// Channels hosted by the user's nodes.
@@ -360,8 +377,8 @@ impl Hub {
     ) -> Option<Result<StreamInfo, StreamInfo>> {
         let mut st = self.lock();
         let peer = st.peers.get(&id)?;
-        info.p2p_addr = peer.p2p_addr;
-        info.udp_addr = SocketAddr::new(peer.p2p_addr.ip(), peer.udp_port);
+        info.p2p_addr = peer.node.addr;
+        info.node_id = peer.node.node_id.clone();
         if let Some((_, running)) = st
             .streams
             .values()
@@ -500,8 +517,8 @@ fn peer_info(p: &Peer, status: Presence) -> PeerInfo {
         username: p.principal.username.clone(),
         kind: p.principal.kind,
         session_id: p.principal.session_id.clone(),
-        p2p_addr: p.p2p_addr,
-        udp_port: p.udp_port,
+        p2p_addr: p.node.addr,
+        node_id: p.node.node_id.clone(),
         status,
         last_seen_ms: p.last_seen_ms,
     }

@@ -36,3 +36,9 @@ pub(crate) fn load_or_create(dir: &Path) -> std::io::Result<SigningKey> {
         Err(e) => Err(e),
     }
 }
+
+/// The server's public key (hex) — its fingerprint, which nodes pin —
+/// making the key if the data directory has none yet.
+pub fn fingerprint(dir: &Path) -> std::io::Result<String> {
+    Ok(hex::encode(load_or_create(dir)?.verifying_key().as_bytes()))
+}

@@ -33,4 +33,5 @@ mod server;
 pub mod store;
 
 pub use config::ServerConfig;
+pub use keys::fingerprint as key_fingerprint;
 pub use server::{run, ServerError};

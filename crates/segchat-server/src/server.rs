@@ -4,7 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use segchat_log::SystemLog;
+use segchat_net::relay::{self, Relay};
+use segchat_net::EndpointId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,10 +34,17 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("could not open {dir}: {source}")]
     Log { dir: String, source: std::io::Error },
+    #[error("{0}")]
+    Bind(#[from] segchat_net::endpoint::BindError),
 }
 
-/// Runs the server on `listener` until `shutdown` is cancelled, then waits
-/// (up to a grace period) for connections to close.
+/// How long a new QUIC connection has to open its tracker stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server until `shutdown` is cancelled, then waits (up to a
+/// grace period) for connections to close. Nodes reach it by QUIC on the
+/// UDP port of `listener`'s address; `listener` itself (TCP, the same
+/// port) serves the relay and the server's key.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -93,38 +104,40 @@ pub async fn run(
         "password hashing bounded"
     );
 
+    let fingerprint = segchat_net::id_hex(&segchat_net::endpoint_id(&shared.key.verifying_key()));
+    let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
+        key: shared.key.clone(),
+        bind: listener.local_addr().map_err(|source| ServerError::Log {
+            dir: "the listening socket".into(),
+            source,
+        })?,
+        relay: segchat_net::endpoint::Relay::None,
+    })
+    .await?;
+    let _relay = Relay::spawn(
+        listener,
+        endpoint.id(),
+        Arc::new(HubGate(shared.clone())),
+        relay::Limits::default(),
+    );
+    log.record("SERVER_KEY", &local, format!("key={fingerprint}"));
+    tracing::info!(key = %fingerprint, "server key (nodes pin it)");
+
     let tasks = TaskTracker::new();
     tasks.spawn(reaper(shared.clone(), shutdown.clone()));
-    let next_id = AtomicU64::new(1);
-    let conns = ConnCounter::new(shared.config.max_conns_per_source);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, addr)) => {
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = conns.admit(addr.ip()) else {
-                    tasks.spawn(conn::refuse(stream, addr, shared.clone()));
-                    continue;
-                };
-                tasks.spawn(conn::serve(
-                    stream,
-                    addr,
-                    id,
-                    shared.clone(),
-                    shutdown.child_token(),
-                    slot,
-                ));
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let router = Router::builder(endpoint)
+        .accept(
+            segchat_net::ALPN_TRACKER,
+            Tracker {
+                shared: shared.clone(),
+                conns: ConnCounter::new(shared.config.max_conns_per_source),
+                next_id: Arc::new(AtomicU64::new(1)),
+                tasks: tasks.clone(),
+                shutdown: shutdown.clone(),
+            },
+        )
+        .spawn();
+    shutdown.cancelled().await;
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
@@ -132,9 +145,80 @@ pub async fn run(
     {
         tracing::warn!("connections still open after the grace period; stopping anyway");
     }
+    let _ = router.shutdown().await;
     log.record("SERVER_STOPPED", &local, "shutdown");
     log.flush();
     Ok(())
+}
+
+/// The tracker protocol's handler: each QUIC connection's first
+/// bidirectional stream is one tracker link.
+#[derive(Debug, Clone)]
+struct Tracker {
+    shared: Arc<Shared>,
+    conns: Arc<ConnCounter>,
+    next_id: Arc<AtomicU64>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl ProtocolHandler for Tracker {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let addr = match segchat_net::path::current(&connection) {
+            segchat_net::path::PathKind::Direct(a) => a,
+            _ => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let node_id = segchat_net::id_hex(&connection.remote_id());
+        let Ok(Ok(streams)) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi()).await
+        else {
+            self.shared.log.record(
+                "HANDSHAKE_FAILED",
+                addr,
+                format!("node={node_id} opened no stream within {} s", STREAM_TIMEOUT.as_secs()),
+            );
+            return Ok(());
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.conns.admit(addr.ip()) else {
+            self.tasks
+                .track_future(conn::refuse(streams.0, addr, self.shared.clone()))
+                .await;
+            return Ok(());
+        };
+        let peer = conn::Peer { addr, node_id };
+        self.tasks
+            .track_future(conn::serve(
+                streams,
+                peer,
+                id,
+                self.shared.clone(),
+                self.shutdown.child_token(),
+                slot,
+            ))
+            .await;
+        Ok(())
+    }
+}
+
+/// The relay asks the hub whether a node is signed in.
+#[derive(Debug)]
+struct HubGate(Arc<Shared>);
+
+impl relay::Gate for HubGate {
+    fn admits(&self, node: &EndpointId) -> bool {
+        self.0.hub.node_signed_in(&segchat_net::id_hex(node))
+    }
+
+    fn note(&self, node: &EndpointId, what: relay::Note<'_>) {
+        let node = segchat_net::id_hex(node);
+        match what {
+            relay::Note::Admitted => self.0.log.record("RELAY_OPEN", "relay", format!("node={node}")),
+            relay::Note::Refused(why) => {
+                self.0.log.record("RELAY_REFUSED", "relay", format!("node={node} {why}"))
+            }
+            relay::Note::Closed => self.0.log.record("RELAY_CLOSED", "relay", format!("node={node}")),
+        }
+    }
 }
 
 /// Drops peers whose heartbeats stopped, and expired sessions.

@@ -8,7 +8,7 @@ use ed25519_dalek::SigningKey;
 use segchat_proto::message::{Draft, Message};
 use segchat_proto::ticket::{decode_key, SignedTicket};
 use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::types::{Presence, Visibility};
+use segchat_proto::types::{NodeAddr, Presence, Visibility};
 use segchat_proto::Status;
 use uuid::Uuid;
 
@@ -368,6 +368,10 @@ async fn host_status_follows_the_host_and_its_visibility() {
     assert_eq!(f.status, Status::BadRequest);
 
     owner.client.submit(7001).await;
+    let owner_node = NodeAddr {
+        node_id: owner.client.node_id(),
+        addr: "127.0.0.1:7001".parse().expect("addr"),
+    };
     owner
         .client
         .ok(Request::HostChannel {
@@ -380,15 +384,12 @@ async fn host_status_follows_the_host_and_its_visibility() {
         ev,
         Event::HostStatus {
             channel: "temple".into(),
-            host: Some("127.0.0.1:7001".parse().expect("addr"))
+            host: Some(owner_node.clone())
         }
     );
     match member.client.ok(Request::ListChannels).await {
         Reply::Channels { channels } => {
-            assert_eq!(
-                channels[0].host,
-                Some("127.0.0.1:7001".parse().expect("addr"))
-            )
+            assert_eq!(channels[0].host, Some(owner_node.clone()))
         }
         other => panic!("{other:?}"),
     }

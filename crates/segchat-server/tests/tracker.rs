@@ -1,5 +1,5 @@
 //! The tracker link end to end: a real server on an ephemeral port, real
-//! sockets, bare protocol clients.
+//! QUIC connections, bare protocol clients.
 
 mod common;
 
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::{Client, TestServer};
+use ed25519_dalek::SigningKey;
 use futures::SinkExt;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{Presence, Visibility};
@@ -400,15 +401,16 @@ async fn garbage_and_oversized_frames_close_only_that_connection() {
     let mut good = Client::connect(server.addr).await;
     good.register("steady").await;
 
-    // Garbage before the handshake.
-    let mut raw = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    raw.write_all(b"\x00\x00\x00\x05\xeeHELLO WORLD")
+    // Garbage before the handshake, on the QUIC stream of a fresh
+    // connection.
+    let mut raw = Client::raw(server.addr).await;
+    let stream = raw.framed.get_mut();
+    stream
+        .write_all(b"\x00\x00\x00\x05\xeeHELLO WORLD")
         .await
         .expect("write");
     let mut buf = Vec::new();
-    tokio::time::timeout(common::WAIT, raw.read_to_end(&mut buf))
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut buf))
         .await
         .expect("closed in time")
         .expect("read");
@@ -590,4 +592,46 @@ async fn system_log_records_connections_and_logins() {
         !text.contains("correct horse"),
         "passwords never reach the log"
     );
+}
+
+#[tokio::test]
+async fn a_peer_entry_names_the_key_its_connection_authenticated_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(dir.path(), |c| c.peer_ttl = Duration::from_secs(60)).await;
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let mut a = Client::connect_as(server.addr, key.clone()).await;
+    a.register("gina").await;
+    let listed = match a
+        .ok(Request::SubmitInfo {
+            p2p_addr: "127.0.0.1:7100".parse().expect("addr"),
+            status: None,
+        })
+        .await
+    {
+        Reply::Listed(p) => p,
+        other => panic!("expected listed, got {other:?}"),
+    };
+    let want = hex::encode(key.verifying_key().as_bytes());
+    assert_eq!(listed.node_id, want);
+
+    let mut b = Client::connect(server.addr).await;
+    b.register("hugo").await;
+    b.submit(7101).await;
+    let peers = match b.ok(Request::GetList { channel: None }).await {
+        Reply::Peers { peers } => peers,
+        other => panic!("expected peers, got {other:?}"),
+    };
+    let gina = peers
+        .iter()
+        .find(|p| p.username == "gina")
+        .expect("gina is listed");
+    assert_eq!(gina.node_id, want, "the key gina's endpoint was bound with");
+    assert_eq!(gina.p2p_addr, "127.0.0.1:7100".parse().expect("addr"));
+    let hugo = peers
+        .iter()
+        .find(|p| p.username == "hugo")
+        .expect("hugo is listed");
+    assert_eq!(hugo.node_id, b.node_id());
+    assert_ne!(hugo.node_id, want);
+    server.stop().await;
 }

@@ -185,12 +185,14 @@ pub(crate) struct NodeArgs {
     /// The central server, host:port [default: 127.0.0.1:22236].
     #[arg(long, env = "SEGCHAT_SERVER", value_name = "ADDR")]
     pub(crate) server: Option<String>,
-    /// Where to accept P2P TCP connections [default: 0.0.0.0:0].
+    /// The UDP address of the node's QUIC endpoint, which carries every
+    /// P2P link and livestream [default: 0.0.0.0:0].
     #[arg(long, env = "SEGCHAT_P2P", value_name = "ADDR")]
     pub(crate) p2p: Option<SocketAddr>,
-    /// Where to bind the UDP socket [default: the P2P IP, any port].
-    #[arg(long, env = "SEGCHAT_UDP", value_name = "ADDR")]
-    pub(crate) udp: Option<SocketAddr>,
+    /// The server's key (hex, as `segchat server` prints it). Without it
+    /// the node pins the key the server announces on first contact.
+    #[arg(long, env = "SEGCHAT_SERVER_KEY", value_name = "HEX")]
+    pub(crate) server_key: Option<String>,
     /// Where to serve the local HTTP API [default: 127.0.0.1:0].
     #[arg(long, env = "SEGCHAT_API", value_name = "ADDR")]
     pub(crate) api: Option<SocketAddr>,

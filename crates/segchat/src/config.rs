@@ -19,7 +19,7 @@
 //! server = "chat.example.org:22236"
 //! data_dir = "/home/me/.local/share/segchat/node"
 //! p2p = "0.0.0.0:0"
-//! udp = "0.0.0.0:0"
+//! server_key = "…64 hex characters…"
 //! api = "127.0.0.1:0"
 //! advertise = "203.0.113.7"
 //! ```
@@ -70,7 +70,7 @@ pub(crate) struct NodeFile {
     pub(crate) server: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) p2p: Option<String>,
-    pub(crate) udp: Option<String>,
+    pub(crate) server_key: Option<String>,
     pub(crate) api: Option<String>,
     pub(crate) advertise: Option<String>,
 }
@@ -178,7 +178,7 @@ pub(crate) fn node(
     if let Some(p2p) = layered(args.p2p, f.p2p.as_deref(), "node.p2p")? {
         config.p2p_listen = p2p;
     }
-    config.udp_listen = layered(args.udp, f.udp.as_deref(), "node.udp")?;
+    config.server_key = args.server_key.clone().or_else(|| f.server_key.clone());
     if let Some(api) = layered(args.api, f.api.as_deref(), "node.api")? {
         config.api_listen = api;
     }

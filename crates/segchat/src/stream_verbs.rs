@@ -33,9 +33,10 @@ pub(crate) async fn run(
             let s = &v["stream"];
             print(json_out, &v, || {
                 format!(
-                    "streaming the test pattern in {channel} as stream {} ({}x{} at {} fps, {}); viewers reach this node at {} (UDP {})",
+                    "streaming the test pattern in {channel} as stream {} ({}x{} at {} fps, {}); viewers reach this node at {} (key {}…)",
                     s["stream_id"], s["width"], s["height"], s["fps"],
-                    s["codec"].as_str().unwrap_or("?"), str_of(&s["p2p_addr"]), str_of(&s["udp_addr"])
+                    s["codec"].as_str().unwrap_or("?"), str_of(&s["p2p_addr"]),
+                    str_of(&s["node_id"]).chars().take(16).collect::<String>()
                 )
             });
         }
@@ -145,7 +146,7 @@ async fn watch(
         println!(
             "watching {}'s stream {id} in {channel} ({}x{} at {} fps, {}) peer to peer from {}; Ctrl-C to stop",
             str_of(&stream["streamer"]), stream["width"], stream["height"], stream["fps"],
-            str_of(&stream["codec"]), str_of(&stream["udp_addr"])
+            str_of(&stream["codec"]), str_of(&stream["p2p_addr"])
         );
     }
     let started = Instant::now();

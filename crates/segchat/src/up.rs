@@ -66,9 +66,12 @@ pub(crate) async fn server(
     file: &FileConfig,
 ) -> anyhow::Result<()> {
     let (listen, config) = config::server(data_dir, args, file)?;
+    let key = segchat_server::key_fingerprint(&config.data_dir)
+        .with_context(|| format!("could not read the server key in {}", config.data_dir.display()))?;
     let listener = bind_server(listen).await?;
     let addr = listener.local_addr()?;
-    say(&format!("listening on {addr}"));
+    say(&format!("listening on {addr} (QUIC on UDP, relay on TCP)"));
+    say(&format!("server key: {key}"));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     segchat_server::run(listener, config, shutdown).await?;
@@ -114,6 +117,12 @@ pub(crate) async fn up(
     };
     let (listen, server_config): (SocketAddr, ServerConfig) =
         config::server(Some(root.join("server")), &server_args, file)?;
+    let key = segchat_server::key_fingerprint(&server_config.data_dir).with_context(|| {
+        format!(
+            "could not read the server key in {}",
+            server_config.data_dir.display()
+        )
+    })?;
     let listener = bind_server(listen).await?;
     let server_addr = listener.local_addr()?;
 
@@ -127,6 +136,7 @@ pub(crate) async fn up(
     let node_dir = root.join("node");
     let node_args = NodeArgs {
         server: Some(server_addr.to_string()),
+        server_key: Some(key.clone()),
         api: args.api,
         ..NodeArgs::default()
     };
@@ -140,6 +150,7 @@ pub(crate) async fn up(
         }
     };
     say(&format!("server listening on {server_addr}"));
+    say(&format!("server key: {key}"));
     say(&format!("node API listening on {}", handle.api_url()));
     say(&format!(
         "web UI: {}",

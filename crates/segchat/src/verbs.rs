@@ -216,14 +216,14 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             let v = node.call(Method::GET, &path, None).await?;
             out.print(&v, || {
                 table(
-                    &["USER", "KIND", "STATUS", "P2P", "UDP"],
+                    &["USER", "KIND", "STATUS", "P2P", "NODE KEY"],
                     rows(&v["peers"], |p| {
                         vec![
                             str_of(&p["username"]).to_owned(),
                             str_of(&p["kind"]).to_owned(),
                             str_of(&p["status"]).to_owned(),
                             str_of(&p["p2p_addr"]).to_owned(),
-                            p["udp_port"].to_string(),
+                            str_of(&p["node_id"]).chars().take(16).collect::<String>() + "…",
                         ]
                     }),
                     "no peers online",

@@ -89,7 +89,8 @@ pub struct NodeAddrs {
     pub server_addr: String,
     pub api: SocketAddr,
     pub p2p: SocketAddr,
-    pub udp: SocketAddr,
+    /// The node key (hex).
+    pub node_id: String,
 }
 
 /// Everything the handlers share.

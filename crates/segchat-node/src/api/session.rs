@@ -40,8 +40,14 @@ pub struct NodeView {
     pub server_addr: String,
     pub server_connected: bool,
     pub api_addr: String,
+    /// The UDP address of the node's QUIC endpoint.
     pub p2p_addr: String,
-    pub udp_addr: String,
+    /// The node's key (hex): its identity on every P2P connection.
+    pub node_id: String,
+    /// The server's key this node pinned (hex), once connected.
+    pub server_key: Option<String>,
+    /// Why the node refuses the server (its key changed), if it does.
+    pub server_refused: Option<String>,
     /// The P2P address announced to the server (known once connected).
     pub advertised_addr: Option<String>,
     /// On the server's live peer list right now.
@@ -58,7 +64,9 @@ pub(super) async fn node(State(st): State<ApiState>) -> Json<NodeView> {
         server_connected: link.connected,
         api_addr: a.api.to_string(),
         p2p_addr: a.p2p.to_string(),
-        udp_addr: a.udp.to_string(),
+        node_id: a.node_id.clone(),
+        server_key: link.server_key.clone(),
+        server_refused: link.refusal.clone(),
         advertised_addr: link.advertised.map(|x| x.to_string()),
         listed: link.listed.is_some(),
         session: link.session.as_ref().map(SessionView::from),

@@ -2,7 +2,6 @@
 //! directory so a restarted node can sign (and host) before the server
 //! answers.
 
-use std::io::Write;
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
@@ -13,18 +12,7 @@ const TICKET_FILE: &str = "ticket.json";
 
 /// Writes `bytes` to `dir/name` atomically with mode 0600.
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp)?;
-    // `mode` only applies to a file it creates; a left-over one is fixed.
-    #[cfg(unix)]
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))
+    segchat_log::write_private(&dir.join(name), bytes)
 }
 
 /// Loads the node key, or makes and stores one.

@@ -7,7 +7,7 @@
 //! logged and dropped.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use segchat_proto::types::NodeAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use segchat_proto::peer;
 use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::{Failure, Frame, Hello, LinkKind, Status, Welcome};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -102,7 +101,7 @@ enum Ended {
 pub(super) async fn follow(
     chat: Chat,
     channel: String,
-    mut host: watch::Receiver<Option<SocketAddr>>,
+    mut host: watch::Receiver<Option<NodeAddr>>,
     cancel: CancellationToken,
 ) {
     let bell = chat.bell(&channel);
@@ -112,11 +111,12 @@ pub(super) async fn follow(
         if cancel.is_cancelled() {
             return;
         }
-        let target = *host.borrow_and_update();
+        let target = host.borrow_and_update().clone();
         let due = retry_at.is_none_or(|t| Instant::now() >= t);
-        if let (Some(addr), true) = (target, due) {
+        if let (Some(node), true) = (target, due) {
+            let addr = node.addr;
             match chat
-                .p2p_session(&channel, addr, &mut host, &bell, &cancel)
+                .p2p_session(&channel, &node, &mut host, &bell, &cancel)
                 .await
             {
                 Ended::Cancelled => return,
@@ -159,7 +159,7 @@ impl Chat {
     async fn server_session(
         &self,
         channel: &str,
-        host: &mut watch::Receiver<Option<SocketAddr>>,
+        host: &mut watch::Receiver<Option<NodeAddr>>,
         bell: &Arc<Notify>,
         cancel: &CancellationToken,
         retry_at: Option<Instant>,
@@ -301,8 +301,8 @@ impl Chat {
     async fn p2p_session(
         &self,
         channel: &str,
-        addr: SocketAddr,
-        host: &mut watch::Receiver<Option<SocketAddr>>,
+        node: &NodeAddr,
+        host: &mut watch::Receiver<Option<NodeAddr>>,
         bell: &Arc<Notify>,
         cancel: &CancellationToken,
     ) -> Ended {
@@ -313,15 +313,16 @@ impl Chat {
                 Err(f) => return Ended::Failed(format!("no ticket: {}", f.reason)),
             },
         };
-        let stream = match tokio::time::timeout(PEER_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Ended::Failed(format!("cannot connect: {e}")),
-            Err(_) => return Ended::Failed("connect timed out".into()),
+        let addr = node.addr;
+        let dialed = match self.transport().dial(node, PEER_TIMEOUT).await {
+            Ok(d) => d,
+            Err(e) => return Ended::Failed(format!("cannot connect: {e}")),
         };
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        let mut reader = FramedRead::new(r, PeerCodec::default());
-        let mut writer = FramedWrite::new(w, PeerCodec::default());
+        // The host's key was proven by the handshake; a stream it starts
+        // on this connection would carry datagrams, which a member ignores.
+        let _conn = dialed.conn;
+        let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
+        let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
         let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
         if writer.send(hello).await.is_err() {
             return Ended::Failed("the host closed the connection".into());
@@ -443,7 +444,7 @@ impl Chat {
                 _ = cancel.cancelled() => break Ended::Cancelled,
                 changed = host.changed() => {
                     if changed.is_err() { break Ended::Cancelled; }
-                    if *host.borrow() != Some(addr) { break Ended::HostChanged; }
+                    if host.borrow().as_ref() != Some(node) { break Ended::HostChanged; }
                 }
                 _ = bell.notified() => {
                     flush_due = true;
@@ -760,7 +761,7 @@ impl Chat {
     }
 }
 
-type PeerWriter = FramedWrite<tokio::net::tcp::OwnedWriteHalf, PeerCodec>;
+type PeerWriter = FramedWrite<segchat_net::SendStream, PeerCodec>;
 
 /// One P2P session's bookkeeping.
 struct Session {

@@ -24,7 +24,6 @@ mod member;
 mod outbound;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +33,7 @@ use segchat_log::SystemLog;
 use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH, MAX_BODY_LEN};
 use segchat_proto::ticket::{decode_key, SignedTicket};
 use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::types::{AccountKind, ChannelInfo, SessionInfo};
+use segchat_proto::types::{AccountKind, ChannelInfo, NodeAddr, SessionInfo};
 use segchat_proto::verify::Verifier;
 use segchat_proto::{Failure, Status};
 use serde::Serialize;
@@ -50,6 +49,11 @@ use crate::store::{
 
 pub(crate) use host::{serve_peer, PeerCodec, PeerFrame, PeerReadCodec};
 pub(crate) use outbound::Outbound;
+
+/// Loads the node key from the data directory, making one on first start.
+pub fn load_node_key(data_dir: &std::path::Path) -> std::io::Result<SigningKey> {
+    keys::load_or_create_key(data_dir)
+}
 
 /// Chat events for API subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,6 +108,8 @@ struct Inner {
     /// while the disk is full). Shown as a gap until filled.
     unstored: Mutex<HashMap<String, u64>>,
     bells: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The node's endpoint: members dial hosts through it.
+    transport: crate::transport::Transport,
     /// Livestreams, whose `watch` requests arrive on the peer link.
     streams: std::sync::OnceLock<crate::stream::Streams>,
     /// Checks messages against the server's key; with the hex of the key
@@ -127,15 +133,17 @@ fn internal(e: StoreError) -> Failure {
 }
 
 impl Chat {
-    /// Loads the node key (making one on first start) and the stored clock.
+    /// Opens chat with the node key (see [`load_node_key`]) and the
+    /// stored clock.
     pub async fn open(
         store: Store,
         link: LinkHandle,
         log: SystemLog,
+        transport: crate::transport::Transport,
+        key: SigningKey,
         data_dir: PathBuf,
         server_addr: String,
     ) -> std::io::Result<Chat> {
-        let key = keys::load_or_create_key(&data_dir)?;
         let ticket = keys::load_ticket(&data_dir);
         let max_ts = store.max_ts().await.unwrap_or(0);
         Ok(Chat {
@@ -153,6 +161,7 @@ impl Chat {
                 bells: Mutex::new(HashMap::new()),
                 verifier: Mutex::new(None),
                 streams: std::sync::OnceLock::new(),
+                transport,
                 data_dir,
                 server_addr,
             }),
@@ -175,6 +184,10 @@ impl Chat {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn transport(&self) -> &crate::transport::Transport {
+        &self.inner.transport
     }
 
     fn link(&self) -> &LinkHandle {
@@ -810,7 +823,7 @@ impl Chat {
 /// A followed channel's task: where its host is, and how to stop it.
 #[derive(Debug)]
 struct Follow {
-    host: watch::Sender<Option<SocketAddr>>,
+    host: watch::Sender<Option<NodeAddr>>,
     cancel: CancellationToken,
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::conn::{connect, Connected, TrackerFrame};
+use super::conn::{connect, ConnectError, Connected, TrackerFrame};
 use super::{LinkConfig, LinkMsg, LinkState, UNREACHABLE};
 use crate::events::{NodeEvent, NodeNotice};
 use crate::store::{Store, StoredSession};
@@ -151,14 +151,32 @@ impl Actor {
             loop {
                 let attempt = tokio::select! {
                     _ = self.shutdown.cancelled() => break,
-                    a = connect(&self.config.server_addr, self.config.connect_timeout) => a,
+                    a = connect(
+                        &self.config.endpoint,
+                        &self.config.server_addr,
+                        &self.config.pin,
+                        self.config.connect_timeout,
+                    ) => a,
                 };
                 match attempt {
-                    Ok(conn) => {
+                    Ok((conn, pinned_now)) => {
+                        if pinned_now {
+                            self.log.record(
+                                "SERVER_KEY_PINNED",
+                                conn.remote,
+                                format!("key={} (first contact)", conn.welcome.server_key),
+                            );
+                        }
                         backoff = self.config.reconnect_min;
                         if self.serve(conn).await == Closed::SignInTimeout {
                             continue;
                         }
+                    }
+                    Err(ConnectError::Key(e)) => {
+                        // Not a network hiccup: say it every time, loudly.
+                        tracing::error!(error = %e, "refusing the server");
+                        self.log.record("SERVER_REFUSED", &self.config.server_addr, e.to_string());
+                        self.state.send_modify(|st| st.refusal = Some(e.to_string()));
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "could not reach the server");
@@ -225,6 +243,7 @@ impl Actor {
             live.conn.welcome.max_body_len,
         );
         self.state.send_modify(|st| {
+            st.refusal = None;
             st.advertised = Some(advertised);
             st.server_key = Some(server_key).filter(|k| !k.is_empty());
             st.max_body_len = Some(max_body_len).filter(|n| *n > 0);
@@ -462,7 +481,6 @@ impl Actor {
         live.send(
             Request::SubmitInfo {
                 p2p_addr: advertised,
-                udp_port: self.config.peers.udp_port,
                 status: None,
             },
             None,

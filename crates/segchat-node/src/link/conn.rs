@@ -1,25 +1,42 @@
-//! Opening one connection to the server: TCP, `hello`, `welcome`.
+//! Opening one connection to the server: QUIC to the server's pinned key,
+//! then `hello` and `welcome` on the connection's first stream.
+//!
+//! The server is known by its ed25519 key. A node learns it once — from
+//! its configuration (`--server-key`, an invite) or, failing that, by
+//! asking the server the first time ([`segchat_net::relay::fetch_server_key`])
+//! — and writes it to `DATA_DIR/server.pin`. From then on the transport
+//! refuses any server that cannot prove that key, and the node says so
+//! plainly instead of retrying in silence.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use segchat_net::{Connection, Endpoint, EndpointId, PeerAddress, RecvStream, SendStream};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 pub(super) type Codec = FrameCodec<Request, Reply, Event>;
 pub(super) type TrackerFrame = Frame<Request, Reply, Event>;
+/// The tracker link's stream: the QUIC stream's two halves as one.
+pub(super) type Duplex = tokio::io::Join<RecvStream, SendStream>;
+
+/// The file in the data directory that holds the pinned server key.
+pub const PIN_FILE: &str = "server.pin";
 
 /// A connection that completed the handshake.
 #[derive(Debug)]
 pub(super) struct Connected {
-    pub(super) framed: Framed<TcpStream, Codec>,
+    pub(super) framed: Framed<Duplex, Codec>,
     pub(super) welcome: Welcome,
-    /// Our end of the connection (its IP is the one the server reaches).
+    /// The local IP the server is reached from (the interface peers on
+    /// the same network probably reach too), with the endpoint's port.
     pub(super) local: SocketAddr,
     pub(super) remote: SocketAddr,
+    /// Keeps the QUIC connection open while the link lives.
+    pub(super) _conn: Connection,
 }
 
 /// Why a connection attempt failed.
@@ -33,32 +50,212 @@ pub(super) enum ConnectError {
     Refused(Failure),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    Key(#[from] KeyError),
 }
 
-/// Connects to `addr` and performs the handshake within `timeout`.
-pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<Connected, ConnectError> {
-    tokio::time::timeout(timeout, connect_inner(addr))
+/// What is wrong with the server's key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the server at {addr} now presents key {presented}, but this node pinned key {pinned} \
+         ({source_of_pin}); refusing to connect. If the server was reinstalled on purpose, \
+         delete {path} or start the node with --server-key {presented}"
+    )]
+    Changed {
+        addr: SocketAddr,
+        pinned: String,
+        presented: String,
+        source_of_pin: &'static str,
+        path: String,
+    },
+    #[error("cannot learn the server's key: {0}")]
+    Unknown(String),
+    #[error("could not write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} does not hold a server key: {reason}")]
+    BadPin { path: String, reason: String },
+}
+
+/// Where the server's key comes from.
+#[derive(Debug, Clone)]
+pub struct ServerPin {
+    /// `DATA_DIR/server.pin`.
+    path: PathBuf,
+    /// The key the user gave, if any; it wins over the pin file.
+    configured: Option<EndpointId>,
+}
+
+impl ServerPin {
+    pub fn new(data_dir: &Path, configured: Option<EndpointId>) -> ServerPin {
+        ServerPin {
+            path: data_dir.join(PIN_FILE),
+            configured,
+        }
+    }
+
+    /// The pinned key and where it came from, if there is one.
+    fn pinned(&self) -> Result<Option<(EndpointId, &'static str)>, KeyError> {
+        if let Some(k) = self.configured {
+            return Ok(Some((k, "given with --server-key")));
+        }
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => segchat_net::parse_id(&text)
+                .map(|k| Some((k, "pinned on first contact")))
+                .map_err(|e| KeyError::BadPin {
+                    path: self.path.display().to_string(),
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KeyError::BadPin {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The key to demand of the server at `addr`: the pinned one, or the
+    /// one it announces on first contact (then pinned). The second value
+    /// is true when it was pinned just now.
+    pub(super) async fn key_for(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(EndpointId, bool), KeyError> {
+        if let Some((key, _)) = self.pinned()? {
+            return Ok((key, false));
+        }
+        let key = segchat_net::relay::fetch_server_key(addr, timeout)
+            .await
+            .map_err(|e| KeyError::Unknown(e.to_string()))?;
+        let write = |source| KeyError::Write {
+            path: self.path.display().to_string(),
+            source,
+        };
+        segchat_log::write_private(
+            &self.path,
+            format!("{}\n", segchat_net::id_hex(&key)).as_bytes(),
+        )
+        .map_err(write)?;
+        Ok((key, true))
+    }
+
+    /// After a failed handshake: if the server now announces another key
+    /// than the pinned one, that is the reason, said plainly.
+    async fn explain(&self, addr: SocketAddr, timeout: Duration) -> Option<KeyError> {
+        let (pinned, source_of_pin) = self.pinned().ok()??;
+        let presented = segchat_net::relay::fetch_server_key(addr, timeout)
+            .await
+            .ok()?;
+        (presented != pinned).then(|| KeyError::Changed {
+            addr,
+            pinned: segchat_net::id_hex(&pinned),
+            presented: segchat_net::id_hex(&presented),
+            source_of_pin,
+            path: self.path.display().to_string(),
+        })
+    }
+}
+
+/// Connects to `addr` and performs the handshake within `timeout`. The
+/// second value is true when the server's key was pinned just now.
+pub(super) async fn connect(
+    endpoint: &Endpoint,
+    addr: &str,
+    pin: &ServerPin,
+    timeout: Duration,
+) -> Result<(Connected, bool), ConnectError> {
+    tokio::time::timeout(timeout, connect_inner(endpoint, addr, pin, timeout))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
 
-async fn connect_inner(addr: &str) -> Result<Connected, ConnectError> {
-    let stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr()?;
-    let remote = stream.peer_addr()?;
-    let mut framed = Framed::new(stream, Codec::default());
+/// The first address `addr` (host:port) resolves to, IPv4 first.
+pub(crate) async fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
+    let all: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{addr} resolves to no address"),
+            )
+        })
+}
+
+/// The local IP this machine reaches `remote` from (no packet is sent).
+fn local_ip_towards(remote: SocketAddr) -> std::io::Result<std::net::IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(remote)?;
+    Ok(probe.local_addr()?.ip())
+}
+
+async fn connect_inner(
+    endpoint: &Endpoint,
+    addr: &str,
+    pin: &ServerPin,
+    timeout: Duration,
+) -> Result<(Connected, bool), ConnectError> {
+    let remote = resolve(addr).await?;
+    let (key, pinned_now) = pin.key_for(remote, timeout).await?;
+    let server = PeerAddress {
+        id: key,
+        direct: vec![remote],
+        relay: None,
+    };
+    let conn = match endpoint
+        .connect(server.to_endpoint_addr(), segchat_net::ALPN_TRACKER)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(match pin.explain(remote, timeout).await {
+                Some(changed) => changed.into(),
+                None => ConnectError::Protocol(format!("cannot connect: {e}")),
+            })
+        }
+    };
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+    let local_port = segchat_net::endpoint::local_addr(endpoint).map_or(0, |a| a.port());
+    let local = SocketAddr::new(local_ip_towards(remote)?, local_port);
+    let mut framed = Framed::new(tokio::io::join(recv, send), Codec::default());
     framed
         .send(Frame::Hello(Hello::new(LinkKind::Tracker, crate::AGENT)))
         .await
         .map_err(|e| ConnectError::Protocol(e.to_string()))?;
     match framed.next().await {
-        Some(Ok(Frame::Welcome(welcome))) if welcome.version == PROTOCOL_VERSION => Ok(Connected {
-            framed,
-            welcome,
-            local,
-            remote,
-        }),
+        Some(Ok(Frame::Welcome(welcome))) if welcome.version == PROTOCOL_VERSION => {
+            if let Some(observed) = welcome.observed_addr {
+                // Behind NAT this is our public mapping: offer it to peers
+                // for hole punching.
+                if observed.ip() != local.ip() {
+                    endpoint.add_external_addr(observed).await;
+                }
+            }
+            Ok((
+                Connected {
+                    framed,
+                    welcome,
+                    local,
+                    remote,
+                    _conn: conn,
+                },
+                pinned_now,
+            ))
+        }
         Some(Ok(Frame::Welcome(welcome))) => Err(ConnectError::Protocol(format!(
             "the server speaks protocol version {}, this node {PROTOCOL_VERSION}",
             welcome.version

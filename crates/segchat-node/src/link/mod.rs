@@ -14,6 +14,9 @@
 mod actor;
 mod conn;
 
+pub use conn::{KeyError, ServerPin, PIN_FILE};
+pub(crate) use conn::resolve;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -48,14 +51,16 @@ pub struct LinkState {
     pub server_key: Option<String>,
     /// Largest message body the server accepts.
     pub max_body_len: Option<u32>,
+    /// Why this node refuses the server at its address (its key changed),
+    /// until a connection succeeds again.
+    pub refusal: Option<String>,
 }
 
-/// Where this node's peer listeners are, for `submit_info`.
+/// Where this node's P2P endpoint is, for `submit_info`.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddrs {
-    /// The TCP listener's address as bound (its IP may be unspecified).
+    /// The QUIC endpoint's UDP address as bound (its IP may be unspecified).
     pub p2p: SocketAddr,
-    pub udp_port: u16,
     /// Announce this IP instead of the detected one.
     pub advertise_ip: Option<IpAddr>,
 }
@@ -77,6 +82,10 @@ impl PeerAddrs {
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
     pub server_addr: String,
+    /// The node's QUIC endpoint, which the link dials the server from.
+    pub endpoint: segchat_net::Endpoint,
+    /// The server's key: given, or pinned on first contact.
+    pub pin: conn::ServerPin,
     pub peers: PeerAddrs,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -185,7 +194,6 @@ mod tests {
         let lan = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 7));
         let mut a = PeerAddrs {
             p2p: "0.0.0.0:4000".parse().expect("addr"),
-            udp_port: 4001,
             advertise_ip: None,
         };
         assert_eq!(a.advertised(lan), "192.168.1.7:4000".parse().expect("addr"));

@@ -1,11 +1,14 @@
-//! Livestreams, P2P over UDP. The server only coordinates (who streams
-//! where); frames go straight from the streamer's node to each viewer's.
+//! Livestreams, P2P as QUIC datagrams (UDP, encrypted). The server only
+//! coordinates (who streams where); frames go from the streamer's node to
+//! each viewer's on the viewer's peer connection: straight where the NATs
+//! allow, through the server's relay (which cannot read them) where not.
 //!
 //! # Layout
 //!
 //! - this file: [`Streams`], the cloneable handle the API and the peer
-//!   link use, and the UDP dispatcher that owns the node's UDP socket
-//!   (chunks for streams this node watches, probes for streams it sends).
+//!   link use, and the datagram dispatcher (chunks for streams this node
+//!   watches, probes for streams it sends) that every peer connection's
+//!   datagrams are fed to.
 //! - `streamer.rs`: this node's own streams: start and stop through the
 //!   server, admitting viewers over the peer link with their tickets and
 //!   the channel's rules, per-viewer session keys, chunking and sending.
@@ -16,9 +19,8 @@
 //! - `source.rs`: the test pattern (moving bars and box with the capture
 //!   time drawn in), JPEG-encoded on a thread of its own.
 //!
-//! Architecture invariant: a stream's frames never pass through the
-//! server. A viewer that cannot reach the streamer is told why; nothing
-//! relays the stream for it.
+//! Architecture invariant: a stream's frames are readable by the streamer
+//! and its admitted viewers only: the relay forwards ciphertext.
 
 mod reassembly;
 mod source;
@@ -28,17 +30,17 @@ mod viewer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use segchat_log::SystemLog;
 use segchat_proto::stream::{self as wire, DatagramError, DatagramKind, MAX_DATAGRAM};
+use segchat_proto::ticket::NONCE_LEN;
 use segchat_proto::tracker::Event;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::NodeEvent;
 use crate::link::LinkHandle;
+use crate::transport::{Target, Transport};
 
 pub use reassembly::ShownFrame;
 pub use streamer::{OwnView, SourceKind, StartStream, ViewerView};
@@ -55,7 +57,7 @@ pub struct LossHook {
 
 #[derive(Debug)]
 struct Inner {
-    socket: Arc<UdpSocket>,
+    transport: Transport,
     link: LinkHandle,
     log: SystemLog,
     /// The node's key: a viewer proves it to the streamer on `watch`.
@@ -75,10 +77,10 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// A stream subsystem on the node's UDP socket. Call [`Streams::run`]
+    /// A stream subsystem on the node's endpoint. Call [`Streams::run`]
     /// in the node's task tree.
     pub fn new(
-        socket: Arc<UdpSocket>,
+        transport: Transport,
         link: LinkHandle,
         log: SystemLog,
         key: SigningKey,
@@ -88,7 +90,7 @@ impl Streams {
     ) -> Streams {
         Streams {
             inner: Arc::new(Inner {
-                socket,
+                transport,
                 link,
                 log,
                 key,
@@ -111,28 +113,33 @@ impl Streams {
         &self.inner.log
     }
 
-    /// The UDP port viewers are sent frames on.
-    fn udp_port(&self) -> u16 {
-        self.inner.socket.local_addr().map_or(0, |a| a.port())
+    /// Feeds the datagrams that arrive on a peer connection to the
+    /// dispatcher, until the connection ends. Spawned for every peer
+    /// connection, accepted or dialled.
+    pub(crate) async fn read_datagrams(self, from: Target) {
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let bytes = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                d = from.0.read_datagram() => match d {
+                    Ok(bytes) => bytes,
+                    Err(_) => return,
+                },
+            };
+            if bytes.len() <= MAX_DATAGRAM {
+                self.on_datagram(&bytes, &from);
+            }
+        }
     }
 
-    /// Receives datagrams and follows server events until shutdown.
+    /// Follows server events until shutdown.
     pub async fn run(self) {
         let mut events = self.link().subscribe();
         let mut state = self.link().watch();
-        let mut buf = vec![0u8; MAX_DATAGRAM + 64];
         let shutdown = self.inner.shutdown.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = self.inner.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.on_datagram(&buf[..n], from),
-                    Err(e) => {
-                        // E.g. ICMP port unreachable from a viewer gone away.
-                        tracing::trace!(error = %e, "UDP receive failed");
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                },
                 ev = events.recv() => match ev {
                     Ok(NodeEvent::Tracker(Event::StreamStopped { stream_id, reason, .. })) => {
                         self.stream_stopped(stream_id, &reason);
@@ -154,10 +161,10 @@ impl Streams {
         self.end_all_watches("the node is shutting down");
     }
 
-    fn on_datagram(&self, bytes: &[u8], from: SocketAddr) {
+    fn on_datagram(&self, bytes: &[u8], from: &Target) {
         let header = match wire::peek(bytes) {
             Ok((h, _)) => h,
-            Err(e) => return tracing::trace!(%from, error = %e, "stray UDP datagram dropped"),
+            Err(e) => return tracing::trace!(%from, error = %e, "stray datagram dropped"),
         };
         match header.kind {
             DatagramKind::Chunk => {
@@ -184,6 +191,24 @@ impl Streams {
         *l = (percent, x);
         x % 100 < u64::from(percent)
     }
+}
+
+/// The peer link a stream request (`watch`, `unwatch`, `stream_report`)
+/// came on, as the streamer needs it.
+#[derive(Debug)]
+pub(crate) struct PeerLink<'a> {
+    /// The link's id on this node.
+    pub(crate) id: u64,
+    /// Where it comes from, for the log.
+    pub(crate) addr: SocketAddr,
+    /// The connection: frames go back on it as datagrams.
+    pub(crate) remote: Target,
+    /// The key its transport authenticated (hex).
+    pub(crate) remote_key: &'a str,
+    /// The nonce its `welcome` carried.
+    pub(crate) nonce: &'a [u8; NONCE_LEN],
+    /// Its frames (stream events).
+    pub(crate) events: crate::chat::Outbound,
 }
 
 fn is_forgery(e: &DatagramError) -> bool {

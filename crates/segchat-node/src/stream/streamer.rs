@@ -3,7 +3,6 @@
 //! with that viewer's session key.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use rand::RngCore;
@@ -12,7 +11,7 @@ use segchat_proto::stream::{
     self as wire, Codec, DatagramKind, Header, SessionKey, StreamInfo, StreamReport, CHALLENGE_LEN,
     MAX_CHUNKS, MAX_FRAME_BYTES, MAX_PAYLOAD, SESSION_KEY_LEN,
 };
-use segchat_proto::ticket::{decode_key, ProofPurpose, NONCE_LEN};
+use segchat_proto::ticket::{decode_key, ProofPurpose};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Frame, Status};
@@ -23,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::source::{self, SourceFrame};
 use super::{is_forgery, lock, Streams};
 use crate::acl::ChannelAcl;
-use crate::chat::Outbound;
+use crate::transport::Target;
 
 /// How often a viewer's new address may be challenged.
 const CHALLENGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -71,16 +70,15 @@ struct Viewer {
     /// The session of the ticket it was admitted with.
     session: String,
     conn: u64,
-    /// Where frames go: the peer link's IP and the announced port, then
-    /// wherever the viewer's probes come from (NAT).
-    target: SocketAddr,
+    /// Where frames go: datagrams on the viewer's peer connection.
+    target: Target,
     key: SessionKey,
     /// The highest probe counter seen: older or equal ones are replays.
     probes: u64,
     /// A challenge sent to an address probes came from: where, what, when.
     /// The stream moves there only when a probe from it answers.
-    challenge: Option<(SocketAddr, [u8; CHALLENGE_LEN], std::time::Instant)>,
-    events: Outbound,
+    challenge: Option<(Target, [u8; CHALLENGE_LEN], std::time::Instant)>,
+    events: crate::chat::Outbound,
     joined_ms: u64,
     report: Option<StreamReport>,
 }
@@ -104,7 +102,8 @@ pub(super) struct Own {
 pub struct ViewerView {
     pub viewer_id: u32,
     pub user: String,
-    pub udp_addr: SocketAddr,
+    /// The path its datagrams take: `direct <addr>` or `relayed`.
+    pub path: String,
     pub joined_at_ms: u64,
     /// The viewer's last report (loss, latency), if any yet.
     pub report: Option<StreamReport>,
@@ -130,7 +129,7 @@ impl Own {
             .map(|(id, v)| ViewerView {
                 viewer_id: *id,
                 user: v.user.clone(),
-                udp_addr: v.target,
+                path: crate::transport::path_of(&v.target.0).to_string(),
                 joined_at_ms: v.joined_ms,
                 report: v.report.clone(),
             })
@@ -228,7 +227,7 @@ impl Streams {
         tokio::spawn(self.clone().send_loop(info.stream_id, rx, cancel));
         self.log().record(
             "STREAM_START",
-            info.udp_addr,
+            info.p2p_addr,
             format!(
                 "stream={} channel={} streamer={} {}x{}@{} codec={} source={:?}",
                 info.stream_id,
@@ -290,7 +289,7 @@ impl Streams {
             }
             self.log().record(
                 "VIEWER_LEAVE",
-                v.target,
+                crate::transport::log_addr(&v.target.0),
                 format!(
                     "stream={stream_id} channel={} viewer={} id={id} reason=stream ended",
                     own.info.channel, v.user
@@ -299,7 +298,7 @@ impl Streams {
         }
         self.log().record(
             "STREAM_STOP",
-            own.info.udp_addr,
+            own.info.p2p_addr,
             format!(
                 "stream={stream_id} channel={} frames_sent={} bytes_sent={} reason={reason}",
                 own.info.channel, own.frames_sent, own.bytes_sent
@@ -384,7 +383,7 @@ impl Streams {
                 continue;
             }
             number = number.wrapping_add(1);
-            let targets: Vec<(SocketAddr, SessionKey)> = {
+            let targets: Vec<(Target, SessionKey)> = {
                 let mut own = lock(&self.inner.own);
                 let Some(s) = own.get_mut(&stream_id) else {
                     return;
@@ -393,7 +392,7 @@ impl Streams {
                 s.frames_sent += 1;
                 s.viewers
                     .values()
-                    .map(|v| (v.target, v.key.clone()))
+                    .map(|v| (v.target.clone(), v.key.clone()))
                     .collect()
             };
             let mut sent = 0u64;
@@ -413,10 +412,7 @@ impl Streams {
                     if wire::encode(&header, &frame.jpeg[start..end], key, &mut buf).is_err() {
                         continue;
                     }
-                    match self.inner.socket.send_to(&buf, target).await {
-                        Ok(n) => sent += n as u64,
-                        Err(e) => tracing::trace!(%target, error = %e, "UDP send failed"),
-                    }
+                    sent += target.send(&buf) as u64;
                 }
             }
             if let Some(s) = lock(&self.inner.own).get_mut(&stream_id) {
@@ -429,7 +425,7 @@ impl Streams {
     /// Only a fresh one counts (its counter above every one before), and a
     /// new address gets a challenge, not frames: the stream moves there
     /// when a probe from it carries the challenge's bytes.
-    pub(super) fn on_probe(&self, stream_id: u64, viewer_id: u32, bytes: &[u8], from: SocketAddr) {
+    pub(super) fn on_probe(&self, stream_id: u64, viewer_id: u32, bytes: &[u8], from: &Target) {
         let mut own = lock(&self.inner.own);
         let Some(v) = own
             .get_mut(&stream_id)
@@ -446,22 +442,22 @@ impl Streams {
             return tracing::debug!(%from, counter = header.capture_us, "replayed probe dropped");
         }
         v.probes = header.capture_us;
-        if from == v.target {
+        if *from == v.target {
             v.challenge = None;
             return;
         }
         let answered = matches!(
             &v.challenge,
-            Some((at, nonce, _)) if *at == from && payload == nonce.as_slice()
+            Some((at, nonce, _)) if at == from && payload == nonce.as_slice()
         );
         if answered {
-            let before = std::mem::replace(&mut v.target, from);
+            let before = std::mem::replace(&mut v.target, from.clone());
             v.challenge = None;
             let user = v.user.clone();
             drop(own);
             self.log().record(
                 "VIEWER_MOVED",
-                from,
+                crate::transport::log_addr(&from.0),
                 format!("stream={stream_id} viewer={user} id={viewer_id} from={before}"),
             );
             return;
@@ -470,14 +466,14 @@ impl Streams {
         // one small datagram a second, never the stream.
         let recent = matches!(
             &v.challenge,
-            Some((at, _, sent)) if *at == from && sent.elapsed() < CHALLENGE_EVERY
+            Some((at, _, sent)) if at == from && sent.elapsed() < CHALLENGE_EVERY
         );
         if recent {
             return;
         }
         let mut nonce = [0u8; CHALLENGE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        v.challenge = Some((from, nonce, std::time::Instant::now()));
+        v.challenge = Some((from.clone(), nonce, std::time::Instant::now()));
         let mut out = Vec::with_capacity(64);
         let sealed = wire::encode(
             &Header::challenge(stream_id, viewer_id),
@@ -487,26 +483,30 @@ impl Streams {
         );
         drop(own);
         if sealed.is_ok() {
-            // Non-blocking: a full socket buffer drops it; the next probe
+            // Non-blocking: a full send buffer drops it; the next probe
             // asks again.
-            let _ = self.inner.socket.try_send_to(&out, from);
+            from.send(&out);
         }
     }
 
     /// Serves `watch`, `unwatch` and `stream_report` on the peer link.
     pub(crate) async fn on_peer_request(
         &self,
-        conn: u64,
-        addr: SocketAddr,
-        nonce: &[u8; NONCE_LEN],
-        events: Outbound,
+        link: super::PeerLink<'_>,
         req: peer::Request,
     ) -> Result<peer::Reply, Failure> {
+        let super::PeerLink {
+            id: conn,
+            addr,
+            remote,
+            remote_key,
+            nonce,
+            events,
+        } = link;
         match req {
             peer::Request::Watch {
                 ticket,
                 stream_id,
-                udp_port,
                 proof,
             } => {
                 let server_key = self
@@ -520,6 +520,7 @@ impl Streams {
                     purpose: ProofPurpose::Watch { stream_id },
                     proof: &proof,
                     addr,
+                    transport_key: remote_key,
                 };
                 crate::admission::check_peer_ticket(
                     server_key,
@@ -544,7 +545,8 @@ impl Streams {
                 let mut key = [0u8; SESSION_KEY_LEN];
                 rand::thread_rng().fill_bytes(&mut key);
                 let key = SessionKey::from_bytes(key);
-                let target = SocketAddr::new(addr.ip(), udp_port);
+                let target = remote;
+                let path = target.to_string();
                 let mut own = lock(&self.inner.own);
                 let s = own.get_mut(&stream_id).ok_or_else(|| {
                     Failure::not_found(format!("this node has no live stream {stream_id}"))
@@ -589,7 +591,7 @@ impl Streams {
                     "VIEWER_JOIN",
                     addr,
                     format!(
-                        "stream={stream_id} channel={channel} viewer={user} id={viewer_id} udp={target} viewers={count}"
+                        "stream={stream_id} channel={channel} viewer={user} id={viewer_id} path={path} viewers={count}"
                     ),
                 );
                 Ok(peer::Reply::Watching {
@@ -662,7 +664,7 @@ impl Streams {
         for (sid, channel, id, v, count) in left {
             self.log().record(
                 "VIEWER_LEAVE",
-                v.target,
+                crate::transport::log_addr(&v.target.0),
                 format!(
                     "stream={sid} channel={channel} viewer={} id={id} reason={reason} viewers={count}",
                     v.user

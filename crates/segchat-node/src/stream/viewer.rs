@@ -1,6 +1,6 @@
 //! Watching a stream: a peer-link session with the streamer (ticket,
-//! session key, reports, the end of the stream), probes over UDP, and the
-//! reassembly of what arrives.
+//! session key, reports, the end of the stream), probes as datagrams on
+//! the same connection, and the reassembly of what arrives.
 
 use std::time::{Duration, Instant};
 
@@ -11,19 +11,22 @@ use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde::Serialize;
-use tokio::net::TcpStream;
+use segchat_net::{RecvStream, SendStream};
+use segchat_proto::types::NodeAddr;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::reassembly::{Reassembler, ShownFrame};
 use super::{is_forgery, lock, Streams};
+use crate::transport::Target;
 
 type Codec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
 type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
 
 /// How long reaching the streamer may take before we say it cannot be.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// (A first connection through the relay, then the handshake.)
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a viewer probes and reports.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Without a datagram for this long, the viewer is told UDP is blocked.
@@ -46,6 +49,8 @@ pub enum WatchState {
 #[derive(Debug)]
 pub(super) struct Watched {
     info: StreamInfo,
+    /// The connection to the streamer: probes go on it, chunks come on it.
+    conn: Target,
     key: SessionKey,
     viewer_id: u32,
     /// The last probe counter used (probes count up from 1).
@@ -111,27 +116,24 @@ impl Streams {
                 format!("stream={stream_id} streamer={} {why}", info.streamer),
             );
             Failure::unavailable(format!(
-                "cannot reach {}'s node at {} directly ({why}). Livestreams go peer to peer and \
-                 are not relayed through the server; the streamer's node may be behind a NAT or \
-                 firewall that refuses incoming connections, or be gone",
+                "cannot reach {}'s node, neither directly at {} nor through the server's relay \
+                 ({why}); it may have just gone offline",
                 info.streamer, info.p2p_addr
             ))
         };
-        let stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(info.p2p_addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(unreachable(e.to_string())),
-                Err(_) => {
-                    return Err(unreachable(format!(
-                        "no answer within {} s",
-                        CONNECT_TIMEOUT.as_secs()
-                    )))
-                }
-            };
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        let mut reader = FramedRead::new(r, Codec::default());
-        let mut writer = FramedWrite::new(w, Codec::default());
+        let streamer = NodeAddr {
+            node_id: info.node_id.clone(),
+            addr: info.p2p_addr,
+        };
+        let dialed = self
+            .inner
+            .transport
+            .dial(&streamer, CONNECT_TIMEOUT)
+            .await
+            .map_err(unreachable)?;
+        let conn = Target(dialed.conn);
+        let mut reader = FramedRead::new(dialed.recv, Codec::default());
+        let mut writer = FramedWrite::new(dialed.send, Codec::default());
         let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
         if writer.send(hello).await.is_err() {
             return Err(unreachable("the connection closed".into()));
@@ -157,7 +159,6 @@ impl Streams {
             body: peer::Request::Watch {
                 ticket,
                 stream_id,
-                udp_port: self.udp_port(),
                 proof,
             },
         };
@@ -205,6 +206,7 @@ impl Streams {
             stream_id,
             Watched {
                 info: info.clone(),
+                conn: conn.clone(),
                 key: key.clone(),
                 viewer_id,
                 probes: 0,
@@ -222,11 +224,12 @@ impl Streams {
             "WATCH_START",
             info.p2p_addr,
             format!(
-                "stream={stream_id} channel={} streamer={} viewer_id={viewer_id} udp={}",
-                info.channel, info.streamer, info.udp_addr
+                "stream={stream_id} channel={} streamer={} viewer_id={viewer_id} path={conn}",
+                info.channel, info.streamer
             ),
         );
-        tokio::spawn(self.clone().session(info, reader, writer, cancel));
+        tokio::spawn(self.clone().read_datagrams(conn.clone()));
+        tokio::spawn(self.clone().session(info, conn, reader, writer, cancel));
         self.watch_view(stream_id).ok_or_else(Failure::server_error)
     }
 
@@ -235,8 +238,9 @@ impl Streams {
     async fn session(
         self,
         info: StreamInfo,
-        mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
-        mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>,
+        conn: Target,
+        mut reader: FramedRead<RecvStream, Codec>,
+        mut writer: FramedWrite<SendStream, Codec>,
         cancel: CancellationToken,
     ) {
         let stream_id = info.stream_id;
@@ -251,7 +255,7 @@ impl Streams {
                 }
                 _ = tick.tick() => {
                     if let Some(probe) = self.next_probe(stream_id, &[]) {
-                        let _ = self.inner.socket.send_to(&probe, info.udp_addr).await;
+                        conn.send(&probe);
                     }
                     let Some(report) = self.check_silence(stream_id) else { break None };
                     next_id = next_id.wrapping_add(1);
@@ -290,14 +294,15 @@ impl Streams {
         if silent_since.elapsed() > UDP_SILENCE {
             if w.state != WatchState::NoUdp {
                 let msg = format!(
-                    "no stream datagrams from {} for {} s: a firewall or NAT between you and the \
-                     streamer probably blocks UDP. Livestreams are not relayed through the server",
-                    w.info.udp_addr,
-                    UDP_SILENCE.as_secs()
+                    "no stream datagrams from {}'s node for {} s (path: {}); the streamer's \
+                     source may have stalled, or the network drops them",
+                    w.info.streamer,
+                    UDP_SILENCE.as_secs(),
+                    w.conn
                 );
                 self.log().record(
                     "STREAM_NO_UDP",
-                    w.info.udp_addr,
+                    w.info.p2p_addr,
                     format!("stream={stream_id} {msg}"),
                 );
                 w.message = Some(msg);
@@ -325,15 +330,15 @@ impl Streams {
 
     /// The streamer asks this address to prove it is ours: answer with a
     /// probe that carries the challenge's bytes (only a genuine challenge,
-    /// from the streamer's UDP address).
-    pub(super) fn on_challenge(&self, stream_id: u64, bytes: &[u8], from: std::net::SocketAddr) {
+    /// on the connection to the streamer).
+    pub(super) fn on_challenge(&self, stream_id: u64, bytes: &[u8], from: &Target) {
         let genuine = {
             let watched = lock(&self.inner.watched);
             let Some(w) = watched.get(&stream_id) else {
                 return;
             };
             match wire::open(bytes, &w.key) {
-                Ok((h, nonce)) if h.frame == w.viewer_id && w.info.udp_addr == from => {
+                Ok((h, nonce)) if h.frame == w.viewer_id && w.conn == *from => {
                     Some(nonce.to_vec())
                 }
                 _ => None,
@@ -343,7 +348,7 @@ impl Streams {
             return tracing::debug!(%from, "stray challenge dropped");
         };
         if let Some(probe) = self.next_probe(stream_id, &nonce) {
-            let _ = self.inner.socket.try_send_to(&probe, from);
+            from.send(&probe);
         }
     }
 

@@ -18,7 +18,7 @@ impl ChannelRecord {
         }
     }
 
-    fn info(&self, my_role: Option<Role>, host: Option<std::net::SocketAddr>) -> ChannelInfo {
+    fn info(&self, my_role: Option<Role>, host: Option<segchat_proto::types::NodeAddr>) -> ChannelInfo {
         ChannelInfo {
             name: self.name.clone(),
             owner: self.owner.clone(),

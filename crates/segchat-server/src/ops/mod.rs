@@ -72,9 +72,8 @@ pub(crate) async fn handle(
         Request::SetStatus { status } => session::set_status(shared, ctx, status).await,
         Request::SubmitInfo {
             p2p_addr,
-            udp_port,
             status,
-        } => peers::submit_info(shared, ctx, p2p_addr, udp_port, status).await,
+        } => peers::submit_info(shared, ctx, p2p_addr, status).await,
         Request::Heartbeat => Ok(peers::heartbeat(shared, ctx)),
         Request::GetList { channel } => peers::get_list(shared, ctx, channel).await,
         Request::CreateChannel {

@@ -13,7 +13,6 @@ pub(super) async fn submit_info(
     shared: &Shared,
     ctx: &mut ConnCtx,
     p2p_addr: SocketAddr,
-    udp_port: u16,
     status: Option<Presence>,
 ) -> Result<Reply, Failure> {
     let p = signed_in(ctx)?.clone();
@@ -29,14 +28,14 @@ pub(super) async fn submit_info(
     }
     let info = shared
         .hub
-        .submit(ctx.id, p2p_addr, udp_port, now_ms())
+        .submit(ctx.id, p2p_addr, now_ms())
         .ok_or_else(|| Failure::unauthorized("sign in first"))?;
     shared.log.record(
         "ADD_LIST",
         ctx.addr,
         format!(
-            "user={} session={} p2p={} udp={}",
-            p.username, p.session_id, p2p_addr, udp_port
+            "user={} session={} p2p={} node={}",
+            p.username, p.session_id, p2p_addr, info.node_id
         ),
     );
     Ok(Reply::Listed(info))

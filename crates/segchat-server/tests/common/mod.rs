@@ -1,4 +1,8 @@
 //! A bare-protocol client and a server on an ephemeral port, for tests.
+//!
+//! The client speaks the tracker protocol itself over the real transport:
+//! each [`Client`] binds its own QUIC endpoint under a key of its own (so
+//! the server sees a distinct node per client) and opens one tracker link.
 #![allow(dead_code, unreachable_pub, missing_debug_implementations)]
 
 use std::collections::VecDeque;
@@ -6,12 +10,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
+use segchat_net::client::{Client as NetClient, Duplex};
+use segchat_net::Connection;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{Presence, SessionInfo, Visibility};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind};
 use segchat_server::ServerConfig;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -62,16 +69,32 @@ impl TestServer {
     }
 }
 
+/// A fresh random node key.
+pub fn random_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
 pub struct Client {
-    pub framed: Framed<TcpStream, Codec>,
+    pub framed: Framed<Duplex, Codec>,
+    /// The QUIC connection the link lives on (it closes when dropped).
+    pub conn: Connection,
+    /// The endpoint, bound under `key`.
+    pub net: NetClient,
+    pub key: SigningKey,
     next_id: u32,
     pub events: VecDeque<Event>,
 }
 
 impl Client {
-    /// Connects and completes the handshake.
+    /// Connects under a fresh key and completes the handshake.
     pub async fn connect(addr: SocketAddr) -> Client {
-        let mut c = Client::raw(addr).await;
+        Client::connect_as(addr, random_key()).await
+    }
+
+    /// Connects with an endpoint bound under `key` and completes the
+    /// handshake.
+    pub async fn connect_as(addr: SocketAddr, key: SigningKey) -> Client {
+        let mut c = Client::raw_as(addr, key).await;
         c.send(Frame::Hello(Hello::new(LinkKind::Tracker, "test")))
             .await;
         match c.recv().await {
@@ -80,14 +103,30 @@ impl Client {
         }
     }
 
-    /// Connects without a handshake.
+    /// Connects without a handshake. (The server sees the QUIC stream
+    /// when the first byte is written on it.)
     pub async fn raw(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+        Client::raw_as(addr, random_key()).await
+    }
+
+    pub async fn raw_as(addr: SocketAddr, key: SigningKey) -> Client {
+        let net = NetClient::bind(&key, "127.0.0.1:0".parse().expect("addr"), None)
+            .await
+            .expect("bind a client endpoint");
+        let link = net.tracker(addr, WAIT).await.expect("connect");
         Client {
-            framed: Framed::new(stream, Codec::default()),
+            framed: Framed::new(link.stream, Codec::default()),
+            conn: link.conn,
+            net,
+            key,
             next_id: 1,
             events: VecDeque::new(),
         }
+    }
+
+    /// The client's node key as hex: what the server knows it by.
+    pub fn node_id(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
     }
 
     pub async fn send(&mut self, frame: TFrame) {
@@ -154,7 +193,6 @@ impl Client {
     pub async fn submit(&mut self, port: u16) {
         self.ok(Request::SubmitInfo {
             p2p_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            udp_port: port,
             status: None,
         })
         .await;
@@ -203,6 +241,20 @@ impl Client {
         {
             Reply::Peers { peers } => peers.into_iter().map(|p| p.username).collect(),
             other => panic!("expected peers, got {other:?}"),
+        }
+    }
+}
+
+impl Drop for Client {
+    /// Hangs up the way a node going away does: the connection is closed
+    /// at once (the server hears of it), and the endpoint shuts down
+    /// gracefully in the background. (Dropping an iroh endpoint without
+    /// closing it aborts it before the close reaches the server.)
+    fn drop(&mut self) {
+        self.conn.close(0u32.into(), b"client gone");
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let net = self.net.clone();
+            rt.spawn(async move { net.close().await });
         }
     }
 }

@@ -25,6 +25,7 @@ impl Chat {
             purpose: ProofPurpose::PeerConnect { channel },
             proof,
             addr: conn.addr,
+            transport_key: &conn.remote_key,
         };
         crate::admission::check_peer_ticket(
             self.server_key(),
@@ -69,6 +70,12 @@ impl Chat {
 struct PeerConn {
     id: u64,
     addr: SocketAddr,
+    /// The connection: its key (what the transport authenticated) must be
+    /// the key of every ticket presented on it; livestream datagrams go
+    /// back on it.
+    remote: crate::transport::Target,
+    /// `remote`'s key, hex.
+    remote_key: String,
     out: Outbound,
     refs: LinkRefs,
     cancel: CancellationToken,
@@ -85,16 +92,20 @@ struct PeerConn {
 /// Serves one member's peer link after its `hello` was accepted.
 pub(crate) async fn serve_peer(
     chat: Chat,
-    mut reader: FramedRead<OwnedReadHalf, PeerReadCodec>,
-    writer: OwnedWriteHalf,
+    mut reader: FramedRead<RecvStream, PeerReadCodec>,
+    writer: SendStream,
     addr: SocketAddr,
+    remote: crate::transport::Target,
     shutdown: CancellationToken,
 ) -> String {
     let cancel = shutdown.child_token();
-    let (out, write_task) = Outbound::start(writer, cancel.clone(), chat.log().clone(), addr);
+    let (out, write_task) =
+        Outbound::start(Box::new(writer), cancel.clone(), chat.log().clone(), addr);
     let mut conn = PeerConn {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         addr,
+        remote_key: segchat_net::id_hex(&remote.0.remote_id()),
+        remote,
         out,
         refs: LinkRefs::default(),
         cancel: cancel.clone(),
@@ -114,6 +125,7 @@ pub(crate) async fn serve_peer(
         server_key: chat.link().state().server_key.unwrap_or_default(),
         max_body_len: chat.max_body_len() as u32,
         nonce: hex::encode(conn.nonce),
+        observed_addr: None,
     });
     let greeted = match encode(&welcome) {
         Some(b) => conn.out.send(b).is_ok(),
@@ -361,7 +373,17 @@ async fn handle(
         | peer::Request::Unwatch { .. }
         | peer::Request::StreamReport { .. }) => match chat.streams() {
             Some(streams) => streams
-                .on_peer_request(conn.id, conn.addr, &conn.nonce, conn.out.clone(), req)
+                .on_peer_request(
+                    crate::stream::PeerLink {
+                        id: conn.id,
+                        addr: conn.addr,
+                        remote: conn.remote.clone(),
+                        remote_key: &conn.remote_key,
+                        nonce: &conn.nonce,
+                        events: conn.out.clone(),
+                    },
+                    req,
+                )
                 .await
                 .map(Some),
             None => Err(Failure::unavailable("this node does not stream yet")),

@@ -26,7 +26,7 @@ use segchat_proto::ticket::{ProofPurpose, SignedTicket, NONCE_LEN};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use segchat_net::{RecvStream, SendStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;

@@ -1,0 +1,139 @@
+//! A bare client of segchat's links, for programs that speak the protocol
+//! themselves rather than through a node: the benchmark, the tests' raw
+//! clients, an independent implementation's reference.
+//!
+//! It binds an endpoint of its own under the key it is given (every peer
+//! link must be keyed by its ticket's node key), learns the server's key
+//! the way a node does on first contact, and opens one stream per link.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use iroh::endpoint::Connection;
+use iroh::Endpoint;
+
+use crate::{PeerAddress, RecvStream, SendStream};
+
+/// One link's stream: both halves as one `AsyncRead + AsyncWrite`.
+pub type Duplex = tokio::io::Join<RecvStream, SendStream>;
+
+/// An open link: the stream, and the connection it lives on (keep it: the
+/// connection closes when the last handle is dropped).
+#[derive(Debug)]
+pub struct Link {
+    pub conn: Connection,
+    pub stream: Duplex,
+}
+
+/// Why a link could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Bind(#[from] crate::endpoint::BindError),
+    #[error("{0}")]
+    Key(#[from] crate::relay::FetchKeyError),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no connection within {0:?}")]
+    Timeout(Duration),
+}
+
+/// An endpoint under one key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+}
+
+impl Client {
+    /// Binds a client endpoint with `key` on `bind` (e.g. `127.0.0.1:0`),
+    /// using the relay at `relay` (the server's address) if given.
+    pub async fn bind(
+        key: &ed25519_dalek::SigningKey,
+        bind: SocketAddr,
+        relay: Option<SocketAddr>,
+    ) -> Result<Client, ClientError> {
+        let endpoint = crate::endpoint::bind(crate::endpoint::Options {
+            key: key.clone(),
+            bind,
+            relay: match relay {
+                Some(addr) => crate::endpoint::Relay::Now(crate::relay::url_of(addr)),
+                None => crate::endpoint::Relay::None,
+            },
+        })
+        .await?;
+        Ok(Client { endpoint })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens a tracker link to the server at `server`, whose key it asks
+    /// the server for (trust on first use, as a node without a pin does).
+    pub async fn tracker(&self, server: SocketAddr, timeout: Duration) -> Result<Link, ClientError> {
+        let key = crate::relay::fetch_server_key(server, timeout).await?;
+        self.open(
+            PeerAddress {
+                id: key,
+                direct: vec![server],
+                relay: None,
+            },
+            crate::ALPN_TRACKER,
+            timeout,
+        )
+        .await
+    }
+
+    /// Opens a link of protocol `alpn` to `to`.
+    pub async fn open(
+        &self,
+        to: PeerAddress,
+        alpn: &[u8],
+        timeout: Duration,
+    ) -> Result<Link, ClientError> {
+        let open = async {
+            let conn = self
+                .endpoint
+                .connect(to.to_endpoint_addr(), alpn)
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let (send, recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            Ok(Link {
+                conn,
+                stream: tokio::io::join(recv, send),
+            })
+        };
+        tokio::time::timeout(timeout, open)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// Opens a peer link to the node with key `node_id` (hex) announced at
+    /// `addr`.
+    pub async fn peer(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Link, ClientError> {
+        let id = crate::parse_id(node_id).map_err(|e| ClientError::Connect(e.to_string()))?;
+        self.open(
+            PeerAddress {
+                id,
+                direct: vec![addr],
+                relay: None,
+            },
+            crate::ALPN_PEER,
+            timeout,
+        )
+        .await
+    }
+
+    /// Closes the endpoint (and every connection of it).
+    pub async fn close(&self) {
+        self.endpoint.close().await;
+    }
+}

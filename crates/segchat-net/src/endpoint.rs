@@ -1,0 +1,113 @@
+//! Binding an iroh endpoint that talks to segchat's own parties only.
+//!
+//! iroh's defaults reach for n0's public relays and DNS; segchat has its
+//! own relay (in `segchat server`) and learns addresses from the server,
+//! so every such default is off here: the `Minimal` preset (crypto only,
+//! no address lookup), one custom relay or none, no port mapping (it is
+//! not compiled in), no captive-portal probe, no public DNS fallback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use iroh::dns::DnsResolver;
+use iroh::endpoint::{presets, QuicTransportConfig};
+use iroh::{Endpoint, NetReportConfig, RelayMap, RelayMode, RelayUrl};
+
+/// A QUIC connection with nothing heard from the other side for this long
+/// is closed. Each side sends a keep-alive every [`KEEP_ALIVE`], and the
+/// segchat links ping at their own pace on top, so a quiet link never
+/// gets near it; a vanished one is noticed by the link's own liveness
+/// first (6 s on the peer link).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often QUIC sends a keep-alive on a quiet connection; also keeps
+/// NAT mappings and hole-punched paths open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// What an endpoint is bound with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The identity: the server's key or the node key.
+    pub key: ed25519_dalek::SigningKey,
+    /// The UDP address to bind (port 0 for any).
+    pub bind: SocketAddr,
+    /// How this endpoint uses a relay.
+    pub relay: Relay,
+}
+
+/// How an endpoint uses a relay.
+#[derive(Debug, Clone)]
+pub enum Relay {
+    /// Never (the server).
+    None,
+    /// Keeps a connection to this relay (its "home relay"), so that
+    /// peers behind NAT can reach it.
+    Now(RelayUrl),
+    /// Not yet: the relay serves signed-in nodes only, so a node turns it
+    /// on with [`use_relay`] once signed in (and off with [`drop_relay`]).
+    Later,
+}
+
+/// Starts using `url` as the endpoint's relay.
+pub async fn use_relay(endpoint: &Endpoint, url: RelayUrl) {
+    let config = iroh::RelayConfig::new(url.clone(), None);
+    endpoint.insert_relay(url, std::sync::Arc::new(config)).await;
+}
+
+/// Stops using `url`.
+pub async fn drop_relay(endpoint: &Endpoint, url: &RelayUrl) {
+    endpoint.remove_relay(url).await;
+}
+
+/// Why an endpoint could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("could not bind the QUIC endpoint on {addr}: {reason}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub reason: String,
+}
+
+/// Binds an endpoint on `options.bind` (IPv4 or IPv6, as given).
+pub async fn bind(options: Options) -> Result<Endpoint, BindError> {
+    let addr = options.bind;
+    let err = |reason: String| BindError { addr, reason };
+    let mut report = NetReportConfig::default();
+    // The probe asks port 80 of the relay's host for a fixed page; segchat
+    // serves no such page and the check would be a stray connection.
+    report.captive_portal_check = false;
+    let dns = DnsResolver::builder()
+        .with_system_defaults()
+        .disable_fallback()
+        .build();
+    let transport = QuicTransportConfig::builder()
+        .max_idle_timeout(Some(
+            IDLE_TIMEOUT
+                .try_into()
+                .map_err(|_| err("idle timeout out of range".into()))?,
+        ))
+        .keep_alive_interval(KEEP_ALIVE)
+        .build();
+    let relay_mode = match options.relay {
+        // No QUIC address discovery port: the server tells each node the
+        // address it sees it at (the `welcome`'s `observed_addr`).
+        Relay::Now(url) => RelayMode::Custom(RelayMap::from(iroh::RelayConfig::new(url, None))),
+        Relay::Later => RelayMode::Custom(RelayMap::empty()),
+        Relay::None => RelayMode::Disabled,
+    };
+    Endpoint::builder(presets::Minimal)
+        .secret_key(crate::secret_key(&options.key))
+        .clear_ip_transports()
+        .bind_addr(addr)
+        .map_err(|e| err(e.to_string()))?
+        .relay_mode(relay_mode)
+        .net_report_config(report)
+        .dns_resolver(dns)
+        .transport_config(transport)
+        .bind()
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
+/// The UDP address an endpoint is bound at (the first one).
+pub fn local_addr(endpoint: &Endpoint) -> Option<SocketAddr> {
+    endpoint.bound_sockets().into_iter().next()
+}
