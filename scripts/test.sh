@@ -27,6 +27,7 @@ if [ "$(id -u)" = 0 ]; then
     command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
     command -v nft >/dev/null 2>&1 || missing="$missing nftables"
     command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
+    command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
     if [ -n "$missing" ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && apt-get install -y -qq $missing

@@ -70,7 +70,11 @@ impl Client {
 
     /// Opens a tracker link to the server at `server`, whose key it asks
     /// the server for (trust on first use, as a node without a pin does).
-    pub async fn tracker(&self, server: SocketAddr, timeout: Duration) -> Result<Link, ClientError> {
+    pub async fn tracker(
+        &self,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Link, ClientError> {
         let key = crate::relay::fetch_server_key(server, timeout).await?;
         self.open(
             PeerAddress {

@@ -50,7 +50,9 @@ pub enum Relay {
 /// Starts using `url` as the endpoint's relay.
 pub async fn use_relay(endpoint: &Endpoint, url: RelayUrl) {
     let config = iroh::RelayConfig::new(url.clone(), None);
-    endpoint.insert_relay(url, std::sync::Arc::new(config)).await;
+    endpoint
+        .insert_relay(url, std::sync::Arc::new(config))
+        .await;
 }
 
 /// Stops using `url`.

@@ -45,7 +45,11 @@ pub(crate) fn check_peer_ticket(
             true => Ok(()),
             false => Err(format!(
                 "it was issued to node key {}…, but this connection is keyed by {}…",
-                ticket.ticket.node_key.get(..12).unwrap_or(&ticket.ticket.node_key),
+                ticket
+                    .ticket
+                    .node_key
+                    .get(..12)
+                    .unwrap_or(&ticket.ticket.node_key),
                 transport_key.get(..12).unwrap_or(transport_key)
             )),
         })

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiFile, ApiState, NodeAddrs};
 use crate::link::{LinkConfig, LinkHandle, PeerAddrs, ServerPin};
 use crate::p2p::PeerService;
-use crate::transport::Transport;
 use crate::store::Store;
+use crate::transport::Transport;
 use crate::{NodeConfig, NodeError};
 
 /// Name of the local store inside the data directory.
@@ -69,9 +69,11 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
-        let server = crate::link::resolve(&config.server_addr).await.map_err(|source| {
-            NodeError::Config(format!("server address {}: {source}", config.server_addr))
-        })?;
+        let server = crate::link::resolve(&config.server_addr)
+            .await
+            .map_err(|source| {
+                NodeError::Config(format!("server address {}: {source}", config.server_addr))
+            })?;
         let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
             key: key.clone(),
             bind: config.p2p_listen,

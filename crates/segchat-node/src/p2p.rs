@@ -177,7 +177,11 @@ async fn serve_peer(
     log.record(
         "CONNECTION_ESTABLISHED",
         addr,
-        format!("link=p2p key={} path={}", &segchat_net::id_hex(&remote.0.remote_id())[..12], crate::transport::path_of(&remote.0)),
+        format!(
+            "link=p2p key={} path={}",
+            &segchat_net::id_hex(&remote.0.remote_id())[..12],
+            crate::transport::path_of(&remote.0)
+        ),
     );
     let mut reader = FramedRead::new(r, PeerReadCodec::new(MAX_PEER_FRAME));
     let refusal = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::SinkExt;
+use segchat_net::{RecvStream, SendStream};
 use segchat_proto::frame::CodecError;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{
     DecodeError, Failure, Frame, FrameCodec, LinkKind, Status, Welcome, PROTOCOL_VERSION,
 };
-use segchat_net::{RecvStream, SendStream};
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;

@@ -209,12 +209,7 @@ impl Hub {
     /// (`add_list`). Entries are unique by (address, user, session): an older
     /// entry with the same triple, left by a connection not yet noticed as
     /// dead, is replaced.
-    pub(crate) fn submit(
-        &self,
-        id: ConnId,
-        p2p_addr: SocketAddr,
-        now_ms: u64,
-    ) -> Option<PeerInfo> {
+    pub(crate) fn submit(&self, id: ConnId, p2p_addr: SocketAddr, now_ms: u64) -> Option<PeerInfo> {
         let mut st = self.lock();
         let conn = st.conns.get(&id)?;
         let principal = conn.principal.clone()?;

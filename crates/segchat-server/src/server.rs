@@ -174,7 +174,10 @@ impl ProtocolHandler for Tracker {
             self.shared.log.record(
                 "HANDSHAKE_FAILED",
                 addr,
-                format!("node={node_id} opened no stream within {} s", STREAM_TIMEOUT.as_secs()),
+                format!(
+                    "node={node_id} opened no stream within {} s",
+                    STREAM_TIMEOUT.as_secs()
+                ),
             );
             return Ok(());
         };
@@ -212,11 +215,21 @@ impl relay::Gate for HubGate {
     fn note(&self, node: &EndpointId, what: relay::Note<'_>) {
         let node = segchat_net::id_hex(node);
         match what {
-            relay::Note::Admitted => self.0.log.record("RELAY_OPEN", "relay", format!("node={node}")),
-            relay::Note::Refused(why) => {
-                self.0.log.record("RELAY_REFUSED", "relay", format!("node={node} {why}"))
+            relay::Note::Admitted => {
+                self.0
+                    .log
+                    .record("RELAY_OPEN", "relay", format!("node={node}"))
             }
-            relay::Note::Closed => self.0.log.record("RELAY_CLOSED", "relay", format!("node={node}")),
+            relay::Note::Refused(why) => {
+                self.0
+                    .log
+                    .record("RELAY_REFUSED", "relay", format!("node={node} {why}"))
+            }
+            relay::Note::Closed => {
+                self.0
+                    .log
+                    .record("RELAY_CLOSED", "relay", format!("node={node}"))
+            }
         }
     }
 }

@@ -66,11 +66,18 @@ pub(crate) async fn server(
     file: &FileConfig,
 ) -> anyhow::Result<()> {
     let (listen, config) = config::server(data_dir, args, file)?;
-    let key = segchat_server::key_fingerprint(&config.data_dir)
-        .with_context(|| format!("could not read the server key in {}", config.data_dir.display()))?;
+    let key = segchat_server::key_fingerprint(&config.data_dir).with_context(|| {
+        format!(
+            "could not read the server key in {}",
+            config.data_dir.display()
+        )
+    })?;
     let listener = bind_server(listen).await?;
     let addr = listener.local_addr()?;
-    say(&format!("listening on {addr} (QUIC on UDP, relay on TCP)"));
+    say(&format!("listening on {addr}"));
+    say(&format!(
+        "links: QUIC on UDP {addr}, relay and key on TCP {addr}"
+    ));
     say(&format!("server key: {key}"));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());

@@ -6,8 +6,8 @@
 //! Every copy is verified before it is stored; a forged or altered one is
 //! logged and dropped.
 
-use std::collections::{HashMap, HashSet};
 use segchat_proto::types::NodeAddr;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 

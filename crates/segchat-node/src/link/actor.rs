@@ -175,8 +175,10 @@ impl Actor {
                     Err(ConnectError::Key(e)) => {
                         // Not a network hiccup: say it every time, loudly.
                         tracing::error!(error = %e, "refusing the server");
-                        self.log.record("SERVER_REFUSED", &self.config.server_addr, e.to_string());
-                        self.state.send_modify(|st| st.refusal = Some(e.to_string()));
+                        self.log
+                            .record("SERVER_REFUSED", &self.config.server_addr, e.to_string());
+                        self.state
+                            .send_modify(|st| st.refusal = Some(e.to_string()));
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "could not reach the server");

@@ -14,8 +14,8 @@
 mod actor;
 mod conn;
 
-pub use conn::{KeyError, ServerPin, PIN_FILE};
 pub(crate) use conn::resolve;
+pub use conn::{KeyError, ServerPin, PIN_FILE};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

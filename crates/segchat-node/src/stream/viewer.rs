@@ -5,14 +5,14 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use segchat_net::{RecvStream, SendStream};
 use segchat_proto::peer;
 use segchat_proto::stream::{self as wire, Header, SessionKey, StreamInfo, StreamReport};
 use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose};
 use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::NodeAddr;
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde::Serialize;
-use segchat_net::{RecvStream, SendStream};
-use segchat_proto::types::NodeAddr;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -338,9 +338,7 @@ impl Streams {
                 return;
             };
             match wire::open(bytes, &w.key) {
-                Ok((h, nonce)) if h.frame == w.viewer_id && w.conn == *from => {
-                    Some(nonce.to_vec())
-                }
+                Ok((h, nonce)) if h.frame == w.viewer_id && w.conn == *from => Some(nonce.to_vec()),
                 _ => None,
             }
         };

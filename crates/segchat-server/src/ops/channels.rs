@@ -18,7 +18,11 @@ impl ChannelRecord {
         }
     }
 
-    fn info(&self, my_role: Option<Role>, host: Option<segchat_proto::types::NodeAddr>) -> ChannelInfo {
+    fn info(
+        &self,
+        my_role: Option<Role>,
+        host: Option<segchat_proto::types::NodeAddr>,
+    ) -> ChannelInfo {
         ChannelInfo {
             name: self.name.clone(),
             owner: self.owner.clone(),

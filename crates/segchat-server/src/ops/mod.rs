@@ -70,10 +70,9 @@ pub(crate) async fn handle(
         Request::Logout => session::logout(shared, ctx).await,
         Request::Whoami => session::whoami(shared, ctx),
         Request::SetStatus { status } => session::set_status(shared, ctx, status).await,
-        Request::SubmitInfo {
-            p2p_addr,
-            status,
-        } => peers::submit_info(shared, ctx, p2p_addr, status).await,
+        Request::SubmitInfo { p2p_addr, status } => {
+            peers::submit_info(shared, ctx, p2p_addr, status).await
+        }
         Request::Heartbeat => Ok(peers::heartbeat(shared, ctx)),
         Request::GetList { channel } => peers::get_list(shared, ctx, channel).await,
         Request::CreateChannel {

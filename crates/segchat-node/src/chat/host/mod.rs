@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use segchat_net::{RecvStream, SendStream};
 use segchat_proto::message::{batch_len, Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
 use segchat_proto::ticket::{ProofPurpose, SignedTicket, NONCE_LEN};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, ChannelInfo};
 use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
-use segchat_net::{RecvStream, SendStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
