@@ -6,8 +6,10 @@
 //! ```
 //!
 //! The server and the host are real processes; members and senders are
-//! tasks in this process, each with its own tracker link (kept alive with
-//! heartbeats) and peer link. Senders sign all their posts before the send
+//! tasks in this process, each a machine of its own: its own node key, a
+//! QUIC endpoint under that key on its own loopback address, and from it a
+//! tracker link (kept alive with heartbeats) and a peer link (keyed as its
+//! ticket's `node_key`, as the host demands). Senders sign all their posts before the send
 //! window (signing is each author's own machine's work; here it would take
 //! CPU from the host), then post them at a fixed pace without waiting for
 //! acks. Every body starts with the sender's number and the post's; the
@@ -266,7 +268,7 @@ async fn measure(
             Err(e) => *failures.entry(format!("{e:#}")).or_default() += 1,
         }
         let done = members.len() + failures.values().sum::<u64>() as usize;
-        if done % 100 == 0 {
+        if done.is_multiple_of(100) {
             eprintln!("members set up: {done}/{}", args.members);
         }
     }

@@ -12,7 +12,9 @@
 //!
 //! No storing, no signatures, no protocol: the figures are the kernel's
 //! loopback TCP and the scheduler on this machine. `chat`'s latency at the
-//! same N and R cannot be lower than this.
+//! same N and R cannot be lower than this. (`chat` runs over QUIC on UDP,
+//! with its encryption in user space, so this is the floor of plain
+//! kernel delivery, not of the same transport.)
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

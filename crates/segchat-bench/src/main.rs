@@ -8,7 +8,8 @@
 //!   `segchat node`), the host's HTTP API, and CPU and memory readings
 //!   from `/proc`.
 //! - [`link`]: minimal clients of the tracker link and the peer link,
-//!   built on `segchat_proto`'s frames and codec.
+//!   built on `segchat_proto`'s frames and codec over `segchat_net`'s
+//!   QUIC client (one endpoint, under its own key, per simulated machine).
 //! - [`chat`]: the `chat` scenario: one host, N members, K senders.
 //! - [`stream`]: the `stream` scenario: a livestream to 1, 4, 8 viewers.
 //! - [`floor`]: the `floor` scenario: the same fan-out as `chat` with no
@@ -40,7 +41,7 @@ enum Command {
     /// Channel fan-out: one host node, N members, K senders posting R
     /// messages/s in total; prints delivery, latency, host CPU and memory.
     Chat(chat::ChatArgs),
-    /// Livestream over UDP: one streamer node, rounds of 1, 4, 8 viewer
+    /// Livestream over QUIC datagrams: one streamer node, rounds of 1, 4, 8 viewer
     /// nodes; prints delivered fps, latency, loss, bitrate, streamer CPU.
     Stream(stream::StreamArgs),
     /// The machine's floor for `chat`: one process writes a frame to each

@@ -1,9 +1,10 @@
 //! The `stream` scenario: one streamer node sends the test pattern to 1,
-//! 4, 8… viewer nodes over UDP on loopback.
+//! 4, 8… viewer nodes on loopback, as QUIC datagrams on each viewer's
+//! connection.
 //!
 //! ```text
 //!   segchat server  <-- tracker links --  streamer node, viewer nodes
-//!   streamer node ---- UDP datagrams --->  each viewer node
+//!   streamer node -- QUIC datagrams -->  each viewer node
 //! ```
 //!
 //! Every process is a real `segchat` (server, streamer node, one node per
