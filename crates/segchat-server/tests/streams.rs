@@ -111,7 +111,11 @@ async fn members_stream_readers_hear_of_it_and_visitors_only_watch() {
     };
     assert_eq!(info.streamer, "alice");
     assert_eq!(info.p2p_addr, "127.0.0.1:4000".parse().expect("addr"));
-    assert_eq!(info.node_id, alice.node_id(), "the key of alice's connection");
+    assert_eq!(
+        info.node_id,
+        alice.node_id(),
+        "the key of alice's connection"
+    );
     let again = alice
         .request(start("live"))
         .await

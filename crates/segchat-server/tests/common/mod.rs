@@ -14,6 +14,7 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_net::client::{Client as NetClient, Duplex};
 use segchat_net::Connection;
+use segchat_proto::frame::CodecError;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{Presence, SessionInfo, Visibility};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind};
@@ -131,6 +132,12 @@ impl Client {
 
     pub async fn send(&mut self, frame: TFrame) {
         self.framed.send(frame).await.expect("send");
+    }
+
+    /// Sends, or says why not (the server may have closed the connection
+    /// already: what it said before closing can still be read).
+    pub async fn try_send(&mut self, frame: TFrame) -> Result<(), CodecError> {
+        self.framed.send(frame).await
     }
 
     /// The next frame, `None` on a clean close.
