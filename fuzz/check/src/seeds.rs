@@ -55,6 +55,13 @@ fn addr() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 7], 22237))
 }
 
+fn node_addr() -> segchat_proto::types::NodeAddr {
+    segchat_proto::types::NodeAddr {
+        node_id: "ef".repeat(32),
+        addr: addr(),
+    }
+}
+
 fn addr6() -> SocketAddr {
     "[2001:db8::7]:22237"
         .parse()
@@ -67,7 +74,7 @@ fn stream_info() -> StreamInfo {
         channel: "general".into(),
         streamer: "alice".into(),
         p2p_addr: addr(),
-        udp_addr: addr6(),
+        node_id: "ab".repeat(32),
         width: 640,
         height: 480,
         fps: 30,
@@ -85,7 +92,7 @@ fn channel_info() -> ChannelInfo {
         created_at_ms: 1_732_000_000_000,
         member_count: 3,
         my_role: Some(Role::Moderator),
-        host: Some(addr()),
+        host: Some(node_addr()),
     }
 }
 
@@ -95,7 +102,7 @@ fn peer_info() -> PeerInfo {
         kind: AccountKind::User,
         session_id: "s1".into(),
         p2p_addr: addr6(),
-        udp_port: 22238,
+        node_id: "cd".repeat(32),
         status: Presence::Idle,
         last_seen_ms: 1_732_000_000_000,
     }
@@ -123,7 +130,6 @@ fn tracker_requests() -> Vec<tracker::Request> {
         Whoami,
         SubmitInfo {
             p2p_addr: addr(),
-            udp_port: 22238,
             status: Some(Presence::Online),
         },
         Heartbeat,
@@ -264,7 +270,7 @@ fn tracker_events() -> Vec<tracker::Event> {
         })),
         HostStatus {
             channel: "general".into(),
-            host: Some(addr()),
+            host: Some(node_addr()),
         },
         HostStatus {
             channel: "general".into(),
@@ -309,7 +315,6 @@ fn peer_requests() -> Vec<peer::Request> {
             "op": "watch",
             "ticket": alice(),
             "stream_id": 7,
-            "udp_port": 40000,
             "proof": proof(ProofPurpose::Watch { stream_id: 7 }),
         })),
         Unwatch { stream_id: 7 },
