@@ -5,130 +5,24 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE};
+use common::{
+    ask, client, eventually, first_request, hello_peer, peer_connect, registered, start_node,
+    tempdir, ticket_for, try_open_peer, watch, Api, PeerLink, TestServer, Tracker, DEADLINE,
+};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
+use segchat_net::Connection;
 use segchat_proto::stream::{encode, open, DatagramKind, Header, SessionKey};
-use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket};
-use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::{peer, Failure, Frame, FrameCodec, Hello, LinkKind, Status};
+use segchat_proto::ticket::{prove, ProofPurpose, SignedTicket};
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::NodeAddr;
+use segchat_proto::{peer, Failure, Frame, Hello, LinkKind, Status};
 use serde_json::json;
-use tokio::net::{TcpStream, UdpSocket};
-use tokio_util::codec::Framed;
 
-type Tracker = Framed<TcpStream, FrameCodec<Request, Reply, Event>>;
-type PeerLink = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
-
-/// Request `id` on a bare tracker link, and its answer.
-async fn ask(t: &mut Tracker, id: u32, body: Request) -> Result<Reply, Failure> {
-    t.send(Frame::Request { id, body }).await.expect("send");
-    loop {
-        match t.next().await {
-            Some(Ok(Frame::Response { id: got, result })) if got == id => return result,
-            Some(Ok(_)) => continue,
-            other => panic!("tracker link ended: {other:?}"),
-        }
-    }
-}
-
-/// A bare tracker link, signed in as a newly registered `name`.
-async fn registered(server: SocketAddr, name: &str) -> Tracker {
-    let mut t: Tracker = Framed::new(
-        TcpStream::connect(server).await.expect("connect"),
-        FrameCodec::default(),
-    );
-    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, name)))
-        .await
-        .expect("hello");
-    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
-    let register = Request::Register {
-        username: name.into(),
-        password: common::PASSWORD.into(),
-    };
-    ask(&mut t, 1, register).await.expect("register");
-    t
-}
-
-/// A ticket for `key`, asked for on `t` as request `id`.
-async fn ticket_for(t: &mut Tracker, id: u32, key: &SigningKey) -> SignedTicket {
-    let node_key = hex::encode(key.verifying_key().as_bytes());
-    match ask(t, id, Request::GetTicket { node_key }).await {
-        Ok(Reply::Ticket(ticket)) => ticket,
-        other => panic!("expected a ticket, got {other:?}"),
-    }
-}
-
-/// Opens a peer link to `addr` and sends `body(nonce)` as the first
-/// request: the answer, and the link.
-async fn first_request(
-    addr: SocketAddr,
-    body: impl FnOnce(&[u8; 32]) -> peer::Request,
-) -> (PeerLink, Result<peer::Reply, Failure>) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
-    p.send(Frame::Hello(Hello::new(LinkKind::Peer, "raw")))
-        .await
-        .expect("hello");
-    let nonce = match p.next().await {
-        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).expect("a nonce in the welcome"),
-        other => panic!("expected a welcome, got {other:?}"),
-    };
-    p.send(Frame::Request {
-        id: 1,
-        body: body(&nonce),
-    })
-    .await
-    .expect("request");
-    match tokio::time::timeout(DEADLINE, p.next()).await {
-        Ok(Some(Ok(Frame::Response { result, .. }))) => (p, result),
-        other => panic!("expected an answer, got {other:?}"),
-    }
-}
-
-/// `peer_connect` to `channel` with `ticket`, proving `key`.
-async fn peer_connect(
-    addr: SocketAddr,
-    key: &SigningKey,
-    ticket: &SignedTicket,
-    channel: &str,
-) -> (PeerLink, Result<peer::Reply, Failure>) {
-    first_request(addr, |nonce| peer::Request::PeerConnect {
-        ticket: ticket.clone(),
-        channel: channel.into(),
-        proof: prove(key, nonce, ProofPurpose::PeerConnect { channel }).expect("prove"),
-    })
-    .await
-}
-
-/// `watch` of `stream_id` with `ticket`, proving `key`.
-async fn watch(
-    addr: SocketAddr,
-    key: &SigningKey,
-    ticket: &SignedTicket,
-    stream_id: u64,
-) -> (PeerLink, Result<peer::Reply, Failure>) {
-    watch_on(addr, key, ticket, stream_id, 9).await
-}
-
-/// [`watch`] with frames to `udp_port`.
-async fn watch_on(
-    addr: SocketAddr,
-    key: &SigningKey,
-    ticket: &SignedTicket,
-    stream_id: u64,
-    udp_port: u16,
-) -> (PeerLink, Result<peer::Reply, Failure>) {
-    first_request(addr, |nonce| peer::Request::Watch {
-        ticket: ticket.clone(),
-        stream_id,
-        udp_port,
-        proof: prove(key, nonce, ProofPurpose::Watch { stream_id }).expect("prove"),
-    })
-    .await
-}
+/// The reason a host gives for a ticket presented over a connection keyed
+/// by another key than the ticket's.
+const NOT_THIS_KEY: &str = "but this connection is keyed by";
 
 fn refused_401(what: &str, answer: &Result<peer::Reply, Failure>) {
     match answer {
@@ -137,18 +31,16 @@ fn refused_401(what: &str, answer: &Result<peer::Reply, Failure>) {
     }
 }
 
-/// The node's P2P address.
-async fn p2p_addr(a: &Api) -> SocketAddr {
-    let (_, v) = a.get("/node").await;
-    v["p2p_addr"]
-        .as_str()
-        .expect("p2p address")
-        .parse()
-        .expect("addr")
+/// [`refused_401`], and the reason says `why`.
+fn refused_401_for(what: &str, answer: &Result<peer::Reply, Failure>, why: &str) {
+    refused_401(what, answer);
+    if let Err(f) = answer {
+        assert!(f.reason.contains(why), "{what}: {f}");
+    }
 }
 
 /// Alice's node with a public `lobby` (where she has said hello) and a
-/// members-only `club`, which Bob (a bare client) joined.
+/// members-only `club`.
 struct Alice {
     server: TestServer,
     host: segchat_node::NodeHandle,
@@ -185,6 +77,36 @@ impl Alice {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dirs[1].1.join("logs").join("segchat.log")).unwrap_or_default()
     }
+
+    /// Starts a test-pattern stream in the club at `fps`; its id.
+    async fn stream_to_club(&self, fps: u8) -> u64 {
+        let (status, v) = self
+            .a
+            .post(
+                "/streams",
+                json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": fps}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["stream"]["stream_id"].as_u64().expect("stream id")
+    }
+
+    /// A raw member of the club named `name`: its tracker link, signed in,
+    /// and a ticket for `key` (request ids 1 to 3 are used).
+    async fn member(
+        &self,
+        client: &segchat_net::client::Client,
+        name: &str,
+        key: &SigningKey,
+    ) -> (Tracker, SignedTicket) {
+        let mut t = registered(client, self.server.addr, name).await;
+        let join = Request::JoinChannel {
+            channel: "club".into(),
+        };
+        ask(&mut t, 2, join).await.expect("join");
+        let ticket = ticket_for(&mut t, 3, key).await;
+        (t, ticket)
+    }
 }
 
 /// Alice's ticket as anyone can read it: off her message in the server's
@@ -211,67 +133,74 @@ async fn steal_alices_ticket(t: &mut Tracker) -> SignedTicket {
     unreachable!()
 }
 
+/// Whether the host's log has a `PEER_REFUSED` line with all of `what`.
+fn refusal_logged(log: &str, what: &[&str]) -> bool {
+    log.lines()
+        .any(|l| l.contains("] PEER_REFUSED |") && what.iter().all(|w| l.contains(w)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_ticket_is_refused_by_the_host_and_the_streamer() {
     let alice = Alice::start().await;
-    let addr = p2p_addr(&alice.a).await;
-    let mut mallory = registered(alice.server.addr, "mallory").await;
-    let stolen = steal_alices_ticket(&mut mallory).await;
+    let host = alice.a.node_addr().await;
     let mallory_key = SigningKey::from_bytes(&[9; 32]);
+    let mallory = client(&mallory_key).await;
+    let mut mallory_t = registered(&mallory, alice.server.addr, "mallory").await;
+    let stolen = steal_alices_ticket(&mut mallory_t).await;
 
     // Bob, a member of the club, gets in with his own ticket and key.
-    let mut bob = registered(alice.server.addr, "bob").await;
-    let join = Request::JoinChannel {
-        channel: "club".into(),
-    };
-    ask(&mut bob, 2, join).await.expect("join");
     let bob_key = SigningKey::from_bytes(&[5; 32]);
-    let bob_ticket = ticket_for(&mut bob, 3, &bob_key).await;
+    let bob = client(&bob_key).await;
+    let (_bob_t, bob_ticket) = alice.member(&bob, "bob", &bob_key).await;
     eventually("bob to be admitted to the club", || async {
-        let (_, answer) = peer_connect(addr, &bob_key, &bob_ticket, "club").await;
+        let (_, answer) = peer_connect(&bob, &host, &bob_key, &bob_ticket, "club").await;
         answer.is_ok().then_some(())
     })
     .await;
 
-    // Mallory presents Alice's ticket: with a proof by her own key, with
-    // none, and with Bob's proof for another link's nonce.
-    let (_, answer) = peer_connect(addr, &mallory_key, &stolen, "club").await;
-    refused_401("alice's ticket with mallory's proof", &answer);
-    let (_, answer) = first_request(addr, |_| peer::Request::PeerConnect {
+    // Mallory presents Alice's ticket over her own connection (keyed by
+    // her key, as every connection of hers is): with a proof by her own
+    // key, and with none. The host refuses the ticket as not this
+    // connection's before it looks at the proof.
+    let (_, answer) = peer_connect(&mallory, &host, &mallory_key, &stolen, "club").await;
+    refused_401_for("alice's ticket with mallory's proof", &answer, NOT_THIS_KEY);
+    let (_, answer) = first_request(&mallory, &host, |_| peer::Request::PeerConnect {
         ticket: stolen.clone(),
         channel: "club".into(),
         proof: String::new(),
     })
     .await;
-    refused_401("alice's ticket with no proof", &answer);
+    refused_401_for("alice's ticket with no proof", &answer, NOT_THIS_KEY);
+    // Bob's own ticket over his own connection (the key check passes) with
+    // his proof for another link's nonce: the proof check refuses it.
     let replayed = prove(
         &bob_key,
         &[0; 32],
         ProofPurpose::PeerConnect { channel: "club" },
     )
     .expect("prove");
-    let (_, answer) = first_request(addr, |_| peer::Request::PeerConnect {
+    let (_, answer) = first_request(&bob, &host, |_| peer::Request::PeerConnect {
         ticket: bob_ticket.clone(),
         channel: "club".into(),
         proof: replayed,
     })
     .await;
-    refused_401("bob's ticket with a proof for another nonce", &answer);
+    refused_401_for(
+        "bob's ticket with a proof for another nonce",
+        &answer,
+        "the proof is not signed by the ticket's node key",
+    );
 
     // Alice streams to the club: Mallory with Alice's ticket is refused
     // there too, Bob watches.
-    let (status, v) = alice
-        .a
-        .post(
-            "/streams",
-            json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": 5}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let stream_id = v["stream"]["stream_id"].as_u64().expect("stream id");
-    let (_, answer) = watch(addr, &mallory_key, &stolen, stream_id).await;
-    refused_401("alice's ticket with mallory's proof on watch", &answer);
-    let (_, answer) = watch(addr, &bob_key, &bob_ticket, stream_id).await;
+    let stream_id = alice.stream_to_club(5).await;
+    let (_, answer) = watch(&mallory, &host, &mallory_key, &stolen, stream_id).await;
+    refused_401_for(
+        "alice's ticket with mallory's proof on watch",
+        &answer,
+        NOT_THIS_KEY,
+    );
+    let (_, answer) = watch(&bob, &host, &bob_key, &bob_ticket, stream_id).await;
     assert!(
         matches!(answer, Ok(peer::Reply::Watching { .. })),
         "bob may watch: {answer:?}"
@@ -281,14 +210,10 @@ async fn a_stolen_ticket_is_refused_by_the_host_and_the_streamer() {
     // in the background).
     let log = eventually("both refusals in the log", || async {
         let log = alice.log();
-        let refused = |what: &str| {
-            log.lines().any(|l| {
-                l.contains("] PEER_REFUSED |")
-                    && l.contains("ticket_user=alice")
-                    && l.contains(what)
-            })
-        };
-        (refused("channel=club") && refused(&format!("stream={stream_id}"))).then_some(log.clone())
+        let stream = format!("stream={stream_id}");
+        (refusal_logged(&log, &["ticket_user=alice", "channel=club"])
+            && refusal_logged(&log, &["ticket_user=alice", &stream]))
+        .then_some(log)
     })
     .await;
     assert!(
@@ -298,6 +223,67 @@ async fn a_stolen_ticket_is_refused_by_the_host_and_the_streamer() {
     );
     alice.host.shutdown().await;
     alice.server.stop().await;
+    for c in [mallory, bob] {
+        c.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_ticket_over_a_transport_keyed_by_another_key_is_refused() {
+    let alice = Alice::start().await;
+    let host = alice.a.node_addr().await;
+    // Bob's ticket is issued for key A; he holds both A and B.
+    let key_a = SigningKey::from_bytes(&[5; 32]);
+    let key_b = SigningKey::from_bytes(&[6; 32]);
+    let (as_a, as_b) = (client(&key_a).await, client(&key_b).await);
+    let (_t, ticket) = alice.member(&as_a, "bob", &key_a).await;
+
+    // Over a connection keyed by A, the ticket gets in: it is valid, of a
+    // live session, of a member.
+    eventually("bob to be admitted to the club", || async {
+        let (_, answer) = peer_connect(&as_a, &host, &key_a, &ticket, "club").await;
+        answer.is_ok().then_some(())
+    })
+    .await;
+
+    // The same ticket with a valid proof by A, over a connection keyed by
+    // B: refused, and the reason names both keys.
+    let (_, answer) = peer_connect(&as_b, &host, &key_a, &ticket, "club").await;
+    refused_401_for("ticket A over transport B", &answer, NOT_THIS_KEY);
+    let reason = answer.expect_err("refused").reason;
+    let (a_hex, b_hex) = (
+        hex::encode(key_a.verifying_key().as_bytes()),
+        hex::encode(key_b.verifying_key().as_bytes()),
+    );
+    assert!(
+        reason.contains(&a_hex[..12]) && reason.contains(&b_hex[..12]),
+        "{reason}"
+    );
+
+    // The streamer refuses it the same way, and admits it over A.
+    let stream_id = alice.stream_to_club(5).await;
+    let (_, answer) = watch(&as_b, &host, &key_a, &ticket, stream_id).await;
+    refused_401_for("ticket A over transport B, on watch", &answer, NOT_THIS_KEY);
+    let (_, answer) = watch(&as_a, &host, &key_a, &ticket, stream_id).await;
+    assert!(
+        matches!(answer, Ok(peer::Reply::Watching { .. })),
+        "over A bob may watch: {answer:?}"
+    );
+
+    let stream = format!("stream={stream_id}");
+    eventually("both refusals in the log", || async {
+        let log = alice.log();
+        let keyed = format!("reason=it was issued to node key {}", &a_hex[..12]);
+        (refusal_logged(&log, &["ticket_user=bob", "channel=club", &keyed])
+            && refusal_logged(&log, &["ticket_user=bob", &stream, &keyed]))
+        .then_some(())
+    })
+    .await;
+    alice.host.shutdown().await;
+    alice.server.stop().await;
+    for c in [as_a, as_b] {
+        c.close().await;
+    }
 }
 
 /// Reads `p` until the host closes it; false if it stays open.
@@ -336,35 +322,23 @@ async fn told_stream_ended(p: &mut PeerLink, stream_id: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_logout_a_ticket_is_refused_and_its_links_are_closed() {
     let alice = Alice::start().await;
-    let addr = p2p_addr(&alice.a).await;
-    let mut bob = registered(alice.server.addr, "bob").await;
-    let join = Request::JoinChannel {
-        channel: "club".into(),
-    };
-    ask(&mut bob, 2, join).await.expect("join");
+    let host = alice.a.node_addr().await;
     let key = SigningKey::from_bytes(&[5; 32]);
-    let ticket = ticket_for(&mut bob, 3, &key).await;
+    let bob = client(&key).await;
+    let (mut bob_t, ticket) = alice.member(&bob, "bob", &key).await;
     let mut link = eventually("bob to be admitted to the club", || async {
-        let (p, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        let (p, answer) = peer_connect(&bob, &host, &key, &ticket, "club").await;
         answer.is_ok().then_some(p)
     })
     .await;
-    let (status, v) = alice
-        .a
-        .post(
-            "/streams",
-            json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": 5}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let stream_id = v["stream"]["stream_id"].as_u64().expect("stream id");
-    let (mut viewing, answer) = watch(addr, &key, &ticket, stream_id).await;
+    let stream_id = alice.stream_to_club(5).await;
+    let (mut viewing, answer) = watch(&bob, &host, &key, &ticket, stream_id).await;
     assert!(
         matches!(answer, Ok(peer::Reply::Watching { .. })),
         "{answer:?}"
     );
 
-    ask(&mut bob, 4, Request::Logout).await.expect("logout");
+    ask(&mut bob_t, 4, Request::Logout).await.expect("logout");
 
     assert!(
         closed_by_host(&mut link).await,
@@ -374,43 +348,48 @@ async fn after_logout_a_ticket_is_refused_and_its_links_are_closed() {
         told_stream_ended(&mut viewing, stream_id).await,
         "the streamer keeps sending to a session that ended"
     );
-    // Bob's own ticket with a valid proof of his own key: refused now.
-    let (_, answer) = peer_connect(addr, &key, &ticket, "club").await;
-    refused_401("a ticket of a session that ended", &answer);
-    let (_, answer) = watch(addr, &key, &ticket, stream_id).await;
-    refused_401("a ticket of a session that ended, on watch", &answer);
+    // Bob's own ticket with a valid proof of his own key, over his own
+    // connection: refused now.
+    let (_, answer) = peer_connect(&bob, &host, &key, &ticket, "club").await;
+    refused_401_for(
+        "a ticket of a session that ended",
+        &answer,
+        "session has ended",
+    );
+    let (_, answer) = watch(&bob, &host, &key, &ticket, stream_id).await;
+    refused_401_for(
+        "a ticket of a session that ended, on watch",
+        &answer,
+        "session has ended",
+    );
     eventually("the refusal in the log", || async {
-        alice
-            .log()
-            .lines()
-            .any(|l| l.contains("] PEER_REFUSED |") && l.contains("session has ended"))
-            .then_some(())
+        refusal_logged(&alice.log(), &["session has ended"]).then_some(())
     })
     .await;
     alice.host.shutdown().await;
     alice.server.stop().await;
+    bob.close().await;
 }
 
-/// The next datagram on `sock` opened under `key`: its header and payload.
-async fn next_datagram(sock: &UdpSocket, key: &SessionKey) -> Option<(Header, Vec<u8>)> {
-    let mut buf = vec![0u8; 2048];
-    let (n, _) = tokio::time::timeout(DEADLINE, sock.recv_from(&mut buf))
+/// The next datagram on `conn` opened under `key`: its header and payload.
+async fn next_datagram(conn: &Connection, key: &SessionKey) -> Option<(Header, Vec<u8>)> {
+    let bytes = tokio::time::timeout(DEADLINE, conn.read_datagram())
         .await
         .ok()?
         .ok()?;
-    let (h, payload) = open(&buf[..n], key).ok()?;
+    let (h, payload) = open(&bytes, key).ok()?;
     Some((h, payload.to_vec()))
 }
 
-/// Waits on `sock` for a datagram of `kind`; the first such.
+/// Waits on `conn` for a datagram of `kind`; the first such.
 async fn wait_for_kind(
-    sock: &UdpSocket,
+    conn: &Connection,
     key: &SessionKey,
     kind: DatagramKind,
 ) -> (Header, Vec<u8>) {
     let found = tokio::time::timeout(DEADLINE, async {
         loop {
-            match next_datagram(sock, key).await {
+            match next_datagram(conn, key).await {
                 Some((h, p)) if h.kind == kind => return Some((h, p)),
                 Some(_) => continue,
                 None => return None,
@@ -424,36 +403,23 @@ async fn wait_for_kind(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_probe_moves_nothing_and_a_new_port_proves_itself() {
-    let alice = Alice::start().await;
-    let addr = p2p_addr(&alice.a).await;
-    let mut bob = registered(alice.server.addr, "bob").await;
-    let join = Request::JoinChannel {
-        channel: "club".into(),
-    };
-    ask(&mut bob, 2, join).await.expect("join");
-    let key = SigningKey::from_bytes(&[5; 32]);
-    let ticket = ticket_for(&mut bob, 3, &key).await;
-    let (status, v) = alice
-        .a
-        .post(
-            "/streams",
-            json!({"channel": "club", "source": "test_pattern", "width": 160, "height": 120, "fps": 10}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let stream_id = v["stream"]["stream_id"].as_u64().expect("stream id");
-    let streamer: SocketAddr = v["stream"]["udp_addr"]
-        .as_str()
-        .expect("udp address")
-        .parse()
-        .expect("addr");
+/// Sends one datagram on `conn`.
+fn send_datagram(conn: &Connection, bytes: Vec<u8>) {
+    conn.send_datagram(bytes.into()).expect("datagram");
+}
 
-    // Bob watches with frames to port A and probes from there.
-    let a_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let a_port = a_sock.local_addr().expect("addr").port();
-    let (_link, answer) = watch_on(addr, &key, &ticket, stream_id, a_port).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_probe_moves_nothing_and_a_new_connection_proves_itself() {
+    let alice = Alice::start().await;
+    let host = alice.a.node_addr().await;
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let bob = client(&key).await;
+    let (_bob_t, ticket) = alice.member(&bob, "bob", &key).await;
+    let stream_id = alice.stream_to_club(10).await;
+
+    // Bob watches on connection A: the frames come as datagrams on it,
+    // and he probes on it.
+    let (link_a, answer) = watch(&bob, &host, &key, &ticket, stream_id).await;
     let (viewer_id, skey) = match answer {
         Ok(peer::Reply::Watching {
             viewer_id,
@@ -471,52 +437,44 @@ async fn a_replayed_probe_moves_nothing_and_a_new_port_proves_itself() {
         encode(&h, answer, &skey, &mut out).expect("encode");
         out
     };
-    a_sock
-        .send_to(&probe(1, &[]), streamer)
-        .await
-        .expect("probe");
-    wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+    let a = &link_a.conn;
+    send_datagram(a, probe(1, &[]));
+    wait_for_kind(a, &skey, DatagramKind::Chunk).await;
 
-    // Mallory replays Bob's probe 1 from port M, and probe 2, which she
-    // caught before it reached the streamer: M gets a challenge it cannot
-    // answer, never a frame, and the frames keep going to A.
-    let m_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    m_sock
-        .send_to(&probe(1, &[]), streamer)
-        .await
-        .expect("replay");
-    m_sock
-        .send_to(&probe(2, &[]), streamer)
-        .await
-        .expect("replay");
-    let (challenge, _) = wait_for_kind(&m_sock, &skey, DatagramKind::Challenge).await;
+    // Mallory, on a peer connection of her own to the streamer, replays
+    // Bob's probe 1, and probe 2, which she caught before it reached the
+    // streamer: her connection gets a challenge it cannot answer, never a
+    // frame, and the frames keep going to A.
+    let mallory = client(&SigningKey::from_bytes(&[9; 32])).await;
+    let (link_m, _) = hello_peer(&mallory, &host, "mallory").await;
+    let m = &link_m.conn;
+    send_datagram(m, probe(1, &[]));
+    send_datagram(m, probe(2, &[]));
+    let (challenge, _) = wait_for_kind(m, &skey, DatagramKind::Challenge).await;
     assert_eq!(challenge.frame, viewer_id);
-    let (first, _) = wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+    let (first, _) = wait_for_kind(a, &skey, DatagramKind::Chunk).await;
     loop {
-        let (h, _) = wait_for_kind(&a_sock, &skey, DatagramKind::Chunk).await;
+        let (h, _) = wait_for_kind(a, &skey, DatagramKind::Chunk).await;
         if h.frame > first.frame + 1 {
             break;
         }
     }
-    let mut buf = vec![0u8; 2048];
-    while let Ok((n, _)) = m_sock.try_recv_from(&mut buf) {
-        let (h, _) = open(&buf[..n], &skey).expect("from the streamer");
+    while let Ok(Ok(bytes)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), m.read_datagram()).await
+    {
+        let (h, _) = open(&bytes, &skey).expect("from the streamer");
         assert_ne!(h.kind, DatagramKind::Chunk, "a replayed probe drew frames");
     }
 
-    // Bob's port really changes to B: B probes, is challenged, answers
-    // with the challenge's bytes under the session key, and gets frames.
-    let b_sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    b_sock
-        .send_to(&probe(3, &[]), streamer)
-        .await
-        .expect("probe");
-    let (_, nonce) = wait_for_kind(&b_sock, &skey, DatagramKind::Challenge).await;
-    b_sock
-        .send_to(&probe(4, &nonce), streamer)
-        .await
-        .expect("answer");
-    wait_for_kind(&b_sock, &skey, DatagramKind::Chunk).await;
+    // Bob's path really changes: a new connection B probes, is
+    // challenged, answers with the challenge's bytes under the session
+    // key, and gets the frames.
+    let (link_b, _) = hello_peer(&bob, &host, "bob").await;
+    let b = &link_b.conn;
+    send_datagram(b, probe(3, &[]));
+    let (_, nonce) = wait_for_kind(b, &skey, DatagramKind::Challenge).await;
+    send_datagram(b, probe(4, &nonce));
+    wait_for_kind(b, &skey, DatagramKind::Chunk).await;
     eventually("the move in the log", || async {
         alice
             .log()
@@ -527,14 +485,18 @@ async fn a_replayed_probe_moves_nothing_and_a_new_port_proves_itself() {
     .await;
     alice.host.shutdown().await;
     alice.server.stop().await;
+    for c in [bob, mallory] {
+        c.close().await;
+    }
 }
 
-/// Whether a peer link to `addr` gets a `welcome` (the node serves it).
-async fn welcomed(addr: SocketAddr) -> bool {
-    let Ok(stream) = TcpStream::connect(addr).await else {
+/// Whether a peer link from `client` to `to` gets a `welcome` (the node
+/// serves it).
+async fn welcomed(client: &segchat_net::client::Client, to: &NodeAddr) -> bool {
+    let Ok(mut p) = try_open_peer::<_, _, _>(client, to).await else {
         return false;
     };
-    let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
+    let p: &mut PeerLink = &mut p;
     if p.send(Frame::Hello(Hello::new(LinkKind::Peer, "raw")))
         .await
         .is_err()
@@ -550,16 +512,12 @@ async fn welcomed(addr: SocketAddr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invisible_host_looks_offline_on_its_p2p_port() {
     let alice = Alice::start().await;
-    let addr = p2p_addr(&alice.a).await;
-    let mut bob = registered(alice.server.addr, "bob").await;
-    let join = Request::JoinChannel {
-        channel: "club".into(),
-    };
-    ask(&mut bob, 2, join).await.expect("join");
+    let host = alice.a.node_addr().await;
     let key = SigningKey::from_bytes(&[5; 32]);
-    let ticket = ticket_for(&mut bob, 3, &key).await;
+    let bob = client(&key).await;
+    let (_bob_t, ticket) = alice.member(&bob, "bob", &key).await;
     let mut link = eventually("bob to be admitted to the club", || async {
-        let (p, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        let (p, answer) = peer_connect(&bob, &host, &key, &ticket, "club").await;
         answer.is_ok().then_some(p)
     })
     .await;
@@ -572,23 +530,27 @@ async fn an_invisible_host_looks_offline_on_its_p2p_port() {
         "an invisible host keeps its members' links"
     );
     eventually("the P2P port to stop answering", || async {
-        (!welcomed(addr).await).then_some(())
+        (!welcomed(&bob, &host).await).then_some(())
     })
     .await;
-    assert!(!welcomed(addr).await, "an invisible node answers hello");
+    assert!(
+        !welcomed(&bob, &host).await,
+        "an invisible node answers hello"
+    );
 
     // Visible again: Bob gets in.
     let (status, v) = alice.a.put("/status", json!({"status": "online"})).await;
     assert!(status.is_success(), "{v}");
     eventually("the P2P port to answer again", || async {
-        welcomed(addr).await.then_some(())
+        welcomed(&bob, &host).await.then_some(())
     })
     .await;
     eventually("bob to be admitted again", || async {
-        let (_, answer) = peer_connect(addr, &key, &ticket, "club").await;
+        let (_, answer) = peer_connect(&bob, &host, &key, &ticket, "club").await;
         answer.is_ok().then_some(())
     })
     .await;
     alice.host.shutdown().await;
     alice.server.stop().await;
+    bob.close().await;
 }

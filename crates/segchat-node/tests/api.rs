@@ -7,11 +7,10 @@ use std::time::Duration;
 use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE, PASSWORD};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
-use segchat_proto::{Frame, FrameCodec, Hello, LinkKind, Status};
+use segchat_proto::{Frame, Hello, LinkKind, Status};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::codec::Framed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_tokens_and_error_shapes() {
@@ -21,6 +20,20 @@ async fn accounts_tokens_and_error_shapes() {
     let node = start_node(server.addr, &adir).await;
     let api = Api::of(&node);
     api.wait_connected().await;
+
+    // GET /node: where the node is and who it is. Its key is its
+    // identity on P2P connections; the server's key is pinned on first
+    // contact (and kept in server.pin).
+    let v = api
+        .wait_for("the server key", |v| v["server_key"].is_string())
+        .await;
+    assert_eq!(v["node_id"], node.node_id(), "{v}");
+    assert_eq!(v["node_id"].as_str().map(str::len), Some(64), "{v}");
+    assert_eq!(v["p2p_addr"], node.p2p_addr().to_string(), "{v}");
+    assert_eq!(v["server_key"], server_key(&sdir), "{v}");
+    assert!(v["server_refused"].is_null(), "{v}");
+    assert!(v.get("udp_addr").is_none(), "{v}");
+    assert!(adir.join("server.pin").exists(), "the pin is kept on disk");
 
     // api.json tells local tools where the node is.
     let file: Value =
@@ -207,6 +220,20 @@ async fn visitors_read_only_and_channel_visibility() {
     server.stop().await;
 }
 
+/// The public key (hex) of the server whose data directory is `dir`: what
+/// a node pins.
+fn server_key(dir: &std::path::Path) -> String {
+    let seed: [u8; 32] = std::fs::read(dir.join("server.key"))
+        .expect("server.key")
+        .try_into()
+        .expect("32 bytes");
+    hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .as_bytes(),
+    )
+}
+
 fn channel_names(v: &Value) -> Vec<String> {
     v["channels"]
         .as_array()
@@ -351,7 +378,12 @@ async fn a_stopped_node_leaves_the_peer_list() {
         bob["p2p_addr"], b_p2p,
         "the advertised address is B's P2P listener"
     );
-    assert_eq!(bob["udp_port"], node_b.udp_addr().port());
+    assert_eq!(
+        bob["node_id"],
+        node_b.node_id(),
+        "peers are named by the key B's connection to the server proved"
+    );
+    assert!(bob.get("udp_port").is_none(), "{bob}");
 
     node_b.shutdown().await;
     eventually("bob to leave alice's peer list", || async {
@@ -437,24 +469,46 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
     let (_a, adir) = tempdir();
     let server = TestServer::start(&sdir).await;
     let node = start_node(server.addr, &adir).await;
-    let p2p = node.p2p_addr();
-    type Codec = FrameCodec<Value, Value, Value>;
+    let to = common::node_addr(&node);
+    let raw = common::client(&ed25519_dalek::SigningKey::from_bytes(&[4; 32])).await;
+    type Link = common::Raw<Value, Value, Value>;
 
-    // Garbage: an error frame or a close, never a crash.
-    let mut raw = TcpStream::connect(p2p).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut raw, b"\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n")
+    // Garbage in UDP datagrams to the QUIC port is not even answered.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
-        .expect("write");
-    let mut framed = Framed::new(raw, Codec::default());
+        .expect("bind");
+    for junk in [
+        &b"\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n"[..],
+        &[0u8; 1200][..],
+    ] {
+        udp.send_to(junk, to.addr).await.expect("send");
+    }
+    // Garbage on a peer stream: an error frame or a close, never a crash.
+    let mut framed: Link = common::open_peer(&raw, &to).await;
+    tokio::io::AsyncWriteExt::write_all(
+        framed.get_mut(),
+        b"\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n",
+    )
+    .await
+    .expect("write");
     match tokio::time::timeout(DEADLINE, framed.next()).await {
         Ok(Some(Ok(Frame::Error(f)))) => assert_ne!(f.status, Status::Ok),
         Ok(None) | Ok(Some(Err(_))) => {}
         other => panic!("unexpected answer to garbage: {other:?}"),
     }
 
-    // The tracker link is refused.
-    let stream = TcpStream::connect(p2p).await.expect("connect");
-    let mut framed = Framed::new(stream, Codec::default());
+    // The tracker protocol is not served here: its ALPN is refused, and a
+    // tracker hello on a peer link gets an error.
+    let tracker = segchat_net::PeerAddress {
+        id: segchat_net::parse_id(&to.node_id).expect("key"),
+        direct: vec![to.addr],
+        relay: None,
+    };
+    let refused = raw
+        .open(tracker, segchat_net::ALPN_TRACKER, Duration::from_secs(5))
+        .await;
+    assert!(refused.is_err(), "the node took a tracker connection");
+    let mut framed: Link = common::open_peer(&raw, &to).await;
     framed
         .send(Frame::Hello(Hello::new(LinkKind::Tracker, "test")))
         .await
@@ -466,8 +520,7 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
 
     // The peer link is welcomed; an operation it does not know gets a 400
     // response (the link carries on; see tests/peer_link.rs).
-    let stream = TcpStream::connect(p2p).await.expect("connect");
-    let mut framed = Framed::new(stream, Codec::default());
+    let mut framed: Link = common::open_peer(&raw, &to).await;
     framed
         .send(Frame::Hello(Hello::new(LinkKind::Peer, "test")))
         .await
@@ -496,6 +549,8 @@ async fn p2p_port_greets_peers_and_survives_garbage() {
     // Still serving the API afterwards.
     let api = Api::of(&node);
     assert_eq!(api.get("/node").await.0, StatusCode::OK);
+    drop(framed);
+    raw.close().await;
     node.shutdown().await;
     server.stop().await;
 }
@@ -521,13 +576,37 @@ async fn sessions_survive_node_restarts_and_refused_ones_are_forgotten() {
     assert_eq!(v["username"], "alice");
     api.wait_for("re-listing", |v| v["listed"] == true).await;
 
-    // A server that never heard of the session (fresh data) refuses it:
-    // the node forgets it instead of retrying forever.
+    // A server at the same address with another key (a fresh data
+    // directory) is not the server this node pinned: it refuses to talk
+    // to it, says why, and keeps its session.
+    let pinned = server_key(&sdir);
     server.stop().await;
     api.wait_for("the node to notice", |v| v["server_connected"] == false)
         .await;
-    let server = TestServer::start_at(&sdir2, addr).await;
+    let impostor = TestServer::start_at(&sdir2, addr).await;
+    let v = api
+        .wait_for("the node to refuse the new key", |v| {
+            v["server_refused"].is_string()
+        })
+        .await;
+    let refusal = v["server_refused"].as_str().expect("refusal");
+    assert!(
+        refusal.contains(&server_key(&sdir2)) && refusal.contains(&pinned),
+        "{refusal}"
+    );
+    assert_eq!(v["server_key"], pinned, "{v}");
+    assert_eq!(v["server_connected"], false, "{v}");
+    impostor.stop().await;
+
+    // The same server (its key) that never heard of the session (fresh
+    // data otherwise) refuses it: the node forgets it instead of retrying
+    // forever.
+    let (_s3, sdir3) = tempdir();
+    std::fs::copy(sdir.join("server.key"), sdir3.join("server.key")).expect("copy the key");
+    let server = TestServer::start_at(&sdir3, addr).await;
     api.wait_connected().await;
+    let v = api.ok(Method::GET, "/node", None).await;
+    assert!(v["server_refused"].is_null(), "{v}");
     let (status, v) = api.get("/session").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
     // And the name is free to register on that server.

@@ -9,74 +9,26 @@
 
 mod common;
 
-use common::{eventually, start_node, tempdir, Api, TestServer};
+use common::{
+    ask, client, eventually, peer_connect, registered, start_node, tempdir, ticket_for, Api,
+    PeerLink, TestServer, Tracker,
+};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use segchat_proto::message::{Draft, Message, Sequenced};
-use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket, Ticket};
-use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::ticket::{SignedTicket, Ticket};
+use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{AccountKind, Visibility};
-use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
+use segchat_proto::{peer, Frame, FrameCodec, Welcome, PROTOCOL_VERSION};
 use serde_json::json;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
-type Tracker = Framed<TcpStream, FrameCodec<Request, Reply, Event>>;
-type PeerLink = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
-
-async fn ask(t: &mut Tracker, id: u32, body: Request) -> Reply {
-    t.send(Frame::Request { id, body }).await.expect("send");
-    loop {
-        match t.next().await {
-            Some(Ok(Frame::Response { id: got, result })) if got == id => {
-                return result.expect("the server accepts")
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("tracker link ended: {other:?}"),
-        }
-    }
-}
-
-/// A bare tracker link, signed in as a newly registered `name` (request id
-/// 1 is used).
-async fn registered(server: std::net::SocketAddr, name: &str) -> Tracker {
-    let mut t: Tracker = Framed::new(
-        TcpStream::connect(server).await.expect("connect"),
-        FrameCodec::default(),
-    );
-    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, name)))
-        .await
-        .expect("hello");
-    assert!(matches!(t.next().await, Some(Ok(Frame::Welcome(_)))));
-    ask(
-        &mut t,
-        1,
-        Request::Register {
-            username: name.into(),
-            password: "correct horse battery".into(),
-        },
-    )
-    .await;
-    t
-}
-
-/// A ticket for `key`, asked for on `t` as request `id`.
-async fn ticket_for(t: &mut Tracker, id: u32, key: &SigningKey) -> SignedTicket {
-    let reply = ask(
-        t,
-        id,
-        Request::GetTicket {
-            node_key: hex::encode(key.verifying_key().as_bytes()),
-        },
-    )
-    .await;
-    let Reply::Ticket(ticket) = reply else {
-        panic!("expected a ticket, got {reply:?}")
-    };
-    ticket
+/// Request `id` on `t`, which the server accepts.
+async fn ok(t: &mut Tracker, id: u32, body: Request) -> Reply {
+    ask(t, id, body).await.expect("the server accepts")
 }
 
 fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Message {
@@ -97,11 +49,17 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     let (_b, bdir) = tempdir();
     let server = TestServer::start(&sdir).await;
 
-    // Mallory's fake host: a real account and channel, a listener of its own.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let fake_addr = listener.local_addr().expect("addr");
-    let mut t = registered(server.addr, "mallory").await;
-    ask(
+    // Mallory's fake host: a real account and channel, and an endpoint of
+    // its own that accepts peer links. Its tracker link and its peer links
+    // share the endpoint, so the server lists it under its key, which is
+    // the ticket's.
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let fake = client(&key).await;
+    fake.endpoint()
+        .set_alpns(vec![segchat_net::ALPN_PEER.to_vec()]);
+    let fake_addr = segchat_net::endpoint::local_addr(fake.endpoint()).expect("bound");
+    let mut t = registered(&fake, server.addr, "mallory").await;
+    ok(
         &mut t,
         2,
         Request::CreateChannel {
@@ -111,19 +69,17 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         },
     )
     .await;
-    let key = SigningKey::from_bytes(&[7; 32]);
     let ticket = ticket_for(&mut t, 3, &key).await;
-    ask(
+    ok(
         &mut t,
         4,
         Request::SubmitInfo {
             p2p_addr: fake_addr,
-            udp_port: 9,
             status: None,
         },
     )
     .await;
-    ask(
+    ok(
         &mut t,
         5,
         Request::HostChannel {
@@ -172,9 +128,15 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
     ];
 
     // Serve bob's node: welcome, admit, then hand out the lies.
+    let endpoint = fake.endpoint().clone();
     let fake_host = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
+        let incoming = endpoint.accept().await.expect("an incoming connection");
+        let conn = incoming.await.expect("a connection");
+        let (send, recv) = conn.accept_bi().await.expect("a stream");
+        let mut p: PeerLink = common::Raw {
+            framed: Framed::new(tokio::io::join(recv, send), FrameCodec::default()),
+            conn,
+        };
         assert!(matches!(p.next().await, Some(Ok(Frame::Hello(_)))));
         p.send(Frame::Welcome(Welcome {
             version: PROTOCOL_VERSION,
@@ -184,6 +146,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
             server_key: String::new(),
             max_body_len: 4000,
             nonce: hex::encode([3u8; 32]),
+            observed_addr: None,
         }))
         .await
         .expect("welcome");
@@ -282,6 +245,7 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         .any(|l| l.contains("ticket is for \"mallory\", not \"bob\"")));
     fake_host.abort();
     server.stop().await;
+    fake.close().await;
 }
 
 /// Alice's node hosting the members-only channel `club`, with its server.
@@ -321,8 +285,10 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     } = Club::start().await;
 
     // Eve, a bare client: joins, gets a ticket, connects to the host P2P.
-    let mut t = registered(server.addr, "eve").await;
-    ask(
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let eve = client(&key).await;
+    let mut t = registered(&eve, server.addr, "eve").await;
+    ok(
         &mut t,
         2,
         Request::JoinChannel {
@@ -330,17 +296,12 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
         },
     )
     .await;
-    let key = SigningKey::from_bytes(&[5; 32]);
     let ticket = ticket_for(&mut t, 3, &key).await;
-    let addr = host_addr(&a).await;
+    let host_at = a.node_addr().await;
     // The host learns of the join from the server; retry until admitted.
-    let mut p = eventually("eve to be admitted", || {
-        let ticket = ticket.clone();
-        let key = key.clone();
-        async move {
-            let (p, answer) = peer_connect(addr, &key, ticket).await;
-            admitted_to_write(p, answer)
-        }
+    let mut p = eventually("eve to be admitted", || async {
+        let (p, answer) = peer_connect(&eve, &host_at, &key, &ticket, "club").await;
+        admitted_to_write(p, answer)
     })
     .await;
 
@@ -397,7 +358,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     }
 
     // Eve leaves; the host cuts her connection and refuses her from now on.
-    ask(
+    ok(
         &mut t,
         4,
         Request::LeaveChannel {
@@ -415,55 +376,14 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     })
     .await;
     assert!(closed.is_ok(), "the host keeps serving a member who left");
-    let (_, answer) = peer_connect(addr, &key, ticket).await;
+    let (_, answer) = peer_connect(&eve, &host_at, &key, &ticket, "club").await;
     match answer {
         Err(f) => assert_eq!(f.status, segchat_proto::Status::Forbidden, "{f}"),
         other => panic!("a member who left was admitted again: {other:?}"),
     }
     host.shutdown().await;
     server.stop().await;
-}
-
-/// Opens a peer link to `addr` and asks to join `club` with `ticket`,
-/// proving `key` (the ticket's node key if it is the caller's own).
-async fn peer_connect(
-    addr: std::net::SocketAddr,
-    key: &SigningKey,
-    ticket: SignedTicket,
-) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    peer_connect_on(stream, key, ticket).await
-}
-
-/// [`peer_connect`] on a connection opened already.
-async fn peer_connect_on(
-    stream: TcpStream,
-    key: &SigningKey,
-    ticket: SignedTicket,
-) -> (PeerLink, Result<peer::Reply, segchat_proto::Failure>) {
-    let mut p: PeerLink = Framed::new(stream, FrameCodec::default());
-    p.send(Frame::Hello(Hello::new(LinkKind::Peer, "eve")))
-        .await
-        .expect("hello");
-    let nonce = match p.next().await {
-        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).expect("a nonce in the welcome"),
-        other => panic!("expected a welcome, got {other:?}"),
-    };
-    let proof = prove(key, &nonce, ProofPurpose::PeerConnect { channel: "club" }).expect("prove");
-    p.send(Frame::Request {
-        id: 1,
-        body: peer::Request::PeerConnect {
-            ticket,
-            channel: "club".into(),
-            proof,
-        },
-    })
-    .await
-    .expect("connect");
-    match p.next().await {
-        Some(Ok(Frame::Response { result, .. })) => (p, result),
-        other => panic!("expected an answer, got {other:?}"),
-    }
+    eve.close().await;
 }
 
 /// The link, if `peer_connect` admitted its member as a writer.
@@ -481,16 +401,6 @@ fn admitted_to_write(
     .then_some(p)
 }
 
-/// The host node's P2P address.
-async fn host_addr(a: &Api) -> std::net::SocketAddr {
-    let (_, v) = a.get("/node").await;
-    v["p2p_addr"]
-        .as_str()
-        .expect("p2p address")
-        .parse()
-        .expect("addr")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
     let Club {
@@ -500,13 +410,16 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
         dirs,
     } = Club::start().await;
     let adir = dirs[1].1.clone();
-    let addr = host_addr(&a).await;
+    let host_at = a.node_addr().await;
 
-    // Two bare members: Bob reads everything, Eve posts and never reads,
-    // with a receive buffer as small as the kernel allows.
+    // Two bare members: Bob reads everything, Eve posts and never reads
+    // (QUIC's flow control then stops the host's writes to her once her
+    // receive window is full).
     let member = |name: &'static str, seed: u8| async move {
-        let mut t = registered(server.addr, name).await;
-        ask(
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let client = client(&key).await;
+        let mut t = registered(&client, server.addr, name).await;
+        ok(
             &mut t,
             2,
             Request::JoinChannel {
@@ -514,31 +427,19 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
             },
         )
         .await;
-        let key = SigningKey::from_bytes(&[seed; 32]);
         let ticket = ticket_for(&mut t, 3, &key).await;
-        (t, key, ticket)
+        (client, t, key, ticket)
     };
-    let (_bt, bkey, bob_ticket) = member("bob", 7).await;
-    let (_et, ekey, eve_ticket) = member("eve", 8).await;
-    let mut bob = eventually("bob to be admitted", || {
-        let ticket = bob_ticket.clone();
-        let key = bkey.clone();
-        async move {
-            let (p, answer) = peer_connect(addr, &key, ticket).await;
-            answer.is_ok().then_some(p)
-        }
+    let (bob_client, _bt, bkey, bob_ticket) = member("bob", 7).await;
+    let (eve_client, _et, ekey, eve_ticket) = member("eve", 8).await;
+    let mut bob = eventually("bob to be admitted", || async {
+        let (p, answer) = peer_connect(&bob_client, &host_at, &bkey, &bob_ticket, "club").await;
+        answer.is_ok().then_some(p)
     })
     .await;
-    let mut eve = eventually("eve to be admitted", || {
-        let ticket = eve_ticket.clone();
-        let key = ekey.clone();
-        async move {
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-            let stream = socket.connect(addr).await.expect("connect");
-            let (p, answer) = peer_connect_on(stream, &key, ticket).await;
-            admitted_to_write(p, answer)
-        }
+    let mut eve = eventually("eve to be admitted", || async {
+        let (p, answer) = peer_connect(&eve_client, &host_at, &ekey, &eve_ticket, "club").await;
+        admitted_to_write(p, answer)
     })
     .await;
 
@@ -610,6 +511,10 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
         (1..=n).collect::<Vec<u64>>(),
         "bob's broadcasts are 1..={n} in order"
     );
+    drop(eve);
     host.shutdown().await;
     server.stop().await;
+    for c in [bob_client, eve_client] {
+        c.close().await;
+    }
 }

@@ -1,27 +1,33 @@
 //! The peer link under faults and abuse: a link cut silently (a proxy that
-//! stops forwarding without closing) is noticed and the member falls back
-//! to the server; connections that say hello and then nothing are closed;
-//! one source cannot take every slot; a bad request is answered and the
-//! link carries on.
+//! stops forwarding without a word) is noticed, the member falls back to
+//! the server and then reaches the host again through the server's relay;
+//! connections that say hello and then nothing are closed; one source
+//! cannot take every slot; a bad request is answered and the link carries
+//! on.
 
 mod common;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE};
+use common::{
+    client, client_at, eventually, node_addr, open_peer, start_node, tempdir, Api, PeerLink,
+    TestServer, DEADLINE,
+};
+use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use segchat_net::client::Client;
 use segchat_node::{Node, NodeConfig, NodeHandle};
-use segchat_proto::{peer, Frame, FrameCodec, Hello, LinkKind, Status};
+use segchat_proto::types::NodeAddr;
+use segchat_proto::{peer, Frame, Hello, LinkKind, Status};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
-
-type PeerLink = Framed<TcpStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
 
 /// A node that tells the server its P2P address is on `advertise`.
 async fn start_node_advertising(
@@ -39,49 +45,51 @@ async fn start_node_advertising(
         .expect("node starts")
 }
 
-/// A TCP proxy from `listen` to `target` that, while `cut` holds true,
-/// forwards nothing in either direction and closes nothing: a silent cut,
-/// as a dropped route or a dead NAT entry looks to both ends.
-async fn proxy(listen: SocketAddr, target: SocketAddr, cut: watch::Receiver<bool>) {
-    let listener = TcpListener::bind(listen).await.expect("bind proxy");
+/// A UDP proxy from `listen` to `target` that, while `cut` holds true,
+/// forwards nothing in either direction and says nothing: a silent cut,
+/// as a dropped route or a dead NAT entry looks to both ends. Each client
+/// address gets a socket of its own towards `target`, as a NAT would;
+/// their addresses (where `target` sees the traffic come from) are put in
+/// `inside`.
+async fn proxy(
+    listen: SocketAddr,
+    target: SocketAddr,
+    cut: watch::Receiver<bool>,
+    inside_addrs: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+) {
+    let outside = Arc::new(UdpSocket::bind(listen).await.expect("bind proxy"));
     tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let cut = cut.clone();
-            tokio::spawn(async move {
-                let Ok(outbound) = TcpStream::connect(target).await else {
-                    return;
-                };
-                let (ri, wi) = inbound.into_split();
-                let (ro, wo) = outbound.into_split();
-                tokio::spawn(pump(ri, wo, cut.clone()));
-                tokio::spawn(pump(ro, wi, cut));
-            });
+        let mut inside: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok((n, from)) = outside.recv_from(&mut buf).await {
+            if *cut.borrow() {
+                continue;
+            }
+            let socket = match inside.get(&from) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+                    s.connect(target).await.expect("connect");
+                    inside.insert(from, s.clone());
+                    inside_addrs
+                        .lock()
+                        .expect("lock")
+                        .push(s.local_addr().expect("addr"));
+                    let (outside, cut, s2) = (outside.clone(), cut.clone(), s.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = s2.recv(&mut buf).await {
+                            if !*cut.borrow() {
+                                let _ = outside.send_to(&buf[..n], from).await;
+                            }
+                        }
+                    });
+                    s
+                }
+            };
+            let _ = socket.send(&buf[..n]).await;
         }
     });
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut cut: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if cut.wait_for(|c| !*c).await.is_err() {
-            return;
-        }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Read during a cut: held until the heal, never delivered before.
-        if cut.wait_for(|c| !*c).await.is_err() {
-            return;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
 
 async fn via(api: &Api, channel: &str) -> Option<String> {
@@ -121,21 +129,29 @@ async fn message(api: &Api, channel: &str, id: &str) -> Option<Value> {
         .cloned()
 }
 
+/// The host's log.
+fn log_of(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_after_the_heal() {
+async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_through_the_relay() {
     let (_s, sdir) = tempdir();
     let (_a, adir) = tempdir();
     let (_b, bdir) = tempdir();
     let server = TestServer::start(&sdir).await;
-    // Members reach the host only through the proxy on 127.0.0.2; the
-    // server link stays direct.
+    // Members reach the host directly only through the proxy on
+    // 127.0.0.2; the server link (and the relay in the server) stays
+    // direct.
     let proxied = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let host = start_node_advertising(server.addr, &adir, proxied).await;
     let (cut, cut_rx) = watch::channel(false);
+    let through_proxy = Arc::new(std::sync::Mutex::new(Vec::new()));
     proxy(
         SocketAddr::new(proxied, host.p2p_addr().port()),
         host.p2p_addr(),
         cut_rx,
+        through_proxy.clone(),
     )
     .await;
     let member = start_node(server.addr, &bdir).await;
@@ -152,6 +168,18 @@ async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_after_
         message(&a, "room", &before).await.map(|_| ())
     })
     .await;
+    // The member's link runs through the proxy (the direct path to the
+    // announced address), so the cut below cuts it.
+    let proxied_from = through_proxy.lock().expect("lock").clone();
+    let log = log_of(&adir);
+    assert!(
+        log.lines().any(|l| l.contains("] CONNECTION_ESTABLISHED |")
+            && l.contains("link=p2p")
+            && proxied_from
+                .iter()
+                .any(|a| l.contains(&format!("path=direct {a}")))),
+        "the member's link does not run through the proxy ({proxied_from:?}): {log}"
+    );
 
     cut.send(true).expect("cut");
     let noticed = wait_via(&b, "room", "server").await;
@@ -176,16 +204,33 @@ async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_after_
     .await;
     // The host dropped the silent link on its side too.
     eventually("the host to drop the silent member link", || async {
-        let log = std::fs::read_to_string(adir.join("logs").join("segchat.log")).ok()?;
-        log.lines()
+        log_of(&adir)
+            .lines()
             .any(|l| l.contains("CONNECTION_CLOSED") && l.contains("idle: no frame"))
             .then_some(())
     })
     .await;
 
-    cut.send(false).expect("heal");
+    // The member does not wait for the heal: it dials the host by key
+    // again, and the server's relay carries the new link while the
+    // announced address stays cut. (Before the relay, the member stayed
+    // on the server until the heal.)
     let back = wait_via(&b, "room", "host").await;
-    eprintln!("back via host {back:?} after the heal");
+    eprintln!("back via host {back:?} later, still cut");
+    let relayed = send(&b, "room", "through the relay").await;
+    eventually(
+        "the host to store the message sent through the relay",
+        || async { message(&a, "room", &relayed).await.map(|_| ()) },
+    )
+    .await;
+    assert!(*cut.borrow(), "still cut");
+    eventually("the member to see it stored by the host", || async {
+        let m = message(&b, "room", &relayed).await?;
+        (m["state"] != "pending").then_some(())
+    })
+    .await;
+
+    cut.send(false).expect("heal");
     let after = send(&b, "room", "after the heal").await;
     eventually("the host to store the message after the heal", || async {
         message(&a, "room", &after).await.map(|_| ())
@@ -199,15 +244,9 @@ async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_after_
     server.stop().await;
 }
 
-/// Connects from `source` (any port) to `to`.
-async fn connect_from(source: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(to).await
-}
-
-async fn say_hello(stream: TcpStream) -> PeerLink {
-    let mut link: PeerLink = Framed::new(stream, FrameCodec::default());
+/// Opens a peer link from `client` to `to` and checks the welcome.
+async fn say_hello(client: &Client, to: &NodeAddr) -> PeerLink {
+    let mut link: PeerLink = open_peer(client, to).await;
     link.send(Frame::Hello(Hello::new(LinkKind::Peer, "test")))
         .await
         .expect("hello");
@@ -223,15 +262,15 @@ async fn say_hello(stream: TcpStream) -> PeerLink {
     link
 }
 
-/// A connection from `source` that says hello and then nothing.
-async fn flood_one(source: IpAddr, to: SocketAddr) -> TcpStream {
-    let mut stream = connect_from(source, to).await.expect("connect");
-    let mut hello = bytes::BytesMut::new();
-    Frame::<peer::Request, peer::Reply, peer::Event>::Hello(Hello::new(LinkKind::Peer, "flood"))
-        .encode(&mut hello)
-        .expect("encode");
-    let _ = stream.write_all(&hello).await;
-    stream
+/// A peer link from `client` that says hello and then nothing; `None` if
+/// the node closed the connection before its stream could be opened (a
+/// refusal that came quickly).
+async fn flood_one(client: &Client, to: &NodeAddr) -> Option<PeerLink> {
+    let mut link: PeerLink = common::try_open_peer(client, to).await.ok()?;
+    let _ = link
+        .send(Frame::Hello(Hello::new(LinkKind::Peer, "flood")))
+        .await;
+    Some(link)
 }
 
 /// Waits for the node to close `link`; how long that took.
@@ -254,7 +293,9 @@ async fn a_peer_that_says_hello_and_then_nothing_is_closed() {
     let (_a, adir) = tempdir();
     let server = TestServer::start(&sdir).await;
     let node = start_node(server.addr, &adir).await;
-    let link = say_hello(TcpStream::connect(node.p2p_addr()).await.expect("connect")).await;
+    let to = node_addr(&node);
+    let raw = client(&SigningKey::from_bytes(&[4; 32])).await;
+    let link = say_hello(&raw, &to).await;
     let (after, said) = closed(link).await;
     eprintln!("closed {after:?} after the welcome: {said:?}");
     assert!(
@@ -265,7 +306,7 @@ async fn a_peer_that_says_hello_and_then_nothing_is_closed() {
     assert!(said.reason.contains("within"), "{said}");
 
     // Pings alone do not keep a link that was never admitted.
-    let mut link = say_hello(TcpStream::connect(node.p2p_addr()).await.expect("connect")).await;
+    let mut link = say_hello(&raw, &to).await;
     let pinger = tokio::spawn(async move {
         for id in 1.. {
             if link
@@ -292,6 +333,7 @@ async fn a_peer_that_says_hello_and_then_nothing_is_closed() {
         .await
         .expect("closed before 9 s although it pinged")
         .expect("pinger");
+    raw.close().await;
     node.shutdown().await;
     server.stop().await;
 }
@@ -308,33 +350,45 @@ async fn a_flood_from_one_address_leaves_room_for_real_members() {
     a.register("alice").await;
     a.create_channel("lobby", "public").await;
 
-    // One source opens connections until the node refuses it.
-    let flooder = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-    let p2p = host.p2p_addr();
+    // One source (an IP address of its own; the flooder's key does not
+    // matter on a direct path) opens connections until the node refuses
+    // it.
+    let flooder = client_at(
+        &SigningKey::from_bytes(&[6; 32]),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0),
+    )
+    .await;
+    let to = node_addr(&host);
     let mut held = Vec::new();
     let mut refused_at = None;
     for n in 0..200 {
-        let stream = flood_one(flooder, p2p).await;
         // A refused connection is closed at once, before any welcome.
-        let mut byte = [0u8; 1];
-        match tokio::time::timeout(Duration::from_secs(5), stream.peek(&mut byte)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
+        let Some(mut link) = flood_one(&flooder, &to).await else {
+            refused_at = Some(n);
+            break;
+        };
+        match tokio::time::timeout(Duration::from_secs(5), link.next()).await {
+            Ok(None) | Ok(Some(Err(_))) => {
                 refused_at = Some(n);
                 break;
             }
-            Ok(Ok(_)) => held.push(stream),
+            Ok(Some(Ok(Frame::Welcome(_)))) => held.push(link),
+            Ok(Some(Ok(other))) => panic!("connection {n}: unexpected {other:?}"),
             Err(_) => panic!("connection {n}: neither welcomed nor closed"),
         }
     }
     let refused_at = refused_at.expect("the node refused the flood at some point");
     eprintln!("one address got {refused_at} connections");
-    assert_eq!(refused_at, segchat_node::p2p::MAX_PEER_CONNS_PER_IP);
+    assert_eq!(refused_at, segchat_node::p2p::MAX_PEER_CONNS_PER_SOURCE);
     // The flood goes on (a new connection every 50 ms, none let go) while
     // a real member sets up.
-    let flood = tokio::spawn(async move {
-        loop {
-            held.push(flood_one(flooder, p2p).await);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let flood = tokio::spawn({
+        let flooder = flooder.clone();
+        async move {
+            loop {
+                held.extend(flood_one(&flooder, &to).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     });
 
@@ -351,6 +405,7 @@ async fn a_flood_from_one_address_leaves_room_for_real_members() {
     })
     .await;
     flood.abort();
+    flooder.close().await;
     host.shutdown().await;
     member.shutdown().await;
     server.stop().await;
@@ -362,11 +417,10 @@ async fn a_bad_request_on_the_peer_link_gets_400_and_the_link_carries_on() {
     let (_a, adir) = tempdir();
     let server = TestServer::start(&sdir).await;
     let node = start_node(server.addr, &adir).await;
-    type Raw = Framed<TcpStream, FrameCodec<Value, Value, Value>>;
-    let mut raw: Raw = Framed::new(
-        TcpStream::connect(node.p2p_addr()).await.expect("connect"),
-        FrameCodec::default(),
-    );
+    let to = node_addr(&node);
+    let client = client(&SigningKey::from_bytes(&[4; 32])).await;
+    type Raw = common::Raw<Value, Value, Value>;
+    let mut raw: Raw = open_peer(&client, &to).await;
     raw.send(Frame::Hello(Hello::new(LinkKind::Peer, "test")))
         .await
         .expect("hello");
@@ -403,16 +457,16 @@ async fn a_bad_request_on_the_peer_link_gets_400_and_the_link_carries_on() {
     }
 
     // A frame over the limit before hello: 413, as for any frame.
-    let mut stream = TcpStream::connect(node.p2p_addr()).await.expect("connect");
-    stream
+    let mut raw: Raw = open_peer(&client, &to).await;
+    raw.get_mut()
         .write_all(&(2u32 << 20).to_be_bytes())
         .await
         .expect("write");
-    let mut raw: Raw = Framed::new(stream, FrameCodec::default());
     match tokio::time::timeout(DEADLINE, raw.next()).await {
         Ok(Some(Ok(Frame::Error(f)))) => assert_eq!(f.status, Status::TooLarge, "{f}"),
         other => panic!("expected a 413 error frame, got {other:?}"),
     }
+    client.close().await;
     node.shutdown().await;
     server.stop().await;
 }

@@ -1,5 +1,6 @@
-//! Livestreams end to end: a real server, real nodes, frames over real UDP
-//! on loopback, everything driven through the nodes' HTTP APIs.
+//! Livestreams end to end: a real server, real nodes, frames as QUIC
+//! datagrams over real UDP on loopback, everything driven through the
+//! nodes' HTTP APIs.
 
 mod common;
 
@@ -157,6 +158,14 @@ async fn a_test_pattern_reaches_two_viewers_and_late_joiners_see_frames_at_once(
     let (_, list) = b.get("/streams?channel=live").await;
     assert_eq!(list["streams"][0]["stream_id"], id, "{list}");
     assert_eq!(list["streams"][0]["streamer"], "alice");
+    // Viewers reach the streamer by its key (and its QUIC address).
+    assert_eq!(list["streams"][0]["node_id"], alice.node_id(), "{list}");
+    assert_eq!(
+        list["streams"][0]["p2p_addr"],
+        alice.p2p_addr().to_string(),
+        "{list}"
+    );
+    assert!(list["streams"][0].get("udp_addr").is_none(), "{list}");
 
     let (status, v) = b.post(&format!("/streams/{id}/watch"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -223,6 +232,12 @@ async fn a_test_pattern_reaches_two_viewers_and_late_joiners_see_frames_at_once(
     users.sort();
     assert_eq!(users[0], "bob");
     assert!(users[1].starts_with("visitor:guest"), "{users:?}");
+    // Each viewer's path: on loopback, straight to the viewer's node.
+    for v in own["viewers"].as_array().expect("viewers") {
+        let path = v["path"].as_str().expect("path");
+        assert!(path.starts_with("direct 127.0.0.1:"), "{v}");
+        assert!(v.get("udp_addr").is_none(), "{v}");
+    }
 
     // The streamer leaves: the stream ends for everybody.
     let since = Instant::now();
@@ -270,11 +285,15 @@ async fn forged_datagrams_are_dropped_and_ten_percent_loss_keeps_playing() {
     }
     frames_at_least(&c, id, 5).await;
 
-    // A third party who knows the stream id and the viewer's port injects
-    // frames with a key of its own: every one is dropped.
-    let mallory = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    // A third party who knows the stream id and the viewer's node opens a
+    // peer connection of its own to it (anyone may: it is the node's P2P
+    // endpoint) and injects frames as datagrams, sealed with a key of its
+    // own: every one is dropped, and counted as forged. (The watch
+    // connection itself is QUIC, authenticated and encrypted: nobody but
+    // the streamer can put a datagram on it; see the last test for bad
+    // tags on it.)
+    let mallory = common::client(&ed25519_dalek::SigningKey::from_bytes(&[66; 32])).await;
+    let (link, _) = common::hello_peer(&mallory, &common::node_addr(&guest), "mallory").await;
     let key = SessionKey::from_bytes([7; 32]);
     let before = watching(&c, id).await;
     let mut buf = Vec::new();
@@ -289,7 +308,10 @@ async fn forged_datagrams_are_dropped_and_ten_percent_loss_keeps_playing() {
             capture_us: 1,
         };
         encode(&h, b"\xff\xd8forged\xff\xd9", &key, &mut buf).expect("encode");
-        mallory.send_to(&buf, guest.udp_addr()).await.expect("send");
+        link.conn
+            .send_datagram_wait(buf.clone().into())
+            .await
+            .expect("send");
     }
     let after = eventually("the forgeries to be counted", || async {
         let w = watching(&c, id).await;
@@ -352,6 +374,8 @@ async fn forged_datagrams_are_dropped_and_ten_percent_loss_keeps_playing() {
         (w["state"] == "ended").then_some(())
     })
     .await;
+    drop(link);
+    mallory.close().await;
     for node in [alice, bob, guest] {
         node.shutdown().await;
     }
@@ -359,13 +383,17 @@ async fn forged_datagrams_are_dropped_and_ten_percent_loss_keeps_playing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_streamer_gets_a_clear_refusal() {
+async fn a_streamer_unreachable_at_its_announced_address_is_still_watched() {
     let (_s, sdir) = tempdir();
     let (_a, adir) = tempdir();
     let (_b, bdir) = tempdir();
     let (_c, cdir) = tempdir();
     let server = TestServer::start(&sdir).await;
-    // Alice announces an address where nothing listens.
+    // Alice announces an address where nothing listens. Before the relay,
+    // nobody could watch her (see the test below for a streamer that
+    // really is unreachable); now her viewers dial her by key: the first
+    // connection goes through the server's relay, and hole punching then
+    // finds her real address.
     let mut config = NodeConfig::new(server.addr.to_string(), &adir);
     config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
     config.advertise_ip = Some("127.0.0.2".parse().expect("ip"));
@@ -375,17 +403,271 @@ async fn an_unreachable_streamer_gets_a_clear_refusal() {
     let bob = start_node(server.addr, &bdir).await;
     let guest = start_node(server.addr, &cdir).await;
     let (a, b, _c) = setup(&server, [&alice, &bob, &guest]).await;
+    let (_, node) = a.get("/node").await;
+    assert_eq!(
+        node["advertised_addr"],
+        format!("127.0.0.2:{}", alice.p2p_addr().port()),
+        "{node}"
+    );
     let id = start_stream(&a, "live", 10).await;
     let (status, v) = b.post(&format!("/streams/{id}/watch"), json!({})).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    let reason = v["reason"].as_str().expect("reason");
-    assert!(reason.contains("cannot reach alice's node"), "{reason}");
-    assert!(
-        reason.contains("not relayed through the server"),
-        "{reason}"
-    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let w = frames_at_least(&b, id, 10).await;
+    assert_eq!(w["state"], "playing", "{w}");
     for node in [alice, bob, guest] {
         node.shutdown().await;
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_streamer_gets_a_clear_refusal() {
+    use segchat_proto::tracker::{Reply, Request};
+    let (_s, sdir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let bob = start_node(server.addr, &bdir).await;
+    let b = Api::of(&bob);
+    b.wait_connected().await;
+    b.register("bob").await;
+
+    // Carol streams from a bare client that announces an address where
+    // nothing listens and never takes a connection through the relay:
+    // her node can be reached neither directly nor through the relay.
+    let carol = common::client(&ed25519_dalek::SigningKey::from_bytes(&[3; 32])).await;
+    let mut t = common::registered(&carol, server.addr, "carol").await;
+    let nowhere = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("addr")
+    };
+    for (id, req) in [
+        Request::CreateChannel {
+            name: "live".into(),
+            visibility: segchat_proto::types::Visibility::Public,
+            allow_visitors: true,
+        },
+        Request::SubmitInfo {
+            p2p_addr: nowhere,
+            status: None,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        common::ask(&mut t, 2 + id as u32, req)
+            .await
+            .expect("the server accepts");
+    }
+    let start = Request::StartStream {
+        channel: "live".into(),
+        width: 320,
+        height: 240,
+        fps: 10,
+        codec: segchat_proto::stream::Codec::Mjpeg,
+    };
+    let id = match common::ask(&mut t, 4, start).await {
+        Ok(Reply::Stream(info)) => info.stream_id,
+        other => panic!("carol may stream: {other:?}"),
+    };
+
+    let asked = Instant::now();
+    let (status, v) = b.post(&format!("/streams/{id}/watch"), json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    eprintln!("refused after {:?}", asked.elapsed());
+    let reason = v["reason"].as_str().expect("reason");
+    assert!(reason.contains("cannot reach carol's node"), "{reason}");
+    assert!(
+        reason.contains(&format!("neither directly at {nowhere}"))
+            && reason.contains("nor through the server's relay"),
+        "{reason}"
+    );
+    eventually("the refusal in the log", || async {
+        let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).ok()?;
+        log.lines()
+            .any(|l| l.contains("] STREAM_UNREACHABLE |") && l.contains(&format!("stream={id}")))
+            .then_some(())
+    })
+    .await;
+    drop(t);
+    carol.close().await;
+    bob.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_with_a_bad_tag_on_the_watch_connection_is_counted_as_forged() {
+    use futures::{SinkExt, StreamExt};
+    use segchat_proto::tracker::{Reply, Request};
+    use segchat_proto::{peer, Frame, Welcome, PROTOCOL_VERSION};
+    let (_s, sdir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let bob = start_node(server.addr, &bdir).await;
+    let b = Api::of(&bob);
+    b.wait_connected().await;
+    b.register("bob").await;
+
+    // Carol streams from a bare endpoint of her own, which answers Bob's
+    // watch as a streamer does and then sends on the watch connection:
+    // chunks sealed with the session key she gave him, and chunks whose
+    // tag does not verify under it.
+    let carol = common::client(&ed25519_dalek::SigningKey::from_bytes(&[3; 32])).await;
+    carol
+        .endpoint()
+        .set_alpns(vec![segchat_net::ALPN_PEER.to_vec()]);
+    let at = segchat_net::endpoint::local_addr(carol.endpoint()).expect("bound");
+    let mut t = common::registered(&carol, server.addr, "carol").await;
+    for (id, req) in [
+        Request::CreateChannel {
+            name: "live".into(),
+            visibility: segchat_proto::types::Visibility::Public,
+            allow_visitors: true,
+        },
+        Request::SubmitInfo {
+            p2p_addr: at,
+            status: None,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        common::ask(&mut t, 2 + id as u32, req)
+            .await
+            .expect("the server accepts");
+    }
+    let start = Request::StartStream {
+        channel: "live".into(),
+        width: 320,
+        height: 240,
+        fps: 10,
+        codec: segchat_proto::stream::Codec::Mjpeg,
+    };
+    let id = match common::ask(&mut t, 4, start).await {
+        Ok(Reply::Stream(info)) => info.stream_id,
+        other => panic!("carol may stream: {other:?}"),
+    };
+    let skey = SessionKey::from_bytes([8; 32]);
+    let endpoint = carol.endpoint().clone();
+    let session_key = skey.to_hex();
+    let streamer = tokio::spawn(async move {
+        let conn = endpoint
+            .accept()
+            .await
+            .expect("an incoming connection")
+            .await
+            .expect("a connection");
+        let (send, recv) = conn.accept_bi().await.expect("a stream");
+        let mut p: common::PeerLink = common::Raw {
+            framed: tokio_util::codec::Framed::new(tokio::io::join(recv, send), Default::default()),
+            conn,
+        };
+        assert!(matches!(p.next().await, Some(Ok(Frame::Hello(_)))));
+        p.send(Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            agent: "carol".into(),
+            heartbeat_ms: 2_000,
+            peer_ttl_ms: 6_000,
+            server_key: String::new(),
+            max_body_len: 4000,
+            nonce: hex::encode([3u8; 32]),
+            observed_addr: None,
+        }))
+        .await
+        .expect("welcome");
+        loop {
+            match p.next().await {
+                Some(Ok(Frame::Request {
+                    id: rid,
+                    body: peer::Request::Watch { stream_id, .. },
+                })) => {
+                    let result = Ok(peer::Reply::Watching {
+                        stream_id,
+                        viewer_id: 1,
+                        session_key,
+                        width: 320,
+                        height: 240,
+                        fps: 10,
+                        codec: segchat_proto::stream::Codec::Mjpeg,
+                    });
+                    p.send(Frame::Response { id: rid, result })
+                        .await
+                        .expect("watching");
+                    return p;
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a watch, got {other:?}"),
+            }
+        }
+    });
+    let (status, v) = b.post(&format!("/streams/{id}/watch"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let link = streamer.await.expect("carol's streamer");
+
+    let chunk = |frame: u32, body: &[u8], key: &SessionKey| {
+        let h = Header {
+            kind: DatagramKind::Chunk,
+            stream_id: id,
+            frame,
+            chunk: 0,
+            count: 1,
+            capture_us: 1,
+        };
+        let mut out = Vec::new();
+        encode(&h, body, key, &mut out).expect("encode");
+        out
+    };
+    let send = |bytes: Vec<u8>| {
+        let conn = link.conn.clone();
+        async move {
+            conn.send_datagram_wait(bytes.into())
+                .await
+                .expect("datagram");
+        }
+    };
+    for frame in 1..=5 {
+        send(chunk(frame, b"\xff\xd8genuine\xff\xd9", &skey)).await;
+    }
+    let before = frames_at_least(&b, id, 1).await;
+    assert_eq!(before["report"]["forged"], 0, "{before}");
+    // Sealed under another key, and a genuine chunk with one bit of its
+    // tag flipped: both fail the tag check.
+    let other = SessionKey::from_bytes([7; 32]);
+    for n in 0..100u32 {
+        let mut bad = if n % 2 == 0 {
+            chunk(u32::MAX - 1000 + n, b"\xff\xd8forged\xff\xd9", &other)
+        } else {
+            chunk(6 + n, b"\xff\xd8forged\xff\xd9", &skey)
+        };
+        if n % 2 == 1 {
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+        }
+        send(bad).await;
+    }
+    let after = eventually("the forgeries to be counted", || async {
+        let w = watching(&b, id).await;
+        (w["report"]["forged"].as_u64() >= Some(100)).then_some(w)
+    })
+    .await;
+    assert_eq!(after["report"]["forged"], 100, "{after}");
+    // Genuine chunks after them still play: the forgeries jammed nothing.
+    let shown = after["report"]["frames"].as_u64().expect("frames");
+    for frame in 200..=205 {
+        send(chunk(frame, b"\xff\xd8genuine\xff\xd9", &skey)).await;
+    }
+    frames_at_least(&b, id, shown + 1).await;
+    let resp = b
+        .http
+        .get(format!("{}/streams/{id}/frame", b.base))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .expect("frame");
+    let jpeg = resp.bytes().await.expect("body");
+    assert_eq!(&jpeg[..], b"\xff\xd8genuine\xff\xd9", "a forgery was shown");
+    drop(link);
+    drop(t);
+    carol.close().await;
+    bob.shutdown().await;
     server.stop().await;
 }

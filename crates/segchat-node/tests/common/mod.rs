@@ -1,5 +1,6 @@
-//! A real server and real nodes on ephemeral ports, and a small client of
-//! the node's HTTP API.
+//! A real server and real nodes on ephemeral ports, a small client of the
+//! node's HTTP API, and raw clients that speak the tracker and peer
+//! protocols themselves over the same QUIC transport a node uses.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -31,7 +32,21 @@ impl TestServer {
     }
 
     pub async fn start_at(dir: &Path, at: SocketAddr) -> TestServer {
-        let listener = TcpListener::bind(at).await.expect("bind server");
+        // A server stopped just before on this address lets go of its
+        // listener a moment after its `run` returns (the relay's accept
+        // task is aborted, not awaited): retry for a while.
+        let start = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(at).await {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && start.elapsed() < DEADLINE =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("bind server at {at}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("server addr");
         let mut config = ServerConfig::new(dir);
         config.heartbeat = Duration::from_millis(200);
@@ -123,6 +138,21 @@ impl Api {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    /// How a peer reaches this node, as `GET /node` tells it: the node's
+    /// key and its QUIC address.
+    pub async fn node_addr(&self) -> NodeAddr {
+        let (status, v) = self.get("/node").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        NodeAddr {
+            node_id: v["node_id"].as_str().expect("node id").to_owned(),
+            addr: v["p2p_addr"]
+                .as_str()
+                .expect("p2p address")
+                .parse()
+                .expect("addr"),
+        }
+    }
+
     /// Waits until the node says it is connected to the server.
     pub async fn wait_connected(&self) {
         self.wait_for("the node to connect", |v| v["server_connected"] == true)
@@ -204,5 +234,209 @@ where
         }
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw clients: links opened and spoken by the test itself (over the same
+// QUIC transport a node uses), to play a misbehaving peer or server user.
+
+use std::ops::{Deref, DerefMut};
+
+use ed25519_dalek::SigningKey;
+use futures::{SinkExt, StreamExt};
+use segchat_net::client::{Client, Duplex};
+use segchat_net::Connection;
+use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose, SignedTicket, NONCE_LEN};
+use segchat_proto::types::NodeAddr;
+use segchat_proto::{peer, tracker, Failure, Frame, FrameCodec, Hello, LinkKind};
+use tokio_util::codec::Framed;
+
+/// One link of a raw client: its framed stream, and the connection it
+/// lives on (kept, since dropping the connection closes it).
+pub struct Raw<Req, Rep, Ev> {
+    pub framed: Framed<Duplex, FrameCodec<Req, Rep, Ev>>,
+    pub conn: Connection,
+}
+
+impl<Req, Rep, Ev> Deref for Raw<Req, Rep, Ev> {
+    type Target = Framed<Duplex, FrameCodec<Req, Rep, Ev>>;
+    fn deref(&self) -> &Self::Target {
+        &self.framed
+    }
+}
+
+impl<Req, Rep, Ev> DerefMut for Raw<Req, Rep, Ev> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.framed
+    }
+}
+
+/// A raw peer link (member to host, viewer to streamer).
+pub type PeerLink = Raw<peer::Request, peer::Reply, peer::Event>;
+/// A raw tracker link (node to server).
+pub type Tracker = Raw<tracker::Request, tracker::Reply, tracker::Event>;
+
+/// A raw client keyed by `key`, on loopback.
+pub async fn client(key: &SigningKey) -> Client {
+    client_at(key, "127.0.0.1:0".parse().expect("addr")).await
+}
+
+/// A raw client keyed by `key`, bound at `bind`.
+pub async fn client_at(key: &SigningKey, bind: SocketAddr) -> Client {
+    Client::bind(key, bind, None).await.expect("bind a client")
+}
+
+/// How a raw client reaches `node`: its key and its QUIC address.
+pub fn node_addr(node: &NodeHandle) -> NodeAddr {
+    NodeAddr {
+        node_id: node.node_id().to_owned(),
+        addr: node.p2p_addr(),
+    }
+}
+
+/// Opens a peer link from `client` to `to`; nothing is said on it yet.
+pub async fn open_peer<Req, Rep, Ev>(client: &Client, to: &NodeAddr) -> Raw<Req, Rep, Ev> {
+    try_open_peer(client, to).await.expect("a peer connection")
+}
+
+/// [`open_peer`], or why the connection failed.
+pub async fn try_open_peer<Req, Rep, Ev>(
+    client: &Client,
+    to: &NodeAddr,
+) -> Result<Raw<Req, Rep, Ev>, segchat_net::client::ClientError> {
+    let link = client.peer(&to.node_id, to.addr, DEADLINE).await?;
+    Ok(Raw {
+        framed: Framed::new(link.stream, FrameCodec::default()),
+        conn: link.conn,
+    })
+}
+
+/// Opens a peer link from `client` to `to` and says hello as `agent`:
+/// the link and the welcome's nonce.
+pub async fn hello_peer(
+    client: &Client,
+    to: &NodeAddr,
+    agent: &str,
+) -> (PeerLink, [u8; NONCE_LEN]) {
+    let mut p: PeerLink = open_peer(client, to).await;
+    p.send(Frame::Hello(Hello::new(LinkKind::Peer, agent)))
+        .await
+        .expect("hello");
+    let nonce = match tokio::time::timeout(DEADLINE, p.next()).await {
+        Ok(Some(Ok(Frame::Welcome(w)))) => decode_nonce(&w.nonce).expect("a nonce in the welcome"),
+        other => panic!("expected a welcome, got {other:?}"),
+    };
+    (p, nonce)
+}
+
+/// Opens a peer link from `client` to `to` and sends `body(nonce)` as its
+/// first request: the link, and the answer.
+pub async fn first_request(
+    client: &Client,
+    to: &NodeAddr,
+    body: impl FnOnce(&[u8; NONCE_LEN]) -> peer::Request,
+) -> (PeerLink, Result<peer::Reply, Failure>) {
+    let (mut p, nonce) = hello_peer(client, to, "raw").await;
+    p.send(Frame::Request {
+        id: 1,
+        body: body(&nonce),
+    })
+    .await
+    .expect("request");
+    match tokio::time::timeout(DEADLINE, p.next()).await {
+        Ok(Some(Ok(Frame::Response { result, .. }))) => (p, result),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+/// `peer_connect` to `channel` from `client` with `ticket`, proving `key`.
+/// The transport is keyed by the client's key, the proof by `key`: the
+/// same key for an honest member.
+pub async fn peer_connect(
+    client: &Client,
+    to: &NodeAddr,
+    key: &SigningKey,
+    ticket: &SignedTicket,
+    channel: &str,
+) -> (PeerLink, Result<peer::Reply, Failure>) {
+    first_request(client, to, |nonce| peer::Request::PeerConnect {
+        ticket: ticket.clone(),
+        channel: channel.into(),
+        proof: prove(key, nonce, ProofPurpose::PeerConnect { channel }).expect("prove"),
+    })
+    .await
+}
+
+/// `watch` of `stream_id` from `client` with `ticket`, proving `key`.
+pub async fn watch(
+    client: &Client,
+    to: &NodeAddr,
+    key: &SigningKey,
+    ticket: &SignedTicket,
+    stream_id: u64,
+) -> (PeerLink, Result<peer::Reply, Failure>) {
+    first_request(client, to, |nonce| peer::Request::Watch {
+        ticket: ticket.clone(),
+        stream_id,
+        proof: prove(key, nonce, ProofPurpose::Watch { stream_id }).expect("prove"),
+    })
+    .await
+}
+
+/// A raw tracker link from `client` to the server at `server`, after the
+/// hello and welcome.
+pub async fn tracker_link(client: &Client, server: SocketAddr, agent: &str) -> Tracker {
+    let link = client
+        .tracker(server, DEADLINE)
+        .await
+        .expect("a tracker connection");
+    let mut t = Tracker {
+        framed: Framed::new(link.stream, FrameCodec::default()),
+        conn: link.conn,
+    };
+    t.send(Frame::Hello(Hello::new(LinkKind::Tracker, agent)))
+        .await
+        .expect("hello");
+    match tokio::time::timeout(DEADLINE, t.next()).await {
+        Ok(Some(Ok(Frame::Welcome(_)))) => t,
+        other => panic!("expected a welcome from the server, got {other:?}"),
+    }
+}
+
+/// Request `id` on a raw tracker link, and its answer.
+pub async fn ask(
+    t: &mut Tracker,
+    id: u32,
+    body: tracker::Request,
+) -> Result<tracker::Reply, Failure> {
+    t.send(Frame::Request { id, body }).await.expect("send");
+    loop {
+        match tokio::time::timeout(DEADLINE, t.next()).await {
+            Ok(Some(Ok(Frame::Response { id: got, result }))) if got == id => return result,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("tracker link ended: {other:?}"),
+        }
+    }
+}
+
+/// A raw tracker link from `client`, signed in as a newly registered
+/// `name` (request id 1 is used).
+pub async fn registered(client: &Client, server: SocketAddr, name: &str) -> Tracker {
+    let mut t = tracker_link(client, server, name).await;
+    let register = tracker::Request::Register {
+        username: name.into(),
+        password: PASSWORD.into(),
+    };
+    ask(&mut t, 1, register).await.expect("register");
+    t
+}
+
+/// A ticket for `key`, asked for on `t` as request `id`.
+pub async fn ticket_for(t: &mut Tracker, id: u32, key: &SigningKey) -> SignedTicket {
+    let node_key = hex::encode(key.verifying_key().as_bytes());
+    match ask(t, id, tracker::Request::GetTicket { node_key }).await {
+        Ok(tracker::Reply::Ticket(ticket)) => ticket,
+        other => panic!("expected a ticket, got {other:?}"),
     }
 }
