@@ -135,8 +135,8 @@ impl Netns {
         }
     }
 
-    /// Silently drops every packet between this namespace and `peer` (a
-    /// TCP listener outside): nothing is closed or refused, the packets
+    /// Silently drops every packet (TCP or UDP) between this namespace and
+    /// `peer` (a node's QUIC address outside): nothing is closed or refused, the packets
     /// just vanish, as on a dead route. Everything else (the server, the
     /// node's API) still passes.
     pub(crate) fn cut(&self, peer: SocketAddr) -> anyhow::Result<Cut<'_>> {
@@ -144,9 +144,9 @@ impl Netns {
         let rules = format!(
             "table inet {CUT_TABLE} {{
                chain out {{ type filter hook output priority 0; policy accept;
-                 ip daddr {ip} tcp dport {port} drop; }}
+                 ip daddr {ip} meta l4proto {{ tcp, udp }} th dport {port} drop; }}
                chain in {{ type filter hook input priority 0; policy accept;
-                 ip saddr {ip} tcp sport {port} drop; }}
+                 ip saddr {ip} meta l4proto {{ tcp, udp }} th sport {port} drop; }}
              }}"
         );
         let mut child = Command::new("ip")
