@@ -13,7 +13,7 @@
 //! | `kill::host_*` | `kill -9` of alice's node (the host); restarted on the same data dir |
 //! | `kill::server_*` | `kill -9` of the server; restarted on the same address and data dir |
 //! | `kill::member_*` | `kill -9` of bob's node, one of the posters; restarted |
-//! | `partition::*` | bob's node runs in a network namespace; nftables silently drops bob↔alice for 10 s (the server stays reachable) |
+//! | `partition::*` | bob's node runs in a network namespace; nftables silently drops bob↔alice (direct UDP) and bob↔relay (TCP) for 10 s (the server link stays up) |
 //! | `disk::*` | bob's data dir is a small tmpfs, filled to the last byte for 6 s, then freed |
 //! | `clocks::*` | bob's node runs 10 minutes behind, carol's 10 minutes ahead (libfaketime) |
 //!

@@ -136,17 +136,31 @@ impl Netns {
     }
 
     /// Silently drops every packet (TCP or UDP) between this namespace and
-    /// `peer` (a node's QUIC address outside): nothing is closed or refused, the packets
+    /// `peer` (a node's QUIC address outside), and with `relay` the TCP
+    /// packets to and from the server's relay (the server's own QUIC link,
+    /// UDP on the same port, still passes), so the peer is unreachable by
+    /// any path: nothing is closed or refused, the packets
     /// just vanish, as on a dead route. Everything else (the server, the
     /// node's API) still passes.
-    pub(crate) fn cut(&self, peer: SocketAddr) -> anyhow::Result<Cut<'_>> {
+    pub(crate) fn cut(
+        &self,
+        peer: SocketAddr,
+        relay: Option<SocketAddr>,
+    ) -> anyhow::Result<Cut<'_>> {
         let (ip, port) = (peer.ip(), peer.port());
+        let (relay_out, relay_in) = match relay {
+            Some(r) => (
+                format!("ip daddr {} tcp dport {} drop;", r.ip(), r.port()),
+                format!("ip saddr {} tcp sport {} drop;", r.ip(), r.port()),
+            ),
+            None => (String::new(), String::new()),
+        };
         let rules = format!(
             "table inet {CUT_TABLE} {{
                chain out {{ type filter hook output priority 0; policy accept;
-                 ip daddr {ip} meta l4proto {{ tcp, udp }} th dport {port} drop; }}
+                 ip daddr {ip} meta l4proto {{ tcp, udp }} th dport {port} drop; {relay_out} }}
                chain in {{ type filter hook input priority 0; policy accept;
-                 ip saddr {ip} meta l4proto {{ tcp, udp }} th sport {port} drop; }}
+                 ip saddr {ip} meta l4proto {{ tcp, udp }} th sport {port} drop; {relay_in} }}
              }}"
         );
         let mut child = Command::new("ip")

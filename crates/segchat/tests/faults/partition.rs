@@ -1,6 +1,8 @@
 //! bob's node runs in a network namespace of its own; nftables there drops
-//! every packet between bob and alice's P2P port for [`CUT`], silently
-//! (nothing is closed or refused), while bob still reaches the server.
+//! every packet between bob and alice's P2P (QUIC) port, and bob's relay
+//! connection to the server, for [`CUT`], silently (nothing is closed or
+//! refused), while bob's link to the server (QUIC) stays up: alice is
+//! unreachable by any path.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -86,7 +88,9 @@ async fn member_cut_off_from_its_host_loses_no_accepted_message() {
     let posters = c.start_posting(&ledger, 0);
     under_load(BEFORE).await;
 
-    let cut = ns.cut(host_p2p(&c).await).expect("the cut");
+    let cut = ns
+        .cut(host_p2p(&c).await, Some(c.server.addr))
+        .expect("the cut");
     under_load(CUT).await;
     cut.heal().expect("the heal");
     under_load(AFTER).await;
@@ -106,7 +110,9 @@ async fn member_cut_off_from_its_host_falls_back_to_the_server_within_seconds() 
     let posters = c.start_posting(&ledger, 0);
     under_load(BEFORE).await;
 
-    let cut = ns.cut(host_p2p(&c).await).expect("the cut");
+    let cut = ns
+        .cut(host_p2p(&c).await, Some(c.server.addr))
+        .expect("the cut");
     let cut_at = ledger.now();
     let start = Instant::now();
     let mut noticed = None;
