@@ -141,6 +141,14 @@ impl Relay {
         Relay { accept, service }
     }
 
+    /// Stops accepting and waits until the listening socket is closed, so
+    /// the port can be bound again at once (a restart on the same address).
+    pub async fn shutdown(mut self) {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+        self.service.shutdown().await;
+    }
+
     /// Closes every relay connection of `node` (its session ended).
     pub fn disconnect(&self, node: EndpointId) {
         self.service.clients().disconnect(node, None);

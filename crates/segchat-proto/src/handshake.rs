@@ -61,6 +61,10 @@ pub struct Welcome {
     /// connection come from — behind NAT, the node's public mapping,
     /// which it offers peers for hole punching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
+    )]
     pub observed_addr: Option<std::net::SocketAddr>,
 }
 

@@ -114,7 +114,7 @@ pub async fn run(
         relay: segchat_net::endpoint::Relay::None,
     })
     .await?;
-    let _relay = Relay::spawn(
+    let relay = Relay::spawn(
         listener,
         endpoint.id(),
         Arc::new(HubGate(shared.clone())),
@@ -146,6 +146,7 @@ pub async fn run(
         tracing::warn!("connections still open after the grace period; stopping anyway");
     }
     let _ = router.shutdown().await;
+    relay.shutdown().await;
     log.record("SERVER_STOPPED", &local, "shutdown");
     log.flush();
     Ok(())
