@@ -74,6 +74,10 @@ pub(crate) struct ChatArgs {
     /// its share of the members (as if they were that many machines).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     member_threads: u32,
+    /// Members and senders reach the host only through the server's relay
+    /// (no direct address): the relay's throughput and added latency.
+    #[arg(long)]
+    via_relay: bool,
     /// Keep the temporary directory (data and the children's logs).
     #[arg(long)]
     keep: bool,
@@ -117,6 +121,7 @@ struct Counters {
 
 pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     args.validate()?;
+    link::VIA_RELAY.store(args.via_relay, std::sync::atomic::Ordering::Relaxed);
     let exe = procs::segchat_exe()?;
     let tmp = tempfile::Builder::new()
         .prefix("segchat-bench-")

@@ -88,13 +88,19 @@ pub(crate) struct Machine {
     pub(crate) client: Client,
 }
 
+/// Members reach the host only through the server's relay (no direct
+/// address given), to measure the relay (`chat --via-relay`).
+pub(crate) static VIA_RELAY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 impl Machine {
     /// A new key and an endpoint under it, to reach `server`.
     pub(crate) async fn bind(server: &Server) -> anyhow::Result<Machine> {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let at = source_for(server.addr);
-        // No relay: everything the bench dials is on a direct path.
-        let client = Client::bind(&key, at, None)
+        // A relay only with `--via-relay`; otherwise every dial is direct.
+        let relay = VIA_RELAY.load(Ordering::Relaxed).then_some(server.addr);
+        let client = Client::bind(&key, at, relay)
             .await
             .with_context(|| format!("binding a member's endpoint on {at}"))?;
         Ok(Machine { key, client })
@@ -285,11 +291,23 @@ pub(crate) async fn peer_connect(
     ticket: SignedTicket,
     channel: &str,
 ) -> anyhow::Result<(PeerFramed, bool, u64)> {
-    let link = machine
-        .client
-        .peer(&host.node_id, host.addr, STEP_TIMEOUT)
-        .await
-        .with_context(|| format!("opening the peer link to the host at {}", host.addr))?;
+    let link = if VIA_RELAY.load(Ordering::Relaxed) {
+        // Signed in by now (the ticket says so): the relay takes us.
+        if !machine.client.use_relay(STEP_TIMEOUT).await {
+            anyhow::bail!("the server's relay did not take this member");
+        }
+        machine
+            .client
+            .peer_via_relay(&host.node_id, STEP_TIMEOUT)
+            .await
+            .context("opening the peer link to the host through the relay")?
+    } else {
+        machine
+            .client
+            .peer(&host.node_id, host.addr, STEP_TIMEOUT)
+            .await
+            .with_context(|| format!("opening the peer link to the host at {}", host.addr))?
+    };
     let mut framed: PeerFramed = Framed::new(LinkStream::from(link), FrameCodec::default());
     let welcome = handshake(&mut framed, LinkKind::Peer, "the host").await?;
     let nonce = segchat_proto::ticket::decode_nonce(&welcome.nonce)

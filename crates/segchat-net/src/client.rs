@@ -42,11 +42,14 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Endpoint,
+    relay: Option<iroh::RelayUrl>,
 }
 
 impl Client {
-    /// Binds a client endpoint with `key` on `bind` (e.g. `127.0.0.1:0`),
-    /// using the relay at `relay` (the server's address) if given.
+    /// Binds a client endpoint with `key` on `bind` (e.g. `127.0.0.1:0`).
+    /// With `relay` (the server's address) it can use the server's relay,
+    /// once [`Client::use_relay`] says so (the relay admits signed-in
+    /// nodes only, so a client signs in first).
     pub async fn bind(
         key: &ed25519_dalek::SigningKey,
         bind: SocketAddr,
@@ -56,12 +59,51 @@ impl Client {
             key: key.clone(),
             bind,
             relay: match relay {
-                Some(addr) => crate::endpoint::Relay::Now(crate::relay::url_of(addr)),
+                Some(_) => crate::endpoint::Relay::Later,
                 None => crate::endpoint::Relay::None,
             },
         })
         .await?;
-        Ok(Client { endpoint })
+        Ok(Client {
+            endpoint,
+            relay: relay.map(crate::relay::url_of),
+        })
+    }
+
+    /// Starts using the server's relay (after signing in); waits up to
+    /// `timeout` for the relay connection. False if the client was bound
+    /// without a relay or the relay did not take it in time.
+    pub async fn use_relay(&self, timeout: Duration) -> bool {
+        let Some(url) = self.relay.clone() else {
+            return false;
+        };
+        crate::endpoint::use_relay(&self.endpoint, url).await;
+        tokio::time::timeout(timeout, self.endpoint.online())
+            .await
+            .is_ok()
+    }
+
+    /// Opens a peer link to the node `id` through the relay only.
+    pub async fn peer_via_relay(
+        &self,
+        node_id: &str,
+        timeout: Duration,
+    ) -> Result<Link, ClientError> {
+        let id = crate::parse_id(node_id).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let relay = self
+            .relay
+            .clone()
+            .ok_or_else(|| ClientError::Connect("this client has no relay".into()))?;
+        self.open(
+            PeerAddress {
+                id,
+                direct: Vec::new(),
+                relay: Some(relay),
+            },
+            crate::ALPN_PEER,
+            timeout,
+        )
+        .await
     }
 
     pub fn endpoint(&self) -> &Endpoint {
