@@ -49,21 +49,39 @@ impl fmt::Display for PathKind {
     }
 }
 
-/// The path `conn` uses now.
+/// The path `conn` uses now: the selected one, else (iroh may keep an
+/// older connection's selection while a peer restarts) a direct path if
+/// the connection has one, else the relay.
 pub fn current(conn: &Connection) -> PathKind {
-    conn.paths()
+    let paths = conn.paths();
+    if let Some(p) = paths.iter().find(|p| p.is_selected()) {
+        return PathKind::of(p.remote_addr());
+    }
+    let kinds: Vec<PathKind> = paths
         .iter()
-        .find(|p| p.is_selected())
-        .map_or(PathKind::Unknown, |p| PathKind::of(p.remote_addr()))
+        .map(|p| PathKind::of(p.remote_addr()))
+        .collect();
+    kinds
+        .iter()
+        .find(|k| matches!(k, PathKind::Direct(_)))
+        .or_else(|| kinds.iter().find(|k| **k == PathKind::Relayed))
+        .cloned()
+        .unwrap_or(PathKind::Unknown)
+}
+
+/// The address the peer's packets come from on a direct path, if the
+/// connection has one (the selected one first).
+pub fn remote_addr(conn: &Connection) -> Option<SocketAddr> {
+    match current(conn) {
+        PathKind::Direct(a) => Some(a),
+        _ => None,
+    }
 }
 
 /// The IP address the peer's packets come from, when a direct path is in
 /// use (for per-source limits); `None` while relayed.
 pub fn remote_ip(conn: &Connection) -> Option<std::net::IpAddr> {
-    conn.paths().iter().find_map(|p| match p.remote_addr() {
-        TransportAddr::Ip(a) => Some(a.ip()),
-        _ => None,
-    })
+    remote_addr(conn).map(|a| a.ip())
 }
 
 /// Calls `on_change` each time the connection selects another path, until

@@ -171,7 +171,7 @@ async fn handshake(
         server_key: hex::encode(shared.key.verifying_key().as_bytes()),
         max_body_len: shared.config.max_body_len as u32,
         nonce: String::new(),
-        observed_addr: Some(addr),
+        observed_addr: Some(addr).filter(|a| !a.ip().is_unspecified() && a.port() != 0),
     })
 }
 

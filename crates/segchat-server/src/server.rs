@@ -165,10 +165,10 @@ struct Tracker {
 
 impl ProtocolHandler for Tracker {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        let addr = match segchat_net::path::current(&connection) {
-            segchat_net::path::PathKind::Direct(a) => a,
-            _ => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
+        // The server has no relay: a tracker connection always has a
+        // direct path (the unspecified address only if iroh says none).
+        let addr = segchat_net::path::remote_addr(&connection)
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let node_id = segchat_net::id_hex(&connection.remote_id());
         let Ok(Ok(streams)) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi()).await
         else {

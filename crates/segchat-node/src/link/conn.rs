@@ -241,7 +241,10 @@ async fn connect_inner(
             if let Some(observed) = welcome.observed_addr {
                 // Behind NAT this is our public mapping: offer it to peers
                 // for hole punching.
-                if observed.ip() != local.ip() {
+                if observed.ip() != local.ip()
+                    && !observed.ip().is_unspecified()
+                    && observed.port() != 0
+                {
                     endpoint.add_external_addr(observed).await;
                 }
             }

@@ -14,6 +14,7 @@
 //! | `kill::server_*` | `kill -9` of the server; restarted on the same address and data dir |
 //! | `kill::member_*` | `kill -9` of bob's node, one of the posters; restarted |
 //! | `partition::*` | bob's node runs in a network namespace; nftables silently drops bob↔alice (direct UDP) and bob↔relay (TCP) for 10 s (the server link stays up) |
+//! | `nat::*` | not the cast above: alice (host) and bob (member) only, in namespaces behind NAT routers (nftables: full-cone `easy`, `port_restricted`, `symmetric`; host, member or both behind one: 9 cases); live chat both ways, a livestream, and history sync after a `kill -9` of bob must work over the P2P link; the stream's path (direct or relayed, counted in bytes) must be direct where one side is public and is reported for the rest |
 //! | `disk::*` | bob's data dir is a small tmpfs, filled to the last byte for 6 s, then freed |
 //! | `clocks::*` | bob's node runs 10 minutes behind, carol's 10 minutes ahead (libfaketime) |
 //!
@@ -56,13 +57,14 @@
 //! # Running it
 //!
 //! `cargo test -p segchat --test faults` (add `-- --nocapture` for the
-//! figures). The kill scenarios need nothing more. The partition and full
-//! disk scenarios need root (network namespaces, nftables, tmpfs mounts)
-//! and `ip` and `nft`; the clock scenario needs libfaketime. A scenario
-//! that cannot run prints why and passes, unless `SEGCHAT_FAULTS_STRICT=1`
-//! (which `scripts/test.sh` sets when it runs as root, after installing
-//! the tools), where it fails instead. Each scenario cleans up its
-//! namespace, firewall rules and mount even when it fails.
+//! figures, and the NAT matrix's table). The kill scenarios need nothing
+//! more. The partition, NAT and full disk scenarios need root (network
+//! namespaces, nftables, tmpfs mounts) and `ip` and `nft`; the clock
+//! scenario needs libfaketime. A scenario that cannot run prints why and
+//! passes, unless `SEGCHAT_FAULTS_STRICT=1` (which `scripts/test.sh` sets
+//! when it runs as root, after installing the tools), where it fails
+//! instead. Each scenario cleans up its namespaces, firewall rules and
+//! mount even when it fails.
 //!
 //! To look into a failure: `SEGCHAT_FAULTS_KEEP=1` keeps each scenario's
 //! directory (every node's data dir and system log, each process's stderr)
@@ -80,4 +82,5 @@ mod verdict;
 mod clocks;
 mod disk;
 mod kill;
+mod nat;
 mod partition;

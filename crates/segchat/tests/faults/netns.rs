@@ -1,10 +1,12 @@
 //! A network namespace joined to this one by a veth pair, and silent cuts
-//! made with nftables inside it.
+//! made with nftables inside it; and the parts of bigger topologies (a
+//! bare [`Ns`], free subnets, nftables rules in a namespace) for the NAT
+//! lab of `nat.rs`.
 //!
-//! Names carry this process's id and a counter, and the /30 subnet is
+//! Names carry this process's id and a counter, and each /24 subnet is
 //! checked to be unused, so parallel tests and parallel runs do not
-//! collide. Dropping a [`Netns`] deletes the pair and the namespace (and so
-//! every rule in it), also when the test panicked.
+//! collide. Dropping a [`Netns`] (or an [`Ns`]) deletes the pair and the
+//! namespace (and so every rule in it), also when the test panicked.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,7 +33,8 @@ pub(crate) struct Netns {
     pub(crate) inner_ip: Ipv4Addr,
 }
 
-fn run(args: &[&str]) -> anyhow::Result<()> {
+/// Runs a command to completion; its stderr is the error.
+pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .stdin(Stdio::null())
@@ -62,28 +65,119 @@ fn subnet_in_use(b: u8, c: u8) -> bool {
     !matches!(out, Ok(o) if o.status.success() && o.stdout.is_empty())
 }
 
+/// A /24 picked from the pid and `n`; skips used ones (another run, or a
+/// LAN on 10/8) and those in `taken`.
+fn pick_subnet(n: u32, taken: &[(u8, u8)]) -> anyhow::Result<(u8, u8)> {
+    let pid = std::process::id();
+    for k in 0..64u32 {
+        let h = pid
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add((n + k) * 40_503);
+        let (b, c) = (200 + (h % 50) as u8, ((h >> 8) % 256) as u8);
+        if !taken.contains(&(b, c)) && !subnet_in_use(b, c) {
+            return Ok((b, c));
+        }
+    }
+    bail!("no free 10.x.y.0/24 subnet found")
+}
+
+/// A free 10.`b`.`c`.0/24, not one of `taken`, for a topology of several
+/// namespaces.
+pub(crate) fn free_subnet(taken: &[(u8, u8)]) -> anyhow::Result<(u8, u8)> {
+    pick_subnet(NEXT.fetch_add(1, Ordering::Relaxed), taken)
+}
+
+/// A tag unique to this process and call, for names of namespaces and
+/// interfaces (at most 7 characters).
+pub(crate) fn unique_tag() -> String {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:05}{:02}", std::process::id() % 100_000, n % 100)
+}
+
+/// Loads an nftables ruleset inside namespace `ns`.
+pub(crate) fn nft_in(ns: &str, rules: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not run nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(rules.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft refused the rules in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A bare network namespace (loopback up), for topologies built of
+/// several; deleted when dropped (with every interface and rule in it).
+#[derive(Debug)]
+pub(crate) struct Ns {
+    pub(crate) name: String,
+}
+
+impl Ns {
+    pub(crate) fn create(name: String) -> anyhow::Result<Ns> {
+        run(&["ip", "netns", "add", &name])?;
+        let ns = Ns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NS ARGS`.
+    pub(crate) fn ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut all = vec!["ip", "-n", &self.name];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// Runs a command inside the namespace.
+    pub(crate) fn exec(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut all = vec!["ip", "netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    pub(crate) fn nft(&self, rules: &str) -> anyhow::Result<()> {
+        nft_in(&self.name, rules)
+    }
+
+    /// How to start a process inside the namespace.
+    pub(crate) fn launch(&self) -> Launch {
+        Launch {
+            prefix: vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                self.name.clone(),
+            ],
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.name]);
+    }
+}
+
 impl Netns {
     /// Makes the namespace and the pair, with addresses, links up.
     pub(crate) fn create() -> anyhow::Result<Netns> {
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{n}", pid % 1_000_000);
-        // A /24 per namespace, picked from the pid and counter; skip used
-        // ones (another run, or a LAN on 10/8).
-        let mut pick = None;
-        for k in 0..64u32 {
-            let h = pid
-                .wrapping_mul(2_654_435_761)
-                .wrapping_add((n + k) * 40_503);
-            let (b, c) = (200 + (h % 50) as u8, ((h >> 8) % 256) as u8);
-            if !subnet_in_use(b, c) {
-                pick = Some((b, c));
-                break;
-            }
-        }
-        let Some((b, c)) = pick else {
-            bail!("no free 10.x.y.0/24 subnet found")
-        };
+        let (b, c) = pick_subnet(n, &[])?;
         let ns = Netns {
             name: format!("scfault{tag}"),
             outer_if: format!("scf{tag}o"),
@@ -163,24 +257,7 @@ impl Netns {
                  ip saddr {ip} meta l4proto {{ tcp, udp }} th sport {port} drop; {relay_in} }}
              }}"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("could not run nft")?;
-        child
-            .stdin
-            .take()
-            .context("nft stdin")?
-            .write_all(rules.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "nft refused the cut: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        nft_in(&self.name, &rules).context("the cut")?;
         Ok(Cut {
             ns: self,
             healed: false,
