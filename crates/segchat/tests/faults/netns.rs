@@ -1,7 +1,7 @@
 //! A network namespace joined to this one by a veth pair, and silent cuts
 //! made with nftables inside it; and the parts of bigger topologies (a
 //! bare [`Ns`], free subnets, nftables rules in a namespace) for the NAT
-//! lab of `nat.rs`.
+//! lab of `nat/lab.rs`.
 //!
 //! Names carry this process's id and a counter, and each /24 subnet is
 //! checked to be unused, so parallel tests and parallel runs do not
