@@ -177,7 +177,7 @@ impl Node {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
-        tasks.spawn(crate::transport::relay_while_signed_in(
+        tasks.spawn(relay_while_signed_in(
             transport.clone(),
             link.clone(),
             shutdown.clone(),
@@ -220,6 +220,41 @@ impl Node {
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, NodeError> {
     l.local_addr()
         .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+/// Keeps the server's relay in use while the node is signed in (the relay
+/// refuses everybody else), and out of use while it is not.
+async fn relay_while_signed_in(
+    transport: Transport,
+    link: crate::link::LinkHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(url) = transport.relay().cloned() else {
+        return;
+    };
+    let mut state = link.watch();
+    let mut using = false;
+    loop {
+        // On once the server took the session; off only when the session
+        // ends (not while the server link blips: relayed peer links live
+        // on through it).
+        let signed_in = {
+            let st = state.borrow_and_update();
+            st.session.is_some() && (using || st.connected)
+        };
+        if signed_in != using {
+            using = signed_in;
+            if using {
+                segchat_net::endpoint::use_relay(transport.endpoint(), url.clone()).await;
+            } else {
+                segchat_net::endpoint::drop_relay(transport.endpoint(), &url).await;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 impl NodeHandle {

@@ -39,6 +39,11 @@ impl Transport {
         &self.endpoint
     }
 
+    /// The server's relay, which this node dials peers through.
+    pub fn relay(&self) -> Option<&RelayUrl> {
+        self.relay.as_ref()
+    }
+
     /// Opens a peer link to `node` within `timeout`: directly at its
     /// announced address where that works, through the relay where not.
     pub(crate) async fn dial(&self, node: &NodeAddr, timeout: Duration) -> Result<Dialed, String> {
@@ -65,41 +70,6 @@ impl Transport {
         tokio::time::timeout(timeout, open)
             .await
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
-    }
-}
-
-/// Keeps the server's relay in use while the node is signed in (the relay
-/// refuses everybody else), and out of use while it is not.
-pub(crate) async fn relay_while_signed_in(
-    transport: Transport,
-    link: crate::link::LinkHandle,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let Some(url) = transport.relay.clone() else {
-        return;
-    };
-    let mut state = link.watch();
-    let mut using = false;
-    loop {
-        // On once the server took the session; off only when the session
-        // ends (not while the server link blips: relayed peer links live
-        // on through it).
-        let signed_in = {
-            let st = state.borrow_and_update();
-            st.session.is_some() && (using || st.connected)
-        };
-        if signed_in != using {
-            using = signed_in;
-            if using {
-                segchat_net::endpoint::use_relay(&transport.endpoint, url.clone()).await;
-            } else {
-                segchat_net::endpoint::drop_relay(&transport.endpoint, &url).await;
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = state.changed() => if changed.is_err() { return },
-        }
     }
 }
 
