@@ -195,10 +195,11 @@ fn nothing_secret_crosses_the_wire_in_clear() {
     }
 
     let secret_password = "Wire-Canary-Password-4711";
-    for (dir, user) in [(&adir, "alice"), (&bdir, "bob")] {
+    // `register` or `login` with the password on stdin.
+    let with_password = |dir: &Path, verb: &str, user: &str| {
         let out = verb_with(
             dir,
-            &["register", user, "--password-stdin"],
+            &[verb, user, "--password-stdin"],
             Some(&format!("{secret_password}\n")),
             &[],
         );
@@ -207,20 +208,12 @@ fn nothing_secret_crosses_the_wire_in_clear() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
+    };
+    with_password(&adir, "register", "alice");
+    with_password(&bdir, "register", "bob");
     // Sign in again, password on the wire a second time.
     ok(&bdir, &["logout"]);
-    let out = verb_with(
-        &bdir,
-        &["login", "bob", "--password-stdin"],
-        Some(&format!("{secret_password}\n")),
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    with_password(&bdir, "login", "bob");
     ok(&adir, &["create", "wire"]);
     ok(&bdir, &["join", "wire"]);
     let bodies = ["Body-Canary-from-bob-0815", "Body-Canary-from-alice-2342"];

@@ -153,15 +153,7 @@ impl Ns {
 
     /// How to start a process inside the namespace.
     pub(crate) fn launch(&self) -> Launch {
-        Launch {
-            prefix: vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                self.name.clone(),
-            ],
-            env: Vec::new(),
-        }
+        launch_in(&self.name)
     }
 }
 
@@ -218,15 +210,7 @@ impl Netns {
 
     /// How to start a process inside the namespace.
     pub(crate) fn launch(&self) -> Launch {
-        Launch {
-            prefix: vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                self.name.clone(),
-            ],
-            env: Vec::new(),
-        }
+        launch_in(&self.name)
     }
 
     /// Silently drops every packet (TCP or UDP) between this namespace and
@@ -292,5 +276,13 @@ impl Drop for Cut<'_> {
         if !self.healed {
             let _ = self.ns.exec(&["nft", "delete", "table", "inet", CUT_TABLE]);
         }
+    }
+}
+
+/// How to start a process inside the namespace `name`.
+fn launch_in(name: &str) -> Launch {
+    Launch {
+        prefix: vec!["ip".into(), "netns".into(), "exec".into(), name.into()],
+        env: Vec::new(),
     }
 }
