@@ -75,7 +75,9 @@ pub(crate) struct ChatArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     member_threads: u32,
     /// Members and senders reach the host only through the server's relay
-    /// (no direct address): the relay's throughput and added latency.
+    /// (their endpoints have no UDP socket): the relay's throughput and
+    /// added latency. The relay takes 64 TCP connections per source IP,
+    /// so at most about 60 members.
     #[arg(long)]
     via_relay: bool,
     /// Keep the temporary directory (data and the children's logs).

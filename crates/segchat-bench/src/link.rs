@@ -88,8 +88,9 @@ pub(crate) struct Machine {
     pub(crate) client: Client,
 }
 
-/// Members reach the host only through the server's relay (no direct
-/// address given), to measure the relay (`chat --via-relay`).
+/// Members reach the server and the host only through the server's relay
+/// (their endpoints have no UDP socket), to measure the relay (`chat
+/// --via-relay`).
 pub(crate) static VIA_RELAY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -98,11 +99,18 @@ impl Machine {
     pub(crate) async fn bind(server: &Server) -> anyhow::Result<Machine> {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let at = source_for(server.addr);
-        // A relay only with `--via-relay`; otherwise every dial is direct.
-        let relay = VIA_RELAY.load(Ordering::Relaxed).then_some(server.addr);
-        let client = Client::bind(&key, at, relay)
-            .await
-            .with_context(|| format!("binding a member's endpoint on {at}"))?;
+        // With `--via-relay` a member has no UDP socket at all (so no hole
+        // punch can take its links off the relay); otherwise every dial
+        // is direct.
+        let client = if VIA_RELAY.load(Ordering::Relaxed) {
+            Client::bind_relay_only(&key, server.addr)
+                .await
+                .context("binding a relay-only member endpoint")?
+        } else {
+            Client::bind(&key, at, None)
+                .await
+                .with_context(|| format!("binding a member's endpoint on {at}"))?
+        };
         Ok(Machine { key, client })
     }
 }

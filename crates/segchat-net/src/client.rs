@@ -43,6 +43,8 @@ pub enum ClientError {
 pub struct Client {
     endpoint: Endpoint,
     relay: Option<iroh::RelayUrl>,
+    /// Bound without a UDP socket: every link goes through the relay.
+    relay_only: bool,
 }
 
 impl Client {
@@ -67,6 +69,28 @@ impl Client {
         Ok(Client {
             endpoint,
             relay: relay.map(crate::relay::url_of),
+            relay_only: false,
+        })
+    }
+
+    /// Binds a client endpoint with `key` that has no UDP socket: it
+    /// reaches the server at `server`, and every peer, through the
+    /// server's relay only (as a node on a network that blocks UDP does).
+    pub async fn bind_relay_only(
+        key: &ed25519_dalek::SigningKey,
+        server: SocketAddr,
+    ) -> Result<Client, ClientError> {
+        let url = crate::relay::url_of(server);
+        let endpoint = crate::endpoint::bind(crate::endpoint::Options {
+            key: key.clone(),
+            bind: server,
+            relay: crate::endpoint::Relay::Only(url.clone()),
+        })
+        .await?;
+        Ok(Client {
+            endpoint,
+            relay: Some(url),
+            relay_only: true,
         })
     }
 
@@ -118,11 +142,15 @@ impl Client {
         timeout: Duration,
     ) -> Result<Link, ClientError> {
         let key = crate::relay::fetch_server_key(server, timeout).await?;
+        let (direct, relay) = match self.relay_only {
+            true => (Vec::new(), self.relay.clone()),
+            false => (vec![server], None),
+        };
         self.open(
             PeerAddress {
                 id: key,
-                direct: vec![server],
-                relay: None,
+                direct,
+                relay,
             },
             crate::ALPN_TRACKER,
             timeout,

@@ -37,7 +37,7 @@ pub struct Options {
 /// How an endpoint uses a relay.
 #[derive(Debug, Clone)]
 pub enum Relay {
-    /// Never (the server).
+    /// Never (bench and test clients that must go direct).
     None,
     /// Keeps a connection to this relay (its "home relay"), so that
     /// peers behind NAT can reach it.
@@ -45,6 +45,10 @@ pub enum Relay {
     /// Not yet: the relay serves signed-in nodes only, so a node turns it
     /// on with [`use_relay`] once signed in (and off with [`drop_relay`]).
     Later,
+    /// Through this relay and nothing else: no UDP socket is bound (the
+    /// `bind` address is not used). What a client on a network that
+    /// blocks UDP is reduced to; the bench uses it to measure the relay.
+    Only(RelayUrl),
 }
 
 /// Starts using `url` as the endpoint's relay.
@@ -88,18 +92,23 @@ pub async fn bind(options: Options) -> Result<Endpoint, BindError> {
         ))
         .keep_alive_interval(KEEP_ALIVE)
         .build();
+    let ip = !matches!(options.relay, Relay::Only(_));
     let relay_mode = match options.relay {
         // No QUIC address discovery port: the server tells each node the
         // address it sees it at (the `welcome`'s `observed_addr`).
-        Relay::Now(url) => RelayMode::Custom(RelayMap::from(iroh::RelayConfig::new(url, None))),
+        Relay::Now(url) | Relay::Only(url) => {
+            RelayMode::Custom(RelayMap::from(iroh::RelayConfig::new(url, None)))
+        }
         Relay::Later => RelayMode::Custom(RelayMap::empty()),
         Relay::None => RelayMode::Disabled,
     };
-    Endpoint::builder(presets::Minimal)
+    let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(crate::secret_key(&options.key))
-        .clear_ip_transports()
-        .bind_addr(addr)
-        .map_err(|e| err(e.to_string()))?
+        .clear_ip_transports();
+    if ip {
+        builder = builder.bind_addr(addr).map_err(|e| err(e.to_string()))?;
+    }
+    builder
         .relay_mode(relay_mode)
         .net_report_config(report)
         .dns_resolver(dns)

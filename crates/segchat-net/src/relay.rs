@@ -7,8 +7,15 @@
 //! own TCP accept loop, on the server's port (TCP; QUIC uses the same
 //! number on UDP), so that:
 //!
-//! - only signed-in nodes use it ([`Gate`] asks the server's live state at
-//!   each relay connection; a node whose session ends is cut off),
+//! - signed-in nodes use it freely ([`Gate`] asks the server's live state
+//!   at each relay connection). A node that is not signed in is let in on
+//!   probation, because a node whose UDP is blocked reaches the server
+//!   itself only through the relay: it keeps its relay connection while it
+//!   holds a tracker link ([`Standing::Linked`]), and loses it when it has
+//!   none [`PROBATION`] after connecting (swept every [`SWEEP`]). At most
+//!   [`Limits::unsigned_total`] such connections are open at once, so the
+//!   relay cannot become a free pipe between strangers: each one needs a
+//!   tracker link, which the server bounds too,
 //! - each node gets at most [`Limits::conns_per_node`] relay connections
 //!   and [`Limits::bytes_per_sec`] of forwarding, and each source IP at
 //!   most [`Limits::tcp_per_ip`] TCP connections — a stranger cannot make
@@ -23,7 +30,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -43,10 +50,27 @@ pub const SERVER_KEY_PATH: &str = "/segchat/server-key";
 /// its plain HTTP request).
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a node that is not signed in may hold a relay connection
+/// without a tracker link: time enough to open one through the relay.
+pub const PROBATION: Duration = Duration::from_secs(10);
+/// How often the relay checks the standing of the nodes it serves.
+pub const SWEEP: Duration = Duration::from_secs(5);
+
+/// Where a node stands with the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// It holds a signed-in session.
+    SignedIn,
+    /// It holds a tracker link but no session (not signed in yet).
+    Linked,
+    /// The server does not know it.
+    Stranger,
+}
+
 /// What the server tells the relay about a node.
 pub trait Gate: Send + Sync + fmt::Debug + 'static {
-    /// Whether the node with this key is signed in now.
-    fn admits(&self, node: &EndpointId) -> bool;
+    /// Where the node with this key stands now.
+    fn standing(&self, node: &EndpointId) -> Standing;
     /// A relay connection of `node` from `source` was admitted, refused
     /// (with the reason) or closed; for the system log.
     fn note(&self, node: &EndpointId, what: Note<'_>);
@@ -71,6 +95,8 @@ pub struct Limits {
     pub tcp_per_ip: usize,
     /// TCP connections held open at once in all.
     pub tcp_total: usize,
+    /// Relay connections of nodes that are not signed in, at once, in all.
+    pub unsigned_total: usize,
 }
 
 impl Default for Limits {
@@ -81,6 +107,7 @@ impl Default for Limits {
             conns_per_node: 2,
             tcp_per_ip: 64,
             tcp_total: 4096,
+            unsigned_total: 1024,
         }
     }
 }
@@ -89,6 +116,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Relay {
     accept: JoinHandle<()>,
+    sweep: JoinHandle<()>,
     service: RelayService,
 }
 
@@ -125,38 +153,43 @@ impl Relay {
             NonZeroU32::new(limits.bytes_per_sec.max(1024)).expect("at least 1024"),
         );
         rate.max_burst_bytes = NonZeroU32::new(burst);
+        let admission = Arc::new(Admission {
+            gate,
+            server,
+            per_node: limits.conns_per_node,
+            unsigned_max: limits.unsigned_total,
+            open: Mutex::default(),
+        });
         let service = RelayService::new(
             handlers,
             http::HeaderMap::new(),
             Some(rate),
             KeyCache::new(4096),
-            Arc::new(Admission {
-                gate,
-                per_node: limits.conns_per_node,
-                open: Mutex::default(),
-            }),
+            admission.clone(),
             Arc::new(Metrics::default()),
         );
         let accept = tokio::spawn(accept_loop(listener, service.clone(), limits));
-        Relay { accept, service }
+        let sweep = tokio::spawn(sweep_loop(admission, service.clone()));
+        Relay {
+            accept,
+            sweep,
+            service,
+        }
     }
 
     /// Stops accepting and waits until the listening socket is closed, so
     /// the port can be bound again at once (a restart on the same address).
     pub async fn shutdown(mut self) {
+        self.sweep.abort();
         self.accept.abort();
         let _ = (&mut self.accept).await;
         self.service.shutdown().await;
-    }
-
-    /// Closes every relay connection of `node` (its session ended).
-    pub fn disconnect(&self, node: EndpointId) {
-        self.service.clients().disconnect(node, None);
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.sweep.abort();
         self.accept.abort();
     }
 }
@@ -166,6 +199,20 @@ pub fn url_of(addr: SocketAddr) -> iroh::RelayUrl {
     format!("http://{addr}")
         .parse()
         .expect("http://IP:port is a URL")
+}
+
+/// Where a process on this machine reaches a socket bound at `bind`: the
+/// loopback address when it is bound to all addresses.
+pub fn reachable_from_here(bind: SocketAddr) -> SocketAddr {
+    match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, bind.port()).into()
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, bind.port()).into()
+        }
+        _ => bind,
+    }
 }
 
 fn body(bytes: Bytes) -> iroh_relay::server::http_server::BytesBody {
@@ -232,12 +279,33 @@ async fn accept_loop(listener: TcpListener, service: RelayService, limits: Limit
     }
 }
 
-/// Lets signed-in nodes in, at most `per_node` connections each.
+/// Lets nodes in by their [`Standing`]: the server itself always,
+/// signed-in nodes up to `per_node` connections each, others on probation
+/// up to `unsigned_max` connections in all.
 #[derive(Debug)]
 struct Admission {
     gate: Arc<dyn Gate>,
+    /// The server's own endpoint, which reaches relayed nodes through here.
+    server: EndpointId,
     per_node: usize,
-    open: Mutex<HashMap<EndpointId, usize>>,
+    unsigned_max: usize,
+    open: Mutex<Open>,
+}
+
+/// The relay connections open now.
+#[derive(Debug, Default)]
+struct Open {
+    conns: HashMap<ConnectionId, OpenConn>,
+    per_node: HashMap<EndpointId, usize>,
+    /// Connections whose node was not signed in when last looked at.
+    unsigned: usize,
+}
+
+#[derive(Debug)]
+struct OpenConn {
+    node: EndpointId,
+    since: Instant,
+    unsigned: bool,
 }
 
 impl AccessControl for Admission {
@@ -249,32 +317,103 @@ impl AccessControl for Admission {
                 reason: Some(reason.into()),
             }
         };
-        if !self.gate.admits(&node) {
-            return refuse("the relay serves signed-in nodes only");
-        }
+        let standing = if node == self.server {
+            Standing::SignedIn
+        } else {
+            self.gate.standing(&node)
+        };
+        let unsigned = standing != Standing::SignedIn;
         {
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            let n = open.entry(node).or_default();
-            if *n >= self.per_node {
+            let n = open.per_node.get(&node).copied().unwrap_or(0);
+            if n >= self.per_node {
                 drop(open);
                 return refuse("too many relay connections for this node");
             }
-            *n += 1;
+            if unsigned && open.unsigned >= self.unsigned_max {
+                drop(open);
+                return refuse("too many relay connections of nodes that are not signed in");
+            }
+            *open.per_node.entry(node).or_default() += 1;
+            open.unsigned += usize::from(unsigned);
+            open.conns.insert(
+                request.connection_id(),
+                OpenConn {
+                    node,
+                    since: Instant::now(),
+                    unsigned,
+                },
+            );
         }
         self.gate.note(&node, Note::Admitted);
         Access::Allow
     }
 
-    fn on_disconnect(&self, node: EndpointId, _connection: ConnectionId) {
+    fn on_disconnect(&self, node: EndpointId, connection: ConnectionId) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&node) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&node);
+        if let Some(conn) = open.conns.remove(&connection) {
+            open.unsigned -= usize::from(conn.unsigned);
+            if let Some(n) = open.per_node.get_mut(&node) {
+                *n -= 1;
+                if *n == 0 {
+                    open.per_node.remove(&node);
+                }
             }
         }
         drop(open);
         self.gate.note(&node, Note::Closed);
+    }
+}
+
+impl Admission {
+    /// Looks at every open connection's node again: counts those signed in
+    /// since as signed in, and returns the nodes past [`PROBATION`] that
+    /// the server no longer knows (no session, no tracker link).
+    fn review(&self, now: Instant) -> Vec<EndpointId> {
+        let nodes: Vec<(EndpointId, bool)> = {
+            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            open.conns
+                .values()
+                .filter(|c| c.node != self.server)
+                .map(|c| (c.node, now.duration_since(c.since) >= PROBATION))
+                .collect()
+        };
+        let mut standing: HashMap<EndpointId, Standing> = HashMap::new();
+        let mut out = Vec::new();
+        for (node, past_probation) in nodes {
+            let s = *standing
+                .entry(node)
+                .or_insert_with(|| self.gate.standing(&node));
+            if s == Standing::Stranger && past_probation && !out.contains(&node) {
+                out.push(node);
+            }
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now_signed = 0;
+        for conn in open.conns.values_mut() {
+            if conn.unsigned && standing.get(&conn.node) == Some(&Standing::SignedIn) {
+                conn.unsigned = false;
+                now_signed += 1;
+            }
+        }
+        open.unsigned -= now_signed;
+        out
+    }
+}
+
+/// Every [`SWEEP`], cuts off the nodes the server no longer knows.
+async fn sweep_loop(admission: Arc<Admission>, service: RelayService) {
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for node in admission.review(Instant::now()) {
+            admission.gate.note(
+                &node,
+                Note::Refused("not signed in and no tracker link; relay connection closed"),
+            );
+            service.clients().disconnect(node, None);
+        }
     }
 }
 

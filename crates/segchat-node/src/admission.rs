@@ -3,7 +3,8 @@
 //! signed by the server, not expired, not revoked, and the peer's own
 //! (the transport's authenticated key is the ticket's node key, and proof
 //! of possession) — and the sessions the server said have ended.
-//! Shared by [`crate::chat`] and [`crate::stream`]; depends on neither.
+//! Shared by chat and livestreams (the host and the streamer); depends on
+//! neither.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ pub(crate) fn check_peer_ticket(
         addr,
         transport_key,
     } = presented;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let checked = ticket
         .verify(&server_key, Some(now))
         .map_err(|e| e.to_string())
@@ -94,7 +95,7 @@ const MAX_REVOKED: usize = 65_536;
 impl Revoked {
     /// Remembers that `session_id` ended; its tickets expire by `until_ms`.
     pub(crate) fn revoke(&self, session_id: String, until_ms: u64) {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, until| *until > now);
         if map.len() >= MAX_REVOKED {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use segchat_log::LogConfig;
 
-/// Everything [`crate::Node::start`] needs besides a shutdown signal.
+/// Everything `Node::start` needs besides a shutdown signal.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The central server, as `host:port`.
@@ -38,7 +38,19 @@ pub struct NodeConfig {
     /// How long tasks get to finish after shutdown before being aborted.
     pub shutdown_grace: Duration,
     /// Test hook: drop a seeded share of the stream chunks received.
-    pub stream_loss: Option<crate::stream::LossHook>,
+    pub stream_loss: Option<LossHook>,
+}
+
+/// What the node says it is, in `hello` frames and the API.
+pub const AGENT: &str = concat!("segchat-node/", env!("CARGO_PKG_VERSION"));
+
+/// A test hook: drop a seeded, deterministic share of the stream chunks
+/// this node receives, as a lossy network would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LossHook {
+    /// Share of chunk datagrams dropped, in percent (0–100).
+    pub percent: u8,
+    pub seed: u64,
 }
 
 impl NodeConfig {

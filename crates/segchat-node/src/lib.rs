@@ -43,6 +43,7 @@ mod acl;
 pub mod admission;
 pub mod api;
 pub mod chat;
+mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -52,20 +53,10 @@ pub mod p2p;
 pub mod store;
 pub mod stream;
 pub mod transport;
-pub mod web;
 
-pub use config::NodeConfig;
+pub use api::web;
+
+pub use config::{NodeConfig, AGENT};
 pub use error::NodeError;
 pub use events::NodeEvent;
 pub use node::{Node, NodeHandle};
-
-/// What the node says it is, in `hello` frames and the API.
-pub const AGENT: &str = concat!("segchat-node/", env!("CARGO_PKG_VERSION"));
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

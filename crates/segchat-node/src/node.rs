@@ -1,7 +1,15 @@
 //! Starting and stopping a node: bind the QUIC endpoint (keyed by the
-//! node key) and the API socket, then spawn the task tree (server link,
-//! the peer router, livestreams, HTTP API) under one cancellation token.
-//! On shutdown the tasks get a bounded grace period, then are aborted.
+//! node key) and the API socket, then build the parts from the bottom up
+//! and spawn the task tree under one cancellation token. On shutdown the
+//! tasks get a bounded grace period, then are aborted.
+//!
+//! This is the one place that knows every part. It owns the node's
+//! [`EventBus`] and the list of revoked sessions and hands them down: the
+//! server link publishes on the bus; chat and livestreams are built on the
+//! link and the bus, and registered as protocols of the peer layer
+//! ([`PeerService`]); the API gets handles to all of them. No part holds a
+//! pointer back up to another: what spans parts (a revoked session closes
+//! chat's links and drops stream viewers) is wired here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,12 +20,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use segchat_proto::tracker::Event;
+
+use crate::admission::Revoked;
 use crate::api::{self, ApiFile, ApiState, NodeAddrs};
+use crate::chat::Chat;
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::events::{EventBus, NodeEvent};
 use crate::link::{LinkConfig, LinkHandle, PeerAddrs, ServerPin};
-use crate::p2p::PeerService;
+use crate::p2p::{PeerProtocol, PeerService};
 use crate::store::Store;
+use crate::stream::Streams;
 use crate::transport::Transport;
-use crate::{NodeConfig, NodeError};
 
 /// Name of the local store inside the data directory.
 pub const DB_FILE: &str = "node.db";
@@ -104,6 +121,8 @@ impl Node {
         let api_addr = local(&api_listener, "HTTP API", config.api_listen)?;
 
         let shutdown = shutdown.child_token();
+        let bus = EventBus::new();
+        let revoked = Revoked::default();
         let (link, actor) = LinkHandle::new(
             LinkConfig {
                 server_addr: config.server_addr.clone(),
@@ -120,15 +139,18 @@ impl Node {
             },
             store.clone(),
             log.clone(),
+            bus.clone(),
             shutdown.clone(),
         );
 
-        let chat = crate::chat::Chat::open(
+        let chat = Chat::open(
             store.clone(),
             link.clone(),
+            bus.clone(),
+            revoked.clone(),
             log.clone(),
             transport.clone(),
-            key,
+            key.clone(),
             data_dir.clone(),
             config.server_addr.clone(),
         )
@@ -138,12 +160,25 @@ impl Node {
             source,
         })?;
 
+        let streams = Streams::new(
+            transport.clone(),
+            link.clone(),
+            bus.clone(),
+            log.clone(),
+            key,
+            revoked.clone(),
+            config.stream_loss,
+            shutdown.clone(),
+        );
+
         let api_token = api::new_token();
         let url = format!("http://{api_addr}");
         let upkeep = store.clone();
         let api_state = ApiState::new(
             link.clone(),
+            bus.clone(),
             chat.clone(),
+            streams.clone(),
             store,
             log.clone(),
             api_token.clone(),
@@ -164,17 +199,6 @@ impl Node {
             source,
         })?;
 
-        let streams = crate::stream::Streams::new(
-            transport.clone(),
-            link.clone(),
-            log.clone(),
-            chat.signing_key().clone(),
-            chat.revoked().clone(),
-            config.stream_loss,
-            shutdown.clone(),
-        );
-        chat.attach_streams(streams.clone());
-
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
         tasks.spawn(relay_while_signed_in(
@@ -182,12 +206,24 @@ impl Node {
             link.clone(),
             shutdown.clone(),
         ));
+        // The peer layer: every protocol on the peer link is one entry.
+        let protocols: Vec<Arc<dyn PeerProtocol>> =
+            vec![Arc::new(chat.clone()), Arc::new(streams.clone())];
         let router = iroh::protocol::Router::builder(endpoint)
             .accept(
                 segchat_net::ALPN_PEER,
-                PeerService::new(chat.clone(), log.clone(), shutdown.clone()),
+                PeerService::new(protocols, link.clone(), log.clone(), shutdown.clone()),
             )
             .spawn();
+        tasks.spawn(follow_revocations(
+            bus.subscribe(),
+            revoked,
+            chat.clone(),
+            streams.clone(),
+            log.clone(),
+            config.server_addr.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));
@@ -220,6 +256,43 @@ impl Node {
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, NodeError> {
     l.local_addr()
         .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+/// Sessions the server revoked (`session_revoked` goes to every node):
+/// remembered, so hosts and streamers refuse their tickets until they
+/// expire, and every member link and viewer admitted under one is closed.
+async fn follow_revocations(
+    mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
+    revoked: Revoked,
+    chat: Chat,
+    streams: Streams,
+    log: SystemLog,
+    server_addr: String,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(NodeEvent::Tracker(Event::SessionRevoked {
+                session_id,
+                expires_at_ms,
+            })) => {
+                revoked.revoke(session_id.clone(), expires_at_ms);
+                let links = chat.drop_session(&session_id);
+                let viewers = streams.drop_session(&session_id);
+                log.record(
+                    "SESSION_REVOKED",
+                    &server_addr,
+                    format!("session={session_id} links_closed={links} viewers_dropped={viewers}"),
+                );
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Keeps the server's relay in use while the node is signed in (the relay

@@ -3,7 +3,7 @@
 //! datagram targets for livestreams.
 //!
 //! Chat and streams dial through [`Transport`]; incoming connections are
-//! routed by [`crate::p2p`]. Every dial names the node's key, so the
+//! routed by the peer layer (`p2p`). Every dial names the node's key, so the
 //! connection is to that node or fails: a host that answers with another
 //! key is not the host.
 

@@ -317,13 +317,20 @@ impl Hub {
         Some(node)
     }
 
-    /// Whether a connection whose transport proved `node_id` is signed in
-    /// (the relay serves only those).
-    pub(crate) fn node_signed_in(&self, node_id: &str) -> bool {
-        self.lock()
-            .conns
-            .values()
-            .any(|c| c.node_id == node_id && c.principal.is_some())
+    /// Where the node whose transport proved `node_id` stands: signed in
+    /// on one of its connections, connected but not signed in, or unknown
+    /// (the relay serves the first two, see `segchat_net::relay`).
+    pub(crate) fn node_standing(&self, node_id: &str) -> segchat_net::relay::Standing {
+        use segchat_net::relay::Standing;
+        let st = self.lock();
+        let mut standing = Standing::Stranger;
+        for c in st.conns.values().filter(|c| c.node_id == node_id) {
+            if c.principal.is_some() {
+                return Standing::SignedIn;
+            }
+            standing = Standing::Linked;
+        }
+        standing
     }
 
     /// The P2P address of a channel's host, as others may see it: `None`

@@ -105,13 +105,16 @@ pub async fn run(
     );
 
     let fingerprint = segchat_net::id_hex(&segchat_net::endpoint_id(&shared.key.verifying_key()));
+    let bind = listener.local_addr().map_err(|source| ServerError::Log {
+        dir: "the listening socket".into(),
+        source,
+    })?;
+    // The server is a client of its own relay: a node whose UDP is blocked
+    // reaches the server's endpoint through it.
     let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
         key: shared.key.clone(),
-        bind: listener.local_addr().map_err(|source| ServerError::Log {
-            dir: "the listening socket".into(),
-            source,
-        })?,
-        relay: segchat_net::endpoint::Relay::None,
+        bind,
+        relay: segchat_net::endpoint::Relay::Now(relay::url_of(relay::reachable_from_here(bind))),
     })
     .await?;
     let relay = Relay::spawn(
@@ -130,7 +133,10 @@ pub async fn run(
             segchat_net::ALPN_TRACKER,
             Tracker {
                 shared: shared.clone(),
-                conns: ConnCounter::new(shared.config.max_conns_per_source),
+                conns: ConnCounter::new(
+                    shared.config.max_conns_per_source,
+                    relay::Limits::default().tcp_total,
+                ),
                 next_id: Arc::new(AtomicU64::new(1)),
                 tasks: tasks.clone(),
                 shutdown: shutdown.clone(),
@@ -165,10 +171,11 @@ struct Tracker {
 
 impl ProtocolHandler for Tracker {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        // The server has no relay: a tracker connection always has a
-        // direct path (the unspecified address only if iroh says none).
-        let addr = segchat_net::path::remote_addr(&connection)
-            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        // A node whose UDP is blocked comes through the relay: no address
+        // (logged and announced as 0.0.0.0:0, so peers reach it through
+        // the relay too), and counted with the other relayed ones.
+        let direct = segchat_net::path::remote_addr(&connection);
+        let addr = direct.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let node_id = segchat_net::id_hex(&connection.remote_id());
         let Ok(Ok(streams)) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi()).await
         else {
@@ -183,7 +190,7 @@ impl ProtocolHandler for Tracker {
             return Ok(());
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = self.conns.admit(addr.ip()) else {
+        let Some(slot) = self.conns.admit(direct.map(|a| a.ip())) else {
             self.tasks
                 .track_future(conn::refuse(streams.0, addr, self.shared.clone()))
                 .await;
@@ -204,13 +211,13 @@ impl ProtocolHandler for Tracker {
     }
 }
 
-/// The relay asks the hub whether a node is signed in.
+/// The relay asks the hub where a node stands.
 #[derive(Debug)]
 struct HubGate(Arc<Shared>);
 
 impl relay::Gate for HubGate {
-    fn admits(&self, node: &EndpointId) -> bool {
-        self.0.hub.node_signed_in(&segchat_net::id_hex(node))
+    fn standing(&self, node: &EndpointId) -> relay::Standing {
+        self.0.hub.node_standing(&segchat_net::id_hex(node))
     }
 
     fn note(&self, node: &EndpointId, what: relay::Note<'_>) {

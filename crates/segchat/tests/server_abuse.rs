@@ -486,3 +486,75 @@ async fn idle_connections_are_capped_per_source_and_closed_while_real_users_are_
         .await
         .expect("the real user is still connected");
 }
+
+/// A node whose UDP is blocked (here: an endpoint with no UDP socket at
+/// all) opens its tracker link through the server's relay, signs up and
+/// stays served; an endpoint that only sits on the relay without a
+/// tracker link is cut off once its probation is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_carries_a_udp_blocked_nodes_tracker_link_and_drops_a_stranger() {
+    let (dir, _server, net) = server(&[]).await;
+    let key = |b: u8| SigningKey::from_bytes(&[b; 32]);
+    let stranger = Client::bind_relay_only(&key(0x51), net.server)
+        .await
+        .expect("bind the stranger");
+    assert!(
+        stranger.use_relay(DEADLINE).await,
+        "the relay admits a node that is not signed in, on probation"
+    );
+    let blocked = Client::bind_relay_only(&key(0x52), net.server)
+        .await
+        .expect("bind the UDP-blocked node");
+    let link = blocked
+        .tracker(net.server, DEADLINE)
+        .await
+        .expect("a tracker link through the relay");
+    assert_eq!(
+        segchat_net::path::current(&link.conn),
+        segchat_net::path::PathKind::Relayed
+    );
+    let mut raw = Raw {
+        framed: Framed::new(link.stream, Codec::default()),
+        conn: link.conn,
+        next_id: 1,
+    };
+    raw.hello().await;
+    match raw.recv().await {
+        Some(Frame::Welcome(w)) => assert_eq!(
+            w.observed_addr, None,
+            "through the relay the server sees no address, and gives none"
+        ),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    match raw.request(register("relayed")).await {
+        Ok(Reply::Session(s)) => assert_eq!(s.username, "relayed"),
+        other => panic!("registration through the relay: {other:?}"),
+    }
+
+    let log = dir.path().join("server").join("logs").join("segchat.log");
+    let cut = |node: &Client| {
+        let id = segchat_net::id_hex(&node.endpoint().id());
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("RELAY_REFUSED") && l.contains(&id) && l.contains("no tracker link")
+            })
+    };
+    let deadline =
+        Instant::now() + segchat_net::relay::PROBATION + segchat_net::relay::SWEEP * 2 + DEADLINE;
+    while !cut(&stranger) {
+        assert!(
+            Instant::now() < deadline,
+            "the stranger still holds its relay connection after its probation"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !cut(&blocked),
+        "the signed-in node lost its relay connection"
+    );
+    raw.request(Request::Whoami)
+        .await
+        .expect("the relayed node is still served after the sweep");
+}

@@ -13,7 +13,7 @@ use crate::events::{NodeEvent, NodeNotice};
 
 pub(super) async fn subscribe(State(st): State<ApiState>, ws: WebSocketUpgrade) -> Response {
     // Subscribe before the upgrade completes, so nothing after it is missed.
-    let rx = st.link().subscribe();
+    let rx = st.inner.bus.subscribe();
     let shutdown = st.inner.shutdown.clone();
     ws.on_upgrade(move |socket| pump(socket, rx, shutdown))
 }

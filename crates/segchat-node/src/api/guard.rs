@@ -9,7 +9,7 @@
 //! - **Credentials** for `/api/`: `Authorization: Bearer TOKEN` (the CLI,
 //!   bots), `?token=` on the event WebSocket, or the browser's cookie,
 //!   which the web UI receives by opening `/?token=TOKEN` once (see
-//!   [`crate::web`]).
+//!   [`super::web`]).
 //! - **Cross-site requests** (CSRF): the cookie is `SameSite=Strict`, and a
 //!   cookie-authenticated request must also carry `X-Segchat: 1` (which a
 //!   cross-site form cannot send, and a cross-site `fetch` cannot send
@@ -26,6 +26,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use segchat_proto::Failure;
 
+use super::token::constant_time_eq;
+pub use super::token::cookie_name;
 use super::{ApiError, ApiState};
 
 /// The header a cookie-authenticated request must carry.
@@ -33,13 +35,6 @@ pub const CSRF_HEADER: &str = "x-segchat";
 
 /// Paths anyone on this machine may read without a token.
 const PUBLIC_API_PATHS: &[&str] = &["/api/v1/openapi.json"];
-
-/// The cookie that carries the token in a browser. Cookies are shared by
-/// every port of a host, so the name carries the port: two nodes on one
-/// machine do not overwrite each other's.
-pub fn cookie_name(api: SocketAddr) -> String {
-    format!("segchat_{}", api.port())
-}
 
 /// The `Host` values this server answers to.
 fn allowed_hosts(api: SocketAddr) -> Vec<String> {
@@ -159,15 +154,6 @@ pub(super) fn query_token(query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Compares without an early exit, so timing does not tell how much of a
-/// guessed token was right.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,13 +208,6 @@ mod tests {
         assert_eq!(cookie(&h, "segchat_4000").as_deref(), Some("tok"));
         assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
         assert_eq!(cookie(&h, "segchat_4001"), None);
-    }
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 
     #[test]

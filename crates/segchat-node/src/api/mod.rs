@@ -27,7 +27,9 @@
 //! | GET | `/events` | WebSocket of events (JSON text messages) |
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document of all of this (no token) |
 //!
-//! The same server serves the web UI (`/`, `/assets/…`, see [`crate::web`]).
+//! The same server serves the web UI (`/`, `/assets/…`, see [`web`]),
+//! which takes the token and address it needs as parameters (it never
+//! sees [`ApiState`]); `token.rs` makes and compares tokens.
 //! `server.rs` serves the router (connections, the header-read timeout,
 //! `nosniff` on every response); `error.rs` is the one place failures
 //! become responses.
@@ -44,6 +46,8 @@ mod openapi;
 mod server;
 mod session;
 mod streams;
+mod token;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,10 +66,13 @@ pub use error::{ApiError, Body, ErrorBody};
 pub use messages::{SearchResults, Sent, Unread};
 pub use session::{NodeView, SessionView, SignedOut, StatusBody};
 pub use streams::{Started, StreamList, StreamStats};
+pub use token::new_token;
 
 use crate::chat::Chat;
+use crate::events::EventBus;
 use crate::link::LinkHandle;
 use crate::store::Store;
+use crate::stream::Streams;
 
 /// How long a connection may take to send a whole request head (also
 /// between requests on a kept-alive connection) before it is closed: a
@@ -102,7 +109,9 @@ pub struct ApiState {
 #[derive(Debug)]
 struct Inner {
     link: LinkHandle,
+    bus: EventBus,
     chat: Chat,
+    streams: Streams,
     store: Store,
     log: SystemLog,
     token: String,
@@ -111,9 +120,12 @@ struct Inner {
 }
 
 impl ApiState {
-    pub fn new(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         link: LinkHandle,
+        bus: EventBus,
         chat: Chat,
+        streams: Streams,
         store: Store,
         log: SystemLog,
         token: String,
@@ -123,7 +135,9 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 link,
+                bus,
                 chat,
+                streams,
                 store,
                 log,
                 token,
@@ -191,7 +205,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", v1)
-        .merge(crate::web::routes())
+        .merge(web::routes(state.token().to_owned(), state.api_addr()))
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         // Outermost, so the guard's refusals carry it too.
@@ -202,14 +216,6 @@ pub fn router(state: ApiState) -> Router {
 /// Serves the API until `shutdown` (see `server.rs`).
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
     server::run(listener, router(state), shutdown).await;
-}
-
-/// A fresh random API token: 32 bytes, hex.
-pub fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// Writes `api.json` readable by its owner only, atomically.

@@ -59,7 +59,7 @@ pub(super) async fn node(State(st): State<ApiState>) -> Json<NodeView> {
     let link = st.link().state();
     let a = &st.inner.addrs;
     Json(NodeView {
-        agent: crate::AGENT,
+        agent: crate::config::AGENT,
         server_addr: a.server_addr.clone(),
         server_connected: link.connected,
         api_addr: a.api.to_string(),

@@ -25,11 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiState, Body};
 use crate::stream::{OwnView, StartStream, Streams, WatchView};
 
-fn streams(st: &ApiState) -> Result<&Streams, ApiError> {
-    st.inner
-        .chat
-        .streams()
-        .ok_or_else(|| ApiError(Failure::unavailable("livestreams are not running")))
+fn streams(st: &ApiState) -> &Streams {
+    &st.inner.streams
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +49,7 @@ pub(super) async fn list(
     State(st): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<StreamList>, ApiError> {
-    let s = streams(&st)?;
+    let s = streams(&st);
     let streams = match st
         .link()
         .request(Request::ListStreams {
@@ -80,7 +77,7 @@ pub(super) async fn start(
     State(st): State<ApiState>,
     Body(body): Body<StartStream>,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
-    let stream = streams(&st)?.start(body).await?;
+    let stream = streams(&st).start(body).await?;
     Ok((StatusCode::CREATED, Json(Started { stream })))
 }
 
@@ -97,7 +94,7 @@ pub(super) async fn stats(
     State(st): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<Json<StreamStats>, ApiError> {
-    let s = streams(&st)?;
+    let s = streams(&st);
     let stats = StreamStats {
         streaming: s.own_view(id),
         watching: s.watch_view(id),
@@ -114,7 +111,7 @@ pub(super) async fn stop(
     State(st): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
-    streams(&st)?.stop(id).await?;
+    streams(&st).stop(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -123,7 +120,7 @@ pub(super) async fn push_frame(
     Path(id): Path<u64>,
     jpeg: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    streams(&st)?.push_frame(id, jpeg)?;
+    streams(&st).push_frame(id, jpeg)?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -134,7 +131,7 @@ pub(super) async fn latest_frame(
     State(st): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
-    let s = streams(&st)?;
+    let s = streams(&st);
     let (number, capture_us, jpeg) = match s.latest_frame(id) {
         Some(f) => (Some(f.number), f.capture_us, f.jpeg),
         None => {
@@ -169,14 +166,14 @@ pub(super) async fn watch(
     State(st): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<Json<WatchView>, ApiError> {
-    Ok(Json(streams(&st)?.watch(id).await?))
+    Ok(Json(streams(&st).watch(id).await?))
 }
 
 pub(super) async fn unwatch(
     State(st): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
-    streams(&st)?.unwatch(id)?;
+    streams(&st).unwatch(id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -193,7 +190,7 @@ pub(super) async fn socket(
     Path(id): Path<u64>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let s = streams(&st)?.clone();
+    let s = streams(&st).clone();
     if s.own_view(id).is_none() && s.watch_view(id).is_none() {
         return Err(ApiError(Failure::not_found(format!(
             "this node neither streams nor watches stream {id}"

@@ -15,15 +15,14 @@ use futures::{SinkExt, StreamExt};
 use segchat_proto::message::{Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
 use segchat_proto::ticket::ProofPurpose;
-use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::{Failure, Frame, Hello, LinkKind, Status, Welcome};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::host::{PeerCodec, PeerFrame};
 use super::{Chat, Via};
+use crate::p2p::{PeerCodec, PeerFrame};
 use crate::store::{Arrival, Cursor, DeliveryState, Inserted, Source, StoreError};
 
 /// How long connecting to a host and its answers may take.
@@ -263,12 +262,8 @@ impl Chat {
             if skip.contains(&id) {
                 continue;
             }
-            match self
-                .link()
-                .request(Request::PostMessage { message: m })
-                .await
-            {
-                Ok(Reply::Stored { seq, .. }) => {
+            match self.link().post_message(m).await {
+                Ok(seq) => {
                     self.log().record(
                         "MESSAGE_SENT",
                         self.server_addr(),
@@ -277,7 +272,6 @@ impl Chat {
                     self.set_state(id, channel, DeliveryState::BackedUp, None)
                         .await;
                 }
-                Ok(other) => tracing::warn!(reply = ?other, "unexpected answer to post_message"),
                 Err(f) if final_refusal(&f) => {
                     self.set_state(id, channel, DeliveryState::Refused, Some(f.reason))
                         .await;
@@ -323,7 +317,7 @@ impl Chat {
         let _conn = dialed.conn;
         let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
         let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
-        let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
+        let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
         if writer.send(hello).await.is_err() {
             return Ended::Failed("the host closed the connection".into());
         }

@@ -4,14 +4,16 @@
 //! # Layout
 //!
 //! - this file: [`Chat`], the cloneable handle the API uses (send, history,
-//!   search, unread), the node's key and ticket, the hybrid logical clock,
-//!   and the supervisor that decides which channels to host and follow.
-//! - `host/`: channels this node hosts: admitting members with their
-//!   tickets, storing and fanning out posts, streaming the backup to the
+//!   search, unread), the node's key and ticket, the hybrid logical clock.
+//! - `host/`: channels this node hosts, and chat as a protocol of the peer
+//!   layer (`host/link.rs`): admitting members with their tickets, storing
+//!   and fanning out posts, streaming the backup to the
 //!   server and pulling what was posted there while this node was away.
 //! - `member.rs`: following a channel hosted elsewhere: P2P to its host
 //!   while it is online, the server's backup while it is not, and the
 //!   outbox drained to whichever is reachable.
+//! - `supervisor.rs`: deciding, on every (re)connection and channel
+//!   event, which channels to host and which to follow.
 //! - `keys.rs`: the node key and ticket on disk.
 //!
 //! Architecture invariant: a message reaches the local store only after
@@ -21,83 +23,51 @@
 mod host;
 mod keys;
 mod member;
-mod outbound;
+mod supervisor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use segchat_log::SystemLog;
-use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH, MAX_BODY_LEN};
+use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH};
 use segchat_proto::ticket::{decode_key, SignedTicket};
-use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::types::{AccountKind, ChannelInfo, NodeAddr, SessionInfo};
+use segchat_proto::types::{AccountKind, SessionInfo};
 use segchat_proto::verify::Verifier;
 use segchat_proto::{Failure, Status};
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::events::NodeEvent;
-use crate::link::LinkHandle;
+use crate::admission::Revoked;
+use crate::events::{EventBus, NodeEvent};
+use crate::link::{HistoryPage, LinkHandle};
 use crate::store::{
     Arrival, Cursor, DeliveryState, Inserted, MessageRow, Source, Store, StoreError,
 };
 
-pub(crate) use host::{serve_peer, PeerCodec, PeerFrame, PeerReadCodec};
-pub(crate) use outbound::Outbound;
+pub use crate::events::{ChatEvent, Via};
 
 /// Loads the node key from the data directory, making one on first start.
 pub fn load_node_key(data_dir: &std::path::Path) -> std::io::Result<SigningKey> {
     keys::load_or_create_key(data_dir)
 }
 
-/// Chat events for API subscribers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ChatEvent {
-    /// A message reached the local store (new to this node).
-    Message { message: MessageRow },
-    /// A message the user wrote changed delivery state.
-    MessageState {
-        id: String,
-        channel: String,
-        state: DeliveryState,
-        reason: Option<String>,
-    },
-    /// How this node is reading and writing a channel now.
-    ChannelLink { channel: String, via: Via },
-}
-
-/// How a channel is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Via {
-    /// This node hosts it.
-    Hosting,
-    /// P2P to its host.
-    Host,
-    /// Through the server's backup (the host is offline or unreachable).
-    Server,
-    /// Neither the host nor the server is reachable: local history only.
-    Offline,
-}
-
 #[derive(Debug)]
 struct Inner {
     store: Store,
     link: LinkHandle,
+    bus: EventBus,
     log: SystemLog,
     data_dir: PathBuf,
     /// The server's address, for provenance.
     server_addr: String,
     key: SigningKey,
     ticket: Mutex<Option<SignedTicket>>,
-    /// Sessions whose tickets the server revoked; shared with streams.
-    revoked: crate::admission::Revoked,
+    /// Sessions whose tickets the server revoked (shared with streams;
+    /// filled by the node, see `node.rs`).
+    revoked: Revoked,
     /// Hybrid logical clock: the last timestamp used or seen.
     clock: Mutex<u64>,
     hosting: host::Hosting,
@@ -110,8 +80,6 @@ struct Inner {
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     /// The node's endpoint: members dial hosts through it.
     transport: crate::transport::Transport,
-    /// Livestreams, whose `watch` requests arrive on the peer link.
-    streams: std::sync::OnceLock<crate::stream::Streams>,
     /// Checks messages against the server's key; with the hex of the key
     /// it was made for (a new key starts a new one).
     verifier: Mutex<Option<(String, Arc<Verifier>)>>,
@@ -134,10 +102,14 @@ fn internal(e: StoreError) -> Failure {
 
 impl Chat {
     /// Opens chat with the node key (see [`load_node_key`]) and the
-    /// stored clock.
-    pub async fn open(
+    /// stored clock. Chat publishes on `bus` and follows the server's
+    /// events there; `revoked` is the node's list of revoked sessions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open(
         store: Store,
         link: LinkHandle,
+        bus: EventBus,
+        revoked: Revoked,
         log: SystemLog,
         transport: crate::transport::Transport,
         key: SigningKey,
@@ -150,32 +122,22 @@ impl Chat {
             inner: Arc::new(Inner {
                 store,
                 link,
+                bus,
                 log,
                 key,
                 ticket: Mutex::new(ticket),
-                revoked: crate::admission::Revoked::default(),
+                revoked,
                 clock: Mutex::new(max_ts),
                 hosting: host::Hosting::default(),
                 links: Mutex::new(HashMap::new()),
                 unstored: Mutex::new(HashMap::new()),
                 bells: Mutex::new(HashMap::new()),
                 verifier: Mutex::new(None),
-                streams: std::sync::OnceLock::new(),
                 transport,
                 data_dir,
                 server_addr,
             }),
         })
-    }
-
-    /// Hands the livestream subsystem to the peer link (once).
-    pub(crate) fn attach_streams(&self, streams: crate::stream::Streams) {
-        let _ = self.inner.streams.set(streams);
-    }
-
-    /// The livestream subsystem, once attached.
-    pub(crate) fn streams(&self) -> Option<&crate::stream::Streams> {
-        self.inner.streams.get()
     }
 
     fn server_addr(&self) -> String {
@@ -205,19 +167,13 @@ impl Chat {
 
     /// Whether this node's user is invisible: its P2P port then looks
     /// offline (no connection is served).
-    pub(crate) fn is_invisible(&self) -> bool {
-        self.session()
-            .is_some_and(|s| s.status == segchat_proto::types::Presence::Invisible)
+    fn is_invisible(&self) -> bool {
+        self.link().state().is_invisible()
     }
 
     /// Sessions whose tickets the server revoked.
-    pub(crate) fn revoked(&self) -> &crate::admission::Revoked {
+    fn revoked(&self) -> &Revoked {
         &self.inner.revoked
-    }
-
-    /// The node's key, for the parts that prove it on the peer link.
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.inner.key
     }
 
     /// This node's proof that it holds its key, for `purpose` on a peer
@@ -256,10 +212,7 @@ impl Chat {
     }
 
     fn max_body_len(&self) -> usize {
-        self.link()
-            .state()
-            .max_body_len
-            .map_or(MAX_BODY_LEN, |n| n as usize)
+        self.link().state().max_body_len()
     }
 
     fn ticket(&self) -> Option<SignedTicket> {
@@ -272,7 +225,7 @@ impl Chat {
     /// timestamp this node has already used or seen.
     fn stamp(&self) -> u64 {
         let mut last = lock(&self.inner.clock);
-        *last = crate::now_ms().max(*last + 1);
+        *last = crate::clock::now_ms().max(*last + 1);
         *last
     }
 
@@ -283,7 +236,7 @@ impl Chat {
     }
 
     fn publish(&self, event: ChatEvent) {
-        self.link().publish(NodeEvent::Chat(event));
+        self.inner.bus.publish(NodeEvent::Chat(event));
     }
 
     fn set_via(&self, channel: &str, via: Via) {
@@ -414,16 +367,9 @@ impl Chat {
                 Ok(c) => c,
                 Err(e) => return tracing::warn!(error = %e, "server cursor unreadable"),
             };
-            let request = Request::History {
-                channel: channel.to_owned(),
-                after_seq: cursor,
-                limit: MAX_BATCH as u32,
-            };
-            let (messages, has_more) = match self.link().request(request).await {
-                Ok(Reply::Messages {
-                    messages, has_more, ..
-                }) => (messages, has_more),
-                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to history"),
+            let page = self.link().history(channel, cursor, MAX_BATCH as u32).await;
+            let HistoryPage { messages, has_more } = match page {
+                Ok(page) => page,
                 Err(f) => return tracing::debug!(reason = %f, "could not read the backup"),
             };
             if messages.is_empty() {
@@ -542,25 +488,12 @@ impl Chat {
 
     /// Asks the server for a ticket for this node's key and keeps it.
     async fn fetch_ticket(&self) -> Result<SignedTicket, Failure> {
-        match self
-            .link()
-            .request(Request::GetTicket {
-                node_key: self.node_key(),
-            })
-            .await?
-        {
-            Reply::Ticket(t) => {
-                if let Err(e) = keys::save_ticket(&self.inner.data_dir, &t) {
-                    tracing::warn!(error = %e, "could not keep the ticket on disk");
-                }
-                *lock(&self.inner.ticket) = Some(t.clone());
-                Ok(t)
-            }
-            other => {
-                tracing::warn!(reply = ?other, "unexpected answer to get_ticket");
-                Err(Failure::server_error())
-            }
+        let t = self.link().get_ticket(self.node_key()).await?;
+        if let Err(e) = keys::save_ticket(&self.inner.data_dir, &t) {
+            tracing::warn!(error = %e, "could not keep the ticket on disk");
         }
+        *lock(&self.inner.ticket) = Some(t.clone());
+        Ok(t)
     }
 
     /// A page of history, newest first, from the local store (works with
@@ -636,195 +569,6 @@ impl Chat {
             .await
             .map_err(internal)
     }
-
-    /// Runs the supervisor until shutdown: on every (re)connection and
-    /// channel change it decides which channels to host and to follow.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut state = self.link().watch();
-        let mut events = self.link().subscribe();
-        let mut followed: HashMap<String, Follow> = HashMap::new();
-        let mut generation = 0u64;
-        let mut was_connected = false;
-        let mut was_invisible = false;
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            let mut refresh = false;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = state.changed() => {
-                    if changed.is_err() { break; }
-                    let st = state.borrow_and_update().clone();
-                    if st.connected && !was_connected {
-                        generation += 1;
-                    }
-                    if st.session.is_none() {
-                        self.stop_all(&mut followed);
-                        keys::forget_ticket(&self.inner.data_dir);
-                        *lock(&self.inner.ticket) = None;
-                    }
-                    let invisible = st
-                        .session
-                        .as_ref()
-                        .is_some_and(|s| s.status == segchat_proto::types::Presence::Invisible);
-                    if invisible && !was_invisible {
-                        // To others invisible is offline: no peer link
-                        // stays open, none is admitted (see p2p::serve).
-                        let links = self.inner.hosting.drop_all_links();
-                        self.log().record(
-                            "P2P_HIDDEN",
-                            self.server_addr(),
-                            format!("status=invisible links_closed={links}"),
-                        );
-                    }
-                    was_invisible = invisible;
-                    was_connected = st.connected;
-                    refresh = st.connected && st.session.is_some();
-                }
-                ev = events.recv() => match ev {
-                    Ok(NodeEvent::Tracker(ev)) => refresh = self.on_event(ev, &followed),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh = true,
-                    Err(_) => break,
-                },
-                _ = tick.tick() => refresh = was_connected,
-            }
-            if refresh {
-                self.refresh(generation, &mut followed, &shutdown).await;
-            }
-        }
-        self.stop_all(&mut followed);
-    }
-
-    /// Reacts to a server event; true if the channel set should be
-    /// refreshed.
-    fn on_event(&self, ev: Event, followed: &HashMap<String, Follow>) -> bool {
-        match ev {
-            Event::HostStatus { channel, host } => {
-                if let Some(f) = followed.get(&channel) {
-                    let _ = f.host.send(host);
-                }
-                false
-            }
-            Event::MessageNotice { channel, .. } => {
-                if self.inner.hosting.is_hosted(&channel) {
-                    self.inner.hosting.wake_pull(&channel);
-                } else {
-                    self.bell(&channel).notify_one();
-                }
-                false
-            }
-            Event::MemberJoined {
-                channel, username, ..
-            } => {
-                self.inner.hosting.member_changed(&channel, &username, true);
-                true
-            }
-            Event::MemberLeft { channel, username } => {
-                self.inner
-                    .hosting
-                    .member_changed(&channel, &username, false);
-                true
-            }
-            Event::ChannelCreated { .. } => true,
-            Event::SessionRevoked {
-                session_id,
-                expires_at_ms,
-            } => {
-                self.inner.revoked.revoke(session_id.clone(), expires_at_ms);
-                let links = self.inner.hosting.drop_session(&session_id);
-                let viewers = self.streams().map_or(0, |s| s.drop_session(&session_id));
-                self.log().record(
-                    "SESSION_REVOKED",
-                    self.server_addr(),
-                    format!("session={session_id} links_closed={links} viewers_dropped={viewers}"),
-                );
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// Lists channels; hosts the user's own, follows the others they can
-    /// read, stops following the ones they left.
-    async fn refresh(
-        &self,
-        generation: u64,
-        followed: &mut HashMap<String, Follow>,
-        shutdown: &CancellationToken,
-    ) {
-        let Some(me) = self.session() else { return };
-        if self.ticket().is_none() {
-            if let Err(f) = self.fetch_ticket().await {
-                tracing::debug!(reason = %f, "no ticket yet");
-            }
-        }
-        let channels: Vec<ChannelInfo> = match self.link().request(Request::ListChannels).await {
-            Ok(Reply::Channels { channels }) => channels,
-            Ok(other) => {
-                tracing::warn!(reply = ?other, "unexpected answer to list_channels");
-                return;
-            }
-            Err(f) => {
-                tracing::debug!(reason = %f, "could not list channels");
-                return;
-            }
-        };
-        if let Err(e) = self.store().cache_channels(channels.clone()).await {
-            tracing::warn!(error = %e, "could not cache the channel list");
-        }
-        let mut keep = Vec::new();
-        for ch in channels {
-            let mine = me.kind == AccountKind::User && ch.owner == me.username;
-            if mine {
-                self.host(&ch, generation, shutdown).await;
-                continue;
-            }
-            let follow = ch.my_role.is_some() || me.kind == AccountKind::Visitor;
-            if !follow {
-                continue;
-            }
-            keep.push(ch.name.clone());
-            match followed.get(&ch.name) {
-                Some(f) => {
-                    let _ = f.host.send(ch.host);
-                }
-                None => {
-                    let (tx, rx) = watch::channel(ch.host);
-                    let cancel = shutdown.child_token();
-                    tokio::spawn(member::follow(
-                        self.clone(),
-                        ch.name.clone(),
-                        rx,
-                        cancel.clone(),
-                    ));
-                    followed.insert(ch.name.clone(), Follow { host: tx, cancel });
-                }
-            }
-        }
-        followed.retain(|name, f| {
-            let stay = keep.contains(name);
-            if !stay {
-                f.cancel.cancel();
-                lock(&self.inner.links).remove(name);
-            }
-            stay
-        });
-    }
-
-    fn stop_all(&self, followed: &mut HashMap<String, Follow>) {
-        for (_, f) in followed.drain() {
-            f.cancel.cancel();
-        }
-        self.inner.hosting.stop_all();
-        lock(&self.inner.links).clear();
-    }
-}
-
-/// A followed channel's task: where its host is, and how to stop it.
-#[derive(Debug)]
-struct Follow {
-    host: watch::Sender<Option<NodeAddr>>,
-    cancel: CancellationToken,
 }
 
 /// A page of history.

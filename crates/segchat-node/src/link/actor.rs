@@ -10,13 +10,13 @@ use segchat_log::SystemLog;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{Presence, SessionInfo};
 use segchat_proto::{Failure, Frame, Status};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::conn::{connect, ConnectError, Connected, TrackerFrame};
 use super::{LinkConfig, LinkMsg, LinkState, UNREACHABLE};
-use crate::events::{NodeEvent, NodeNotice};
+use crate::events::{EventBus, NodeEvent, NodeNotice};
 use crate::store::{Store, StoredSession};
 
 /// What to do with an answer besides handing it to whoever asked.
@@ -101,7 +101,7 @@ pub(super) struct Actor {
     store: Store,
     log: SystemLog,
     state: watch::Sender<LinkState>,
-    events: broadcast::Sender<NodeEvent>,
+    events: EventBus,
     inbox: mpsc::Receiver<LinkMsg>,
     shutdown: CancellationToken,
     /// Set while a routine close has not been told to anyone: the server
@@ -118,7 +118,7 @@ impl Actor {
         store: Store,
         log: SystemLog,
         state: watch::Sender<LinkState>,
-        events: broadcast::Sender<NodeEvent>,
+        events: EventBus,
         inbox: mpsc::Receiver<LinkMsg>,
         shutdown: CancellationToken,
     ) -> Actor {
@@ -311,9 +311,8 @@ impl Actor {
 
     fn announce_disconnected(&mut self, remote: std::net::SocketAddr, reason: &str) {
         self.log.record("SERVER_DISCONNECTED", remote, reason);
-        let _ = self
-            .events
-            .send(NodeEvent::Node(NodeNotice::ServerDisconnected));
+        self.events
+            .publish(NodeEvent::Node(NodeNotice::ServerDisconnected));
     }
 
     /// The connection's main loop; returns why it ended.
@@ -389,9 +388,8 @@ impl Actor {
             live.conn.remote,
             format!("heartbeat_ms={}", live.conn.welcome.heartbeat_ms),
         );
-        let _ = self
-            .events
-            .send(NodeEvent::Node(NodeNotice::ServerConnected));
+        self.events
+            .publish(NodeEvent::Node(NodeNotice::ServerConnected));
     }
 
     /// Applies an answer's side effects and hands it to the asker.
@@ -551,7 +549,7 @@ impl Actor {
             other => tracing::debug!(event = ?other, "server event"),
         }
         // Nobody listening is fine.
-        let _ = self.events.send(NodeEvent::Tracker(ev));
+        self.events.publish(NodeEvent::Tracker(ev));
     }
 }
 

@@ -7,6 +7,10 @@
 //! — and writes it to `DATA_DIR/server.pin`. From then on the transport
 //! refuses any server that cannot prove that key, and the node says so
 //! plainly instead of retrying in silence.
+//!
+//! The server is dialled on UDP first; when that stays silent for part of
+//! the timeout (a network that blocks UDP), again with the server's relay
+//! (TCP, same port) as a second path, and iroh takes whichever answers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,10 @@ pub(super) type Codec = FrameCodec<Request, Reply, Event>;
 pub(super) type TrackerFrame = Frame<Request, Reply, Event>;
 /// The tracker link's stream: the QUIC stream's two halves as one.
 pub(super) type Duplex = tokio::io::Join<RecvStream, SendStream>;
+
+/// The share of the connect timeout given to the direct (UDP) path before
+/// the relay (TCP) is tried too.
+const DIRECT_SHARE: f32 = 0.4;
 
 /// The file in the data directory that holds the pinned server key.
 pub const PIN_FILE: &str = "server.pin";
@@ -208,21 +216,41 @@ async fn connect_inner(
 ) -> Result<(Connected, bool), ConnectError> {
     let remote = resolve(addr).await?;
     let (key, pinned_now) = pin.key_for(remote, timeout).await?;
-    let server = PeerAddress {
+    let refused = |e: String| async move {
+        match pin.explain(remote, timeout).await {
+            Some(changed) => changed.into(),
+            None => ConnectError::Protocol(format!("cannot connect: {e}")),
+        }
+    };
+    let direct = PeerAddress {
         id: key,
         direct: vec![remote],
         relay: None,
     };
-    let conn = match endpoint
-        .connect(server.to_endpoint_addr(), segchat_net::ALPN_TRACKER)
-        .await
+    let conn = match tokio::time::timeout(
+        timeout.mul_f32(DIRECT_SHARE),
+        endpoint.connect(direct.to_endpoint_addr(), segchat_net::ALPN_TRACKER),
+    )
+    .await
     {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(match pin.explain(remote, timeout).await {
-                Some(changed) => changed.into(),
-                None => ConnectError::Protocol(format!("cannot connect: {e}")),
-            })
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(refused(e.to_string()).await),
+        Err(_) => {
+            // Silence, not a refusal: UDP to the server may be blocked on
+            // this network. Its relay is on the same port over TCP, and
+            // lets a node that is not signed in yet open its tracker link.
+            tracing::info!(%remote, "no QUIC answer from the server; trying through its relay");
+            let relayed = PeerAddress {
+                relay: Some(segchat_net::relay::url_of(remote)),
+                ..direct
+            };
+            match endpoint
+                .connect(relayed.to_endpoint_addr(), segchat_net::ALPN_TRACKER)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return Err(refused(e.to_string()).await),
+            }
         }
     };
     let (send, recv) = conn
@@ -233,7 +261,10 @@ async fn connect_inner(
     let local = SocketAddr::new(local_ip_towards(remote)?, local_port);
     let mut framed = Framed::new(tokio::io::join(recv, send), Codec::default());
     framed
-        .send(Frame::Hello(Hello::new(LinkKind::Tracker, crate::AGENT)))
+        .send(Frame::Hello(Hello::new(
+            LinkKind::Tracker,
+            crate::config::AGENT,
+        )))
         .await
         .map_err(|e| ConnectError::Protocol(e.to_string()))?;
     match framed.next().await {

@@ -4,15 +4,23 @@
 //! The actor connects, says `hello`, resumes the stored session (forgetting
 //! it if the server answers `UNAUTHORIZED`), re-announces the node with
 //! `submit_info`, heartbeats every `welcome.heartbeat_ms`, multiplexes
-//! requests by id, and publishes server events. When the connection drops
-//! it fails every pending request with `UNAVAILABLE`, tells subscribers,
-//! and reconnects with exponential backoff and jitter until shutdown.
+//! requests by id, and publishes server events on the node's
+//! [`EventBus`] (a client of the bus, not its owner). When the connection
+//! drops it fails every pending request with `UNAVAILABLE`, says so on the
+//! bus, and reconnects with exponential backoff and jitter until shutdown.
 //!
 //! The node keeps the session token: replies handed to callers never carry
 //! it.
+//!
+//! Layout: this file the handle and the link's state; `actor.rs` the
+//! actor; `calls.rs` the typed calls the node's parts make (one method per
+//! operation); `conn.rs` dialling the server by its pinned key.
 
 mod actor;
+mod calls;
 mod conn;
+
+pub use calls::{HistoryPage, StreamRequest};
 
 pub(crate) use conn::resolve;
 pub use conn::{KeyError, ServerPin, PIN_FILE};
@@ -24,10 +32,10 @@ use segchat_log::SystemLog;
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::{PeerInfo, SessionInfo};
 use segchat_proto::Failure;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::NodeEvent;
+use crate::events::EventBus;
 use crate::store::Store;
 
 /// Requests queued for the actor before callers wait for room.
@@ -54,6 +62,23 @@ pub struct LinkState {
     /// Why this node refuses the server at its address (its key changed),
     /// until a connection succeeds again.
     pub refusal: Option<String>,
+}
+
+impl LinkState {
+    /// Whether this node's user is invisible: its P2P port then looks
+    /// offline (no connection is served).
+    pub fn is_invisible(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.status == segchat_proto::types::Presence::Invisible)
+    }
+
+    /// The largest message body the server accepts (the protocol's
+    /// default until a `welcome` said).
+    pub fn max_body_len(&self) -> usize {
+        self.max_body_len
+            .map_or(segchat_proto::message::MAX_BODY_LEN, |n| n as usize)
+    }
 }
 
 /// Where this node's P2P endpoint is, for `submit_info`.
@@ -107,17 +132,18 @@ pub(crate) enum LinkMsg {
 pub struct LinkHandle {
     tx: mpsc::Sender<LinkMsg>,
     state: watch::Receiver<LinkState>,
-    events: broadcast::Sender<NodeEvent>,
     request_timeout: Duration,
 }
 
 impl LinkHandle {
-    /// Starts the actor on the current runtime; it runs until `shutdown`.
-    /// The returned future is the actor: spawn it in the node's task tree.
+    /// Starts the actor on the current runtime; it runs until `shutdown`,
+    /// publishing on `bus`. The returned future is the actor: spawn it in
+    /// the node's task tree.
     pub fn new(
         config: LinkConfig,
         store: Store,
         log: SystemLog,
+        bus: EventBus,
         shutdown: CancellationToken,
     ) -> (
         LinkHandle,
@@ -125,14 +151,12 @@ impl LinkHandle {
     ) {
         let (tx, inbox) = mpsc::channel(INBOX);
         let (state_tx, state) = watch::channel(LinkState::default());
-        let (events, _) = broadcast::channel(crate::events::EVENT_BUFFER);
         let handle = LinkHandle {
             tx,
             state,
-            events: events.clone(),
             request_timeout: config.request_timeout,
         };
-        let actor = actor::Actor::new(config, store, log, state_tx, events, inbox, shutdown);
+        let actor = actor::Actor::new(config, store, log, state_tx, bus, inbox, shutdown);
         (handle, actor.run())
     }
 
@@ -170,17 +194,6 @@ impl LinkHandle {
     /// A receiver that sees every change of the link's state.
     pub fn watch(&self) -> watch::Receiver<LinkState> {
         self.state.clone()
-    }
-
-    /// Events from now on: the server's and the link's own.
-    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
-        self.events.subscribe()
-    }
-
-    /// Publishes an event of the node's own (chat, hosting) to the same
-    /// subscribers.
-    pub fn publish(&self, event: NodeEvent) {
-        let _ = self.events.send(event);
     }
 }
 

@@ -1,6 +1,7 @@
-//! Messages in the local store: everything the user has seen, the outbox of
-//! what they wrote, the hosted copy of channels this node hosts, cursors and
-//! gaps, full-text search.
+//! Messages in the local store: everything the user has seen, with its
+//! provenance, and the hosted copy of channels this node hosts (numbered by
+//! the host sequence). The outbox is `outbox.rs`, search `search.rs`,
+//! cursors and gaps `cursors.rs`.
 //!
 //! A channel is a set keyed by message id: every insert is idempotent, and
 //! a second arrival of the same message only fills in what the first did
@@ -58,7 +59,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::Stored => "stored",
@@ -66,7 +67,7 @@ impl DeliveryState {
             DeliveryState::Refused => "refused",
         }
     }
-    fn parse(s: &str) -> Result<DeliveryState, StoreError> {
+    pub(super) fn parse(s: &str) -> Result<DeliveryState, StoreError> {
         match s {
             "pending" => Ok(DeliveryState::Pending),
             "stored" => Ok(DeliveryState::Stored),
@@ -117,10 +118,11 @@ pub struct MessageRow {
     pub local_id: i64,
 }
 
-const ROW_COLUMNS: &str = "local_id, id, channel, author, ts_ms, body, source, source_addr, \
+pub(super) const ROW_COLUMNS: &str =
+    "local_id, id, channel, author, ts_ms, body, source, source_addr, \
      host_seq, server_seq, state, reason";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok(RawRow {
         local_id: r.get(0)?,
         id: r.get(1)?,
@@ -137,7 +139,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     })
 }
 
-struct RawRow {
+pub(super) struct RawRow {
     local_id: i64,
     id: String,
     channel: String,
@@ -153,7 +155,7 @@ struct RawRow {
 }
 
 impl RawRow {
-    fn cook(self) -> Result<MessageRow, StoreError> {
+    pub(super) fn cook(self) -> Result<MessageRow, StoreError> {
         Ok(MessageRow {
             local_id: self.local_id,
             id: self.id,
@@ -175,7 +177,7 @@ impl RawRow {
     }
 }
 
-fn full_message(
+pub(super) fn full_message(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
     Ok((
@@ -189,7 +191,7 @@ fn full_message(
     ))
 }
 
-fn to_message(
+pub(super) fn to_message(
     (id, channel, author, ts, body, ticket, signature): (
         String,
         String,
@@ -213,12 +215,12 @@ fn to_message(
     })
 }
 
-const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
+pub(super) const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
 
 /// Inserts a copy of `m` unless the store has it; `hosted_seq` is this
 /// node's own number for it when it hosts the channel. Returns whether it
 /// was new.
-fn insert(
+pub(super) fn insert(
     c: &Connection,
     m: &Message,
     a: &Arrival,
@@ -246,7 +248,7 @@ fn insert(
             hosted_seq.or(a.host_seq).map(|v| v as i64),
             a.server_seq.map(|v| v as i64),
             state.map(DeliveryState::as_str),
-            crate::now_ms() as i64,
+            crate::clock::now_ms() as i64,
             hosted_seq.map(|v| v as i64)
         ])?;
     if n == 0 {
@@ -266,60 +268,6 @@ fn insert(
     Ok(n == 1)
 }
 
-/// Most rows one pass of the search indexer takes (a search indexes all).
-/// A pass holds the store, so passes are short and yield to the writers.
-const INDEX_BATCH: i64 = 500;
-/// How often the background indexer looks. Seldom: each pass is a
-/// transaction and an FTS5 segment, and while it runs a hosted channel's
-/// posts wait for the store.
-const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-/// The pause between two full passes, for the writers.
-const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// Adds the messages stored since the last pass to the full-text index, in
-/// one transaction; `limit` bounds the pass. Returns how many it indexed.
-fn index_pending(c: &mut Connection, limit: Option<i64>) -> Result<usize, StoreError> {
-    let tx = c.transaction()?;
-    let from: i64 = tx
-        .prepare_cached("SELECT indexed_through FROM search_progress WHERE id = 1")?
-        .query_row([], |r| r.get(0))?;
-    let through: Option<i64> = tx
-        .prepare_cached(
-            "SELECT MAX(local_id) FROM (SELECT local_id FROM messages
-             WHERE local_id > ?1 ORDER BY local_id LIMIT ?2)",
-        )?
-        .query_row(params![from, limit.unwrap_or(-1)], |r| r.get(0))?;
-    let Some(through) = through else {
-        return Ok(0);
-    };
-    let n = tx
-        .prepare_cached(
-            "INSERT INTO messages_fts (rowid, body, author, channel)
-             SELECT local_id, body, author, channel FROM messages
-             WHERE local_id > ?1 AND local_id <= ?2",
-        )?
-        .execute(params![from, through])?;
-    tx.prepare_cached("UPDATE search_progress SET indexed_through = ?1 WHERE id = 1")?
-        .execute(params![through])?;
-    tx.commit()?;
-    Ok(n)
-}
-
-/// Brings the full-text index up to date (before a search).
-fn index_for_search(c: &mut Connection) -> Result<(), StoreError> {
-    index_pending(c, None).map(drop)
-}
-
-/// Turns free text into an FTS5 query that matches every word, so user
-/// input can never be an FTS syntax error.
-fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
-}
-
 impl Store {
     /// Stores a copy of a message that arrived from a host or the server.
     /// A copy from the channel's host also moves the host cursor over
@@ -335,21 +283,6 @@ impl Store {
             };
             tx.commit()?;
             Ok(Inserted { new, host_cursor })
-        })
-        .await
-    }
-
-    /// Puts a message the user wrote in the outbox (state `pending`).
-    pub async fn insert_outgoing(&self, m: Message) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let a = Arrival {
-                source: Source::Local,
-                from: None,
-                host_seq: None,
-                server_seq: None,
-            };
-            insert(c, &m, &a, Some(DeliveryState::Pending), None)?;
-            Ok(())
         })
         .await
     }
@@ -446,95 +379,6 @@ impl Store {
         .await
     }
 
-    /// Moves a written message's state forward (never back, and never out
-    /// of `refused`).
-    pub async fn set_state(
-        &self,
-        id: String,
-        state: DeliveryState,
-        reason: Option<String>,
-    ) -> Result<bool, StoreError> {
-        self.with(move |c| {
-            let current: Option<Option<String>> = c
-                .query_row(
-                    "SELECT state FROM messages WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(Some(current)) = current else {
-                return Ok(false);
-            };
-            let current = DeliveryState::parse(&current)?;
-            if current == DeliveryState::Refused || current >= state {
-                return Ok(false);
-            }
-            c.execute(
-                "UPDATE messages SET state = ?2, reason = ?3 WHERE id = ?1",
-                params![id, state.as_str(), reason],
-            )?;
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Marks every message written here in `channel` with a hosted seq in
-    /// `after..=through` as backed up; returns their ids. The range keeps
-    /// this a walk of one backup batch, not of the channel's history.
-    pub async fn mark_backed_up(
-        &self,
-        channel: String,
-        after: u64,
-        through: u64,
-    ) -> Result<Vec<String>, StoreError> {
-        self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "UPDATE messages SET state = 'backed_up'
-                 WHERE channel = ?1 AND hosted_seq > ?2 AND hosted_seq <= ?3
-                   AND state IN ('pending', 'stored')
-                 RETURNING id",
-            )?;
-            let ids = stmt
-                .query_map(params![channel, after as i64, through as i64], |r| {
-                    r.get::<_, String>(0)
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(ids)
-        })
-        .await
-    }
-
-    /// How many messages written here in `channel` are in `state`.
-    pub async fn count_in_state(
-        &self,
-        channel: String,
-        state: DeliveryState,
-    ) -> Result<u64, StoreError> {
-        self.read(move |c| {
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM messages WHERE channel = ?1 AND state = ?2",
-                params![channel, state.as_str()],
-                |r| r.get(0),
-            )?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
-    /// The outbox: messages written here and not yet acknowledged, oldest
-    /// first.
-    pub async fn outbox(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state = 'pending'
-                 ORDER BY local_id LIMIT ?1"
-            ))?;
-            let rows = stmt.query_map(params![limit], full_message)?;
-            rows.map(|r| to_message(r?)).collect()
-        })
-        .await
-    }
-
     /// One message as the API shows it.
     pub async fn message(&self, id: String) -> Result<Option<MessageRow>, StoreError> {
         self.read(move |c| {
@@ -586,59 +430,6 @@ impl Store {
         .await
     }
 
-    /// Full-text search over every stored message, best matches first.
-    pub async fn search(
-        &self,
-        text: String,
-        channel: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<MessageRow>, StoreError> {
-        let Some(query) = fts_query(&text) else {
-            return Ok(Vec::new());
-        };
-        self.with(move |c| {
-            index_for_search(c)?;
-            let cols = ROW_COLUMNS
-                .split(", ")
-                .map(|col| format!("m.{}", col.trim()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {cols} FROM messages_fts f JOIN messages m ON m.local_id = f.rowid
-                 WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.channel = ?2)
-                 ORDER BY f.rank LIMIT ?3"
-            ))?;
-            let rows = stmt.query_map(params![query, channel, limit], row)?;
-            rows.map(|r| r?.cook()).collect()
-        })
-        .await
-    }
-
-    /// Indexes for search a batch of the messages stored since the last
-    /// pass. Returns how many it indexed.
-    pub async fn index_some(&self) -> Result<usize, StoreError> {
-        self.with(|c| index_pending(c, Some(INDEX_BATCH))).await
-    }
-
-    /// Keeps the search index close behind the message table, so a search
-    /// rarely has much to index first. Runs until `shutdown`.
-    pub async fn index_in_background(self, shutdown: tokio_util::sync::CancellationToken) {
-        loop {
-            match self.index_some().await {
-                Ok(n) if n as i64 == INDEX_BATCH => {
-                    tokio::time::sleep(INDEX_PAUSE).await;
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not index messages for search"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(INDEX_EVERY) => {}
-            }
-        }
-    }
-
     /// Unread counts per channel: messages by others stored after the
     /// channel's read cursor.
     pub async fn unread(&self, me: String) -> Result<Vec<(String, u64)>, StoreError> {
@@ -686,19 +477,6 @@ impl Store {
 pub(super) mod tests {
     use super::*;
 
-    #[test]
-    fn fts_queries_quote_every_word() {
-        assert_eq!(
-            fts_query("hello  wor\"ld"),
-            Some("\"hello\" \"wor\"\"ld\"".into())
-        );
-        assert_eq!(fts_query("   "), None);
-        assert_eq!(
-            fts_query("NEAR(a b) OR c*"),
-            Some("\"NEAR(a\" \"b)\" \"OR\" \"c*\"".into())
-        );
-    }
-
     pub(in crate::store) fn message(n: u128, body: &str) -> Message {
         let server = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         let node = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
@@ -723,32 +501,13 @@ pub(super) mod tests {
         .expect("sign")
     }
 
-    fn hosted() -> Arrival {
+    pub(in crate::store) fn hosted() -> Arrival {
         Arrival {
             source: Source::Host,
             from: Some("member 127.0.0.1:1".into()),
             host_seq: None,
             server_seq: None,
         }
-    }
-
-    #[tokio::test]
-    async fn search_sees_every_stored_message_and_indexes_each_once() {
-        let s = Store::open_in_memory().expect("store");
-        let first = message(1, "apples and pears");
-        let second = message(2, "more apples");
-        s.host_append_blocking("c", &[(&first, &hosted())])
-            .expect("append");
-        // Indexed by the background pass...
-        assert_eq!(s.index_some().await.expect("index"), 1);
-        assert_eq!(s.index_some().await.expect("index"), 0);
-        // ...or, for what arrived since, by the search itself.
-        s.insert_message(second, hosted()).await.expect("insert");
-        let found = s.search("apples".into(), None, 10).await.expect("search");
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(s.index_some().await.expect("index"), 0);
-        let found = s.search("pears".into(), None, 10).await.expect("search");
-        assert_eq!(found.len(), 1);
     }
 
     #[tokio::test]

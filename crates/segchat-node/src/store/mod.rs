@@ -1,22 +1,37 @@
 //! The node's local store: SQLite in `DATA_DIR/node.db`, WAL mode, with
 //! migrations from `migrations/` applied at start-up.
 //!
-//! Today it keeps the signed-in session (so the node resumes it after a
-//! restart or reconnect) and the last channel list seen from the server.
 //! Every method runs on tokio's blocking pool; the connection's mutex is
 //! never held across an `.await`.
+//!
+//! # Layout
+//!
+//! - this file: [`Store`], opening, migrations, the WAL checkpointer, and
+//!   [`StoreError`].
+//! - `session.rs`: the signed-in session, resumed after a restart.
+//! - `channels.rs`: the last channel list seen from the server.
+//! - `messages.rs`: messages with their provenance; the hosted copy of
+//!   the channels this node hosts, numbered by the host sequence.
+//! - `outbox.rs`: what the user wrote and how far each message got.
+//! - `cursors.rs`: the cursors and a member's gaps.
+//! - `search.rs`: the FTS5 index, filled in batches behind the messages.
 
+mod channels;
 mod cursors;
 mod messages;
+mod outbox;
+mod search;
+mod session;
 
+pub use channels::CachedChannels;
 pub use cursors::Cursor;
 pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Source};
+pub use session::StoredSession;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
-use segchat_proto::types::{AccountKind, ChannelInfo, Presence, SessionInfo};
+use rusqlite::{params, Connection};
 
 /// The migrations, in order. A file, once released, is never edited.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -60,37 +75,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// The session this node signs in with after a (re)connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSession {
-    pub token: String,
-    pub username: String,
-    pub display_name: String,
-    pub kind: AccountKind,
-    pub session_id: String,
-    pub status: Presence,
-}
-
-impl From<&SessionInfo> for StoredSession {
-    fn from(s: &SessionInfo) -> Self {
-        StoredSession {
-            token: s.token.clone(),
-            username: s.username.clone(),
-            display_name: s.display_name.clone(),
-            kind: s.kind,
-            session_id: s.session_id.clone(),
-            status: s.status,
-        }
-    }
-}
-
-/// The last channel list the server gave us.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedChannels {
-    pub channels: Vec<ChannelInfo>,
-    pub fetched_at_ms: u64,
 }
 
 /// A cloneable handle to the local store.
@@ -229,171 +213,6 @@ impl Store {
     ) -> Result<T, StoreError> {
         with_conn(&self.conn, f)
     }
-
-    // ----- session -------------------------------------------------------
-
-    /// Saves the session to resume (replacing any other). Signing in as
-    /// somebody else also drops their cached channel list.
-    pub async fn save_session(&self, s: StoredSession) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let previous: Option<String> = tx
-                .query_row("SELECT username FROM session WHERE id = 1", [], |r| r.get(0))
-                .optional()?;
-            if previous.as_deref() != Some(s.username.as_str()) {
-                tx.execute("DELETE FROM channel_cache", [])?;
-            }
-            tx.execute(
-                "INSERT INTO session (id, token, username, display_name, kind, session_id, status, saved_at_ms)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET token = ?1, username = ?2, display_name = ?3,
-                    kind = ?4, session_id = ?5, status = ?6, saved_at_ms = ?7",
-                params![
-                    s.token,
-                    s.username,
-                    s.display_name,
-                    kind_str(s.kind),
-                    s.session_id,
-                    s.status.as_str(),
-                    crate::now_ms() as i64
-                ],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// The session to resume, if any.
-    pub async fn session(&self) -> Result<Option<StoredSession>, StoreError> {
-        self.with(|c| {
-            let row = c
-                .query_row(
-                    "SELECT token, username, display_name, kind, session_id, status FROM session WHERE id = 1",
-                    [],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((token, username, display_name, kind, session_id, status)) = row else {
-                return Ok(None);
-            };
-            Ok(Some(StoredSession {
-                token,
-                username,
-                display_name,
-                kind: parse_kind(&kind)?,
-                session_id,
-                status: status.parse().map_err(StoreError::Corrupt)?,
-            }))
-        })
-        .await
-    }
-
-    /// Records the user's own status.
-    pub async fn set_session_status(&self, status: Presence) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "UPDATE session SET status = ?1 WHERE id = 1",
-                params![status.as_str()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Forgets the session and everything cached for it.
-    pub async fn forget_session(&self) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute("DELETE FROM session", [])?;
-            tx.execute("DELETE FROM channel_cache", [])?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    // ----- channel cache -------------------------------------------------
-
-    /// Replaces the cached channel list with `channels`, in their order.
-    pub async fn cache_channels(&self, channels: Vec<ChannelInfo>) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let now = crate::now_ms() as i64;
-            let tx = c.transaction()?;
-            tx.execute("DELETE FROM channel_cache", [])?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO channel_cache (name, info, position, fetched_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (i, ch) in channels.iter().enumerate() {
-                    let json = serde_json::to_string(ch)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    insert.execute(params![ch.name, json, i as i64, now])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Adds or replaces one channel in the cache (after create or join), at
-    /// the end if it is new.
-    pub async fn cache_channel(&self, channel: ChannelInfo) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let json =
-                serde_json::to_string(&channel).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            c.execute(
-                "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
-                 VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM channel_cache), ?3)
-                 ON CONFLICT (name) DO UPDATE SET info = ?2, fetched_at_ms = ?3",
-                params![channel.name, json, crate::now_ms() as i64],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Drops one channel from the cache (after leaving it).
-    pub async fn uncache_channel(&self, name: String) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute("DELETE FROM channel_cache WHERE name = ?1", params![name])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// The cached channel list, or `None` if nothing was ever cached.
-    pub async fn cached_channels(&self) -> Result<Option<CachedChannels>, StoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT info, fetched_at_ms FROM channel_cache ORDER BY position")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let mut channels = Vec::new();
-            let mut fetched_at_ms = None;
-            for row in rows {
-                let (json, at) = row?;
-                channels.push(
-                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                );
-                fetched_at_ms = Some(at as u64);
-            }
-            Ok(fetched_at_ms.map(|fetched_at_ms| CachedChannels {
-                channels,
-                fetched_at_ms,
-            }))
-        })
-        .await
-    }
 }
 
 /// Makes the database at `path` (created empty if missing) and any `-wal`
@@ -463,102 +282,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
-            params![version, crate::now_ms() as i64],
+            params![version, crate::clock::now_ms() as i64],
         )?;
         tx.commit()?;
         tracing::debug!(version, "applied local store migration");
     }
     Ok(())
-}
-
-fn kind_str(kind: AccountKind) -> &'static str {
-    match kind {
-        AccountKind::User => "user",
-        AccountKind::Visitor => "visitor",
-    }
-}
-
-fn parse_kind(s: &str) -> Result<AccountKind, StoreError> {
-    match s {
-        "user" => Ok(AccountKind::User),
-        "visitor" => Ok(AccountKind::Visitor),
-        other => Err(StoreError::Corrupt(format!(
-            "unknown account kind {other:?}"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use segchat_proto::types::Visibility;
-
-    fn session(name: &str) -> StoredSession {
-        StoredSession {
-            token: "t0k".into(),
-            username: name.into(),
-            display_name: name.into(),
-            kind: AccountKind::User,
-            session_id: "s1".into(),
-            status: Presence::Online,
-        }
-    }
-
-    fn channel(name: &str) -> ChannelInfo {
-        ChannelInfo {
-            name: name.into(),
-            owner: "alice".into(),
-            visibility: Visibility::Public,
-            allow_visitors: true,
-            created_at_ms: 1,
-            member_count: 1,
-            my_role: None,
-            host: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn session_round_trips_and_survives_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("node.db");
-        let store = Store::open(&path).expect("open");
-        assert_eq!(store.session().await.expect("read"), None);
-        store.save_session(session("alice")).await.expect("save");
-        store
-            .set_session_status(Presence::Invisible)
-            .await
-            .expect("status");
-        drop(store);
-        let store = Store::open(&path).expect("reopen runs no migration twice");
-        let got = store.session().await.expect("read").expect("saved");
-        assert_eq!(got.username, "alice");
-        assert_eq!(got.status, Presence::Invisible);
-        store.forget_session().await.expect("forget");
-        assert_eq!(store.session().await.expect("read"), None);
-    }
-
-    #[tokio::test]
-    async fn channel_cache_keeps_order_and_is_per_user() {
-        let store = Store::open_in_memory().expect("open");
-        assert_eq!(store.cached_channels().await.expect("read"), None);
-        store.save_session(session("alice")).await.expect("save");
-        store
-            .cache_channels(vec![channel("zeta"), channel("alpha")])
-            .await
-            .expect("cache");
-        let cached = store.cached_channels().await.expect("read").expect("some");
-        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["zeta", "alpha"]);
-        store.cache_channel(channel("beta")).await.expect("add");
-        store.cache_channel(channel("zeta")).await.expect("replace");
-        store.uncache_channel("alpha".into()).await.expect("drop");
-        let cached = store.cached_channels().await.expect("read").expect("some");
-        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["zeta", "beta"]);
-        // The same user again keeps the cache; somebody else drops it.
-        store.save_session(session("alice")).await.expect("save");
-        assert!(store.cached_channels().await.expect("read").is_some());
-        store.save_session(session("bob")).await.expect("save");
-        assert_eq!(store.cached_channels().await.expect("read"), None);
-    }
 }

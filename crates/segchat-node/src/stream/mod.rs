@@ -5,8 +5,10 @@
 //!
 //! # Layout
 //!
-//! - this file: [`Streams`], the cloneable handle the API and the peer
-//!   link use, and the datagram dispatcher (chunks for streams this node
+//! - this file: [`Streams`], the cloneable handle the API uses, livestreams
+//!   as a protocol of the peer layer ([`crate::p2p`]: `watch`, `unwatch`,
+//!   `stream_report`, and the datagrams of every peer connection), and the
+//!   datagram dispatcher (chunks for streams this node
 //!   watches, probes for streams it sends) that every peer connection's
 //!   datagrams are fed to.
 //! - `streamer.rs`: this node's own streams: start and stop through the
@@ -28,42 +30,38 @@ mod streamer;
 mod viewer;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use segchat_log::SystemLog;
 use segchat_proto::stream::{self as wire, DatagramError, DatagramKind, MAX_DATAGRAM};
-use segchat_proto::ticket::NONCE_LEN;
 use segchat_proto::tracker::Event;
+use segchat_proto::{peer, Failure};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::NodeEvent;
+use crate::admission::Revoked;
+use crate::events::{EventBus, NodeEvent};
 use crate::link::LinkHandle;
+use crate::p2p::{Answer, PeerLink, PeerProtocol, ProtocolLink};
 use crate::transport::{Target, Transport};
 
+pub use crate::config::LossHook;
 pub use reassembly::ShownFrame;
 pub use streamer::{OwnView, SourceKind, StartStream, ViewerView};
 pub use viewer::{WatchState, WatchView};
-
-/// A test hook: drop a seeded, deterministic share of the stream chunks
-/// this node receives, as a lossy network would.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LossHook {
-    /// Share of chunk datagrams dropped, in percent (0–100).
-    pub percent: u8,
-    pub seed: u64,
-}
 
 #[derive(Debug)]
 struct Inner {
     transport: Transport,
     link: LinkHandle,
+    bus: EventBus,
     log: SystemLog,
     /// The node's key: a viewer proves it to the streamer on `watch`.
     key: SigningKey,
     /// Sessions whose tickets the server revoked (shared with the host).
-    revoked: crate::admission::Revoked,
+    revoked: Revoked,
     loss: Option<Mutex<(u8, u64)>>,
     own: Mutex<HashMap<u64, streamer::Own>>,
     watched: Mutex<HashMap<u64, viewer::Watched>>,
@@ -77,14 +75,16 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// A stream subsystem on the node's endpoint. Call [`Streams::run`]
-    /// in the node's task tree.
-    pub fn new(
+    /// A stream subsystem on the node's endpoint, following the server's
+    /// events on `bus`. Call [`Streams::run`] in the node's task tree.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         transport: Transport,
         link: LinkHandle,
+        bus: EventBus,
         log: SystemLog,
         key: SigningKey,
-        revoked: crate::admission::Revoked,
+        revoked: Revoked,
         loss: Option<LossHook>,
         shutdown: CancellationToken,
     ) -> Streams {
@@ -92,6 +92,7 @@ impl Streams {
             inner: Arc::new(Inner {
                 transport,
                 link,
+                bus,
                 log,
                 key,
                 revoked,
@@ -116,7 +117,7 @@ impl Streams {
     /// Feeds the datagrams that arrive on a peer connection to the
     /// dispatcher, until the connection ends. Spawned for every peer
     /// connection, accepted or dialled.
-    pub(crate) async fn read_datagrams(self, from: Target) {
+    pub(super) async fn read_datagrams(self, from: Target) {
         let shutdown = self.inner.shutdown.clone();
         loop {
             let bytes = tokio::select! {
@@ -134,7 +135,7 @@ impl Streams {
 
     /// Follows server events until shutdown.
     pub async fn run(self) {
-        let mut events = self.link().subscribe();
+        let mut events = self.inner.bus.subscribe();
         let mut state = self.link().watch();
         let shutdown = self.inner.shutdown.clone();
         loop {
@@ -193,34 +194,54 @@ impl Streams {
     }
 }
 
-/// The peer link a stream request (`watch`, `unwatch`, `stream_report`)
-/// came on, as the streamer needs it.
+impl PeerProtocol for Streams {
+    fn serves(&self, request: &peer::Request) -> bool {
+        matches!(
+            request,
+            peer::Request::Watch { .. }
+                | peer::Request::Unwatch { .. }
+                | peer::Request::StreamReport { .. }
+        )
+    }
+
+    fn open(&self, _link: &PeerLink) -> Box<dyn ProtocolLink> {
+        Box::new(StreamLink(self.clone()))
+    }
+
+    /// Every peer connection's datagrams go to the dispatcher.
+    fn connected(&self, remote: &Target) {
+        tokio::spawn(self.clone().read_datagrams(remote.clone()));
+    }
+}
+
+/// Livestreams' side of one peer link: the link's viewers live in
+/// [`Streams`], keyed by the link's id.
 #[derive(Debug)]
-pub(crate) struct PeerLink<'a> {
-    /// The link's id on this node.
-    pub(crate) id: u64,
-    /// Where it comes from, for the log.
-    pub(crate) addr: SocketAddr,
-    /// The connection: frames go back on it as datagrams.
-    pub(crate) remote: Target,
-    /// The key its transport authenticated (hex).
-    pub(crate) remote_key: &'a str,
-    /// The nonce its `welcome` carried.
-    pub(crate) nonce: &'a [u8; NONCE_LEN],
-    /// Its frames (stream events).
-    pub(crate) events: crate::chat::Outbound,
+struct StreamLink(Streams);
+
+impl ProtocolLink for StreamLink {
+    fn request<'a>(
+        &'a mut self,
+        link: &'a PeerLink,
+        _id: u32,
+        request: peer::Request,
+    ) -> BoxFuture<'a, Result<Answer, Failure>> {
+        async move {
+            match self.0.on_peer_request(link, request).await? {
+                reply @ peer::Reply::Watching { .. } => Ok(Answer::Admitted(reply)),
+                reply => Ok(Answer::Reply(reply)),
+            }
+        }
+        .boxed()
+    }
+
+    fn closed(&mut self, link: &PeerLink) {
+        self.0.on_peer_closed(link.id);
+    }
 }
 
 fn is_forgery(e: &DatagramError) -> bool {
     matches!(e, DatagramError::BadTag)
-}
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Locks a std mutex, carrying on past a poisoned one (plain data inside).

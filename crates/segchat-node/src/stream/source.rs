@@ -164,7 +164,7 @@ pub(crate) fn spawn_test_pattern(
                     n = ((now - start).as_secs_f64() / period.as_secs_f64()) as u64;
                     continue;
                 }
-                let capture_us = super::now_us();
+                let capture_us = crate::clock::now_us();
                 let rgb = render(w, h, n, capture_us);
                 match encode_jpeg(&rgb, w, h, TEST_PATTERN_QUALITY) {
                     Ok(jpeg) => {

@@ -12,7 +12,6 @@ use segchat_proto::stream::{
     MAX_CHUNKS, MAX_FRAME_BYTES, MAX_PAYLOAD, SESSION_KEY_LEN,
 };
 use segchat_proto::ticket::{decode_key, ProofPurpose};
-use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Frame, Status};
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::source::{self, SourceFrame};
 use super::{is_forgery, lock, Streams};
 use crate::acl::ChannelAcl;
+use crate::link::StreamRequest;
+use crate::p2p::{Outbound, PeerLink};
 use crate::transport::Target;
 
 /// How often a viewer's new address may be challenged.
@@ -78,7 +79,7 @@ struct Viewer {
     /// A challenge sent to an address probes came from: where, what, when.
     /// The stream moves there only when a probe from it answers.
     challenge: Option<(Target, [u8; CHALLENGE_LEN], std::time::Instant)>,
-    events: crate::chat::Outbound,
+    events: Outbound,
     joined_ms: u64,
     report: Option<StreamReport>,
 }
@@ -167,27 +168,23 @@ impl Streams {
                 "visitors may watch streams but not start them; register an account to stream",
             ));
         }
-        let channel = match self.link().request(Request::ListChannels).await? {
-            Reply::Channels { channels } => channels
-                .into_iter()
-                .find(|c| c.name == req.channel)
-                .ok_or_else(|| Failure::not_found(format!("no channel named {:?}", req.channel)))?,
-            _ => return Err(Failure::server_error()),
-        };
-        let info = match self
+        let channel = self
             .link()
-            .request(Request::StartStream {
+            .list_channels()
+            .await?
+            .into_iter()
+            .find(|c| c.name == req.channel)
+            .ok_or_else(|| Failure::not_found(format!("no channel named {:?}", req.channel)))?;
+        let info = self
+            .link()
+            .start_stream(StreamRequest {
                 channel: req.channel.clone(),
                 width: req.width,
                 height: req.height,
                 fps: req.fps,
                 codec: Codec::Mjpeg,
             })
-            .await?
-        {
-            Reply::Stream(info) => info,
-            _ => return Err(Failure::server_error()),
-        };
+            .await?;
         let members = self.members(&req.channel).await.unwrap_or_default();
         let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
         let cancel = self.inner.shutdown.child_token();
@@ -200,12 +197,7 @@ impl Streams {
                 cancel.clone(),
             ) {
                 tracing::error!(error = %e, "could not start the test pattern");
-                let _ = self
-                    .link()
-                    .request(Request::StopStream {
-                        stream_id: info.stream_id,
-                    })
-                    .await;
+                let _ = self.link().stop_stream(info.stream_id).await;
                 return Err(Failure::server_error());
             }
         }
@@ -244,18 +236,8 @@ impl Streams {
     }
 
     async fn members(&self, channel: &str) -> Option<HashSet<String>> {
-        match self
-            .link()
-            .request(Request::Members {
-                channel: channel.to_owned(),
-            })
-            .await
-        {
-            Ok(Reply::Members { members, .. }) => {
-                Some(members.into_iter().map(|m| m.username).collect())
-            }
-            _ => None,
-        }
+        let members = self.link().members(channel).await.ok()?;
+        Some(members.into_iter().map(|m| m.username).collect())
     }
 
     /// Stops one of this node's streams and tells the server and viewers.
@@ -265,7 +247,7 @@ impl Streams {
                 "this node has no live stream {stream_id}"
             )));
         }
-        match self.link().request(Request::StopStream { stream_id }).await {
+        match self.link().stop_stream(stream_id).await {
             Ok(_) => Ok(()),
             // Already gone there (e.g. the link dropped meanwhile).
             Err(f) if f.status == Status::NotFound || f.status == Status::Unavailable => Ok(()),
@@ -357,7 +339,7 @@ impl Streams {
         }
         // A full queue means the sender is behind: drop, never queue latency.
         let _ = s.frames.try_send(SourceFrame {
-            capture_us: super::now_us(),
+            capture_us: crate::clock::now_us(),
             jpeg,
         });
         Ok(())
@@ -490,19 +472,19 @@ impl Streams {
     }
 
     /// Serves `watch`, `unwatch` and `stream_report` on the peer link.
-    pub(crate) async fn on_peer_request(
+    pub(super) async fn on_peer_request(
         &self,
-        link: super::PeerLink<'_>,
+        link: &PeerLink,
         req: peer::Request,
     ) -> Result<peer::Reply, Failure> {
-        let super::PeerLink {
-            id: conn,
-            addr,
-            remote,
-            remote_key,
-            nonce,
-            events,
-        } = link;
+        let (conn, addr, remote, remote_key, nonce) = (
+            link.id,
+            link.addr,
+            link.remote.clone(),
+            &link.remote_key[..],
+            &link.nonce,
+        );
+        let events = link.out.clone();
         match req {
             peer::Request::Watch {
                 ticket,
@@ -580,7 +562,7 @@ impl Streams {
                         probes: 0,
                         challenge: None,
                         events,
-                        joined_ms: crate::now_ms(),
+                        joined_ms: crate::clock::now_ms(),
                         report: None,
                     },
                 );
@@ -642,7 +624,7 @@ impl Streams {
     }
 
     /// A peer link closed: its viewers leave.
-    pub(crate) fn on_peer_closed(&self, conn: u64) {
+    pub(super) fn on_peer_closed(&self, conn: u64) {
         self.drop_viewers(|_, v| v.conn == conn, "disconnected");
     }
 

@@ -9,7 +9,6 @@ use segchat_net::{RecvStream, SendStream};
 use segchat_proto::peer;
 use segchat_proto::stream::{self as wire, Header, SessionKey, StreamInfo, StreamReport};
 use segchat_proto::ticket::{decode_nonce, prove, ProofPurpose};
-use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde::Serialize;
@@ -88,27 +87,17 @@ impl Streams {
                 return Ok(v);
             }
         }
-        let info = match self
+        let info = self
             .link()
-            .request(Request::ListStreams { channel: None })
+            .list_streams()
             .await?
-        {
-            Reply::Streams { streams } => streams
-                .into_iter()
-                .find(|s| s.stream_id == stream_id)
-                .ok_or_else(|| Failure::not_found(format!("no live stream {stream_id}")))?,
-            _ => return Err(Failure::server_error()),
-        };
-        let ticket = match self
+            .into_iter()
+            .find(|s| s.stream_id == stream_id)
+            .ok_or_else(|| Failure::not_found(format!("no live stream {stream_id}")))?;
+        let ticket = self
             .link()
-            .request(Request::GetTicket {
-                node_key: hex::encode(self.inner.key.verifying_key().as_bytes()),
-            })
-            .await?
-        {
-            Reply::Ticket(t) => t,
-            _ => return Err(Failure::server_error()),
-        };
+            .get_ticket(hex::encode(self.inner.key.verifying_key().as_bytes()))
+            .await?;
         let unreachable = |why: String| {
             self.log().record(
                 "STREAM_UNREACHABLE",
@@ -134,7 +123,7 @@ impl Streams {
         let conn = Target(dialed.conn);
         let mut reader = FramedRead::new(dialed.recv, Codec::default());
         let mut writer = FramedWrite::new(dialed.send, Codec::default());
-        let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::AGENT));
+        let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
         if writer.send(hello).await.is_err() {
             return Err(unreachable("the connection closed".into()));
         }
@@ -312,7 +301,7 @@ impl Streams {
             w.state = WatchState::Playing;
             w.message = None;
         }
-        Some(w.re.report(super::now_us()))
+        Some(w.re.report(crate::clock::now_us()))
     }
 
     /// A chunk for a stream this node watches.
@@ -367,7 +356,7 @@ impl Streams {
                     w.state = WatchState::Playing;
                     w.message = None;
                 }
-                if let Some(frame) = w.re.push(&h, payload, super::now_us()) {
+                if let Some(frame) = w.re.push(&h, payload, crate::clock::now_us()) {
                     w.latest.send_replace(Some(frame));
                 }
             }
@@ -392,7 +381,7 @@ impl Streams {
         w.state = WatchState::Ended;
         w.message = Some(reason.to_owned());
         w.cancel.cancel();
-        let report = w.re.report(super::now_us());
+        let report = w.re.report(crate::clock::now_us());
         let addr = w.info.p2p_addr;
         drop(watched);
         self.log().record(
@@ -427,7 +416,7 @@ impl Streams {
     pub fn watch_view(&self, stream_id: u64) -> Option<WatchView> {
         let mut watched = lock(&self.inner.watched);
         let w = watched.get_mut(&stream_id)?;
-        let report = w.re.report(super::now_us());
+        let report = w.re.report(crate::clock::now_us());
         let secs = w.first_datagram.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let bitrate_kbps = if secs > 0.0 {
             (w.re.bytes() as f64 * 8.0 / 1000.0 / secs) as u64

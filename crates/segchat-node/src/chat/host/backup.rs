@@ -52,19 +52,8 @@ impl Chat {
             let n = batch_len(batch.iter().map(|s| &s.message));
             let last = batch[n - 1].seq;
             let messages: Vec<Message> = batch.into_iter().take(n).map(|s| s.message).collect();
-            match self
-                .link()
-                .request(Request::Backup {
-                    channel: channel.to_owned(),
-                    messages,
-                })
-                .await
-            {
-                Ok(Reply::BackedUp {
-                    stored,
-                    server_last_seq,
-                    ..
-                }) => {
+            match self.link().backup(channel, messages).await {
+                Ok((stored, server_last_seq)) => {
                     self.log().record(
                         "SYNC",
                         self.link().state().advertised.map(|a| a.to_string()).unwrap_or_default(),
@@ -111,7 +100,6 @@ impl Chat {
                         Err(e) => tracing::warn!(error = %e, "could not mark backed-up messages"),
                     }
                 }
-                Ok(other) => return tracing::warn!(reply = ?other, "unexpected answer to backup"),
                 Err(f) => return tracing::info!(reason = %f, "backup paused"),
             }
         }

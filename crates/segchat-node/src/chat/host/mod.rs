@@ -8,88 +8,37 @@
 //! this node was away.
 //!
 //! Layout: `mod.rs` the hosting state (channels, subscribers, ticket
-//! numbers, fan-out) and starting to host; `sequencer.rs` storing and
-//! numbering; `backup.rs` backup and pull with the server; `link.rs` one
-//! member's peer link.
+//! numbers in use, fan-out) and starting to host; `tickets.rs` the numbers
+//! broadcasts give authors' tickets; `sequencer.rs` storing and
+//! numbering; `backup.rs` backup and pull with the server; `link.rs` chat
+//! as a protocol of the peer layer: one member's requests on its link.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use segchat_net::{RecvStream, SendStream};
 use segchat_proto::message::{batch_len, Message, Sequenced, MAX_BATCH};
 use segchat_proto::peer;
-use segchat_proto::ticket::{ProofPurpose, SignedTicket, NONCE_LEN};
-use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::ticket::{ProofPurpose, SignedTicket};
 use segchat_proto::types::{AccountKind, ChannelInfo};
-use segchat_proto::{Failure, Frame, FrameCodec, Status, Welcome, PROTOCOL_VERSION};
+use segchat_proto::{Failure, Frame, Status};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 mod backup;
 mod link;
 mod sequencer;
+mod tickets;
 
-pub(crate) use link::serve_peer;
+use tickets::{with_tickets, LinkRefs, TicketRefs, UsedTicket};
 
-use super::outbound::Outbound;
 use super::{lock, Chat, ChatEvent, Via};
 use crate::acl::ChannelAcl;
+use crate::p2p::{encode, Outbound, PeerFrame};
 use crate::store::{Arrival, Cursor, DeliveryState, Source};
-use bytes::BytesMut as ReadBuf;
-use segchat_proto::frame::{CodecError, DecodeError};
-use tokio_util::codec::Decoder;
-
-/// The peer link's codec and frames.
-pub(crate) type PeerCodec = FrameCodec<peer::Request, peer::Reply, peer::Event>;
-pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
-
-/// The peer link's reader: like [`PeerCodec`], but a whole `request`
-/// frame whose body cannot be read comes out as `Err((id, reason))`
-/// instead of ending the stream, so the host answers it with 400 and the
-/// link carries on.
-#[derive(Debug, Default)]
-pub(crate) struct PeerReadCodec(PeerCodec);
-
-impl PeerReadCodec {
-    pub(crate) fn new(max_len: usize) -> Self {
-        PeerReadCodec(PeerCodec::new(max_len))
-    }
-}
-
-/// What [`PeerReadCodec`] reads: a frame, or a request it could not.
-pub(crate) type PeerRead = Result<PeerFrame, (u32, String)>;
-
-impl Decoder for PeerReadCodec {
-    type Item = PeerRead;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut ReadBuf) -> Result<Option<PeerRead>, CodecError> {
-        match self.0.decode(src) {
-            Ok(frame) => Ok(frame.map(Ok)),
-            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
-                Ok(Some(Err((id, reason))))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn decode_eof(&mut self, src: &mut ReadBuf) -> Result<Option<PeerRead>, CodecError> {
-        match self.0.decode_eof(src) {
-            Ok(frame) => Ok(frame.map(Ok)),
-            Err(CodecError::Decode(DecodeError::BadRequest { id, reason })) => {
-                Ok(Some(Err((id, reason))))
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
 
 /// Posts a hosted channel queues for storing before posters wait (a
 /// member's read loop waits there, so a flood backs up into its socket).
@@ -101,18 +50,6 @@ const BACKUP_EVERY: Duration = Duration::from_secs(5);
 const PULL_EVERY: Duration = Duration::from_secs(30);
 /// How long the backup task waits after a nudge before it reads the backlog.
 const BACKUP_LINGER: Duration = Duration::from_millis(50);
-/// How often a member pings when it has nothing else to send (the
-/// welcome's `heartbeat_ms`). See ARCHITECTURE.md, "Peer link liveness".
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(2);
-/// A member link with no frame for this long is dropped (the welcome's
-/// `peer_ttl_ms`): five missed pings, so a loaded member is not cut.
-const LINK_IDLE: Duration = Duration::from_secs(10);
-/// A link must be admitted (`peer_connect` or `watch` answered) this soon
-/// after its welcome, whatever it sends meanwhile.
-const ADMIT_WITHIN: Duration = Duration::from_secs(5);
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-
 #[derive(Debug)]
 struct Sub {
     out: Outbound,
@@ -196,57 +133,12 @@ impl Answer {
     }
 }
 
-/// Per link: ticket number → the assignment it was last sent for.
-type LinkRefs = Arc<Mutex<HashMap<u16, u64>>>;
-
 /// The channels this node hosts.
 #[derive(Debug, Default)]
 pub(super) struct Hosting {
     channels: Mutex<HashMap<String, Hosted>>,
     tickets: Mutex<TicketRefs>,
 }
-
-/// The numbers broadcasts give authors' tickets, node-wide, so a ticket
-/// crosses each link once instead of with every message. A ticket keeps
-/// its number while the table has room; when all [`peer::TICKET_REFS`] are
-/// taken, numbers are reused round-robin under a new assignment, and a link
-/// is sent the new ticket before a broadcast needs it.
-#[derive(Debug, Default)]
-struct TicketRefs {
-    by_ticket: HashMap<SignedTicket, u16>,
-    /// By number: the ticket and its assignment (never 0, never reused).
-    slots: Vec<(SignedTicket, u64)>,
-    next_reuse: usize,
-    assignments: u64,
-}
-
-impl TicketRefs {
-    /// The number of `ticket` and its assignment, giving it one if needed.
-    fn number(&mut self, ticket: &SignedTicket) -> (u16, u64) {
-        if let Some(&n) = self.by_ticket.get(ticket) {
-            return (n, self.slots[n as usize].1);
-        }
-        self.assignments += 1;
-        let n = if self.slots.len() < usize::from(peer::TICKET_REFS) {
-            self.slots.push((ticket.clone(), self.assignments));
-            self.slots.len() - 1
-        } else {
-            let n = self.next_reuse;
-            self.next_reuse = (n + 1) % self.slots.len();
-            let (old, _) =
-                std::mem::replace(&mut self.slots[n], (ticket.clone(), self.assignments));
-            self.by_ticket.remove(&old);
-            n
-        };
-        // `slots` never grows past TICKET_REFS, a u16.
-        let n = n as u16;
-        self.by_ticket.insert(ticket.clone(), n);
-        (n, self.assignments)
-    }
-}
-
-/// A ticket some broadcasts of a batch name: (number, assignment, ticket).
-type UsedTicket = (u16, u64, SignedTicket);
 
 impl Hosting {
     pub(super) fn is_hosted(&self, channel: &str) -> bool {
@@ -387,43 +279,6 @@ impl Hosting {
     }
 }
 
-/// `frames`, preceded by the `ticket` events this link has not had yet.
-fn with_tickets(refs: &LinkRefs, tickets: &[UsedTicket], frames: &Bytes) -> Bytes {
-    let mut refs = lock(refs);
-    let missing: Vec<&UsedTicket> = tickets
-        .iter()
-        .filter(|(n, assigned, _)| refs.get(n) != Some(assigned))
-        .collect();
-    if missing.is_empty() {
-        return frames.clone();
-    }
-    let mut buf = BytesMut::new();
-    for (n, assigned, ticket) in missing {
-        let event: PeerFrame = Frame::Event(peer::Event::Ticket {
-            ticket_ref: *n,
-            ticket: ticket.clone(),
-        });
-        if let Err(e) = event.encode(&mut buf) {
-            tracing::error!(error = %e, "could not encode a ticket");
-            continue;
-        }
-        refs.insert(*n, *assigned);
-    }
-    buf.extend_from_slice(frames);
-    buf.freeze()
-}
-
-fn encode(frame: &PeerFrame) -> Option<Bytes> {
-    let mut buf = BytesMut::new();
-    match frame.encode(&mut buf) {
-        Ok(()) => Some(buf.freeze()),
-        Err(e) => {
-            tracing::error!(error = %e, "could not encode a peer frame");
-            None
-        }
-    }
-}
-
 impl Chat {
     /// Makes sure `ch` (owned by this user) is hosted: tasks running,
     /// announced to the server on this link generation, rules known.
@@ -481,13 +336,7 @@ impl Chat {
             self.load_acl(ch).await;
         }
         if announce {
-            match self
-                .link()
-                .request(Request::HostChannel {
-                    channel: ch.name.clone(),
-                })
-                .await
-            {
+            match self.link().host_channel(&ch.name).await {
                 Ok(_) => {
                     self.log().record(
                         "HOST_ONLINE",
@@ -513,98 +362,12 @@ impl Chat {
     }
 
     async fn load_acl(&self, ch: &ChannelInfo) {
-        let members = match self
-            .link()
-            .request(Request::Members {
-                channel: ch.name.clone(),
-            })
-            .await
-        {
-            Ok(Reply::Members { members, .. }) => members.into_iter().map(|m| m.username).collect(),
-            Ok(_) | Err(_) => return,
+        let members = match self.link().members(&ch.name).await {
+            Ok(members) => members.into_iter().map(|m| m.username).collect(),
+            Err(_) => return,
         };
         if let Some(h) = lock(&self.inner.hosting.channels).get_mut(&ch.name) {
             h.acl = Some(ChannelAcl::new(ch.visibility, ch.allow_visitors, members));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use segchat_proto::ticket::Ticket;
-
-    fn ticket(n: u32) -> SignedTicket {
-        SignedTicket {
-            ticket: Ticket {
-                username: format!("user{n}"),
-                kind: AccountKind::User,
-                session_id: n.to_string(),
-                node_key: String::new(),
-                issued_at_ms: 0,
-                expires_at_ms: 1,
-            },
-            signature: String::new(),
-        }
-    }
-
-    /// The ticket events in front of a fan-out buffer, as (number, user).
-    fn tickets_sent(bytes: &Bytes) -> Vec<(u16, String)> {
-        let mut buf = BytesMut::from(&bytes[..]);
-        let mut out = Vec::new();
-        while let Ok(Some(frame)) = PeerFrame::decode(&mut buf, 1 << 20) {
-            if let Frame::Event(peer::Event::Ticket { ticket_ref, ticket }) = frame {
-                out.push((ticket_ref, ticket.ticket.username));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_ticket_keeps_its_number_until_the_table_is_full() {
-        let mut refs = TicketRefs::default();
-        let (a, assigned_a) = refs.number(&ticket(1));
-        let (b, _) = refs.number(&ticket(2));
-        assert_eq!((a, b), (0, 1));
-        assert_eq!(refs.number(&ticket(1)), (a, assigned_a));
-        for n in 3..=u32::from(peer::TICKET_REFS) {
-            refs.number(&ticket(n));
-        }
-        // Full: the next new ticket reuses number 0 under a new assignment.
-        let (reused, assigned) = refs.number(&ticket(99_999));
-        assert_eq!(reused, 0);
-        assert_ne!(assigned, assigned_a);
-        // The ticket that had it gets a number again when it comes back.
-        let (again, _) = refs.number(&ticket(1));
-        assert_eq!(again, 1);
-    }
-
-    #[test]
-    fn each_link_is_sent_a_ticket_once_and_again_after_its_number_moved() {
-        let mut refs = TicketRefs::default();
-        let link = LinkRefs::default();
-        let frames = Bytes::from_static(b"");
-        let t1 = ticket(1);
-        let (n, a) = refs.number(&t1);
-        let used = [(n, a, t1.clone())];
-        assert_eq!(
-            tickets_sent(&with_tickets(&link, &used, &frames)),
-            vec![(0, "user1".into())]
-        );
-        assert!(tickets_sent(&with_tickets(&link, &used, &frames)).is_empty());
-        // Another link starts with nothing.
-        let other = LinkRefs::default();
-        assert_eq!(tickets_sent(&with_tickets(&other, &used, &frames)).len(), 1);
-        // Number 0 goes to another ticket: the first link hears of it.
-        for n in 2..=u32::from(peer::TICKET_REFS) + 1 {
-            refs.number(&ticket(n));
-        }
-        let t = ticket(u32::from(peer::TICKET_REFS) + 1);
-        let (n, a) = refs.number(&t);
-        assert_eq!(n, 0);
-        assert_eq!(
-            tickets_sent(&with_tickets(&link, &[(n, a, t)], &frames)),
-            vec![(0, format!("user{}", peer::TICKET_REFS + 1))]
-        );
     }
 }

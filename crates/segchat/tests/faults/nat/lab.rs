@@ -20,16 +20,23 @@ pub(super) enum Nat {
     Easy,
     PortRestricted,
     Symmetric,
+    UdpBlocked,
 }
 
 impl Nat {
-    pub(super) const ALL: [Nat; 3] = [Nat::Easy, Nat::PortRestricted, Nat::Symmetric];
+    pub(super) const ALL: [Nat; 4] = [
+        Nat::Easy,
+        Nat::PortRestricted,
+        Nat::Symmetric,
+        Nat::UdpBlocked,
+    ];
 
     pub(super) fn name(self) -> &'static str {
         match self {
             Nat::Easy => "easy",
             Nat::PortRestricted => "port_restricted",
             Nat::Symmetric => "symmetric",
+            Nat::UdpBlocked => "udp_blocked",
         }
     }
 
@@ -46,6 +53,10 @@ impl Nat {
             Nat::Symmetric => " fully-random",
             _ => "",
         };
+        let outbound_udp = match self {
+            Nat::UdpBlocked => format!("iifname \"{LAN_IF}\" meta l4proto udp drop;"),
+            _ => String::new(),
+        };
         format!(
             "table ip segchat_nat {{
                chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;
@@ -53,6 +64,7 @@ impl Nat {
                chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;
                  oifname \"{WAN_IF}\" masquerade{flags}; }}
                chain forward {{ type filter hook forward priority filter; policy drop;
+                 {outbound_udp}
                  ct state established,related accept;
                  iifname \"{LAN_IF}\" oifname \"{WAN_IF}\" accept;
                  {forward_dnat} }}

@@ -1,7 +1,7 @@
 //! NAT traversal: alice hosts `ops`, bob joins it, and one or both of them
 //! sit behind a NAT router made of a network namespace and nftables. For
-//! each of three kinds of NAT and each of three placements (host behind
-//! NAT, member behind NAT, both), nine cases in all, run one after the
+//! each of four kinds of NAT and each of three placements (host behind
+//! NAT, member behind NAT, both), twelve cases in all, run one after the
 //! other on fresh processes, the case checks that
 //!
 //! 1. **chat** works live over the P2P link: a message bob posts reaches
@@ -49,7 +49,9 @@
 //! with one side public, and with both behind `easy` NATs; with both
 //! behind `port_restricted` NATs before the restart (and after it too
 //! once the server tells a restarted node its real address). Both behind
-//! `symmetric` NATs may be relayed.
+//! `symmetric` NATs may be relayed. Wherever a side's UDP is blocked the
+//! path must be relayed (the relay is the only way), and that side's node
+//! reaches the server itself through the relay too.
 //!
 //! # The lab (one per case; dropping it deletes it, also on failure)
 //!
@@ -97,12 +99,16 @@
 //! - [`Nat::Symmetric`]: `masquerade fully-random`: every new flow, so
 //!   every destination, gets a random port (endpoint-dependent mapping):
 //!   the mapping the server observed is not the one a peer would see.
+//! - [`Nat::UdpBlocked`]: like `port_restricted` for TCP, and every UDP
+//!   datagram from the LAN is dropped (a corporate or hotel network that
+//!   lets only TCP out): the node reaches the server and its peers only
+//!   through the server's relay.
 //!
 //! # Running it
 //!
 //! As root with `ip` and `nft` (skips otherwise, like `partition`; a
 //! failure under `SEGCHAT_FAULTS_STRICT=1`):
-//! `cargo test -p segchat --test faults nat -- --nocapture` (about 75 s).
+//! `cargo test -p segchat --test faults nat -- --nocapture` (about 2 min).
 //! `SEGCHAT_FAULTS_NAT=symmetric/host,easy` runs only the cases whose
 //! `kind/behind` name contains one of the comma-separated parts;
 //! `SEGCHAT_FAULTS_KEEP=1` keeps each case's directory, and
@@ -169,6 +175,8 @@ impl Behind {
 enum Expect {
     /// Direct (asserted).
     Direct,
+    /// Relayed (asserted): there is no other way.
+    Relayed,
     /// Either is accepted (reported), for this reason.
     Either(&'static str),
 }
@@ -189,8 +197,10 @@ enum Expect {
 ///   only the relay is left, which is reported, not asserted.
 /// - Both behind `symmetric` NATs: relayed is fine (each side's mapping
 ///   towards the other is unknown until it sends, and then filtered).
+/// - UDP blocked on either side: relayed.
 fn expect(nat: Nat, behind: Behind, watch: usize, bob_mapped: bool) -> Expect {
     match (behind, nat) {
+        (_, Nat::UdpBlocked) => Expect::Relayed,
         (Behind::Host | Behind::Member, _) | (Behind::Both, Nat::Easy) => Expect::Direct,
         (Behind::Both, Nat::PortRestricted) if watch == 0 || bob_mapped => Expect::Direct,
         (Behind::Both, Nat::PortRestricted) => Expect::Either(
@@ -465,6 +475,7 @@ fn table(outcomes: &[Outcome]) -> String {
         let expected = match (o.expect(0), o.expect(1)) {
             (Expect::Direct, Expect::Direct) => "direct",
             (Expect::Direct, Expect::Either(_)) => "direct/either",
+            (Expect::Relayed, _) => "relayed",
             _ => "either",
         };
         let claimed = o
@@ -524,7 +535,9 @@ fn notes(outcomes: &[Outcome]) -> Vec<String> {
                 );
             }
         }
-        if !o.bob_mapped() && o.server_saw_bob.len() > 1 {
+        // Through the relay the server sees no address, and says so.
+        let relayed = o.nat == Nat::UdpBlocked && o.behind.member();
+        if !o.bob_mapped() && o.server_saw_bob.len() > 1 && !relayed {
             note(
                 format!(
                     "the server saw bob's restarted node at {} and told it so (observed_addr)",
@@ -595,6 +608,15 @@ async fn chat_sync_and_streams_work_through_every_nat() {
             continue;
         }
         for (i, w) in o.watches.iter().enumerate() {
+            if o.expect(i) == Expect::Relayed && w.traffic.path() != "relayed" {
+                problems.push(format!(
+                    "{}: watch {}: the frames came {}, where UDP is blocked and only the \
+                     relay can carry them (is the meter counting the right bytes?)",
+                    o.name(),
+                    i + 1,
+                    w.traffic.describe(),
+                ));
+            }
             if o.expect(i) == Expect::Direct && w.traffic.path() != "direct" {
                 problems.push(format!(
                     "{}: watch {}: the frames still came {} after {:.1} s, where a direct \

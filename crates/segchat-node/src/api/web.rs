@@ -5,7 +5,7 @@
 //!   prints) sets the token as an `HttpOnly`, `SameSite=Strict` cookie and
 //!   redirects to `/`, so the token leaves the address bar and history;
 //!   the page then calls the API with that cookie and `X-Segchat: 1`
-//!   (see [`crate::api::guard`]).
+//!   (see [`super::guard`]).
 //! - `GET /assets/NAME` serves one asset with its content type and an
 //!   `ETag`; browsers revalidate (`no-cache`) and get `304` while the
 //!   binary is the same.
@@ -16,15 +16,17 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::guard::{constant_time_eq, cookie_name};
-use crate::api::ApiState;
+use super::token::{constant_time_eq, cookie_name};
 
 /// One embedded file.
 #[derive(Debug)]
@@ -39,7 +41,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             content_type: $type,
-            bytes: include_bytes!(concat!("../web/", $name)),
+            bytes: include_bytes!(concat!("../../web/", $name)),
         }
     };
 }
@@ -76,10 +78,30 @@ pub fn ui_url(api: std::net::SocketAddr, token: &str) -> String {
     format!("http://{host}/?token={token}")
 }
 
-/// The web UI's routes (merged into the API router, behind its guard).
-pub(crate) fn routes() -> Router<ApiState> {
+/// What the sign-in link checks and sets: the API token, and where the
+/// API listens (the cookie's name carries the port).
+#[derive(Debug)]
+struct SignIn {
+    token: String,
+    api: SocketAddr,
+}
+
+/// The web UI's routes (merged into the API router, behind its guard),
+/// for the API at `api` with `token`.
+pub(crate) fn routes<S>(token: String, api: SocketAddr) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let signin = Arc::new(SignIn { token, api });
     Router::new()
-        .route("/", get(index))
+        .route(
+            "/",
+            get(
+                move |q: Query<HashMap<String, String>>, headers: HeaderMap| {
+                    index(signin.clone(), q, headers)
+                },
+            ),
+        )
         .route("/favicon.ico", get(favicon))
         .route("/assets/{file}", get(asset))
 }
@@ -131,7 +153,7 @@ fn serve(a: &'static Asset, req_headers: &HeaderMap, cache: &'static str) -> Res
 
 /// `GET /`, and `GET /?token=` to sign the browser in.
 async fn index(
-    State(st): State<ApiState>,
+    st: Arc<SignIn>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
@@ -139,11 +161,11 @@ async fn index(
         let mut out = HeaderMap::new();
         secure_headers(&mut out);
         out.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let location = if constant_time_eq(token.as_bytes(), st.token().as_bytes()) {
+        let location = if constant_time_eq(token.as_bytes(), st.token.as_bytes()) {
             let cookie = format!(
                 "{}={}; Path=/; HttpOnly; SameSite=Strict",
-                cookie_name(st.api_addr()),
-                st.token()
+                cookie_name(st.api),
+                st.token
             );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 out.insert(SET_COOKIE, v);

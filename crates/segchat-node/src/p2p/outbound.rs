@@ -1,6 +1,6 @@
-//! The host's side of one member's peer link: every frame the host sends
-//! that member (welcome, answers, broadcasts, tickets, stream events) goes
-//! through one [`Outbound`].
+//! The sending end of one peer link: every frame this node sends the peer
+//! (welcome, answers, broadcasts, tickets, stream events), whichever
+//! protocol it belongs to, goes through one [`Outbound`].
 //!
 //! A frame is queued and the link's writer task drains the queue,
 //! gathering whatever waits into one write: a member that keeps up gets
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::lock;
 
 /// Bytes queued for one member before it counts as too slow.
-pub(super) const MEMBER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MEMBER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Frames queued for one member before it counts as too slow.
 const MEMBER_QUEUE_FRAMES: usize = 8192;
 /// The write half a link's writer owns (a QUIC stream; anything in tests).

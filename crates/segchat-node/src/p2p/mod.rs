@@ -1,27 +1,53 @@
-//! The peer side of the node's endpoint: every incoming QUIC connection
-//! with the peer ALPN is one peer link, admitted here — transport
-//! identity (the connection's key, proven by its handshake), `hello`
-//! (version, link kind, within a timeout) — and handed to
-//! [`crate::chat`], whose link also carries stream requests for
-//! [`crate::stream`]. Datagrams on the same connection go to the streams'
-//! dispatcher. Garbage never takes the node down.
+//! The peer layer: below chat and livestreams, above the transport.
+//! Every incoming QUIC connection with the peer ALPN is one peer link,
+//! admitted here once — transport identity (the connection's key, proven
+//! by its handshake), the connection caps, `hello` (version, link kind,
+//! within a timeout), then the `welcome` with the nonce that every ticket
+//! presented on the link is proven over — and then each request is handed
+//! to the [`PeerProtocol`] that serves it: chat and livestreams today
+//! (both above this layer; it names neither). A new protocol (direct messages,
+//! files) is one more implementation registered in `node.rs`, not a branch
+//! in another protocol's read loop. Garbage never takes the node down.
+//!
+//! # Layout
+//!
+//! - this file: [`PeerService`], the handler on the node's iroh router:
+//!   caps, `hello`; the protocol traits and [`PeerLink`], what a protocol
+//!   sees of a link.
+//! - `link.rs`: one link after `hello`: welcome, liveness, routing.
+//! - `outbound.rs`: [`Outbound`], the link's one sending end, which every
+//!   protocol writes through.
+//! - `codec.rs`: the peer link's frames and codecs.
 //!
 //! Connections are capped twice: [`MAX_PEER_CONNS`] in all and
 //! [`MAX_PEER_CONNS_PER_SOURCE`] from any one source (an IP address where
 //! the path is direct, else the peer's key), so one source cannot take
 //! every slot from real members.
+//!
+//! Architecture invariant: an invisible user's node serves no peer: a new
+//! connection is closed before a byte, and chat closes the open ones.
+
+mod codec;
+mod link;
+mod outbound;
+
+pub(crate) use codec::{encode, PeerCodec, PeerFrame, PeerReadCodec};
+pub(crate) use outbound::Outbound;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use segchat_log::SystemLog;
 use segchat_net::{RecvStream, SendStream};
 use segchat_proto::frame::CodecError;
+use segchat_proto::peer;
+use segchat_proto::ticket::NONCE_LEN;
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -29,7 +55,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::chat::{Chat, PeerCodec, PeerFrame, PeerReadCodec};
+use crate::link::LinkHandle;
 use crate::transport::Target;
 
 /// How long a peer has to open its stream and send `hello`.
@@ -96,10 +122,73 @@ impl Drop for Slot {
     }
 }
 
+/// One protocol carried on the peer link (chat, livestreams; next direct
+/// messages and files): which requests are its, and its side of each link.
+pub(crate) trait PeerProtocol: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether `request` is this protocol's (each request is one
+    /// protocol's; `ping` is the link's own).
+    fn serves(&self, request: &peer::Request) -> bool;
+    /// This protocol's side of a link just admitted by the peer layer.
+    fn open(&self, link: &PeerLink) -> Box<dyn ProtocolLink>;
+    /// A connection was accepted (before its `hello`): for what a protocol
+    /// takes off the connection itself, such as datagrams.
+    fn connected(&self, _remote: &Target) {}
+}
+
+/// A protocol's side of one link: its per-link state and its requests.
+pub(crate) trait ProtocolLink: Send {
+    /// Serves request `id` (one [`PeerProtocol::serves`] claimed).
+    fn request<'a>(
+        &'a mut self,
+        link: &'a PeerLink,
+        id: u32,
+        request: peer::Request,
+    ) -> BoxFuture<'a, Result<Answer, Failure>>;
+    /// The link ended: forget it.
+    fn closed(&mut self, link: &PeerLink);
+}
+
+/// How a protocol answered a request.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// This reply, now.
+    Reply(peer::Reply),
+    /// This reply, now, and the peer is admitted: the link is held while
+    /// it pings instead of for its admission deadline.
+    Admitted(peer::Reply),
+    /// The protocol answers later itself, on the link's [`Outbound`].
+    Later,
+}
+
+/// What a protocol sees of a peer link.
+#[derive(Debug)]
+pub(crate) struct PeerLink {
+    /// The link's id on this node.
+    pub(crate) id: u64,
+    /// Where it comes from, for the log.
+    pub(crate) addr: SocketAddr,
+    /// The connection: its key (what the transport authenticated) must be
+    /// the key of every ticket presented on it; livestream datagrams go
+    /// back on it.
+    pub(crate) remote: Target,
+    /// `remote`'s key, hex.
+    pub(crate) remote_key: String,
+    /// The link's one sending end.
+    pub(crate) out: Outbound,
+    /// Cancelled when the link ends; cancel it to end the link.
+    pub(crate) cancel: CancellationToken,
+    /// The nonce this link's `welcome` carried: `peer_connect` and `watch`
+    /// sign it with the ticket's node key.
+    pub(crate) nonce: [u8; NONCE_LEN],
+}
+
 /// The peer protocol's handler on the node's router.
 #[derive(Debug, Clone)]
 pub struct PeerService {
-    chat: Chat,
+    protocols: Arc<[Arc<dyn PeerProtocol>]>,
+    /// The server link: whether this node is invisible, and what the
+    /// `welcome` tells (the server's key, the largest body).
+    server: LinkHandle,
     log: SystemLog,
     shutdown: CancellationToken,
     per_source: PerSource,
@@ -107,9 +196,17 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    pub fn new(chat: Chat, log: SystemLog, shutdown: CancellationToken) -> PeerService {
+    /// A router for `protocols`; each request goes to the first that
+    /// serves it.
+    pub(crate) fn new(
+        protocols: Vec<Arc<dyn PeerProtocol>>,
+        server: LinkHandle,
+        log: SystemLog,
+        shutdown: CancellationToken,
+    ) -> PeerService {
         PeerService {
-            chat,
+            protocols: protocols.into(),
+            server,
             log,
             shutdown,
             per_source: PerSource::default(),
@@ -120,7 +217,7 @@ impl PeerService {
 
 impl ProtocolHandler for PeerService {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        if self.chat.is_invisible() {
+        if self.server.state().is_invisible() {
             // Invisible looks offline: nothing is served, not even a
             // refusal.
             connection.close(0u32.into(), b"");
@@ -147,18 +244,10 @@ impl ProtocolHandler for PeerService {
                 _ => return,
             };
             let remote = Target(connection.clone());
-            if let Some(streams) = self.chat.streams() {
-                tokio::spawn(streams.clone().read_datagrams(remote.clone()));
+            for p in self.protocols.iter() {
+                p.connected(&remote);
             }
-            serve_peer(
-                streams,
-                addr,
-                remote,
-                self.chat.clone(),
-                self.log.clone(),
-                self.shutdown.clone(),
-            )
-            .await;
+            serve_peer(self, streams, addr, remote).await;
         }
         .instrument(span)
         .await;
@@ -167,13 +256,12 @@ impl ProtocolHandler for PeerService {
 }
 
 async fn serve_peer(
+    router: &PeerService,
     (w, r): (SendStream, RecvStream),
     addr: SocketAddr,
     remote: Target,
-    chat: Chat,
-    log: SystemLog,
-    shutdown: CancellationToken,
 ) {
+    let log = &router.log;
     log.record(
         "CONNECTION_ESTABLISHED",
         addr,
@@ -213,7 +301,7 @@ async fn serve_peer(
                 )
             } else {
                 tracing::debug!(agent = %hello.agent, "peer said hello");
-                let reason = crate::chat::serve_peer(chat, reader, w, addr, remote, shutdown).await;
+                let reason = link::serve(router, reader, w, addr, remote).await;
                 log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));
                 return;
             }

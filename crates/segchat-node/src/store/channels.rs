@@ -1,0 +1,132 @@
+//! The last channel list the server gave this node's user, so the API
+//! can list channels (and a post can be checked) while the server is down.
+
+use rusqlite::params;
+use segchat_proto::types::ChannelInfo;
+
+use super::{Store, StoreError};
+
+/// The last channel list the server gave us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedChannels {
+    pub channels: Vec<ChannelInfo>,
+    pub fetched_at_ms: u64,
+}
+
+impl Store {
+    /// Replaces the cached channel list with `channels`, in their order.
+    pub async fn cache_channels(&self, channels: Vec<ChannelInfo>) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let now = crate::clock::now_ms() as i64;
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM channel_cache", [])?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO channel_cache (name, info, position, fetched_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (i, ch) in channels.iter().enumerate() {
+                    let json = serde_json::to_string(ch)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    insert.execute(params![ch.name, json, i as i64, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds or replaces one channel in the cache (after create or join), at
+    /// the end if it is new.
+    pub async fn cache_channel(&self, channel: ChannelInfo) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let json =
+                serde_json::to_string(&channel).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            c.execute(
+                "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM channel_cache), ?3)
+                 ON CONFLICT (name) DO UPDATE SET info = ?2, fetched_at_ms = ?3",
+                params![channel.name, json, crate::clock::now_ms() as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops one channel from the cache (after leaving it).
+    pub async fn uncache_channel(&self, name: String) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute("DELETE FROM channel_cache WHERE name = ?1", params![name])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The cached channel list, or `None` if nothing was ever cached.
+    pub async fn cached_channels(&self) -> Result<Option<CachedChannels>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT info, fetched_at_ms FROM channel_cache ORDER BY position")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut channels = Vec::new();
+            let mut fetched_at_ms = None;
+            for row in rows {
+                let (json, at) = row?;
+                channels.push(
+                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+                fetched_at_ms = Some(at as u64);
+            }
+            Ok(fetched_at_ms.map(|fetched_at_ms| CachedChannels {
+                channels,
+                fetched_at_ms,
+            }))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::session::tests::session;
+    use segchat_proto::types::Visibility;
+
+    fn channel(name: &str) -> ChannelInfo {
+        ChannelInfo {
+            name: name.into(),
+            owner: "alice".into(),
+            visibility: Visibility::Public,
+            allow_visitors: true,
+            created_at_ms: 1,
+            member_count: 1,
+            my_role: None,
+            host: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn channel_cache_keeps_order_and_is_per_user() {
+        let store = Store::open_in_memory().expect("open");
+        assert_eq!(store.cached_channels().await.expect("read"), None);
+        store.save_session(session("alice")).await.expect("save");
+        store
+            .cache_channels(vec![channel("zeta"), channel("alpha")])
+            .await
+            .expect("cache");
+        let cached = store.cached_channels().await.expect("read").expect("some");
+        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        store.cache_channel(channel("beta")).await.expect("add");
+        store.cache_channel(channel("zeta")).await.expect("replace");
+        store.uncache_channel("alpha".into()).await.expect("drop");
+        let cached = store.cached_channels().await.expect("read").expect("some");
+        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "beta"]);
+        // The same user again keeps the cache; somebody else drops it.
+        store.save_session(session("alice")).await.expect("save");
+        assert!(store.cached_channels().await.expect("read").is_some());
+        store.save_session(session("bob")).await.expect("save");
+        assert_eq!(store.cached_channels().await.expect("read"), None);
+    }
+}
