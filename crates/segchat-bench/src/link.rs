@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_net::client::{Client, Duplex, Link};
-use segchat_net::{Connection, EndpointId, PeerAddress};
+use segchat_net::{Connection, EndpointId};
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Welcome};
@@ -207,11 +207,7 @@ pub(crate) struct TrackerLink {
 impl TrackerLink {
     /// Opens `machine`'s tracker link to `server` and says hello.
     pub(crate) async fn connect(machine: &Machine, server: &Server) -> anyhow::Result<TrackerLink> {
-        let to = PeerAddress {
-            id: server.id,
-            direct: vec![server.addr],
-            relay: None,
-        };
+        let to = machine.client.server_address(server.id, server.addr);
         let link = machine
             .client
             .open(to, segchat_net::ALPN_TRACKER, STEP_TIMEOUT)

@@ -142,20 +142,29 @@ impl Client {
         timeout: Duration,
     ) -> Result<Link, ClientError> {
         let key = crate::relay::fetch_server_key(server, timeout).await?;
-        let (direct, relay) = match self.relay_only {
-            true => (Vec::new(), self.relay.clone()),
-            false => (vec![server], None),
-        };
         self.open(
-            PeerAddress {
-                id: key,
-                direct,
-                relay,
-            },
+            self.server_address(key, server),
             crate::ALPN_TRACKER,
             timeout,
         )
         .await
+    }
+
+    /// How this client dials the server with key `id` at `server`: on
+    /// UDP, or through its relay when the client has no UDP socket.
+    pub fn server_address(&self, id: iroh::EndpointId, server: SocketAddr) -> PeerAddress {
+        match self.relay_only {
+            true => PeerAddress {
+                id,
+                direct: Vec::new(),
+                relay: self.relay.clone(),
+            },
+            false => PeerAddress {
+                id,
+                direct: vec![server],
+                relay: None,
+            },
+        }
     }
 
     /// Opens a link of protocol `alpn` to `to`.
