@@ -366,9 +366,9 @@ impl AccessControl for Admission {
 }
 
 impl Admission {
-    /// Looks at every open connection's node again: counts those signed in
-    /// since as signed in, and returns the nodes past [`PROBATION`] that
-    /// the server no longer knows (no session, no tracker link).
+    /// Looks at every open connection's node again: recounts which are
+    /// signed in, and returns the nodes past [`PROBATION`] that the server
+    /// no longer knows (no session, no tracker link).
     fn review(&self, now: Instant) -> Vec<EndpointId> {
         let nodes: Vec<(EndpointId, bool)> = {
             let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,15 +388,20 @@ impl Admission {
                 out.push(node);
             }
         }
+        // Recount who is signed in now, both ways: a node that signed out
+        // counts against `unsigned_max` again.
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mut now_signed = 0;
+        let mut unsigned = 0;
         for conn in open.conns.values_mut() {
-            if conn.unsigned && standing.get(&conn.node) == Some(&Standing::SignedIn) {
-                conn.unsigned = false;
-                now_signed += 1;
+            if conn.node == self.server {
+                continue;
             }
+            if let Some(s) = standing.get(&conn.node) {
+                conn.unsigned = *s != Standing::SignedIn;
+            }
+            unsigned += usize::from(conn.unsigned);
         }
-        open.unsigned -= now_signed;
+        open.unsigned = unsigned;
         out
     }
 }

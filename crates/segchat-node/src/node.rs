@@ -199,6 +199,9 @@ impl Node {
             source,
         })?;
 
+        // Subscribed before the link actor runs, so no revocation it
+        // publishes can come before the subscription.
+        let revocations = bus.subscribe();
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
         tasks.spawn(relay_while_signed_in(
@@ -216,7 +219,7 @@ impl Node {
             )
             .spawn();
         tasks.spawn(follow_revocations(
-            bus.subscribe(),
+            revocations,
             revoked,
             chat.clone(),
             streams.clone(),

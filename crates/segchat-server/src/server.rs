@@ -190,7 +190,11 @@ impl ProtocolHandler for Tracker {
             return Ok(());
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = self.conns.admit(direct.map(|a| a.ip())) else {
+        let slot = match direct {
+            Some(a) => self.conns.admit(a.ip()),
+            None => self.conns.admit_relayed(&node_id),
+        };
+        let Some(slot) = slot else {
             self.tasks
                 .track_future(conn::refuse(streams.0, addr, self.shared.clone()))
                 .await;

@@ -28,7 +28,8 @@ pub(super) type TrackerFrame = Frame<Request, Reply, Event>;
 pub(super) type Duplex = tokio::io::Join<RecvStream, SendStream>;
 
 /// The share of the connect timeout given to the direct (UDP) path before
-/// the relay (TCP) is tried too.
+/// the relay (TCP) is tried too, and then to the relay; the rest is for
+/// finding out why neither answered.
 const DIRECT_SHARE: f32 = 0.4;
 
 /// The file in the data directory that holds the pinned server key.
@@ -244,12 +245,23 @@ async fn connect_inner(
                 relay: Some(segchat_net::relay::url_of(remote)),
                 ..direct
             };
-            match endpoint
-                .connect(relayed.to_endpoint_addr(), segchat_net::ALPN_TRACKER)
-                .await
+            // Its own share of the budget, so that what is left can still
+            // tell a changed key (asked over TCP) from a silent server.
+            match tokio::time::timeout(
+                timeout.mul_f32(DIRECT_SHARE),
+                endpoint.connect(relayed.to_endpoint_addr(), segchat_net::ALPN_TRACKER),
+            )
+            .await
             {
-                Ok(c) => c,
-                Err(e) => return Err(refused(e.to_string()).await),
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(refused(e.to_string()).await),
+                Err(_) => {
+                    return Err(refused(format!(
+                        "no answer on UDP nor through the relay within {:?}",
+                        timeout.mul_f32(2.0 * DIRECT_SHARE)
+                    ))
+                    .await)
+                }
             }
         }
     };
