@@ -48,7 +48,7 @@ static MACHINES: AtomicU32 = AtomicU32::new(0);
 /// simulated member were a machine of its own (a node admits only 32 peer
 /// connections per source IP). Elsewhere: any address of the server's
 /// family.
-fn source_for(server: SocketAddr) -> SocketAddr {
+pub(crate) fn source_for(server: SocketAddr) -> SocketAddr {
     match server.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => {
             let n = MACHINES.fetch_add(1, Ordering::Relaxed);

@@ -45,8 +45,9 @@ enum Command {
     /// nodes; prints delivered fps, latency, loss, bitrate, streamer CPU.
     Stream(stream::StreamArgs),
     /// The machine's floor for `chat`: one process writes a frame to each
-    /// of N TCP connections R times a second, the bench reads them; no
-    /// segchat code. Prints latency and the CPU a write costs.
+    /// of N connections (TCP, or QUIC on the same iroh endpoints as
+    /// segchat's links) R times a second, the bench reads them; no segchat
+    /// code. Prints latency and the CPU a write costs.
     Floor(floor::FloorArgs),
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
@@ -85,7 +86,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Stream(args) => stream::run(args).await,
         Command::Floor(args) => floor::run(args).await,
-        // Plain threads and blocking sockets: nothing else runs meanwhile.
-        Command::FloorWriter(args) => floor::writer(args),
+        Command::FloorWriter(args) => floor::writer(args).await,
     }
 }
