@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 echo "== e2e: build segchat"
 (cd .. && cargo build --bin segchat --locked)
-export SEGCHAT_BIN="${SEGCHAT_BIN:-$(cd .. && pwd)/target/debug/segchat}"
+export SEGCHAT_BIN="${SEGCHAT_BIN:-${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}/debug/segchat}"
 
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 if [ ! -x "$chromium" ]; then

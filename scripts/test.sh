@@ -28,6 +28,7 @@ if [ "$(id -u)" = 0 ]; then
     command -v nft >/dev/null 2>&1 || missing="$missing nftables"
     command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
     command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
+    command -v curl >/dev/null 2>&1 || missing="$missing curl"
     if [ -n "$missing" ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && apt-get install -y -qq $missing
@@ -54,6 +55,8 @@ echo "== fuzz corpus replay"
 cargo test --locked --manifest-path fuzz/Cargo.toml -p segchat-fuzz-check
 # The web UI in a real headless Chromium against real processes
 # (installs Chromium and playwright-core when missing).
+echo "== the README's run command, from a fresh clone"
+./scripts/readme-check.sh
 if [ "${SEGCHAT_SKIP_E2E:-}" = 1 ]; then
     echo "== browser tests skipped (SEGCHAT_SKIP_E2E=1)"
 else

@@ -125,6 +125,22 @@ export async function startNode(name, serverAddr, dir = tempDir(name), { adverti
   return p;
 }
 
+// `segchat up`: a server and a node in one process, the server on `listen`.
+export async function startUp(name, listen) {
+  const dir = tempDir(name);
+  const { child, found, log } = await start(name, ['--data-dir', dir, 'up', '--listen', listen, '--api', '127.0.0.1:0'], {
+    server: /^server listening on (\S+)/, api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/, invite: /^invite: (.*)$/,
+  });
+  const p = new Proc(name, child, log);
+  p.dir = dir;
+  p.addr = found.server;
+  p.apiUrl = found.api;
+  p.webUrl = found.web;
+  p.invite = found.invite;
+  p.token = JSON.parse(readFileSync(path.join(dir, 'node', 'api.json'), 'utf8')).token;
+  return p;
+}
+
 // The node's API with its bearer token, for checks behind the UI's back.
 export async function nodeApi(node, method, apiPath, body) {
   const resp = await fetch(`${node.apiUrl}/api/v1${apiPath}`, {

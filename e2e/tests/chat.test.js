@@ -66,6 +66,11 @@ test('the token link signs the browser in and leaves a clean address', async () 
   await page.goto(nodeA.webUrl);
   await page.locator('#tab-login').waitFor();
   assert.equal(new URL(page.url()).search, '', 'the token is not left in the address bar');
+  // A first visit (nobody signed in from this browser yet) opens on
+  // "Create account", with both rules shown before the server would refuse.
+  assert.equal(await page.locator('#tab-register').getAttribute('aria-selected'), 'true');
+  assert.match(await page.locator('#password-rule').textContent(), /at least 8 characters/);
+  assert.match(await page.locator('#username-rule').textContent(), /3–32/);
   // Without the link's cookie, another profile is told to use the link.
   const stranger = await newUser(browser, 'stranger');
   await stranger.page.goto(nodeA.apiUrl);
@@ -75,6 +80,7 @@ test('the token link signs the browser in and leaves a clean address', async () 
 
 test('sign-in errors are clear, and two people register', async () => {
   const { page } = alice;
+  await page.locator('#tab-login').click();
   await page.locator('#username').fill('alice');
   await page.locator('#password').fill('wrong password');
   await page.locator('.auth-form button[type=submit]').click();
@@ -82,6 +88,12 @@ test('sign-in errors are clear, and two people register', async () => {
   await err.waitFor();
   assert.match(await err.textContent(), /\S/);
   await page.locator('#tab-register').click();
+  // Too short a password is refused before anything is sent.
+  await page.locator('#password').evaluate((el) => el.removeAttribute('minlength'));
+  await page.locator('#username').fill('alice');
+  await page.locator('#password').fill('short');
+  await page.locator('.auth-form button[type=submit]').click();
+  await eventually('the password rule', async () => /at least 8 characters/.test(await err.textContent()));
   // The node's reason is shown (the form's own checks are bypassed here).
   await page.locator('#username').evaluate((el) => el.removeAttribute('minlength'));
   await page.locator('#username').fill('x!');
@@ -99,7 +111,9 @@ test('alice creates a channel that welcomes visitors', async () => {
   const { page } = alice;
   await page.locator('#create-channel').click();
   await page.locator('#create-dialog').waitFor();
-  await page.locator('#new-name').fill('general');
+  // What is typed becomes a channel name, and the dialog says which.
+  await page.locator('#new-name').fill('General');
+  await eventually('the name preview', async () => (await page.locator('#new-name-hint').textContent()) === 'Will be created as #general');
   await screenshots(page, '03-create-channel');
   await page.locator('input[name=visibility][value=public]').check();
   await page.locator('#new-visitors').check();
@@ -255,8 +269,8 @@ test('the host goes away: banner, reading and posting through the backup, nothin
   nodeA = await startNode('alice-node', server.addr, nodeA.dir);
   await banner.waitFor({ state: 'detached', timeout: 30000 });
   await bob.page.locator('#link-state[data-via="host"]').waitFor({ timeout: 30000 });
-  // Alice opens her node's new link and has everything, including what
-  // was posted while she was away.
+  // Alice opens her node's link (the same one: a node keeps its address)
+  // and has everything, including what was posted while she was away.
   await alice.page.goto(nodeA.webUrl);
   await chanItem(alice.page, 'general').click();
   for (const t of [...before, 'Posted while alice was away.']) await msg(alice.page, t).waitFor();

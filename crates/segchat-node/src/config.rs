@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// Test hook: drop a seeded share of the stream chunks received.
     pub stream_loss: Option<LossHook>,
+    /// Where the server beside this node listens, when one process runs
+    /// both (`segchat up`): the web UI's invite panel tells from it what
+    /// friends can dial, or that only this machine can.
+    pub share_server: Option<SocketAddr>,
 }
 
 /// What the node says it is, in `hello` frames and the API.
@@ -66,6 +70,7 @@ impl NodeConfig {
             server_key: None,
             api_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             advertise_ip: None,
+            share_server: None,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),

@@ -111,13 +111,8 @@ impl Node {
             .map(segchat_net::parse_id)
             .transpose()
             .map_err(|e| NodeError::Config(format!("server key: {e}")))?;
-        let api_listener = TcpListener::bind(config.api_listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: "HTTP API",
-                addr: config.api_listen,
-                source,
-            })?;
+        let last_api = api::last_api(&data_dir);
+        let api_listener = bind_api(config.api_listen, last_api.as_ref().map(|l| l.0)).await?;
         let api_addr = local(&api_listener, "HTTP API", config.api_listen)?;
 
         let shutdown = shutdown.child_token();
@@ -171,7 +166,12 @@ impl Node {
             shutdown.clone(),
         );
 
-        let api_token = api::new_token();
+        // The same address keeps the same token: the browser's cookie (named
+        // by the port) and bookmarks stay valid across restarts.
+        let api_token = match last_api {
+            Some((addr, token)) if addr == api_addr => token,
+            _ => api::new_token(),
+        };
         let url = format!("http://{api_addr}");
         let upkeep = store.clone();
         let api_state = ApiState::new(
@@ -187,6 +187,8 @@ impl Node {
                 api: api_addr,
                 p2p: p2p_addr,
                 node_id: node_id.clone(),
+                server_listen: config.share_server,
+                endpoint: endpoint.clone(),
             },
             shutdown.clone(),
         );
@@ -254,6 +256,27 @@ impl Node {
             tasks,
         })
     }
+}
+
+/// Binds the HTTP API on `listen`. When that asks for any port, the port
+/// of the last run (`last`, on the same IP) is tried first, so open tabs
+/// find a restarted node where they left it; if it is taken, any port.
+async fn bind_api(listen: SocketAddr, last: Option<SocketAddr>) -> Result<TcpListener, NodeError> {
+    if let Some(last) = last.filter(|l| listen.port() == 0 && l.ip() == listen.ip()) {
+        match TcpListener::bind(last).await {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                tracing::info!(addr = %last, error = %e, "the API's last address is taken; binding another")
+            }
+        }
+    }
+    TcpListener::bind(listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "HTTP API",
+            addr: listen,
+            source,
+        })
 }
 
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, NodeError> {

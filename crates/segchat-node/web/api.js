@@ -25,7 +25,7 @@ export async function api(method, path, body) {
   try {
     resp = await fetch(`/api/v1${path}`, init);
   } catch {
-    throw new ApiError(0, 'NODE_UNREACHABLE', 'Cannot reach your node. Is `segchat` still running?');
+    throw new ApiError(0, 'NODE_UNREACHABLE', 'your node is not running. Start it again (`segchat up` or `segchat node`); this tab reconnects by itself and your text stays here.');
   }
   if (resp.status === 204) return null;
   let data = null;

@@ -5,11 +5,13 @@
 
 import { api, enc, connectEvents } from './api.js';
 import { h, clear, icon, announce } from './dom.js';
-import { displayName, relative, PRESENCE_LABEL, VISIBILITY_LABEL, VIA_LABEL } from './format.js';
+import { displayName, PRESENCE_LABEL, VISIBILITY_LABEL, VIA_LABEL } from './format.js';
 import { renderSignIn, renderNoToken } from './signin.js';
 import { renderSidebar, groupChannels, hostState, avatar } from './sidebar.js';
 import { renderTimeline, sortMessages } from './messages.js';
 import { StreamArea } from './streams.js';
+import { openInviteDialog } from './invite.js';
+import { SearchPanel } from './search.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -20,9 +22,13 @@ const s = {
   channels: [],
   cached: false,
   unread: {},
+  // Per channel with unread messages, the id of the first (GET /unread).
+  firstUnread: {},
   links: {},
   current: null,
   serverConnected: false,
+  // Whether this tab's own node answers (its event socket is open).
+  nodeUp: true,
   chans: new Map(),
   members: new Map(),
   openDetails: new Set(),
@@ -30,7 +36,6 @@ const s = {
   statusMenuOpen: false,
   sidebarOpen: false,
   panel: phone.matches ? null : 'members',
-  search: { q: '', results: null, loading: false, error: '' },
   sendError: '',
   signIn: null,
 };
@@ -38,6 +43,13 @@ const s = {
 let ui = null;
 let events = null;
 let streams = null;
+// The search panel's state and drawing (search.js).
+const search = new SearchPanel({
+  current: () => s.current,
+  jump: (m) => jumpTo(m),
+  close: () => togglePanel('search'),
+  changed: () => { if (s.panel === 'search') renderPanel(); },
+});
 
 // ---------------------------------------------------------------- boot
 
@@ -55,7 +67,7 @@ async function boot() {
     return;
   }
   s.serverConnected = s.node.server_connected;
-  events = connectEvents({ onEvent, onOpen: () => resync() });
+  events = connectEvents({ onEvent, onOpen: () => resync(), onClose: nodeGone });
   if (s.node.session) enterApp(s.node.session);
   else showSignIn();
 }
@@ -163,16 +175,17 @@ function enterApp(session) {
   const banners = h('div', { class: 'banners', id: 'banners' });
   const timeline = h('div', { class: 'timeline', id: 'timeline', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0' });
   const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => { timeline.scrollTop = timeline.scrollHeight; jump.hidden = true; } }, 'New messages ↓');
+  const newBar = h('div', { class: 'new-bar', id: 'new-bar', hidden: true, role: 'status' });
   const composer = h('div', { class: 'composer-wrap', id: 'composer' });
   const streamEl = h('section', { class: 'stream-area', id: 'stream-area', 'aria-label': 'Livestream', hidden: true });
   const main = h('main', { class: 'chat', id: 'chat', 'aria-label': 'Conversation' },
-    header, banners, streamEl, h('div', { class: 'timeline-wrap' }, timeline, jump), composer);
+    header, banners, streamEl, h('div', { class: 'timeline-wrap' }, newBar, timeline, jump), composer);
   const panel = h('aside', { class: 'panel', id: 'panel' });
   const backdrop = h('div', { class: 'backdrop', 'aria-hidden': 'true', onclick: closeOverlays });
   const dialog = h('dialog', { class: 'dialog', id: 'create-dialog', 'aria-labelledby': 'create-title' });
   const layout = h('div', { class: 'layout' }, sidebar, main, panel, backdrop, dialog);
   clear(root, layout);
-  ui = { layout, sidebar, headMain, searchInput, membersBtn, banners, timeline, jump, composer, panel, dialog };
+  ui = { layout, sidebar, headMain, searchInput, membersBtn, banners, timeline, jump, newBar, composer, panel, dialog };
   if (streams) { streams.stopOwn(); streams.unwatch(); }
   streams = new StreamArea(streamEl, () => {
     const c = channelInfo(s.current);
@@ -233,6 +246,7 @@ function renderSide() {
   renderSidebar(ui.sidebar, s, {
     open: (name) => openChannel(name),
     create: openCreateDialog,
+    invite: () => openInviteDialog(ui.dialog, s.node),
     closeSidebar: () => { s.sidebarOpen = false; renderLayout(); },
     toggleStatusMenu: () => {
       s.statusMenuOpen = !s.statusMenuOpen;
@@ -294,6 +308,13 @@ function renderHeader() {
 function renderBanners() {
   if (!ui) return;
   const out = [];
+  if (!s.nodeUp) {
+    out.push(h('div', { class: 'banner warn', role: 'alert', id: 'banner-node' }, icon('warn'),
+      h('span', {}, h('strong', {}, 'Your node is not running'), ' — nothing here is live. Start it again with ',
+        h('code', {}, 'segchat up'), ' (or ', h('code', {}, 'segchat node'), ') in a terminal; this tab reconnects by itself, and what you type stays here.')));
+    clear(ui.banners, out);
+    return;
+  }
   if (!s.serverConnected) {
     out.push(h('div', { class: 'banner warn', role: 'status', id: 'banner-server' }, icon('warn'),
       h('span', {}, h('strong', {}, 'Server unreachable'), ' — reconnecting. You can keep reading; what you write waits in your outbox.')));
@@ -348,6 +369,7 @@ function drawTimeline(opts = {}) {
     via: s.links[s.current] || (isMine(c) ? 'hosting' : null),
     me: s.me,
     loadedAll: st.initialized && st.loadedAll && canRead(c),
+    newFrom: st.newFrom ? st.newFrom.id : null,
     loading: st.loading,
     emptyText,
     openDetails: s.openDetails,
@@ -433,6 +455,7 @@ async function refreshUnread() {
   try {
     const r = await api('GET', '/unread');
     s.unread = r.unread;
+    s.firstUnread = r.first_unread || {};
     Object.assign(s.links, r.links);
     if (s.current && s.unread[s.current] && !document.hidden) markRead(s.current);
   } catch { /* server or session gone: other events say so */ }
@@ -458,6 +481,7 @@ async function refreshStreams() {
 
 async function openChannel(name, opts = {}) {
   if (!ui) return;
+  const switching = s.current !== name;
   if (s.current && ui.composer.querySelector('textarea')) s.drafts.set(s.current, ui.composer.querySelector('textarea').value);
   s.current = name;
   s.sidebarOpen = false;
@@ -465,6 +489,13 @@ async function openChannel(name, opts = {}) {
   s.statusMenuOpen = false;
   history.replaceState(null, '', `#${enc(name)}`);
   ui.jump.hidden = true;
+  // Where "New" starts is taken before the channel is marked read, and
+  // stays until another channel is opened.
+  if (switching) {
+    for (const st of s.chans.values()) st.newFrom = null;
+    chan(name).newFrom = s.unread[name] && s.firstUnread[name] ? { id: s.firstUnread[name], count: s.unread[name] } : null;
+  }
+  renderNewBar();
   renderSide();
   renderHeader();
   renderBanners();
@@ -484,6 +515,34 @@ async function openChannel(name, opts = {}) {
     }).catch((e) => announce(`Could not load #${name}: ${e.reason}`)));
   }
   await Promise.all(tasks);
+}
+
+// "N new messages · Jump to first unread": shown while the channel opened
+// with unread messages, until the first of them is on screen or dismissed.
+function renderNewBar() {
+  const st = s.current ? chan(s.current) : null;
+  const n = st && st.newFrom;
+  ui.newBar.hidden = !n;
+  if (!n) { clear(ui.newBar); return; }
+  clear(ui.newBar,
+    h('span', {}, `${n.count} new message${n.count === 1 ? '' : 's'}`),
+    h('button', { type: 'button', class: 'btn ghost small', id: 'jump-unread', onclick: jumpToUnread }, 'Jump to first unread'),
+    h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Dismiss', onclick: () => { ui.newBar.hidden = true; } }, icon('close')));
+}
+
+async function jumpToUnread() {
+  const name = s.current;
+  const st = chan(name);
+  if (!st.newFrom) return;
+  for (let i = 0; i < 50 && !st.byId.has(st.newFrom.id) && st.nextBefore && s.current === name; i++) await loadOlder();
+  drawTimeline();
+  const divider = document.getElementById('new-divider');
+  if (divider) {
+    divider.scrollIntoView({ block: 'start' });
+    ui.newBar.hidden = true;
+    const first = divider.nextElementSibling;
+    if (first) { first.setAttribute('tabindex', '-1'); first.focus({ preventScroll: true }); }
+  }
 }
 
 async function markRead(name) {
@@ -523,6 +582,8 @@ async function leaveChannel(name) {
 
 // ---------------------------------------------------------------- composer
 
+const utf8 = new TextEncoder();
+
 function renderComposer(force = true, focus = false) {
   if (!ui) return;
   const c = channelInfo(s.current);
@@ -554,21 +615,46 @@ function renderComposer(force = true, focus = false) {
   }
   const ta = h('textarea', {
     id: 'composer-input', rows: '1', placeholder: `Message #${s.current}`, 'aria-describedby': 'composer-hint send-error',
-    maxlength: String(16 * 1024), enterkeyhint: 'send',
+    enterkeyhint: 'send',
   });
   ta.value = s.drafts.get(s.current) || '';
+  // The limit is in UTF-8 bytes (what the server counts), not characters;
+  // nothing is cut: a longer text stays in the box, counted, and is refused
+  // before it is sent.
+  const limit = (s.node && s.node.max_body_len) || 4000;
+  const counter = h('span', { class: 'body-count', id: 'body-count', 'aria-live': 'polite' });
+  const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
+  const measure = () => {
+    const used = utf8.encode(ta.value).length;
+    const over = used > limit;
+    // Shown from 90 % of the limit on, so it is there before it matters.
+    counter.textContent = used >= limit * 0.9 ? `${used.toLocaleString('en')} / ${limit.toLocaleString('en')}` : '';
+    counter.classList.toggle('over', over);
+    ta.setAttribute('aria-invalid', over ? 'true' : 'false');
+    sendBtn.disabled = over;
+    return { used, over };
+  };
   const grow = () => { ta.style.height = 'auto'; ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`; };
-  ta.addEventListener('input', grow);
+  ta.addEventListener('input', () => {
+    grow();
+    const { over } = measure();
+    if (!over && s.sendError.startsWith('Too long')) { s.sendError = ''; errorLine.textContent = ''; }
+  });
   ta.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();
     }
   });
-  const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
   async function submit() {
     const text = ta.value;
     if (!text.trim()) return;
+    const { used, over } = measure();
+    if (over) {
+      s.sendError = `Too long to send: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}. Shorten it by ${(used - limit).toLocaleString('en')} bytes, or split it into several messages.`;
+      errorLine.textContent = s.sendError;
+      return;
+    }
     const name = s.current;
     ta.value = '';
     grow();
@@ -590,8 +676,11 @@ function renderComposer(force = true, focus = false) {
     h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
       h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message #${s.current}`),
       ta, sendBtn),
-    h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line'),
+    h('div', { class: 'composer-foot' },
+      h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line'),
+      counter),
     errorLine);
+  measure();
   requestAnimationFrame(grow);
   if (focus && !phone.matches) ta.focus();
 }
@@ -656,63 +745,16 @@ function memberItem(m) {
   h('span', { class: 'member-status', 'aria-hidden': 'true' }, label));
 }
 
-async function runSearch(q) {
+function runSearch(q) {
   q = q.trim();
   if (!q) return;
-  s.search = { q, results: null, loading: true, error: '' };
   s.panel = 'search';
   renderLayout();
-  renderPanel();
-  try {
-    const r = await api('GET', `/search?q=${enc(q)}&limit=50`);
-    s.search.results = r.results;
-  } catch (e) {
-    s.search.error = e.reason;
-  }
-  s.search.loading = false;
-  renderPanel();
-  announce(s.search.error || `${(s.search.results || []).length} results for ${q}`);
-}
-
-function highlight(text, q) {
-  const words = q.toLowerCase().split(/\s+/).filter(Boolean);
-  const lower = text.toLowerCase();
-  const out = [];
-  let i = 0;
-  while (i < text.length) {
-    let best = -1, len = 0;
-    for (const w of words) {
-      const j = lower.indexOf(w, i);
-      if (j >= 0 && (best < 0 || j < best)) { best = j; len = w.length; }
-    }
-    if (best < 0) { out.push(text.slice(i)); break; }
-    out.push(text.slice(i, best), h('mark', {}, text.slice(best, best + len)));
-    i = best + len;
-  }
-  return out;
+  search.run(q);
 }
 
 function renderSearchPanel() {
-  ui.panel.setAttribute('aria-label', 'Search results');
-  const { q, results, loading, error } = s.search;
-  const close = h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Close search', onclick: () => togglePanel('search') }, icon('close'));
-  let body;
-  if (loading) body = h('p', { class: 'empty-line', role: 'status' }, 'Searching…');
-  else if (error) body = h('p', { class: 'form-error', role: 'alert' }, error);
-  else if (!results.length) body = h('p', { class: 'empty-line' }, `Nothing found for “${q}”.`);
-  else {
-    body = h('ul', { class: 'results', role: 'list', id: 'search-results' }, results.map((m) => h('li', {},
-      h('button', { type: 'button', class: 'result', dataset: { id: m.id, channel: m.channel }, onclick: () => jumpTo(m) },
-        h('span', { class: 'result-head' },
-          h('span', { class: 'result-chan' }, `#${m.channel}`),
-          h('span', { class: 'author' }, displayName(m.author)),
-          h('time', { datetime: new Date(m.ts_ms).toISOString() }, relative(m.ts_ms))),
-        h('span', { class: 'result-body' }, highlight(m.body, q))))));
-  }
-  clear(ui.panel,
-    h('header', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, 'Search'), close),
-    h('p', { class: 'result-count' }, loading ? '' : `${(results || []).length} result${(results || []).length === 1 ? '' : 's'} for “${q}”`),
-    h('div', { class: 'panel-body' }, body));
+  search.render(ui.panel);
 }
 
 async function jumpTo(m) {
@@ -731,13 +773,32 @@ async function jumpTo(m) {
 
 // ---------------------------------------------------------------- create dialog
 
+// "General Chat!" → "general-chat": lower case, accents dropped, every run
+// of anything else one '-', none at the ends, at most 32 bytes.
+function channelSlug(text) {
+  return text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-').replace(/-{2,}/g, '-').replace(/^-+|-+$/g, '')
+    .slice(0, 32).replace(/-+$/, '');
+}
+
 function openCreateDialog() {
   const d = ui.dialog;
+  d.setAttribute('aria-labelledby', 'create-title');
   const err = h('p', { class: 'form-error', role: 'alert', id: 'create-error' });
   const visitors = h('input', { type: 'checkbox', id: 'new-visitors', name: 'allow_visitors', checked: true });
   const vis = (value, title, hint, checked) => h('label', { class: 'radio-card' },
     h('input', { type: 'radio', name: 'visibility', value, checked, onchange: sync }),
     h('span', { class: 'radio-text' }, h('strong', {}, title), h('small', {}, hint)));
+  // Channel names are lower-case letters, digits, '-' and '_': what is
+  // typed is turned into one ("General Chat" → general-chat) and shown.
+  const nameHint = h('p', { class: 'hint', id: 'new-name-hint' }, 'Lower-case letters, digits, “-” and “_”, up to 32.');
+  function preview() {
+    const typed = d.querySelector('#new-name').value;
+    const slug = channelSlug(typed);
+    nameHint.textContent = typed && slug !== typed
+      ? (slug ? `Will be created as #${slug}` : 'Use letters or digits.')
+      : 'Lower-case letters, digits, “-” and “_”, up to 32.';
+  }
   function sync() {
     const pub = d.querySelector('input[name=visibility]:checked').value === 'public';
     visitors.disabled = !pub;
@@ -750,7 +811,8 @@ function openCreateDialog() {
     h('div', { class: 'field' },
       h('label', { for: 'new-name' }, 'Channel name'),
       h('div', { class: 'input-prefix' }, icon('hash'),
-        h('input', { id: 'new-name', name: 'name', required: true, maxlength: '32', autocomplete: 'off', placeholder: 'new-channel', 'aria-describedby': 'create-error' }))),
+        h('input', { id: 'new-name', name: 'name', required: true, maxlength: '48', autocomplete: 'off', placeholder: 'new-channel', 'aria-describedby': 'new-name-hint create-error', oninput: preview }))),
+    nameHint,
     h('fieldset', { class: 'field' },
       h('legend', {}, 'Who can see it'),
       vis('public', 'Public', 'Listed to everyone; anyone with an account can join.', true),
@@ -765,7 +827,8 @@ function openCreateDialog() {
   async function submit(e) {
     e.preventDefault();
     const data = new FormData(form);
-    const name = String(data.get('name') || '').trim();
+    const name = channelSlug(String(data.get('name') || ''));
+    if (!name) { err.textContent = 'A channel name needs a letter or a digit.'; return; }
     const btn = form.querySelector('#create-submit');
     btn.disabled = true;
     try {
@@ -828,10 +891,29 @@ function sessionGone(reason) {
 
 // ---------------------------------------------------------------- events
 
+// The tab's own node stopped answering (its event socket closed): say so,
+// and show nothing it told us as live until it is back.
+function nodeGone() {
+  if (!s.nodeUp) return;
+  s.nodeUp = false;
+  if (ui) {
+    ui.layout.classList.add('node-down');
+    renderBanners();
+  }
+}
+
 async function resync() {
   try {
     s.node = await api('GET', '/node');
-  } catch { return; }
+  } catch (e) {
+    // A node that came back on another address or with a new token (its
+    // last port was taken, or `api-last.json` was deleted) no longer knows
+    // this tab: only its new link helps.
+    if (e.status === 401) { ui = null; renderNoToken(root, true); }
+    return;
+  }
+  s.nodeUp = true;
+  if (ui) ui.layout.classList.remove('node-down');
   s.serverConnected = s.node.server_connected;
   if (s.signIn) { s.signIn.setServer(s.serverConnected); return; }
   if (!ui) return;

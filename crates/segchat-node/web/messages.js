@@ -93,6 +93,10 @@ export function renderTimeline(el, v) {
       lastDay = day;
       prev = null;
     }
+    if (m.id === v.newFrom) {
+      out.push(h('div', { class: 'new-divider', id: 'new-divider', role: 'separator', 'aria-label': 'New messages start here' }, h('span', {}, 'New')));
+      prev = null;
+    }
     const start = !prev || prev.author !== m.author || m.ts_ms - prev.ts_ms > GROUP_MS;
     out.push(messageEl(m, me, start, openDetails.has(m.id), v.onToggleDetails));
     prev = m;

@@ -86,7 +86,8 @@ export function renderSidebar(el, s, on) {
         h('span', { class: `dot ${serverDot}`, 'aria-hidden': 'true' }),
         s.serverConnected ? 'server' : 'no server'),
       h('button', { type: 'button', class: 'icon-btn small only-phone', 'aria-label': 'Close channel list', onclick: on.closeSidebar }, icon('close'))),
-    h('nav', { class: 'chan-nav', 'aria-label': 'Channels' }, sections),
+    h('nav', { class: 'chan-nav', 'aria-label': 'Channels' }, sections,
+      visitor ? null : h('button', { type: 'button', class: 'btn ghost small invite-btn', id: 'invite-people', onclick: on.invite }, icon('users'), 'Invite people')),
     h('footer', { class: 'me-panel' },
       h('button', {
         type: 'button', class: 'me-btn', id: 'status-button', 'aria-haspopup': 'menu',

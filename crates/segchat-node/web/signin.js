@@ -4,14 +4,27 @@
 import { api } from './api.js';
 import { h, clear, announce } from './dom.js';
 
+// The server's rule (segchat-proto's MIN_PASSWORD_LEN), shown before it
+// would refuse.
+const MIN_PASSWORD = 8;
+
 const TABS = [
   { id: 'login', label: 'Sign in' },
   { id: 'register', label: 'Create account' },
   { id: 'visit', label: 'Visit' },
 ];
 
+// Set once someone signed in or registered in this browser; until then
+// the screen opens on "Create account" (a first visit has no account).
+const KNOWN = 'segchat.known-user';
+
+function knownUser() {
+  try { return localStorage.getItem(KNOWN); } catch { return null; }
+}
+
 export function renderSignIn(root, ctx) {
-  let tab = ctx.tab || 'login';
+  const known = knownUser();
+  let tab = ctx.tab || (known ? 'login' : 'register');
   let busy = false;
   const errorBox = h('p', { class: 'form-error', role: 'alert', id: 'signin-error' });
   const serverLine = h('p', { class: 'server-line' });
@@ -62,9 +75,10 @@ export function renderSignIn(root, ctx) {
     } else {
       const reg = tab === 'register';
       form = h('form', { class: 'auth-form', onsubmit: submit },
-        field('username', 'Username', { autocomplete: 'username', required: true, minlength: '3', maxlength: '32', autocapitalize: 'none', spellcheck: 'false' }),
-        field('password', 'Password', { type: 'password', autocomplete: reg ? 'new-password' : 'current-password', required: true }),
-        reg ? h('p', { class: 'hint' }, '3–32 letters, digits, “_”, “-” or “.”.') : null,
+        field('username', 'Username', { autocomplete: 'username', required: true, minlength: '3', maxlength: '32', autocapitalize: 'none', spellcheck: 'false', value: !reg && known ? known : '' }),
+        reg ? h('p', { class: 'hint', id: 'username-rule' }, 'Username: 3–32 letters, digits, “_”, “-” or “.”.') : null,
+        field('password', 'Password', { type: 'password', autocomplete: reg ? 'new-password' : 'current-password', required: true, ...(reg ? { minlength: String(MIN_PASSWORD), 'aria-describedby': 'password-rule signin-error' } : {}) }),
+        reg ? h('p', { class: 'hint', id: 'password-rule' }, `Password: at least ${MIN_PASSWORD} characters.`) : null,
         h('button', { class: 'btn primary wide', type: 'submit' }, reg ? 'Create account' : 'Sign in'));
     }
     clear(body, h('div', { id: 'auth-panel', role: 'tabpanel', 'aria-labelledby': `tab-${tab}` }, form, errorBox));
@@ -86,10 +100,16 @@ export function renderSignIn(root, ctx) {
     try {
       let session;
       if (tab === 'visit') session = await api('POST', '/session/visit', { display_name: data.display_name.trim() });
-      else session = await api('POST', `/session/${tab}`, { username: data.username.trim(), password: data.password });
+      else {
+        if (tab === 'register' && [...data.password].length < MIN_PASSWORD) {
+          throw new Error(`A password has at least ${MIN_PASSWORD} characters.`);
+        }
+        session = await api('POST', `/session/${tab}`, { username: data.username.trim(), password: data.password });
+        try { localStorage.setItem(KNOWN, session.username); } catch { /* private mode */ }
+      }
       ctx.onSignedIn(session);
     } catch (err) {
-      showError(err.reason);
+      showError(err.reason || err.message);
       button.disabled = false;
     } finally {
       busy = false;
@@ -118,5 +138,5 @@ export function renderNoToken(root, refused) {
         h('h1', { id: 'auth-title' }, refused ? 'That link has expired' : 'Open the link from your terminal')),
       h('p', {}, 'For your safety this page only works when opened with the link your node printed, for example:'),
       h('pre', { class: 'code' }, 'web UI: http://127.0.0.1:PORT/?token=…'),
-      h('p', { class: 'muted' }, 'A node makes a new link each time it starts. Run `segchat up` (or `segchat node`) and open the “web UI” line it prints.'))));
+      h('p', { class: 'muted' }, 'A node keeps its link across restarts, unless its last port was taken or its data directory is new. Run `segchat up` (or `segchat node`) and open the “web UI” line it prints.'))));
 }

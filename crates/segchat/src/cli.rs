@@ -30,6 +30,10 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// `segchat search`'s page size when `--limit` is not given (the API's
+/// default too).
+pub(crate) const SEARCH_LIMIT: u32 = 50;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the central server.
@@ -100,13 +104,33 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ID")]
         before: Option<String>,
     },
-    /// Search every message this node has seen.
+    /// Search every message this node has seen, newest first, a page at
+    /// a time (from the local store; works offline).
     Search {
-        /// Words that must all appear.
+        /// Words that must all appear, each also as the start of a longer
+        /// word (`lore` finds "lorem").
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
+        /// Only in this channel.
         #[arg(long)]
         channel: Option<String>,
+        /// Only by this user.
+        #[arg(long, value_name = "USER")]
+        author: Option<String>,
+        /// Only messages written before this time: RFC 3339
+        /// (2025-01-31T18:00:00Z), a date (its midnight, UTC) or
+        /// milliseconds since 1970.
+        #[arg(long, value_name = "TIME")]
+        before: Option<String>,
+        /// Only messages written at or after this time (as --before).
+        #[arg(long, value_name = "TIME")]
+        after: Option<String>,
+        /// How many to show (1 to 200).
+        #[arg(long, default_value_t = SEARCH_LIMIT)]
+        limit: u32,
+        /// Show the next page: the cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Unread messages per channel, and how each channel is reached.
     Unread,

@@ -79,6 +79,7 @@ pub(crate) async fn server(
         "links: QUIC on UDP {addr}, relay and key on TCP {addr}"
     ));
     say(&format!("server key: {key}"));
+    say(&invite_line(addr, &key));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     segchat_server::run(listener, config, shutdown).await?;
@@ -104,6 +105,24 @@ pub(crate) async fn node(
     cancel_on_signal(shutdown);
     handle.wait().await;
     Ok(())
+}
+
+/// What `up` says about inviting people, by where its server listens.
+fn invite_line(server: SocketAddr, key: &str) -> String {
+    if server.ip().is_loopback() {
+        return format!(
+            "invite: only this machine can reach this server; to let friends in, start with `segchat up --listen 0.0.0.0:{}`",
+            server.port()
+        );
+    }
+    let at = if server.ip().is_unspecified() {
+        format!("<this machine's address>:{}", server.port())
+    } else {
+        server.to_string()
+    };
+    format!(
+        "invite: friends run `segchat node --server {at} --server-key {key}` (the web UI's Invite panel lists this machine's addresses)"
+    )
 }
 
 /// `segchat up`: a server in `DIR/server` and a node in `DIR/node`.
@@ -142,12 +161,13 @@ pub(crate) async fn up(
 
     let node_dir = root.join("node");
     let node_args = NodeArgs {
-        server: Some(server_addr.to_string()),
+        server: Some(segchat_net::relay::reachable_from_here(server_addr).to_string()),
         server_key: Some(key.clone()),
         api: args.api,
         ..NodeArgs::default()
     };
-    let node_config: NodeConfig = config::node(Some(node_dir.clone()), &node_args, file)?;
+    let mut node_config: NodeConfig = config::node(Some(node_dir.clone()), &node_args, file)?;
+    node_config.share_server = Some(server_addr);
     let handle = match Node::start(node_config, shutdown.child_token()).await {
         Ok(h) => h,
         Err(e) => {
@@ -158,6 +178,7 @@ pub(crate) async fn up(
     };
     say(&format!("server listening on {server_addr}"));
     say(&format!("server key: {key}"));
+    say(&invite_line(server_addr, &key));
     say(&format!("node API listening on {}", handle.api_url()));
     say(&format!(
         "web UI: {}",

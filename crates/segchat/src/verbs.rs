@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{Command, Credentials};
+use crate::cli::{Command, Credentials, SEARCH_LIMIT};
 use crate::client::{ClientError, NodeClient};
 
 /// Exit code for a refused request or any other failure.
@@ -274,26 +274,63 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
                 }
             });
         }
-        Command::Search { query, channel } => {
-            let mut path = format!("/search?q={}", query_escape(&query.join(" ")));
-            if let Some(c) = channel {
-                path.push_str(&format!("&channel={}", query_escape(&c)));
+        Command::Search {
+            query,
+            channel,
+            author,
+            before,
+            after,
+            limit,
+            cursor,
+        } => {
+            let words = query.join(" ");
+            let filters = [
+                ("channel", channel),
+                ("author", author),
+                ("before", before),
+                ("after", after),
+            ];
+            let mut path = format!("/search?q={}&limit={limit}", query_escape(&words));
+            for (name, value) in &filters {
+                if let Some(v) = value {
+                    path.push_str(&format!("&{name}={}", query_escape(v)));
+                }
+            }
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={}", query_escape(c)));
             }
             let v = node.call(Method::GET, &path, None).await?;
             out.print(&v, || {
-                let lines: Vec<String> = v["results"]
+                let mut lines: Vec<String> = v["results"]
                     .as_array()
-                    .map(|ms| {
-                        ms.iter()
-                            .map(|m| format!("#{} {}", str_of(&m["channel"]), message_line(m)))
-                            .collect()
-                    })
+                    .map(|ms| ms.iter().map(search_line).collect())
                     .unwrap_or_default();
-                if lines.is_empty() {
-                    "no matches".to_owned()
-                } else {
-                    lines.join("\n")
-                }
+                let shown = lines.len();
+                let total = v["total"].as_u64().unwrap_or(shown as u64);
+                lines.push(match v["next_cursor"].as_str() {
+                    _ if total == 0 => "no matches".to_owned(),
+                    Some(next) => {
+                        // The same search again, one page on.
+                        let mut again = vec!["segchat".to_owned(), "search".to_owned()];
+                        again.extend(query.iter().map(|w| shell_word(w)));
+                        for (name, value) in &filters {
+                            if let Some(v) = value {
+                                again.push(format!("--{name}"));
+                                again.push(shell_word(v));
+                            }
+                        }
+                        if limit != SEARCH_LIMIT {
+                            again.push(format!("--limit {limit}"));
+                        }
+                        again.push(format!("--cursor {next}"));
+                        format!("showing {shown} of {total}; more: {}", again.join(" "))
+                    }
+                    None if shown as u64 == total => {
+                        format!("{total} match{}", if total == 1 { "" } else { "es" })
+                    }
+                    None => format!("showing the last {shown} of {total}"),
+                });
+                lines.join("\n")
             });
         }
         Command::Unread => {
@@ -377,6 +414,36 @@ fn message_line(m: &Value) -> String {
         str_of(&m["author"]),
         str_of(&m["body"])
     )
+}
+
+/// A search result as a line: date and time, channel, author, body.
+fn search_line(m: &Value) -> String {
+    let time = m["ts_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!(
+        "{time} #{} <{}> {}",
+        str_of(&m["channel"]),
+        str_of(&m["author"]),
+        str_of(&m["body"])
+    )
+}
+
+/// `s` as one word for a POSIX shell: as it is when that is safe, else
+/// in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "-_.,/:@%+=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Percent-encodes a query parameter value.
@@ -474,5 +541,15 @@ mod tests {
         );
         assert_eq!(t, "USER   ROLE\nalice  owner\nbo     member");
         assert_eq!(table(&["A"], vec![], "none"), "none");
+    }
+
+    #[test]
+    fn shell_words_come_back_as_typed() {
+        assert_eq!(shell_word("lorem"), "lorem");
+        assert_eq!(shell_word("2025-01-31T18:00:00Z"), "2025-01-31T18:00:00Z");
+        assert_eq!(shell_word("two words"), "'two words'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -1,13 +1,15 @@
 //! The local HTTP API (axum) and its WebSocket of events. Every route under
 //! `/api/` needs `Authorization: Bearer TOKEN` (the WebSocket also takes
 //! `?token=`); the token and URL are written to `DATA_DIR/api.json`, mode
-//! 0600, so local tools can find the node.
+//! 0600, so local tools can find the node, and to `DATA_DIR/api-last.json`,
+//! which outlives the process: the next start takes the same port (if
+//! free) and the same token, so open tabs and bookmarks keep working.
 //!
 //! Routes, all under `/api/v1`:
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/node` | link state, addresses, session summary |
+//! | GET | `/node` | link state, addresses, session summary, the body limit, what to give people to join (`invite`) |
 //! | GET, DELETE | `/session` | whoami; logout |
 //! | POST | `/session/register`, `/session/login`, `/session/visit` | sign in |
 //! | GET, PUT | `/status` | own status |
@@ -17,7 +19,7 @@
 //! | GET | `/peers?channel=NAME` | the live peer list (`get_list`) |
 //! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
 //! | POST | `/channels/{name}/read` | mark read |
-//! | GET | `/search?q=` | full-text search of local history |
+//! | GET | `/search?q=&channel=&author=&before=&after=&limit=&cursor=` | full-text search of local history: every word a prefix, newest first, paged, with the count of all matches |
 //! | GET | `/unread` | unread counts and how each channel is reached |
 //! | GET, POST | `/streams` | livestreams: list; start (see `streams.rs`) |
 //! | GET, DELETE | `/streams/{id}` | stream statistics; stop |
@@ -83,7 +85,13 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// the API is.
 pub const API_FILE: &str = "api.json";
 
-/// Contents of `DATA_DIR/api.json`.
+/// Name of the file, in the data directory, that remembers the API's last
+/// address and token (never removed), so a restarted node comes back where
+/// its open tabs and bookmarks expect it. Deleting it gives the next start
+/// a new token (and any free port).
+pub const API_LAST_FILE: &str = "api-last.json";
+
+/// Contents of `DATA_DIR/api.json` and `DATA_DIR/api-last.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiFile {
     pub url: String,
@@ -98,6 +106,11 @@ pub struct NodeAddrs {
     pub p2p: SocketAddr,
     /// The node key (hex).
     pub node_id: String,
+    /// Where the server beside this node listens (`segchat up`), if it is.
+    pub server_listen: Option<SocketAddr>,
+    /// The node's QUIC endpoint, for the addresses it found on this
+    /// machine's interfaces.
+    pub endpoint: segchat_net::Endpoint,
 }
 
 /// Everything the handlers share.
@@ -218,11 +231,27 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: Cancellatio
     server::run(listener, router(state), shutdown).await;
 }
 
-/// Writes `api.json` readable by its owner only, atomically.
+/// Writes `api.json` and `api-last.json` readable by their owner only,
+/// atomically. Returns the path of `api.json`.
 pub fn write_api_file(data_dir: &Path, file: &ApiFile) -> std::io::Result<PathBuf> {
+    write_private(data_dir, API_LAST_FILE, file)?;
+    write_private(data_dir, API_FILE, file)
+}
+
+/// The address and token of the API when this data directory's node last
+/// ran, if it remembers them (and they are well formed).
+pub fn last_api(data_dir: &Path) -> Option<(SocketAddr, String)> {
+    let bytes = std::fs::read(data_dir.join(API_LAST_FILE)).ok()?;
+    let file: ApiFile = serde_json::from_slice(&bytes).ok()?;
+    let addr = file.url.strip_prefix("http://")?.parse().ok()?;
+    let well_formed = file.token.len() == 64 && file.token.bytes().all(|b| b.is_ascii_hexdigit());
+    well_formed.then_some((addr, file.token))
+}
+
+fn write_private(data_dir: &Path, name: &str, file: &ApiFile) -> std::io::Result<PathBuf> {
     use std::io::Write;
-    let path = data_dir.join(API_FILE);
-    let tmp = data_dir.join(format!("{API_FILE}.tmp"));
+    let path = data_dir.join(name);
+    let tmp = data_dir.join(format!("{name}.tmp"));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -281,5 +310,39 @@ mod tests {
         assert!(path.exists(), "not ours: kept");
         remove_api_file(dir.path(), "t");
         assert!(!path.exists());
+        let last = std::fs::metadata(dir.path().join(API_LAST_FILE)).expect("last");
+        assert_eq!(last.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_last_address_and_token_outlive_the_api_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(last_api(dir.path()), None, "a new data directory");
+        let token = new_token();
+        let file = ApiFile {
+            url: "http://127.0.0.1:41533".into(),
+            token: token.clone(),
+        };
+        write_api_file(dir.path(), &file).expect("write");
+        remove_api_file(dir.path(), &token);
+        assert_eq!(
+            last_api(dir.path()),
+            Some(("127.0.0.1:41533".parse().expect("addr"), token))
+        );
+    }
+
+    #[test]
+    fn a_malformed_last_token_is_not_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for token in ["short", &"g".repeat(64)] {
+            let file = ApiFile {
+                url: "http://127.0.0.1:41533".into(),
+                token: token.to_owned(),
+            };
+            write_api_file(dir.path(), &file).expect("write");
+            assert_eq!(last_api(dir.path()), None, "{token:?}");
+        }
+        std::fs::write(dir.path().join(API_LAST_FILE), b"not json").expect("write");
+        assert_eq!(last_api(dir.path()), None);
     }
 }

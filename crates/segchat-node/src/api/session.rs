@@ -53,6 +53,67 @@ pub struct NodeView {
     /// On the server's live peer list right now.
     pub listed: bool,
     pub session: Option<SessionView>,
+    /// The largest message body (UTF-8 bytes) the server accepts.
+    pub max_body_len: u32,
+    /// What to give people so they can join (the web UI's invite panel).
+    pub invite: Invite,
+}
+
+/// What people need to join this node's server: where to dial it and its
+/// key. Built from where the server listens when it runs beside the node
+/// (`segchat up`), else from the address this node dials.
+#[derive(Debug, Serialize)]
+pub struct Invite {
+    /// `host:port` others can dial, best first (may be empty: see `reach`).
+    pub server_addrs: Vec<String>,
+    /// The server's key (hex), once this node pinned it.
+    pub server_key: Option<String>,
+    /// `this_machine`: the server listens on loopback only, nobody else
+    /// can reach it; `network`: it listens on this machine's interfaces
+    /// (`server_addrs` are their addresses); `remote`: the server is
+    /// elsewhere, `server_addrs` is how this node reaches it.
+    pub reach: &'static str,
+}
+
+fn invite(a: &super::NodeAddrs, server_key: Option<String>) -> Invite {
+    let Some(listen) = a.server_listen else {
+        return Invite {
+            server_addrs: vec![a.server_addr.clone()],
+            server_key,
+            reach: "remote",
+        };
+    };
+    if listen.ip().is_loopback() {
+        return Invite {
+            server_addrs: Vec::new(),
+            server_key,
+            reach: "this_machine",
+        };
+    }
+    let server_addrs = if listen.ip().is_unspecified() {
+        // The interfaces' addresses the QUIC endpoint found, on the
+        // server's port; IPv4 first (what people type), no loopback.
+        let mut ips: Vec<std::net::IpAddr> = a
+            .endpoint
+            .addr()
+            .ip_addrs()
+            .map(|s| s.ip())
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .filter(|ip| ip.is_ipv4() || listen.is_ipv6())
+            .collect();
+        ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+        ips.dedup();
+        ips.into_iter()
+            .map(|ip| std::net::SocketAddr::new(ip, listen.port()).to_string())
+            .collect()
+    } else {
+        vec![listen.to_string()]
+    };
+    Invite {
+        server_addrs,
+        server_key,
+        reach: "network",
+    }
 }
 
 pub(super) async fn node(State(st): State<ApiState>) -> Json<NodeView> {
@@ -70,6 +131,8 @@ pub(super) async fn node(State(st): State<ApiState>) -> Json<NodeView> {
         advertised_addr: link.advertised.map(|x| x.to_string()),
         listed: link.listed.is_some(),
         session: link.session.as_ref().map(SessionView::from),
+        max_body_len: u32::try_from(link.max_body_len()).unwrap_or(u32::MAX),
+        invite: invite(a, link.server_key.clone()),
     })
 }
 

@@ -104,6 +104,15 @@ pub(super) async fn follow(
     cancel: CancellationToken,
 ) {
     let bell = chat.bell(&channel);
+    // Before the first sync: what it brings of a channel new to this node
+    // is history, not unread.
+    if let Err(e) = chat
+        .store()
+        .note_following(channel.clone(), crate::clock::now_ms())
+        .await
+    {
+        tracing::warn!(%channel, error = %e, "could not note when unread starts");
+    }
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(500);
     loop {

@@ -44,7 +44,8 @@ use crate::admission::Revoked;
 use crate::events::{EventBus, NodeEvent};
 use crate::link::{HistoryPage, LinkHandle};
 use crate::store::{
-    Arrival, Cursor, DeliveryState, Inserted, MessageRow, Source, Store, StoreError,
+    Arrival, Cursor, DeliveryState, Inserted, MessageRow, SearchPage, SearchQuery, Source, Store,
+    StoreError,
 };
 
 pub use crate::events::{ChatEvent, Via};
@@ -537,29 +538,16 @@ impl Chat {
         })
     }
 
-    /// Full-text search over everything stored locally.
-    pub async fn search(
-        &self,
-        query: &str,
-        channel: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<MessageRow>, Failure> {
-        self.store()
-            .search(query.to_owned(), channel, limit.clamp(1, 200))
-            .await
-            .map_err(internal)
+    /// Full-text search over everything stored locally: a page of
+    /// matches, newest first, their count and where the next page starts.
+    pub async fn search(&self, query: SearchQuery) -> Result<SearchPage, Failure> {
+        self.store().search(query).await.map_err(internal)
     }
 
     /// Unread counts per channel.
-    pub async fn unread(&self) -> Result<HashMap<String, u64>, Failure> {
+    pub async fn unread(&self) -> Result<Vec<crate::store::Unread>, Failure> {
         let me = self.session().map(|s| s.username).unwrap_or_default();
-        Ok(self
-            .store()
-            .unread(me)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .collect())
+        self.store().unread(me).await.map_err(internal)
     }
 
     /// Marks a channel read.

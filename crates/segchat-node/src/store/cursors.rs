@@ -169,6 +169,84 @@ impl Store {
     }
 }
 
+/// A channel's unread messages: those by others stored after its read
+/// cursor, and written after the channel's `unread_since` where it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    pub channel: String,
+    pub count: u64,
+    /// The id of the first of them (in arrival order), for the "New"
+    /// divider.
+    pub first_id: String,
+}
+
+impl Store {
+    /// Unread messages per channel (channels with none are left out).
+    pub async fn unread(&self, me: String) -> Result<Vec<Unread>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT u.channel, u.n, m.id FROM (
+                     SELECT m.channel AS channel, COUNT(*) AS n, MIN(m.local_id) AS first
+                     FROM messages m
+                     LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
+                     LEFT JOIN unread_since s ON s.channel = m.channel
+                     WHERE m.author != ?1 AND m.local_id > COALESCE(r.value, 0)
+                       AND m.ts_ms > COALESCE(s.since_ms, -1)
+                     GROUP BY m.channel
+                 ) u JOIN messages m ON m.local_id = u.first
+                 ORDER BY u.channel",
+            )?;
+            let rows = stmt.query_map(params![me], |r| {
+                Ok(Unread {
+                    channel: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as u64,
+                    first_id: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Marks everything stored so far in `channel` as read.
+    pub async fn mark_read(&self, channel: String) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let last: i64 = c.query_row(
+                "SELECT COALESCE(MAX(local_id), 0) FROM messages WHERE channel = ?1",
+                params![channel],
+                |r| r.get(0),
+            )?;
+            set_cursor_in(c, &channel, Cursor::Read, last as u64)
+        })
+        .await
+    }
+
+    /// This node starts following `channel` (as member or visitor) at
+    /// `now_ms`. If it holds nothing of the channel and never read it, the
+    /// history its first sync brings is not news: only messages written
+    /// after `now_ms` will count as unread. Returns whether that was set.
+    pub async fn note_following(&self, channel: String, now_ms: u64) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let known: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE channel = ?1)
+                         OR EXISTS (SELECT 1 FROM cursors WHERE channel = ?1 AND kind = 'read')
+                         OR EXISTS (SELECT 1 FROM unread_since WHERE channel = ?1)",
+                )?
+                .query_row(params![channel], |r| r.get(0))?;
+            if known {
+                return Ok(false);
+            }
+            tx.prepare_cached("INSERT INTO unread_since (channel, since_ms) VALUES (?1, ?2)")?
+                .execute(params![channel, now_ms as i64])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +269,48 @@ mod tests {
             .expect("insert")
             .host_cursor
             .expect("a host copy moves the cursor")
+    }
+
+    #[tokio::test]
+    async fn history_a_new_follower_syncs_is_not_unread_and_later_messages_are() {
+        let s = Store::open_in_memory().expect("store");
+        assert!(s.note_following("c".into(), 1_050).await.expect("note"));
+        assert!(
+            !s.note_following("c".into(), 9_999).await.expect("again"),
+            "set once: a restart does not move it"
+        );
+        // The first sync brings 1..=50 (written before), then 51..=60 arrive.
+        for seq in 1..=60 {
+            hosted(&s, seq).await;
+        }
+        let unread = s.unread("bob".into()).await.expect("unread");
+        assert_eq!(
+            unread,
+            vec![Unread {
+                channel: "c".into(),
+                count: 10,
+                first_id: message(51, "m").id.to_string(),
+            }]
+        );
+        assert!(
+            s.unread("alice".into()).await.expect("own").is_empty(),
+            "own messages are never unread"
+        );
+        s.mark_read("c".into()).await.expect("read");
+        assert!(s.unread("bob".into()).await.expect("after").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_channel_already_held_counts_everything_after_the_read_cursor() {
+        let s = Store::open_in_memory().expect("store");
+        for seq in 1..=3 {
+            hosted(&s, seq).await;
+        }
+        assert!(!s.note_following("c".into(), 5_000).await.expect("note"));
+        let unread = s.unread("bob".into()).await.expect("unread");
+        assert_eq!(unread.len(), 1);
+        assert_eq!(unread[0].count, 3);
+        assert_eq!(unread[0].first_id, message(1, "m").id.to_string());
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::message::{Message, Sequenced};
 use serde::Serialize;
 
-use super::cursors::{held_host_seq, set_cursor_in, Cursor};
+use super::cursors::held_host_seq;
 use super::{Store, StoreError};
 
 /// Where a copy of a message came from.
@@ -430,37 +430,6 @@ impl Store {
         .await
     }
 
-    /// Unread counts per channel: messages by others stored after the
-    /// channel's read cursor.
-    pub async fn unread(&self, me: String) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.channel, COUNT(*) FROM messages m
-                 LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
-                 WHERE m.author != ?1 AND m.local_id > COALESCE(r.value, 0)
-                 GROUP BY m.channel ORDER BY m.channel",
-            )?;
-            let rows = stmt.query_map(params![me], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    /// Marks everything stored so far in `channel` as read.
-    pub async fn mark_read(&self, channel: String) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let last: i64 = c.query_row(
-                "SELECT COALESCE(MAX(local_id), 0) FROM messages WHERE channel = ?1",
-                params![channel],
-                |r| r.get(0),
-            )?;
-            set_cursor_in(c, &channel, Cursor::Read, last as u64)
-        })
-        .await
-    }
-
     /// The highest timestamp stored (for the hybrid logical clock).
     pub async fn max_ts(&self) -> Result<u64, StoreError> {
         self.read(|c| {
@@ -476,6 +445,7 @@ impl Store {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::store::Cursor;
 
     pub(in crate::store) fn message(n: u128, body: &str) -> Message {
         let server = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);

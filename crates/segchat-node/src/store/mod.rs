@@ -13,8 +13,10 @@
 //! - `messages.rs`: messages with their provenance; the hosted copy of
 //!   the channels this node hosts, numbered by the host sequence.
 //! - `outbox.rs`: what the user wrote and how far each message got.
-//! - `cursors.rs`: the cursors and a member's gaps.
-//! - `search.rs`: the FTS5 index, filled in batches behind the messages.
+//! - `cursors.rs`: the cursors, a member's gaps, and unread.
+//! - `search/`: the FTS5 index, filled in batches behind the messages,
+//!   and search: every word a prefix, filters, newest first, paged by a
+//!   keyset cursor, with the count of all matches.
 
 mod channels;
 mod cursors;
@@ -24,8 +26,9 @@ mod search;
 mod session;
 
 pub use channels::CachedChannels;
-pub use cursors::Cursor;
+pub use cursors::{Cursor, Unread};
 pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Source};
+pub use search::{BadSearch, SearchCursor, SearchPage, SearchQuery};
 pub use session::StoredSession;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_messages.sql")),
     (3, include_str!("../../migrations/0003_search_index.sql")),
     (4, include_str!("../../migrations/0004_host_seen.sql")),
+    (5, include_str!("../../migrations/0005_unread_since.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.
