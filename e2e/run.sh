@@ -27,7 +27,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         exit 1
     fi
 fi
-if [ ! -d node_modules/playwright-core ]; then
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ]; then
     echo "== e2e: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -185,7 +185,7 @@ function enterApp(session) {
   const dialog = h('dialog', { class: 'dialog', id: 'create-dialog', 'aria-labelledby': 'create-title' });
   const layout = h('div', { class: 'layout' }, sidebar, main, panel, backdrop, dialog);
   clear(root, layout);
-  ui = { layout, sidebar, headMain, searchInput, membersBtn, banners, timeline, jump, newBar, composer, panel, dialog };
+  ui = { layout, sidebar, main, headMain, searchInput, membersBtn, banners, timeline, jump, newBar, composer, panel, dialog };
   if (streams) { streams.stopOwn(); streams.unwatch(); }
   streams = new StreamArea(streamEl, () => {
     const c = channelInfo(s.current);
@@ -227,6 +227,9 @@ function renderLayout() {
   ui.layout.classList.toggle('sidebar-open', s.sidebarOpen);
   ui.layout.classList.toggle('panel-open', !!s.panel);
   ui.layout.dataset.panel = s.panel || '';
+  // On a phone the sidebar and the panel cover the conversation: what is
+  // underneath takes no focus and no pointer until they close.
+  ui.main.inert = phone.matches && (s.sidebarOpen || !!s.panel);
   ui.membersBtn.setAttribute('aria-pressed', String(s.panel === 'members'));
   ui.membersBtn.setAttribute('aria-label', s.panel === 'members' ? 'Hide members' : 'Show members');
   const total = Object.values(s.unread).reduce((a, b) => a + b, 0);
@@ -296,7 +299,7 @@ function renderHeader() {
     }, icon('video'), h('span', { class: 'hide-phone' }, 'Go live')));
   }
   if (c && c.my_role && !isMine(c)) {
-    actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', onclick: () => leaveChannel(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
+    actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', 'aria-label': `Leave #${c.name}`, title: `Leave #${c.name}`, onclick: () => leaveChannel(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
   }
   clear(ui.headMain,
     h('h1', { class: 'chan-title', id: 'chan-title' }, icon(c && c.visibility !== 'public' ? 'lock' : 'hash'), h('span', {}, s.current)),

@@ -92,13 +92,14 @@ export function renderSidebar(el, s, on) {
       h('button', {
         type: 'button', class: 'me-btn', id: 'status-button', 'aria-haspopup': 'menu',
         'aria-expanded': String(!!s.statusMenuOpen),
-        'aria-label': `You are ${displayName(s.me.username)}, ${PRESENCE_LABEL[status]}. Change status`,
         onclick: on.toggleStatusMenu,
       },
       avatar(s.me.username, status),
+      // The button's name is its visible text (WCAG 2.5.3), then what it does.
       h('span', { class: 'me-text' },
         h('span', { class: 'me-name' }, s.me.display_name || displayName(s.me.username)),
-        h('span', { class: 'me-status' }, visitor ? 'Visitor · read only' : PRESENCE_LABEL[status]))),
+        h('span', { class: 'me-status' }, ' ', visitor ? 'Visitor · read only' : PRESENCE_LABEL[status]),
+        h('span', { class: 'visually-hidden' }, ', change status'))),
       h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Sign out', title: 'Sign out', onclick: on.signOut }, icon('logout')),
       s.statusMenuOpen ? statusMenu(status, on) : null));
 }

@@ -392,18 +392,19 @@ impl Output {
     }
 }
 
+/// A message's `ts_ms` in local time, as `format` says (empty if absent).
+fn local_time(m: &Value, format: &str) -> String {
+    m["ts_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.with_timezone(&chrono::Local).format(format).to_string())
+        .unwrap_or_default()
+}
+
 /// One message as a line: time, author, body, and for own messages their
 /// delivery state.
 fn message_line(m: &Value) -> String {
-    let time = m["ts_ms"]
-        .as_i64()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let time = local_time(m, "%H:%M:%S");
     let state = match m["state"].as_str() {
         Some("refused") => format!("  [refused: {}]", str_of(&m["reason"])),
         Some(s) => format!("  [{}]", s.replace('_', " ")),
@@ -418,15 +419,7 @@ fn message_line(m: &Value) -> String {
 
 /// A search result as a line: date and time, channel, author, body.
 fn search_line(m: &Value) -> String {
-    let time = m["ts_ms"]
-        .as_i64()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let time = local_time(m, "%Y-%m-%d %H:%M");
     format!(
         "{time} #{} <{}> {}",
         str_of(&m["channel"]),
