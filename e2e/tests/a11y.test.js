@@ -100,7 +100,65 @@ test('the main screens have no serious or critical accessibility violation', asy
     await gail.page.locator('#invite-title').waitFor();
   }));
   await gail.page.evaluate(() => { const d = document.querySelector('dialog[open]'); if (d) d.close(); });
+  assert.equal(problems.length, 0, `accessibility violations:\n${problems.join('\n')}`);
+});
 
+test('keyboard: the composer has focus on load, a skip link leads to it, and the message list is one tab stop', async () => {
+  const { page } = gail;
+  await page.setViewportSize(DESKTOP);
+  for (let i = 6; i < 70; i++) await nodeApi(nodeA, 'POST', '/channels/lobby/messages', { body: `message number ${i} about the weather` });
+  await page.goto('about:blank');
+  await page.goto(`${nodeA.webUrl.split('?')[0]}#lobby`);
+  await page.locator('#timeline article.msg', { hasText: 'message number 69' }).waitFor({ timeout: 30000 });
+  await eventually('the composer has focus', async () => page.evaluate(() => document.activeElement && document.activeElement.id === 'composer-input'));
+
+  // The list holds exactly one tab stop.
+  const stops = () => page.evaluate(() => [...document.querySelectorAll('#timeline [tabindex="0"], #timeline button:not([tabindex="-1"]), #timeline a[href]:not([tabindex="-1"])')].length);
+  assert.equal(await stops(), 1);
+  // Shift+Tab from the composer's region: past the composer hint, onto the
+  // newest message, without scrolling to the top or loading older pages.
+  const t = page.locator('#timeline');
+  const scrolledBefore = await t.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  let focused = '';
+  for (let i = 0; i < 4 && !focused.startsWith('msg:'); i++) {
+    await page.keyboard.press('Shift+Tab');
+    focused = await page.evaluate(() => {
+      const a = document.activeElement;
+      return a && a.matches('article.msg') ? `msg:${a.textContent}` : (a && (a.id || a.tagName));
+    });
+  }
+  assert.match(focused, /^msg:.*message number 69/, `focus went to ${focused}`);
+  assert.ok(await t.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 80), `still at the bottom (was ${scrolledBefore} from it)`);
+  // Arrows move inside the list; the tab stop follows.
+  await page.keyboard.press('ArrowUp');
+  await page.keyboard.press('ArrowUp');
+  assert.match(await page.evaluate(() => document.activeElement.textContent), /message number 67/);
+  assert.equal(await stops(), 1);
+  await page.keyboard.press('End');
+  assert.match(await page.evaluate(() => document.activeElement.textContent), /message number 69/);
+  // Enter shows where it came from; Escape goes back to the message box.
+  await page.keyboard.press('Enter');
+  await page.locator('#timeline .prov-detail').first().waitFor();
+  assert.match(await page.evaluate(() => document.activeElement.textContent), /message number 69/, 'focus stays on the message');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
+
+  // The skip link: the first Tab stop of the page, and it leads to the box.
+  await page.evaluate(() => { document.activeElement.blur(); window.scrollTo(0, 0); });
+  await page.locator('.skip-link').focus();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to the message box');
+  assert.ok(await page.locator('.skip-link').isVisible(), 'visible while focused');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
+  const first = await page.evaluate(() => {
+    const all = [...document.querySelectorAll('a[href], button, input, textarea, [tabindex]')].filter((el) => el.tabIndex >= 0 && !el.disabled && !el.closest('[inert]'));
+    return all[0] && all[0].className;
+  });
+  assert.equal(first, 'skip-link');
+});
+
+test('the host-offline view has no serious or critical accessibility violation', async () => {
+  const problems = [];
   // Hal's view while the host is away: the banner.
   await hal.page.goto(nodeB.webUrl);
   await hal.page.locator('.chan[data-channel="lobby"]').click();

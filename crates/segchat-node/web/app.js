@@ -11,6 +11,7 @@ import { renderSidebar, groupChannels, hostState, avatar } from './sidebar.js';
 import { renderTimeline, sortMessages } from './messages.js';
 import { StreamArea } from './streams.js';
 import { openInviteDialog } from './invite.js';
+import { roveTimeline, timelineKeys } from './timeline-keys.js';
 import { SearchPanel } from './search.js';
 
 const root = document.getElementById('app');
@@ -174,6 +175,11 @@ function enterApp(session) {
     headMain, searchForm, membersBtn);
   const banners = h('div', { class: 'banners', id: 'banners' });
   const timeline = h('div', { class: 'timeline', id: 'timeline', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0' });
+  timelineKeys(timeline, {
+    setActive: (id) => { if (s.current) chan(s.current).activeMsg = id; },
+    older: () => loadOlder(),
+    toComposer: focusComposer,
+  });
   const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => { timeline.scrollTop = timeline.scrollHeight; jump.hidden = true; } }, 'New messages ↓');
   const newBar = h('div', { class: 'new-bar', id: 'new-bar', hidden: true, role: 'status' });
   const composer = h('div', { class: 'composer-wrap', id: 'composer' });
@@ -183,7 +189,8 @@ function enterApp(session) {
   const panel = h('aside', { class: 'panel', id: 'panel' });
   const backdrop = h('div', { class: 'backdrop', 'aria-hidden': 'true', onclick: closeOverlays });
   const dialog = h('dialog', { class: 'dialog', id: 'create-dialog', 'aria-labelledby': 'create-title' });
-  const layout = h('div', { class: 'layout' }, sidebar, main, panel, backdrop, dialog);
+  const skip = h('a', { class: 'skip-link', href: '#composer-input', onclick: (e) => { e.preventDefault(); focusComposer(); } }, 'Skip to the message box');
+  const layout = h('div', { class: 'layout' }, skip, sidebar, main, panel, backdrop, dialog);
   clear(root, layout);
   ui = { layout, sidebar, main, headMain, searchInput, membersBtn, banners, timeline, jump, newBar, composer, panel, dialog };
   if (streams) { streams.stopOwn(); streams.unwatch(); }
@@ -201,7 +208,9 @@ function enterApp(session) {
   refreshAll().then(() => {
     const wanted = decodeURIComponent(location.hash.slice(1));
     const first = channelInfo(wanted) ? wanted : pickDefault();
-    if (first) openChannel(first, { focus: false });
+    // Ready to type: the message box has focus (not on a phone, where it
+    // would open the keyboard over the conversation).
+    if (first) openChannel(first);
   });
 }
 
@@ -359,6 +368,7 @@ function drawTimeline(opts = {}) {
   const st = chan(s.current);
   const bottom = opts.bottom || atBottom();
   const fromBottom = t.scrollHeight - t.scrollTop;
+  const hadFocus = t.contains(document.activeElement) && document.activeElement !== t;
   const messages = sortMessages([...st.byId.values()]);
   t.setAttribute('aria-label', `Messages in ${s.current}`);
   let emptyText = null;
@@ -378,13 +388,23 @@ function drawTimeline(opts = {}) {
     openDetails: s.openDetails,
     onToggleDetails: (id) => {
       if (s.openDetails.has(id)) s.openDetails.delete(id); else s.openDetails.add(id);
+      st.activeMsg = id;
       drawTimeline();
-      const btn = ui.timeline.querySelector(`[data-id="${CSS.escape(id)}"] .prov`);
-      if (btn) btn.focus();
+      const msg = ui.timeline.querySelector(`article[data-id="${CSS.escape(id)}"]`);
+      if (msg) msg.focus({ preventScroll: true });
     },
   });
+  const active = roveTimeline(t, st.activeMsg);
+  if (hadFocus && active) active.focus({ preventScroll: true });
   if (bottom) t.scrollTop = t.scrollHeight;
   else t.scrollTop = t.scrollHeight - fromBottom;
+}
+
+// The message box of the open channel, if one can be written in.
+function focusComposer() {
+  const ta = ui && ui.composer.querySelector('textarea:not([disabled])');
+  if (ta) ta.focus();
+  else if (ui) ui.composer.querySelector('button, textarea') && ui.composer.querySelector('button, textarea').focus();
 }
 
 async function loadLatest(name) {

@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = &[
     asset!("sidebar.js", JS),
     asset!("signin.js", JS),
     asset!("streams.js", JS),
+    asset!("timeline-keys.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
