@@ -233,3 +233,18 @@ test('unread you can trust: history is not news to a new member, and a New divid
   await eventually('read', async () => !(await nodeApi(node, 'GET', '/unread')).body.unread.notes);
   assert.equal(await divider.count(), 1);
 });
+
+test('input in the tab tells the node (presence follows the person), at most every 20 s', async () => {
+  const { page } = dana;
+  await page.waitForTimeout(21000 - 0); // past the throttle of earlier input
+  const [req] = await Promise.all([
+    page.waitForRequest((r) => r.url().endsWith('/api/v1/activity') && r.method() === 'POST', { timeout: 10000 }),
+    page.locator('#composer-input').press('a'),
+  ]);
+  assert.ok(req);
+  let again = false;
+  page.on('request', (r) => { if (r.url().endsWith('/api/v1/activity')) again = true; });
+  for (let i = 0; i < 5; i++) await page.locator('#composer-input').press('b');
+  await page.waitForTimeout(500);
+  assert.equal(again, false, 'throttled');
+});

@@ -43,7 +43,14 @@ pub struct NodeConfig {
     /// both (`segchat up`): the web UI's invite panel tells from it what
     /// friends can dial, or that only this machine can.
     pub share_server: Option<SocketAddr>,
+    /// A person set *online* shows *idle* after this long without input
+    /// in any of their clients (see `presence.rs`).
+    pub idle_after: Duration,
 }
+
+/// How long a person set online may go without input before they show
+/// idle (`NodeConfig::idle_after`'s default).
+pub const IDLE_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// What the node says it is, in `hello` frames and the API.
 pub const AGENT: &str = concat!("segchat-node/", env!("CARGO_PKG_VERSION"));
@@ -71,6 +78,7 @@ impl NodeConfig {
             api_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             advertise_ip: None,
             share_server: None,
+            idle_after: IDLE_AFTER,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),

@@ -24,6 +24,8 @@
 //!   them, for hosting and streaming (the rules are `segchat_proto::access`).
 //! - [`chat`]: hosted channels, following other people's channels P2P
 //!   or through the server, the outbox, history and search.
+//! - [`presence`]: the person's presence following their activity (idle
+//!   after a while without input in any client, online again on input).
 //! - [`stream`]: livestreams P2P over UDP: this node's streams (test
 //!   pattern or pushed JPEG frames), watching others', the UDP dispatcher.
 //! - [`api`]: the local HTTP API and its WebSocket of events, with the
@@ -50,6 +52,7 @@ pub mod events;
 pub mod link;
 pub mod node;
 pub mod p2p;
+pub mod presence;
 pub mod store;
 pub mod stream;
 pub mod transport;

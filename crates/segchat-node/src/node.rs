@@ -174,7 +174,9 @@ impl Node {
         };
         let url = format!("http://{api_addr}");
         let upkeep = store.clone();
+        let activity = crate::presence::Activity::default();
         let api_state = ApiState::new(
+            activity.clone(),
             link.clone(),
             bus.clone(),
             chat.clone(),
@@ -227,6 +229,14 @@ impl Node {
             streams.clone(),
             log.clone(),
             config.server_addr.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::presence::keep(
+            activity,
+            link.clone(),
+            log.clone(),
+            config.server_addr.clone(),
+            config.idle_after,
             shutdown.clone(),
         ));
         tasks.spawn(chat.run(shutdown.clone()));

@@ -1074,6 +1074,21 @@ document.addEventListener('keydown', (e) => {
   }
 });
 
+// Presence follows the person: input in this tab tells the node (at most
+// every 20 s), which shows them idle after a while without any.
+let lastActivity = 0;
+function activity() {
+  if (!s.me || s.me.kind !== 'user' || !s.nodeUp) return;
+  const now = Date.now();
+  if (now - lastActivity < 20000) return;
+  lastActivity = now;
+  api('POST', '/activity').catch(() => { lastActivity = 0; });
+}
+for (const type of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart']) {
+  document.addEventListener(type, activity, { passive: true, capture: true });
+}
+window.addEventListener('focus', activity);
+
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden && s.current && s.unread[s.current]) markRead(s.current);
 });

@@ -223,6 +223,10 @@ pub(crate) struct NodeArgs {
     /// The IP to announce to peers instead of the detected one.
     #[arg(long, env = "SEGCHAT_ADVERTISE", value_name = "IP")]
     pub(crate) advertise: Option<IpAddr>,
+    /// Show idle after this many seconds without input in any client, if
+    /// set online [default: 300].
+    #[arg(long, env = "SEGCHAT_IDLE_AFTER", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) idle_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

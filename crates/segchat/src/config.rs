@@ -73,6 +73,7 @@ pub(crate) struct NodeFile {
     pub(crate) server_key: Option<String>,
     pub(crate) api: Option<String>,
     pub(crate) advertise: Option<String>,
+    pub(crate) idle_after: Option<u64>,
 }
 
 /// Reads the settings file, if one was given.
@@ -184,6 +185,9 @@ pub(crate) fn node(
     }
     config.advertise_ip =
         layered::<IpAddr>(args.advertise, f.advertise.as_deref(), "node.advertise")?;
+    if let Some(secs) = args.idle_after.or(f.idle_after) {
+        config.idle_after = std::time::Duration::from_secs(secs.max(1));
+    }
     if !config.api_listen.ip().is_loopback() {
         tracing::warn!(
             api = %config.api_listen,

@@ -15,7 +15,12 @@ pub(super) async fn subscribe(State(st): State<ApiState>, ws: WebSocketUpgrade) 
     // Subscribe before the upgrade completes, so nothing after it is missed.
     let rx = st.inner.bus.subscribe();
     let shutdown = st.inner.shutdown.clone();
-    ws.on_upgrade(move |socket| pump(socket, rx, shutdown))
+    let activity = st.inner.activity.clone();
+    ws.on_upgrade(move |socket| async move {
+        // An open event stream is an attached client (presence).
+        let _attached = activity.attach();
+        pump(socket, rx, shutdown).await
+    })
 }
 
 async fn pump(

@@ -34,6 +34,7 @@ pub(super) async fn send(
     Path(name): Path<String>,
     Body(body): Body<SendBody>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
     let message = st.inner.chat.send(&name, &body.body).await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
 }

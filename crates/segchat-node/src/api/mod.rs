@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | GET | `/node` | link state, addresses, session summary, the body limit, what to give people to join (`invite`) |
 //! | GET, DELETE | `/session` | whoami; logout |
+//! | POST | `/activity` | the person did something in a client (presence: idle after a while without) |
 //! | POST | `/session/register`, `/session/login`, `/session/visit` | sign in |
 //! | GET, PUT | `/status` | own status |
 //! | GET, POST | `/channels` | list (cached when the server is down); create |
@@ -121,6 +122,7 @@ pub struct ApiState {
 
 #[derive(Debug)]
 struct Inner {
+    activity: crate::presence::Activity,
     link: LinkHandle,
     bus: EventBus,
     chat: Chat,
@@ -135,6 +137,7 @@ struct Inner {
 impl ApiState {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        activity: crate::presence::Activity,
         link: LinkHandle,
         bus: EventBus,
         chat: Chat,
@@ -147,6 +150,7 @@ impl ApiState {
     ) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
+                activity,
                 link,
                 bus,
                 chat,
@@ -192,6 +196,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/session/login", post(session::login))
         .route("/session/visit", post(session::visit))
         .route("/status", get(session::status).put(session::set_status))
+        .route("/activity", post(session::activity))
         .route("/channels", get(channels::list).post(channels::create))
         .route("/channels/{name}/join", post(channels::join))
         .route("/channels/{name}/leave", post(channels::leave))

@@ -276,11 +276,19 @@ pub(super) async fn status(State(st): State<ApiState>) -> Result<Json<StatusBody
     }))
 }
 
+/// `POST /activity`: the person did something in a client (a key, a
+/// click). Answers 204; a client sends it at most every few seconds.
+pub(super) async fn activity(State(st): State<ApiState>) -> axum::http::StatusCode {
+    st.inner.activity.input();
+    axum::http::StatusCode::NO_CONTENT
+}
+
 /// `PUT /status`.
 pub(super) async fn set_status(
     State(st): State<ApiState>,
     Body(b): Body<StatusBody>,
 ) -> Result<Json<StatusBody>, ApiError> {
+    st.inner.activity.input();
     let reply = st
         .link()
         .request(Request::SetStatus { status: b.status })

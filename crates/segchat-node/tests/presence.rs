@@ -1,0 +1,160 @@
+//! Presence follows the person: a real server and two real nodes. Carol's
+//! node shows her idle when nobody touches her clients (and when none is
+//! attached), online again at her next input, and never changes a status
+//! she chose herself. Dave's node sees it through the server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, tempdir, Api, TestServer};
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use segchat_node::{Node, NodeConfig, NodeHandle};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+async fn node_with_idle_after(
+    server: std::net::SocketAddr,
+    dir: &std::path::Path,
+    idle_after: Duration,
+) -> NodeHandle {
+    let mut config = NodeConfig::new(server.to_string(), dir);
+    config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(500);
+    config.idle_after = idle_after;
+    Node::start(config, CancellationToken::new())
+        .await
+        .expect("node starts")
+}
+
+/// Carol's presence as Dave's node sees it (members of #plaza).
+async fn seen_by(dave: &Api) -> String {
+    let v = dave.ok(Method::GET, "/channels/plaza/members", None).await;
+    v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["username"] == "carol")
+        .and_then(|m| m["presence"].as_str())
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+async fn own_status(api: &Api) -> String {
+    let (status, v) = api.get("/status").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["status"].as_str().expect("status").to_owned()
+}
+
+async fn wait_seen(dave: &Api, want: &str) {
+    eventually(&format!("carol seen {want}"), || async {
+        (seen_by(dave).await == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_goes_idle_without_input_and_comes_back_with_it() {
+    let (_s, sdir) = tempdir();
+    let (_c, cdir) = tempdir();
+    let (_d, ddir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let idle_after = Duration::from_millis(1500);
+    let carol_node = node_with_idle_after(server.addr, &cdir, idle_after).await;
+    let dave_node = common::start_node(server.addr, &ddir).await;
+    let (carol, dave) = (Api::of(&carol_node), Api::of(&dave_node));
+    carol.wait_connected().await;
+    dave.wait_connected().await;
+    carol.register("carol").await;
+    dave.register("dave").await;
+    carol.create_channel("plaza", "public").await;
+    dave.join("plaza").await;
+
+    // A tab is open (the event stream) and Carol types: online.
+    let url = format!(
+        "{}/events?token={}",
+        carol.base.replace("http://", "ws://"),
+        carol.token
+    );
+    let (mut tab, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let (status, _) = carol.post("/activity", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(own_status(&carol).await, "online");
+    wait_seen(&dave, "online").await;
+
+    // No input for longer than idle_after: idle, everywhere.
+    tokio::time::sleep(idle_after).await;
+    eventually("carol idle on her node", || async {
+        (own_status(&carol).await == "idle").then_some(())
+    })
+    .await;
+    wait_seen(&dave, "idle").await;
+
+    // Input again: online at once (not at the next tick).
+    carol.post("/activity", json!({})).await;
+    eventually("carol online again", || async {
+        (own_status(&carol).await == "online").then_some(())
+    })
+    .await;
+    wait_seen(&dave, "online").await;
+
+    // Sending a message is input too; keep her busy past idle_after.
+    for i in 0..4 {
+        carol
+            .ok(
+                Method::POST,
+                "/channels/plaza/messages",
+                Some(json!({"body": format!("still here {i}")})),
+            )
+            .await;
+        tokio::time::sleep(idle_after / 2).await;
+        assert_eq!(
+            own_status(&carol).await,
+            "online",
+            "busy people stay online"
+        );
+    }
+
+    // A status she chose is hers: invisible stays invisible, however quiet.
+    carol
+        .ok(Method::PUT, "/status", Some(json!({"status": "invisible"})))
+        .await;
+    tokio::time::sleep(idle_after * 2).await;
+    assert_eq!(own_status(&carol).await, "invisible");
+    wait_seen(&dave, "offline").await;
+    carol.post("/activity", json!({})).await;
+    tokio::time::sleep(idle_after / 2).await;
+    assert_eq!(
+        own_status(&carol).await,
+        "invisible",
+        "input does not undo a choice"
+    );
+
+    // Online again, then the tab closes: with no client attached she
+    // shows idle (the node is still there; she is not looking).
+    carol
+        .ok(Method::PUT, "/status", Some(json!({"status": "online"})))
+        .await;
+    wait_seen(&dave, "online").await;
+    let _ = tab.close(None).await;
+    while tab.next().await.is_some() {}
+    eventually("idle with no client attached", || async {
+        (own_status(&carol).await == "idle").then_some(())
+    })
+    .await;
+    wait_seen(&dave, "idle").await;
+
+    // The system log says what changed it.
+    let log = cdir.join("logs").join("segchat.log");
+    eventually("automatic changes logged", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let auto = text
+            .lines()
+            .filter(|l| l.contains("PRESENCE_CHANGED") && l.contains("automatic"))
+            .count();
+        (auto >= 3).then_some(())
+    })
+    .await;
+}
