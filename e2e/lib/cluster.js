@@ -112,10 +112,11 @@ export async function startServer() {
 
 // A node; pass `dir` to restart one in the same data directory, and
 // `advertise` to announce another IP to peers than the one it listens on.
-export async function startNode(name, serverAddr, dir = tempDir(name), { advertise } = {}) {
+export async function startNode(name, serverAddr, dir = tempDir(name), { advertise, idleAfter } = {}) {
   const { child, found, log } = await start(name, [
     '--data-dir', dir, 'node', '--server', serverAddr, '--p2p', '127.0.0.1:0', '--api', '127.0.0.1:0',
     ...(advertise ? ['--advertise', advertise] : []),
+    ...(idleAfter ? ['--idle-after', String(idleAfter)] : []),
   ], { api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/ });
   const p = new Proc(name, child, log);
   p.dir = dir;

@@ -248,3 +248,25 @@ test('input in the tab tells the node (presence follows the person), at most eve
   await page.waitForTimeout(500);
   assert.equal(again, false, 'throttled');
 });
+
+test('shown idle after a while without input, online again at the next key', async () => {
+  const idle = await startNode('ida-node', server.addr, undefined, { idleAfter: 2 });
+  const u = await newUser(browser, 'ida');
+  try {
+    await eventually('ida\'s node reaches the server', async () => (await nodeApi(idle, 'GET', '/node')).body.server_connected);
+    assert.ok((await nodeApi(idle, 'POST', '/session/register', { username: 'ida', password: PASSWORD })).status < 300);
+    assert.ok((await nodeApi(idle, 'POST', '/channels', { name: 'ida-room', visibility: 'public' })).status < 300);
+    await u.page.goto(idle.webUrl);
+    const me = u.page.locator('#status-button');
+    await me.waitFor();
+    await eventually('idle without input', async () => /Idle/.test(await me.textContent()), 20000);
+    assert.equal((await nodeApi(idle, 'GET', '/status')).body.status, 'idle');
+    await u.page.keyboard.press('a');
+    await eventually('online at the next key', async () => /Online/.test(await me.textContent()), 10000);
+    assert.equal((await nodeApi(idle, 'GET', '/status')).body.status, 'online');
+  } finally {
+    await u.context.close();
+    await idle.stop();
+    removeDir(idle.dir);
+  }
+});

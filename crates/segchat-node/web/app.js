@@ -1000,6 +1000,13 @@ function onEvent(ev) {
         if (!list) continue;
         for (const m of list) if (m.username === ev.username) m.presence = ev.status;
       }
+      // Our own online/idle, changed by the node (idle without input) or
+      // another of our nodes; an invisible self is shown offline to
+      // others, so those events do not describe it.
+      if (s.me && ev.username === s.me.username && s.me.status !== 'invisible' && (ev.status === 'online' || ev.status === 'idle')) {
+        s.me = { ...s.me, status: ev.status };
+        renderSide();
+      }
       renderPanel();
       break;
     case 'member_joined':
@@ -1075,12 +1082,15 @@ document.addEventListener('keydown', (e) => {
 });
 
 // Presence follows the person: input in this tab tells the node (at most
-// every 20 s), which shows them idle after a while without any.
+// every 20 s; every 2 s while shown idle), which shows them idle after a
+// while without any.
 let lastActivity = 0;
 function activity() {
   if (!s.me || s.me.kind !== 'user' || !s.nodeUp) return;
   const now = Date.now();
-  if (now - lastActivity < 20000) return;
+  // Shown idle: the first input brings them back at once.
+  const gap = s.me.status === 'idle' ? 2000 : 20000;
+  if (now - lastActivity < gap) return;
   lastActivity = now;
   api('POST', '/activity').catch(() => { lastActivity = 0; });
 }
