@@ -270,3 +270,43 @@ test('shown idle after a while without input, online again at the next key', asy
     removeDir(idle.dir);
   }
 });
+
+test('private channels from the UI: the owner invites, the invitee is told at once and joins', async () => {
+  const { page } = dana;
+  await page.setViewportSize(DESKTOP);
+  assert.ok((await nodeApi(node, 'POST', '/channels', { name: 'backroom', visibility: 'private' })).status < 300);
+  const finn = await newUser(browser, 'finn');
+  try {
+    await finn.page.goto(finnNode.webUrl);
+    await finn.page.locator('#status-button').waitFor();
+    assert.equal(await finn.page.locator('.chan[data-channel="backroom"]').count(), 0, 'private: not listed before an invitation');
+    await eventually('dana sees #backroom', async () => (await page.locator('.chan[data-channel="backroom"]').count()) > 0);
+    await page.locator('.chan[data-channel="backroom"]').click();
+    await page.locator('#invite-to-channel').click();
+    await page.locator('#invite-user').fill('finn');
+    await screenshots(page, '15-invite-to-channel');
+    await page.setViewportSize(DESKTOP);
+    await page.locator('#invite-user-submit').click();
+    await page.locator('#invite-user-title').waitFor({ state: 'hidden' });
+    // Finn's tab is told without a reload, and can open and join it.
+    const notice = finn.page.locator('#notice');
+    await notice.waitFor({ timeout: 15000 });
+    assert.match(await notice.textContent(), /dana invited you to #backroom/i);
+    await finn.page.locator('.chan[data-channel="backroom"]').waitFor();
+    await notice.locator('button', { hasText: 'Open #backroom' }).click();
+    await finn.page.locator('#chan-title', { hasText: 'backroom' }).waitFor();
+    await finn.page.locator('#join-channel').click();
+    await finn.page.locator('#composer-input:not([disabled])').waitFor();
+    await finn.page.locator('#composer-input').fill('thanks for the invite');
+    await finn.page.locator('#composer-input').press('Enter');
+    await page.locator('#timeline article.msg', { hasText: 'thanks for the invite' }).waitFor({ timeout: 20000 });
+    // Inviting someone who does not exist says so.
+    await page.locator('#invite-to-channel').click();
+    await page.locator('#invite-user').fill('nobody-here');
+    await page.locator('#invite-user-submit').click();
+    await eventually('the refusal', async () => /no user named/.test(await page.locator('#invite-user-error').textContent()));
+    await page.keyboard.press('Escape');
+  } finally {
+    await finn.context.close();
+  }
+});

@@ -10,7 +10,7 @@ import { renderSignIn, renderNoToken } from './signin.js';
 import { renderSidebar, groupChannels, hostState, avatar } from './sidebar.js';
 import { renderTimeline, sortMessages } from './messages.js';
 import { StreamArea } from './streams.js';
-import { openInviteDialog } from './invite.js';
+import { openInviteDialog, openChannelInvite } from './invite.js';
 import { roveTimeline, timelineKeys } from './timeline-keys.js';
 import { SearchPanel } from './search.js';
 
@@ -307,6 +307,12 @@ function renderHeader() {
       onclick: () => streams.openSetup(c.name),
     }, icon('video'), h('span', { class: 'hide-phone' }, 'Go live')));
   }
+  if (c && c.visibility === 'private' && (isMine(c) || c.my_role === 'moderator')) {
+    actions.push(h('button', {
+      type: 'button', class: 'btn ghost small', id: 'invite-to-channel', 'aria-label': `Invite people to #${c.name}`, title: `Invite people to #${c.name}`,
+      onclick: () => openChannelInvite(ui.dialog, c.name),
+    }, icon('users'), h('span', { class: 'hide-phone' }, 'Invite')));
+  }
   if (c && c.my_role && !isMine(c)) {
     actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', 'aria-label': `Leave #${c.name}`, title: `Leave #${c.name}`, onclick: () => leaveChannel(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
   }
@@ -566,6 +572,22 @@ async function jumpToUnread() {
     const first = divider.nextElementSibling;
     if (first) { first.setAttribute('tabindex', '-1'); first.focus({ preventScroll: true }); }
   }
+}
+
+// A short notice in the corner (an invitation), with one action; it goes
+// by itself after a while and is announced to screen readers.
+function showNotice(text, action) {
+  if (!ui) return;
+  const close = () => { el.remove(); };
+  const el = h('div', { class: 'toast', role: 'status', id: 'notice' },
+    h('span', {}, text),
+    action ? h('button', { type: 'button', class: 'btn primary small', onclick: () => { close(); action.run(); } }, action.label) : null,
+    h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Dismiss', onclick: close }, icon('close')));
+  const old = document.getElementById('notice');
+  if (old) old.remove();
+  ui.layout.append(el);
+  announce(text);
+  setTimeout(close, 15000);
 }
 
 async function markRead(name) {
@@ -1013,6 +1035,10 @@ function onEvent(ev) {
     case 'member_left':
       if (s.current === ev.channel) loadMembers(ev.channel);
       refreshChannels();
+      break;
+    case 'invited':
+      refreshChannels();
+      showNotice(`${displayName(ev.by)} invited you to #${ev.channel.name}`, { label: `Open #${ev.channel.name}`, run: () => openChannel(ev.channel.name) });
       break;
     case 'channel_created':
       refreshChannels();

@@ -73,3 +73,38 @@ export async function openInviteDialog(d, fallbackNode) {
   const first = d.querySelector('#invite-addr') || d.querySelector('#invite-done');
   if (first) first.focus();
 }
+
+// "Invite to #channel": the owner or a moderator of a private channel names
+// a user; the server tells that user's nodes at once (`invited`).
+export function openChannelInvite(d, channel, onDone) {
+  const err = h('p', { class: 'form-error', role: 'alert', id: 'invite-user-error' });
+  const input = h('input', { id: 'invite-user', name: 'username', required: true, minlength: '3', maxlength: '32', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', 'aria-describedby': 'invite-user-error' });
+  async function submit(e) {
+    e.preventDefault();
+    const username = input.value.trim();
+    const btn = form.querySelector('#invite-user-submit');
+    btn.disabled = true;
+    try {
+      await api('POST', `/channels/${encodeURIComponent(channel)}/invite`, { username });
+      d.close();
+      announce(`Invited ${username} to #${channel}`);
+      if (onDone) onDone(username);
+    } catch (ex) {
+      err.textContent = ex.reason;
+      btn.disabled = false;
+    }
+  }
+  const form = h('form', { method: 'dialog', class: 'dialog-form', onsubmit: submit },
+    h('header', { class: 'dialog-head' },
+      h('h2', { id: 'invite-user-title' }, `Invite to #${channel}`),
+      h('p', { class: 'muted' }, 'Only people you invite can see this channel. They see it at once, and join when they like.')),
+    h('div', { class: 'field' }, h('label', { for: 'invite-user' }, 'Username'), input),
+    err,
+    h('footer', { class: 'dialog-actions' },
+      h('button', { type: 'button', class: 'btn ghost', onclick: () => d.close() }, 'Cancel'),
+      h('button', { type: 'submit', class: 'btn primary', id: 'invite-user-submit' }, 'Invite')));
+  d.setAttribute('aria-labelledby', 'invite-user-title');
+  clear(d, form);
+  d.showModal();
+  input.focus();
+}

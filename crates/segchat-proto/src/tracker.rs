@@ -235,6 +235,9 @@ pub enum Event {
     MemberLeft { channel: String, username: String },
     /// A channel you can see was created.
     ChannelCreated { channel: ChannelInfo },
+    /// You were invited to a private channel (by its owner or a
+    /// moderator): it is now listed to you and you may join it.
+    Invited { channel: ChannelInfo, by: String },
     /// Your session was ended (logged out from another node).
     SessionEnded { reason: String },
     /// Somebody's session ended (logout, a visitor leaving): the tickets

@@ -260,6 +260,10 @@ fn tracker_events() -> Vec<tracker::Event> {
         ChannelCreated {
             channel: channel_info(),
         },
+        Invited {
+            channel: channel_info(),
+            by: "alice".into(),
+        },
         SessionEnded {
             reason: "logged out".into(),
         },

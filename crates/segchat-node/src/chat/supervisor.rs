@@ -101,7 +101,7 @@ impl Chat {
                     .member_changed(&channel, &username, false);
                 true
             }
-            Event::ChannelCreated { .. } => true,
+            Event::ChannelCreated { .. } | Event::Invited { .. } => true,
             _ => false,
         }
     }

@@ -341,6 +341,15 @@ pub(super) async fn invite(
             ch.name, target.username, p.username
         ),
     );
+    // Live, on every node the invitee is signed in on: the channel is
+    // theirs to see (and join) now, not at their next reload.
+    shared.hub.push_to_users(
+        &[target.id],
+        &Event::Invited {
+            channel: ch.info(None, shared.hub.host_of(&ch.name)),
+            by: p.username.clone(),
+        },
+    );
     Ok(Reply::Channel(
         ch.info(viewer.role, shared.hub.host_of(&ch.name)),
     ))
