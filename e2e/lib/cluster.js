@@ -129,9 +129,16 @@ export async function startNode(name, serverAddr, dir = tempDir(name), { adverti
 // `segchat up`: a server and a node in one process, the server on `listen`.
 export async function startUp(name, listen) {
   const dir = tempDir(name);
-  const { child, found, log } = await start(name, ['--data-dir', dir, 'up', '--listen', listen, '--api', '127.0.0.1:0'], {
-    server: /^server listening on (\S+)/, api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/, invite: /^invite: (.*)$/,
-  });
+  let started;
+  try {
+    started = await start(name, ['--data-dir', dir, 'up', '--listen', listen, '--api', '127.0.0.1:0'], {
+      server: /^server listening on (\S+)/, api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/, invite: /^invite: (.*)$/,
+    });
+  } catch (e) {
+    removeDir(dir);
+    throw e;
+  }
+  const { child, found, log } = started;
   const p = new Proc(name, child, log);
   p.dir = dir;
   p.addr = found.server;
