@@ -20,14 +20,13 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use segchat_net::client::Client;
-use segchat_node::{Node, NodeConfig, NodeHandle};
+use segchat_node::NodeHandle;
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, Frame, Hello, LinkKind, Status};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// A node that tells the server its P2P address is on `advertise`.
 async fn start_node_advertising(
@@ -35,14 +34,7 @@ async fn start_node_advertising(
     dir: &std::path::Path,
     advertise: IpAddr,
 ) -> NodeHandle {
-    let mut config = NodeConfig::new(server.to_string(), dir);
-    config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
-    config.advertise_ip = Some(advertise);
-    config.reconnect_min = Duration::from_millis(50);
-    config.reconnect_max = Duration::from_millis(500);
-    Node::start(config, CancellationToken::new())
-        .await
-        .expect("node starts")
+    common::start_node_with(server, dir, |c| c.advertise_ip = Some(advertise)).await
 }
 
 /// A UDP proxy from `listen` to `target` that, while `cut` holds true,

@@ -7,27 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, tempdir, Api, TestServer};
+use common::{eventually, start_node_with, tempdir, Api, TestServer};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
-use segchat_node::{Node, NodeConfig, NodeHandle};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-async fn node_with_idle_after(
-    server: std::net::SocketAddr,
-    dir: &std::path::Path,
-    idle_after: Duration,
-) -> NodeHandle {
-    let mut config = NodeConfig::new(server.to_string(), dir);
-    config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
-    config.reconnect_min = Duration::from_millis(50);
-    config.reconnect_max = Duration::from_millis(500);
-    config.idle_after = idle_after;
-    Node::start(config, CancellationToken::new())
-        .await
-        .expect("node starts")
-}
 
 /// Carol's presence as Dave's node sees it (members of #plaza).
 async fn seen_by(dave: &Api) -> String {
@@ -48,6 +31,13 @@ async fn own_status(api: &Api) -> String {
     v["status"].as_str().expect("status").to_owned()
 }
 
+async fn wait_own(carol: &Api, want: &str) {
+    eventually(&format!("carol {want} on her node"), || async {
+        (own_status(carol).await == want).then_some(())
+    })
+    .await;
+}
+
 async fn wait_seen(dave: &Api, want: &str) {
     eventually(&format!("carol seen {want}"), || async {
         (seen_by(dave).await == want).then_some(())
@@ -62,7 +52,7 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
     let (_d, ddir) = tempdir();
     let server = TestServer::start(&sdir).await;
     let idle_after = Duration::from_millis(1500);
-    let carol_node = node_with_idle_after(server.addr, &cdir, idle_after).await;
+    let carol_node = start_node_with(server.addr, &cdir, |c| c.idle_after = idle_after).await;
     let dave_node = common::start_node(server.addr, &ddir).await;
     let (carol, dave) = (Api::of(&carol_node), Api::of(&dave_node));
     carol.wait_connected().await;
@@ -86,18 +76,12 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
 
     // No input for longer than idle_after: idle, everywhere.
     tokio::time::sleep(idle_after).await;
-    eventually("carol idle on her node", || async {
-        (own_status(&carol).await == "idle").then_some(())
-    })
-    .await;
+    wait_own(&carol, "idle").await;
     wait_seen(&dave, "idle").await;
 
     // Input again: online at once (not at the next tick).
     carol.post("/activity", json!({})).await;
-    eventually("carol online again", || async {
-        (own_status(&carol).await == "online").then_some(())
-    })
-    .await;
+    wait_own(&carol, "online").await;
     wait_seen(&dave, "online").await;
 
     // Sending a message is input too; keep her busy past idle_after.
@@ -140,10 +124,7 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
     wait_seen(&dave, "online").await;
     let _ = tab.close(None).await;
     while tab.next().await.is_some() {}
-    eventually("idle with no client attached", || async {
-        (own_status(&carol).await == "idle").then_some(())
-    })
-    .await;
+    wait_own(&carol, "idle").await;
     wait_seen(&dave, "idle").await;
 
     // The system log says what changed it.

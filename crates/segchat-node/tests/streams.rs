@@ -15,17 +15,13 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 async fn start_lossy_node(server: std::net::SocketAddr, dir: &std::path::Path) -> NodeHandle {
-    let mut config = NodeConfig::new(server.to_string(), dir);
-    config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
-    config.reconnect_min = Duration::from_millis(50);
-    config.reconnect_max = Duration::from_millis(500);
-    config.stream_loss = Some(LossHook {
-        percent: 10,
-        seed: 42,
-    });
-    Node::start(config, CancellationToken::new())
-        .await
-        .expect("node starts")
+    common::start_node_with(server, dir, |c| {
+        c.stream_loss = Some(LossHook {
+            percent: 10,
+            seed: 42,
+        })
+    })
+    .await
 }
 
 /// Starts a test-pattern stream; returns its id.

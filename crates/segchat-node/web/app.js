@@ -408,9 +408,8 @@ function drawTimeline(opts = {}) {
 
 // The message box of the open channel, if one can be written in.
 function focusComposer() {
-  const ta = ui && ui.composer.querySelector('textarea:not([disabled])');
-  if (ta) ta.focus();
-  else if (ui) ui.composer.querySelector('button, textarea') && ui.composer.querySelector('button, textarea').focus();
+  const target = ui && (ui.composer.querySelector('textarea:not([disabled])') || ui.composer.querySelector('button, textarea'));
+  if (target) target.focus();
 }
 
 async function loadLatest(name) {

@@ -33,16 +33,15 @@ export async function openInviteDialog(d, fallbackNode) {
   const inv = node.invite || { server_addrs: [node.server_addr], server_key: node.server_key, reach: 'remote' };
   const key = inv.server_key || '';
   const addr = inv.server_addrs[0] || '';
+  const port = (node.server_addr.match(/:(\d+)$/) || [])[1] || '22236';
   const parts = [];
   if (inv.reach === 'this_machine') {
-    const port = (node.server_addr.match(/:(\d+)$/) || [])[1] || '22236';
     parts.push(h('div', { class: 'banner warn inline', role: 'alert', id: 'invite-local-only' }, icon('warn'),
       h('span', {}, h('strong', {}, 'Only this machine can reach your server. '),
         'To let friends in, stop segchat and start it with ', h('code', {}, `segchat up --listen 0.0.0.0:${port}`),
         '. Friends on other networks also need UDP and TCP port ', h('code', {}, port), ' forwarded to this machine by your router.')));
   }
   if (inv.reach === 'network' && !addr) {
-    const port = (node.server_addr.match(/:(\d+)$/) || [])[1] || '22236';
     parts.push(h('p', { class: 'hint', id: 'invite-no-addr' }, `Your server listens on every interface of this machine, port ${port}; give them this machine's address on your network with that port.`));
   }
   if (addr) {

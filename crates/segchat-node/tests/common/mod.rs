@@ -72,10 +72,20 @@ impl TestServer {
 }
 
 pub async fn start_node(server: SocketAddr, dir: &Path) -> NodeHandle {
+    start_node_with(server, dir, |_| {}).await
+}
+
+/// A node as [`start_node`] makes it, with `tweak` applied to its config.
+pub async fn start_node_with(
+    server: SocketAddr,
+    dir: &Path,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> NodeHandle {
     let mut config = NodeConfig::new(server.to_string(), dir);
     config.p2p_listen = "127.0.0.1:0".parse().expect("addr");
     config.reconnect_min = Duration::from_millis(50);
     config.reconnect_max = Duration::from_millis(500);
+    tweak(&mut config);
     Node::start(config, CancellationToken::new())
         .await
         .expect("node starts")
