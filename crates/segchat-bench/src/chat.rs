@@ -953,6 +953,7 @@ fn presign(
                 author: name,
                 ts_ms: ts_ms + i,
                 body: &body,
+                re: None,
             }
             .sign(key, ticket.clone())?;
             Ok(message)

@@ -86,6 +86,13 @@ pub enum NodeNotice {
 pub enum ChatEvent {
     /// A message reached the local store (new to this node).
     Message { message: MessageRow },
+    /// A message changed: edited, deleted, or its reactions (the row as
+    /// it is shown now).
+    MessageUpdated { message: MessageRow },
+    /// An edit, deletion or reaction pointing at `target` reached the
+    /// local store. Internal: the API's event stream sends the target as
+    /// `message_updated` instead.
+    Acted { channel: String, target: String },
     /// A message the user wrote changed delivery state.
     MessageState {
         id: String,

@@ -38,6 +38,7 @@ fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Me
         author,
         ts_ms: 1_000,
         body,
+        re: None,
     }
     .sign(key, ticket.clone())
     .expect("sign")
@@ -315,6 +316,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
             author: "eve",
             ts_ms: 1_000,
             body,
+            re: None,
         }
         .sign(&key, ticket.clone())
         .expect("sign")
@@ -469,6 +471,7 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
             author: "eve",
             ts_ms: 1_000 + u64::from(i),
             body: &body,
+            re: None,
         }
         .sign(&ekey, eve_ticket.clone())
         .expect("sign");

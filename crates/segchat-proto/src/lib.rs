@@ -16,10 +16,13 @@
 //! - [`peer`]: the node ↔ node link (member to channel host).
 //! - [`ticket`]: server-signed tickets binding a node key to a user.
 //! - [`message`]: chat messages and the canonical bytes authors sign.
+//! - [`edits`]: replies, edits, deletions and reactions (messages that
+//!   point at another) and the rules every store applies them by.
 //! - [`stream`]: livestreams: the stream record and the UDP datagram
 //!   that carries frames (chunking limits, per-viewer authentication).
 
 pub mod access;
+pub mod edits;
 pub mod frame;
 pub mod handshake;
 pub mod message;

@@ -12,18 +12,30 @@
 //! 3. `signature` verifies under the ticket's node key over:
 //!
 //! ```text
-//! "segchat-msg-v1" 0x00
+//! "segchat-msg-v2" 0x00
 //! id: 16 bytes (the UUID's bytes)
 //! channel: u16 length · UTF-8
 //! author: u16 length · UTF-8
 //! ts_ms: u64
-//! body: u32 length · UTF-8
+//! re: 1 byte (0 none, 1 reply, 2 edit, 3 delete, 4 react, 5 unreact),
+//!     then, unless 0, the 16 bytes of the id it points at
+//! body: 32 bytes, the SHA-256 of the body's UTF-8
 //! ```
+//!
+//! Signing the body's hash rather than the body lets a store **redact** a
+//! message — drop a deleted or superseded body, keep its hash in
+//! `redacted` — and still pass it on as a message anyone can verify (see
+//! [`crate::edits`]). Messages signed before version 2 (`"segchat-msg-v1"`,
+//! the same fields without `re`, the body itself as u32 length · UTF-8)
+//! still verify; they cannot be redacted.
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use sha2::{Digest, Sha256};
+
+use crate::edits::Ref;
 use crate::ticket::{decode_signature, put_str16, SignedTicket, TrustError};
 use crate::types::AccountKind;
 
@@ -36,7 +48,8 @@ pub const MAX_BATCH: usize = 200;
 /// under [`crate::MAX_FRAME_LEN`] for the rest of the frame.
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
-const DOMAIN: &[u8] = b"segchat-msg-v1\0";
+const DOMAIN: &[u8] = b"segchat-msg-v2\0";
+const DOMAIN_V1: &[u8] = b"segchat-msg-v1\0";
 
 /// An upper bound of a message's JSON size: every body byte may be escaped
 /// as `\u00XX`, and the ticket, id and signature take well under 1 KiB.
@@ -84,6 +97,13 @@ pub struct Message {
     /// the author's node had seen when it wrote this one.
     pub ts_ms: u64,
     pub body: String,
+    /// The message this one replies to, edits, deletes or reacts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<Ref>,
+    /// Set when a store removed the body (deleted or superseded): the
+    /// SHA-256 of the body that was signed, hex; `body` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<String>,
     /// The author's ticket, binding their node key to their name.
     pub ticket: SignedTicket,
     /// ed25519 over the canonical bytes, hex.
@@ -103,6 +123,10 @@ pub struct Unticketed {
     pub author: String,
     pub ts_ms: u64,
     pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<String>,
     /// ed25519 over the canonical bytes, hex.
     pub signature: String,
 }
@@ -116,6 +140,8 @@ impl Unticketed {
             author: self.author,
             ts_ms: self.ts_ms,
             body: self.body,
+            re: self.re,
+            redacted: self.redacted,
             ticket,
             signature: self.signature,
         }
@@ -139,16 +165,47 @@ pub struct Draft<'a> {
     pub author: &'a str,
     pub ts_ms: u64,
     pub body: &'a str,
+    pub re: Option<Ref>,
+}
+
+/// The SHA-256 of a body, as signed.
+pub fn body_hash(body: &str) -> [u8; 32] {
+    Sha256::digest(body.as_bytes()).into()
 }
 
 impl Draft<'_> {
     /// The exact bytes that are signed. Refuses an id that is not a
     /// UUIDv7, so no node signs one and no store accepts one.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, TrustError> {
+        self.signing_bytes_with(&body_hash(self.body))
+    }
+
+    /// The signed bytes with the body's hash given (a redacted message).
+    fn signing_bytes_with(&self, hash: &[u8; 32]) -> Result<Vec<u8>, TrustError> {
+        check_id(&self.id)?;
+        let mut out = Vec::with_capacity(128 + self.channel.len() + self.author.len());
+        out.extend_from_slice(DOMAIN);
+        out.extend_from_slice(self.id.as_bytes());
+        put_str16(&mut out, self.channel)?;
+        put_str16(&mut out, self.author)?;
+        out.extend_from_slice(&self.ts_ms.to_be_bytes());
+        match self.re {
+            None => out.push(0),
+            Some(r) => {
+                out.push(r.kind.tag());
+                out.extend_from_slice(r.id.as_bytes());
+            }
+        }
+        out.extend_from_slice(hash);
+        Ok(out)
+    }
+
+    /// The bytes version 1 signed (no `re`, the whole body).
+    fn signing_bytes_v1(&self) -> Result<Vec<u8>, TrustError> {
         check_id(&self.id)?;
         let mut out =
             Vec::with_capacity(64 + self.channel.len() + self.author.len() + self.body.len());
-        out.extend_from_slice(DOMAIN);
+        out.extend_from_slice(DOMAIN_V1);
         out.extend_from_slice(self.id.as_bytes());
         put_str16(&mut out, self.channel)?;
         put_str16(&mut out, self.author)?;
@@ -168,6 +225,8 @@ impl Draft<'_> {
             author: self.author.to_owned(),
             ts_ms: self.ts_ms,
             body: self.body.to_owned(),
+            re: self.re,
+            redacted: None,
             ticket,
             signature: hex::encode(sig.to_bytes()),
         })
@@ -182,7 +241,58 @@ impl Message {
             author: &self.author,
             ts_ms: self.ts_ms,
             body: &self.body,
+            re: self.re,
         }
+    }
+
+    /// The body's hash as signed: from `redacted` when the body was
+    /// removed (which must leave it empty), else computed.
+    fn signed_hash(&self) -> Result<[u8; 32], TrustError> {
+        match &self.redacted {
+            None => Ok(body_hash(&self.body)),
+            Some(h) if self.body.is_empty() => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(h, &mut out).map_err(|_| TrustError::Malformed("redacted"))?;
+                Ok(out)
+            }
+            Some(_) => Err(TrustError::Malformed("redacted with a body")),
+        }
+    }
+
+    /// Removes the body, keeping what verifies it: the signature still
+    /// checks, the text is gone. Does nothing to a message signed before
+    /// version 2 (its signature covers the body itself) and answers
+    /// whether the body is gone.
+    pub fn redact(&mut self) -> bool {
+        if self.redacted.is_some() {
+            return true;
+        }
+        if self.verify_v1_shape() {
+            return false;
+        }
+        self.redacted = Some(hex::encode(body_hash(&self.body)));
+        self.body.clear();
+        true
+    }
+
+    /// Whether this message's signature is over version 1's bytes (its
+    /// signature does not verify as version 2 but does as version 1).
+    /// Only for stores deciding whether a body can be removed.
+    fn verify_v1_shape(&self) -> bool {
+        let (Ok(key), Ok(sig)) = (self.ticket.node_key(), decode_signature(&self.signature)) else {
+            return false;
+        };
+        let v2 = self
+            .signed_hash()
+            .and_then(|h| self.draft().signing_bytes_with(&h));
+        if v2.is_ok_and(|b| key.verify(&b, &sig).is_ok()) {
+            return false;
+        }
+        self.re.is_none()
+            && self
+                .draft()
+                .signing_bytes_v1()
+                .is_ok_and(|b| key.verify(&b, &sig).is_ok())
     }
 
     /// Checks the ticket under the server's key, that it names the author,
@@ -203,9 +313,17 @@ impl Message {
     /// already decoded (callers that cache it per ticket).
     pub fn verify_author_signature_with(&self, node_key: &VerifyingKey) -> Result<(), TrustError> {
         let (bytes, sig) = self.signed_parts()?;
-        node_key
-            .verify(&bytes, &sig)
-            .map_err(|_| TrustError::BadSignature)
+        if node_key.verify(&bytes, &sig).is_ok() {
+            return Ok(());
+        }
+        // Signed before version 2: whole body, no `re`, never redacted.
+        if self.re.is_none() && self.redacted.is_none() {
+            let v1 = self.draft().signing_bytes_v1()?;
+            if node_key.verify(&v1, &sig).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(TrustError::BadSignature)
     }
 
     /// Checks that the ticket names the author, and returns the bytes the
@@ -219,7 +337,7 @@ impl Message {
             });
         }
         Ok((
-            self.draft().signing_bytes()?,
+            self.draft().signing_bytes_with(&self.signed_hash()?)?,
             decode_signature(&self.signature)?,
         ))
     }
@@ -233,6 +351,8 @@ impl Message {
                 author: self.author,
                 ts_ms: self.ts_ms,
                 body: self.body,
+                re: self.re,
+                redacted: self.redacted,
                 signature: self.signature,
             },
             self.ticket,
@@ -274,6 +394,7 @@ mod tests {
             author,
             ts_ms: 1_000,
             body: "hello",
+            re: None,
         }
         .sign(node, ticket)
         .expect("sign")
@@ -299,6 +420,7 @@ mod tests {
             author: "a",
             ts_ms: 1,
             body: "b",
+            re: None,
         };
         let bytes = draft.signing_bytes().expect("bytes");
         assert_eq!(
@@ -316,6 +438,7 @@ mod tests {
             author: "alice",
             ts_ms: 1_000,
             body: "hello",
+            re: None,
         };
         // Version 4, the nil id, version 7 with the wrong variant.
         let not_v7 = [

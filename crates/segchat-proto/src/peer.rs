@@ -209,7 +209,8 @@ const TAG_BROADCAST: u8 = 0x01;
 /// ```
 ///
 /// A message whose fields do not fit that (a signature that is not 64
-/// bytes of lowercase hex, a name over 65,535 bytes) goes as JSON instead.
+/// bytes of lowercase hex, a name over 65,535 bytes, a message with `re`
+/// or `redacted`) goes as JSON instead.
 impl LinkEvent for Event {
     fn encode_binary(&self, dst: &mut BytesMut) -> bool {
         let Event::Broadcast {
@@ -230,7 +231,7 @@ impl LinkEvent for Event {
         ) else {
             return false;
         };
-        if !canonical {
+        if !canonical || m.re.is_some() || m.redacted.is_some() {
             return false;
         }
         dst.reserve(1 + 8 + 2 + 16 + 8 + 64 + 8 + m.channel.len() + m.author.len() + m.body.len());
@@ -282,6 +283,8 @@ impl LinkEvent for Event {
                 author,
                 ts_ms,
                 body,
+                re: None,
+                redacted: None,
                 signature,
             },
         })
@@ -347,6 +350,8 @@ mod tests {
                 author: "alice".into(),
                 ts_ms: 1_732_000_000_000,
                 body: "hi 👋".into(),
+                re: None,
+                redacted: None,
                 signature,
             },
         }

@@ -92,11 +92,10 @@ impl Verifier {
                 return out;
             }
         }
+        // One at a time, through the whole check (which also knows the
+        // bytes messages signed before version 2).
         for (i, &at) in batch.at.iter().enumerate() {
-            let (key, bytes, sig) = (&batch.keys[i], &batch.bytes[i], &batch.sigs[i]);
-            if ed25519_dalek::Verifier::verify(key, bytes, sig).is_err() {
-                out[at] = Err(TrustError::BadSignature);
-            }
+            out[at] = messages[at].verify_author_signature_with(&batch.keys[i]);
         }
         out
     }
@@ -126,6 +125,7 @@ mod tests {
             author,
             ts_ms: 1,
             body: "hi",
+            re: None,
         }
         .sign(node, ticket)
         .expect("sign")

@@ -49,6 +49,7 @@ impl Author {
             author: &self.name,
             ts_ms,
             body,
+            re: None,
         }
         .sign(&self.key, self.ticket.clone())
         .expect("sign")

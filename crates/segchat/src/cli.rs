@@ -93,6 +93,32 @@ pub(crate) enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// Reply to a message (quoting it).
+    Reply {
+        channel: String,
+        /// The id of the message replied to (`history --ids` shows them).
+        id: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Edit one of your messages.
+    Edit {
+        channel: String,
+        id: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Delete a message: your own, or anyone's in a channel you own.
+    Delete { channel: String, id: String },
+    /// React to a message with an emoji (again with --remove to take it
+    /// back).
+    React {
+        channel: String,
+        id: String,
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Show a channel's history, newest last (from the local store; works
     /// offline).
     History {
@@ -103,6 +129,10 @@ pub(crate) enum Command {
         /// Only messages older than this message id.
         #[arg(long, value_name = "ID")]
         before: Option<String>,
+        /// Start each line with the message's id (to reply, edit, delete or
+        /// react).
+        #[arg(long)]
+        ids: bool,
     },
     /// Search every message this node has seen, newest first, a page at
     /// a time (from the local store; works offline).

@@ -12,6 +12,7 @@
 mod cli;
 mod client;
 mod config;
+mod message_verbs;
 mod stream_verbs;
 mod up;
 mod verbs;

@@ -246,10 +246,15 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
                 )
             });
         }
+        Command::Reply { .. }
+        | Command::Edit { .. }
+        | Command::Delete { .. }
+        | Command::React { .. } => crate::message_verbs::run(&node, &out, command).await?,
         Command::History {
             channel,
             limit,
             before,
+            ids,
         } => {
             let mut path = format!("/channels/{channel}/messages?limit={limit}");
             if let Some(b) = before {
@@ -259,7 +264,15 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             out.print(&v, || {
                 let mut lines: Vec<String> = v["messages"]
                     .as_array()
-                    .map(|ms| ms.iter().rev().map(message_line).collect())
+                    .map(|ms| {
+                        ms.iter()
+                            .rev()
+                            .map(|m| match ids {
+                                true => format!("{}  {}", str_of(&m["id"]), message_line(m)),
+                                false => message_line(m),
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if let Some(gaps) = v["gaps"].as_array().filter(|g| !g.is_empty()) {
                     lines.push(format!(
@@ -378,12 +391,12 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
     Ok(())
 }
 
-struct Output {
+pub(crate) struct Output {
     json: bool,
 }
 
 impl Output {
-    fn print(&self, v: &Value, text: impl FnOnce() -> String) {
+    pub(crate) fn print(&self, v: &Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
@@ -393,7 +406,7 @@ impl Output {
 }
 
 /// A message's `ts_ms` in local time, as `format` says (empty if absent).
-fn local_time(m: &Value, format: &str) -> String {
+pub(crate) fn local_time(m: &Value, format: &str) -> String {
     m["ts_ms"]
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
@@ -401,21 +414,7 @@ fn local_time(m: &Value, format: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One message as a line: time, author, body, and for own messages their
-/// delivery state.
-fn message_line(m: &Value) -> String {
-    let time = local_time(m, "%H:%M:%S");
-    let state = match m["state"].as_str() {
-        Some("refused") => format!("  [refused: {}]", str_of(&m["reason"])),
-        Some(s) => format!("  [{}]", s.replace('_', " ")),
-        None => String::new(),
-    };
-    format!(
-        "{time} <{}> {}{state}",
-        str_of(&m["author"]),
-        str_of(&m["body"])
-    )
-}
+pub(crate) use crate::message_verbs::message_line;
 
 /// A search result as a line: date and time, channel, author, body.
 fn search_line(m: &Value) -> String {
@@ -452,7 +451,7 @@ fn query_escape(s: &str) -> String {
     out
 }
 
-fn str_of(v: &Value) -> &str {
+pub(crate) fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
 

@@ -482,6 +482,7 @@ pub fn message(data: &[u8]) {
         author: &m.author,
         ts_ms: m.ts_ms,
         body: &m.body,
+        re: None,
     };
     let Some(ticket) = ticket_for(&m.author) else {
         return;

@@ -39,6 +39,7 @@ fn message(n: u128, body: &str) -> Message {
         author: "alice",
         ts_ms: 1_732_000_000_000 + n as u64,
         body,
+        re: None,
     }
     .sign(&node_key(), alice())
     .unwrap_or_else(|e| unreachable!("a short message signs: {e}"))

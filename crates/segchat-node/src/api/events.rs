@@ -9,17 +9,19 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::ApiState;
-use crate::events::{NodeEvent, NodeNotice};
+use crate::chat::Chat;
+use crate::events::{ChatEvent, NodeEvent, NodeNotice};
 
 pub(super) async fn subscribe(State(st): State<ApiState>, ws: WebSocketUpgrade) -> Response {
     // Subscribe before the upgrade completes, so nothing after it is missed.
     let rx = st.inner.bus.subscribe();
     let shutdown = st.inner.shutdown.clone();
     let activity = st.inner.activity.clone();
+    let chat = st.inner.chat.clone();
     ws.on_upgrade(move |socket| async move {
         // An open event stream is an attached client (presence).
         let _attached = activity.attach();
-        pump(socket, rx, shutdown).await
+        pump(socket, rx, shutdown, chat).await
     })
 }
 
@@ -27,6 +29,7 @@ async fn pump(
     mut socket: WebSocket,
     mut rx: broadcast::Receiver<NodeEvent>,
     shutdown: CancellationToken,
+    chat: Chat,
 ) {
     loop {
         let event = tokio::select! {
@@ -45,6 +48,15 @@ async fn pump(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+        };
+        // An edit, deletion or reaction: the message it changed, as shown
+        // now (read when sent, so the latest state wins).
+        let event = match event {
+            NodeEvent::Chat(ChatEvent::Acted { target, .. }) => match chat.shown(target).await {
+                Some(message) => NodeEvent::Chat(ChatEvent::MessageUpdated { message }),
+                None => continue,
+            },
+            ev => ev,
         };
         let text = match serde_json::to_string(&event) {
             Ok(t) => t,

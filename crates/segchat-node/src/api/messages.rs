@@ -19,6 +19,14 @@ use crate::store::{MessageRow, SearchCursor, SearchQuery};
 #[derive(Debug, Deserialize)]
 pub(super) struct SendBody {
     body: String,
+    /// The id of the message this one replies to.
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EditBody {
+    body: String,
 }
 
 /// `POST /channels/{name}/messages`: the message as stored, usually
@@ -35,7 +43,57 @@ pub(super) async fn send(
     Body(body): Body<SendBody>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     st.inner.activity.input();
-    let message = st.inner.chat.send(&name, &body.body).await?;
+    let message = st
+        .inner
+        .chat
+        .send(&name, &body.body, body.reply_to.as_deref())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `PATCH /channels/{name}/messages/{id}`: edits one of the user's
+/// messages; answers the message as now shown (the edit itself goes
+/// through the outbox like a message).
+pub(super) async fn edit(
+    State(st): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    Body(body): Body<EditBody>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let message = st.inner.chat.edit(&name, &id, &body.body).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `DELETE /channels/{name}/messages/{id}`: deletes a message (the user's
+/// own, or anyone's in a channel they own or moderate).
+pub(super) async fn delete(
+    State(st): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let message = st.inner.chat.delete(&name, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `PUT /channels/{name}/messages/{id}/reactions/{emoji}`: adds the
+/// user's reaction.
+pub(super) async fn react(
+    State(st): State<ApiState>,
+    Path((name, id, emoji)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let message = st.inner.chat.react(&name, &id, &emoji, true).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `DELETE /channels/{name}/messages/{id}/reactions/{emoji}`: takes the
+/// user's reaction back.
+pub(super) async fn unreact(
+    State(st): State<ApiState>,
+    Path((name, id, emoji)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let message = st.inner.chat.react(&name, &id, &emoji, false).await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
 }
 
@@ -160,6 +218,8 @@ pub struct Unread {
     /// Per channel with unread messages, the id of the first of them
     /// (where the "New" divider goes).
     pub first_unread: HashMap<String, String>,
+    /// Per channel, how many unread messages mention the user (`@name`).
+    pub mentions: HashMap<String, u64>,
     pub links: HashMap<String, Via>,
 }
 
@@ -169,6 +229,11 @@ pub(super) async fn unread(State(st): State<ApiState>) -> Result<Json<Unread>, A
         first_unread: per_channel
             .iter()
             .map(|u| (u.channel.clone(), u.first_id.clone()))
+            .collect(),
+        mentions: per_channel
+            .iter()
+            .filter(|u| u.mentions > 0)
+            .map(|u| (u.channel.clone(), u.mentions))
             .collect(),
         unread: per_channel
             .into_iter()

@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use segchat_log::SystemLog;
 use serde::{Deserialize, Serialize};
@@ -206,6 +206,14 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/channels/{name}/messages",
             get(messages::history).post(messages::send),
+        )
+        .route(
+            "/channels/{name}/messages/{id}",
+            patch(messages::edit).delete(messages::delete),
+        )
+        .route(
+            "/channels/{name}/messages/{id}/reactions/{emoji}",
+            put(messages::react).delete(messages::unreact),
         )
         .route("/channels/{name}/read", post(messages::mark_read))
         .route("/search", get(messages::search))

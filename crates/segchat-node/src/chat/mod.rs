@@ -9,6 +9,8 @@
 //!   layer (`host/link.rs`): admitting members with their tickets, storing
 //!   and fanning out posts, streaming the backup to the
 //!   server and pulling what was posted there while this node was away.
+//! - `compose.rs`: writing: messages, replies, edits, deletions and
+//!   reactions, signed and put in the outbox.
 //! - `member.rs`: following a channel hosted elsewhere: P2P to its host
 //!   while it is online, the server's backup while it is not, and the
 //!   outbox drained to whichever is reachable.
@@ -20,6 +22,7 @@
 //! its signature and ticket were verified against the server's key, or
 //! because this node wrote it.
 
+mod compose;
 mod host;
 mod keys;
 mod member;
@@ -31,9 +34,10 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use segchat_log::SystemLog;
-use segchat_proto::message::{Draft, Message, Sequenced, MAX_BATCH};
+use segchat_proto::edits::RefKind;
+use segchat_proto::message::{Message, Sequenced, MAX_BATCH};
 use segchat_proto::ticket::{decode_key, SignedTicket};
-use segchat_proto::types::{AccountKind, SessionInfo};
+use segchat_proto::types::SessionInfo;
 use segchat_proto::verify::Verifier;
 use segchat_proto::{Failure, Status};
 use serde::Serialize;
@@ -240,6 +244,18 @@ impl Chat {
         self.inner.bus.publish(NodeEvent::Chat(event));
     }
 
+    /// Tells subscribers about a message new to the store: itself, or, for
+    /// an edit, deletion or reaction (`acted` on a message), that message.
+    fn announce(&self, row: MessageRow, acted: Option<Uuid>) {
+        match acted {
+            None => self.publish(ChatEvent::Message { message: row }),
+            Some(target) => self.publish(ChatEvent::Acted {
+                channel: row.channel,
+                target: target.to_string(),
+            }),
+        }
+    }
+
     fn set_via(&self, channel: &str, via: Via) {
         let changed = lock(&self.inner.links).insert(channel.to_owned(), via) != Some(via);
         if changed {
@@ -285,9 +301,10 @@ impl Chat {
     async fn receive(&self, m: Message, arrival: Arrival) -> Result<Inserted, StoreError> {
         self.observe(m.ts_ms);
         let row = MessageRow::arrived(&m, &arrival);
+        let acted = crate::store::acted_on(&m);
         let inserted = self.store().insert_message(m, arrival).await?;
         if inserted.new {
-            self.publish(ChatEvent::Message { message: row });
+            self.announce(row, acted);
         }
         Ok(inserted)
     }
@@ -414,79 +431,6 @@ impl Chat {
         }
     }
 
-    /// Writes a message: checks it, signs it, puts it in the outbox (shown
-    /// as pending) and wakes whoever delivers it. Returns it as stored.
-    pub async fn send(&self, channel: &str, body: &str) -> Result<MessageRow, Failure> {
-        let me = self
-            .session()
-            .ok_or_else(|| Failure::unauthorized("sign in first"))?;
-        if me.kind == AccountKind::Visitor {
-            return Err(refuse(
-                Status::Forbidden,
-                "visitors only read; register an account to write",
-            ));
-        }
-        if body.trim().is_empty() {
-            return Err(Failure::bad_request("a message needs some text"));
-        }
-        let max = self.max_body_len();
-        if body.len() > max {
-            return Err(refuse(
-                Status::TooLarge,
-                format!(
-                    "a message is at most {max} bytes; this one is {}",
-                    body.len()
-                ),
-            ));
-        }
-        let cached = self.store().cached_channels().await.map_err(internal)?;
-        let info = cached
-            .and_then(|c| c.channels.into_iter().find(|ch| ch.name == channel))
-            .ok_or_else(|| Failure::not_found(format!("no channel named {channel:?}")))?;
-        if info.my_role.is_none() {
-            return Err(refuse(
-                Status::Forbidden,
-                format!("join {channel:?} before writing in it"),
-            ));
-        }
-        let ticket = match self.ticket() {
-            Some(t) => t,
-            None => self.fetch_ticket().await?,
-        };
-        let message = Draft {
-            id: Uuid::now_v7(),
-            channel,
-            author: &me.username,
-            ts_ms: self.stamp(),
-            body,
-        }
-        .sign(&self.inner.key, ticket)
-        .map_err(|e| Failure::bad_request(e.to_string()))?;
-        let row = MessageRow::written(&message);
-        self.store()
-            .insert_outgoing(message.clone())
-            .await
-            .map_err(internal)?;
-        self.log().record(
-            "MESSAGE_SENT",
-            "local",
-            format!("channel={channel} id={} state=pending", message.id),
-        );
-        self.publish(ChatEvent::Message {
-            message: row.clone(),
-        });
-        if info.owner == me.username {
-            self.host_own(message).await;
-        } else {
-            self.bell(channel).notify_one();
-        }
-        self.store()
-            .message(row.id.clone())
-            .await
-            .map_err(internal)?
-            .ok_or_else(Failure::server_error)
-    }
-
     /// Asks the server for a ticket for this node's key and keeps it.
     async fn fetch_ticket(&self) -> Result<SignedTicket, Failure> {
         let t = self.link().get_ticket(self.node_key()).await?;
@@ -595,6 +539,15 @@ impl MessageRow {
             server_seq: a.server_seq,
             state: None,
             reason: None,
+            reply_to: m
+                .re
+                .filter(|r| r.kind == RefKind::Reply)
+                .map(|r| r.id.to_string()),
+            quote: None,
+            edited_ms: None,
+            deleted: false,
+            reactions: Vec::new(),
+            mentions_me: false,
             local_id: 0,
         }
     }

@@ -178,32 +178,57 @@ pub struct Unread {
     /// The id of the first of them (in arrival order), for the "New"
     /// divider.
     pub first_id: String,
+    /// How many of them mention the user (`@name`).
+    pub mentions: u64,
 }
+
+/// Which messages count as unread for `?1` (the user): shown ones by
+/// others, not deleted, after the read cursor and `unread_since`.
+const UNREAD: &str = "FROM messages m
+     LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
+     LEFT JOIN unread_since s ON s.channel = m.channel
+     WHERE m.author != ?1 AND m.local_id > COALESCE(r.value, 0)
+       AND m.ts_ms > COALESCE(s.since_ms, -1)
+       AND (m.re_kind IS NULL OR m.re_kind = 'reply') AND m.deleted = 0";
 
 impl Store {
     /// Unread messages per channel (channels with none are left out).
     pub async fn unread(&self, me: String) -> Result<Vec<Unread>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT u.channel, u.n, m.id FROM (
                      SELECT m.channel AS channel, COUNT(*) AS n, MIN(m.local_id) AS first
-                     FROM messages m
-                     LEFT JOIN cursors r ON r.channel = m.channel AND r.kind = 'read'
-                     LEFT JOIN unread_since s ON s.channel = m.channel
-                     WHERE m.author != ?1 AND m.local_id > COALESCE(r.value, 0)
-                       AND m.ts_ms > COALESCE(s.since_ms, -1)
+                     {UNREAD}
                      GROUP BY m.channel
                  ) u JOIN messages m ON m.local_id = u.first
-                 ORDER BY u.channel",
-            )?;
+                 ORDER BY u.channel"
+            ))?;
             let rows = stmt.query_map(params![me], |r| {
                 Ok(Unread {
                     channel: r.get(0)?,
                     count: r.get::<_, i64>(1)? as u64,
                     first_id: r.get(2)?,
+                    mentions: 0,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut unread = rows.collect::<Result<Vec<_>, _>>()?;
+            // Candidates by substring in SQL, then the whole-name rule.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT m.channel, COALESCE(m.shown, m.body) {UNREAD}
+                   AND instr(COALESCE(m.shown, m.body), '@' || ?1) > 0"
+            ))?;
+            let candidates = stmt.query_map(params![me], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for candidate in candidates {
+                let (channel, body) = candidate?;
+                if super::edits::mentions(&body, &me) {
+                    if let Some(u) = unread.iter_mut().find(|u| u.channel == channel) {
+                        u.mentions += 1;
+                    }
+                }
+            }
+            Ok(unread)
         })
         .await
     }
@@ -290,6 +315,7 @@ mod tests {
                 channel: "c".into(),
                 count: 10,
                 first_id: message(51, "m").id.to_string(),
+                mentions: 0,
             }]
         );
         assert!(

@@ -8,6 +8,7 @@
 //! not know (its host or server sequence number).
 
 use rusqlite::{params, Connection, OptionalExtension};
+use segchat_proto::edits::{Ref, RefKind};
 use segchat_proto::message::{Message, Sequenced};
 use serde::Serialize;
 
@@ -97,13 +98,16 @@ pub struct Inserted {
     pub host_cursor: Option<u64>,
 }
 
-/// A stored message as the API shows it.
+/// A stored message as the API shows it: a plain message or a reply, as
+/// the edits, deletion and reactions pointing at it left it (those are
+/// never rows of their own here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageRow {
     pub id: String,
     pub channel: String,
     pub author: String,
     pub ts_ms: u64,
+    /// The text shown: the latest edit's, or empty once deleted.
     pub body: String,
     /// Where this node's copy came from.
     pub source: Source,
@@ -114,13 +118,49 @@ pub struct MessageRow {
     /// For messages written on this node.
     pub state: Option<DeliveryState>,
     pub reason: Option<String>,
+    /// The message this one replies to.
+    pub reply_to: Option<String>,
+    /// That message as it is shown now, if this node has it.
+    pub quote: Option<Quote>,
+    /// When it was last edited.
+    pub edited_ms: Option<u64>,
+    pub deleted: bool,
+    pub reactions: Vec<Reaction>,
+    /// Whether the body mentions this node's user as `@name`.
+    pub mentions_me: bool,
     #[serde(skip)]
     pub local_id: i64,
 }
 
+/// The message a reply quotes, as shown now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quote {
+    pub id: String,
+    pub author: String,
+    pub body: String,
+    pub deleted: bool,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    /// Who reacted, in the order they did.
+    pub users: Vec<String>,
+    /// Whether this node's user is one of them.
+    pub me: bool,
+}
+
+/// The columns [`row`] reads, shown text in place of the body.
 pub(super) const ROW_COLUMNS: &str =
-    "local_id, id, channel, author, ts_ms, body, source, source_addr, \
-     host_seq, server_seq, state, reason";
+    "m.local_id, m.id, m.channel, m.author, m.ts_ms, COALESCE(m.shown, m.body), m.source, \
+     m.source_addr, m.host_seq, m.server_seq, m.state, m.reason, m.re_kind, m.re_id, \
+     m.edited_ms, m.deleted";
+
+/// Which rows of `messages m` are shown messages (not edits, deletions
+/// or reactions).
+pub(super) const SHOWN: &str = "(m.re_kind IS NULL OR m.re_kind = 'reply')";
 
 pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok(RawRow {
@@ -136,6 +176,10 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         server_seq: r.get(9)?,
         state: r.get(10)?,
         reason: r.get(11)?,
+        re_kind: r.get(12)?,
+        re_id: r.get(13)?,
+        edited_ms: r.get(14)?,
+        deleted: r.get(15)?,
     })
 }
 
@@ -152,10 +196,20 @@ pub(super) struct RawRow {
     server_seq: Option<i64>,
     state: Option<String>,
     reason: Option<String>,
+    re_kind: Option<String>,
+    re_id: Option<String>,
+    edited_ms: Option<i64>,
+    deleted: bool,
 }
 
 impl RawRow {
+    /// The row as the API shows it, before [`super::edits::decorate`]
+    /// adds its quote, reactions and mention.
     pub(super) fn cook(self) -> Result<MessageRow, StoreError> {
+        let reply_to = match self.re_kind.as_deref() {
+            Some("reply") => self.re_id,
+            _ => None,
+        };
         Ok(MessageRow {
             local_id: self.local_id,
             id: self.id,
@@ -173,49 +227,54 @@ impl RawRow {
                 .map(DeliveryState::parse)
                 .transpose()?,
             reason: self.reason,
+            reply_to,
+            quote: None,
+            edited_ms: self.edited_ms.map(|v| v as u64),
+            deleted: self.deleted,
+            reactions: Vec::new(),
+            mentions_me: false,
         })
     }
 }
 
-pub(super) fn full_message(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
+/// The columns [`full_message`] reads: a whole signed message.
+pub(super) const MESSAGE_COLUMNS: &str =
+    "id, channel, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted";
 
-pub(super) fn to_message(
-    (id, channel, author, ts, body, ticket, signature): (
-        String,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        String,
-    ),
-) -> Result<Message, StoreError> {
-    Ok(Message {
-        id: id
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("message id: {e}")))?,
-        channel,
-        author,
-        ts_ms: ts as u64,
-        body,
-        ticket: serde_json::from_str(&ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        signature,
-    })
+/// A whole signed message from a row selected with [`MESSAGE_COLUMNS`]
+/// first.
+pub(super) fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
+    let id: String = r.get(0)?;
+    let ticket: String = r.get(5)?;
+    let re_kind: Option<String> = r.get(7)?;
+    let re_id: Option<String> = r.get(8)?;
+    let ts: i64 = r.get(3)?;
+    let (channel, author, body, signature, redacted) =
+        (r.get(1)?, r.get(2)?, r.get(4)?, r.get(6)?, r.get(9)?);
+    Ok((|| {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("message {what}: {e}"))
+        };
+        let re = match (re_kind, re_id) {
+            (Some(kind), Some(target)) => Some(Ref {
+                kind: RefKind::parse(&kind).ok_or_else(|| corrupt("re_kind", &kind))?,
+                id: target.parse().map_err(|e| corrupt("re_id", &e))?,
+            }),
+            _ => None,
+        };
+        Ok(Message {
+            id: id.parse().map_err(|e| corrupt("id", &e))?,
+            channel,
+            author,
+            ts_ms: ts as u64,
+            body,
+            re,
+            redacted,
+            ticket: serde_json::from_str(&ticket).map_err(|e| corrupt("ticket", &e))?,
+            signature,
+        })
+    })())
 }
-
-pub(super) const MESSAGE_COLUMNS: &str = "id, channel, author, ts_ms, body, ticket, signature";
 
 /// Inserts a copy of `m` unless the store has it; `hosted_seq` is this
 /// node's own number for it when it hosts the channel. Returns whether it
@@ -232,8 +291,9 @@ pub(super) fn insert(
     let n = c
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
-                 source, source_addr, host_seq, server_seq, state, received_at_ms, hosted_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 source, source_addr, host_seq, server_seq, state, received_at_ms, hosted_seq,
+                 re_kind, re_id, redacted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
             m.id.to_string(),
@@ -249,9 +309,14 @@ pub(super) fn insert(
             a.server_seq.map(|v| v as i64),
             state.map(DeliveryState::as_str),
             crate::clock::now_ms() as i64,
-            hosted_seq.map(|v| v as i64)
+            hosted_seq.map(|v| v as i64),
+            m.re.map(|r| r.kind.as_str()),
+            m.re.map(|r| r.id.to_string()),
+            m.redacted,
         ])?;
-    if n == 0 {
+    if n == 1 {
+        super::edits::settle(c, m)?;
+    } else {
         // Known already: learn the sequence numbers this copy carries (the
         // host's latest word on its own number wins).
         c.prepare_cached(
@@ -351,13 +416,13 @@ impl Store {
                  WHERE channel = ?1 AND hosted_seq > ?2 ORDER BY hosted_seq LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![channel, after as i64, limit], |r| {
-                Ok((full_message(r)?, r.get::<_, i64>(7)?))
+                Ok((full_message(r)?, r.get::<_, i64>(10)?))
             })?;
             rows.map(|r| {
                 let (m, seq) = r?;
                 Ok(Sequenced {
                     seq: seq as u64,
-                    message: to_message(m)?,
+                    message: m?,
                 })
             })
             .collect()
@@ -379,17 +444,22 @@ impl Store {
         .await
     }
 
-    /// One message as the API shows it.
+    /// One shown message (not an edit, deletion or reaction) as the API
+    /// shows it.
     pub async fn message(&self, id: String) -> Result<Option<MessageRow>, StoreError> {
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {ROW_COLUMNS} FROM messages WHERE id = ?1"),
-                params![id],
-                row,
-            )
-            .optional()?
-            .map(RawRow::cook)
-            .transpose()
+            let found = c
+                .query_row(
+                    &format!("SELECT {ROW_COLUMNS} FROM messages m WHERE m.id = ?1 AND {SHOWN}"),
+                    params![id],
+                    row,
+                )
+                .optional()?
+                .map(RawRow::cook)
+                .transpose()?;
+            let mut rows: Vec<MessageRow> = found.into_iter().collect();
+            super::edits::decorate(c, &mut rows)?;
+            Ok(rows.pop())
         })
         .await
     }
@@ -420,12 +490,15 @@ impl Store {
             }
             let (ts, id) = anchor.unwrap_or((i64::MAX, String::new()));
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM messages
-                 WHERE channel = ?1 AND (ts_ms < ?2 OR (ts_ms = ?2 AND id < ?3) OR ?4)
-                 ORDER BY ts_ms DESC, id DESC LIMIT ?5"
+                "SELECT {ROW_COLUMNS} FROM messages m
+                 WHERE m.channel = ?1 AND {SHOWN}
+                   AND (m.ts_ms < ?2 OR (m.ts_ms = ?2 AND m.id < ?3) OR ?4)
+                 ORDER BY m.ts_ms DESC, m.id DESC LIMIT ?5"
             ))?;
             let rows = stmt.query_map(params![channel, ts, id, before.is_none(), limit], row)?;
-            rows.map(|r| r?.cook()).collect()
+            let mut rows = rows.map(|r| r?.cook()).collect::<Result<Vec<_>, _>>()?;
+            super::edits::decorate(c, &mut rows)?;
+            Ok(rows)
         })
         .await
     }
@@ -466,6 +539,7 @@ pub(super) mod tests {
             author: "alice",
             ts_ms: 1_000 + n as u64,
             body,
+            re: None,
         }
         .sign(&node, ticket)
         .expect("sign")

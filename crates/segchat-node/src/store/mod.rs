@@ -20,6 +20,7 @@
 
 mod channels;
 mod cursors;
+mod edits;
 mod messages;
 mod outbox;
 mod search;
@@ -27,7 +28,8 @@ mod session;
 
 pub use channels::CachedChannels;
 pub use cursors::{Cursor, Unread};
-pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Source};
+pub use edits::{acted_on, mentions};
+pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Quote, Reaction, Source};
 pub use search::{BadSearch, SearchCursor, SearchPage, SearchQuery};
 pub use session::StoredSession;
 
@@ -43,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_search_index.sql")),
     (4, include_str!("../../migrations/0004_host_seen.sql")),
     (5, include_str!("../../migrations/0005_unread_since.sql")),
+    (6, include_str!("../../migrations/0006_edits.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

@@ -8,9 +8,7 @@
 use rusqlite::{params, OptionalExtension};
 use segchat_proto::message::Message;
 
-use super::messages::{
-    full_message, insert, to_message, Arrival, DeliveryState, Source, MESSAGE_COLUMNS,
-};
+use super::messages::{full_message, insert, Arrival, DeliveryState, Source, MESSAGE_COLUMNS};
 use super::{Store, StoreError};
 
 impl Store {
@@ -113,7 +111,7 @@ impl Store {
                  ORDER BY local_id LIMIT ?1"
             ))?;
             let rows = stmt.query_map(params![limit], full_message)?;
-            rows.map(|r| to_message(r?)).collect()
+            rows.map(|r| r?).collect()
         })
         .await
     }

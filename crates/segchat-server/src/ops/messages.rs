@@ -2,9 +2,12 @@
 //! half of hosted channels — tickets, the durable backup, the fallback
 //! while a host is offline, and new-message notices.
 
+use segchat_proto::access::Viewer;
+use segchat_proto::edits::{allowed, check_shape, RefKind, Target};
 use segchat_proto::message::{Message, MAX_BATCH};
 use segchat_proto::ticket::{decode_key, Ticket};
 use segchat_proto::tracker::{Event, Reply};
+use segchat_proto::types::Role;
 use segchat_proto::{Failure, Status};
 
 use super::channels::{load_channel, member_ids, viewer_of};
@@ -119,6 +122,9 @@ fn check_messages(
                 ),
             ));
         }
+        if let Err(e) = check_shape(m) {
+            return Err(Failure::bad_request(format!("message {}: {e}", m.id)));
+        }
         if let Err(e) = verdict {
             shared.log.record(
                 "MESSAGE_REJECTED",
@@ -221,6 +227,7 @@ pub(super) async fn post_message(
         return Err(Failure::forbidden("you can only post your own messages"));
     }
     check_messages(shared, ctx, &ch, std::slice::from_ref(&message))?;
+    check_action(shared, ctx, &ch, viewer, &message).await?;
     let inserted = shared
         .store
         .insert_messages(
@@ -247,6 +254,58 @@ pub(super) async fn post_message(
         id: message.id,
         seq,
     })
+}
+
+/// Refuses an edit, deletion or reaction its sender may not make, when the
+/// backup holds what it points at (one that arrives before its target is
+/// kept, and every store applies it only if the rules allow; see
+/// `segchat_proto::edits`).
+async fn check_action(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    ch: &ChannelRecord,
+    viewer: Viewer,
+    m: &Message,
+) -> Result<(), Failure> {
+    let Some(r) = m.re.filter(|r| RefKind::is_action(Some(r.kind))) else {
+        return Ok(());
+    };
+    let Some(t) = shared
+        .store
+        .message_target(ch.id, r.id)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?
+    else {
+        return Ok(());
+    };
+    let target = Target {
+        channel: &ch.name,
+        author: &t.author,
+        kind: t.kind,
+    };
+    let moderates = matches!(viewer.role, Some(Role::Owner | Role::Moderator));
+    if allowed(r.kind, &m.author, &m.channel, target, moderates) {
+        return Ok(());
+    }
+    shared.log.record(
+        "MESSAGE_REJECTED",
+        ctx.addr,
+        format!(
+            "channel={} id={} author={} reason=may-not-{} target={}",
+            ch.name,
+            m.id,
+            m.author,
+            r.kind.as_str(),
+            r.id
+        ),
+    );
+    Err(Failure::forbidden(format!(
+        "{} may not {} message {} (only its author edits; its author, the channel's owner \
+         or a moderator deletes; actions act on messages)",
+        m.author,
+        r.kind.as_str(),
+        r.id
+    )))
 }
 
 /// Pushes a new-message notice to every member of the channel.

@@ -183,6 +183,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<Sequenced>>;
     /// The channel's highest sequence number (0 when empty).
     async fn last_seq(&self, channel_id: i64) -> StoreResult<u64>;
+    /// What the backup knows of message `id` in the channel, for checking
+    /// an edit, deletion or reaction that points at it.
+    async fn message_target(
+        &self,
+        channel_id: i64,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<TargetRecord>>;
+}
+
+/// A stored message as an action pointing at it needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRecord {
+    pub author: String,
+    /// Its own `re` kind (an action cannot be acted on).
+    pub kind: Option<segchat_proto::edits::RefKind>,
+    pub deleted: bool,
 }
 
 /// What [`Store::insert_messages`] did.

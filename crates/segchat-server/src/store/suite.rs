@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
+use segchat_proto::edits::{Ref, RefKind};
 use segchat_proto::message::{Draft, Message};
 use segchat_proto::ticket::Ticket;
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
@@ -160,6 +161,7 @@ fn message(key: &SigningKey, channel: &str, body: &str) -> Message {
         author: "olga",
         ts_ms: 1,
         body,
+        re: None,
     }
     .sign(key, ticket)
     .expect("sign")
@@ -221,6 +223,108 @@ pub(crate) async fn messages(store: Arc<dyn Store>) {
     assert_eq!(store.last_seq(b.id + 100).await.expect("none"), 0);
 }
 
+/// A message by `author` (their own key) in channel "a" at `ts`.
+fn acting(author: &str, ts: u64, re: Option<(RefKind, Uuid)>, body: &str) -> Message {
+    let key = SigningKey::from_bytes(&[author.len() as u8; 32]);
+    let ticket = Ticket {
+        username: author.into(),
+        kind: AccountKind::User,
+        session_id: "s".into(),
+        node_key: hex::encode(key.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms: 1,
+    }
+    .sign(&key)
+    .expect("ticket");
+    Draft {
+        id: Uuid::now_v7(),
+        channel: "a",
+        author,
+        ts_ms: ts,
+        body,
+        re: re.map(|(kind, id)| Ref { kind, id }),
+    }
+    .sign(&key, ticket)
+    .expect("sign")
+}
+
+pub(crate) async fn edits_and_deletions(store: Arc<dyn Store>) {
+    let owner = store.create_user("olga", "h", 1).await.expect("user");
+    let ch = store
+        .create_channel(&NewChannel {
+            name: "a".into(),
+            owner_id: owner.id,
+            visibility: Visibility::Public,
+            allow_visitors: false,
+            created_at_ms: 1,
+        })
+        .await
+        .expect("channel");
+    let put = |m: &Message| {
+        let (store, m) = (store.clone(), m.clone());
+        async move {
+            store
+                .insert_messages(ch.id, &[m], MessageSource::Member, 2)
+                .await
+                .expect("insert")
+        }
+    };
+    let body_of = |id: Uuid| {
+        let store = store.clone();
+        async move {
+            store
+                .messages_after(ch.id, 0, 100)
+                .await
+                .expect("read")
+                .into_iter()
+                .find(|s| s.message.id == id)
+                .expect("stored")
+                .message
+        }
+    };
+    let typo = acting("alice", 10, None, "teh text");
+    put(&typo).await;
+    let fix = acting("alice", 20, Some((RefKind::Edit, typo.id)), "the text");
+    put(&fix).await;
+    let forged = acting("mallory", 30, Some((RefKind::Edit, fix.id)), "pwned");
+    put(&forged).await;
+    let original = body_of(typo.id).await;
+    assert_eq!(
+        original.body, "",
+        "the replaced text is gone from the backup"
+    );
+    assert!(original.redacted.is_some());
+    assert_eq!(body_of(fix.id).await.body, "the text");
+    let target = store
+        .message_target(ch.id, typo.id)
+        .await
+        .expect("target")
+        .expect("known");
+    assert_eq!((target.author.as_str(), target.deleted), ("alice", false));
+    // A deletion that arrives before its message: the message is stored
+    // without its text.
+    let secret = acting("alice", 40, None, "a secret");
+    let gone = acting("alice", 50, Some((RefKind::Delete, secret.id)), "");
+    put(&gone).await;
+    put(&secret).await;
+    assert_eq!(body_of(secret.id).await.body, "");
+    assert!(
+        store
+            .message_target(ch.id, secret.id)
+            .await
+            .expect("target")
+            .expect("known")
+            .deleted
+    );
+    // The edit of a deleted message is redacted too.
+    assert_eq!(body_of(fix.id).await.body, "the text", "not deleted");
+    let unrelated = store
+        .message_target(ch.id + 1, typo.id)
+        .await
+        .expect("target");
+    assert_eq!(unrelated, None, "targets are per channel");
+}
+
 /// Expands to one `#[tokio::test]` per suite function for a backend.
 macro_rules! store_suite {
     ($make:expr) => {
@@ -239,6 +343,10 @@ macro_rules! store_suite {
         #[tokio::test]
         async fn messages() {
             $crate::store::suite::messages($make).await;
+        }
+        #[tokio::test]
+        async fn edits_and_deletions() {
+            $crate::store::suite::edits_and_deletions($make).await;
         }
     };
 }

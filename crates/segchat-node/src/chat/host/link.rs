@@ -8,6 +8,7 @@ use futures::FutureExt;
 
 use super::*;
 use crate::p2p::{self, PeerLink, PeerProtocol, ProtocolLink};
+use segchat_proto::edits::{allowed, check_shape, RefKind, Target};
 
 impl PeerProtocol for Chat {
     fn serves(&self, request: &peer::Request) -> bool {
@@ -154,6 +155,49 @@ fn check_post(m: &MemberLink, conn: &PeerLink, message: &Message) -> Result<(), 
     Ok(())
 }
 
+/// Refuses a post whose shape does not fit its kind, and an edit,
+/// deletion or reaction its author may not make on a message this host
+/// holds (one pointing at a message not here yet is kept; every store
+/// applies it only if the rules allow, see `segchat_proto::edits`). The
+/// channel's owner is this node's user.
+async fn check_action(chat: &Chat, conn: &PeerLink, message: &Message) -> Result<(), Failure> {
+    check_shape(message).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let Some(r) = message.re.filter(|r| RefKind::is_action(Some(r.kind))) else {
+        return Ok(());
+    };
+    let Some(t) = chat.shown(r.id.to_string()).await else {
+        return Ok(());
+    };
+    let target = Target {
+        channel: &t.channel,
+        author: &t.author,
+        kind: t.reply_to.as_ref().map(|_| RefKind::Reply),
+    };
+    let owner = chat.session().is_some_and(|s| s.username == message.author);
+    if allowed(r.kind, &message.author, &message.channel, target, owner) {
+        return Ok(());
+    }
+    chat.log().record(
+        "MESSAGE_REJECTED",
+        conn.addr,
+        format!(
+            "channel={} id={} author={} reason=may-not-{} target={}",
+            message.channel,
+            message.id,
+            message.author,
+            r.kind.as_str(),
+            r.id
+        ),
+    );
+    Err(Failure::forbidden(format!(
+        "{} may not {} message {} (only its author edits; its author or the channel's \
+         owner deletes)",
+        message.author,
+        r.kind.as_str(),
+        r.id
+    )))
+}
+
 /// Checks a member's post and queues it for the channel's sequencer,
 /// which verifies, stores and fans it out in the channel's order and
 /// answers request `id` itself. The read loop goes on with the next
@@ -161,6 +205,7 @@ fn check_post(m: &MemberLink, conn: &PeerLink, message: &Message) -> Result<(), 
 async fn post(m: &MemberLink, conn: &PeerLink, id: u32, message: Message) -> Result<(), Failure> {
     check_post(m, conn, &message)?;
     let chat = &m.chat;
+    check_action(chat, conn, &message).await?;
     let answer = Answer::Member {
         out: conn.out.clone(),
         id,

@@ -87,6 +87,7 @@ impl Chat {
                 if new {
                     let mut row = super::super::MessageRow::arrived(&job.message, &job.arrival);
                     row.host_seq = Some(seq);
+                    let acted = crate::store::acted_on(&job.message);
                     let (message, ticket) = job.message.into_parts();
                     let (ticket_ref, assigned) = lock(&self.inner.hosting.tickets).number(&ticket);
                     if !tickets.iter().any(|(n, ..)| *n == ticket_ref) {
@@ -101,7 +102,7 @@ impl Chat {
                         tracing::error!(error = %e, "could not encode a broadcast");
                     }
                     if row.source != Source::Local {
-                        self.publish(ChatEvent::Message { message: row });
+                        self.announce(row, acted);
                     }
                 }
                 acks.push((job.answer, seq));

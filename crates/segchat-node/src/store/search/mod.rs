@@ -36,6 +36,8 @@ const INDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Adds the messages stored since the last pass to the full-text index, in
 /// one transaction; `limit` bounds the pass. Returns how many it indexed.
+/// Indexes what each shows (its latest edit's text), never edits,
+/// deletions or reactions as rows of their own, nor deleted messages.
 fn index_pending(c: &mut Connection, limit: Option<i64>) -> Result<usize, StoreError> {
     let tx = c.transaction()?;
     let from: i64 = tx
@@ -53,8 +55,9 @@ fn index_pending(c: &mut Connection, limit: Option<i64>) -> Result<usize, StoreE
     let n = tx
         .prepare_cached(
             "INSERT INTO messages_fts (rowid, body, author, channel)
-             SELECT local_id, body, author, channel FROM messages
-             WHERE local_id > ?1 AND local_id <= ?2",
+             SELECT local_id, COALESCE(shown, body), author, channel FROM messages
+             WHERE local_id > ?1 AND local_id <= ?2
+               AND (re_kind IS NULL OR re_kind = 'reply') AND deleted = 0",
         )?
         .execute(params![from, through])?;
     tx.prepare_cached("UPDATE search_progress SET indexed_through = ?1 WHERE id = 1")?
@@ -80,11 +83,7 @@ const MATCHES: &str = "messages_fts f JOIN messages m ON m.local_id = f.rowid
 /// One page of `q` and the count of all its matches, from one snapshot.
 fn search_page(c: &mut Connection, q: &SearchQuery) -> Result<SearchPage, StoreError> {
     let tx = c.transaction()?;
-    let cols = ROW_COLUMNS
-        .split(", ")
-        .map(|col| format!("m.{}", col.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = ROW_COLUMNS;
     let (after_ts, after_id) = match q.cursor {
         Some(k) => (Some(k.ts_ms), Some(k.local_id)),
         None => (None, None),
@@ -110,6 +109,7 @@ fn search_page(c: &mut Connection, q: &SearchQuery) -> Result<SearchPage, StoreE
         )?;
         rows.map(|r| r?.cook()).collect::<Result<Vec<_>, _>>()?
     };
+    super::edits::decorate(&tx, &mut results)?;
     let total: i64 = tx
         .prepare_cached(&format!("SELECT COUNT(*) FROM {MATCHES}"))?
         .query_row(

@@ -1,6 +1,9 @@
 //! The embedded SQLite backend. One connection behind a mutex; every call
 //! runs on tokio's blocking pool so the async runtime never waits on disk.
-//! WAL mode: a `kill -9` loses nothing that was committed.
+//! WAL mode: a `kill -9` loses nothing that was committed. How replies,
+//! edits, deletions and reactions change the backup is `edits.rs`.
+
+mod edits;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,13 +17,17 @@ use segchat_proto::message::{Message, Sequenced};
 
 use super::{
     ChannelRecord, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord, Store,
-    StoreError, StoreResult, UserRecord,
+    StoreError, StoreResult, TargetRecord, UserRecord,
 };
 
 /// Schema migrations, applied in order; the number is the schema version.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
-    (2, include_str!("../../migrations/sqlite/0002_messages.sql")),
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_messages.sql"),
+    ),
+    (3, include_str!("../../../migrations/sqlite/0003_edits.sql")),
 ];
 
 /// Creates the database file with mode 0600 before SQLite opens it (SQLite
@@ -554,18 +561,12 @@ impl Store for SqliteStore {
         source: MessageSource,
         now_ms: u64,
     ) -> StoreResult<Inserted> {
-        let rows: Vec<(String, String, i64, String, String, String)> = messages
+        let rows: Vec<(Message, String)> = messages
             .iter()
             .map(|m| {
-                Ok((
-                    m.id.to_string(),
-                    m.author.clone(),
-                    m.ts_ms as i64,
-                    m.body.clone(),
-                    serde_json::to_string(&m.ticket)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    m.signature.clone(),
-                ))
+                let ticket = serde_json::to_string(&m.ticket)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((m.clone(), ticket))
             })
             .collect::<StoreResult<_>>()?;
         self.call(move |c| {
@@ -576,21 +577,30 @@ impl Store for SqliteStore {
                 let mut seq_of = tx.prepare_cached("SELECT seq FROM messages WHERE id = ?1")?;
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR IGNORE INTO messages
-                     (id, channel_id, author, ts_ms, body, ticket, signature, source, received_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (id, channel_id, author, ts_ms, body, ticket, signature, source,
+                      received_at_ms, re_kind, re_id, redacted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
-                for (id, author, ts, body, ticket, sig) in &rows {
-                    new += stmt.execute(params![
+                for (m, ticket) in &rows {
+                    let id = m.id.to_string();
+                    let added = stmt.execute(params![
                         id,
                         channel_id,
-                        author,
-                        ts,
-                        body,
+                        m.author,
+                        m.ts_ms as i64,
+                        m.body,
                         ticket,
-                        sig,
+                        m.signature,
                         source.as_str(),
-                        now_ms as i64
-                    ])? as u32;
+                        now_ms as i64,
+                        m.re.map(|r| r.kind.as_str()),
+                        m.re.map(|r| r.id.to_string()),
+                        m.redacted,
+                    ])?;
+                    if added == 1 {
+                        edits::settle(&tx, channel_id, m)?;
+                    }
+                    new += added as u32;
                     seqs.push(seq_of.query_row(params![id], |r| r.get::<_, i64>(0))? as u64);
                 }
             }
@@ -612,44 +622,33 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Sequenced>> {
         self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.seq, m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature
-                 FROM messages m JOIN channels ch ON ch.id = m.channel_id
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT m.seq, {} FROM messages m JOIN channels ch ON ch.id = m.channel_id
                  WHERE m.channel_id = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
-            )?;
+                edits::MESSAGE_COLUMNS
+            ))?;
             let rows = stmt.query_map(params![channel_id, after_seq as i64, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                ))
+                Ok((r.get::<_, i64>(0)?, edits::message_at(r, 1)?))
             })?;
             rows.map(|r| {
-                let (seq, id, channel, author, ts, body, ticket, signature) = r?;
+                let (seq, message) = r?;
                 Ok(Sequenced {
                     seq: seq as u64,
-                    message: Message {
-                        id: id
-                            .parse()
-                            .map_err(|e| StoreError::Corrupt(format!("message id: {e}")))?,
-                        channel,
-                        author,
-                        ts_ms: ts as u64,
-                        body,
-                        ticket: serde_json::from_str(&ticket)
-                            .map_err(|e| StoreError::Corrupt(format!("ticket: {e}")))?,
-                        signature,
-                    },
+                    message: message?,
                 })
             })
             .collect()
         })
         .await
+    }
+
+    async fn message_target(
+        &self,
+        channel_id: i64,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<TargetRecord>> {
+        self.call(move |c| edits::target(c, channel_id, &id.to_string()))
+            .await
     }
 
     async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {
