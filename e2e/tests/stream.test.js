@@ -141,10 +141,17 @@ test('a streamer whose announced address is wrong is reached through the relay',
   await row.waitFor({ state: 'detached' });
 });
 
-test('alice stops; the badge goes away for bob', async () => {
+test('alice stops while bob watches; his player says so and the badge goes away', async () => {
+  await bob.page.locator('.live-row:has-text("alice") .stream-watch').click();
+  await bob.page.locator('#stream-player').waitFor();
+  await eventually('frames before the end', async () => (await frames(bob.page)) > 2, 30000);
   await alice.page.locator('#stream-stop').click();
   await alice.page.locator('#stream-own').waitFor({ state: 'detached' });
   await liveBadge(bob.page, 'live').waitFor({ state: 'detached' });
+  await bob.page.locator('#stream-message', { hasText: 'The stream ended.' }).waitFor();
+  await screenshots(bob.page, 'stream-ended');
+  await bob.page.locator('#stream-unwatch').click();
+  await bob.page.locator('#stream-player').waitFor({ state: 'detached' });
   assert.equal(await bob.page.locator('.live-row').count(), 0);
   const list = await nodeApi(nodeA, 'GET', '/streams');
   assert.equal(list.body.own.length, 0);

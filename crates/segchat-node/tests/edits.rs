@@ -341,7 +341,7 @@ async fn an_edit_or_deletion_by_someone_else_is_refused_by_host_and_server() {
             &mut t,
             n,
             Request::PostMessage {
-                message: eve_does(kind, body),
+                message: eve_does(kind, body).into(),
             },
         )
         .await

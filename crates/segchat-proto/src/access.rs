@@ -61,6 +61,17 @@ impl Rules {
     pub fn can_invite(self, v: Viewer) -> bool {
         matches!(v.role, Some(Role::Owner | Role::Moderator))
     }
+
+    /// Who may change a channel's settings (`update_channel`): its owner
+    /// or a moderator.
+    pub fn can_manage(self, v: Viewer) -> bool {
+        matches!(v.role, Some(Role::Owner | Role::Moderator))
+    }
+
+    /// Who may delete a channel: its owner only.
+    pub fn can_delete(self, v: Viewer) -> bool {
+        v.role == Some(Role::Owner)
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +141,19 @@ mod tests {
         assert!(!r.can_see(STRANGER) && !r.can_join(STRANGER));
         assert!(r.can_see(INVITED) && r.can_join(INVITED) && !r.can_read(INVITED));
         assert!(r.can_invite(OWNER) && !r.can_invite(MEMBER));
+    }
+
+    #[test]
+    fn only_the_owner_deletes_and_owners_or_moderators_manage() {
+        let r = rules(Visibility::Public, true);
+        let moderator = Viewer {
+            role: Some(Role::Moderator),
+            ..MEMBER
+        };
+        assert!(r.can_manage(OWNER) && r.can_manage(moderator));
+        assert!(!r.can_manage(MEMBER) && !r.can_manage(STRANGER) && !r.can_manage(VISITOR));
+        assert!(r.can_delete(OWNER));
+        assert!(!r.can_delete(moderator) && !r.can_delete(MEMBER));
     }
 
     #[test]

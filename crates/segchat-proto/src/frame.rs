@@ -416,6 +416,9 @@ mod tests {
 
     type TFrame = Frame<Request, Reply, Event>;
 
+    // Each arm is boxed: the derived strategies of the tracker's enums
+    // are deep types, and one unboxed union of them overflows a test
+    // thread's 2 MiB stack in a debug build.
     fn arb_frame() -> impl Strategy<Value = TFrame> {
         prop_oneof![
             any::<Hello>().prop_map(|mut h| {
@@ -426,13 +429,16 @@ mod tests {
                 w.version = v;
                 Frame::Welcome(w)
             }),
-            (any::<u32>(), any::<Request>()).prop_map(|(id, body)| Frame::Request { id, body }),
+            (any::<u32>(), any::<Request>())
+                .prop_map(|(id, body)| Frame::Request { id, body })
+                .boxed(),
             (any::<u32>(), any::<Reply>())
-                .prop_map(|(id, r)| Frame::Response { id, result: Ok(r) }),
+                .prop_map(|(id, r)| Frame::Response { id, result: Ok(r) })
+                .boxed(),
             (any::<u32>(), any::<Failure>())
                 .prop_filter("errors are not OK", |(_, f)| f.status != Status::Ok)
                 .prop_map(|(id, f)| Frame::Response { id, result: Err(f) }),
-            any::<Event>().prop_map(Frame::Event),
+            any::<Event>().prop_map(Frame::Event).boxed(),
             any::<Failure>().prop_map(Frame::Error),
         ]
     }

@@ -148,6 +148,51 @@ impl Unticketed {
     }
 }
 
+/// A message as stores keep it, one text column per field (the ticket as
+/// its JSON, `re` as its kind's name and the target's id): what a store
+/// reads back, made whole by [`Columns::into_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub id: String,
+    pub channel: String,
+    pub author: String,
+    pub ts_ms: i64,
+    pub body: String,
+    pub ticket: String,
+    pub signature: String,
+    pub re_kind: Option<String>,
+    pub re_id: Option<String>,
+    pub redacted: Option<String>,
+}
+
+impl Columns {
+    /// The message, or which column does not parse.
+    pub fn into_message(self) -> Result<Message, String> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| format!("message {what}: {e}");
+        let re = match (self.re_kind, self.re_id) {
+            (Some(kind), Some(to)) => Some(Ref {
+                kind: crate::edits::RefKind::parse(&kind).ok_or_else(|| bad("re_kind", &kind))?,
+                id: to.parse().map_err(|e| bad("re_id", &e))?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err("message re: a kind without a target or a target without a kind".into())
+            }
+        };
+        Ok(Message {
+            id: self.id.parse().map_err(|e| bad("id", &e))?,
+            channel: self.channel,
+            author: self.author,
+            ts_ms: self.ts_ms as u64,
+            body: self.body,
+            re,
+            redacted: self.redacted,
+            ticket: serde_json::from_str(&self.ticket).map_err(|e| bad("ticket", &e))?,
+            signature: self.signature,
+        })
+    }
+}
+
 /// A message with the sequence number one store gave it. Sequence numbers
 /// are per store and per channel: "everything after N" is exact and cheap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,6 +523,26 @@ mod tests {
         out.extend_from_slice(&(d.body.len() as u32).to_be_bytes());
         out.extend_from_slice(d.body.as_bytes());
         out
+    }
+
+    #[test]
+    fn a_message_signed_before_version_2_still_verifies_and_keeps_its_body() {
+        let (server, node, ticket) = setup();
+        let mut old = message(&node, ticket, "alice");
+        let v1 = old.draft().signing_bytes_v1().expect("v1 bytes");
+        old.signature = hex::encode(node.sign(&v1).to_bytes());
+        assert_eq!(old.verify(&server.verifying_key()), Ok(()));
+        assert!(!old.redact(), "its signature covers the body");
+        assert_eq!(old.body, "hello");
+        // Version 1's bytes never pass for a message with `re`.
+        old.re = Some(Ref {
+            kind: crate::edits::RefKind::Reply,
+            id: v7(1),
+        });
+        assert_eq!(
+            old.verify(&server.verifying_key()),
+            Err(TrustError::BadSignature)
+        );
     }
 
     #[test]

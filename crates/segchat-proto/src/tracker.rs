@@ -82,6 +82,26 @@ pub enum Request {
         channel: String,
         username: String,
     },
+    /// Change a channel's settings (owner or moderator). Each field is
+    /// optional: absent leaves it as it is. `title` is the displayed name
+    /// ("rename"): the channel's `name` is signed into every message and
+    /// never changes. Answers `channel`.
+    UpdateChannel {
+        channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visibility: Option<Visibility>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allow_visitors: Option<bool>,
+    },
+    /// Delete a channel (owner only): its members, invitations and the
+    /// server's backup of its messages go with it. Answers `done`.
+    DeleteChannel {
+        channel: String,
+    },
     /// A ticket binding this node's ed25519 key (hex) to the session.
     GetTicket {
         node_key: String,
@@ -98,7 +118,8 @@ pub enum Request {
     },
     /// Member → server while the host is offline: store and notify.
     PostMessage {
-        message: Message,
+        /// Boxed: a message is most of a request's size.
+        message: Box<Message>,
     },
     /// Messages of the server's copy with server sequence numbers above
     /// `after_seq`, oldest first, at most `limit` (capped at 200).
@@ -148,6 +169,8 @@ impl Request {
             Request::LeaveChannel { .. } => "leave_channel",
             Request::Members { .. } => "members",
             Request::Invite { .. } => "invite",
+            Request::UpdateChannel { .. } => "update_channel",
+            Request::DeleteChannel { .. } => "delete_channel",
             Request::GetTicket { .. } => "get_ticket",
             Request::HostChannel { .. } => "host_channel",
             Request::Backup { .. } => "backup",
@@ -173,7 +196,8 @@ pub enum Reply {
     Pong { server_time_ms: u64 },
     /// Answer to `get_list`.
     Peers { peers: Vec<PeerInfo> },
-    /// Answer to `create_channel`, `join_channel`, `invite`.
+    /// Answer to `create_channel`, `join_channel`, `invite`,
+    /// `update_channel`.
     Channel(ChannelInfo),
     /// Answer to `list_channels`.
     Channels { channels: Vec<ChannelInfo> },
@@ -235,6 +259,16 @@ pub enum Event {
     MemberLeft { channel: String, username: String },
     /// A channel you can see was created.
     ChannelCreated { channel: ChannelInfo },
+    /// A channel you can see had its settings changed (`update_channel`):
+    /// its new info, as you see it. Sent to everyone who can see it
+    /// after the change.
+    ChannelUpdated { channel: ChannelInfo },
+    /// A channel you could see is hidden from you now (its visibility or
+    /// `allow_visitors` changed): forget it as if it were deleted; to you
+    /// it no longer exists.
+    ChannelHidden { channel: String },
+    /// A channel you could see was deleted by its owner.
+    ChannelDeleted { channel: String },
     /// You were invited to a private channel (by its owner or a
     /// moderator): it is now listed to you and you may join it.
     Invited { channel: ChannelInfo, by: String },

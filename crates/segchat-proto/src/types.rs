@@ -9,6 +9,10 @@ pub const MAX_USERNAME_LEN: usize = 32;
 pub const MAX_DISPLAY_NAME_LEN: usize = 48;
 /// Longest channel name, in bytes.
 pub const MAX_CHANNEL_NAME_LEN: usize = 64;
+/// Longest channel title (the displayed name), in characters.
+pub const MAX_CHANNEL_TITLE_CHARS: usize = 64;
+/// Longest channel topic, in bytes.
+pub const MAX_CHANNEL_TOPIC_LEN: usize = 300;
 /// Shortest password accepted at registration, in characters.
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longest password accepted, in bytes (argon2 input is bounded too).
@@ -167,7 +171,15 @@ pub struct PeerInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ChannelInfo {
+    /// The channel's key: signed into every message, so it never changes.
     pub name: String,
+    /// The name shown for it, which its owner may change ("rename");
+    /// the `name` itself when never set.
+    #[serde(default)]
+    pub title: String,
+    /// One line about the channel, at most 300 bytes; `""` when unset.
+    #[serde(default)]
+    pub topic: String,
     pub owner: String,
     pub visibility: Visibility,
     pub allow_visitors: bool,
@@ -244,6 +256,45 @@ pub fn validate_channel_name(name: &str) -> Result<(), String> {
         return Err(
             "a channel name may contain only lower-case letters, digits, '-' and '_'".into(),
         );
+    }
+    Ok(())
+}
+
+/// Checks a channel title (the displayed name, which "rename" changes):
+/// 1–64 characters after trimming, none of them control, formatting,
+/// invisible or text-direction characters.
+pub fn validate_channel_title(title: &str) -> Result<(), String> {
+    let chars = title.chars().count();
+    if title.trim().is_empty() || chars > MAX_CHANNEL_TITLE_CHARS {
+        return Err(format!(
+            "a channel title is 1 to {MAX_CHANNEL_TITLE_CHARS} characters long"
+        ));
+    }
+    if let Some(c) = title.chars().find(|c| is_hidden_char(*c)) {
+        return Err(format!(
+            "a channel title may not contain U+{:04X} (control, formatting, invisible or \
+             text-direction characters)",
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a channel topic: at most 300 bytes (empty clears it), one line,
+/// with no control, formatting, invisible or text-direction characters.
+pub fn validate_channel_topic(topic: &str) -> Result<(), String> {
+    if topic.len() > MAX_CHANNEL_TOPIC_LEN {
+        return Err(format!(
+            "a channel topic is at most {MAX_CHANNEL_TOPIC_LEN} bytes long (this one is {})",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic.chars().find(|c| is_hidden_char(*c)) {
+        return Err(format!(
+            "a channel topic may not contain U+{:04X} (control, formatting, invisible or \
+             text-direction characters)",
+            c as u32
+        ));
     }
     Ok(())
 }
@@ -372,6 +423,23 @@ mod tests {
         assert!(validate_channel_name("dev-ops_2").is_ok());
         assert!(validate_channel_name("General").is_err());
         assert!(validate_channel_name("").is_err());
+    }
+
+    #[test]
+    fn channel_titles_and_topics() {
+        assert!(validate_channel_title("Général ☕").is_ok());
+        assert!(
+            validate_channel_title(&"é".repeat(64)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(validate_channel_title(&"é".repeat(65)).is_err());
+        assert!(validate_channel_title("   ").is_err());
+        assert!(validate_channel_title("a\u{202E}b").is_err());
+        assert!(validate_channel_topic("").is_ok(), "empty clears it");
+        assert!(validate_channel_topic(&"x".repeat(300)).is_ok());
+        let e = validate_channel_topic(&"x".repeat(301)).expect_err("too long");
+        assert!(e.contains("300"), "{e}");
+        assert!(validate_channel_topic("two\nlines").is_err());
     }
 
     #[test]

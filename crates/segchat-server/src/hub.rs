@@ -368,6 +368,22 @@ impl Hub {
         gone
     }
 
+    /// A channel was deleted: forgets its host, and ends and returns its
+    /// live streams.
+    pub(crate) fn forget_channel(&self, channel: &str) -> Vec<StreamInfo> {
+        let mut st = self.lock();
+        st.hosts.remove(channel);
+        let ids: Vec<u64> = st
+            .streams
+            .iter()
+            .filter(|(_, (_, s))| s.channel == channel)
+            .map(|(sid, _)| *sid)
+            .collect();
+        ids.iter()
+            .filter_map(|sid| st.streams.remove(sid).map(|(_, s)| s))
+            .collect()
+    }
+
     /// Registers a live stream of connection `id` in `info.channel`,
     /// filling in its id and the connection's announced addresses. `None`
     /// if the connection has no peer entry (no `submit_info` yet); `Err`

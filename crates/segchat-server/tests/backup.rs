@@ -228,7 +228,9 @@ async fn forged_and_altered_messages_are_refused_and_logged() {
     assert_eq!(f.status, Status::BadRequest);
     let f = host
         .client
-        .request(Request::PostMessage { message: forged })
+        .request(Request::PostMessage {
+            message: forged.into(),
+        })
         .await
         .expect_err("posting in someone else's name");
     assert_eq!(f.status, Status::Forbidden);
@@ -280,7 +282,9 @@ async fn members_post_through_the_server_and_are_notified() {
     let m = member.message("cafe", 10, "hello from max");
     match member
         .client
-        .ok(Request::PostMessage { message: m.clone() })
+        .ok(Request::PostMessage {
+            message: m.clone().into(),
+        })
         .await
     {
         Reply::Stored { id, seq } => {
@@ -292,7 +296,9 @@ async fn members_post_through_the_server_and_are_notified() {
     // Posting the same message again is harmless.
     member
         .client
-        .ok(Request::PostMessage { message: m.clone() })
+        .ok(Request::PostMessage {
+            message: m.clone().into(),
+        })
         .await;
     let ev = owner
         .client
@@ -317,7 +323,7 @@ async fn members_post_through_the_server_and_are_notified() {
     let f = stranger
         .client
         .request(Request::PostMessage {
-            message: stranger.message("cafe", 11, "hi"),
+            message: stranger.message("cafe", 11, "hi").into(),
         })
         .await
         .expect_err("not a member");
@@ -327,7 +333,9 @@ async fn members_post_through_the_server_and_are_notified() {
     let big = member.message("cafe", 12, &"x".repeat(5_000));
     let f = member
         .client
-        .request(Request::PostMessage { message: big })
+        .request(Request::PostMessage {
+            message: big.into(),
+        })
         .await
         .expect_err("too large");
     assert_eq!(f.status, Status::TooLarge);

@@ -169,6 +169,38 @@ pub(crate) enum Command {
     /// Livestreams, peer to peer over UDP: start, stop, list, watch.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// A channel's settings (owner or moderator) and deleting it (owner).
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChannelCommand {
+    /// Change a channel's topic, title, visibility or visitor access;
+    /// what is not given stays as it is. The channel's name never changes
+    /// (it is signed into every message): --title is what "rename" sets.
+    Set {
+        channel: String,
+        /// One line, at most 300 bytes; "" clears it.
+        #[arg(long)]
+        topic: Option<String>,
+        /// The name shown for the channel, 1 to 64 characters.
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, value_enum)]
+        visibility: Option<VisibilityArg>,
+        /// Whether visitors may read it (public channels only).
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        allow_visitors: Option<bool>,
+    },
+    /// Delete a channel you own, with its members and the server's copy
+    /// of its messages. Asks first unless --yes.
+    Delete {
+        channel: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,5 +379,41 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
         assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/n")));
+    }
+
+    #[test]
+    fn channel_set_parses_each_setting_and_leaves_the_rest_out() {
+        let cli = Cli::try_parse_from([
+            "segchat",
+            "channel",
+            "set",
+            "general",
+            "--title",
+            "General chat",
+            "--allow-visitors",
+            "false",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Channel(ChannelCommand::Set {
+                channel,
+                topic,
+                title,
+                visibility,
+                allow_visitors,
+            }) => {
+                assert_eq!(channel, "general");
+                assert_eq!(title.as_deref(), Some("General chat"));
+                assert_eq!((topic, visibility), (None, None));
+                assert_eq!(allow_visitors, Some(false));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["segchat", "channel", "delete", "general", "--yes"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Channel(ChannelCommand::Delete { yes: true, .. })
+        ));
     }
 }

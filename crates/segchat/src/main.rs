@@ -7,8 +7,10 @@
 //! - `config.rs`: defaults < TOML file < `SEGCHAT_*` < flags, validated.
 //! - `up.rs`: the long-running commands (`server`, `node`, `up`).
 //! - `client.rs` and `verbs.rs`: the verbs, clients of a node's HTTP API;
-//!   `stream_verbs.rs`: `segchat stream …`.
+//!   `stream_verbs.rs`: `segchat stream …`; `channel_verbs.rs`:
+//!   `segchat channel set|delete`.
 
+mod channel_verbs;
 mod cli;
 mod client;
 mod config;

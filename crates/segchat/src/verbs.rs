@@ -384,6 +384,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             .await?;
         }
         Command::Stream(cmd) => crate::stream_verbs::run(&node, json_out, cmd).await?,
+        Command::Channel(cmd) => crate::channel_verbs::run(&node, &out, cmd).await?,
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }

@@ -94,6 +94,8 @@ fn channel_info() -> ChannelInfo {
         member_count: 3,
         my_role: Some(Role::Moderator),
         host: Some(node_addr()),
+        title: "General".into(),
+        topic: "Everything else".into(),
     }
 }
 
@@ -158,12 +160,20 @@ fn tracker_requests() -> Vec<tracker::Request> {
             node_key: hex::encode(node_key().verifying_key().as_bytes()),
         },
         HostChannel { channel: ch() },
+        UpdateChannel {
+            channel: ch(),
+            topic: Some("Ship it".into()),
+            title: Some("General chat".into()),
+            visibility: Some(Visibility::Private),
+            allow_visitors: Some(false),
+        },
+        DeleteChannel { channel: ch() },
         Backup {
             channel: ch(),
             messages: vec![message(1, "one"), message(2, "two")],
         },
         PostMessage {
-            message: message(3, "while the host is away"),
+            message: message(3, "while the host is away").into(),
         },
         History {
             channel: ch(),
@@ -260,6 +270,15 @@ fn tracker_events() -> Vec<tracker::Event> {
         },
         ChannelCreated {
             channel: channel_info(),
+        },
+        ChannelUpdated {
+            channel: channel_info(),
+        },
+        ChannelHidden {
+            channel: "general".into(),
+        },
+        ChannelDeleted {
+            channel: "general".into(),
         },
         Invited {
             channel: channel_info(),
@@ -705,6 +724,29 @@ pub fn all() -> Vec<Seed> {
         name: "message-forged-author".into(),
         bytes: serde_json::to_vec(&forged).unwrap_or_default(),
     });
+    // An edit, and a reply whose body a store redacted (both still verify).
+    let edit = Draft {
+        id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_000a),
+        channel: "general",
+        author: "alice",
+        ts_ms: 1_732_000_000_010,
+        body: "hello, world (fixed)",
+        re: Some(segchat_proto::edits::Ref {
+            kind: segchat_proto::edits::RefKind::Edit,
+            id: good.id,
+        }),
+    }
+    .sign(&node_key(), alice())
+    .unwrap_or_else(|e| unreachable!("a short edit signs: {e}"));
+    let mut redacted = edit.clone();
+    redacted.redact();
+    for (name, m) in [("message-edit", &edit), ("message-redacted", &redacted)] {
+        seeds.push(Seed {
+            target: "message",
+            name: name.into(),
+            bytes: serde_json::to_vec(m).unwrap_or_default(),
+        });
+    }
     seeds.push(Seed {
         target: "message",
         name: "sequenced".into(),

@@ -10,6 +10,7 @@ use segchat_proto::Status;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Body};
+use crate::link::ChannelChange;
 
 /// `GET /channels`.
 #[derive(Debug, Serialize)]
@@ -145,6 +146,64 @@ pub(super) async fn leave(
     Ok(Json(Left {
         channel: name,
         left: true,
+    }))
+}
+
+/// `PATCH /channels/{name}`: each field optional, absent = unchanged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateBody {
+    topic: Option<String>,
+    title: Option<String>,
+    visibility: Option<Visibility>,
+    allow_visitors: Option<bool>,
+}
+
+/// `PATCH /channels/{name}`: the server's `update_channel`.
+pub(super) async fn update(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    Body(b): Body<UpdateBody>,
+) -> Result<Json<ChannelInfo>, ApiError> {
+    let change = ChannelChange {
+        topic: b.topic,
+        title: b.title,
+        visibility: b.visibility,
+        allow_visitors: b.allow_visitors,
+    };
+    let info = st.link().update_channel(&name, change).await?;
+    remember(&st, &info).await;
+    st.record(
+        "CHANNEL_UPDATED",
+        format!(
+            "channel={} visibility={} allow_visitors={}",
+            info.name,
+            info.visibility.as_str(),
+            info.allow_visitors
+        ),
+    );
+    Ok(Json(info))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub channel: String,
+    pub deleted: bool,
+}
+
+/// `DELETE /channels/{name}`: the server's `delete_channel`.
+pub(super) async fn delete(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    st.link().delete_channel(&name).await?;
+    st.record("CHANNEL_DELETED", format!("channel={name}"));
+    if let Err(e) = st.inner.store.uncache_channel(name.clone()).await {
+        tracing::warn!(error = %e, "could not update the channel cache");
+    }
+    Ok(Json(Deleted {
+        channel: name,
+        deleted: true,
     }))
 }
 

@@ -15,6 +15,7 @@
 //! | POST | `/session/register`, `/session/login`, `/session/visit` | sign in |
 //! | GET, PUT | `/status` | own status |
 //! | GET, POST | `/channels` | list (cached when the server is down); create |
+//! | PATCH, DELETE | `/channels/{name}` | change topic, title, visibility, visitors (owner or moderator); delete (owner) |
 //! | POST | `/channels/{name}/join`, `/leave`, `/invite` | membership |
 //! | GET | `/channels/{name}/members` | members with presence |
 //! | GET | `/peers?channel=NAME` | the live peer list (`get_list`) |
@@ -64,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use channels::{ChannelList, Left, Members, Peers};
+pub use channels::{ChannelList, Deleted, Left, Members, Peers};
 pub use error::{ApiError, Body, ErrorBody};
 pub use messages::{SearchResults, Sent, Unread};
 pub use session::{NodeView, SessionView, SignedOut, StatusBody};
@@ -198,6 +199,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(session::status).put(session::set_status))
         .route("/activity", post(session::activity))
         .route("/channels", get(channels::list).post(channels::create))
+        .route(
+            "/channels/{name}",
+            patch(channels::update).delete(channels::delete),
+        )
         .route("/channels/{name}/join", post(channels::join))
         .route("/channels/{name}/leave", post(channels::leave))
         .route("/channels/{name}/members", get(channels::members))

@@ -101,6 +101,23 @@ impl Chat {
                     .member_changed(&channel, &username, false);
                 true
             }
+            Event::ChannelUpdated { channel } => {
+                // Hosted here: its rules change at once, before the
+                // refresh lists it again.
+                self.inner.hosting.rules_changed(&channel);
+                true
+            }
+            Event::ChannelDeleted { channel } | Event::ChannelHidden { channel } => {
+                if self.inner.hosting.stop(&channel) {
+                    self.log().record(
+                        "HOST_STOPPED",
+                        self.server_addr(),
+                        format!("channel={channel} reason=deleted"),
+                    );
+                }
+                self.forget_channel(channel);
+                true
+            }
             Event::ChannelCreated { .. } | Event::Invited { .. } => true,
             _ => false,
         }
@@ -166,6 +183,17 @@ impl Chat {
                 lock(&self.inner.links).remove(name);
             }
             stay
+        });
+    }
+
+    /// Drops a deleted (or now hidden) channel from the channel cache at
+    /// once; the refresh that follows stops following it.
+    fn forget_channel(&self, channel: String) {
+        let store = self.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.uncache_channel(channel).await {
+                tracing::warn!(error = %e, "could not update the channel cache");
+            }
         });
     }
 

@@ -9,7 +9,7 @@ use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::stream::{Codec, StreamInfo};
 use segchat_proto::ticket::SignedTicket;
 use segchat_proto::tracker::{Reply, Request};
-use segchat_proto::types::{ChannelInfo, MemberInfo};
+use segchat_proto::types::{ChannelInfo, MemberInfo, Visibility};
 use segchat_proto::Failure;
 
 use super::LinkHandle;
@@ -32,6 +32,16 @@ pub struct StreamRequest {
     pub codec: Codec,
 }
 
+/// What `update_channel` changes: each `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelChange {
+    pub topic: Option<String>,
+    /// The displayed name ("rename"); the channel's name never changes.
+    pub title: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub allow_visitors: Option<bool>,
+}
+
 /// The failure for an answer of the wrong kind to `op`.
 fn unexpected(op: &'static str, reply: Reply) -> Failure {
     tracing::warn!(op, ?reply, "unexpected answer from the server");
@@ -44,6 +54,38 @@ impl LinkHandle {
         match self.request(Request::ListChannels).await? {
             Reply::Channels { channels } => Ok(channels),
             other => Err(unexpected("list_channels", other)),
+        }
+    }
+
+    /// `update_channel`: changes a channel's settings (owner or
+    /// moderator); the channel afterwards.
+    pub async fn update_channel(
+        &self,
+        channel: &str,
+        change: ChannelChange,
+    ) -> Result<ChannelInfo, Failure> {
+        let request = Request::UpdateChannel {
+            channel: channel.to_owned(),
+            topic: change.topic,
+            title: change.title,
+            visibility: change.visibility,
+            allow_visitors: change.allow_visitors,
+        };
+        match self.request(request).await? {
+            Reply::Channel(info) => Ok(info),
+            other => Err(unexpected("update_channel", other)),
+        }
+    }
+
+    /// `delete_channel`: deletes a channel (owner only), its members and
+    /// the server's backup of it.
+    pub async fn delete_channel(&self, channel: &str) -> Result<(), Failure> {
+        let request = Request::DeleteChannel {
+            channel: channel.to_owned(),
+        };
+        match self.request(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected("delete_channel", other)),
         }
     }
 
@@ -104,7 +146,12 @@ impl LinkHandle {
     /// `post_message`: a member's post through the server while the host
     /// is away. Answers the server's sequence number for it.
     pub async fn post_message(&self, message: Message) -> Result<u64, Failure> {
-        match self.request(Request::PostMessage { message }).await? {
+        match self
+            .request(Request::PostMessage {
+                message: message.into(),
+            })
+            .await?
+        {
             Reply::Stored { seq, .. } => Ok(seq),
             other => Err(unexpected("post_message", other)),
         }

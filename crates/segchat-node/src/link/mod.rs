@@ -20,7 +20,7 @@ mod actor;
 mod calls;
 mod conn;
 
-pub use calls::{HistoryPage, StreamRequest};
+pub use calls::{ChannelChange, HistoryPage, StreamRequest};
 
 pub(crate) use conn::resolve;
 pub use conn::{KeyError, ServerPin, PIN_FILE};

@@ -95,6 +95,8 @@ mod tests {
     fn channel(name: &str) -> ChannelInfo {
         ChannelInfo {
             name: name.into(),
+            title: name.into(),
+            topic: String::new(),
             owner: "alice".into(),
             visibility: Visibility::Public,
             allow_visitors: true,

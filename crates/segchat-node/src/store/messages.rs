@@ -8,8 +8,7 @@
 //! not know (its host or server sequence number).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use segchat_proto::edits::{Ref, RefKind};
-use segchat_proto::message::{Message, Sequenced};
+use segchat_proto::message::{Columns, Message, Sequenced};
 use serde::Serialize;
 
 use super::cursors::held_host_seq;
@@ -244,36 +243,19 @@ pub(super) const MESSAGE_COLUMNS: &str =
 /// A whole signed message from a row selected with [`MESSAGE_COLUMNS`]
 /// first.
 pub(super) fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
-    let id: String = r.get(0)?;
-    let ticket: String = r.get(5)?;
-    let re_kind: Option<String> = r.get(7)?;
-    let re_id: Option<String> = r.get(8)?;
-    let ts: i64 = r.get(3)?;
-    let (channel, author, body, signature, redacted) =
-        (r.get(1)?, r.get(2)?, r.get(4)?, r.get(6)?, r.get(9)?);
-    Ok((|| {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("message {what}: {e}"))
-        };
-        let re = match (re_kind, re_id) {
-            (Some(kind), Some(target)) => Some(Ref {
-                kind: RefKind::parse(&kind).ok_or_else(|| corrupt("re_kind", &kind))?,
-                id: target.parse().map_err(|e| corrupt("re_id", &e))?,
-            }),
-            _ => None,
-        };
-        Ok(Message {
-            id: id.parse().map_err(|e| corrupt("id", &e))?,
-            channel,
-            author,
-            ts_ms: ts as u64,
-            body,
-            re,
-            redacted,
-            ticket: serde_json::from_str(&ticket).map_err(|e| corrupt("ticket", &e))?,
-            signature,
-        })
-    })())
+    let columns = Columns {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        author: r.get(2)?,
+        ts_ms: r.get(3)?,
+        body: r.get(4)?,
+        ticket: r.get(5)?,
+        signature: r.get(6)?,
+        re_kind: r.get(7)?,
+        re_id: r.get(8)?,
+        redacted: r.get(9)?,
+    };
+    Ok(columns.into_message().map_err(StoreError::Corrupt))
 }
 
 /// Inserts a copy of `m` unless the store has it; `hosted_seq` is this

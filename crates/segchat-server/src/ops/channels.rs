@@ -1,13 +1,18 @@
 //! create_channel, list_channels, join_channel, leave_channel, members,
-//! invite.
+//! invite, update_channel, delete_channel.
+
+use std::collections::{HashMap, HashSet};
 
 use segchat_proto::tracker::{Event, Reply};
-use segchat_proto::types::{validate_channel_name, ChannelInfo, MemberInfo, Role, Visibility};
+use segchat_proto::types::{
+    validate_channel_name, validate_channel_title, validate_channel_topic, ChannelInfo, MemberInfo,
+    Role, Visibility,
+};
 use segchat_proto::Failure;
 
 use super::{now_ms, presence_for, registered, signed_in, store_failure, ConnCtx, Shared};
 use crate::hub::Principal;
-use crate::store::{ChannelRecord, NewChannel, StoreError};
+use crate::store::{ChannelRecord, ChannelUpdate, NewChannel, StoreError};
 use segchat_proto::access::{Rules, Viewer};
 
 impl ChannelRecord {
@@ -25,6 +30,12 @@ impl ChannelRecord {
     ) -> ChannelInfo {
         ChannelInfo {
             name: self.name.clone(),
+            title: if self.title.is_empty() {
+                self.name.clone()
+            } else {
+                self.title.clone()
+            },
+            topic: self.topic.clone(),
             owner: self.owner.clone(),
             visibility: self.visibility,
             allow_visitors: self.allow_visitors,
@@ -368,4 +379,186 @@ pub(super) async fn member_ids(
         .into_iter()
         .map(|m| m.user_id)
         .collect())
+}
+
+/// Who stands where in one channel: enough to apply its rules to every
+/// connection when telling them of a change.
+struct Audience {
+    roles: HashMap<i64, Role>,
+    invited: HashSet<i64>,
+}
+
+impl Audience {
+    async fn of(shared: &Shared, ctx: &ConnCtx, ch: &ChannelRecord) -> Result<Audience, Failure> {
+        let roles = shared
+            .store
+            .members(ch.id)
+            .await
+            .map_err(|e| store_failure(shared, ctx, e))?
+            .into_iter()
+            .map(|m| (m.user_id, m.role))
+            .collect();
+        let invited = shared
+            .store
+            .invitees(ch.id)
+            .await
+            .map_err(|e| store_failure(shared, ctx, e))?
+            .into_iter()
+            .collect();
+        Ok(Audience { roles, invited })
+    }
+
+    fn viewer(&self, p: &Principal) -> Viewer {
+        let role = p.user_id.and_then(|u| self.roles.get(&u).copied());
+        Viewer {
+            kind: p.kind,
+            role,
+            invited: p.user_id.is_some_and(|u| self.invited.contains(&u)),
+        }
+    }
+
+    fn with_role(&self, role: Role) -> Vec<i64> {
+        self.roles
+            .iter()
+            .filter(|(_, r)| **r == role)
+            .map(|(u, _)| *u)
+            .collect()
+    }
+}
+
+pub(super) async fn update(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    name: String,
+    change: ChannelUpdate,
+) -> Result<Reply, Failure> {
+    let (p, _) = registered(ctx, "change channels")?;
+    let ch = load_channel(shared, ctx, &name).await?;
+    let viewer = viewer_of(shared, ctx, p, &ch).await?;
+    let before = ch.rules();
+    if !before.can_see(viewer) {
+        return Err(no_such_channel(&name));
+    }
+    if !before.can_manage(viewer) {
+        return Err(Failure::forbidden(format!(
+            "only the owner or a moderator of {name:?} can change its settings"
+        )));
+    }
+    if change == ChannelUpdate::default() {
+        return Err(Failure::bad_request(
+            "nothing to change: give topic, title, visibility or allow_visitors",
+        ));
+    }
+    let mut change = change;
+    if let Some(title) = change.title.as_mut() {
+        validate_channel_title(title).map_err(Failure::bad_request)?;
+        *title = title.trim().to_owned();
+    }
+    if let Some(topic) = change.topic.as_ref() {
+        validate_channel_topic(topic).map_err(Failure::bad_request)?;
+    }
+    let audience = Audience::of(shared, ctx, &ch).await?;
+    let after = shared
+        .store
+        .update_channel(ch.id, &change)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?
+        .ok_or_else(|| no_such_channel(&name))?;
+    shared.log.record(
+        "CHANNEL_UPDATED",
+        ctx.addr,
+        format!(
+            "channel={} by={} visibility={} allow_visitors={} title_changed={} topic_changed={}",
+            after.name,
+            p.username,
+            after.visibility.as_str(),
+            after.allow_visitors,
+            change.title.is_some(),
+            change.topic.is_some()
+        ),
+    );
+    let host = shared.hub.host_of(&after.name);
+    let now = after.rules();
+    // Members (who always see it) with their own role; everyone else who
+    // can see it now with none; whoever could see it and no longer can
+    // is told it is gone.
+    for role in [Role::Owner, Role::Moderator, Role::Member] {
+        let users = audience.with_role(role);
+        if !users.is_empty() {
+            let channel = after.info(Some(role), host.clone());
+            shared
+                .hub
+                .push_to_users(&users, &Event::ChannelUpdated { channel });
+        }
+    }
+    let updated = Event::ChannelUpdated {
+        channel: after.info(None, host.clone()),
+    };
+    shared.hub.push_where(&updated, |other| {
+        let v = audience.viewer(other);
+        v.role.is_none() && now.can_see(v)
+    });
+    let hidden = Event::ChannelHidden {
+        channel: after.name.clone(),
+    };
+    shared.hub.push_where(&hidden, |other| {
+        let v = audience.viewer(other);
+        before.can_see(v) && !now.can_see(v)
+    });
+    Ok(Reply::Channel(after.info(viewer.role, host)))
+}
+
+pub(super) async fn delete(shared: &Shared, ctx: &ConnCtx, name: String) -> Result<Reply, Failure> {
+    let (p, _) = registered(ctx, "delete channels")?;
+    let ch = load_channel(shared, ctx, &name).await?;
+    let viewer = viewer_of(shared, ctx, p, &ch).await?;
+    let rules = ch.rules();
+    if !rules.can_see(viewer) {
+        return Err(no_such_channel(&name));
+    }
+    if !rules.can_delete(viewer) {
+        return Err(Failure::forbidden(format!(
+            "only the owner of {name:?} can delete it"
+        )));
+    }
+    let audience = Audience::of(shared, ctx, &ch).await?;
+    let deleted = shared
+        .store
+        .delete_channel(ch.id)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    if !deleted {
+        return Err(no_such_channel(&name));
+    }
+    shared.log.record(
+        "CHANNEL_DELETED",
+        ctx.addr,
+        format!(
+            "channel={} by={} members={}",
+            ch.name, p.username, ch.member_count
+        ),
+    );
+    let streams = shared.hub.forget_channel(&ch.name);
+    let could_see = |other: &Principal| rules.can_see(audience.viewer(other));
+    for stream in streams {
+        shared.log.record(
+            "STREAM_STOP",
+            ctx.addr,
+            format!(
+                "stream={} channel={} streamer={} reason=channel_deleted",
+                stream.stream_id, stream.channel, stream.streamer
+            ),
+        );
+        let stopped = Event::StreamStopped {
+            stream_id: stream.stream_id,
+            channel: stream.channel,
+            reason: "channel_deleted".into(),
+        };
+        shared.hub.push_where(&stopped, could_see);
+    }
+    let event = Event::ChannelDeleted {
+        channel: ch.name.clone(),
+    };
+    shared.hub.push_where(&event, could_see);
+    Ok(Reply::Done)
 }

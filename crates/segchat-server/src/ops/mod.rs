@@ -87,12 +87,28 @@ pub(crate) async fn handle(
         Request::Invite { channel, username } => {
             channels::invite(shared, ctx, channel, username).await
         }
+        Request::UpdateChannel {
+            channel,
+            topic,
+            title,
+            visibility,
+            allow_visitors,
+        } => {
+            let change = crate::store::ChannelUpdate {
+                title,
+                topic,
+                visibility,
+                allow_visitors,
+            };
+            channels::update(shared, ctx, channel, change).await
+        }
+        Request::DeleteChannel { channel } => channels::delete(shared, ctx, channel).await,
         Request::GetTicket { node_key } => messages::get_ticket(shared, ctx, node_key),
         Request::HostChannel { channel } => messages::host_channel(shared, ctx, channel).await,
         Request::Backup { channel, messages } => {
             messages::backup(shared, ctx, channel, messages).await
         }
-        Request::PostMessage { message } => messages::post_message(shared, ctx, message).await,
+        Request::PostMessage { message } => messages::post_message(shared, ctx, *message).await,
         Request::History {
             channel,
             after_seq,

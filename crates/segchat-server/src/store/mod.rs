@@ -62,6 +62,19 @@ pub struct ChannelRecord {
     pub allow_visitors: bool,
     pub created_at_ms: u64,
     pub member_count: u32,
+    /// The displayed name its owner chose; `""` shows `name`.
+    pub title: String,
+    /// `""` when unset.
+    pub topic: String,
+}
+
+/// What [`Store::update_channel`] changes: each `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelUpdate {
+    pub title: Option<String>,
+    pub topic: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub allow_visitors: Option<bool>,
 }
 
 /// What [`Store::create_channel`] needs.
@@ -131,6 +144,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>>;
     /// Every channel, by name.
     async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>>;
+    /// Changes a channel's settings (the fields of `change` that are
+    /// set); the channel afterwards, or `None` if there is no such
+    /// channel.
+    async fn update_channel(
+        &self,
+        channel_id: i64,
+        change: &ChannelUpdate,
+    ) -> StoreResult<Option<ChannelRecord>>;
+    /// Deletes a channel with its members, invitations and every message
+    /// of its backup, in one transaction; false if there was no such
+    /// channel.
+    async fn delete_channel(&self, channel_id: i64) -> StoreResult<bool>;
 
     // --- memberships and invitations ---
 
@@ -159,6 +184,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         invited_by: i64,
         now_ms: u64,
     ) -> StoreResult<()>;
+    /// The ids of every user invited to the channel.
+    async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>>;
     /// Whether the user holds an invitation to the channel.
     async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
 

@@ -201,6 +201,42 @@ impl Hosting {
         }
     }
 
+    /// The channel's visibility or `allow_visitors` changed
+    /// (`channel_updated`): the cached rules follow at once, and every
+    /// link whose user may no longer read is cut off, as when a member
+    /// leaves. Who may write does not change with these rules.
+    pub(super) fn rules_changed(&self, channel: &ChannelInfo) {
+        let mut map = lock(&self.channels);
+        let Some(h) = map.get_mut(&channel.name) else {
+            return;
+        };
+        let Some(acl) = h.acl.as_mut() else { return };
+        acl.rules.visibility = channel.visibility;
+        acl.rules.allow_visitors = channel.allow_visitors;
+        let acl = acl.clone();
+        h.subs.retain(|_, s| {
+            let stays = acl.may_read(&s.user, s.kind);
+            if !stays {
+                s.cancel.cancel();
+            }
+            stays
+        });
+    }
+
+    /// The channel was deleted: stops hosting it (its sequencer, backup
+    /// and pull end) and closes every member's link to it. False if it
+    /// was not hosted here.
+    pub(super) fn stop(&self, channel: &str) -> bool {
+        let Some(h) = lock(&self.channels).remove(channel) else {
+            return false;
+        };
+        h.cancel.cancel();
+        for s in h.subs.values() {
+            s.cancel.cancel();
+        }
+        true
+    }
+
     /// Whether `user` may write in `channel` now (checked on every post, so
     /// leaving a channel takes effect on open connections too).
     fn may_write(&self, channel: &str, user: &str, kind: AccountKind) -> bool {

@@ -58,6 +58,8 @@ async fn store_as(me: &str) -> Store {
         member_count: 3,
         my_role: None,
         host: None,
+        title: "c".into(),
+        topic: String::new(),
     }])
     .await
     .expect("channels");

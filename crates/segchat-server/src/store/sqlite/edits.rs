@@ -8,8 +8,8 @@
 //! row keeps its body's hash, which still verifies, and loses the text.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use segchat_proto::edits::{allowed, Ref, RefKind, Target};
-use segchat_proto::message::Message;
+use segchat_proto::edits::{allowed, RefKind, Target};
+use segchat_proto::message::{Columns, Message};
 
 use super::super::{StoreError, StoreResult, TargetRecord};
 
@@ -22,41 +22,19 @@ pub(super) fn message_at(
     r: &rusqlite::Row<'_>,
     at: usize,
 ) -> rusqlite::Result<StoreResult<Message>> {
-    let id: String = r.get(at)?;
-    let ts: i64 = r.get(at + 3)?;
-    let ticket: String = r.get(at + 5)?;
-    let re_kind: Option<String> = r.get(at + 7)?;
-    let re_id: Option<String> = r.get(at + 8)?;
-    let (channel, author, body, signature, redacted) = (
-        r.get(at + 1)?,
-        r.get(at + 2)?,
-        r.get(at + 4)?,
-        r.get(at + 6)?,
-        r.get(at + 9)?,
-    );
-    Ok((|| {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("message {what}: {e}"))
-        };
-        let re = match (re_kind, re_id) {
-            (Some(kind), Some(to)) => Some(Ref {
-                kind: RefKind::parse(&kind).ok_or_else(|| corrupt("re_kind", &kind))?,
-                id: to.parse().map_err(|e| corrupt("re_id", &e))?,
-            }),
-            _ => None,
-        };
-        Ok(Message {
-            id: id.parse().map_err(|e| corrupt("id", &e))?,
-            channel,
-            author,
-            ts_ms: ts as u64,
-            body,
-            re,
-            redacted,
-            ticket: serde_json::from_str(&ticket).map_err(|e| corrupt("ticket", &e))?,
-            signature,
-        })
-    })())
+    let columns = Columns {
+        id: r.get(at)?,
+        channel: r.get(at + 1)?,
+        author: r.get(at + 2)?,
+        ts_ms: r.get(at + 3)?,
+        body: r.get(at + 4)?,
+        ticket: r.get(at + 5)?,
+        signature: r.get(at + 6)?,
+        re_kind: r.get(at + 7)?,
+        re_id: r.get(at + 8)?,
+        redacted: r.get(at + 9)?,
+    };
+    Ok(columns.into_message().map_err(StoreError::Corrupt))
 }
 
 /// What the backup knows of message `id` in a channel.

@@ -16,8 +16,8 @@ use super::text;
 use segchat_proto::message::{Message, Sequenced};
 
 use super::{
-    ChannelRecord, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord, Store,
-    StoreError, StoreResult, TargetRecord, UserRecord,
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord,
+    Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
 
 /// Schema migrations, applied in order; the number is the schema version.
@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_messages.sql"),
     ),
     (3, include_str!("../../../migrations/sqlite/0003_edits.sql")),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_channel_settings.sql"),
+    ),
 ];
 
 /// Creates the database file with mode 0600 before SQLite opens it (SQLite
@@ -167,35 +171,50 @@ const USER_COLUMNS: &str = "id, username, password_hash, status, created_at_ms";
 
 const CHANNEL_SELECT: &str = "SELECT c.id, c.name, c.owner_id, u.username, c.visibility, \
      c.allow_visitors, c.created_at_ms, \
-     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id) \
+     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id), c.title, c.topic \
      FROM channels c JOIN users u ON u.id = c.owner_id";
 
-type ChannelRow = (i64, String, i64, String, String, bool, i64, i64);
+/// A channel row as read, before its text columns are checked.
+struct ChannelRow {
+    id: i64,
+    name: String,
+    owner_id: i64,
+    owner: String,
+    visibility: String,
+    allow_visitors: bool,
+    created_at_ms: i64,
+    member_count: i64,
+    title: String,
+    topic: String,
+}
 
 fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+    Ok(ChannelRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        owner_id: r.get(2)?,
+        owner: r.get(3)?,
+        visibility: r.get(4)?,
+        allow_visitors: r.get(5)?,
+        created_at_ms: r.get(6)?,
+        member_count: r.get(7)?,
+        title: r.get(8)?,
+        topic: r.get(9)?,
+    })
 }
 
 fn channel_record(row: ChannelRow) -> StoreResult<ChannelRecord> {
-    let (id, name, owner_id, owner, visibility, allow_visitors, created, count) = row;
     Ok(ChannelRecord {
-        id,
-        name,
-        owner_id,
-        owner,
-        visibility: text::visibility(&visibility)?,
-        allow_visitors,
-        created_at_ms: created as u64,
-        member_count: count as u32,
+        id: row.id,
+        name: row.name,
+        owner_id: row.owner_id,
+        owner: row.owner,
+        visibility: text::visibility(&row.visibility)?,
+        allow_visitors: row.allow_visitors,
+        created_at_ms: row.created_at_ms as u64,
+        member_count: row.member_count as u32,
+        title: row.title,
+        topic: row.topic,
     })
 }
 
@@ -439,6 +458,62 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_channel(
+        &self,
+        channel_id: i64,
+        change: &ChannelUpdate,
+    ) -> StoreResult<Option<ChannelRecord>> {
+        let change = change.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            // Each absent field keeps its value (COALESCE with NULL).
+            let changed = tx.execute(
+                "UPDATE channels SET
+                     title = COALESCE(?2, title),
+                     topic = COALESCE(?3, topic),
+                     visibility = COALESCE(?4, visibility),
+                     allow_visitors = COALESCE(?5, allow_visitors)
+                 WHERE id = ?1",
+                params![
+                    channel_id,
+                    change.title,
+                    change.topic,
+                    change.visibility.map(|v| v.as_str()),
+                    change.allow_visitors
+                ],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            let row = tx.query_row(
+                &format!("{CHANNEL_SELECT} WHERE c.id = ?1"),
+                params![channel_id],
+                channel_from_row,
+            )?;
+            tx.commit()?;
+            channel_record(row).map(Some)
+        })
+        .await
+    }
+
+    async fn delete_channel(&self, channel_id: i64) -> StoreResult<bool> {
+        self.call(move |c| {
+            // Explicit rather than left to ON DELETE CASCADE, so that the
+            // backup goes even on a database opened without foreign keys.
+            let tx = c.transaction()?;
+            for table in ["messages", "invites", "members"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE channel_id = ?1"),
+                    params![channel_id],
+                )?;
+            }
+            let gone = tx.execute("DELETE FROM channels WHERE id = ?1", params![channel_id])?;
+            tx.commit()?;
+            Ok(gone > 0)
+        })
+        .await
+    }
+
     async fn add_member(
         &self,
         channel_id: i64,
@@ -539,6 +614,16 @@ impl Store for SqliteStore {
                 params![channel_id, user_id, invited_by, now_ms as i64],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>> {
+        self.call(move |c| {
+            let mut stmt =
+                c.prepare("SELECT user_id FROM invites WHERE channel_id = ?1 ORDER BY user_id")?;
+            let rows = stmt.query_map(params![channel_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
         })
         .await
     }
