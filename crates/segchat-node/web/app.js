@@ -1,18 +1,26 @@
 // segchat web UI: state, layout and the wiring to the node's API and its
-// event WebSocket. Rendering of the sidebar, the timeline and the sign-in
-// screen lives in their own modules. Everything updates from pushed events;
-// nothing polls.
+// event WebSocket. Drawing lives in modules of its own: the sidebar, the
+// header and banners, the timeline and what a message holds (markdown,
+// reactions, actions), the composer, the members panel, search, dialogs
+// and the sign-in screen. Everything updates from pushed events; nothing
+// polls.
 
 import { api, enc, connectEvents } from './api.js';
 import { h, clear, icon, announce } from './dom.js';
-import { displayName, PRESENCE_LABEL, VISIBILITY_LABEL, VIA_LABEL } from './format.js';
+import { displayName, PRESENCE_LABEL } from './format.js';
 import { renderSignIn, renderNoToken } from './signin.js';
-import { renderSidebar, groupChannels, hostState, avatar } from './sidebar.js';
+import { renderSidebar, groupChannels } from './sidebar.js';
 import { renderTimeline, sortMessages } from './messages.js';
 import { StreamArea } from './streams.js';
 import { openInviteDialog, openChannelInvite } from './invite.js';
-import { roveTimeline, timelineKeys } from './timeline-keys.js';
+import { roveTimeline, timelineKeys, focusAddress, findAddress } from './timeline-keys.js';
 import { SearchPanel } from './search.js';
+import { renderComposer as drawComposer, startReply } from './composer.js';
+import { MessageActions } from './message-actions.js';
+import { notificationState, askNotifications, notifyMention } from './mentions.js';
+import { renderMembers } from './members.js';
+import { renderHeader as drawHeader, renderBanners as drawBanners } from './header.js';
+import { openCreateDialog as openCreate } from './create-dialog.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -23,6 +31,12 @@ const s = {
   channels: [],
   cached: false,
   unread: {},
+  // Per channel, how many unread messages mention me (GET /unread).
+  mentions: {},
+  // Per channel, the message the composer replies to.
+  replyTo: new Map(),
+  // Browser notifications for mentions: 'default' until asked.
+  notify: notificationState(),
   // Per channel with unread messages, the id of the first (GET /unread).
   firstUnread: {},
   links: {},
@@ -50,6 +64,18 @@ const search = new SearchPanel({
   jump: (m) => jumpTo(m),
   close: () => togglePanel('search'),
   changed: () => { if (s.panel === 'search') renderPanel(); },
+});
+// Reply, react, edit and delete (message-actions.js), and its state.
+const msgActions = new MessageActions({
+  me: () => s.me,
+  canWrite: (name) => !!canWrite(channelInfo(name)),
+  canModerate: (name) => { const c = channelInfo(name); return !!c && (isMine(c) || c.my_role === 'moderator'); },
+  apply: (row) => { applyUpdate(row); },
+  redraw: () => drawTimeline(),
+  reply: (m) => { if (ui) startReply(ui.composer, s, composerDeps, m); },
+  limit: () => (s.node && s.node.max_body_len) || 4000,
+  dialogHost: () => (ui ? ui.layout : document.body),
+  notice: (text) => showNotice(text),
 });
 
 // ---------------------------------------------------------------- boot
@@ -268,85 +294,32 @@ function renderSide() {
     },
     setStatus,
     signOut,
+    enableNotifications: async () => {
+      s.notify = await askNotifications();
+      announce(s.notify === 'granted' ? 'Notifications on: you are told when someone mentions you while this tab is hidden.' : 'Notifications stay off (the browser was told no).');
+      renderSide();
+    },
   });
   renderLayout();
 }
 
+// The channel's header and the banners above the timeline (header.js).
+const headerDeps = {
+  channelInfo,
+  isMine,
+  canRead,
+  writeReason,
+  streams: () => streams,
+  invite: (c) => openChannelInvite(ui.dialog, c.name),
+  leave: (name) => leaveChannel(name),
+};
+
 function renderHeader() {
-  if (!ui) return;
-  const c = channelInfo(s.current);
-  if (!s.current) {
-    clear(ui.headMain, h('h1', { class: 'chan-title', id: 'chan-title' }, 'segchat'));
-    return;
-  }
-  const via = isMine(c) ? 'hosting' : s.links[s.current];
-  const hs = c ? hostState(c, s.me, s.links) : null;
-  const chips = [];
-  if (c) {
-    const who = `${VISIBILITY_LABEL[c.visibility]}${c.allow_visitors ? ', visitors welcome' : ''}`;
-    chips.push(h('span', { class: 'chip', title: `${who}: who can see and join this channel` },
-      icon(c.visibility === 'public' ? 'globe' : 'lock'),
-      h('span', { class: 'chip-text' }, VISIBILITY_LABEL[c.visibility],
-        c.allow_visitors ? h('span', { class: 'chip-more' }, ' · visitors welcome') : '')));
-  }
-  if (via) {
-    chips.push(h('span', { class: `chip link ${via}`, id: 'link-state', title: VIA_LABEL[via], dataset: { via } },
-      h('span', { class: `dot ${hs ? hs.cls : ''}`, 'aria-hidden': 'true' }),
-      h('span', { class: 'link-long' },
-        { hosting: 'hosting', host: 'P2P to host', server: 'server backup', offline: 'offline' }[via]),
-      h('span', { class: 'link-short', 'aria-hidden': 'true' },
-        { hosting: 'host', host: 'P2P', server: 'backup', offline: 'offline' }[via])));
-  }
-  const actions = [];
-  if (c && streams && !(streams.own && streams.own.channel === c.name)) {
-    const why = writeReason(c);
-    actions.push(h('button', {
-      type: 'button', class: 'btn ghost small', id: 'go-live', disabled: !!why || !!streams.own,
-      title: why || (streams.own ? `You are live in #${streams.own.channel}; stop that stream first.` : 'Stream your camera to this channel'),
-      'aria-label': why ? `Go live (unavailable: ${why})` : 'Go live',
-      onclick: () => streams.openSetup(c.name),
-    }, icon('video'), h('span', { class: 'hide-phone' }, 'Go live')));
-  }
-  if (c && c.visibility === 'private' && (isMine(c) || c.my_role === 'moderator')) {
-    actions.push(h('button', {
-      type: 'button', class: 'btn ghost small', id: 'invite-to-channel', 'aria-label': `Invite people to #${c.name}`, title: `Invite people to #${c.name}`,
-      onclick: () => openChannelInvite(ui.dialog, c.name),
-    }, icon('users'), h('span', { class: 'hide-phone' }, 'Invite')));
-  }
-  if (c && c.my_role && !isMine(c)) {
-    actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', 'aria-label': `Leave #${c.name}`, title: `Leave #${c.name}`, onclick: () => leaveChannel(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
-  }
-  clear(ui.headMain,
-    h('h1', { class: 'chan-title', id: 'chan-title' }, icon(c && c.visibility !== 'public' ? 'lock' : 'hash'), h('span', {}, s.current)),
-    h('div', { class: 'chips' }, chips),
-    c ? h('span', { class: 'head-owner hide-phone' }, `host: ${c.owner}`) : null,
-    actions);
+  if (ui) drawHeader(ui.headMain, s, headerDeps);
 }
 
 function renderBanners() {
-  if (!ui) return;
-  const out = [];
-  if (!s.nodeUp) {
-    out.push(h('div', { class: 'banner warn', role: 'alert', id: 'banner-node' }, icon('warn'),
-      h('span', {}, h('strong', {}, 'Your node is not running'), ' — nothing here is live. Start it again with ',
-        h('code', {}, 'segchat up'), ' (or ', h('code', {}, 'segchat node'), ') in a terminal; this tab reconnects by itself, and what you type stays here.')));
-    clear(ui.banners, out);
-    return;
-  }
-  if (!s.serverConnected) {
-    out.push(h('div', { class: 'banner warn', role: 'status', id: 'banner-server' }, icon('warn'),
-      h('span', {}, h('strong', {}, 'Server unreachable'), ' — reconnecting. You can keep reading; what you write waits in your outbox.')));
-  }
-  const c = channelInfo(s.current);
-  const via = c && !isMine(c) && canRead(c) ? s.links[s.current] : null;
-  if (via === 'server') {
-    out.push(h('div', { class: 'banner host', role: 'status', id: 'banner-host' }, icon('cloud'),
-      h('span', {}, h('strong', {}, "Host offline — reading the server's backup."), ` Messages still go through; ${c.owner}'s node catches up when it returns.`)));
-  } else if (via === 'offline') {
-    out.push(h('div', { class: 'banner warn', role: 'status', id: 'banner-host' }, icon('warn'),
-      h('span', {}, h('strong', {}, 'Host and server unreachable'), ' — showing what this node has. Messages are sent when a connection returns.')));
-  }
-  clear(ui.banners, out);
+  if (ui) drawBanners(ui.banners, s, headerDeps);
 }
 
 // ---------------------------------------------------------------- timeline
@@ -375,8 +348,10 @@ function drawTimeline(opts = {}) {
   const bottom = opts.bottom || atBottom();
   const fromBottom = t.scrollHeight - t.scrollTop;
   const hadFocus = t.contains(document.activeElement) && document.activeElement !== t;
+  const focused = focusAddress(t);
   const messages = sortMessages([...st.byId.values()]);
   t.setAttribute('aria-label', `Messages in ${s.current}`);
+  msgActions.beforeDraw();
   let emptyText = null;
   if (c && !canRead(c)) emptyText = `Join #${s.current} to read and write its messages.`;
   else if (!st.initialized) emptyText = 'Loading…';
@@ -391,6 +366,10 @@ function drawTimeline(opts = {}) {
     newFrom: st.newFrom ? st.newFrom.id : null,
     loading: st.loading,
     emptyText,
+    actions: msgActions,
+    lookup: (id) => st.byId.get(id),
+    flash: s.flash && s.flash.until > Date.now() ? s.flash.id : null,
+    onQuote: (m) => jumpTo({ channel: m.channel, id: m.reply_to }, { original: true }),
     openDetails: s.openDetails,
     onToggleDetails: (id) => {
       if (s.openDetails.has(id)) s.openDetails.delete(id); else s.openDetails.add(id);
@@ -401,9 +380,33 @@ function drawTimeline(opts = {}) {
     },
   });
   const active = roveTimeline(t, st.activeMsg);
-  if (hadFocus && active) active.focus({ preventScroll: true });
+  // Focus stays where it was (a message, or a control in it).
+  const again = hadFocus ? findAddress(t, focused) || active : null;
+  if (again) again.focus({ preventScroll: true });
   if (bottom) t.scrollTop = t.scrollHeight;
   else t.scrollTop = t.scrollHeight - fromBottom;
+  msgActions.afterDraw(t);
+}
+
+// A message as the node now has it (an edit, a delete, a reaction, from
+// anyone): replaces the one shown, and the quotes of replies to it.
+function applyUpdate(m) {
+  const st = s.chans.get(m.channel);
+  if (!st) return;
+  let shown = false;
+  for (const r of st.byId.values()) {
+    if (r.reply_to === m.id && r.quote) { r.quote = { ...r.quote, body: m.body, deleted: !!m.deleted }; shown = true; }
+  }
+  if (st.byId.has(m.id)) { merge(st, m); shown = true; }
+  if (msgActions.isEditing(m) && m.deleted) msgActions.editing = null;
+  if (shown && s.current === m.channel) drawTimeline();
+}
+
+// My last message in the open channel, to edit (↑ in an empty box).
+function editLast() {
+  if (!s.current) return false;
+  const mine = sortMessages([...chan(s.current).byId.values()]).filter((m) => msgActions.canEdit(m));
+  return mine.length ? msgActions.startEdit(mine[mine.length - 1]) : false;
 }
 
 // The message box of the open channel, if one can be written in.
@@ -483,6 +486,7 @@ async function refreshUnread() {
   try {
     const r = await api('GET', '/unread');
     s.unread = r.unread;
+    s.mentions = r.mentions || {};
     s.firstUnread = r.first_unread || {};
     Object.assign(s.links, r.links);
     if (s.current && s.unread[s.current] && !document.hidden) markRead(s.current);
@@ -520,6 +524,8 @@ async function openChannel(name, opts = {}) {
   // Where "New" starts is taken before the channel is marked read, and
   // stays until another channel is opened.
   if (switching) {
+    msgActions.pickerFor = null;
+    msgActions.tapped = null;
     for (const st of s.chans.values()) st.newFrom = null;
     chan(name).newFrom = s.unread[name] && s.firstUnread[name] ? { id: s.firstUnread[name], count: s.unread[name] } : null;
   }
@@ -593,6 +599,7 @@ async function markRead(name) {
   try {
     await api('POST', `/channels/${enc(name)}/read`);
     s.unread[name] = 0;
+    s.mentions[name] = 0;
     renderSide();
   } catch { /* harmless: stays unread */ }
 }
@@ -626,107 +633,21 @@ async function leaveChannel(name) {
 
 // ---------------------------------------------------------------- composer
 
-const utf8 = new TextEncoder();
+const composerDeps = {
+  channelInfo,
+  canWrite,
+  join: (name) => joinChannel(name),
+  editLast,
+  isPhone: () => phone.matches,
+  send: async (name, text, replyTo) => {
+    const r = await api('POST', `/channels/${enc(name)}/messages`, replyTo ? { body: text, reply_to: replyTo } : { body: text });
+    merge(chan(name), r.message);
+    if (s.current === name) drawTimeline({ bottom: true });
+  },
+};
 
 function renderComposer(force = true, focus = false) {
-  if (!ui) return;
-  const c = channelInfo(s.current);
-  const existing = ui.composer.querySelector('textarea:not([disabled])');
-  if (!force && existing && canWrite(c)) {
-    // Keep what is being typed; only refresh the error line.
-    const err = ui.composer.querySelector('.send-error');
-    if (err) err.textContent = s.sendError;
-    return;
-  }
-  const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, s.sendError);
-  if (!s.current) { clear(ui.composer); return; }
-  if (s.me.kind === 'visitor') {
-    clear(ui.composer,
-      h('div', { class: 'composer disabled' },
-        h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message #${s.current}`),
-        h('textarea', { id: 'composer-input', rows: '1', disabled: true, placeholder: `You can't write in #${s.current}`, 'aria-describedby': 'composer-why' })),
-      h('p', { class: 'composer-why', id: 'composer-why' }, icon('eye'),
-        'You are visiting: visitors can read but not write. Create an account to join the conversation.'));
-    return;
-  }
-  if (c && !canWrite(c)) {
-    clear(ui.composer,
-      h('div', { class: 'join-bar' },
-        h('p', {}, `You are previewing #${s.current}, hosted by ${c.owner}.`),
-        h('button', { type: 'button', class: 'btn primary', id: 'join-channel', onclick: () => joinChannel(c.name) }, `Join #${c.name}`)),
-      errorLine);
-    return;
-  }
-  const ta = h('textarea', {
-    id: 'composer-input', rows: '1', placeholder: `Message #${s.current}`, 'aria-describedby': 'composer-hint send-error',
-    enterkeyhint: 'send',
-  });
-  ta.value = s.drafts.get(s.current) || '';
-  // The limit is in UTF-8 bytes (what the server counts), not characters;
-  // nothing is cut: a longer text stays in the box, counted, and is refused
-  // before it is sent.
-  const limit = (s.node && s.node.max_body_len) || 4000;
-  const counter = h('span', { class: 'body-count', id: 'body-count', 'aria-live': 'polite' });
-  const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
-  const measure = () => {
-    const used = utf8.encode(ta.value).length;
-    const over = used > limit;
-    // Shown from 90 % of the limit on, so it is there before it matters.
-    counter.textContent = used >= limit * 0.9 ? `${used.toLocaleString('en')} / ${limit.toLocaleString('en')}` : '';
-    counter.classList.toggle('over', over);
-    ta.setAttribute('aria-invalid', over ? 'true' : 'false');
-    sendBtn.disabled = over;
-    return { used, over };
-  };
-  const grow = () => { ta.style.height = 'auto'; ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`; };
-  ta.addEventListener('input', () => {
-    grow();
-    const { over } = measure();
-    if (!over && s.sendError.startsWith('Too long')) { s.sendError = ''; errorLine.textContent = ''; }
-  });
-  ta.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      submit();
-    }
-  });
-  async function submit() {
-    const text = ta.value;
-    if (!text.trim()) return;
-    const { used, over } = measure();
-    if (over) {
-      s.sendError = `Too long to send: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}. Shorten it by ${(used - limit).toLocaleString('en')} bytes, or split it into several messages.`;
-      errorLine.textContent = s.sendError;
-      return;
-    }
-    const name = s.current;
-    ta.value = '';
-    grow();
-    s.drafts.delete(name);
-    s.sendError = '';
-    errorLine.textContent = '';
-    try {
-      const r = await api('POST', `/channels/${enc(name)}/messages`, { body: text });
-      merge(chan(name), r.message);
-      if (s.current === name) drawTimeline({ bottom: true });
-    } catch (e) {
-      if (!ta.value) ta.value = text;
-      grow();
-      s.sendError = `Not sent: ${e.reason}`;
-      errorLine.textContent = s.sendError;
-    }
-  }
-  clear(ui.composer,
-    h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
-      h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message #${s.current}`),
-      ta, sendBtn),
-    h('div', { class: 'composer-foot' },
-      h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line'),
-      counter),
-    errorLine);
-  measure();
-  requestAnimationFrame(grow);
-  if (focus && !phone.matches) ta.focus();
+  if (ui) drawComposer(ui.composer, s, composerDeps, force, focus);
 }
 
 // ---------------------------------------------------------------- members and search panel
@@ -755,38 +676,7 @@ function renderPanel() {
   if (!ui) return;
   if (s.panel === 'search') return renderSearchPanel();
   if (s.panel !== 'members') { clear(ui.panel); ui.panel.removeAttribute('aria-label'); return; }
-  ui.panel.setAttribute('aria-label', 'Members');
-  const list = s.current ? s.members.get(s.current) : null;
-  const close = h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Close members', onclick: () => togglePanel('members') }, icon('close'));
-  if (!list) {
-    clear(ui.panel, h('header', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, 'Members'), close),
-      h('p', { class: 'empty-line' }, s.current ? 'Members are shown to people in the channel.' : 'Pick a channel.'));
-    return;
-  }
-  const shown = list.map((m) => ({ ...m, presence: m.username === s.me.username ? s.me.status : m.presence }));
-  const online = shown.filter((m) => m.presence === 'online' || m.presence === 'idle');
-  const offline = shown.filter((m) => !(m.presence === 'online' || m.presence === 'idle'));
-  const byName = (a, b) => (a.role === 'owner' ? -1 : b.role === 'owner' ? 1 : a.username.localeCompare(b.username));
-  const group = (title, ms) => h('section', { class: 'member-group' },
-    h('h3', {}, `${title} — ${ms.length}`),
-    h('ul', { role: 'list' }, ms.sort(byName).map(memberItem)));
-  clear(ui.panel,
-    h('header', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, `Members — ${list.length}`), close),
-    h('div', { class: 'panel-body', id: 'member-list' }, group('Online', online), group('Offline', offline)));
-}
-
-function memberItem(m) {
-  const me = m.username === s.me.username;
-  const label = me && m.presence === 'invisible' ? 'Invisible (others see you offline)' : PRESENCE_LABEL[m.presence];
-  return h('li', {
-    class: `member ${m.presence}`, dataset: { username: m.username, presence: m.presence },
-    'aria-label': `${displayName(m.username)}${me ? ' (you)' : ''}, ${label}${m.role === 'owner' ? ', host' : ''}`,
-  },
-  avatar(m.username, m.presence),
-  h('span', { class: 'member-name', 'aria-hidden': 'true' }, displayName(m.username),
-    me ? h('span', { class: 'tag' }, 'you') : null,
-    m.role === 'owner' ? h('span', { class: 'role-owner', title: 'Host' }, icon('crown')) : null),
-  h('span', { class: 'member-status', 'aria-hidden': 'true' }, label));
+  renderMembers(ui.panel, s, () => togglePanel('members'));
 }
 
 function runSearch(q) {
@@ -801,96 +691,39 @@ function renderSearchPanel() {
   search.render(ui.panel);
 }
 
-async function jumpTo(m) {
+// Shows message `m` (its channel and id) in its channel, loading older
+// pages until it is there; says so when it is not (`original`: the
+// message a reply quotes).
+async function jumpTo(m, { original = false } = {}) {
   if (phone.matches) s.panel = null;
   if (s.current !== m.channel) await openChannel(m.channel, { focus: false });
   renderLayout();
   const st = chan(m.channel);
-  for (let i = 0; i < 20 && !st.byId.has(m.id) && st.nextBefore; i++) await loadOlder();
-  const el = ui.timeline.querySelector(`[data-id="${CSS.escape(m.id)}"]`);
+  for (let i = 0; i < 20 && !st.byId.has(m.id) && st.nextBefore && s.current === m.channel; i++) await loadOlder();
+  const el = ui.timeline.querySelector(`article[data-id="${CSS.escape(m.id)}"]`);
   if (el) {
+    st.activeMsg = m.id;
+    roveTimeline(ui.timeline, m.id);
     el.scrollIntoView({ block: 'center' });
+    el.focus({ preventScroll: true });
+    // Kept through redraws (older pages may still be arriving).
+    s.flash = { id: m.id, until: Date.now() + 2000 };
     el.classList.add('flash');
-    setTimeout(() => el.classList.remove('flash'), 2000);
+    setTimeout(() => {
+      const now = ui && ui.timeline.querySelector(`article[data-id="${CSS.escape(m.id)}"]`);
+      if (now) now.classList.remove('flash');
+    }, 2000);
+  } else {
+    showNotice(original ? 'The original message is not in the history this node has.' : 'That message is not in the history this node has.');
   }
-}
-
-// ---------------------------------------------------------------- create dialog
-
-// "General Chat!" → "general-chat": lower case, accents dropped, every run
-// of anything else one '-', none at the ends, at most 32 bytes.
-function channelSlug(text) {
-  return text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
-    .replace(/[^a-z0-9_-]+/g, '-').replace(/-{2,}/g, '-').replace(/^-+|-+$/g, '')
-    .slice(0, 32).replace(/-+$/, '');
 }
 
 function openCreateDialog() {
-  const d = ui.dialog;
-  d.setAttribute('aria-labelledby', 'create-title');
-  const err = h('p', { class: 'form-error', role: 'alert', id: 'create-error' });
-  const visitors = h('input', { type: 'checkbox', id: 'new-visitors', name: 'allow_visitors', checked: true });
-  const vis = (value, title, hint, checked) => h('label', { class: 'radio-card' },
-    h('input', { type: 'radio', name: 'visibility', value, checked, onchange: sync }),
-    h('span', { class: 'radio-text' }, h('strong', {}, title), h('small', {}, hint)));
-  // Channel names are lower-case letters, digits, '-' and '_': what is
-  // typed is turned into one ("General Chat" → general-chat) and shown.
-  const nameHint = h('p', { class: 'hint', id: 'new-name-hint' }, 'Lower-case letters, digits, “-” and “_”, up to 32.');
-  function preview() {
-    const typed = d.querySelector('#new-name').value;
-    const slug = channelSlug(typed);
-    nameHint.textContent = typed && slug !== typed
-      ? (slug ? `Will be created as #${slug}` : 'Use letters or digits.')
-      : 'Lower-case letters, digits, “-” and “_”, up to 32.';
-  }
-  function sync() {
-    const pub = d.querySelector('input[name=visibility]:checked').value === 'public';
-    visitors.disabled = !pub;
-    if (!pub) visitors.checked = false;
-  }
-  const form = h('form', { method: 'dialog', class: 'dialog-form', onsubmit: submit },
-    h('header', { class: 'dialog-head' },
-      h('h2', { id: 'create-title' }, 'Create a channel'),
-      h('p', { class: 'muted' }, 'Your node hosts it: messages go peer-to-peer, and the server keeps a backup.')),
-    h('div', { class: 'field' },
-      h('label', { for: 'new-name' }, 'Channel name'),
-      h('div', { class: 'input-prefix' }, icon('hash'),
-        h('input', { id: 'new-name', name: 'name', required: true, maxlength: '48', autocomplete: 'off', placeholder: 'new-channel', 'aria-describedby': 'new-name-hint create-error', oninput: preview }))),
-    nameHint,
-    h('fieldset', { class: 'field' },
-      h('legend', {}, 'Who can see it'),
-      vis('public', 'Public', 'Listed to everyone; anyone with an account can join.', true),
-      vis('members_only', 'Members only', 'Listed to registered users; only members read and write.', false),
-      vis('private', 'Private', 'Only people you invite can see it.', false)),
-    h('label', { class: 'check' }, visitors,
-      h('span', {}, h('strong', {}, 'Allow visitors'), h('small', {}, 'People without an account can read (never write).'))),
-    err,
-    h('footer', { class: 'dialog-actions' },
-      h('button', { type: 'button', class: 'btn ghost', onclick: () => d.close() }, 'Cancel'),
-      h('button', { type: 'submit', class: 'btn primary', id: 'create-submit' }, 'Create channel')));
-  async function submit(e) {
-    e.preventDefault();
-    const data = new FormData(form);
-    const name = channelSlug(String(data.get('name') || ''));
-    if (!name) { err.textContent = 'A channel name needs a letter or a digit.'; return; }
-    const btn = form.querySelector('#create-submit');
-    btn.disabled = true;
-    try {
-      await api('POST', '/channels', {
-        name, visibility: data.get('visibility'), allow_visitors: visitors.checked,
-      });
-      d.close();
-      announce(`Created #${name}`);
-      await refreshChannels();
-      await openChannel(name);
-    } catch (ex) {
-      err.textContent = ex.reason;
-      btn.disabled = false;
-    }
-  }
-  clear(d, form);
-  d.showModal();
-  d.querySelector('#new-name').focus();
+  openCreate(ui.dialog, async (name) => {
+    announce(`Created #${name}`);
+    await refreshChannels();
+    await openChannel(name);
+  });
 }
 
 // ---------------------------------------------------------------- you
@@ -922,6 +755,9 @@ function resetData() {
   s.chans.clear();
   s.members.clear();
   s.unread = {};
+  s.mentions = {};
+  s.replyTo.clear();
+  msgActions.reset();
   s.links = {};
   s.current = null;
   s.panel = phone.matches ? null : 'members';
@@ -989,9 +825,16 @@ function onEvent(ev) {
       if (s.me && m.author !== s.me.username) {
         if (s.current === m.channel && !document.hidden) scheduleRead(m.channel);
         else scheduleUnread();
+        notifyMention(m, s.me.username, () => openChannel(m.channel).then(() => jumpTo(m)));
       }
       break;
     }
+    case 'message_updated':
+      if (!ev.message) break;
+      applyUpdate(ev.message);
+      // An edit may add or take away a mention of me.
+      if (s.me && ev.message.author !== s.me.username && s.unread[ev.message.channel]) scheduleUnread();
+      break;
     case 'message_state': {
       const st = s.chans.get(ev.channel);
       if (st && st.byId.has(ev.id)) {

@@ -1,13 +1,17 @@
 // The message timeline of one channel: day separators, messages grouped
 // by author within a few minutes, delivery ticks on my own messages,
 // provenance (host P2P or server backup) on every message, and marked gaps
-// where the host's sequence shows history is missing.
+// where the host's sequence shows history is missing. Each message shows
+// its body as markdown (markdown.js), the message it replies to, "(edited)",
+// its reactions and its actions (message-actions.js); a deleted one shows
+// only that it was deleted.
 
 import { h, clear, icon } from './dom.js';
 import {
   bareName, isVisitorName, clock, stamp, fullTime, relative, dayKey, dayLabel, STATE_LABEL,
 } from './format.js';
 import { avatar } from './sidebar.js';
+import { parse, render, excerpt, mentionsUser } from './markdown.js';
 
 const GROUP_MS = 5 * 60 * 1000;
 
@@ -98,7 +102,7 @@ export function renderTimeline(el, v) {
       prev = null;
     }
     const start = !prev || prev.author !== m.author || m.ts_ms - prev.ts_ms > GROUP_MS;
-    out.push(messageEl(m, me, start, openDetails.has(m.id), v.onToggleDetails));
+    out.push(messageEl(m, start, v));
     prev = m;
   });
   const tail = gapsAt.get(messages.length);
@@ -106,34 +110,108 @@ export function renderTimeline(el, v) {
   clear(el, out);
 }
 
-function messageEl(m, me, start, detailsOpen, onToggle) {
+// The parsed body, kept on the row while its body stays the same.
+function tree(m) {
+  if (m.mdBody !== m.body || !m.md) {
+    Object.defineProperty(m, 'md', { value: parse(m.body), writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(m, 'mdBody', { value: m.body, writable: true, configurable: true, enumerable: false });
+  }
+  return m.md;
+}
+
+function bodyEl(m, v) {
+  const acts = v.actions;
+  if (m.deleted) return h('p', { class: 'body deleted' }, 'message deleted');
+  if (acts && acts.isEditing(m)) return acts.editor(m);
+  const body = h('div', { class: 'body' });
+  body.append(render(tree(m), {
+    me: v.me.username,
+    spoilerKey: m.id,
+    revealed: acts ? acts.revealed : null,
+  }));
+  return body;
+}
+
+// The message `m` replies to, as a button that shows it. Its name is
+// its content (visible text plus hidden words), so the two agree.
+function quoteEl(m, v) {
+  if (!m.reply_to || m.deleted) return null;
+  // A row fresh from an event may come without its quote: the original,
+  // if it is loaded here, says the same.
+  const local = !m.quote && v.lookup ? v.lookup(m.reply_to) : null;
+  const q = m.quote || (local && { id: local.id, author: local.author, body: local.body, deleted: !!local.deleted });
+  const hidden = (text) => h('span', { class: 'visually-hidden' }, text);
+  return h('button', {
+    type: 'button', class: 'reply-quote', dataset: { replyTo: m.reply_to },
+    title: q ? 'Show the original message' : 'The original message is not available',
+    onclick: (e) => { e.stopPropagation(); if (v.onQuote) v.onQuote(m); },
+  },
+  icon('reply'),
+  hidden('Reply to '),
+  q ? h('span', { class: 'quote-author' }, bareName(q.author)) : null,
+  q ? hidden(': ') : null,
+  h('span', { class: `quote-text${!q || q.deleted ? ' deleted' : ''}` },
+    !q ? 'original message not available' : q.deleted ? 'message deleted' : excerpt(q.body, 140)),
+  q ? hidden(' (show the original)') : null);
+}
+
+function editedEl(m) {
+  if (!m.edited_ms || m.deleted) return null;
+  return h('span', { class: 'edited', title: `Edited ${fullTime(m.edited_ms)}` }, '(edited)');
+}
+
+// Whether `m` mentions me (as the node says, or by its rule when a row
+// came without saying).
+export function mentionsMe(m, me) {
+  if (m.deleted || !me) return false;
+  return !!m.mentions_me || (me.kind === 'user' && mentionsUser(m.body, me.username));
+}
+
+function messageEl(m, start, v) {
+  const { me } = v;
+  const mentioned = mentionsMe(m, me);
+  const detailsOpen = v.openDetails.has(m.id);
+  const acts = v.actions;
   const own = m.author === me.username;
   const p = provenance(m, me);
   const name = bareName(m.author);
-  const cls = ['msg', start ? 'group-start' : 'compact', own ? 'own' : '', m.state === 'refused' ? 'is-refused' : '', m.state === 'pending' ? 'is-pending' : ''].filter(Boolean).join(' ');
+  const cls = ['msg', start ? 'group-start' : 'compact', own ? 'own' : '', m.state === 'refused' ? 'is-refused' : '', m.state === 'pending' ? 'is-pending' : '',
+    mentioned ? 'mentions-me' : '', m.deleted ? 'is-deleted' : '',
+    acts && acts.tapped === m.id ? 'show-actions' : '', v.flash === m.id ? 'flash' : '', acts && acts.isEditing(m) ? 'is-editing' : ''].filter(Boolean).join(' ');
   const detailsId = `prov-${m.id}`;
   return h('article', {
     class: cls,
-    dataset: { id: m.id, author: m.author, source: m.source, state: m.state || '' },
+    dataset: {
+      id: m.id, author: m.author, source: m.source, state: m.state || '',
+      ...(m.deleted ? { deleted: 'true' } : {}), ...(m.edited_ms ? { edited: 'true' } : {}),
+    },
     'aria-label': null,
+    onclick: acts ? (e) => acts.tap(e, m) : null,
   },
   start ? avatar(m.author, null) : h('time', { class: 'gutter-time', datetime: new Date(m.ts_ms).toISOString(), title: fullTime(m.ts_ms) }, clock(m.ts_ms)),
   h('div', { class: 'msg-main' },
     start ? h('header', { class: 'msg-head' },
       h('span', { class: 'author' }, name),
       isVisitorName(m.author) ? h('span', { class: 'tag' }, 'visitor') : null,
-      h('time', { datetime: new Date(m.ts_ms).toISOString(), title: `${fullTime(m.ts_ms)} (${relative(m.ts_ms)})` }, stamp(m.ts_ms)))
+      h('time', { datetime: new Date(m.ts_ms).toISOString(), title: `${fullTime(m.ts_ms)} (${relative(m.ts_ms)})` }, stamp(m.ts_ms)),
+      editedEl(m))
       : h('span', { class: 'visually-hidden' }, `${name}, ${clock(m.ts_ms)}: `),
+    mentioned ? h('span', { class: 'visually-hidden' }, 'Mentions you. ') : null,
+    quoteEl(m, v),
     h('div', { class: 'msg-line' },
-      h('p', { class: 'body' }, m.body),
+      bodyEl(m, v),
       h('span', { class: 'msg-meta' },
+        start ? null : editedEl(m),
         tick(m),
         h('button', {
           type: 'button', class: `prov ${m.source}`, title: p.text,
-          'aria-label': `Where this message came from: ${p.text}`,
+          // Holds the short word it shows on hover, so name and text agree.
+          'aria-label': `Where this message came from: ${p.short} — ${p.text}`,
           'aria-expanded': String(detailsOpen), 'aria-controls': detailsId,
-          onclick: () => onToggle(m.id),
+          onclick: () => v.onToggleDetails(m.id),
         }, m.source === 'server' ? icon('cloud') : m.source === 'host' ? icon('link') : icon('info'), h('span', {}, p.short)))),
+    acts ? acts.reactions(m) : null,
     m.state === 'refused' ? h('p', { class: 'refused-line', role: 'note' }, icon('warn'), `Not delivered: ${m.reason || 'refused'}`) : null,
-    detailsOpen ? h('p', { class: 'prov-detail', id: detailsId }, provDetail(m, me)) : null));
+    detailsOpen ? h('p', { class: 'prov-detail', id: detailsId }, provDetail(m, me)) : null),
+  acts && !m.deleted ? acts.bar(m) : null);
 }

@@ -141,7 +141,7 @@ export class SearchPanel {
           h('span', { class: 'result-chan' }, `#${m.channel}`),
           h('span', { class: 'author' }, displayName(m.author)),
           h('time', { datetime: new Date(m.ts_ms).toISOString(), title: fullTime(m.ts_ms) }, relative(m.ts_ms))),
-        h('span', { class: 'result-body' }, highlight(m.body, this.q))));
+        m.deleted ? h('span', { class: 'result-body deleted' }, 'message deleted') : h('span', { class: 'result-body' }, highlight(m.body, this.q))));
   }
 }
 

@@ -1,6 +1,8 @@
 // The channel sidebar: hosted by me, joined, discoverable; each with its
-// host's status and an unread badge. The user panel with the status picker
-// sits at the bottom.
+// host's status, an unread badge and, apart from it, a red "@N" badge of
+// unread messages that mention me. "Enable notifications" (for mentions)
+// shows until the browser was asked. The user panel with the status
+// picker sits at the bottom.
 
 import { h, clear, icon } from './dom.js';
 import { displayName, colorOf, initials, PRESENCE_LABEL, VISIBILITY_LABEL } from './format.js';
@@ -32,25 +34,30 @@ export function renderSidebar(el, s, on) {
 
   function item(c) {
     const unread = s.unread[c.name] || 0;
+    const mentions = Math.min((s.mentions && s.mentions[c.name]) || 0, unread || Infinity);
     const current = s.current === c.name;
     const hs = hostState(c, s.me, s.links);
     const live = !!(s.isLive && s.isLive(c.name));
-    const label = `${c.name}, ${VISIBILITY_LABEL[c.visibility] || ''} channel, ${hs.label}${live ? ', live stream' : ''}${unread ? `, ${unread} unread` : ''}`;
+    const hidden = (text) => h('span', { class: 'visually-hidden' }, text);
+    // The button's name is its content: what shows, plus words for what
+    // only shows as colour or a dot (so name and visible text agree).
     return h('li', {},
       h('button', {
         type: 'button',
-        class: `chan${current ? ' current' : ''}${unread ? ' has-unread' : ''}${live ? ' live' : ''}`,
+        class: `chan${current ? ' current' : ''}${unread ? ' has-unread' : ''}${mentions ? ' has-mention' : ''}${live ? ' live' : ''}`,
         'aria-current': current ? 'page' : null,
-        'aria-label': label,
         title: hs.label,
         dataset: { channel: c.name },
         onclick: () => on.open(c.name),
       },
       icon(c.visibility === 'public' ? 'hash' : 'lock'),
       h('span', { class: 'chan-name' }, c.name),
-      live ? h('span', { class: 'live-badge small', title: 'Someone is live here' }, 'LIVE') : null,
+      hidden(`, ${VISIBILITY_LABEL[c.visibility] || ''} channel, ${hs.label}`),
+      live ? [hidden(', '), h('span', { class: 'live-badge small', title: 'Someone is live here' }, 'LIVE')] : null,
       h('span', { class: `host-dot ${hs.cls}`, 'aria-hidden': 'true' }),
-      unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null));
+      mentions ? [hidden(', '), h('span', { class: 'badge mention-badge', title: `${mentions} mention${mentions === 1 ? '' : 's'} of you` }, `@${mentions > 99 ? '99+' : mentions}`),
+        hidden(` mention${mentions === 1 ? '' : 's'} of you`)] : null,
+      unread ? [hidden(', '), h('span', { class: 'badge' }, unread > 99 ? '99+' : String(unread)), hidden(' unread')] : null));
   }
 
   function section(id, title, list, extra) {
@@ -87,7 +94,11 @@ export function renderSidebar(el, s, on) {
         s.serverConnected ? 'server' : 'no server'),
       h('button', { type: 'button', class: 'icon-btn small only-phone', 'aria-label': 'Close channel list', onclick: on.closeSidebar }, icon('close'))),
     h('nav', { class: 'chan-nav', 'aria-label': 'Channels' }, sections,
-      visitor ? null : h('button', { type: 'button', class: 'btn ghost small invite-btn', id: 'invite-people', onclick: on.invite }, icon('users'), 'Invite people')),
+      visitor ? null : h('button', { type: 'button', class: 'btn ghost small invite-btn', id: 'invite-people', onclick: on.invite }, icon('users'), 'Invite people'),
+      s.notify === 'default' ? h('button', {
+        type: 'button', class: 'btn ghost small invite-btn notify-btn', id: 'enable-notifications', onclick: on.enableNotifications,
+        title: 'Get a browser notification when someone mentions you while this tab is hidden',
+      }, icon('bell'), 'Enable notifications') : null),
     h('footer', { class: 'me-panel' },
       h('button', {
         type: 'button', class: 'me-btn', id: 'status-button', 'aria-haspopup': 'menu',

@@ -16,6 +16,7 @@
 //! - [`peer`]: the node ↔ node link (member to channel host).
 //! - [`ticket`]: server-signed tickets binding a node key to a user.
 //! - [`message`]: chat messages and the canonical bytes authors sign.
+//! - [`refs`]: what a message may point at (`re`: kind and target).
 //! - [`edits`]: replies, edits, deletions and reactions (messages that
 //!   point at another) and the rules every store applies them by.
 //! - [`stream`]: livestreams: the stream record and the UDP datagram
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod peer;
+pub mod refs;
 pub mod status;
 pub mod stream;
 pub mod ticket;

@@ -25,7 +25,7 @@
 //! Signing the body's hash rather than the body lets a store **redact** a
 //! message — drop a deleted or superseded body, keep its hash in
 //! `redacted` — and still pass it on as a message anyone can verify (see
-//! [`crate::edits`]). Messages signed before version 2 (`"segchat-msg-v1"`,
+//! `edits.rs`). Messages signed before version 2 (`"segchat-msg-v1"`,
 //! the same fields without `re`, the body itself as u32 length · UTF-8)
 //! still verify; they cannot be redacted.
 
@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use sha2::{Digest, Sha256};
 
-use crate::edits::Ref;
+use crate::refs::Ref;
 use crate::ticket::{decode_signature, put_str16, SignedTicket, TrustError};
 use crate::types::AccountKind;
 
@@ -171,7 +171,7 @@ impl Columns {
         let bad = |what: &str, e: &dyn std::fmt::Display| format!("message {what}: {e}");
         let re = match (self.re_kind, self.re_id) {
             (Some(kind), Some(to)) => Some(Ref {
-                kind: crate::edits::RefKind::parse(&kind).ok_or_else(|| bad("re_kind", &kind))?,
+                kind: crate::refs::RefKind::parse(&kind).ok_or_else(|| bad("re_kind", &kind))?,
                 id: to.parse().map_err(|e| bad("re_id", &e))?,
             }),
             (None, None) => None,
@@ -536,7 +536,7 @@ mod tests {
         assert_eq!(old.body, "hello");
         // Version 1's bytes never pass for a message with `re`.
         old.re = Some(Ref {
-            kind: crate::edits::RefKind::Reply,
+            kind: crate::refs::RefKind::Reply,
             id: v7(1),
         });
         assert_eq!(

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::ChannelCommand;
 use crate::client::{ClientError, NodeClient};
-use crate::verbs::{str_of, Output};
+use crate::output::{str_of, Output};
 
 pub(crate) async fn run(
     node: &NodeClient,

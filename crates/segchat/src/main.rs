@@ -15,6 +15,7 @@ mod cli;
 mod client;
 mod config;
 mod message_verbs;
+mod output;
 mod stream_verbs;
 mod up;
 mod verbs;

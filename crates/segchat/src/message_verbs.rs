@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Command;
 use crate::client::{ClientError, NodeClient};
-use crate::verbs::{local_time, str_of, Output};
+use crate::output::{local_time, str_of, Output};
 
 /// Percent-encodes one path segment (an emoji, an id).
 fn segment(s: &str) -> String {

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{Command, Credentials, SEARCH_LIMIT};
 use crate::client::{ClientError, NodeClient};
+use crate::output::{local_time, str_of, Output};
 
 /// Exit code for a refused request or any other failure.
 const EXIT_REFUSED: u8 = 1;
@@ -34,7 +35,7 @@ pub(crate) async fn run(dir: &Path, json_out: bool, command: Command) -> ExitCod
 
 async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), ClientError> {
     let node = NodeClient::find(dir)?;
-    let out = Output { json: json_out };
+    let out = Output::new(json_out);
     match command {
         Command::Register(c) => {
             let password = password(&c, true)?;
@@ -108,7 +109,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         }
         Command::Channels => {
             let v = node.call(Method::GET, "/channels", None).await?;
-            if v["cached"] == true && !out.json {
+            if v["cached"] == true && !json_out {
                 eprintln!("note: the server is unreachable; showing the last channel list seen");
             }
             out.print(&v, || {
@@ -392,30 +393,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
     Ok(())
 }
 
-pub(crate) struct Output {
-    json: bool,
-}
-
-impl Output {
-    pub(crate) fn print(&self, v: &Value, text: impl FnOnce() -> String) {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-        } else {
-            println!("{}", text());
-        }
-    }
-}
-
-/// A message's `ts_ms` in local time, as `format` says (empty if absent).
-pub(crate) fn local_time(m: &Value, format: &str) -> String {
-    m["ts_ms"]
-        .as_i64()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&chrono::Local).format(format).to_string())
-        .unwrap_or_default()
-}
-
-pub(crate) use crate::message_verbs::message_line;
+use crate::message_verbs::message_line;
 
 /// A search result as a line: date and time, channel, author, body.
 fn search_line(m: &Value) -> String {
@@ -450,10 +428,6 @@ fn query_escape(s: &str) -> String {
         }
     }
     out
-}
-
-pub(crate) fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or("?")
 }
 
 fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {

@@ -56,6 +56,14 @@ async fn pump(
                 Some(message) => NodeEvent::Chat(ChatEvent::MessageUpdated { message }),
                 None => continue,
             },
+            // A reply's quote and a mention are read from the store (the
+            // row was published before the store decorated it).
+            NodeEvent::Chat(ChatEvent::Message { message })
+                if message.reply_to.is_some() || message.body.contains('@') =>
+            {
+                let message = chat.shown(message.id.clone()).await.unwrap_or(message);
+                NodeEvent::Chat(ChatEvent::Message { message })
+            }
             ev => ev,
         };
         let text = match serde_json::to_string(&event) {

@@ -215,7 +215,7 @@ impl Store {
             // Candidates by substring in SQL, then the whole-name rule.
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT m.channel, COALESCE(m.shown, m.body) {UNREAD}
-                   AND instr(COALESCE(m.shown, m.body), '@' || ?1) > 0"
+                   AND instr(lower(COALESCE(m.shown, m.body)), '@' || lower(?1)) > 0"
             ))?;
             let candidates = stmt.query_map(params![me], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))

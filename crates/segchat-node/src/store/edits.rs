@@ -20,7 +20,7 @@ use segchat_proto::edits::{allowed, RefKind, Target};
 use segchat_proto::message::Message;
 use uuid::Uuid;
 
-use super::messages::{full_message, MessageRow, Quote, Reaction, MESSAGE_COLUMNS};
+use super::rows::{full_message, MessageRow, Quote, Reaction, MESSAGE_COLUMNS};
 use super::StoreError;
 
 /// What the store knows of a shown message an action points at.
@@ -225,16 +225,23 @@ fn me(c: &Connection) -> Result<Option<String>, StoreError> {
     )
 }
 
-/// Whether `body` mentions `user` as `@user` (not inside a longer name).
+/// Whether `body` mentions `user` as `@user`, in any case (usernames are
+/// unique whatever their case), not inside a longer name or an address
+/// (`@user.name`, `me@user`); a full stop after it ends the mention.
 pub fn mentions(body: &str, user: &str) -> bool {
-    let name_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.';
-    let needle = format!("@{user}");
+    let name_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let (body, needle) = (body.to_lowercase(), format!("@{}", user.to_lowercase()));
     body.match_indices(&needle).any(|(at, _)| {
-        let before_ok = body[..at].chars().next_back().is_none_or(|c| !name_char(c));
-        let after_ok = body[at + needle.len()..]
+        let before_ok = body[..at]
             .chars()
-            .next()
-            .is_none_or(|c| !name_char(c) || c == '.');
+            .next_back()
+            .is_none_or(|c| !name_char(c) && c != '.');
+        let mut after = body[at + needle.len()..].chars();
+        let after_ok = match after.next() {
+            None => true,
+            Some('.') => after.next().is_none_or(|c| !name_char(c)),
+            Some(c) => !name_char(c),
+        };
         before_ok && after_ok
     })
 }

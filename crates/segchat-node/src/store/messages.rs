@@ -1,82 +1,21 @@
 //! Messages in the local store: everything the user has seen, with its
 //! provenance, and the hosted copy of channels this node hosts (numbered by
 //! the host sequence). The outbox is `outbox.rs`, search `search.rs`,
-//! cursors and gaps `cursors.rs`.
+//! cursors and gaps `cursors.rs`, how rows read back `rows.rs`.
 //!
 //! A channel is a set keyed by message id: every insert is idempotent, and
 //! a second arrival of the same message only fills in what the first did
 //! not know (its host or server sequence number).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use segchat_proto::message::{Columns, Message, Sequenced};
-use serde::Serialize;
+use segchat_proto::message::{Message, Sequenced};
 
 use super::cursors::held_host_seq;
+use super::rows::{
+    full_message, row, DeliveryState, MessageRow, RawRow, Source, MESSAGE_COLUMNS, ROW_COLUMNS,
+    SHOWN,
+};
 use super::{Store, StoreError};
-
-/// Where a copy of a message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The channel's host, over the P2P link.
-    Host,
-    /// The server's backup.
-    Server,
-    /// Written on this node.
-    Local,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Source::Host => "host",
-            Source::Server => "server",
-            Source::Local => "local",
-        }
-    }
-    fn parse(s: &str) -> Result<Source, StoreError> {
-        match s {
-            "host" => Ok(Source::Host),
-            "server" => Ok(Source::Server),
-            "local" => Ok(Source::Local),
-            _ => Err(StoreError::Corrupt(format!("unknown source {s:?}"))),
-        }
-    }
-}
-
-/// Where a message the user wrote has got to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// In the outbox, not yet acknowledged by anyone.
-    Pending,
-    /// The channel's host stored it.
-    Stored,
-    /// The server's backup has it.
-    BackedUp,
-    /// Refused; `reason` says why.
-    Refused,
-}
-
-impl DeliveryState {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Stored => "stored",
-            DeliveryState::BackedUp => "backed_up",
-            DeliveryState::Refused => "refused",
-        }
-    }
-    pub(super) fn parse(s: &str) -> Result<DeliveryState, StoreError> {
-        match s {
-            "pending" => Ok(DeliveryState::Pending),
-            "stored" => Ok(DeliveryState::Stored),
-            "backed_up" => Ok(DeliveryState::BackedUp),
-            "refused" => Ok(DeliveryState::Refused),
-            _ => Err(StoreError::Corrupt(format!("unknown state {s:?}"))),
-        }
-    }
-}
 
 /// How a copy arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,167 +34,6 @@ pub struct Inserted {
     pub new: bool,
     /// For a copy from the channel's host: the host cursor after it.
     pub host_cursor: Option<u64>,
-}
-
-/// A stored message as the API shows it: a plain message or a reply, as
-/// the edits, deletion and reactions pointing at it left it (those are
-/// never rows of their own here).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageRow {
-    pub id: String,
-    pub channel: String,
-    pub author: String,
-    pub ts_ms: u64,
-    /// The text shown: the latest edit's, or empty once deleted.
-    pub body: String,
-    /// Where this node's copy came from.
-    pub source: Source,
-    /// The host's P2P address or the server's address it came from.
-    pub from: Option<String>,
-    pub host_seq: Option<u64>,
-    pub server_seq: Option<u64>,
-    /// For messages written on this node.
-    pub state: Option<DeliveryState>,
-    pub reason: Option<String>,
-    /// The message this one replies to.
-    pub reply_to: Option<String>,
-    /// That message as it is shown now, if this node has it.
-    pub quote: Option<Quote>,
-    /// When it was last edited.
-    pub edited_ms: Option<u64>,
-    pub deleted: bool,
-    pub reactions: Vec<Reaction>,
-    /// Whether the body mentions this node's user as `@name`.
-    pub mentions_me: bool,
-    #[serde(skip)]
-    pub local_id: i64,
-}
-
-/// The message a reply quotes, as shown now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Quote {
-    pub id: String,
-    pub author: String,
-    pub body: String,
-    pub deleted: bool,
-}
-
-/// One emoji's reactions on a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reaction {
-    pub emoji: String,
-    pub count: u32,
-    /// Who reacted, in the order they did.
-    pub users: Vec<String>,
-    /// Whether this node's user is one of them.
-    pub me: bool,
-}
-
-/// The columns [`row`] reads, shown text in place of the body.
-pub(super) const ROW_COLUMNS: &str =
-    "m.local_id, m.id, m.channel, m.author, m.ts_ms, COALESCE(m.shown, m.body), m.source, \
-     m.source_addr, m.host_seq, m.server_seq, m.state, m.reason, m.re_kind, m.re_id, \
-     m.edited_ms, m.deleted";
-
-/// Which rows of `messages m` are shown messages (not edits, deletions
-/// or reactions).
-pub(super) const SHOWN: &str = "(m.re_kind IS NULL OR m.re_kind = 'reply')";
-
-pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok(RawRow {
-        local_id: r.get(0)?,
-        id: r.get(1)?,
-        channel: r.get(2)?,
-        author: r.get(3)?,
-        ts_ms: r.get(4)?,
-        body: r.get(5)?,
-        source: r.get(6)?,
-        from: r.get(7)?,
-        host_seq: r.get(8)?,
-        server_seq: r.get(9)?,
-        state: r.get(10)?,
-        reason: r.get(11)?,
-        re_kind: r.get(12)?,
-        re_id: r.get(13)?,
-        edited_ms: r.get(14)?,
-        deleted: r.get(15)?,
-    })
-}
-
-pub(super) struct RawRow {
-    local_id: i64,
-    id: String,
-    channel: String,
-    author: String,
-    ts_ms: i64,
-    body: String,
-    source: String,
-    from: Option<String>,
-    host_seq: Option<i64>,
-    server_seq: Option<i64>,
-    state: Option<String>,
-    reason: Option<String>,
-    re_kind: Option<String>,
-    re_id: Option<String>,
-    edited_ms: Option<i64>,
-    deleted: bool,
-}
-
-impl RawRow {
-    /// The row as the API shows it, before [`super::edits::decorate`]
-    /// adds its quote, reactions and mention.
-    pub(super) fn cook(self) -> Result<MessageRow, StoreError> {
-        let reply_to = match self.re_kind.as_deref() {
-            Some("reply") => self.re_id,
-            _ => None,
-        };
-        Ok(MessageRow {
-            local_id: self.local_id,
-            id: self.id,
-            channel: self.channel,
-            author: self.author,
-            ts_ms: self.ts_ms as u64,
-            body: self.body,
-            source: Source::parse(&self.source)?,
-            from: self.from,
-            host_seq: self.host_seq.map(|v| v as u64),
-            server_seq: self.server_seq.map(|v| v as u64),
-            state: self
-                .state
-                .as_deref()
-                .map(DeliveryState::parse)
-                .transpose()?,
-            reason: self.reason,
-            reply_to,
-            quote: None,
-            edited_ms: self.edited_ms.map(|v| v as u64),
-            deleted: self.deleted,
-            reactions: Vec::new(),
-            mentions_me: false,
-        })
-    }
-}
-
-/// The columns [`full_message`] reads: a whole signed message.
-pub(super) const MESSAGE_COLUMNS: &str =
-    "id, channel, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted";
-
-/// A whole signed message from a row selected with [`MESSAGE_COLUMNS`]
-/// first.
-pub(super) fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
-    let columns = Columns {
-        id: r.get(0)?,
-        channel: r.get(1)?,
-        author: r.get(2)?,
-        ts_ms: r.get(3)?,
-        body: r.get(4)?,
-        ticket: r.get(5)?,
-        signature: r.get(6)?,
-        re_kind: r.get(7)?,
-        re_id: r.get(8)?,
-        redacted: r.get(9)?,
-    };
-    Ok(columns.into_message().map_err(StoreError::Corrupt))
 }
 
 /// Inserts a copy of `m` unless the store has it; `hosted_seq` is this

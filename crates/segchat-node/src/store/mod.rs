@@ -23,13 +23,15 @@ mod cursors;
 mod edits;
 mod messages;
 mod outbox;
+mod rows;
 mod search;
 mod session;
 
 pub use channels::CachedChannels;
 pub use cursors::{Cursor, Unread};
 pub use edits::{acted_on, mentions};
-pub use messages::{Arrival, DeliveryState, Inserted, MessageRow, Quote, Reaction, Source};
+pub use messages::{Arrival, Inserted};
+pub use rows::{DeliveryState, MessageRow, Quote, Reaction, Source};
 pub use search::{BadSearch, SearchCursor, SearchPage, SearchQuery};
 pub use session::StoredSession;
 

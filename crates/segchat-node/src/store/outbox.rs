@@ -8,7 +8,8 @@
 use rusqlite::{params, OptionalExtension};
 use segchat_proto::message::Message;
 
-use super::messages::{full_message, insert, Arrival, DeliveryState, Source, MESSAGE_COLUMNS};
+use super::messages::{insert, Arrival};
+use super::rows::{full_message, DeliveryState, Source, MESSAGE_COLUMNS};
 use super::{Store, StoreError};
 
 impl Store {

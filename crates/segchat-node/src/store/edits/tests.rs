@@ -256,4 +256,9 @@ fn a_mention_is_the_whole_name_after_an_at() {
     assert!(!mentions("hi @bobby", "bob"));
     assert!(!mentions("mail bob@bob.org", "bob"));
     assert!(!mentions("hi bob", "bob"));
+    assert!(
+        mentions("thanks @Bob.", "bob"),
+        "any case; a full stop ends it"
+    );
+    assert!(!mentions("see @bob.smith", "bob"));
 }

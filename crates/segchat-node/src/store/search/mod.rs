@@ -21,7 +21,7 @@ pub use query::{BadSearch, SearchCursor, SearchPage, SearchQuery};
 
 use rusqlite::{params, Connection};
 
-use super::messages::{row, ROW_COLUMNS};
+use super::rows::{row, ROW_COLUMNS};
 use super::{Store, StoreError};
 
 /// Most rows one pass of the search indexer takes (a search indexes all).

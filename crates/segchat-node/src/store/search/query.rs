@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::super::messages::MessageRow;
+use super::super::rows::MessageRow;
 
 /// A search that cannot be run as asked; the text says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
