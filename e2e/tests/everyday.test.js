@@ -160,6 +160,7 @@ test('segchat up on loopback: the invite says only this machine can reach it, an
   const u = await newUser(browser, 'erin');
   try {
     assert.match(up.invite, /only this machine can reach this server; .*segchat up --listen 0\.0\.0\.0:/);
+    await eventually('the node reaches its server', async () => (await nodeApi(up, 'GET', '/node')).body.server_connected);
     const reg = await nodeApi(up, 'POST', '/session/register', { username: 'erin', password: PASSWORD });
     assert.ok(reg.status < 300, JSON.stringify(reg.body));
     await u.page.goto(up.webUrl);
