@@ -6,7 +6,7 @@
 //! rules again (`segchat_proto::edits`); these checks only spare the user a
 //! refusal later.
 
-use segchat_proto::edits::{allowed, check_shape, Ref, RefKind, Target};
+use segchat_proto::edits::{allowed, check_shape, Ref, RefKind};
 use segchat_proto::message::{Draft, Message};
 use segchat_proto::types::{AccountKind, ChannelInfo, Role};
 use segchat_proto::{Failure, Status};
@@ -212,14 +212,9 @@ impl Chat {
                 format!("message {id} was deleted"),
             ));
         }
-        let t = Target {
-            channel,
-            author: &row.author,
-            kind: row.reply_to.as_ref().map(|_| RefKind::Reply),
-        };
         let moderates =
             info.owner == me || matches!(info.my_role, Some(Role::Owner | Role::Moderator));
-        if !allowed(kind, me, channel, t, moderates) {
+        if !allowed(kind, me, channel, row.as_target(), moderates) {
             return Err(refuse(
                 Status::Forbidden,
                 match kind {

@@ -3,6 +3,7 @@
 //! the whole signed message, with the columns each needs. Below every
 //! other part of the store that reads messages.
 
+use segchat_proto::edits::{RefKind, Target};
 use segchat_proto::message::{Columns, Message};
 use serde::Serialize;
 
@@ -174,6 +175,18 @@ pub(super) struct RawRow {
     re_id: Option<String>,
     edited_ms: Option<i64>,
     deleted: bool,
+}
+
+impl MessageRow {
+    /// What an edit, deletion or reaction pointing at this message needs
+    /// to know of it (a shown row is a plain message or a reply).
+    pub fn as_target(&self) -> Target<'_> {
+        Target {
+            channel: &self.channel,
+            author: &self.author,
+            kind: self.reply_to.as_ref().map(|_| RefKind::Reply),
+        }
+    }
 }
 
 impl RawRow {

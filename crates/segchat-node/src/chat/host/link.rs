@@ -8,7 +8,7 @@ use futures::FutureExt;
 
 use super::*;
 use crate::p2p::{self, PeerLink, PeerProtocol, ProtocolLink};
-use segchat_proto::edits::{allowed, check_shape, RefKind, Target};
+use segchat_proto::edits::{allowed, check_shape, RefKind};
 
 impl PeerProtocol for Chat {
     fn serves(&self, request: &peer::Request) -> bool {
@@ -168,13 +168,14 @@ async fn check_action(chat: &Chat, conn: &PeerLink, message: &Message) -> Result
     let Some(t) = chat.shown(r.id.to_string()).await else {
         return Ok(());
     };
-    let target = Target {
-        channel: &t.channel,
-        author: &t.author,
-        kind: t.reply_to.as_ref().map(|_| RefKind::Reply),
-    };
     let owner = chat.session().is_some_and(|s| s.username == message.author);
-    if allowed(r.kind, &message.author, &message.channel, target, owner) {
+    if allowed(
+        r.kind,
+        &message.author,
+        &message.channel,
+        t.as_target(),
+        owner,
+    ) {
         return Ok(());
     }
     chat.log().record(
