@@ -14,21 +14,24 @@
 //!   shorter), not offline: the node is still there, still receiving and
 //!   storing their messages; they are just not looking. A reload or a
 //!   reconnecting tab within the grace changes nothing.
-//! - **Only a chosen *online* is ever changed.** A status the person set
-//!   (idle, invisible) is theirs: the keeper never touches it, and a
-//!   status changed elsewhere while auto-idle ends the auto-idle. The
-//!   auto-idle mark lives in memory: a node restarted while auto-idle
-//!   shows idle until the next input, which then brings it back.
+//! - **Only a chosen *online* is ever changed**, and only in what others
+//!   are shown: a status the person set (idle, invisible) is theirs, and
+//!   the status they chose stays stored as they chose it.
+//! - **Across nodes**: one person may run several nodes. Each node tells
+//!   the server only whether *its* person is away (`set_activity`); the
+//!   server shows a user who chose online as idle while every one of
+//!   their nodes says so, and online again as soon as one does not.
 //!
-//! Invariant: the keeper only ever moves between online and idle, and
-//! only from a state it set itself (or the person's online).
+//! Invariant: the keeper never changes the status the person chose; it
+//! only reports this node's activity, once per change and again on every
+//! new connection to the server (which starts it as active).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
 use segchat_proto::tracker::{Reply, Request};
-use segchat_proto::types::Presence;
+use segchat_proto::types::AccountKind;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,8 +58,6 @@ struct State {
     clients: usize,
     /// Since when no client has been attached (`None` while one is).
     alone_since: Option<Instant>,
-    /// The idle shown now was set by the keeper, not the person.
-    auto_idle: bool,
 }
 
 /// An attached client (an open event stream); detaches when dropped.
@@ -84,7 +85,6 @@ impl Default for Activity {
                     last_input: now,
                     clients: 0,
                     alone_since: Some(now),
-                    auto_idle: false,
                 }),
                 wake: Notify::new(),
             }),
@@ -102,14 +102,8 @@ impl Activity {
 
     /// The person did something in a client.
     pub fn input(&self) {
-        let wake = {
-            let mut st = self.lock();
-            st.last_input = Instant::now();
-            st.auto_idle
-        };
-        if wake {
-            self.inner.wake.notify_one();
-        }
+        self.lock().last_input = Instant::now();
+        self.inner.wake.notify_one();
     }
 
     /// A client attached (held for as long as it stays).
@@ -121,27 +115,16 @@ impl Activity {
         Attached(self.clone())
     }
 
-    /// What the keeper should do now, given the person's current status.
-    fn decide(&self, status: Presence, idle_after: Duration) -> Option<Presence> {
-        let mut st = self.lock();
+    /// Whether the person is away from this node: no input for
+    /// `idle_after`, or no client attached for the grace.
+    fn away(&self, idle_after: Duration) -> bool {
+        let st = self.lock();
         let now = Instant::now();
         let quiet = now.duration_since(st.last_input) >= idle_after;
         let alone = st.alone_since.is_some_and(|t| {
             now.duration_since(t.max(st.last_input)) >= NO_CLIENT_GRACE.min(idle_after)
         });
-        if st.auto_idle {
-            if status != Presence::Idle {
-                // Changed elsewhere (another node of theirs, or by hand).
-                st.auto_idle = false;
-                return None;
-            }
-            return (!quiet && !alone).then_some(Presence::Online);
-        }
-        (status == Presence::Online && (quiet || alone)).then_some(Presence::Idle)
-    }
-
-    fn set_auto_idle(&self, on: bool) {
-        self.lock().auto_idle = on;
+        quiet || alone
     }
 }
 
@@ -155,42 +138,48 @@ pub async fn keep(
     shutdown: CancellationToken,
 ) {
     let tick = (idle_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
+    let mut link_changed = link.watch();
+    // What the server was last told, on which connection.
+    let mut told: Option<(u64, bool)> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
             _ = activity.inner.wake.notified() => {}
+            gone = link_changed.changed() => if gone.is_err() { return },
         }
         let state = link.state();
         let Some(session) = state.session.as_ref() else {
             continue;
         };
-        if !state.connected {
+        if !state.connected || session.kind != AccountKind::User {
             continue;
         }
-        let Some(to) = activity.decide(session.status, idle_after) else {
+        let idle = activity.away(idle_after);
+        let now = (state.connection, idle);
+        if told == Some(now) {
             continue;
-        };
-        match link.request(Request::SetStatus { status: to }).await {
-            Ok(Reply::Session(info)) => {
-                activity.set_auto_idle(to == Presence::Idle);
+        }
+        if !idle && told.is_none_or(|(connection, _)| connection != state.connection) {
+            // A new connection starts active: nothing to say.
+            told = Some(now);
+            continue;
+        }
+        match link.request(Request::SetActivity { idle }).await {
+            Ok(Reply::Done) => {
+                told = Some(now);
                 log.record(
-                    "PRESENCE_CHANGED",
+                    "ACTIVITY_REPORTED",
                     &server,
                     format!(
-                        "user={} status={} (automatic: {})",
-                        info.username,
-                        to.as_str(),
-                        if to == Presence::Idle {
-                            "no input"
-                        } else {
-                            "input again"
-                        }
+                        "user={} idle={idle} ({})",
+                        session.username,
+                        if idle { "no input" } else { "input again" }
                     ),
                 );
             }
-            Ok(other) => tracing::warn!(?other, "unexpected answer to set_status"),
-            Err(e) => tracing::debug!(error = %e.reason, "could not change presence; will retry"),
+            Ok(other) => tracing::warn!(?other, "unexpected answer to set_activity"),
+            Err(e) => tracing::debug!(error = %e.reason, "could not report activity; will retry"),
         }
     }
 }
@@ -200,63 +189,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn online_goes_idle_without_input_and_back_with_it() {
+    fn away_without_input_and_back_with_it() {
         let a = Activity::default();
         let _tab = a.attach();
         let short = Duration::from_millis(30);
-        assert_eq!(a.decide(Presence::Online, short), None, "just touched");
+        assert!(!a.away(short), "just touched");
         std::thread::sleep(short * 2);
-        assert_eq!(a.decide(Presence::Online, short), Some(Presence::Idle));
-        a.set_auto_idle(true);
-        assert_eq!(a.decide(Presence::Idle, short), None, "still quiet");
+        assert!(a.away(short));
         a.input();
-        assert_eq!(a.decide(Presence::Idle, short), Some(Presence::Online));
+        assert!(!a.away(short));
     }
 
     #[test]
-    fn a_status_the_person_chose_is_never_changed() {
-        let a = Activity::default();
-        let _tab = a.attach();
-        let short = Duration::from_millis(10);
-        std::thread::sleep(short * 3);
-        assert_eq!(a.decide(Presence::Invisible, short), None);
-        assert_eq!(a.decide(Presence::Idle, short), None, "their own idle");
-        a.input();
-        assert_eq!(
-            a.decide(Presence::Idle, short),
-            None,
-            "input does not undo a chosen idle"
-        );
-    }
-
-    #[test]
-    fn a_status_changed_elsewhere_ends_the_auto_idle() {
-        let a = Activity::default();
-        let _tab = a.attach();
-        a.set_auto_idle(true);
-        assert_eq!(a.decide(Presence::Invisible, Duration::from_secs(60)), None);
-        a.input();
-        assert_eq!(
-            a.decide(Presence::Invisible, Duration::from_secs(60)),
-            None,
-            "no longer the keeper's to change"
-        );
-    }
-
-    #[test]
-    fn with_no_client_attached_the_person_goes_idle_after_the_grace() {
+    fn with_no_client_attached_the_person_is_away_after_the_grace() {
         let a = Activity::default();
         let idle_after = Duration::from_millis(40);
         // idle_after shorter than the grace: it bounds the wait.
         let tab = a.attach();
         a.input();
         drop(tab);
-        assert_eq!(
-            a.decide(Presence::Online, Duration::from_secs(3600)),
-            None,
-            "within the grace"
-        );
+        assert!(!a.away(Duration::from_secs(3600)), "within the grace");
         std::thread::sleep(idle_after * 2);
-        assert_eq!(a.decide(Presence::Online, idle_after), Some(Presence::Idle));
+        assert!(a.away(idle_after));
     }
 }

@@ -16,6 +16,7 @@ use common::{
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
+use segchat_proto::edits::{Ref, RefKind};
 use segchat_proto::message::{Draft, Message, Sequenced};
 use segchat_proto::ticket::{SignedTicket, Ticket};
 use segchat_proto::tracker::{Reply, Request};
@@ -44,22 +45,24 @@ fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Me
     .expect("sign")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lying_host_cannot_forge_or_alter_messages() {
-    let (_s, sdir) = tempdir();
-    let (_b, bdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
+/// Mallory's fake host: a real account and channel `trap`, and an
+/// endpoint of its own that accepts peer links. Its tracker link and its
+/// peer links share the endpoint, so the server lists it under its key,
+/// which is the ticket's.
+struct Mallory {
+    fake: segchat_net::client::Client,
+    key: SigningKey,
+    ticket: SignedTicket,
+    _tracker: Tracker,
+}
 
-    // Mallory's fake host: a real account and channel, and an endpoint of
-    // its own that accepts peer links. Its tracker link and its peer links
-    // share the endpoint, so the server lists it under its key, which is
-    // the ticket's.
+async fn mallory_hosts_trap(server: std::net::SocketAddr) -> Mallory {
     let key = SigningKey::from_bytes(&[7; 32]);
     let fake = client(&key).await;
     fake.endpoint()
         .set_alpns(vec![segchat_net::ALPN_PEER.to_vec()]);
     let fake_addr = segchat_net::endpoint::local_addr(fake.endpoint()).expect("bound");
-    let mut t = registered(&fake, server.addr, "mallory").await;
+    let mut t = registered(&fake, server, "mallory").await;
     ok(
         &mut t,
         2,
@@ -88,49 +91,23 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         },
     )
     .await;
-
-    let genuine = sign(&key, &ticket, "mallory", "an honest message");
-    let mut altered = sign(&key, &ticket, "mallory", "pay me 10");
-    altered.body = "pay me 1000".into();
-    let in_bobs_name = sign(&key, &ticket, "bob", "bob says mallory is great");
-    let fake_ticket = Ticket {
-        username: "bob".into(),
-        kind: AccountKind::User,
-        session_id: "x".into(),
-        node_key: hex::encode(key.verifying_key().as_bytes()),
-        issued_at_ms: 0,
-        expires_at_ms: u64::MAX,
+    Mallory {
+        fake,
+        key,
+        ticket,
+        _tracker: t,
     }
-    .sign(&SigningKey::from_bytes(&[9; 32]))
-    .expect("sign");
-    let with_fake_ticket = sign(&key, &fake_ticket, "bob", "bob resigns");
-    let lies = [altered, in_bobs_name, with_fake_ticket, genuine];
-    // Pushed as broadcasts: mallory's ticket put on a message in bob's name,
-    // then a broadcast naming a ticket the link never got.
-    let (in_bobs_name_again, _) =
-        sign(&key, &ticket, "bob", "bob agrees, says mallory").into_parts();
-    let forged_broadcast = in_bobs_name_again.id.to_string();
-    let (unknown_ticket, _) = sign(&key, &ticket, "mallory", "who am I").into_parts();
-    let pushed = [
-        peer::Event::Ticket {
-            ticket_ref: 0,
-            ticket: ticket.clone(),
-        },
-        peer::Event::Broadcast {
-            seq: 5,
-            ticket_ref: 0,
-            message: in_bobs_name_again,
-        },
-        peer::Event::Broadcast {
-            seq: 6,
-            ticket_ref: 7,
-            message: unknown_ticket,
-        },
-    ];
+}
 
-    // Serve bob's node: welcome, admit, then hand out the lies.
-    let endpoint = fake.endpoint().clone();
-    let fake_host = tokio::spawn(async move {
+/// Serves one peer link on mallory's endpoint: welcome, admit, answer a
+/// `sync` with `lies` (numbered from 1), then push `pushed`.
+fn serve_lies(
+    mallory: &Mallory,
+    lies: Vec<Message>,
+    pushed: Vec<peer::Event>,
+) -> tokio::task::JoinHandle<()> {
+    let endpoint = mallory.fake.endpoint().clone();
+    tokio::spawn(async move {
         let incoming = endpoint.accept().await.expect("an incoming connection");
         let conn = incoming.await.expect("a connection");
         let (send, recv) = conn.accept_bi().await.expect("a stream");
@@ -191,7 +168,56 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
                 }
             }
         }
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_host_cannot_forge_or_alter_messages() {
+    let (_s, sdir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let mallory = mallory_hosts_trap(server.addr).await;
+    let (key, ticket) = (&mallory.key, &mallory.ticket);
+
+    let genuine = sign(key, ticket, "mallory", "an honest message");
+    let mut altered = sign(key, ticket, "mallory", "pay me 10");
+    altered.body = "pay me 1000".into();
+    let in_bobs_name = sign(key, ticket, "bob", "bob says mallory is great");
+    let fake_ticket = Ticket {
+        username: "bob".into(),
+        kind: AccountKind::User,
+        session_id: "x".into(),
+        node_key: hex::encode(key.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms: u64::MAX,
+    }
+    .sign(&SigningKey::from_bytes(&[9; 32]))
+    .expect("sign");
+    let with_fake_ticket = sign(key, &fake_ticket, "bob", "bob resigns");
+    let lies = vec![altered, in_bobs_name, with_fake_ticket, genuine];
+    // Pushed as broadcasts: mallory's ticket put on a message in bob's name,
+    // then a broadcast naming a ticket the link never got.
+    let (in_bobs_name_again, _) = sign(key, ticket, "bob", "bob agrees, says mallory").into_parts();
+    let forged_broadcast = in_bobs_name_again.id.to_string();
+    let (unknown_ticket, _) = sign(key, ticket, "mallory", "who am I").into_parts();
+    let pushed = vec![
+        peer::Event::Ticket {
+            ticket_ref: 0,
+            ticket: ticket.clone(),
+        },
+        peer::Event::Broadcast {
+            seq: 5,
+            ticket_ref: 0,
+            message: in_bobs_name_again,
+        },
+        peer::Event::Broadcast {
+            seq: 6,
+            ticket_ref: 7,
+            message: unknown_ticket,
+        },
+    ];
+
+    let fake_host = serve_lies(&mallory, lies, pushed);
 
     let node = start_node(server.addr, &bdir).await;
     let b = Api::of(&node);
@@ -246,7 +272,117 @@ async fn a_lying_host_cannot_forge_or_alter_messages() {
         .any(|l| l.contains("ticket is for \"mallory\", not \"bob\"")));
     fake_host.abort();
     server.stop().await;
-    fake.close().await;
+    mallory.fake.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_host_cannot_edit_or_delete_someone_elses_message() {
+    let (_s, sdir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let mallory = mallory_hosts_trap(server.addr).await;
+
+    // Carol and dave are real users with their own keys and genuine
+    // tickets; carol wrote a message in the channel.
+    let member = |seed: u8, name: &'static str| async move {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let link = client(&key).await;
+        let mut t = registered(&link, server.addr, name).await;
+        let ticket = ticket_for(&mut t, 2, &key).await;
+        (key, ticket, link)
+    };
+    let (carol_key, carol_ticket, _carol) = member(11, "carol").await;
+    let (dave_key, dave_ticket, _dave) = member(12, "dave").await;
+    let act = |key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str, re| {
+        Draft {
+            id: Uuid::now_v7(),
+            channel: "trap",
+            author,
+            ts_ms: 2_000,
+            body,
+            re,
+        }
+        .sign(key, ticket.clone())
+        .expect("sign")
+    };
+    let carols = act(
+        &carol_key,
+        &carol_ticket,
+        "carol",
+        "carol's own words",
+        None,
+    );
+    let on_carols = |kind| {
+        Some(Ref {
+            kind,
+            id: carols.id,
+        })
+    };
+    // The host, who owns the channel, may delete carol's message but not
+    // put words in her mouth; dave, a plain member, may do neither. Each
+    // action is genuinely signed by whoever made it, and the host serves
+    // them all as if they were fine.
+    let lies = vec![
+        carols.clone(),
+        act(
+            &mallory.key,
+            &mallory.ticket,
+            "mallory",
+            "carol forged owes mallory",
+            on_carols(RefKind::Edit),
+        ),
+        act(
+            &dave_key,
+            &dave_ticket,
+            "dave",
+            "dave forged rewrites",
+            on_carols(RefKind::Edit),
+        ),
+        act(
+            &dave_key,
+            &dave_ticket,
+            "dave",
+            "",
+            on_carols(RefKind::Delete),
+        ),
+        act(&mallory.key, &mallory.ticket, "mallory", "last word", None),
+    ];
+    let fake_host = serve_lies(&mallory, lies, Vec::new());
+
+    let node = start_node(server.addr, &bdir).await;
+    let b = Api::of(&node);
+    b.wait_connected().await;
+    b.register("bob").await;
+    b.join("trap").await;
+    // The last message of the sync shown means every action before it
+    // was dealt with.
+    let shown = eventually("the sync to be stored", || async {
+        let (_, v) = b.get("/channels/trap/messages").await;
+        let list = v["messages"].as_array()?.clone();
+        (list.len() == 2 && list[0]["body"] == "last word").then_some(list)
+    })
+    .await;
+    let carol_seen = &shown[1];
+    assert_eq!(carol_seen["body"], "carol's own words", "{carol_seen}");
+    assert_eq!(carol_seen["edited_ms"], serde_json::Value::Null);
+    assert_eq!(carol_seen["deleted"], false);
+    let (_, found) = b.get("/search?q=forged").await;
+    assert_eq!(
+        found["results"],
+        json!([]),
+        "refused edits are not searchable"
+    );
+    let (_, found) = b.get("/search?q=carol").await;
+    assert_eq!(
+        found["results"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+
+    node.shutdown().await;
+    fake_host.abort();
+    server.stop().await;
+    mallory.fake.close().await;
 }
 
 /// Alice's node hosting the members-only channel `club`, with its server.

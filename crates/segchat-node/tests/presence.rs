@@ -127,15 +127,97 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
     wait_own(&carol, "idle").await;
     wait_seen(&dave, "idle").await;
 
-    // The system log says what changed it.
+    // The system log says what the node reported and why.
     let log = cdir.join("logs").join("segchat.log");
-    eventually("automatic changes logged", || async {
+    eventually("activity reports logged", || async {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let auto = text
-            .lines()
-            .filter(|l| l.contains("PRESENCE_CHANGED") && l.contains("automatic"))
-            .count();
-        (auto >= 3).then_some(())
+        let reported = |what: &str| {
+            text.lines()
+                .filter(|l| l.contains("ACTIVITY_REPORTED") && l.contains(what))
+                .count()
+        };
+        (reported("idle=true (no input)") >= 2 && reported("idle=false (input again)") >= 1)
+            .then_some(())
     })
     .await;
+}
+
+/// Opens an event stream on `api`'s node, as a web UI tab does.
+async fn open_tab(
+    api: &Api,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!(
+        "{}/events?token={}",
+        api.base.replace("http://", "ws://"),
+        api.token
+    );
+    tokio_tungstenite::connect_async(url).await.expect("ws").0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_on_two_nodes_is_idle_only_when_both_are() {
+    let (_s, sdir) = tempdir();
+    let (_d, desk_dir) = tempdir();
+    let (_l, laptop_dir) = tempdir();
+    let (_v, ddir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let idle_after = Duration::from_millis(1500);
+    let desk_node = start_node_with(server.addr, &desk_dir, |c| c.idle_after = idle_after).await;
+    let laptop_node =
+        start_node_with(server.addr, &laptop_dir, |c| c.idle_after = idle_after).await;
+    let dave_node = common::start_node(server.addr, &ddir).await;
+    let (desk, laptop, dave) = (
+        Api::of(&desk_node),
+        Api::of(&laptop_node),
+        Api::of(&dave_node),
+    );
+    for api in [&desk, &laptop, &dave] {
+        api.wait_connected().await;
+    }
+    desk.register("carol").await;
+    let (status, v) = laptop
+        .post(
+            "/session/login",
+            json!({"username": "carol", "password": common::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    dave.register("dave").await;
+    desk.create_channel("plaza", "public").await;
+    dave.join("plaza").await;
+    let _desk_tab = open_tab(&desk).await;
+    let _laptop_tab = open_tab(&laptop).await;
+
+    // She types on the desktop only: the quiet laptop does not make her
+    // look away.
+    let typing = async {
+        for _ in 0..6 {
+            desk.post("/activity", json!({})).await;
+            tokio::time::sleep(idle_after / 3).await;
+        }
+    };
+    typing.await;
+    assert_eq!(seen_by(&dave).await, "online", "busy on one node");
+    assert_eq!(own_status(&laptop).await, "online", "as her laptop sees it");
+
+    // Both quiet: idle, as everyone sees it, her own nodes included.
+    wait_seen(&dave, "idle").await;
+    wait_own(&desk, "idle").await;
+    wait_own(&laptop, "idle").await;
+
+    // A key on the laptop: online again everywhere.
+    laptop.post("/activity", json!({})).await;
+    wait_seen(&dave, "online").await;
+    wait_own(&desk, "online").await;
+
+    // The laptop goes quiet and then away altogether: the desktop, quiet
+    // too, leaves her idle, not offline; her chosen status stayed online.
+    laptop_node.shutdown().await;
+    wait_seen(&dave, "idle").await;
+    desk.post("/activity", json!({})).await;
+    wait_seen(&dave, "online").await;
+    desk_node.shutdown().await;
+    wait_seen(&dave, "offline").await;
+    dave_node.shutdown().await;
+    server.stop().await;
 }

@@ -6,11 +6,11 @@
 // polls.
 
 import { api, enc, connectEvents } from './api.js';
-import { h, clear, icon, announce } from './dom.js';
-import { displayName, PRESENCE_LABEL } from './format.js';
+import { h, clear, icon, announce, toast } from './dom.js';
+import { displayName, PRESENCE_LABEL, channelTitle, channelRef } from './format.js';
 import { renderSignIn, renderNoToken } from './signin.js';
 import { renderSidebar, groupChannels } from './sidebar.js';
-import { renderTimeline, sortMessages } from './messages.js';
+import { renderTimeline, sortMessages, merge, earlyState } from './messages.js';
 import { StreamArea } from './streams.js';
 import { openInviteDialog, openChannelInvite } from './invite.js';
 import { roveTimeline, timelineKeys, focusAddress, findAddress } from './timeline-keys.js';
@@ -21,6 +21,7 @@ import { notificationState, askNotifications, notifyMention } from './mentions.j
 import { renderMembers } from './members.js';
 import { renderHeader as drawHeader, renderBanners as drawBanners } from './header.js';
 import { openCreateDialog as openCreate } from './create-dialog.js';
+import { openChannelSettings, closeSettingsFor } from './channel-settings.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -149,27 +150,6 @@ function writeReason(c) {
   return '';
 }
 
-// Delivery states only move forward; a `message_state` event can even
-// arrive before the reply to the send that made the message.
-const RANK = { pending: 0, stored: 1, backed_up: 2, refused: 3 };
-const earlyStates = new Map();
-
-function later(a, b) {
-  if (!a || !a.state) return b;
-  if (!b || !b.state) return a;
-  return RANK[b.state] > RANK[a.state] ? b : a;
-}
-
-function merge(c, m) {
-  const old = c.byId.get(m.id);
-  let st = later(old, m);
-  st = later(st, earlyStates.get(m.id));
-  earlyStates.delete(m.id);
-  const next = old ? { ...old, ...m } : { ...m };
-  if (st && st.state) { next.state = st.state; next.reason = st.reason ?? null; }
-  c.byId.set(m.id, next);
-}
-
 function debounce(fn, ms) {
   const timers = new Map();
   return (key = '') => {
@@ -268,7 +248,7 @@ function renderLayout() {
   ui.membersBtn.setAttribute('aria-pressed', String(s.panel === 'members'));
   ui.membersBtn.setAttribute('aria-label', s.panel === 'members' ? 'Hide members' : 'Show members');
   const total = Object.values(s.unread).reduce((a, b) => a + b, 0);
-  document.title = `${total ? `(${total}) ` : ''}${s.current ? `#${s.current} — ` : ''}segchat`;
+  document.title = `${total ? `(${total}) ` : ''}${s.current ? `#${channelTitle(channelInfo(s.current), s.current)} — ` : ''}segchat`;
 }
 
 function closeOverlays() {
@@ -312,6 +292,10 @@ const headerDeps = {
   streams: () => streams,
   invite: (c) => openChannelInvite(ui.dialog, c.name),
   leave: (name) => leaveChannel(name),
+  settings: (c) => openChannelSettings(ui.dialog, c, {
+    saved: (updated) => { patchChannel(updated); refreshChannels(); },
+    deleted: (name) => { forgetChannel(name, `${channelRef(c)} was deleted.`); refreshChannels(); },
+  }),
 };
 
 function renderHeader() {
@@ -482,6 +466,32 @@ async function refreshChannels() {
   renderComposer(false);
 }
 
+// A channel's new settings (an answer, or `channel_updated`), shown at
+// once; the list is re-read after.
+function patchChannel(c) {
+  const old = c && channelInfo(c.name);
+  if (!old) return;
+  for (const k of ['title', 'topic', 'visibility', 'allow_visitors']) if (k in c) old[k] = c[k];
+  renderSide();
+  renderHeader();
+  if (s.current === c.name) drawTimeline();
+}
+
+// A channel deleted or hidden from me: gone from the list and what is
+// kept about it; if it was open, another opens, with `notice`.
+function forgetChannel(name, notice) {
+  closeSettingsFor(ui && ui.dialog, name);
+  s.channels = s.channels.filter((c) => c.name !== name);
+  for (const m of [s.chans, s.members, s.drafts, s.replyTo]) m.delete(name);
+  for (const o of [s.unread, s.mentions, s.firstUnread, s.links]) delete o[name];
+  if (s.current !== name) { renderSide(); return; }
+  s.current = null;
+  history.replaceState(null, '', '/');
+  const next = pickDefault();
+  if (next) openChannel(next); else renderAll();
+  showNotice(notice);
+}
+
 async function refreshUnread() {
   try {
     const r = await api('GET', '/unread');
@@ -579,20 +589,9 @@ async function jumpToUnread() {
   }
 }
 
-// A short notice in the corner (an invitation), with one action; it goes
-// by itself after a while and is announced to screen readers.
+// A short notice in the corner (dom.js `toast`).
 function showNotice(text, action) {
-  if (!ui) return;
-  const close = () => { el.remove(); };
-  const el = h('div', { class: 'toast', role: 'status', id: 'notice' },
-    h('span', {}, text),
-    action ? h('button', { type: 'button', class: 'btn primary small', onclick: () => { close(); action.run(); } }, action.label) : null,
-    h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Dismiss', onclick: close }, icon('close')));
-  const old = document.getElementById('notice');
-  if (old) old.remove();
-  ui.layout.append(el);
-  announce(text);
-  setTimeout(close, 15000);
+  if (ui) toast(ui.layout, text, action);
 }
 
 async function markRead(name) {
@@ -841,8 +840,7 @@ function onEvent(ev) {
         merge(st, { ...st.byId.get(ev.id), state: ev.state, reason: ev.reason });
         if (s.current === ev.channel) drawTimeline();
       } else {
-        earlyStates.set(ev.id, { state: ev.state, reason: ev.reason });
-        if (earlyStates.size > 1000) earlyStates.delete(earlyStates.keys().next().value);
+        earlyState(ev.id, ev.state, ev.reason);
       }
       break;
     }
@@ -882,6 +880,18 @@ function onEvent(ev) {
       refreshChannels();
       showNotice(`${displayName(ev.by)} invited you to #${ev.channel.name}`, { label: `Open #${ev.channel.name}`, run: () => openChannel(ev.channel.name) });
       break;
+    case 'channel_updated':
+      patchChannel(ev.channel);
+      refreshChannels();
+      break;
+    case 'channel_hidden':
+    case 'channel_deleted': {
+      const c = channelInfo(ev.channel);
+      const why = ev.type === 'channel_hidden' ? 'is no longer visible to you' : c && c.my_role === 'owner' ? 'was deleted' : 'was deleted by its owner';
+      if (c && ui) forgetChannel(ev.channel, `${channelRef(c)} ${why}.`);
+      refreshChannels();
+      break;
+    }
     case 'channel_created':
       refreshChannels();
       // Its host registers a moment after creating it; show the host's dot.

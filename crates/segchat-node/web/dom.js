@@ -38,6 +38,22 @@ export function announce(text) {
   setTimeout(() => { live.textContent = text; }, 30);
 }
 
+// A short notice in the corner of `host` (an invitation, a channel that
+// went away), with at most one action; it goes by itself after a while
+// and is announced to screen readers. A new one replaces the last.
+export function toast(host, text, action) {
+  const close = () => { el.remove(); };
+  const el = h('div', { class: 'toast', role: 'status', id: 'notice' },
+    h('span', {}, text),
+    action ? h('button', { type: 'button', class: 'btn primary small', onclick: () => { close(); action.run(); } }, action.label) : null,
+    h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Dismiss', onclick: close }, icon('close')));
+  const old = document.getElementById('notice');
+  if (old) old.remove();
+  host.append(el);
+  announce(text);
+  setTimeout(close, 15000);
+}
+
 // Inline SVG icons (no external requests; CSP allows only 'self').
 const PATHS = {
   hash: 'M10 3 8 21M16 3l-2 18M4 8h17M3 16h17',
@@ -64,6 +80,7 @@ const PATHS = {
   trash: 'M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6',
   smile: 'M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18zM8.5 14.5s1.2 2 3.5 2 3.5-2 3.5-2M9 9.5v.5M15 9.5v.5',
   bell: 'M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20a2 2 0 0 0 4 0',
+  gear: 'M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19.4 15a1.7 1.7 0 0 0 .3 1.8l.1.1a2 2 0 1 1-2.8 2.8l-.1-.1a1.7 1.7 0 0 0-1.8-.3 1.7 1.7 0 0 0-1 1.5V21a2 2 0 1 1-4 0v-.1a1.7 1.7 0 0 0-1.1-1.5 1.7 1.7 0 0 0-1.8.3l-.1.1a2 2 0 1 1-2.8-2.8l.1-.1a1.7 1.7 0 0 0 .3-1.8 1.7 1.7 0 0 0-1.5-1H3a2 2 0 1 1 0-4h.1a1.7 1.7 0 0 0 1.5-1.1 1.7 1.7 0 0 0-.3-1.8l-.1-.1a2 2 0 1 1 2.8-2.8l.1.1a1.7 1.7 0 0 0 1.8.3H9a1.7 1.7 0 0 0 1-1.5V3a2 2 0 1 1 4 0v.1a1.7 1.7 0 0 0 1 1.5 1.7 1.7 0 0 0 1.8-.3l.1-.1a2 2 0 1 1 2.8 2.8l-.1.1a1.7 1.7 0 0 0-.3 1.8V9a1.7 1.7 0 0 0 1.5 1H21a2 2 0 1 1 0 4h-.1a1.7 1.7 0 0 0-1.5 1z',
 };
 
 export function icon(name, label) {

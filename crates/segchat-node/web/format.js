@@ -94,6 +94,19 @@ export const STATE_LABEL = {
   refused: 'Not delivered',
 };
 
+// The name a channel is shown by: its title, which its owner may change
+// (the name itself, signed into every message, never changes).
+export function channelTitle(c, name = '') {
+  return (c && (c.title || c.name)) || name;
+}
+
+// A channel in a sentence: #name, or “Title” (#name) once it has a title.
+export function channelRef(c, name = '') {
+  const n = (c && c.name) || name;
+  const t = channelTitle(c, name);
+  return t === n ? `#${n}` : `“${t}” (#${n})`;
+}
+
 export const VISIBILITY_LABEL = {
   public: 'Public',
   members_only: 'Members only',

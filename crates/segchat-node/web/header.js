@@ -2,11 +2,13 @@
 // say what is not working (this tab's node, the server, the host).
 
 import { h, clear, icon } from './dom.js';
-import { VISIBILITY_LABEL, VIA_LABEL } from './format.js';
+import { VISIBILITY_LABEL, VIA_LABEL, channelTitle } from './format.js';
 import { hostState } from './sidebar.js';
+import { canManage } from './channel-settings.js';
 
-// The open channel's header in `el`: its name, who can see it, how it is
-// reached, its host, and what can be done (go live, invite, leave).
+// The open channel's header in `el`: its title and topic, who can see it,
+// how it is reached, its host, and what can be done (go live, invite,
+// settings for its owner and moderators, leave).
 export function renderHeader(el, s, on) {
   const c = on.channelInfo(s.current);
   const streams = on.streams();
@@ -48,11 +50,24 @@ export function renderHeader(el, s, on) {
       onclick: () => on.invite(c),
     }, icon('users'), h('span', { class: 'hide-phone' }, 'Invite')));
   }
+  if (canManage(c)) {
+    actions.push(h('button', {
+      type: 'button', class: 'icon-btn', id: 'channel-settings', 'aria-label': 'Channel settings', title: 'Channel settings',
+      'aria-haspopup': 'dialog', onclick: () => on.settings(c),
+    }, icon('gear')));
+  }
   if (c && c.my_role && !on.isMine(c)) {
     actions.push(h('button', { type: 'button', class: 'btn ghost small', id: 'leave-channel', 'aria-label': `Leave #${c.name}`, title: `Leave #${c.name}`, onclick: () => on.leave(c.name) }, icon('leave'), h('span', { class: 'hide-phone' }, 'Leave')));
   }
+  // The title, and under it the topic on one line (all of it in the
+  // tooltip, and for screen readers).
+  const title = channelTitle(c, s.current);
+  const topic = c && c.topic ? c.topic : '';
   clear(el,
-    h('h1', { class: 'chan-title', id: 'chan-title' }, icon(c && c.visibility !== 'public' ? 'lock' : 'hash'), h('span', {}, s.current)),
+    h('div', { class: 'chan-id' },
+      h('h1', { class: 'chan-title', id: 'chan-title', title: title === s.current ? null : `${title} (#${s.current})` },
+        icon(c && c.visibility !== 'public' ? 'lock' : 'hash'), h('span', {}, title)),
+      topic ? h('p', { class: 'chan-topic', id: 'chan-topic', title: topic }, topic) : null),
     h('div', { class: 'chips' }, chips),
     c ? h('span', { class: 'head-owner hide-phone' }, `host: ${c.owner}`) : null,
     actions);

@@ -15,6 +15,35 @@ import { parse, render, excerpt, mentionsUser } from './markdown.js';
 
 const GROUP_MS = 5 * 60 * 1000;
 
+// Delivery states only move forward; a `message_state` event can even
+// arrive before the reply to the send that made the message.
+const RANK = { pending: 0, stored: 1, backed_up: 2, refused: 3 };
+const earlyStates = new Map();
+
+function later(a, b) {
+  if (!a || !a.state) return b;
+  if (!b || !b.state) return a;
+  return RANK[b.state] > RANK[a.state] ? b : a;
+}
+
+// Merges row `m` into channel state `c` (its `byId`), keeping the
+// furthest delivery state known for it.
+export function merge(c, m) {
+  const old = c.byId.get(m.id);
+  let st = later(old, m);
+  st = later(st, earlyStates.get(m.id));
+  earlyStates.delete(m.id);
+  const next = old ? { ...old, ...m } : { ...m };
+  if (st && st.state) { next.state = st.state; next.reason = st.reason ?? null; }
+  c.byId.set(m.id, next);
+}
+
+// A state for a message not shown yet, kept (the last 1000) until it is.
+export function earlyState(id, state, reason) {
+  earlyStates.set(id, { state, reason });
+  if (earlyStates.size > 1000) earlyStates.delete(earlyStates.keys().next().value);
+}
+
 // Oldest first, stable.
 export function sortMessages(list) {
   return list.sort((a, b) => (a.ts_ms - b.ts_ms) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -5,7 +5,7 @@
 // picker sits at the bottom.
 
 import { h, clear, icon } from './dom.js';
-import { displayName, colorOf, initials, PRESENCE_LABEL, VISIBILITY_LABEL } from './format.js';
+import { displayName, colorOf, initials, PRESENCE_LABEL, VISIBILITY_LABEL, channelTitle } from './format.js';
 
 export function groupChannels(channels, me) {
   const hosted = [], joined = [], discover = [];
@@ -14,7 +14,7 @@ export function groupChannels(channels, me) {
     else if (c.my_role || me.kind === 'visitor') joined.push(c);
     else discover.push(c);
   }
-  const byName = (a, b) => a.name.localeCompare(b.name);
+  const byName = (a, b) => channelTitle(a).localeCompare(channelTitle(b)) || a.name.localeCompare(b.name);
   return { hosted: hosted.sort(byName), joined: joined.sort(byName), discover: discover.sort(byName) };
 }
 
@@ -51,7 +51,7 @@ export function renderSidebar(el, s, on) {
         onclick: () => on.open(c.name),
       },
       icon(c.visibility === 'public' ? 'hash' : 'lock'),
-      h('span', { class: 'chan-name' }, c.name),
+      h('span', { class: 'chan-name' }, channelTitle(c)),
       hidden(`, ${VISIBILITY_LABEL[c.visibility] || ''} channel, ${hs.label}`),
       live ? [hidden(', '), h('span', { class: 'live-badge small', title: 'Someone is live here' }, 'LIVE')] : null,
       h('span', { class: `host-dot ${hs.cls}`, 'aria-hidden': 'true' }),

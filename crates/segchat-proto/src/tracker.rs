@@ -59,6 +59,12 @@ pub enum Request {
     SetStatus {
         status: Presence,
     },
+    /// Whether the person is away from this connection's node (no input
+    /// in any of its clients for a while). A user who chose `online` is
+    /// shown `idle` while every one of their connections says so.
+    SetActivity {
+        idle: bool,
+    },
     /// Create a channel owned by the signed-in user.
     CreateChannel {
         name: String,
@@ -163,6 +169,7 @@ impl Request {
             Request::Heartbeat => "heartbeat",
             Request::GetList { .. } => "get_list",
             Request::SetStatus { .. } => "set_status",
+            Request::SetActivity { .. } => "set_activity",
             Request::CreateChannel { .. } => "create_channel",
             Request::ListChannels => "list_channels",
             Request::JoinChannel { .. } => "join_channel",

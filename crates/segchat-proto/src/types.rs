@@ -143,7 +143,9 @@ pub struct SessionInfo {
     pub session_id: String,
     /// Secret bearer token; `resume` with it after a reconnect.
     pub token: String,
-    /// The status the user chose (may be `invisible`: this is their own view).
+    /// The user's status as they see it (may be `invisible`): the one they
+    /// chose, except `idle` while they chose `online` and every node of
+    /// theirs reports them away (`set_activity`).
     pub status: Presence,
 }
 

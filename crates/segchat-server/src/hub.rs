@@ -19,6 +19,8 @@ use segchat_proto::Frame;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::presence::{Presences, Shift};
+
 /// A frame of the tracker link.
 pub(crate) type TrackerFrame = Frame<Request, Reply, Event>;
 
@@ -42,6 +44,8 @@ struct Conn {
     /// The node key the connection's transport authenticated (hex).
     node_id: String,
     principal: Option<Principal>,
+    /// Its node said its person is away (`set_activity`).
+    idle: bool,
     tx: mpsc::Sender<TrackerFrame>,
     cancel: CancellationToken,
 }
@@ -58,8 +62,9 @@ struct Peer {
 struct State {
     conns: HashMap<ConnId, Conn>,
     peers: HashMap<ConnId, Peer>,
-    /// The status each connected user chose; absent means not connected.
-    status: HashMap<i64, Presence>,
+    /// Each connected user's chosen status and how many of their
+    /// connections are active.
+    presence: Presences,
     /// Channel name → the connection hosting it, how to reach it, and the
     /// owner's user id.
     hosts: HashMap<String, (ConnId, NodeAddr, i64)>,
@@ -112,6 +117,7 @@ impl Hub {
                 addr,
                 node_id,
                 principal: None,
+                idle: false,
                 tx,
                 cancel,
             },
@@ -119,7 +125,8 @@ impl Hub {
     }
 
     /// Signs a connection in. `chosen` is the user's stored status. Returns
-    /// the presence change if this is the user's first connection.
+    /// the presence change, if any (their first connection, or an active
+    /// one while all the others were idle).
     pub(crate) fn bind(
         &self,
         id: ConnId,
@@ -130,30 +137,28 @@ impl Hub {
         let user_id = principal.user_id;
         let username = principal.username.clone();
         let conn = st.conns.get_mut(&id)?;
+        // Callers sign a connection out before signing it in again.
+        debug_assert!(conn.principal.is_none(), "bind over a bound connection");
         conn.principal = Some(principal);
+        conn.idle = false;
         let uid = user_id?;
-        if st.status.contains_key(&uid) {
-            return None;
-        }
-        st.status.insert(uid, chosen);
-        Some(PresenceChange {
-            user_id: uid,
-            username,
-            before: Presence::Offline,
-            after: chosen,
-        })
+        let shift = st.presence.connect(uid, chosen);
+        change(uid, username, shift)
     }
 
     /// Signs a connection out (it stays connected) and drops its peer
-    /// entry. Returns who it was and, if that was the user's last
-    /// connection, the presence change.
+    /// entry. Returns who it was and the presence change, if any.
     pub(crate) fn unbind(&self, id: ConnId) -> (Option<Principal>, Option<PresenceChange>) {
         let mut st = self.lock();
         st.peers.remove(&id);
-        let Some(principal) = st.conns.get_mut(&id).and_then(|c| c.principal.take()) else {
+        let Some(conn) = st.conns.get_mut(&id) else {
             return (None, None);
         };
-        let change = Self::presence_after_leaving(&mut st, &principal);
+        let Some(principal) = conn.principal.take() else {
+            return (None, None);
+        };
+        let idle = std::mem::take(&mut conn.idle);
+        let change = Self::presence_after_leaving(&mut st, &principal, idle);
         (Some(principal), change)
     }
 
@@ -167,42 +172,53 @@ impl Hub {
         let Some(principal) = conn.principal else {
             return (None, None);
         };
-        let change = Self::presence_after_leaving(&mut st, &principal);
+        let change = Self::presence_after_leaving(&mut st, &principal, conn.idle);
         (Some(principal), change)
     }
 
-    fn presence_after_leaving(st: &mut State, principal: &Principal) -> Option<PresenceChange> {
+    fn presence_after_leaving(
+        st: &mut State,
+        principal: &Principal,
+        idle: bool,
+    ) -> Option<PresenceChange> {
         let uid = principal.user_id?;
-        let still_connected = st
-            .conns
-            .values()
-            .any(|c| c.principal.as_ref().is_some_and(|p| p.user_id == Some(uid)));
-        if still_connected {
-            return None;
-        }
-        let before = st.status.remove(&uid)?;
-        Some(PresenceChange {
-            user_id: uid,
-            username: principal.username.clone(),
-            before,
-            after: Presence::Offline,
-        })
+        let shift = st.presence.disconnect(uid, idle);
+        change(uid, principal.username.clone(), shift)
     }
 
     /// Records a newly chosen status for a connected user; returns the
-    /// previous one.
-    pub(crate) fn set_status(&self, user_id: i64, status: Presence) -> Option<Presence> {
-        self.lock().status.insert(user_id, status)
+    /// change of what they are shown as, if any.
+    pub(crate) fn set_status(
+        &self,
+        user_id: i64,
+        username: &str,
+        status: Presence,
+    ) -> Option<PresenceChange> {
+        let shift = self.lock().presence.choose(user_id, status);
+        change(user_id, username.to_owned(), shift)
     }
 
-    /// A user's presence as they themself see it: their chosen status while
-    /// connected, else offline.
+    /// Marks a signed-in user's connection idle or active (its node's
+    /// person is away or back); returns the change of what the user is
+    /// shown as, if any.
+    pub(crate) fn set_idle(&self, id: ConnId, idle: bool) -> Option<PresenceChange> {
+        let mut st = self.lock();
+        let conn = st.conns.get_mut(&id)?;
+        let principal = conn.principal.as_ref()?;
+        let (uid, username) = (principal.user_id?, principal.username.clone());
+        if conn.idle == idle {
+            return None;
+        }
+        conn.idle = idle;
+        let shift = st.presence.set_idle(uid, idle);
+        change(uid, username, shift)
+    }
+
+    /// A user's presence as they themself see it: their chosen status
+    /// (shown idle while every connection is idle) while connected, else
+    /// offline.
     pub(crate) fn presence(&self, user_id: i64) -> Presence {
-        self.lock()
-            .status
-            .get(&user_id)
-            .copied()
-            .unwrap_or(Presence::Offline)
+        self.lock().presence.shown(user_id)
     }
 
     /// Adds or refreshes this connection's entry in the live peer list
@@ -225,8 +241,7 @@ impl Hub {
         });
         let status = principal
             .user_id
-            .and_then(|u| st.status.get(&u).copied())
-            .unwrap_or(Presence::Online);
+            .map_or(Presence::Online, |u| st.presence.shown(u));
         let peer = Peer {
             principal,
             node,
@@ -292,8 +307,7 @@ impl Hub {
                 let status = p
                     .principal
                     .user_id
-                    .and_then(|u| st.status.get(&u).copied())
-                    .unwrap_or(Presence::Online);
+                    .map_or(Presence::Online, |u| st.presence.shown(u));
                 let shown = if own {
                     status
                 } else {
@@ -339,7 +353,7 @@ impl Hub {
     pub(crate) fn host_of(&self, channel: &str) -> Option<NodeAddr> {
         let st = self.lock();
         let (_, node, owner) = st.hosts.get(channel)?;
-        let status = st.status.get(owner).copied().unwrap_or(Presence::Offline);
+        let status = st.presence.shown(*owner);
         (status.as_seen_by_others() != Presence::Offline).then(|| node.clone())
     }
 
@@ -528,6 +542,16 @@ impl Hub {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// A change of what `user_id` is shown as, if there was one.
+fn change(user_id: i64, username: String, (before, after): Shift) -> Option<PresenceChange> {
+    (before != after).then_some(PresenceChange {
+        user_id,
+        username,
+        before,
+        after,
+    })
 }
 
 fn peer_info(p: &Peer, status: Presence) -> PeerInfo {

@@ -29,6 +29,7 @@ mod hub;
 mod keys;
 mod names;
 mod ops;
+mod presence;
 mod server;
 pub mod store;
 

@@ -143,6 +143,7 @@ fn tracker_requests() -> Vec<tracker::Request> {
         SetStatus {
             status: Presence::Invisible,
         },
+        SetActivity { idle: true },
         CreateChannel {
             name: ch(),
             visibility: Visibility::Private,

@@ -24,9 +24,12 @@ pub struct ChannelList {
 }
 
 pub(super) async fn list(State(st): State<ApiState>) -> Result<Json<ChannelList>, ApiError> {
+    let mark = st.inner.store.channel_cache_mark().await;
+    let mark = mark.unwrap_or(crate::store::CacheMark::NOW);
     match st.link().request(Request::ListChannels).await {
         Ok(Reply::Channels { channels }) => {
-            if let Err(e) = st.inner.store.cache_channels(channels.clone()).await {
+            let cached = st.inner.store.cache_channels(channels.clone(), mark);
+            if let Err(e) = cached.await {
                 tracing::warn!(error = %e, "could not cache the channel list");
             }
             Ok(Json(ChannelList {

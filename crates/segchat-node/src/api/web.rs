@@ -55,6 +55,7 @@ const ASSETS: &[Asset] = &[
     asset!("messages.css", "text/css; charset=utf-8"),
     asset!("app.js", JS),
     asset!("api.js", JS),
+    asset!("channel-settings.js", JS),
     asset!("composer.js", JS),
     asset!("create-dialog.js", JS),
     asset!("dom.js", JS),

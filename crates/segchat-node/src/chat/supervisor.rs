@@ -137,6 +137,8 @@ impl Chat {
                 tracing::debug!(reason = %f, "no ticket yet");
             }
         }
+        let mark = self.store().channel_cache_mark().await;
+        let mark = mark.unwrap_or(crate::store::CacheMark::NOW);
         let channels: Vec<ChannelInfo> = match self.link().list_channels().await {
             Ok(channels) => channels,
             Err(f) => {
@@ -144,7 +146,7 @@ impl Chat {
                 return;
             }
         };
-        if let Err(e) = self.store().cache_channels(channels.clone()).await {
+        if let Err(e) = self.store().cache_channels(channels.clone(), mark).await {
             tracing::warn!(error = %e, "could not cache the channel list");
         }
         let mut keep = Vec::new();

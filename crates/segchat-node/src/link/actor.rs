@@ -378,7 +378,10 @@ impl Actor {
 
     fn become_ready(&mut self, live: &mut Live) {
         live.ready = true;
-        self.state.send_modify(|st| st.connected = true);
+        self.state.send_modify(|st| {
+            st.connected = true;
+            st.connection += 1;
+        });
         if self.unannounced.take().is_some() {
             // Back after a routine close that nobody was told of.
             return;

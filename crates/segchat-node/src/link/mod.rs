@@ -49,6 +49,9 @@ pub const UNREACHABLE: &str = "the server is unreachable; retrying";
 pub struct LinkState {
     /// Connected, handshaken and (if there was a session) signed in again.
     pub connected: bool,
+    /// Counts the connections that became ready: what the server keeps
+    /// per connection (`set_activity`) must be said again on a new one.
+    pub connection: u64,
     /// Who this node is signed in as. `token` is always empty here.
     pub session: Option<SessionInfo>,
     /// The entry the server keeps for this node in the live peer list.

@@ -13,21 +13,79 @@ pub struct CachedChannels {
     pub fetched_at_ms: u64,
 }
 
+/// A point in the cache's history (see [`Store::channel_cache_mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMark(i64);
+
+impl CacheMark {
+    /// Before anything was cached: a list given with it replaces nothing
+    /// newer than itself, i.e. everything stays unless listed.
+    pub const START: CacheMark = CacheMark(0);
+    /// After everything: a list given with it is the whole truth.
+    pub const NOW: CacheMark = CacheMark(i64::MAX);
+}
+
+/// The time to stamp a write with: now, or just after the latest stamp if
+/// the clock says otherwise.
+fn next_stamp(c: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    let latest: i64 = c.query_row(
+        "SELECT COALESCE(MAX(fetched_at_ms), 0) FROM channel_cache",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((crate::clock::now_ms() as i64).max(latest + 1))
+}
+
 impl Store {
-    /// Replaces the cached channel list with `channels`, in their order.
-    pub async fn cache_channels(&self, channels: Vec<ChannelInfo>) -> Result<(), StoreError> {
+    /// Where the cache stands now: take it just before asking the server
+    /// for a list, and give it back with the list to [`Self::cache_channels`].
+    pub async fn channel_cache_mark(&self) -> Result<CacheMark, StoreError> {
+        self.with(|c| {
+            let at: i64 = c.query_row(
+                "SELECT COALESCE(MAX(fetched_at_ms), 0) FROM channel_cache",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(CacheMark(at))
+        })
+        .await
+    }
+
+    /// Replaces the cached channel list with `channels`, in their order,
+    /// as the server listed them when asked at `mark`.
+    ///
+    /// A channel remembered one at a time after `mark` (a create or join
+    /// answered while the list was on its way) is newer than the list and
+    /// stays, after the listed ones: a list that left the server before
+    /// the create must not make the new channel vanish. (Every write
+    /// stamps its rows later than any row before it, so "after" is exact
+    /// whatever the clock does.)
+    pub async fn cache_channels(
+        &self,
+        channels: Vec<ChannelInfo>,
+        mark: CacheMark,
+    ) -> Result<(), StoreError> {
         self.with(move |c| {
-            let now = crate::clock::now_ms() as i64;
             let tx = c.transaction()?;
-            tx.execute("DELETE FROM channel_cache", [])?;
+            let stamp = next_stamp(&tx)?;
+            tx.execute(
+                "DELETE FROM channel_cache WHERE fetched_at_ms <= ?1",
+                params![mark.0],
+            )?;
+            let listed = channels.len() as i64;
+            tx.execute(
+                "UPDATE channel_cache SET position = position + ?1",
+                params![listed],
+            )?;
             {
                 let mut insert = tx.prepare(
-                    "INSERT INTO channel_cache (name, info, position, fetched_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
                 )?;
                 for (i, ch) in channels.iter().enumerate() {
                     let json = serde_json::to_string(ch)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    insert.execute(params![ch.name, json, i as i64, now])?;
+                    insert.execute(params![ch.name, json, i as i64, stamp])?;
                 }
             }
             tx.commit()?;
@@ -42,11 +100,12 @@ impl Store {
         self.with(move |c| {
             let json =
                 serde_json::to_string(&channel).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let stamp = next_stamp(c)?;
             c.execute(
                 "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
                  VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM channel_cache), ?3)
                  ON CONFLICT (name) DO UPDATE SET info = ?2, fetched_at_ms = ?3",
-                params![channel.name, json, crate::clock::now_ms() as i64],
+                params![channel.name, json, stamp],
             )?;
             Ok(())
         })
@@ -113,7 +172,7 @@ mod tests {
         assert_eq!(store.cached_channels().await.expect("read"), None);
         store.save_session(session("alice")).await.expect("save");
         store
-            .cache_channels(vec![channel("zeta"), channel("alpha")])
+            .cache_channels(vec![channel("zeta"), channel("alpha")], CacheMark::NOW)
             .await
             .expect("cache");
         let cached = store.cached_channels().await.expect("read").expect("some");
@@ -130,5 +189,36 @@ mod tests {
         assert!(store.cached_channels().await.expect("read").is_some());
         store.save_session(session("bob")).await.expect("save");
         assert_eq!(store.cached_channels().await.expect("read"), None);
+    }
+
+    #[tokio::test]
+    async fn a_list_asked_before_a_create_does_not_drop_the_new_channel() {
+        let store = Store::open_in_memory().expect("open");
+        store.save_session(session("alice")).await.expect("save");
+        store
+            .cache_channels(vec![channel("old"), channel("gone")], CacheMark::NOW)
+            .await
+            .expect("cache");
+        let asked = store.channel_cache_mark().await.expect("mark");
+        // The create is answered while the list is on its way.
+        store.cache_channel(channel("new")).await.expect("add");
+        store
+            .cache_channels(vec![channel("old")], asked)
+            .await
+            .expect("cache");
+        let cached = store.cached_channels().await.expect("read").expect("some");
+        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["old", "new"]);
+        // A later list is the whole truth again.
+        store
+            .cache_channels(
+                vec![channel("old")],
+                store.channel_cache_mark().await.expect("mark"),
+            )
+            .await
+            .expect("cache");
+        let cached = store.cached_channels().await.expect("read").expect("some");
+        let names: Vec<_> = cached.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["old"]);
     }
 }

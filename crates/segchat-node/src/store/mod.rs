@@ -27,7 +27,7 @@ mod rows;
 mod search;
 mod session;
 
-pub use channels::CachedChannels;
+pub use channels::{CacheMark, CachedChannels};
 pub use cursors::{Cursor, Unread};
 pub use edits::{acted_on, mentions};
 pub use messages::{Arrival, Inserted};

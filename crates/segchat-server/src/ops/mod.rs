@@ -70,6 +70,7 @@ pub(crate) async fn handle(
         Request::Logout => session::logout(shared, ctx).await,
         Request::Whoami => session::whoami(shared, ctx),
         Request::SetStatus { status } => session::set_status(shared, ctx, status).await,
+        Request::SetActivity { idle } => session::set_activity(shared, ctx, idle).await,
         Request::SubmitInfo { p2p_addr, status } => {
             peers::submit_info(shared, ctx, p2p_addr, status).await
         }

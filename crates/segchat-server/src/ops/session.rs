@@ -1,4 +1,5 @@
-//! register, login, visit, resume, logout, whoami, set_status.
+//! register, login, visit, resume, logout, whoami, set_status,
+//! set_activity.
 
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::types::{
@@ -362,10 +363,7 @@ pub(super) async fn set_status(
         .set_user_status(uid, status)
         .await
         .map_err(|e| store_failure(shared, ctx, e))?;
-    let before = shared
-        .hub
-        .set_status(uid, status)
-        .unwrap_or(Presence::Offline);
+    let change = shared.hub.set_status(uid, &username, status);
     if status == Presence::Invisible {
         // Invisible must look like offline: the user's streams end as if
         // their node had gone (a stream would show their addresses).
@@ -373,16 +371,24 @@ pub(super) async fn set_status(
             super::streams::end_all(shared, conn, ctx.addr, "streamer_disconnected").await;
         }
     }
-    if before != status {
-        let change = crate::hub::PresenceChange {
-            user_id: uid,
-            username,
-            before,
-            after: status,
-        };
+    if let Some(change) = change {
         announce_presence(shared, change, ctx.addr).await;
     }
     whoami(shared, ctx)
+}
+
+/// `set_activity`: this connection's node says whether its person is
+/// away; the user is shown idle while every connection of theirs is.
+pub(super) async fn set_activity(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    idle: bool,
+) -> Result<Reply, Failure> {
+    registered(ctx, "report activity")?;
+    if let Some(change) = shared.hub.set_idle(ctx.id, idle) {
+        announce_presence(shared, change, ctx.addr).await;
+    }
+    Ok(Reply::Done)
 }
 
 /// Binds the connection to a principal, first signing out whoever it was.

@@ -49,18 +49,21 @@ async fn store_as(me: &str) -> Store {
     })
     .await
     .expect("session");
-    s.cache_channels(vec![ChannelInfo {
-        name: "c".into(),
-        owner: "olga".into(),
-        visibility: Visibility::Public,
-        allow_visitors: false,
-        created_at_ms: 0,
-        member_count: 3,
-        my_role: None,
-        host: None,
-        title: "c".into(),
-        topic: String::new(),
-    }])
+    s.cache_channels(
+        vec![ChannelInfo {
+            name: "c".into(),
+            owner: "olga".into(),
+            visibility: Visibility::Public,
+            allow_visitors: false,
+            created_at_ms: 0,
+            member_count: 3,
+            my_role: None,
+            host: None,
+            title: "c".into(),
+            topic: String::new(),
+        }],
+        crate::store::CacheMark::NOW,
+    )
     .await
     .expect("channels");
     s
