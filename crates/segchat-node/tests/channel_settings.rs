@@ -354,6 +354,11 @@ async fn deleting_a_channel_removes_it_for_every_member_and_the_host() {
         peer_connect(&carol, &to, &carol_key, &carol_ticket, "lobby").await;
     assert!(answer.is_ok(), "{answer:?}");
     let mut bob_events = events(&b).await;
+    eventually("bob to hold the message", || async {
+        let (_, v) = b.get("/search?q=soon").await;
+        (v["results"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
 
     let (status, v) = b.delete("/channels/lobby").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only the owner deletes: {v}");
@@ -398,6 +403,37 @@ async fn deleting_a_channel_removes_it_for_every_member_and_the_host() {
         v["links"].get("lobby").is_none().then_some(())
     })
     .await;
+    // Both nodes forgot its messages: nothing of it is found again...
+    for (who, api) in [("alice", &a), ("bob", &b)] {
+        eventually(&format!("{who}'s node to forget the messages"), || async {
+            let (_, v) = api.get("/search?q=soon").await;
+            v["results"].as_array()?.is_empty().then_some(())
+        })
+        .await;
+    }
+    // ...and a new channel of the same name starts from nothing: its
+    // host serves none of the old messages, its member's cursor does not
+    // skip the new ones.
+    a.create_channel("lobby", "public").await;
+    b.join("lobby").await;
+    a.ok(
+        Method::POST,
+        "/channels/lobby/messages",
+        Some(json!({"body": "fresh start"})),
+    )
+    .await;
+    for (who, api) in [("alice", &a), ("bob", &b)] {
+        eventually(&format!("{who} to see only the new lobby"), || async {
+            let (_, v) = api.get("/channels/lobby/messages").await;
+            let bodies: Vec<&str> = v["messages"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["body"].as_str())
+                .collect();
+            (bodies == ["fresh start"]).then_some(())
+        })
+        .await;
+    }
 
     host.shutdown().await;
     member.shutdown().await;

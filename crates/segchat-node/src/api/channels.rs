@@ -201,6 +201,8 @@ pub(super) async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     st.link().delete_channel(&name).await?;
     st.record("CHANNEL_DELETED", format!("channel={name}"));
+    // The channel_deleted event forgets its messages too; the cache entry
+    // goes now, so the next listing never shows it.
     if let Err(e) = st.inner.store.uncache_channel(name.clone()).await {
         tracing::warn!(error = %e, "could not update the channel cache");
     }

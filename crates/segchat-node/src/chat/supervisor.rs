@@ -107,15 +107,14 @@ impl Chat {
                 self.inner.hosting.rules_changed(&channel);
                 true
             }
-            Event::ChannelDeleted { channel } | Event::ChannelHidden { channel } => {
-                if self.inner.hosting.stop(&channel) {
-                    self.log().record(
-                        "HOST_STOPPED",
-                        self.server_addr(),
-                        format!("channel={channel} reason=deleted"),
-                    );
-                }
-                self.forget_channel(channel);
+            Event::ChannelDeleted { channel } => {
+                self.stop_hosting(&channel);
+                self.forget_channel(channel, true);
+                true
+            }
+            Event::ChannelHidden { channel } => {
+                self.stop_hosting(&channel);
+                self.forget_channel(channel, false);
                 true
             }
             Event::ChannelCreated { .. } | Event::Invited { .. } => true,
@@ -190,11 +189,37 @@ impl Chat {
 
     /// Drops a deleted (or now hidden) channel from the channel cache at
     /// once; the refresh that follows stops following it.
-    fn forget_channel(&self, channel: String) {
+    fn stop_hosting(&self, channel: &str) {
+        if self.inner.hosting.stop(channel) {
+            self.log().record(
+                "HOST_STOPPED",
+                self.server_addr(),
+                format!("channel={channel} reason=deleted"),
+            );
+        }
+    }
+
+    /// Drops a channel from the cache; a deleted one's messages and
+    /// cursors go too (its owner deleted it: nothing of it is shown or
+    /// served again, and a new channel of the same name starts afresh).
+    fn forget_channel(&self, channel: String, deleted: bool) {
         let store = self.store().clone();
+        let log = self.log().clone();
+        let server = self.server_addr();
         tokio::spawn(async move {
-            if let Err(e) = store.uncache_channel(channel).await {
-                tracing::warn!(error = %e, "could not update the channel cache");
+            if !deleted {
+                if let Err(e) = store.uncache_channel(channel).await {
+                    tracing::warn!(error = %e, "could not update the channel cache");
+                }
+                return;
+            }
+            match store.forget_channel(channel.clone()).await {
+                Ok(messages) => log.record(
+                    "CHANNEL_FORGOTTEN",
+                    server,
+                    format!("channel={channel} messages={messages} reason=deleted"),
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not forget a deleted channel"),
             }
         });
     }

@@ -1,7 +1,7 @@
 //! The last channel list the server gave this node's user, so the API
 //! can list channels (and a post can be checked) while the server is down.
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use segchat_proto::types::ChannelInfo;
 
 use super::{Store, StoreError};
@@ -36,6 +36,64 @@ fn next_stamp(c: &rusqlite::Connection) -> rusqlite::Result<i64> {
     Ok((crate::clock::now_ms() as i64).max(latest + 1))
 }
 
+/// Whether `ch` is a new channel under a name the cache knows from an
+/// older one (deleted, then created again): what is kept about the old one
+/// must go before the new one is followed.
+fn recreated(c: &rusqlite::Connection, ch: &ChannelInfo) -> rusqlite::Result<bool> {
+    let known: Option<Option<i64>> = c
+        .prepare_cached(
+            "SELECT json_extract(info, '$.created_at_ms') FROM channel_cache WHERE name = ?1",
+        )?
+        .query_row(params![ch.name], |r| r.get(0))
+        .optional()?;
+    Ok(matches!(known, Some(Some(at)) if at != ch.created_at_ms as i64))
+}
+
+/// Deletes everything kept about `channel`: its messages (out of the
+/// search index first, with the values they were indexed with), cursors,
+/// what was seen of its host, its unread mark and its cache entry.
+/// Returns how many messages went.
+fn purge(c: &rusqlite::Connection, channel: &str) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO messages_fts (messages_fts, rowid, body, author, channel)
+         SELECT 'delete', local_id, COALESCE(shown, body), author, channel FROM messages
+         WHERE channel = ?1
+           AND local_id <= (SELECT indexed_through FROM search_progress WHERE id = 1)
+           AND (re_kind IS NULL OR re_kind = 'reply') AND deleted = 0",
+        params![channel],
+    )?;
+    let highest = |c: &rusqlite::Connection| -> rusqlite::Result<i64> {
+        c.query_row("SELECT COALESCE(MAX(local_id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })
+    };
+    let top = highest(c)?;
+    let gone = c.execute("DELETE FROM messages WHERE channel = ?1", params![channel])?;
+    if highest(c)? < top {
+        // Local ids are never reused: the read cursors and the search
+        // index's progress count on it. A blank row (no channel, shown as
+        // deleted, never indexed) keeps the highest one taken.
+        c.execute("DELETE FROM messages WHERE id = ''", [])?;
+        c.execute(
+            "INSERT INTO messages (local_id, id, channel, author, ts_ms, body, ticket,
+                                   signature, source, received_at_ms, deleted)
+             VALUES (?1, '', '', '', 0, '', '', '', 'local', 0, 1)",
+            params![top],
+        )?;
+    }
+    for table in ["cursors", "host_seen", "unread_since"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE channel = ?1"),
+            params![channel],
+        )?;
+    }
+    c.execute(
+        "DELETE FROM channel_cache WHERE name = ?1",
+        params![channel],
+    )?;
+    Ok(gone)
+}
+
 impl Store {
     /// Where the cache stands now: take it just before asking the server
     /// for a list, and give it back with the list to [`Self::cache_channels`].
@@ -67,6 +125,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with(move |c| {
             let tx = c.transaction()?;
+            for ch in &channels {
+                if recreated(&tx, ch)? {
+                    purge(&tx, &ch.name)?;
+                }
+            }
             let stamp = next_stamp(&tx)?;
             tx.execute(
                 "DELETE FROM channel_cache WHERE fetched_at_ms <= ?1",
@@ -100,14 +163,33 @@ impl Store {
         self.with(move |c| {
             let json =
                 serde_json::to_string(&channel).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let stamp = next_stamp(c)?;
-            c.execute(
+            let tx = c.transaction()?;
+            if recreated(&tx, &channel)? {
+                purge(&tx, &channel.name)?;
+            }
+            let stamp = next_stamp(&tx)?;
+            tx.execute(
                 "INSERT INTO channel_cache (name, info, position, fetched_at_ms)
                  VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM channel_cache), ?3)
                  ON CONFLICT (name) DO UPDATE SET info = ?2, fetched_at_ms = ?3",
                 params![channel.name, json, stamp],
             )?;
+            tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Forgets a deleted channel: its messages (and their search entries),
+    /// cursors and cache entry, so nothing of it is shown or served again,
+    /// and a channel created later under its name starts from nothing.
+    /// Returns how many messages went.
+    pub async fn forget_channel(&self, channel: String) -> Result<usize, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let gone = purge(&tx, &channel)?;
+            tx.commit()?;
+            Ok(gone)
         })
         .await
     }

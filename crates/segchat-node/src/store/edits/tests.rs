@@ -265,3 +265,78 @@ fn a_mention_is_the_whole_name_after_an_at() {
     );
     assert!(!mentions("see @bob.smith", "bob"));
 }
+
+/// The channel `c` as the server lists it, created at `created_at_ms`.
+fn listed(created_at_ms: u64) -> ChannelInfo {
+    ChannelInfo {
+        name: "c".into(),
+        owner: "olga".into(),
+        visibility: Visibility::Public,
+        allow_visitors: false,
+        created_at_ms,
+        member_count: 3,
+        my_role: None,
+        host: None,
+        title: "c".into(),
+        topic: String::new(),
+    }
+}
+
+async fn fts_intact(s: &Store) {
+    s.with(|c| {
+        c.execute(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+            [],
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("the search index matches the messages");
+}
+
+#[tokio::test]
+async fn a_deleted_channel_is_forgotten_with_its_edits_and_search_entries() {
+    let s = store_as("bob").await;
+    put(&s, &by("alice", 1, 10, None, "alpha words")).await;
+    put(
+        &s,
+        &by("alice", 2, 20, Some((RefKind::Edit, 1)), "beta words"),
+    )
+    .await;
+    s.index_some().await.expect("index");
+    // Stored but not indexed yet.
+    put(&s, &by("alice", 3, 30, None, "gamma words")).await;
+    assert_eq!(s.forget_channel("c".into()).await.expect("forget"), 3);
+    fts_intact(&s).await;
+    for word in ["alpha", "beta", "gamma", "words"] {
+        assert_eq!(hits(&s, word).await, 0, "{word}");
+    }
+    assert!(s.message(id(1).to_string()).await.expect("read").is_none());
+    let cached = s.cached_channels().await.expect("read");
+    assert!(cached.is_none_or(|c| c.channels.is_empty()));
+}
+
+#[tokio::test]
+async fn a_channel_created_again_under_a_known_name_starts_from_nothing() {
+    let s = store_as("bob").await;
+    put(&s, &by("alice", 1, 10, None, "from the old channel")).await;
+    s.index_some().await.expect("index");
+    // The same listing again keeps it...
+    s.cache_channels(vec![listed(0)], s.channel_cache_mark().await.expect("mark"))
+        .await
+        .expect("list");
+    assert_eq!(hits(&s, "old").await, 1);
+    // ...a channel of that name created since (the old one was deleted
+    // while this node was away) does not inherit it.
+    s.cache_channels(
+        vec![listed(99)],
+        s.channel_cache_mark().await.expect("mark"),
+    )
+    .await
+    .expect("list");
+    fts_intact(&s).await;
+    assert_eq!(hits(&s, "old").await, 0);
+    assert!(s.message(id(1).to_string()).await.expect("read").is_none());
+    put(&s, &by("alice", 2, 20, None, "in the new channel")).await;
+    assert_eq!(hits(&s, "new").await, 1);
+}
