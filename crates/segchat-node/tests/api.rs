@@ -291,14 +291,7 @@ async fn presence_reaches_peers_and_invisible_looks_offline() {
     b.join("general").await;
 
     // B listens to its events, with the token in the query as a browser would.
-    let url = format!(
-        "{}/events?token={}",
-        b.base.replacen("http://", "ws://", 1),
-        b.token
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
+    let mut ws = b.events().await;
 
     a.ok(Method::PUT, "/status", Some(json!({"status": "idle"})))
         .await;
@@ -415,14 +408,7 @@ async fn server_restart_cached_channels_and_automatic_resume() {
     assert_eq!(v["cached"], false);
 
     // A subscriber hears the link go down and come back.
-    let url = format!(
-        "{}/events?token={}",
-        api.base.replacen("http://", "ws://", 1),
-        api.token
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
+    let mut ws = api.events().await;
 
     server.stop().await;
     api.wait_for("the node to notice", |v| v["server_connected"] == false)

@@ -16,23 +16,9 @@ use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, Failure, Frame, Status};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-/// The node's `/events` WebSocket.
-async fn events(api: &Api) -> Ws {
-    let url = format!(
-        "{}/events?token={}",
-        api.base.replacen("http://", "ws://", 1),
-        api.token
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
-    ws
-}
+type Ws = common::EventStream;
 
 /// Reads events from `ws` until one matches, failing after the deadline.
 async fn next_matching(ws: &mut Ws, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
@@ -152,7 +138,7 @@ async fn the_owner_sets_topic_and_title_and_members_see_them_at_once() {
     assert_eq!(created["title"], "lobby", "the title is the name until set");
     assert_eq!(created["topic"], "");
     b.join("lobby").await;
-    let mut bob_events = events(&b).await;
+    let mut bob_events = b.events().await;
 
     // Bob is a member, not the owner or a moderator.
     let (status, v) = patch(&b, "lobby", json!({"topic": "bob was here"})).await;
@@ -353,7 +339,7 @@ async fn deleting_a_channel_removes_it_for_every_member_and_the_host() {
     let (mut carol_link, answer) =
         peer_connect(&carol, &to, &carol_key, &carol_ticket, "lobby").await;
     assert!(answer.is_ok(), "{answer:?}");
-    let mut bob_events = events(&b).await;
+    let mut bob_events = b.events().await;
     eventually("bob to hold the message", || async {
         let (_, v) = b.get("/search?q=soon").await;
         (v["results"].as_array()?.len() == 1).then_some(())

@@ -63,12 +63,7 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
     dave.join("plaza").await;
 
     // A tab is open (the event stream) and Carol types: online.
-    let url = format!(
-        "{}/events?token={}",
-        carol.base.replace("http://", "ws://"),
-        carol.token
-    );
-    let (mut tab, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut tab = carol.events().await;
     let (status, _) = carol.post("/activity", json!({})).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(own_status(&carol).await, "online");
@@ -142,18 +137,6 @@ async fn presence_goes_idle_without_input_and_comes_back_with_it() {
     .await;
 }
 
-/// Opens an event stream on `api`'s node, as a web UI tab does.
-async fn open_tab(
-    api: &Api,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = format!(
-        "{}/events?token={}",
-        api.base.replace("http://", "ws://"),
-        api.token
-    );
-    tokio_tungstenite::connect_async(url).await.expect("ws").0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_on_two_nodes_is_idle_only_when_both_are() {
     let (_s, sdir) = tempdir();
@@ -185,8 +168,8 @@ async fn a_person_on_two_nodes_is_idle_only_when_both_are() {
     dave.register("dave").await;
     desk.create_channel("plaza", "public").await;
     dave.join("plaza").await;
-    let _desk_tab = open_tab(&desk).await;
-    let _laptop_tab = open_tab(&laptop).await;
+    let _desk_tab = desk.events().await;
+    let _laptop_tab = laptop.events().await;
 
     // She types on the desktop only: the quiet laptop does not make her
     // look away.

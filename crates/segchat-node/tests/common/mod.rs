@@ -99,7 +99,25 @@ pub struct Api {
     pub http: reqwest::Client,
 }
 
+/// A node's `/events` WebSocket, as a web UI tab holds it.
+pub type EventStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 impl Api {
+    /// Opens the node's `/events` WebSocket, with the token in the query
+    /// as a browser does.
+    pub async fn events(&self) -> EventStream {
+        let url = format!(
+            "{}/events?token={}",
+            self.base.replacen("http://", "ws://", 1),
+            self.token
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket");
+        ws
+    }
+
     pub fn of(node: &NodeHandle) -> Api {
         Api {
             base: format!("{}/api/v1", node.api_url()),
