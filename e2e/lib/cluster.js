@@ -177,3 +177,25 @@ export async function eventually(what, check, deadlineMs = 20000) {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+// A server and two nodes signed in as alice and bob; alice owns the public
+// channels #general and #random, and bob has joined #general.
+export async function aliceAndBob(password) {
+  const server = await startServer();
+  const [nodeA, nodeB] = await Promise.all([startNode('alice-node', server.addr), startNode('bob-node', server.addr)]);
+  for (const n of [nodeA, nodeB]) {
+    await eventually('the node reaches the server', async () => (await nodeApi(n, 'GET', '/node')).body.server_connected);
+  }
+  for (const [n, name] of [[nodeA, 'alice'], [nodeB, 'bob']]) {
+    const r = await nodeApi(n, 'POST', '/session/register', { username: name, password });
+    if (r.status >= 300) throw new Error(`register ${name}: ${JSON.stringify(r.body)}`);
+  }
+  for (const name of ['general', 'random']) {
+    const r = await nodeApi(nodeA, 'POST', '/channels', { name, visibility: 'public' });
+    if (r.status >= 300) throw new Error(`create #${name}: ${JSON.stringify(r.body)}`);
+  }
+  await eventually('bob sees #general', async () => (await nodeApi(nodeB, 'GET', '/channels')).body.channels.some((c) => c.name === 'general'));
+  const joined = await nodeApi(nodeB, 'POST', '/channels/general/join');
+  if (joined.status >= 300) throw new Error(`bob joins #general: ${JSON.stringify(joined.body)}`);
+  return { server, nodeA, nodeB };
+}

@@ -15,7 +15,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startNode, nodeApi, eventually, removeDir } from '../lib/cluster.js';
+import { aliceAndBob, nodeApi, eventually, removeDir } from '../lib/cluster.js';
 import { launch, newUser, screenshots, DESKTOP, PHONE } from '../lib/browser.js';
 import { axeViolations, describeViolations } from '../lib/axe.js';
 
@@ -71,22 +71,7 @@ async function headerProblems(page) {
 }
 
 before(async () => {
-  server = await startServer();
-  [nodeA, nodeB] = await Promise.all([startNode('alice-node', server.addr), startNode('bob-node', server.addr)]);
-  for (const n of [nodeA, nodeB]) {
-    await eventually('the node reaches the server', async () => (await nodeApi(n, 'GET', '/node')).body.server_connected);
-  }
-  for (const [n, name] of [[nodeA, 'alice'], [nodeB, 'bob']]) {
-    const r = await nodeApi(n, 'POST', '/session/register', { username: name, password: PASSWORD });
-    assert.ok(r.status < 300, JSON.stringify(r.body));
-  }
-  for (const name of ['general', 'random']) {
-    const r = await nodeApi(nodeA, 'POST', '/channels', { name, visibility: 'public' });
-    assert.ok(r.status < 300, JSON.stringify(r.body));
-  }
-  await eventually('bob sees #general', async () => (await nodeApi(nodeB, 'GET', '/channels')).body.channels.some((c) => c.name === 'general'));
-  const joined = await nodeApi(nodeB, 'POST', '/channels/general/join');
-  assert.ok(joined.status < 300, JSON.stringify(joined.body));
+  ({ server, nodeA, nodeB } = await aliceAndBob(PASSWORD));
   browser = await launch();
   alice = await newUser(browser, 'alice');
   bob = await newUser(browser, 'bob');
