@@ -54,14 +54,7 @@ fn recreated(c: &rusqlite::Connection, ch: &ChannelInfo) -> rusqlite::Result<boo
 /// what was seen of its host, its unread mark and its cache entry.
 /// Returns how many messages went.
 fn purge(c: &rusqlite::Connection, channel: &str) -> rusqlite::Result<usize> {
-    c.execute(
-        "INSERT INTO messages_fts (messages_fts, rowid, body, author, channel)
-         SELECT 'delete', local_id, COALESCE(shown, body), author, channel FROM messages
-         WHERE channel = ?1
-           AND local_id <= (SELECT indexed_through FROM search_progress WHERE id = 1)
-           AND (re_kind IS NULL OR re_kind = 'reply') AND deleted = 0",
-        params![channel],
-    )?;
+    super::search::unindex_channel(c, channel)?;
     let highest = |c: &rusqlite::Connection| -> rusqlite::Result<i64> {
         c.query_row("SELECT COALESCE(MAX(local_id), 0) FROM messages", [], |r| {
             r.get(0)

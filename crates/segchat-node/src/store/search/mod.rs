@@ -53,17 +53,38 @@ fn index_pending(c: &mut Connection, limit: Option<i64>) -> Result<usize, StoreE
         return Ok(0);
     };
     let n = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO messages_fts (rowid, body, author, channel)
-             SELECT local_id, COALESCE(shown, body), author, channel FROM messages
-             WHERE local_id > ?1 AND local_id <= ?2
-               AND (re_kind IS NULL OR re_kind = 'reply') AND deleted = 0",
-        )?
+             SELECT {INDEXED_VALUES} FROM messages
+             WHERE local_id > ?1 AND local_id <= ?2 AND {INDEXED_ROWS}"
+        ))?
         .execute(params![from, through])?;
     tx.prepare_cached("UPDATE search_progress SET indexed_through = ?1 WHERE id = 1")?
         .execute(params![through])?;
     tx.commit()?;
     Ok(n)
+}
+
+/// The rows the index holds (once their turn came): what is shown as a
+/// message of its own and not deleted.
+const INDEXED_ROWS: &str = "(re_kind IS NULL OR re_kind = 'reply') AND deleted = 0";
+/// What a row is indexed with (its rowid first); removing it from the
+/// index takes the same values.
+const INDEXED_VALUES: &str = "local_id, COALESCE(shown, body), author, channel";
+
+/// Takes every indexed row of `channel` out of the index, with the values
+/// it was indexed with (before the rows themselves are deleted).
+pub(in crate::store) fn unindex_channel(c: &Connection, channel: &str) -> rusqlite::Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO messages_fts (messages_fts, rowid, body, author, channel)
+             SELECT 'delete', {INDEXED_VALUES} FROM messages
+             WHERE channel = ?1 AND {INDEXED_ROWS}
+               AND local_id <= (SELECT indexed_through FROM search_progress WHERE id = 1)"
+        ),
+        params![channel],
+    )?;
+    Ok(())
 }
 
 /// Brings the full-text index up to date (before a search).
