@@ -5,10 +5,12 @@
 //! Records here are storage shapes; [`crate::ops`] turns them into the
 //! protocol's types, applying who-may-see-what on the way.
 
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -257,13 +259,11 @@ impl MessageSource {
     }
 }
 
-/// Opens the store a database URL names: `sqlite://PATH`, a plain path, or
-/// (later) `postgres://…`.
+/// Opens the store a database URL names: `postgres://…` (or
+/// `postgresql://…`), `sqlite://PATH`, or a plain path (SQLite).
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Backend(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL or a path".into(),
-        ));
+        return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     Ok(std::sync::Arc::new(SqliteStore::open(path)?))

@@ -1,0 +1,273 @@
+//! A private PostgreSQL server for tests and benchmarks, started from the
+//! distribution's binaries (`apt-get install postgresql`), never a shared
+//! or pre-existing one.
+//!
+//! [`shared`] starts one server per test process, the first time it is
+//! asked; [`fresh_database`] gives each test a database of its own on it,
+//! so tests run in parallel without seeing each other's rows. The server
+//! listens only on a Unix socket inside its own temporary directory (no
+//! port to collide on) and runs without fsync: tests measure behaviour,
+//! not durability (a benchmark that measures durability starts its own
+//! server with [`Postgres::start`] and `durable: true`).
+//!
+//! The server is a grandchild watched by a shell: it holds the write end
+//! of a pipe, and when the test process exits for any reason (even
+//! `kill -9`) the pipe closes, the shell stops PostgreSQL and removes the
+//! directory. So no test leaves a server running.
+//!
+//! As root the server runs as the `postgres` user (PostgreSQL refuses to
+//! run as root); otherwise as the current user.
+//!
+//! Without PostgreSQL installed, [`shared`] panics with what to install,
+//! unless `SEGCHAT_SKIP_POSTGRES=1`, where [`available`] is false and
+//! callers say they skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running private PostgreSQL server.
+#[derive(Debug)]
+pub struct Postgres {
+    socket_dir: PathBuf,
+    /// The watcher shell; its stdin is the pipe whose closing stops the
+    /// server.
+    watcher: Mutex<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// How [`Postgres::start`] sets the server up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// fsync on (as a production server), for benchmarks of durable writes.
+    pub durable: bool,
+}
+
+impl Postgres {
+    /// Starts a new server in a temporary directory and waits until it
+    /// accepts connections.
+    pub fn start(options: Options) -> Result<Postgres, String> {
+        let bin = bin_dir().ok_or_else(|| {
+            "PostgreSQL is not installed (no initdb found): apt-get install postgresql, \
+             or set SEGCHAT_PG_BIN to the directory holding initdb and postgres"
+                .to_string()
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("segchat-pg-")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let root = is_root();
+        if root {
+            let (uid, gid) = postgres_ids()?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
+        }
+        let data = dir.path().join("data");
+        let mut initdb = as_server_user(root, &bin.join("initdb"));
+        initdb
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .args(["--locale=C.UTF-8"])
+            .stdout(Stdio::null());
+        let out = initdb
+            .output()
+            .map_err(|e| format!("running initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let fsync = if options.durable { "on" } else { "off" };
+        // The watcher: starts the server, waits for its stdin to close
+        // (the test process gone), then stops the server fast and removes
+        // the directory.
+        let script = format!(
+            "{postgres} -D {data} -k {sock} -c listen_addresses= -c fsync={fsync} \
+               -c max_connections=200 -c shared_buffers=64MB >{log} 2>&1 & pid=$!; \
+             cat >/dev/null; kill -QUIT $pid 2>/dev/null; wait $pid; rm -rf {dir}",
+            postgres = quoted(&bin.join("postgres")),
+            data = quoted(&data),
+            sock = quoted(dir.path()),
+            log = quoted(&dir.path().join("postgres.log")),
+            dir = quoted(dir.path()),
+        );
+        let mut watcher = as_server_user(root, Path::new("/bin/sh"));
+        watcher
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let watcher = watcher
+            .spawn()
+            .map_err(|e| format!("starting postgres: {e}"))?;
+        let pg = Postgres {
+            socket_dir: dir.path().to_path_buf(),
+            watcher: Mutex::new(watcher),
+            _dir: dir,
+        };
+        pg.wait_ready()?;
+        Ok(pg)
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{name}?host={}",
+            self.socket_dir.display()
+        )
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub async fn create_database(&self, name: &str) -> Result<String, String> {
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("connecting to the test server: {e}"))?;
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
+        drop(client);
+        let _ = task.await;
+        Ok(self.url(name))
+    }
+
+    /// The server's log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.socket_dir.join("postgres.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let socket = self.socket_dir.join(".s.PGSQL.5432");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Ok(());
+            }
+            if let Ok(mut w) = self.watcher.lock() {
+                if let Ok(Some(status)) = w.try_wait() {
+                    return Err(format!("postgres exited ({status}): {}", self.log()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "postgres did not start in 30 s: {}",
+            self.log()
+        ))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.watcher.lock() {
+            // Closing stdin tells the watcher to stop the server.
+            drop(w.stdin.take());
+            let _ = w.wait();
+        }
+    }
+}
+
+/// Whether tests may use PostgreSQL here: false only when it is missing
+/// and `SEGCHAT_SKIP_POSTGRES=1` says to skip.
+pub fn available() -> bool {
+    bin_dir().is_some() || !skip_allowed()
+}
+
+fn skip_allowed() -> bool {
+    std::env::var("SEGCHAT_SKIP_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// The test process's one server, started on first use.
+///
+/// # Panics
+/// If PostgreSQL is missing or does not start (say so rather than pass).
+pub fn shared() -> &'static Postgres {
+    static SHARED: OnceLock<Postgres> = OnceLock::new();
+    SHARED.get_or_init(|| match Postgres::start(Options::default()) {
+        Ok(pg) => pg,
+        Err(e) => panic!("{e}"),
+    })
+}
+
+/// A new empty database on the [`shared`] server; its URL.
+///
+/// # Panics
+/// As [`shared`], or if the database cannot be created.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let pg = shared();
+    match pg.create_database(&name).await {
+        Ok(url) => url,
+        Err(e) => panic!("{e}\n{}", pg.log()),
+    }
+}
+
+/// The directory holding `initdb` and `postgres`: `SEGCHAT_PG_BIN`, or the
+/// newest `/usr/lib/postgresql/*/bin` (Debian and Ubuntu), or `PATH`.
+fn bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SEGCHAT_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("postgres").exists())
+    })
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The `postgres` user's uid and gid, from `id`.
+fn postgres_ids() -> Result<(u32, u32), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .map_err(|e| format!("id {flag} postgres: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| "running as root needs the `postgres` user (apt-get install postgresql)".to_string())
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// `program`, run as `postgres` when we are root.
+fn as_server_user(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// `p` quoted for `sh`.
+fn quoted(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}

@@ -1,0 +1,745 @@
+//! The PostgreSQL backend, for a server that outgrows one machine: several
+//! server instances share one database. A pool of connections
+//! (`deadpool-postgres`), statements prepared once per connection, and the
+//! same meaning as the SQLite backend, checked by the same `store_suite!`.
+//!
+//! Where the two differ, it is for concurrent writers:
+//! - migrations run under an advisory lock, so instances started together
+//!   migrate once;
+//! - inserting messages locks the channel's row until the commit, so a
+//!   channel's sequence numbers become visible in order whichever instance
+//!   writes them (a reader that saw 11 never finds 10 appear later);
+//! - bodies are `BYTEA`: they are signed as sent, and `TEXT` cannot hold
+//!   U+0000.
+//!
+//! How replies, edits, deletions and reactions change the backup is
+//! `edits.rs`.
+
+mod edits;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use segchat_proto::message::{Message, Sequenced};
+use segchat_proto::types::{Presence, Role};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use super::text;
+use super::{
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord,
+    Store, StoreError, StoreResult, TargetRecord, UserRecord,
+};
+
+/// Schema migrations, applied in order; the number is the schema version.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Connections per server instance: enough for every request task to find
+/// one without a queue in normal load, few enough that a handful of
+/// instances stay inside PostgreSQL's default `max_connections` (100).
+const POOL_SIZE: usize = 16;
+
+/// An arbitrary constant naming the migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x5e6c_4a70;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("connections", &status.size)
+            .field("idle", &status.available)
+            .finish()
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message says more than the client's wrapper.
+        match e.as_db_error() {
+            Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
+            None => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Backend(format!("database connection: {e}"))
+    }
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://user:password@host:port/db`,
+    /// with `?host=/dir` for a Unix socket) and migrates it.
+    pub async fn open(url: &str) -> StoreResult<PostgresStore> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Held until the commit: a second instance waits here, then finds
+        // the schema current.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
+                &[&version, &(now_ms() as i64)],
+            )
+            .await?;
+            tracing::info!(version, "applied schema migration (PostgreSQL)");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, status, created_at_ms";
+
+fn user_record(r: &Row) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: r.try_get(0)?,
+        username: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        status: text::presence(r.try_get(3)?)?,
+        created_at_ms: r.try_get::<_, i64>(4)? as u64,
+    })
+}
+
+const CHANNEL_SELECT: &str = "SELECT c.id, c.name, c.owner_id, u.username, c.visibility, \
+     c.allow_visitors, c.created_at_ms, \
+     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id), c.title, c.topic \
+     FROM channels c JOIN users u ON u.id = c.owner_id";
+
+fn channel_record(r: &Row) -> StoreResult<ChannelRecord> {
+    Ok(ChannelRecord {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        owner_id: r.try_get(2)?,
+        owner: r.try_get(3)?,
+        visibility: text::visibility(r.try_get(4)?)?,
+        allow_visitors: r.try_get(5)?,
+        created_at_ms: r.try_get::<_, i64>(6)? as u64,
+        member_count: r.try_get::<_, i64>(7)? as u32,
+        title: r.try_get(8)?,
+        topic: r.try_get(9)?,
+    })
+}
+
+fn session_record(r: &Row) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: r.try_get(0)?,
+        token_hash: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        display_name: r.try_get(3)?,
+        kind: text::kind(r.try_get(4)?)?,
+        created_at_ms: r.try_get::<_, i64>(5)? as u64,
+        expires_at_ms: r.try_get::<_, i64>(6)? as u64,
+    })
+}
+
+/// Runs the cached statement `sql` on `c` and returns every row.
+async fn rows(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<Vec<Row>> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query(&stmt, params).await?)
+}
+
+/// Runs the cached statement `sql` on `c` and returns its row, if any.
+async fn row(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<Option<Row>> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&stmt, params).await?)
+}
+
+/// Runs the cached statement `sql` on `c`; how many rows it changed.
+async fn execute(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<u64> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.execute(&stmt, params).await?)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<UserRecord> {
+        let c = self.pool.get().await?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO users (username, username_key, password_hash, status, created_at_ms)
+                 VALUES ($1, $2, $3, 'online', $4) RETURNING id",
+            )
+            .await?;
+        let key = username.to_lowercase();
+        match c
+            .query_one(&stmt, &[&username, &key, &password_hash, &(now_ms as i64)])
+            .await
+        {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("username")),
+            Err(e) => Err(e.into()),
+            Ok(r) => Ok(UserRecord {
+                id: r.try_get(0)?,
+                username: username.to_owned(),
+                password_hash: password_hash.to_owned(),
+                status: Presence::Online,
+                created_at_ms: now_ms,
+            }),
+        }
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let c = self.pool.get().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username_key = $1");
+        row(&c, &sql, &[&username.to_lowercase()])
+            .await?
+            .map(|r| user_record(&r))
+            .transpose()
+    }
+
+    async fn usernames(&self) -> StoreResult<Vec<String>> {
+        let c = self.pool.get().await?;
+        rows(&c, "SELECT username FROM users ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
+        let c = self.pool.get().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        row(&c, &sql, &[&id])
+            .await?
+            .map(|r| user_record(&r))
+            .transpose()
+    }
+
+    async fn set_user_status(&self, user_id: i64, status: Presence) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "UPDATE users SET status = $1 WHERE id = $2",
+            &[&status.as_str(), &user_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "INSERT INTO sessions (id, token_hash, user_id, display_name, kind,
+                                   created_at_ms, expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &s.id,
+                &s.token_hash,
+                &s.user_id,
+                &s.display_name,
+                &text::kind_str(s.kind),
+                &(s.created_at_ms as i64),
+                &(s.expires_at_ms as i64),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let c = self.pool.get().await?;
+        row(
+            &c,
+            "SELECT id, token_hash, user_id, display_name, kind, created_at_ms, expires_at_ms
+             FROM sessions WHERE token_hash = $1 AND expires_at_ms > $2",
+            &[&token_hash, &(now_ms as i64)],
+        )
+        .await?
+        .map(|r| session_record(&r))
+        .transpose()
+    }
+
+    async fn touch_session(&self, id: &str, expires_at_ms: u64) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "UPDATE sessions SET expires_at_ms = $1 WHERE id = $2",
+            &[&(expires_at_ms as i64), &id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &str) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        execute(&c, "DELETE FROM sessions WHERE id = $1", &[&id]).await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now_ms: u64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "DELETE FROM sessions WHERE expires_at_ms <= $1",
+            &[&(now_ms as i64)],
+        )
+        .await
+    }
+
+    async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO channels (name, owner_id, visibility, allow_visitors, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .await?;
+        let created = ch.created_at_ms as i64;
+        let inserted = tx
+            .query_one(
+                &stmt,
+                &[
+                    &ch.name,
+                    &ch.owner_id,
+                    &ch.visibility.as_str(),
+                    &ch.allow_visitors,
+                    &created,
+                ],
+            )
+            .await;
+        let id: i64 = match inserted {
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("channel")),
+            Err(e) => return Err(e.into()),
+            Ok(r) => r.try_get(0)?,
+        };
+        execute(
+            &tx,
+            "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
+             VALUES ($1, $2, 'owner', $3)",
+            &[&id, &ch.owner_id, &created],
+        )
+        .await?;
+        let sql = format!("{CHANNEL_SELECT} WHERE c.id = $1");
+        let record = row(&tx, &sql, &[&id])
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a created channel is missing".into()))?;
+        let record = channel_record(&record)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>> {
+        let c = self.pool.get().await?;
+        let sql = format!("{CHANNEL_SELECT} WHERE c.name = $1");
+        row(&c, &sql, &[&name])
+            .await?
+            .map(|r| channel_record(&r))
+            .transpose()
+    }
+
+    async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>> {
+        let c = self.pool.get().await?;
+        let sql = format!("{CHANNEL_SELECT} ORDER BY c.name");
+        rows(&c, &sql, &[]).await?.iter().map(channel_record).collect()
+    }
+
+    async fn update_channel(
+        &self,
+        channel_id: i64,
+        change: &ChannelUpdate,
+    ) -> StoreResult<Option<ChannelRecord>> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // Each absent field keeps its value (COALESCE with NULL).
+        let changed = execute(
+            &tx,
+            "UPDATE channels SET
+                 title = COALESCE($2, title),
+                 topic = COALESCE($3, topic),
+                 visibility = COALESCE($4, visibility),
+                 allow_visitors = COALESCE($5, allow_visitors)
+             WHERE id = $1",
+            &[
+                &channel_id,
+                &change.title,
+                &change.topic,
+                &change.visibility.map(|v| v.as_str()),
+                &change.allow_visitors,
+            ],
+        )
+        .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let sql = format!("{CHANNEL_SELECT} WHERE c.id = $1");
+        let record = row(&tx, &sql, &[&channel_id])
+            .await?
+            .map(|r| channel_record(&r))
+            .transpose()?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn delete_channel(&self, channel_id: i64) -> StoreResult<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // Explicit rather than left to ON DELETE CASCADE, as in SQLite.
+        for table in ["messages", "invites", "members"] {
+            let sql = format!("DELETE FROM {table} WHERE channel_id = $1");
+            execute(&tx, &sql, &[&channel_id]).await?;
+        }
+        let gone = execute(&tx, "DELETE FROM channels WHERE id = $1", &[&channel_id]).await?;
+        tx.commit().await?;
+        Ok(gone > 0)
+    }
+
+    async fn add_member(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        role: Role,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        let c = self.pool.get().await?;
+        let n = execute(
+            &c,
+            "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&channel_id, &user_id, &role.as_str(), &(now_ms as i64)],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>> {
+        let c = self.pool.get().await?;
+        rows(
+            &c,
+            "SELECT u.id, u.username, m.role, u.status FROM members m
+             JOIN users u ON u.id = m.user_id WHERE m.channel_id = $1
+             ORDER BY m.role = 'owner' DESC, u.username_key",
+            &[&channel_id],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MemberRecord {
+                user_id: r.try_get(0)?,
+                username: r.try_get(1)?,
+                role: text::role(r.try_get(2)?)?,
+                status: text::presence(r.try_get(3)?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>> {
+        let c = self.pool.get().await?;
+        rows(
+            &c,
+            "SELECT channel_id, role FROM members WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, text::role(r.try_get(1)?)?)))
+        .collect()
+    }
+
+    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        let c = self.pool.get().await?;
+        rows(
+            &c,
+            "SELECT DISTINCT other.user_id FROM members mine
+             JOIN members other ON other.channel_id = mine.channel_id
+             WHERE mine.user_id = $1 AND other.user_id != $1",
+            &[&user_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
+        let c = self.pool.get().await?;
+        let n = execute(
+            &c,
+            "DELETE FROM members WHERE channel_id = $1 AND user_id = $2",
+            &[&channel_id, &user_id],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn add_invite(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        invited_by: i64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "INSERT INTO invites (channel_id, user_id, invited_by, created_at_ms)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&channel_id, &user_id, &invited_by, &(now_ms as i64)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>> {
+        let c = self.pool.get().await?;
+        rows(
+            &c,
+            "SELECT user_id FROM invites WHERE channel_id = $1 ORDER BY user_id",
+            &[&channel_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
+        let c = self.pool.get().await?;
+        let r = row(
+            &c,
+            "SELECT EXISTS (SELECT 1 FROM invites WHERE channel_id = $1 AND user_id = $2)",
+            &[&channel_id, &user_id],
+        )
+        .await?;
+        Ok(match r {
+            Some(r) => r.try_get(0)?,
+            None => false,
+        })
+    }
+
+    async fn insert_messages(
+        &self,
+        channel_id: i64,
+        messages: &[Message],
+        source: MessageSource,
+        now_ms: u64,
+    ) -> StoreResult<Inserted> {
+        let tickets: Vec<String> = messages
+            .iter()
+            .map(|m| serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<StoreResult<_>>()?;
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // Writers into one channel take turns until they commit, so its
+        // seqs are committed in the order they were drawn.
+        execute(
+            &tx,
+            "SELECT 1 FROM channels WHERE id = $1 FOR UPDATE",
+            &[&channel_id],
+        )
+        .await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO messages
+                 (id, channel_id, author, ts_ms, body, ticket, signature, source,
+                  received_at_ms, re_kind, re_id, redacted)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (id) DO NOTHING RETURNING seq",
+            )
+            .await?;
+        let seq_of = tx
+            .prepare_cached("SELECT seq FROM messages WHERE id = $1")
+            .await?;
+        let mut new = 0u32;
+        let mut seqs = Vec::with_capacity(messages.len());
+        for (m, ticket) in messages.iter().zip(&tickets) {
+            let id = m.id.to_string();
+            let re_kind = m.re.map(|r| r.kind.as_str());
+            let re_id = m.re.map(|r| r.id.to_string());
+            let added = tx
+                .query_opt(
+                    &insert,
+                    &[
+                        &id,
+                        &channel_id,
+                        &m.author,
+                        &(m.ts_ms as i64),
+                        &m.body.as_bytes(),
+                        ticket,
+                        &m.signature,
+                        &source.as_str(),
+                        &(now_ms as i64),
+                        &re_kind,
+                        &re_id,
+                        &m.redacted,
+                    ],
+                )
+                .await?;
+            let seq: i64 = match added {
+                Some(r) => {
+                    new += 1;
+                    edits::settle(&tx, channel_id, m).await?;
+                    r.try_get(0)?
+                }
+                None => tx.query_one(&seq_of, &[&id]).await?.try_get(0)?,
+            };
+            seqs.push(seq as u64);
+        }
+        let last_seq = last_seq_in(&tx, channel_id).await?;
+        tx.commit().await?;
+        Ok(Inserted {
+            new,
+            seqs,
+            last_seq,
+        })
+    }
+
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Sequenced>> {
+        let c = self.pool.get().await?;
+        let sql = format!(
+            "SELECT m.seq, {} FROM messages m JOIN channels ch ON ch.id = m.channel_id
+             WHERE m.channel_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
+            edits::MESSAGE_COLUMNS
+        );
+        rows(
+            &c,
+            &sql,
+            &[&channel_id, &(after_seq as i64), &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Sequenced {
+                seq: r.try_get::<_, i64>(0)? as u64,
+                message: edits::message_at(r, 1)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        last_seq_in(&c, channel_id).await
+    }
+
+    async fn message_target(
+        &self,
+        channel_id: i64,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<TargetRecord>> {
+        let c = self.pool.get().await?;
+        edits::target(&c, channel_id, &id.to_string()).await
+    }
+}
+
+async fn last_seq_in(c: &impl GenericClient, channel_id: i64) -> StoreResult<u64> {
+    let r = row(
+        c,
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = $1",
+        &[&channel_id],
+    )
+    .await?;
+    Ok(match r {
+        Some(r) => r.try_get::<_, i64>(0)? as u64,
+        None => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PostgresStore;
+    use std::sync::Arc;
+
+    async fn fresh() -> Arc<dyn super::Store> {
+        // Each test gets a database of its own on the test process's
+        // private PostgreSQL server.
+        let url = segchat_pgtest::fresh_database().await;
+        Arc::new(PostgresStore::open(&url).await.expect("open"))
+    }
+
+    crate::store::suite::store_suite!(fresh().await);
+
+    #[tokio::test]
+    async fn a_second_instance_opening_the_database_finds_it_migrated() {
+        let url = segchat_pgtest::fresh_database().await;
+        let (a, b) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        use super::Store;
+        a.create_user("ann", "h", 1).await.expect("user on a");
+        let found = b.user_by_name("ANN").await.expect("read on b");
+        assert_eq!(found.map(|u| u.username).as_deref(), Some("ann"));
+    }
+}
