@@ -29,6 +29,9 @@ if [ "$(id -u)" = 0 ]; then
     command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
     command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
     command -v curl >/dev/null 2>&1 || missing="$missing curl"
+    # The store suite and tests/postgres.rs run a private PostgreSQL.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+        || missing="$missing postgresql"
     if [ -n "$missing" ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && apt-get install -y -qq $missing
@@ -40,6 +43,10 @@ if [ "$(id -u)" = 0 ]; then
     export SEGCHAT_FAULTS_STRICT=1
 else
     echo "note: not root: the partition and full-disk fault scenarios will be skipped" >&2
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+        echo "error: the tests run a private PostgreSQL: apt-get install postgresql" >&2
+        exit 1
+    fi
 fi
 
 echo "== format"

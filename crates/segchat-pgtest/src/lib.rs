@@ -18,9 +18,9 @@
 //! As root the server runs as the `postgres` user (PostgreSQL refuses to
 //! run as root); otherwise as the current user.
 //!
-//! Without PostgreSQL installed, [`shared`] panics with what to install,
-//! unless `SEGCHAT_SKIP_POSTGRES=1`, where [`available`] is false and
-//! callers say they skip.
+//! Without PostgreSQL installed, [`shared`] panics with what to install:
+//! a test that needs PostgreSQL fails rather than passes unseen
+//! (`scripts/test.sh` installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,10 +155,7 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!(
-            "postgres did not start in 30 s: {}",
-            self.log()
-        ))
+        Err(format!("postgres did not start in 30 s: {}", self.log()))
     }
 }
 
@@ -170,16 +167,6 @@ impl Drop for Postgres {
             let _ = w.wait();
         }
     }
-}
-
-/// Whether tests may use PostgreSQL here: false only when it is missing
-/// and `SEGCHAT_SKIP_POSTGRES=1` says to skip.
-pub fn available() -> bool {
-    bin_dir().is_some() || !skip_allowed()
-}
-
-fn skip_allowed() -> bool {
-    std::env::var("SEGCHAT_SKIP_POSTGRES").is_ok_and(|v| v == "1")
 }
 
 /// The test process's one server, started on first use.
@@ -200,7 +187,11 @@ pub fn shared() -> &'static Postgres {
 /// As [`shared`], or if the database cannot be created.
 pub async fn fresh_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let pg = shared();
     match pg.create_database(&name).await {
         Ok(url) => url,
@@ -229,7 +220,8 @@ fn bin_dir() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("postgres").exists())
+        std::env::split_paths(&path)
+            .find(|d| d.join("initdb").exists() && d.join("postgres").exists())
     })
 }
 
@@ -251,7 +243,9 @@ fn postgres_ids() -> Result<(u32, u32), String> {
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
-            .map_err(|_| "running as root needs the `postgres` user (apt-get install postgresql)".to_string())
+            .map_err(|_| {
+                "running as root needs the `postgres` user (apt-get install postgresql)".to_string()
+            })
     };
     Ok((id("-u")?, id("-g")?))
 }

@@ -11,35 +11,6 @@ use std::time::Instant;
 use common::*;
 use serde_json::Value;
 
-/// Every (id, body) in a channel's local history.
-fn history(dir: &Path, channel: &str) -> Vec<(String, String)> {
-    let v = ok_json(dir, &["history", channel, "--limit", "500"]);
-    v["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().expect("id").to_owned(),
-                m["body"].as_str().expect("body").to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn link_of(dir: &Path, channel: &str) -> String {
-    let v = ok_json(dir, &["unread"]);
-    v["links"][channel].as_str().unwrap_or("").to_owned()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(POLL);
-    }
-}
-
 #[test]
 fn host_killed_while_members_write_then_everyone_converges() {
     let (root, sdir, adir, bdir) = dirs();

@@ -395,7 +395,11 @@ pub(crate) async fn concurrent_writers(store: Arc<dyn Store>) {
     let mut cursor = 0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while seen.len() < WRITERS * EACH {
-        assert!(std::time::Instant::now() < deadline, "reader stuck at {}", seen.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reader stuck at {}",
+            seen.len()
+        );
         // Asked before reading: a page read after the last commit is
         // empty only if nothing was skipped.
         let done = writers.iter().all(|w| w.is_finished());

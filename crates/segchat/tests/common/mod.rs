@@ -236,3 +236,34 @@ pub fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     );
     (root, s, a, b)
 }
+
+/// Polls `f` until it holds.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Every (id, body) in a channel's local history at the node in `dir`.
+pub fn history(dir: &Path, channel: &str) -> Vec<(String, String)> {
+    let v = ok_json(dir, &["history", channel, "--limit", "500"]);
+    v["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().expect("id").to_owned(),
+                m["body"].as_str().expect("body").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How the node in `dir` follows `channel` now (`host`, `server`, …).
+pub fn link_of(dir: &Path, channel: &str) -> String {
+    let v = ok_json(dir, &["unread"]);
+    v["links"][channel].as_str().unwrap_or("").to_owned()
+}

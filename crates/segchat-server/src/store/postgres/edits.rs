@@ -144,7 +144,12 @@ async fn apply(
         }
         RefKind::Delete if t.deleted => Ok(()),
         RefKind::Delete => {
-            execute(c, "UPDATE messages SET deleted = TRUE WHERE id = $1", &[&to]).await?;
+            execute(
+                c,
+                "UPDATE messages SET deleted = TRUE WHERE id = $1",
+                &[&to],
+            )
+            .await?;
             redact(c, to).await?;
             let edits = rows(
                 c,
@@ -166,7 +171,11 @@ async fn apply(
 /// After `m` was stored (new, in the caller's transaction): applies it to
 /// the message it points at if that is stored, and applies to `m` the
 /// stored edits and deletions that point at it, in their order.
-pub(super) async fn settle(c: &impl GenericClient, channel_id: i64, m: &Message) -> StoreResult<()> {
+pub(super) async fn settle(
+    c: &impl GenericClient,
+    channel_id: i64,
+    m: &Message,
+) -> StoreResult<()> {
     if let Some(r) = m.re.filter(|r| RefKind::is_action(Some(r.kind))) {
         return apply(c, channel_id, m, r.kind, &r.id.to_string()).await;
     }

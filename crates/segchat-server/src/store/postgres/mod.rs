@@ -408,7 +408,11 @@ impl Store for PostgresStore {
     async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>> {
         let c = self.pool.get().await?;
         let sql = format!("{CHANNEL_SELECT} ORDER BY c.name");
-        rows(&c, &sql, &[]).await?.iter().map(channel_record).collect()
+        rows(&c, &sql, &[])
+            .await?
+            .iter()
+            .map(channel_record)
+            .collect()
     }
 
     async fn update_channel(
@@ -594,7 +598,9 @@ impl Store for PostgresStore {
     ) -> StoreResult<Inserted> {
         let tickets: Vec<String> = messages
             .iter()
-            .map(|m| serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|m| {
+                serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect::<StoreResult<_>>()?;
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
