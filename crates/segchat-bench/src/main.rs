@@ -14,6 +14,8 @@
 //! - [`stream`]: the `stream` scenario: a livestream to 1, 4, 8 viewers.
 //! - [`floor`]: the `floor` scenario: the same fan-out as `chat` with no
 //!   segchat code, to tell the machine's share of `chat`'s figures.
+//! - [`store`]: the `store` scenario: the server's backup on SQLite and
+//!   on PostgreSQL, through the `Store` trait.
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
@@ -21,6 +23,7 @@ mod floor;
 mod link;
 mod procs;
 mod report;
+mod store;
 mod stream;
 
 use std::process::ExitCode;
@@ -49,6 +52,9 @@ enum Command {
     /// segchat's links) R times a second, the bench reads them; no segchat
     /// code. Prints latency and the CPU a write costs.
     Floor(floor::FloorArgs),
+    /// The server's message backup on SQLite and on PostgreSQL (a private
+    /// server started for the run): backup throughput and history pages.
+    Store(store::StoreArgs),
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
     FloorWriter(floor::WriterArgs),
@@ -86,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Stream(args) => stream::run(args).await,
         Command::Floor(args) => floor::run(args).await,
+        Command::Store(args) => store::run(args).await,
         Command::FloorWriter(args) => floor::writer(args).await,
     }
 }

@@ -311,6 +311,13 @@ pub(crate) async fn messages(store: Arc<dyn Store>) {
         .await
         .expect("again");
     assert_eq!(again.new, 0, "idempotent by id");
+    let twice = message(&key, "b", "twice");
+    let doubled = store
+        .insert_messages(b.id, &[twice.clone(), twice], MessageSource::Host, 3)
+        .await
+        .expect("a batch holding a message twice");
+    assert_eq!(doubled.new, 1);
+    assert_eq!(doubled.seqs[0], doubled.seqs[1], "one row, one number");
     assert_eq!(
         again.seqs,
         first.seqs[1..].to_vec(),

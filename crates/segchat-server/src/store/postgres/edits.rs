@@ -168,6 +168,32 @@ async fn apply(
     }
 }
 
+/// Whether storing `messages` (with ids `ids`) needs no settling: none of
+/// them edits or deletes, and no stored edit or deletion waits for one of
+/// them. Then [`settle`] would do nothing for any of them, and the batch
+/// can be stored in one statement.
+pub(super) async fn settles_nothing(
+    c: &impl GenericClient,
+    channel_id: i64,
+    messages: &[Message],
+    ids: &[String],
+) -> StoreResult<bool> {
+    let acts = messages
+        .iter()
+        .any(|m| matches!(m.re.map(|r| r.kind), Some(RefKind::Edit | RefKind::Delete)));
+    if acts {
+        return Ok(false);
+    }
+    let waiting = row(
+        c,
+        "SELECT 1 FROM messages WHERE re_id = ANY($1) AND re_kind IN ('edit', 'delete')
+           AND channel_id = $2 LIMIT 1",
+        &[&ids, &channel_id],
+    )
+    .await?;
+    Ok(waiting.is_none())
+}
+
 /// After `m` was stored (new, in the caller's transaction): applies it to
 /// the message it points at if that is stored, and applies to `m` the
 /// stored edits and deletions that point at it, in their order.

@@ -612,53 +612,12 @@ impl Store for PostgresStore {
             &[&channel_id],
         )
         .await?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO messages
-                 (id, channel_id, author, ts_ms, body, ticket, signature, source,
-                  received_at_ms, re_kind, re_id, redacted)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (id) DO NOTHING RETURNING seq",
-            )
-            .await?;
-        let seq_of = tx
-            .prepare_cached("SELECT seq FROM messages WHERE id = $1")
-            .await?;
-        let mut new = 0u32;
-        let mut seqs = Vec::with_capacity(messages.len());
-        for (m, ticket) in messages.iter().zip(&tickets) {
-            let id = m.id.to_string();
-            let re_kind = m.re.map(|r| r.kind.as_str());
-            let re_id = m.re.map(|r| r.id.to_string());
-            let added = tx
-                .query_opt(
-                    &insert,
-                    &[
-                        &id,
-                        &channel_id,
-                        &m.author,
-                        &(m.ts_ms as i64),
-                        &m.body.as_bytes(),
-                        ticket,
-                        &m.signature,
-                        &source.as_str(),
-                        &(now_ms as i64),
-                        &re_kind,
-                        &re_id,
-                        &m.redacted,
-                    ],
-                )
-                .await?;
-            let seq: i64 = match added {
-                Some(r) => {
-                    new += 1;
-                    edits::settle(&tx, channel_id, m).await?;
-                    r.try_get(0)?
-                }
-                None => tx.query_one(&seq_of, &[&id]).await?.try_get(0)?,
-            };
-            seqs.push(seq as u64);
-        }
+        let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
+        let (new, seqs) = if edits::settles_nothing(&tx, channel_id, messages, &ids).await? {
+            insert_plain(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
+        } else {
+            insert_one_by_one(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
+        };
         let last_seq = last_seq_in(&tx, channel_id).await?;
         tx.commit().await?;
         Ok(Inserted {
@@ -709,6 +668,144 @@ impl Store for PostgresStore {
         let c = self.pool.get().await?;
         edits::target(&c, channel_id, &id.to_string()).await
     }
+}
+
+/// Stores a batch in which no message edits or deletes another and none
+/// is awaited by a stored edit or deletion: one statement for the rows and
+/// one for their numbers, whatever the batch's size.
+async fn insert_plain(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channel_id: i64,
+    messages: &[Message],
+    ids: &[String],
+    tickets: &[String],
+    source: MessageSource,
+    now_ms: u64,
+) -> StoreResult<(u32, Vec<u64>)> {
+    let authors: Vec<&str> = messages.iter().map(|m| m.author.as_str()).collect();
+    let ts: Vec<i64> = messages.iter().map(|m| m.ts_ms as i64).collect();
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_bytes()).collect();
+    let signatures: Vec<&str> = messages.iter().map(|m| m.signature.as_str()).collect();
+    let re_kinds: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.re.map(|r| r.kind.as_str()))
+        .collect();
+    let re_ids: Vec<Option<String>> = messages
+        .iter()
+        .map(|m| m.re.map(|r| r.id.to_string()))
+        .collect();
+    let redacted: Vec<Option<&str>> = messages.iter().map(|m| m.redacted.as_deref()).collect();
+    // Rows are numbered in the batch's order (ORDER BY the ordinality).
+    let inserted = rows(
+        tx,
+        "INSERT INTO messages
+         (id, channel_id, author, ts_ms, body, ticket, signature, source,
+          received_at_ms, re_kind, re_id, redacted)
+         SELECT u.id, $1, u.author, u.ts_ms, u.body, u.ticket, u.signature, $2, $3,
+                u.re_kind, u.re_id, u.redacted
+         FROM UNNEST($4::text[], $5::text[], $6::int8[], $7::bytea[], $8::text[],
+                     $9::text[], $10::text[], $11::text[], $12::text[])
+              WITH ORDINALITY
+              AS u(id, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted, ord)
+         ORDER BY u.ord
+         ON CONFLICT (id) DO NOTHING
+         RETURNING 1",
+        &[
+            &channel_id,
+            &source.as_str(),
+            &(now_ms as i64),
+            &ids,
+            &authors,
+            &ts,
+            &bodies,
+            &tickets,
+            &signatures,
+            &re_kinds,
+            &re_ids,
+            &redacted,
+        ],
+    )
+    .await?;
+    let numbered = rows(
+        tx,
+        "SELECT id, seq FROM messages WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    let mut seq_of = std::collections::HashMap::with_capacity(numbered.len());
+    for r in &numbered {
+        seq_of.insert(r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)? as u64);
+    }
+    let seqs = ids
+        .iter()
+        .map(|id| {
+            seq_of
+                .get(id)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("message {id} was not stored")))
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok((inserted.len() as u32, seqs))
+}
+
+/// Stores a batch row by row, settling each new message's edits and
+/// deletions before the next is stored (the order the rules need).
+async fn insert_one_by_one(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channel_id: i64,
+    messages: &[Message],
+    ids: &[String],
+    tickets: &[String],
+    source: MessageSource,
+    now_ms: u64,
+) -> StoreResult<(u32, Vec<u64>)> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages
+             (id, channel_id, author, ts_ms, body, ticket, signature, source,
+              received_at_ms, re_kind, re_id, redacted)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO NOTHING RETURNING seq",
+        )
+        .await?;
+    let seq_of = tx
+        .prepare_cached("SELECT seq FROM messages WHERE id = $1")
+        .await?;
+    let mut new = 0u32;
+    let mut seqs = Vec::with_capacity(messages.len());
+    for ((m, id), ticket) in messages.iter().zip(ids).zip(tickets) {
+        let re_kind = m.re.map(|r| r.kind.as_str());
+        let re_id = m.re.map(|r| r.id.to_string());
+        let added = tx
+            .query_opt(
+                &insert,
+                &[
+                    id,
+                    &channel_id,
+                    &m.author,
+                    &(m.ts_ms as i64),
+                    &m.body.as_bytes(),
+                    ticket,
+                    &m.signature,
+                    &source.as_str(),
+                    &(now_ms as i64),
+                    &re_kind,
+                    &re_id,
+                    &m.redacted,
+                ],
+            )
+            .await?;
+        let seq: i64 = match added {
+            Some(r) => {
+                new += 1;
+                edits::settle(tx, channel_id, m).await?;
+                r.try_get(0)?
+            }
+            None => tx.query_one(&seq_of, &[id]).await?.try_get(0)?,
+        };
+        seqs.push(seq as u64);
+    }
+    Ok((new, seqs))
 }
 
 async fn last_seq_in(c: &impl GenericClient, channel_id: i64) -> StoreResult<u64> {
