@@ -10,7 +10,8 @@ use segchat_log::LogConfig;
 /// Everything `Node::start` needs besides a shutdown signal.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The central server, as `host:port`.
+    /// The central server, as `host:port`; or several instances of it
+    /// (sharing one database and one key), comma-separated, tried in turn.
     pub server_addr: String,
     /// Where `node.db`, `api.json` and `logs/` live.
     pub data_dir: PathBuf,
@@ -94,11 +95,12 @@ impl NodeConfig {
         if self.server_addr.trim().is_empty() {
             return Err("server address is empty (expected host:port)".into());
         }
-        if !self.server_addr.contains(':') {
-            return Err(format!(
-                "server address {:?} has no port (expected host:port)",
-                self.server_addr
-            ));
+        for addr in server_addrs(&self.server_addr) {
+            if !addr.contains(':') {
+                return Err(format!(
+                    "server address {addr:?} has no port (expected host:port)"
+                ));
+            }
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return Err(format!(
@@ -114,6 +116,16 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// The server instances a `server_addr` names, in the order to try them:
+/// `host:port`, or several comma-separated (empty entries ignored).
+pub fn server_addrs(server_addr: &str) -> Vec<&str> {
+    server_addr
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -132,5 +144,19 @@ mod tests {
     fn a_server_address_needs_a_port() {
         let c = NodeConfig::new("localhost", "/tmp/x");
         assert!(c.validate().expect_err("rejected").contains("no port"));
+    }
+
+    #[test]
+    fn several_instances_are_comma_separated_and_each_needs_a_port() {
+        assert_eq!(
+            server_addrs(" a:1, b:2 ,,"),
+            ["a:1", "b:2"],
+            "spaces and empty entries ignored"
+        );
+        assert!(NodeConfig::new("a:1,b:2", "/tmp/x").validate().is_ok());
+        let e = NodeConfig::new("a:1,b", "/tmp/x")
+            .validate()
+            .expect_err("rejected");
+        assert!(e.contains("\"b\"") && e.contains("no port"), "{e}");
     }
 }

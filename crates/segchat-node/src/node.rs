@@ -86,11 +86,14 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
-        let server = crate::link::resolve(&config.server_addr)
+        // The relay is the first instance's (nodes behind NAT meet there).
+        let first = crate::config::server_addrs(&config.server_addr)
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let server = crate::link::resolve(&first)
             .await
-            .map_err(|source| {
-                NodeError::Config(format!("server address {}: {source}", config.server_addr))
-            })?;
+            .map_err(|source| NodeError::Config(format!("server address {first}: {source}")))?;
         let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
             key: key.clone(),
             bind: config.p2p_listen,

@@ -268,7 +268,8 @@ pub(crate) struct ServerArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct NodeArgs {
-    /// The central server, host:port [default: 127.0.0.1:22236].
+    /// The central server, host:port [default: 127.0.0.1:22236]; several
+    /// instances of one server comma-separated, tried in turn.
     #[arg(long, env = "SEGCHAT_SERVER", value_name = "ADDR")]
     pub(crate) server: Option<String>,
     /// The UDP address of the node's QUIC endpoint, which carries every

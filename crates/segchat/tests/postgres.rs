@@ -122,3 +122,82 @@ fn a_server_on_postgres_loses_nothing_to_kill_9_and_its_nodes_resume() {
         .expect("SERVER_STARTED");
     assert!(started.contains("database=postgres://"), "{started}");
 }
+
+/// Two instances of one server (one database, one key): the nodes are
+/// given both addresses. The instance they use is `kill -9`ed while a
+/// member writes through it; they move to the other by themselves, with
+/// their sessions, and nothing acknowledged or queued is lost.
+#[test]
+fn when_an_instance_dies_its_nodes_move_to_the_other_and_lose_nothing() {
+    let url = fresh_database();
+    let (root, sdir, adir, bdir) = dirs();
+    let (mut first, first_addr) = start_server_with(&sdir, "127.0.0.1:0", &["--database", &url]);
+    // Instances of one server share its key: nodes pin it, tickets carry it.
+    let second_dir = root.path().join("server-2");
+    std::fs::create_dir_all(&second_dir).expect("second data dir");
+    std::fs::copy(sdir.join("server.key"), second_dir.join("server.key")).expect("share the key");
+    let (_second, second_addr) =
+        start_server_with(&second_dir, "127.0.0.1:0", &["--database", &url]);
+    let both = format!("{first_addr},{second_addr}");
+
+    let mut host = start_node(&both, &adir);
+    let _bob = start_node(&both, &bdir);
+    wait_node(&adir, "alice's node to connect", connected);
+    wait_node(&bdir, "bob's node to connect", connected);
+    register(&adir, "alice");
+    register(&bdir, "bob");
+    ok(&adir, &["create", "ops", "--visibility", "members-only"]);
+    ok(&bdir, &["join", "ops"]);
+    wait_until("bob to reach alice's host", || {
+        link_of(&bdir, "ops") == "host"
+    });
+    host.kill_9();
+
+    let mut sent = BTreeSet::new();
+    let mut write = |dir: &Path, body: String| {
+        let v = ok_json(dir, &["send", "ops", &body]);
+        sent.insert(v["message"]["id"].as_str().expect("id").to_owned());
+    };
+    for i in 0..4 {
+        write(&bdir, format!("through the first {i}"));
+    }
+    first.kill_9();
+    // Written while no instance is connected: queued in bob's outbox.
+    for i in 0..3 {
+        write(&bdir, format!("queued {i}"));
+    }
+    wait_node(
+        &bdir,
+        "bob's node to move to the second instance",
+        connected,
+    );
+    assert!(
+        ok(&bdir, &["whoami"]).starts_with("bob"),
+        "bob's session resumed on the other instance"
+    );
+    write(&bdir, "through the second".to_owned());
+
+    // Alice's host comes back; the first instance is still dead.
+    let _host = start_node(&both, &adir);
+    wait_node(&adir, "alice's node to find the second instance", connected);
+    for dir in [&adir, &bdir] {
+        wait_until("every message on both nodes", || {
+            sent.is_subset(&ids(dir, "ops"))
+        });
+    }
+    let (a, b) = (history(&adir, "ops"), history(&bdir, "ops"));
+    assert_eq!(a.len(), sent.len(), "nothing twice: {a:?}");
+    assert_eq!(
+        a, b,
+        "host and member show the same history in the same order"
+    );
+    wait_until("the whole conversation in the shared database", || {
+        count(&url, "messages") == sent.len() as i64
+    });
+    let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("bob's log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SERVER_INSTANCE") && l.contains(&format!("addr={second_addr}"))),
+        "bob's log names the instance it moved to"
+    );
+}

@@ -78,7 +78,10 @@ pub struct Invite {
 fn invite(a: &super::NodeAddrs, server_key: Option<String>) -> Invite {
     let Some(listen) = a.server_listen else {
         return Invite {
-            server_addrs: vec![a.server_addr.clone()],
+            server_addrs: crate::config::server_addrs(&a.server_addr)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             server_key,
             reach: "remote",
         };

@@ -148,16 +148,29 @@ impl Actor {
                     .send_modify(|st| st.session = Some(public_session(&s)));
             }
             let mut backoff = self.config.reconnect_min;
+            // Several instances: a failed attempt moves on to the next
+            // one at once; the backoff starts after every one failed.
+            let instances: Vec<String> = crate::config::server_addrs(&self.config.server_addr)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let mut current = 0;
+            let mut failed_in_a_row = 0;
             loop {
+                let addr = instances
+                    .get(current % instances.len().max(1))
+                    .cloned()
+                    .unwrap_or_else(|| self.config.server_addr.clone());
                 let attempt = tokio::select! {
                     _ = self.shutdown.cancelled() => break,
                     a = connect(
                         &self.config.endpoint,
-                        &self.config.server_addr,
+                        &addr,
                         &self.config.pin,
                         self.config.connect_timeout,
                     ) => a,
                 };
+                let connected = attempt.is_ok();
                 match attempt {
                     Ok((conn, pinned_now)) => {
                         if pinned_now {
@@ -168,6 +181,18 @@ impl Actor {
                             );
                         }
                         backoff = self.config.reconnect_min;
+                        failed_in_a_row = 0;
+                        if instances.len() > 1 {
+                            self.log.record(
+                                "SERVER_INSTANCE",
+                                conn.remote,
+                                format!(
+                                    "addr={addr} ({} of {})",
+                                    current % instances.len() + 1,
+                                    instances.len()
+                                ),
+                            );
+                        }
                         if self.serve(conn).await == Closed::SignInTimeout {
                             continue;
                         }
@@ -189,6 +214,14 @@ impl Actor {
                 }
                 if self.shutdown.is_cancelled() {
                     break;
+                }
+                if !connected {
+                    failed_in_a_row += 1;
+                    current += 1;
+                    if failed_in_a_row < instances.len() {
+                        continue;
+                    }
+                    failed_in_a_row = 0;
                 }
                 let wait = jittered(backoff);
                 backoff = (backoff * 2).min(self.config.reconnect_max);
