@@ -109,7 +109,7 @@ impl Postgres {
             watcher: Mutex::new(watcher),
             _dir: dir,
         };
-        pg.wait_ready()?;
+        pg.wait_ready(&bin)?;
         Ok(pg)
     }
 
@@ -141,11 +141,20 @@ impl Postgres {
         std::fs::read_to_string(self.socket_dir.join("postgres.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
-        let socket = self.socket_dir.join(".s.PGSQL.5432");
+    /// Waits until the server accepts sessions (`pg_isready`: the socket
+    /// accepts connections a moment before the server takes sessions,
+    /// answering "the database system is starting up" meanwhile).
+    fn wait_ready(&self, bin: &Path) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            let ready = Command::new(bin.join("pg_isready"))
+                .arg("-q")
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .args(["-U", "postgres", "-d", "postgres"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
                 return Ok(());
             }
             if let Ok(mut w) = self.watcher.lock() {

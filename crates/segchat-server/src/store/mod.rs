@@ -269,6 +269,15 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     Ok(std::sync::Arc::new(SqliteStore::open(path)?))
 }
 
+/// The wall clock in ms since the epoch (0 if it is before 1970), for what
+/// a backend stamps itself (schema migrations).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Text forms used by every backend's columns.
 pub(crate) mod text {
     use super::StoreError;

@@ -9,7 +9,7 @@ use segchat_proto::edits::{allowed, RefKind, Target};
 use segchat_proto::message::{Columns, Message};
 use tokio_postgres::Row;
 
-use super::{execute, row, rows};
+use super::sql::{execute, row, rows};
 use crate::store::{StoreError, StoreResult, TargetRecord};
 
 /// The columns [`message_at`] reads (after a `JOIN channels ch`).

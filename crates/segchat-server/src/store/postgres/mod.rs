@@ -12,10 +12,15 @@
 //! - bodies are `BYTEA`: they are signed as sent, and `TEXT` cannot hold
 //!   U+0000.
 //!
-//! How replies, edits, deletions and reactions change the backup is
-//! `edits.rs`.
+//! The parts: `messages.rs` the backup (storing batches, reading after a
+//! sequence number), `edits.rs` how replies, edits, deletions and
+//! reactions change it, `records.rs` how rows read back as records,
+//! `sql.rs` running a statement prepared once per connection.
 
 mod edits;
+mod messages;
+mod records;
+mod sql;
 
 use std::str::FromStr;
 
@@ -24,13 +29,15 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{Presence, Role};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::NoTls;
 
 use super::text;
 use super::{
     ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord,
     Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
+use records::{channel_record, session_record, user_record, CHANNEL_SELECT, USER_COLUMNS};
+use sql::{execute, row, rows};
 
 /// Schema migrations, applied in order; the number is the schema version.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -127,7 +134,7 @@ impl PostgresStore {
             tx.batch_execute(sql).await?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
-                &[&version, &(now_ms() as i64)],
+                &[&version, &(super::now_ms() as i64)],
             )
             .await?;
             tracing::info!(version, "applied schema migration (PostgreSQL)");
@@ -135,87 +142,6 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-const USER_COLUMNS: &str = "id, username, password_hash, status, created_at_ms";
-
-fn user_record(r: &Row) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        id: r.try_get(0)?,
-        username: r.try_get(1)?,
-        password_hash: r.try_get(2)?,
-        status: text::presence(r.try_get(3)?)?,
-        created_at_ms: r.try_get::<_, i64>(4)? as u64,
-    })
-}
-
-const CHANNEL_SELECT: &str = "SELECT c.id, c.name, c.owner_id, u.username, c.visibility, \
-     c.allow_visitors, c.created_at_ms, \
-     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id), c.title, c.topic \
-     FROM channels c JOIN users u ON u.id = c.owner_id";
-
-fn channel_record(r: &Row) -> StoreResult<ChannelRecord> {
-    Ok(ChannelRecord {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        owner_id: r.try_get(2)?,
-        owner: r.try_get(3)?,
-        visibility: text::visibility(r.try_get(4)?)?,
-        allow_visitors: r.try_get(5)?,
-        created_at_ms: r.try_get::<_, i64>(6)? as u64,
-        member_count: r.try_get::<_, i64>(7)? as u32,
-        title: r.try_get(8)?,
-        topic: r.try_get(9)?,
-    })
-}
-
-fn session_record(r: &Row) -> StoreResult<SessionRecord> {
-    Ok(SessionRecord {
-        id: r.try_get(0)?,
-        token_hash: r.try_get(1)?,
-        user_id: r.try_get(2)?,
-        display_name: r.try_get(3)?,
-        kind: text::kind(r.try_get(4)?)?,
-        created_at_ms: r.try_get::<_, i64>(5)? as u64,
-        expires_at_ms: r.try_get::<_, i64>(6)? as u64,
-    })
-}
-
-/// Runs the cached statement `sql` on `c` and returns every row.
-async fn rows(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> StoreResult<Vec<Row>> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query(&stmt, params).await?)
-}
-
-/// Runs the cached statement `sql` on `c` and returns its row, if any.
-async fn row(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> StoreResult<Option<Row>> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query_opt(&stmt, params).await?)
-}
-
-/// Runs the cached statement `sql` on `c`; how many rows it changed.
-async fn execute(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> StoreResult<u64> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.execute(&stmt, params).await?)
 }
 
 #[async_trait]
@@ -596,35 +522,8 @@ impl Store for PostgresStore {
         source: MessageSource,
         now_ms: u64,
     ) -> StoreResult<Inserted> {
-        let tickets: Vec<String> = messages
-            .iter()
-            .map(|m| {
-                serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect::<StoreResult<_>>()?;
         let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // Writers into one channel take turns until they commit, so its
-        // seqs are committed in the order they were drawn.
-        execute(
-            &tx,
-            "SELECT 1 FROM channels WHERE id = $1 FOR UPDATE",
-            &[&channel_id],
-        )
-        .await?;
-        let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
-        let (new, seqs) = if edits::settles_nothing(&tx, channel_id, messages, &ids).await? {
-            insert_plain(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
-        } else {
-            insert_one_by_one(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
-        };
-        let last_seq = last_seq_in(&tx, channel_id).await?;
-        tx.commit().await?;
-        Ok(Inserted {
-            new,
-            seqs,
-            last_seq,
-        })
+        messages::insert(&mut c, channel_id, messages, source, now_ms).await
     }
 
     async fn messages_after(
@@ -634,30 +533,12 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<Sequenced>> {
         let c = self.pool.get().await?;
-        let sql = format!(
-            "SELECT m.seq, {} FROM messages m JOIN channels ch ON ch.id = m.channel_id
-             WHERE m.channel_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
-            edits::MESSAGE_COLUMNS
-        );
-        rows(
-            &c,
-            &sql,
-            &[&channel_id, &(after_seq as i64), &i64::from(limit)],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Sequenced {
-                seq: r.try_get::<_, i64>(0)? as u64,
-                message: edits::message_at(r, 1)?,
-            })
-        })
-        .collect()
+        messages::after(&c, channel_id, after_seq, limit).await
     }
 
     async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {
         let c = self.pool.get().await?;
-        last_seq_in(&c, channel_id).await
+        messages::last_seq(&c, channel_id).await
     }
 
     async fn message_target(
@@ -668,157 +549,6 @@ impl Store for PostgresStore {
         let c = self.pool.get().await?;
         edits::target(&c, channel_id, &id.to_string()).await
     }
-}
-
-/// Stores a batch in which no message edits or deletes another and none
-/// is awaited by a stored edit or deletion: one statement for the rows and
-/// one for their numbers, whatever the batch's size.
-async fn insert_plain(
-    tx: &deadpool_postgres::Transaction<'_>,
-    channel_id: i64,
-    messages: &[Message],
-    ids: &[String],
-    tickets: &[String],
-    source: MessageSource,
-    now_ms: u64,
-) -> StoreResult<(u32, Vec<u64>)> {
-    let authors: Vec<&str> = messages.iter().map(|m| m.author.as_str()).collect();
-    let ts: Vec<i64> = messages.iter().map(|m| m.ts_ms as i64).collect();
-    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_bytes()).collect();
-    let signatures: Vec<&str> = messages.iter().map(|m| m.signature.as_str()).collect();
-    let re_kinds: Vec<Option<&str>> = messages
-        .iter()
-        .map(|m| m.re.map(|r| r.kind.as_str()))
-        .collect();
-    let re_ids: Vec<Option<String>> = messages
-        .iter()
-        .map(|m| m.re.map(|r| r.id.to_string()))
-        .collect();
-    let redacted: Vec<Option<&str>> = messages.iter().map(|m| m.redacted.as_deref()).collect();
-    // Rows are numbered in the batch's order (ORDER BY the ordinality).
-    let inserted = rows(
-        tx,
-        "INSERT INTO messages
-         (id, channel_id, author, ts_ms, body, ticket, signature, source,
-          received_at_ms, re_kind, re_id, redacted)
-         SELECT u.id, $1, u.author, u.ts_ms, u.body, u.ticket, u.signature, $2, $3,
-                u.re_kind, u.re_id, u.redacted
-         FROM UNNEST($4::text[], $5::text[], $6::int8[], $7::bytea[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[])
-              WITH ORDINALITY
-              AS u(id, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted, ord)
-         ORDER BY u.ord
-         ON CONFLICT (id) DO NOTHING
-         RETURNING 1",
-        &[
-            &channel_id,
-            &source.as_str(),
-            &(now_ms as i64),
-            &ids,
-            &authors,
-            &ts,
-            &bodies,
-            &tickets,
-            &signatures,
-            &re_kinds,
-            &re_ids,
-            &redacted,
-        ],
-    )
-    .await?;
-    let numbered = rows(
-        tx,
-        "SELECT id, seq FROM messages WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
-    let mut seq_of = std::collections::HashMap::with_capacity(numbered.len());
-    for r in &numbered {
-        seq_of.insert(r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)? as u64);
-    }
-    let seqs = ids
-        .iter()
-        .map(|id| {
-            seq_of
-                .get(id)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt(format!("message {id} was not stored")))
-        })
-        .collect::<StoreResult<_>>()?;
-    Ok((inserted.len() as u32, seqs))
-}
-
-/// Stores a batch row by row, settling each new message's edits and
-/// deletions before the next is stored (the order the rules need).
-async fn insert_one_by_one(
-    tx: &deadpool_postgres::Transaction<'_>,
-    channel_id: i64,
-    messages: &[Message],
-    ids: &[String],
-    tickets: &[String],
-    source: MessageSource,
-    now_ms: u64,
-) -> StoreResult<(u32, Vec<u64>)> {
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO messages
-             (id, channel_id, author, ts_ms, body, ticket, signature, source,
-              received_at_ms, re_kind, re_id, redacted)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (id) DO NOTHING RETURNING seq",
-        )
-        .await?;
-    let seq_of = tx
-        .prepare_cached("SELECT seq FROM messages WHERE id = $1")
-        .await?;
-    let mut new = 0u32;
-    let mut seqs = Vec::with_capacity(messages.len());
-    for ((m, id), ticket) in messages.iter().zip(ids).zip(tickets) {
-        let re_kind = m.re.map(|r| r.kind.as_str());
-        let re_id = m.re.map(|r| r.id.to_string());
-        let added = tx
-            .query_opt(
-                &insert,
-                &[
-                    id,
-                    &channel_id,
-                    &m.author,
-                    &(m.ts_ms as i64),
-                    &m.body.as_bytes(),
-                    ticket,
-                    &m.signature,
-                    &source.as_str(),
-                    &(now_ms as i64),
-                    &re_kind,
-                    &re_id,
-                    &m.redacted,
-                ],
-            )
-            .await?;
-        let seq: i64 = match added {
-            Some(r) => {
-                new += 1;
-                edits::settle(tx, channel_id, m).await?;
-                r.try_get(0)?
-            }
-            None => tx.query_one(&seq_of, &[id]).await?.try_get(0)?,
-        };
-        seqs.push(seq as u64);
-    }
-    Ok((new, seqs))
-}
-
-async fn last_seq_in(c: &impl GenericClient, channel_id: i64) -> StoreResult<u64> {
-    let r = row(
-        c,
-        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = $1",
-        &[&channel_id],
-    )
-    .await?;
-    Ok(match r {
-        Some(r) => r.try_get::<_, i64>(0)? as u64,
-        None => 0,
-    })
 }
 
 #[cfg(test)]
