@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Instant;
 
 use common::*;
 use serde_json::Value;
@@ -35,10 +34,7 @@ fn host_killed_while_members_write_then_everyone_converges() {
     }
 
     let mut sent = BTreeSet::new();
-    let mut write = |dir: &Path, body: String| {
-        let v = ok_json(dir, &["send", "ops", &body]);
-        sent.insert(v["message"]["id"].as_str().expect("id").to_owned());
-    };
+    let mut write = |dir: &Path, body: String| sent.insert(send(dir, "ops", &body));
     for i in 0..5 {
         write(&bdir, format!("bob {i}"));
         write(&ddir, format!("dan {i}"));
@@ -59,44 +55,7 @@ fn host_killed_while_members_write_then_everyone_converges() {
 
     let _host = start_node(&addr, &adir);
     write(&adir, "alice is back".to_owned());
-    let all: Vec<Vec<(String, String)>> = {
-        let mut out = Vec::new();
-        for dir in [&adir, &bdir, &ddir] {
-            let start = Instant::now();
-            loop {
-                let h = history(dir, "ops");
-                let ids: BTreeSet<String> = h.iter().map(|(id, _)| id.clone()).collect();
-                if sent.is_subset(&ids) {
-                    break;
-                }
-                if start.elapsed() > DEADLINE {
-                    let missing: Vec<&String> = sent.difference(&ids).collect();
-                    let log = std::fs::read_to_string(dir.join("logs").join("segchat.log"))
-                        .unwrap_or_default();
-                    panic!(
-                        "{} lacks {missing:?}; has {h:?}\nlog:\n{log}",
-                        dir.display()
-                    );
-                }
-                std::thread::sleep(POLL);
-            }
-            out.push(history(dir, "ops"));
-        }
-        out
-    };
-    for h in &all {
-        let ids: BTreeSet<&String> = h.iter().map(|(id, _)| id).collect();
-        assert_eq!(ids.len(), h.len(), "no message twice");
-        assert_eq!(h.len(), sent.len(), "exactly what was sent: {h:?}");
-    }
-    assert_eq!(
-        all[0], all[1],
-        "host and bob show the same history in the same order"
-    );
-    assert_eq!(
-        all[0], all[2],
-        "host and dan show the same history in the same order"
-    );
+    converge(&[&adir, &bdir, &ddir], "ops", &sent);
 
     // The system logs say where data came from.
     let host_log = std::fs::read_to_string(adir.join("logs").join("segchat.log")).expect("log");

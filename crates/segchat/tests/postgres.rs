@@ -41,11 +41,16 @@ fn fresh_database() -> String {
     rt.block_on(segchat_pgtest::fresh_database())
 }
 
-fn ids(dir: &Path, channel: &str) -> BTreeSet<String> {
-    history(dir, channel)
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
+/// Alice (node in `adir`) hosts the members-only channel `ops`; bob
+/// (node in `bdir`) joins it and reaches her host.
+fn alice_hosts_ops_with_bob(adir: &Path, bdir: &Path) {
+    register(adir, "alice");
+    register(bdir, "bob");
+    ok(adir, &["create", "ops", "--visibility", "members-only"]);
+    ok(bdir, &["join", "ops"]);
+    wait_until("bob to reach alice's host", || {
+        link_of(bdir, "ops") == "host"
+    });
 }
 
 #[test]
@@ -57,19 +62,10 @@ fn a_server_on_postgres_loses_nothing_to_kill_9_and_its_nodes_resume() {
     let _bob = start_node(&addr, &bdir);
     wait_node(&adir, "alice's node to connect", connected);
     wait_node(&bdir, "bob's node to connect", connected);
-    register(&adir, "alice");
-    register(&bdir, "bob");
-    ok(&adir, &["create", "ops", "--visibility", "members-only"]);
-    ok(&bdir, &["join", "ops"]);
-    wait_until("bob to reach alice's host", || {
-        link_of(&bdir, "ops") == "host"
-    });
+    alice_hosts_ops_with_bob(&adir, &bdir);
 
     let mut sent = BTreeSet::new();
-    let mut write = |dir: &Path, body: String| {
-        let v = ok_json(dir, &["send", "ops", &body]);
-        sent.insert(v["message"]["id"].as_str().expect("id").to_owned());
-    };
+    let mut write = |dir: &Path, body: String| sent.insert(send(dir, "ops", &body));
     for i in 0..4 {
         write(&adir, format!("alice {i}"));
         write(&bdir, format!("bob {i}"));
@@ -93,17 +89,7 @@ fn a_server_on_postgres_loses_nothing_to_kill_9_and_its_nodes_resume() {
     let _host = start_node(&addr, &adir);
     wait_node(&adir, "alice's node to come back", connected);
     write(&bdir, "bob after the restart".to_owned());
-    for dir in [&adir, &bdir] {
-        wait_until("every acknowledged message on both nodes", || {
-            sent.is_subset(&ids(dir, "ops"))
-        });
-    }
-    let (a, b) = (history(&adir, "ops"), history(&bdir, "ops"));
-    assert_eq!(a.len(), sent.len(), "nothing twice: {a:?}");
-    assert_eq!(
-        a, b,
-        "host and member show the same history in the same order"
-    );
+    converge(&[&adir, &bdir], "ops", &sent);
 
     // The backup is in PostgreSQL, and nowhere else.
     wait_until("the host's own messages to be backed up", || {
@@ -144,20 +130,11 @@ fn when_an_instance_dies_its_nodes_move_to_the_other_and_lose_nothing() {
     let _bob = start_node(&both, &bdir);
     wait_node(&adir, "alice's node to connect", connected);
     wait_node(&bdir, "bob's node to connect", connected);
-    register(&adir, "alice");
-    register(&bdir, "bob");
-    ok(&adir, &["create", "ops", "--visibility", "members-only"]);
-    ok(&bdir, &["join", "ops"]);
-    wait_until("bob to reach alice's host", || {
-        link_of(&bdir, "ops") == "host"
-    });
+    alice_hosts_ops_with_bob(&adir, &bdir);
     host.kill_9();
 
     let mut sent = BTreeSet::new();
-    let mut write = |dir: &Path, body: String| {
-        let v = ok_json(dir, &["send", "ops", &body]);
-        sent.insert(v["message"]["id"].as_str().expect("id").to_owned());
-    };
+    let mut write = |dir: &Path, body: String| sent.insert(send(dir, "ops", &body));
     for i in 0..4 {
         write(&bdir, format!("through the first {i}"));
     }
@@ -180,17 +157,7 @@ fn when_an_instance_dies_its_nodes_move_to_the_other_and_lose_nothing() {
     // Alice's host comes back; the first instance is still dead.
     let _host = start_node(&both, &adir);
     wait_node(&adir, "alice's node to find the second instance", connected);
-    for dir in [&adir, &bdir] {
-        wait_until("every message on both nodes", || {
-            sent.is_subset(&ids(dir, "ops"))
-        });
-    }
-    let (a, b) = (history(&adir, "ops"), history(&bdir, "ops"));
-    assert_eq!(a.len(), sent.len(), "nothing twice: {a:?}");
-    assert_eq!(
-        a, b,
-        "host and member show the same history in the same order"
-    );
+    converge(&[&adir, &bdir], "ops", &sent);
     wait_until("the whole conversation in the shared database", || {
         count(&url, "messages") == sent.len() as i64
     });

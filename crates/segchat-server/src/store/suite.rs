@@ -12,7 +12,9 @@ use segchat_proto::ticket::Ticket;
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
 use uuid::Uuid;
 
-use super::{ChannelUpdate, MessageSource, NewChannel, SessionRecord, Store, StoreError};
+use super::{
+    ChannelRecord, ChannelUpdate, MessageSource, NewChannel, SessionRecord, Store, StoreError,
+};
 
 pub(crate) async fn accounts(store: Arc<dyn Store>) {
     let u = store.create_user("Alice", "hash", 1).await.expect("create");
@@ -364,6 +366,21 @@ pub(crate) async fn messages(store: Arc<dyn Store>) {
     }
 }
 
+/// Olga's account, and a public channel of hers (no visitors) named `name`.
+async fn olgas_channel(store: &Arc<dyn Store>, name: &str) -> ChannelRecord {
+    let owner = store.create_user("olga", "h", 1).await.expect("user");
+    store
+        .create_channel(&NewChannel {
+            name: name.into(),
+            owner_id: owner.id,
+            visibility: Visibility::Public,
+            allow_visitors: false,
+            created_at_ms: 1,
+        })
+        .await
+        .expect("channel")
+}
+
 /// Many writers into one channel at once (server instances, or tasks of
 /// one) while a reader follows it by sequence number, as a member's
 /// fallback does: the reader must end with every message, though it only
@@ -372,17 +389,7 @@ pub(crate) async fn messages(store: Arc<dyn Store>) {
 pub(crate) async fn concurrent_writers(store: Arc<dyn Store>) {
     const WRITERS: usize = 8;
     const EACH: usize = 25;
-    let owner = store.create_user("olga", "h", 1).await.expect("user");
-    let ch = store
-        .create_channel(&NewChannel {
-            name: "busy".into(),
-            owner_id: owner.id,
-            visibility: Visibility::Public,
-            allow_visitors: false,
-            created_at_ms: 1,
-        })
-        .await
-        .expect("channel");
+    let ch = olgas_channel(&store, "busy").await;
     let key = SigningKey::from_bytes(&[5; 32]);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -457,17 +464,7 @@ fn acting(author: &str, ts: u64, re: Option<(RefKind, Uuid)>, body: &str) -> Mes
 }
 
 pub(crate) async fn edits_and_deletions(store: Arc<dyn Store>) {
-    let owner = store.create_user("olga", "h", 1).await.expect("user");
-    let ch = store
-        .create_channel(&NewChannel {
-            name: "a".into(),
-            owner_id: owner.id,
-            visibility: Visibility::Public,
-            allow_visitors: false,
-            created_at_ms: 1,
-        })
-        .await
-        .expect("channel");
+    let ch = olgas_channel(&store, "a").await;
     let put = |m: &Message| {
         let (store, m) = (store.clone(), m.clone());
         async move {

@@ -267,3 +267,61 @@ pub fn link_of(dir: &Path, channel: &str) -> String {
     let v = ok_json(dir, &["unread"]);
     v["links"][channel].as_str().unwrap_or("").to_owned()
 }
+
+/// Sends `body` to `channel` from the node in `dir`; the message's id.
+pub fn send(dir: &Path, channel: &str, body: &str) -> String {
+    let v = ok_json(dir, &["send", channel, body]);
+    v["message"]["id"].as_str().expect("id").to_owned()
+}
+
+/// Waits until every node in `dirs` holds every message of `sent` (ids)
+/// in `channel`, then checks that each shows exactly those, once each, in
+/// the same order as the first; returns that history. On a timeout, says
+/// what the lagging node lacks, with its log.
+pub fn converge(
+    dirs: &[&Path],
+    channel: &str,
+    sent: &std::collections::BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        let start = Instant::now();
+        loop {
+            let h = history(dir, channel);
+            let ids: std::collections::BTreeSet<String> =
+                h.iter().map(|(id, _)| id.clone()).collect();
+            if sent.is_subset(&ids) {
+                break;
+            }
+            if start.elapsed() > DEADLINE {
+                let missing: Vec<&String> = sent.difference(&ids).collect();
+                let log = std::fs::read_to_string(dir.join("logs").join("segchat.log"))
+                    .unwrap_or_default();
+                panic!(
+                    "{} lacks {missing:?}; has {h:?}\nlog:\n{log}",
+                    dir.display()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+        all.push(history(dir, channel));
+    }
+    for (dir, h) in dirs.iter().zip(&all) {
+        let ids: std::collections::BTreeSet<&String> = h.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), h.len(), "{}: no message twice", dir.display());
+        assert_eq!(
+            h.len(),
+            sent.len(),
+            "{}: exactly what was sent: {h:?}",
+            dir.display()
+        );
+        assert_eq!(
+            h,
+            &all[0],
+            "{} shows the same history in the same order as {}",
+            dir.display(),
+            dirs[0].display()
+        );
+    }
+    all.swap_remove(0)
+}

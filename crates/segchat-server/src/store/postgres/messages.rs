@@ -16,6 +16,19 @@ use crate::store::{Inserted, MessageSource, StoreError, StoreResult};
 const INSERT_COLUMNS: &str = "id, channel_id, author, ts_ms, body, ticket, signature, source, \
      received_at_ms, re_kind, re_id, redacted";
 
+/// A batch to store, with what every row of it shares and each message's
+/// columns that are not fields of [`Message`].
+struct Batch<'a> {
+    channel_id: i64,
+    messages: &'a [Message],
+    /// Each message's id, as stored.
+    ids: Vec<String>,
+    /// Each message's ticket, as stored (JSON).
+    tickets: Vec<String>,
+    source: &'static str,
+    now_ms: i64,
+}
+
 /// Stores the messages that are not stored yet (by id) in one transaction.
 pub(super) async fn insert(
     client: &mut deadpool_postgres::Client,
@@ -24,10 +37,19 @@ pub(super) async fn insert(
     source: MessageSource,
     now_ms: u64,
 ) -> StoreResult<Inserted> {
-    let tickets: Vec<String> = messages
-        .iter()
-        .map(|m| serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .collect::<StoreResult<_>>()?;
+    let batch = Batch {
+        channel_id,
+        messages,
+        ids: messages.iter().map(|m| m.id.to_string()).collect(),
+        tickets: messages
+            .iter()
+            .map(|m| {
+                serde_json::to_string(&m.ticket).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<StoreResult<_>>()?,
+        source: source.as_str(),
+        now_ms: now_ms as i64,
+    };
     let tx = client.transaction().await?;
     // Writers into one channel take turns until they commit, so its
     // seqs are committed in the order they were drawn.
@@ -37,11 +59,10 @@ pub(super) async fn insert(
         &[&channel_id],
     )
     .await?;
-    let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
-    let (new, seqs) = if edits::settles_nothing(&tx, channel_id, messages, &ids).await? {
-        insert_plain(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
+    let (new, seqs) = if edits::settles_nothing(&tx, channel_id, messages, &batch.ids).await? {
+        insert_plain(&tx, &batch).await?
     } else {
-        insert_one_by_one(&tx, channel_id, messages, &ids, &tickets, source, now_ms).await?
+        insert_one_by_one(&tx, &batch).await?
     };
     let last_seq = last_seq(&tx, channel_id).await?;
     tx.commit().await?;
@@ -85,13 +106,9 @@ pub(super) async fn after(
 /// one for their numbers, whatever the batch's size.
 async fn insert_plain(
     tx: &deadpool_postgres::Transaction<'_>,
-    channel_id: i64,
-    messages: &[Message],
-    ids: &[String],
-    tickets: &[String],
-    source: MessageSource,
-    now_ms: u64,
+    batch: &Batch<'_>,
 ) -> StoreResult<(u32, Vec<u64>)> {
+    let messages = batch.messages;
     let authors: Vec<&str> = messages.iter().map(|m| m.author.as_str()).collect();
     let ts: Vec<i64> = messages.iter().map(|m| m.ts_ms as i64).collect();
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_bytes()).collect();
@@ -121,14 +138,14 @@ async fn insert_plain(
          RETURNING 1"
         ),
         &[
-            &channel_id,
-            &source.as_str(),
-            &(now_ms as i64),
-            &ids,
+            &batch.channel_id,
+            &batch.source,
+            &batch.now_ms,
+            &batch.ids,
             &authors,
             &ts,
             &bodies,
-            &tickets,
+            &batch.tickets,
             &signatures,
             &re_kinds,
             &re_ids,
@@ -139,14 +156,15 @@ async fn insert_plain(
     let numbered = rows(
         tx,
         "SELECT id, seq FROM messages WHERE id = ANY($1)",
-        &[&ids],
+        &[&batch.ids],
     )
     .await?;
     let mut seq_of = HashMap::with_capacity(numbered.len());
     for r in &numbered {
         seq_of.insert(r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)? as u64);
     }
-    let seqs = ids
+    let seqs = batch
+        .ids
         .iter()
         .map(|id| {
             seq_of
@@ -162,12 +180,7 @@ async fn insert_plain(
 /// deletions before the next is stored (the order the rules need).
 async fn insert_one_by_one(
     tx: &deadpool_postgres::Transaction<'_>,
-    channel_id: i64,
-    messages: &[Message],
-    ids: &[String],
-    tickets: &[String],
-    source: MessageSource,
-    now_ms: u64,
+    batch: &Batch<'_>,
 ) -> StoreResult<(u32, Vec<u64>)> {
     let insert = tx
         .prepare_cached(&format!(
@@ -180,8 +193,9 @@ async fn insert_one_by_one(
         .prepare_cached("SELECT seq FROM messages WHERE id = $1")
         .await?;
     let mut new = 0u32;
-    let mut seqs = Vec::with_capacity(messages.len());
-    for ((m, id), ticket) in messages.iter().zip(ids).zip(tickets) {
+    let mut seqs = Vec::with_capacity(batch.messages.len());
+    let rows = batch.messages.iter().zip(&batch.ids).zip(&batch.tickets);
+    for ((m, id), ticket) in rows {
         let re_kind = m.re.map(|r| r.kind.as_str());
         let re_id = m.re.map(|r| r.id.to_string());
         let added = tx
@@ -189,14 +203,14 @@ async fn insert_one_by_one(
                 &insert,
                 &[
                     id,
-                    &channel_id,
+                    &batch.channel_id,
                     &m.author,
                     &(m.ts_ms as i64),
                     &m.body.as_bytes(),
                     ticket,
                     &m.signature,
-                    &source.as_str(),
-                    &(now_ms as i64),
+                    &batch.source,
+                    &batch.now_ms,
                     &re_kind,
                     &re_id,
                     &m.redacted,
@@ -206,7 +220,7 @@ async fn insert_one_by_one(
         let seq: i64 = match added {
             Some(r) => {
                 new += 1;
-                edits::settle(tx, channel_id, m).await?;
+                edits::settle(tx, batch.channel_id, m).await?;
                 r.try_get(0)?
             }
             None => tx.query_one(&seq_of, &[id]).await?.try_get(0)?,
