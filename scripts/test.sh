@@ -32,6 +32,9 @@ if [ "$(id -u)" = 0 ]; then
     # The store suite and tests/postgres.rs run a private PostgreSQL.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
         || missing="$missing postgresql"
+    # tests/cluster.rs links server instances through a private nats-server.
+    command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] \
+        || missing="$missing nats-server"
     if [ -n "$missing" ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && apt-get install -y -qq $missing
@@ -45,6 +48,10 @@ else
     echo "note: not root: the partition and full-disk fault scenarios will be skipped" >&2
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
         echo "error: the tests run a private PostgreSQL: apt-get install postgresql" >&2
+        exit 1
+    fi
+    if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+        echo "error: the tests run a private NATS: apt-get install nats-server" >&2
         exit 1
     fi
 fi

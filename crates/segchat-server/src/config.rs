@@ -13,6 +13,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or a plain path; `None` means `DATA_DIR/server.db`.
     pub database_url: Option<String>,
+    /// NATS server(s) linking several instances (`nats://host:port`,
+    /// comma-separated); `None` runs alone.
+    pub nats_url: Option<String>,
     /// How often nodes are asked to heartbeat.
     pub heartbeat: Duration,
     /// How long a peer stays listed without a heartbeat.
@@ -59,6 +62,7 @@ impl ServerConfig {
             log: LogConfig::new(data_dir.join("logs")),
             data_dir,
             database_url: None,
+            nats_url: None,
             heartbeat: Duration::from_secs(5),
             peer_ttl: Duration::from_secs(15),
             max_frame_len: segchat_proto::MAX_FRAME_LEN,
@@ -107,6 +111,16 @@ impl ServerConfig {
         }
         if self.outbound_queue == 0 {
             return Err("outbound queue must hold at least one frame".into());
+        }
+        let on_postgres = self
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        if self.nats_url.is_some() && !on_postgres {
+            return Err(
+                "--nats links instances that share one PostgreSQL: give --database postgres://… too"
+                    .into(),
+            );
         }
         Ok(())
     }

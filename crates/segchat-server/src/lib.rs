@@ -10,8 +10,10 @@
 //! - `admission.rs`: the per-source connection cap.
 //! - `ops/`: one handler per operation, grouped by aggregate
 //!   (`session.rs`, `peers.rs`, `channels.rs`).
-//! - `hub.rs`: the in-memory live state: connections, the peer list,
-//!   presence, event delivery.
+//! - `hub/`: the in-memory live state: connections, the peer list,
+//!   presence, hosts, streams, event delivery; replicas of the other
+//!   instances' (`remote.rs`).
+//! - `cluster.rs`: the link between instances over NATS.
 //! - `auth/`: tokens; argon2id with bounded memory (`hasher.rs`); the
 //!   sign-in throttle (`limiter.rs`).
 //! - `names.rs`: which visitor names would pass for a registered user
@@ -23,6 +25,7 @@
 
 mod admission;
 mod auth;
+mod cluster;
 pub mod config;
 mod conn;
 mod hub;

@@ -49,6 +49,11 @@ impl Presences {
         self.users.get(&user).map_or(Presence::Offline, Live::shown)
     }
 
+    /// The status the user chose, while they are connected.
+    pub(crate) fn chosen(&self, user: i64) -> Option<Presence> {
+        self.users.get(&user).map(|l| l.chosen)
+    }
+
     /// A connection of the user signed in, active. `chosen` is their
     /// stored status, used if this is their first connection.
     pub(crate) fn connect(&mut self, user: i64, chosen: Presence) -> Shift {

@@ -36,6 +36,11 @@ pub enum ServerError {
     Log { dir: String, source: std::io::Error },
     #[error("{0}")]
     Bind(#[from] segchat_net::endpoint::BindError),
+    #[error("could not reach NATS at {url}: {source}")]
+    Nats {
+        url: String,
+        source: async_nats::ConnectError,
+    },
 }
 
 /// How long a new QUIC connection has to open its tracker stream.
@@ -76,10 +81,30 @@ pub async fn run(
     log.record(
         "SERVER_STARTED",
         &local,
-        format!("database={}", redact_url(&url)),
+        match &config.nats_url {
+            Some(nats) => format!("database={} nats={}", redact_url(&url), redact_url(nats)),
+            None => format!("database={}", redact_url(&url)),
+        },
     );
     tracing::info!(addr = %local, "segchat server listening");
 
+    let link = match &config.nats_url {
+        Some(url) => {
+            Some(
+                crate::cluster::connect(url)
+                    .await
+                    .map_err(|source| ServerError::Nats {
+                        url: url.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let hub = match &link {
+        Some(l) => Hub::clustered(log.clone(), l.instance, l.tx.clone()),
+        None => Hub::new(log.clone()),
+    };
     let shared = Arc::new(Shared {
         limiter: LoginLimiter::new(Limits {
             per_pair: config.login_failures_per_account_source,
@@ -89,7 +114,8 @@ pub async fn run(
         }),
         hasher: Hasher::new(config.hash_slots, config.hash_queue),
         taken_names,
-        hub: Hub::new(log.clone()),
+        hub,
+        cluster: link.as_ref().map(|l| l.handle()),
         store,
         log: log.clone(),
         verifier: segchat_proto::verify::Verifier::new(key.verifying_key()),
@@ -128,6 +154,9 @@ pub async fn run(
 
     let tasks = TaskTracker::new();
     tasks.spawn(reaper(shared.clone(), shutdown.clone()));
+    if let Some(link) = link {
+        tasks.spawn(crate::cluster::run(link, shared.clone(), shutdown.clone()));
+    }
     let router = Router::builder(endpoint)
         .accept(
             segchat_net::ALPN_TRACKER,

@@ -245,6 +245,10 @@ pub(crate) struct ServerArgs {
     /// `sqlite://PATH` or a plain path [default: DATA_DIR/server.db].
     #[arg(long, env = "SEGCHAT_DATABASE", value_name = "URL")]
     pub(crate) database: Option<String>,
+    /// NATS server(s) linking several server instances on one PostgreSQL
+    /// (`nats://HOST:PORT`, comma-separated) [default: run alone].
+    #[arg(long, env = "SEGCHAT_NATS", value_name = "URL")]
+    pub(crate) nats: Option<String>,
     /// How often nodes heartbeat, in seconds [default: 5].
     #[arg(long, env = "SEGCHAT_HEARTBEAT_SECS", value_name = "SECS")]
     pub(crate) heartbeat_secs: Option<f64>,

@@ -56,6 +56,7 @@ pub(crate) struct ServerFile {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) database: Option<String>,
+    pub(crate) nats: Option<String>,
     pub(crate) heartbeat_secs: Option<f64>,
     pub(crate) peer_ttl_secs: Option<f64>,
     pub(crate) log_max_records: Option<u64>,
@@ -133,6 +134,7 @@ pub(crate) fn server(
         .unwrap_or_else(|| default_root().join("server"));
     let mut config = ServerConfig::new(data_dir);
     config.database_url = args.database.clone().or_else(|| f.database.clone());
+    config.nats_url = args.nats.clone().or_else(|| f.nats.clone());
     if let Some(h) = args.heartbeat_secs.or(f.heartbeat_secs) {
         config.heartbeat = secs(h, "--heartbeat-secs")?;
     }

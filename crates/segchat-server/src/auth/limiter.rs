@@ -137,36 +137,66 @@ impl LoginLimiter {
         }
 
         // Count it now; `succeeded` and `cancel` take it back.
-        if let Some(pair) = state.pairs.get_mut(&(account.clone(), source)) {
-            pair.push(now);
-        }
-        if !known {
-            if let Some(acc) = state.accounts.get_mut(&account) {
-                acc.push(now);
-            }
-            if let Some(s) = state.sources.get_mut(&source) {
-                s.failures.retain(|t| now.duration_since(*t) < window);
-                s.failures.push(now);
-                if s.failures.len() >= self.limits.per_source as usize {
-                    // The limit is reached with this attempt: it still runs,
-                    // the next ones wait, longer each time it happens again.
-                    let block = window * 2u32.pow(s.doublings);
-                    s.blocked_until = Some(now + block);
-                    s.doublings = (s.doublings + 1).min(MAX_BACKOFF_DOUBLINGS);
-                    s.failures.clear();
-                }
-            }
-        }
-        let entries = state.pairs.len() + state.sources.len() + state.accounts.len();
-        if entries > SWEEP_ABOVE {
-            sweep(state, window, now);
-        }
+        self.count(state, &account, source, known, now);
         Ok(Attempt {
             account,
             source,
             at: now,
             known,
         })
+    }
+
+    /// Counts one attempt in every list that applies to it.
+    fn count(&self, state: &mut State, account: &str, source: Source, known: bool, now: Instant) {
+        let window = self.limits.window;
+        state
+            .pairs
+            .entry((account.to_owned(), source))
+            .or_default()
+            .push(now);
+        if !known {
+            state
+                .accounts
+                .entry(account.to_owned())
+                .or_default()
+                .push(now);
+            let s = state.sources.entry(source).or_default();
+            s.failures.retain(|t| now.duration_since(*t) < window);
+            s.failures.push(now);
+            if s.failures.len() >= self.limits.per_source as usize {
+                // The limit is reached with this attempt: it still runs,
+                // the next ones wait, longer each time it happens again.
+                let block = window * 2u32.pow(s.doublings);
+                s.blocked_until = Some(now + block);
+                s.doublings = (s.doublings + 1).min(MAX_BACKOFF_DOUBLINGS);
+                s.failures.clear();
+            }
+        }
+        let entries = state.pairs.len() + state.sources.len() + state.accounts.len();
+        if entries > SWEEP_ABOVE {
+            sweep(state, window, now);
+        }
+    }
+
+    /// Another server instance checked a password for `username` from
+    /// `ip`: a failure counts here too, a success makes the source known
+    /// (so the limits hold across instances, give or take the moment the
+    /// news takes to arrive).
+    pub(crate) fn elsewhere(&self, username: &str, ip: IpAddr, ok: bool, now: Instant) {
+        let account = username.to_lowercase();
+        let source = Source::of(ip);
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        if ok {
+            state.pairs.remove(&(account.clone(), source));
+            remember(state, account, source);
+        } else {
+            let known = state
+                .known
+                .get(&account)
+                .is_some_and(|k| k.contains(&source));
+            self.count(state, &account, source, known, now);
+        }
     }
 
     /// The password was wrong: the attempt stays counted.
@@ -283,6 +313,23 @@ mod tests {
     fn fail(lim: &LoginLimiter, user: &str, from: &str, now: Instant) {
         let attempt = lim.reserve(user, ip(from), now).expect("allowed");
         lim.failed(attempt);
+    }
+
+    #[test]
+    fn failures_counted_on_another_instance_block_here_too() {
+        let (here, there) = (limiter(3, 100, 100), limiter(3, 100, 100));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            fail(&there, "alice", "10.0.0.9", t0);
+            here.elsewhere("alice", ip("10.0.0.9"), false, t0);
+        }
+        assert!(
+            here.reserve("alice", ip("10.0.0.9"), t0).is_err(),
+            "the guesses made through the other instance count here"
+        );
+        // The owner signing in elsewhere makes the source known here.
+        here.elsewhere("alice", ip("10.0.0.9"), true, t0);
+        assert!(here.reserve("alice", ip("10.0.0.9"), t0).is_ok());
     }
 
     #[test]

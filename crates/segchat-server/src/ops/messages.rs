@@ -75,8 +75,10 @@ pub(super) async fn host_channel(
     })
 }
 
-/// Tells a channel's members where its host is now (or that it is gone).
-pub(super) async fn announce_host(shared: &Shared, ch: &ChannelRecord) {
+/// Tells a channel's members on this instance where its host is now (or
+/// that it is gone). Every instance tells its own members when its view
+/// of the host changes (hosts are replicated, see `hub`).
+pub(crate) async fn announce_host(shared: &Shared, ch: &ChannelRecord) {
     let host = shared.hub.host_of(&ch.name);
     match shared
         .store
@@ -84,7 +86,7 @@ pub(super) async fn announce_host(shared: &Shared, ch: &ChannelRecord) {
         .await
         .map(|m| m.into_iter().map(|m| m.user_id).collect::<Vec<_>>())
     {
-        Ok(members) => shared.hub.push_to_users(
+        Ok(members) => shared.hub.push_here_to_users(
             &members,
             &Event::HostStatus {
                 channel: ch.name.clone(),

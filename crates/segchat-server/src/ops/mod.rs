@@ -8,6 +8,8 @@ mod peers;
 mod session;
 mod streams;
 
+pub(crate) use messages::announce_host;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) key: ed25519_dalek::SigningKey,
     /// Checks messages against this server's own key.
     pub(crate) verifier: segchat_proto::verify::Verifier,
+    /// The link to the other instances, if any.
+    pub(crate) cluster: Option<crate::cluster::Handle>,
 }
 
 /// One connection's view of itself.
@@ -167,8 +171,15 @@ pub(crate) fn now() -> Instant {
 }
 
 /// Tells a user's channel mates (as others see it) and the user's own
-/// connections (as they see it) about a presence change, and logs it.
-pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, source: SocketAddr) {
+/// connections (as they see it) on this instance about a presence change,
+/// and logs it. Every instance does this for the changes it sees (presence
+/// counts every instance's connections, see `hub`), so each connection
+/// hears of a change once.
+pub(crate) async fn announce_presence(
+    shared: &Shared,
+    change: PresenceChange,
+    source: impl std::fmt::Display,
+) {
     let PresenceChange {
         user_id,
         username,
@@ -184,7 +195,7 @@ pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, s
             after.as_str()
         ),
     );
-    shared.hub.push_to_users(
+    shared.hub.push_here_to_users(
         &[user_id],
         &Event::Presence {
             username: username.clone(),
@@ -202,7 +213,7 @@ pub(crate) async fn announce_presence(shared: &Shared, change: PresenceChange, s
         }
     }
     match shared.store.channel_mates(user_id).await {
-        Ok(mates) => shared.hub.push_to_users(
+        Ok(mates) => shared.hub.push_here_to_users(
             &mates,
             &Event::Presence {
                 username,

@@ -124,12 +124,14 @@ pub(super) async fn login(
     };
     let Some(user) = user.filter(|_| ok) else {
         shared.limiter.failed(attempt);
+        crate::cluster::signed_in(shared, &username, ctx.addr.ip(), false);
         shared
             .log
             .record("LOGIN_FAILED", ctx.addr, format!("user={username}"));
         return Err(Failure::unauthorized(BAD_CREDENTIALS));
     };
     shared.limiter.succeeded(attempt);
+    crate::cluster::signed_in(shared, &username, ctx.addr.ip(), true);
     shared
         .log
         .record("LOGIN", ctx.addr, format!("user={}", user.username));

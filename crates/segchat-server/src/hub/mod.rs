@@ -5,6 +5,21 @@
 //! little bookkeeping and returns. No lock is ever held across `.await`, and
 //! event delivery uses `try_send`: a connection whose queue is full is cut
 //! off (it resumes after reconnecting) instead of stalling everybody else.
+//!
+//! With several instances (`cluster`), each change to this instance's
+//! entries is also handed to the cluster link (`try_send` too, in the same
+//! lock, so changes leave in the order they happened), the other
+//! instances' entries are kept as replicas (`remote.rs`), and queries and
+//! deliveries cover both.
+
+mod hosting;
+mod push;
+mod remote;
+mod replicas;
+
+use replicas::conn_entry;
+
+pub(crate) use remote::{Applied, Change, InstanceId, Outgoing};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +43,7 @@ pub(crate) type TrackerFrame = Frame<Request, Reply, Event>;
 pub(crate) type ConnId = u64;
 
 /// Who a connection is signed in as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Principal {
     /// `None` for visitors.
     pub(crate) user_id: Option<i64>,
@@ -71,6 +86,8 @@ struct State {
     /// Live streams by id, with the connection that streams each.
     streams: HashMap<u64, (ConnId, StreamInfo)>,
     next_stream: u64,
+    /// The other instances' entries.
+    remote: remote::Remote,
 }
 
 /// What happened to a user's presence because of a bind or unbind.
@@ -87,14 +104,56 @@ pub(crate) struct PresenceChange {
 pub(crate) struct Hub {
     state: Mutex<State>,
     log: SystemLog,
+    /// Where changes go for the other instances; `None` when alone.
+    cluster: Option<mpsc::Sender<Outgoing>>,
 }
 
 impl Hub {
+    /// A hub for a server that runs alone.
     pub(crate) fn new(log: SystemLog) -> Self {
         Hub {
             state: Mutex::new(State::default()),
             log,
+            cluster: None,
         }
+    }
+
+    /// A hub for instance `instance` of several, handing its changes to
+    /// `cluster`. Its stream ids start from a per-instance offset so that
+    /// two instances do not hand out the same one.
+    pub(crate) fn clustered(
+        log: SystemLog,
+        instance: InstanceId,
+        cluster: mpsc::Sender<Outgoing>,
+    ) -> Self {
+        let state = State {
+            next_stream: (instance & 0xffff) << 32,
+            ..State::default()
+        };
+        Hub {
+            state: Mutex::new(state),
+            log,
+            cluster: Some(cluster),
+        }
+    }
+
+    /// Hands `out` to the cluster link; called with the lock held so that
+    /// changes leave in order. A full queue drops it: the next refresh
+    /// carries the state again.
+    fn emit(&self, out: Outgoing) {
+        let Some(tx) = &self.cluster else { return };
+        if tx.try_send(out).is_err() {
+            tracing::warn!("cluster queue full; a change waits for the next refresh");
+        }
+    }
+
+    /// Announces connection `id`'s entry (or its absence) to the cluster.
+    fn emit_conn(&self, st: &State, id: ConnId) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let entry = conn_entry(st, id);
+        self.emit(Outgoing::Change(Change::Conn { conn: id, entry }));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -141,9 +200,9 @@ impl Hub {
         debug_assert!(conn.principal.is_none(), "bind over a bound connection");
         conn.principal = Some(principal);
         conn.idle = false;
-        let uid = user_id?;
-        let shift = st.presence.connect(uid, chosen);
-        change(uid, username, shift)
+        let shift = user_id.map(|uid| st.presence.connect(uid, chosen));
+        self.emit_conn(&st, id);
+        change(user_id?, username, shift?)
     }
 
     /// Signs a connection out (it stays connected) and drops its peer
@@ -159,6 +218,7 @@ impl Hub {
         };
         let idle = std::mem::take(&mut conn.idle);
         let change = Self::presence_after_leaving(&mut st, &principal, idle);
+        self.emit_conn(&st, id);
         (Some(principal), change)
     }
 
@@ -173,6 +233,7 @@ impl Hub {
             return (None, None);
         };
         let change = Self::presence_after_leaving(&mut st, &principal, conn.idle);
+        self.emit_conn(&st, id);
         (Some(principal), change)
     }
 
@@ -194,7 +255,9 @@ impl Hub {
         username: &str,
         status: Presence,
     ) -> Option<PresenceChange> {
-        let shift = self.lock().presence.choose(user_id, status);
+        let mut st = self.lock();
+        let shift = st.presence.choose(user_id, status);
+        self.emit(Outgoing::Change(Change::Chosen { user_id, status }));
         change(user_id, username.to_owned(), shift)
     }
 
@@ -211,6 +274,7 @@ impl Hub {
         }
         conn.idle = idle;
         let shift = st.presence.set_idle(uid, idle);
+        self.emit_conn(&st, id);
         change(uid, username, shift)
     }
 
@@ -250,6 +314,7 @@ impl Hub {
         };
         let info = peer_info(&peer, status);
         st.peers.insert(id, peer);
+        self.emit_conn(&st, id);
         Some(info)
     }
 
@@ -294,9 +359,20 @@ impl Hub {
     /// but themself.
     pub(crate) fn peers(&self, asker: &Principal, users: Option<&[i64]>) -> Vec<PeerInfo> {
         let st = self.lock();
+        let remote = st.remote.conns.values().filter_map(|s| {
+            let (node, last_seen_ms) = s.value.peer.clone()?;
+            Some(Peer {
+                principal: s.value.principal.clone(),
+                node,
+                last_seen: s.seen,
+                last_seen_ms,
+            })
+        });
+        let all: Vec<Peer> = remote.collect();
         let mut list: Vec<PeerInfo> = st
             .peers
             .values()
+            .chain(all.iter())
             .filter(|p| match users {
                 Some(ids) => p.principal.user_id.is_some_and(|u| ids.contains(&u)),
                 None => true,
@@ -320,17 +396,6 @@ impl Hub {
         list
     }
 
-    /// Makes the connection the live host of `channel` (owned by
-    /// `owner_id`); returns how to reach it, or `None` if it has not
-    /// submitted its address.
-    pub(crate) fn set_host(&self, channel: &str, id: ConnId, owner_id: i64) -> Option<NodeAddr> {
-        let mut st = self.lock();
-        let node = st.peers.get(&id)?.node.clone();
-        st.hosts
-            .insert(channel.to_owned(), (id, node.clone(), owner_id));
-        Some(node)
-    }
-
     /// Where the node whose transport proved `node_id` stands: signed in
     /// on one of its connections, connected but not signed in, or unknown
     /// (the relay serves the first two, see `segchat_net::relay`).
@@ -344,119 +409,12 @@ impl Hub {
             }
             standing = Standing::Linked;
         }
+        if st.remote.conns.values().any(|s| s.value.node_id == node_id) {
+            // Signed in on another instance, which may be down: this
+            // instance's relay serves it too.
+            return Standing::SignedIn;
+        }
         standing
-    }
-
-    /// The P2P address of a channel's host, as others may see it: `None`
-    /// while no node hosts it or while its owner is invisible (an address
-    /// would tell that they are online).
-    pub(crate) fn host_of(&self, channel: &str) -> Option<NodeAddr> {
-        let st = self.lock();
-        let (_, node, owner) = st.hosts.get(channel)?;
-        let status = st.presence.shown(*owner);
-        (status.as_seen_by_others() != Presence::Offline).then(|| node.clone())
-    }
-
-    /// Channels hosted by the user's nodes.
-    pub(crate) fn hosted_by(&self, owner_id: i64) -> Vec<String> {
-        self.lock()
-            .hosts
-            .iter()
-            .filter(|(_, (_, _, o))| *o == owner_id)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    /// Stops `id` hosting anything; returns the channels it hosted.
-    pub(crate) fn drop_hosts(&self, id: ConnId) -> Vec<String> {
-        let mut st = self.lock();
-        let gone: Vec<String> = st
-            .hosts
-            .iter()
-            .filter(|(_, (c, _, _))| *c == id)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &gone {
-            st.hosts.remove(name);
-        }
-        gone
-    }
-
-    /// A channel was deleted: forgets its host, and ends and returns its
-    /// live streams.
-    pub(crate) fn forget_channel(&self, channel: &str) -> Vec<StreamInfo> {
-        let mut st = self.lock();
-        st.hosts.remove(channel);
-        let ids: Vec<u64> = st
-            .streams
-            .iter()
-            .filter(|(_, (_, s))| s.channel == channel)
-            .map(|(sid, _)| *sid)
-            .collect();
-        ids.iter()
-            .filter_map(|sid| st.streams.remove(sid).map(|(_, s)| s))
-            .collect()
-    }
-
-    /// Registers a live stream of connection `id` in `info.channel`,
-    /// filling in its id and the connection's announced addresses. `None`
-    /// if the connection has no peer entry (no `submit_info` yet); `Err`
-    /// with the running stream if it already streams in that channel.
-    pub(crate) fn start_stream(
-        &self,
-        id: ConnId,
-        mut info: StreamInfo,
-    ) -> Option<Result<StreamInfo, StreamInfo>> {
-        let mut st = self.lock();
-        let peer = st.peers.get(&id)?;
-        info.p2p_addr = peer.node.addr;
-        info.node_id = peer.node.node_id.clone();
-        if let Some((_, running)) = st
-            .streams
-            .values()
-            .find(|(c, s)| *c == id && s.channel == info.channel)
-        {
-            return Some(Err(running.clone()));
-        }
-        st.next_stream += 1;
-        info.stream_id = st.next_stream;
-        st.streams.insert(info.stream_id, (id, info.clone()));
-        Some(Ok(info))
-    }
-
-    /// Ends a stream of connection `id`; `None` if it has no such stream.
-    pub(crate) fn stop_stream(&self, id: ConnId, stream_id: u64) -> Option<StreamInfo> {
-        let mut st = self.lock();
-        match st.streams.get(&stream_id) {
-            Some((c, _)) if *c == id => st.streams.remove(&stream_id).map(|(_, s)| s),
-            _ => None,
-        }
-    }
-
-    /// Ends every stream of connection `id` and returns them.
-    pub(crate) fn drop_streams(&self, id: ConnId) -> Vec<StreamInfo> {
-        let mut st = self.lock();
-        let ids: Vec<u64> = st
-            .streams
-            .iter()
-            .filter(|(_, (c, _))| *c == id)
-            .map(|(sid, _)| *sid)
-            .collect();
-        ids.iter()
-            .filter_map(|sid| st.streams.remove(sid).map(|(_, s)| s))
-            .collect()
-    }
-
-    /// Every live stream, oldest first.
-    pub(crate) fn streams(&self) -> Vec<StreamInfo> {
-        let mut list: Vec<StreamInfo> = self
-            .lock()
-            .streams
-            .values()
-            .map(|(_, s)| s.clone())
-            .collect();
-        list.sort_by_key(|s| s.stream_id);
-        list
     }
 
     /// Connections signed in with the given session.
@@ -485,62 +443,6 @@ impl Hub {
             })
             .map(|(id, _)| *id)
             .collect()
-    }
-
-    /// Pushes an event to every connection of the given users.
-    pub(crate) fn push_to_users(&self, users: &[i64], event: &Event) {
-        self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));
-    }
-
-    /// Pushes an event to every connection of the given users but one
-    /// (the connection the news came from).
-    pub(crate) fn push_to_users_except(&self, users: &[i64], except: ConnId, event: &Event) {
-        let st = self.lock();
-        for (id, c) in &st.conns {
-            let wanted = c
-                .principal
-                .as_ref()
-                .is_some_and(|p| p.user_id.is_some_and(|u| users.contains(&u)));
-            if *id != except && wanted {
-                self.deliver(*id, c, event);
-            }
-        }
-    }
-
-    /// Pushes an event to the listed connections.
-    pub(crate) fn push_to_conns(&self, conns: &[ConnId], event: &Event) {
-        let st = self.lock();
-        for id in conns {
-            if let Some(c) = st.conns.get(id) {
-                self.deliver(*id, c, event);
-            }
-        }
-    }
-
-    /// Pushes an event to every signed-in connection whose principal
-    /// matches.
-    pub(crate) fn push_where(&self, event: &Event, mut wanted: impl FnMut(&Principal) -> bool) {
-        let st = self.lock();
-        for (id, c) in &st.conns {
-            if c.principal.as_ref().is_some_and(&mut wanted) {
-                self.deliver(*id, c, event);
-            }
-        }
-    }
-
-    fn deliver(&self, id: ConnId, conn: &Conn, event: &Event) {
-        match conn.tx.try_send(Frame::Event(event.clone())) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.log.record(
-                    "SLOW_CONSUMER",
-                    conn.addr,
-                    format!("conn={id} queue full; disconnecting so it resyncs"),
-                );
-                conn.cancel.cancel();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
     }
 }
 

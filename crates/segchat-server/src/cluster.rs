@@ -1,0 +1,300 @@
+//! The link between server instances, over NATS (`--nats URL`).
+//!
+//! Each instance owns the live state of its own connections (see `hub`)
+//! and tells the others about it; nothing live is shared any other way.
+//! Subjects, under the prefix `segchat`:
+//!
+//! - `segchat.state`: every instance publishes its changes here, batched
+//!   ([`Message::State`]), all of its entries again every refresh period
+//!   (a third of the peer TTL), and [`Message::Gone`] when it stops.
+//!   Every instance subscribes: any of them may be asked for the peer
+//!   list, a channel's host or the live streams.
+//! - `segchat.to.<instance>`: events for some connections of that
+//!   instance ([`Message::Deliver`]). Each instance subscribes to its own
+//!   only, so an event crosses to the instances that have someone to
+//!   give it to, once each.
+//! - `segchat.signin`: the outcome of each password check, so that the
+//!   sign-in throttle counts failures on every instance.
+//!
+//! NATS delivers at most once. A lost change is repaired by the next
+//! refresh; a lost removal by the TTL. An instance that stops announcing
+//! (killed, cut off from NATS) has its entries dropped by the others
+//! within the TTL, its users shown offline there, its hosts gone.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use segchat_proto::tracker::Event;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Applied, Change, ConnId, InstanceId, Outgoing};
+use crate::ops::{self, Shared};
+
+/// Changes queued for NATS before new ones are dropped (and wait for the
+/// refresh).
+pub(crate) const QUEUE: usize = 65_536;
+/// Changes per published message.
+const BATCH: usize = 256;
+/// Subjects' prefix.
+const PREFIX: &str = "segchat";
+
+/// What instances send each other (JSON).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Message {
+    State {
+        from: InstanceId,
+        changes: Vec<Change>,
+    },
+    Gone {
+        from: InstanceId,
+    },
+    Deliver {
+        conns: Vec<ConnId>,
+        event: Event,
+    },
+    SignIn {
+        from: InstanceId,
+        username: String,
+        ip: IpAddr,
+        ok: bool,
+    },
+}
+
+/// A connected link, before the hub exists.
+pub(crate) struct Link {
+    pub(crate) instance: InstanceId,
+    client: async_nats::Client,
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+    rx: mpsc::Receiver<Outgoing>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("instance", &format_args!("{:016x}", self.instance))
+            .finish()
+    }
+}
+
+/// Connects to NATS at `url` (comma-separated for several servers).
+pub(crate) async fn connect(url: &str) -> Result<Link, async_nats::ConnectError> {
+    let instance: InstanceId = rand::random::<u64>() | 1;
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("segchat-server-{instance:016x}"))
+        .connection_timeout(Duration::from_secs(5))
+        .subscription_capacity(QUEUE)
+        .event_callback(|event| async move {
+            tracing::info!(%event, "NATS link");
+        })
+        .connect(addrs)
+        .await?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    Ok(Link {
+        instance,
+        client,
+        tx,
+        rx,
+    })
+}
+
+/// Tells the other instances how a password check went.
+pub(crate) fn signed_in(shared: &Shared, username: &str, ip: IpAddr, ok: bool) {
+    let Some(link) = &shared.cluster else { return };
+    let message = Message::SignIn {
+        from: link.instance,
+        username: username.to_owned(),
+        ip,
+        ok,
+    };
+    if let Ok(body) = serde_json::to_vec(&message) {
+        let client = link.client.clone();
+        tokio::spawn(async move {
+            let _ = client
+                .publish(format!("{PREFIX}.signin"), body.into())
+                .await;
+        });
+    }
+}
+
+/// What `Shared` keeps of the link.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    pub(crate) instance: InstanceId,
+    client: async_nats::Client,
+}
+
+impl Link {
+    pub(crate) fn handle(&self) -> Handle {
+        Handle {
+            instance: self.instance,
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// Runs the link until `shutdown`: sends this instance's changes, applies
+/// the others', refreshes and expires.
+pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let Link {
+        instance,
+        client,
+        rx,
+        ..
+    } = link;
+    let subscribe = |subject: String| {
+        let client = client.clone();
+        async move { client.subscribe(subject).await }
+    };
+    let (state, mine, signin) = match tokio::try_join!(
+        subscribe(format!("{PREFIX}.state")),
+        subscribe(format!("{PREFIX}.to.{instance:016x}")),
+        subscribe(format!("{PREFIX}.signin")),
+    ) {
+        Ok(subs) => subs,
+        Err(e) => {
+            tracing::error!(error = %e, "could not subscribe on NATS; running without the others");
+            return;
+        }
+    };
+    shared.log.record(
+        "CLUSTER_JOINED",
+        "nats",
+        format!("instance={instance:016x}"),
+    );
+    let sender = tokio::spawn(send(instance, client.clone(), rx));
+    let refresh = shared.config.peer_ttl / 3;
+    let mut refresh_tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
+    let mut expire_tick = tokio::time::interval(Duration::from_millis(250));
+    let mut incoming = futures::stream::select_all([state, mine, signin]);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = refresh_tick.tick() => {
+                for chunk in shared.hub.snapshot().chunks(BATCH) {
+                    publish(&client, instance, chunk.to_vec()).await;
+                }
+            }
+            _ = expire_tick.tick() => {
+                let applied = shared.hub.expire_remote(shared.config.peer_ttl);
+                settle(&shared, applied).await;
+            }
+            message = incoming.next() => {
+                let Some(message) = message else { break };
+                receive(&shared, instance, &message.payload).await;
+            }
+        }
+    }
+    sender.abort();
+    if let Ok(body) = serde_json::to_vec(&Message::Gone { from: instance }) {
+        let _ = client.publish(format!("{PREFIX}.state"), body.into()).await;
+    }
+    let _ = client.flush().await;
+}
+
+async fn publish(client: &async_nats::Client, from: InstanceId, changes: Vec<Change>) {
+    let message = Message::State { from, changes };
+    match serde_json::to_vec(&message) {
+        Ok(body) => {
+            if let Err(e) = client.publish(format!("{PREFIX}.state"), body.into()).await {
+                tracing::warn!(error = %e, "could not publish to NATS");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not encode a state change"),
+    }
+}
+
+/// Sends what the hub queued, changes batched (as many as are waiting,
+/// up to [`BATCH`]) so that a busy instance sends few large messages.
+async fn send(from: InstanceId, client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut changes = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Change(c) => changes.push(c),
+                Outgoing::Deliver { to, conns, event } => {
+                    // Changes queued before it leave first.
+                    if !changes.is_empty() {
+                        publish(&client, from, std::mem::take(&mut changes)).await;
+                    }
+                    let message = Message::Deliver { conns, event };
+                    if let Ok(body) = serde_json::to_vec(&message) {
+                        let subject = format!("{PREFIX}.to.{to:016x}");
+                        if let Err(e) = client.publish(subject, body.into()).await {
+                            tracing::warn!(error = %e, "could not publish to NATS");
+                        }
+                    }
+                }
+            }
+            if changes.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !changes.is_empty() {
+            publish(&client, from, std::mem::take(&mut changes)).await;
+        }
+    }
+}
+
+/// Applies one message from NATS.
+async fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) {
+    let message: Message = match serde_json::from_slice(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            shared.log.record(
+                "CLUSTER_BAD_MESSAGE",
+                "nats",
+                format!("bytes={} {e}", payload.len()),
+            );
+            return;
+        }
+    };
+    match message {
+        Message::State { from, .. } | Message::Gone { from } | Message::SignIn { from, .. }
+            if from == me => {}
+        Message::State { from, changes } => {
+            let applied = shared.hub.apply_remote(from, changes);
+            settle(shared, applied).await;
+        }
+        Message::Gone { from } => {
+            shared
+                .log
+                .record("CLUSTER_LEFT", "nats", format!("instance={from:016x}"));
+            let applied = shared.hub.forget_instance(from);
+            settle(shared, applied).await;
+        }
+        Message::Deliver { conns, event } => shared.hub.push_to_conns(&conns, &event),
+        Message::SignIn {
+            username, ip, ok, ..
+        } => shared
+            .limiter
+            .elsewhere(&username, ip, ok, std::time::Instant::now()),
+    }
+}
+
+/// Tells this instance's connections what changed elsewhere.
+async fn settle(shared: &Shared, applied: Applied) {
+    let here = SocketAddr::from(([0, 0, 0, 0], 0));
+    for change in applied.presence {
+        ops::announce_presence(shared, change, "cluster").await;
+    }
+    for channel in applied.hosts {
+        if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
+            ops::announce_host(shared, &ch).await;
+        }
+    }
+    for user in applied.invisible {
+        for conn in shared.hub.conns_of_user(user) {
+            ops::end_streams(shared, conn, here, "streamer_disconnected").await;
+        }
+    }
+}

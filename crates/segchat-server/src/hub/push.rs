@@ -1,0 +1,110 @@
+//! Event delivery: to this instance's connections directly, and to the
+//! other instances' through the cluster link, grouped per instance.
+
+use std::collections::HashMap;
+
+use segchat_proto::tracker::Event;
+use segchat_proto::Frame;
+use tokio::sync::mpsc;
+
+use super::{Conn, ConnId, Hub, InstanceId, Outgoing, Principal, State};
+
+impl Hub {
+    /// Pushes an event to every connection of the given users, on every
+    /// instance.
+    pub(crate) fn push_to_users(&self, users: &[i64], event: &Event) {
+        self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));
+    }
+
+    /// Pushes an event to every connection of the given users on this
+    /// instance only (each instance tells its own connections of the
+    /// presence changes it sees).
+    pub(crate) fn push_here_to_users(&self, users: &[i64], event: &Event) {
+        let st = self.lock();
+        for (id, c) in &st.conns {
+            let wanted = c
+                .principal
+                .as_ref()
+                .is_some_and(|p| p.user_id.is_some_and(|u| users.contains(&u)));
+            if wanted {
+                self.deliver(*id, c, event);
+            }
+        }
+    }
+
+    /// Pushes an event to every connection of the given users but one
+    /// (the connection the news came from), on every instance.
+    pub(crate) fn push_to_users_except(&self, users: &[i64], except: ConnId, event: &Event) {
+        let st = self.lock();
+        let wanted = |p: &Principal| p.user_id.is_some_and(|u| users.contains(&u));
+        for (id, c) in &st.conns {
+            if *id != except && c.principal.as_ref().is_some_and(wanted) {
+                self.deliver(*id, c, event);
+            }
+        }
+        self.push_elsewhere(&st, event, wanted);
+    }
+
+    /// Pushes an event to the listed connections of this instance.
+    pub(crate) fn push_to_conns(&self, conns: &[ConnId], event: &Event) {
+        let st = self.lock();
+        for id in conns {
+            if let Some(c) = st.conns.get(id) {
+                self.deliver(*id, c, event);
+            }
+        }
+    }
+
+    /// Pushes an event to every signed-in connection whose principal
+    /// matches, on every instance.
+    pub(crate) fn push_where(&self, event: &Event, mut wanted: impl FnMut(&Principal) -> bool) {
+        let st = self.lock();
+        for (id, c) in &st.conns {
+            if c.principal.as_ref().is_some_and(&mut wanted) {
+                self.deliver(*id, c, event);
+            }
+        }
+        self.push_elsewhere(&st, event, wanted);
+    }
+
+    /// Hands the event to the cluster link once per other instance that
+    /// has a matching connection, naming those connections.
+    fn push_elsewhere(
+        &self,
+        st: &State,
+        event: &Event,
+        mut wanted: impl FnMut(&Principal) -> bool,
+    ) {
+        if self.cluster.is_none() || st.remote.conns.is_empty() {
+            return;
+        }
+        let mut per_instance: HashMap<InstanceId, Vec<ConnId>> = HashMap::new();
+        for ((instance, conn), s) in &st.remote.conns {
+            if wanted(&s.value.principal) {
+                per_instance.entry(*instance).or_default().push(*conn);
+            }
+        }
+        for (to, conns) in per_instance {
+            self.emit(Outgoing::Deliver {
+                to,
+                conns,
+                event: event.clone(),
+            });
+        }
+    }
+
+    pub(super) fn deliver(&self, id: ConnId, conn: &Conn, event: &Event) {
+        match conn.tx.try_send(Frame::Event(event.clone())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.log.record(
+                    "SLOW_CONSUMER",
+                    conn.addr,
+                    format!("conn={id} queue full; disconnecting so it resyncs"),
+                );
+                conn.cancel.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
