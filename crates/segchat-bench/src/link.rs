@@ -243,6 +243,11 @@ impl TrackerLink {
         }
     }
 
+    /// The framed link itself, to read its events.
+    pub(crate) fn into_framed(self) -> TrackerFramed {
+        self.framed
+    }
+
     /// A ticket for `key`.
     pub(crate) async fn ticket(
         &mut self,

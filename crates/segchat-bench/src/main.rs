@@ -19,6 +19,7 @@
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
+mod conns;
 mod floor;
 mod link;
 mod procs;
@@ -55,6 +56,10 @@ enum Command {
     /// The server's message backup on SQLite and on PostgreSQL (a private
     /// server started for the run): backup throughput and history pages.
     Store(store::StoreArgs),
+    /// Two server instances on PostgreSQL and NATS: memory per idle
+    /// connected node, and presence changes from one instance to the
+    /// other's users (p50/p99).
+    Conns(conns::ConnsArgs),
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
     FloorWriter(floor::WriterArgs),
@@ -93,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(args) => stream::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Store(args) => store::run(args).await,
+        Command::Conns(args) => conns::run(args).await,
         Command::FloorWriter(args) => floor::writer(args).await,
     }
 }

@@ -1,0 +1,378 @@
+//! The `conns` scenario: two server instances on one PostgreSQL with NATS
+//! between them (both started for the run), then
+//!
+//! - **idle nodes**: N tracker links to the first instance, each signed
+//!   in (as a visitor: no password to hash), its address submitted, and
+//!   heartbeating at the server's interval; prints each instance's memory
+//!   before and after, per node (the second instance holds their
+//!   replicas);
+//! - **presence across instances**: C registered users on the first
+//!   instance go away and come back (`set_activity`: shown idle, then
+//!   online) R times a second in all; W users on the second, members of
+//!   each changer's channel, are told by the second instance. Prints how
+//!   long a change took from the request being sent to the event
+//!   arriving, p50/p99.
+//!
+//! The simulated nodes are spread over M machines (QUIC endpoints, each
+//! on its own 127.1.x.y), so no source address runs short of ports and
+//! the bench holds M sockets, not N; each machine opens N/M links.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures::{SinkExt, StreamExt};
+use segchat_proto::tracker::{Event, Request};
+use segchat_proto::types::{Presence, Visibility};
+use segchat_proto::Frame;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::{Machine, Server, TrackerLink};
+use crate::procs::{self, Proc};
+use crate::report::Percentiles;
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnsArgs {
+    /// Idle nodes connected to the first instance.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Machines (endpoints) the idle nodes are spread over.
+    #[arg(long, default_value_t = 100)]
+    machines: usize,
+    /// Users changing status (on the first instance).
+    #[arg(long, default_value_t = 100)]
+    changers: usize,
+    /// Users told of the changes (on the second instance).
+    #[arg(long, default_value_t = 2)]
+    watchers: usize,
+    /// Status changes per second, all changers together.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u32,
+    /// Seconds of status changes.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
+    if args.machines == 0 || args.changers == 0 || args.watchers == 0 {
+        bail!("--machines, --changers and --watchers must be at least 1");
+    }
+    let exe = procs::segchat_exe()?;
+    let work = tempfile::tempdir()?;
+    let pg = tokio::task::spawn_blocking(|| {
+        segchat_pgtest::Postgres::start(segchat_pgtest::Options { durable: true })
+    })
+    .await?
+    .map_err(|e| anyhow!(e))?;
+    let db = pg.create_database("conns").await.map_err(|e| anyhow!(e))?;
+    let (_nats, nats_url) = start_nats().await?;
+    let per_source = (args.nodes / args.machines + 64).to_string();
+    let extra = [
+        "--database",
+        db.as_str(),
+        "--nats",
+        nats_url.as_str(),
+        "--max-conns-per-source",
+        per_source.as_str(),
+    ];
+    let (a, a_addr) = start_instance(&exe, work.path(), "a", &extra).await?;
+    std::fs::create_dir_all(work.path().join("b"))?;
+    std::fs::copy(
+        work.path().join("a").join("server.key"),
+        work.path().join("b").join("server.key"),
+    )
+    .context("sharing the server key")?;
+    let (b, b_addr) = start_instance(&exe, work.path(), "b", &extra).await?;
+    let (sa, sb) = (Server::find(a_addr).await?, Server::find(b_addr).await?);
+    let pid = |p: &Proc| p.pid.to_string();
+    println!("two instances on PostgreSQL and NATS: {a_addr} and {b_addr}");
+
+    // Idle nodes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a0, b0) = (procs::memory(&pid(&a))?, procs::memory(&pid(&b))?);
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let mut machines = Vec::with_capacity(args.machines);
+    for _ in 0..args.machines {
+        machines.push(Arc::new(Machine::bind(&sa).await?));
+    }
+    let mut joins = tokio::task::JoinSet::new();
+    let opening = Arc::new(tokio::sync::Semaphore::new(256));
+    for i in 0..args.nodes {
+        let machine = machines[i % args.machines].clone();
+        let (stop, opening) = (stop.clone(), opening.clone());
+        joins.spawn(async move {
+            let permit = opening.acquire_owned().await;
+            let mut link = TrackerLink::connect(&machine, &sa).await?;
+            link.call(Request::Visit {
+                display_name: format!("idle{i}"),
+            })
+            .await?;
+            link.call(Request::SubmitInfo {
+                p2p_addr: SocketAddr::from(([127, 0, 0, 1], 1 + (i % 60_000) as u16)),
+                status: None,
+            })
+            .await?;
+            drop(permit);
+            Ok::<_, anyhow::Error>(tokio::spawn(link.keep_alive(stop)))
+        });
+    }
+    let mut alive = Vec::with_capacity(args.nodes);
+    while let Some(joined) = joins.join_next().await {
+        alive.push(joined.context("an idle node's task")??);
+    }
+    println!(
+        "{} idle nodes connected, signed in and submitted in {:.1} s",
+        alive.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // Two heartbeat rounds and the refresh, so both instances are settled.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (a1, b1) = (procs::memory(&pid(&a))?, procs::memory(&pid(&b))?);
+    let lost = alive.iter().filter(|h| h.is_finished()).count();
+    let per = |before: u64, after: u64| {
+        (after.saturating_sub(before) as f64 * 1024.0) / args.nodes as f64
+    };
+    println!(
+        "instance a (holds the nodes): RSS {} → {} MiB, {:.1} KB per node",
+        a0.rss_kib / 1024,
+        a1.rss_kib / 1024,
+        per(a0.rss_kib, a1.rss_kib) / 1000.0
+    );
+    println!(
+        "instance b (their replicas):  RSS {} → {} MiB, {:.1} KB per node",
+        b0.rss_kib / 1024,
+        b1.rss_kib / 1024,
+        per(b0.rss_kib, b1.rss_kib) / 1000.0
+    );
+    println!("links lost while idle: {lost}");
+
+    let lat = presence(&args, &sa, &sb).await?;
+    println!(
+        "presence a → b at {} changes/s for {:.0} s: {} delivered, p50 {:.2} / p99 {:.2} / max {:.2} ms",
+        args.rate, args.seconds, lat.count, lat.p50_ms, lat.p99_ms, lat.max_ms
+    );
+    stop.cancel();
+    for h in alive {
+        let _ = h.await;
+    }
+    crate::link::close_all(
+        machines
+            .into_iter()
+            .filter_map(|m| Arc::try_unwrap(m).ok().map(|m| m.client))
+            .collect(),
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
+
+/// Changes sent and not yet seen, per user: (status, when sent).
+type Pending = Arc<Mutex<HashMap<String, VecDeque<(Presence, Instant)>>>>;
+
+async fn presence(args: &ConnsArgs, sa: &Server, sb: &Server) -> anyhow::Result<Percentiles> {
+    let tag = rand::random::<u32>();
+    let mut changers = Vec::new();
+    for i in 0..args.changers {
+        let machine = Machine::bind(sa).await?;
+        let mut link = TrackerLink::connect(&machine, sa).await?;
+        register(&mut link, &format!("c{tag:x}x{i}")).await?;
+        changers.push((machine, link, format!("c{tag:x}x{i}")));
+    }
+    // Each changer owns a channel the watchers join: a change is told to
+    // the watchers only, not to the other changers.
+    let channels: Vec<String> = (0..args.changers)
+        .map(|i| format!("p{tag:x}x{i}"))
+        .collect();
+    for ((_, link, _), channel) in changers.iter_mut().zip(&channels) {
+        link.call(Request::CreateChannel {
+            name: channel.clone(),
+            visibility: Visibility::Public,
+            allow_visitors: false,
+        })
+        .await?;
+    }
+    let pending: Pending = Arc::default();
+    let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = CancellationToken::new();
+    let mut watchers = Vec::new();
+    for i in 0..args.watchers {
+        let machine = Machine::bind(sb).await?;
+        let mut link = TrackerLink::connect(&machine, sb).await?;
+        register(&mut link, &format!("w{tag:x}x{i}")).await?;
+        for channel in &channels {
+            link.call(Request::JoinChannel {
+                channel: channel.clone(),
+            })
+            .await?;
+        }
+        let (pending, samples, stop) = (pending.clone(), samples.clone(), stop.clone());
+        let mut framed = link.into_framed();
+        watchers.push((
+            machine,
+            tokio::spawn(async move {
+                // Heartbeats keep the silent link from being cut.
+                let mut beat = tokio::time::interval(Duration::from_secs(2));
+                let mut id = 1u32 << 30;
+                loop {
+                    let frame = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = beat.tick() => {
+                            id += 1;
+                            let hb = Frame::Request { id, body: Request::Heartbeat };
+                            if framed.send(hb).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        f = framed.next() => f,
+                    };
+                    let Some(Ok(Frame::Event(Event::Presence { username, status }))) = frame else {
+                        if matches!(frame, None | Some(Err(_))) {
+                            return;
+                        }
+                        continue;
+                    };
+                    let now = Instant::now();
+                    let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(q) = p.get_mut(&username) {
+                        while let Some((s, at)) = q.pop_front() {
+                            if s == status {
+                                samples
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push((now - at).as_nanos() as u64);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }),
+        ));
+    }
+    // Only the first watcher's view is timed (each change reaches all).
+    let watchers_seen = args.watchers;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    samples.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+
+    let per_changer = f64::from(args.rate) / args.changers as f64;
+    let every = Duration::from_secs_f64(1.0 / per_changer.max(0.001));
+    let until = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, (_machine, mut link, name)) in changers.into_iter().enumerate() {
+        let pending = pending.clone();
+        tasks.spawn(async move {
+            // Spread the changers' ticks over one period.
+            tokio::time::sleep(every.mul_f64(n as f64 / 100.0 % 1.0)).await;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut status = Presence::Idle;
+            let mut sent = 0u64;
+            while Instant::now() < until {
+                tick.tick().await;
+                pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(std::iter::repeat_n((status, Instant::now()), watchers_seen));
+                // Away and back: the frequent change (a chosen status is
+                // rare and written to the database).
+                link.call(Request::SetActivity {
+                    idle: status == Presence::Idle,
+                })
+                .await?;
+                sent += 1;
+                status = if status == Presence::Idle {
+                    Presence::Online
+                } else {
+                    Presence::Idle
+                };
+            }
+            Ok::<_, anyhow::Error>((sent, _machine))
+        });
+    }
+    let mut sent = 0;
+    let mut keep = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (n, m) = done??;
+        sent += n;
+        keep.push(m);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let got = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
+    println!(
+        "status changes sent: {sent} ({:.0}/s); events timed: {} of {}",
+        sent as f64 / args.seconds,
+        got.len(),
+        sent as usize * args.watchers
+    );
+    Ok(Percentiles::of(got))
+}
+
+async fn register(link: &mut TrackerLink, username: &str) -> anyhow::Result<()> {
+    link.call(Request::Register {
+        username: username.to_owned(),
+        password: "bench password 1".into(),
+    })
+    .await
+    .with_context(|| format!("registering {username}"))?;
+    Ok(())
+}
+
+async fn start_instance(
+    exe: &Path,
+    work: &Path,
+    name: &'static str,
+    extra: &[&str],
+) -> anyhow::Result<(Proc, SocketAddr)> {
+    let data = work.join(name);
+    let data = data.to_str().ok_or_else(|| anyhow!("non-UTF-8 temp dir"))?;
+    let mut args = vec!["server", "--listen", "127.0.0.1:0", "--data-dir", data];
+    args.extend_from_slice(extra);
+    let (proc, rest) = Proc::start(
+        "segchat server",
+        exe,
+        &args,
+        work.join(format!("{name}.log")),
+        "listening on",
+    )
+    .await?;
+    Ok((proc, rest.parse().context("the server's address")?))
+}
+
+/// A private `nats-server` on a free loopback port (killed when dropped).
+async fn start_nats() -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nats-server");
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting nats-server (apt-get install nats-server)")?;
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("nats-server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((child, format!("nats://127.0.0.1:{port}")))
+}
