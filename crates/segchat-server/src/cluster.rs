@@ -21,6 +21,7 @@
 //! (killed, cut off from NATS) has its entries dropped by the others
 //! within the TTL, its users shown offline there, its hosts gone.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +32,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Applied, Change, ConnId, InstanceId, Outgoing};
+use crate::hub::{Applied, Change, ConnId, InstanceId, Outgoing, PresenceChange};
 use crate::ops::{self, Shared};
 
 /// Changes queued for NATS before new ones are dropped (and wait for the
 /// refresh).
 pub(crate) const QUEUE: usize = 65_536;
+/// Rounds of changes from elsewhere waiting to be told before the loop
+/// waits too.
+const SETTLE_QUEUE: usize = 1024;
 /// Changes per published message.
 const BATCH: usize = 256;
 /// Subjects' prefix.
@@ -171,6 +175,11 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
         format!("instance={instance:016x}"),
     );
     let sender = tokio::spawn(send(instance, client.clone(), rx));
+    // What changed elsewhere is told to this instance's connections by a
+    // task of its own, so the loop keeps applying while it waits on the
+    // database; under load the announcements gather into larger rounds.
+    let (told_tx, told_rx) = mpsc::channel::<Applied>(SETTLE_QUEUE);
+    let teller = tokio::spawn(tell(shared.clone(), told_rx));
     let refresh = shared.config.peer_ttl / 3;
     let mut refresh_tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
     let mut expire_tick = tokio::time::interval(Duration::from_millis(250));
@@ -185,15 +194,18 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
             }
             _ = expire_tick.tick() => {
                 let applied = shared.hub.expire_remote(shared.config.peer_ttl);
-                settle(&shared, applied).await;
+                let _ = told_tx.send(applied).await;
             }
             message = incoming.next() => {
                 let Some(message) = message else { break };
-                receive(&shared, instance, &message.payload).await;
+                if let Some(applied) = receive(&shared, instance, &message.payload) {
+                    let _ = told_tx.send(applied).await;
+                }
             }
         }
     }
     sender.abort();
+    teller.abort();
     if let Ok(body) = serde_json::to_vec(&Message::Gone { from: instance }) {
         let _ = client.publish(format!("{PREFIX}.state"), body.into()).await;
     }
@@ -245,8 +257,9 @@ async fn send(from: InstanceId, client: async_nats::Client, mut rx: mpsc::Receiv
     }
 }
 
-/// Applies one message from NATS.
-async fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) {
+/// Applies one message from NATS; answers what this instance's
+/// connections must be told.
+fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) -> Option<Applied> {
     let message: Message = match serde_json::from_slice(payload) {
         Ok(m) => m,
         Err(e) => {
@@ -255,38 +268,75 @@ async fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) {
                 "nats",
                 format!("bytes={} {e}", payload.len()),
             );
-            return;
+            return None;
         }
     };
     match message {
         Message::State { from, .. } | Message::Gone { from } | Message::SignIn { from, .. }
-            if from == me => {}
-        Message::State { from, changes } => {
-            let applied = shared.hub.apply_remote(from, changes);
-            settle(shared, applied).await;
+            if from == me =>
+        {
+            None
         }
+        Message::State { from, changes } => Some(shared.hub.apply_remote(from, changes)),
         Message::Gone { from } => {
             shared
                 .log
                 .record("CLUSTER_LEFT", "nats", format!("instance={from:016x}"));
-            let applied = shared.hub.forget_instance(from);
-            settle(shared, applied).await;
+            Some(shared.hub.forget_instance(from))
         }
-        Message::Deliver { conns, event } => shared.hub.push_to_conns(&conns, &event),
+        Message::Deliver { conns, event } => {
+            shared.hub.push_to_conns(&conns, &event);
+            None
+        }
         Message::SignIn {
             username, ip, ok, ..
-        } => shared
-            .limiter
-            .elsewhere(&username, ip, ok, std::time::Instant::now()),
+        } => {
+            shared
+                .limiter
+                .elsewhere(&username, ip, ok, std::time::Instant::now());
+            None
+        }
     }
 }
 
-/// Tells this instance's connections what changed elsewhere.
+/// Tells what `receive` and the expiry found, gathering whatever queued
+/// up while the previous round was being told into one round.
+async fn tell(shared: Arc<Shared>, mut rx: mpsc::Receiver<Applied>) {
+    while let Some(mut round) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            round.presence.extend(more.presence);
+            round.hosts.extend(more.hosts);
+            round.invisible.extend(more.invisible);
+        }
+        round.hosts.sort();
+        round.hosts.dedup();
+        settle(&shared, round).await;
+    }
+}
+
+/// Tells this instance's connections what changed elsewhere. A user's
+/// changes within one round are told as one (from the first `before` to
+/// the last `after`), and different users' at once: each announcement
+/// waits on the database for whom to tell, and one at a time would hold
+/// every change behind it.
 async fn settle(shared: &Shared, applied: Applied) {
     let here = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut order: Vec<PresenceChange> = Vec::new();
+    let mut at: HashMap<i64, usize> = HashMap::new();
     for change in applied.presence {
-        ops::announce_presence(shared, change, "cluster").await;
+        match at.get(&change.user_id) {
+            Some(&i) => order[i].after = change.after,
+            None => {
+                at.insert(change.user_id, order.len());
+                order.push(change);
+            }
+        }
     }
+    let told = order
+        .into_iter()
+        .filter(|c| c.before != c.after)
+        .map(|c| ops::announce_presence(shared, c, "cluster"));
+    futures::future::join_all(told).await;
     for channel in applied.hosts {
         if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
             ops::announce_host(shared, &ch).await;
