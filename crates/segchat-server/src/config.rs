@@ -115,7 +115,7 @@ impl ServerConfig {
         let on_postgres = self
             .database_url
             .as_deref()
-            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+            .is_some_and(crate::store::is_postgres);
         if self.nats_url.is_some() && !on_postgres {
             return Err(
                 "--nats links instances that share one PostgreSQL: give --database postgres://… too"

@@ -82,10 +82,10 @@ impl Hub {
     /// A channel was deleted: forgets its host, and ends and returns its
     /// live streams.
     pub(crate) fn forget_channel(&self, channel: &str) -> Vec<StreamInfo> {
+        let mut st = self.lock();
         self.emit(Outgoing::Change(Change::ChannelGone {
             channel: channel.to_owned(),
         }));
-        let mut st = self.lock();
         let remote: Vec<StreamInfo> = st
             .remote
             .streams

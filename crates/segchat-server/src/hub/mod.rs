@@ -312,7 +312,7 @@ impl Hub {
             last_seen: Instant::now(),
             last_seen_ms: now_ms,
         };
-        let info = peer_info(&peer, status);
+        let info = peer_info(&peer.principal, &peer.node, peer.last_seen_ms, status);
         st.peers.insert(id, peer);
         self.emit_conn(&st, id);
         Some(info)
@@ -359,29 +359,24 @@ impl Hub {
     /// but themself.
     pub(crate) fn peers(&self, asker: &Principal, users: Option<&[i64]>) -> Vec<PeerInfo> {
         let st = self.lock();
-        let remote = st.remote.conns.values().filter_map(|s| {
-            let (node, last_seen_ms) = s.value.peer.clone()?;
-            Some(Peer {
-                principal: s.value.principal.clone(),
-                node,
-                last_seen: s.seen,
-                last_seen_ms,
-            })
-        });
-        let all: Vec<Peer> = remote.collect();
-        let mut list: Vec<PeerInfo> = st
+        let here = st
             .peers
             .values()
-            .chain(all.iter())
-            .filter(|p| match users {
-                Some(ids) => p.principal.user_id.is_some_and(|u| ids.contains(&u)),
+            .map(|p| (&p.principal, &p.node, p.last_seen_ms));
+        let elsewhere = st.remote.conns.values().filter_map(|s| {
+            let (node, last_seen_ms) = s.value.peer.as_ref()?;
+            Some((&s.value.principal, node, *last_seen_ms))
+        });
+        let mut list: Vec<PeerInfo> = here
+            .chain(elsewhere)
+            .filter(|(principal, ..)| match users {
+                Some(ids) => principal.user_id.is_some_and(|u| ids.contains(&u)),
                 None => true,
             })
-            .filter_map(|p| {
-                let own = (p.principal.user_id.is_some() && p.principal.user_id == asker.user_id)
-                    || p.principal.session_id == asker.session_id;
-                let status = p
-                    .principal
+            .filter_map(|(principal, node, last_seen_ms)| {
+                let own = (principal.user_id.is_some() && principal.user_id == asker.user_id)
+                    || principal.session_id == asker.session_id;
+                let status = principal
                     .user_id
                     .map_or(Presence::Online, |u| st.presence.shown(u));
                 let shown = if own {
@@ -389,7 +384,8 @@ impl Hub {
                 } else {
                     status.as_seen_by_others()
                 };
-                (shown != Presence::Offline).then(|| peer_info(p, shown))
+                (shown != Presence::Offline)
+                    .then(|| peer_info(principal, node, last_seen_ms, shown))
             })
             .collect();
         list.sort_by(|a, b| (&a.username, a.p2p_addr).cmp(&(&b.username, b.p2p_addr)));
@@ -419,28 +415,20 @@ impl Hub {
 
     /// Connections signed in with the given session.
     pub(crate) fn conns_of_session(&self, session_id: &str) -> Vec<ConnId> {
-        self.lock()
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.principal
-                    .as_ref()
-                    .is_some_and(|p| p.session_id == session_id)
-            })
-            .map(|(id, _)| *id)
-            .collect()
+        self.conns_where(|p| p.session_id == session_id)
     }
 
     /// Connections signed in as the given registered user.
     pub(crate) fn conns_of_user(&self, user_id: i64) -> Vec<ConnId> {
+        self.conns_where(|p| p.user_id == Some(user_id))
+    }
+
+    /// This instance's connections signed in as a matching principal.
+    fn conns_where(&self, wanted: impl Fn(&Principal) -> bool) -> Vec<ConnId> {
         self.lock()
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.principal
-                    .as_ref()
-                    .is_some_and(|p| p.user_id == Some(user_id))
-            })
+            .filter(|(_, c)| c.principal.as_ref().is_some_and(&wanted))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -456,14 +444,19 @@ fn change(user_id: i64, username: String, (before, after): Shift) -> Option<Pres
     })
 }
 
-fn peer_info(p: &Peer, status: Presence) -> PeerInfo {
+fn peer_info(
+    principal: &Principal,
+    node: &NodeAddr,
+    last_seen_ms: u64,
+    status: Presence,
+) -> PeerInfo {
     PeerInfo {
-        username: p.principal.username.clone(),
-        kind: p.principal.kind,
-        session_id: p.principal.session_id.clone(),
-        p2p_addr: p.node.addr,
-        node_id: p.node.node_id.clone(),
+        username: principal.username.clone(),
+        kind: principal.kind,
+        session_id: principal.session_id.clone(),
+        p2p_addr: node.addr,
+        node_id: node.node_id.clone(),
         status,
-        last_seen_ms: p.last_seen_ms,
+        last_seen_ms,
     }
 }

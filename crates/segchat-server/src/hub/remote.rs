@@ -131,32 +131,36 @@ impl Remote {
         out: &mut Applied,
     ) {
         match change {
-            Change::Conn { conn, entry } => {
-                let old = match entry {
-                    Some(e) => {
-                        let before = self.conns.get(&(from, conn)).map(|s| s.value.clone());
-                        if let Some(b) = &before {
-                            if b == &e {
-                                // A refresh: only the stamp moves.
-                                if let Some(s) = self.conns.get_mut(&(from, conn)) {
-                                    s.seen = now;
-                                }
-                                return;
-                            }
+            Change::Conn {
+                conn,
+                entry: Some(e),
+            } => {
+                let key = (from, conn);
+                let old = match self.conns.get_mut(&key) {
+                    Some(s) => {
+                        s.seen = now;
+                        if s.value == e {
+                            // A refresh: only the stamp moves.
+                            return;
                         }
+                        Some(std::mem::replace(&mut s.value, e))
+                    }
+                    None => {
                         self.conns.insert(
-                            (from, conn),
+                            key,
                             Stamped {
-                                value: e.clone(),
+                                value: e,
                                 seen: now,
                             },
                         );
-                        count(presence, before.as_ref(), Some(&e), out);
-                        return;
+                        None
                     }
-                    None => self.conns.remove(&(from, conn)),
                 };
-                if let Some(old) = old {
+                let new = self.conns.get(&key).map(|s| &s.value);
+                count(presence, old.as_ref(), new, out);
+            }
+            Change::Conn { conn, entry: None } => {
+                if let Some(old) = self.conns.remove(&(from, conn)) {
                     count(presence, Some(&old.value), None, out);
                 }
             }

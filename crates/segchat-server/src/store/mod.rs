@@ -259,10 +259,16 @@ impl MessageSource {
     }
 }
 
+/// Whether a database URL names PostgreSQL (`postgres://…` or
+/// `postgresql://…`) rather than SQLite.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens the store a database URL names: `postgres://…` (or
 /// `postgresql://…`), `sqlite://PATH`, or a plain path (SQLite).
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
