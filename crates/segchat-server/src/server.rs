@@ -94,7 +94,7 @@ pub async fn run(
                 crate::cluster::connect(url)
                     .await
                     .map_err(|source| ServerError::Nats {
-                        url: url.clone(),
+                        url: redact_url(url),
                         source,
                     })?,
             )
