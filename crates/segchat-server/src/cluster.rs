@@ -15,6 +15,9 @@
 //!   give it to, once each.
 //! - `segchat.signin`: the outcome of each password check, so that the
 //!   sign-in throttle counts failures on every instance.
+//! - `segchat.members`: somebody joined or left a channel, or one was
+//!   deleted ([`Message::Members`]): every instance asks the database
+//!   again whom to tell of presence changes (`mates`).
 //!
 //! NATS delivers at most once. A lost change is repaired by the next
 //! refresh; a lost removal by the TTL. An instance that stops announcing
@@ -66,6 +69,9 @@ enum Message {
         username: String,
         ip: IpAddr,
         ok: bool,
+    },
+    Members {
+        from: InstanceId,
     },
 }
 
@@ -119,14 +125,18 @@ pub(crate) fn signed_in(shared: &Shared, username: &str, ip: IpAddr, ok: bool) {
         ip,
         ok,
     };
-    if let Ok(body) = serde_json::to_vec(&message) {
-        let client = link.client.clone();
-        tokio::spawn(async move {
-            let _ = client
-                .publish(format!("{PREFIX}.signin"), body.into())
-                .await;
-        });
-    }
+    link.publish("signin", &message);
+}
+
+/// Tells the other instances that a channel's members changed.
+pub(crate) fn memberships_changed(shared: &Shared) {
+    let Some(link) = &shared.cluster else { return };
+    link.publish(
+        "members",
+        &Message::Members {
+            from: link.instance,
+        },
+    );
 }
 
 /// What `Shared` keeps of the link.
@@ -134,6 +144,21 @@ pub(crate) fn signed_in(shared: &Shared, username: &str, ip: IpAddr, ok: bool) {
 pub(crate) struct Handle {
     pub(crate) instance: InstanceId,
     client: async_nats::Client,
+}
+
+impl Handle {
+    /// Publishes `message` on `segchat.<subject>` without waiting.
+    fn publish(&self, subject: &str, message: &Message) {
+        let Ok(body) = serde_json::to_vec(message) else {
+            return;
+        };
+        let (client, subject) = (self.client.clone(), format!("{PREFIX}.{subject}"));
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(subject, body.into()).await {
+                tracing::warn!(error = %e, "could not publish to NATS");
+            }
+        });
+    }
 }
 
 impl Link {
@@ -158,10 +183,11 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
         let client = client.clone();
         async move { client.subscribe(subject).await }
     };
-    let (state, mine, signin) = match tokio::try_join!(
+    let (state, mine, signin, members) = match tokio::try_join!(
         subscribe(format!("{PREFIX}.state")),
         subscribe(format!("{PREFIX}.to.{instance:016x}")),
         subscribe(format!("{PREFIX}.signin")),
+        subscribe(format!("{PREFIX}.members")),
     ) {
         Ok(subs) => subs,
         Err(e) => {
@@ -183,11 +209,13 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
     let refresh = shared.config.peer_ttl / 3;
     let mut refresh_tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
     let mut expire_tick = tokio::time::interval(Duration::from_millis(250));
-    let mut incoming = futures::stream::select_all([state, mine, signin]);
+    let mut incoming = futures::stream::select_all([state, mine, signin, members]);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = refresh_tick.tick() => {
+                // A membership note NATS lost costs at most this long.
+                shared.mates.changed();
                 for chunk in shared.hub.snapshot().chunks(BATCH) {
                     publish(&client, instance, chunk.to_vec()).await;
                 }
@@ -272,9 +300,16 @@ fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) -> Option<Applied> {
         }
     };
     match message {
-        Message::State { from, .. } | Message::Gone { from } | Message::SignIn { from, .. }
+        Message::State { from, .. }
+        | Message::Gone { from }
+        | Message::SignIn { from, .. }
+        | Message::Members { from }
             if from == me =>
         {
+            None
+        }
+        Message::Members { .. } => {
+            shared.mates.changed();
             None
         }
         Message::State { from, changes } => Some(shared.hub.apply_remote(from, changes)),

@@ -16,6 +16,8 @@
 //! - `cluster.rs`: the link between instances over NATS.
 //! - `auth/`: tokens; argon2id with bounded memory (`hasher.rs`); the
 //!   sign-in throttle (`limiter.rs`).
+//! - `mates.rs`: whom to tell of a user's presence, remembered until a
+//!   membership changes.
 //! - `names.rs`: which visitor names would pass for a registered user
 //!   (confusable skeletons).
 //! - `keys.rs`: the server's ed25519 key, which signs tickets.
@@ -30,6 +32,7 @@ pub mod config;
 mod conn;
 mod hub;
 mod keys;
+mod mates;
 mod names;
 mod ops;
 mod presence;

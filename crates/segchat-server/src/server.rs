@@ -116,6 +116,7 @@ pub async fn run(
         taken_names,
         hub,
         cluster: link.as_ref().map(|l| l.handle()),
+        mates: Default::default(),
         store,
         log: log.clone(),
         verifier: segchat_proto::verify::Verifier::new(key.verifying_key()),

@@ -12,11 +12,13 @@
 //! instances' entries are kept as replicas (`remote.rs`), and queries and
 //! deliveries cover both.
 
+mod by_user;
 mod hosting;
 mod push;
 mod remote;
 mod replicas;
 
+use by_user::ByUser;
 use replicas::conn_entry;
 
 pub(crate) use remote::{Applied, Change, InstanceId, Outgoing};
@@ -76,6 +78,8 @@ struct Peer {
 #[derive(Debug, Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
+    /// `conns` signed in as registered users, by user.
+    by_user: ByUser<ConnId>,
     peers: HashMap<ConnId, Peer>,
     /// Each connected user's chosen status and how many of their
     /// connections are active.
@@ -200,6 +204,7 @@ impl Hub {
         debug_assert!(conn.principal.is_none(), "bind over a bound connection");
         conn.principal = Some(principal);
         conn.idle = false;
+        st.by_user.moved(id, None, user_id);
         let shift = user_id.map(|uid| st.presence.connect(uid, chosen));
         self.emit_conn(&st, id);
         change(user_id?, username, shift?)
@@ -217,6 +222,7 @@ impl Hub {
             return (None, None);
         };
         let idle = std::mem::take(&mut conn.idle);
+        st.by_user.moved(id, principal.user_id, None);
         let change = Self::presence_after_leaving(&mut st, &principal, idle);
         self.emit_conn(&st, id);
         (Some(principal), change)
@@ -232,6 +238,7 @@ impl Hub {
         let Some(principal) = conn.principal else {
             return (None, None);
         };
+        st.by_user.moved(id, principal.user_id, None);
         let change = Self::presence_after_leaving(&mut st, &principal, conn.idle);
         self.emit_conn(&st, id);
         (Some(principal), change)
@@ -415,22 +422,21 @@ impl Hub {
 
     /// Connections signed in with the given session.
     pub(crate) fn conns_of_session(&self, session_id: &str) -> Vec<ConnId> {
-        self.conns_where(|p| p.session_id == session_id)
-    }
-
-    /// Connections signed in as the given registered user.
-    pub(crate) fn conns_of_user(&self, user_id: i64) -> Vec<ConnId> {
-        self.conns_where(|p| p.user_id == Some(user_id))
-    }
-
-    /// This instance's connections signed in as a matching principal.
-    fn conns_where(&self, wanted: impl Fn(&Principal) -> bool) -> Vec<ConnId> {
         self.lock()
             .conns
             .iter()
-            .filter(|(_, c)| c.principal.as_ref().is_some_and(&wanted))
+            .filter(|(_, c)| {
+                c.principal
+                    .as_ref()
+                    .is_some_and(|p| p.session_id == session_id)
+            })
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// This instance's connections signed in as the given registered user.
+    pub(crate) fn conns_of_user(&self, user_id: i64) -> Vec<ConnId> {
+        self.lock().by_user.of(user_id).to_vec()
     }
 }
 

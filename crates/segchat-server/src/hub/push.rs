@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 use super::{Conn, ConnId, Hub, InstanceId, Outgoing, Principal, State};
 
 impl Hub {
-    /// Pushes an event to every connection of the given users, on every
-    /// instance.
+    /// Pushes an event to every connection of the given users (each
+    /// listed once), on every instance.
     pub(crate) fn push_to_users(&self, users: &[i64], event: &Event) {
-        self.push_where(event, |p| p.user_id.is_some_and(|u| users.contains(&u)));
+        self.push_to_users_except(users, None, event);
     }
 
     /// Pushes an event to every connection of the given users on this
@@ -21,28 +21,42 @@ impl Hub {
     /// presence changes it sees).
     pub(crate) fn push_here_to_users(&self, users: &[i64], event: &Event) {
         let st = self.lock();
-        for (id, c) in &st.conns {
-            let wanted = c
-                .principal
-                .as_ref()
-                .is_some_and(|p| p.user_id.is_some_and(|u| users.contains(&u)));
-            if wanted {
-                self.deliver(*id, c, event);
-            }
-        }
+        self.push_here(&st, users, None, event);
     }
 
-    /// Pushes an event to every connection of the given users but one
-    /// (the connection the news came from), on every instance.
-    pub(crate) fn push_to_users_except(&self, users: &[i64], except: ConnId, event: &Event) {
+    /// Pushes an event to every connection of the given users but
+    /// `except` (the connection the news came from), on every instance.
+    /// Costs the users' own connections: it goes through the index.
+    pub(crate) fn push_to_users_except(
+        &self,
+        users: &[i64],
+        except: Option<ConnId>,
+        event: &Event,
+    ) {
         let st = self.lock();
-        let wanted = |p: &Principal| p.user_id.is_some_and(|u| users.contains(&u));
-        for (id, c) in &st.conns {
-            if *id != except && c.principal.as_ref().is_some_and(wanted) {
-                self.deliver(*id, c, event);
+        self.push_here(&st, users, except, event);
+        if self.cluster.is_none() {
+            return;
+        }
+        let mut per_instance: HashMap<InstanceId, Vec<ConnId>> = HashMap::new();
+        for user in users {
+            for (instance, conn) in st.remote.by_user.of(*user) {
+                per_instance.entry(*instance).or_default().push(*conn);
             }
         }
-        self.push_elsewhere(&st, event, wanted);
+        self.deliver_elsewhere(per_instance, event);
+    }
+
+    fn push_here(&self, st: &State, users: &[i64], except: Option<ConnId>, event: &Event) {
+        for user in users {
+            for id in st.by_user.of(*user) {
+                if Some(*id) != except {
+                    if let Some(c) = st.conns.get(id) {
+                        self.deliver(*id, c, event);
+                    }
+                }
+            }
+        }
     }
 
     /// Pushes an event to the listed connections of this instance.
@@ -84,6 +98,12 @@ impl Hub {
                 per_instance.entry(*instance).or_default().push(*conn);
             }
         }
+        self.deliver_elsewhere(per_instance, event);
+    }
+
+    /// Hands the event to the cluster link once per instance, naming its
+    /// connections.
+    fn deliver_elsewhere(&self, per_instance: HashMap<InstanceId, Vec<ConnId>>, event: &Event) {
         for (to, conns) in per_instance {
             self.emit(Outgoing::Deliver {
                 to,

@@ -25,6 +25,7 @@ use segchat_proto::tracker::Event;
 use segchat_proto::types::{NodeAddr, Presence};
 use serde::{Deserialize, Serialize};
 
+use super::by_user::ByUser;
 use super::{change as shift_change, ConnId, PresenceChange, Principal};
 use crate::presence::Presences;
 
@@ -103,6 +104,8 @@ pub(super) struct Stamped<T> {
 #[derive(Debug, Default)]
 pub(super) struct Remote {
     pub(super) conns: HashMap<(InstanceId, ConnId), Stamped<ConnEntry>>,
+    /// `conns` of registered users, by user.
+    pub(super) by_user: ByUser<(InstanceId, ConnId)>,
     pub(super) hosts: HashMap<String, Stamped<(InstanceId, HostEntry)>>,
     pub(super) streams: HashMap<u64, Stamped<(InstanceId, ConnId, StreamInfo)>>,
 }
@@ -157,13 +160,11 @@ impl Remote {
                     }
                 };
                 let new = self.conns.get(&key).map(|s| &s.value);
+                let user_of = |e: Option<&ConnEntry>| e.and_then(|e| e.principal.user_id);
+                self.by_user.moved(key, user_of(old.as_ref()), user_of(new));
                 count(presence, old.as_ref(), new, out);
             }
-            Change::Conn { conn, entry: None } => {
-                if let Some(old) = self.conns.remove(&(from, conn)) {
-                    count(presence, Some(&old.value), None, out);
-                }
-            }
+            Change::Conn { conn, entry: None } => self.drop_conn((from, conn), presence, out),
             Change::Host { channel, host } => match host {
                 Some(h) => {
                     let moved = self
@@ -203,8 +204,8 @@ impl Remote {
                 }
             },
             Change::Chosen { user_id, status } => {
-                for s in self.conns.values_mut() {
-                    if s.value.principal.user_id == Some(user_id) {
+                for key in self.by_user.of(user_id) {
+                    if let Some(s) = self.conns.get_mut(key) {
                         s.value.chosen = status;
                     }
                 }
@@ -246,9 +247,7 @@ impl Remote {
             .map(|(k, _)| *k)
             .collect();
         for key in gone {
-            if let Some(old) = self.conns.remove(&key) {
-                count(presence, Some(&old.value), None, out);
-            }
+            self.drop_conn(key, presence, out);
         }
         let hosts: Vec<String> = self
             .hosts
@@ -263,11 +262,22 @@ impl Remote {
         self.streams.retain(|_, s| !stale(s.value.0, s.seen));
     }
 
+    /// Forgets a replicated connection, uncounting it.
+    fn drop_conn(
+        &mut self,
+        key: (InstanceId, ConnId),
+        presence: &mut Presences,
+        out: &mut Applied,
+    ) {
+        if let Some(old) = self.conns.remove(&key) {
+            self.by_user.moved(key, old.value.principal.user_id, None);
+            count(presence, Some(&old.value), None, out);
+        }
+    }
+
     fn username_of(&self, user_id: i64) -> Option<String> {
-        self.conns
-            .values()
-            .find(|s| s.value.principal.user_id == Some(user_id))
-            .map(|s| s.value.principal.username.clone())
+        let key = self.by_user.of(user_id).first()?;
+        Some(self.conns.get(key)?.value.principal.username.clone())
     }
 }
 

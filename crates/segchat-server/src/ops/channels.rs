@@ -217,11 +217,13 @@ pub(super) async fn join(shared: &Shared, ctx: &ConnCtx, name: String) -> Result
             "{name:?} is private; ask its owner for an invitation"
         )));
     }
-    shared
+    let added = shared
         .store
         .add_member(ch.id, uid, Role::Member, now_ms())
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?;
+        .await;
+    // Noted whatever the answer: a failed round trip may have committed.
+    super::memberships_changed(shared);
+    added.map_err(|e| store_failure(shared, ctx, e))?;
     shared.log.record(
         "CHANNEL_JOINED",
         ctx.addr,
@@ -261,11 +263,9 @@ pub(super) async fn leave(shared: &Shared, ctx: &ConnCtx, name: String) -> Resul
         Some(_) => {}
     }
     let mut tell = member_ids(shared, ctx, ch.id).await?;
-    shared
-        .store
-        .remove_member(ch.id, uid)
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?;
+    let removed = shared.store.remove_member(ch.id, uid).await;
+    super::memberships_changed(shared);
+    removed.map_err(|e| store_failure(shared, ctx, e))?;
     shared.log.record(
         "CHANNEL_LEFT",
         ctx.addr,
@@ -522,11 +522,9 @@ pub(super) async fn delete(shared: &Shared, ctx: &ConnCtx, name: String) -> Resu
         )));
     }
     let audience = Audience::of(shared, ctx, &ch).await?;
-    let deleted = shared
-        .store
-        .delete_channel(ch.id)
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?;
+    let deleted = shared.store.delete_channel(ch.id).await;
+    super::memberships_changed(shared);
+    let deleted = deleted.map_err(|e| store_failure(shared, ctx, e))?;
     if !deleted {
         return Err(no_such_channel(&name));
     }

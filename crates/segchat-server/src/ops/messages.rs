@@ -329,7 +329,7 @@ async fn notify(
     // Not to the connection the messages came from: it has them.
     shared.hub.push_to_users_except(
         &members,
-        ctx.id,
+        Some(ctx.id),
         &Event::MessageNotice {
             channel: ch.name.clone(),
             seq,

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) verifier: segchat_proto::verify::Verifier,
     /// The link to the other instances, if any.
     pub(crate) cluster: Option<crate::cluster::Handle>,
+    /// Whom to tell of each user's presence.
+    pub(crate) mates: crate::mates::Mates,
 }
 
 /// One connection's view of itself.
@@ -212,7 +214,7 @@ pub(crate) async fn announce_presence(
             messages::announce_host(shared, &ch).await;
         }
     }
-    match shared.store.channel_mates(user_id).await {
+    match shared.mates.of(&*shared.store, user_id).await {
         Ok(mates) => shared.hub.push_here_to_users(
             &mates,
             &Event::Presence {
@@ -222,6 +224,13 @@ pub(crate) async fn announce_presence(
         ),
         Err(e) => tracing::error!(error = %e, "could not find whom to tell about presence"),
     }
+}
+
+/// Somebody joined or left a channel, or one was deleted: whom to tell of
+/// presence changes is asked again, here and on the other instances.
+pub(crate) fn memberships_changed(shared: &Shared) {
+    shared.mates.changed();
+    crate::cluster::memberships_changed(shared);
 }
 
 /// Presence as `asker` may see `user_id`'s.
