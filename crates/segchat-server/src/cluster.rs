@@ -6,7 +6,8 @@
 //!
 //! - `segchat.state`: every instance publishes its changes here, batched
 //!   ([`Message::State`]), all of its entries again every refresh period
-//!   (a third of the peer TTL), and [`Message::Gone`] when it stops.
+//!   (a third of the peer TTL, a twentieth of them at a time), and
+//!   [`Message::Gone`] when it stops.
 //!   Every instance subscribes: any of them may be asked for the peer
 //!   list, a channel's host or the live streams.
 //! - `segchat.to.<instance>`: events for some connections of that
@@ -15,9 +16,12 @@
 //!   give it to, once each.
 //! - `segchat.signin`: the outcome of each password check, so that the
 //!   sign-in throttle counts failures on every instance.
-//! - `segchat.members`: somebody joined or left a channel, or one was
-//!   deleted ([`Message::Members`]): every instance asks the database
-//!   again whom to tell of presence changes (`mates`).
+//! - `segchat.members`: how many times members changed (somebody joined
+//!   or left a channel, or one was deleted) through the sender, sent at
+//!   each change and every refresh period ([`Message::Members`]). An
+//!   instance that sees the count go up asks the database again whom to
+//!   tell of presence changes (`mates`); a lost message is noticed at
+//!   the next refresh.
 //!
 //! NATS delivers at most once. A lost change is repaired by the next
 //! refresh; a lost removal by the TTL. An instance that stops announcing
@@ -26,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +51,8 @@ pub(crate) const QUEUE: usize = 65_536;
 const SETTLE_QUEUE: usize = 1024;
 /// Changes per published message.
 const BATCH: usize = 256;
+/// Slices of the refresh: one is announced every refresh period / this.
+const REFRESH_SLICES: u32 = 20;
 /// Subjects' prefix.
 const PREFIX: &str = "segchat";
 
@@ -72,6 +79,8 @@ enum Message {
     },
     Members {
         from: InstanceId,
+        /// Membership changes made through `from` so far.
+        changes: u64,
     },
 }
 
@@ -81,6 +90,7 @@ pub(crate) struct Link {
     client: async_nats::Client,
     pub(crate) tx: mpsc::Sender<Outgoing>,
     rx: mpsc::Receiver<Outgoing>,
+    member_changes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Link {
@@ -113,6 +123,7 @@ pub(crate) async fn connect(url: &str) -> Result<Link, async_nats::ConnectError>
         client,
         tx,
         rx,
+        member_changes: Arc::default(),
     })
 }
 
@@ -131,12 +142,8 @@ pub(crate) fn signed_in(shared: &Shared, username: &str, ip: IpAddr, ok: bool) {
 /// Tells the other instances that a channel's members changed.
 pub(crate) fn memberships_changed(shared: &Shared) {
     let Some(link) = &shared.cluster else { return };
-    link.publish(
-        "members",
-        &Message::Members {
-            from: link.instance,
-        },
-    );
+    link.member_changes.fetch_add(1, Ordering::SeqCst);
+    link.publish("members", &link.members());
 }
 
 /// What `Shared` keeps of the link.
@@ -144,9 +151,18 @@ pub(crate) fn memberships_changed(shared: &Shared) {
 pub(crate) struct Handle {
     pub(crate) instance: InstanceId,
     client: async_nats::Client,
+    /// Membership changes made through this instance.
+    member_changes: Arc<AtomicU64>,
 }
 
 impl Handle {
+    fn members(&self) -> Message {
+        Message::Members {
+            from: self.instance,
+            changes: self.member_changes.load(Ordering::SeqCst),
+        }
+    }
+
     /// Publishes `message` on `segchat.<subject>` without waiting.
     fn publish(&self, subject: &str, message: &Message) {
         let Ok(body) = serde_json::to_vec(message) else {
@@ -166,6 +182,7 @@ impl Link {
         Handle {
             instance: self.instance,
             client: self.client.clone(),
+            member_changes: self.member_changes.clone(),
         }
     }
 }
@@ -206,19 +223,30 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
     // database; under load the announcements gather into larger rounds.
     let (told_tx, told_rx) = mpsc::channel::<Applied>(SETTLE_QUEUE);
     let teller = tokio::spawn(tell(shared.clone(), told_rx));
-    let refresh = shared.config.peer_ttl / 3;
-    let mut refresh_tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
+    // Every entry is announced again once per refresh period, a slice at
+    // a time: all at once, a big instance's refresh held the changes
+    // queued behind it on every instance (~100 ms at 10k connections).
+    let refresh = (shared.config.peer_ttl / 3).max(Duration::from_millis(100));
+    let mut refresh_tick = tokio::time::interval(refresh / REFRESH_SLICES);
+    let mut slice = 0;
     let mut expire_tick = tokio::time::interval(Duration::from_millis(250));
     let mut incoming = futures::stream::select_all([state, mine, signin, members]);
+    let mut member_changes = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = refresh_tick.tick() => {
-                // A membership note NATS lost costs at most this long.
-                shared.mates.changed();
-                for chunk in shared.hub.snapshot().chunks(BATCH) {
+                if slice == 0 {
+                    // A membership note NATS lost is noticed here.
+                    if let Some(link) = &shared.cluster {
+                        link.publish("members", &link.members());
+                    }
+                }
+                let part = shared.hub.snapshot(slice, REFRESH_SLICES);
+                for chunk in part.chunks(BATCH) {
                     publish(&client, instance, chunk.to_vec()).await;
                 }
+                slice = (slice + 1) % REFRESH_SLICES;
             }
             _ = expire_tick.tick() => {
                 let applied = shared.hub.expire_remote(shared.config.peer_ttl);
@@ -226,7 +254,8 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
             }
             message = incoming.next() => {
                 let Some(message) = message else { break };
-                if let Some(applied) = receive(&shared, instance, &message.payload) {
+                let payload = &message.payload;
+                if let Some(applied) = receive(&shared, instance, &mut member_changes, payload) {
                     let _ = told_tx.send(applied).await;
                 }
             }
@@ -287,7 +316,14 @@ async fn send(from: InstanceId, client: async_nats::Client, mut rx: mpsc::Receiv
 
 /// Applies one message from NATS; answers what this instance's
 /// connections must be told.
-fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) -> Option<Applied> {
+/// `member_changes`: the last count of membership changes heard from
+/// each other instance.
+fn receive(
+    shared: &Shared,
+    me: InstanceId,
+    member_changes: &mut HashMap<InstanceId, u64>,
+    payload: &[u8],
+) -> Option<Applied> {
     let message: Message = match serde_json::from_slice(payload) {
         Ok(m) => m,
         Err(e) => {
@@ -303,13 +339,17 @@ fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) -> Option<Applied> {
         Message::State { from, .. }
         | Message::Gone { from }
         | Message::SignIn { from, .. }
-        | Message::Members { from }
+        | Message::Members { from, .. }
             if from == me =>
         {
             None
         }
-        Message::Members { .. } => {
-            shared.mates.changed();
+        Message::Members { from, changes } => {
+            let known = member_changes.entry(from).or_default();
+            if changes > *known {
+                *known = changes;
+                shared.mates.changed();
+            }
             None
         }
         Message::State { from, changes } => Some(shared.hub.apply_remote(from, changes)),
@@ -317,6 +357,7 @@ fn receive(shared: &Shared, me: InstanceId, payload: &[u8]) -> Option<Applied> {
             shared
                 .log
                 .record("CLUSTER_LEFT", "nats", format!("instance={from:016x}"));
+            member_changes.remove(&from);
             Some(shared.hub.forget_instance(from))
         }
         Message::Deliver { conns, event } => {

@@ -8,9 +8,8 @@
 //! store and the answer being stored, and every membership change clears
 //! what is remembered. Changes made through this instance are noted right
 //! after they are stored; another instance's arrive over the cluster
-//! link, which NATS may lose, so with several instances everything is
-//! also forgotten every refresh period (`cluster`): a lost note costs at
-//! most that long.
+//! link as a running count, which every instance also sends each refresh
+//! period (`cluster`): a note NATS lost is noticed at the next refresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -50,31 +50,36 @@ impl Hub {
         out
     }
 
-    /// Everything this instance owns, as changes: what the periodic
-    /// refresh announces.
-    pub(crate) fn snapshot(&self) -> Vec<Change> {
+    /// Slice `slice` of `slices` of everything this instance owns, as
+    /// changes: what the periodic refresh announces. Entries fall in
+    /// slices by their connection, so every slice in turn covers all.
+    pub(crate) fn snapshot(&self, slice: u32, slices: u32) -> Vec<Change> {
         let st = self.lock();
-        let conns = st.conns.keys().filter_map(|id| {
+        let mine = |conn: &ConnId| conn % u64::from(slices.max(1)) == u64::from(slice);
+        let conns = st.conns.keys().filter(|id| mine(id)).filter_map(|id| {
             conn_entry(&st, *id).map(|entry| Change::Conn {
                 conn: *id,
                 entry: Some(entry),
             })
         });
-        let hosts = st
-            .hosts
-            .iter()
-            .map(|(channel, (conn, node, owner_id))| Change::Host {
+        let hosts = st.hosts.iter().filter(|(_, (conn, ..))| mine(conn)).map(
+            |(channel, (conn, node, owner_id))| Change::Host {
                 channel: channel.clone(),
                 host: Some(HostEntry {
                     conn: *conn,
                     node: node.clone(),
                     owner_id: *owner_id,
                 }),
-            });
-        let streams = st.streams.iter().map(|(id, (conn, info))| Change::Stream {
-            stream_id: *id,
-            info: Some((*conn, info.clone())),
-        });
+            },
+        );
+        let streams =
+            st.streams
+                .iter()
+                .filter(|(_, (conn, _))| mine(conn))
+                .map(|(id, (conn, info))| Change::Stream {
+                    stream_id: *id,
+                    info: Some((*conn, info.clone())),
+                });
         conns.chain(hosts).chain(streams).collect()
     }
 }
