@@ -4,7 +4,9 @@
 //! distribution's `nats-server`. Nodes on different instances chat, see
 //! each other's presence, hosts and streams; when an instance is
 //! `kill -9`ed its nodes move on, nothing acknowledged is lost, and the
-//! users it held are shown offline elsewhere within the peer TTL.
+//! users it held are shown offline elsewhere within the peer TTL; a
+//! channel joined through one instance changes whom the other tells of
+//! presence.
 
 mod common;
 
@@ -68,7 +70,7 @@ fn fresh_database() -> String {
 /// Two instances of one server (one database, one key, one NATS).
 struct Pair {
     _nats: Nats,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     first: (Proc, String),
     second: (Proc, String),
     second_dir: PathBuf,
@@ -91,7 +93,7 @@ fn two_instances() -> Pair {
     let second = start_server_with(&second_dir, "127.0.0.1:0", &extra);
     Pair {
         _nats: nats,
-        _root: root,
+        root,
         first,
         second,
         second_dir,
@@ -261,4 +263,76 @@ fn an_instance_killed_mid_conversation_loses_nothing_and_its_users_go_offline_in
             && l.contains("to=offline")),
         "the second instance logged carol going offline"
     );
+}
+
+/// How many times the node at `dir` logged `user`'s presence pushed to
+/// it as `status`.
+fn presence_heard(dir: &Path, user: &str, status: &str) -> usize {
+    let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
+    let wanted = format!("user={user} status={status}");
+    log.lines()
+        .filter(|l| l.contains("PRESENCE_CHANGED") && l.ends_with(&wanted))
+        .count()
+}
+
+#[test]
+fn a_channel_joined_through_one_instance_changes_whom_the_other_tells_of_presence() {
+    let pair = two_instances();
+    let [adir, bdir, cdir] = &pair.nodes;
+    let (first, second) = (&pair.first.1, &pair.second.1);
+    // Carol has a node on each instance; alice is on the first, bob on
+    // the second.
+    let c2dir = pair.root.path().join("carol-2");
+    std::fs::create_dir_all(&c2dir).expect("carol's second dir");
+    let _alice = start_node(first, adir);
+    let _bob = start_node(second, bdir);
+    let _carol = start_node(first, cdir);
+    let _carol_2 = start_node(second, &c2dir);
+    for dir in [adir, bdir, cdir, &c2dir] {
+        wait_node(dir, "the node to connect", connected);
+    }
+    register(adir, "alice");
+    register(bdir, "bob");
+    register(cdir, "carol");
+    let out = verb_with(
+        &c2dir,
+        &["login", "carol", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(adir, &["create", "ops", "--visibility", "public"]);
+    ok(bdir, &["join", "ops"]);
+
+    // The second instance tells bob, and remembers that bob is whom to
+    // tell of alice.
+    ok(adir, &["status", "invisible"]);
+    wait_until("bob to hear alice go offline", || {
+        presence_heard(bdir, "alice", "offline") == 1
+    });
+    ok(adir, &["status", "online"]);
+    wait_until("bob to hear alice back", || {
+        presence_heard(bdir, "alice", "online") >= 1
+    });
+    assert_eq!(
+        presence_heard(&c2dir, "alice", "offline"),
+        0,
+        "carol shares no channel with alice yet"
+    );
+
+    // Carol joins through the first instance; the second hears of it and
+    // tells her node there too.
+    ok(cdir, &["join", "ops"]);
+    ok(adir, &["status", "invisible"]);
+    wait_until("carol to hear alice go offline on both her nodes", || {
+        presence_heard(cdir, "alice", "offline") == 1
+            && presence_heard(&c2dir, "alice", "offline") == 1
+    });
+    wait_until("bob to hear it too", || {
+        presence_heard(bdir, "alice", "offline") == 2
+    });
 }
