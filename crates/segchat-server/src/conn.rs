@@ -23,7 +23,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::ConnSlot;
-use crate::hub::{ConnId, TrackerFrame};
+use crate::hub::{ConnId, Queued, TrackerFrame};
 use crate::ops::{self, ConnCtx, Shared};
 
 type Codec = FrameCodec<Request, Reply, Event>;
@@ -32,6 +32,15 @@ type Codec = FrameCodec<Request, Reply, Event>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer may take to flush a last error frame on close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// What a connection's read and write buffers start at. They grow for
+/// bigger frames and are given back once empty if they grew past
+/// [`KEEP_BUF`], so an idle connection holds little, however large the
+/// frames it once carried (thousands of idle nodes are the common case).
+const IDLE_BUF: usize = 512;
+/// Buffer capacity an empty buffer may keep.
+const KEEP_BUF: usize = 8 * 1024;
+/// Bytes of queued frames the writer gathers before writing them out.
+const WRITE_BATCH: usize = 8 * 1024;
 
 /// Answers a connection over the per-source cap with an error frame and
 /// closes it.
@@ -83,7 +92,8 @@ pub(crate) async fn serve(
     let addr = peer.addr;
     let codec = Codec::new(shared.config.max_frame_len);
     let mut reader = FrameReader::new(r, shared.config.max_frame_len);
-    let mut writer = FramedWrite::new(w, codec);
+    let mut writer = FramedWrite::with_capacity(w, codec, IDLE_BUF);
+    writer.set_backpressure_boundary(WRITE_BATCH);
 
     shared
         .log
@@ -178,7 +188,7 @@ async fn handshake(
 /// Reads and answers requests until the connection ends; says why it did.
 async fn read_loop(
     reader: &mut FrameReader,
-    tx: &mpsc::Sender<TrackerFrame>,
+    tx: &mpsc::Sender<Queued>,
     shared: &Shared,
     ctx: &mut ConnCtx,
     cancel: &CancellationToken,
@@ -208,7 +218,7 @@ async fn read_loop(
             _ = tokio::time::sleep_until(deadline.into()) => {
                 shared.log.record("CONNECTION_TIMEOUT", ctx.addr, format!("conn={} {why}", ctx.id));
                 let failure = Failure::new(Status::Unauthorized, format!("{why}; closing"));
-                let _ = tx.try_send(Frame::Error(failure));
+                let _ = tx.try_send(Box::new(Frame::Error(failure)));
                 return format!("timed out: {why}");
             }
             next = reader.next() => next,
@@ -225,7 +235,11 @@ async fn read_loop(
                     format!("conn={} id={id} {reason}", ctx.id),
                 );
                 let result = Err(Failure::bad_request(format!("malformed request: {reason}")));
-                if tx.send(Frame::Response { id, result }).await.is_err() {
+                if tx
+                    .send(Box::new(Frame::Response { id, result }))
+                    .await
+                    .is_err()
+                {
                     return "writer gone".into();
                 }
                 continue;
@@ -234,7 +248,7 @@ async fn read_loop(
                 shared
                     .log
                     .record("PROTOCOL_ERROR", ctx.addr, format!("conn={} {e}", ctx.id));
-                let _ = tx.send(Frame::Error(e.to_failure())).await;
+                let _ = tx.send(Box::new(Frame::Error(e.to_failure()))).await;
                 return format!("protocol error: {e}");
             }
             Some(Err(e)) => return format!("read error: {e}"),
@@ -247,12 +261,18 @@ async fn read_loop(
                 let result = {
                     let _enter = span.enter();
                     tracing::debug!("handling");
-                    ops::handle(shared, ctx, body).await
+                    // Boxed: inline, the largest operation's state would
+                    // be part of every idle connection's task.
+                    Box::pin(ops::handle(shared, ctx, body)).await
                 };
                 if was_signed_in && ctx.principal.is_none() {
                     signed_out_since = Instant::now();
                 }
-                if tx.send(Frame::Response { id, result }).await.is_err() {
+                if tx
+                    .send(Box::new(Frame::Response { id, result }))
+                    .await
+                    .is_err()
+                {
                     return "writer gone".into();
                 }
             }
@@ -261,7 +281,7 @@ async fn read_loop(
                     "unexpected {:?} frame from a client after the handshake",
                     other.kind()
                 ));
-                let _ = tx.send(Frame::Error(failure)).await;
+                let _ = tx.send(Box::new(Frame::Error(failure))).await;
                 return "unexpected frame".into();
             }
         }
@@ -272,7 +292,7 @@ async fn read_loop(
 /// flush. Ends when every sender is gone or the connection is cancelled.
 async fn write_loop(
     mut writer: FramedWrite<SendStream, Codec>,
-    mut rx: mpsc::Receiver<TrackerFrame>,
+    mut rx: mpsc::Receiver<Queued>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -280,13 +300,13 @@ async fn write_loop(
             _ = cancel.cancelled() => break,
             f = rx.recv() => match f { Some(f) => f, None => break },
         };
-        let closing = matches!(frame, Frame::Error(_));
-        if writer.feed(frame).await.is_err() {
+        let closing = matches!(*frame, Frame::Error(_));
+        if writer.feed(*frame).await.is_err() {
             cancel.cancel();
             break;
         }
         while let Ok(f) = rx.try_recv() {
-            if writer.feed(f).await.is_err() {
+            if writer.feed(*f).await.is_err() {
                 cancel.cancel();
                 return;
             }
@@ -295,6 +315,7 @@ async fn write_loop(
             cancel.cancel();
             break;
         }
+        give_back(writer.write_buffer_mut());
     }
     let _ = writer.flush().await;
     finish(writer.get_mut()).await;
@@ -313,7 +334,7 @@ impl FrameReader {
     fn new(half: RecvStream, max_len: usize) -> Self {
         FrameReader {
             half,
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::with_capacity(IDLE_BUF),
             max_len,
         }
     }
@@ -322,10 +343,14 @@ impl FrameReader {
     async fn next(&mut self) -> Option<Result<TrackerFrame, CodecError>> {
         loop {
             match TrackerFrame::decode(&mut self.buf, self.max_len) {
-                Ok(Some(frame)) => return Some(Ok(frame)),
+                Ok(Some(frame)) => {
+                    give_back(&mut self.buf);
+                    return Some(Ok(frame));
+                }
                 Ok(None) => {}
                 Err(e) => return Some(Err(CodecError::Decode(e))),
             }
+            self.buf.reserve(IDLE_BUF);
             match self.half.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() => return None,
                 Ok(0) => {
@@ -338,5 +363,33 @@ impl FrameReader {
                 Err(e) => return Some(Err(CodecError::Io(e))),
             }
         }
+    }
+}
+
+/// Replaces an empty buffer that grew past [`KEEP_BUF`] with a small one.
+fn give_back(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > KEEP_BUF {
+        *buf = BytesMut::with_capacity(IDLE_BUF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_buffer_that_grew_is_given_back_and_a_busy_one_is_kept() {
+        let mut grown = BytesMut::with_capacity(64 * 1024);
+        give_back(&mut grown);
+        assert!(grown.capacity() <= KEEP_BUF, "an idle connection keeps little");
+        let mut busy = BytesMut::with_capacity(64 * 1024);
+        busy.extend_from_slice(b"half a frame");
+        give_back(&mut busy);
+        assert!(busy.capacity() >= 64 * 1024, "a frame in the middle is kept");
+        assert_eq!(&busy[..], b"half a frame");
+        let mut small = BytesMut::with_capacity(KEEP_BUF);
+        let before = small.capacity();
+        give_back(&mut small);
+        assert_eq!(small.capacity(), before, "within the allowance: untouched");
     }
 }

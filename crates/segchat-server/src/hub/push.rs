@@ -114,7 +114,7 @@ impl Hub {
     }
 
     pub(super) fn deliver(&self, id: ConnId, conn: &Conn, event: &Event) {
-        match conn.tx.try_send(Frame::Event(event.clone())) {
+        match conn.tx.try_send(Box::new(Frame::Event(event.clone()))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.log.record(
