@@ -381,11 +381,17 @@ mod tests {
     fn an_empty_buffer_that_grew_is_given_back_and_a_busy_one_is_kept() {
         let mut grown = BytesMut::with_capacity(64 * 1024);
         give_back(&mut grown);
-        assert!(grown.capacity() <= KEEP_BUF, "an idle connection keeps little");
+        assert!(
+            grown.capacity() <= KEEP_BUF,
+            "an idle connection keeps little"
+        );
         let mut busy = BytesMut::with_capacity(64 * 1024);
         busy.extend_from_slice(b"half a frame");
         give_back(&mut busy);
-        assert!(busy.capacity() >= 64 * 1024, "a frame in the middle is kept");
+        assert!(
+            busy.capacity() >= 64 * 1024,
+            "a frame in the middle is kept"
+        );
         assert_eq!(&busy[..], b"half a frame");
         let mut small = BytesMut::with_capacity(KEEP_BUF);
         let before = small.capacity();
