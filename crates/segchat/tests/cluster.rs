@@ -294,17 +294,7 @@ fn a_channel_joined_through_one_instance_changes_whom_the_other_tells_of_presenc
     register(adir, "alice");
     register(bdir, "bob");
     register(cdir, "carol");
-    let out = verb_with(
-        &c2dir,
-        &["login", "carol", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    login(&c2dir, "carol");
     ok(adir, &["create", "ops", "--visibility", "public"]);
     ok(bdir, &["join", "ops"]);
 

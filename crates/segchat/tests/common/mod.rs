@@ -214,15 +214,24 @@ pub fn connected(v: &Value) -> bool {
 }
 
 pub fn register(dir: &Path, user: &str) {
+    with_password(dir, "register", user);
+}
+
+/// Signs the node at `dir` in as an existing account.
+pub fn login(dir: &Path, user: &str) {
+    with_password(dir, "login", user);
+}
+
+fn with_password(dir: &Path, verb: &str, user: &str) {
     let out = verb_with(
         dir,
-        &["register", user, "--password-stdin"],
+        &[verb, user, "--password-stdin"],
         Some(&format!("{PASSWORD}\n")),
         &[],
     );
     assert!(
         out.status.success(),
-        "register {user}: {}",
+        "{verb} {user}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
