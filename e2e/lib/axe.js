@@ -15,6 +15,14 @@ const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
 export async function axeViolations(page) {
   if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
   const result = await page.evaluate(async (tags) => {
+    // Colours mid-transition (a hover fading in) are not the page's: wait
+    // until running transitions and animations have settled.
+    // (Endless ones, a pulsing badge say, are not waited for; nor longer
+    // than a second in all.)
+    const ending = document.getAnimations()
+      .filter((a) => a.effect && a.effect.getComputedTiming().endTime !== Infinity)
+      .map((a) => a.finished.catch(() => {}));
+    await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 1000))]);
     const r = await window.axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
     return r.violations.map((v) => ({
       id: v.id, impact: v.impact, help: v.help,

@@ -524,6 +524,7 @@ async function refreshStreams() {
 async function openChannel(name, opts = {}) {
   if (!ui) return;
   const switching = s.current !== name;
+  if (switching && s.current) flushRead(s.current);
   if (s.current && ui.composer.querySelector('textarea')) s.drafts.set(s.current, ui.composer.querySelector('textarea').value);
   s.current = name;
   s.sidebarOpen = false;
@@ -602,7 +603,24 @@ async function markRead(name) {
     renderSide();
   } catch { /* harmless: stays unread */ }
 }
-const scheduleRead = debounce(markRead, 400);
+// Messages arriving in the open channel are marked read a moment later,
+// gathered. Marking read covers "everything stored so far", so a pending
+// mark is done at once when the channel is left: fired later, it would
+// also cover what arrived there after, unseen (and its badge never shown).
+const readTimers = new Map();
+function scheduleRead(name) {
+  clearTimeout(readTimers.get(name));
+  readTimers.set(name, setTimeout(() => {
+    readTimers.delete(name);
+    if (s.current === name && !document.hidden) markRead(name);
+  }, 400));
+}
+function flushRead(name) {
+  if (!readTimers.has(name)) return;
+  clearTimeout(readTimers.get(name));
+  readTimers.delete(name);
+  markRead(name);
+}
 
 async function joinChannel(name) {
   try {
