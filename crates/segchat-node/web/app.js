@@ -152,10 +152,18 @@ function writeReason(c) {
 
 function debounce(fn, ms) {
   const timers = new Map();
-  return (key = '') => {
+  const call = (key = '') => {
     clearTimeout(timers.get(key));
     timers.set(key, setTimeout(() => { timers.delete(key); fn(key); }, ms));
   };
+  // Makes a pending call for `key` now (none pending: nothing).
+  call.flush = (key = '') => {
+    if (!timers.has(key)) return;
+    clearTimeout(timers.get(key));
+    timers.delete(key);
+    fn(key);
+  };
+  return call;
 }
 
 // ---------------------------------------------------------------- layout
@@ -524,7 +532,7 @@ async function refreshStreams() {
 async function openChannel(name, opts = {}) {
   if (!ui) return;
   const switching = s.current !== name;
-  if (switching && s.current) flushRead(s.current);
+  if (switching && s.current) scheduleRead.flush(s.current);
   if (s.current && ui.composer.querySelector('textarea')) s.drafts.set(s.current, ui.composer.querySelector('textarea').value);
   s.current = name;
   s.sidebarOpen = false;
@@ -607,20 +615,9 @@ async function markRead(name) {
 // gathered. Marking read covers "everything stored so far", so a pending
 // mark is done at once when the channel is left: fired later, it would
 // also cover what arrived there after, unseen (and its badge never shown).
-const readTimers = new Map();
-function scheduleRead(name) {
-  clearTimeout(readTimers.get(name));
-  readTimers.set(name, setTimeout(() => {
-    readTimers.delete(name);
-    if (s.current === name && !document.hidden) markRead(name);
-  }, 400));
-}
-function flushRead(name) {
-  if (!readTimers.has(name)) return;
-  clearTimeout(readTimers.get(name));
-  readTimers.delete(name);
-  markRead(name);
-}
+const scheduleRead = debounce((name) => {
+  if (s.current === name && !document.hidden) markRead(name);
+}, 400);
 
 async function joinChannel(name) {
   try {
