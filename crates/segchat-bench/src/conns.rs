@@ -29,7 +29,6 @@ use futures::{SinkExt, StreamExt};
 use segchat_proto::tracker::{Event, Request};
 use segchat_proto::types::{Presence, Visibility};
 use segchat_proto::Frame;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::link::{Machine, Server, TrackerLink};
@@ -72,15 +71,21 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     .await?
     .map_err(|e| anyhow!(e))?;
     let db = pg.create_database("conns").await.map_err(|e| anyhow!(e))?;
-    let (_nats, nats_url) = start_nats().await?;
+    let nats = segchat_pgtest::nats::Nats::start().map_err(anyhow::Error::msg)?;
     let per_source = (args.nodes / args.machines + 64).to_string();
     let extra = [
         "--database",
         db.as_str(),
         "--nats",
-        nats_url.as_str(),
+        nats.url.as_str(),
         "--max-conns-per-source",
         per_source.as_str(),
+        // Each watcher joins every changer's channel at once, and each
+        // changer may change faster than a person would.
+        "--changes-burst",
+        "1000000",
+        "--changes-per-second",
+        "1000000",
     ];
     let (a, a_addr) = start_instance(&exe, work.path(), "a", &extra).await?;
     std::fs::create_dir_all(work.path().join("b"))?;
@@ -357,33 +362,4 @@ async fn start_instance(
     )
     .await?;
     Ok((proc, rest.parse().context("the server's address")?))
-}
-
-/// A private `nats-server` on a free loopback port (killed when dropped).
-async fn start_nats() -> anyhow::Result<(tokio::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("nats-server");
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting nats-server (apt-get install nats-server)")?;
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("nats-server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((child, format!("nats://127.0.0.1:{port}")))
 }

@@ -1,6 +1,7 @@
 //! A private PostgreSQL server for tests and benchmarks, started from the
 //! distribution's binaries (`apt-get install postgresql`), never a shared
-//! or pre-existing one.
+//! or pre-existing one; and a private `nats-server` beside it ([`nats`])
+//! for tests of several server instances.
 //!
 //! [`shared`] starts one server per test process, the first time it is
 //! asked; [`fresh_database`] gives each test a database of its own on it,
@@ -21,6 +22,8 @@
 //! Without PostgreSQL installed, [`shared`] panics with what to install:
 //! a test that needs PostgreSQL fails rather than passes unseen
 //! (`scripts/test.sh` installs it).
+
+pub mod nats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

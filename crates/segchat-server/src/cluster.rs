@@ -22,6 +22,10 @@
 //!   instance that sees the count go up asks the database again whom to
 //!   tell of presence changes (`mates`); a lost message is noticed at
 //!   the next refresh.
+//! - `segchat.sessions`: a session that ended (its user logged out)
+//!   ([`Message::SessionEnded`]). Every instance signs out its own
+//!   connections of that session: a token used on two instances is
+//!   dropped by both.
 //!
 //! NATS delivers at most once. A lost change is repaired by the next
 //! refresh; a lost removal by the TTL. An instance that stops announcing
@@ -81,6 +85,10 @@ enum Message {
         from: InstanceId,
         /// Membership changes made through `from` so far.
         changes: u64,
+    },
+    SessionEnded {
+        from: InstanceId,
+        session_id: String,
     },
 }
 
@@ -146,6 +154,17 @@ pub(crate) fn memberships_changed(shared: &Shared) {
     link.publish("members", &link.members());
 }
 
+/// Tells the other instances that a session ended: they sign out their
+/// connections of it.
+pub(crate) fn session_ended(shared: &Shared, session_id: &str) {
+    let Some(link) = &shared.cluster else { return };
+    let message = Message::SessionEnded {
+        from: link.instance,
+        session_id: session_id.to_owned(),
+    };
+    link.publish("sessions", &message);
+}
+
 /// What `Shared` keeps of the link.
 #[derive(Debug, Clone)]
 pub(crate) struct Handle {
@@ -200,11 +219,12 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
         let client = client.clone();
         async move { client.subscribe(subject).await }
     };
-    let (state, mine, signin, members) = match tokio::try_join!(
+    let (state, mine, signin, members, sessions) = match tokio::try_join!(
         subscribe(format!("{PREFIX}.state")),
         subscribe(format!("{PREFIX}.to.{instance:016x}")),
         subscribe(format!("{PREFIX}.signin")),
         subscribe(format!("{PREFIX}.members")),
+        subscribe(format!("{PREFIX}.sessions")),
     ) {
         Ok(subs) => subs,
         Err(e) => {
@@ -230,7 +250,7 @@ pub(crate) async fn run(link: Link, shared: Arc<Shared>, shutdown: CancellationT
     let mut refresh_tick = tokio::time::interval(refresh / REFRESH_SLICES);
     let mut slice = 0;
     let mut expire_tick = tokio::time::interval(Duration::from_millis(250));
-    let mut incoming = futures::stream::select_all([state, mine, signin, members]);
+    let mut incoming = futures::stream::select_all([state, mine, signin, members, sessions]);
     let mut member_changes = HashMap::new();
     loop {
         tokio::select! {
@@ -340,6 +360,7 @@ fn receive(
         | Message::Gone { from }
         | Message::SignIn { from, .. }
         | Message::Members { from, .. }
+        | Message::SessionEnded { from, .. }
             if from == me =>
         {
             None
@@ -352,6 +373,10 @@ fn receive(
             }
             None
         }
+        Message::SessionEnded { session_id, .. } => Some(Applied {
+            sessions_ended: vec![session_id],
+            ..Applied::default()
+        }),
         Message::State { from, changes } => Some(shared.hub.apply_remote(from, changes)),
         Message::Gone { from } => {
             shared
@@ -383,6 +408,7 @@ async fn tell(shared: Arc<Shared>, mut rx: mpsc::Receiver<Applied>) {
             round.presence.extend(more.presence);
             round.hosts.extend(more.hosts);
             round.invisible.extend(more.invisible);
+            round.sessions_ended.extend(more.sessions_ended);
         }
         round.hosts.sort();
         round.hosts.dedup();
@@ -417,6 +443,9 @@ async fn settle(shared: &Shared, applied: Applied) {
         if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
             ops::announce_host(shared, &ch).await;
         }
+    }
+    for session in applied.sessions_ended {
+        ops::end_session(shared, &session, None, "you logged out on another node").await;
     }
     for user in applied.invisible {
         for conn in shared.hub.conns_of_user(user) {

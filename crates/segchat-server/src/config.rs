@@ -52,6 +52,14 @@ pub struct ServerConfig {
     pub max_body_len: usize,
     /// How long a node's ticket is valid.
     pub ticket_lifetime: Duration,
+    /// Changes others are told of (status, activity, joins and leaves,
+    /// channel changes) one connection may make per second, after a
+    /// burst of `changes_burst`; beyond that they are refused with
+    /// RATE_LIMITED. Without a limit, one client toggling its status in
+    /// a loop makes every instance fan an event out to all its channel
+    /// mates per request.
+    pub changes_per_second: u32,
+    pub changes_burst: u32,
 }
 
 impl ServerConfig {
@@ -77,6 +85,8 @@ impl ServerConfig {
             outbound_queue: 1024,
             max_body_len: segchat_proto::message::MAX_BODY_LEN,
             ticket_lifetime: Duration::from_secs(24 * 3600),
+            changes_per_second: 10,
+            changes_burst: 20,
         }
     }
 
@@ -108,6 +118,9 @@ impl ServerConfig {
         }
         if self.max_conns_per_source == 0 {
             return Err("a source must be allowed at least one connection".into());
+        }
+        if self.changes_per_second == 0 || self.changes_burst == 0 {
+            return Err("a connection must be allowed at least one change a second".into());
         }
         if self.outbound_queue == 0 {
             return Err("outbound queue must hold at least one frame".into());

@@ -123,11 +123,7 @@ pub(crate) async fn serve(
         .add_conn(id, addr, peer.node_id, tx.clone(), cancel.clone());
     let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
 
-    let mut ctx = ConnCtx {
-        id,
-        addr,
-        principal: None,
-    };
+    let mut ctx = ConnCtx::new(id, addr, &shared.config);
     let reason = read_loop(&mut reader, &tx, &shared, &mut ctx, &cancel).await;
 
     ops::sign_out_conn(&shared, &mut ctx).await;
@@ -257,6 +253,12 @@ async fn read_loop(
             Frame::Request { id, body } => {
                 let op = body.op_name();
                 let span = tracing::debug_span!("request", conn = ctx.id, id, op);
+                if ctx.principal.is_some() && !shared.hub.is_signed_in(ctx.id) {
+                    // Its session was ended elsewhere (a logout on another
+                    // node): it asks as a stranger from now on.
+                    ctx.principal = None;
+                    signed_out_since = Instant::now();
+                }
                 let was_signed_in = ctx.principal.is_some();
                 let result = {
                     let _enter = span.enter();

@@ -561,6 +561,89 @@ async fn state_survives_a_restart_and_sessions_resume() {
 }
 
 #[tokio::test]
+async fn logging_out_signs_out_every_connection_of_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(dir.path(), |c| {
+        c.peer_ttl = Duration::from_secs(30);
+    })
+    .await;
+    let mut a = Client::connect(server.addr).await;
+    let session = a.register("ivy").await;
+    // The same session on a second connection: another node of ivy's, or
+    // whoever stole the token. Logging out is how ivy ends both.
+    let mut b = Client::connect(server.addr).await;
+    b.ok(Request::Resume {
+        token: session.token.clone(),
+    })
+    .await;
+    b.submit(4100).await;
+    let mut c = Client::connect(server.addr).await;
+    c.register("jude").await;
+    assert!(c.peer_names(None).await.contains(&"ivy".to_string()));
+
+    a.ok(Request::Logout).await;
+    b.event_where(|e| matches!(e, Event::SessionEnded { .. }))
+        .await;
+    // A client that ignores the event is a stranger all the same.
+    for req in [Request::Whoami, Request::ListChannels] {
+        let f = b.request(req).await.expect_err("signed out");
+        assert_eq!(f.status, Status::Unauthorized);
+    }
+    assert!(!c.peer_names(None).await.contains(&"ivy".to_string()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_changing_its_status_in_a_loop_is_slowed_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(dir.path(), |c| {
+        c.changes_burst = 5;
+        c.changes_per_second = 4;
+    })
+    .await;
+    let mut a = Client::connect(server.addr).await;
+    a.register("nell").await;
+    let mut accepted = 0;
+    let refused = loop {
+        match a
+            .request(Request::SetActivity {
+                idle: accepted % 2 == 0,
+            })
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(f) => break f,
+        }
+        assert!(accepted <= 6, "never slowed down");
+    };
+    assert!(accepted >= 5, "the burst is allowed: {accepted}");
+    assert_eq!(refused.status, Status::RateLimited);
+    assert!(
+        refused.reason.contains("try again in"),
+        "{}",
+        refused.reason
+    );
+    for req in [
+        Request::JoinChannel {
+            channel: "x".into(),
+        },
+        Request::SetStatus {
+            status: Presence::Idle,
+        },
+    ] {
+        let f = a.request(req).await.expect_err("still throttled");
+        assert_eq!(f.status, Status::RateLimited);
+    }
+    // What others are not told of is not counted.
+    a.channel_names().await;
+    a.ok(Request::Whoami).await;
+    // The allowance comes back at the rate.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.ok(Request::SetActivity { idle: false }).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn system_log_records_connections_and_logins() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;

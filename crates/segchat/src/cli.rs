@@ -262,6 +262,15 @@ pub(crate) struct ServerArgs {
     /// Connections one address (IPv6: one /64) may hold open [default: 64].
     #[arg(long, env = "SEGCHAT_MAX_CONNS_PER_SOURCE", value_name = "N")]
     pub(crate) max_conns_per_source: Option<usize>,
+    /// Changes others are told of (status, activity, joins, leaves,
+    /// channel changes) one connection may make per second
+    /// [default: 10]; more are refused with RATE_LIMITED.
+    #[arg(long, env = "SEGCHAT_CHANGES_PER_SECOND", value_name = "N")]
+    pub(crate) changes_per_second: Option<u32>,
+    /// Such changes one connection may make at once before the rate
+    /// applies [default: 20].
+    #[arg(long, env = "SEGCHAT_CHANGES_BURST", value_name = "N")]
+    pub(crate) changes_burst: Option<u32>,
     /// Records per system-log file before rotating [default: 10000].
     #[arg(long, env = "SEGCHAT_LOG_MAX_RECORDS", value_name = "N")]
     pub(crate) log_max_records: Option<u64>,

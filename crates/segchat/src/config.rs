@@ -63,6 +63,8 @@ pub(crate) struct ServerFile {
     pub(crate) log_keep: Option<usize>,
     pub(crate) signin_timeout_secs: Option<f64>,
     pub(crate) max_conns_per_source: Option<usize>,
+    pub(crate) changes_per_second: Option<u32>,
+    pub(crate) changes_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +148,12 @@ pub(crate) fn server(
     }
     if let Some(n) = args.max_conns_per_source.or(f.max_conns_per_source) {
         config.max_conns_per_source = n;
+    }
+    if let Some(n) = args.changes_per_second.or(f.changes_per_second) {
+        config.changes_per_second = n;
+    }
+    if let Some(n) = args.changes_burst.or(f.changes_burst) {
+        config.changes_burst = n;
     }
     if let Some(n) = args.log_max_records.or(f.log_max_records) {
         if n == 0 {

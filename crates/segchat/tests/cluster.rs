@@ -11,53 +11,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A private `nats-server` on a free loopback port, killed when dropped.
-struct Nats {
-    child: Child,
-    url: String,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/test.sh installs it: apt-get install nats-server)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < DEADLINE, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use segchat_pgtest::nats::Nats;
 
 fn fresh_database() -> String {
     tokio::runtime::Builder::new_current_thread()
@@ -79,7 +37,7 @@ struct Pair {
 }
 
 fn two_instances() -> Pair {
-    let nats = Nats::start();
+    let nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
     let url = fresh_database();
     let (root, sdir, adir, bdir) = dirs();
     let cdir = root.path().join("carol");

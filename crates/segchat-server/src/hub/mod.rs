@@ -425,6 +425,24 @@ impl Hub {
         standing
     }
 
+    /// Whether connection `id` is signed in. A connection signed out by
+    /// someone else (its session ended on another node, here or on
+    /// another instance) learns it here before its next request.
+    pub(crate) fn is_signed_in(&self, id: ConnId) -> bool {
+        self.lock()
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.principal.is_some())
+    }
+
+    /// Where connection `id` comes from and who it is signed in as.
+    pub(crate) fn who(&self, id: ConnId) -> Option<(SocketAddr, Option<Principal>)> {
+        self.lock()
+            .conns
+            .get(&id)
+            .map(|c| (c.addr, c.principal.clone()))
+    }
+
     /// Connections signed in with the given session.
     pub(crate) fn conns_of_session(&self, session_id: &str) -> Vec<ConnId> {
         self.lock()

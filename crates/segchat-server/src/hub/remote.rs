@@ -121,6 +121,9 @@ pub(crate) struct Applied {
     pub(crate) invisible: Vec<i64>,
     /// Channels deleted elsewhere (local hosts and streams to drop).
     pub(crate) channels_gone: Vec<String>,
+    /// Sessions ended elsewhere (this instance's connections of them to
+    /// sign out).
+    pub(crate) sessions_ended: Vec<String>,
 }
 
 impl Remote {

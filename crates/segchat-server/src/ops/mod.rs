@@ -11,13 +11,14 @@ mod streams;
 pub(crate) use messages::announce_host;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
 use segchat_log::SystemLog;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{AccountKind, Presence};
-use segchat_proto::Failure;
+use segchat_proto::{Failure, Status};
 
 use crate::auth::{Hasher, LoginLimiter};
 use crate::config::ServerConfig;
@@ -25,7 +26,7 @@ use crate::hub::{ConnId, Hub, PresenceChange, Principal};
 use crate::names::TakenNames;
 use crate::store::{Store, StoreError};
 
-pub(crate) use session::sign_out_conn;
+pub(crate) use session::{end_session, sign_out_conn};
 pub(crate) use streams::end_all as end_streams;
 
 /// Everything the handlers share.
@@ -56,6 +57,65 @@ pub(crate) struct ConnCtx {
     pub(crate) id: ConnId,
     pub(crate) addr: SocketAddr,
     pub(crate) principal: Option<Principal>,
+    /// What is left of its allowance of changes others are told of.
+    changes: governor::DefaultDirectRateLimiter,
+}
+
+impl ConnCtx {
+    /// A connection's context, signed out, with a full allowance of
+    /// changes (`config.changes_*`).
+    pub(crate) fn new(id: ConnId, addr: SocketAddr, config: &ServerConfig) -> ConnCtx {
+        let per_second = NonZeroU32::new(config.changes_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.changes_burst).unwrap_or(NonZeroU32::MIN);
+        ConnCtx {
+            id,
+            addr,
+            principal: None,
+            changes: governor::RateLimiter::direct(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ),
+        }
+    }
+}
+
+/// Whether others are told of what `request` changes, so that it counts
+/// against the connection's allowance of changes.
+fn told_to_others(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SetStatus { .. }
+            | Request::SetActivity { .. }
+            | Request::JoinChannel { .. }
+            | Request::LeaveChannel { .. }
+            | Request::Invite { .. }
+            | Request::CreateChannel { .. }
+            | Request::UpdateChannel { .. }
+            | Request::DeleteChannel { .. }
+    )
+}
+
+/// Takes one change from the connection's allowance, or says when there
+/// will be one.
+fn spend_change(shared: &Shared, ctx: &ConnCtx, op: &str) -> Result<(), Failure> {
+    use governor::clock::{Clock, DefaultClock};
+    let Err(not_until) = ctx.changes.check() else {
+        return Ok(());
+    };
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    shared.log.record(
+        "CHANGES_THROTTLED",
+        ctx.addr,
+        format!("conn={} op={op} retry_in_ms={}", ctx.id, wait.as_millis()),
+    );
+    Err(Failure::new(
+        Status::RateLimited,
+        format!(
+            "too many changes (at most {} at once, then {} a second); try again in {} ms",
+            shared.config.changes_burst,
+            shared.config.changes_per_second,
+            wait.as_millis().max(1)
+        ),
+    ))
 }
 
 /// Runs one request.
@@ -64,6 +124,9 @@ pub(crate) async fn handle(
     ctx: &mut ConnCtx,
     request: Request,
 ) -> Result<Reply, Failure> {
+    if told_to_others(&request) {
+        spend_change(shared, ctx, request.op_name())?;
+    }
     match request {
         Request::Register { username, password } => {
             session::register(shared, ctx, username, password).await
@@ -240,5 +303,17 @@ pub(crate) fn presence_for(shared: &Shared, asker: &Principal, user_id: i64) -> 
         p
     } else {
         p.as_seen_by_others()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allowance_of_changes_is_small_beside_a_connection() {
+        // Every connection carries one: it must stay a few words.
+        let size = std::mem::size_of::<governor::DefaultDirectRateLimiter>();
+        assert!(size <= 96, "{size} bytes");
     }
 }

@@ -1,6 +1,8 @@
 //! register, login, visit, resume, logout, whoami, set_status,
 //! set_activity.
 
+use std::net::SocketAddr;
+
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::types::{
     validate_display_name, validate_username, AccountKind, Presence, SessionInfo, MAX_PASSWORD_LEN,
@@ -12,7 +14,7 @@ use super::{
     announce_presence, now, now_ms, registered, signed_in, store_failure, ConnCtx, Shared,
 };
 use crate::auth::{random_hex, token_hash, HashError};
-use crate::hub::Principal;
+use crate::hub::{ConnId, Principal};
 use crate::store::{SessionRecord, StoreError};
 
 const USER_SESSION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -307,25 +309,11 @@ pub(super) async fn logout(shared: &Shared, ctx: &mut ConnCtx) -> Result<Reply, 
             principal.username, principal.session_id
         ),
     );
-    // Every other connection using this session is signed out too.
-    let others: Vec<_> = shared
-        .hub
-        .conns_of_session(&principal.session_id)
-        .into_iter()
-        .filter(|id| *id != ctx.id)
-        .collect();
-    shared.hub.push_to_conns(
-        &others,
-        &Event::SessionEnded {
-            reason: "you logged out on another node".into(),
-        },
-    );
-    for id in others {
-        let (_, change) = shared.hub.unbind(id);
-        if let Some(change) = change {
-            announce_presence(shared, change, ctx.addr).await;
-        }
-    }
+    // Every other connection using this session is signed out too, on
+    // this instance and on the others.
+    let reason = "you logged out on another node";
+    end_session(shared, &principal.session_id, Some(ctx.id), reason).await;
+    crate::cluster::session_ended(shared, &principal.session_id);
     sign_out_conn(shared, ctx).await;
     // The session's tickets are void: every node hears it (a host cannot
     // be told apart from a node that may present a ticket to one, and a
@@ -408,23 +396,64 @@ async fn sign_in(shared: &Shared, ctx: &mut ConnCtx, principal: Principal, statu
 /// change if it was the user's last connection.
 pub(crate) async fn sign_out_conn(shared: &Shared, ctx: &mut ConnCtx) {
     let who = ctx.principal.take();
-    super::streams::end_all(shared, ctx.id, ctx.addr, "streamer_disconnected").await;
-    for channel in shared.hub.drop_hosts(ctx.id) {
+    sign_out(shared, ctx.id, ctx.addr, who.as_ref()).await;
+}
+
+/// Signs connection `id` out: its streams end, the channels it hosts go
+/// offline, its presence is told. Doing it twice does nothing more.
+async fn sign_out(shared: &Shared, id: ConnId, addr: SocketAddr, who: Option<&Principal>) {
+    super::streams::end_all(shared, id, addr, "streamer_disconnected").await;
+    for channel in shared.hub.drop_hosts(id) {
         shared.log.record(
             "HOST_OFFLINE",
-            ctx.addr,
+            addr,
             format!(
                 "channel={channel} host={}",
-                who.as_ref().map_or("?", |p| p.username.as_str())
+                who.map_or("?", |p| p.username.as_str())
             ),
         );
         if let Ok(Some(ch)) = shared.store.channel_by_name(&channel).await {
             super::messages::announce_host(shared, &ch).await;
         }
     }
-    let (_, change) = shared.hub.unbind(ctx.id);
+    let (_, change) = shared.hub.unbind(id);
     if let Some(change) = change {
-        announce_presence(shared, change, ctx.addr).await;
+        announce_presence(shared, change, addr).await;
+    }
+}
+
+/// Ends session `session_id` on this instance's connections (but
+/// `except`, the one that asked): each is told why and signed out, and
+/// its next request is answered as a stranger's (`conn.rs` checks). The
+/// session's row is already gone, so none of them can resume it.
+pub(crate) async fn end_session(
+    shared: &Shared,
+    session_id: &str,
+    except: Option<ConnId>,
+    reason: &str,
+) {
+    let ended: Vec<ConnId> = shared
+        .hub
+        .conns_of_session(session_id)
+        .into_iter()
+        .filter(|id| Some(*id) != except)
+        .collect();
+    shared.hub.push_to_conns(
+        &ended,
+        &Event::SessionEnded {
+            reason: reason.into(),
+        },
+    );
+    for id in ended {
+        let Some((addr, who)) = shared.hub.who(id) else {
+            continue;
+        };
+        shared.log.record(
+            "SESSION_ENDED",
+            addr,
+            format!("conn={id} session={session_id} {reason}"),
+        );
+        sign_out(shared, id, addr, who.as_ref()).await;
     }
 }
 

@@ -178,11 +178,7 @@ async fn announce_stop(
         channel: info.channel.clone(),
         reason: reason.to_owned(),
     };
-    let ctx = ConnCtx {
-        id: conn,
-        addr,
-        principal: None,
-    };
+    let ctx = ConnCtx::new(conn, addr, &shared.config);
     match load_channel(shared, &ctx, &info.channel).await {
         Ok(ch) => push_to_readers(shared, &ctx, &ch, &event).await,
         Err(f) => tracing::warn!(reason = %f, "could not announce the end of a stream"),
