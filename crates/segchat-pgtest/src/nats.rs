@@ -14,43 +14,65 @@ const START: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Nats {
     child: Child,
+    port: u16,
     /// `nats://127.0.0.1:PORT`, for `--nats`.
     pub url: String,
 }
 
 impl Nats {
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a server on a free port and waits until it accepts
+    /// connections.
     pub fn start() -> Result<Nats, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start nats-server ({e}): apt-get install nats-server"))?;
-        let mut nats = Nats {
-            child,
+        Ok(Nats {
+            child: spawn(port)?,
+            port,
             url: format!("nats://127.0.0.1:{port}"),
-        };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nats.child.try_wait() {
-                return Err(format!("nats-server exited at start: {status}"));
-            }
-            if start.elapsed() > START {
-                return Err(format!("nats-server did not listen within {START:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(nats)
+        })
     }
+
+    /// Kills the server (`kill -9`): the link between instances is cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, after [`Nats::kill`].
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.child = spawn(self.port)?;
+        Ok(())
+    }
+}
+
+/// Starts `nats-server` on `port` and waits until it listens.
+fn spawn(port: u16) -> Result<Child, String> {
+    let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nats-server");
+    let mut child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nats-server ({e}): apt-get install nats-server"))?;
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("nats-server exited at start: {status}"));
+        }
+        if start.elapsed() > START {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("nats-server did not listen within {START:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 impl Drop for Nats {

@@ -1,7 +1,8 @@
 //! Two server instances in this process on one PostgreSQL
 //! (`segchat-pgtest`) with a private `nats-server` between them, and bare
 //! protocol clients: what one instance does to a session holds on the
-//! other.
+//! other, and with NATS gone each instance carries on alone until it is
+//! back.
 
 mod common;
 
@@ -11,34 +12,50 @@ use std::time::{Duration, Instant};
 use common::{Client, TestServer, WAIT};
 use segchat_pgtest::nats::Nats;
 use segchat_proto::tracker::{Event, Request};
+use segchat_proto::types::{Presence, Visibility};
 use segchat_proto::Status;
 
-/// One instance of the server on `database` linked by `nats`.
-async fn instance(dir: &Path, database: &str, nats: &Nats) -> TestServer {
+/// One instance of the server on `database` linked by `nats`, whose
+/// entries the other instances drop when not announced again for
+/// `peer_ttl`.
+async fn instance(dir: &Path, database: &str, nats: &Nats, peer_ttl: Duration) -> TestServer {
     let (database, nats) = (database.to_owned(), nats.url.clone());
     TestServer::start_with(dir, move |c| {
         c.database_url = Some(database);
         c.nats_url = Some(nats);
-        // The bare clients do not heartbeat.
-        c.peer_ttl = Duration::from_secs(60);
+        c.peer_ttl = peer_ttl;
     })
     .await
+}
+
+/// Two instances of one server (one key) on a fresh database.
+async fn two_instances(
+    nats: &Nats,
+    peer_ttl: Duration,
+) -> (TestServer, TestServer, [tempfile::TempDir; 2]) {
+    let database = segchat_pgtest::fresh_database().await;
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    // Instances of one server share its key: nodes pin it, tickets carry it.
+    segchat_server::key_fingerprint(dirs[0].path()).expect("make the server key");
+    std::fs::copy(
+        dirs[0].path().join("server.key"),
+        dirs[1].path().join("server.key"),
+    )
+    .expect("share the server key");
+    let first = instance(dirs[0].path(), &database, nats, peer_ttl).await;
+    let second = instance(dirs[1].path(), &database, nats, peer_ttl).await;
+    (first, second, dirs)
 }
 
 #[tokio::test]
 async fn a_logout_through_one_instance_signs_the_session_out_on_the_other() {
     let nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
-    let database = segchat_pgtest::fresh_database().await;
-    let (one, two) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    // Instances of one server share its key: nodes pin it, tickets carry it.
-    segchat_server::key_fingerprint(one.path()).expect("make the server key");
-    std::fs::copy(one.path().join("server.key"), two.path().join("server.key"))
-        .expect("share the server key");
-    let first = instance(one.path(), &database, &nats).await;
-    let second = instance(two.path(), &database, &nats).await;
+    // The bare clients do not heartbeat: their peer entries must outlast
+    // the test.
+    let (first, second, _dirs) = two_instances(&nats, Duration::from_secs(60)).await;
 
     let mut a = Client::connect(first.addr).await;
     let session = a.register("kim").await;
@@ -76,6 +93,83 @@ async fn a_logout_through_one_instance_signs_the_session_out_on_the_other() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop((a, b, c));
+    first.stop().await;
+    second.stop().await;
+}
+
+/// `user`'s presence in `channel` as `asker` is told it, once it is
+/// `want`, within `within`.
+async fn presence_becomes(
+    asker: &mut Client,
+    channel: &str,
+    user: &str,
+    want: Presence,
+    within: Duration,
+) {
+    let start = Instant::now();
+    loop {
+        let seen = asker.presence_of(channel, user).await;
+        if seen == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{user} still {seen:?}, not {want:?}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_nats_down_each_instance_serves_its_own_and_they_meet_again_after() {
+    let mut nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
+    let ttl = Duration::from_millis(1500);
+    let (first, second, _dirs) = two_instances(&nats, ttl).await;
+    let mut a = Client::connect(first.addr).await;
+    a.register("ann").await;
+    a.create("lobby", Visibility::Public, false).await;
+    let mut b = Client::connect(second.addr).await;
+    b.register("bob").await;
+    b.ok(Request::JoinChannel {
+        channel: "lobby".into(),
+    })
+    .await;
+    presence_becomes(&mut a, "lobby", "bob", Presence::Online, WAIT).await;
+
+    // The link between the instances is cut. Neither knows whether the
+    // other's users are still there: after the TTL they are shown
+    // offline, not online forever.
+    nats.kill();
+    presence_becomes(&mut a, "lobby", "bob", Presence::Offline, ttl * 4).await;
+    presence_becomes(&mut b, "lobby", "ann", Presence::Offline, ttl * 4).await;
+    // Each instance still serves its own nodes.
+    assert_eq!(a.channel_names().await, vec!["lobby"]);
+    a.ok(Request::SetStatus {
+        status: Presence::Idle,
+    })
+    .await;
+    assert_eq!(b.channel_names().await, vec!["lobby"]);
+
+    // NATS back: the instances reconnect and each tells the other all it
+    // holds again, changes made meanwhile included.
+    nats.restart().expect("nats-server again");
+    presence_becomes(
+        &mut b,
+        "lobby",
+        "ann",
+        Presence::Idle,
+        Duration::from_secs(20),
+    )
+    .await;
+    presence_becomes(
+        &mut a,
+        "lobby",
+        "bob",
+        Presence::Online,
+        Duration::from_secs(20),
+    )
+    .await;
+    drop((a, b));
     first.stop().await;
     second.stop().await;
 }

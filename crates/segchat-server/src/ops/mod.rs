@@ -308,8 +308,6 @@ pub(crate) fn presence_for(shared: &Shared, asker: &Principal, user_id: i64) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_allowance_of_changes_is_small_beside_a_connection() {
         // Every connection carries one: it must stay a few words.
