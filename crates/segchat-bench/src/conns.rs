@@ -35,6 +35,9 @@ use crate::link::{Machine, Server, TrackerLink};
 use crate::procs::{self, Proc};
 use crate::report::Percentiles;
 
+/// How long a machine's endpoint may take to reach the relay.
+const RELAY_WAIT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnsArgs {
     /// Idle nodes connected to the first instance.
@@ -57,6 +60,12 @@ pub(crate) struct ConnsArgs {
     /// Seconds of status changes.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Each machine also keeps a connection to the server's relay once
+    /// its first node signed in, as a real node does while signed in
+    /// (so that peers behind NAT can reach it). With `--machines` equal
+    /// to `--nodes`, what a node's relay connection costs the server.
+    #[arg(long)]
+    relay: bool,
 }
 
 pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
@@ -106,13 +115,18 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut machines = Vec::with_capacity(args.machines);
     for _ in 0..args.machines {
-        machines.push(Arc::new(Machine::bind(&sa).await?));
+        let machine = match args.relay {
+            true => Machine::bind_with_relay(&sa).await?,
+            false => Machine::bind(&sa).await?,
+        };
+        machines.push(Arc::new(machine));
     }
     let mut joins = tokio::task::JoinSet::new();
     let opening = Arc::new(tokio::sync::Semaphore::new(256));
     for i in 0..args.nodes {
         let machine = machines[i % args.machines].clone();
         let (stop, opening) = (stop.clone(), opening.clone());
+        let (relay, machines_count) = (args.relay, args.machines);
         joins.spawn(async move {
             let permit = opening.acquire_owned().await;
             let mut link = TrackerLink::connect(&machine, &sa).await?;
@@ -125,6 +139,9 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
                 status: None,
             })
             .await?;
+            if relay && i < machines_count && !machine.client.use_relay(RELAY_WAIT).await {
+                bail!("the relay did not take node {i}'s machine within {RELAY_WAIT:?}");
+            }
             drop(permit);
             Ok::<_, anyhow::Error>(tokio::spawn(link.keep_alive(stop)))
         });

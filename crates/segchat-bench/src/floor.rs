@@ -511,6 +511,7 @@ async fn quic_writer(args: WriterArgs) -> anyhow::Result<()> {
         key: key.clone(),
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         relay: segchat_net::endpoint::Relay::None,
+        batched_sends: true,
     })
     .await?;
     endpoint.set_alpns(vec![ALPN_FLOOR.to_vec()]);

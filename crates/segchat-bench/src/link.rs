@@ -113,6 +113,17 @@ impl Machine {
         };
         Ok(Machine { key, client })
     }
+
+    /// A new key and an endpoint under it that can use `server`'s relay
+    /// once a node on it signed in ([`Client::use_relay`]).
+    pub(crate) async fn bind_with_relay(server: &Server) -> anyhow::Result<Machine> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let at = source_for(server.addr);
+        let client = Client::bind(&key, at, Some(server.addr))
+            .await
+            .with_context(|| format!("binding an endpoint on {at}"))?;
+        Ok(Machine { key, client })
+    }
 }
 
 /// Closes every endpoint (and so every connection) of `clients`, waiting

@@ -64,6 +64,7 @@ impl Client {
                 Some(_) => crate::endpoint::Relay::Later,
                 None => crate::endpoint::Relay::None,
             },
+            batched_sends: true,
         })
         .await?;
         Ok(Client {
@@ -85,6 +86,7 @@ impl Client {
             key: key.clone(),
             bind: server,
             relay: crate::endpoint::Relay::Only(url.clone()),
+            batched_sends: true,
         })
         .await?;
         Ok(Client {

@@ -32,6 +32,12 @@ pub struct Options {
     pub bind: SocketAddr,
     /// How this endpoint uses a relay.
     pub relay: Relay,
+    /// Whether it hands the kernel batches of packets at once (GSO).
+    /// Worth it where bulk flows (a node: history, files, streams), but
+    /// each connection then keeps a transmit buffer sized for a batch
+    /// (~15 KB) for its whole life; the server, whose links carry small
+    /// frames to many idle nodes, sends one packet at a time.
+    pub batched_sends: bool,
 }
 
 /// How an endpoint uses a relay.
@@ -91,6 +97,7 @@ pub async fn bind(options: Options) -> Result<Endpoint, BindError> {
                 .map_err(|_| err("idle timeout out of range".into()))?,
         ))
         .keep_alive_interval(KEEP_ALIVE)
+        .enable_segmentation_offload(options.batched_sends)
         .build();
     let ip = !matches!(options.relay, Relay::Only(_));
     let relay_mode = match options.relay {

@@ -18,8 +18,11 @@
 //!   tracker link, which the server bounds too,
 //! - each node gets at most [`Limits::conns_per_node`] relay connections
 //!   and [`Limits::bytes_per_sec`] of forwarding, and each source IP at
-//!   most [`Limits::tcp_per_ip`] TCP connections — a stranger cannot make
-//!   the server hold more than that,
+//!   most [`Limits::tcp_per_ip`] TCP connections while they upgrade to
+//!   the relay protocol (iroh-relay serves an upgraded connection on a
+//!   task of its own, past the accept loop's count; from then on the
+//!   admission above bounds it) — a stranger cannot make the server hold
+//!   more than that,
 //! - and `GET /segchat/server-key` answers the server's public key, which a
 //!   node pins the first time it meets the server ([`fetch_server_key`]).
 //!   The key is public; a node that was told it (config or invite) checks
@@ -91,9 +94,10 @@ pub struct Limits {
     pub bytes_per_sec: u32,
     /// Relay connections one node may hold at once.
     pub conns_per_node: usize,
-    /// TCP connections one source IP may hold open at once.
+    /// TCP connections one source IP may hold open at once while they
+    /// upgrade to the relay protocol.
     pub tcp_per_ip: usize,
-    /// TCP connections held open at once in all.
+    /// TCP connections upgrading at once in all.
     pub tcp_total: usize,
     /// Relay connections of nodes that are not signed in, at once, in all.
     pub unsigned_total: usize,

@@ -98,6 +98,7 @@ impl Node {
             key: key.clone(),
             bind: config.p2p_listen,
             relay: segchat_net::endpoint::Relay::Later,
+            batched_sends: true,
         })
         .await
         .map_err(|e| NodeError::Bind {

@@ -142,6 +142,8 @@ pub async fn run(
         key: shared.key.clone(),
         bind,
         relay: segchat_net::endpoint::Relay::Now(relay::url_of(relay::reachable_from_here(bind))),
+        // Small frames to many mostly idle nodes: no batch buffer each.
+        batched_sends: false,
     })
     .await?;
     let relay = Relay::spawn(
