@@ -82,7 +82,12 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     let db = pg.create_database("conns").await.map_err(|e| anyhow!(e))?;
     let nats = segchat_pgtest::nats::Nats::start().map_err(anyhow::Error::msg)?;
     let per_source = (args.nodes / args.machines + 64).to_string();
+    // Both instances sign with one key: the first makes it.
+    let key = work.path().join("a").join("server.key");
+    let key = key.to_str().context("a UTF-8 temporary path")?;
     let extra = [
+        "--key-file",
+        key,
         "--database",
         db.as_str(),
         "--nats",
@@ -97,12 +102,6 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
         "1000000",
     ];
     let (a, a_addr) = start_instance(&exe, work.path(), "a", &extra).await?;
-    std::fs::create_dir_all(work.path().join("b"))?;
-    std::fs::copy(
-        work.path().join("a").join("server.key"),
-        work.path().join("b").join("server.key"),
-    )
-    .context("sharing the server key")?;
     let (b, b_addr) = start_instance(&exe, work.path(), "b", &extra).await?;
     let (sa, sb) = (Server::find(a_addr).await?, Server::find(b_addr).await?);
     let pid = |p: &Proc| p.pid.to_string();

@@ -11,6 +11,9 @@ use segchat_log::LogConfig;
 pub struct ServerConfig {
     /// Where the SQLite database and the system log live.
     pub data_dir: PathBuf,
+    /// The server's secret key (32 bytes, made if absent): by default
+    /// `DATA_DIR/server.key`. Instances of one server share one.
+    pub key_file: PathBuf,
     /// `sqlite://PATH` or a plain path; `None` means `DATA_DIR/server.db`.
     pub database_url: Option<String>,
     /// NATS server(s) linking several instances (`nats://host:port`,
@@ -68,6 +71,7 @@ impl ServerConfig {
         let data_dir = data_dir.into();
         ServerConfig {
             log: LogConfig::new(data_dir.join("logs")),
+            key_file: data_dir.join("server.key"),
             data_dir,
             database_url: None,
             nats_url: None,

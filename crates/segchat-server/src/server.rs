@@ -70,8 +70,8 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join("server.db").display().to_string());
     let store = store::open(&url).await?;
     let taken_names = TakenNames::new(store.usernames().await?);
-    let key = crate::keys::load_or_create(&config.data_dir).map_err(|source| ServerError::Log {
-        dir: config.data_dir.display().to_string(),
+    let key = crate::keys::load_or_create(&config.key_file).map_err(|source| ServerError::Log {
+        dir: config.key_file.display().to_string(),
         source,
     })?;
     let local = listener

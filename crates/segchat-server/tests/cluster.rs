@@ -39,7 +39,8 @@ async fn two_instances(
         tempfile::tempdir().expect("dir"),
     ];
     // Instances of one server share its key: nodes pin it, tickets carry it.
-    segchat_server::key_fingerprint(dirs[0].path()).expect("make the server key");
+    segchat_server::key_fingerprint(&dirs[0].path().join("server.key"))
+        .expect("make the server key");
     std::fs::copy(
         dirs[0].path().join("server.key"),
         dirs[1].path().join("server.key"),

@@ -245,6 +245,11 @@ pub(crate) struct ServerArgs {
     /// `sqlite://PATH` or a plain path [default: DATA_DIR/server.db].
     #[arg(long, env = "SEGCHAT_DATABASE", value_name = "URL")]
     pub(crate) database: Option<String>,
+    /// The server's secret key, made there on first start if absent
+    /// [default: DATA_DIR/server.key]. Instances of one server name the
+    /// same file (or copies of it).
+    #[arg(long, env = "SEGCHAT_KEY_FILE", value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
     /// NATS server(s) linking several server instances on one PostgreSQL
     /// (`nats://HOST:PORT`, comma-separated) [default: run alone].
     #[arg(long, env = "SEGCHAT_NATS", value_name = "URL")]

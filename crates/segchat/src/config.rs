@@ -10,6 +10,7 @@
 //! listen = "0.0.0.0:22236"
 //! data_dir = "/srv/segchat/server"
 //! database = "sqlite:///srv/segchat/server/server.db"
+//! key_file = "/srv/segchat/server/server.key"
 //! heartbeat_secs = 5
 //! peer_ttl_secs = 15
 //! log_max_records = 10000
@@ -56,6 +57,7 @@ pub(crate) struct ServerFile {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) database: Option<String>,
+    pub(crate) key_file: Option<PathBuf>,
     pub(crate) nats: Option<String>,
     pub(crate) heartbeat_secs: Option<f64>,
     pub(crate) peer_ttl_secs: Option<f64>,
@@ -135,6 +137,9 @@ pub(crate) fn server(
         .or_else(|| f.data_dir.clone())
         .unwrap_or_else(|| default_root().join("server"));
     let mut config = ServerConfig::new(data_dir);
+    if let Some(path) = args.key_file.clone().or_else(|| f.key_file.clone()) {
+        config.key_file = path;
+    }
     config.database_url = args.database.clone().or_else(|| f.database.clone());
     config.nats_url = args.nats.clone().or_else(|| f.nats.clone());
     if let Some(h) = args.heartbeat_secs.or(f.heartbeat_secs) {

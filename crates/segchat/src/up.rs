@@ -66,10 +66,10 @@ pub(crate) async fn server(
     file: &FileConfig,
 ) -> anyhow::Result<()> {
     let (listen, config) = config::server(data_dir, args, file)?;
-    let key = segchat_server::key_fingerprint(&config.data_dir).with_context(|| {
+    let key = segchat_server::key_fingerprint(&config.key_file).with_context(|| {
         format!(
-            "could not read the server key in {}",
-            config.data_dir.display()
+            "could not read the server key {}",
+            config.key_file.display()
         )
     })?;
     let listener = bind_server(listen).await?;
@@ -143,10 +143,10 @@ pub(crate) async fn up(
     };
     let (listen, server_config): (SocketAddr, ServerConfig) =
         config::server(Some(root.join("server")), &server_args, file)?;
-    let key = segchat_server::key_fingerprint(&server_config.data_dir).with_context(|| {
+    let key = segchat_server::key_fingerprint(&server_config.key_file).with_context(|| {
         format!(
-            "could not read the server key in {}",
-            server_config.data_dir.display()
+            "could not read the server key {}",
+            server_config.key_file.display()
         )
     })?;
     let listener = bind_server(listen).await?;

@@ -42,13 +42,26 @@ fn two_instances() -> Pair {
     let (root, sdir, adir, bdir) = dirs();
     let cdir = root.path().join("carol");
     std::fs::create_dir_all(&cdir).expect("carol's dir");
-    let extra = ["--database", url.as_str(), "--nats", nats.url.as_str()];
+    // Instances of one server share its key (nodes pin it, tickets carry
+    // it): the first makes it, the second is pointed at it.
+    let key = sdir.join("server.key");
+    let key = key.to_str().expect("a UTF-8 path");
+    let extra = [
+        "--database",
+        url.as_str(),
+        "--nats",
+        nats.url.as_str(),
+        "--key-file",
+        key,
+    ];
     let first = start_server_with(&sdir, "127.0.0.1:0", &extra);
-    // Instances of one server share its key: nodes pin it, tickets carry it.
     let second_dir = root.path().join("server-2");
     std::fs::create_dir_all(&second_dir).expect("second data dir");
-    std::fs::copy(sdir.join("server.key"), second_dir.join("server.key")).expect("share the key");
     let second = start_server_with(&second_dir, "127.0.0.1:0", &extra);
+    assert!(
+        !second_dir.join("server.key").exists(),
+        "the second instance uses the shared key, not a key of its own"
+    );
     Pair {
         _nats: nats,
         root,
