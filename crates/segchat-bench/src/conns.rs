@@ -75,7 +75,10 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     let exe = procs::segchat_exe()?;
     let work = tempfile::tempdir()?;
     let pg = tokio::task::spawn_blocking(|| {
-        segchat_pgtest::Postgres::start(segchat_pgtest::Options { durable: true })
+        segchat_pgtest::Postgres::start(segchat_pgtest::Options {
+            durable: true,
+            ..Default::default()
+        })
     })
     .await?
     .map_err(|e| anyhow!(e))?;

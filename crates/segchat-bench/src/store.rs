@@ -59,7 +59,10 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
         None
     } else {
         let started = tokio::task::spawn_blocking(|| {
-            segchat_pgtest::Postgres::start(segchat_pgtest::Options { durable: true })
+            segchat_pgtest::Postgres::start(segchat_pgtest::Options {
+                durable: true,
+                ..Default::default()
+            })
         })
         .await?;
         Some(started.map_err(|e| anyhow::anyhow!(e))?)

@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Postgres {
     socket_dir: PathBuf,
+    /// The port: of the Unix socket, and of TCP (TLS only) with
+    /// [`Options::tls`].
+    port: u16,
+    tls: bool,
     /// The watcher shell; its stdin is the pipe whose closing stops the
     /// server.
     watcher: Mutex<Child>,
@@ -42,10 +46,20 @@ pub struct Postgres {
 }
 
 /// How [`Postgres::start`] sets the server up.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// fsync on (as a production server), for benchmarks of durable writes.
     pub durable: bool,
+    /// Also listen on a loopback TCP port that takes TLS sessions only,
+    /// with this certificate ([`Postgres::tcp_url`]).
+    pub tls: Option<Tls>,
+}
+
+/// A server certificate and its key, PEM.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl Postgres {
@@ -85,11 +99,19 @@ impl Postgres {
             ));
         }
         let fsync = if options.durable { "on" } else { "off" };
+        // The port also names the Unix socket (`.s.PGSQL.<port>`).
+        let (port, tls, listen) = match &options.tls {
+            Some(tls) => {
+                let port = free_port()?;
+                (port, true, tls_setup(dir.path(), &data, tls, root)?)
+            }
+            None => (5432, false, "-c listen_addresses=".to_string()),
+        };
         // The watcher: starts the server, waits for its stdin to close
         // (the test process gone), then stops the server fast and removes
         // the directory.
         let script = format!(
-            "{postgres} -D {data} -k {sock} -c listen_addresses= -c fsync={fsync} \
+            "{postgres} -D {data} -k {sock} -p {port} {listen} -c fsync={fsync} \
                -c max_connections=200 -c shared_buffers=64MB >{log} 2>&1 & pid=$!; \
              cat >/dev/null; kill -QUIT $pid 2>/dev/null; wait $pid; rm -rf {dir}",
             postgres = quoted(&bin.join("postgres")),
@@ -109,6 +131,8 @@ impl Postgres {
             .map_err(|e| format!("starting postgres: {e}"))?;
         let pg = Postgres {
             socket_dir: dir.path().to_path_buf(),
+            port,
+            tls,
             watcher: Mutex::new(watcher),
             _dir: dir,
         };
@@ -119,9 +143,18 @@ impl Postgres {
     /// The URL of database `name` on this server.
     pub fn url(&self, name: &str) -> String {
         format!(
-            "postgres://postgres@localhost/{name}?host={}",
+            "postgres://postgres@localhost:{}/{name}?host={}",
+            self.port,
             self.socket_dir.display()
         )
+    }
+
+    /// The URL of database `name` over TCP and TLS (add `sslmode` and
+    /// `sslrootcert`), when the server was started with [`Options::tls`].
+    pub fn tcp_url(&self, name: &str) -> Option<String> {
+        let port = self.port;
+        self.tls
+            .then(|| format!("postgres://postgres@127.0.0.1:{port}/{name}"))
     }
 
     /// Creates an empty database and returns its URL.
@@ -154,6 +187,7 @@ impl Postgres {
                 .arg("-q")
                 .arg("-h")
                 .arg(&self.socket_dir)
+                .args(["-p", &self.port.to_string()])
                 .args(["-U", "postgres", "-d", "postgres"])
                 .status()
                 .is_ok_and(|s| s.success());
@@ -209,6 +243,44 @@ pub async fn fresh_database() -> String {
         Ok(url) => url,
         Err(e) => panic!("{e}\n{}", pg.log()),
     }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Writes the certificate and key where the server reads them (its key
+/// owned by it, mode 0600, as PostgreSQL demands), lets TCP in only over
+/// TLS, and answers the server's flags for it.
+fn tls_setup(dir: &Path, data: &Path, tls: &Tls, root: bool) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let write = |path: &Path, text: &str, mode: u32| -> Result<(), String> {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if root {
+            let (uid, gid) = postgres_ids()?;
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    write(&cert, &tls.cert_pem, 0o644)?;
+    write(&key, &tls.key_pem, 0o600)?;
+    write(
+        &data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        0o600,
+    )?;
+    Ok(format!(
+        "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        quoted(&cert),
+        quoted(&key)
+    ))
 }
 
 /// The directory holding `initdb` and `postgres`: `SEGCHAT_PG_BIN`, or the

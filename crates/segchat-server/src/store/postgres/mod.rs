@@ -15,12 +15,14 @@
 //! The parts: `messages.rs` the backup (storing batches, reading after a
 //! sequence number), `edits.rs` how replies, edits, deletions and
 //! reactions change it, `records.rs` how rows read back as records,
-//! `sql.rs` running a statement prepared once per connection.
+//! `sql.rs` running a statement prepared once per connection, `tls.rs`
+//! TLS as the URL asks for it (`sslmode`, `sslrootcert`).
 
 mod edits;
 mod messages;
 mod records;
 mod sql;
+mod tls;
 
 use std::str::FromStr;
 
@@ -74,15 +76,31 @@ impl From<tokio_postgres::Error> for StoreError {
         // The server's own message says more than the client's wrapper.
         match e.as_db_error() {
             Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-            None => StoreError::Backend(e.to_string()),
+            None => StoreError::Backend(with_causes(&e)),
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("database connection: {e}"))
+        StoreError::Backend(format!("database connection: {}", with_causes(&e)))
     }
+}
+
+/// An error and what caused it, down the chain: a connection's wrapper
+/// says "error performing TLS handshake", its cause says which
+/// certificate was refused and why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -93,15 +111,21 @@ impl PostgresStore {
     /// Connects to the database `url` names (`postgres://user:password@host:port/db`,
     /// with `?host=/dir` for a Unix socket) and migrates it.
     pub async fn open(url: &str) -> StoreResult<PostgresStore> {
-        let config = tokio_postgres::Config::from_str(url)
+        let choice =
+            tls::choose(url).map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
+        let mut config = tokio_postgres::Config::from_str(&choice.url)
             .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match choice.tls {
+            Some(tls) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                Manager::from_config(config, tls, recycling())
+            }
+            None => Manager::from_config(config, NoTls, recycling()),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
