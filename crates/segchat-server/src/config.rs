@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// mates per request.
     pub changes_per_second: u32,
     pub changes_burst: u32,
+    /// How often the server checks that the sessions its connections are
+    /// signed in with still exist (a logout elsewhere whose news was
+    /// lost, an expiry).
+    pub session_check: Duration,
 }
 
 impl ServerConfig {
@@ -91,6 +95,7 @@ impl ServerConfig {
             ticket_lifetime: Duration::from_secs(24 * 3600),
             changes_per_second: 10,
             changes_burst: 20,
+            session_check: Duration::from_secs(30),
         }
     }
 

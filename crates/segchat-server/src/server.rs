@@ -278,12 +278,14 @@ impl relay::Gate for HubGate {
     }
 }
 
-/// Drops peers whose heartbeats stopped, and expired sessions.
+/// Drops peers whose heartbeats stopped, and expired sessions; signs out
+/// connections whose session is gone.
 async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
     let tick =
         (shared.config.heartbeat / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
     let mut last_session_sweep = std::time::Instant::now();
+    let mut last_session_check = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -302,6 +304,10 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
                 ),
             );
         }
+        if last_session_check.elapsed() >= shared.config.session_check {
+            last_session_check = std::time::Instant::now();
+            end_sessions_gone(&shared).await;
+        }
         if last_session_sweep.elapsed() > Duration::from_secs(3600) {
             last_session_sweep = std::time::Instant::now();
             match shared.store.delete_expired_sessions(now_ms()).await {
@@ -310,6 +316,34 @@ async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
                 Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
             }
         }
+    }
+}
+
+/// Signs out this instance's connections whose session no longer exists
+/// or has expired. A logout through another instance says so over NATS
+/// at once; this catches the message NATS lost (and instances without
+/// NATS), and sessions that ran out while their connection stayed up.
+async fn end_sessions_gone(shared: &Shared) {
+    let held = shared.hub.signed_in_sessions();
+    if held.is_empty() {
+        return;
+    }
+    let live: std::collections::HashSet<String> =
+        match shared.store.live_sessions(held.clone(), now_ms()).await {
+            Ok(live) => live.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the sessions held");
+                return;
+            }
+        };
+    for session in held.iter().filter(|s| !live.contains(*s)) {
+        crate::ops::end_session(
+            shared,
+            session,
+            None,
+            "your session ended (logged out elsewhere, or expired)",
+        )
+        .await;
     }
 }
 

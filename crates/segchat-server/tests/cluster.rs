@@ -174,3 +174,47 @@ async fn with_nats_down_each_instance_serves_its_own_and_they_meet_again_after()
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_logout_whose_news_never_came_still_signs_the_session_out_on_the_other_instance() {
+    // No NATS at all: the second instance hears nothing of the logout,
+    // and finds out by checking the sessions its connections hold.
+    let database = segchat_pgtest::fresh_database().await;
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let key = dirs[0].path().join("server.key");
+    segchat_server::key_fingerprint(&key).expect("make the server key");
+    let start = |dir: std::path::PathBuf| {
+        let (database, key) = (database.clone(), key.clone());
+        async move {
+            TestServer::start_with(&dir, move |c| {
+                c.database_url = Some(database);
+                c.key_file = key;
+                c.peer_ttl = Duration::from_secs(60);
+                c.session_check = Duration::from_millis(200);
+            })
+            .await
+        }
+    };
+    let first = start(dirs[0].path().to_owned()).await;
+    let second = start(dirs[1].path().to_owned()).await;
+    let mut a = Client::connect(first.addr).await;
+    let session = a.register("max").await;
+    let mut b = Client::connect(second.addr).await;
+    b.ok(Request::Resume {
+        token: session.token.clone(),
+    })
+    .await;
+    a.ok(Request::Logout).await;
+    let ended = Instant::now();
+    b.event_where(|e| matches!(e, Event::SessionEnded { .. }))
+        .await;
+    assert!(ended.elapsed() < WAIT, "not within the check period");
+    let f = b.request(Request::Whoami).await.expect_err("signed out");
+    assert_eq!(f.status, Status::Unauthorized);
+    drop((a, b));
+    first.stop().await;
+    second.stop().await;
+}

@@ -443,6 +443,20 @@ impl Hub {
             .map(|c| (c.addr, c.principal.clone()))
     }
 
+    /// The sessions this instance's connections are signed in with, each
+    /// once.
+    pub(crate) fn signed_in_sessions(&self) -> Vec<String> {
+        let st = self.lock();
+        let mut sessions: Vec<String> = st
+            .conns
+            .values()
+            .filter_map(|c| c.principal.as_ref().map(|p| p.session_id.clone()))
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
     /// Connections signed in with the given session.
     pub(crate) fn conns_of_session(&self, session_id: &str) -> Vec<ConnId> {
         self.lock()

@@ -136,6 +136,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_session(&self, id: &str) -> StoreResult<()>;
     /// Removes every session that expired before `now_ms`; returns how many.
     async fn delete_expired_sessions(&self, now_ms: u64) -> StoreResult<u64>;
+    /// Which of `ids` are sessions that exist and have not expired at
+    /// `now_ms` (in no particular order).
+    async fn live_sessions(&self, ids: Vec<String>, now_ms: u64) -> StoreResult<Vec<String>>;
 
     // --- channels ---
 

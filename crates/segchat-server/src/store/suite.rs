@@ -77,6 +77,24 @@ pub(crate) async fn sessions(store: Arc<dyn Store>) {
         expires_at_ms: 20,
     };
     store.create_session(&v).await.expect("visitor");
+    let live = |ids: &[&str], now| {
+        let ids = ids.iter().map(|s| s.to_string()).collect();
+        let store = store.clone();
+        async move {
+            let mut live = store.live_sessions(ids, now).await.expect("live");
+            live.sort();
+            live
+        }
+    };
+    assert_eq!(live(&["s1", "v1", "nope"], 15).await, vec!["s1", "v1"]);
+    assert_eq!(live(&["s1", "v1"], 25).await, vec!["s1"], "v1 expired");
+    assert_eq!(live(&[], 25).await, Vec::<String>::new());
+    let many: Vec<String> = (0..1200)
+        .map(|i| format!("x{i}"))
+        .chain(["s1".into()])
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(live(&many, 25).await, vec!["s1"], "asked in chunks");
     assert_eq!(store.delete_expired_sessions(30).await.expect("sweep"), 1);
     store.delete_session("s1").await.expect("delete");
     assert!(store
@@ -84,6 +102,7 @@ pub(crate) async fn sessions(store: Arc<dyn Store>) {
         .await
         .expect("get")
         .is_none());
+    assert_eq!(live(&["s1"], 25).await, Vec::<String>::new(), "logged out");
 }
 
 pub(crate) async fn channels_and_members(store: Arc<dyn Store>) {

@@ -303,6 +303,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn live_sessions(&self, ids: Vec<String>, now_ms: u64) -> StoreResult<Vec<String>> {
+        let c = self.pool.get().await?;
+        let found = rows(
+            &c,
+            "SELECT id FROM sessions WHERE id = ANY($1) AND expires_at_ms > $2",
+            &[&ids, &(now_ms as i64)],
+        )
+        .await?;
+        Ok(found.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;

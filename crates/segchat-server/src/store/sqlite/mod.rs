@@ -393,6 +393,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn live_sessions(&self, ids: Vec<String>, now_ms: u64) -> StoreResult<Vec<String>> {
+        self.call(move |c| {
+            // SQLite takes at most 32,766 parameters; asked in chunks.
+            let mut live = Vec::new();
+            let now = now_ms as i64;
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let sql =
+                    format!("SELECT id FROM sessions WHERE expires_at_ms > ? AND id IN ({marks})");
+                let mut stmt = c.prepare_cached(&sql)?;
+                let args = std::iter::once(&now as &dyn rusqlite::ToSql)
+                    .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
+                for id in rows {
+                    live.push(id?);
+                }
+            }
+            Ok(live)
+        })
+        .await
+    }
+
     async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
         let ch = ch.clone();
         self.call(move |c| {
