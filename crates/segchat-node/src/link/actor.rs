@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::conn::{connect, ConnectError, Connected, TrackerFrame};
+use super::instances::Instances;
 use super::{LinkConfig, LinkMsg, LinkState, UNREACHABLE};
 use crate::events::{EventBus, NodeEvent, NodeNotice};
 use crate::store::{Store, StoredSession};
@@ -150,17 +151,9 @@ impl Actor {
             let mut backoff = self.config.reconnect_min;
             // Several instances: a failed attempt moves on to the next
             // one at once; the backoff starts after every one failed.
-            let instances: Vec<String> = crate::config::server_addrs(&self.config.server_addr)
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-            let mut current = 0;
-            let mut failed_in_a_row = 0;
+            let mut instances = Instances::new(&self.config.server_addr);
             loop {
-                let addr = instances
-                    .get(current % instances.len().max(1))
-                    .cloned()
-                    .unwrap_or_else(|| self.config.server_addr.clone());
+                let (addr, place, of) = instances.current().await;
                 let attempt = tokio::select! {
                     _ = self.shutdown.cancelled() => break,
                     a = connect(
@@ -181,16 +174,11 @@ impl Actor {
                             );
                         }
                         backoff = self.config.reconnect_min;
-                        failed_in_a_row = 0;
-                        if instances.len() > 1 {
+                        if of > 1 {
                             self.log.record(
                                 "SERVER_INSTANCE",
                                 conn.remote,
-                                format!(
-                                    "addr={addr} ({} of {})",
-                                    current % instances.len() + 1,
-                                    instances.len()
-                                ),
+                                format!("addr={addr} ({place} of {of})"),
                             );
                         }
                         if self.serve(conn).await == Closed::SignInTimeout {
@@ -215,13 +203,8 @@ impl Actor {
                 if self.shutdown.is_cancelled() {
                     break;
                 }
-                if !connected {
-                    failed_in_a_row += 1;
-                    current += 1;
-                    if failed_in_a_row < instances.len() {
-                        continue;
-                    }
-                    failed_in_a_row = 0;
+                if !connected && instances.failed() {
+                    continue;
                 }
                 let wait = jittered(backoff);
                 backoff = (backoff * 2).min(self.config.reconnect_max);

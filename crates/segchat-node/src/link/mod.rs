@@ -14,11 +14,13 @@
 //!
 //! Layout: this file the handle and the link's state; `actor.rs` the
 //! actor; `calls.rs` the typed calls the node's parts make (one method per
-//! operation); `conn.rs` dialling the server by its pinned key.
+//! operation); `conn.rs` dialling the server by its pinned key;
+//! `instances.rs` which of the server's instances to dial next.
 
 mod actor;
 mod calls;
 mod conn;
+mod instances;
 
 pub use calls::{ChannelChange, HistoryPage, StreamRequest};
 
