@@ -1,9 +1,14 @@
 //! The embedded SQLite backend. One connection behind a mutex; every call
 //! runs on tokio's blocking pool so the async runtime never waits on disk.
-//! WAL mode: a `kill -9` loses nothing that was committed. How replies,
-//! edits, deletions and reactions change the backup is `edits.rs`.
+//! WAL mode: a `kill -9` loses nothing that was committed. The message
+//! backup (storing a batch, reading after a sequence number) is
+//! `messages.rs`; how replies, edits, deletions and reactions change it
+//! is `edits.rs`; reading sessions back and checking many at once is
+//! `sessions.rs`.
 
 mod edits;
+mod messages;
+mod sessions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -211,21 +216,6 @@ fn channel_record(row: ChannelRow) -> StoreResult<ChannelRecord> {
     })
 }
 
-type SessionRow = (String, String, Option<i64>, String, String, i64, i64);
-
-fn session_record(row: SessionRow) -> StoreResult<SessionRecord> {
-    let (id, token_hash, user_id, display_name, kind, created, expires) = row;
-    Ok(SessionRecord {
-        id,
-        token_hash,
-        user_id,
-        display_name,
-        kind: text::kind(&kind)?,
-        created_at_ms: created as u64,
-        expires_at_ms: expires as u64,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(
@@ -337,28 +327,8 @@ impl Store for SqliteStore {
         now_ms: u64,
     ) -> StoreResult<Option<SessionRecord>> {
         let token_hash = token_hash.to_owned();
-        self.call(move |c| {
-            c.query_row(
-                "SELECT id, token_hash, user_id, display_name, kind, created_at_ms, expires_at_ms
-                 FROM sessions WHERE token_hash = ?1 AND expires_at_ms > ?2",
-                params![token_hash, now_ms as i64],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
-            .optional()?
-            .map(session_record)
-            .transpose()
-        })
-        .await
+        self.call(move |c| sessions::by_token_hash(c, &token_hash, now_ms))
+            .await
     }
 
     async fn touch_session(&self, id: &str, expires_at_ms: u64) -> StoreResult<()> {
@@ -394,25 +364,7 @@ impl Store for SqliteStore {
     }
 
     async fn live_sessions(&self, ids: Vec<String>, now_ms: u64) -> StoreResult<Vec<String>> {
-        self.call(move |c| {
-            // SQLite takes at most 32,766 parameters; asked in chunks.
-            let mut live = Vec::new();
-            let now = now_ms as i64;
-            for chunk in ids.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(",");
-                let sql =
-                    format!("SELECT id FROM sessions WHERE expires_at_ms > ? AND id IN ({marks})");
-                let mut stmt = c.prepare_cached(&sql)?;
-                let args = std::iter::once(&now as &dyn rusqlite::ToSql)
-                    .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
-                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
-                for id in rows {
-                    live.push(id?);
-                }
-            }
-            Ok(live)
-        })
-        .await
+        self.call(move |c| sessions::live(c, &ids, now_ms)).await
     }
 
     async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
@@ -661,58 +613,9 @@ impl Store for SqliteStore {
         source: MessageSource,
         now_ms: u64,
     ) -> StoreResult<Inserted> {
-        let rows: Vec<(Message, String)> = messages
-            .iter()
-            .map(|m| {
-                let ticket = serde_json::to_string(&m.ticket)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((m.clone(), ticket))
-            })
-            .collect::<StoreResult<_>>()?;
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            let mut new = 0u32;
-            let mut seqs = Vec::with_capacity(rows.len());
-            {
-                let mut seq_of = tx.prepare_cached("SELECT seq FROM messages WHERE id = ?1")?;
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO messages
-                     (id, channel_id, author, ts_ms, body, ticket, signature, source,
-                      received_at_ms, re_kind, re_id, redacted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?;
-                for (m, ticket) in &rows {
-                    let id = m.id.to_string();
-                    let added = stmt.execute(params![
-                        id,
-                        channel_id,
-                        m.author,
-                        m.ts_ms as i64,
-                        m.body,
-                        ticket,
-                        m.signature,
-                        source.as_str(),
-                        now_ms as i64,
-                        m.re.map(|r| r.kind.as_str()),
-                        m.re.map(|r| r.id.to_string()),
-                        m.redacted,
-                    ])?;
-                    if added == 1 {
-                        edits::settle(&tx, channel_id, m)?;
-                    }
-                    new += added as u32;
-                    seqs.push(seq_of.query_row(params![id], |r| r.get::<_, i64>(0))? as u64);
-                }
-            }
-            let last_seq = last_seq_in(&tx, channel_id)?;
-            tx.commit()?;
-            Ok(Inserted {
-                new,
-                seqs,
-                last_seq,
-            })
-        })
-        .await
+        let rows = messages::with_tickets(messages)?;
+        self.call(move |c| messages::insert(c, channel_id, &rows, source, now_ms))
+            .await
     }
 
     async fn messages_after(
@@ -721,25 +624,8 @@ impl Store for SqliteStore {
         after_seq: u64,
         limit: u32,
     ) -> StoreResult<Vec<Sequenced>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT m.seq, {} FROM messages m JOIN channels ch ON ch.id = m.channel_id
-                 WHERE m.channel_id = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
-                edits::MESSAGE_COLUMNS
-            ))?;
-            let rows = stmt.query_map(params![channel_id, after_seq as i64, limit], |r| {
-                Ok((r.get::<_, i64>(0)?, edits::message_at(r, 1)?))
-            })?;
-            rows.map(|r| {
-                let (seq, message) = r?;
-                Ok(Sequenced {
-                    seq: seq as u64,
-                    message: message?,
-                })
-            })
-            .collect()
-        })
-        .await
+        self.call(move |c| messages::after(c, channel_id, after_seq, limit))
+            .await
     }
 
     async fn message_target(
@@ -752,15 +638,8 @@ impl Store for SqliteStore {
     }
 
     async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {
-        self.call(move |c| last_seq_in(c, channel_id)).await
+        self.call(move |c| messages::last_seq(c, channel_id)).await
     }
-}
-
-fn last_seq_in(c: &Connection, channel_id: i64) -> StoreResult<u64> {
-    let seq: i64 = c
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1")?
-        .query_row(params![channel_id], |r| r.get(0))?;
-    Ok(seq as u64)
 }
 
 #[cfg(test)]
