@@ -245,6 +245,7 @@ pub async fn fresh_database() -> String {
     }
 }
 
+/// A loopback TCP port nobody listens on now.
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

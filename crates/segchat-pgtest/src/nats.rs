@@ -23,10 +23,7 @@ impl Nats {
     /// Starts a server on a free port and waits until it accepts
     /// connections.
     pub fn start() -> Result<Nats, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        let port = crate::free_port()?;
         Ok(Nats {
             child: spawn(port)?,
             port,
@@ -77,7 +74,6 @@ fn spawn(port: u16) -> Result<Child, String> {
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Client, TestServer, WAIT};
@@ -14,40 +13,38 @@ use segchat_pgtest::nats::Nats;
 use segchat_proto::tracker::{Event, Request};
 use segchat_proto::types::{Presence, Visibility};
 use segchat_proto::Status;
+use segchat_server::ServerConfig;
 
-/// One instance of the server on `database` linked by `nats`, whose
-/// entries the other instances drop when not announced again for
-/// `peer_ttl`.
-async fn instance(dir: &Path, database: &str, nats: &Nats, peer_ttl: Duration) -> TestServer {
-    let (database, nats) = (database.to_owned(), nats.url.clone());
-    TestServer::start_with(dir, move |c| {
-        c.database_url = Some(database);
-        c.nats_url = Some(nats);
-        c.peer_ttl = peer_ttl;
-    })
-    .await
-}
-
-/// Two instances of one server (one key) on a fresh database.
+/// Two instances of one server on a fresh database, sharing one key
+/// file (nodes pin the key, tickets carry it), linked by `nats` when
+/// given, each also set up by `tweak`.
 async fn two_instances(
-    nats: &Nats,
-    peer_ttl: Duration,
+    nats: Option<&Nats>,
+    tweak: impl Fn(&mut ServerConfig) + Clone + Send + 'static,
 ) -> (TestServer, TestServer, [tempfile::TempDir; 2]) {
     let database = segchat_pgtest::fresh_database().await;
     let dirs = [
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     ];
-    // Instances of one server share its key: nodes pin it, tickets carry it.
-    segchat_server::key_fingerprint(&dirs[0].path().join("server.key"))
-        .expect("make the server key");
-    std::fs::copy(
-        dirs[0].path().join("server.key"),
-        dirs[1].path().join("server.key"),
-    )
-    .expect("share the server key");
-    let first = instance(dirs[0].path(), &database, nats, peer_ttl).await;
-    let second = instance(dirs[1].path(), &database, nats, peer_ttl).await;
+    let key = dirs[0].path().join("server.key");
+    segchat_server::key_fingerprint(&key).expect("make the server key");
+    let nats = nats.map(|n| n.url.clone());
+    let mut started = Vec::new();
+    for dir in &dirs {
+        let (database, key, nats, tweak) =
+            (database.clone(), key.clone(), nats.clone(), tweak.clone());
+        let server = TestServer::start_with(dir.path(), move |c| {
+            c.database_url = Some(database);
+            c.key_file = key;
+            c.nats_url = nats;
+            tweak(c);
+        })
+        .await;
+        started.push(server);
+    }
+    let second = started.pop().expect("two");
+    let first = started.pop().expect("two");
     (first, second, dirs)
 }
 
@@ -56,7 +53,10 @@ async fn a_logout_through_one_instance_signs_the_session_out_on_the_other() {
     let nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
     // The bare clients do not heartbeat: their peer entries must outlast
     // the test.
-    let (first, second, _dirs) = two_instances(&nats, Duration::from_secs(60)).await;
+    let (first, second, _dirs) = two_instances(Some(&nats), |c| {
+        c.peer_ttl = Duration::from_secs(60);
+    })
+    .await;
 
     let mut a = Client::connect(first.addr).await;
     let session = a.register("kim").await;
@@ -125,7 +125,7 @@ async fn presence_becomes(
 async fn with_nats_down_each_instance_serves_its_own_and_they_meet_again_after() {
     let mut nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
     let ttl = Duration::from_millis(1500);
-    let (first, second, _dirs) = two_instances(&nats, ttl).await;
+    let (first, second, _dirs) = two_instances(Some(&nats), move |c| c.peer_ttl = ttl).await;
     let mut a = Client::connect(first.addr).await;
     a.register("ann").await;
     a.create("lobby", Visibility::Public, false).await;
@@ -179,27 +179,11 @@ async fn with_nats_down_each_instance_serves_its_own_and_they_meet_again_after()
 async fn a_logout_whose_news_never_came_still_signs_the_session_out_on_the_other_instance() {
     // No NATS at all: the second instance hears nothing of the logout,
     // and finds out by checking the sessions its connections hold.
-    let database = segchat_pgtest::fresh_database().await;
-    let dirs = [
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    ];
-    let key = dirs[0].path().join("server.key");
-    segchat_server::key_fingerprint(&key).expect("make the server key");
-    let start = |dir: std::path::PathBuf| {
-        let (database, key) = (database.clone(), key.clone());
-        async move {
-            TestServer::start_with(&dir, move |c| {
-                c.database_url = Some(database);
-                c.key_file = key;
-                c.peer_ttl = Duration::from_secs(60);
-                c.session_check = Duration::from_millis(200);
-            })
-            .await
-        }
-    };
-    let first = start(dirs[0].path().to_owned()).await;
-    let second = start(dirs[1].path().to_owned()).await;
+    let (first, second, _dirs) = two_instances(None, |c| {
+        c.peer_ttl = Duration::from_secs(60);
+        c.session_check = Duration::from_millis(200);
+    })
+    .await;
     let mut a = Client::connect(first.addr).await;
     let session = a.register("max").await;
     let mut b = Client::connect(second.addr).await;
