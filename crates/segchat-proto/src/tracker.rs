@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use uuid::Uuid;
 
+use crate::friends::{FriendAction, Relation};
 use crate::message::{Message, Sequenced};
 use crate::stream::{Codec, StreamInfo};
 use crate::ticket::SignedTicket;
@@ -153,6 +154,18 @@ pub enum Request {
     ListStreams {
         channel: Option<String>,
     },
+    /// The signed-in user's friends, friend requests (both ways) and
+    /// blocks. Answers `relations`.
+    Relations,
+    /// Do something about another user: ask to be friends, accept, remove
+    /// (unfriend, decline, cancel), block, unblock (`friends::apply`).
+    /// Answers `relation`: what they are to the asker afterwards. When it
+    /// changed, the asker's other connections and the other user are
+    /// sent a `relation` event.
+    Relate {
+        username: String,
+        action: FriendAction,
+    },
 }
 
 impl Request {
@@ -186,6 +199,8 @@ impl Request {
             Request::StartStream { .. } => "start_stream",
             Request::StopStream { .. } => "stop_stream",
             Request::ListStreams { .. } => "list_streams",
+            Request::Relations => "relations",
+            Request::Relate { .. } => "relate",
         }
     }
 }
@@ -246,6 +261,11 @@ pub enum Reply {
     Stream(StreamInfo),
     /// Answer to `list_streams`.
     Streams { streams: Vec<StreamInfo> },
+    /// Answer to `relations`: friends, requests both ways and blocks, by
+    /// name.
+    Relations { relations: Vec<Relation> },
+    /// Answer to `relate`.
+    Relation(Relation),
 }
 
 /// Something the server pushes without being asked.
@@ -309,6 +329,12 @@ pub enum Event {
     },
     /// A livestream started in a channel you may read.
     StreamStarted { stream: StreamInfo },
+    /// What somebody is to you changed: a friend request arrived or was
+    /// withdrawn, you became friends or stopped being friends, you
+    /// blocked or unblocked them (a change you made reaches your other
+    /// connections too, so your other nodes learn it). A user who blocks you is seen to
+    /// unfriend you or withdraw, never to block.
+    Relation(Relation),
     /// A livestream ended: `stopped` (by its streamer),
     /// `streamer_disconnected` (its node's link closed) or
     /// `streamer_expired` (no heartbeat within the peer TTL).

@@ -50,7 +50,7 @@ impl Mates {
             }
             inner.generation
         };
-        let mates: Arc<[i64]> = store.channel_mates(user).await?.into();
+        let mates: Arc<[i64]> = store.watchers(user).await?.into();
         let mut inner = self.lock();
         if inner.generation == asked_at && inner.held + mates.len() <= BUDGET {
             inner.held += mates.len();

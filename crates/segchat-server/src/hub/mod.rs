@@ -368,8 +368,13 @@ impl Hub {
 
     /// The live peer list as `asker` may see it, optionally only the peers
     /// whose user is in `users`. Invisible users are left out for everybody
-    /// but themself.
-    pub(crate) fn peers(&self, asker: &Principal, users: Option<&[i64]>) -> Vec<PeerInfo> {
+    /// but themself, and so are the `hidden` users (who blocked the asker).
+    pub(crate) fn peers(
+        &self,
+        asker: &Principal,
+        users: Option<&[i64]>,
+        hidden: &[i64],
+    ) -> Vec<PeerInfo> {
         let st = self.lock();
         let here = st
             .peers
@@ -385,6 +390,7 @@ impl Hub {
                 Some(ids) => principal.user_id.is_some_and(|u| ids.contains(&u)),
                 None => true,
             })
+            .filter(|(principal, ..)| !principal.user_id.is_some_and(|u| hidden.contains(&u)))
             .filter_map(|(principal, node, last_seen_ms)| {
                 let own = (principal.user_id.is_some() && principal.user_id == asker.user_id)
                     || principal.session_id == asker.session_id;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::types::{
     validate_channel_name, validate_channel_title, validate_channel_topic, ChannelInfo, MemberInfo,
-    Role, Visibility,
+    Presence, Role, Visibility,
 };
 use segchat_proto::Failure;
 
@@ -298,6 +298,7 @@ pub(super) async fn members(
             "only members of {name:?} see who is in it"
         )));
     }
+    let hidden = super::friends::blockers(shared, ctx, p).await?;
     let members = shared
         .store
         .members(ch.id)
@@ -305,7 +306,11 @@ pub(super) async fn members(
         .map_err(|e| store_failure(shared, ctx, e))?
         .into_iter()
         .map(|m| MemberInfo {
-            presence: presence_for(shared, p, m.user_id),
+            presence: if hidden.contains(&m.user_id) {
+                Presence::Offline
+            } else {
+                presence_for(shared, p, m.user_id)
+            },
             username: m.username,
             role: m.role,
         })

@@ -3,6 +3,7 @@
 //! or a [`Failure`]; [`handle`] dispatches.
 
 mod channels;
+mod friends;
 mod messages;
 mod peers;
 mod session;
@@ -91,6 +92,7 @@ fn told_to_others(request: &Request) -> bool {
             | Request::CreateChannel { .. }
             | Request::UpdateChannel { .. }
             | Request::DeleteChannel { .. }
+            | Request::Relate { .. }
     )
 }
 
@@ -193,6 +195,10 @@ pub(crate) async fn handle(
         } => streams::start(shared, ctx, channel, width, height, fps, codec).await,
         Request::StopStream { stream_id } => streams::stop(shared, ctx, stream_id).await,
         Request::ListStreams { channel } => streams::list(shared, ctx, channel).await,
+        Request::Relations => friends::list(shared, ctx).await,
+        Request::Relate { username, action } => {
+            friends::relate(shared, ctx, username, action).await
+        }
     }
 }
 

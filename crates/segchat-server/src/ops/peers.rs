@@ -7,7 +7,7 @@ use segchat_proto::types::{AccountKind, Presence};
 use segchat_proto::Failure;
 
 use super::channels::{load_channel, viewer_of};
-use super::{now_ms, session, signed_in, store_failure, ConnCtx, Shared};
+use super::{friends, now_ms, session, signed_in, store_failure, ConnCtx, Shared};
 
 pub(super) async fn submit_info(
     shared: &Shared,
@@ -55,8 +55,9 @@ pub(super) async fn get_list(
     channel: Option<String>,
 ) -> Result<Reply, Failure> {
     let p = signed_in(ctx)?;
+    let hidden = friends::blockers(shared, ctx, p).await?;
     let peers = match channel {
-        None => shared.hub.peers(p, None),
+        None => shared.hub.peers(p, None, &hidden),
         Some(name) => {
             let ch = load_channel(shared, ctx, &name).await?;
             let viewer = viewer_of(shared, ctx, p, &ch).await?;
@@ -71,7 +72,7 @@ pub(super) async fn get_list(
                 .into_iter()
                 .map(|m| m.user_id)
                 .collect();
-            shared.hub.peers(p, Some(&members))
+            shared.hub.peers(p, Some(&members), &hidden)
         }
     };
     Ok(Reply::Peers { peers })

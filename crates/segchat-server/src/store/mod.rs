@@ -14,6 +14,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use segchat_proto::friends::{Pair, RelationKind};
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
 
@@ -98,6 +99,15 @@ pub struct MemberRecord {
     pub status: Presence,
 }
 
+/// What another user is to a user, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationRecord {
+    pub other_id: i64,
+    pub username: String,
+    pub kind: RelationKind,
+    pub since_ms: u64,
+}
+
 /// The server's durable state.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -176,9 +186,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>>;
     /// The user's role in each channel they belong to, by channel id.
     async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>>;
-    /// The ids of every user sharing at least one channel with `user_id`
-    /// (not including themself).
-    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+    /// The ids of every user told of `user_id`'s presence: those sharing
+    /// at least one channel with them and their friends, less those they
+    /// blocked (never themself).
+    async fn watchers(&self, user_id: i64) -> StoreResult<Vec<i64>>;
     /// Removes a member; returns false if they were not one.
     async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
     /// Authorises a user to join a private channel.
@@ -193,6 +204,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>>;
     /// Whether the user holds an invitation to the channel.
     async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
+
+    // --- friends and blocks ---
+
+    /// What others are to `user_id` (friends, requests both ways,
+    /// blocks), by name.
+    async fn relations(&self, user_id: i64) -> StoreResult<Vec<RelationRecord>>;
+    /// Both halves of the relation between two users.
+    async fn relation_pair(&self, user_id: i64, other_id: i64) -> StoreResult<Pair>;
+    /// In one transaction: if the pair is still `expected`, makes it
+    /// `new` (a half that changes is stamped `now_ms`) and answers true;
+    /// answers false, changing nothing, if it changed meanwhile (another
+    /// request, perhaps on another instance, got there first).
+    async fn change_relation(
+        &self,
+        user_id: i64,
+        other_id: i64,
+        expected: Pair,
+        new: Pair,
+        now_ms: u64,
+    ) -> StoreResult<bool>;
+    /// The ids of the users who blocked `user_id`.
+    async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>>;
 
     // --- messages (the backup) ---
 
@@ -312,6 +345,9 @@ pub(crate) mod text {
             "visitor" => Ok(AccountKind::Visitor),
             _ => Err(StoreError::Corrupt(format!("unknown account kind {s:?}"))),
         }
+    }
+    pub(crate) fn relation(s: &str) -> Result<segchat_proto::friends::RelationKind, StoreError> {
+        s.parse().map_err(StoreError::Corrupt)
     }
     pub(crate) fn kind_str(k: AccountKind) -> &'static str {
         match k {

@@ -21,6 +21,7 @@
 mod edits;
 mod messages;
 mod records;
+mod relations;
 mod sql;
 mod tls;
 
@@ -28,6 +29,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use segchat_proto::friends::Pair;
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{Presence, Role};
 use tokio_postgres::error::SqlState;
@@ -35,17 +37,23 @@ use tokio_postgres::NoTls;
 
 use super::text;
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord,
-    Store, StoreError, StoreResult, TargetRecord, UserRecord,
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel,
+    RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
 use records::{channel_record, session_record, user_record, CHANNEL_SELECT, USER_COLUMNS};
 use sql::{execute, row, rows};
 
 /// Schema migrations, applied in order; the number is the schema version.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_relations.sql"),
+    ),
+];
 
 /// Connections per server instance: enough for every request task to find
 /// one without a queue in normal load, few enough that a handful of
@@ -479,13 +487,17 @@ impl Store for PostgresStore {
         .collect()
     }
 
-    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+    async fn watchers(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let c = self.pool.get().await?;
         rows(
             &c,
-            "SELECT DISTINCT other.user_id FROM members mine
+            "SELECT other.user_id FROM members mine
              JOIN members other ON other.channel_id = mine.channel_id
-             WHERE mine.user_id = $1 AND other.user_id != $1",
+             WHERE mine.user_id = $1 AND other.user_id != $1
+             UNION
+             SELECT other_id FROM relations WHERE user_id = $1 AND kind = 'friend'
+             EXCEPT
+             SELECT other_id FROM relations WHERE user_id = $1 AND kind = 'blocked'",
             &[&user_id],
         )
         .await?
@@ -548,6 +560,30 @@ impl Store for PostgresStore {
             Some(r) => r.try_get(0)?,
             None => false,
         })
+    }
+
+    async fn relations(&self, user_id: i64) -> StoreResult<Vec<RelationRecord>> {
+        relations::of(&self.pool.get().await?, user_id).await
+    }
+
+    async fn relation_pair(&self, user_id: i64, other_id: i64) -> StoreResult<Pair> {
+        relations::pair(&self.pool.get().await?, user_id, other_id).await
+    }
+
+    async fn change_relation(
+        &self,
+        user_id: i64,
+        other_id: i64,
+        expected: Pair,
+        new: Pair,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        let mut c = self.pool.get().await?;
+        relations::change(&mut c, user_id, other_id, expected, new, now_ms).await
+    }
+
+    async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        relations::blocked_by(&self.pool.get().await?, user_id).await
     }
 
     async fn insert_messages(

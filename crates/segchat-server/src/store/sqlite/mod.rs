@@ -8,6 +8,7 @@
 
 mod edits;
 mod messages;
+mod relations;
 mod sessions;
 
 use std::path::Path;
@@ -18,11 +19,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::types::{Presence, Role};
 
 use super::text;
+use segchat_proto::friends::Pair;
 use segchat_proto::message::{Message, Sequenced};
 
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, SessionRecord,
-    Store, StoreError, StoreResult, TargetRecord, UserRecord,
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel,
+    RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
 
 /// Schema migrations, applied in order; the number is the schema version.
@@ -36,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../../migrations/sqlite/0004_channel_settings.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_relations.sql"),
     ),
 ];
 
@@ -543,12 +549,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn channel_mates(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+    async fn watchers(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT DISTINCT other.user_id FROM members mine
+            let mut stmt = c.prepare_cached(
+                "SELECT other.user_id FROM members mine
                  JOIN members other ON other.channel_id = mine.channel_id
-                 WHERE mine.user_id = ?1 AND other.user_id != ?1",
+                 WHERE mine.user_id = ?1 AND other.user_id != ?1
+                 UNION
+                 SELECT other_id FROM relations WHERE user_id = ?1 AND kind = 'friend'
+                 EXCEPT
+                 SELECT other_id FROM relations WHERE user_id = ?1 AND kind = 'blocked'",
             )?;
             let rows = stmt.query_map(params![user_id], |r| r.get::<_, i64>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -604,6 +614,31 @@ impl Store for SqliteStore {
             )?)
         })
         .await
+    }
+
+    async fn relations(&self, user_id: i64) -> StoreResult<Vec<RelationRecord>> {
+        self.call(move |c| relations::of(c, user_id)).await
+    }
+
+    async fn relation_pair(&self, user_id: i64, other_id: i64) -> StoreResult<Pair> {
+        self.call(move |c| relations::pair(c, user_id, other_id))
+            .await
+    }
+
+    async fn change_relation(
+        &self,
+        user_id: i64,
+        other_id: i64,
+        expected: Pair,
+        new: Pair,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        self.call(move |c| relations::change(c, user_id, other_id, expected, new, now_ms))
+            .await
+    }
+
+    async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        self.call(move |c| relations::blocked_by(c, user_id)).await
     }
 
     async fn insert_messages(
