@@ -172,6 +172,27 @@ pub(crate) enum Command {
     /// A channel's settings (owner or moderator) and deleting it (owner).
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Friends: ask, accept, remove, block, list. Friends see each
+    /// other's presence without sharing a channel.
+    #[command(subcommand)]
+    Friend(FriendCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FriendCommand {
+    /// Ask to be friends (accepts instead if they asked you first).
+    Add { username: String },
+    /// Accept a friend request.
+    Accept { username: String },
+    /// Unfriend, decline their request or cancel yours.
+    Remove { username: String },
+    /// Block a user: ends any friendship or request; they can no longer
+    /// ask, and see you offline.
+    Block { username: String },
+    /// Lift a block.
+    Unblock { username: String },
+    /// Your friends (with presence), requests both ways and blocks.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod channel_verbs;
 mod cli;
 mod client;
 mod config;
+mod friend_verbs;
 mod message_verbs;
 mod output;
 mod stream_verbs;

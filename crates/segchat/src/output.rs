@@ -36,3 +36,56 @@ pub(crate) fn local_time(m: &Value, format: &str) -> String {
 pub(crate) fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
+
+/// A row for each item of a JSON array (none if it is not one).
+pub(crate) fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|items| items.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
+/// Aligned columns, two spaces apart; `empty` if there are no rows.
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, empty: &str) -> String {
+    if rows.is_empty() {
+        return empty.to_owned();
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s
+    };
+    let mut out = vec![line(header.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["USER", "ROLE"],
+            vec![
+                vec!["alice".into(), "owner".into()],
+                vec!["bo".into(), "member".into()],
+            ],
+            "none",
+        );
+        assert_eq!(t, "USER   ROLE\nalice  owner\nbo     member");
+        assert_eq!(table(&["A"], vec![], "none"), "none");
+    }
+}

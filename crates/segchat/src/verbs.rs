@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{Command, Credentials, SEARCH_LIMIT};
 use crate::client::{ClientError, NodeClient};
-use crate::output::{local_time, str_of, Output};
+use crate::output::{local_time, rows, str_of, table, Output};
 
 /// Exit code for a refused request or any other failure.
 const EXIT_REFUSED: u8 = 1;
@@ -386,6 +386,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         }
         Command::Stream(cmd) => crate::stream_verbs::run(&node, json_out, cmd).await?,
         Command::Channel(cmd) => crate::channel_verbs::run(&node, &out, cmd).await?,
+        Command::Friend(cmd) => crate::friend_verbs::run(&node, &out, cmd).await?,
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }
@@ -430,39 +431,6 @@ fn query_escape(s: &str) -> String {
     out
 }
 
-fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    list.as_array()
-        .map(|items| items.iter().map(row).collect())
-        .unwrap_or_default()
-}
-
-/// Aligned columns, two spaces apart; `empty` if there are no rows.
-fn table(header: &[&str], rows: Vec<Vec<String>>, empty: &str) -> String {
-    if rows.is_empty() {
-        return empty.to_owned();
-    }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s
-    };
-    let mut out = vec![line(header.iter().map(|h| (*h).to_owned()).collect())];
-    out.extend(rows.into_iter().map(line));
-    out.join("\n")
-}
-
 /// The password: `--password-stdin`, else `SEGCHAT_PASSWORD`, else a
 /// prompt (twice when registering).
 fn password(c: &Credentials, confirm: bool) -> Result<String, ClientError> {
@@ -495,20 +463,6 @@ fn password(c: &Credentials, confirm: bool) -> Result<String, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tables_align() {
-        let t = table(
-            &["USER", "ROLE"],
-            vec![
-                vec!["alice".into(), "owner".into()],
-                vec!["bo".into(), "member".into()],
-            ],
-            "none",
-        );
-        assert_eq!(t, "USER   ROLE\nalice  owner\nbo     member");
-        assert_eq!(table(&["A"], vec![], "none"), "none");
-    }
 
     #[test]
     fn shell_words_come_back_as_typed() {

@@ -19,6 +19,10 @@
 //! | POST | `/channels/{name}/join`, `/leave`, `/invite` | membership |
 //! | GET | `/channels/{name}/members` | members with presence |
 //! | GET | `/peers?channel=NAME` | the live peer list (`get_list`) |
+//! | GET | `/friends` | friends, friend requests both ways, blocks |
+//! | POST, DELETE | `/friends/{username}` | ask to be friends (accepts if they asked); unfriend, decline or cancel |
+//! | POST | `/friends/{username}/accept` | accept a friend request |
+//! | PUT, DELETE | `/blocks/{username}` | block; unblock |
 //! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
 //! | POST | `/channels/{name}/read` | mark read |
 //! | GET | `/search?q=&channel=&author=&before=&after=&limit=&cursor=` | full-text search of local history: every word a prefix, newest first, paged, with the count of all matches |
@@ -44,6 +48,7 @@
 mod channels;
 mod error;
 mod events;
+mod friends;
 pub mod guard;
 mod messages;
 mod openapi;
@@ -208,6 +213,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels/{name}/members", get(channels::members))
         .route("/channels/{name}/invite", post(channels::invite))
         .route("/peers", get(channels::peers))
+        .route("/friends", get(friends::list))
+        .route(
+            "/friends/{username}",
+            post(friends::request).delete(friends::remove),
+        )
+        .route("/friends/{username}/accept", post(friends::accept))
+        .route(
+            "/blocks/{username}",
+            put(friends::block).delete(friends::unblock),
+        )
         .route(
             "/channels/{name}/messages",
             get(messages::history).post(messages::send),
