@@ -22,6 +22,7 @@ import { renderMembers } from './members.js';
 import { renderHeader as drawHeader, renderBanners as drawBanners } from './header.js';
 import { openCreateDialog as openCreate } from './create-dialog.js';
 import { openChannelSettings, closeSettingsFor } from './channel-settings.js';
+import { Friends } from './friends.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -65,6 +66,11 @@ const search = new SearchPanel({
   jump: (m) => jumpTo(m),
   close: () => togglePanel('search'),
   changed: () => { if (s.panel === 'search') renderPanel(); },
+});
+// Friends, requests and blocks (friends.js), shown in the side panel.
+const friends = new Friends({
+  changed: () => { renderSide(); if (s.panel === 'friends') renderPanel(); },
+  close: () => togglePanel('friends'),
 });
 // Reply, react, edit and delete (message-actions.js), and its state.
 const msgActions = new MessageActions({
@@ -274,6 +280,8 @@ function renderSide() {
     create: openCreateDialog,
     invite: () => openInviteDialog(ui.dialog, s.node),
     closeSidebar: () => { s.sidebarOpen = false; renderLayout(); },
+    friends: () => { s.sidebarOpen = false; openFriends(friends.incoming() ? 'pending' : 'online'); },
+    friendRequests: () => friends.incoming(),
     toggleStatusMenu: () => {
       s.statusMenuOpen = !s.statusMenuOpen;
       renderSide();
@@ -516,7 +524,14 @@ async function refreshUnread() {
 const scheduleUnread = debounce(refreshUnread, 300);
 
 async function refreshAll() {
-  await Promise.all([refreshChannels(), refreshUnread(), refreshStreams()]);
+  const friendsToo = s.me && s.me.kind === 'user' ? friends.load() : null;
+  await Promise.all([refreshChannels(), refreshUnread(), refreshStreams(), friendsToo]);
+}
+
+// Opens the friends panel on `tab`.
+function openFriends(tab) {
+  friends.tab = tab;
+  if (s.panel !== 'friends') togglePanel('friends'); else renderPanel();
 }
 
 // The live streams at load and after a reconnect; events keep them current.
@@ -689,6 +704,7 @@ function togglePanel(which) {
 function renderPanel() {
   if (!ui) return;
   if (s.panel === 'search') return renderSearchPanel();
+  if (s.panel === 'friends') return friends.render(ui.panel);
   if (s.panel !== 'members') { clear(ui.panel); ui.panel.removeAttribute('aria-label'); return; }
   renderMembers(ui.panel, s, () => togglePanel('members'));
 }
@@ -774,6 +790,7 @@ function resetData() {
   msgActions.reset();
   s.links = {};
   s.current = null;
+  friends.reset();
   s.panel = phone.matches ? null : 'members';
   history.replaceState(null, '', '/');
 }
@@ -872,7 +889,16 @@ function onEvent(ev) {
       if (s.current === ev.channel) renderHeader();
       break;
     }
+    case 'relation': {
+      const was = friends.kindOf(ev.username);
+      friends.apply(ev);
+      const name = displayName(ev.username);
+      if (ev.kind === 'incoming') showNotice(`${name} wants to be your friend`, { label: 'Show', run: () => openFriends('pending') });
+      else if (ev.kind === 'friend' && was === 'outgoing') showNotice(`${name} accepted your friend request`);
+      break;
+    }
     case 'presence':
+      friends.presence(ev.username, ev.status);
       for (const [, list] of s.members) {
         if (!list) continue;
         for (const m of list) if (m.username === ev.username) m.presence = ev.status;

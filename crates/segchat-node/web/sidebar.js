@@ -1,4 +1,5 @@
-// The channel sidebar: hosted by me, joined, discoverable; each with its
+// The channel sidebar: "Friends" (with requests waiting), then channels
+// hosted by me, joined, discoverable; each with its
 // host's status, an unread badge and, apart from it, a red "@N" badge of
 // unread messages that mention me. "Enable notifications" (for mentions)
 // shows until the browser was asked. The user panel with the status
@@ -93,7 +94,9 @@ export function renderSidebar(el, s, on) {
         h('span', { class: `dot ${serverDot}`, 'aria-hidden': 'true' }),
         s.serverConnected ? 'server' : 'no server'),
       h('button', { type: 'button', class: 'icon-btn small only-phone', 'aria-label': 'Close channel list', onclick: on.closeSidebar }, icon('close'))),
-    h('nav', { class: 'chan-nav', 'aria-label': 'Channels' }, sections,
+    h('nav', { class: 'chan-nav', 'aria-label': 'Channels' },
+      visitor ? null : friendsButton(on),
+      sections,
       visitor ? null : h('button', { type: 'button', class: 'btn ghost small invite-btn', id: 'invite-people', onclick: on.invite }, icon('users'), 'Invite people'),
       s.notify === 'default' ? h('button', {
         type: 'button', class: 'btn ghost small invite-btn notify-btn', id: 'enable-notifications', onclick: on.enableNotifications,
@@ -113,6 +116,15 @@ export function renderSidebar(el, s, on) {
         h('span', { class: 'visually-hidden' }, ', change status'))),
       h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Sign out', title: 'Sign out', onclick: on.signOut }, icon('logout')),
       s.statusMenuOpen ? statusMenu(status, on) : null));
+}
+
+// "Friends", with the count of requests waiting for my answer.
+function friendsButton(on) {
+  const waiting = on.friendRequests();
+  return h('button', { type: 'button', class: 'btn ghost small invite-btn friends-btn', id: 'friends-open', onclick: on.friends },
+    icon('users'), 'Friends',
+    waiting ? [h('span', { class: 'visually-hidden' }, ', '), h('span', { class: 'badge' }, String(waiting)),
+      h('span', { class: 'visually-hidden' }, ` request${waiting === 1 ? '' : 's'} waiting`)] : null);
 }
 
 function statusMenu(current, on) {

@@ -1,14 +1,16 @@
 //! `/friends…` and `/blocks…`: the signed-in user's friends, friend
 //! requests and blocks, as the server keeps them (`relations`, `relate`).
-//! Changes arrive live on `/events` as `relation` events.
+//! Changes arrive live on `/events` as `relation` events, those made
+//! through this API included.
 
 use axum::extract::{Path, State};
 use axum::Json;
 use segchat_proto::friends::{FriendAction, Relation};
-use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::tracker::{Event, Reply, Request};
 use serde::Serialize;
 
 use super::{ApiError, ApiState};
+use crate::events::NodeEvent;
 
 /// `GET /friends`.
 #[derive(Debug, Serialize)]
@@ -40,6 +42,12 @@ async fn relate(
                 "FRIEND_CHANGED",
                 format!("user={username} action={} now={kind}", action.as_str()),
             );
+            // The server tells this node's other connections, not the
+            // one the change came through: this node's other clients
+            // (another tab, the CLI's watcher) learn it here.
+            st.inner
+                .bus
+                .publish(NodeEvent::Tracker(Event::Relation(r.clone())));
             Ok(Json(r))
         }
         other => Err(ApiError::unexpected("relate", &other)),

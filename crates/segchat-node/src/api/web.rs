@@ -60,6 +60,7 @@ const ASSETS: &[Asset] = &[
     asset!("create-dialog.js", JS),
     asset!("dom.js", JS),
     asset!("format.js", JS),
+    asset!("friends.js", JS),
     asset!("header.js", JS),
     asset!("invite.js", JS),
     asset!("markdown.js", JS),
