@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use segchat_proto::frame::{FrameKind, LinkEvent};
+use segchat_proto::friends::{FriendAction, Relation, RelationKind};
 use segchat_proto::handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};
 use segchat_proto::message::{Draft, Message, Sequenced};
 use segchat_proto::stream::{self, Codec, DatagramKind, Header, StreamInfo};
@@ -111,6 +112,22 @@ fn peer_info() -> PeerInfo {
     }
 }
 
+fn relation(kind: Option<RelationKind>) -> Relation {
+    Relation {
+        username: "bob".into(),
+        kind,
+        since_ms: if kind.is_some() { 1_732_000_000_000 } else { 0 },
+        presence: None,
+    }
+}
+
+fn friend() -> Relation {
+    Relation {
+        presence: Some(segchat_proto::types::Presence::Idle),
+        ..relation(Some(RelationKind::Friend))
+    }
+}
+
 fn tracker_requests() -> Vec<tracker::Request> {
     use tracker::Request::*;
     let ch = || "general".to_string();
@@ -190,6 +207,15 @@ fn tracker_requests() -> Vec<tracker::Request> {
         },
         StopStream { stream_id: 7 },
         ListStreams { channel: None },
+        Relations,
+        Relate {
+            username: "bob".into(),
+            action: FriendAction::Request,
+        },
+        Relate {
+            username: "mallory".into(),
+            action: FriendAction::Block,
+        },
     ]
 }
 
@@ -250,6 +276,10 @@ fn tracker_replies() -> Vec<tracker::Reply> {
         Streams {
             streams: vec![stream_info()],
         },
+        Relations {
+            relations: vec![friend(), relation(Some(RelationKind::Incoming))],
+        },
+        Relation(relation(None)),
     ]
 }
 
@@ -308,6 +338,8 @@ fn tracker_events() -> Vec<tracker::Event> {
             author: "alice".into(),
             count: 1,
         },
+        Relation(friend()),
+        Relation(relation(Some(RelationKind::Blocked))),
         StreamStarted {
             stream: stream_info(),
         },
