@@ -19,12 +19,15 @@
 //! - [`refs`]: what a message may point at (`re`: kind and target).
 //! - [`edits`]: replies, edits, deletions and reactions (messages that
 //!   point at another) and the rules every store applies them by.
+//! - [`devices`]: the keys a node publishes for end-to-end encrypted
+//!   direct messages, and the signatures binding them to its node key.
 //! - [`friends`]: friends and blocks: what one user is to another and
 //!   the pure rules by which `relate` changes it.
 //! - [`stream`]: livestreams: the stream record and the UDP datagram
 //!   that carries frames (chunking limits, per-viewer authentication).
 
 pub mod access;
+pub mod devices;
 pub mod edits;
 pub mod frame;
 pub mod friends;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use uuid::Uuid;
 
+use crate::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use crate::friends::{FriendAction, Relation};
 use crate::message::{Message, Sequenced};
 use crate::stream::{Codec, StreamInfo};
@@ -166,6 +167,23 @@ pub enum Request {
         username: String,
         action: FriendAction,
     },
+    /// Publish this node's device keys for direct messages (registered
+    /// users): its identity keys and one-time keys, each signed by the
+    /// node key this connection authenticated (`devices`). A fallback
+    /// key (`fallback: true`, at most one) replaces the last. New
+    /// identity keys replace the device and drop its unused one-time
+    /// keys. Answers `keys_published`.
+    PublishKeys {
+        device: DeviceKeys,
+        #[serde(default)]
+        one_time_keys: Vec<OneTimeKey>,
+    },
+    /// The devices of a user (your own other devices for your own name),
+    /// each with a one-time key taken for you (or its fallback key).
+    /// Answers `devices`.
+    ClaimKeys {
+        username: String,
+    },
 }
 
 impl Request {
@@ -201,6 +219,8 @@ impl Request {
             Request::ListStreams { .. } => "list_streams",
             Request::Relations => "relations",
             Request::Relate { .. } => "relate",
+            Request::PublishKeys { .. } => "publish_keys",
+            Request::ClaimKeys { .. } => "claim_keys",
         }
     }
 }
@@ -266,6 +286,14 @@ pub enum Reply {
     Relations { relations: Vec<Relation> },
     /// Answer to `relate`.
     Relation(Relation),
+    /// Answer to `publish_keys`: the one-time keys the server now holds
+    /// for this device (publish more when it runs low).
+    KeysPublished { one_time_keys: u32 },
+    /// Answer to `claim_keys`.
+    Devices {
+        username: String,
+        devices: Vec<ClaimedDevice>,
+    },
 }
 
 /// Something the server pushes without being asked.

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use segchat_proto::frame::{FrameKind, LinkEvent};
 use segchat_proto::friends::{FriendAction, Relation, RelationKind};
 use segchat_proto::handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};
@@ -121,6 +122,10 @@ fn relation(kind: Option<RelationKind>) -> Relation {
     }
 }
 
+fn device() -> DeviceKeys {
+    DeviceKeys::sign(&node_key(), [1; 32], [2; 32])
+}
+
 fn friend() -> Relation {
     Relation {
         presence: Some(segchat_proto::types::Presence::Idle),
@@ -216,6 +221,16 @@ fn tracker_requests() -> Vec<tracker::Request> {
             username: "mallory".into(),
             action: FriendAction::Block,
         },
+        PublishKeys {
+            device: device(),
+            one_time_keys: vec![
+                OneTimeKey::sign(&node_key(), "AAAAAQ", [3; 32], false),
+                OneTimeKey::sign(&node_key(), "AAAAAg", [4; 32], true),
+            ],
+        },
+        ClaimKeys {
+            username: "bob".into(),
+        },
     ]
 }
 
@@ -280,6 +295,20 @@ fn tracker_replies() -> Vec<tracker::Reply> {
             relations: vec![friend(), relation(Some(RelationKind::Incoming))],
         },
         Relation(relation(None)),
+        KeysPublished { one_time_keys: 50 },
+        Devices {
+            username: "bob".into(),
+            devices: vec![
+                ClaimedDevice {
+                    keys: device(),
+                    one_time_key: Some(OneTimeKey::sign(&node_key(), "AAAAAQ", [3; 32], false)),
+                },
+                ClaimedDevice {
+                    keys: device(),
+                    one_time_key: None,
+                },
+            ],
+        },
     ]
 }
 

@@ -441,6 +441,11 @@ impl Hub {
             .is_some_and(|c| c.principal.is_some())
     }
 
+    /// The node key connection `id`'s transport authenticated (hex).
+    pub(crate) fn node_id(&self, id: ConnId) -> Option<String> {
+        self.lock().conns.get(&id).map(|c| c.node_id.clone())
+    }
+
     /// Where connection `id` comes from and who it is signed in as.
     pub(crate) fn who(&self, id: ConnId) -> Option<(SocketAddr, Option<Principal>)> {
         self.lock()

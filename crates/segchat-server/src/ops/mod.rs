@@ -3,6 +3,7 @@
 //! or a [`Failure`]; [`handle`] dispatches.
 
 mod channels;
+mod devices;
 mod friends;
 mod messages;
 mod peers;
@@ -79,8 +80,9 @@ impl ConnCtx {
     }
 }
 
-/// Whether others are told of what `request` changes, so that it counts
-/// against the connection's allowance of changes.
+/// Whether others are told of what `request` changes (or it spends what
+/// another user holds: `claim_keys` takes one of their one-time keys), so
+/// that it counts against the connection's allowance of changes.
 fn told_to_others(request: &Request) -> bool {
     matches!(
         request,
@@ -93,6 +95,7 @@ fn told_to_others(request: &Request) -> bool {
             | Request::UpdateChannel { .. }
             | Request::DeleteChannel { .. }
             | Request::Relate { .. }
+            | Request::ClaimKeys { .. }
     )
 }
 
@@ -199,6 +202,11 @@ pub(crate) async fn handle(
         Request::Relate { username, action } => {
             friends::relate(shared, ctx, username, action).await
         }
+        Request::PublishKeys {
+            device,
+            one_time_keys,
+        } => devices::publish(shared, ctx, device, one_time_keys).await,
+        Request::ClaimKeys { username } => devices::claim(shared, ctx, username).await,
     }
 }
 

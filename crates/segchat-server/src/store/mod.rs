@@ -14,6 +14,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use segchat_proto::friends::{Pair, RelationKind};
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
@@ -106,6 +107,19 @@ pub struct RelationRecord {
     pub username: String,
     pub kind: RelationKind,
     pub since_ms: u64,
+}
+
+/// What [`Store::publish_keys`] stores: a device's keys as it published
+/// them (already verified), under the session it is signed in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedKeys {
+    pub user_id: i64,
+    pub session_id: String,
+    pub device: DeviceKeys,
+    pub one_time_keys: Vec<OneTimeKey>,
+    /// Replaces the stored one when given.
+    pub fallback_key: Option<OneTimeKey>,
+    pub now_ms: u64,
 }
 
 /// The server's durable state.
@@ -226,6 +240,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<bool>;
     /// The ids of the users who blocked `user_id`.
     async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+
+    // --- device keys (direct messages) ---
+
+    /// In one transaction: stores or replaces the device (new identity
+    /// keys, or another user or session on the same node key, drop its
+    /// one-time keys and fallback key), adds the one-time keys it does not
+    /// hold yet while it holds fewer than `max_one_time`, and sets the
+    /// fallback key if one is given. Answers how many one-time keys the
+    /// device holds afterwards.
+    async fn publish_keys(&self, keys: &PublishedKeys, max_one_time: u32) -> StoreResult<u32>;
+    /// In one transaction: every device of `user_id` but `except_node`,
+    /// each with one of its one-time keys, deleted as it is taken (so
+    /// none is handed out twice), or else its fallback key.
+    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>>;
 
     // --- messages (the backup) ---
 

@@ -18,6 +18,7 @@
 //! `sql.rs` running a statement prepared once per connection, `tls.rs`
 //! TLS as the URL asks for it (`sslmode`, `sslrootcert`).
 
+mod devices;
 mod edits;
 mod messages;
 mod records;
@@ -29,6 +30,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::friends::Pair;
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{Presence, Role};
@@ -37,7 +39,7 @@ use tokio_postgres::NoTls;
 
 use super::text;
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel,
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, PublishedKeys,
     RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
 use records::{channel_record, session_record, user_record, CHANNEL_SELECT, USER_COLUMNS};
@@ -52,6 +54,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_relations.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_devices.sql"),
     ),
 ];
 
@@ -584,6 +590,14 @@ impl Store for PostgresStore {
 
     async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         relations::blocked_by(&self.pool.get().await?, user_id).await
+    }
+
+    async fn publish_keys(&self, keys: &PublishedKeys, max_one_time: u32) -> StoreResult<u32> {
+        devices::publish(&mut self.pool.get().await?, keys, max_one_time).await
+    }
+
+    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>> {
+        devices::claim(&mut self.pool.get().await?, user_id, except_node).await
     }
 
     async fn insert_messages(

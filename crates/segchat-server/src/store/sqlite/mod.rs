@@ -6,6 +6,7 @@
 //! is `edits.rs`; reading sessions back and checking many at once is
 //! `sessions.rs`.
 
+mod devices;
 mod edits;
 mod messages;
 mod relations;
@@ -19,11 +20,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::types::{Presence, Role};
 
 use super::text;
+use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::friends::Pair;
 use segchat_proto::message::{Message, Sequenced};
 
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel,
+    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, PublishedKeys,
     RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
 
@@ -42,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../../migrations/sqlite/0005_relations.sql"),
+    ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_devices.sql"),
     ),
 ];
 
@@ -639,6 +645,18 @@ impl Store for SqliteStore {
 
     async fn blocked_by(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         self.call(move |c| relations::blocked_by(c, user_id)).await
+    }
+
+    async fn publish_keys(&self, keys: &PublishedKeys, max_one_time: u32) -> StoreResult<u32> {
+        let keys = keys.clone();
+        self.call(move |c| devices::publish(c, &keys, max_one_time))
+            .await
+    }
+
+    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>> {
+        let except = except_node.to_owned();
+        self.call(move |c| devices::claim(c, user_id, &except))
+            .await
     }
 
     async fn insert_messages(
