@@ -47,6 +47,7 @@ pub mod api;
 pub mod chat;
 mod clock;
 pub mod config;
+mod dm;
 pub mod error;
 pub mod events;
 pub mod link;

@@ -164,7 +164,7 @@ impl Node {
             link.clone(),
             bus.clone(),
             log.clone(),
-            key,
+            key.clone(),
             revoked.clone(),
             config.stream_loss,
             shutdown.clone(),
@@ -178,6 +178,7 @@ impl Node {
         };
         let url = format!("http://{api_addr}");
         let upkeep = store.clone();
+        let dm_store = store.clone();
         let activity = crate::presence::Activity::default();
         let api_state = ApiState::new(
             activity.clone(),
@@ -241,6 +242,14 @@ impl Node {
             log.clone(),
             config.server_addr.clone(),
             config.idle_after,
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::dm::keys::keep_published(
+            link.clone(),
+            dm_store,
+            key,
+            log.clone(),
+            config.server_addr.clone(),
             shutdown.clone(),
         ));
         tasks.spawn(chat.run(shutdown.clone()));

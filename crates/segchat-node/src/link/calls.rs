@@ -5,6 +5,7 @@
 //! and comes back as `SERVER_ERROR`, so no call site has an "unexpected
 //! answer" branch.
 
+use segchat_proto::devices::{DeviceKeys, OneTimeKey};
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::stream::{Codec, StreamInfo};
 use segchat_proto::ticket::SignedTicket;
@@ -97,6 +98,23 @@ impl LinkHandle {
         match self.request(request).await? {
             Reply::Members { members, .. } => Ok(members),
             other => Err(unexpected("members", other)),
+        }
+    }
+
+    /// `publish_keys`: this device's keys for direct messages; how many
+    /// one-time keys the server holds for it afterwards.
+    pub async fn publish_keys(
+        &self,
+        device: DeviceKeys,
+        one_time_keys: Vec<OneTimeKey>,
+    ) -> Result<u32, Failure> {
+        let request = Request::PublishKeys {
+            device,
+            one_time_keys,
+        };
+        match self.request(request).await? {
+            Reply::KeysPublished { one_time_keys } => Ok(one_time_keys),
+            other => Err(unexpected("publish_keys", other)),
         }
     }
 

@@ -14,6 +14,7 @@
 //!   the channels this node hosts, numbered by the host sequence.
 //! - `outbox.rs`: what the user wrote and how far each message got.
 //! - `cursors.rs`: the cursors, a member's gaps, and unread.
+//! - `olm.rs`: this device's Olm state for direct messages (encrypted).
 //! - `search/`: the FTS5 index, filled in batches behind the messages,
 //!   and search: every word a prefix, filters, newest first, paged by a
 //!   keyset cursor, with the count of all matches.
@@ -22,6 +23,7 @@ mod channels;
 mod cursors;
 mod edits;
 mod messages;
+mod olm;
 mod outbox;
 mod rows;
 mod search;
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_host_seen.sql")),
     (5, include_str!("../../migrations/0005_unread_since.sql")),
     (6, include_str!("../../migrations/0006_edits.sql")),
+    (7, include_str!("../../migrations/0007_olm.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

@@ -1,0 +1,105 @@
+//! Keeps this device's keys published while it is signed in as a user:
+//! on every new server connection and every sign-in, the device's
+//! identity keys, and one-time keys to top the server's pool up to
+//! [`ONE_TIME_KEYS`] when it has fallen below half of that (others'
+//! claims use them up).
+//!
+//! Order matters for a crash: new one-time keys are saved (unpublished)
+//! before they are sent, and marked published only once the server has
+//! them, so a key the server hands out is always one this device can
+//! still open a session with.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use segchat_log::SystemLog;
+use segchat_proto::types::AccountKind;
+use tokio_util::sync::CancellationToken;
+
+use super::olm::{pickle_key, Olm, ONE_TIME_KEYS};
+use crate::link::LinkHandle;
+use crate::store::Store;
+
+/// How long after a failed publish it is tried again.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Runs until `shutdown`.
+pub(crate) async fn keep_published(
+    link: LinkHandle,
+    store: Store,
+    node: SigningKey,
+    log: SystemLog,
+    server: String,
+    shutdown: CancellationToken,
+) {
+    let mut changed = link.watch();
+    // (connection, session) the keys were last published on.
+    let mut done: Option<(u64, String)> = None;
+    loop {
+        let state = link.state();
+        let mut failed = false;
+        if let (true, Some(s)) = (state.connected, state.session.as_ref()) {
+            let now = (state.connection, s.session_id.clone());
+            if s.kind == AccountKind::User && done.as_ref() != Some(&now) {
+                match publish(&link, &store, &node, &s.username).await {
+                    Ok(held) => {
+                        done = Some(now);
+                        log.record(
+                            "KEYS_PUBLISHED",
+                            &server,
+                            format!("user={} one_time_keys={held}", s.username),
+                        );
+                    }
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(error = %e, "could not publish this device's keys");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            gone = changed.changed() => if gone.is_err() { return },
+            _ = tokio::time::sleep(RETRY), if failed => {}
+        }
+    }
+}
+
+/// Publishes the device and, if the server runs low, more one-time keys;
+/// how many the server holds afterwards.
+async fn publish(
+    link: &LinkHandle,
+    store: &Store,
+    node: &SigningKey,
+    username: &str,
+) -> Result<u32, String> {
+    let key = pickle_key(node);
+    let mut olm = match store.olm_state(username).await.map_err(|e| e.to_string())? {
+        Some(p) => Olm::unpickle(&p, &key).map_err(|e| e.to_string())?,
+        None => {
+            let fresh = Olm::new();
+            let saved = store.save_olm_state(username, fresh.pickle(&key));
+            saved.await.map_err(|e| e.to_string())?;
+            fresh
+        }
+    };
+    let device = olm.device_keys(node);
+    let held = link
+        .publish_keys(device.clone(), Vec::new())
+        .await
+        .map_err(|f| f.to_string())?;
+    if held as usize >= ONE_TIME_KEYS / 2 {
+        return Ok(held);
+    }
+    let keys = olm.keys_to_publish(node, held as usize);
+    let saved = store.save_olm_state(username, olm.pickle(&key));
+    saved.await.map_err(|e| e.to_string())?;
+    let held = link
+        .publish_keys(device, keys)
+        .await
+        .map_err(|f| f.to_string())?;
+    olm.mark_published();
+    let saved = store.save_olm_state(username, olm.pickle(&key));
+    saved.await.map_err(|e| e.to_string())?;
+    Ok(held)
+}
