@@ -17,6 +17,8 @@
 //! - [`ticket`]: server-signed tickets binding a node key to a user.
 //! - [`message`]: chat messages and the canonical bytes authors sign.
 //! - [`refs`]: what a message may point at (`re`: kind and target).
+//! - [`mailbox`]: the server's store-and-forward of encrypted direct
+//!   messages (envelopes opaque to it).
 //! - [`edits`]: replies, edits, deletions and reactions (messages that
 //!   point at another) and the rules every store applies them by.
 //! - [`devices`]: the keys a node publishes for end-to-end encrypted
@@ -32,6 +34,7 @@ pub mod edits;
 pub mod frame;
 pub mod friends;
 pub mod handshake;
+pub mod mailbox;
 pub mod message;
 pub mod peer;
 pub mod refs;

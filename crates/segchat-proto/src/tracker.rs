@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use crate::friends::{FriendAction, Relation};
+use crate::mailbox::{Delivered, Envelope};
 use crate::message::{Message, Sequenced};
 use crate::stream::{Codec, StreamInfo};
 use crate::ticket::SignedTicket;
@@ -184,6 +185,24 @@ pub enum Request {
     ClaimKeys {
         username: String,
     },
+    /// Store envelopes for devices to fetch (registered users): each for
+    /// one device of its `to` user, stored once per (device, id), pushed
+    /// at once as a `dm` event to that device if it is connected.
+    /// Answers `dm_stored`.
+    SendDm {
+        envelopes: Vec<Envelope>,
+    },
+    /// What waits for this connection's device, after `after_seq`,
+    /// oldest first, at most `limit` (capped at 200). Answers `dms`.
+    FetchDms {
+        after_seq: u64,
+        limit: u32,
+    },
+    /// This device has kept everything up to `up_to_seq`: the server
+    /// deletes it. Answers `done`.
+    AckDms {
+        up_to_seq: u64,
+    },
 }
 
 impl Request {
@@ -221,6 +240,9 @@ impl Request {
             Request::Relate { .. } => "relate",
             Request::PublishKeys { .. } => "publish_keys",
             Request::ClaimKeys { .. } => "claim_keys",
+            Request::SendDm { .. } => "send_dm",
+            Request::FetchDms { .. } => "fetch_dms",
+            Request::AckDms { .. } => "ack_dms",
         }
     }
 }
@@ -294,6 +316,13 @@ pub enum Reply {
         username: String,
         devices: Vec<ClaimedDevice>,
     },
+    /// Answer to `send_dm`: how many envelopes were new.
+    DmStored { stored: u32 },
+    /// Answer to `fetch_dms`.
+    Dms {
+        envelopes: Vec<Delivered>,
+        has_more: bool,
+    },
 }
 
 /// Something the server pushes without being asked.
@@ -363,6 +392,9 @@ pub enum Event {
     /// connections too, so your other nodes learn it). A user who blocks you is seen to
     /// unfriend you or withdraw, never to block.
     Relation(Relation),
+    /// An envelope for this connection's device arrived (`send_dm`);
+    /// it also waits in the mailbox until acknowledged.
+    Dm(Delivered),
     /// A livestream ended: `stopped` (by its streamer),
     /// `streamer_disconnected` (its node's link closed) or
     /// `streamer_expired` (no heartbeat within the peer TTL).

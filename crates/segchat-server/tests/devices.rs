@@ -6,8 +6,10 @@ mod common;
 use common::{Client, TestServer};
 use segchat_proto::devices::{DeviceKeys, OneTimeKey};
 use segchat_proto::friends::FriendAction;
-use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::mailbox::Envelope;
+use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::Status;
+use uuid::Uuid;
 
 fn publish(c: &Client, curve: u8, ids: &[&str], fallback: Option<&str>) -> Request {
     let mut one_time_keys: Vec<OneTimeKey> = ids
@@ -157,5 +159,105 @@ async fn keys_that_are_not_the_nodes_own_are_refused() {
         .await
         .expect_err("visitor");
     assert_eq!(f.status, Status::Forbidden);
+    server.stop().await;
+}
+
+fn envelope(to: &str, to_node: &Client, n: u128, body: &str) -> Envelope {
+    Envelope {
+        id: Uuid::from_u128(n),
+        to: to.into(),
+        to_node: to_node.node_id(),
+        body: body.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_never_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut ann = Client::connect(server.addr).await;
+    ann.register("ann").await;
+    let mut bob = Client::connect(server.addr).await;
+    bob.register("bob").await;
+    let request = publish(&bob, 1, &["a"], None);
+    bob.ok(request).await;
+
+    let sealed = "olm:AwogJ3…opaque";
+    let sent = ann
+        .ok(Request::SendDm {
+            envelopes: vec![envelope("bob", &bob, 1, sealed)],
+        })
+        .await;
+    assert_eq!(sent, Reply::DmStored { stored: 1 });
+    let live = bob.event_where(|e| matches!(e, Event::Dm(_))).await;
+    let Event::Dm(d) = live else { unreachable!() };
+    assert_eq!(
+        (d.from.as_str(), d.from_node.as_str(), d.body.as_str()),
+        ("ann", ann.node_id().as_str(), sealed),
+        "the sender is who the server saw"
+    );
+    let retry = ann
+        .ok(Request::SendDm {
+            envelopes: vec![envelope("bob", &bob, 1, sealed)],
+        })
+        .await;
+    assert_eq!(retry, Reply::DmStored { stored: 0 }, "a retry is harmless");
+
+    let fetch = |after_seq| Request::FetchDms {
+        after_seq,
+        limit: 50,
+    };
+    let Reply::Dms { envelopes, .. } = bob.ok(fetch(0)).await else {
+        panic!("expected dms")
+    };
+    assert_eq!(envelopes, vec![d.clone()]);
+    bob.ok(Request::AckDms { up_to_seq: d.seq }).await;
+    let Reply::Dms { envelopes, .. } = bob.ok(fetch(0)).await else {
+        panic!("expected dms")
+    };
+    assert!(envelopes.is_empty(), "acknowledged: deleted");
+
+    // Refused: a device that is not the named user's, a mailbox read by
+    // a node without a device, a sender the recipient blocked, visitors.
+    let wrong = ann
+        .request(Request::SendDm {
+            envelopes: vec![envelope("ann", &bob, 2, "x")],
+        })
+        .await
+        .expect_err("not ann's device");
+    assert_eq!(wrong.status, Status::NotFound);
+    let no_device = ann.request(fetch(0)).await.expect_err("ann has no device");
+    assert_eq!(no_device.status, Status::NotFound);
+    bob.ok(Request::Relate {
+        username: "ann".into(),
+        action: FriendAction::Block,
+    })
+    .await;
+    let blocked = ann
+        .request(Request::SendDm {
+            envelopes: vec![envelope("bob", &bob, 3, "x")],
+        })
+        .await
+        .expect_err("blocked");
+    assert_eq!(blocked.status, Status::NotFound);
+    let mut guest = Client::connect(server.addr).await;
+    guest
+        .ok(Request::Visit {
+            display_name: "Guest".into(),
+        })
+        .await;
+    let f = guest
+        .request(Request::SendDm {
+            envelopes: vec![envelope("bob", &bob, 4, "x")],
+        })
+        .await
+        .expect_err("visitor");
+    assert_eq!(f.status, Status::Forbidden);
+
+    // The server keeps the body as given and never writes it to its log.
+    let log =
+        std::fs::read_to_string(dir.path().join("logs").join("segchat.log")).unwrap_or_default();
+    assert!(log.contains("DM_STORED"), "the log has the delivery");
+    assert!(!log.contains("opaque"), "but never a body");
     server.stop().await;
 }

@@ -11,6 +11,7 @@ use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use segchat_proto::frame::{FrameKind, LinkEvent};
 use segchat_proto::friends::{FriendAction, Relation, RelationKind};
 use segchat_proto::handshake::{Hello, LinkKind, Welcome, PROTOCOL_VERSION};
+use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Draft, Message, Sequenced};
 use segchat_proto::stream::{self, Codec, DatagramKind, Header, StreamInfo};
 use segchat_proto::ticket::{prove, ProofPurpose, SignedTicket};
@@ -119,6 +120,26 @@ fn relation(kind: Option<RelationKind>) -> Relation {
         kind,
         since_ms: if kind.is_some() { 1_732_000_000_000 } else { 0 },
         presence: None,
+    }
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        id: message(4, "x").id,
+        to: "bob".into(),
+        to_node: hex::encode(node_key().verifying_key().as_bytes()),
+        body: r#"{"type":0,"body":"AwogJ3d0YWxrIHRoaXMgaXMgb3BhcXVl"}"#.into(),
+    }
+}
+
+fn delivered() -> Delivered {
+    Delivered {
+        seq: 4,
+        id: message(4, "x").id,
+        from: "alice".into(),
+        from_node: hex::encode(node_key().verifying_key().as_bytes()),
+        body: envelope().body,
+        stored_at_ms: 1_732_000_000_000,
     }
 }
 
@@ -231,6 +252,14 @@ fn tracker_requests() -> Vec<tracker::Request> {
         ClaimKeys {
             username: "bob".into(),
         },
+        SendDm {
+            envelopes: vec![envelope()],
+        },
+        FetchDms {
+            after_seq: 3,
+            limit: 50,
+        },
+        AckDms { up_to_seq: 4 },
     ]
 }
 
@@ -296,6 +325,11 @@ fn tracker_replies() -> Vec<tracker::Reply> {
         },
         Relation(relation(None)),
         KeysPublished { one_time_keys: 50 },
+        DmStored { stored: 1 },
+        Dms {
+            envelopes: vec![delivered()],
+            has_more: false,
+        },
         Devices {
             username: "bob".into(),
             devices: vec![
@@ -368,6 +402,7 @@ fn tracker_events() -> Vec<tracker::Event> {
             count: 1,
         },
         Relation(friend()),
+        Dm(delivered()),
         Relation(relation(Some(RelationKind::Blocked))),
         StreamStarted {
             stream: stream_info(),

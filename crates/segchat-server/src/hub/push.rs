@@ -47,6 +47,28 @@ impl Hub {
         self.deliver_elsewhere(per_instance, event);
     }
 
+    /// Pushes an event to the connections of one node (by the key its
+    /// transport authenticated) signed in as `user`, on every instance.
+    pub(crate) fn push_to_node(&self, user: i64, node_id: &str, event: &Event) {
+        let st = self.lock();
+        for id in st.by_user.of(user) {
+            if let Some(c) = st.conns.get(id).filter(|c| c.node_id == node_id) {
+                self.deliver(*id, c, event);
+            }
+        }
+        if self.cluster.is_none() {
+            return;
+        }
+        let mut per_instance: HashMap<InstanceId, Vec<ConnId>> = HashMap::new();
+        for (instance, conn) in st.remote.by_user.of(user) {
+            let theirs = st.remote.conns.get(&(*instance, *conn));
+            if theirs.is_some_and(|s| s.value.node_id == node_id) {
+                per_instance.entry(*instance).or_default().push(*conn);
+            }
+        }
+        self.deliver_elsewhere(per_instance, event);
+    }
+
     fn push_here(&self, st: &State, users: &[i64], except: Option<ConnId>, event: &Event) {
         for user in users {
             for id in st.by_user.of(*user) {

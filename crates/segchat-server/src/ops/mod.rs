@@ -5,6 +5,7 @@
 mod channels;
 mod devices;
 mod friends;
+mod mailbox;
 mod messages;
 mod peers;
 mod session;
@@ -81,7 +82,8 @@ impl ConnCtx {
 }
 
 /// Whether others are told of what `request` changes (or it spends what
-/// another user holds: `claim_keys` takes one of their one-time keys), so
+/// another user holds: `claim_keys` takes one of their one-time keys,
+/// `send_dm` room in their mailbox), so
 /// that it counts against the connection's allowance of changes.
 fn told_to_others(request: &Request) -> bool {
     matches!(
@@ -96,6 +98,7 @@ fn told_to_others(request: &Request) -> bool {
             | Request::DeleteChannel { .. }
             | Request::Relate { .. }
             | Request::ClaimKeys { .. }
+            | Request::SendDm { .. }
     )
 }
 
@@ -207,6 +210,11 @@ pub(crate) async fn handle(
             one_time_keys,
         } => devices::publish(shared, ctx, device, one_time_keys).await,
         Request::ClaimKeys { username } => devices::claim(shared, ctx, username).await,
+        Request::SendDm { envelopes } => mailbox::send(shared, ctx, envelopes).await,
+        Request::FetchDms { after_seq, limit } => {
+            mailbox::fetch(shared, ctx, after_seq, limit).await
+        }
+        Request::AckDms { up_to_seq } => mailbox::ack(shared, ctx, up_to_seq).await,
     }
 }
 

@@ -16,6 +16,7 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 use segchat_proto::friends::{Pair, RelationKind};
+use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{AccountKind, Presence, Role, Visibility};
 
@@ -254,6 +255,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// each with one of its one-time keys, deleted as it is taken (so
     /// none is handed out twice), or else its fallback key.
     async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>>;
+
+    /// The user a device (node key) is published for.
+    async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>>;
+
+    // --- the mailbox (encrypted direct messages) ---
+
+    /// In one transaction: stores each envelope for its `to_node` unless
+    /// that device holds one with its id already, as from `from` on node
+    /// `from_node`. Answers what was new, with its sequence number, by
+    /// device (one message is an envelope per device, all with its id).
+    async fn store_dms(
+        &self,
+        from: &str,
+        from_node: &str,
+        envelopes: &[Envelope],
+        now_ms: u64,
+    ) -> StoreResult<Vec<(String, Delivered)>>;
+    /// How many envelopes wait for the device.
+    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64>;
+    /// What waits for the device after `after_seq`, oldest first, at
+    /// most `limit`.
+    async fn dms_after(
+        &self,
+        node_key: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivered>>;
+    /// Deletes what waits for the device up to `up_to_seq`; how many.
+    async fn ack_dms(&self, node_key: &str, up_to_seq: u64) -> StoreResult<u64>;
 
     // --- messages (the backup) ---
 

@@ -833,6 +833,58 @@ pub(crate) async fn concurrent_claims(store: Arc<dyn Store>) {
     assert_eq!(all, names, "each of the 20 keys once, and nothing more");
 }
 
+pub(crate) async fn mailbox(store: Arc<dyn Store>) {
+    use segchat_proto::mailbox::Envelope;
+    let bob = store.create_user("bob", "h", 1).await.expect("bob").id;
+    session_for(&store, bob, "s-bob").await;
+    let phone = device_keys(bob, "s-bob", 1, 10, &[], None);
+    store.publish_keys(&phone, 100).await.expect("publish");
+    let node = phone.device.node_key.clone();
+    assert_eq!(store.device_owner(&node).await.expect("owner"), Some(bob));
+    assert_eq!(store.device_owner("nope").await.expect("owner"), None);
+    let env = |n: u128, body: &str| Envelope {
+        id: Uuid::from_u128(n),
+        to: "bob".into(),
+        to_node: node.clone(),
+        body: body.into(),
+    };
+    let stored = store
+        .store_dms("ann", "ann-node", &[env(1, "one"), env(2, "two")], 5)
+        .await
+        .expect("store");
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|(to, _)| *to == node));
+    assert!(stored[0].1.seq < stored[1].1.seq);
+    let again = store
+        .store_dms("ann", "ann-node", &[env(2, "two"), env(3, "three")], 6)
+        .await
+        .expect("retry");
+    assert_eq!(
+        again.len(),
+        1,
+        "the same id to the same device is stored once"
+    );
+    assert_eq!(store.mailbox_len(&node).await.expect("len"), 3);
+    let waiting = store.dms_after(&node, 0, 10).await.expect("fetch");
+    let bodies: Vec<&str> = waiting.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(bodies, vec!["one", "two", "three"]);
+    assert_eq!(waiting[0].from, "ann");
+    assert_eq!(waiting[0].from_node, "ann-node");
+    assert_eq!(waiting[0].stored_at_ms, 5);
+    let page = store
+        .dms_after(&node, waiting[0].seq, 1)
+        .await
+        .expect("page");
+    assert_eq!(page[0].body, "two");
+    assert_eq!(store.ack_dms(&node, waiting[1].seq).await.expect("ack"), 2);
+    let left = store.dms_after(&node, 0, 10).await.expect("fetch");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].body, "three");
+    // A device's mailbox goes with it.
+    store.delete_session("s-bob").await.expect("logout");
+    assert_eq!(store.mailbox_len(&node).await.expect("len"), 0);
+}
+
 macro_rules! store_suite {
     ($make:expr) => {
         #[tokio::test]
@@ -874,6 +926,10 @@ macro_rules! store_suite {
         #[tokio::test]
         async fn device_keys_are_claimed_once() {
             $crate::store::suite::device_keys_are_claimed_once($make).await;
+        }
+        #[tokio::test]
+        async fn mailbox() {
+            $crate::store::suite::mailbox($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_claims() {

@@ -20,6 +20,7 @@
 
 mod devices;
 mod edits;
+mod mailbox;
 mod messages;
 mod records;
 mod relations;
@@ -32,6 +33,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::friends::Pair;
+use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
 use segchat_proto::types::{Presence, Role};
 use tokio_postgres::error::SqlState;
@@ -58,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/postgres/0003_devices.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_mailbox.sql"),
     ),
 ];
 
@@ -598,6 +604,61 @@ impl Store for PostgresStore {
 
     async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>> {
         devices::claim(&mut self.pool.get().await?, user_id, except_node).await
+    }
+
+    async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {
+        let c = self.pool.get().await?;
+        let found = row(
+            &c,
+            "SELECT user_id FROM devices WHERE node_key = $1",
+            &[&node_key],
+        )
+        .await?;
+        Ok(found.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn store_dms(
+        &self,
+        from: &str,
+        from_node: &str,
+        envelopes: &[Envelope],
+        now_ms: u64,
+    ) -> StoreResult<Vec<(String, Delivered)>> {
+        let mut c = self.pool.get().await?;
+        mailbox::store(&mut c, from, from_node, envelopes, now_ms).await
+    }
+
+    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        let n = row(
+            &c,
+            "SELECT COUNT(*) FROM mailbox WHERE to_node = $1",
+            &[&node_key],
+        )
+        .await?
+        .map(|r| r.try_get::<_, i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+        Ok(n as u64)
+    }
+
+    async fn dms_after(
+        &self,
+        node_key: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivered>> {
+        mailbox::after(&self.pool.get().await?, node_key, after_seq, limit).await
+    }
+
+    async fn ack_dms(&self, node_key: &str, up_to_seq: u64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        execute(
+            &c,
+            "DELETE FROM mailbox WHERE to_node = $1 AND seq <= $2",
+            &[&node_key, &(up_to_seq as i64)],
+        )
+        .await
     }
 
     async fn insert_messages(

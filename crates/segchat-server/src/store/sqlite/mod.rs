@@ -8,6 +8,7 @@
 
 mod devices;
 mod edits;
+mod mailbox;
 mod messages;
 mod relations;
 mod sessions;
@@ -22,6 +23,7 @@ use segchat_proto::types::{Presence, Role};
 use super::text;
 use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::friends::Pair;
+use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
 
 use super::{
@@ -48,6 +50,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/sqlite/0006_devices.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_mailbox.sql"),
     ),
 ];
 
@@ -657,6 +663,66 @@ impl Store for SqliteStore {
         let except = except_node.to_owned();
         self.call(move |c| devices::claim(c, user_id, &except))
             .await
+    }
+
+    async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {
+        let node_key = node_key.to_owned();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT user_id FROM devices WHERE node_key = ?1",
+                params![node_key],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn store_dms(
+        &self,
+        from: &str,
+        from_node: &str,
+        envelopes: &[Envelope],
+        now_ms: u64,
+    ) -> StoreResult<Vec<(String, Delivered)>> {
+        let (from, from_node, envelopes) =
+            (from.to_owned(), from_node.to_owned(), envelopes.to_vec());
+        self.call(move |c| mailbox::store(c, &from, &from_node, &envelopes, now_ms))
+            .await
+    }
+
+    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
+        let node_key = node_key.to_owned();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM mailbox WHERE to_node = ?1",
+                params![node_key],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn dms_after(
+        &self,
+        node_key: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivered>> {
+        let node_key = node_key.to_owned();
+        self.call(move |c| mailbox::after(c, &node_key, after_seq, limit))
+            .await
+    }
+
+    async fn ack_dms(&self, node_key: &str, up_to_seq: u64) -> StoreResult<u64> {
+        let node_key = node_key.to_owned();
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM mailbox WHERE to_node = ?1 AND seq <= ?2",
+                params![node_key, up_to_seq as i64],
+            )? as u64)
+        })
+        .await
     }
 
     async fn insert_messages(

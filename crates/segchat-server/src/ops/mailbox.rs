@@ -1,0 +1,163 @@
+//! `send_dm`, `fetch_dms`, `ack_dms`: the store-and-forward of end-to-end
+//! encrypted direct messages. The server checks who may send to whom and
+//! bounds what it keeps; it never reads a body.
+
+use std::collections::HashMap;
+
+use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES};
+use segchat_proto::tracker::{Event, Reply};
+use segchat_proto::{Failure, Status};
+
+use super::{friends, now_ms, registered, store_failure, ConnCtx, Shared};
+
+/// Envelopes one device's mailbox holds; a sender beyond it is told the
+/// mailbox is full and keeps the message in its outbox.
+pub(crate) const MAILBOX_CAP: u64 = 10_000;
+
+/// Most envelopes one `fetch_dms` answers.
+const FETCH_LIMIT: u32 = 200;
+
+pub(super) async fn send(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    envelopes: Vec<Envelope>,
+) -> Result<Reply, Failure> {
+    let (p, _) = registered(ctx, "send direct messages")?;
+    if envelopes.is_empty() || envelopes.len() > MAX_ENVELOPES {
+        return Err(Failure::bad_request(format!(
+            "send 1 to {MAX_ENVELOPES} envelopes at a time"
+        )));
+    }
+    if let Some(e) = envelopes.iter().find(|e| e.body.len() > MAX_BODY) {
+        return Err(Failure::new(
+            Status::TooLarge,
+            format!("envelope {} is over {MAX_BODY} bytes", e.id),
+        ));
+    }
+    let from_node = shared.hub.node_id(ctx.id).unwrap_or_default();
+    let blockers = friends::blockers(shared, ctx, p).await?;
+    // Each recipient device must be a device of the user named, who has
+    // not blocked the sender (answered as for a device that is not).
+    let mut owners: HashMap<&str, i64> = HashMap::new();
+    for e in &envelopes {
+        if owners.contains_key(e.to_node.as_str()) {
+            continue;
+        }
+        let owner = shared
+            .store
+            .device_owner(&e.to_node)
+            .await
+            .map_err(|err| store_failure(shared, ctx, err))?;
+        let named = shared
+            .store
+            .user_by_name(&e.to)
+            .await
+            .map_err(|err| store_failure(shared, ctx, err))?;
+        match (owner, named) {
+            (Some(o), Some(u)) if o == u.id && !blockers.contains(&o) => {
+                let waiting = shared
+                    .store
+                    .mailbox_len(&e.to_node)
+                    .await
+                    .map_err(|err| store_failure(shared, ctx, err))?;
+                if waiting >= MAILBOX_CAP {
+                    return Err(Failure::new(
+                        Status::InsufficientStorage,
+                        format!(
+                            "{}'s device has {MAILBOX_CAP} messages waiting; try again later",
+                            e.to
+                        ),
+                    ));
+                }
+                owners.insert(&e.to_node, o);
+            }
+            _ => {
+                return Err(Failure::not_found(format!(
+                    "{:?} has no device {}",
+                    e.to, e.to_node
+                )))
+            }
+        }
+    }
+    let stored = shared
+        .store
+        .store_dms(&p.username, &from_node, &envelopes, now_ms())
+        .await
+        .map_err(|err| store_failure(shared, ctx, err))?;
+    // Live to the device if it is connected; it waits in the mailbox
+    // either way until acknowledged.
+    for (to_node, d) in &stored {
+        if let Some(owner) = owners.get(to_node.as_str()) {
+            shared
+                .hub
+                .push_to_node(*owner, to_node, &Event::Dm(d.clone()));
+        }
+    }
+    shared.log.record(
+        "DM_STORED",
+        ctx.addr,
+        format!(
+            "from={} envelopes={} new={}",
+            p.username,
+            envelopes.len(),
+            stored.len()
+        ),
+    );
+    Ok(Reply::DmStored {
+        stored: stored.len() as u32,
+    })
+}
+
+/// This connection's device: its node key, if it published one as the
+/// signed-in user (a node without a device has no mailbox).
+async fn own_device(shared: &Shared, ctx: &ConnCtx) -> Result<String, Failure> {
+    let (_, me) = registered(ctx, "read direct messages")?;
+    let node = shared.hub.node_id(ctx.id).unwrap_or_default();
+    let owner = shared
+        .store
+        .device_owner(&node)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    if owner != Some(me) {
+        return Err(Failure::not_found(
+            "this node has published no device keys as you (publish_keys first)",
+        ));
+    }
+    Ok(node)
+}
+
+pub(super) async fn fetch(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Reply, Failure> {
+    let node = own_device(shared, ctx).await?;
+    let limit = limit.clamp(1, FETCH_LIMIT);
+    let mut envelopes = shared
+        .store
+        .dms_after(&node, after_seq, limit + 1)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    let has_more = envelopes.len() > limit as usize;
+    envelopes.truncate(limit as usize);
+    Ok(Reply::Dms {
+        envelopes,
+        has_more,
+    })
+}
+
+pub(super) async fn ack(shared: &Shared, ctx: &ConnCtx, up_to_seq: u64) -> Result<Reply, Failure> {
+    let node = own_device(shared, ctx).await?;
+    let gone = shared
+        .store
+        .ack_dms(&node, up_to_seq)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    shared.log.record(
+        "DM_ACKED",
+        ctx.addr,
+        format!("node={node} up_to_seq={up_to_seq} deleted={gone}"),
+    );
+    Ok(Reply::Done)
+}

@@ -1,0 +1,75 @@
+//! The mailbox on PostgreSQL: encrypted direct messages waiting for a
+//! device.
+
+use deadpool_postgres::GenericClient;
+use segchat_proto::mailbox::{Delivered, Envelope};
+use tokio_postgres::Row;
+
+use super::sql::{row, rows};
+use crate::store::{StoreError, StoreResult};
+
+fn record(r: &Row) -> StoreResult<Delivered> {
+    let id: String = r.try_get(1)?;
+    Ok(Delivered {
+        seq: r.try_get::<_, i64>(0)? as u64,
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("mailbox id {id:?}: {e}")))?,
+        from: r.try_get(2)?,
+        from_node: r.try_get(3)?,
+        body: r.try_get(4)?,
+        stored_at_ms: r.try_get::<_, i64>(5)? as u64,
+    })
+}
+
+/// Stores what is new; answers it with its sequence numbers.
+pub(super) async fn store(
+    c: &mut deadpool_postgres::Client,
+    from: &str,
+    from_node: &str,
+    envelopes: &[Envelope],
+    now_ms: u64,
+) -> StoreResult<Vec<(String, Delivered)>> {
+    let tx = c.transaction().await?;
+    let mut out = Vec::new();
+    for e in envelopes {
+        let stored = row(
+            &tx,
+            "INSERT INTO mailbox (to_node, id, from_user, from_node, body, stored_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+             RETURNING seq, id, from_user, from_node, body, stored_at_ms",
+            &[
+                &e.to_node,
+                &e.id.to_string(),
+                &from,
+                &from_node,
+                &e.body,
+                &(now_ms as i64),
+            ],
+        )
+        .await?;
+        if let Some(r) = stored {
+            out.push((e.to_node.clone(), record(&r)?));
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn after(
+    c: &impl GenericClient,
+    node_key: &str,
+    after_seq: u64,
+    limit: u32,
+) -> StoreResult<Vec<Delivered>> {
+    rows(
+        c,
+        "SELECT seq, id, from_user, from_node, body, stored_at_ms FROM mailbox
+         WHERE to_node = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        &[&node_key, &(after_seq as i64), &i64::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(record)
+    .collect()
+}
