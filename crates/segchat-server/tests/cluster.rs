@@ -202,3 +202,76 @@ async fn a_logout_whose_news_never_came_still_signs_the_session_out_on_the_other
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_dm_sent_through_one_instance_reaches_the_device_on_the_other_and_friends_see_presence() {
+    use segchat_proto::devices::DeviceKeys;
+    use segchat_proto::friends::FriendAction;
+    use segchat_proto::mailbox::Envelope;
+    use segchat_proto::tracker::Reply;
+
+    let nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
+    let (first, second, _dirs) = two_instances(Some(&nats), |c| {
+        c.peer_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let mut ann = Client::connect(first.addr).await;
+    ann.register("ann").await;
+    ann.submit(4300).await;
+    let mut bob = Client::connect(second.addr).await;
+    bob.register("bob").await;
+    bob.submit(4301).await;
+    bob.ok(Request::PublishKeys {
+        device: DeviceKeys::sign(&bob.key, [1; 32], [2; 32]),
+        one_time_keys: Vec::new(),
+    })
+    .await;
+    let start = Instant::now();
+    while !ann.peer_names(None).await.contains(&"bob".to_string()) {
+        assert!(start.elapsed() < WAIT, "the instances never saw each other");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let envelope = Envelope {
+        id: uuid::Uuid::from_u128(1),
+        to: "bob".into(),
+        to_node: bob.node_id(),
+        body: "sealed".into(),
+    };
+    let sent = ann
+        .ok(Request::SendDm {
+            envelopes: vec![envelope],
+        })
+        .await;
+    assert_eq!(sent, Reply::DmStored { stored: 1 });
+    match bob.event_where(|e| matches!(e, Event::Dm(_))).await {
+        Event::Dm(d) => assert_eq!((d.from.as_str(), d.body.as_str()), ("ann", "sealed")),
+        _ => unreachable!(),
+    }
+
+    // Friends on different instances: the request arrives, and presence
+    // follows without a channel in common.
+    ann.ok(Request::Relate {
+        username: "bob".into(),
+        action: FriendAction::Request,
+    })
+    .await;
+    bob.event_where(|e| matches!(e, Event::Relation(r) if r.username == "ann"))
+        .await;
+    bob.ok(Request::Relate {
+        username: "ann".into(),
+        action: FriendAction::Accept,
+    })
+    .await;
+    bob.ok(Request::SetStatus {
+        status: Presence::Idle,
+    })
+    .await;
+    ann.event_where(
+        |e| matches!(e, Event::Presence { username, status: Presence::Idle } if username == "bob"),
+    )
+    .await;
+    drop((ann, bob));
+    first.stop().await;
+    second.stop().await;
+}
