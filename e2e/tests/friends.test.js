@@ -29,7 +29,10 @@ async function openFriends(page) {
   await page.locator('#friends-body').waitFor();
 }
 
+// Opens the panel if it is closed (a change of width may close it) and
+// shows tab `name`.
 async function tab(page, name) {
+  await openFriends(page);
   await page.locator(`#friends-tab-${name}`).click();
   await page.locator(`#friends-tab-${name}[aria-selected="true"]`).waitFor();
 }
@@ -122,7 +125,7 @@ test('the friends panel is accessible at desktop and phone width', async () => {
   await page.keyboard.press('ArrowRight');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'friends-tab-pending');
   await tab(page, 'all');
-  await screenshots(page, '40-friends', { phone: () => openFriends(page) });
+  await screenshots(page, '40-friends', { phone: () => page.waitForTimeout(200).then(() => openFriends(page)) });
 });
 
 test('a blocked user\'s request is gone and their blocker looks offline to them', async () => {
@@ -157,5 +160,5 @@ test('a blocked user\'s request is gone and their blocker looks offline to them'
   const refusal = await bob.page.locator('.friend-result[role=alert]').textContent();
   assert.match(refusal, /no user named/);
   assert.doesNotMatch(refusal, /block/);
-  await screenshots(bob.page, '41-friend-refused', { phone: () => openFriends(bob.page) });
+  await screenshots(bob.page, '41-friend-refused', { phone: () => bob.page.waitForTimeout(200).then(() => openFriends(bob.page)) });
 });

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::cli::ChannelCommand;
 use crate::client::{ClientError, NodeClient};
 use crate::output::{str_of, Output};
+use crate::paths;
 
 pub(crate) async fn run(
     node: &NodeClient,
@@ -45,7 +46,7 @@ pub(crate) async fn run(
             let v = node
                 .call(
                     Method::PATCH,
-                    &format!("/channels/{channel}"),
+                    &format!("/channels/{}", paths::channel(&channel)?),
                     Some(Value::Object(body)),
                 )
                 .await?;
@@ -70,7 +71,11 @@ pub(crate) async fn run(
                 return Err(ClientError::Other(format!("#{channel} was not deleted")));
             }
             let v = node
-                .call(Method::DELETE, &format!("/channels/{channel}"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("/channels/{}", paths::channel(&channel)?),
+                    None,
+                )
                 .await?;
             out.print(&v, || {
                 format!("deleted #{channel}, its members and the server's copy of its messages")

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::cli::FriendCommand;
 use crate::client::{ClientError, NodeClient};
 use crate::output::{local_time, rows, str_of, table, Output};
+use crate::paths;
 
 pub(crate) async fn run(
     node: &NodeClient,
@@ -25,11 +26,9 @@ pub(crate) async fn run(
         FriendCommand::Block { username } => (Method::PUT, "/blocks/{}", username),
         FriendCommand::Unblock { username } => (Method::DELETE, "/blocks/{}", username),
     };
-    // A name is a path segment: refuse what is not a username here
-    // rather than let `..` or `/` name another route.
-    segchat_proto::types::validate_username(&user)
-        .map_err(|e| ClientError::Other(format!("{user:?} is not a username: {e}")))?;
-    let v = node.call(method, &path.replace("{}", &user), None).await?;
+    let v = node
+        .call(method, &path.replace("{}", paths::user(&user)?), None)
+        .await?;
     out.print(&v, || now(&v));
     Ok(())
 }

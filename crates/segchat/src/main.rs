@@ -17,6 +17,7 @@ mod config;
 mod friend_verbs;
 mod message_verbs;
 mod output;
+mod paths;
 mod stream_verbs;
 mod up;
 mod verbs;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::cli::StreamCommand;
 use crate::client::{ClientError, NodeClient};
+use crate::paths;
 
 pub(crate) async fn run(
     node: &NodeClient,
@@ -76,7 +77,7 @@ pub(crate) async fn run(
         }
         StreamCommand::List { channel } => {
             let path = match &channel {
-                Some(c) => format!("/streams?channel={c}"),
+                Some(c) => format!("/streams?channel={}", paths::query(c)),
                 None => "/streams".into(),
             };
             let v = node.call(Method::GET, &path, None).await?;
@@ -128,7 +129,11 @@ async fn watch(
     seconds: Option<f64>,
 ) -> Result<(), ClientError> {
     let v = node
-        .call(Method::GET, &format!("/streams?channel={channel}"), None)
+        .call(
+            Method::GET,
+            &format!("/streams?channel={}", paths::query(channel)),
+            None,
+        )
         .await?;
     let Some(stream) = v["streams"].as_array().and_then(|s| s.last()).cloned() else {
         return Err(ClientError::Refused {

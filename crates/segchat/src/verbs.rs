@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::{Command, Credentials, SEARCH_LIMIT};
 use crate::client::{ClientError, NodeClient};
 use crate::output::{local_time, rows, str_of, table, Output};
+use crate::paths;
 
 /// Exit code for a refused request or any other failure.
 const EXIT_REFUSED: u8 = 1;
@@ -165,7 +166,11 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         }
         Command::Join { channel } => {
             let v = node
-                .call(Method::POST, &format!("/channels/{channel}/join"), None)
+                .call(
+                    Method::POST,
+                    &format!("/channels/{}/join", paths::channel(&channel)?),
+                    None,
+                )
                 .await?;
             out.print(&v, || {
                 format!(
@@ -177,13 +182,21 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         }
         Command::Leave { channel } => {
             let v = node
-                .call(Method::POST, &format!("/channels/{channel}/leave"), None)
+                .call(
+                    Method::POST,
+                    &format!("/channels/{}/leave", paths::channel(&channel)?),
+                    None,
+                )
                 .await?;
             out.print(&v, || format!("left #{channel}"));
         }
         Command::Members { channel } => {
             let v = node
-                .call(Method::GET, &format!("/channels/{channel}/members"), None)
+                .call(
+                    Method::GET,
+                    &format!("/channels/{}/members", paths::channel(&channel)?),
+                    None,
+                )
                 .await?;
             out.print(&v, || {
                 table(
@@ -203,7 +216,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             let v = node
                 .call(
                     Method::POST,
-                    &format!("/channels/{channel}/invite"),
+                    &format!("/channels/{}/invite", paths::channel(&channel)?),
                     Some(json!({"username": username})),
                 )
                 .await?;
@@ -211,7 +224,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         }
         Command::Peers { channel } => {
             let path = match &channel {
-                Some(c) => format!("/peers?channel={c}"),
+                Some(c) => format!("/peers?channel={}", paths::query(c)),
                 None => "/peers".to_owned(),
             };
             let v = node.call(Method::GET, &path, None).await?;
@@ -235,7 +248,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             let v = node
                 .call(
                     Method::POST,
-                    &format!("/channels/{channel}/messages"),
+                    &format!("/channels/{}/messages", paths::channel(&channel)?),
                     Some(json!({"body": text.join(" ")})),
                 )
                 .await?;
@@ -257,9 +270,12 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
             before,
             ids,
         } => {
-            let mut path = format!("/channels/{channel}/messages?limit={limit}");
+            let mut path = format!(
+                "/channels/{}/messages?limit={limit}",
+                paths::channel(&channel)?
+            );
             if let Some(b) = before {
-                path.push_str(&format!("&before={}", query_escape(&b)));
+                path.push_str(&format!("&before={}", paths::query(&b)));
             }
             let v = node.call(Method::GET, &path, None).await?;
             out.print(&v, || {
@@ -304,14 +320,14 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
                 ("before", before),
                 ("after", after),
             ];
-            let mut path = format!("/search?q={}&limit={limit}", query_escape(&words));
+            let mut path = format!("/search?q={}&limit={limit}", paths::query(&words));
             for (name, value) in &filters {
                 if let Some(v) = value {
-                    path.push_str(&format!("&{name}={}", query_escape(v)));
+                    path.push_str(&format!("&{name}={}", paths::query(v)));
                 }
             }
             if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={}", query_escape(c)));
+                path.push_str(&format!("&cursor={}", paths::query(c)));
             }
             let v = node.call(Method::GET, &path, None).await?;
             out.print(&v, || {
@@ -416,19 +432,6 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-/// Percent-encodes a query parameter value.
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The password: `--password-stdin`, else `SEGCHAT_PASSWORD`, else a

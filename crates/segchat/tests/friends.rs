@@ -79,10 +79,18 @@ fn friends_ask_accept_see_presence_and_a_block_holds() {
     assert!(ok(&cdir, &["friend", "remove", "ann"]).contains("neither"));
     assert_eq!(relation_to(&adir, "cyd"), None, "declined");
 
-    // A name is never a path: `..` is refused before it reaches the API.
-    let (code, err) = refused(&adir, &["friend", "remove", "../session"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("not a username"), "{err}");
+    // What is typed is never a path: `..` is refused before it reaches
+    // the API (a URL parser would resolve `friends/../session` to
+    // `session`, and `messages/..` to the channel itself).
+    for (args, why) in [
+        (&["friend", "remove", "../session"][..], "not a username"),
+        (&["leave", "../session"][..], "not a channel name"),
+        (&["delete", "ops", ".."][..], "names nothing here"),
+    ] {
+        let (code, err) = refused(&adir, args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
     assert!(ok(&adir, &["whoami"]).contains("ann"), "still signed in");
 
     // The server's system log has each change, by name.
