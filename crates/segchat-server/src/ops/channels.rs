@@ -338,12 +338,7 @@ pub(super) async fn invite(
             "only the owner or a moderator of {name:?} can invite"
         )));
     }
-    let target = shared
-        .store
-        .user_by_name(&username)
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?
-        .ok_or_else(|| Failure::not_found(format!("no user named {username:?}")))?;
+    let target = super::user_named(shared, ctx, &username).await?;
     shared
         .store
         .add_invite(ch.id, target.id, uid, now_ms())

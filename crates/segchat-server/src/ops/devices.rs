@@ -4,7 +4,7 @@
 //! authenticated, keeps a bounded pool of one-time keys per device, and
 //! hands each out once.
 
-use segchat_proto::devices::KeyError;
+use segchat_proto::devices::{DeviceKeys, KeyError, OneTimeKey};
 use segchat_proto::tracker::Reply;
 use segchat_proto::Failure;
 
@@ -21,8 +21,8 @@ const MAX_PUBLISH: usize = 100;
 pub(super) async fn publish(
     shared: &Shared,
     ctx: &ConnCtx,
-    device: segchat_proto::devices::DeviceKeys,
-    one_time_keys: Vec<segchat_proto::devices::OneTimeKey>,
+    device: DeviceKeys,
+    one_time_keys: Vec<OneTimeKey>,
 ) -> Result<Reply, Failure> {
     let (p, uid) = registered(ctx, "publish keys for direct messages")?;
     if shared.hub.node_id(ctx.id).as_deref() != Some(device.node_key.as_str()) {
@@ -80,16 +80,10 @@ pub(super) async fn claim(
     username: String,
 ) -> Result<Reply, Failure> {
     let (p, me) = registered(ctx, "send direct messages")?;
-    let unknown = || Failure::not_found(format!("no user named {username:?}"));
-    let user = shared
-        .store
-        .user_by_name(&username)
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?
-        .ok_or_else(unknown)?;
+    let user = super::user_named(shared, ctx, &username).await?;
     // A user who blocked you is, to you, nobody: no keys, no messages.
     if friends::blockers(shared, ctx, p).await?.contains(&user.id) {
-        return Err(unknown());
+        return Err(super::no_user(&username));
     }
     let except = if user.id == me {
         shared.hub.node_id(ctx.id).unwrap_or_default()

@@ -49,12 +49,7 @@ pub(super) async fn relate(
     action: FriendAction,
 ) -> Result<Reply, Failure> {
     let (p, me) = registered(ctx, "have friends")?;
-    let other = shared
-        .store
-        .user_by_name(&username)
-        .await
-        .map_err(|e| store_failure(shared, ctx, e))?
-        .ok_or_else(|| Failure::not_found(format!("no user named {username:?}")))?;
+    let other = super::user_named(shared, ctx, &username).await?;
     if other.id == me {
         return Err(Failure::bad_request("that is you"));
     }

@@ -39,6 +39,9 @@ pub(super) async fn send(
     // Each recipient device must be a device of the user named, who has
     // not blocked the sender (answered as for a device that is not).
     let mut owners: HashMap<&str, i64> = HashMap::new();
+    // Each user named, looked up once (a message is an envelope per
+    // device of theirs).
+    let mut named: HashMap<&str, Option<i64>> = HashMap::new();
     for e in &envelopes {
         if owners.contains_key(e.to_node.as_str()) {
             continue;
@@ -48,13 +51,21 @@ pub(super) async fn send(
             .device_owner(&e.to_node)
             .await
             .map_err(|err| store_failure(shared, ctx, err))?;
-        let named = shared
-            .store
-            .user_by_name(&e.to)
-            .await
-            .map_err(|err| store_failure(shared, ctx, err))?;
-        match (owner, named) {
-            (Some(o), Some(u)) if o == u.id && !blockers.contains(&o) => {
+        let user = match named.get(e.to.as_str()) {
+            Some(id) => *id,
+            None => {
+                let found = shared
+                    .store
+                    .user_by_name(&e.to)
+                    .await
+                    .map_err(|err| store_failure(shared, ctx, err))?
+                    .map(|u| u.id);
+                named.insert(&e.to, found);
+                found
+            }
+        };
+        match (owner, user) {
+            (Some(o), Some(u)) if o == u && !blockers.contains(&o) => {
                 let waiting = shared
                     .store
                     .mailbox_len(&e.to_node)

@@ -27,7 +27,7 @@ use crate::auth::{Hasher, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::hub::{ConnId, Hub, PresenceChange, Principal};
 use crate::names::TakenNames;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UserRecord};
 
 pub(crate) use session::{end_session, sign_out_conn};
 pub(crate) use streams::end_all as end_streams;
@@ -235,6 +235,21 @@ fn registered<'a>(ctx: &'a ConnCtx, what: &str) -> Result<(&'a Principal, i64), 
             "visitors cannot {what}; register an account to do that"
         ))),
     }
+}
+
+/// The account named `username` (any case), or NOT_FOUND.
+async fn user_named(shared: &Shared, ctx: &ConnCtx, username: &str) -> Result<UserRecord, Failure> {
+    shared
+        .store
+        .user_by_name(username)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?
+        .ok_or_else(|| no_user(username))
+}
+
+/// The answer for a name that is nobody's (or, to its asker, a blocker's).
+fn no_user(username: &str) -> Failure {
+    Failure::not_found(format!("no user named {username:?}"))
 }
 
 /// Maps a store failure to what a client may see; details go to the log.

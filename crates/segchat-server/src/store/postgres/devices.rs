@@ -2,6 +2,7 @@
 //! cap) and claiming (each one-time key handed out once, also when
 //! several instances claim at the same moment).
 
+use deadpool_postgres::GenericClient;
 use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
 
 use super::sql::{execute, row, rows};
@@ -157,4 +158,15 @@ pub(super) async fn claim(
     }
     tx.commit().await?;
     Ok(out)
+}
+
+/// The user a device is published for.
+pub(super) async fn owner(c: &impl GenericClient, node_key: &str) -> StoreResult<Option<i64>> {
+    let found = row(
+        c,
+        "SELECT user_id FROM devices WHERE node_key = $1",
+        &[&node_key],
+    )
+    .await?;
+    Ok(found.map(|r| r.try_get(0)).transpose()?)
 }

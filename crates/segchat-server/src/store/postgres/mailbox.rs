@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use segchat_proto::mailbox::{Delivered, Envelope};
 use tokio_postgres::Row;
 
-use super::sql::{row, rows};
+use super::sql::{execute, row, rows};
 use crate::store::{StoreError, StoreResult};
 
 fn record(r: &Row) -> StoreResult<Delivered> {
@@ -72,4 +72,32 @@ pub(super) async fn after(
     .iter()
     .map(record)
     .collect()
+}
+
+/// How many envelopes wait for the device.
+pub(super) async fn len(c: &impl GenericClient, node_key: &str) -> StoreResult<u64> {
+    let n = row(
+        c,
+        "SELECT COUNT(*) FROM mailbox WHERE to_node = $1",
+        &[&node_key],
+    )
+    .await?
+    .map(|r| r.try_get::<_, i64>(0))
+    .transpose()?
+    .unwrap_or(0);
+    Ok(n as u64)
+}
+
+/// Deletes what waits for the device up to `up_to_seq`; how many.
+pub(super) async fn ack(
+    c: &impl GenericClient,
+    node_key: &str,
+    up_to_seq: u64,
+) -> StoreResult<u64> {
+    execute(
+        c,
+        "DELETE FROM mailbox WHERE to_node = $1 AND seq <= $2",
+        &[&node_key, &(up_to_seq as i64)],
+    )
+    .await
 }

@@ -607,14 +607,7 @@ impl Store for PostgresStore {
     }
 
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {
-        let c = self.pool.get().await?;
-        let found = row(
-            &c,
-            "SELECT user_id FROM devices WHERE node_key = $1",
-            &[&node_key],
-        )
-        .await?;
-        Ok(found.map(|r| r.try_get(0)).transpose()?)
+        devices::owner(&self.pool.get().await?, node_key).await
     }
 
     async fn store_dms(
@@ -629,17 +622,7 @@ impl Store for PostgresStore {
     }
 
     async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
-        let c = self.pool.get().await?;
-        let n = row(
-            &c,
-            "SELECT COUNT(*) FROM mailbox WHERE to_node = $1",
-            &[&node_key],
-        )
-        .await?
-        .map(|r| r.try_get::<_, i64>(0))
-        .transpose()?
-        .unwrap_or(0);
-        Ok(n as u64)
+        mailbox::len(&self.pool.get().await?, node_key).await
     }
 
     async fn dms_after(
@@ -652,13 +635,7 @@ impl Store for PostgresStore {
     }
 
     async fn ack_dms(&self, node_key: &str, up_to_seq: u64) -> StoreResult<u64> {
-        let c = self.pool.get().await?;
-        execute(
-            &c,
-            "DELETE FROM mailbox WHERE to_node = $1 AND seq <= $2",
-            &[&node_key, &(up_to_seq as i64)],
-        )
-        .await
+        mailbox::ack(&self.pool.get().await?, node_key, up_to_seq).await
     }
 
     async fn insert_messages(

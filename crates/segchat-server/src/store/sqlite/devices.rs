@@ -139,3 +139,13 @@ pub(super) fn claim(
     tx.commit()?;
     Ok(out)
 }
+
+/// The user a device is published for.
+pub(super) fn owner(c: &Connection, node_key: &str) -> StoreResult<Option<i64>> {
+    Ok(c.query_row(
+        "SELECT user_id FROM devices WHERE node_key = ?1",
+        params![node_key],
+        |r| r.get(0),
+    )
+    .optional()?)
+}

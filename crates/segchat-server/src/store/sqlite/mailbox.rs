@@ -83,3 +83,20 @@ pub(super) fn after(
     let rows = stmt.query_map(params![node_key, after_seq as i64, limit], delivered)?;
     rows.map(|r| record(r?)).collect()
 }
+
+/// How many envelopes wait for the device.
+pub(super) fn len(c: &Connection, node_key: &str) -> StoreResult<u64> {
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM mailbox WHERE to_node = ?1",
+        params![node_key],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Deletes what waits for the device up to `up_to_seq`; how many.
+pub(super) fn ack(c: &Connection, node_key: &str, up_to_seq: u64) -> StoreResult<u64> {
+    Ok(c.execute(
+        "DELETE FROM mailbox WHERE to_node = ?1 AND seq <= ?2",
+        params![node_key, up_to_seq as i64],
+    )? as u64)
+}

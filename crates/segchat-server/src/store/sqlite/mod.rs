@@ -667,15 +667,7 @@ impl Store for SqliteStore {
 
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {
         let node_key = node_key.to_owned();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT user_id FROM devices WHERE node_key = ?1",
-                params![node_key],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
+        self.call(move |c| devices::owner(c, &node_key)).await
     }
 
     async fn store_dms(
@@ -693,14 +685,7 @@ impl Store for SqliteStore {
 
     async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
         let node_key = node_key.to_owned();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM mailbox WHERE to_node = ?1",
-                params![node_key],
-                |r| r.get::<_, i64>(0),
-            )? as u64)
-        })
-        .await
+        self.call(move |c| mailbox::len(c, &node_key)).await
     }
 
     async fn dms_after(
@@ -716,13 +701,8 @@ impl Store for SqliteStore {
 
     async fn ack_dms(&self, node_key: &str, up_to_seq: u64) -> StoreResult<u64> {
         let node_key = node_key.to_owned();
-        self.call(move |c| {
-            Ok(c.execute(
-                "DELETE FROM mailbox WHERE to_node = ?1 AND seq <= ?2",
-                params![node_key, up_to_seq as i64],
-            )? as u64)
-        })
-        .await
+        self.call(move |c| mailbox::ack(c, &node_key, up_to_seq))
+            .await
     }
 
     async fn insert_messages(
