@@ -19,7 +19,7 @@ use segchat_proto::tracker::Event;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::store::{DeliveryState, MessageRow};
+use crate::store::{DeliveryState, DmRow, MessageRow};
 
 /// How many events a slow subscriber may fall behind before it is told it
 /// missed some.
@@ -102,6 +102,12 @@ pub enum ChatEvent {
     },
     /// How this node is reading and writing a channel now.
     ChannelLink { channel: String, via: Via },
+    /// A direct message reached this node (sent here, or arrived). Not
+    /// the server's `dm` event, which carries the sealed envelope and
+    /// stays inside the node.
+    DirectMessage { message: DmRow },
+    /// A direct message's state changed (the row as it is now).
+    DirectMessageUpdated { message: DmRow },
 }
 
 /// How a channel is reached.

@@ -178,7 +178,14 @@ impl Node {
         };
         let url = format!("http://{api_addr}");
         let upkeep = store.clone();
-        let dm_store = store.clone();
+        let device = crate::dm::Device::new(store.clone(), key.clone());
+        let dms = crate::dm::service::Dms::new(
+            device.clone(),
+            link.clone(),
+            bus.clone(),
+            log.clone(),
+            config.server_addr.clone(),
+        );
         let activity = crate::presence::Activity::default();
         let api_state = ApiState::new(
             activity.clone(),
@@ -186,6 +193,7 @@ impl Node {
             bus.clone(),
             chat.clone(),
             streams.clone(),
+            dms.clone(),
             store,
             log.clone(),
             api_token.clone(),
@@ -246,12 +254,12 @@ impl Node {
         ));
         tasks.spawn(crate::dm::keys::keep_published(
             link.clone(),
-            dm_store,
-            key,
+            device,
             log.clone(),
             config.server_addr.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(dms.run(shutdown.clone()));
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));

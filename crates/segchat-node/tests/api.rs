@@ -4,13 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_node, tempdir, Api, TestServer, DEADLINE, PASSWORD};
+use common::{eventually, next_matching, start_node, tempdir, Api, TestServer, DEADLINE, PASSWORD};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use segchat_proto::{Frame, Hello, LinkKind, Status};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_tokens_and_error_shapes() {
@@ -249,28 +247,6 @@ fn presence_of(members: &Value, user: &str) -> Option<String> {
         .iter()
         .find(|m| m["username"] == user)
         .and_then(|m| m["presence"].as_str().map(str::to_owned))
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-/// Reads events from `ws` until one matches, failing after the deadline.
-async fn next_matching(ws: &mut Ws, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let found = tokio::time::timeout(DEADLINE, async {
-        while let Some(msg) = ws.next().await {
-            if let Ok(Message::Text(text)) = msg {
-                let v: Value = serde_json::from_str(&text).expect("events are JSON");
-                if ok(&v) {
-                    return Some(v);
-                }
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(v)) => v,
-        _ => panic!("no event: {what}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

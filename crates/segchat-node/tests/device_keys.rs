@@ -14,7 +14,7 @@ async fn devices(sdir: &std::path::Path, user: &str) -> Vec<segchat_proto::devic
     let Some(u) = store.user_by_name(user).await.expect("user") else {
         return Vec::new();
     };
-    store.claim_keys(u.id, "").await.expect("claim")
+    store.claim_keys(u.id, "", &[]).await.expect("claim")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

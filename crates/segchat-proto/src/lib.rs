@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod devices;
+pub mod dm;
 pub mod edits;
 pub mod frame;
 pub mod friends;

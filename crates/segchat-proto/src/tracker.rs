@@ -180,10 +180,14 @@ pub enum Request {
         one_time_keys: Vec<OneTimeKey>,
     },
     /// The devices of a user (your own other devices for your own name),
-    /// each with a one-time key taken for you (or its fallback key).
-    /// Answers `devices`.
+    /// each with a one-time key taken for you (or its fallback key) —
+    /// except the devices whose Curve25519 key is in `have_sessions`
+    /// (at most 64): you already hold a session with those, and they come
+    /// without a key, so listing devices uses none up. Answers `devices`.
     ClaimKeys {
         username: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        have_sessions: Vec<String>,
     },
     /// Store envelopes for devices to fetch (registered users): each for
     /// one device of its `to` user, stored once per (device, id), pushed
@@ -316,8 +320,19 @@ pub enum Reply {
         username: String,
         devices: Vec<ClaimedDevice>,
     },
-    /// Answer to `send_dm`: how many envelopes were new.
-    DmStored { stored: u32 },
+    /// Answer to `send_dm`: how many envelopes were new; the devices
+    /// that were skipped because they are not (or no longer) a device of
+    /// the user named (`gone`, node keys); and the users (among those
+    /// named and the sender) with devices no envelope was for
+    /// (`missing`): the sender claims their keys and sends them the same
+    /// id.
+    DmStored {
+        stored: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gone: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        missing: Vec<String>,
+    },
     /// Answer to `fetch_dms`.
     Dms {
         envelopes: Vec<Delivered>,

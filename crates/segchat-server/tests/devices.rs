@@ -27,6 +27,7 @@ async fn claim(c: &mut Client, username: &str) -> Vec<(DeviceKeys, Option<String
     match c
         .ok(Request::ClaimKeys {
             username: username.into(),
+            have_sessions: Vec::new(),
         })
         .await
     {
@@ -81,6 +82,7 @@ async fn a_node_publishes_its_keys_and_each_one_time_key_is_claimed_once() {
     let refused = bob
         .request(Request::ClaimKeys {
             username: "ann".into(),
+            have_sessions: Vec::new(),
         })
         .await
         .expect_err("blocked");
@@ -155,6 +157,7 @@ async fn keys_that_are_not_the_nodes_own_are_refused() {
     let f = guest
         .request(Request::ClaimKeys {
             username: "ann".into(),
+            have_sessions: Vec::new(),
         })
         .await
         .expect_err("visitor");
@@ -188,7 +191,14 @@ async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_n
             envelopes: vec![envelope("bob", &bob, 1, sealed)],
         })
         .await;
-    assert_eq!(sent, Reply::DmStored { stored: 1 });
+    assert_eq!(
+        sent,
+        Reply::DmStored {
+            stored: 1,
+            gone: Vec::new(),
+            missing: Vec::new()
+        }
+    );
     let live = bob.event_where(|e| matches!(e, Event::Dm(_))).await;
     let Event::Dm(d) = live else { unreachable!() };
     assert_eq!(
@@ -201,7 +211,15 @@ async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_n
             envelopes: vec![envelope("bob", &bob, 1, sealed)],
         })
         .await;
-    assert_eq!(retry, Reply::DmStored { stored: 0 }, "a retry is harmless");
+    assert_eq!(
+        retry,
+        Reply::DmStored {
+            stored: 0,
+            gone: Vec::new(),
+            missing: Vec::new()
+        },
+        "a retry is harmless"
+    );
 
     let fetch = |after_seq| Request::FetchDms {
         after_seq,
@@ -217,15 +235,49 @@ async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_n
     };
     assert!(envelopes.is_empty(), "acknowledged: deleted");
 
-    // Refused: a device that is not the named user's, a mailbox read by
-    // a node without a device, a sender the recipient blocked, visitors.
+    // Bob signs in on a second node: a message for his first device only
+    // is stored, and the sender is told bob has a device it missed.
+    let mut phone = Client::connect(server.addr).await;
+    phone
+        .ok(Request::Login {
+            username: "bob".into(),
+            password: "correct horse battery".into(),
+        })
+        .await;
+    let request = publish(&phone, 2, &["b"], None);
+    phone.ok(request).await;
+    let partial = ann
+        .ok(Request::SendDm {
+            envelopes: vec![envelope("bob", &bob, 5, sealed)],
+        })
+        .await;
+    assert_eq!(
+        partial,
+        Reply::DmStored {
+            stored: 1,
+            gone: Vec::new(),
+            missing: vec!["bob".into()]
+        }
+    );
+
+    // Skipped: a device that is not the named user's (or no longer is).
     let wrong = ann
-        .request(Request::SendDm {
+        .ok(Request::SendDm {
             envelopes: vec![envelope("ann", &bob, 2, "x")],
         })
-        .await
-        .expect_err("not ann's device");
-    assert_eq!(wrong.status, Status::NotFound);
+        .await;
+    assert_eq!(
+        wrong,
+        Reply::DmStored {
+            stored: 0,
+            gone: vec![bob.node_id()],
+            missing: Vec::new()
+        },
+        "not ann's device: skipped, nothing stored"
+    );
+
+    // Refused: a mailbox read by a node without a device, a sender the
+    // recipient blocked, visitors.
     let no_device = ann.request(fetch(0)).await.expect_err("ann has no device");
     assert_eq!(no_device.status, Status::NotFound);
     bob.ok(Request::Relate {

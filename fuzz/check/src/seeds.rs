@@ -251,6 +251,7 @@ fn tracker_requests() -> Vec<tracker::Request> {
         },
         ClaimKeys {
             username: "bob".into(),
+            have_sessions: vec![hex::encode([5u8; 32])],
         },
         SendDm {
             envelopes: vec![envelope()],
@@ -325,7 +326,11 @@ fn tracker_replies() -> Vec<tracker::Reply> {
         },
         Relation(relation(None)),
         KeysPublished { one_time_keys: 50 },
-        DmStored { stored: 1 },
+        DmStored {
+            stored: 1,
+            gone: vec![hex::encode([6u8; 32])],
+            missing: vec!["bob".into()],
+        },
         Dms {
             envelopes: vec![delivered()],
             has_more: false,

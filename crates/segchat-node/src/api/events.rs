@@ -5,6 +5,7 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use segchat_proto::tracker::Event;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +65,9 @@ async fn pump(
                 let message = chat.shown(message.id.clone()).await.unwrap_or(message);
                 NodeEvent::Chat(ChatEvent::Message { message })
             }
+            // A sealed envelope: the DM service opens it and publishes
+            // `direct_message`.
+            NodeEvent::Tracker(Event::Dm(_)) => continue,
             ev => ev,
         };
         let text = match serde_json::to_string(&event) {

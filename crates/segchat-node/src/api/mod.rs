@@ -22,6 +22,9 @@
 //! | GET | `/friends` | friends, friend requests both ways, blocks |
 //! | POST, DELETE | `/friends/{username}` | ask to be friends (accepts if they asked); unfriend, decline or cancel |
 //! | POST | `/friends/{username}/accept` | accept a friend request |
+//! | GET | `/dms` | direct-message conversations, newest first, with unread counts |
+//! | GET, POST | `/dms/{users}` | a conversation's history (local); send an end-to-end encrypted message |
+//! | POST | `/dms/{users}/read` | mark a conversation read (tells the senders) |
 //! | PUT, DELETE | `/blocks/{username}` | block; unblock |
 //! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
 //! | POST | `/channels/{name}/read` | mark read |
@@ -46,6 +49,7 @@
 //! browser's cookie with its CSRF check).
 
 mod channels;
+mod dms;
 mod error;
 mod events;
 mod friends;
@@ -78,6 +82,7 @@ pub use streams::{Started, StreamList, StreamStats};
 pub use token::new_token;
 
 use crate::chat::Chat;
+use crate::dm::service::Dms;
 use crate::events::EventBus;
 use crate::link::LinkHandle;
 use crate::store::Store;
@@ -133,6 +138,7 @@ struct Inner {
     bus: EventBus,
     chat: Chat,
     streams: Streams,
+    dms: Dms,
     store: Store,
     log: SystemLog,
     token: String,
@@ -148,6 +154,7 @@ impl ApiState {
         bus: EventBus,
         chat: Chat,
         streams: Streams,
+        dms: Dms,
         store: Store,
         log: SystemLog,
         token: String,
@@ -161,6 +168,7 @@ impl ApiState {
                 bus,
                 chat,
                 streams,
+                dms,
                 store,
                 log,
                 token,
@@ -214,6 +222,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels/{name}/invite", post(channels::invite))
         .route("/peers", get(channels::peers))
         .route("/friends", get(friends::list))
+        .route("/dms", get(dms::list))
+        .route("/dms/{users}", get(dms::history).post(dms::send))
+        .route("/dms/{users}/read", post(dms::mark_read))
         .route(
             "/friends/{username}",
             post(friends::request).delete(friends::remove),

@@ -11,14 +11,13 @@
 
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use segchat_log::SystemLog;
 use segchat_proto::types::AccountKind;
 use tokio_util::sync::CancellationToken;
 
-use super::olm::{pickle_key, Olm, ONE_TIME_KEYS};
+use super::olm::ONE_TIME_KEYS;
+use super::Device;
 use crate::link::LinkHandle;
-use crate::store::Store;
 
 /// How long after a failed publish it is tried again.
 const RETRY: Duration = Duration::from_secs(30);
@@ -26,8 +25,7 @@ const RETRY: Duration = Duration::from_secs(30);
 /// Runs until `shutdown`.
 pub(crate) async fn keep_published(
     link: LinkHandle,
-    store: Store,
-    node: SigningKey,
+    device: Device,
     log: SystemLog,
     server: String,
     shutdown: CancellationToken,
@@ -41,7 +39,7 @@ pub(crate) async fn keep_published(
         if let (true, Some(s)) = (state.connected, state.session.as_ref()) {
             let now = (state.connection, s.session_id.clone());
             if s.kind == AccountKind::User && done.as_ref() != Some(&now) {
-                match publish(&link, &store, &node, &s.username).await {
+                match publish(&link, &device, &s.username).await {
                     Ok(held) => {
                         done = Some(now);
                         log.record(
@@ -67,39 +65,26 @@ pub(crate) async fn keep_published(
 
 /// Publishes the device and, if the server runs low, more one-time keys;
 /// how many the server holds afterwards.
-async fn publish(
-    link: &LinkHandle,
-    store: &Store,
-    node: &SigningKey,
-    username: &str,
-) -> Result<u32, String> {
-    let key = pickle_key(node);
-    let mut olm = match store.olm_state(username).await.map_err(|e| e.to_string())? {
-        Some(p) => Olm::unpickle(&p, &key).map_err(|e| e.to_string())?,
-        None => {
-            let fresh = Olm::new();
-            let saved = store.save_olm_state(username, fresh.pickle(&key));
-            saved.await.map_err(|e| e.to_string())?;
-            fresh
-        }
-    };
-    let device = olm.device_keys(node);
+async fn publish(link: &LinkHandle, device: &Device, username: &str) -> Result<u32, String> {
+    let (_guard, mut olm) = device.open(username).await.map_err(|e| e.to_string())?;
+    let node = device.node();
+    let keys = olm.device_keys(node);
     let held = link
-        .publish_keys(device.clone(), Vec::new())
+        .publish_keys(keys.clone(), Vec::new())
         .await
         .map_err(|f| f.to_string())?;
     if held as usize >= ONE_TIME_KEYS / 2 {
         return Ok(held);
     }
-    let keys = olm.keys_to_publish(node, held as usize);
-    let saved = store.save_olm_state(username, olm.pickle(&key));
-    saved.await.map_err(|e| e.to_string())?;
+    let fresh = olm.keys_to_publish(node, held as usize);
+    let saved = device.save(username, &olm).await;
+    saved.map_err(|e| e.to_string())?;
     let held = link
-        .publish_keys(device, keys)
+        .publish_keys(keys, fresh)
         .await
         .map_err(|f| f.to_string())?;
     olm.mark_published();
-    let saved = store.save_olm_state(username, olm.pickle(&key));
-    saved.await.map_err(|e| e.to_string())?;
+    let saved = device.save(username, &olm).await;
+    saved.map_err(|e| e.to_string())?;
     Ok(held)
 }

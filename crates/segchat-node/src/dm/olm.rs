@@ -149,15 +149,6 @@ impl Olm {
     }
 }
 
-// Encrypting and decrypting: tested below; the DM service that calls
-// them (peer link and server mailbox) is the next piece.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "used by the DM service, the next piece; tested below"
-    )
-)]
 impl Olm {
     /// Encrypts for a device, with the newest session held with it, or
     /// else a new one from the key claimed for it (checked first).
@@ -239,6 +230,18 @@ impl Olm {
             }
         }
         Err(last)
+    }
+
+    /// The Curve25519 keys (hex) of the devices a session is held with.
+    pub(crate) fn session_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     fn keep(&mut self, theirs: &str, session: Session) {

@@ -15,12 +15,15 @@
 //! - `outbox.rs`: what the user wrote and how far each message got.
 //! - `cursors.rs`: the cursors, a member's gaps, and unread.
 //! - `olm.rs`: this device's Olm state for direct messages (encrypted).
+//! - `dms.rs`: direct messages (decrypted), their outbox and states, and
+//!   how far the server mailbox was fetched.
 //! - `search/`: the FTS5 index, filled in batches behind the messages,
 //!   and search: every word a prefix, filters, newest first, paged by a
 //!   keyset cursor, with the count of all matches.
 
 mod channels;
 mod cursors;
+mod dms;
 mod edits;
 mod messages;
 mod olm;
@@ -31,6 +34,7 @@ mod session;
 
 pub use channels::{CacheMark, CachedChannels};
 pub use cursors::{Cursor, Unread};
+pub use dms::{Conversation, DmRow, DmState, Kept, Receipt};
 pub use edits::{acted_on, mentions};
 pub use messages::{Arrival, Inserted};
 pub use rows::{DeliveryState, MessageRow, Quote, Reaction, Source};
@@ -51,6 +55,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_unread_since.sql")),
     (6, include_str!("../../migrations/0006_edits.sql")),
     (7, include_str!("../../migrations/0007_olm.sql")),
+    (8, include_str!("../../migrations/0008_dms.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

@@ -1,7 +1,7 @@
 //! This device's Olm state, one per account signed in on the node,
 //! stored encrypted (`dm/olm.rs` pickles it; this keeps the strings).
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Store, StoreError};
 use crate::dm::olm::Pickled;
@@ -37,21 +37,29 @@ impl Store {
         let username = username.to_owned();
         let sessions = serde_json::to_string(&state.sessions)
             .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO olm_state (username, account, sessions, saved_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (username) DO UPDATE SET account = ?2, sessions = ?3,
-                     saved_at_ms = ?4",
-                params![
-                    username,
-                    state.account,
-                    sessions,
-                    crate::clock::now_ms() as i64
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.with(move |c| save(c, &username, &state.account, &sessions))
+            .await
     }
+}
+
+/// Keeps `username`'s Olm state (on `c`, which may be a transaction).
+pub(super) fn save(
+    c: &Connection,
+    username: &str,
+    account: &str,
+    sessions_json: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO olm_state (username, account, sessions, saved_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (username) DO UPDATE SET account = ?2, sessions = ?3,
+             saved_at_ms = ?4",
+        params![
+            username,
+            account,
+            sessions_json,
+            crate::clock::now_ms() as i64
+        ],
+    )?;
+    Ok(())
 }

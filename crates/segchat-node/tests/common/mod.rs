@@ -243,6 +243,28 @@ impl Api {
     }
 }
 
+/// Reads events from `ws` until one matches, failing after the deadline.
+pub async fn next_matching(ws: &mut EventStream, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(msg) = ws.next().await {
+            if let Ok(Message::Text(text)) = msg {
+                let v: Value = serde_json::from_str(&text).expect("events are JSON");
+                if ok(&v) {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(v)) => v,
+        _ => panic!("no event: {what}"),
+    }
+}
+
 pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path().to_path_buf();

@@ -18,6 +18,10 @@ pub(crate) const MAX_ONE_TIME_KEYS: u32 = 100;
 /// One-time keys one `publish_keys` may carry.
 const MAX_PUBLISH: usize = 100;
 
+/// Keys one `claim_keys` may name as already in session (a user has far
+/// fewer devices than this).
+const MAX_HAVE_SESSIONS: usize = 64;
+
 pub(super) async fn publish(
     shared: &Shared,
     ctx: &ConnCtx,
@@ -78,8 +82,14 @@ pub(super) async fn claim(
     shared: &Shared,
     ctx: &ConnCtx,
     username: String,
+    have_sessions: Vec<String>,
 ) -> Result<Reply, Failure> {
     let (p, me) = registered(ctx, "send direct messages")?;
+    if have_sessions.len() > MAX_HAVE_SESSIONS {
+        return Err(Failure::bad_request(format!(
+            "at most {MAX_HAVE_SESSIONS} keys in have_sessions"
+        )));
+    }
     let user = super::user_named(shared, ctx, &username).await?;
     // A user who blocked you is, to you, nobody: no keys, no messages.
     if friends::blockers(shared, ctx, p).await?.contains(&user.id) {
@@ -92,17 +102,18 @@ pub(super) async fn claim(
     };
     let devices = shared
         .store
-        .claim_keys(user.id, &except)
+        .claim_keys(user.id, &except, &have_sessions)
         .await
         .map_err(|e| store_failure(shared, ctx, e))?;
     shared.log.record(
         "KEYS_CLAIMED",
         ctx.addr,
         format!(
-            "user={} of={} devices={}",
+            "user={} of={} devices={} keys_taken={}",
             p.username,
             user.username,
-            devices.len()
+            devices.len(),
+            devices.iter().filter(|d| d.one_time_key.is_some()).count()
         ),
     );
     Ok(Reply::Devices {

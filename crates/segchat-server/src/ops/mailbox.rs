@@ -22,7 +22,7 @@ pub(super) async fn send(
     ctx: &ConnCtx,
     envelopes: Vec<Envelope>,
 ) -> Result<Reply, Failure> {
-    let (p, _) = registered(ctx, "send direct messages")?;
+    let (p, me) = registered(ctx, "send direct messages")?;
     if envelopes.is_empty() || envelopes.len() > MAX_ENVELOPES {
         return Err(Failure::bad_request(format!(
             "send 1 to {MAX_ENVELOPES} envelopes at a time"
@@ -36,14 +36,31 @@ pub(super) async fn send(
     }
     let from_node = shared.hub.node_id(ctx.id).unwrap_or_default();
     let blockers = friends::blockers(shared, ctx, p).await?;
-    // Each recipient device must be a device of the user named, who has
-    // not blocked the sender (answered as for a device that is not).
-    let mut owners: HashMap<&str, i64> = HashMap::new();
     // Each user named, looked up once (a message is an envelope per
-    // device of theirs).
-    let mut named: HashMap<&str, Option<i64>> = HashMap::new();
+    // device of theirs); one who blocked the sender is nobody to them.
+    let mut named: HashMap<&str, i64> = HashMap::new();
     for e in &envelopes {
-        if owners.contains_key(e.to_node.as_str()) {
+        if named.contains_key(e.to.as_str()) {
+            continue;
+        }
+        match shared
+            .store
+            .user_by_name(&e.to)
+            .await
+            .map_err(|err| store_failure(shared, ctx, err))?
+        {
+            Some(u) if !blockers.contains(&u.id) => {
+                named.insert(&e.to, u.id);
+            }
+            _ => return Err(super::no_user(&e.to)),
+        }
+    }
+    // Each recipient device must be one of the named user's: one that is
+    // not (any more: signed out) is skipped and named in `gone`.
+    let mut owners: HashMap<&str, i64> = HashMap::new();
+    let mut gone: Vec<String> = Vec::new();
+    for e in &envelopes {
+        if owners.contains_key(e.to_node.as_str()) || gone.contains(&e.to_node) {
             continue;
         }
         let owner = shared
@@ -51,45 +68,52 @@ pub(super) async fn send(
             .device_owner(&e.to_node)
             .await
             .map_err(|err| store_failure(shared, ctx, err))?;
-        let user = match named.get(e.to.as_str()) {
-            Some(id) => *id,
-            None => {
-                let found = shared
-                    .store
-                    .user_by_name(&e.to)
-                    .await
-                    .map_err(|err| store_failure(shared, ctx, err))?
-                    .map(|u| u.id);
-                named.insert(&e.to, found);
-                found
-            }
-        };
-        match (owner, user) {
-            (Some(o), Some(u)) if o == u && !blockers.contains(&o) => {
-                let waiting = shared
-                    .store
-                    .mailbox_len(&e.to_node)
-                    .await
-                    .map_err(|err| store_failure(shared, ctx, err))?;
-                if waiting >= MAILBOX_CAP {
-                    return Err(Failure::new(
-                        Status::InsufficientStorage,
-                        format!(
-                            "{}'s device has {MAILBOX_CAP} messages waiting; try again later",
-                            e.to
-                        ),
-                    ));
-                }
-                owners.insert(&e.to_node, o);
-            }
-            _ => {
-                return Err(Failure::not_found(format!(
-                    "{:?} has no device {}",
-                    e.to, e.to_node
-                )))
-            }
+        if owner.is_none() || owner != named.get(e.to.as_str()).copied() {
+            gone.push(e.to_node.clone());
+            continue;
+        }
+        let waiting = shared
+            .store
+            .mailbox_len(&e.to_node)
+            .await
+            .map_err(|err| store_failure(shared, ctx, err))?;
+        if waiting >= MAILBOX_CAP {
+            return Err(Failure::new(
+                Status::InsufficientStorage,
+                format!(
+                    "{}'s device has {MAILBOX_CAP} messages waiting; try again later",
+                    e.to
+                ),
+            ));
+        }
+        owners.insert(&e.to_node, named[e.to.as_str()]);
+    }
+    // Who has a device no envelope was for: the sender's view of their
+    // devices is stale (a new sign-in), and it sends again to those.
+    let mut users: Vec<(&str, i64)> = named.iter().map(|(n, id)| (*n, *id)).collect();
+    if !named.values().any(|id| *id == me) {
+        users.push((p.username.as_str(), me));
+    }
+    let mut missing = Vec::new();
+    for (name, id) in users {
+        let devices = shared
+            .store
+            .user_devices(id)
+            .await
+            .map_err(|err| store_failure(shared, ctx, err))?;
+        if devices
+            .iter()
+            .any(|d| *d != from_node && !owners.contains_key(d.as_str()))
+        {
+            missing.push(name.to_owned());
         }
     }
+    missing.sort();
+    let envelopes: Vec<Envelope> = envelopes
+        .iter()
+        .filter(|e| owners.contains_key(e.to_node.as_str()))
+        .cloned()
+        .collect();
     let stored = shared
         .store
         .store_dms(&p.username, &from_node, &envelopes, now_ms())
@@ -108,14 +132,18 @@ pub(super) async fn send(
         "DM_STORED",
         ctx.addr,
         format!(
-            "from={} envelopes={} new={}",
+            "from={} envelopes={} new={} gone={} missing={}",
             p.username,
             envelopes.len(),
-            stored.len()
+            stored.len(),
+            gone.len(),
+            missing.len()
         ),
     );
     Ok(Reply::DmStored {
         stored: stored.len() as u32,
+        gone,
+        missing,
     })
 }
 

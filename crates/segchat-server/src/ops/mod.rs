@@ -209,7 +209,10 @@ pub(crate) async fn handle(
             device,
             one_time_keys,
         } => devices::publish(shared, ctx, device, one_time_keys).await,
-        Request::ClaimKeys { username } => devices::claim(shared, ctx, username).await,
+        Request::ClaimKeys {
+            username,
+            have_sessions,
+        } => devices::claim(shared, ctx, username, have_sessions).await,
         Request::SendDm { envelopes } => mailbox::send(shared, ctx, envelopes).await,
         Request::FetchDms { after_seq, limit } => {
             mailbox::fetch(shared, ctx, after_seq, limit).await

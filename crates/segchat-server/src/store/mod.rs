@@ -253,11 +253,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn publish_keys(&self, keys: &PublishedKeys, max_one_time: u32) -> StoreResult<u32>;
     /// In one transaction: every device of `user_id` but `except_node`,
     /// each with one of its one-time keys, deleted as it is taken (so
-    /// none is handed out twice), or else its fallback key.
-    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>>;
+    /// none is handed out twice), or else its fallback key; a device whose
+    /// Curve25519 key is in `have_sessions` comes without a key.
+    async fn claim_keys(
+        &self,
+        user_id: i64,
+        except_node: &str,
+        have_sessions: &[String],
+    ) -> StoreResult<Vec<ClaimedDevice>>;
 
     /// The user a device (node key) is published for.
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>>;
+
+    /// The node keys of `user_id`'s devices, sorted.
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>>;
 
     // --- the mailbox (encrypted direct messages) ---
 

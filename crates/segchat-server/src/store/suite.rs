@@ -739,7 +739,7 @@ pub(crate) async fn device_keys_are_claimed_once(store: Arc<dyn Store>) {
             .find(|d| &d.keys == node)
             .map(|d| d.one_time_key.clone().map(|k| (k.key_id, k.fallback)))
     };
-    let first = store.claim_keys(ann, "").await.expect("claim");
+    let first = store.claim_keys(ann, "", &[]).await.expect("claim");
     assert_eq!(first.len(), 2, "both devices");
     assert_eq!(
         taken(&first, &phone.device),
@@ -749,7 +749,7 @@ pub(crate) async fn device_keys_are_claimed_once(store: Arc<dyn Store>) {
         taken(&first, &laptop.device),
         Some(Some(("x".into(), false)))
     );
-    let second = store.claim_keys(ann, "").await.expect("claim");
+    let second = store.claim_keys(ann, "", &[]).await.expect("claim");
     assert_eq!(
         taken(&second, &phone.device),
         Some(Some(("b".into(), false)))
@@ -759,15 +759,15 @@ pub(crate) async fn device_keys_are_claimed_once(store: Arc<dyn Store>) {
         Some(None),
         "no one-time key left and no fallback"
     );
-    store.claim_keys(ann, "").await.expect("claim");
-    let fourth = store.claim_keys(ann, "").await.expect("claim");
+    store.claim_keys(ann, "", &[]).await.expect("claim");
+    let fourth = store.claim_keys(ann, "", &[]).await.expect("claim");
     assert_eq!(
         taken(&fourth, &phone.device),
         Some(Some(("f1".into(), true))),
         "the fallback key, reused"
     );
     let mine = store
-        .claim_keys(ann, &phone.device.node_key)
+        .claim_keys(ann, &phone.device.node_key, &[])
         .await
         .expect("own other devices");
     assert_eq!(mine.len(), 1);
@@ -780,14 +780,21 @@ pub(crate) async fn device_keys_are_claimed_once(store: Arc<dyn Store>) {
     assert_eq!(store.publish_keys(&capped, 4).await.expect("capped"), 4);
     let renewed = device_keys(ann, "s-ann", 1, 30, &["n1"], None);
     assert_eq!(store.publish_keys(&renewed, 100).await.expect("renewed"), 1);
-    let after = store.claim_keys(ann, "").await.expect("claim");
+    // A device the claimer holds a session with is listed, keyless.
+    let listed = store
+        .claim_keys(ann, "", std::slice::from_ref(&renewed.device.curve25519))
+        .await
+        .expect("list");
+    assert_eq!(taken(&listed, &renewed.device), Some(None));
+    let after = store.claim_keys(ann, "", &[]).await.expect("claim");
     assert_eq!(
         taken(&after, &renewed.device),
-        Some(Some(("n1".into(), false)))
+        Some(Some(("n1".into(), false))),
+        "listing took no key"
     );
     assert_eq!(
         taken(
-            &store.claim_keys(ann, "").await.expect("claim"),
+            &store.claim_keys(ann, "", &[]).await.expect("claim"),
             &renewed.device
         ),
         Some(None),
@@ -796,7 +803,7 @@ pub(crate) async fn device_keys_are_claimed_once(store: Arc<dyn Store>) {
 
     // A device goes with its session.
     store.delete_session("s-ann-2").await.expect("logout");
-    let left = store.claim_keys(ann, "").await.expect("claim");
+    let left = store.claim_keys(ann, "", &[]).await.expect("claim");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].keys, renewed.device);
 }
@@ -817,7 +824,7 @@ pub(crate) async fn concurrent_claims(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 for _ in 0..3 {
-                    for d in store.claim_keys(ann, "").await.expect("claim") {
+                    for d in store.claim_keys(ann, "", &[]).await.expect("claim") {
                         got.extend(d.one_time_key.map(|k| k.key_id));
                     }
                 }

@@ -103,6 +103,7 @@ pub(super) async fn claim(
     c: &mut deadpool_postgres::Client,
     user_id: i64,
     except_node: &str,
+    have_sessions: &[String],
 ) -> StoreResult<Vec<ClaimedDevice>> {
     let tx = c.transaction().await?;
     let devices = rows(
@@ -134,6 +135,13 @@ pub(super) async fn claim(
             }),
             _ => None,
         };
+        if have_sessions.contains(&keys.curve25519) {
+            out.push(ClaimedDevice {
+                keys,
+                one_time_key: None,
+            });
+            continue;
+        }
         // SKIP LOCKED: a key another claim is taking right now is not
         // waited for; the next one is taken instead.
         let taken = row(
@@ -161,6 +169,19 @@ pub(super) async fn claim(
 }
 
 /// The user a device is published for.
+pub(super) async fn of_user(c: &impl GenericClient, user_id: i64) -> StoreResult<Vec<String>> {
+    let found = rows(
+        c,
+        "SELECT node_key FROM devices WHERE user_id = $1 ORDER BY node_key",
+        &[&user_id],
+    )
+    .await?;
+    Ok(found
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
 pub(super) async fn owner(c: &impl GenericClient, node_key: &str) -> StoreResult<Option<i64>> {
     let found = row(
         c,

@@ -602,8 +602,18 @@ impl Store for PostgresStore {
         devices::publish(&mut self.pool.get().await?, keys, max_one_time).await
     }
 
-    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>> {
-        devices::claim(&mut self.pool.get().await?, user_id, except_node).await
+    async fn claim_keys(
+        &self,
+        user_id: i64,
+        except_node: &str,
+        have_sessions: &[String],
+    ) -> StoreResult<Vec<ClaimedDevice>> {
+        let c = &mut self.pool.get().await?;
+        devices::claim(c, user_id, except_node, have_sessions).await
+    }
+
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>> {
+        devices::of_user(&self.pool.get().await?, user_id).await
     }
 
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {

@@ -86,6 +86,7 @@ pub(super) fn claim(
     c: &mut Connection,
     user_id: i64,
     except_node: &str,
+    have_sessions: &[String],
 ) -> StoreResult<Vec<ClaimedDevice>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let devices: Vec<DeviceRow> = {
@@ -116,6 +117,13 @@ pub(super) fn claim(
     };
     let mut out = Vec::with_capacity(devices.len());
     for (keys, fallback) in devices {
+        if have_sessions.contains(&keys.curve25519) {
+            out.push(ClaimedDevice {
+                keys,
+                one_time_key: None,
+            });
+            continue;
+        }
         let taken: Option<(String, String, String)> = tx
             .query_row(
                 "DELETE FROM one_time_keys WHERE rowid = (
@@ -141,6 +149,13 @@ pub(super) fn claim(
 }
 
 /// The user a device is published for.
+pub(super) fn of_user(c: &Connection, user_id: i64) -> StoreResult<Vec<String>> {
+    let mut stmt =
+        c.prepare_cached("SELECT node_key FROM devices WHERE user_id = ?1 ORDER BY node_key")?;
+    let keys = stmt.query_map(params![user_id], |r| r.get(0))?;
+    Ok(keys.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn owner(c: &Connection, node_key: &str) -> StoreResult<Option<i64>> {
     Ok(c.query_row(
         "SELECT user_id FROM devices WHERE node_key = ?1",

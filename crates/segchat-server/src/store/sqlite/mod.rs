@@ -659,10 +659,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_keys(&self, user_id: i64, except_node: &str) -> StoreResult<Vec<ClaimedDevice>> {
+    async fn claim_keys(
+        &self,
+        user_id: i64,
+        except_node: &str,
+        have_sessions: &[String],
+    ) -> StoreResult<Vec<ClaimedDevice>> {
         let except = except_node.to_owned();
-        self.call(move |c| devices::claim(c, user_id, &except))
+        let have = have_sessions.to_vec();
+        self.call(move |c| devices::claim(c, user_id, &except, &have))
             .await
+    }
+
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>> {
+        self.call(move |c| devices::of_user(c, user_id)).await
     }
 
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>> {

@@ -1,0 +1,123 @@
+//! `/dms…`: direct messages, end-to-end encrypted (`dm::service`). A
+//! conversation is named in the path by its other members: one username,
+//! or several joined by `,` for a group. History and the list work from
+//! the local store, with the network down too; new messages and state
+//! changes arrive on `/events` as `direct_message` and
+//! `direct_message_updated`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use segchat_proto::types::validate_username;
+use segchat_proto::{Failure, Status};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiState, Body};
+use crate::dm::service::DmError;
+use crate::store::{Conversation, DmRow};
+
+impl From<DmError> for ApiError {
+    fn from(e: DmError) -> Self {
+        match e {
+            DmError::NotSignedIn => ApiError(Failure::new(Status::Unauthorized, e.to_string())),
+            DmError::Invalid(why) => ApiError(Failure::bad_request(why)),
+            DmError::Refused(f) => ApiError(f),
+            DmError::Local(why) => ApiError::internal("direct messages", &why),
+        }
+    }
+}
+
+/// The other members named in the path, each checked as a username.
+fn others(path: &str) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = path.split(',').map(str::to_owned).collect();
+    for n in &names {
+        validate_username(n).map_err(|why| ApiError(Failure::bad_request(why)))?;
+    }
+    if names.len() >= segchat_proto::dm::MAX_MEMBERS {
+        return Err(ApiError(Failure::bad_request(format!(
+            "a conversation has at most {} members",
+            segchat_proto::dm::MAX_MEMBERS
+        ))));
+    }
+    Ok(names)
+}
+
+/// `GET /dms`.
+#[derive(Debug, Serialize)]
+pub(super) struct Conversations {
+    conversations: Vec<Conversation>,
+}
+
+pub(super) async fn list(State(st): State<ApiState>) -> Result<Json<Conversations>, ApiError> {
+    let conversations = st.inner.dms.conversations().await?;
+    Ok(Json(Conversations { conversations }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HistoryQuery {
+    limit: Option<u32>,
+    /// `sent_at_ms` and id of the oldest message shown: the page before
+    /// it.
+    before_ms: Option<u64>,
+    before_id: Option<String>,
+}
+
+/// `GET /dms/{users}`.
+#[derive(Debug, Serialize)]
+pub(super) struct History {
+    /// Oldest first.
+    messages: Vec<DmRow>,
+}
+
+pub(super) async fn history(
+    State(st): State<ApiState>,
+    Path(users): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<History>, ApiError> {
+    let with = others(&users)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let before = q
+        .before_ms
+        .map(|ms| (ms, q.before_id.clone().unwrap_or_default()));
+    let messages = st.inner.dms.history(&with, before, limit).await?;
+    Ok(Json(History { messages }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SendBody {
+    text: String,
+}
+
+/// `POST /dms/{users}`: the message as kept, `sent` when the server took
+/// it, `pending` when it waits in the outbox (no server now).
+#[derive(Debug, Serialize)]
+pub(super) struct Sent {
+    message: DmRow,
+}
+
+pub(super) async fn send(
+    State(st): State<ApiState>,
+    Path(users): Path<String>,
+    Body(body): Body<SendBody>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let to = others(&users)?;
+    let message = st.inner.dms.send(&to, &body.text).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `POST /dms/{users}/read`.
+#[derive(Debug, Serialize)]
+pub(super) struct Read {
+    /// How many messages were newly marked read.
+    read: usize,
+}
+
+pub(super) async fn mark_read(
+    State(st): State<ApiState>,
+    Path(users): Path<String>,
+) -> Result<Json<Read>, ApiError> {
+    let with = others(&users)?;
+    let read = st.inner.dms.mark_read(&with).await?;
+    Ok(Json(Read { read }))
+}

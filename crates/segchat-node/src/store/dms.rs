@@ -1,0 +1,386 @@
+//! Direct messages, decrypted, per account on this node: the outbox (rows
+//! the account sent still `pending`), states that only move forward, and
+//! what arrived, kept in one transaction with the Olm state that opened
+//! it and the mailbox position it came from.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::dm::olm::Pickled;
+
+/// How far a direct message got. Sent ones move pending → sent →
+/// delivered → read (or to failed, from pending only); received ones
+/// received → read. A state never moves back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmState {
+    Pending,
+    Failed,
+    Sent,
+    Received,
+    Delivered,
+    Read,
+}
+
+impl DmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmState::Pending => "pending",
+            DmState::Failed => "failed",
+            DmState::Sent => "sent",
+            DmState::Received => "received",
+            DmState::Delivered => "delivered",
+            DmState::Read => "read",
+        }
+    }
+
+    fn parse(s: &str) -> Result<DmState, StoreError> {
+        Ok(match s {
+            "pending" => DmState::Pending,
+            "failed" => DmState::Failed,
+            "sent" => DmState::Sent,
+            "received" => DmState::Received,
+            "delivered" => DmState::Delivered,
+            "read" => DmState::Read,
+            other => return Err(StoreError::Corrupt(format!("dm state {other:?}"))),
+        })
+    }
+}
+
+/// A direct message as this node keeps and shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmRow {
+    pub id: String,
+    /// The other members, sorted, joined by `,`.
+    pub conversation: String,
+    pub sender: String,
+    pub sent_at_ms: u64,
+    pub text: String,
+    pub state: DmState,
+    /// `server` or `p2p`, once it left or arrived.
+    pub path: Option<String>,
+    /// Why it failed, for a failed one.
+    pub error: Option<String>,
+}
+
+/// A conversation in the list: its newest message and how many of the
+/// others' messages are unread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conversation {
+    pub conversation: String,
+    pub last: DmRow,
+    pub unread: u64,
+}
+
+/// What one batch from the mailbox changed.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Messages new to this node.
+    pub new: Vec<DmRow>,
+    /// Sent messages whose state a receipt moved forward.
+    pub updated: Vec<DmRow>,
+}
+
+/// A receipt to apply: these ids (sent by the account, in conversation)
+/// reached `state`.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub conversation: String,
+    pub ids: Vec<String>,
+    pub state: DmState,
+}
+
+const COLUMNS: &str = "id, conversation, sender, sent_at_ms, text, state, path, error";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
+    let state: String = r.get(5)?;
+    Ok((
+        DmRow {
+            id: r.get(0)?,
+            conversation: r.get(1)?,
+            sender: r.get(2)?,
+            sent_at_ms: r.get::<_, i64>(3)? as u64,
+            text: r.get(4)?,
+            state: DmState::Pending,
+            path: r.get(6)?,
+            error: r.get(7)?,
+        },
+        state,
+    ))
+}
+
+fn rows(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DmRow>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let found = stmt.query_map(params, row)?;
+    let mut out = Vec::new();
+    for f in found {
+        let (mut r, state) = f?;
+        r.state = DmState::parse(&state)?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn one(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM dms WHERE account = ?1 AND id = ?2");
+    Ok(rows(c, &sql, params![account, id])?.pop())
+}
+
+fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> {
+    Ok(c.execute(
+        "INSERT OR IGNORE INTO dms
+             (account, id, conversation, sender, sent_at_ms, text, state, path, error,
+              stored_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            account,
+            r.id,
+            r.conversation,
+            r.sender,
+            r.sent_at_ms as i64,
+            r.text,
+            r.state.as_str(),
+            r.path,
+            r.error,
+            crate::clock::now_ms() as i64
+        ],
+    )? == 1)
+}
+
+/// Moves the account's own message `id` (in `conversation`) to `state`
+/// if that is forward; the row as it is now, if it moved.
+fn advance(
+    c: &Connection,
+    account: &str,
+    conversation: &str,
+    id: &str,
+    state: DmState,
+) -> Result<Option<DmRow>, StoreError> {
+    let Some(now) = one(c, account, id)? else {
+        return Ok(None);
+    };
+    let forward = now.state < state && now.state != DmState::Failed;
+    if now.sender != account || now.conversation != conversation || !forward {
+        return Ok(None);
+    }
+    c.execute(
+        "UPDATE dms SET state = ?3 WHERE account = ?1 AND id = ?2",
+        params![account, id, state.as_str()],
+    )?;
+    one(c, account, id)
+}
+
+impl Store {
+    /// Keeps a message the account is sending, `pending`.
+    pub(crate) async fn dm_queue(&self, account: &str, row: DmRow) -> Result<(), StoreError> {
+        let account = account.to_owned();
+        self.with(move |c| insert(c, &account, &row).map(|_| ()))
+            .await
+    }
+
+    /// The account's messages still pending, oldest first.
+    pub(crate) async fn dm_pending(&self, account: &str) -> Result<Vec<DmRow>, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM dms WHERE account = ?1 AND state = 'pending'
+                 ORDER BY stored_at_ms, id"
+            );
+            rows(c, &sql, params![account])
+        })
+        .await
+    }
+
+    /// The account's pending message `id` left by `path` (`Ok`) or was
+    /// refused for good (`Err(reason)`); the row as it is now.
+    pub(crate) async fn dm_sent(
+        &self,
+        account: &str,
+        id: &str,
+        outcome: Result<&str, String>,
+    ) -> Result<Option<DmRow>, StoreError> {
+        let (account, id) = (account.to_owned(), id.to_owned());
+        let (state, path, error) = match outcome {
+            Ok(path) => (DmState::Sent, Some(path.to_owned()), None),
+            Err(reason) => (DmState::Failed, None, Some(reason)),
+        };
+        self.with(move |c| {
+            c.execute(
+                "UPDATE dms SET state = ?3, path = ?4, error = ?5
+                 WHERE account = ?1 AND id = ?2 AND state = 'pending'",
+                params![account, id, state.as_str(), path, error],
+            )?;
+            one(c, &account, &id)
+        })
+        .await
+    }
+
+    /// Where the account's mailbox was fetched up to.
+    pub(crate) async fn dm_fetched_seq(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let seq: Option<i64> = c
+                .query_row(
+                    "SELECT fetched_seq FROM dm_mailbox WHERE account = ?1",
+                    params![account],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    /// In one transaction: the Olm state after opening a batch, the
+    /// messages it carried (each id kept once), its receipts, and the
+    /// mailbox position after it. A crash before this commits fetches the
+    /// batch again; after it, nothing is opened twice.
+    pub(crate) async fn dm_keep(
+        &self,
+        account: &str,
+        olm: Pickled,
+        messages: Vec<DmRow>,
+        receipts: Vec<Receipt>,
+        fetched_seq: u64,
+    ) -> Result<Kept, StoreError> {
+        let account = account.to_owned();
+        let sessions = serde_json::to_string(&olm.sessions)
+            .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            super::olm::save(&tx, &account, &olm.account, &sessions)?;
+            let mut kept = Kept::default();
+            for m in messages {
+                if insert(&tx, &account, &m)? {
+                    kept.new.push(m);
+                }
+            }
+            for r in receipts {
+                for id in &r.ids {
+                    if let Some(now) = advance(&tx, &account, &r.conversation, id, r.state)? {
+                        kept.updated.push(now);
+                    }
+                }
+            }
+            tx.execute(
+                "INSERT INTO dm_mailbox (account, fetched_seq) VALUES (?1, ?2)
+                 ON CONFLICT (account) DO UPDATE SET
+                     fetched_seq = max(fetched_seq, excluded.fetched_seq)",
+                params![account, fetched_seq as i64],
+            )?;
+            tx.commit()?;
+            Ok(kept)
+        })
+        .await
+    }
+
+    /// The conversation's messages before `(before_ms, before_id)` (or
+    /// the newest), at most `limit`, oldest first.
+    pub(crate) async fn dm_history(
+        &self,
+        account: &str,
+        conversation: &str,
+        before: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        let (account, conversation) = (account.to_owned(), conversation.to_owned());
+        self.read(move |c| {
+            let (ms, id) = before.unwrap_or((i64::MAX as u64, String::new()));
+            let sql = format!(
+                "SELECT {COLUMNS} FROM dms
+                 WHERE account = ?1 AND conversation = ?2
+                   AND (sent_at_ms < ?3 OR (sent_at_ms = ?3 AND (?4 = '' OR id < ?4)))
+                 ORDER BY sent_at_ms DESC, id DESC LIMIT ?5"
+            );
+            let mut found = rows(
+                c,
+                &sql,
+                params![account, conversation, ms as i64, id, limit as i64],
+            )?;
+            found.reverse();
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Every conversation of the account, the most recent first.
+    pub(crate) async fn dm_conversations(
+        &self,
+        account: &str,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM dms d WHERE account = ?1 AND id = (
+                     SELECT id FROM dms WHERE account = ?1 AND conversation = d.conversation
+                     ORDER BY sent_at_ms DESC, id DESC LIMIT 1)
+                 ORDER BY sent_at_ms DESC"
+            );
+            let last = rows(c, &sql, params![account])?;
+            let mut unread = c.prepare_cached(
+                "SELECT COUNT(*) FROM dms
+                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'",
+            )?;
+            let mut out = Vec::with_capacity(last.len());
+            for m in last {
+                let n: i64 = unread.query_row(params![account, m.conversation], |r| r.get(0))?;
+                out.push(Conversation {
+                    conversation: m.conversation.clone(),
+                    last: m,
+                    unread: n as u64,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Marks the others' messages in the conversation read; the ids and
+    /// senders of those that were not, to tell their senders.
+    pub(crate) async fn dm_mark_read(
+        &self,
+        account: &str,
+        conversation: &str,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        let (account, conversation) = (account.to_owned(), conversation.to_owned());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM dms
+                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'"
+            );
+            let mut read = rows(&tx, &sql, params![account, conversation])?;
+            tx.execute(
+                "UPDATE dms SET state = 'read'
+                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'",
+                params![account, conversation],
+            )?;
+            tx.commit()?;
+            for r in &mut read {
+                r.state = DmState::Read;
+            }
+            Ok(read)
+        })
+        .await
+    }
+
+    /// The newest `sent_at_ms` the account's DMs hold (the clock starts
+    /// after it).
+    pub(crate) async fn dm_latest_ms(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let ms: Option<i64> = c.query_row(
+                "SELECT max(sent_at_ms) FROM dms WHERE account = ?1",
+                params![account],
+                |r| r.get(0),
+            )?;
+            Ok(ms.unwrap_or(0) as u64)
+        })
+        .await
+    }
+}

@@ -1,0 +1,275 @@
+//! Direct messages end to end, with a real server and real nodes: sealed
+//! per device, carried by the server's mailbox, opened only on the
+//! members' devices, with receipts moving the sender's states in order.
+
+mod common;
+
+use std::path::Path;
+
+use common::{eventually, start_node, tempdir, Api, TestServer, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Waits until the node at `dir` has published its device keys (once per
+/// sign-in: `times` counts them).
+async fn keys_published(dir: &Path, times: usize) {
+    eventually("the device keys are published", || async {
+        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
+        (log.matches("KEYS_PUBLISHED").count() >= times).then_some(())
+    })
+    .await;
+}
+
+async fn history(api: &Api, with: &str) -> Vec<Value> {
+    let (status, v) = api.get(&format!("/dms/{with}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["messages"].as_array().expect("messages").clone()
+}
+
+/// The message `id` in the conversation with `with`, once `ok` holds.
+async fn message_where(api: &Api, with: &str, id: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    eventually(&format!("message {id} as expected"), || async {
+        history(api, with)
+            .await
+            .into_iter()
+            .find(|m| m["id"] == id && ok(m))
+    })
+    .await
+}
+
+async fn send(api: &Api, to: &str, text: &str) -> Value {
+    let (status, v) = api
+        .post(&format!("/dms/{to}"), json!({ "text": text }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "send to {to}: {v}");
+    v["message"].clone()
+}
+
+/// Every byte of the files in `dir` (recursively).
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(b) = std::fs::read(&path) {
+            out.extend(b);
+        }
+    }
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir, 1).await;
+    keys_published(&bdir, 1).await;
+
+    let mut events = bob.events().await;
+    let sent = send(&ann, "bob", "first secret: marmalade").await;
+    assert_eq!(sent["state"], "sent", "the server took it: {sent}");
+    assert_eq!(sent["path"], "server");
+    let id = sent["id"].as_str().expect("id").to_owned();
+
+    // Bob's node opens it, shows it live, and tells ann it arrived.
+    let got = message_where(&bob, "ann", &id, |m| m["state"] == "received").await;
+    assert_eq!(got["text"], "first secret: marmalade");
+    assert_eq!(got["sender"], "ann");
+    let live = common::next_matching(&mut events, "a direct message", |e| {
+        e["type"] == "direct_message" && e["message"]["state"] == "received"
+    })
+    .await;
+    assert_eq!(live["message"]["id"], id);
+    message_where(&ann, "bob", &id, |m| m["state"] == "delivered").await;
+
+    // Read: bob's list counts it unread until he reads it; then ann sees
+    // `read`.
+    let (_, list) = bob.get("/dms").await;
+    assert_eq!(list["conversations"][0]["conversation"], "ann");
+    assert_eq!(list["conversations"][0]["unread"], 1);
+    let (status, read) = bob.post("/dms/ann/read", json!({})).await;
+    assert_eq!((status, read["read"].as_u64()), (StatusCode::OK, Some(1)));
+    message_where(&ann, "bob", &id, |m| m["state"] == "read").await;
+
+    // A reply in the same conversation, in order after it.
+    let reply = send(&bob, "ann", "second secret: quince").await;
+    let reply_id = reply["id"].as_str().expect("id").to_owned();
+    message_where(&ann, "bob", &reply_id, |m| m["state"] == "received").await;
+    let shown = history(&ann, "bob").await;
+    let order: Vec<&str> = shown.iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(order, [id.as_str(), reply_id.as_str()]);
+
+    // The server held only ciphertext: not in its database, its log,
+    // nor anywhere in its data directory.
+    let server_files = all_bytes(&sdir);
+    for secret in ["marmalade", "quince"] {
+        assert!(
+            !holds(&server_files, secret),
+            "the server's files hold the plaintext {secret:?}"
+        );
+    }
+    let ann_log = std::fs::read_to_string(adir.join("logs").join("segchat.log")).expect("log");
+    assert!(ann_log.contains("DM_SENT") && ann_log.contains("path=server"));
+    assert!(!ann_log.contains("marmalade"), "no text in the system log");
+    let bob_log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
+    assert!(bob_log.contains("DM_RECEIVED"));
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of_its_devices() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let (_p, pdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir, 1).await;
+    keys_published(&bdir, 1).await;
+
+    // Bob's node goes away; ann writes twice.
+    bob_node.shutdown().await;
+    let first = send(&ann, "bob", "while you were away").await;
+    let second = send(&ann, "bob", "and again").await;
+    assert_eq!(first["state"], "sent", "the mailbox took it");
+
+    // Back: both arrive, once each, in order.
+    let bob_node = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bob_node);
+    let second_id = second["id"].as_str().expect("id");
+    message_where(&bob, "ann", second_id, |_| true).await;
+    let shown = history(&bob, "ann").await;
+    let texts: Vec<&str> = shown.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["while you were away", "and again"]);
+    message_where(&ann, "bob", second_id, |m| m["state"] == "delivered").await;
+
+    // Bob signs in on a second node (his phone): new messages reach both,
+    // and what he writes from one shows on the other as his own.
+    let phone_node = start_node(server.addr, &pdir).await;
+    let phone = Api::of(&phone_node);
+    phone.wait_connected().await;
+    let (status, v) = phone
+        .post(
+            "/session/login",
+            json!({"username": "bob", "password": PASSWORD}),
+        )
+        .await;
+    assert!(status.is_success(), "login: {v}");
+    keys_published(&pdir, 1).await;
+    let both = send(&ann, "bob", "to all of you").await;
+    let both_id = both["id"].as_str().expect("id");
+    message_where(&bob, "ann", both_id, |m| m["text"] == "to all of you").await;
+    message_where(&phone, "ann", both_id, |m| m["text"] == "to all of you").await;
+    let mine = send(&phone, "ann", "from my phone").await;
+    let mine_id = mine["id"].as_str().expect("id");
+    message_where(&ann, "bob", mine_id, |m| m["state"] == "received").await;
+    let copy = message_where(&bob, "ann", mine_id, |_| true).await;
+    assert_eq!(copy["sender"], "bob");
+    assert_eq!(copy["text"], "from my phone");
+
+    // Nothing twice, after a restart of the receiver too.
+    bob_node.shutdown().await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bob_node);
+    bob.wait_connected().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ids: Vec<String> = history(&bob, "ann")
+        .await
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "a message shown twice: {ids:?}");
+    assert_eq!(ids.len(), 4);
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    phone_node.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_user_and_a_visitor_cannot_send_and_names_are_checked() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let (_v, vdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let visitor_node = start_node(server.addr, &vdir).await;
+    let (ann, bob, visitor) = (
+        Api::of(&ann_node),
+        Api::of(&bob_node),
+        Api::of(&visitor_node),
+    );
+    for api in [&ann, &bob, &visitor] {
+        api.wait_connected().await;
+    }
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&bdir, 1).await;
+
+    let (status, _) = bob.put("/blocks/ann", json!({})).await;
+    assert!(status.is_success());
+    let (status, v) = ann.post("/dms/bob", json!({"text": "let me in"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "refused like nobody: {v}");
+    assert!(
+        history(&ann, "bob").await.is_empty(),
+        "refused before it was kept"
+    );
+    assert!(history(&bob, "ann").await.is_empty());
+
+    let (status, v) = visitor
+        .post("/session/visit", json!({"display_name": "Drifter"}))
+        .await;
+    assert!(status.is_success(), "visit: {v}");
+    let (status, v) = visitor.post("/dms/ann", json!({"text": "hi"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+
+    for bad in ["..", "a/b", "x", "ann,,bob"] {
+        let (status, _) = ann
+            .post(&format!("/dms/{bad}"), json!({"text": "hi"}))
+            .await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{bad}: {status}"
+        );
+    }
+    let (status, _) = ann.post("/dms/ann", json!({"text": "me?"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not to oneself");
+    let (status, _) = ann.post("/dms/bob", json!({"text": "  "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no empty message");
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    visitor_node.shutdown().await;
+    server.stop().await;
+}
