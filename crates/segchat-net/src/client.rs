@@ -103,10 +103,7 @@ impl Client {
         let Some(url) = self.relay.clone() else {
             return false;
         };
-        crate::endpoint::use_relay(&self.endpoint, url).await;
-        tokio::time::timeout(timeout, self.endpoint.online())
-            .await
-            .is_ok()
+        crate::endpoint::use_relay_within(&self.endpoint, url, timeout).await
     }
 
     /// Opens a peer link to the node `id` through the relay only.

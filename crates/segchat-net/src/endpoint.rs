@@ -65,6 +65,31 @@ pub async fn use_relay(endpoint: &Endpoint, url: RelayUrl) {
         .await;
 }
 
+/// How often [`use_relay_within`] asks again while no home relay is up.
+const RELAY_NUDGE: Duration = Duration::from_secs(3);
+
+/// Starts using `url` and waits up to `timeout` for a home relay
+/// connection; whether one came up. iroh picks its home relay from a
+/// network report, and after one that found no relay (a probe lost on a
+/// busy machine) the next comes only 20–26 s later: while waiting, the
+/// relay is given again every few seconds, each time starting a report.
+pub async fn use_relay_within(endpoint: &Endpoint, url: RelayUrl, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        use_relay(endpoint, url.clone()).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if tokio::time::timeout(left.min(RELAY_NUDGE), endpoint.online())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+    }
+}
+
 /// Stops using `url`.
 pub async fn drop_relay(endpoint: &Endpoint, url: &RelayUrl) {
     endpoint.remove_relay(url).await;
