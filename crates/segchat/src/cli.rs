@@ -176,6 +176,36 @@ pub(crate) enum Command {
     /// other's presence without sharing a channel.
     #[command(subcommand)]
     Friend(FriendCommand),
+    /// Direct messages, end-to-end encrypted: `segchat dm USER TEXT…`
+    /// sends; `dm history USER` and `dm list` read (from this node's
+    /// store, offline too).
+    Dm(DmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct DmArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<DmCommand>,
+    /// Who to write to (several, comma-separated, for a group).
+    #[arg(required = true)]
+    pub(crate) user: Option<String>,
+    /// The message (the words are joined with spaces).
+    #[arg(required = true, trailing_var_arg = true)]
+    pub(crate) text: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DmCommand {
+    /// A conversation, oldest first, with each of your messages' state
+    /// (sent, delivered, read).
+    History {
+        user: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Your conversations, the most recent first, with unread counts.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

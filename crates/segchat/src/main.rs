@@ -14,6 +14,7 @@ mod channel_verbs;
 mod cli;
 mod client;
 mod config;
+mod dm_verbs;
 mod friend_verbs;
 mod message_verbs;
 mod output;

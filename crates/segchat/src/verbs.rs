@@ -403,6 +403,7 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         Command::Stream(cmd) => crate::stream_verbs::run(&node, json_out, cmd).await?,
         Command::Channel(cmd) => crate::channel_verbs::run(&node, &out, cmd).await?,
         Command::Friend(cmd) => crate::friend_verbs::run(&node, &out, cmd).await?,
+        Command::Dm(args) => crate::dm_verbs::run(&node, &out, args).await?,
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }
