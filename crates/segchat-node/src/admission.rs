@@ -69,6 +69,7 @@ pub(crate) fn check_peer_ticket(
         let what = match purpose {
             ProofPurpose::PeerConnect { channel } => format!("channel={channel}"),
             ProofPurpose::Watch { stream_id } => format!("stream={stream_id}"),
+            ProofPurpose::Dm { id } => format!("dm={id}"),
         };
         log.record(
             "PEER_REFUSED",

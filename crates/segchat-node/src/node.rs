@@ -181,6 +181,7 @@ impl Node {
         let device = crate::dm::Device::new(store.clone(), key.clone());
         let dms = crate::dm::service::Dms::new(
             device.clone(),
+            chat.clone(),
             link.clone(),
             bus.clone(),
             log.clone(),
@@ -227,8 +228,11 @@ impl Node {
             shutdown.clone(),
         ));
         // The peer layer: every protocol on the peer link is one entry.
-        let protocols: Vec<Arc<dyn PeerProtocol>> =
-            vec![Arc::new(chat.clone()), Arc::new(streams.clone())];
+        let protocols: Vec<Arc<dyn PeerProtocol>> = vec![
+            Arc::new(chat.clone()),
+            Arc::new(streams.clone()),
+            Arc::new(dms.clone()),
+        ];
         let router = iroh::protocol::Router::builder(endpoint)
             .accept(
                 segchat_net::ALPN_PEER,

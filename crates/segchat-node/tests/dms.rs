@@ -83,14 +83,15 @@ async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
 
     let mut events = bob.events().await;
     let sent = send(&ann, "bob", "first secret: marmalade").await;
-    assert_eq!(sent["state"], "sent", "the server took it: {sent}");
-    assert_eq!(sent["path"], "server");
+    assert_eq!(sent["state"], "sent", "bob's node took it: {sent}");
+    assert_eq!(sent["path"], "p2p", "both online: straight to bob's node");
     let id = sent["id"].as_str().expect("id").to_owned();
 
     // Bob's node opens it, shows it live, and tells ann it arrived.
     let got = message_where(&bob, "ann", &id, |m| m["state"] == "received").await;
     assert_eq!(got["text"], "first secret: marmalade");
     assert_eq!(got["sender"], "ann");
+    assert_eq!(got["path"], "p2p");
     let live = common::next_matching(&mut events, "a direct message", |e| {
         e["type"] == "direct_message" && e["message"]["state"] == "received"
     })
@@ -125,10 +126,17 @@ async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
         );
     }
     let ann_log = std::fs::read_to_string(adir.join("logs").join("segchat.log")).expect("log");
-    assert!(ann_log.contains("DM_SENT") && ann_log.contains("path=server"));
+    assert!(
+        ann_log
+            .lines()
+            .any(|l| l.contains("DM_SENT") && l.contains(&id) && l.contains("path=p2p")),
+        "the log says which path carried it"
+    );
     assert!(!ann_log.contains("marmalade"), "no text in the system log");
     let bob_log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
-    assert!(bob_log.contains("DM_RECEIVED"));
+    assert!(bob_log
+        .lines()
+        .any(|l| l.contains("DM_RECEIVED") && l.contains(&id) && l.contains("path=p2p")));
 
     ann_node.shutdown().await;
     bob_node.shutdown().await;
@@ -157,6 +165,7 @@ async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of
     let first = send(&ann, "bob", "while you were away").await;
     let second = send(&ann, "bob", "and again").await;
     assert_eq!(first["state"], "sent", "the mailbox took it");
+    assert_eq!(first["path"], "server", "bob's node is away");
 
     // Back: both arrive, once each, in order.
     let bob_node = start_node(server.addr, &bdir).await;

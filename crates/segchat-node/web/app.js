@@ -1,7 +1,8 @@
 // segchat web UI: state, layout and the wiring to the node's API and its
 // event WebSocket. Drawing lives in modules of its own: the sidebar, the
 // header and banners, the timeline and what a message holds (markdown,
-// reactions, actions), the composer, the members panel, search, dialogs
+// reactions, actions), the composer, the members panel, search, dialogs,
+// direct messages (which take the conversation area while one is open)
 // and the sign-in screen. Everything updates from pushed events; nothing
 // polls.
 
@@ -23,6 +24,7 @@ import { renderHeader as drawHeader, renderBanners as drawBanners } from './head
 import { openCreateDialog as openCreate } from './create-dialog.js';
 import { openChannelSettings, closeSettingsFor } from './channel-settings.js';
 import { Friends } from './friends.js';
+import { DirectMessages, conversationTitle } from './dms.js';
 
 const root = document.getElementById('app');
 const phone = window.matchMedia('(max-width: 768px)');
@@ -71,6 +73,42 @@ const search = new SearchPanel({
 const friends = new Friends({
   changed: () => { renderSide(); if (s.panel === 'friends') renderPanel(); },
   close: () => togglePanel('friends'),
+  message: (name) => dms.show(name),
+});
+// Direct messages (dms.js): while one is open, no channel is.
+const dms = new DirectMessages({
+  me: () => s.me,
+  ui: () => ui,
+  limit: () => (s.node && s.node.max_body_len) || 4000,
+  isPhone: () => phone.matches,
+  presenceOf: (name) => {
+    const f = friends.list.find((r) => r.kind === 'friend' && r.username === name);
+    if (f && f.presence) return f.presence;
+    for (const [, list] of s.members) {
+      const m = list && list.find((x) => x.username === name);
+      if (m) return m.presence;
+    }
+    return null;
+  },
+  friendNames: () => friends.list.filter((r) => r.kind === 'friend').map((r) => r.username),
+  opening: () => {
+    if (s.current) {
+      scheduleRead.flush(s.current);
+      const ta = ui.composer.querySelector('textarea');
+      if (ta) s.drafts.set(s.current, ta.value);
+    }
+    s.current = null;
+    s.sidebarOpen = false;
+    s.statusMenuOpen = false;
+    s.sendError = '';
+    if (phone.matches) s.panel = null;
+    for (const st of s.chans.values()) st.newFrom = null;
+    ui.newBar.hidden = true;
+    ui.jump.hidden = true;
+    if (streams) streams.render();
+  },
+  redraw: () => renderAll(),
+  changed: () => renderSide(),
 });
 // Reply, react, edit and delete (message-actions.js), and its state.
 const msgActions = new MessageActions({
@@ -196,7 +234,7 @@ function enterApp(session) {
   const banners = h('div', { class: 'banners', id: 'banners' });
   const timeline = h('div', { class: 'timeline', id: 'timeline', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', tabindex: '0' });
   timelineKeys(timeline, {
-    setActive: (id) => { if (s.current) chan(s.current).activeMsg = id; },
+    setActive: (id) => { if (dms.open) dms.setActive(id); else if (s.current) chan(s.current).activeMsg = id; },
     older: () => loadOlder(),
     toComposer: focusComposer,
   });
@@ -227,6 +265,7 @@ function enterApp(session) {
   renderAll();
   refreshAll().then(() => {
     const wanted = decodeURIComponent(location.hash.slice(1));
+    if (wanted.startsWith('@') && s.me.kind === 'user') { dms.show(wanted.slice(1)); return; }
     const first = channelInfo(wanted) ? wanted : pickDefault();
     // Ready to type: the message box has focus (not on a phone, where it
     // would open the keyboard over the conversation).
@@ -261,8 +300,9 @@ function renderLayout() {
   ui.main.inert = phone.matches && (s.sidebarOpen || !!s.panel);
   ui.membersBtn.setAttribute('aria-pressed', String(s.panel === 'members'));
   ui.membersBtn.setAttribute('aria-label', s.panel === 'members' ? 'Hide members' : 'Show members');
-  const total = Object.values(s.unread).reduce((a, b) => a + b, 0);
-  document.title = `${total ? `(${total}) ` : ''}${s.current ? `#${channelTitle(channelInfo(s.current), s.current)} — ` : ''}segchat`;
+  const total = Object.values(s.unread).reduce((a, b) => a + b, 0) + dms.unreadTotal();
+  const where = s.current ? `#${channelTitle(channelInfo(s.current), s.current)} — ` : dms.open ? `@${conversationTitle(dms.open)} — ` : '';
+  document.title = `${total ? `(${total}) ` : ''}${where}segchat`;
 }
 
 function closeOverlays() {
@@ -282,6 +322,7 @@ function renderSide() {
     closeSidebar: () => { s.sidebarOpen = false; renderLayout(); },
     friends: () => { s.sidebarOpen = false; openFriends(friends.incoming() ? 'pending' : 'online'); },
     friendRequests: () => friends.incoming(),
+    dms: () => dms.sidebarSection(),
     toggleStatusMenu: () => {
       s.statusMenuOpen = !s.statusMenuOpen;
       renderSide();
@@ -315,7 +356,8 @@ const headerDeps = {
 };
 
 function renderHeader() {
-  if (ui) drawHeader(ui.headMain, s, headerDeps);
+  if (ui && dms.open) dms.renderHeader(ui.headMain);
+  else if (ui) drawHeader(ui.headMain, s, headerDeps);
 }
 
 function renderBanners() {
@@ -331,6 +373,7 @@ function atBottom() {
 
 function drawTimeline(opts = {}) {
   if (!ui) return;
+  if (dms.open) { dms.drawTimeline(opts); return; }
   const t = ui.timeline;
   if (!s.current) {
     clear(t, h('div', { class: 'empty-state' },
@@ -429,6 +472,7 @@ async function loadLatest(name) {
 }
 
 async function loadOlder() {
+  if (dms.open) return dms.loadOlder();
   const name = s.current;
   if (!name) return;
   const st = chan(name);
@@ -524,8 +568,8 @@ async function refreshUnread() {
 const scheduleUnread = debounce(refreshUnread, 300);
 
 async function refreshAll() {
-  const friendsToo = s.me && s.me.kind === 'user' ? friends.load() : null;
-  await Promise.all([refreshChannels(), refreshUnread(), refreshStreams(), friendsToo]);
+  const user = s.me && s.me.kind === 'user';
+  await Promise.all([refreshChannels(), refreshUnread(), refreshStreams(), user ? friends.load() : null, user ? dms.load() : null]);
 }
 
 // Opens the friends panel on `tab`.
@@ -546,6 +590,7 @@ async function refreshStreams() {
 
 async function openChannel(name, opts = {}) {
   if (!ui) return;
+  dms.close();
   const switching = s.current !== name;
   if (switching && s.current) scheduleRead.flush(s.current);
   if (s.current && ui.composer.querySelector('textarea')) s.drafts.set(s.current, ui.composer.querySelector('textarea').value);
@@ -676,7 +721,8 @@ const composerDeps = {
 };
 
 function renderComposer(force = true, focus = false) {
-  if (ui) drawComposer(ui.composer, s, composerDeps, force, focus);
+  if (ui && dms.open) dms.renderComposer(force, focus);
+  else if (ui) drawComposer(ui.composer, s, composerDeps, force, focus);
 }
 
 // ---------------------------------------------------------------- members and search panel
@@ -705,6 +751,7 @@ function renderPanel() {
   if (!ui) return;
   if (s.panel === 'search') return renderSearchPanel();
   if (s.panel === 'friends') return friends.render(ui.panel);
+  if (s.panel === 'members' && dms.open) return dms.renderMembers(ui.panel, () => togglePanel('members'));
   if (s.panel !== 'members') { clear(ui.panel); ui.panel.removeAttribute('aria-label'); return; }
   renderMembers(ui.panel, s, () => togglePanel('members'));
 }
@@ -791,6 +838,7 @@ function resetData() {
   s.links = {};
   s.current = null;
   friends.reset();
+  dms.reset();
   s.panel = phone.matches ? null : 'members';
   history.replaceState(null, '', '/');
 }
@@ -835,6 +883,7 @@ async function resync() {
     refreshChannel(s.current);
     loadMembers(s.current);
   }
+  dms.refresh();
   renderBanners();
 }
 
@@ -897,8 +946,13 @@ function onEvent(ev) {
       else if (ev.kind === 'friend' && was === 'outgoing') showNotice(`${name} accepted your friend request`);
       break;
     }
+    case 'direct_message':
+    case 'direct_message_updated':
+      dms.event(ev);
+      break;
     case 'presence':
       friends.presence(ev.username, ev.status);
+      dms.presence(ev.username, ev.status);
       for (const [, list] of s.members) {
         if (!list) continue;
         for (const m of list) if (m.username === ev.username) m.presence = ev.status;
@@ -1020,6 +1074,7 @@ window.addEventListener('focus', activity);
 
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden && s.current && s.unread[s.current]) markRead(s.current);
+  dms.visible();
 });
 
 phone.addEventListener('change', () => {

@@ -57,6 +57,8 @@ export function toast(host, text, action) {
 // Inline SVG icons (no external requests; CSP allows only 'self').
 const PATHS = {
   hash: 'M10 3 8 21M16 3l-2 18M4 8h17M3 16h17',
+  at: 'M12 16a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM16 12v1.5a2.5 2.5 0 0 0 5 0V12a9 9 0 1 0-3.6 7.2',
+  message: 'M4 5h16v11H9l-5 4z',
   plus: 'M12 5v14M5 12h14',
   users: 'M16 19v-1a4 4 0 0 0-4-4H6a4 4 0 0 0-4 4v1M9 10a3.5 3.5 0 1 0 0-7 3.5 3.5 0 0 0 0 7zM22 19v-1a4 4 0 0 0-3-3.9M16 3.1a3.5 3.5 0 0 1 0 6.8',
   search: 'M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14zM21 21l-5-5',

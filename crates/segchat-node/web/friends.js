@@ -1,5 +1,6 @@
-// The friends panel: friends online and all, requests both ways (accept,
-// decline, cancel), blocked users, and a form to ask someone by name.
+// The friends panel: friends online and all (each with "Message", which
+// opens a direct message), requests both ways (accept, decline, cancel),
+// blocked users, and a form to ask someone by name.
 // What the server says (`GET /friends`, each answer, `relation` events)
 // is the only truth here: an action's answer replaces the row it names.
 
@@ -20,7 +21,8 @@ const here = (p) => p === 'online' || p === 'idle';
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 
 export class Friends {
-  // deps: changed() after the list changed (redraw), close() the panel.
+  // deps: changed() after the list changed (redraw), close() the panel,
+  // message(username) opens a direct message.
   constructor(deps) {
     this.deps = deps;
     this.reset();
@@ -142,6 +144,10 @@ export class Friends {
     }[r.kind];
     const actions = {
       friend: [
+        h('button', {
+          type: 'button', class: 'icon-btn small', 'aria-label': `Message ${name}`, title: `Message ${name}`,
+          dataset: { action: 'message' }, onclick: () => this.deps.message(r.username),
+        }, icon('message')),
         button('Remove', 'remove', () => this.act('DELETE', `/friends/${u}`, () => `${name} is no longer your friend.`)),
         button('Block', 'block', () => this.act('PUT', `/blocks/${u}`, () => `Blocked ${name}.`)),
       ],

@@ -1,5 +1,6 @@
-// The channel sidebar: "Friends" (with requests waiting), then channels
-// hosted by me, joined, discoverable; each with its
+// The channel sidebar: "Friends" (with requests waiting), direct
+// messages (drawn by dms.js), then channels hosted by me, joined,
+// discoverable; each with its
 // host's status, an unread badge and, apart from it, a red "@N" badge of
 // unread messages that mention me. "Enable notifications" (for mentions)
 // shows until the browser was asked. The user panel with the status
@@ -96,6 +97,7 @@ export function renderSidebar(el, s, on) {
       h('button', { type: 'button', class: 'icon-btn small only-phone', 'aria-label': 'Close channel list', onclick: on.closeSidebar }, icon('close'))),
     h('nav', { class: 'chan-nav', 'aria-label': 'Channels' },
       visitor ? null : friendsButton(on),
+      visitor ? null : on.dms(),
       sections,
       visitor ? null : h('button', { type: 'button', class: 'btn ghost small invite-btn', id: 'invite-people', onclick: on.invite }, icon('users'), 'Invite people'),
       s.notify === 'default' ? h('button', {

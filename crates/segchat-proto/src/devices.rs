@@ -159,6 +159,15 @@ impl OneTimeKey {
 pub struct ClaimedDevice {
     pub keys: DeviceKeys,
     pub one_time_key: Option<OneTimeKey>,
+    /// Where the device's node takes peer connections, while it is online
+    /// (and visible to the claimer): a direct message goes there first,
+    /// and through the server's mailbox when that fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::types::arb::socket_addr())")
+    )]
+    pub p2p_addr: Option<std::net::SocketAddr>,
 }
 
 #[cfg(test)]

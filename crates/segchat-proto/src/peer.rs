@@ -78,6 +78,17 @@ pub enum Request {
         stream_id: u64,
         report: StreamReport,
     },
+    /// Hand over a direct message sealed for this node's device (the
+    /// same envelope the server's mailbox would carry), proving who sends
+    /// it like `peer_connect` does. Answers `dm_kept` once it is stored
+    /// (or was already).
+    Dm {
+        ticket: SignedTicket,
+        /// The ticket's node key's signature (hex) over this link's
+        /// welcome nonce and the envelope's id ([`crate::ticket::prove`]).
+        proof: String,
+        envelope: crate::mailbox::Envelope,
+    },
     /// Liveness: the host answers `pong`. A member sends one when it has
     /// sent nothing for the welcome's `heartbeat_ms` (see [`LIVENESS`]).
     Ping,
@@ -122,6 +133,11 @@ pub enum Reply {
     },
     /// Answer to `unwatch` and `stream_report`.
     Done,
+    /// Answer to `dm`: the message is stored on this device.
+    DmKept {
+        #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
+        id: Uuid,
+    },
     /// Answer to `ping`.
     Pong,
 }

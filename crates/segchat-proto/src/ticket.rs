@@ -52,6 +52,8 @@ pub enum ProofPurpose<'a> {
     PeerConnect { channel: &'a str },
     /// `watch` of this stream.
     Watch { stream_id: u64 },
+    /// `dm`: handing over this direct message (its id).
+    Dm { id: &'a uuid::Uuid },
 }
 
 /// What the server vouches for.
@@ -171,6 +173,10 @@ pub fn proof_bytes(
         ProofPurpose::Watch { stream_id } => {
             out.push(2);
             out.extend_from_slice(&stream_id.to_be_bytes());
+        }
+        ProofPurpose::Dm { id } => {
+            out.push(3);
+            out.extend_from_slice(id.as_bytes());
         }
     }
     Ok(out)

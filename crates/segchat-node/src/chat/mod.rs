@@ -220,6 +220,49 @@ impl Chat {
         self.link().state().max_body_len()
     }
 
+    /// This node's ticket for its session, fetched when it has none or
+    /// it is about to expire: for other protocols on the peer layer.
+    pub(crate) async fn peer_ticket(&self) -> Result<SignedTicket, Failure> {
+        let soon = crate::clock::now_ms() + 60_000;
+        match self.ticket() {
+            Some(t) if t.ticket.expires_at_ms > soon => Ok(t),
+            _ => self.fetch_ticket().await,
+        }
+    }
+
+    /// How this node dials peers: for other protocols on the peer layer.
+    pub(crate) fn dialer(&self) -> &crate::transport::Transport {
+        self.transport()
+    }
+
+    /// Checks a ticket presented on a peer link for `purpose` (the
+    /// server's signature, not expired nor revoked, the link's own key,
+    /// the proof over its nonce): for other protocols on the peer layer.
+    pub(crate) fn check_presented(
+        &self,
+        link: &crate::p2p::PeerLink,
+        ticket: &SignedTicket,
+        purpose: segchat_proto::ticket::ProofPurpose<'_>,
+        proof: &str,
+        role: &str,
+    ) -> Result<(), Failure> {
+        let presented = crate::admission::Presented {
+            ticket,
+            nonce: &link.nonce,
+            purpose,
+            proof,
+            addr: link.addr,
+            transport_key: &link.remote_key,
+        };
+        crate::admission::check_peer_ticket(
+            self.server_key(),
+            presented,
+            self.revoked(),
+            self.log(),
+            role,
+        )
+    }
+
     fn ticket(&self) -> Option<SignedTicket> {
         let t = lock(&self.inner.ticket).clone()?;
         let me = self.session()?;

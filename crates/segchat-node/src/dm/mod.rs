@@ -6,6 +6,8 @@
 //! - `service.rs`: sending (outbox, encrypting per device, the server's
 //!   mailbox), receiving (fetching, opening, keeping, acknowledging),
 //!   receipts, and the conversations the API shows.
+//! - `p2p.rs`: the same envelopes handed straight to an online device's
+//!   node on a peer link (`dm`), the server's mailbox when that fails.
 //!
 //! Invariant: the Olm state is loaded, changed and saved under
 //! [`Device::lock`] only, so the key publisher and the DM service never
@@ -14,6 +16,7 @@
 
 pub(crate) mod keys;
 pub(crate) mod olm;
+pub(crate) mod p2p;
 pub(crate) mod service;
 
 use std::sync::Arc;

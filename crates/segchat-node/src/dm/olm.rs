@@ -306,6 +306,7 @@ mod tests {
         ClaimedDevice {
             keys: olm.device_keys(node),
             one_time_key: keys.into_iter().find(|k| !k.fallback),
+            p2p_addr: None,
         }
     }
 

@@ -21,15 +21,17 @@
 //! own API subscribers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
 use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Sealed};
+use segchat_proto::friends::RelationKind;
 use segchat_proto::mailbox::{Delivered, Envelope, MAX_BODY, MAX_ENVELOPES};
 use segchat_proto::tracker::{Event, Reply, Request};
-use segchat_proto::types::AccountKind;
+use segchat_proto::types::{AccountKind, NodeAddr};
 use segchat_proto::{Failure, Status};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -38,9 +40,10 @@ use vodozemac::olm::OlmMessage;
 
 use super::olm::Olm;
 use super::Device;
+use crate::chat::Chat;
 use crate::events::{ChatEvent, EventBus, NodeEvent};
 use crate::link::LinkHandle;
-use crate::store::{Conversation, DmRow, DmState, Receipt};
+use crate::store::{Conversation, DmRow, DmState, Kept, Receipt};
 
 /// How long a user's device list is trusted before asking again (a new
 /// device of theirs is reached after at most this long).
@@ -49,6 +52,8 @@ const DEVICES_FRESH: Duration = Duration::from_secs(60);
 const RETRY: Duration = Duration::from_secs(10);
 /// Envelopes fetched per `fetch_dms`.
 const FETCH_BATCH: u32 = 200;
+/// How long the list of users this node's user blocked is trusted.
+const BLOCKS_FRESH: Duration = Duration::from_secs(30);
 /// How far ahead of this node's clock a sender's clock is believed.
 const CLOCK_SKEW_MS: u64 = 60_000;
 
@@ -76,6 +81,10 @@ struct Inner {
     mailbox: Notify,
     /// The hybrid clock: the last `sent_at_ms` given or seen.
     clock: Mutex<u64>,
+    /// Checks tickets on peer links; this node's ticket; dialing.
+    chat: Chat,
+    /// Whom this node's user blocked, and when that was asked.
+    blocked: Mutex<Option<(Instant, Vec<String>)>>,
     /// Each user's devices as last claimed (by lowercased name): when,
     /// the name as the server spells it, the devices without keys.
     devices: Mutex<HashMap<String, DeviceList>>,
@@ -100,6 +109,7 @@ pub(crate) enum DmError {
 impl Dms {
     pub(crate) fn new(
         device: Device,
+        chat: Chat,
         link: LinkHandle,
         bus: EventBus,
         log: SystemLog,
@@ -108,6 +118,8 @@ impl Dms {
         Dms {
             inner: Arc::new(Inner {
                 device,
+                chat,
+                blocked: Mutex::new(None),
                 link,
                 bus,
                 log,
@@ -118,6 +130,14 @@ impl Dms {
                 devices: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    pub(crate) fn chat(&self) -> &Chat {
+        &self.inner.chat
+    }
+
+    pub(crate) fn node_signing_key(&self) -> &ed25519_dalek::SigningKey {
+        self.inner.device.node()
     }
 
     /// The signed-in user, if a registered one.
@@ -345,16 +365,17 @@ impl Dms {
         let outcome = self.seal_and_send(account, &members, &payload, false).await;
         let store = self.inner.device.store();
         let result = match outcome {
-            Ok(devices) => {
+            Ok(reach) => {
+                let path = reach.path();
                 self.inner.log.record(
                     "DM_SENT",
                     &self.inner.server,
                     format!(
-                        "id={} to={} devices={devices} path=server",
-                        row.id, row.conversation
+                        "id={} to={} devices={} direct={} path={path}",
+                        row.id, row.conversation, reach.devices, reach.direct
                     ),
                 );
-                store.dm_sent(account, &row.id, Ok("server")).await
+                store.dm_sent(account, &row.id, Ok(path)).await
             }
             Err(Delivery::Never(f)) => {
                 self.inner.log.record(
@@ -395,17 +416,58 @@ impl Dms {
         to: &[String],
         payload: &DmPayload,
         only_named: bool,
-    ) -> Result<usize, Delivery> {
+    ) -> Result<Reach, Delivery> {
         const ROUNDS: usize = 3;
         let plaintext = serde_json::to_vec(payload)
             .map_err(|e| Delivery::Never(Failure::bad_request(e.to_string())))?;
         let mut addressed: HashSet<String> = HashSet::new();
+        let mut direct = 0;
+        let mut refreshed = false;
         let mut users: Vec<String> = to.to_vec();
         for _ in 0..ROUNDS {
-            let envelopes = self
+            let sealed = self
                 .seal(account, &users, payload.id, &plaintext, &addressed)
                 .await?;
+            // Straight to each device whose node is online; the server's
+            // mailbox for the others and for any that does not take it.
+            let tries = sealed.iter().map(|(e, at)| async move {
+                let at = (*at)?;
+                let to = NodeAddr {
+                    node_id: e.to_node.clone(),
+                    addr: at,
+                };
+                match super::p2p::hand_over(self, to, e).await {
+                    Ok(()) => Some(()),
+                    Err(why) => {
+                        tracing::info!(device = %e.to_node, %why, "direct hand-over failed; using the server");
+                        // Its address may be stale: ask the server again
+                        // next time rather than wait on it once more.
+                        self.forget_devices(&e.to);
+                        None
+                    }
+                }
+            });
+            let handed = futures::future::join_all(tries).await;
+            let mut envelopes = Vec::new();
+            for ((e, _), done) in sealed.into_iter().zip(handed) {
+                if done.is_some() {
+                    direct += 1;
+                    addressed.insert(e.to_node);
+                } else {
+                    envelopes.push(e);
+                }
+            }
             let mut again: BTreeSet<String> = BTreeSet::new();
+            if envelopes.is_empty() && !refreshed {
+                // Nothing went through the server, which would have named
+                // devices this node does not know of yet (a new sign-in):
+                // ask for the lists once more.
+                refreshed = true;
+                for u in &users {
+                    self.forget_devices(u);
+                }
+                again.extend(users.iter().cloned());
+            }
             for chunk in envelopes.chunks(MAX_ENVELOPES) {
                 let request = Request::SendDm {
                     envelopes: chunk.to_vec(),
@@ -431,14 +493,20 @@ impl Dms {
                 again.retain(|u| to.iter().any(|t| t.eq_ignore_ascii_case(u)));
             }
             if again.is_empty() {
-                return Ok(addressed.len());
+                return Ok(Reach {
+                    devices: addressed.len(),
+                    direct,
+                });
             }
             for u in &again {
                 self.forget_devices(u);
             }
             users = again.into_iter().collect();
         }
-        Ok(addressed.len())
+        Ok(Reach {
+            devices: addressed.len(),
+            direct,
+        })
     }
 
     /// Encrypts `plaintext` for the devices of `users` not yet in
@@ -450,7 +518,7 @@ impl Dms {
         id: Uuid,
         plaintext: &[u8],
         addressed: &HashSet<String>,
-    ) -> Result<Vec<Envelope>, Delivery> {
+    ) -> Result<Vec<(Envelope, Option<SocketAddr>)>, Delivery> {
         let device = &self.inner.device;
         let (_guard, mut olm) = device
             .open(account)
@@ -494,12 +562,13 @@ impl Dms {
                         "the message is too large to encrypt",
                     )));
                 }
-                envelopes.push(Envelope {
+                let envelope = Envelope {
                     id,
                     to: user.clone(),
                     to_node: d.keys.node_key.clone(),
                     body,
-                });
+                };
+                envelopes.push((envelope, d.p2p_addr));
             }
         }
         device
@@ -548,6 +617,7 @@ impl Dms {
             .map(|d| ClaimedDevice {
                 keys: d.keys.clone(),
                 one_time_key: None,
+                p2p_addr: d.p2p_addr,
             })
             .collect();
         let mut cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
@@ -610,6 +680,10 @@ impl Dms {
                 _ = self.inner.mailbox.notified() => {}
                 ev = events.recv() => match ev {
                     Ok(NodeEvent::Tracker(Event::Dm(_))) => {}
+                    Ok(NodeEvent::Tracker(Event::Relation(_))) => {
+                        *self.inner.blocked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        continue;
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -661,7 +735,7 @@ impl Dms {
         let mut messages = Vec::new();
         let mut receipts = Vec::new();
         for e in &envelopes {
-            match self.open_envelope(account, &mut olm, e) {
+            match self.open_envelope(account, &mut olm, e, "server") {
                 Ok(Opened::Message(row)) => messages.push(row),
                 Ok(Opened::Receipt(r)) => receipts.push(r),
                 Err(why) => self.inner.log.record(
@@ -691,12 +765,19 @@ impl Dms {
             // Kept already: the next fetch starts after it anyway.
             tracing::info!(error = %f, "could not acknowledge direct messages");
         }
+        self.after_kept(account, kept, "server").await;
+        Ok(has_more)
+    }
+
+    /// Tells what a batch changed: the log, this node's API subscribers,
+    /// and the senders (a `delivered` receipt).
+    async fn after_kept(&self, account: &str, kept: Kept, path: &str) {
         for m in &kept.new {
             self.inner.log.record(
                 "DM_RECEIVED",
                 &self.inner.server,
                 format!(
-                    "id={} from={} conversation={} path=server",
+                    "id={} from={} conversation={} path={path}",
                     m.id, m.sender, m.conversation
                 ),
             );
@@ -722,11 +803,92 @@ impl Dms {
             self.send_receipts(account, &members, &rows, ReceiptState::Delivered)
                 .await;
         }
-        Ok(has_more)
+    }
+
+    /// Keeps a message a peer handed over directly (`dm` on a peer link)
+    /// for `to`, this node's account: opened and kept like one from the
+    /// mailbox, in one transaction with the Olm state.
+    pub(crate) async fn receive_direct(&self, to: &str, e: Delivered) -> Result<(), Failure> {
+        let account = self
+            .account()
+            .filter(|a| a.eq_ignore_ascii_case(to))
+            .ok_or_else(|| Failure::not_found(format!("{to} is not signed in here")))?;
+        if self.blocked_by_me(&e.from).await? {
+            // As the server answers a blocked sender: nobody here.
+            return Err(Failure::not_found(format!("no user named {account:?}")));
+        }
+        let device = &self.inner.device;
+        let (guard, mut olm) = device.open(&account).await.map_err(super::p2p::not_kept)?;
+        let (messages, receipts) = match self.open_envelope(&account, &mut olm, &e, "p2p") {
+            Ok(Opened::Message(row)) => (vec![row], Vec::new()),
+            Ok(Opened::Receipt(r)) => (Vec::new(), vec![r]),
+            Err(why) => {
+                self.inner.log.record(
+                    "DM_DROPPED",
+                    &self.inner.server,
+                    format!("from={} path=p2p reason={why}", e.from),
+                );
+                return Err(Failure::bad_request(format!("could not open it: {why}")));
+            }
+        };
+        let store = device.store();
+        let kept = store
+            .dm_keep(
+                &account,
+                olm.pickle(device.pickle_key()),
+                messages,
+                receipts,
+                0,
+            )
+            .await
+            .map_err(super::p2p::not_kept)?;
+        drop(guard);
+        let this = self.clone();
+        // Receipts go out after the answer, not before it.
+        tokio::spawn(async move { this.after_kept(&account, kept, "p2p").await });
+        Ok(())
+    }
+
+    /// Whether this node's user blocked `user`, from the server's list
+    /// (kept for a while, dropped on every change); refused while it
+    /// cannot be known.
+    async fn blocked_by_me(&self, user: &str) -> Result<bool, Failure> {
+        {
+            let cache = self.inner.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, blocked)) = cache.as_ref() {
+                if at.elapsed() < BLOCKS_FRESH {
+                    return Ok(blocked.iter().any(|b| b.eq_ignore_ascii_case(user)));
+                }
+            }
+        }
+        let relations = match self.inner.link.request(Request::Relations).await {
+            Ok(Reply::Relations { relations }) => relations,
+            Ok(_) => return Err(Failure::unavailable("cannot check blocks now")),
+            Err(_) => {
+                return Err(Failure::unavailable(
+                    "cannot check blocks now; use the server",
+                ))
+            }
+        };
+        let blocked: Vec<String> = relations
+            .into_iter()
+            .filter(|r| r.kind == Some(RelationKind::Blocked))
+            .map(|r| r.username)
+            .collect();
+        let found = blocked.iter().any(|b| b.eq_ignore_ascii_case(user));
+        *self.inner.blocked.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), blocked));
+        Ok(found)
     }
 
     /// Opens one envelope: who sent it, checked, and what it says.
-    fn open_envelope(&self, account: &str, olm: &mut Olm, e: &Delivered) -> Result<Opened, String> {
+    fn open_envelope(
+        &self,
+        account: &str,
+        olm: &mut Olm,
+        e: &Delivered,
+        path: &str,
+    ) -> Result<Opened, String> {
         let sealed: Sealed =
             serde_json::from_str(&e.body).map_err(|_| "not a sealed message".to_owned())?;
         sealed.sender.verify().map_err(|e| e.to_string())?;
@@ -766,7 +928,7 @@ impl Dms {
                 sender: payload.from,
                 sent_at_ms: payload.sent_at_ms,
                 text,
-                path: Some("server".into()),
+                path: Some(path.into()),
                 error: None,
             })),
             DmContent::Receipt { ids, state } => Ok(Opened::Receipt(Receipt {
@@ -777,6 +939,26 @@ impl Dms {
                     ReceiptState::Read => DmState::Read,
                 },
             })),
+        }
+    }
+}
+
+/// How far a message went: to how many devices, how many of them
+/// straight to their node.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    devices: usize,
+    direct: usize,
+}
+
+impl Reach {
+    /// `p2p` when every device got it straight from this node (none
+    /// through the server), else `server`.
+    fn path(self) -> &'static str {
+        if self.direct > 0 && self.direct == self.devices {
+            "p2p"
+        } else {
+            "server"
         }
     }
 }

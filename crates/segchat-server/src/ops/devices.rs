@@ -6,6 +6,7 @@
 
 use segchat_proto::devices::{DeviceKeys, KeyError, OneTimeKey};
 use segchat_proto::tracker::Reply;
+use segchat_proto::types::Presence;
 use segchat_proto::Failure;
 
 use super::{friends, now_ms, registered, store_failure, ConnCtx, Shared};
@@ -100,11 +101,20 @@ pub(super) async fn claim(
     } else {
         String::new()
     };
-    let devices = shared
+    let mut devices = shared
         .store
         .claim_keys(user.id, &except, &have_sessions)
         .await
         .map_err(|e| store_failure(shared, ctx, e))?;
+    // Where each device's node takes peer connections, if it is online
+    // and the claimer may see it so (not for an invisible user).
+    let online = shared.hub.peers(p, Some(&[user.id]), &[]);
+    for d in &mut devices {
+        d.p2p_addr = online
+            .iter()
+            .find(|peer| peer.node_id == d.keys.node_key && peer.status != Presence::Offline)
+            .map(|peer| peer.p2p_addr);
+    }
     shared.log.record(
         "KEYS_CLAIMED",
         ctx.addr,

@@ -139,6 +139,7 @@ pub(super) async fn claim(
             out.push(ClaimedDevice {
                 keys,
                 one_time_key: None,
+                p2p_addr: None,
             });
             continue;
         }
@@ -162,7 +163,11 @@ pub(super) async fn claim(
             }),
             None => fallback,
         };
-        out.push(ClaimedDevice { keys, one_time_key });
+        out.push(ClaimedDevice {
+            keys,
+            one_time_key,
+            p2p_addr: None,
+        });
     }
     tx.commit().await?;
     Ok(out)

@@ -121,6 +121,7 @@ pub(super) fn claim(
             out.push(ClaimedDevice {
                 keys,
                 one_time_key: None,
+                p2p_addr: None,
             });
             continue;
         }
@@ -142,7 +143,11 @@ pub(super) fn claim(
             }),
             None => fallback,
         };
-        out.push(ClaimedDevice { keys, one_time_key });
+        out.push(ClaimedDevice {
+            keys,
+            one_time_key,
+            p2p_addr: None,
+        });
     }
     tx.commit()?;
     Ok(out)

@@ -1,0 +1,630 @@
+// Direct messages, end-to-end encrypted by the node (`/dms…`): the
+// "Direct messages" section of the sidebar (the other person's presence
+// when known, an unread badge, "+" to write to someone by name), and an
+// open conversation in the main area — its header, its history (older
+// pages on scroll), the delivery state of my own messages (sending, sent,
+// delivered, read, not delivered) and a message box. Live from the
+// `direct_message` and `direct_message_updated` events. What the node
+// says is the only truth: rows merge by id and a state never moves back.
+//
+// A conversation is named by its other members (one username, or several
+// joined by `,`); while one is open no channel is (`s.current` is null in
+// app.js, which hands its header, timeline, composer and members panel
+// to this module).
+
+import { api, enc } from './api.js';
+import { h, clear, icon, announce } from './dom.js';
+import { displayName, clock, stamp, fullTime, relative, dayKey, dayLabel, PRESENCE_LABEL } from './format.js';
+import { avatar } from './sidebar.js';
+import { parse, render, excerpt } from './markdown.js';
+import { roveTimeline, focusAddress, findAddress } from './timeline-keys.js';
+import { notificationState } from './mentions.js';
+
+const PAGE = 50;
+const GROUP_MS = 5 * 60 * 1000;
+// The node's order of states (store/dms.rs): a row keeps the furthest.
+const RANK = { pending: 0, failed: 1, sent: 2, received: 3, delivered: 4, read: 5 };
+// What my own message's state shows: a glyph, and its words.
+const STATE = {
+  pending: ['◷', 'Sending…'],
+  sent: ['✓', 'Sent'],
+  delivered: ['✓✓', 'Delivered'],
+  read: ['✓✓', 'Read'],
+  failed: ['!', 'Not delivered'],
+};
+// Usernames as the server checks them (segchat-proto validate_username).
+const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
+
+const same = (a, b) => a.toLowerCase() === b.toLowerCase();
+const newestFirst = (a, b) => (b.last.sent_at_ms - a.last.sent_at_ms) || (a.last.id < b.last.id ? 1 : -1);
+
+function order(a, b) {
+  return (a.sent_at_ms - b.sent_at_ms) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+// `m` over `old`, keeping the furthest state known.
+function mergeRow(old, m) {
+  if (!old) return { ...m };
+  const back = (RANK[m.state] ?? 0) < (RANK[old.state] ?? 0);
+  return back ? { ...old, ...m, state: old.state, path: old.path ?? m.path, error: old.error } : { ...old, ...m };
+}
+
+// "ann", "ann, bob" (a group).
+export function conversationTitle(name) {
+  return (name || '').split(',').map(displayName).join(', ');
+}
+
+export class DirectMessages {
+  // deps: me(), ui() (app.js's elements), limit() (the text limit),
+  // isPhone(), presenceOf(username) from friends and members (or null),
+  // friendNames(), opening() before a conversation opens (the app leaves
+  // its channel), redraw() everything, changed() the sidebar.
+  constructor(deps) {
+    this.deps = deps;
+    this.reset();
+  }
+
+  reset() {
+    // [{ conversation, last, unread }], the most recent first.
+    this.list = [];
+    // Per conversation: { byId, loaded, loadedAll, loading, activeMsg }.
+    this.convs = new Map();
+    this.open = null;
+    this.drafts = new Map();
+    this.errors = new Map();
+    this.seen = new Map();
+    this.trees = new Map();
+    this.revealed = new Set();
+    clearTimeout(this.readTimer);
+  }
+
+  // ------------------------------------------------------------ state
+
+  conv(name) {
+    if (!this.convs.has(name)) this.convs.set(name, { byId: new Map(), loaded: false, loadedAll: false, loading: false, activeMsg: null });
+    return this.convs.get(name);
+  }
+
+  entry(name) {
+    return this.list.find((e) => e.conversation === name) || null;
+  }
+
+  // The name the node keeps a conversation under (user names ignore case).
+  known(name) {
+    const e = this.list.find((x) => same(x.conversation, name));
+    if (e) return e.conversation;
+    for (const k of this.convs.keys()) if (same(k, name)) return k;
+    return name;
+  }
+
+  unreadTotal() {
+    return this.list.reduce((n, e) => n + (e.unread || 0), 0);
+  }
+
+  // Online, idle, offline…, or null when this node does not know.
+  presenceOf(name) {
+    if (!name || name.includes(',')) return null;
+    return this.seen.get(name) || this.deps.presenceOf(name) || null;
+  }
+
+  async load() {
+    try {
+      this.list = (await api('GET', '/dms')).conversations;
+    } catch { /* a visitor, or signed out: nothing to list */ }
+    this.seen.clear();
+    this.deps.changed();
+  }
+
+  // After a reconnect: the newest page of the open conversation, and it
+  // is read if it is on screen.
+  async refresh() {
+    const name = this.open;
+    if (!name || !this.conv(name).loaded) return;
+    try { await this.loadLatest(name); } catch { return; }
+    if (this.open !== name) return;
+    this.drawTimeline();
+    if (!document.hidden) this.markRead(name);
+  }
+
+  async loadLatest(name) {
+    const c = this.conv(name);
+    const r = await api('GET', `/dms/${enc(name)}?limit=${PAGE}`);
+    for (const m of r.messages) c.byId.set(m.id, mergeRow(c.byId.get(m.id), m));
+    if (!c.loaded) {
+      c.loaded = true;
+      c.loadedAll = r.messages.length < PAGE;
+    }
+  }
+
+  async loadOlder() {
+    const name = this.open;
+    if (!name) return;
+    const c = this.conv(name);
+    if (!c.loaded || c.loading || c.loadedAll) return;
+    const oldest = [...c.byId.values()].sort(order)[0];
+    if (!oldest) { c.loadedAll = true; return; }
+    c.loading = true;
+    this.drawTimeline();
+    try {
+      const r = await api('GET', `/dms/${enc(name)}?limit=${PAGE}&before_ms=${oldest.sent_at_ms}&before_id=${enc(oldest.id)}`);
+      for (const m of r.messages) c.byId.set(m.id, mergeRow(c.byId.get(m.id), m));
+      c.loadedAll = r.messages.length < PAGE;
+    } catch (e) {
+      announce(`Could not load older messages: ${e.reason}`);
+    } finally {
+      c.loading = false;
+    }
+    if (this.open === name) {
+      this.drawTimeline();
+      const t = this.deps.ui().timeline;
+      if (t.scrollHeight <= t.clientHeight + 10) this.loadOlder();
+    }
+  }
+
+  // Row `m` as the node now has it: into its conversation (if shown) and
+  // the list.
+  keep(m, { add = true } = {}) {
+    const c = this.convs.get(m.conversation);
+    if (c && (add || c.byId.has(m.id))) c.byId.set(m.id, mergeRow(c.byId.get(m.id), m));
+    let e = this.entry(m.conversation);
+    if (!e) {
+      if (!add) return null;
+      e = { conversation: m.conversation, last: { ...m }, unread: 0 };
+      this.list.push(e);
+    } else if (e.last.id === m.id) {
+      e.last = mergeRow(e.last, m);
+    } else if (add && order(e.last, m) < 0) {
+      e.last = { ...m };
+    }
+    this.list.sort(newestFirst);
+    return e;
+  }
+
+  // ------------------------------------------------------------ opening
+
+  // Opens the conversation with `name` (a username, or several joined
+  // by `,`).
+  async show(name, { focus = true } = {}) {
+    const me = this.deps.me();
+    if (!me || me.kind !== 'user') return;
+    name = this.known(name);
+    this.saveDraft();
+    this.deps.opening();
+    const switching = this.open !== name;
+    this.open = name;
+    history.replaceState(null, '', `#${enc(`@${name}`)}`);
+    if (switching) { this.conv(name).activeMsg = null; }
+    this.deps.redraw();
+    this.drawTimeline({ bottom: true });
+    if (focus && !this.deps.isPhone()) this.focusBox();
+    const c = this.conv(name);
+    try {
+      await this.loadLatest(name);
+    } catch (e) {
+      announce(`Could not load the conversation: ${e.reason}`);
+      c.loaded = true;
+    }
+    if (this.open !== name) return;
+    this.drawTimeline({ bottom: true });
+    this.markRead(name);
+  }
+
+  // The app opens a channel: this conversation is left (its draft kept).
+  close() {
+    if (!this.open) return;
+    this.saveDraft();
+    clearTimeout(this.readTimer);
+    this.open = null;
+  }
+
+  saveDraft() {
+    const ta = this.open && this.deps.ui() && this.deps.ui().composer.querySelector('textarea[data-dm]');
+    if (ta && ta.dataset.dm === this.open) this.drafts.set(this.open, ta.value);
+  }
+
+  focusBox() {
+    const ta = this.deps.ui().composer.querySelector('textarea');
+    if (ta) ta.focus();
+  }
+
+  async markRead(name) {
+    const e = this.entry(name);
+    try {
+      await api('POST', `/dms/${enc(name)}/read`);
+    } catch { return; /* harmless: stays unread */ }
+    if (e) e.unread = 0;
+    this.deps.changed();
+  }
+
+  // Messages arriving in the open conversation are read a moment later,
+  // gathered.
+  scheduleRead(name) {
+    clearTimeout(this.readTimer);
+    this.readTimer = setTimeout(() => {
+      if (this.open === name && !document.hidden) this.markRead(name);
+    }, 300);
+  }
+
+  // The tab is shown again: what arrived meanwhile in the open one is read.
+  visible() {
+    const e = this.open && this.entry(this.open);
+    if (e && e.unread && !document.hidden) this.markRead(this.open);
+  }
+
+  // ------------------------------------------------------------ events
+
+  event(ev) {
+    const m = ev.message;
+    const me = this.deps.me();
+    if (!m || !me) return;
+    const name = m.conversation;
+    const mine = m.sender === me.username;
+    if (ev.type === 'direct_message') {
+      const e = this.keep(m);
+      if (!mine) {
+        if (this.open === name && !document.hidden) {
+          this.scheduleRead(name);
+        } else if (m.state === 'received') {
+          e.unread = (e.unread || 0) + 1;
+          if (this.open !== name) announce(`New direct message from ${displayName(m.sender)}`);
+          this.notify(m);
+        }
+      }
+    } else {
+      const before = this.entry(name);
+      const was = this.convs.get(name) && this.convs.get(name).byId.get(m.id);
+      this.keep(m, { add: false });
+      // Read here or on another of my devices.
+      if (!mine && m.state === 'read' && before && before.unread && (!was || was.state !== 'read')) before.unread -= 1;
+    }
+    if (this.open === name && this.deps.ui()) {
+      const t = this.deps.ui().timeline;
+      const stick = atBottom(t) || (ev.type === 'direct_message' && mine);
+      this.drawTimeline({ bottom: stick });
+      if (!stick && ev.type === 'direct_message') this.deps.ui().jump.hidden = false;
+    }
+    this.deps.changed();
+  }
+
+  // A presence event.
+  presence(username, status) {
+    this.seen.set(username, status);
+    if (!this.list.some((e) => e.conversation === username) && this.open !== username) return;
+    this.deps.changed();
+    if (this.open === username) this.renderHeader(this.deps.ui().headMain);
+  }
+
+  // A browser notification for a message while the tab is hidden (when
+  // allowed; "Enable notifications" asks).
+  notify(m) {
+    if (!document.hidden || notificationState() !== 'granted') return;
+    try {
+      const n = new Notification(displayName(m.sender), { body: excerpt(m.text, 160), tag: `dm-${m.id}`, icon: '/assets/favicon.svg' });
+      n.onclick = () => { window.focus(); this.show(m.conversation); n.close(); };
+    } catch { /* not allowed here */ }
+  }
+
+  // ------------------------------------------------------------ sending
+
+  async send(name, text) {
+    const r = await api('POST', `/dms/${enc(name)}`, { text });
+    const m = r.message;
+    // The server spells names its way ("Bob" is bob): follow it.
+    if (m.conversation !== name && this.open === name) {
+      const c = this.conv(name);
+      this.convs.delete(name);
+      if (!this.convs.has(m.conversation)) this.convs.set(m.conversation, c);
+      this.open = m.conversation;
+      history.replaceState(null, '', `#${enc(`@${m.conversation}`)}`);
+      this.deps.redraw();
+    }
+    this.keep(m);
+    this.deps.changed();
+    if (this.open === m.conversation) this.drawTimeline({ bottom: true });
+  }
+
+  // ------------------------------------------------------------ drawing
+
+  // The sidebar's section (sidebar.js).
+  sidebarSection() {
+    const shown = [...this.list];
+    if (this.open && !this.entry(this.open)) shown.unshift({ conversation: this.open, last: null, unread: 0 });
+    const hidden = (text) => h('span', { class: 'visually-hidden' }, text);
+    const item = (e) => {
+      const current = this.open === e.conversation;
+      const unread = current && !document.hidden ? 0 : e.unread || 0;
+      const p = this.presenceOf(e.conversation);
+      const title = conversationTitle(e.conversation);
+      return h('li', {},
+        h('button', {
+          type: 'button',
+          class: `chan dm${current ? ' current' : ''}${unread ? ' has-unread' : ''}`,
+          'aria-current': current ? 'page' : null,
+          title: e.last ? `${displayName(e.last.sender)}: ${excerpt(e.last.text, 80)}` : null,
+          dataset: { dm: e.conversation },
+          onclick: () => this.show(e.conversation),
+        },
+        avatar(e.conversation.split(',')[0], p, 'xs'),
+        h('span', { class: 'chan-name' }, title),
+        hidden(`, direct message${p ? `, ${PRESENCE_LABEL[p] || p}` : ''}`),
+        unread ? [hidden(', '), h('span', { class: 'badge mention-badge' }, unread > 99 ? '99+' : String(unread)), hidden(' unread')] : null));
+    };
+    return h('section', { class: 'chan-section dm-section', 'aria-labelledby': 'sec-dms' },
+      h('div', { class: 'section-head' },
+        h('h2', { id: 'sec-dms' }, 'Direct messages'),
+        h('button', {
+          type: 'button', class: 'icon-btn small', id: 'dm-new', 'aria-label': 'Write a direct message', title: 'Write a direct message',
+          'aria-haspopup': 'dialog', onclick: () => this.openNewDialog(),
+        }, icon('plus'))),
+      shown.length
+        ? h('ul', { class: 'chan-list', role: 'list', id: 'dm-list' }, shown.map(item))
+        : h('p', { class: 'empty-line' }, 'Write to someone with +'));
+  }
+
+  // The header of the open conversation.
+  renderHeader(el) {
+    const name = this.open;
+    const p = this.presenceOf(name);
+    const title = conversationTitle(name);
+    clear(el,
+      h('div', { class: 'chan-id' },
+        h('h1', { class: 'chan-title', id: 'chan-title' }, icon('at'), h('span', {}, title))),
+      h('div', { class: 'chips' },
+        p ? h('span', { class: 'chip link dm-presence', id: 'dm-presence', title: `${title} is ${(PRESENCE_LABEL[p] || p).toLowerCase()}` },
+          h('span', { class: `dot ${p}`, 'aria-hidden': 'true' }), PRESENCE_LABEL[p] || p) : null,
+        h('span', { class: 'chip', title: 'Sealed on this device for theirs: the server carries it and cannot read it' },
+          icon('lock'), h('span', { class: 'chip-text' }, 'End-to-end encrypted'))));
+  }
+
+  // The members panel while a conversation is open: who is in it.
+  renderMembers(panel, close) {
+    const me = this.deps.me();
+    panel.setAttribute('aria-label', 'Members');
+    const people = [me.username, ...this.open.split(',')];
+    const item = (u) => {
+      const self = u === me.username;
+      const p = self ? me.status : this.presenceOf(u);
+      const label = self && p === 'invisible' ? 'Invisible (others see you offline)' : p ? PRESENCE_LABEL[p] : 'Presence unknown';
+      return h('li', { class: `member ${p || 'offline'}`, dataset: { username: u }, 'aria-label': `${displayName(u)}${self ? ' (you)' : ''}, ${label}` },
+        avatar(u, p),
+        h('span', { class: 'member-name', 'aria-hidden': 'true' }, displayName(u), self ? h('span', { class: 'tag' }, 'you') : null),
+        h('span', { class: 'member-status', 'aria-hidden': 'true' }, label));
+    };
+    clear(panel,
+      h('header', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, `Members — ${people.length}`),
+        h('button', { type: 'button', class: 'icon-btn small', 'aria-label': 'Close members', onclick: close }, icon('close'))),
+      h('div', { class: 'panel-body', id: 'member-list' },
+        h('section', { class: 'member-group' },
+          h('h3', {}, 'In this conversation'),
+          h('ul', { role: 'list' }, people.map(item)))));
+  }
+
+  setActive(id) {
+    if (this.open) this.conv(this.open).activeMsg = id;
+  }
+
+  // The open conversation's messages in the timeline, as channels show
+  // theirs (timeline-keys.js moves through them).
+  drawTimeline(opts = {}) {
+    const ui = this.deps.ui();
+    if (!ui || !this.open) return;
+    const t = ui.timeline;
+    const name = this.open;
+    const c = this.conv(name);
+    const me = this.deps.me();
+    const bottom = opts.bottom || atBottom(t);
+    const fromBottom = t.scrollHeight - t.scrollTop;
+    const hadFocus = t.contains(document.activeElement) && document.activeElement !== t;
+    const focused = focusAddress(t);
+    const messages = [...c.byId.values()].sort(order);
+    const title = conversationTitle(name);
+    t.setAttribute('aria-label', `Direct messages with ${title}`);
+    const out = [];
+    if (!c.loaded) {
+      out.push(h('p', { class: 'empty-channel' }, 'Loading…'));
+    } else if (c.loadedAll) {
+      out.push(h('div', { class: 'channel-start dm-start' },
+        avatar(name.split(',')[0], null, 'lg'),
+        h('h2', {}, title),
+        h('p', { class: 'muted' }, `This is the beginning of your direct messages with ${title}. They are end-to-end encrypted: only you and ${name.includes(',') ? 'they' : title} can read them.`)));
+    } else if (c.loading) {
+      out.push(h('div', { class: 'loading-older', role: 'status' }, 'Loading older messages…'));
+    } else {
+      out.push(h('div', { class: 'loading-older' }, 'Scroll up for older messages'));
+    }
+    const lastOwn = [...messages].reverse().find((m) => m.sender === me.username);
+    let prev = null;
+    let lastDay = null;
+    for (const m of messages) {
+      const day = dayKey(m.sent_at_ms);
+      if (day !== lastDay) {
+        out.push(h('div', { class: 'day-sep', role: 'separator', 'aria-label': dayLabel(m.sent_at_ms) }, h('span', {}, dayLabel(m.sent_at_ms))));
+        lastDay = day;
+        prev = null;
+      }
+      const start = !prev || prev.sender !== m.sender || m.sent_at_ms - prev.sent_at_ms > GROUP_MS;
+      out.push(this.messageEl(m, start, me, lastOwn && lastOwn.id === m.id));
+      prev = m;
+    }
+    clear(t, out);
+    const active = roveTimeline(t, c.activeMsg);
+    const again = hadFocus ? findAddress(t, focused) || active : null;
+    if (again) again.focus({ preventScroll: true });
+    if (bottom) t.scrollTop = t.scrollHeight;
+    else t.scrollTop = t.scrollHeight - fromBottom;
+  }
+
+  // The parsed text, kept while the text stays the same.
+  tree(m) {
+    const had = this.trees.get(m.id);
+    if (had && had.text === m.text) return had.tree;
+    const tree = parse(m.text);
+    this.trees.set(m.id, { text: m.text, tree });
+    return tree;
+  }
+
+  messageEl(m, start, me, newestOwn) {
+    const own = m.sender === me.username;
+    const name = displayName(m.sender);
+    const cls = ['msg', 'dm-msg', start ? 'group-start' : 'compact', own ? 'own' : '',
+      m.state === 'pending' ? 'is-pending' : '', m.state === 'failed' ? 'is-refused' : ''].filter(Boolean).join(' ');
+    const when = new Date(m.sent_at_ms).toISOString();
+    const body = h('div', { class: 'body' });
+    body.append(render(this.tree(m), { me: me.username, spoilerKey: m.id, revealed: this.revealed }));
+    return h('article', { class: cls, dataset: { id: m.id, author: m.sender, state: m.state } },
+      start ? avatar(m.sender, null) : h('time', { class: 'gutter-time', datetime: when, title: fullTime(m.sent_at_ms) }, clock(m.sent_at_ms)),
+      h('div', { class: 'msg-main' },
+        start ? h('header', { class: 'msg-head' },
+          h('span', { class: 'author' }, name),
+          h('time', { datetime: when, title: `${fullTime(m.sent_at_ms)} (${relative(m.sent_at_ms)})` }, stamp(m.sent_at_ms)))
+          : h('span', { class: 'visually-hidden' }, `${name}, ${clock(m.sent_at_ms)}: `),
+        h('div', { class: 'msg-line' },
+          body,
+          own ? h('span', { class: 'msg-meta' }, stateEl(m, newestOwn)) : null),
+        m.state === 'failed' ? h('p', { class: 'refused-line', role: 'note' }, icon('warn'), `Not delivered: ${m.error || 'refused'}`) : null));
+  }
+
+  // The message box of the open conversation. `force` false keeps what is
+  // being typed (only the error line is redrawn).
+  renderComposer(force = true, focus = false) {
+    const ui = this.deps.ui();
+    const el = ui.composer;
+    const name = this.open;
+    const existing = el.querySelector('textarea[data-dm]');
+    if (!force && existing && existing.dataset.dm === name) {
+      const err = el.querySelector('.send-error');
+      if (err) err.textContent = this.errors.get(name) || '';
+      return;
+    }
+    const title = conversationTitle(name);
+    const limit = this.deps.limit();
+    const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, this.errors.get(name) || '');
+    const ta = h('textarea', {
+      id: 'composer-input', rows: '1', placeholder: `Message @${title}`, 'aria-describedby': 'composer-hint send-error',
+      enterkeyhint: 'send', dataset: { dm: name },
+    });
+    ta.value = this.drafts.get(name) || '';
+    const counter = h('span', { class: 'body-count', id: 'body-count', 'aria-live': 'polite' });
+    const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
+    const setError = (text) => { this.errors.set(name, text); errorLine.textContent = text; };
+    // The node counts characters (code points).
+    const measure = () => {
+      const used = [...ta.value].length;
+      const over = used > limit;
+      counter.textContent = used >= limit * 0.9 ? `${used.toLocaleString('en')} / ${limit.toLocaleString('en')}` : '';
+      counter.classList.toggle('over', over);
+      ta.setAttribute('aria-invalid', over ? 'true' : 'false');
+      sendBtn.disabled = over;
+      return { used, over };
+    };
+    const grow = () => { ta.style.height = 'auto'; ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`; };
+    const submit = async () => {
+      const text = ta.value;
+      if (!text.trim()) return;
+      const { used, over } = measure();
+      if (over) {
+        setError(`Too long to send: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or split it into several messages.`);
+        return;
+      }
+      ta.value = '';
+      grow();
+      measure();
+      this.drafts.delete(name);
+      setError('');
+      try {
+        await this.send(name, text);
+      } catch (e) {
+        const box = this.deps.ui().composer.querySelector('textarea[data-dm]');
+        const here = box && box.dataset.dm === name ? box : null;
+        const why = e.status === 404 ? `${e.reason}. Check the name: it is the person's username.` : e.reason;
+        this.errors.set(name, `Not sent: ${why}`);
+        if (here) {
+          if (!here.value) here.value = text;
+          grow();
+          measure();
+          const err = this.deps.ui().composer.querySelector('.send-error');
+          if (err) err.textContent = this.errors.get(name);
+        } else if (!this.drafts.get(name)) {
+          this.drafts.set(name, text);
+        }
+      }
+    };
+    ta.addEventListener('input', () => {
+      grow();
+      const { over } = measure();
+      if (!over && (this.errors.get(name) || '').startsWith('Too long')) setError('');
+    });
+    ta.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        submit();
+      }
+    });
+    clear(el,
+      h('div', { class: 'composer-box' },
+        h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
+          h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message @${title}`),
+          ta, sendBtn)),
+      h('div', { class: 'composer-foot' },
+        h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line · end-to-end encrypted'),
+        counter),
+      errorLine);
+    measure();
+    requestAnimationFrame(grow);
+    if (focus && !this.deps.isPhone()) ta.focus();
+  }
+
+  // "Write a direct message": a username (friends offered as you type).
+  openNewDialog() {
+    const d = this.deps.ui().dialog;
+    d.setAttribute('aria-labelledby', 'dm-new-title');
+    const me = this.deps.me();
+    const err = h('p', { class: 'form-error', role: 'alert', id: 'dm-new-error' });
+    const input = h('input', {
+      id: 'dm-new-name', name: 'username', required: true, autocomplete: 'off', spellcheck: 'false', maxlength: '32',
+      placeholder: 'username', list: 'dm-friends', 'aria-describedby': 'dm-new-hint dm-new-error',
+    });
+    const friends = this.deps.friendNames();
+    const submit = (e) => {
+      e.preventDefault();
+      const name = input.value.trim().replace(/^@/, '');
+      if (!USERNAME.test(name)) {
+        err.textContent = 'A username is 3 to 32 letters, digits, “_”, “-” or “.”, and starts with a letter or a digit.';
+        return;
+      }
+      if (same(name, me.username)) { err.textContent = 'That is you: write to someone else.'; return; }
+      d.close();
+      this.show(name);
+    };
+    clear(d, h('form', { method: 'dialog', class: 'dialog-form', onsubmit: submit },
+      h('header', { class: 'dialog-head' },
+        h('h2', { id: 'dm-new-title' }, 'Write a direct message'),
+        h('p', { class: 'muted' }, 'End-to-end encrypted: the server carries it sealed, only the two of you can read it.')),
+      h('div', { class: 'field' },
+        h('label', { for: 'dm-new-name' }, 'Username'),
+        input,
+        friends.length ? h('datalist', { id: 'dm-friends' }, friends.map((f) => h('option', { value: f }))) : null,
+        h('p', { class: 'hint', id: 'dm-new-hint' }, 'Their username, as they signed up with it.')),
+      err,
+      h('footer', { class: 'dialog-actions' },
+        h('button', { type: 'button', class: 'btn ghost', onclick: () => d.close() }, 'Cancel'),
+        h('button', { type: 'submit', class: 'btn primary', id: 'dm-new-open' }, 'Open conversation'))));
+    d.showModal();
+    input.focus();
+  }
+}
+
+function atBottom(t) {
+  return t.scrollHeight - t.scrollTop - t.clientHeight < 60;
+}
+
+// The state of my own message `m`: a glyph (and, on my newest message,
+// the word), named for screen readers; `path` in its tooltip.
+function stateEl(m, word) {
+  const [glyph, label] = STATE[m.state] || ['', m.state];
+  const full = m.state === 'failed' && m.error ? `${label}: ${m.error}` : label;
+  const via = m.path === 'p2p' ? ', directly' : m.path === 'server' ? ', through the server' : '';
+  return h('span', { class: `tick dm-state ${m.state}`, role: 'img', 'aria-label': full, title: `${full}${via}`, dataset: { state: m.state } },
+    h('span', { class: 'state-glyph' }, glyph),
+    word && m.state !== 'failed' ? h('span', { class: 'state-word' }, label) : null);
+}
