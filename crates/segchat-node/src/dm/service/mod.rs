@@ -1,0 +1,340 @@
+//! The DM service: sends what the user writes to every device of the
+//! conversation's members (and the user's own other devices), each copy
+//! encrypted for that device, and keeps what reaches this device.
+//!
+//! Sending (`send.rs`): a message is kept `pending` first (the outbox),
+//! then encrypted per device and handed straight to each device's node
+//! while it is online (`dm::p2p`), to the server's mailbox otherwise; it
+//! is `sent` once every device's node or the server has it, `delivered`
+//! and `read` when a recipient's receipt says so. A transient failure (no server, a timeout) leaves it
+//! pending for the next try; a refusal for good (no such user, blocked)
+//! makes it `failed` with the reason.
+//!
+//! Receiving (`receive.rs`): on every connection, sign-in and `dm`
+//! event, the mailbox is
+//! fetched from where this device last kept it. Each envelope is opened
+//! (sender's device keys signed by the node the server says sent it, Olm
+//! decrypts, the payload names that sender); one that does not open is
+//! logged and skipped, never retried forever. A batch (or one message a
+//! peer handed over) is kept in one
+//! transaction with the Olm state and the mailbox position, then
+//! acknowledged, so a crash anywhere neither loses nor doubles a message.
+//!
+//! Nothing here logs or publishes a message's text except to this node's
+//! own API subscribers.
+
+mod receive;
+mod send;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use segchat_log::SystemLog;
+use segchat_proto::devices::ClaimedDevice;
+use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState};
+use segchat_proto::types::AccountKind;
+use segchat_proto::{Failure, Status};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Device;
+use crate::chat::Chat;
+use crate::events::{ChatEvent, EventBus, NodeEvent};
+use crate::link::LinkHandle;
+use crate::store::{Conversation, DmRow, DmState};
+
+/// How long a user's device list is trusted before asking again (a new
+/// device of theirs is reached after at most this long).
+const DEVICES_FRESH: Duration = Duration::from_secs(60);
+/// How long after a transient failure the outbox is tried again.
+const RETRY: Duration = Duration::from_secs(10);
+/// Envelopes fetched per `fetch_dms`.
+const FETCH_BATCH: u32 = 200;
+/// How long the list of users this node's user blocked is trusted.
+const BLOCKS_FRESH: Duration = Duration::from_secs(30);
+/// How far ahead of this node's clock a sender's clock is believed.
+const CLOCK_SKEW_MS: u64 = 60_000;
+
+/// The DM service (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Dms {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dms").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    device: Device,
+    link: LinkHandle,
+    bus: EventBus,
+    log: SystemLog,
+    server: String,
+    /// Wakes the sender (something new in the outbox).
+    outbox: Notify,
+    /// Wakes the receiver (a `dm` event, a connection).
+    mailbox: Notify,
+    /// The hybrid clock: the last `sent_at_ms` given or seen.
+    clock: Mutex<u64>,
+    /// Checks tickets on peer links; this node's ticket; dialing.
+    chat: Chat,
+    /// Whom this node's user blocked, and when that was asked.
+    blocked: Mutex<Option<(Instant, Vec<String>)>>,
+    /// Each user's devices as last claimed (by lowercased name): when,
+    /// the name as the server spells it, the devices without keys.
+    devices: Mutex<HashMap<String, DeviceList>>,
+}
+
+type DeviceList = (Instant, String, Vec<ClaimedDevice>);
+
+/// Why a DM was not sent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DmError {
+    #[error("sign in as a user to send direct messages")]
+    NotSignedIn,
+    #[error("{0}")]
+    Invalid(String),
+    /// Refused by the server or unsendable for good.
+    #[error("{}", .0.reason)]
+    Refused(Failure),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl Dms {
+    pub(crate) fn new(
+        device: Device,
+        chat: Chat,
+        link: LinkHandle,
+        bus: EventBus,
+        log: SystemLog,
+        server: String,
+    ) -> Dms {
+        Dms {
+            inner: Arc::new(Inner {
+                device,
+                chat,
+                blocked: Mutex::new(None),
+                link,
+                bus,
+                log,
+                server,
+                outbox: Notify::new(),
+                mailbox: Notify::new(),
+                clock: Mutex::new(0),
+                devices: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn chat(&self) -> &Chat {
+        &self.inner.chat
+    }
+
+    pub(crate) fn node_signing_key(&self) -> &ed25519_dalek::SigningKey {
+        self.inner.device.node()
+    }
+
+    /// The signed-in user, if a registered one.
+    fn account(&self) -> Option<String> {
+        let state = self.inner.link.state();
+        state
+            .session
+            .filter(|s| s.kind == AccountKind::User)
+            .map(|s| s.username)
+    }
+
+    fn tick(&self, seen: u64) -> u64 {
+        let now = crate::clock::now_ms();
+        let mut last = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (*last).max(seen.min(now + CLOCK_SKEW_MS));
+        *last = (*last + 1).max(now);
+        *last
+    }
+
+    fn observe(&self, sent_at_ms: u64) {
+        let now = crate::clock::now_ms();
+        let mut last = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (*last).max(sent_at_ms.min(now + CLOCK_SKEW_MS));
+    }
+
+    fn publish(&self, event: ChatEvent) {
+        self.inner.bus.publish(NodeEvent::Chat(event));
+    }
+
+    /// Writes `text` to `to` (one or more other users): kept pending, then
+    /// sent at once if the server is reachable. The row as it is after
+    /// that first try; `Err` if it was refused for good.
+    pub(crate) async fn send(&self, to: &[String], text: &str) -> Result<DmRow, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        if to.iter().any(|u| u.eq_ignore_ascii_case(&account)) {
+            return Err(DmError::Invalid(
+                "a direct message goes to someone else".into(),
+            ));
+        }
+        let mut payload = DmPayload {
+            id: Uuid::now_v7(),
+            from: account.clone(),
+            members: dm::members(&account, to),
+            sent_at_ms: 0,
+            content: DmContent::Text {
+                text: text.to_owned(),
+            },
+        };
+        payload
+            .check()
+            .map_err(|e| DmError::Invalid(e.to_string()))?;
+        let to = self.canonical(&account, to).await?;
+        payload.members = dm::members(&account, &to);
+        let members = payload.members.clone();
+        let latest = self
+            .inner
+            .device
+            .store()
+            .dm_latest_ms(&account)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        let row = DmRow {
+            id: payload.id.to_string(),
+            conversation: conversation_of(&account, &members),
+            sender: account.clone(),
+            sent_at_ms: self.tick(latest),
+            text: text.to_owned(),
+            state: DmState::Pending,
+            path: None,
+            error: None,
+        };
+        let store = self.inner.device.store();
+        store
+            .dm_queue(&account, row.clone())
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        self.publish(ChatEvent::DirectMessage {
+            message: row.clone(),
+        });
+        match self.deliver(&account, &row).await {
+            Ok(now) => Ok(now),
+            Err(Delivery::Later(why)) => {
+                tracing::info!(id = %row.id, %why, "direct message waits in the outbox");
+                self.inner.outbox.notify_one();
+                Ok(row)
+            }
+            Err(Delivery::Never(f)) => Err(DmError::Refused(f)),
+        }
+    }
+
+    /// `names` as the server spells them (usernames are unique whatever
+    /// their case), when it is reachable; as given when it is not.
+    async fn canonical(&self, account: &str, names: &[String]) -> Result<Vec<String>, DmError> {
+        if !self.inner.link.state().connected {
+            return Ok(names.to_vec());
+        }
+        let (_guard, olm) = self
+            .inner
+            .device
+            .open(account)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            match self.devices_of(n, &olm).await {
+                Ok((name, _)) => out.push(name),
+                Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
+                Err(Delivery::Later(_)) => out.push(n.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The account's conversations, the most recent first.
+    pub(crate) async fn conversations(&self) -> Result<Vec<Conversation>, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let store = self.inner.device.store();
+        store
+            .dm_conversations(&account)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))
+    }
+
+    /// A page of the conversation with `with`, oldest first.
+    pub(crate) async fn history(
+        &self,
+        with: &[String],
+        before: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DmRow>, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let conversation = conversation_of(&account, &dm::members(&account, with));
+        let store = self.inner.device.store();
+        store
+            .dm_history(&account, &conversation, before, limit)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))
+    }
+
+    /// Marks the conversation with `with` read here and tells the senders.
+    pub(crate) async fn mark_read(&self, with: &[String]) -> Result<usize, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let members = dm::members(&account, with);
+        let conversation = conversation_of(&account, &members);
+        let store = self.inner.device.store();
+        let read = store
+            .dm_mark_read(&account, &conversation)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        for r in &read {
+            self.publish(ChatEvent::DirectMessageUpdated { message: r.clone() });
+        }
+        self.send_receipts(&account, &members, &read, ReceiptState::Read)
+            .await;
+        Ok(read.len())
+    }
+
+    /// Runs until `shutdown`: the outbox and the mailbox.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let receiver = tokio::spawn(self.clone().receive_loop(shutdown.clone()));
+        self.send_loop(shutdown).await;
+        let _ = receiver.await;
+    }
+}
+
+/// Why a delivery stopped.
+#[derive(Debug)]
+enum Delivery {
+    /// Try again later (no server, a timeout, the local store).
+    Later(String),
+    /// Refused for good.
+    Never(Failure),
+}
+
+impl Delivery {
+    fn from_failure(f: Failure) -> Delivery {
+        match f.status {
+            Status::NotFound | Status::Forbidden | Status::BadRequest | Status::TooLarge => {
+                Delivery::Never(f)
+            }
+            _ => Delivery::Later(f.to_string()),
+        }
+    }
+}
+
+/// A conversation's name for `account`: the other members, joined.
+pub(crate) fn conversation_of(account: &str, members: &[String]) -> String {
+    members
+        .iter()
+        .filter(|m| *m != account)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The members of `account`'s conversation named `conversation`.
+pub(crate) fn members_of(account: &str, conversation: &str) -> Vec<String> {
+    let others: Vec<String> = conversation.split(',').map(str::to_owned).collect();
+    dm::members(account, &others)
+}

@@ -1,0 +1,407 @@
+//! Sending: the outbox, sealing a message per device, handing it to
+//! each online device's node and the rest to the server's mailbox, and
+//! the receipts this device sends.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use segchat_proto::devices::ClaimedDevice;
+use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Sealed};
+use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES};
+use segchat_proto::tracker::{Reply, Request};
+use segchat_proto::types::NodeAddr;
+use segchat_proto::{Failure, Status};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{members_of, Delivery, Dms, DEVICES_FRESH, RETRY};
+use crate::dm::olm::Olm;
+use crate::events::ChatEvent;
+use crate::store::DmRow;
+
+impl Dms {
+    pub(super) async fn send_loop(self, shutdown: CancellationToken) {
+        let mut changed = self.inner.link.watch();
+        loop {
+            let mut retry = false;
+            if let Some(account) = self.account().filter(|_| self.inner.link.state().connected) {
+                retry = !self.flush(&account).await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                gone = changed.changed() => if gone.is_err() { return },
+                _ = self.inner.outbox.notified() => {}
+                _ = tokio::time::sleep(RETRY), if retry => {}
+            }
+        }
+    }
+
+    /// Sends what waits in the account's outbox; false if something is
+    /// left for later.
+    pub(super) async fn flush(&self, account: &str) -> bool {
+        let store = self.inner.device.store();
+        let pending = match store.dm_pending(account).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the DM outbox");
+                return false;
+            }
+        };
+        // A conversation that cannot be sent to now (its members signed
+        // out) keeps its messages, in order, without holding up others.
+        let mut waiting: Vec<String> = Vec::new();
+        for row in pending {
+            if waiting.contains(&row.conversation) {
+                continue;
+            }
+            match self.deliver(account, &row).await {
+                Ok(_) | Err(Delivery::Never(_)) => {}
+                Err(Delivery::Later(why)) => {
+                    tracing::info!(id = %row.id, %why, "direct messages wait in the outbox");
+                    waiting.push(row.conversation.clone());
+                }
+            }
+        }
+        waiting.is_empty()
+    }
+
+    /// Encrypts `row` for every device of its conversation and hands the
+    /// envelopes to the server.
+    pub(super) async fn deliver(&self, account: &str, row: &DmRow) -> Result<DmRow, Delivery> {
+        let members = members_of(account, &row.conversation);
+        let payload = DmPayload {
+            id: row.id.parse().map_err(|_| {
+                Delivery::Never(Failure::bad_request("the message id is not a UUID"))
+            })?,
+            from: account.to_owned(),
+            members: members.clone(),
+            sent_at_ms: row.sent_at_ms,
+            content: DmContent::Text {
+                text: row.text.clone(),
+            },
+        };
+        let outcome = self.seal_and_send(account, &members, &payload, false).await;
+        let store = self.inner.device.store();
+        let result = match outcome {
+            Ok(reach) => {
+                let path = reach.path();
+                self.inner.log.record(
+                    "DM_SENT",
+                    &self.inner.server,
+                    format!(
+                        "id={} to={} devices={} direct={} path={path}",
+                        row.id, row.conversation, reach.devices, reach.direct
+                    ),
+                );
+                store.dm_sent(account, &row.id, Ok(path)).await
+            }
+            Err(Delivery::Never(f)) => {
+                self.inner.log.record(
+                    "DM_REFUSED",
+                    &self.inner.server,
+                    format!("id={} to={} reason={}", row.id, row.conversation, f.status),
+                );
+                let failed = store.dm_sent(account, &row.id, Err(f.reason.clone())).await;
+                if let Ok(Some(now)) = failed {
+                    self.publish(ChatEvent::DirectMessageUpdated { message: now });
+                }
+                return Err(Delivery::Never(f));
+            }
+            Err(later) => return Err(later),
+        };
+        match result {
+            Ok(Some(now)) => {
+                self.publish(ChatEvent::DirectMessageUpdated {
+                    message: now.clone(),
+                });
+                Ok(now)
+            }
+            Ok(None) => Ok(row.clone()),
+            Err(e) => Err(Delivery::Later(e.to_string())),
+        }
+    }
+
+    /// Seals `payload` for every device of `to` but this one and sends it
+    /// through the server's mailbox; how many devices it went to. When
+    /// the server says a device was missed (a new sign-in) or is gone, the
+    /// device lists of those users are claimed again and the missed ones
+    /// get the same id, a few rounds at most; with `only_named`, users the
+    /// server names beyond `to` (the sender's own devices, for a receipt)
+    /// are left out.
+    pub(super) async fn seal_and_send(
+        &self,
+        account: &str,
+        to: &[String],
+        payload: &DmPayload,
+        only_named: bool,
+    ) -> Result<Reach, Delivery> {
+        const ROUNDS: usize = 3;
+        let plaintext = serde_json::to_vec(payload)
+            .map_err(|e| Delivery::Never(Failure::bad_request(e.to_string())))?;
+        let mut addressed: HashSet<String> = HashSet::new();
+        let mut direct = 0;
+        let mut refreshed = false;
+        let mut users: Vec<String> = to.to_vec();
+        for _ in 0..ROUNDS {
+            let sealed = self
+                .seal(account, &users, payload.id, &plaintext, &addressed)
+                .await?;
+            // Straight to each device whose node is online; the server's
+            // mailbox for the others and for any that does not take it.
+            let tries = sealed.iter().map(|(e, at)| async move {
+                let at = (*at)?;
+                let to = NodeAddr {
+                    node_id: e.to_node.clone(),
+                    addr: at,
+                };
+                match crate::dm::p2p::hand_over(self, to, e).await {
+                    Ok(()) => Some(()),
+                    Err(why) => {
+                        tracing::info!(device = %e.to_node, %why, "direct hand-over failed; using the server");
+                        // Its address may be stale: ask the server again
+                        // next time rather than wait on it once more.
+                        self.forget_devices(&e.to);
+                        None
+                    }
+                }
+            });
+            let handed = futures::future::join_all(tries).await;
+            let mut envelopes = Vec::new();
+            for ((e, _), done) in sealed.into_iter().zip(handed) {
+                if done.is_some() {
+                    direct += 1;
+                    addressed.insert(e.to_node);
+                } else {
+                    envelopes.push(e);
+                }
+            }
+            let mut again: BTreeSet<String> = BTreeSet::new();
+            if envelopes.is_empty() && !refreshed {
+                // Nothing went through the server, which would have named
+                // devices this node does not know of yet (a new sign-in):
+                // ask for the lists once more.
+                refreshed = true;
+                for u in &users {
+                    self.forget_devices(u);
+                }
+                again.extend(users.iter().cloned());
+            }
+            for chunk in envelopes.chunks(MAX_ENVELOPES) {
+                let request = Request::SendDm {
+                    envelopes: chunk.to_vec(),
+                };
+                let (gone, missing) = match self.inner.link.request(request).await {
+                    Ok(Reply::DmStored { gone, missing, .. }) => (gone, missing),
+                    Ok(other) => {
+                        tracing::warn!(?other, "unexpected answer to send_dm");
+                        return Err(Delivery::Later("unexpected answer".into()));
+                    }
+                    Err(f) => return Err(Delivery::from_failure(f)),
+                };
+                for e in chunk {
+                    if gone.contains(&e.to_node) {
+                        again.insert(e.to.clone());
+                    } else {
+                        addressed.insert(e.to_node.clone());
+                    }
+                }
+                again.extend(missing);
+            }
+            if only_named {
+                again.retain(|u| to.iter().any(|t| t.eq_ignore_ascii_case(u)));
+            }
+            if again.is_empty() {
+                return Ok(Reach {
+                    devices: addressed.len(),
+                    direct,
+                });
+            }
+            for u in &again {
+                self.forget_devices(u);
+            }
+            users = again.into_iter().collect();
+        }
+        Ok(Reach {
+            devices: addressed.len(),
+            direct,
+        })
+    }
+
+    /// Encrypts `plaintext` for the devices of `users` not yet in
+    /// `addressed`, and saves the Olm state before anything leaves.
+    pub(super) async fn seal(
+        &self,
+        account: &str,
+        users: &[String],
+        id: Uuid,
+        plaintext: &[u8],
+        addressed: &HashSet<String>,
+    ) -> Result<Vec<(Envelope, Option<SocketAddr>)>, Delivery> {
+        let device = &self.inner.device;
+        let (_guard, mut olm) = device
+            .open(account)
+            .await
+            .map_err(|e| Delivery::Later(e.to_string()))?;
+        let me = olm.device_keys(device.node());
+        let mut envelopes = Vec::new();
+        for user in users {
+            let (_, devices) = self.devices_of(user, &olm).await?;
+            if devices.is_empty() && user != account {
+                // Signed out everywhere: it waits here until they sign in
+                // again (their node publishes its device then).
+                return Err(Delivery::Later(format!(
+                    "{user} has no device signed in to receive it"
+                )));
+            }
+            for d in devices
+                .iter()
+                .filter(|d| !addressed.contains(&d.keys.node_key))
+            {
+                let sealed = match olm.encrypt(d, plaintext) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // One device with bad keys does not stop the rest.
+                        tracing::warn!(user, device = %d.keys.node_key, error = %e,
+                            "could not encrypt for a device");
+                        self.forget_devices(user);
+                        continue;
+                    }
+                };
+                let (kind, bytes) = sealed.to_parts();
+                let body = serde_json::to_string(&Sealed {
+                    sender: me.clone(),
+                    kind: kind as u8,
+                    ciphertext: vodozemac::base64_encode(bytes),
+                })
+                .map_err(|e| Delivery::Never(Failure::bad_request(e.to_string())))?;
+                if body.len() > MAX_BODY {
+                    return Err(Delivery::Never(Failure::new(
+                        Status::TooLarge,
+                        "the message is too large to encrypt",
+                    )));
+                }
+                let envelope = Envelope {
+                    id,
+                    to: user.clone(),
+                    to_node: d.keys.node_key.clone(),
+                    body,
+                };
+                envelopes.push((envelope, d.p2p_addr));
+            }
+        }
+        device
+            .save(account, &olm)
+            .await
+            .map_err(|e| Delivery::Later(e.to_string()))?;
+        Ok(envelopes)
+    }
+
+    /// The devices of `user` (for oneself: the other devices) and the
+    /// name as the server spells it: from the cache while fresh and while
+    /// a session is held with each; otherwise claimed, taking a key only
+    /// for devices without a session.
+    pub(super) async fn devices_of(
+        &self,
+        user: &str,
+        olm: &Olm,
+    ) -> Result<(String, Vec<ClaimedDevice>), Delivery> {
+        let have = olm.session_keys();
+        let key = user.to_ascii_lowercase();
+        {
+            let cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, name, devices)) = cache.get(&key) {
+                let all_in_session = devices
+                    .iter()
+                    .all(|d| have.binary_search(&d.keys.curve25519).is_ok());
+                if at.elapsed() < DEVICES_FRESH && all_in_session {
+                    return Ok((name.clone(), devices.clone()));
+                }
+            }
+        }
+        let request = Request::ClaimKeys {
+            username: user.to_owned(),
+            have_sessions: have,
+        };
+        let (name, devices) = match self.inner.link.request(request).await {
+            Ok(Reply::Devices { username, devices }) => (username, devices),
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected answer to claim_keys");
+                return Err(Delivery::Later("unexpected answer".into()));
+            }
+            Err(f) => return Err(Delivery::from_failure(f)),
+        };
+        let keyless: Vec<ClaimedDevice> = devices
+            .iter()
+            .map(|d| ClaimedDevice {
+                keys: d.keys.clone(),
+                one_time_key: None,
+                p2p_addr: d.p2p_addr,
+            })
+            .collect();
+        let mut cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(key, (Instant::now(), name.clone(), keyless));
+        Ok((name, devices))
+    }
+
+    pub(super) fn forget_devices(&self, user: &str) {
+        let mut cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(&user.to_ascii_lowercase());
+    }
+
+    /// Tells the other senders of `rows` (in the conversation `members`)
+    /// that they reached `state` here. Best effort: a receipt that does
+    /// not get through leaves the sender's state where it was.
+    pub(super) async fn send_receipts(
+        &self,
+        account: &str,
+        members: &[String],
+        rows: &[DmRow],
+        state: ReceiptState,
+    ) {
+        let mut by_sender: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.sender != account) {
+            if let Ok(id) = r.id.parse() {
+                by_sender.entry(&r.sender).or_default().push(id);
+            }
+        }
+        for (sender, ids) in by_sender {
+            for ids in ids.chunks(dm::MAX_RECEIPT_IDS) {
+                let payload = DmPayload {
+                    id: Uuid::now_v7(),
+                    from: account.to_owned(),
+                    members: members.to_vec(),
+                    sent_at_ms: self.tick(0),
+                    content: DmContent::Receipt {
+                        ids: ids.to_vec(),
+                        state,
+                    },
+                };
+                let to = [sender.to_owned()];
+                if let Err(e) = self.seal_and_send(account, &to, &payload, true).await {
+                    tracing::info!(sender, error = ?e, "a receipt did not get through");
+                }
+            }
+        }
+    }
+}
+
+/// How far a message went: to how many devices, how many of them
+/// straight to their node.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reach {
+    pub(super) devices: usize,
+    pub(super) direct: usize,
+}
+
+impl Reach {
+    /// `p2p` when every device got it straight from this node (none
+    /// through the server), else `server`.
+    pub(super) fn path(self) -> &'static str {
+        if self.direct > 0 && self.direct == self.devices {
+            "p2p"
+        } else {
+            "server"
+        }
+    }
+}
