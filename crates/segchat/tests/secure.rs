@@ -220,6 +220,24 @@ fn nothing_secret_crosses_the_wire_in_clear() {
             bodies.iter().all(|b| h.contains(b))
         });
     }
+    // Direct messages, end-to-end encrypted: one each way (P2P while
+    // both are online; receipts through the server).
+    let dm_bodies = ["Dm-Canary-from-alice-9911", "Dm-Canary-from-bob-7733"];
+    for dir in [&adir, &bdir] {
+        wait_until("the device keys are published", || {
+            std::fs::read_to_string(dir.join("logs").join("segchat.log"))
+                .unwrap_or_default()
+                .contains("KEYS_PUBLISHED")
+        });
+    }
+    ok(&adir, &["dm", "bob", dm_bodies[0]]);
+    wait_until("bob reads alice's DM", || {
+        ok(&bdir, &["dm", "history", "alice"]).contains(dm_bodies[0])
+    });
+    ok(&bdir, &["dm", "alice", dm_bodies[1]]);
+    wait_until("alice reads bob's DM", || {
+        ok(&adir, &["dm", "history", "bob"]).contains(dm_bodies[1])
+    });
     // A livestream: test pattern frames to bob for a few seconds.
     ok(&adir, &["stream", "start", "wire", "--test-pattern"]);
     let watcher = Proc::spawn(&[
@@ -253,7 +271,7 @@ fn nothing_secret_crosses_the_wire_in_clear() {
         !contains(&wire, secret_password),
         "a password crossed the wire in clear"
     );
-    for b in bodies {
+    for b in bodies.iter().chain(&dm_bodies) {
         assert!(
             !contains(&wire, b),
             "the message body {b:?} crossed the wire in clear"
