@@ -16,10 +16,13 @@
 //!   segchat code, to tell the machine's share of `chat`'s figures.
 //! - [`store`]: the `store` scenario: the server's backup on SQLite and
 //!   on PostgreSQL, through the `Store` trait.
+//! - [`dm`]: the `dm` scenario: direct-message latency P2P and through
+//!   the server, and Olm's cost per message.
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
 mod conns;
+mod dm;
 mod floor;
 mod link;
 mod procs;
@@ -60,6 +63,9 @@ enum Command {
     /// connected node, and presence changes from one instance to the
     /// other's users (p50/p99).
     Conns(conns::ConnsArgs),
+    /// Direct messages between two nodes: latency P2P and through the
+    /// server's mailbox, and the cost of Olm encryption per message.
+    Dm(dm::DmArgs),
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
     FloorWriter(floor::WriterArgs),
@@ -98,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(args) => stream::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Store(args) => store::run(args).await,
+        Command::Dm(args) => dm::run(args).await,
         Command::Conns(args) => conns::run(args).await,
         Command::FloorWriter(args) => floor::writer(args).await,
     }

@@ -165,10 +165,22 @@ pub(crate) async fn start_host(
     dir: &Path,
     server: SocketAddr,
 ) -> anyhow::Result<(Proc, Api)> {
-    let data = dir.join("host");
+    start_node(exe, dir, server, "host node", "host").await
+}
+
+/// `segchat node --server ADDR --data-dir DIR/SUB --p2p 127.0.0.1:0`, and
+/// a client of its API.
+pub(crate) async fn start_node(
+    exe: &Path,
+    dir: &Path,
+    server: SocketAddr,
+    name: &'static str,
+    sub: &str,
+) -> anyhow::Result<(Proc, Api)> {
+    let data = dir.join(sub);
     let server = server.to_string();
     let (proc, _url) = Proc::start(
-        "host node",
+        name,
         exe,
         &[
             "node",
@@ -179,7 +191,7 @@ pub(crate) async fn start_host(
             "--p2p",
             "127.0.0.1:0",
         ],
-        dir.join("host.log"),
+        dir.join(format!("{sub}.log")),
         "node API listening on",
     )
     .await?;
@@ -233,6 +245,28 @@ impl Api {
             .post(format!("{}/api/v1/{path}", self.url))
             .json(&body);
         self.send(path, req).await
+    }
+
+    /// `PUT /api/v1/PATH` with a JSON body; the JSON answer.
+    pub(crate) async fn put(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .http
+            .put(format!("{}/api/v1/{path}", self.url))
+            .json(&body);
+        self.send(path, req).await
+    }
+
+    /// The URL of the node's `/events` WebSocket, token included.
+    pub(crate) fn events_url(&self) -> String {
+        format!(
+            "{}/api/v1/events?token={}",
+            self.url.replacen("http://", "ws://", 1),
+            self.token
+        )
     }
 
     /// `GET /api/v1/PATH`; the JSON answer.

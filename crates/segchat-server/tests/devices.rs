@@ -73,6 +73,49 @@ async fn a_node_publishes_its_keys_and_each_one_time_key_is_claimed_once() {
         "bob published none"
     );
 
+    // Listing devices the asker has sessions with takes no key and costs
+    // none of its allowance of changes (20 at once); taking keys does.
+    let Reply::Devices { devices, .. } = bob
+        .ok(Request::ClaimKeys {
+            username: "ann".into(),
+            have_sessions: Vec::new(),
+        })
+        .await
+    else {
+        panic!("expected devices")
+    };
+    let curve = devices[0].keys.curve25519.clone();
+    for _ in 0..40 {
+        let Reply::Devices { devices, .. } = bob
+            .ok(Request::ClaimKeys {
+                username: "ann".into(),
+                have_sessions: vec![curve.clone()],
+            })
+            .await
+        else {
+            panic!("expected devices")
+        };
+        assert_eq!(devices[0].one_time_key, None, "listed, no key taken");
+    }
+    let mut limited = None;
+    for _ in 0..40 {
+        if let Err(f) = bob
+            .request(Request::ClaimKeys {
+                username: "ann".into(),
+                have_sessions: Vec::new(),
+            })
+            .await
+        {
+            limited = Some(f.status);
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some(Status::RateLimited),
+        "taking keys is throttled"
+    );
+
     // A user who blocked you has no devices to you.
     ann.ok(Request::Relate {
         username: "bob".into(),

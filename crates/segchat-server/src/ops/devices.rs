@@ -101,6 +101,20 @@ pub(super) async fn claim(
     } else {
         String::new()
     };
+    // Taking one of their keys spends what another user holds and counts
+    // against the allowance of changes; listing devices the asker already
+    // has sessions with takes nothing and is free.
+    let listed = shared
+        .store
+        .user_devices(user.id)
+        .await
+        .map_err(|e| store_failure(shared, ctx, e))?;
+    if listed
+        .iter()
+        .any(|(node, curve)| *node != except && !have_sessions.contains(curve))
+    {
+        super::spend_change(shared, ctx, "claim_keys")?;
+    }
     let mut devices = shared
         .store
         .claim_keys(user.id, &except, &have_sessions)

@@ -103,7 +103,7 @@ pub(super) async fn send(
             .map_err(|err| store_failure(shared, ctx, err))?;
         if devices
             .iter()
-            .any(|d| *d != from_node && !owners.contains_key(d.as_str()))
+            .any(|(d, _)| *d != from_node && !owners.contains_key(d.as_str()))
         {
             missing.push(name.to_owned());
         }

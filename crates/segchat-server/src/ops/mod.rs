@@ -82,8 +82,8 @@ impl ConnCtx {
 }
 
 /// Whether others are told of what `request` changes (or it spends what
-/// another user holds: `claim_keys` takes one of their one-time keys,
-/// `send_dm` room in their mailbox), so
+/// another user holds: `send_dm` room in their mailbox; `claim_keys`
+/// spends in `devices.rs`, only when it takes a key), so
 /// that it counts against the connection's allowance of changes.
 fn told_to_others(request: &Request) -> bool {
     matches!(
@@ -97,7 +97,6 @@ fn told_to_others(request: &Request) -> bool {
             | Request::UpdateChannel { .. }
             | Request::DeleteChannel { .. }
             | Request::Relate { .. }
-            | Request::ClaimKeys { .. }
             | Request::SendDm { .. }
     )
 }

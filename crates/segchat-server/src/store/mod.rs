@@ -265,8 +265,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The user a device (node key) is published for.
     async fn device_owner(&self, node_key: &str) -> StoreResult<Option<i64>>;
 
-    /// The node keys of `user_id`'s devices, sorted.
-    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>>;
+    /// `user_id`'s devices as (node key, Curve25519 key), by node key.
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<(String, String)>>;
 
     // --- the mailbox (encrypted direct messages) ---
 

@@ -50,6 +50,9 @@ use crate::store::{Conversation, DmRow, DmState};
 const DEVICES_FRESH: Duration = Duration::from_secs(60);
 /// How long after a transient failure the outbox is tried again.
 const RETRY: Duration = Duration::from_secs(10);
+/// How long after the server asked to slow down (its allowance of
+/// changes) the outbox is tried again.
+const BUSY_RETRY: Duration = Duration::from_millis(500);
 /// Envelopes fetched per `fetch_dms`.
 const FETCH_BATCH: u32 = 200;
 /// How long the list of users this node's user blocked is trusted.
@@ -219,7 +222,7 @@ impl Dms {
         });
         match self.deliver(&account, &row).await {
             Ok(now) => Ok(now),
-            Err(Delivery::Later(why)) => {
+            Err(Delivery::Later(why) | Delivery::Busy(why)) => {
                 tracing::info!(id = %row.id, %why, "direct message waits in the outbox");
                 self.inner.outbox.notify_one();
                 Ok(row)
@@ -245,7 +248,7 @@ impl Dms {
             match self.devices_of(n, &olm).await {
                 Ok((name, _)) => out.push(name),
                 Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
-                Err(Delivery::Later(_)) => out.push(n.clone()),
+                Err(Delivery::Later(_) | Delivery::Busy(_)) => out.push(n.clone()),
             }
         }
         Ok(out)
@@ -308,6 +311,8 @@ impl Dms {
 enum Delivery {
     /// Try again later (no server, a timeout, the local store).
     Later(String),
+    /// The server's allowance of changes is used up: try again shortly.
+    Busy(String),
     /// Refused for good.
     Never(Failure),
 }
@@ -318,6 +323,7 @@ impl Delivery {
             Status::NotFound | Status::Forbidden | Status::BadRequest | Status::TooLarge => {
                 Delivery::Never(f)
             }
+            Status::RateLimited => Delivery::Busy(f.to_string()),
             _ => Delivery::Later(f.to_string()),
         }
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Sealed};
@@ -15,7 +15,7 @@ use segchat_proto::{Failure, Status};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{members_of, Delivery, Dms, DEVICES_FRESH, RETRY};
+use super::{members_of, Delivery, Dms, BUSY_RETRY, DEVICES_FRESH, RETRY};
 use crate::dm::olm::Olm;
 use crate::events::ChatEvent;
 use crate::store::DmRow;
@@ -24,46 +24,54 @@ impl Dms {
     pub(super) async fn send_loop(self, shutdown: CancellationToken) {
         let mut changed = self.inner.link.watch();
         loop {
-            let mut retry = false;
+            let mut retry = None;
             if let Some(account) = self.account().filter(|_| self.inner.link.state().connected) {
-                retry = !self.flush(&account).await;
+                retry = self.flush(&account).await;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 gone = changed.changed() => if gone.is_err() { return },
                 _ = self.inner.outbox.notified() => {}
-                _ = tokio::time::sleep(RETRY), if retry => {}
+                _ = tokio::time::sleep(retry.unwrap_or_default()), if retry.is_some() => {}
             }
         }
     }
 
-    /// Sends what waits in the account's outbox; false if something is
-    /// left for later.
-    pub(super) async fn flush(&self, account: &str) -> bool {
+    /// Sends what waits in the account's outbox; when to try again if
+    /// something is left (soon when only the server's allowance of
+    /// changes held it back).
+    pub(super) async fn flush(&self, account: &str) -> Option<Duration> {
         let store = self.inner.device.store();
         let pending = match store.dm_pending(account).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the DM outbox");
-                return false;
+                return Some(RETRY);
             }
         };
         // A conversation that cannot be sent to now (its members signed
         // out) keeps its messages, in order, without holding up others.
         let mut waiting: Vec<String> = Vec::new();
+        let mut retry = None;
         for row in pending {
             if waiting.contains(&row.conversation) {
                 continue;
             }
             match self.deliver(account, &row).await {
                 Ok(_) | Err(Delivery::Never(_)) => {}
+                Err(Delivery::Busy(why)) => {
+                    // Everything else would be held back the same way.
+                    tracing::debug!(id = %row.id, %why, "the server asks to slow down");
+                    return Some(BUSY_RETRY);
+                }
                 Err(Delivery::Later(why)) => {
                     tracing::info!(id = %row.id, %why, "direct messages wait in the outbox");
                     waiting.push(row.conversation.clone());
+                    retry = Some(RETRY);
                 }
             }
         }
-        waiting.is_empty()
+        retry
     }
 
     /// Encrypts `row` for every device of its conversation and hands the

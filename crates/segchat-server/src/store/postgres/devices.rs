@@ -174,17 +174,20 @@ pub(super) async fn claim(
 }
 
 /// The user a device is published for.
-pub(super) async fn of_user(c: &impl GenericClient, user_id: i64) -> StoreResult<Vec<String>> {
+pub(super) async fn of_user(
+    c: &impl GenericClient,
+    user_id: i64,
+) -> StoreResult<Vec<(String, String)>> {
     let found = rows(
         c,
-        "SELECT node_key FROM devices WHERE user_id = $1 ORDER BY node_key",
+        "SELECT node_key, curve25519 FROM devices WHERE user_id = $1 ORDER BY node_key",
         &[&user_id],
     )
     .await?;
     Ok(found
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 pub(super) async fn owner(c: &impl GenericClient, node_key: &str) -> StoreResult<Option<i64>> {

@@ -612,7 +612,7 @@ impl Store for PostgresStore {
         devices::claim(c, user_id, except_node, have_sessions).await
     }
 
-    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>> {
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<(String, String)>> {
         devices::of_user(&self.pool.get().await?, user_id).await
     }
 

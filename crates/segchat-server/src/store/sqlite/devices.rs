@@ -154,10 +154,11 @@ pub(super) fn claim(
 }
 
 /// The user a device is published for.
-pub(super) fn of_user(c: &Connection, user_id: i64) -> StoreResult<Vec<String>> {
-    let mut stmt =
-        c.prepare_cached("SELECT node_key FROM devices WHERE user_id = ?1 ORDER BY node_key")?;
-    let keys = stmt.query_map(params![user_id], |r| r.get(0))?;
+pub(super) fn of_user(c: &Connection, user_id: i64) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT node_key, curve25519 FROM devices WHERE user_id = ?1 ORDER BY node_key",
+    )?;
+    let keys = stmt.query_map(params![user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(keys.collect::<Result<_, _>>()?)
 }
 

@@ -671,7 +671,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<String>> {
+    async fn user_devices(&self, user_id: i64) -> StoreResult<Vec<(String, String)>> {
         self.call(move |c| devices::of_user(c, user_id)).await
     }
 
