@@ -196,8 +196,9 @@ impl Store {
         .await
     }
 
-    /// The account's pending message `id` left by `path` (`Ok`) or was
-    /// refused for good (`Err(reason)`); the row as it is now.
+    /// The account's pending message `id` left by `path` (`Ok`: `sent`,
+    /// or the later state a receipt already set) or was refused for good
+    /// (`Err(reason)`: `failed`); the row as it is now.
     pub(crate) async fn dm_sent(
         &self,
         account: &str,
@@ -210,9 +211,13 @@ impl Store {
             Err(reason) => (DmState::Failed, None, Some(reason)),
         };
         self.with(move |c| {
+            // A receipt may have come first (a fast peer): the state it
+            // set stays, the path is filled in.
             c.execute(
-                "UPDATE dms SET state = ?3, path = ?4, error = ?5
-                 WHERE account = ?1 AND id = ?2 AND state = 'pending'",
+                "UPDATE dms SET state = CASE WHEN state = 'pending' THEN ?3 ELSE state END,
+                     path = COALESCE(path, ?4),
+                     error = CASE WHEN state = 'pending' THEN ?5 ELSE error END
+                 WHERE account = ?1 AND id = ?2 AND (state = 'pending' OR ?3 = 'sent')",
                 params![account, id, state.as_str(), path, error],
             )?;
             one(c, &account, &id)

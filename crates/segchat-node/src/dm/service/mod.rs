@@ -86,6 +86,8 @@ struct Inner {
     clock: Mutex<u64>,
     /// Checks tickets on peer links; this node's ticket; dialing.
     chat: Chat,
+    /// Peer links kept to devices' nodes (`dm::p2p`).
+    links: crate::dm::p2p::Links,
     /// Whom this node's user blocked, and when that was asked.
     blocked: Mutex<Option<(Instant, Vec<String>)>>,
     /// Each user's devices as last claimed (by lowercased name): when,
@@ -123,6 +125,7 @@ impl Dms {
                 device,
                 chat,
                 blocked: Mutex::new(None),
+                links: Default::default(),
                 link,
                 bus,
                 log,
@@ -137,6 +140,10 @@ impl Dms {
 
     pub(crate) fn chat(&self) -> &Chat {
         &self.inner.chat
+    }
+
+    pub(crate) fn links(&self) -> &crate::dm::p2p::Links {
+        &self.inner.links
     }
 
     pub(crate) fn node_signing_key(&self) -> &ed25519_dalek::SigningKey {
