@@ -19,6 +19,7 @@ import { avatar } from './sidebar.js';
 import { parse, render, excerpt } from './markdown.js';
 import { roveTimeline, focusAddress, findAddress } from './timeline-keys.js';
 import { notificationState } from './mentions.js';
+import { renderDmComposer, openNewDmDialog } from './dm-compose.js';
 
 const PAGE = 50;
 const GROUP_MS = 5 * 60 * 1000;
@@ -32,8 +33,6 @@ const STATE = {
   read: ['✓✓', 'Read'],
   failed: ['!', 'Not delivered'],
 };
-// Usernames as the server checks them (segchat-proto validate_username).
-const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
 
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 const newestFirst = (a, b) => (b.last.sent_at_ms - a.last.sent_at_ms) || (a.last.id < b.last.id ? 1 : -1);
@@ -291,7 +290,7 @@ export class DirectMessages {
     this.seen.set(username, status);
     if (!this.list.some((e) => e.conversation === username) && this.open !== username) return;
     this.deps.changed();
-    if (this.open === username) this.renderHeader(this.deps.ui().headMain);
+    if (this.open === username && this.deps.ui()) this.renderHeader(this.deps.ui().headMain);
   }
 
   // A browser notification for a message while the tab is hidden (when
@@ -367,8 +366,8 @@ export class DirectMessages {
     const p = this.presenceOf(name);
     const title = conversationTitle(name);
     clear(el,
-      h('div', { class: 'chan-id' },
-        h('h1', { class: 'chan-title', id: 'chan-title' }, icon('at'), h('span', {}, title))),
+      h('div', { class: 'chan-id dm-id' },
+        h('h1', { class: 'chan-title', id: 'chan-title', title }, icon('at'), h('span', {}, title))),
       h('div', { class: 'chips' },
         p ? h('span', { class: 'chip link dm-presence', id: 'dm-presence', title: `${title} is ${(PRESENCE_LABEL[p] || p).toLowerCase()}` },
           h('span', { class: `dot ${p}`, 'aria-hidden': 'true' }), PRESENCE_LABEL[p] || p) : null,
@@ -484,11 +483,10 @@ export class DirectMessages {
         m.state === 'failed' ? h('p', { class: 'refused-line', role: 'note' }, icon('warn'), `Not delivered: ${m.error || 'refused'}`) : null));
   }
 
-  // The message box of the open conversation. `force` false keeps what is
-  // being typed (only the error line is redrawn).
+  // The message box of the open conversation (dm-compose.js). `force`
+  // false keeps what is being typed (only the error line is redrawn).
   renderComposer(force = true, focus = false) {
-    const ui = this.deps.ui();
-    const el = ui.composer;
+    const el = this.deps.ui().composer;
     const name = this.open;
     const existing = el.querySelector('textarea[data-dm]');
     if (!force && existing && existing.dataset.dm === name) {
@@ -496,121 +494,23 @@ export class DirectMessages {
       if (err) err.textContent = this.errors.get(name) || '';
       return;
     }
-    const title = conversationTitle(name);
-    const limit = this.deps.limit();
-    const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, this.errors.get(name) || '');
-    const ta = h('textarea', {
-      id: 'composer-input', rows: '1', placeholder: `Message @${title}`, 'aria-describedby': 'composer-hint send-error',
-      enterkeyhint: 'send', dataset: { dm: name },
+    renderDmComposer(el, {
+      name,
+      title: conversationTitle(name),
+      limit: this.deps.limit(),
+      draft: this.drafts.get(name) || '',
+      error: this.errors.get(name) || '',
+      focus: focus && !this.deps.isPhone(),
+    }, {
+      send: (text) => this.send(name, text),
+      error: (text) => this.errors.set(name, text),
+      draft: (text) => { if (text) this.drafts.set(name, text); else this.drafts.delete(name); },
     });
-    ta.value = this.drafts.get(name) || '';
-    const counter = h('span', { class: 'body-count', id: 'body-count', 'aria-live': 'polite' });
-    const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
-    const setError = (text) => { this.errors.set(name, text); errorLine.textContent = text; };
-    // The node counts characters (code points).
-    const measure = () => {
-      const used = [...ta.value].length;
-      const over = used > limit;
-      counter.textContent = used >= limit * 0.9 ? `${used.toLocaleString('en')} / ${limit.toLocaleString('en')}` : '';
-      counter.classList.toggle('over', over);
-      ta.setAttribute('aria-invalid', over ? 'true' : 'false');
-      sendBtn.disabled = over;
-      return { used, over };
-    };
-    const grow = () => { ta.style.height = 'auto'; ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`; };
-    const submit = async () => {
-      const text = ta.value;
-      if (!text.trim()) return;
-      const { used, over } = measure();
-      if (over) {
-        setError(`Too long to send: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or split it into several messages.`);
-        return;
-      }
-      ta.value = '';
-      grow();
-      measure();
-      this.drafts.delete(name);
-      setError('');
-      try {
-        await this.send(name, text);
-      } catch (e) {
-        const box = this.deps.ui().composer.querySelector('textarea[data-dm]');
-        const here = box && box.dataset.dm === name ? box : null;
-        const why = e.status === 404 ? `${e.reason}. Check the name: it is the person's username.` : e.reason;
-        this.errors.set(name, `Not sent: ${why}`);
-        if (here) {
-          if (!here.value) here.value = text;
-          grow();
-          measure();
-          const err = this.deps.ui().composer.querySelector('.send-error');
-          if (err) err.textContent = this.errors.get(name);
-        } else if (!this.drafts.get(name)) {
-          this.drafts.set(name, text);
-        }
-      }
-    };
-    ta.addEventListener('input', () => {
-      grow();
-      const { over } = measure();
-      if (!over && (this.errors.get(name) || '').startsWith('Too long')) setError('');
-    });
-    ta.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-        e.preventDefault();
-        submit();
-      }
-    });
-    clear(el,
-      h('div', { class: 'composer-box' },
-        h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
-          h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message @${title}`),
-          ta, sendBtn)),
-      h('div', { class: 'composer-foot' },
-        h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line · end-to-end encrypted'),
-        counter),
-      errorLine);
-    measure();
-    requestAnimationFrame(grow);
-    if (focus && !this.deps.isPhone()) ta.focus();
   }
 
-  // "Write a direct message": a username (friends offered as you type).
   openNewDialog() {
-    const d = this.deps.ui().dialog;
-    d.setAttribute('aria-labelledby', 'dm-new-title');
     const me = this.deps.me();
-    const err = h('p', { class: 'form-error', role: 'alert', id: 'dm-new-error' });
-    const input = h('input', {
-      id: 'dm-new-name', name: 'username', required: true, autocomplete: 'off', spellcheck: 'false', maxlength: '32',
-      placeholder: 'username', list: 'dm-friends', 'aria-describedby': 'dm-new-hint dm-new-error',
-    });
-    const friends = this.deps.friendNames();
-    const submit = (e) => {
-      e.preventDefault();
-      const name = input.value.trim().replace(/^@/, '');
-      if (!USERNAME.test(name)) {
-        err.textContent = 'A username is 3 to 32 letters, digits, “_”, “-” or “.”, and starts with a letter or a digit.';
-        return;
-      }
-      if (same(name, me.username)) { err.textContent = 'That is you: write to someone else.'; return; }
-      d.close();
-      this.show(name);
-    };
-    clear(d, h('form', { method: 'dialog', class: 'dialog-form', onsubmit: submit },
-      h('header', { class: 'dialog-head' },
-        h('h2', { id: 'dm-new-title' }, 'Write a direct message'),
-        h('p', { class: 'muted' }, 'End-to-end encrypted: the server carries it sealed, only the two of you can read it.')),
-      h('div', { class: 'field' },
-        h('label', { for: 'dm-new-name' }, 'Username'),
-        input,
-        friends.length ? h('datalist', { id: 'dm-friends' }, friends.map((f) => h('option', { value: f }))) : null,
-        h('p', { class: 'hint', id: 'dm-new-hint' }, 'Their username, as they signed up with it.')),
-      err,
-      h('footer', { class: 'dialog-actions' },
-        h('button', { type: 'button', class: 'btn ghost', onclick: () => d.close() }, 'Cancel'),
-        h('button', { type: 'submit', class: 'btn primary', id: 'dm-new-open' }, 'Open conversation'))));
-    d.showModal();
-    input.focus();
+    openNewDmDialog(this.deps.ui().dialog, { me: me.username, friends: this.deps.friendNames(), open: (name) => this.show(name) });
   }
 }
 

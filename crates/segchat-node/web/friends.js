@@ -161,8 +161,9 @@ export class Friends {
     const presence = r.kind === 'friend' ? (r.presence || 'offline') : 'offline';
     return h('li', { class: `member friend ${presence}`, dataset: { username: r.username, kind: r.kind } },
       avatar(r.username, r.kind === 'friend' ? presence : null),
-      h('span', { class: 'member-name' }, name),
-      h('span', { class: 'member-status' }, status),
+      h('span', { class: 'friend-who' },
+        h('span', { class: 'member-name' }, name),
+        h('span', { class: 'member-status' }, status)),
       h('span', { class: 'friend-actions' }, actions));
   }
 

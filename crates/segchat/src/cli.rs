@@ -206,6 +206,12 @@ pub(crate) enum DmCommand {
     },
     /// Your conversations, the most recent first, with unread counts.
     List,
+    /// Direct messages holding every word, newest first (this node's
+    /// store: works offline).
+    Search {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,11 @@ pub(crate) async fn run(node: &NodeClient, out: &Output, args: DmArgs) -> Result
             let v = node.call(Method::GET, "/dms", None).await?;
             out.print(&v, || list(&v));
         }
+        Some(DmCommand::Search { words }) => {
+            let path = format!("/dm-search?q={}", paths::query(&words.join(" ")));
+            let v = node.call(Method::GET, &path, None).await?;
+            out.print(&v, || history(&v));
+        }
         Some(DmCommand::History { user, limit }) => {
             let path = format!("/dms/{}?limit={limit}", conversation(&user)?);
             let v = node.call(Method::GET, &path, None).await?;

@@ -62,10 +62,10 @@ pub(super) struct HistoryQuery {
     before_id: Option<String>,
 }
 
-/// `GET /dms/{users}`.
+/// `GET /dms/{users}` (and `/dm-search`).
 #[derive(Debug, Serialize)]
 pub(super) struct History {
-    /// Oldest first.
+    /// Oldest first (search: newest first).
     messages: Vec<DmRow>,
 }
 
@@ -80,6 +80,22 @@ pub(super) async fn history(
         .before_ms
         .map(|ms| (ms, q.before_id.clone().unwrap_or_default()));
     let messages = st.inner.dms.history(&with, before, limit).await?;
+    Ok(Json(History { messages }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SearchQuery {
+    q: String,
+    limit: Option<u32>,
+}
+
+/// `GET /dm-search?q=`: direct messages holding every word, newest first.
+pub(super) async fn search(
+    State(st): State<ApiState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<History>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let messages = st.inner.dms.search(&q.q, limit).await?;
     Ok(Json(History { messages }))
 }
 

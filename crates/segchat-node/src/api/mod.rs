@@ -25,6 +25,7 @@
 //! | GET | `/dms` | direct-message conversations, newest first, with unread counts |
 //! | GET, POST | `/dms/{users}` | a conversation's history (local); send an end-to-end encrypted message |
 //! | POST | `/dms/{users}/read` | mark a conversation read (tells the senders) |
+//! | GET | `/dm-search?q=` | direct messages holding every word, newest first (local) |
 //! | PUT, DELETE | `/blocks/{username}` | block; unblock |
 //! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
 //! | POST | `/channels/{name}/read` | mark read |
@@ -223,6 +224,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/peers", get(channels::peers))
         .route("/friends", get(friends::list))
         .route("/dms", get(dms::list))
+        .route("/dm-search", get(dms::search))
         .route("/dms/{users}", get(dms::history).post(dms::send))
         .route("/dms/{users}/read", post(dms::mark_read))
         .route(

@@ -58,6 +58,8 @@ const ASSETS: &[Asset] = &[
     asset!("channel-settings.js", JS),
     asset!("composer.js", JS),
     asset!("create-dialog.js", JS),
+    asset!("dm-compose.js", JS),
+    asset!("dms.js", JS),
     asset!("dom.js", JS),
     asset!("format.js", JS),
     asset!("friends.js", JS),

@@ -91,6 +91,18 @@ pub struct Receipt {
     pub state: DmState,
 }
 
+/// `s` with LIKE's wildcards (and the escape character) escaped.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 const COLUMNS: &str = "id, conversation, sender, sent_at_ms, text, state, path, error";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
@@ -370,6 +382,31 @@ impl Store {
                 r.state = DmState::Read;
             }
             Ok(read)
+        })
+        .await
+    }
+
+    /// The account's direct messages whose text holds every word of
+    /// `words` (case-insensitive), newest first, at most `limit`.
+    pub(crate) async fn dm_search(
+        &self,
+        account: &str,
+        words: Vec<String>,
+        limit: u32,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {COLUMNS} FROM dms WHERE account = ?1");
+            let mut args: Vec<String> = vec![account];
+            for w in &words {
+                args.push(format!("%{}%", like_escape(w)));
+                sql.push_str(&format!(" AND text LIKE ?{} ESCAPE '\\'", args.len()));
+            }
+            sql.push_str(&format!(
+                " ORDER BY sent_at_ms DESC, id DESC LIMIT {}",
+                limit.min(200)
+            ));
+            rows(c, &sql, rusqlite::params_from_iter(args))
         })
         .await
     }

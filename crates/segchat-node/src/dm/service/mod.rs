@@ -287,6 +287,21 @@ impl Dms {
             .map_err(|e| DmError::Local(e.to_string()))
     }
 
+    /// The account's direct messages holding every word of `query`,
+    /// newest first (from the local store: works offline).
+    pub(crate) async fn search(&self, query: &str, limit: u32) -> Result<Vec<DmRow>, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let words: Vec<String> = query.split_whitespace().map(str::to_owned).collect();
+        if words.is_empty() || words.len() > 16 {
+            return Err(DmError::Invalid("search for 1 to 16 words".into()));
+        }
+        let store = self.inner.device.store();
+        store
+            .dm_search(&account, words, limit)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))
+    }
+
     /// Marks the conversation with `with` read here and tells the senders.
     pub(crate) async fn mark_read(&self, with: &[String]) -> Result<usize, DmError> {
         let account = self.account().ok_or(DmError::NotSignedIn)?;

@@ -1,0 +1,127 @@
+// Writing a direct message: the message box of an open conversation
+// (Enter sends, Shift+Enter a new line; the limit counted in characters,
+// as the node counts; a refused text stays in the box with the reason),
+// and the "Write a direct message" dialog that opens one by username.
+
+import { h, clear, icon } from './dom.js';
+
+// Usernames as the server checks them (segchat-proto validate_username).
+const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
+
+// Draws the box into `el` for `v`: { name, title, limit, draft, error,
+// focus }. `on`: send(text) → Promise (rejects with an ApiError),
+// error(text) and draft(text) keep those for the conversation.
+export function renderDmComposer(el, v, on) {
+  const { name, title, limit } = v;
+  const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, v.error);
+  const ta = h('textarea', {
+    id: 'composer-input', rows: '1', placeholder: `Message @${title}`, 'aria-describedby': 'composer-hint send-error',
+    enterkeyhint: 'send', dataset: { dm: name },
+  });
+  ta.value = v.draft;
+  const counter = h('span', { class: 'body-count', id: 'body-count', 'aria-live': 'polite' });
+  const sendBtn = h('button', { type: 'submit', class: 'send-btn', 'aria-label': 'Send message', title: 'Send (Enter)' }, icon('send'));
+  const setError = (text) => { on.error(text); errorLine.textContent = text; };
+  const measure = () => {
+    const used = [...ta.value].length;
+    const over = used > limit;
+    // Shown from 90 % of the limit on, so it is there before it matters.
+    counter.textContent = used >= limit * 0.9 ? `${used.toLocaleString('en')} / ${limit.toLocaleString('en')}` : '';
+    counter.classList.toggle('over', over);
+    ta.setAttribute('aria-invalid', over ? 'true' : 'false');
+    sendBtn.disabled = over;
+    return { used, over };
+  };
+  const grow = () => { ta.style.height = 'auto'; ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`; };
+  const submit = async () => {
+    const text = ta.value;
+    if (!text.trim()) return;
+    const { used, over } = measure();
+    if (over) {
+      setError(`Too long to send: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or split it into several messages.`);
+      return;
+    }
+    ta.value = '';
+    grow();
+    measure();
+    on.draft('');
+    setError('');
+    try {
+      await on.send(text);
+    } catch (e) {
+      const why = `Not sent: ${e.status === 404 ? `${e.reason}. Check the spelling of their username.` : e.reason}`;
+      on.error(why);
+      // The box may have been drawn anew meanwhile, or be another
+      // conversation's: the text goes back where this one's is kept.
+      const box = el.querySelector('textarea[data-dm]');
+      if (box && box.dataset.dm === name) {
+        if (!box.value) box.value = text;
+        box.dispatchEvent(new Event('input'));
+        const line = el.querySelector('.send-error');
+        if (line) line.textContent = why;
+      } else {
+        on.draft(text);
+      }
+    }
+  };
+  ta.addEventListener('input', () => {
+    grow();
+    const { over } = measure();
+    if (!over && errorLine.textContent.startsWith('Too long')) setError('');
+  });
+  ta.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submit();
+    }
+  });
+  clear(el,
+    h('div', { class: 'composer-box' },
+      h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
+        h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message @${title}`),
+        ta, sendBtn)),
+    h('div', { class: 'composer-foot' },
+      h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line · end-to-end encrypted'),
+      counter),
+    errorLine);
+  measure();
+  requestAnimationFrame(grow);
+  if (v.focus) ta.focus();
+}
+
+// Opens the dialog in `d`. `v`: { me (my username), friends (usernames
+// offered as one types), open(name) }.
+export function openNewDmDialog(d, v) {
+  d.setAttribute('aria-labelledby', 'dm-new-title');
+  const err = h('p', { class: 'form-error', role: 'alert', id: 'dm-new-error' });
+  const input = h('input', {
+    id: 'dm-new-name', name: 'username', required: true, autocomplete: 'off', spellcheck: 'false', maxlength: '32',
+    placeholder: 'username', list: v.friends.length ? 'dm-friends' : null, 'aria-describedby': 'dm-new-hint dm-new-error',
+  });
+  const submit = (e) => {
+    e.preventDefault();
+    const name = input.value.trim().replace(/^@/, '');
+    if (!USERNAME.test(name)) {
+      err.textContent = 'A username is 3 to 32 letters, digits, “_”, “-” or “.”, and starts with a letter or a digit.';
+      return;
+    }
+    if (name.toLowerCase() === v.me.toLowerCase()) { err.textContent = 'That is you: write to someone else.'; return; }
+    d.close();
+    v.open(name);
+  };
+  clear(d, h('form', { method: 'dialog', class: 'dialog-form', onsubmit: submit },
+    h('header', { class: 'dialog-head' },
+      h('h2', { id: 'dm-new-title' }, 'Write a direct message'),
+      h('p', { class: 'muted' }, 'End-to-end encrypted: the server carries it sealed, only the two of you can read it.')),
+    h('div', { class: 'field' },
+      h('label', { for: 'dm-new-name' }, 'Username'),
+      input,
+      v.friends.length ? h('datalist', { id: 'dm-friends' }, v.friends.map((f) => h('option', { value: f }))) : null,
+      h('p', { class: 'hint', id: 'dm-new-hint' }, 'Their username, as they signed up with it.')),
+    err,
+    h('footer', { class: 'dialog-actions' },
+      h('button', { type: 'button', class: 'btn ghost', onclick: () => d.close() }, 'Cancel'),
+      h('button', { type: 'submit', class: 'btn primary', id: 'dm-new-open' }, 'Open conversation'))));
+  d.showModal();
+  input.focus();
+}
