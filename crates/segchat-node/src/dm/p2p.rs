@@ -69,6 +69,7 @@ impl ProtocolLink for DmLink {
             if ticket.ticket.kind != AccountKind::User {
                 return Err(Failure::forbidden("visitors cannot send direct messages"));
             }
+            dms.spend_from(&ticket.ticket.username)?;
             if envelope.to_node != dms.chat().node_key() {
                 return Err(Failure::not_found("this envelope is for another device"));
             }

@@ -27,6 +27,7 @@ mod receive;
 mod send;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,10 @@ const BUSY_RETRY: Duration = Duration::from_millis(500);
 const FETCH_BATCH: u32 = 200;
 /// How long the list of users this node's user blocked is trusted.
 const BLOCKS_FRESH: Duration = Duration::from_secs(30);
+/// Direct hand-overs one sender may make: a second's worth and a burst,
+/// as the server allows into mailboxes.
+const SENDER_PER_SECOND: u32 = 10;
+const SENDER_BURST: u32 = 20;
 /// How far ahead of this node's clock a sender's clock is believed.
 const CLOCK_SKEW_MS: u64 = 60_000;
 
@@ -86,6 +91,9 @@ struct Inner {
     clock: Mutex<u64>,
     /// Checks tickets on peer links; this node's ticket; dialing.
     chat: Chat,
+    /// What each sender may hand over directly, as the server's allowance
+    /// of changes bounds what it may put in a mailbox.
+    senders: governor::DefaultKeyedRateLimiter<String>,
     /// Peer links kept to devices' nodes (`dm::p2p`).
     links: crate::dm::p2p::Links,
     /// Whom this node's user blocked, and when that was asked.
@@ -126,6 +134,12 @@ impl Dms {
                 chat,
                 blocked: Mutex::new(None),
                 links: Default::default(),
+                senders: governor::RateLimiter::hashmap(
+                    governor::Quota::per_second(
+                        NonZeroU32::new(SENDER_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+                    )
+                    .allow_burst(NonZeroU32::new(SENDER_BURST).unwrap_or(NonZeroU32::MIN)),
+                ),
                 link,
                 bus,
                 log,
@@ -140,6 +154,21 @@ impl Dms {
 
     pub(crate) fn chat(&self) -> &Chat {
         &self.inner.chat
+    }
+
+    /// Takes one from `user`'s allowance of direct hand-overs (`429`
+    /// beyond it: the sender uses the server's mailbox, bounded there).
+    pub(crate) fn spend_from(&self, user: &str) -> Result<(), Failure> {
+        let senders = &self.inner.senders;
+        if senders.len() > 4096 {
+            senders.retain_recent();
+        }
+        senders.check_key(&user.to_ascii_lowercase()).map_err(|_| {
+            Failure::new(
+                Status::RateLimited,
+                format!("too many direct messages from {user}; use the server"),
+            )
+        })
     }
 
     pub(crate) fn links(&self) -> &crate::dm::p2p::Links {
