@@ -347,3 +347,45 @@ async fn a_group_dm_reaches_every_member_and_replies_reach_the_rest() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_every_allowance_still_arrives_once_each_in_order() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir, 1).await;
+    keys_published(&bdir, 1).await;
+
+    // 40 at once: past what bob's node takes from one sender directly
+    // and past the server's allowance; the rest waits and goes.
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let m = send(&ann, "bob", &format!("burst {i:02}")).await;
+        ids.push(m["id"].as_str().expect("id").to_owned());
+    }
+    let last = ids.last().expect("sent").clone();
+    message_where(&bob, "ann", &last, |_| true).await;
+    let got = eventually("all 40 at bob", || async {
+        let h = history(&bob, "ann").await;
+        (h.len() >= 40).then_some(h)
+    })
+    .await;
+    let texts: Vec<String> = got
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("burst {i:02}")).collect();
+    assert_eq!(texts, expected, "each once, in the order written");
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    server.stop().await;
+}
