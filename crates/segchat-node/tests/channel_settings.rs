@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    ask, client, eventually, peer_connect, registered, start_node, tempdir, ticket_for,
-    tracker_link, Api, PeerLink, TestServer, Tracker, DEADLINE,
+    ask, client, eventually, next_matching, peer_connect, registered, start_node, tempdir,
+    ticket_for, tracker_link, Api, PeerLink, TestServer, Tracker, DEADLINE,
 };
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
@@ -16,29 +16,6 @@ use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{peer, Failure, Frame, Status};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws = common::EventStream;
-
-/// Reads events from `ws` until one matches, failing after the deadline.
-async fn next_matching(ws: &mut Ws, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let found = tokio::time::timeout(DEADLINE, async {
-        while let Some(msg) = ws.next().await {
-            if let Ok(Message::Text(text)) = msg {
-                let v: Value = serde_json::from_str(&text).expect("events are JSON");
-                if ok(&v) {
-                    return Some(v);
-                }
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(v)) => v,
-        _ => panic!("no event: {what}"),
-    }
-}
 
 /// A `PATCH /channels/{name}` as `api`: the status and the body.
 async fn patch(api: &Api, channel: &str, body: Value) -> (StatusCode, Value) {

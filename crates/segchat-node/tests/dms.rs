@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{eventually, start_node, tempdir, Api, TestServer, PASSWORD};
 use reqwest::StatusCode;
+use segchat_node::NodeHandle;
 use serde_json::{json, Value};
 
 /// Waits until the node at `dir` has published its device keys (once per
@@ -65,11 +66,24 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let (_b, bdir) = tempdir();
+/// A server and two nodes signed in as ann and bob, their device keys
+/// published.
+struct AnnAndBob {
+    server: TestServer,
+    ann_node: NodeHandle,
+    bob_node: NodeHandle,
+    ann: Api,
+    bob: Api,
+    sdir: PathBuf,
+    adir: PathBuf,
+    bdir: PathBuf,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+async fn ann_and_bob() -> AnnAndBob {
+    let (s, sdir) = tempdir();
+    let (a, adir) = tempdir();
+    let (b, bdir) = tempdir();
     let server = TestServer::start(&sdir).await;
     let ann_node = start_node(server.addr, &adir).await;
     let bob_node = start_node(server.addr, &bdir).await;
@@ -80,6 +94,32 @@ async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
     bob.register("bob").await;
     keys_published(&adir, 1).await;
     keys_published(&bdir, 1).await;
+    AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bob,
+        sdir,
+        adir,
+        bdir,
+        _dirs: [s, a, b],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bob,
+        sdir,
+        adir,
+        bdir,
+        _dirs,
+    } = ann_and_bob().await;
 
     let mut events = bob.events().await;
     let sent = send(&ann, "bob", "first secret: marmalade").await;
@@ -350,19 +390,15 @@ async fn a_group_dm_reaches_every_member_and_replies_reach_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_every_allowance_still_arrives_once_each_in_order() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let (_b, bdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let ann_node = start_node(server.addr, &adir).await;
-    let bob_node = start_node(server.addr, &bdir).await;
-    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
-    ann.wait_connected().await;
-    bob.wait_connected().await;
-    ann.register("ann").await;
-    bob.register("bob").await;
-    keys_published(&adir, 1).await;
-    keys_published(&bdir, 1).await;
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bob,
+        _dirs,
+        ..
+    } = ann_and_bob().await;
 
     // 40 at once: past what bob's node takes from one sender directly
     // and past the server's allowance; the rest waits and goes.
