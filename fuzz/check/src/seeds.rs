@@ -341,10 +341,12 @@ fn tracker_replies() -> Vec<tracker::Reply> {
                 ClaimedDevice {
                     keys: device(),
                     one_time_key: Some(OneTimeKey::sign(&node_key(), "AAAAAQ", [3; 32], false)),
+                    p2p_addr: Some("192.0.2.7:7000".parse().expect("address")),
                 },
                 ClaimedDevice {
                     keys: device(),
                     one_time_key: None,
+                    p2p_addr: None,
                 },
             ],
         },
@@ -461,6 +463,12 @@ fn peer_requests() -> Vec<peer::Request> {
             stream_id: 7,
             report: segchat_proto::stream::StreamReport::default(),
         },
+        from_json(serde_json::json!({
+            "op": "dm",
+            "ticket": alice(),
+            "proof": proof(ProofPurpose::Dm { id: &envelope().id }),
+            "envelope": envelope(),
+        })),
         from_json(serde_json::json!({ "op": "ping" })),
     ]
 }
@@ -501,6 +509,7 @@ fn peer_replies() -> Vec<peer::Reply> {
             codec: Codec::Mjpeg,
         },
         Done,
+        DmKept { id: envelope().id },
         from_json(serde_json::json!({ "type": "pong" })),
     ]
 }
