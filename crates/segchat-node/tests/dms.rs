@@ -38,6 +38,15 @@ async fn message_where(api: &Api, with: &str, id: &str, ok: impl Fn(&Value) -> b
     .await
 }
 
+/// The safety number `api`'s user sees for the conversation with `with`.
+async fn safety(api: &Api, with: &str) -> String {
+    let (status, v) = api.get(&format!("/dms/{with}/safety")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let n = v["safety_number"].as_str().expect("number").to_owned();
+    assert_eq!(n.len(), 12 * 5 + 11, "{n}");
+    n
+}
+
 async fn send(api: &Api, to: &str, text: &str) -> Value {
     let (status, v) = api
         .post(&format!("/dms/{to}"), json!({ "text": text }))
@@ -234,6 +243,9 @@ async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of
     assert_eq!(texts, ["while you were away", "and again"]);
     message_where(&ann, "bob", second_id, |m| m["state"] == "delivered").await;
 
+    let before = safety(&ann, "bob").await;
+    assert_eq!(before, safety(&bob, "ann").await, "the same on both sides");
+
     // Bob signs in on a second node (his phone): new messages reach both,
     // and what he writes from one shows on the other as his own.
     let phone_node = start_node(server.addr, &pdir).await;
@@ -247,6 +259,9 @@ async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of
         .await;
     assert!(status.is_success(), "login: {v}");
     keys_published(&pdir, 1).await;
+    let after = safety(&ann, "bob").await;
+    assert_ne!(after, before, "a new device changes the safety number");
+    assert_eq!(after, safety(&phone, "ann").await);
     let both = send(&ann, "bob", "to all of you").await;
     let both_id = both["id"].as_str().expect("id");
     message_where(&bob, "ann", both_id, |m| m["text"] == "to all of you").await;

@@ -206,6 +206,9 @@ pub(crate) enum DmCommand {
     },
     /// Your conversations, the most recent first, with unread counts.
     List,
+    /// The safety number to compare with USER out of band: the same on
+    /// both sides unless a device was slipped in under one of your names.
+    Verify { user: String },
     /// Direct messages holding every word, newest first (this node's
     /// store: works offline).
     Search {

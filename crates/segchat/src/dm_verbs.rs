@@ -15,6 +15,11 @@ pub(crate) async fn run(node: &NodeClient, out: &Output, args: DmArgs) -> Result
             let v = node.call(Method::GET, "/dms", None).await?;
             out.print(&v, || list(&v));
         }
+        Some(DmCommand::Verify { user }) => {
+            let path = format!("/dms/{}/safety", paths::user(&user)?);
+            let v = node.call(Method::GET, &path, None).await?;
+            out.print(&v, || safety(&v, &user));
+        }
         Some(DmCommand::Search { words }) => {
             let path = format!("/dm-search?q={}", paths::query(&words.join(" ")));
             let v = node.call(Method::GET, &path, None).await?;
@@ -87,6 +92,24 @@ fn history(v: &Value) -> String {
         return "no messages yet".into();
     }
     lines.join("\n")
+}
+
+fn safety(v: &Value, user: &str) -> String {
+    let devices = v["devices"]
+        .as_object()
+        .map(|d| {
+            d.iter()
+                .map(|(name, keys)| {
+                    format!("{name}: {} device(s)", keys.as_array().map_or(0, Vec::len))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!(
+        "{}\n(compare with {user} in person or on a call; {devices})",
+        str_of(&v["safety_number"])
+    )
 }
 
 fn list(v: &Value) -> String {

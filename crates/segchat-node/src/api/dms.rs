@@ -13,7 +13,7 @@ use segchat_proto::{Failure, Status};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Body};
-use crate::dm::service::DmError;
+use crate::dm::service::{DmError, SafetyNumber};
 use crate::store::{Conversation, DmRow};
 
 impl From<DmError> for ApiError {
@@ -120,6 +120,15 @@ pub(super) async fn send(
     let to = others(&users)?;
     let message = st.inner.dms.send(&to, &body.text).await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `GET /dms/{user}/safety`: the safety number to compare with them.
+pub(super) async fn safety(
+    State(st): State<ApiState>,
+    Path(user): Path<String>,
+) -> Result<Json<SafetyNumber>, ApiError> {
+    validate_username(&user).map_err(|why| ApiError(Failure::bad_request(why)))?;
+    Ok(Json(st.inner.dms.safety_number(&user).await?))
 }
 
 /// `POST /dms/{users}/read`.

@@ -25,6 +25,7 @@
 //! | GET | `/dms` | direct-message conversations, newest first, with unread counts |
 //! | GET, POST | `/dms/{users}` | a conversation's history (local); send an end-to-end encrypted message |
 //! | POST | `/dms/{users}/read` | mark a conversation read (tells the senders) |
+//! | GET | `/dms/{user}/safety` | the safety number to compare with them out of band (every device key of both) |
 //! | GET | `/dm-search?q=` | direct messages holding every word, newest first (local) |
 //! | PUT, DELETE | `/blocks/{username}` | block; unblock |
 //! | GET, POST | `/channels/{name}/messages` | history (local, newest first); send |
@@ -227,6 +228,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/dm-search", get(dms::search))
         .route("/dms/{users}", get(dms::history).post(dms::send))
         .route("/dms/{users}/read", post(dms::mark_read))
+        .route("/dms/{users}/safety", get(dms::safety))
         .route(
             "/friends/{username}",
             post(friends::request).delete(friends::remove),

@@ -26,16 +26,17 @@
 mod receive;
 mod send;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
-use segchat_proto::devices::ClaimedDevice;
+use segchat_proto::devices::{ClaimedDevice, DeviceKeys};
 use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState};
 use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Status};
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -316,6 +317,47 @@ impl Dms {
             .map_err(|e| DmError::Local(e.to_string()))
     }
 
+    /// The safety number of the conversation with `with`: a digest of
+    /// every device key of both users as the server gives them now (asked
+    /// afresh). Both sides compute the same number unless somebody's
+    /// device list differs between them — a device the server added under
+    /// a user's name shows as a different number, compared out of band.
+    pub(crate) async fn safety_number(&self, with: &str) -> Result<SafetyNumber, DmError> {
+        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        if with.eq_ignore_ascii_case(&account) {
+            return Err(DmError::Invalid("compare keys with someone else".into()));
+        }
+        if !self.inner.link.state().connected {
+            return Err(DmError::Refused(Failure::unavailable(
+                "the server is unreachable: device keys cannot be checked now",
+            )));
+        }
+        let (_guard, olm) = self
+            .inner
+            .device
+            .open(&account)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        let mut users: Vec<(String, Vec<DeviceKeys>)> = Vec::new();
+        for name in [with.to_owned(), account.clone()] {
+            self.forget_devices(&name);
+            let (canonical, devices) = match self.devices_of(&name, &olm).await {
+                Ok(found) => found,
+                Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
+                Err(Delivery::Later(why) | Delivery::Busy(why)) => {
+                    return Err(DmError::Refused(Failure::unavailable(why)))
+                }
+            };
+            let mut keys: Vec<DeviceKeys> = devices.into_iter().map(|d| d.keys).collect();
+            if canonical.eq_ignore_ascii_case(&account) {
+                keys.push(olm.device_keys(self.inner.device.node()));
+            }
+            keys.sort_by(|a, b| a.node_key.cmp(&b.node_key));
+            users.push((canonical, keys));
+        }
+        Ok(SafetyNumber::of(users))
+    }
+
     /// The account's direct messages holding every word of `query`,
     /// newest first (from the local store: works offline).
     pub(crate) async fn search(&self, query: &str, limit: u32) -> Result<Vec<DmRow>, DmError> {
@@ -376,6 +418,54 @@ impl Delivery {
             }
             Status::RateLimited => Delivery::Busy(f.to_string()),
             _ => Delivery::Later(f.to_string()),
+        }
+    }
+}
+
+/// What two people compare to know that each one's devices are the
+/// other's (`Dms::safety_number`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SafetyNumber {
+    /// Twelve groups of five digits.
+    pub(crate) safety_number: String,
+    /// Each user's devices (node keys) that went into it.
+    pub(crate) devices: BTreeMap<String, Vec<String>>,
+}
+
+impl SafetyNumber {
+    fn of(mut users: Vec<(String, Vec<DeviceKeys>)>) -> SafetyNumber {
+        use sha2::{Digest, Sha256};
+        users.sort_by(|a, b| a.0.to_ascii_lowercase().cmp(&b.0.to_ascii_lowercase()));
+        let mut h = Sha256::new();
+        h.update(b"segchat-safety-number-v1\0");
+        for (name, keys) in &users {
+            h.update(name.to_ascii_lowercase().as_bytes());
+            h.update([0]);
+            for k in keys {
+                for part in [&k.node_key, &k.curve25519, &k.ed25519] {
+                    h.update(part.as_bytes());
+                    h.update([0]);
+                }
+            }
+            h.update([1]);
+        }
+        let first: [u8; 32] = h.finalize().into();
+        let second: [u8; 32] = Sha256::digest(first).into();
+        let bytes: Vec<u8> = first.iter().chain(&second).copied().collect();
+        let groups: Vec<String> = bytes
+            .chunks(5)
+            .take(12)
+            .map(|c| {
+                let n = c.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                format!("{:05}", n % 100_000)
+            })
+            .collect();
+        SafetyNumber {
+            safety_number: groups.join(" "),
+            devices: users
+                .into_iter()
+                .map(|(name, keys)| (name, keys.into_iter().map(|k| k.node_key).collect()))
+                .collect(),
         }
     }
 }
