@@ -435,7 +435,7 @@ pub(crate) struct SafetyNumber {
 impl SafetyNumber {
     fn of(mut users: Vec<(String, Vec<DeviceKeys>)>) -> SafetyNumber {
         use sha2::{Digest, Sha256};
-        users.sort_by(|a, b| a.0.to_ascii_lowercase().cmp(&b.0.to_ascii_lowercase()));
+        users.sort_by_key(|u| u.0.to_ascii_lowercase());
         let mut h = Sha256::new();
         h.update(b"segchat-safety-number-v1\0");
         for (name, keys) in &users {
