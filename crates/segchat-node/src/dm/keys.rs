@@ -9,7 +9,7 @@
 //! them, so a key the server hands out is always one this device can
 //! still open a session with.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
 use segchat_proto::types::AccountKind;
@@ -21,6 +21,9 @@ use crate::link::LinkHandle;
 
 /// How long after a failed publish it is tried again.
 const RETRY: Duration = Duration::from_secs(30);
+/// How often the server's pool of this device's one-time keys is checked
+/// (and topped up) while connected.
+const TOP_UP: Duration = Duration::from_secs(300);
 
 /// Runs until `shutdown`.
 pub(crate) async fn keep_published(
@@ -31,17 +34,20 @@ pub(crate) async fn keep_published(
     shutdown: CancellationToken,
 ) {
     let mut changed = link.watch();
-    // (connection, session) the keys were last published on.
-    let mut done: Option<(u64, String)> = None;
+    // (connection, session) the keys were last published on, and when.
+    let mut done: Option<((u64, String), Instant)> = None;
     loop {
         let state = link.state();
         let mut failed = false;
         if let (true, Some(s)) = (state.connected, state.session.as_ref()) {
             let now = (state.connection, s.session_id.clone());
-            if s.kind == AccountKind::User && done.as_ref() != Some(&now) {
+            let due = done
+                .as_ref()
+                .is_none_or(|(on, at)| *on != now || at.elapsed() >= TOP_UP);
+            if s.kind == AccountKind::User && due {
                 match publish(&link, &device, &s.username).await {
                     Ok(held) => {
-                        done = Some(now);
+                        done = Some((now, Instant::now()));
                         log.record(
                             "KEYS_PUBLISHED",
                             &server,
@@ -59,6 +65,8 @@ pub(crate) async fn keep_published(
             _ = shutdown.cancelled() => return,
             gone = changed.changed() => if gone.is_err() { return },
             _ = tokio::time::sleep(RETRY), if failed => {}
+            // Others' claims use keys up between connections too.
+            _ = tokio::time::sleep(TOP_UP), if !failed => {}
         }
     }
 }
@@ -76,6 +84,10 @@ async fn publish(link: &LinkHandle, device: &Device, username: &str) -> Result<u
     if held as usize >= ONE_TIME_KEYS / 2 {
         return Ok(held);
     }
+    // A new fallback key too: the server may have lost the last one with
+    // an old session's device, and one that has been handed out often is
+    // better replaced.
+    olm.renew_fallback_key();
     let fresh = olm.keys_to_publish(node, held as usize);
     let saved = device.save(username, &olm).await;
     saved.map_err(|e| e.to_string())?;

@@ -26,6 +26,10 @@ use vodozemac::Curve25519PublicKey;
 /// messages of the last few may still be in flight.
 const SESSIONS_PER_DEVICE: usize = 5;
 
+/// Other devices sessions are held with, at most: what arrives from
+/// strangers cannot grow the state (and the work of saving it) forever.
+const MAX_DEVICES: usize = 1000;
+
 /// One-time keys an account keeps ready (vodozemac holds at most 50).
 pub(crate) const ONE_TIME_KEYS: usize = 50;
 
@@ -143,6 +147,12 @@ impl Olm {
         keys
     }
 
+    /// Makes a new fallback key, to be published with the next keys (the
+    /// previous one still opens sessions already started with it).
+    pub(crate) fn renew_fallback_key(&mut self) {
+        self.account.generate_fallback_key();
+    }
+
     /// The server holds what [`Olm::keys_to_publish`] gave.
     pub(crate) fn mark_published(&mut self) {
         self.account.mark_keys_as_published();
@@ -245,9 +255,34 @@ impl Olm {
     }
 
     fn keep(&mut self, theirs: &str, session: Session) {
+        if !self.sessions.contains_key(theirs) && self.sessions.len() >= MAX_DEVICES {
+            // Bounded whatever strangers send: one other device's
+            // sessions make room (it starts a new one if it writes again).
+            if let Some(out) = self.sessions.keys().find(|k| *k != theirs).cloned() {
+                self.sessions.remove(&out);
+            }
+        }
         let held = self.sessions.entry(theirs.to_owned()).or_default();
         held.insert(0, session);
         held.truncate(SESSIONS_PER_DEVICE);
+    }
+
+    /// How many sessions are held with the device `theirs`.
+    pub(crate) fn sessions_with(&self, theirs: &str) -> usize {
+        self.sessions.get(theirs).map_or(0, Vec::len)
+    }
+
+    /// Drops the newest session with `theirs` (one just made for a
+    /// message that then proved to be garbage).
+    pub(crate) fn drop_newest(&mut self, theirs: &str) {
+        if let Some(held) = self.sessions.get_mut(theirs) {
+            if !held.is_empty() {
+                held.remove(0);
+            }
+            if held.is_empty() {
+                self.sessions.remove(theirs);
+            }
+        }
     }
 }
 

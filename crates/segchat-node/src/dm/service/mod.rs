@@ -104,7 +104,9 @@ struct Inner {
     devices: Mutex<HashMap<String, DeviceList>>,
 }
 
-type DeviceList = (Instant, String, Vec<ClaimedDevice>);
+/// When a user's devices were claimed, the name as the server spells it,
+/// the devices (without keys), and whether to ask again before use.
+type DeviceList = (Instant, String, Vec<ClaimedDevice>, bool);
 
 /// Why a DM was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -474,7 +476,7 @@ impl SafetyNumber {
 pub(crate) fn conversation_of(account: &str, members: &[String]) -> String {
     members
         .iter()
-        .filter(|m| *m != account)
+        .filter(|m| !m.eq_ignore_ascii_case(account))
         .cloned()
         .collect::<Vec<_>>()
         .join(",")

@@ -256,28 +256,47 @@ impl Dms {
             .map_err(|_| "ciphertext is not base64".to_owned())?;
         let message = OlmMessage::from_parts(sealed.kind.into(), &bytes)
             .map_err(|e| format!("not an Olm message: {e}"))?;
-        let plain = olm
-            .decrypt(&sealed.sender.curve25519, &message)
-            .map_err(|e| e.to_string())?;
-        let payload: DmPayload =
-            serde_json::from_slice(&plain).map_err(|_| "not a DM payload".to_owned())?;
-        payload.check().map_err(|e| e.to_string())?;
-        if payload.from != e.from {
-            return Err(format!(
-                "says it is from {} but {} sent it",
-                payload.from, e.from
-            ));
-        }
-        if !payload.members.iter().any(|m| m == account) {
-            return Err("not a conversation of this account".into());
-        }
+        let theirs = &sealed.sender.curve25519;
+        let held = olm.sessions_with(theirs);
+        let plain = olm.decrypt(theirs, &message).map_err(|e| e.to_string())?;
+        let checked = (|| {
+            let payload: DmPayload =
+                serde_json::from_slice(&plain).map_err(|_| "not a DM payload".to_owned())?;
+            payload.check().map_err(|e| e.to_string())?;
+            if !payload.from.eq_ignore_ascii_case(&e.from) {
+                return Err(format!(
+                    "says it is from {} but {} sent it",
+                    payload.from, e.from
+                ));
+            }
+            // Names are one user whatever their case (a sender offline
+            // sends them as typed).
+            if !payload
+                .members
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(account))
+            {
+                return Err("not a conversation of this account".into());
+            }
+            Ok(payload)
+        })();
+        let payload = match checked {
+            Ok(p) => p,
+            Err(why) => {
+                // A session made for garbage is not kept.
+                if olm.sessions_with(theirs) > held {
+                    olm.drop_newest(theirs);
+                }
+                return Err(why);
+            }
+        };
         self.observe(payload.sent_at_ms);
         let conversation = conversation_of(account, &payload.members);
         match payload.content {
             DmContent::Text { text } => Ok(Opened::Message(DmRow {
                 id: payload.id.to_string(),
                 conversation,
-                state: if payload.from == account {
+                state: if payload.from.eq_ignore_ascii_case(account) {
                     DmState::Sent
                 } else {
                     DmState::Received

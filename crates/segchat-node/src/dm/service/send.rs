@@ -20,6 +20,9 @@ use crate::dm::olm::Olm;
 use crate::events::ChatEvent;
 use crate::store::DmRow;
 
+/// Devices one `claim_keys` may name as in session (the server's limit).
+const MAX_HAVE_SESSIONS: usize = 64;
+
 impl Dms {
     pub(super) async fn send_loop(self, shutdown: CancellationToken) {
         let mut changed = self.inner.link.watch();
@@ -205,7 +208,19 @@ impl Dms {
                         tracing::warn!(?other, "unexpected answer to send_dm");
                         return Err(Delivery::Later("unexpected answer".into()));
                     }
-                    Err(f) => return Err(Delivery::from_failure(f)),
+                    Err(f) => match Delivery::from_failure(f) {
+                        // Some devices have it already: refused for the
+                        // rest (one member blocked the sender) is not
+                        // failed for all.
+                        Delivery::Never(f) if !addressed.is_empty() => {
+                            tracing::warn!(reason = %f, "some recipients refused a direct message");
+                            return Ok(Reach {
+                                devices: addressed.len(),
+                                direct,
+                            });
+                        }
+                        other => return Err(other),
+                    },
                 };
                 for e in chunk {
                     if gone.contains(&e.to_node) {
@@ -220,15 +235,20 @@ impl Dms {
                 again.retain(|u| to.iter().any(|t| t.eq_ignore_ascii_case(u)));
             }
             if again.is_empty() {
-                return Ok(Reach {
-                    devices: addressed.len(),
-                    direct,
-                });
+                break;
             }
             for u in &again {
                 self.forget_devices(u);
             }
             users = again.into_iter().collect();
+        }
+        let others = to.iter().any(|u| !u.eq_ignore_ascii_case(account));
+        if addressed.is_empty() && others {
+            // Sealed for nobody (no device could be encrypted for): not
+            // sent; the outbox tries again.
+            return Err(Delivery::Later(
+                "no device of theirs could take it yet".into(),
+            ));
         }
         Ok(Reach {
             devices: addressed.len(),
@@ -314,17 +334,26 @@ impl Dms {
         user: &str,
         olm: &Olm,
     ) -> Result<(String, Vec<ClaimedDevice>), Delivery> {
-        let have = olm.session_keys();
+        let sessions = olm.session_keys();
         let key = user.to_ascii_lowercase();
+        // Only this user's devices with a session are named (the server
+        // takes at most 64), from the list last seen of them.
+        let mut have = Vec::new();
         {
             let cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, name, devices)) = cache.get(&key) {
+            if let Some((at, name, devices, stale)) = cache.get(&key) {
                 let all_in_session = devices
                     .iter()
-                    .all(|d| have.binary_search(&d.keys.curve25519).is_ok());
-                if at.elapsed() < DEVICES_FRESH && all_in_session {
+                    .all(|d| sessions.binary_search(&d.keys.curve25519).is_ok());
+                if !stale && at.elapsed() < DEVICES_FRESH && all_in_session {
                     return Ok((name.clone(), devices.clone()));
                 }
+                have = devices
+                    .iter()
+                    .map(|d| d.keys.curve25519.clone())
+                    .filter(|c| sessions.binary_search(c).is_ok())
+                    .take(MAX_HAVE_SESSIONS)
+                    .collect();
             }
         }
         let request = Request::ClaimKeys {
@@ -348,13 +377,17 @@ impl Dms {
             })
             .collect();
         let mut cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(key, (Instant::now(), name.clone(), keyless));
+        cache.insert(key, (Instant::now(), name.clone(), keyless, false));
         Ok((name, devices))
     }
 
+    /// Asks the server for `user`'s devices next time (the list is kept
+    /// to name the devices this node already has sessions with).
     pub(super) fn forget_devices(&self, user: &str) {
         let mut cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
-        cache.remove(&user.to_ascii_lowercase());
+        if let Some(entry) = cache.get_mut(&user.to_ascii_lowercase()) {
+            entry.3 = true;
+        }
     }
 
     /// Tells the other senders of `rows` (in the conversation `members`)

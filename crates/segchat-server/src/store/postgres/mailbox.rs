@@ -31,6 +31,21 @@ pub(super) async fn store(
     now_ms: u64,
 ) -> StoreResult<Vec<(String, Delivered)>> {
     let tx = c.transaction().await?;
+    // Sequence numbers are taken at insert but seen at commit: two senders
+    // to one device could commit out of order, and a fetch in between
+    // would move its position past the one that commits later. Each
+    // recipient device's row is locked first (in key order, so two
+    // senders cannot deadlock), so a device's envelopes commit in the
+    // order of their numbers.
+    let mut devices: Vec<&str> = envelopes.iter().map(|e| e.to_node.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    rows(
+        &tx,
+        "SELECT node_key FROM devices WHERE node_key = ANY($1) ORDER BY node_key FOR UPDATE",
+        &[&devices],
+    )
+    .await?;
     let mut out = Vec::new();
     for e in envelopes {
         let stored = row(
