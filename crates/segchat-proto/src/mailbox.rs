@@ -10,6 +10,11 @@ use uuid::Uuid;
 /// Largest envelope body (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Most body bytes in one `send_dm` altogether: a text message sealed
+/// for every device of a group is far less; what one request (one of
+/// the allowance of changes) may make the server keep is bounded.
+pub const MAX_REQUEST_BYTES: usize = 512 * 1024;
+
 /// Most envelopes in one `send_dm` (a message to a group of 10, each
 /// with a few devices, and the sender's own other devices).
 pub const MAX_ENVELOPES: usize = 64;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES};
+use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES, MAX_REQUEST_BYTES};
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::{Failure, Status};
 
@@ -27,6 +27,13 @@ pub(super) async fn send(
         return Err(Failure::bad_request(format!(
             "send 1 to {MAX_ENVELOPES} envelopes at a time"
         )));
+    }
+    let total: usize = envelopes.iter().map(|e| e.body.len()).sum();
+    if total > MAX_REQUEST_BYTES {
+        return Err(Failure::new(
+            Status::TooLarge,
+            format!("at most {MAX_REQUEST_BYTES} bytes of bodies in one send_dm"),
+        ));
     }
     if let Some(e) = envelopes.iter().find(|e| e.body.len() > MAX_BODY) {
         return Err(Failure::new(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use segchat_proto::devices::ClaimedDevice;
 use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Sealed};
-use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES};
+use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES, MAX_REQUEST_BYTES};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::NodeAddr;
 use segchat_proto::{Failure, Status};
@@ -19,6 +19,27 @@ use super::{members_of, Delivery, Dms, BUSY_RETRY, DEVICES_FRESH, RETRY};
 use crate::dm::olm::Olm;
 use crate::events::ChatEvent;
 use crate::store::DmRow;
+
+/// `envelopes` in `send_dm`s the server takes: at most `MAX_ENVELOPES`
+/// and `MAX_REQUEST_BYTES` of bodies each.
+fn batches(envelopes: Vec<Envelope>) -> Vec<Vec<Envelope>> {
+    let mut out: Vec<Vec<Envelope>> = Vec::new();
+    let mut bytes = 0;
+    for e in envelopes {
+        let full = out
+            .last()
+            .is_none_or(|b| b.len() == MAX_ENVELOPES || bytes + e.body.len() > MAX_REQUEST_BYTES);
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += e.body.len();
+        if let Some(b) = out.last_mut() {
+            b.push(e);
+        }
+    }
+    out
+}
 
 /// Devices one `claim_keys` may name as in session (the server's limit).
 const MAX_HAVE_SESSIONS: usize = 64;
@@ -198,9 +219,9 @@ impl Dms {
                 }
                 again.extend(users.iter().cloned());
             }
-            for chunk in envelopes.chunks(MAX_ENVELOPES) {
+            for chunk in batches(envelopes) {
                 let request = Request::SendDm {
-                    envelopes: chunk.to_vec(),
+                    envelopes: chunk.clone(),
                 };
                 let (gone, missing) = match self.inner.link.request(request).await {
                     Ok(Reply::DmStored { gone, missing, .. }) => (gone, missing),
@@ -222,7 +243,7 @@ impl Dms {
                         other => return Err(other),
                     },
                 };
-                for e in chunk {
+                for e in &chunk {
                     if gone.contains(&e.to_node) {
                         again.insert(e.to.clone());
                     } else {
@@ -444,5 +465,33 @@ impl Reach {
         } else {
             "server"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(n: usize, size: usize) -> Envelope {
+        Envelope {
+            id: Uuid::nil(),
+            to: "bob".into(),
+            to_node: format!("{n:064}"),
+            body: "x".repeat(size),
+        }
+    }
+
+    #[test]
+    fn envelopes_go_in_requests_the_server_takes() {
+        let many: Vec<Envelope> = (0..130).map(|n| envelope(n, 10)).collect();
+        let sizes: Vec<usize> = batches(many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [64, 64, 2]);
+        let big: Vec<Envelope> = (0..20).map(|n| envelope(n, 60 * 1024)).collect();
+        let out = batches(big);
+        assert!(out
+            .iter()
+            .all(|b| { b.iter().map(|e| e.body.len()).sum::<usize>() <= MAX_REQUEST_BYTES }));
+        assert_eq!(out.iter().map(Vec::len).sum::<usize>(), 20, "none lost");
+        assert!(batches(Vec::new()).is_empty());
     }
 }
