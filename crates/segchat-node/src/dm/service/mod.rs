@@ -191,6 +191,21 @@ impl Dms {
             .map(|s| s.username)
     }
 
+    /// The user this node's API speaks for: the signed-in one, or, while
+    /// the server is unreachable (or not yet answered after a restart),
+    /// the one whose session this node keeps: their DMs are read and
+    /// written from the local store meanwhile.
+    async fn user(&self) -> Result<String, DmError> {
+        if let Some(a) = self.account() {
+            return Ok(a);
+        }
+        let kept = self.inner.device.store().session().await;
+        match kept.map_err(|e| DmError::Local(e.to_string()))? {
+            Some(s) if s.kind == AccountKind::User => Ok(s.username),
+            _ => Err(DmError::NotSignedIn),
+        }
+    }
+
     fn tick(&self, seen: u64) -> u64 {
         let now = crate::clock::now_ms();
         let mut last = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,7 +228,7 @@ impl Dms {
     /// sent at once if the server is reachable. The row as it is after
     /// that first try; `Err` if it was refused for good.
     pub(crate) async fn send(&self, to: &[String], text: &str) -> Result<DmRow, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         if to.iter().any(|u| u.eq_ignore_ascii_case(&account)) {
             return Err(DmError::Invalid(
                 "a direct message goes to someone else".into(),
@@ -295,7 +310,7 @@ impl Dms {
 
     /// The account's conversations, the most recent first.
     pub(crate) async fn conversations(&self) -> Result<Vec<Conversation>, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         let store = self.inner.device.store();
         store
             .dm_conversations(&account)
@@ -310,7 +325,7 @@ impl Dms {
         before: Option<(u64, String)>,
         limit: u32,
     ) -> Result<Vec<DmRow>, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         let conversation = conversation_of(&account, &dm::members(&account, with));
         let store = self.inner.device.store();
         store
@@ -325,7 +340,7 @@ impl Dms {
     /// device list differs between them — a device the server added under
     /// a user's name shows as a different number, compared out of band.
     pub(crate) async fn safety_number(&self, with: &str) -> Result<SafetyNumber, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         if with.eq_ignore_ascii_case(&account) {
             return Err(DmError::Invalid("compare keys with someone else".into()));
         }
@@ -363,7 +378,7 @@ impl Dms {
     /// The account's direct messages holding every word of `query`,
     /// newest first (from the local store: works offline).
     pub(crate) async fn search(&self, query: &str, limit: u32) -> Result<Vec<DmRow>, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         let words: Vec<String> = query.split_whitespace().map(str::to_owned).collect();
         if words.is_empty() || words.len() > 16 {
             return Err(DmError::Invalid("search for 1 to 16 words".into()));
@@ -377,7 +392,7 @@ impl Dms {
 
     /// Marks the conversation with `with` read here and tells the senders.
     pub(crate) async fn mark_read(&self, with: &[String]) -> Result<usize, DmError> {
-        let account = self.account().ok_or(DmError::NotSignedIn)?;
+        let account = self.user().await?;
         let members = dm::members(&account, with);
         let conversation = conversation_of(&account, &members);
         let store = self.inner.device.store();
