@@ -240,11 +240,7 @@ impl Api {
         path: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let req = self
-            .http
-            .post(format!("{}/api/v1/{path}", self.url))
-            .json(&body);
-        self.send(path, req).await
+        self.with_body(reqwest::Method::POST, path, body).await
     }
 
     /// `PUT /api/v1/PATH` with a JSON body; the JSON answer.
@@ -253,10 +249,17 @@ impl Api {
         path: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let req = self
-            .http
-            .put(format!("{}/api/v1/{path}", self.url))
-            .json(&body);
+        self.with_body(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn with_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/api/v1/{path}", self.url);
+        let req = self.http.request(method, url).json(&body);
         self.send(path, req).await
     }
 

@@ -211,20 +211,16 @@ async fn a_dm_reaches_the_recipient_sealed_and_its_states_move_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of_its_devices() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let (_b, bdir) = tempdir();
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bdir,
+        _dirs,
+        ..
+    } = ann_and_bob().await;
     let (_p, pdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let ann_node = start_node(server.addr, &adir).await;
-    let bob_node = start_node(server.addr, &bdir).await;
-    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
-    ann.wait_connected().await;
-    bob.wait_connected().await;
-    ann.register("ann").await;
-    bob.register("bob").await;
-    keys_published(&adir, 1).await;
-    keys_published(&bdir, 1).await;
 
     // Bob's node goes away; ann writes twice.
     bob_node.shutdown().await;

@@ -249,13 +249,18 @@ impl Dms {
         let to = self.canonical(&account, to).await?;
         payload.members = dm::members(&account, &to);
         let members = payload.members.clone();
-        let latest = self
-            .inner
-            .device
-            .store()
-            .dm_latest_ms(&account)
-            .await
-            .map_err(|e| DmError::Local(e.to_string()))?;
+        // The clock starts after what the store holds (a restart); once
+        // running it keeps up by itself.
+        let started = *self.inner.clock.lock().unwrap_or_else(|p| p.into_inner()) > 0;
+        let latest = if started {
+            0
+        } else {
+            let store = self.inner.device.store();
+            store
+                .dm_latest_ms(&account)
+                .await
+                .map_err(|e| DmError::Local(e.to_string()))?
+        };
         let row = DmRow {
             id: payload.id.to_string(),
             conversation: conversation_of(&account, &members),
@@ -290,6 +295,23 @@ impl Dms {
     async fn canonical(&self, account: &str, names: &[String]) -> Result<Vec<String>, DmError> {
         if !self.inner.link.state().connected {
             return Ok(names.to_vec());
+        }
+        // Names claimed lately are known already: no Olm state to load
+        // (sealing loads it next), no request.
+        let known: Option<Vec<String>> = {
+            let cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+            names
+                .iter()
+                .map(|n| {
+                    cache
+                        .get(&n.to_ascii_lowercase())
+                        .filter(|(at, _, _, stale)| !stale && at.elapsed() < DEVICES_FRESH)
+                        .map(|(_, name, _, _)| name.clone())
+                })
+                .collect()
+        };
+        if let Some(known) = known {
+            return Ok(known);
         }
         let (_guard, olm) = self
             .inner
