@@ -7,9 +7,15 @@
 // it from the channel list and answers through "Message" in the friends
 // panel. A message to a name nobody has says so and keeps the text. A
 // long conversation: the badge counts 50, the newest page shows first,
-// older ones load on scrolling up, and the list is one tab stop. axe
-// finds nothing serious, at desktop and phone width, dark and light.
-// Screenshots go to ../screenshots/ (42 to 45).
+// older ones load on scrolling up, and the list is one tab stop. A
+// message has the features of a channel's: ann replies to bob's (he
+// sees the quote and goes to the original), edits hers (he sees the new
+// text and "(edited)"), bob reacts (ann sees the chip and its count;
+// toggling takes reactions back), ann deletes one after confirming (bob
+// sees it deleted, and the quote in his reply to it too); from the
+// keyboard, and on a phone with a tap. axe finds nothing serious, at
+// desktop and phone width, dark and light. Screenshots go to
+// ../screenshots/ (42 to 50).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -265,4 +271,271 @@ test('a long conversation: unread counted, older messages paged in, one tab stop
   assert.match(await page.evaluate(() => document.activeElement.textContent), /line number 48/);
   await page.keyboard.press('Escape');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
+});
+
+// A message whose own text (not a quote of it) holds `text`.
+const said = (page, text) => page.locator('#timeline article.msg').filter({ has: page.locator('.body', { hasText: text }) });
+
+// The row with text `text` in `node`'s history with `name`.
+async function rowOf(node, name, text) {
+  return eventually(`the row ${JSON.stringify(text)}`, async () => {
+    const r = await nodeApi(node, 'GET', `/dms/${name}?limit=200`);
+    return r.body.messages.filter((x) => x.text === text).pop();
+  });
+}
+
+// Both with the conversation open, at desktop width.
+async function bothOpen() {
+  for (const [u, other] of [[ann, 'bob'], [bob, 'ann']]) {
+    await u.page.setViewportSize(DESKTOP);
+    await dmItem(u.page, other).click();
+    await u.page.locator('#chan-title', { hasText: other }).waitFor();
+  }
+}
+
+test('the node has the direct-message API this UI uses', async () => {
+  // A plain check first, so a missing backend fails with a clear reason.
+  const sent = await nodeApi(nodeA, 'POST', '/dms/bob', { text: 'api check' });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  for (const k of ['reply_to', 'quote', 'edited_ms', 'deleted', 'reactions']) {
+    assert.ok(k in sent.body.message, `a DM row has ${k}: ${JSON.stringify(sent.body.message)}`);
+  }
+  const del = await nodeApi(nodeA, 'DELETE', `/dms/bob/messages/${encodeURIComponent(sent.body.message.id)}`);
+  assert.equal(del.status, 202, JSON.stringify(del.body));
+  assert.equal(del.body.message.deleted, true);
+  assert.equal(del.body.message.text, '');
+});
+
+test('ann replies to bob; bob sees the quote and goes to the original', async () => {
+  await bothOpen();
+  await send(bob.page, 'Are we still on for Friday?');
+  const original = (await rowOf(nodeB, 'ann', 'Are we still on for Friday?')).id;
+  const { page } = ann;
+  const target = said(page, 'Are we still on for Friday?');
+  await target.waitFor();
+  await target.hover();
+  await target.locator('.act-reply').click();
+  const bar = page.locator('#reply-bar');
+  await bar.waitFor();
+  assert.match(await bar.textContent(), /Replying to bob: Are we still on for Friday\?/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input', 'the box has focus');
+  // Escape cancels; Reply again and send.
+  await page.keyboard.press('Escape');
+  await bar.waitFor({ state: 'detached' });
+  await target.hover();
+  await target.locator('.act-reply').click();
+  await bar.waitFor();
+  await page.keyboard.type('Yes, Friday at noon.');
+  await page.keyboard.press('Enter');
+  await bar.waitFor({ state: 'detached' });
+  const row = await rowOf(nodeA, 'bob', 'Yes, Friday at noon.');
+  assert.equal(row.reply_to, original, 'sent as a reply');
+  assert.equal(row.quote && row.quote.id, original, JSON.stringify(row));
+
+  // Bob: the quote above the reply names the original and shows it.
+  const reply = said(bob.page, 'Yes, Friday at noon.');
+  await reply.waitFor();
+  const quote = reply.locator('.reply-quote');
+  assert.match(await quote.textContent(), /bob.*Are we still on for Friday\?/);
+  await quote.click();
+  await eventually('the original focused and flashed', async () => bob.page.evaluate((id) => {
+    const el = document.activeElement;
+    return !!el && el.dataset.id === id && el.classList.contains('flash');
+  }, original));
+  await screenshots(bob.page, '46-dm-reply');
+});
+
+test('ann edits her message and bob sees the new text, marked (edited)', async () => {
+  const { page } = ann;
+  const id = (await rowOf(nodeA, 'bob', 'Yes, Friday at noon.')).id;
+  // ↑ in the empty box edits her last message; Escape leaves it as it was.
+  await page.locator('#composer-input').click();
+  await page.locator('#composer-input').press('ArrowUp');
+  const editor = page.locator(`#timeline article.msg[data-id="${id}"] .edit-input`);
+  await editor.waitFor();
+  assert.equal(await editor.inputValue(), 'Yes, Friday at noon.');
+  assert.equal(await page.evaluate(() => document.activeElement.classList.contains('edit-input')), true);
+  await editor.press('Escape');
+  await editor.waitFor({ state: 'detached' });
+
+  // From the toolbar: Enter saves.
+  const mine = page.locator(`#timeline article.msg[data-id="${id}"]`);
+  await mine.hover();
+  await mine.locator('.act-edit').click();
+  await editor.waitFor();
+  await editor.fill('Yes, Friday at **1 pm** (moved).');
+  await screenshots(page, '47-dm-editing');
+  await editor.press('Enter');
+  await editor.waitFor({ state: 'detached' });
+  assert.match(await mine.locator('.body').textContent(), /Friday at 1 pm \(moved\)/);
+
+  const theirs = bob.page.locator(`#timeline article.msg[data-id="${id}"]`);
+  await eventually('bob sees the edit', async () => /Yes, Friday at 1 pm \(moved\)\./.test(await theirs.locator('.body').textContent()));
+  assert.equal(await theirs.locator('.body strong').textContent(), '1 pm');
+  assert.equal(await theirs.locator('.edited').textContent(), '(edited)');
+  assert.match(await theirs.locator('.edited').getAttribute('title'), /^Edited /);
+  assert.equal(await theirs.getAttribute('data-edited'), 'true');
+  // An edit is not a new message; the quote of bob's message stays.
+  assert.equal(await bob.page.locator('#timeline article.msg', { hasText: 'Yes, Friday at' }).count(), 1);
+  assert.match(await theirs.locator('.reply-quote').textContent(), /Are we still on for Friday\?/);
+  // Bob can neither edit nor delete ann's message.
+  await theirs.hover();
+  await theirs.locator('.act-reply').waitFor();
+  assert.equal(await theirs.locator('.act-edit, .act-delete').count(), 0);
+  const row = (await nodeApi(nodeB, 'GET', '/dms/ann?limit=50')).body.messages.find((x) => x.id === id);
+  assert.equal(row.text, 'Yes, Friday at **1 pm** (moved).');
+  assert.ok(row.edited_ms > 0, JSON.stringify(row));
+});
+
+test('bob reacts; ann sees the chip and its count, and toggling takes reactions back', async () => {
+  const id = (await rowOf(nodeA, 'bob', 'Yes, Friday at **1 pm** (moved).')).id;
+  const theirs = bob.page.locator(`#timeline article.msg[data-id="${id}"]`);
+  await theirs.hover();
+  await theirs.locator('.act-react').click();
+  const picker = theirs.locator('.emoji-picker');
+  await picker.waitFor();
+  assert.equal(await bob.page.evaluate(() => document.activeElement.classList.contains('emoji-btn')), true, 'the picker has focus');
+  await picker.locator('.emoji-btn[data-emoji="👍"]').click();
+  await picker.waitFor({ state: 'detached' });
+  const bobChip = theirs.locator('.reaction[data-emoji="👍"]');
+  await eventually('bob\'s chip', async () => (await bobChip.count()) === 1 && (await bobChip.getAttribute('aria-pressed')) === 'true');
+  assert.equal(await bobChip.locator('.reaction-count').textContent(), '1');
+
+  const mine = ann.page.locator(`#timeline article.msg[data-id="${id}"]`);
+  const annChip = mine.locator('.reaction[data-emoji="👍"]');
+  await eventually('ann sees bob\'s reaction', async () => (await annChip.count()) === 1);
+  assert.equal(await annChip.locator('.reaction-count').textContent(), '1');
+  assert.equal(await annChip.getAttribute('aria-pressed'), 'false');
+  assert.match(await annChip.getAttribute('aria-label'), /thumbs up, 1 reaction by bob/);
+  // Ann adds hers with the chip (2), and takes it back (1).
+  await annChip.click();
+  await eventually('two, one of them ann\'s', async () => (await annChip.locator('.reaction-count').textContent()) === '2' && (await annChip.getAttribute('aria-pressed')) === 'true');
+  await eventually('bob sees two', async () => (await bobChip.locator('.reaction-count').textContent()) === '2');
+  await screenshots(ann.page, '48-dm-reactions');
+  await annChip.click();
+  await eventually('one again', async () => (await annChip.locator('.reaction-count').textContent()) === '1' && (await annChip.getAttribute('aria-pressed')) === 'false');
+  // Bob takes his back: the chip goes on both sides.
+  await eventually('bob sees one', async () => (await bobChip.locator('.reaction-count').textContent()) === '1');
+  await bobChip.click();
+  await eventually('bob\'s chip goes', async () => (await theirs.locator('.reaction').count()) === 0);
+  await eventually('ann\'s chip goes', async () => (await mine.locator('.reaction').count()) === 0);
+  const row = (await nodeApi(nodeA, 'GET', '/dms/bob?limit=50')).body.messages.find((x) => x.id === id);
+  assert.deepEqual(row.reactions, [], JSON.stringify(row));
+});
+
+test('ann deletes a message after confirming; bob sees it deleted, and his reply\'s quote too', async () => {
+  const { page } = ann;
+  await send(page, 'This one goes away.');
+  const id = (await rowOf(nodeA, 'bob', 'This one goes away.')).id;
+  const theirs = bob.page.locator(`#timeline article.msg[data-id="${id}"]`);
+  await theirs.waitFor();
+  const answer = await nodeApi(nodeB, 'POST', '/dms/ann', { text: 'Noted, going away.', reply_to: id });
+  assert.equal(answer.status, 202, JSON.stringify(answer.body));
+  const reply = said(bob.page, 'Noted, going away.');
+  await reply.waitFor();
+  assert.match(await reply.locator('.reply-quote').textContent(), /This one goes away\./);
+
+  const mine = page.locator(`#timeline article.msg[data-id="${id}"]`);
+  await mine.hover();
+  await mine.locator('.act-delete').click();
+  const dialog = page.locator('#confirm-dialog');
+  await dialog.waitFor();
+  assert.match(await dialog.textContent(), /Delete your message\?.*This one goes away\./);
+  // Cancel keeps it.
+  await page.locator('#confirm-cancel').click();
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await mine.getAttribute('data-deleted'), null);
+  await mine.hover();
+  await mine.locator('.act-delete').click();
+  await dialog.waitFor();
+  await screenshots(page, '49-dm-delete-confirm');
+  await page.locator('#confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden' });
+
+  await eventually('ann sees it deleted', async () => (await mine.getAttribute('data-deleted')) === 'true');
+  await eventually('bob sees it deleted', async () => (await theirs.getAttribute('data-deleted')) === 'true');
+  assert.equal(await theirs.locator('.body').textContent(), 'message deleted');
+  assert.match(await theirs.locator('.body').getAttribute('class'), /deleted/);
+  await eventually('the quote says so', async () => /message deleted/.test(await reply.locator('.reply-quote').textContent()));
+  assert.equal(await bob.page.locator('#timeline .body', { hasText: 'This one goes away' }).count(), 0, 'the text is gone');
+  await theirs.hover();
+  assert.equal(await theirs.locator('.msg-actions').count(), 0, 'no actions on a deleted message');
+  const row = (await nodeApi(nodeB, 'GET', '/dms/ann?limit=50')).body.messages.find((x) => x.id === id);
+  assert.equal(row.deleted, true, JSON.stringify(row));
+  assert.equal(row.text, '');
+  const answerRow = (await nodeApi(nodeB, 'GET', '/dms/ann?limit=50')).body.messages.find((x) => x.text === 'Noted, going away.');
+  assert.equal(answerRow.quote && answerRow.quote.deleted, true, `the node's quote follows: ${JSON.stringify(answerRow)}`);
+});
+
+test('the message actions from the keyboard, and on a phone with a tap', async () => {
+  // Keyboard: the message, Tab to Reply, Enter; Escape cancels.
+  const { page } = bob;
+  const m = said(page, 'Yes, Friday at 1 pm');
+  await m.evaluate((el) => el.focus());
+  let on = '';
+  for (let i = 0; i < 8 && !on.includes('act-reply'); i++) {
+    await page.keyboard.press('Tab');
+    on = await page.evaluate(() => document.activeElement.className);
+  }
+  assert.match(on, /act-reply/);
+  await page.keyboard.press('Enter');
+  await page.locator('#reply-bar').waitFor();
+  assert.match(await page.locator('#reply-bar').textContent(), /Replying to ann: Yes, Friday at 1 pm/);
+  await page.keyboard.press('Escape');
+  await page.locator('#reply-bar').waitFor({ state: 'detached' });
+  const stops = await page.evaluate(() => [...document.querySelectorAll('#timeline [tabindex="0"], #timeline button:not([tabindex="-1"]), #timeline a[href]:not([tabindex="-1"])')].length);
+  assert.equal(stops, 1, 'the list is still one tab stop');
+
+  // Phone: a tap shows the toolbar; reply and react from it.
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(250);
+  await m.scrollIntoViewIfNeeded();
+  await m.locator('.body').click();
+  await eventually('the toolbar after a tap', async () => /show-actions/.test(await m.getAttribute('class')));
+  assert.equal(await m.locator('.msg-actions').isVisible(), true);
+  await screenshots(page, '50-dm-phone-actions', {
+    phone: async () => {
+      if (!/show-actions/.test(await m.getAttribute('class'))) await m.locator('.body').click();
+      await m.scrollIntoViewIfNeeded();
+    },
+  });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(250);
+  if (!/show-actions/.test(await m.getAttribute('class'))) await m.locator('.body').click();
+  await m.locator('.act-reply').click();
+  await page.locator('#reply-bar').waitFor();
+  await send(page, 'From my phone: see you then.');
+  await page.locator('#reply-bar').waitFor({ state: 'detached' });
+  const answer = said(ann.page, 'From my phone: see you then.');
+  await answer.waitFor();
+  assert.match(await answer.locator('.reply-quote').textContent(), /ann.*Yes, Friday at 1 pm/);
+  if (!/show-actions/.test(await m.getAttribute('class'))) await m.locator('.body').click();
+  await m.locator('.act-react').click();
+  await m.locator('.emoji-picker .emoji-btn[data-emoji="🎉"]').click();
+  await m.locator('.reaction[data-emoji="🎉"]').waitFor();
+  await ann.page.locator('#timeline article.msg .reaction[data-emoji="🎉"]').waitFor();
+  await page.setViewportSize(DESKTOP);
+});
+
+test('a conversation with replies, edits, a deletion and reactions has no serious accessibility violation', async () => {
+  const { page } = ann;
+  const m = said(page, 'Yes, Friday at 1 pm');
+  const problems = await check(page, 'conversation with message features', async (width) => {
+    if (width === 'phone') await page.keyboard.press('Escape');
+    await m.scrollIntoViewIfNeeded();
+    await m.hover();
+  });
+  // The picker open.
+  await m.hover();
+  await m.locator('.act-react').click();
+  await m.locator('.emoji-picker').waitFor();
+  for (const scheme of ['dark', 'light']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const v = await axeViolations(page);
+    if (v.length) problems.push(`picker, ${scheme}:\n  ${describeViolations(v).replace(/\n/g, '\n  ')}`);
+  }
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.keyboard.press('Escape');
+  await m.locator('.emoji-picker').waitFor({ state: 'detached' });
+  assert.deepEqual(problems, [], problems.join('\n'));
 });

@@ -262,6 +262,24 @@ async fn a_dm_to_a_node_that_is_away_arrives_once_when_it_returns_and_on_each_of
     let both_id = both["id"].as_str().expect("id");
     message_where(&bob, "ann", both_id, |m| m["text"] == "to all of you").await;
     message_where(&phone, "ann", both_id, |m| m["text"] == "to all of you").await;
+    // Read on one of his devices is read on the other too.
+    let unread = |api: &Api| {
+        let api = api.clone();
+        async move {
+            let (_, v) = api.get("/dms").await;
+            v["conversations"][0]["unread"].as_u64()
+        }
+    };
+    assert!(
+        unread(&phone).await >= Some(1),
+        "unread on the phone at first"
+    );
+    let (status, v) = bob.post("/dms/ann/read", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    eventually("the phone learns bob read it elsewhere", || async {
+        (unread(&phone).await == Some(0)).then_some(())
+    })
+    .await;
     let mine = send(&phone, "ann", "from my phone").await;
     let mine_id = mine["id"].as_str().expect("id");
     message_where(&ann, "bob", mine_id, |m| m["state"] == "received").await;
@@ -431,6 +449,135 @@ async fn a_burst_beyond_every_allowance_still_arrives_once_each_in_order() {
         .collect();
     let expected: Vec<String> = (0..40).map(|i| format!("burst {i:02}")).collect();
     assert_eq!(texts, expected, "each once, in the order written");
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_edits_deletions_and_reactions_show_the_same_on_both_sides() {
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bob,
+        bdir,
+        _dirs,
+        ..
+    } = ann_and_bob().await;
+
+    let first = send(&ann, "bob", "lunch at noon?").await;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    message_where(&bob, "ann", &first_id, |_| true).await;
+
+    // A reply carries its quote, on both sides.
+    let (status, v) = bob
+        .post("/dms/ann", json!({"text": "yes!", "reply_to": first_id}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"]["quote"]["body"], "lunch at noon?");
+    let reply_id = v["message"]["id"].as_str().expect("id").to_owned();
+    let seen = message_where(&ann, "bob", &reply_id, |_| true).await;
+    assert_eq!(seen["reply_to"], first_id.as_str());
+    assert_eq!(seen["quote"]["author"], "ann");
+
+    // Only its sender edits; the edit shows everywhere, in the quote too.
+    let path = format!("/dms/bob/messages/{first_id}");
+    let (status, v) = ann.patch(&path, json!({"text": "lunch at one?"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"]["text"], "lunch at one?");
+    assert!(v["message"]["edited_ms"].is_u64(), "{v}");
+    let edited = message_where(&bob, "ann", &first_id, |m| m["text"] == "lunch at one?").await;
+    assert!(edited["edited_ms"].is_u64());
+    message_where(&bob, "ann", &reply_id, |m| {
+        m["quote"]["body"] == "lunch at one?"
+    })
+    .await;
+    let theirs = format!("/dms/ann/messages/{first_id}");
+    let (status, _) = bob.patch(&theirs, json!({"text": "mine now"})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "bob cannot edit ann's message"
+    );
+    let (status, _) = bob.delete(&theirs).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "nor delete it");
+    let (status, _) = ann
+        .patch(
+            &format!("/dms/bob/messages/{reply_id}"),
+            json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "nor ann bob's");
+    let (status, _) = ann
+        .patch(
+            "/dms/bob/messages/00000000-0000-7000-8000-000000000000",
+            json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Any member reacts; taking it back removes it everywhere.
+    let react = format!("/dms/ann/messages/{first_id}/reactions/%F0%9F%91%8D");
+    let (status, v) = bob.put(&react, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"]["reactions"][0]["me"], true);
+    let counted = message_where(&ann, "bob", &first_id, |m| m["reactions"][0]["count"] == 1).await;
+    assert_eq!(counted["reactions"][0]["emoji"], "👍");
+    assert_eq!(counted["reactions"][0]["users"], json!(["bob"]));
+    assert_eq!(counted["reactions"][0]["me"], false);
+    let (status, _) = bob
+        .put(
+            &format!("/dms/ann/messages/{first_id}/reactions/a%20b"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "one emoji, no spaces");
+    let (status, _) = bob.delete(&react).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    message_where(&ann, "bob", &first_id, |m| {
+        m["reactions"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+
+    // Bob goes away; ann deletes. He finds it deleted when he returns,
+    // and his reply's quote says so.
+    bob_node.shutdown().await;
+    let (status, v) = ann.delete(&path).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"]["deleted"], true);
+    assert_eq!(v["message"]["text"], "");
+    let (status, _) = ann.patch(&path, json!({"text": "back"})).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a deleted message stays deleted"
+    );
+    let react_mine = format!("/dms/bob/messages/{first_id}/reactions/%F0%9F%91%8D");
+    let (status, _) = ann.put(&react_mine, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "and takes no reactions");
+    let bob_node = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bob_node);
+    message_where(&bob, "ann", &first_id, |m| {
+        m["deleted"] == true && m["text"] == ""
+    })
+    .await;
+    message_where(&bob, "ann", &reply_id, |m| m["quote"]["deleted"] == true).await;
+
+    // Actions are not messages of their own: two rows on each side, and
+    // the deleted text is not found.
+    for (api, with) in [(&ann, "bob"), (&bob, "ann")] {
+        assert_eq!(history(api, with).await.len(), 2, "{with}");
+        let (_, list) = api.get("/dms").await;
+        assert_eq!(list["conversations"][0]["last"]["id"], reply_id.as_str());
+        let (_, found) = api.get("/dm-search?q=lunch").await;
+        assert_eq!(found["messages"], json!([]), "{found}");
+    }
+    let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
+    assert!(log.contains("kind=delete"), "the log names what arrived");
+    assert!(!log.contains("lunch"), "never the text");
 
     ann_node.shutdown().await;
     bob_node.shutdown().await;

@@ -1,16 +1,22 @@
 // Writing a direct message: the message box of an open conversation
 // (Enter sends, Shift+Enter a new line; the limit counted in characters,
-// as the node counts; a refused text stays in the box with the reason),
-// and the "Write a direct message" dialog that opens one by username.
+// as the node counts; a refused text stays in the box with the reason;
+// the "Replying to …" bar above it, Escape cancels; ↑ in the empty box
+// edits my last message), and the "Write a direct message" dialog that
+// opens one by username.
 
 import { h, clear, icon } from './dom.js';
+import { displayName } from './format.js';
+import { excerpt } from './markdown.js';
 
 // Usernames as the server checks them (segchat-proto validate_username).
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
 
 // Draws the box into `el` for `v`: { name, title, limit, draft, error,
-// focus }. `on`: send(text) → Promise (rejects with an ApiError),
-// error(text) and draft(text) keep those for the conversation.
+// reply, focus }. `on`: send(text, replyTo) → Promise (rejects with an
+// ApiError); error(text), draft(text) and setReply(reply or null) keep
+// those for the conversation, reply() says which it is; editLast() →
+// whether an edit started.
 export function renderDmComposer(el, v, on) {
   const { name, title, limit } = v;
   const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, v.error);
@@ -41,21 +47,26 @@ export function renderDmComposer(el, v, on) {
       setError(`Too long to send: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or split it into several messages.`);
       return;
     }
+    const answering = on.reply();
     ta.value = '';
     grow();
     measure();
     on.draft('');
     setError('');
+    if (answering) { on.setReply(null); drawDmReply(el, null, on); }
     try {
-      await on.send(text);
+      await on.send(text, answering ? answering.id : null);
     } catch (e) {
       const why = `Not sent: ${e.status === 404 ? `${e.reason}. Check the spelling of their username.` : e.reason}`;
       on.error(why);
       // The box may have been drawn anew meanwhile, or be another
       // conversation's: the text goes back where this one's is kept.
       const box = el.querySelector('textarea[data-dm]');
+      // The reply it was goes back with it, unless another was started.
+      if (answering && !on.reply()) on.setReply(answering);
       if (box && box.dataset.dm === name) {
         if (!box.value) box.value = text;
+        drawDmReply(el, on.reply(), on);
         box.dispatchEvent(new Event('input'));
         const line = el.querySelector('.send-error');
         if (line) line.textContent = why;
@@ -73,20 +84,53 @@ export function renderDmComposer(el, v, on) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();
+    } else if (e.key === 'Escape' && on.reply()) {
+      e.preventDefault();
+      e.stopPropagation();
+      on.setReply(null);
+      drawDmReply(el, null, on);
+    } else if (e.key === 'ArrowUp' && !ta.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey) {
+      if (on.editLast()) e.preventDefault();
     }
   });
   clear(el,
+    h('div', { class: 'reply-slot' }),
     h('div', { class: 'composer-box' },
       h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
         h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message @${title}`),
         ta, sendBtn)),
     h('div', { class: 'composer-foot' },
-      h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line · end-to-end encrypted'),
+      h('p', { class: 'composer-hint', id: 'composer-hint' }, h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Shift'), '+', h('kbd', {}, 'Enter'), ' for a new line · ', h('kbd', {}, '↑'), ' to edit your last · end-to-end encrypted'),
       counter),
     errorLine);
+  drawDmReply(el, v.reply, on);
   measure();
   requestAnimationFrame(grow);
   if (v.focus) ta.focus();
+}
+
+// Above the box in `el`: which message the next one answers (`r`: { id,
+// author, body }), with a button that cancels it; nothing when `r` is
+// null.
+export function drawDmReply(el, r, on) {
+  const slot = el.querySelector('.reply-slot');
+  if (!slot) return;
+  if (!r) { slot.replaceChildren(); return; }
+  const author = displayName(r.author);
+  const cancel = () => {
+    on.setReply(null);
+    drawDmReply(el, null, on);
+    const box = el.querySelector('#composer-input');
+    if (box) box.focus();
+  };
+  slot.replaceChildren(h('div', { class: 'reply-bar', id: 'reply-bar', role: 'status' },
+    icon('reply'),
+    h('span', { class: 'reply-what' },
+      'Replying to ', h('strong', {}, author), ': ', h('span', { class: 'reply-excerpt' }, excerpt(r.body, 100))),
+    h('button', {
+      type: 'button', id: 'reply-cancel', class: 'icon-btn small', title: 'Cancel reply (Escape)',
+      'aria-label': `Cancel the reply to ${author}`, onclick: cancel,
+    }, icon('close'))));
 }
 
 // Opens the dialog in `d`. `v`: { me (my username), friends (usernames

@@ -6,6 +6,9 @@
 // delivered, read, not delivered) and a message box. Live from the
 // `direct_message` and `direct_message_updated` events. What the node
 // says is the only truth: rows merge by id and a state never moves back.
+// A message can be replied to, reacted to, and (my own) edited and
+// deleted as in channels: the toolbar, the editor and the confirmation
+// are message-actions.js's; dm-messages.js draws one message.
 //
 // A conversation is named by its other members (one username, or several
 // joined by `,`); while one is open no channel is (`s.current` is null in
@@ -13,26 +16,19 @@
 // to this module).
 
 import { api, enc } from './api.js';
-import { h, clear, icon, announce } from './dom.js';
-import { displayName, clock, stamp, fullTime, relative, dayKey, dayLabel, PRESENCE_LABEL } from './format.js';
+import { h, clear, icon, announce, toast } from './dom.js';
+import { displayName, PRESENCE_LABEL } from './format.js';
 import { avatar } from './sidebar.js';
-import { parse, render, excerpt } from './markdown.js';
+import { parse, excerpt } from './markdown.js';
 import { roveTimeline, focusAddress, findAddress } from './timeline-keys.js';
 import { notificationState } from './mentions.js';
-import { renderDmComposer, openNewDmDialog } from './dm-compose.js';
+import { renderDmComposer, drawDmReply, openNewDmDialog } from './dm-compose.js';
+import { MessageActions } from './message-actions.js';
+import { dmTimeline, asChannelRow } from './dm-messages.js';
 
 const PAGE = 50;
-const GROUP_MS = 5 * 60 * 1000;
 // The node's order of states (store/dms.rs): a row keeps the furthest.
 const RANK = { pending: 0, failed: 1, sent: 2, received: 3, delivered: 4, read: 5 };
-// What my own message's state shows: a glyph, and its words.
-const STATE = {
-  pending: ['◷', 'Sending…'],
-  sent: ['✓', 'Sent'],
-  delivered: ['✓✓', 'Delivered'],
-  read: ['✓✓', 'Read'],
-  failed: ['!', 'Not delivered'],
-};
 
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 const newestFirst = (a, b) => (b.last.sent_at_ms - a.last.sent_at_ms) || (a.last.id < b.last.id ? 1 : -1);
@@ -60,6 +56,23 @@ export class DirectMessages {
   // its channel), redraw() everything, changed() the sidebar.
   constructor(deps) {
     this.deps = deps;
+    // Reply, react, edit and delete, on rows in a channel's shape
+    // (dm-messages.js `asChannelRow`: the conversation is the `channel`).
+    this.actions = new MessageActions({
+      me: () => this.deps.me(),
+      // Both sides write in a conversation; only my own are mine to delete.
+      canWrite: () => true,
+      canModerate: () => false,
+      apply: (row) => this.apply(row),
+      redraw: () => this.drawTimeline(),
+      reply: (row) => this.startReply(row),
+      limit: () => this.deps.limit(),
+      dialogHost: () => this.deps.ui().layout,
+      notice: (text) => toast(this.deps.ui().layout, text),
+      at: (row) => `/dms/${enc(row.channel)}/messages/${enc(row.id)}`,
+      textField: 'text',
+      measure: (text) => [[...text].length, 'characters'],
+    });
     this.reset();
   }
 
@@ -73,8 +86,14 @@ export class DirectMessages {
     this.errors = new Map();
     this.seen = new Map();
     this.trees = new Map();
-    this.revealed = new Set();
+    // Per conversation: the message the next one answers ({ id, author, body }).
+    this.replyTo = new Map();
+    // The message a quote pointed to: { id, until } while it is flashed.
+    this.flash = null;
+    this.actions.reset();
+    this.actions.revealed.clear();
     clearTimeout(this.readTimer);
+    clearTimeout(this.recountTimer);
   }
 
   // ------------------------------------------------------------ state
@@ -192,7 +211,11 @@ export class DirectMessages {
     const switching = this.open !== name;
     this.open = name;
     history.replaceState(null, '', `#${enc(`@${name}`)}`);
-    if (switching) { this.conv(name).activeMsg = null; }
+    if (switching) {
+      this.conv(name).activeMsg = null;
+      this.actions.pickerFor = null;
+      this.actions.tapped = null;
+    }
     this.deps.redraw();
     this.drawTimeline({ bottom: true });
     if (focus && !this.deps.isPhone()) this.focusBox();
@@ -270,11 +293,17 @@ export class DirectMessages {
         }
       }
     } else {
+      // A new state, or an edit, a deletion or a reaction (from anyone).
       const before = this.entry(name);
       const was = this.convs.get(name) && this.convs.get(name).byId.get(m.id);
-      this.keep(m, { add: false });
-      // Read here or on another of my devices.
-      if (!mine && m.state === 'read' && before && before.unread && (!was || was.state !== 'read')) before.unread -= 1;
+      this.updated(m);
+      // Read here or on another of my devices. Whether this row was read
+      // before is not known when its conversation is not loaded: the
+      // node counts.
+      if (!mine && m.state === 'read' && before && before.unread) {
+        if (!was) this.recount();
+        else if (was.state !== 'read') before.unread -= 1;
+      }
     }
     if (this.open === name && this.deps.ui()) {
       const t = this.deps.ui().timeline;
@@ -283,6 +312,40 @@ export class DirectMessages {
       if (!stick && ev.type === 'direct_message') this.deps.ui().jump.hidden = false;
     }
     this.deps.changed();
+  }
+
+  // Row `m` changed (its state, text or reactions): the quotes of replies
+  // to it follow; a deleted one is no longer edited.
+  updated(m) {
+    const c = this.convs.get(m.conversation);
+    if (c) {
+      for (const r of c.byId.values()) {
+        if (r.reply_to === m.id && r.quote) c.byId.set(r.id, { ...r, quote: { ...r.quote, body: m.text, deleted: !!m.deleted } });
+      }
+    }
+    this.keep(m, { add: false });
+    if (m.deleted && this.actions.isEditing(asChannelRow(m))) this.actions.editing = null;
+  }
+
+  // The node's answer to my edit, deletion or reaction.
+  apply(m) {
+    this.updated(m);
+    this.deps.changed();
+    if (this.open === m.conversation) this.drawTimeline();
+  }
+
+  // The unread counts as the node has them, a moment later.
+  recount() {
+    clearTimeout(this.recountTimer);
+    this.recountTimer = setTimeout(async () => {
+      let list;
+      try { list = (await api('GET', '/dms')).conversations; } catch { return; }
+      for (const x of list) {
+        const e = this.entry(x.conversation);
+        if (e) e.unread = x.unread;
+      }
+      this.deps.changed();
+    }, 300);
   }
 
   // A presence event.
@@ -305,8 +368,8 @@ export class DirectMessages {
 
   // ------------------------------------------------------------ sending
 
-  async send(name, text) {
-    const r = await api('POST', `/dms/${enc(name)}`, { text });
+  async send(name, text, replyTo = null) {
+    const r = await api('POST', `/dms/${enc(name)}`, replyTo ? { text, reply_to: replyTo } : { text });
     const m = r.message;
     // The server spells names its way ("Bob" is bob): follow it.
     if (m.conversation !== name && this.open === name) {
@@ -339,7 +402,7 @@ export class DirectMessages {
           type: 'button',
           class: `chan dm${current ? ' current' : ''}${unread ? ' has-unread' : ''}`,
           'aria-current': current ? 'page' : null,
-          title: e.last ? `${displayName(e.last.sender)}: ${excerpt(e.last.text, 80)}` : null,
+          title: e.last ? `${displayName(e.last.sender)}: ${e.last.deleted ? 'message deleted' : excerpt(e.last.text, 80)}` : null,
           dataset: { dm: e.conversation },
           onclick: () => this.show(e.conversation),
         },
@@ -418,39 +481,26 @@ export class DirectMessages {
     const messages = [...c.byId.values()].sort(order);
     const title = conversationTitle(name);
     t.setAttribute('aria-label', `Direct messages with ${title}`);
-    const out = [];
-    if (!c.loaded) {
-      out.push(h('p', { class: 'empty-channel' }, 'Loading…'));
-    } else if (c.loadedAll) {
-      out.push(h('div', { class: 'channel-start dm-start' },
-        avatar(name.split(',')[0], null, 'lg'),
-        h('h2', {}, title),
-        h('p', { class: 'muted' }, `This is the beginning of your direct messages with ${title}. They are end-to-end encrypted: only you and ${name.includes(',') ? 'they' : title} can read them.`)));
-    } else if (c.loading) {
-      out.push(h('div', { class: 'loading-older', role: 'status' }, 'Loading older messages…'));
-    } else {
-      out.push(h('div', { class: 'loading-older' }, 'Scroll up for older messages'));
-    }
+    this.actions.beforeDraw();
     const lastOwn = [...messages].reverse().find((m) => m.sender === me.username);
-    let prev = null;
-    let lastDay = null;
-    for (const m of messages) {
-      const day = dayKey(m.sent_at_ms);
-      if (day !== lastDay) {
-        out.push(h('div', { class: 'day-sep', role: 'separator', 'aria-label': dayLabel(m.sent_at_ms) }, h('span', {}, dayLabel(m.sent_at_ms))));
-        lastDay = day;
-        prev = null;
-      }
-      const start = !prev || prev.sender !== m.sender || m.sent_at_ms - prev.sent_at_ms > GROUP_MS;
-      out.push(this.messageEl(m, start, me, lastOwn && lastOwn.id === m.id));
-      prev = m;
-    }
-    clear(t, out);
+    clear(t, dmTimeline(messages, {
+      name,
+      title,
+      state: c,
+      me,
+      acts: this.actions,
+      newestOwn: lastOwn ? lastOwn.id : null,
+      tree: (m) => this.tree(m),
+      lookup: (id) => c.byId.get(id),
+      onQuote: (id) => this.jumpTo(id),
+      flash: this.flash && this.flash.until > Date.now() ? this.flash.id : null,
+    }));
     const active = roveTimeline(t, c.activeMsg);
     const again = hadFocus ? findAddress(t, focused) || active : null;
     if (again) again.focus({ preventScroll: true });
     if (bottom) t.scrollTop = t.scrollHeight;
     else t.scrollTop = t.scrollHeight - fromBottom;
+    this.actions.afterDraw(t);
   }
 
   // The parsed text, kept while the text stays the same.
@@ -462,29 +512,71 @@ export class DirectMessages {
     return tree;
   }
 
-  messageEl(m, start, me, newestOwn) {
-    const own = m.sender === me.username;
-    const name = displayName(m.sender);
-    const cls = ['msg', 'dm-msg', start ? 'group-start' : 'compact', own ? 'own' : '',
-      m.state === 'pending' ? 'is-pending' : '', m.state === 'failed' ? 'is-refused' : ''].filter(Boolean).join(' ');
-    const when = new Date(m.sent_at_ms).toISOString();
-    const body = h('div', { class: 'body' });
-    body.append(render(this.tree(m), { me: me.username, spoilerKey: m.id, revealed: this.revealed }));
-    return h('article', { class: cls, dataset: { id: m.id, author: m.sender, state: m.state } },
-      start ? avatar(m.sender, null) : h('time', { class: 'gutter-time', datetime: when, title: fullTime(m.sent_at_ms) }, clock(m.sent_at_ms)),
-      h('div', { class: 'msg-main' },
-        start ? h('header', { class: 'msg-head' },
-          h('span', { class: 'author' }, name),
-          h('time', { datetime: when, title: `${fullTime(m.sent_at_ms)} (${relative(m.sent_at_ms)})` }, stamp(m.sent_at_ms)))
-          : h('span', { class: 'visually-hidden' }, `${name}, ${clock(m.sent_at_ms)}: `),
-        h('div', { class: 'msg-line' },
-          body,
-          own ? h('span', { class: 'msg-meta' }, stateEl(m, newestOwn)) : null),
-        m.state === 'failed' ? h('p', { class: 'refused-line', role: 'note' }, icon('warn'), `Not delivered: ${m.error || 'refused'}`) : null));
+  // Shows the message `id` of the open conversation (what a reply
+  // quotes), loading older pages until it is there; says so when it is
+  // not in the history this node has.
+  async jumpTo(id) {
+    const name = this.open;
+    const c = this.conv(name);
+    for (let i = 0; i < 40 && this.open === name && !c.byId.has(id) && !c.loadedAll; i++) {
+      if (c.loading) await new Promise((r) => setTimeout(r, 100));
+      else await this.loadOlder();
+    }
+    if (this.open !== name) return;
+    const t = this.deps.ui().timeline;
+    const el = t.querySelector(`article[data-id="${CSS.escape(id)}"]`);
+    if (!el) {
+      toast(this.deps.ui().layout, 'The original message is not in the history this node has.');
+      return;
+    }
+    c.activeMsg = id;
+    roveTimeline(t, id);
+    el.scrollIntoView({ block: 'center' });
+    el.focus({ preventScroll: true });
+    // Kept through redraws meanwhile.
+    this.flash = { id, until: Date.now() + 2000 };
+    el.classList.add('flash');
+    setTimeout(() => {
+      const now = this.open === name && t.querySelector(`article[data-id="${CSS.escape(id)}"]`);
+      if (now) now.classList.remove('flash');
+    }, 2000);
+  }
+
+  // Reply to `row` (from the toolbar): the bar above the box, and the
+  // box has focus.
+  startReply(row) {
+    const name = this.open;
+    const el = this.deps.ui().composer;
+    if (!name) return;
+    const r = { id: row.id, author: row.author, body: row.body };
+    this.replyTo.set(name, r);
+    drawDmReply(el, r, this.composerOn(name));
+    const ta = el.querySelector('#composer-input');
+    if (ta) ta.focus();
+  }
+
+  // My last message in the open conversation, to edit (↑ in an empty box).
+  editLast() {
+    if (!this.open) return false;
+    const mine = [...this.conv(this.open).byId.values()].sort(order).map(asChannelRow).filter((r) => this.actions.canEdit(r));
+    return mine.length ? this.actions.startEdit(mine[mine.length - 1]) : false;
+  }
+
+  // What the message box of conversation `name` keeps and does.
+  composerOn(name) {
+    return {
+      send: (text, replyTo) => this.send(name, text, replyTo),
+      error: (text) => this.errors.set(name, text),
+      draft: (text) => { if (text) this.drafts.set(name, text); else this.drafts.delete(name); },
+      reply: () => this.replyTo.get(name) || null,
+      setReply: (r) => { if (r) this.replyTo.set(name, r); else this.replyTo.delete(name); },
+      editLast: () => this.editLast(),
+    };
   }
 
   // The message box of the open conversation (dm-compose.js). `force`
-  // false keeps what is being typed (only the error line is redrawn).
+  // false keeps what is being typed (only the error line and the reply
+  // bar are redrawn).
   renderComposer(force = true, focus = false) {
     const el = this.deps.ui().composer;
     const name = this.open;
@@ -492,6 +584,7 @@ export class DirectMessages {
     if (!force && existing && existing.dataset.dm === name) {
       const err = el.querySelector('.send-error');
       if (err) err.textContent = this.errors.get(name) || '';
+      drawDmReply(el, this.replyTo.get(name) || null, this.composerOn(name));
       return;
     }
     renderDmComposer(el, {
@@ -500,12 +593,9 @@ export class DirectMessages {
       limit: this.deps.limit(),
       draft: this.drafts.get(name) || '',
       error: this.errors.get(name) || '',
+      reply: this.replyTo.get(name) || null,
       focus: focus && !this.deps.isPhone(),
-    }, {
-      send: (text) => this.send(name, text),
-      error: (text) => this.errors.set(name, text),
-      draft: (text) => { if (text) this.drafts.set(name, text); else this.drafts.delete(name); },
-    });
+    }, this.composerOn(name));
   }
 
   openNewDialog() {
@@ -516,15 +606,4 @@ export class DirectMessages {
 
 function atBottom(t) {
   return t.scrollHeight - t.scrollTop - t.clientHeight < 60;
-}
-
-// The state of my own message `m`: a glyph (and, on my newest message,
-// the word), named for screen readers; `path` in its tooltip.
-function stateEl(m, word) {
-  const [glyph, label] = STATE[m.state] || ['', m.state];
-  const full = m.state === 'failed' && m.error ? `${label}: ${m.error}` : label;
-  const via = m.path === 'p2p' ? ', directly' : m.path === 'server' ? ', through the server' : '';
-  return h('span', { class: `tick dm-state ${m.state}`, role: 'img', 'aria-label': full, title: `${full}${via}`, dataset: { state: m.state } },
-    h('span', { class: 'state-glyph' }, glyph),
-    word && m.state !== 'failed' ? h('span', { class: 'state-word' }, label) : null);
 }

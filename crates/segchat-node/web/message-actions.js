@@ -4,7 +4,10 @@
 // confirmation. The timeline is drawn anew on every event, so this keeps
 // its own state (which message is being edited and the text so far,
 // whose picker is open, which was tapped, which spoilers were shown) and
-// the drawing in messages.js asks it what to show.
+// the drawing in messages.js asks it what to show. A direct-message
+// timeline (dms.js) keeps one of its own, with rows shaped as channels'
+// (`author`, `body`, and its conversation as `channel`) and its own
+// addresses in the node's API.
 
 import { api, enc } from './api.js';
 import { h, icon, announce } from './dom.js';
@@ -14,15 +17,32 @@ import { reactionChips, reactionPicker, setReaction } from './reactions.js';
 
 const utf8 = new TextEncoder();
 
+// A message that never went out (a channel's refused, a DM's failed):
+// nothing to do to it.
+const notSent = (m) => m.state === 'refused' || m.state === 'failed';
+
+// Where channel message `m` is in the node's API.
+const channelMessage = (m) => `/channels/${enc(m.channel)}/messages/${enc(m.id)}`;
+
 export class MessageActions {
   // `me()`: the session; `canWrite(channel)`: may write (so reply and
   // react) there; `canModerate(channel)`: may delete others' messages
   // there (its owner or a moderator); `apply(row)`: a message as the node
   // now has it (merge and draw); `redraw()`; `reply(m)`: start a reply in
-  // the composer; `limit()`: the body limit in bytes; `dialogHost()`:
+  // the composer; `limit()`: the body limit (in bytes, or in
+  // `measure`'s unit); `dialogHost()`:
   // where the confirmation dialog goes; `notice(text)`: say what failed.
+  // For other timelines than channels (all optional): `at(m)`: the
+  // message's path in the node's API; `textField`: what an edit's text is
+  // called there; `measure(text)`: [used, unit] against `limit()`
+  // (default UTF-8 bytes).
   constructor(deps) {
-    this.deps = deps;
+    this.deps = {
+      at: channelMessage,
+      textField: 'body',
+      measure: (text) => [utf8.encode(text).length, 'bytes'],
+      ...deps,
+    };
     this.editing = null; // { id, channel, text, error }
     this.pickerFor = null;
     this.tapped = null;
@@ -43,17 +63,17 @@ export class MessageActions {
   }
 
   canEdit(m) {
-    return this.own(m) && !m.deleted && m.state !== 'refused';
+    return this.own(m) && !m.deleted && !notSent(m);
   }
 
   canDelete(m) {
-    if (m.deleted || m.state === 'refused') return false;
+    if (m.deleted || notSent(m)) return false;
     return this.own(m) || this.deps.canModerate(m.channel);
   }
 
   canAct(m) {
     const me = this.deps.me();
-    return !!me && me.kind === 'user' && this.deps.canWrite(m.channel) && !m.deleted && m.state !== 'refused';
+    return !!me && me.kind === 'user' && this.deps.canWrite(m.channel) && !m.deleted && !notSent(m);
   }
 
   // ------------------------------------------------------------ drawing
@@ -168,7 +188,7 @@ export class MessageActions {
 
   async react(m, emoji, on) {
     try {
-      const row = await setReaction(m, emoji, on);
+      const row = await setReaction(this.deps.at(m), emoji, on);
       if (row) this.deps.apply(row);
     } catch (e) {
       announce(`Could not react: ${e.reason}`);
@@ -197,13 +217,13 @@ export class MessageActions {
     const ed = this.editing;
     if (!ed || ed.saving) return;
     const limit = this.deps.limit();
-    const used = utf8.encode(ed.text).length;
+    const [used, unit] = this.deps.measure(ed.text);
     const fail = (text) => { ed.error = text; this.editorFocus = { start: ed.text.length, end: ed.text.length }; this.deps.redraw(); };
     if (!ed.text.trim()) return fail('A message cannot be empty; delete it instead.');
-    if (used > limit) return fail(`Too long: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}.`);
+    if (used > limit) return fail(`Too long: ${used.toLocaleString('en')} ${unit}, the limit is ${limit.toLocaleString('en')}.`);
     ed.saving = true;
     try {
-      const r = await api('PATCH', `/channels/${enc(ed.channel)}/messages/${enc(ed.id)}`, { body: ed.text });
+      const r = await api('PATCH', this.deps.at(ed), { [this.deps.textField]: ed.text });
       if (this.editing === ed) this.editing = null;
       this.focusNext = `article[data-id="${CSS.escape(ed.id)}"]`;
       if (r && r.message) this.deps.apply(r.message); else this.deps.redraw();
@@ -227,7 +247,7 @@ export class MessageActions {
       return;
     }
     try {
-      const r = await api('DELETE', `/channels/${enc(m.channel)}/messages/${enc(m.id)}`);
+      const r = await api('DELETE', this.deps.at(m));
       this.focusNext = `article[data-id="${CSS.escape(m.id)}"]`;
       if (r && r.message) this.deps.apply(r.message); else this.deps.redraw();
       announce('Message deleted');

@@ -1,7 +1,8 @@
 // Reactions: the chips under a message (emoji, count, who in the title,
 // mine marked; a click toggles mine) and the small picker of common
 // emoji the React action opens. The node answers each change with the
-// message as it now is; everyone else gets a `message_updated` event.
+// message as it now is; everyone else gets a `message_updated` event
+// (`direct_message_updated` in a direct message).
 
 import { api, enc } from './api.js';
 import { h } from './dom.js';
@@ -77,8 +78,9 @@ export function reactionPicker(m, onPick, onClose) {
   return el;
 }
 
-// Adds (`on`) or takes back my `emoji` on `m`; answers the message row.
-export async function setReaction(m, emoji, on) {
-  const r = await api(on ? 'PUT' : 'DELETE', `/channels/${enc(m.channel)}/messages/${enc(m.id)}/reactions/${enc(emoji)}`);
+// Adds (`on`) or takes back my `emoji` on the message at `path` in the
+// node's API; answers the message row.
+export async function setReaction(path, emoji, on) {
+  const r = await api(on ? 'PUT' : 'DELETE', `${path}/reactions/${enc(emoji)}`);
   return r && r.message;
 }

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::devices::DeviceKeys;
+use crate::edits::{check_body, ShapeError};
+pub use crate::refs::{Ref, RefKind};
 
 /// Most people in one conversation, the sender included.
 pub const MAX_MEMBERS: usize = 10;
@@ -60,15 +62,20 @@ pub struct DmPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DmContent {
+    /// A message, or (with `re`) a reply, an edit, a deletion or a
+    /// reaction, by the rules channels follow ([`crate::edits`]): `text`
+    /// is the message's, the reply's or the edit's text, empty for a
+    /// deletion, the emoji for a reaction. An edit or a deletion counts
+    /// only from the target's sender; a reaction from any member; none
+    /// across conversations or on another action.
     Text {
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        re: Option<Ref>,
     },
     /// The messages `ids` of this conversation reached the receipt's
     /// sender (`delivered`) or were read there (`read`).
-    Receipt {
-        ids: Vec<Uuid>,
-        state: ReceiptState,
-    },
+    Receipt { ids: Vec<Uuid>, state: ReceiptState },
 }
 
 /// How far a direct message got, as its recipients tell.
@@ -86,6 +93,8 @@ pub enum PayloadError {
     Members,
     #[error("the text is empty or longer than {MAX_TEXT} characters")]
     Text,
+    #[error("{0}")]
+    Shape(#[from] ShapeError),
     #[error("a receipt names 1 to {MAX_RECEIPT_IDS} messages")]
     Receipt,
 }
@@ -99,9 +108,16 @@ impl DmPayload {
             return Err(PayloadError::Members);
         }
         match &self.content {
-            DmContent::Text { text } => {
-                if text.trim().is_empty() || text.chars().count() > MAX_TEXT {
+            DmContent::Text { text, re } => {
+                if text.chars().count() > MAX_TEXT {
                     return Err(PayloadError::Text);
+                }
+                if re.is_some_and(|r| r.id == self.id) {
+                    return Err(ShapeError::SelfReference.into());
+                }
+                match check_body(re.map(|r| r.kind), text) {
+                    Err(ShapeError::Empty) => return Err(PayloadError::Text),
+                    other => other?,
                 }
             }
             DmContent::Receipt { ids, .. } => {
@@ -134,7 +150,10 @@ mod tests {
             from: from.into(),
             members: members.iter().map(|s| s.to_string()).collect(),
             sent_at_ms: 1,
-            content: DmContent::Text { text: text.into() },
+            content: DmContent::Text {
+                text: text.into(),
+                re: None,
+            },
         }
     }
 
@@ -175,6 +194,39 @@ mod tests {
             state: ReceiptState::Read,
         };
         assert_eq!(receipt.check(), Err(PayloadError::Receipt));
+    }
+
+    #[test]
+    fn actions_have_the_shapes_channels_give_them() {
+        let target = Uuid::from_u128(7);
+        let with = |kind, body: &str| {
+            let mut p = text("ann", &["ann", "bob"], "x");
+            p.content = DmContent::Text {
+                text: body.into(),
+                re: Some(Ref { kind, id: target }),
+            };
+            p
+        };
+        assert_eq!(with(RefKind::Reply, "yes").check(), Ok(()));
+        assert_eq!(with(RefKind::Edit, "new").check(), Ok(()));
+        assert_eq!(with(RefKind::Edit, " ").check(), Err(PayloadError::Text));
+        assert_eq!(with(RefKind::Delete, "").check(), Ok(()));
+        assert_eq!(
+            with(RefKind::Delete, "x").check(),
+            Err(ShapeError::DeleteWithBody.into())
+        );
+        assert_eq!(with(RefKind::React, "👍").check(), Ok(()));
+        assert_eq!(
+            with(RefKind::React, "a b").check(),
+            Err(ShapeError::BadReaction.into())
+        );
+        let mut own = with(RefKind::Reply, "me");
+        own.id = target;
+        assert_eq!(own.check(), Err(ShapeError::SelfReference.into()));
+        let json = serde_json::to_value(with(RefKind::Edit, "new")).expect("json");
+        assert_eq!(json["content"]["re"]["kind"], "edit");
+        let plain = serde_json::to_value(text("ann", &["ann", "bob"], "hi")).expect("json");
+        assert!(plain["content"].get("re").is_none(), "{plain}");
     }
 
     #[test]

@@ -53,15 +53,22 @@ pub fn check_shape(m: &Message) -> Result<(), ShapeError> {
     if m.re.is_some_and(|r| r.id == m.id) {
         return Err(ShapeError::SelfReference);
     }
-    match m.re.map(|r| r.kind) {
-        None | Some(RefKind::Reply) | Some(RefKind::Edit) if m.body.trim().is_empty() => {
+    check_body(m.re.map(|r| r.kind), &m.body)
+}
+
+/// Checks that `body` fits a message of `kind` (`None`: a plain message):
+/// text for a message, a reply or an edit; nothing for a deletion; one
+/// emoji for a reaction. Direct messages follow the same rules.
+pub fn check_body(kind: Option<RefKind>, body: &str) -> Result<(), ShapeError> {
+    match kind {
+        None | Some(RefKind::Reply) | Some(RefKind::Edit) if body.trim().is_empty() => {
             Err(ShapeError::Empty)
         }
-        Some(RefKind::Delete) if !m.body.is_empty() => Err(ShapeError::DeleteWithBody),
+        Some(RefKind::Delete) if !body.is_empty() => Err(ShapeError::DeleteWithBody),
         Some(RefKind::React | RefKind::Unreact)
-            if m.body.is_empty()
-                || m.body.len() > MAX_REACTION_LEN
-                || m.body.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            if body.is_empty()
+                || body.len() > MAX_REACTION_LEN
+                || body.chars().any(|c| c.is_whitespace() || c.is_control()) =>
         {
             Err(ShapeError::BadReaction)
         }

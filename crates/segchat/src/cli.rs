@@ -203,6 +203,35 @@ pub(crate) enum DmCommand {
         user: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Start each line with the message's id (to reply, edit, delete
+        /// or react).
+        #[arg(long)]
+        ids: bool,
+    },
+    /// Reply to message ID of the conversation with USER (quoting it).
+    Reply {
+        user: String,
+        id: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Edit one of your messages, on every device of the conversation.
+    Edit {
+        user: String,
+        id: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Delete one of your messages, on every device of the conversation.
+    Delete { user: String, id: String },
+    /// React to a message with an emoji (again with --remove to take it
+    /// back).
+    React {
+        user: String,
+        id: String,
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
     },
     /// Your conversations, the most recent first, with unread counts.
     List,

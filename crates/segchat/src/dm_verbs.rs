@@ -6,8 +6,9 @@ use serde_json::{json, Value};
 
 use crate::cli::{DmArgs, DmCommand};
 use crate::client::{ClientError, NodeClient};
+use crate::message_verbs::message_line;
 use crate::output::{rows, str_of, table, Output};
-use crate::paths;
+use crate::paths::{self, segment};
 
 pub(crate) async fn run(node: &NodeClient, out: &Output, args: DmArgs) -> Result<(), ClientError> {
     match args.command {
@@ -23,12 +24,41 @@ pub(crate) async fn run(node: &NodeClient, out: &Output, args: DmArgs) -> Result
         Some(DmCommand::Search { words }) => {
             let path = format!("/dm-search?q={}", paths::query(&words.join(" ")));
             let v = node.call(Method::GET, &path, None).await?;
-            out.print(&v, || history(&v));
+            out.print(&v, || history(&v, false));
         }
-        Some(DmCommand::History { user, limit }) => {
+        Some(DmCommand::History { user, limit, ids }) => {
             let path = format!("/dms/{}?limit={limit}", conversation(&user)?);
             let v = node.call(Method::GET, &path, None).await?;
-            out.print(&v, || history(&v));
+            out.print(&v, || history(&v, ids));
+        }
+        Some(DmCommand::Reply { user, id, text }) => {
+            let path = format!("/dms/{}", conversation(&user)?);
+            let body = json!({ "text": text.join(" "), "reply_to": id });
+            let v = node.call(Method::POST, &path, Some(body)).await?;
+            out.print(&v, || line(&v["message"], false));
+        }
+        Some(DmCommand::Edit { user, id, text }) => {
+            let path = message(&user, &id)?;
+            let body = json!({ "text": text.join(" ") });
+            let v = node.call(Method::PATCH, &path, Some(body)).await?;
+            out.print(&v, || line(&v["message"], false));
+        }
+        Some(DmCommand::Delete { user, id }) => {
+            let v = node
+                .call(Method::DELETE, &message(&user, &id)?, None)
+                .await?;
+            out.print(&v, || line(&v["message"], false));
+        }
+        Some(DmCommand::React {
+            user,
+            id,
+            emoji,
+            remove,
+        }) => {
+            let path = format!("{}/reactions/{}", message(&user, &id)?, segment(&emoji)?);
+            let method = if remove { Method::DELETE } else { Method::PUT };
+            let v = node.call(method, &path, None).await?;
+            out.print(&v, || line(&v["message"], false));
         }
         None => {
             let user = args.user.unwrap_or_default();
@@ -49,6 +79,15 @@ fn conversation(users: &str) -> Result<String, ClientError> {
     Ok(names?.join(","))
 }
 
+/// Message `id` of the conversation with `users`, as an API path.
+fn message(users: &str, id: &str) -> Result<String, ClientError> {
+    Ok(format!(
+        "/dms/{}/messages/{}",
+        conversation(users)?,
+        segment(id)?
+    ))
+}
+
 fn when(m: &Value) -> String {
     crate::output::local_time(&json!({ "ts_ms": m["sent_at_ms"] }), "%Y-%m-%d %H:%M")
 }
@@ -63,30 +102,38 @@ fn sent(m: &Value) -> String {
     }
 }
 
-fn history(v: &Value) -> String {
+/// One direct message as a line, as a channel's reads (its quote,
+/// "(edited)", reactions), with the date, and the state of your own (the
+/// others' are yours to read, not to track).
+fn line(m: &Value, with_id: bool) -> String {
+    let sender = str_of(&m["sender"]);
+    let theirs = str_of(&m["conversation"]).split(',').any(|u| u == sender);
+    let mut as_channel = m.clone();
+    as_channel["author"] = m["sender"].clone();
+    as_channel["body"] = m["text"].clone();
+    as_channel["ts_ms"] = m["sent_at_ms"].clone();
+    if theirs {
+        as_channel["state"] = Value::Null;
+    }
+    let shown = message_line(&as_channel);
+    // The channel line starts with the time of day: the date goes first.
+    let id = if with_id {
+        format!("{} ", str_of(&m["id"]))
+    } else {
+        String::new()
+    };
+    let day = when(m);
+    let day = day.split(' ').next().unwrap_or_default();
+    match shown.rsplit_once('\n') {
+        Some((quote, rest)) => format!("{quote}\n{id}{day} {rest}"),
+        None => format!("{id}{day} {shown}"),
+    }
+}
+
+fn history(v: &Value, with_ids: bool) -> String {
     let lines: Vec<String> = v["messages"]
         .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    // The state of your own messages (the others' are
-                    // yours to read, not to track).
-                    let sender = str_of(&m["sender"]);
-                    let theirs = str_of(&m["conversation"]).split(',').any(|u| u == sender);
-                    let state = if theirs {
-                        String::new()
-                    } else {
-                        format!("  [{}]", str_of(&m["state"]))
-                    };
-                    format!(
-                        "{} <{}> {}{state}",
-                        when(m),
-                        str_of(&m["sender"]),
-                        str_of(&m["text"])
-                    )
-                })
-                .collect()
-        })
+        .map(|ms| ms.iter().map(|m| line(m, with_ids)).collect())
         .unwrap_or_default();
     if lines.is_empty() {
         return "no messages yet".into();
@@ -130,4 +177,32 @@ fn list(v: &Value) -> String {
         }),
         "no direct messages yet (segchat dm USER TEXT)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dm_line_shows_the_date_quote_edit_reactions_and_only_my_state() {
+        let reply = json!({
+            "id": "0193", "conversation": "ann", "sender": "bob", "text": "yes",
+            "sent_at_ms": 0, "state": "read", "reply_to": "x",
+            "quote": {"id": "x", "author": "ann", "body": "lunch?", "deleted": false},
+            "edited_ms": 5, "deleted": false,
+            "reactions": [{"emoji": "👍", "count": 1, "users": ["ann"], "me": false}]
+        });
+        let mine = line(&reply, true);
+        assert!(mine.starts_with("  ↳ <ann> lunch?\n0193 "), "{mine}");
+        assert!(
+            mine.ends_with("<bob> yes (edited)  [👍 1]  [read]"),
+            "{mine}"
+        );
+        let mut theirs = reply.clone();
+        theirs["conversation"] = json!("bob");
+        assert!(
+            line(&theirs, false).ends_with("[👍 1]"),
+            "no state on theirs"
+        );
+    }
 }

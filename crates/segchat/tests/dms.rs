@@ -122,8 +122,31 @@ fn dms_survive_kill_9_of_either_side_and_of_the_server() {
     assert_eq!(after.len(), 8, "{after:?}");
     assert_eq!(after.iter().filter(|t| t.contains("mango")).count(), 1);
 
+    // Reply, edit, react and delete from the command line, seen on the
+    // other side.
+    let v = ok_json(&adir, &["dm", "history", "bob", "--limit", "200"]);
+    let first = v["messages"][0]["id"].as_str().expect("id").to_owned();
+    let replied = ok(&bdir, &["dm", "reply", "ann", &first, "yes", "please"]);
+    assert!(replied.contains("↳ <ann> hello bob"), "{replied}");
+    let edited = ok(
+        &adir,
+        &["dm", "edit", "bob", &first, "hello bob, kiwi here"],
+    );
+    assert!(edited.contains("kiwi here (edited)"), "{edited}");
+    let reacted = ok(&bdir, &["dm", "react", "ann", &first, "👍"]);
+    assert!(reacted.contains("[👍 1]"), "{reacted}");
+    wait_until("ann sees the edit's reaction", || {
+        ok(&adir, &["dm", "history", "bob"]).contains("kiwi here (edited)  [👍 1]")
+    });
+    let deleted = ok(&adir, &["dm", "delete", "bob", &first]);
+    assert!(deleted.contains("(message deleted)"), "{deleted}");
+    wait_until("bob sees it deleted", || {
+        let shown = ok(&bdir, &["dm", "history", "ann", "--ids"]);
+        shown.contains(&format!("{first} ")) && shown.contains("<ann> (message deleted)")
+    });
+
     let files = server_files(&sdir);
-    for secret in ["pineapple", "mango", "while down"] {
+    for secret in ["pineapple", "mango", "while down", "kiwi"] {
         assert!(
             !files.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "the server's files hold {secret:?}"

@@ -8,6 +8,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use segchat_proto::edits::RefKind;
 use segchat_proto::types::validate_username;
 use segchat_proto::{Failure, Status};
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,14 @@ pub(super) async fn search(
 #[derive(Debug, Deserialize)]
 pub(super) struct SendBody {
     text: String,
+    /// The id of the message this one replies to.
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EditBody {
+    text: String,
 }
 
 /// `POST /dms/{users}`: the message as kept, `sent` when the server took
@@ -118,8 +127,63 @@ pub(super) async fn send(
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     st.inner.activity.input();
     let to = others(&users)?;
-    let message = st.inner.dms.send(&to, &body.text).await?;
+    let message = st
+        .inner
+        .dms
+        .send(&to, &body.text, body.reply_to.as_deref())
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// One of the user's actions on message `id` of the conversation with
+/// `users`: the message as shown now.
+async fn act(
+    st: &ApiState,
+    users: &str,
+    id: &str,
+    kind: RefKind,
+    text: &str,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    st.inner.activity.input();
+    let to = others(users)?;
+    let message = st.inner.dms.act(&to, id, kind, text).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// `PATCH /dms/{users}/messages/{id}`: edits one of the user's messages.
+pub(super) async fn edit(
+    State(st): State<ApiState>,
+    Path((users, id)): Path<(String, String)>,
+    Body(body): Body<EditBody>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    act(&st, &users, &id, RefKind::Edit, &body.text).await
+}
+
+/// `DELETE /dms/{users}/messages/{id}`: deletes one of the user's
+/// messages on every device of the conversation.
+pub(super) async fn delete(
+    State(st): State<ApiState>,
+    Path((users, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    act(&st, &users, &id, RefKind::Delete, "").await
+}
+
+/// `PUT /dms/{users}/messages/{id}/reactions/{emoji}`: adds the user's
+/// reaction.
+pub(super) async fn react(
+    State(st): State<ApiState>,
+    Path((users, id, emoji)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    act(&st, &users, &id, RefKind::React, &emoji).await
+}
+
+/// `DELETE /dms/{users}/messages/{id}/reactions/{emoji}`: takes the
+/// user's reaction back.
+pub(super) async fn unreact(
+    State(st): State<ApiState>,
+    Path((users, id, emoji)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    act(&st, &users, &id, RefKind::Unreact, &emoji).await
 }
 
 /// `GET /dms/{user}/safety`: the safety number to compare with them.

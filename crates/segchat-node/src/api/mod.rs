@@ -23,7 +23,9 @@
 //! | POST, DELETE | `/friends/{username}` | ask to be friends (accepts if they asked); unfriend, decline or cancel |
 //! | POST | `/friends/{username}/accept` | accept a friend request |
 //! | GET | `/dms` | direct-message conversations, newest first, with unread counts |
-//! | GET, POST | `/dms/{users}` | a conversation's history (local); send an end-to-end encrypted message |
+//! | GET, POST | `/dms/{users}` | a conversation's history (local); send an end-to-end encrypted message (`reply_to` for a reply) |
+//! | PATCH, DELETE | `/dms/{users}/messages/{id}` | edit or delete one of the user's direct messages |
+//! | PUT, DELETE | `/dms/{users}/messages/{id}/reactions/{emoji}` | add or take back the user's reaction |
 //! | POST | `/dms/{users}/read` | mark a conversation read (tells the senders) |
 //! | GET | `/dms/{user}/safety` | the safety number to compare with them out of band (every device key of both) |
 //! | GET | `/dm-search?q=` | direct messages holding every word, newest first (local) |
@@ -229,6 +231,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/dms/{users}", get(dms::history).post(dms::send))
         .route("/dms/{users}/read", post(dms::mark_read))
         .route("/dms/{users}/safety", get(dms::safety))
+        .route(
+            "/dms/{users}/messages/{id}",
+            patch(dms::edit).delete(dms::delete),
+        )
+        .route(
+            "/dms/{users}/messages/{id}/reactions/{emoji}",
+            put(dms::react).delete(dms::unreact),
+        )
         .route(
             "/friends/{username}",
             post(friends::request).delete(friends::remove),

@@ -59,6 +59,7 @@ const ASSETS: &[Asset] = &[
     asset!("composer.js", JS),
     asset!("create-dialog.js", JS),
     asset!("dm-compose.js", JS),
+    asset!("dm-messages.js", JS),
     asset!("dms.js", JS),
     asset!("dom.js", JS),
     asset!("format.js", JS),

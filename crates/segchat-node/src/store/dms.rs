@@ -4,17 +4,21 @@
 //! it and the mailbox position it came from.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use segchat_proto::edits::RefKind;
 use serde::Serialize;
 
+use super::dm_edits::{decorate, settle, SHOWN};
+use super::rows::{Quote, Reaction};
 use super::{Store, StoreError};
 use crate::dm::olm::Pickled;
 
 /// How far a direct message got. Sent ones move pending → sent →
 /// delivered → read (or to failed, from pending only); received ones
 /// received → read. A state never moves back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DmState {
+    #[default]
     Pending,
     Failed,
     Sent,
@@ -48,20 +52,51 @@ impl DmState {
     }
 }
 
-/// A direct message as this node keeps and shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A direct message as this node keeps and shows it: a message or a
+/// reply as the edits, deletion and reactions pointing at it left it, or
+/// (only inside the node: the outbox, what arrived) one of those actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DmRow {
     pub id: String,
     /// The other members, sorted, joined by `,`.
     pub conversation: String,
     pub sender: String,
     pub sent_at_ms: u64,
+    /// The text shown: the latest edit's, '' once deleted (of an action:
+    /// the edit's text, the emoji, or '' for a deletion).
     pub text: String,
     pub state: DmState,
     /// `server` or `p2p`, once it left or arrived.
     pub path: Option<String>,
     /// Why it failed, for a failed one.
     pub error: Option<String>,
+    /// What it does to another message and which (a reply, an edit, …).
+    #[serde(skip)]
+    pub re: Option<(RefKind, String)>,
+    /// The message this one replies to.
+    pub reply_to: Option<String>,
+    /// That message as it is shown now, if this device has it.
+    pub quote: Option<Quote>,
+    /// When it was last edited.
+    pub edited_ms: Option<u64>,
+    pub deleted: bool,
+    pub reactions: Vec<Reaction>,
+}
+
+impl DmRow {
+    /// Whether it changes another message (an edit, a deletion, a
+    /// reaction) rather than being shown itself.
+    pub fn is_action(&self) -> bool {
+        RefKind::is_action(self.re.as_ref().map(|r| r.0))
+    }
+
+    /// The message an action changes.
+    pub fn target(&self) -> Option<&str> {
+        self.re
+            .as_ref()
+            .filter(|_| self.is_action())
+            .map(|r| r.1.as_str())
+    }
 }
 
 /// A conversation in the list: its newest message and how many of the
@@ -83,12 +118,14 @@ pub struct Kept {
 }
 
 /// A receipt to apply: these ids (sent by the account, in conversation)
-/// reached `state`.
+/// reached `state`; or, `by_me`, the account read these others' messages
+/// on another of its devices.
 #[derive(Debug, Clone)]
 pub struct Receipt {
     pub conversation: String,
     pub ids: Vec<String>,
     pub state: DmState,
+    pub by_me: bool,
 }
 
 /// `s` with LIKE's wildcards (and the escape character) escaped.
@@ -103,10 +140,14 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-const COLUMNS: &str = "id, conversation, sender, sent_at_ms, text, state, path, error";
+const COLUMNS: &str = "id, conversation, sender, sent_at_ms, COALESCE(shown, text), state, \
+     path, error, re_kind, re_id, edited_ms, deleted";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
     let state: String = r.get(5)?;
+    let kind: Option<String> = r.get(8)?;
+    let re_id: Option<String> = r.get(9)?;
+    let re = kind.as_deref().and_then(RefKind::parse).zip(re_id);
     Ok((
         DmRow {
             id: r.get(0)?,
@@ -114,9 +155,16 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
             sender: r.get(2)?,
             sent_at_ms: r.get::<_, i64>(3)? as u64,
             text: r.get(4)?,
-            state: DmState::Pending,
             path: r.get(6)?,
             error: r.get(7)?,
+            reply_to: re
+                .as_ref()
+                .filter(|r| r.0 == RefKind::Reply)
+                .map(|r| r.1.clone()),
+            re,
+            edited_ms: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
+            deleted: r.get(11)?,
+            ..DmRow::default()
         },
         state,
     ))
@@ -143,12 +191,28 @@ fn one(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreEr
     Ok(rows(c, &sql, params![account, id])?.pop())
 }
 
+/// The shown message `id` as the API shows it (its quote and reactions
+/// filled in); `None` for an action or one this device does not have.
+fn shown(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreError> {
+    let Some(row) = one(c, account, id)?.filter(|r| !r.is_action()) else {
+        return Ok(None);
+    };
+    let mut found = [row];
+    decorate(c, account, &mut found)?;
+    let [row] = found;
+    Ok(Some(row))
+}
+
 fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> {
+    let (kind, re_id) = match &r.re {
+        Some((kind, id)) => (Some(kind.as_str()), Some(id.as_str())),
+        None => (None, None),
+    };
     Ok(c.execute(
         "INSERT OR IGNORE INTO dms
              (account, id, conversation, sender, sent_at_ms, text, state, path, error,
-              stored_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+              stored_at_ms, re_kind, re_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             account,
             r.id,
@@ -159,9 +223,42 @@ fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> 
             r.state.as_str(),
             r.path,
             r.error,
-            crate::clock::now_ms() as i64
+            crate::clock::now_ms() as i64,
+            kind,
+            re_id
         ],
     )? == 1)
+}
+
+/// After `r` (of the account) was stored or left the outbox: settles the
+/// message it is or changes; that message as shown now.
+fn settled(c: &Connection, account: &str, r: &DmRow) -> Result<Option<DmRow>, StoreError> {
+    let target = r.target().unwrap_or(&r.id);
+    settle(c, account, target)?;
+    shown(c, account, target)
+}
+
+/// Marks another member's message `id` (in `conversation`) read here
+/// because the account read it on another device; the row, if it moved.
+fn read_elsewhere(
+    c: &Connection,
+    account: &str,
+    conversation: &str,
+    id: &str,
+    state: DmState,
+) -> Result<Option<DmRow>, StoreError> {
+    if state != DmState::Read {
+        return Ok(None);
+    }
+    let moved = c.execute(
+        "UPDATE dms SET state = 'read'
+         WHERE account = ?1 AND id = ?2 AND conversation = ?3 AND state = 'received'",
+        params![account, id, conversation],
+    )?;
+    if moved == 0 {
+        return Ok(None);
+    }
+    shown(c, account, id)
 }
 
 /// Moves the account's own message `id` (in `conversation`) to `state`
@@ -184,23 +281,48 @@ fn advance(
         "UPDATE dms SET state = ?3 WHERE account = ?1 AND id = ?2",
         params![account, id, state.as_str()],
     )?;
-    one(c, account, id)
+    shown(c, account, id)
 }
 
 impl Store {
-    /// Keeps a message the account is sending, `pending`.
-    pub(crate) async fn dm_queue(&self, account: &str, row: DmRow) -> Result<(), StoreError> {
+    /// Keeps a message or an action the account is sending, `pending`
+    /// (an action counts here at once); the message as shown now (for an
+    /// action: the one it changes).
+    pub(crate) async fn dm_queue(
+        &self,
+        account: &str,
+        row: DmRow,
+    ) -> Result<Option<DmRow>, StoreError> {
         let account = account.to_owned();
-        self.with(move |c| insert(c, &account, &row).map(|_| ()))
-            .await
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            insert(&tx, &account, &row)?;
+            let now = settled(&tx, &account, &row)?;
+            tx.commit()?;
+            Ok(now)
+        })
+        .await
+    }
+
+    /// The account's shown message `id` (not an action), with its quote
+    /// and reactions.
+    pub(crate) async fn dm_message(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<DmRow>, StoreError> {
+        let (account, id) = (account.to_owned(), id.to_owned());
+        self.read(move |c| shown(c, &account, &id)).await
     }
 
     /// The account's messages still pending, oldest first.
     pub(crate) async fn dm_pending(&self, account: &str) -> Result<Vec<DmRow>, StoreError> {
         let account = account.to_owned();
         self.read(move |c| {
+            // Each leaves with its own text, not what an edit shows.
+            let columns = COLUMNS.replace("COALESCE(shown, text)", "text");
             let sql = format!(
-                "SELECT {COLUMNS} FROM dms WHERE account = ?1 AND state = 'pending'
+                "SELECT {columns} FROM dms WHERE account = ?1 AND state = 'pending'
                  ORDER BY stored_at_ms, id"
             );
             rows(c, &sql, params![account])
@@ -210,7 +332,8 @@ impl Store {
 
     /// The account's pending message `id` left by `path` (`Ok`: `sent`,
     /// or the later state a receipt already set) or was refused for good
-    /// (`Err(reason)`: `failed`); the row as it is now.
+    /// (`Err(reason)`: `failed`); the message as shown now (for an
+    /// action: the one it changes).
     pub(crate) async fn dm_sent(
         &self,
         account: &str,
@@ -223,16 +346,24 @@ impl Store {
             Err(reason) => (DmState::Failed, None, Some(reason)),
         };
         self.with(move |c| {
+            let tx = c.transaction()?;
             // A receipt may have come first (a fast peer): the state it
             // set stays, the path is filled in.
-            c.execute(
+            tx.execute(
                 "UPDATE dms SET state = CASE WHEN state = 'pending' THEN ?3 ELSE state END,
                      path = COALESCE(path, ?4),
                      error = CASE WHEN state = 'pending' THEN ?5 ELSE error END
                  WHERE account = ?1 AND id = ?2 AND (state = 'pending' OR ?3 = 'sent')",
                 params![account, id, state.as_str(), path, error],
             )?;
-            one(c, &account, &id)
+            // Text a newer edit or a deletion replaced while it waited
+            // goes now; a failed action stops counting.
+            let now = match one(&tx, &account, &id)? {
+                Some(r) => settled(&tx, &account, &r)?,
+                None => None,
+            };
+            tx.commit()?;
+            Ok(now)
         })
         .await
     }
@@ -272,16 +403,26 @@ impl Store {
             let tx = c.transaction()?;
             super::olm::save(&tx, &account, &olm.account, &sessions)?;
             let mut kept = Kept::default();
-            for m in messages {
+            for mut m in messages {
                 if insert(&tx, &account, &m)? {
+                    if let Some(now) = settled(&tx, &account, &m)? {
+                        if m.is_action() {
+                            kept.updated.push(now);
+                        } else {
+                            m = now;
+                        }
+                    }
                     kept.new.push(m);
                 }
             }
             for r in receipts {
                 for id in &r.ids {
-                    if let Some(now) = advance(&tx, &account, &r.conversation, id, r.state)? {
-                        kept.updated.push(now);
-                    }
+                    let now = if r.by_me {
+                        read_elsewhere(&tx, &account, &r.conversation, id, r.state)?
+                    } else {
+                        advance(&tx, &account, &r.conversation, id, r.state)?
+                    };
+                    kept.updated.extend(now);
                 }
             }
             tx.execute(
@@ -310,7 +451,7 @@ impl Store {
             let (ms, id) = before.unwrap_or((i64::MAX as u64, String::new()));
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms
-                 WHERE account = ?1 AND conversation = ?2
+                 WHERE account = ?1 AND conversation = ?2 AND {SHOWN}
                    AND (sent_at_ms < ?3 OR (sent_at_ms = ?3 AND (?4 = '' OR id < ?4)))
                  ORDER BY sent_at_ms DESC, id DESC LIMIT ?5"
             );
@@ -320,6 +461,7 @@ impl Store {
                 params![account, conversation, ms as i64, id, limit as i64],
             )?;
             found.reverse();
+            decorate(c, &account, &mut found)?;
             Ok(found)
         })
         .await
@@ -335,14 +477,17 @@ impl Store {
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms d WHERE account = ?1 AND id = (
                      SELECT id FROM dms WHERE account = ?1 AND conversation = d.conversation
+                       AND {SHOWN}
                      ORDER BY sent_at_ms DESC, id DESC LIMIT 1)
                  ORDER BY sent_at_ms DESC"
             );
-            let last = rows(c, &sql, params![account])?;
-            let mut unread = c.prepare_cached(
+            let mut last = rows(c, &sql, params![account])?;
+            decorate(c, &account, &mut last)?;
+            let mut unread = c.prepare_cached(&format!(
                 "SELECT COUNT(*) FROM dms
-                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'",
-            )?;
+                 WHERE account = ?1 AND conversation = ?2 AND state = 'received' AND {SHOWN}
+                   AND deleted = 0"
+            ))?;
             let mut out = Vec::with_capacity(last.len());
             for m in last {
                 let n: i64 = unread.query_row(params![account, m.conversation], |r| r.get(0))?;
@@ -369,9 +514,10 @@ impl Store {
             let tx = c.transaction()?;
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms
-                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'"
+                 WHERE account = ?1 AND conversation = ?2 AND state = 'received' AND {SHOWN}"
             );
             let mut read = rows(&tx, &sql, params![account, conversation])?;
+            decorate(&tx, &account, &mut read)?;
             tx.execute(
                 "UPDATE dms SET state = 'read'
                  WHERE account = ?1 AND conversation = ?2 AND state = 'received'",
@@ -396,17 +542,23 @@ impl Store {
     ) -> Result<Vec<DmRow>, StoreError> {
         let account = account.to_owned();
         self.read(move |c| {
-            let mut sql = format!("SELECT {COLUMNS} FROM dms WHERE account = ?1");
-            let mut args: Vec<String> = vec![account];
+            let mut sql =
+                format!("SELECT {COLUMNS} FROM dms WHERE account = ?1 AND {SHOWN} AND deleted = 0");
+            let mut args: Vec<String> = vec![account.clone()];
             for w in &words {
                 args.push(format!("%{}%", like_escape(w)));
-                sql.push_str(&format!(" AND text LIKE ?{} ESCAPE '\\'", args.len()));
+                sql.push_str(&format!(
+                    " AND COALESCE(shown, text) LIKE ?{} ESCAPE '\\'",
+                    args.len()
+                ));
             }
             sql.push_str(&format!(
                 " ORDER BY sent_at_ms DESC, id DESC LIMIT {}",
                 limit.min(200)
             ));
-            rows(c, &sql, rusqlite::params_from_iter(args))
+            let mut found = rows(c, &sql, rusqlite::params_from_iter(args))?;
+            decorate(c, &account, &mut found)?;
+            Ok(found)
         })
         .await
     }

@@ -20,7 +20,7 @@ use segchat_proto::edits::{allowed, RefKind, Target};
 use segchat_proto::message::Message;
 use uuid::Uuid;
 
-use super::rows::{full_message, MessageRow, Quote, Reaction, MESSAGE_COLUMNS};
+use super::rows::{full_message, tally, MessageRow, Quote, MESSAGE_COLUMNS};
 use super::StoreError;
 
 /// What the store knows of a shown message an action points at.
@@ -276,42 +276,12 @@ pub(super) fn decorate(c: &Connection, rows: &mut [MessageRow]) -> Result<(), St
         if row.deleted {
             continue;
         }
-        // (emoji, user) → reacted, in the order of each pair's first act.
-        let mut latest: Vec<((String, String), bool)> = Vec::new();
-        let acts = reactions.query_map(params![row.id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for act in acts {
-            let (emoji, user, kind) = act?;
-            let on = kind == "react";
-            match latest.iter_mut().find(|(k, _)| k.0 == emoji && k.1 == user) {
-                Some(entry) => entry.1 = on,
-                None => latest.push(((emoji, user), on)),
-            }
-        }
-        for ((emoji, user), on) in latest {
-            if !on {
-                continue;
-            }
-            let mine = me.as_deref() == Some(user.as_str());
-            match row.reactions.iter_mut().find(|r| r.emoji == emoji) {
-                Some(r) => {
-                    r.count += 1;
-                    r.me |= mine;
-                    r.users.push(user);
-                }
-                None => row.reactions.push(Reaction {
-                    emoji,
-                    count: 1,
-                    users: vec![user],
-                    me: mine,
-                }),
-            }
-        }
+        let acts = reactions
+            .query_map(params![row.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)? == "react"))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        row.reactions = tally(acts, |u| me.as_deref() == Some(u));
     }
     Ok(())
 }

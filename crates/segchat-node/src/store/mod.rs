@@ -23,6 +23,7 @@
 
 mod channels;
 mod cursors;
+mod dm_edits;
 mod dms;
 mod edits;
 mod messages;
@@ -56,6 +57,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_edits.sql")),
     (7, include_str!("../../migrations/0007_olm.sql")),
     (8, include_str!("../../migrations/0008_dms.sql")),
+    (9, include_str!("../../migrations/0009_dm_edits.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

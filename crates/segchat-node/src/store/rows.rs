@@ -127,6 +127,40 @@ pub struct Reaction {
     pub me: bool,
 }
 
+/// Reactions by emoji from `acts` (emoji, user, whether a react rather
+/// than an unreact), oldest first: a user's latest act for an emoji
+/// decides; emoji in the order each pair first came.
+pub(super) fn tally(
+    acts: impl IntoIterator<Item = (String, String, bool)>,
+    is_me: impl Fn(&str) -> bool,
+) -> Vec<Reaction> {
+    let mut latest: Vec<((String, String), bool)> = Vec::new();
+    for (emoji, user, on) in acts {
+        match latest.iter_mut().find(|(k, _)| k.0 == emoji && k.1 == user) {
+            Some(entry) => entry.1 = on,
+            None => latest.push(((emoji, user), on)),
+        }
+    }
+    let mut out: Vec<Reaction> = Vec::new();
+    for ((emoji, user), _) in latest.into_iter().filter(|(_, on)| *on) {
+        let mine = is_me(&user);
+        match out.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => {
+                r.count += 1;
+                r.me |= mine;
+                r.users.push(user);
+            }
+            None => out.push(Reaction {
+                emoji,
+                count: 1,
+                users: vec![user],
+                me: mine,
+            }),
+        }
+    }
+    out
+}
+
 /// The columns [`row`] reads, shown text in place of the body.
 pub(super) const ROW_COLUMNS: &str =
     "m.local_id, m.id, m.channel, m.author, m.ts_ms, COALESCE(m.shown, m.body), m.source, \

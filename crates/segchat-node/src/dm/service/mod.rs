@@ -2,6 +2,10 @@
 //! conversation's members (and the user's own other devices), each copy
 //! encrypted for that device, and keeps what reaches this device.
 //!
+//! Writing (`write.rs`): a message, a reply, an edit, a deletion or a
+//! reaction is kept `pending` first (the outbox); an action shows here at
+//! once and travels like a message.
+//!
 //! Sending (`send.rs`): a message is kept `pending` first (the outbox),
 //! then encrypted per device and handed straight to each device's node
 //! while it is online (`dm::p2p`), to the server's mailbox otherwise; it
@@ -25,6 +29,7 @@
 
 mod receive;
 mod send;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -33,19 +38,18 @@ use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
 use segchat_proto::devices::{ClaimedDevice, DeviceKeys};
-use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState};
+use segchat_proto::dm::{self, ReceiptState};
 use segchat_proto::types::AccountKind;
 use segchat_proto::{Failure, Status};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::Device;
 use crate::chat::Chat;
 use crate::events::{ChatEvent, EventBus, NodeEvent};
 use crate::link::LinkHandle;
-use crate::store::{Conversation, DmRow, DmState};
+use crate::store::{Conversation, DmRow};
 
 /// How long a user's device list is trusted before asking again (a new
 /// device of theirs is reached after at most this long).
@@ -222,112 +226,6 @@ impl Dms {
 
     fn publish(&self, event: ChatEvent) {
         self.inner.bus.publish(NodeEvent::Chat(event));
-    }
-
-    /// Writes `text` to `to` (one or more other users): kept pending, then
-    /// sent at once if the server is reachable. The row as it is after
-    /// that first try; `Err` if it was refused for good.
-    pub(crate) async fn send(&self, to: &[String], text: &str) -> Result<DmRow, DmError> {
-        let account = self.user().await?;
-        if to.iter().any(|u| u.eq_ignore_ascii_case(&account)) {
-            return Err(DmError::Invalid(
-                "a direct message goes to someone else".into(),
-            ));
-        }
-        let mut payload = DmPayload {
-            id: Uuid::now_v7(),
-            from: account.clone(),
-            members: dm::members(&account, to),
-            sent_at_ms: 0,
-            content: DmContent::Text {
-                text: text.to_owned(),
-            },
-        };
-        payload
-            .check()
-            .map_err(|e| DmError::Invalid(e.to_string()))?;
-        let to = self.canonical(&account, to).await?;
-        payload.members = dm::members(&account, &to);
-        let members = payload.members.clone();
-        // The clock starts after what the store holds (a restart); once
-        // running it keeps up by itself.
-        let started = *self.inner.clock.lock().unwrap_or_else(|p| p.into_inner()) > 0;
-        let latest = if started {
-            0
-        } else {
-            let store = self.inner.device.store();
-            store
-                .dm_latest_ms(&account)
-                .await
-                .map_err(|e| DmError::Local(e.to_string()))?
-        };
-        let row = DmRow {
-            id: payload.id.to_string(),
-            conversation: conversation_of(&account, &members),
-            sender: account.clone(),
-            sent_at_ms: self.tick(latest),
-            text: text.to_owned(),
-            state: DmState::Pending,
-            path: None,
-            error: None,
-        };
-        let store = self.inner.device.store();
-        store
-            .dm_queue(&account, row.clone())
-            .await
-            .map_err(|e| DmError::Local(e.to_string()))?;
-        self.publish(ChatEvent::DirectMessage {
-            message: row.clone(),
-        });
-        match self.deliver(&account, &row).await {
-            Ok(now) => Ok(now),
-            Err(Delivery::Later(why) | Delivery::Busy(why)) => {
-                tracing::info!(id = %row.id, %why, "direct message waits in the outbox");
-                self.inner.outbox.notify_one();
-                Ok(row)
-            }
-            Err(Delivery::Never(f)) => Err(DmError::Refused(f)),
-        }
-    }
-
-    /// `names` as the server spells them (usernames are unique whatever
-    /// their case), when it is reachable; as given when it is not.
-    async fn canonical(&self, account: &str, names: &[String]) -> Result<Vec<String>, DmError> {
-        if !self.inner.link.state().connected {
-            return Ok(names.to_vec());
-        }
-        // Names claimed lately are known already: no Olm state to load
-        // (sealing loads it next), no request.
-        let known: Option<Vec<String>> = {
-            let cache = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
-            names
-                .iter()
-                .map(|n| {
-                    cache
-                        .get(&n.to_ascii_lowercase())
-                        .filter(|(at, _, _, stale)| !stale && at.elapsed() < DEVICES_FRESH)
-                        .map(|(_, name, _, _)| name.clone())
-                })
-                .collect()
-        };
-        if let Some(known) = known {
-            return Ok(known);
-        }
-        let (_guard, olm) = self
-            .inner
-            .device
-            .open(account)
-            .await
-            .map_err(|e| DmError::Local(e.to_string()))?;
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            match self.devices_of(n, &olm).await {
-                Ok((name, _)) => out.push(name),
-                Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
-                Err(Delivery::Later(_) | Delivery::Busy(_)) => out.push(n.clone()),
-            }
-        }
-        Ok(out)
     }
 
     /// The account's conversations, the most recent first.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use segchat_proto::dm::{DmContent, DmPayload, ReceiptState, Sealed};
+use segchat_proto::dm::{DmContent, DmPayload, ReceiptState, RefKind, Sealed};
 use segchat_proto::friends::RelationKind;
 use segchat_proto::mailbox::Delivered;
 use segchat_proto::tracker::{Event, Reply, Request};
@@ -90,7 +90,7 @@ impl Dms {
         let mut receipts = Vec::new();
         for e in &envelopes {
             match self.open_envelope(account, &mut olm, e, "server") {
-                Ok(Opened::Message(row)) => messages.push(row),
+                Ok(Opened::Message(row)) => messages.push(*row),
                 Ok(Opened::Receipt(r)) => receipts.push(r),
                 Err(why) => self.inner.log.record(
                     "DM_DROPPED",
@@ -127,15 +127,18 @@ impl Dms {
     /// and the senders (a `delivered` receipt).
     pub(super) async fn after_kept(&self, account: &str, kept: Kept, path: &str) {
         for m in &kept.new {
+            let kind = m.re.as_ref().map_or("message", |r| r.0.as_str());
             self.inner.log.record(
                 "DM_RECEIVED",
                 &self.inner.server,
                 format!(
-                    "id={} from={} conversation={} path={path}",
+                    "id={} kind={kind} from={} conversation={} path={path}",
                     m.id, m.sender, m.conversation
                 ),
             );
-            self.publish(ChatEvent::DirectMessage { message: m.clone() });
+            if !m.is_action() {
+                self.publish(ChatEvent::DirectMessage { message: m.clone() });
+            }
         }
         for m in kept.updated {
             self.inner.log.record(
@@ -146,7 +149,12 @@ impl Dms {
             self.publish(ChatEvent::DirectMessageUpdated { message: m });
         }
         let mut by_conversation: BTreeMap<&str, Vec<DmRow>> = BTreeMap::new();
-        for m in kept.new.iter().filter(|m| m.sender != account) {
+        // Receipts are for messages; an action shows on the one it changes.
+        for m in kept
+            .new
+            .iter()
+            .filter(|m| m.sender != account && !m.is_action())
+        {
             by_conversation
                 .entry(&m.conversation)
                 .or_default()
@@ -177,7 +185,7 @@ impl Dms {
             .await
             .map_err(crate::dm::p2p::not_kept)?;
         let (messages, receipts) = match self.open_envelope(&account, &mut olm, &e, "p2p") {
-            Ok(Opened::Message(row)) => (vec![row], Vec::new()),
+            Ok(Opened::Message(row)) => (vec![*row], Vec::new()),
             Ok(Opened::Receipt(r)) => (Vec::new(), vec![r]),
             Err(why) => {
                 self.inner.log.record(
@@ -292,11 +300,12 @@ impl Dms {
         };
         self.observe(payload.sent_at_ms);
         let conversation = conversation_of(account, &payload.members);
+        let by_me = payload.from.eq_ignore_ascii_case(account);
         match payload.content {
-            DmContent::Text { text } => Ok(Opened::Message(DmRow {
+            DmContent::Text { text, re } => Ok(Opened::Message(Box::new(DmRow {
                 id: payload.id.to_string(),
                 conversation,
-                state: if payload.from.eq_ignore_ascii_case(account) {
+                state: if by_me {
                     DmState::Sent
                 } else {
                     DmState::Received
@@ -305,8 +314,12 @@ impl Dms {
                 sent_at_ms: payload.sent_at_ms,
                 text,
                 path: Some(path.into()),
-                error: None,
-            })),
+                reply_to: re
+                    .filter(|r| r.kind == RefKind::Reply)
+                    .map(|r| r.id.to_string()),
+                re: re.map(|r| (r.kind, r.id.to_string())),
+                ..DmRow::default()
+            }))),
             DmContent::Receipt { ids, state } => Ok(Opened::Receipt(Receipt {
                 conversation,
                 ids: ids.iter().map(Uuid::to_string).collect(),
@@ -314,6 +327,7 @@ impl Dms {
                     ReceiptState::Delivered => DmState::Delivered,
                     ReceiptState::Read => DmState::Read,
                 },
+                by_me,
             })),
         }
     }
@@ -321,6 +335,6 @@ impl Dms {
 
 /// What an envelope held.
 pub(super) enum Opened {
-    Message(DmRow),
+    Message(Box<DmRow>),
     Receipt(Receipt),
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use segchat_proto::devices::ClaimedDevice;
-use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Sealed};
+use segchat_proto::dm::{self, DmContent, DmPayload, ReceiptState, Ref, Sealed};
 use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES, MAX_REQUEST_BYTES};
 use segchat_proto::tracker::{Reply, Request};
 use segchat_proto::types::NodeAddr;
@@ -102,15 +102,25 @@ impl Dms {
     /// envelopes to the server.
     pub(super) async fn deliver(&self, account: &str, row: &DmRow) -> Result<DmRow, Delivery> {
         let members = members_of(account, &row.conversation);
+        let uuid = |id: &str| {
+            id.parse()
+                .map_err(|_| Delivery::Never(Failure::bad_request("the message id is not a UUID")))
+        };
+        let re = match &row.re {
+            Some((kind, target)) => Some(Ref {
+                kind: *kind,
+                id: uuid(target)?,
+            }),
+            None => None,
+        };
         let payload = DmPayload {
-            id: row.id.parse().map_err(|_| {
-                Delivery::Never(Failure::bad_request("the message id is not a UUID"))
-            })?,
+            id: uuid(&row.id)?,
             from: account.to_owned(),
             members: members.clone(),
             sent_at_ms: row.sent_at_ms,
             content: DmContent::Text {
                 text: row.text.clone(),
+                re,
             },
         };
         let outcome = self.seal_and_send(account, &members, &payload, false).await;
@@ -118,11 +128,12 @@ impl Dms {
         let result = match outcome {
             Ok(reach) => {
                 let path = reach.path();
+                let kind = row.re.as_ref().map_or("message", |r| r.0.as_str());
                 self.inner.log.record(
                     "DM_SENT",
                     &self.inner.server,
                     format!(
-                        "id={} to={} devices={} direct={} path={path}",
+                        "id={} kind={kind} to={} devices={} direct={} path={path}",
                         row.id, row.conversation, reach.devices, reach.direct
                     ),
                 );
@@ -412,8 +423,9 @@ impl Dms {
     }
 
     /// Tells the other senders of `rows` (in the conversation `members`)
-    /// that they reached `state` here. Best effort: a receipt that does
-    /// not get through leaves the sender's state where it was.
+    /// that they reached `state` here, and, for `read`, the account's own
+    /// other devices too (they stop counting them unread). Best effort: a
+    /// receipt that does not get through leaves the state where it was.
     pub(super) async fn send_receipts(
         &self,
         account: &str,
@@ -425,6 +437,12 @@ impl Dms {
         for r in rows.iter().filter(|r| r.sender != account) {
             if let Ok(id) = r.id.parse() {
                 by_sender.entry(&r.sender).or_default().push(id);
+            }
+        }
+        if state == ReceiptState::Read {
+            let all: Vec<Uuid> = by_sender.values().flatten().copied().collect();
+            if !all.is_empty() {
+                by_sender.insert(account, all);
             }
         }
         for (sender, ids) in by_sender {
