@@ -570,6 +570,8 @@ async fn replies_edits_deletions_and_reactions_show_the_same_on_both_sides() {
     // the deleted text is not found.
     for (api, with) in [(&ann, "bob"), (&bob, "ann")] {
         assert_eq!(history(api, with).await.len(), 2, "{with}");
+        let shouted = with.to_ascii_uppercase();
+        assert_eq!(history(api, &shouted).await.len(), 2, "a name in any case");
         let (_, list) = api.get("/dms").await;
         assert_eq!(list["conversations"][0]["last"]["id"], reply_id.as_str());
         let (_, found) = api.get("/dm-search?q=lunch").await;

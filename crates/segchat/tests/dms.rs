@@ -103,7 +103,8 @@ fn dms_survive_kill_9_of_either_side_and_of_the_server() {
     // is back; bob's reply too.
     server.kill_9();
     wait_node(&adir, "A notices", |v| v["server_connected"] == false);
-    let said = ok(&adir, &["dm", "bob", "written while the server was down"]);
+    // (Typed in another case: still the one conversation with bob.)
+    let said = ok(&adir, &["dm", "BOB", "written while the server was down"]);
     assert!(said.contains("queued"), "{said}");
     let (_server, _) = start_server(&sdir, &addr);
     wait_until("the queued message reaches bob", || {

@@ -563,6 +563,25 @@ impl Store {
         .await
     }
 
+    /// Every name the account's conversations hold, as they spell them.
+    pub(crate) async fn dm_names(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        let account = account.to_owned();
+        self.read(move |c| {
+            let mut names: Vec<String> = Vec::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT conversation FROM dms WHERE account = ?1
+                 UNION SELECT DISTINCT sender FROM dms WHERE account = ?1",
+            )?;
+            for found in stmt.query_map(params![account], |r| r.get::<_, String>(0))? {
+                names.extend(found?.split(',').map(str::to_owned));
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+        .await
+    }
+
     /// The newest `sent_at_ms` the account's DMs hold (the clock starts
     /// after it).
     pub(crate) async fn dm_latest_ms(&self, account: &str) -> Result<u64, StoreError> {

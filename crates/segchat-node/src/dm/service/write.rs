@@ -59,7 +59,8 @@ impl Dms {
 
     /// The shown message `id` of the conversation with `to`.
     async fn target(&self, account: &str, to: &[String], id: &str) -> Result<DmRow, DmError> {
-        let conversation = conversation_of(account, &dm::members(account, to));
+        let to = self.spelled(account, to).await?;
+        let conversation = conversation_of(account, &dm::members(account, &to));
         let store = self.inner.device.store();
         let found = store
             .dm_message(account, id)
@@ -170,7 +171,7 @@ impl Dms {
     /// their case), when it is reachable; as given when it is not.
     async fn canonical(&self, account: &str, names: &[String]) -> Result<Vec<String>, DmError> {
         if !self.inner.link.state().connected {
-            return Ok(names.to_vec());
+            return self.spelled(account, names).await;
         }
         // Names claimed lately are known already: no Olm state to load
         // (sealing loads it next), no request.
@@ -200,9 +201,35 @@ impl Dms {
             match self.devices_of(n, &olm).await {
                 Ok((name, _)) => out.push(name),
                 Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
-                Err(Delivery::Later(_) | Delivery::Busy(_)) => out.push(n.clone()),
+                Err(Delivery::Later(_) | Delivery::Busy(_)) => {
+                    out.extend(self.spelled(account, std::slice::from_ref(n)).await?)
+                }
             }
         }
         Ok(out)
+    }
+
+    /// `names` as this device's conversations spell them (a user is one
+    /// whatever the case it is typed in); one not met yet as given.
+    pub(super) async fn spelled(
+        &self,
+        account: &str,
+        names: &[String],
+    ) -> Result<Vec<String>, DmError> {
+        let store = self.inner.device.store();
+        let known = store
+            .dm_names(account)
+            .await
+            .map_err(|e| DmError::Local(e.to_string()))?;
+        Ok(names
+            .iter()
+            .map(|n| {
+                known
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(n))
+                    .unwrap_or(n)
+                    .clone()
+            })
+            .collect())
     }
 }
