@@ -356,3 +356,81 @@ async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_n
     assert!(!log.contains("opaque"), "but never a body");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A generous allowance of changes: this is about the mailbox's bound.
+    let server = TestServer::start_with(dir.path(), |c| {
+        c.changes_per_second = 10_000;
+        c.changes_burst = 10_000;
+    })
+    .await;
+    let mut ann = Client::connect(server.addr).await;
+    ann.register("ann").await;
+    let mut bob = Client::connect(server.addr).await;
+    bob.register("bob").await;
+    let request = publish(&bob, 1, &["a"], None);
+    bob.ok(request).await;
+
+    // 8 envelopes of 65,000 bytes a request (within its 512 KiB), until
+    // the device holds 64 MiB: the next one is refused, and nothing of it
+    // is kept.
+    let body = "x".repeat(65_000);
+    let mut n = 0u128;
+    let mut refused = None;
+    for round in 0..200 {
+        let envelopes: Vec<Envelope> = (0..8)
+            .map(|_| {
+                n += 1;
+                envelope("bob", &bob, n, &body)
+            })
+            .collect();
+        match ann.request(Request::SendDm { envelopes }).await {
+            Ok(_) => {}
+            Err(f) => {
+                refused = Some((round, f));
+                break;
+            }
+        }
+    }
+    let (round, f) = refused.expect("the mailbox must fill up");
+    assert_eq!(f.status, Status::InsufficientStorage, "{f:?}");
+    assert_eq!(round, 130, "64 MiB is 130 requests of 8 × 65,000 bytes");
+    let mut fetches = 0;
+    assert!(f.reason.contains("waiting"), "{}", f.reason);
+
+    // Bob fetches and acknowledges what waits; ann may send again.
+    let mut after_seq = 0;
+    loop {
+        let Reply::Dms {
+            envelopes,
+            has_more,
+        } = bob
+            .ok(Request::FetchDms {
+                after_seq,
+                limit: 200,
+            })
+            .await
+        else {
+            panic!("not dms")
+        };
+        fetches += 1;
+        let bytes: usize = envelopes.iter().map(|e| e.body.len()).sum();
+        assert!(bytes <= 512 * 1024, "one answer fits a frame");
+        after_seq = envelopes.iter().map(|e| e.seq).max().unwrap_or(after_seq);
+        if !has_more {
+            break;
+        }
+    }
+    assert!(fetches >= 130, "a page is as many as fit: {fetches}");
+    bob.ok(Request::AckDms {
+        up_to_seq: after_seq,
+    })
+    .await;
+    ann.ok(Request::SendDm {
+        envelopes: vec![envelope("bob", &bob, n + 1, "after")],
+    })
+    .await;
+    server.stop().await;
+}

@@ -4,15 +4,19 @@
 
 use std::collections::HashMap;
 
-use segchat_proto::mailbox::{Envelope, MAX_BODY, MAX_ENVELOPES, MAX_REQUEST_BYTES};
+use segchat_proto::mailbox::{
+    Envelope, MAX_BODY, MAX_ENVELOPES, MAX_FETCH_BYTES, MAX_REQUEST_BYTES,
+};
 use segchat_proto::tracker::{Event, Reply};
 use segchat_proto::{Failure, Status};
 
 use super::{friends, now_ms, registered, store_failure, ConnCtx, Shared};
 
-/// Envelopes one device's mailbox holds; a sender beyond it is told the
-/// mailbox is full and keeps the message in its outbox.
+/// Envelopes one device's mailbox holds, and bytes of their bodies; a
+/// sender beyond either is told the mailbox is full and keeps the message
+/// in its outbox. (A request adds at most `MAX_REQUEST_BYTES` past it.)
 pub(crate) const MAILBOX_CAP: u64 = 10_000;
+pub(crate) const MAILBOX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most envelopes one `fetch_dms` answers.
 const FETCH_LIMIT: u32 = 200;
@@ -79,17 +83,18 @@ pub(super) async fn send(
             gone.push(e.to_node.clone());
             continue;
         }
-        let waiting = shared
+        let (waiting, bytes) = shared
             .store
-            .mailbox_len(&e.to_node)
+            .mailbox_size(&e.to_node)
             .await
             .map_err(|err| store_failure(shared, ctx, err))?;
-        if waiting >= MAILBOX_CAP {
+        if waiting >= MAILBOX_CAP || bytes >= MAILBOX_BYTES {
             return Err(Failure::new(
                 Status::InsufficientStorage,
                 format!(
-                    "{}'s device has {MAILBOX_CAP} messages waiting; try again later",
-                    e.to
+                    "{}'s device has {waiting} messages ({} MiB) waiting; try again later",
+                    e.to,
+                    bytes / (1024 * 1024)
                 ),
             ));
         }
@@ -185,8 +190,23 @@ pub(super) async fn fetch(
         .dms_after(&node, after_seq, limit + 1)
         .await
         .map_err(|e| store_failure(shared, ctx, e))?;
-    let has_more = envelopes.len() > limit as usize;
+    let mut has_more = envelopes.len() > limit as usize;
     envelopes.truncate(limit as usize);
+    // As many as fit one answer's bytes (a frame is at most 1 MiB): at
+    // least one, which is at most MAX_BODY.
+    let mut bytes = 0;
+    let fit = envelopes
+        .iter()
+        .position(|e| {
+            bytes += e.body.len();
+            bytes > MAX_FETCH_BYTES
+        })
+        .unwrap_or(envelopes.len())
+        .max(1);
+    if fit < envelopes.len() {
+        envelopes.truncate(fit);
+        has_more = true;
+    }
     Ok(Reply::Dms {
         envelopes,
         has_more,

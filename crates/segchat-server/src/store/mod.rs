@@ -281,8 +281,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         envelopes: &[Envelope],
         now_ms: u64,
     ) -> StoreResult<Vec<(String, Delivered)>>;
-    /// How many envelopes wait for the device.
-    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64>;
+    /// How many envelopes wait for the device, and their bodies' bytes.
+    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)>;
     /// What waits for the device after `after_seq`, oldest first, at
     /// most `limit`.
     async fn dms_after(

@@ -871,7 +871,9 @@ pub(crate) async fn mailbox(store: Arc<dyn Store>) {
         1,
         "the same id to the same device is stored once"
     );
-    assert_eq!(store.mailbox_len(&node).await.expect("len"), 3);
+    let (n, bytes) = store.mailbox_size(&node).await.expect("size");
+    assert_eq!(n, 3);
+    assert_eq!(bytes, 11, "the bodies' bytes: one, two, three");
     let waiting = store.dms_after(&node, 0, 10).await.expect("fetch");
     let bodies: Vec<&str> = waiting.iter().map(|d| d.body.as_str()).collect();
     assert_eq!(bodies, vec!["one", "two", "three"]);
@@ -889,7 +891,7 @@ pub(crate) async fn mailbox(store: Arc<dyn Store>) {
     assert_eq!(left[0].body, "three");
     // A device's mailbox goes with it.
     store.delete_session("s-bob").await.expect("logout");
-    assert_eq!(store.mailbox_len(&node).await.expect("len"), 0);
+    assert_eq!(store.mailbox_size(&node).await.expect("size"), (0, 0));
 }
 
 macro_rules! store_suite {

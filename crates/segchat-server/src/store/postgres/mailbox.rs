@@ -50,8 +50,8 @@ pub(super) async fn store(
     for e in envelopes {
         let stored = row(
             &tx,
-            "INSERT INTO mailbox (to_node, id, from_user, from_node, body, stored_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+            "INSERT INTO mailbox (to_node, id, from_user, from_node, body, stored_at_ms, size)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
              RETURNING seq, id, from_user, from_node, body, stored_at_ms",
             &[
                 &e.to_node,
@@ -60,6 +60,7 @@ pub(super) async fn store(
                 &from_node,
                 &e.body,
                 &(now_ms as i64),
+                &(e.body.len() as i64),
             ],
         )
         .await?;
@@ -90,17 +91,18 @@ pub(super) async fn after(
 }
 
 /// How many envelopes wait for the device.
-pub(super) async fn len(c: &impl GenericClient, node_key: &str) -> StoreResult<u64> {
-    let n = row(
+pub(super) async fn size(c: &impl GenericClient, node_key: &str) -> StoreResult<(u64, u64)> {
+    let found = row(
         c,
-        "SELECT COUNT(*) FROM mailbox WHERE to_node = $1",
+        "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM mailbox WHERE to_node = $1",
         &[&node_key],
     )
-    .await?
-    .map(|r| r.try_get::<_, i64>(0))
-    .transpose()?
-    .unwrap_or(0);
-    Ok(n as u64)
+    .await?;
+    let (n, bytes) = match found {
+        Some(r) => (r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?),
+        None => (0, 0),
+    };
+    Ok((n as u64, bytes as u64))
 }
 
 /// Deletes what waits for the device up to `up_to_seq`; how many.

@@ -65,6 +65,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_mailbox.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_mailbox_size.sql"),
+    ),
 ];
 
 /// Connections per server instance: enough for every request task to find
@@ -631,8 +635,8 @@ impl Store for PostgresStore {
         mailbox::store(&mut c, from, from_node, envelopes, now_ms).await
     }
 
-    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
-        mailbox::len(&self.pool.get().await?, node_key).await
+    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)> {
+        mailbox::size(&self.pool.get().await?, node_key).await
     }
 
     async fn dms_after(

@@ -43,8 +43,9 @@ pub(super) fn store(
     for e in envelopes {
         let n = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO mailbox (to_node, id, from_user, from_node, body, stored_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO mailbox
+                     (to_node, id, from_user, from_node, body, stored_at_ms, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 e.to_node,
@@ -52,7 +53,8 @@ pub(super) fn store(
                 from,
                 from_node,
                 e.body,
-                now_ms as i64
+                now_ms as i64,
+                e.body.len() as i64
             ])?;
         if n == 1 {
             let d = Delivered {
@@ -85,12 +87,13 @@ pub(super) fn after(
 }
 
 /// How many envelopes wait for the device.
-pub(super) fn len(c: &Connection, node_key: &str) -> StoreResult<u64> {
-    Ok(c.query_row(
-        "SELECT COUNT(*) FROM mailbox WHERE to_node = ?1",
+pub(super) fn size(c: &Connection, node_key: &str) -> StoreResult<(u64, u64)> {
+    let (n, bytes) = c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM mailbox WHERE to_node = ?1",
         params![node_key],
-        |r| r.get::<_, i64>(0),
-    )? as u64)
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+    )?;
+    Ok((n as u64, bytes as u64))
 }
 
 /// Deletes what waits for the device up to `up_to_seq`; how many.

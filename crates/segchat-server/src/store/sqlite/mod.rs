@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_mailbox.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_mailbox_size.sql"),
+    ),
 ];
 
 /// Creates the database file with mode 0600 before SQLite opens it (SQLite
@@ -693,9 +697,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn mailbox_len(&self, node_key: &str) -> StoreResult<u64> {
+    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)> {
         let node_key = node_key.to_owned();
-        self.call(move |c| mailbox::len(c, &node_key)).await
+        self.call(move |c| mailbox::size(c, &node_key)).await
     }
 
     async fn dms_after(
