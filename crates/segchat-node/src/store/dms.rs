@@ -356,6 +356,13 @@ impl Store {
                  WHERE account = ?1 AND id = ?2 AND (state = 'pending' OR ?3 = 'sent')",
                 params![account, id, state.as_str(), path, error],
             )?;
+            // Out of the outbox: its sealed copies are not needed again.
+            tx.execute(
+                "DELETE FROM dm_sealed WHERE account = ?1 AND id = ?2
+                   AND NOT EXISTS (SELECT 1 FROM dms
+                                   WHERE account = ?1 AND id = ?2 AND state = 'pending')",
+                params![account, id],
+            )?;
             // Text a newer edit or a deletion replaced while it waited
             // goes now; a failed action stops counting.
             let now = match one(&tx, &account, &id)? {

@@ -24,6 +24,7 @@
 mod channels;
 mod cursors;
 mod dm_edits;
+mod dm_sealed;
 mod dms;
 mod edits;
 mod messages;
@@ -35,6 +36,7 @@ mod session;
 
 pub use channels::{CacheMark, CachedChannels};
 pub use cursors::{Cursor, Unread};
+pub(crate) use dm_sealed::SealedCopy;
 pub use dms::{Conversation, DmRow, DmState, Kept, Receipt};
 pub use edits::{acted_on, mentions};
 pub use messages::{Arrival, Inserted};
@@ -58,6 +60,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_olm.sql")),
     (8, include_str!("../../migrations/0008_dms.sql")),
     (9, include_str!("../../migrations/0009_dm_edits.sql")),
+    (10, include_str!("../../migrations/0010_dm_sealed.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{members_of, Delivery, Dms, BUSY_RETRY, DEVICES_FRESH, RETRY};
 use crate::dm::olm::Olm;
 use crate::events::ChatEvent;
-use crate::store::DmRow;
+use crate::store::{DmRow, SealedCopy};
 
 /// `envelopes` in `send_dm`s the server takes: at most `MAX_ENVELOPES`
 /// and `MAX_REQUEST_BYTES` of bodies each.
@@ -123,7 +123,9 @@ impl Dms {
                 re,
             },
         };
-        let outcome = self.seal_and_send(account, &members, &payload, false).await;
+        let outcome = self
+            .seal_and_send(account, &members, &payload, Sealing::Message)
+            .await;
         let store = self.inner.device.store();
         let result = match outcome {
             Ok(reach) => {
@@ -169,15 +171,14 @@ impl Dms {
     /// through the server's mailbox; how many devices it went to. When
     /// the server says a device was missed (a new sign-in) or is gone, the
     /// device lists of those users are claimed again and the missed ones
-    /// get the same id, a few rounds at most; with `only_named`, users the
-    /// server names beyond `to` (the sender's own devices, for a receipt)
-    /// are left out.
+    /// get the same id, a few rounds at most; for a receipt, users the
+    /// server names beyond `to` (the sender's own devices) are left out.
     pub(super) async fn seal_and_send(
         &self,
         account: &str,
         to: &[String],
         payload: &DmPayload,
-        only_named: bool,
+        what: Sealing,
     ) -> Result<Reach, Delivery> {
         const ROUNDS: usize = 3;
         let plaintext = serde_json::to_vec(payload)
@@ -188,7 +189,7 @@ impl Dms {
         let mut users: Vec<String> = to.to_vec();
         for _ in 0..ROUNDS {
             let sealed = self
-                .seal(account, &users, payload.id, &plaintext, &addressed)
+                .seal(account, &users, payload.id, &plaintext, &addressed, what)
                 .await?;
             // Straight to each device whose node is online; the server's
             // mailbox for the others and for any that does not take it.
@@ -263,7 +264,7 @@ impl Dms {
                 }
                 again.extend(missing);
             }
-            if only_named {
+            if what == Sealing::Receipt {
                 again.retain(|u| to.iter().any(|t| t.eq_ignore_ascii_case(u)));
             }
             if again.is_empty() {
@@ -289,7 +290,9 @@ impl Dms {
     }
 
     /// Encrypts `plaintext` for the devices of `users` not yet in
-    /// `addressed`, and saves the Olm state before anything leaves.
+    /// `addressed`, and saves the Olm state before anything leaves. A
+    /// message is sealed once per device: the copy is kept with the state
+    /// and sent again as it is on every retry.
     pub(super) async fn seal(
         &self,
         account: &str,
@@ -297,12 +300,22 @@ impl Dms {
         id: Uuid,
         plaintext: &[u8],
         addressed: &HashSet<String>,
+        what: Sealing,
     ) -> Result<Vec<(Envelope, Option<SocketAddr>)>, Delivery> {
         let device = &self.inner.device;
         let (_guard, mut olm) = device
             .open(account)
             .await
             .map_err(|e| Delivery::Later(e.to_string()))?;
+        let store = device.store();
+        let kept = match what {
+            Sealing::Message => store
+                .dm_sealed(account, &id.to_string())
+                .await
+                .map_err(|e| Delivery::Later(e.to_string()))?,
+            Sealing::Receipt => Default::default(),
+        };
+        let mut copies: Vec<SealedCopy> = Vec::new();
         let me = olm.device_keys(device.node());
         let mut envelopes = Vec::new();
         for user in users {
@@ -318,6 +331,16 @@ impl Dms {
                 .iter()
                 .filter(|d| !addressed.contains(&d.keys.node_key))
             {
+                let envelope = |body: String| Envelope {
+                    id,
+                    to: user.clone(),
+                    to_node: d.keys.node_key.clone(),
+                    body,
+                };
+                if let Some(body) = kept.get(&d.keys.curve25519) {
+                    envelopes.push((envelope(body.clone()), d.p2p_addr));
+                    continue;
+                }
                 let sealed = match olm.encrypt(d, plaintext) {
                     Ok(m) => m,
                     Err(e) => {
@@ -341,19 +364,21 @@ impl Dms {
                         "the message is too large to encrypt",
                     )));
                 }
-                let envelope = Envelope {
-                    id,
-                    to: user.clone(),
-                    to_node: d.keys.node_key.clone(),
-                    body,
-                };
-                envelopes.push((envelope, d.p2p_addr));
+                if what == Sealing::Message {
+                    copies.push((id.to_string(), d.keys.curve25519.clone(), body.clone()));
+                }
+                envelopes.push((envelope(body), d.p2p_addr));
             }
         }
-        device
-            .save(account, &olm)
-            .await
-            .map_err(|e| Delivery::Later(e.to_string()))?;
+        let saved = match what {
+            Sealing::Message => {
+                store
+                    .dm_seal_keep(account, olm.pickle(device.pickle_key()), copies)
+                    .await
+            }
+            Sealing::Receipt => device.save(account, &olm).await,
+        };
+        saved.map_err(|e| Delivery::Later(e.to_string()))?;
         Ok(envelopes)
     }
 
@@ -458,12 +483,26 @@ impl Dms {
                     },
                 };
                 let to = [sender.to_owned()];
-                if let Err(e) = self.seal_and_send(account, &to, &payload, true).await {
+                let sent = self
+                    .seal_and_send(account, &to, &payload, Sealing::Receipt)
+                    .await;
+                if let Err(e) = sent {
                     tracing::info!(sender, error = ?e, "a receipt did not get through");
                 }
             }
         }
     }
+}
+
+/// What is being sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sealing {
+    /// A message (or an action) from the outbox: sealed once per device,
+    /// the copies kept until it has left; to every device the server
+    /// names, the sender's own other devices too.
+    Message,
+    /// A receipt: sealed afresh each time, only to the users named.
+    Receipt,
 }
 
 /// How far a message went: to how many devices, how many of them
