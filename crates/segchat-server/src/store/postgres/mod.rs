@@ -12,12 +12,14 @@
 //! - bodies are `BYTEA`: they are signed as sent, and `TEXT` cannot hold
 //!   U+0000.
 //!
-//! The parts: `messages.rs` the backup (storing batches, reading after a
+//! The parts: `channels.rs` the registry, members and invites,
+//! `messages.rs` the backup (storing batches, reading after a
 //! sequence number), `edits.rs` how replies, edits, deletions and
 //! reactions change it, `records.rs` how rows read back as records,
 //! `sql.rs` running a statement prepared once per connection, `tls.rs`
 //! TLS as the URL asks for it (`sslmode`, `sslrootcert`).
 
+mod channels;
 mod devices;
 mod edits;
 mod mailbox;
@@ -44,7 +46,7 @@ use super::{
     ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, PublishedKeys,
     RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
 };
-use records::{channel_record, session_record, user_record, CHANNEL_SELECT, USER_COLUMNS};
+use records::{session_record, user_record, USER_COLUMNS};
 use sql::{execute, row, rows};
 
 /// Schema migrations, applied in order; the number is the schema version.
@@ -339,65 +341,15 @@ impl Store for PostgresStore {
     }
 
     async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO channels (name, owner_id, visibility, allow_visitors, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .await?;
-        let created = ch.created_at_ms as i64;
-        let inserted = tx
-            .query_one(
-                &stmt,
-                &[
-                    &ch.name,
-                    &ch.owner_id,
-                    &ch.visibility.as_str(),
-                    &ch.allow_visitors,
-                    &created,
-                ],
-            )
-            .await;
-        let id: i64 = match inserted {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("channel")),
-            Err(e) => return Err(e.into()),
-            Ok(r) => r.try_get(0)?,
-        };
-        execute(
-            &tx,
-            "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
-             VALUES ($1, $2, 'owner', $3)",
-            &[&id, &ch.owner_id, &created],
-        )
-        .await?;
-        let sql = format!("{CHANNEL_SELECT} WHERE c.id = $1");
-        let record = row(&tx, &sql, &[&id])
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a created channel is missing".into()))?;
-        let record = channel_record(&record)?;
-        tx.commit().await?;
-        Ok(record)
+        channels::create(&mut self.pool.get().await?, ch).await
     }
 
     async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>> {
-        let c = self.pool.get().await?;
-        let sql = format!("{CHANNEL_SELECT} WHERE c.name = $1");
-        row(&c, &sql, &[&name])
-            .await?
-            .map(|r| channel_record(&r))
-            .transpose()
+        channels::by_name(&self.pool.get().await?, name).await
     }
 
     async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>> {
-        let c = self.pool.get().await?;
-        let sql = format!("{CHANNEL_SELECT} ORDER BY c.name");
-        rows(&c, &sql, &[])
-            .await?
-            .iter()
-            .map(channel_record)
-            .collect()
+        channels::list(&self.pool.get().await?).await
     }
 
     async fn update_channel(
@@ -405,49 +357,11 @@ impl Store for PostgresStore {
         channel_id: i64,
         change: &ChannelUpdate,
     ) -> StoreResult<Option<ChannelRecord>> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // Each absent field keeps its value (COALESCE with NULL).
-        let changed = execute(
-            &tx,
-            "UPDATE channels SET
-                 title = COALESCE($2, title),
-                 topic = COALESCE($3, topic),
-                 visibility = COALESCE($4, visibility),
-                 allow_visitors = COALESCE($5, allow_visitors)
-             WHERE id = $1",
-            &[
-                &channel_id,
-                &change.title,
-                &change.topic,
-                &change.visibility.map(|v| v.as_str()),
-                &change.allow_visitors,
-            ],
-        )
-        .await?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        let sql = format!("{CHANNEL_SELECT} WHERE c.id = $1");
-        let record = row(&tx, &sql, &[&channel_id])
-            .await?
-            .map(|r| channel_record(&r))
-            .transpose()?;
-        tx.commit().await?;
-        Ok(record)
+        channels::update(&mut self.pool.get().await?, channel_id, change).await
     }
 
     async fn delete_channel(&self, channel_id: i64) -> StoreResult<bool> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // Explicit rather than left to ON DELETE CASCADE, as in SQLite.
-        for table in ["messages", "invites", "members"] {
-            let sql = format!("DELETE FROM {table} WHERE channel_id = $1");
-            execute(&tx, &sql, &[&channel_id]).await?;
-        }
-        let gone = execute(&tx, "DELETE FROM channels WHERE id = $1", &[&channel_id]).await?;
-        tx.commit().await?;
-        Ok(gone > 0)
+        channels::delete(&mut self.pool.get().await?, channel_id).await
     }
 
     async fn add_member(
@@ -457,80 +371,23 @@ impl Store for PostgresStore {
         role: Role,
         now_ms: u64,
     ) -> StoreResult<bool> {
-        let c = self.pool.get().await?;
-        let n = execute(
-            &c,
-            "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&channel_id, &user_id, &role.as_str(), &(now_ms as i64)],
-        )
-        .await?;
-        Ok(n == 1)
+        channels::add_member(&self.pool.get().await?, channel_id, user_id, role, now_ms).await
     }
 
     async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>> {
-        let c = self.pool.get().await?;
-        rows(
-            &c,
-            "SELECT u.id, u.username, m.role, u.status FROM members m
-             JOIN users u ON u.id = m.user_id WHERE m.channel_id = $1
-             ORDER BY m.role = 'owner' DESC, u.username_key",
-            &[&channel_id],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MemberRecord {
-                user_id: r.try_get(0)?,
-                username: r.try_get(1)?,
-                role: text::role(r.try_get(2)?)?,
-                status: text::presence(r.try_get(3)?)?,
-            })
-        })
-        .collect()
+        channels::members(&self.pool.get().await?, channel_id).await
     }
 
     async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>> {
-        let c = self.pool.get().await?;
-        rows(
-            &c,
-            "SELECT channel_id, role FROM members WHERE user_id = $1",
-            &[&user_id],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, text::role(r.try_get(1)?)?)))
-        .collect()
+        channels::memberships(&self.pool.get().await?, user_id).await
     }
 
     async fn watchers(&self, user_id: i64) -> StoreResult<Vec<i64>> {
-        let c = self.pool.get().await?;
-        rows(
-            &c,
-            "SELECT other.user_id FROM members mine
-             JOIN members other ON other.channel_id = mine.channel_id
-             WHERE mine.user_id = $1 AND other.user_id != $1
-             UNION
-             SELECT other_id FROM relations WHERE user_id = $1 AND kind = 'friend'
-             EXCEPT
-             SELECT other_id FROM relations WHERE user_id = $1 AND kind = 'blocked'",
-            &[&user_id],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
+        channels::watchers(&self.pool.get().await?, user_id).await
     }
 
     async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
-        let c = self.pool.get().await?;
-        let n = execute(
-            &c,
-            "DELETE FROM members WHERE channel_id = $1 AND user_id = $2",
-            &[&channel_id, &user_id],
-        )
-        .await?;
-        Ok(n == 1)
+        channels::remove_member(&self.pool.get().await?, channel_id, user_id).await
     }
 
     async fn add_invite(
@@ -540,42 +397,22 @@ impl Store for PostgresStore {
         invited_by: i64,
         now_ms: u64,
     ) -> StoreResult<()> {
-        let c = self.pool.get().await?;
-        execute(
-            &c,
-            "INSERT INTO invites (channel_id, user_id, invited_by, created_at_ms)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&channel_id, &user_id, &invited_by, &(now_ms as i64)],
+        channels::add_invite(
+            &self.pool.get().await?,
+            channel_id,
+            user_id,
+            invited_by,
+            now_ms,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>> {
-        let c = self.pool.get().await?;
-        rows(
-            &c,
-            "SELECT user_id FROM invites WHERE channel_id = $1 ORDER BY user_id",
-            &[&channel_id],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
+        channels::invitees(&self.pool.get().await?, channel_id).await
     }
 
     async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
-        let c = self.pool.get().await?;
-        let r = row(
-            &c,
-            "SELECT EXISTS (SELECT 1 FROM invites WHERE channel_id = $1 AND user_id = $2)",
-            &[&channel_id, &user_id],
-        )
-        .await?;
-        Ok(match r {
-            Some(r) => r.try_get(0)?,
-            None => false,
-        })
+        channels::is_invited(&self.pool.get().await?, channel_id, user_id).await
     }
 
     async fn relations(&self, user_id: i64) -> StoreResult<Vec<RelationRecord>> {

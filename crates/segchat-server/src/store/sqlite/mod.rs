@@ -1,11 +1,13 @@
 //! The embedded SQLite backend. One connection behind a mutex; every call
 //! runs on tokio's blocking pool so the async runtime never waits on disk.
-//! WAL mode: a `kill -9` loses nothing that was committed. The message
+//! WAL mode: a `kill -9` loses nothing that was committed. Channels,
+//! members and invites are `channels.rs`; the message
 //! backup (storing a batch, reading after a sequence number) is
 //! `messages.rs`; how replies, edits, deletions and reactions change it
 //! is `edits.rs`; reading sessions back and checking many at once is
 //! `sessions.rs`.
 
+mod channels;
 mod devices;
 mod edits;
 mod mailbox;
@@ -189,55 +191,6 @@ fn user_record(row: (i64, String, String, String, i64)) -> StoreResult<UserRecor
 
 const USER_COLUMNS: &str = "id, username, password_hash, status, created_at_ms";
 
-const CHANNEL_SELECT: &str = "SELECT c.id, c.name, c.owner_id, u.username, c.visibility, \
-     c.allow_visitors, c.created_at_ms, \
-     (SELECT COUNT(*) FROM members m WHERE m.channel_id = c.id), c.title, c.topic \
-     FROM channels c JOIN users u ON u.id = c.owner_id";
-
-/// A channel row as read, before its text columns are checked.
-struct ChannelRow {
-    id: i64,
-    name: String,
-    owner_id: i64,
-    owner: String,
-    visibility: String,
-    allow_visitors: bool,
-    created_at_ms: i64,
-    member_count: i64,
-    title: String,
-    topic: String,
-}
-
-fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
-    Ok(ChannelRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        owner_id: r.get(2)?,
-        owner: r.get(3)?,
-        visibility: r.get(4)?,
-        allow_visitors: r.get(5)?,
-        created_at_ms: r.get(6)?,
-        member_count: r.get(7)?,
-        title: r.get(8)?,
-        topic: r.get(9)?,
-    })
-}
-
-fn channel_record(row: ChannelRow) -> StoreResult<ChannelRecord> {
-    Ok(ChannelRecord {
-        id: row.id,
-        name: row.name,
-        owner_id: row.owner_id,
-        owner: row.owner,
-        visibility: text::visibility(&row.visibility)?,
-        allow_visitors: row.allow_visitors,
-        created_at_ms: row.created_at_ms as u64,
-        member_count: row.member_count as u32,
-        title: row.title,
-        topic: row.topic,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(
@@ -391,60 +344,16 @@ impl Store for SqliteStore {
 
     async fn create_channel(&self, ch: &NewChannel) -> StoreResult<ChannelRecord> {
         let ch = ch.clone();
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO channels (name, owner_id, visibility, allow_visitors, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    ch.name,
-                    ch.owner_id,
-                    ch.visibility.as_str(),
-                    ch.allow_visitors,
-                    ch.created_at_ms as i64
-                ],
-            );
-            match inserted {
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("channel")),
-                Err(e) => return Err(e.into()),
-                Ok(_) => {}
-            }
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO members (channel_id, user_id, role, joined_at_ms)
-                 VALUES (?1, ?2, 'owner', ?3)",
-                params![id, ch.owner_id, ch.created_at_ms as i64],
-            )?;
-            let row = tx.query_row(
-                &format!("{CHANNEL_SELECT} WHERE c.id = ?1"),
-                params![id],
-                channel_from_row,
-            )?;
-            tx.commit()?;
-            channel_record(row)
-        })
-        .await
+        self.call(move |c| channels::create(c, &ch)).await
     }
 
     async fn channel_by_name(&self, name: &str) -> StoreResult<Option<ChannelRecord>> {
         let name = name.to_owned();
-        self.call(move |c| {
-            c.prepare_cached(&format!("{CHANNEL_SELECT} WHERE c.name = ?1"))?
-                .query_row(params![name], channel_from_row)
-                .optional()?
-                .map(channel_record)
-                .transpose()
-        })
-        .await
+        self.call(move |c| channels::by_name(c, &name)).await
     }
 
     async fn list_channels(&self) -> StoreResult<Vec<ChannelRecord>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare(&format!("{CHANNEL_SELECT} ORDER BY c.name"))?;
-            let rows = stmt.query_map([], channel_from_row)?;
-            rows.map(|r| channel_record(r?)).collect()
-        })
-        .await
+        self.call(channels::list).await
     }
 
     async fn update_channel(
@@ -453,54 +362,12 @@ impl Store for SqliteStore {
         change: &ChannelUpdate,
     ) -> StoreResult<Option<ChannelRecord>> {
         let change = change.clone();
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            // Each absent field keeps its value (COALESCE with NULL).
-            let changed = tx.execute(
-                "UPDATE channels SET
-                     title = COALESCE(?2, title),
-                     topic = COALESCE(?3, topic),
-                     visibility = COALESCE(?4, visibility),
-                     allow_visitors = COALESCE(?5, allow_visitors)
-                 WHERE id = ?1",
-                params![
-                    channel_id,
-                    change.title,
-                    change.topic,
-                    change.visibility.map(|v| v.as_str()),
-                    change.allow_visitors
-                ],
-            )?;
-            if changed == 0 {
-                return Ok(None);
-            }
-            let row = tx.query_row(
-                &format!("{CHANNEL_SELECT} WHERE c.id = ?1"),
-                params![channel_id],
-                channel_from_row,
-            )?;
-            tx.commit()?;
-            channel_record(row).map(Some)
-        })
-        .await
+        self.call(move |c| channels::update(c, channel_id, &change))
+            .await
     }
 
     async fn delete_channel(&self, channel_id: i64) -> StoreResult<bool> {
-        self.call(move |c| {
-            // Explicit rather than left to ON DELETE CASCADE, so that the
-            // backup goes even on a database opened without foreign keys.
-            let tx = c.transaction()?;
-            for table in ["messages", "invites", "members"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE channel_id = ?1"),
-                    params![channel_id],
-                )?;
-            }
-            let gone = tx.execute("DELETE FROM channels WHERE id = ?1", params![channel_id])?;
-            tx.commit()?;
-            Ok(gone > 0)
-        })
-        .await
+        self.call(move |c| channels::delete(c, channel_id)).await
     }
 
     async fn add_member(
@@ -510,87 +377,25 @@ impl Store for SqliteStore {
         role: Role,
         now_ms: u64,
     ) -> StoreResult<bool> {
-        self.call(move |c| {
-            let n = c.execute(
-                "INSERT OR IGNORE INTO members (channel_id, user_id, role, joined_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![channel_id, user_id, role.as_str(), now_ms as i64],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.call(move |c| channels::add_member(c, channel_id, user_id, role, now_ms))
+            .await
     }
 
     async fn members(&self, channel_id: i64) -> StoreResult<Vec<MemberRecord>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT u.id, u.username, m.role, u.status FROM members m
-                 JOIN users u ON u.id = m.user_id WHERE m.channel_id = ?1
-                 ORDER BY m.role = 'owner' DESC, u.username_key",
-            )?;
-            let rows = stmt.query_map(params![channel_id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
-            rows.map(|r| {
-                let (user_id, username, role, status) = r?;
-                Ok(MemberRecord {
-                    user_id,
-                    username,
-                    role: text::role(&role)?,
-                    status: text::presence(&status)?,
-                })
-            })
-            .collect()
-        })
-        .await
+        self.call(move |c| channels::members(c, channel_id)).await
     }
 
     async fn memberships(&self, user_id: i64) -> StoreResult<Vec<(i64, Role)>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare("SELECT channel_id, role FROM members WHERE user_id = ?1")?;
-            let rows = stmt.query_map(params![user_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            rows.map(|r| {
-                let (id, role) = r?;
-                Ok((id, text::role(&role)?))
-            })
-            .collect()
-        })
-        .await
+        self.call(move |c| channels::memberships(c, user_id)).await
     }
 
     async fn watchers(&self, user_id: i64) -> StoreResult<Vec<i64>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT other.user_id FROM members mine
-                 JOIN members other ON other.channel_id = mine.channel_id
-                 WHERE mine.user_id = ?1 AND other.user_id != ?1
-                 UNION
-                 SELECT other_id FROM relations WHERE user_id = ?1 AND kind = 'friend'
-                 EXCEPT
-                 SELECT other_id FROM relations WHERE user_id = ?1 AND kind = 'blocked'",
-            )?;
-            let rows = stmt.query_map(params![user_id], |r| r.get::<_, i64>(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.call(move |c| channels::watchers(c, user_id)).await
     }
 
     async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
-        self.call(move |c| {
-            let n = c.execute(
-                "DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2",
-                params![channel_id, user_id],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.call(move |c| channels::remove_member(c, channel_id, user_id))
+            .await
     }
 
     async fn add_invite(
@@ -600,36 +405,17 @@ impl Store for SqliteStore {
         invited_by: i64,
         now_ms: u64,
     ) -> StoreResult<()> {
-        self.call(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO invites (channel_id, user_id, invited_by, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![channel_id, user_id, invited_by, now_ms as i64],
-            )?;
-            Ok(())
-        })
-        .await
+        self.call(move |c| channels::add_invite(c, channel_id, user_id, invited_by, now_ms))
+            .await
     }
 
     async fn invitees(&self, channel_id: i64) -> StoreResult<Vec<i64>> {
-        self.call(move |c| {
-            let mut stmt =
-                c.prepare("SELECT user_id FROM invites WHERE channel_id = ?1 ORDER BY user_id")?;
-            let rows = stmt.query_map(params![channel_id], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
-        })
-        .await
+        self.call(move |c| channels::invitees(c, channel_id)).await
     }
 
     async fn is_invited(&self, channel_id: i64, user_id: i64) -> StoreResult<bool> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM invites WHERE channel_id = ?1 AND user_id = ?2)",
-                params![channel_id, user_id],
-                |r| r.get::<_, bool>(0),
-            )?)
-        })
-        .await
+        self.call(move |c| channels::is_invited(c, channel_id, user_id))
+            .await
     }
 
     async fn relations(&self, user_id: i64) -> StoreResult<Vec<RelationRecord>> {
