@@ -14,3 +14,12 @@ ALTER TABLE dms ADD COLUMN edited_ms INTEGER;
 ALTER TABLE dms ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 
 CREATE INDEX dms_re ON dms (account, re_id, re_kind) WHERE re_id IS NOT NULL;
+
+-- Which conversation a row belongs to, whatever case its names were
+-- typed in (a username is one user in any case): the other members,
+-- lowercased, sorted, joined by ','. `conversation` keeps the spelling
+-- first seen for it, for showing.
+ALTER TABLE dms ADD COLUMN conversation_key TEXT NOT NULL DEFAULT '';
+UPDATE dms SET conversation_key = lower(conversation);
+DROP INDEX dms_by_conversation;
+CREATE INDEX dms_by_conversation ON dms (account, conversation_key, sent_at_ms, id);

@@ -9,3 +9,11 @@ CREATE TABLE dm_sealed (
     body    TEXT NOT NULL,
     PRIMARY KEY (account, id, device)
 );
+
+-- Whether a row still has to leave (the outbox), apart from the state it
+-- shows: a fast peer's receipt may move a row to delivered before every
+-- device has it, and it must still be sent to the rest.
+ALTER TABLE dms ADD COLUMN outbox INTEGER NOT NULL DEFAULT 0;
+UPDATE dms SET outbox = 1 WHERE state = 'pending';
+DROP INDEX dms_pending;
+CREATE INDEX dms_outbox ON dms (account, stored_at_ms) WHERE outbox = 1;

@@ -15,8 +15,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// the allowance of changes) may make the server keep is bounded.
 pub const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
-/// Most body bytes in one `fetch_dms` answer (at least one envelope is
-/// always answered): with the framing, far inside a frame's limit.
+/// Most bytes of encoded envelopes in one `fetch_dms` answer (at least
+/// one envelope is always answered): far inside a frame's limit.
 pub const MAX_FETCH_BYTES: usize = MAX_REQUEST_BYTES;
 
 /// Most envelopes in one `send_dm` (a message to a group of 10, each

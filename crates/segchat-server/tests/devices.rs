@@ -432,5 +432,29 @@ async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged()
         envelopes: vec![envelope("bob", &bob, n + 1, "after")],
     })
     .await;
+
+    // Bodies JSON writes six times larger (control characters) still
+    // come in answers that fit a frame.
+    let controls = "\u{1}".repeat(60_000);
+    for round in 0..2u128 {
+        let envelopes = (0..2)
+            .map(|i| envelope("bob", &bob, n + 10 + round * 2 + i, &controls))
+            .collect();
+        ann.ok(Request::SendDm { envelopes }).await;
+    }
+    let Reply::Dms { envelopes, .. } = bob
+        .ok(Request::FetchDms {
+            after_seq,
+            limit: 200,
+        })
+        .await
+    else {
+        panic!("not dms")
+    };
+    assert!(
+        !envelopes.is_empty() && envelopes.len() < 5,
+        "{}",
+        envelopes.len()
+    );
     server.stop().await;
 }

@@ -23,7 +23,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::edits::RefKind;
 
-use super::dms::DmRow;
+use super::dms::{conversation_key, DmRow};
 use super::rows::{tally, Quote};
 use super::StoreError;
 
@@ -34,11 +34,12 @@ pub(super) const SHOWN: &str = "(re_kind IS NULL OR re_kind = 'reply')";
 /// After a row of the account was stored or left the outbox: what the
 /// edits and deletion pointing at message `target` make of it now. A
 /// target this device does not have yet, or one that is itself an action,
-/// is left alone.
+/// is left alone. Text is removed only once the action that replaced it
+/// has left (or arrived): one that fails leaves the message as it was.
 pub(super) fn settle(c: &Connection, account: &str, target: &str) -> Result<(), StoreError> {
     let found: Option<(String, String, Option<String>)> = c
         .prepare_cached(
-            "SELECT conversation, sender, re_kind FROM dms WHERE account = ?1 AND id = ?2",
+            "SELECT conversation_key, sender, re_kind FROM dms WHERE account = ?1 AND id = ?2",
         )?
         .query_row(params![account, target], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -50,55 +51,64 @@ pub(super) fn settle(c: &Connection, account: &str, target: &str) -> Result<(), 
     if RefKind::is_action(kind.as_deref().and_then(RefKind::parse)) {
         return Ok(());
     }
-    // (id, kind, sent_at_ms, pending), oldest first: the last edit wins.
+    // (id, kind, sent_at_ms, still to leave), oldest first: the last edit
+    // wins; failed ones do not count.
     let acts: Vec<(String, String, i64, bool)> = c
         .prepare_cached(
-            "SELECT id, re_kind, sent_at_ms, state = 'pending' FROM dms
+            "SELECT id, re_kind, sent_at_ms, outbox = 1 FROM dms
              WHERE account = ?1 AND re_id = ?2 AND re_kind IN ('edit', 'delete')
-               AND conversation = ?3 AND sender = ?4 AND state != 'failed'
+               AND conversation_key = ?3 AND sender = ?4 AND state != 'failed'
              ORDER BY sent_at_ms, id",
         )?
         .query_map(params![account, target, conversation, sender], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
-    let deleted = acts.iter().any(|a| a.1 == "delete");
+    let deletion = acts.iter().find(|a| a.1 == "delete");
     let winner = acts
         .iter()
         .rev()
         .find(|a| a.1 == "edit")
-        .filter(|_| !deleted);
-    if acts.is_empty() {
-        return Ok(());
-    }
-    let blank = |id: &str| -> Result<(), StoreError> {
-        c.prepare_cached(
-            "UPDATE dms SET text = '' WHERE account = ?1 AND id = ?2 AND state != 'pending'",
-        )?
-        .execute(params![account, id])?;
-        Ok(())
-    };
-    match winner {
-        None => {
+        .filter(|_| deletion.is_none());
+    match (deletion, winner) {
+        (Some(_), _) => {
             c.prepare_cached(
                 "UPDATE dms SET shown = '', deleted = 1, edit_id = NULL, edited_ms = NULL
                  WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, target])?;
         }
-        Some((id, _, at, _)) => {
+        (None, Some((id, _, at, _))) => {
             c.prepare_cached(
                 "UPDATE dms SET shown = (SELECT text FROM dms WHERE account = ?1 AND id = ?3),
-                     edit_id = ?3, edited_ms = ?4
+                     edit_id = ?3, edited_ms = ?4, deleted = 0
                  WHERE account = ?1 AND id = ?2",
             )?
             .execute(params![account, target, id, at])?;
         }
+        (None, None) => {
+            // Nothing (any more: a failed action) changes it.
+            c.prepare_cached(
+                "UPDATE dms SET shown = NULL, edit_id = NULL, edited_ms = NULL, deleted = 0
+                 WHERE account = ?1 AND id = ?2 AND (shown IS NOT NULL OR deleted = 1)",
+            )?
+            .execute(params![account, target])?;
+            return Ok(());
+        }
     }
-    blank(target)?;
+    // What decides it has left or arrived: the text it replaced goes (a
+    // row still to leave keeps its own until then).
+    let decided = deletion.or(winner).is_some_and(|a| !a.3);
+    if !decided {
+        return Ok(());
+    }
+    let mut blank = c.prepare_cached(
+        "UPDATE dms SET text = '' WHERE account = ?1 AND id = ?2 AND outbox = 0 AND text != ''",
+    )?;
+    blank.execute(params![account, target])?;
     for (id, kind, _, _) in &acts {
         if kind == "edit" && winner.is_none_or(|w| &w.0 != id) {
-            blank(id)?;
+            blank.execute(params![account, id])?;
         }
     }
     Ok(())
@@ -112,20 +122,21 @@ pub(super) fn decorate(
     account: &str,
     rows: &mut [DmRow],
 ) -> Result<(), StoreError> {
-    let mut quote = c.prepare_cached(
+    let mut quote = c.prepare_cached(&format!(
         "SELECT id, sender, COALESCE(shown, text), deleted FROM dms
-         WHERE account = ?1 AND id = ?2 AND conversation = ?3",
-    )?;
+         WHERE account = ?1 AND id = ?2 AND conversation_key = ?3 AND {SHOWN}"
+    ))?;
     let mut reactions = c.prepare_cached(
         "SELECT text, sender, re_kind FROM dms
-         WHERE account = ?1 AND re_id = ?2 AND conversation = ?3
+         WHERE account = ?1 AND re_id = ?2 AND conversation_key = ?3
            AND re_kind IN ('react', 'unreact') AND state != 'failed'
          ORDER BY sent_at_ms, id",
     )?;
     for row in rows.iter_mut() {
+        let key = conversation_key(&row.conversation);
         if let Some(to) = &row.reply_to {
             row.quote = quote
-                .query_row(params![account, to, row.conversation], |r| {
+                .query_row(params![account, to, key], |r| {
                     Ok(Quote {
                         id: r.get(0)?,
                         author: r.get(1)?,
@@ -140,7 +151,7 @@ pub(super) fn decorate(
             continue;
         }
         let acts = reactions
-            .query_map(params![account, row.id, row.conversation], |r| {
+            .query_map(params![account, row.id, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)? == "react"))
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -303,7 +314,88 @@ mod tests {
         s.dm_sent("ann", &first.id, Ok("server"))
             .await
             .expect("sent");
-        let kept = raw_text(&s, 1).await;
-        assert_eq!(kept, "", "replaced text goes once it has left");
+        assert_eq!(raw_text(&s, 1).await, "typo", "the edit has not left yet");
+        s.dm_sent("ann", &row(2, "", 0, "", None).id, Ok("server"))
+            .await
+            .expect("sent");
+        assert_eq!(
+            raw_text(&s, 1).await,
+            "",
+            "replaced text goes once both left"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_edit_or_a_deletion_that_fails_leaves_the_message_as_it_was() {
+        let s = Store::open_in_memory().expect("store");
+        keep(&s, vec![row(1, "ann", 10, "first", None)]).await;
+        for (n, kind, text) in [(2, RefKind::Edit, "second"), (3, RefKind::Delete, "")] {
+            let mut act = row(n, "ann", 20 + n as u64, text, Some((kind, 1)));
+            act.state = DmState::Pending;
+            let shown = s.dm_queue("ann", act.clone()).await.expect("queue");
+            assert!(shown.expect("shown").text != "first", "shown at once");
+            let after = s
+                .dm_sent("ann", &act.id, Err("blocked".into()))
+                .await
+                .expect("failed")
+                .expect("shown");
+            assert_eq!((after.text.as_str(), after.deleted), ("first", false));
+            assert_eq!(after.edited_ms, None);
+        }
+        assert_eq!(raw_text(&s, 1).await, "first");
+    }
+
+    #[tokio::test]
+    async fn a_conversation_is_one_whatever_the_case_of_its_names() {
+        let s = Store::open_in_memory().expect("store");
+        let mut shouted = row(2, "ann", 20, "HI", None);
+        shouted.conversation = "BOB".into();
+        let mut group = row(3, "bob", 30, "group", None);
+        group.conversation = "BOB,mallory".into();
+        keep(&s, vec![row(1, "bob", 10, "hi", None), shouted, group]).await;
+        for spelled in ["bob", "Bob", "BOB"] {
+            let h = s
+                .dm_history("ann", spelled, None, 50)
+                .await
+                .expect("history");
+            let texts: Vec<&str> = h.iter().map(|r| r.text.as_str()).collect();
+            assert_eq!(texts, ["hi", "HI"], "{spelled}");
+            assert!(
+                h.iter().all(|r| r.conversation == "bob"),
+                "first spelling shown"
+            );
+        }
+        let list = s.dm_conversations("ann").await.expect("list");
+        assert_eq!(list.len(), 2, "the group is a conversation of its own");
+    }
+
+    #[tokio::test]
+    async fn a_reply_quotes_only_a_shown_message_and_reactions_have_few_kinds() {
+        let s = Store::open_in_memory().expect("store");
+        let mut rows = vec![
+            row(1, "bob", 10, "hello", None),
+            row(2, "bob", 11, "👍", Some((RefKind::React, 1))),
+            row(
+                3,
+                "ann",
+                12,
+                "quoting a reaction",
+                Some((RefKind::Reply, 2)),
+            ),
+        ];
+        for n in 0..30u32 {
+            let emoji = format!("e{n}");
+            rows.push(row(
+                100 + n,
+                "bob",
+                20 + n as u64,
+                &emoji,
+                Some((RefKind::React, 1)),
+            ));
+        }
+        keep(&s, rows).await;
+        let h = shown(&s).await;
+        assert_eq!(h[1].quote, None, "an action is not quoted");
+        assert_eq!(h[0].reactions.len(), crate::store::rows::MAX_REACTION_KINDS);
     }
 }

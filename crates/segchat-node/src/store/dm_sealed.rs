@@ -66,7 +66,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::dm::olm::Olm;
-    use crate::store::{DmRow, Store};
+    use crate::store::{DmRow, DmState, Receipt, Store};
 
     #[tokio::test]
     async fn copies_are_kept_with_the_state_until_the_message_leaves_the_outbox() {
@@ -105,5 +105,45 @@ mod tests {
 
         s.dm_sent("ann", id, Ok("server")).await.expect("sent");
         assert!(s.dm_sealed("ann", id).await.expect("read").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_receipt_before_the_send_has_finished_leaves_the_message_in_the_outbox() {
+        let s = Store::open_in_memory().expect("store");
+        let id = "00000002-0000-7000-8000-000000000000";
+        let row = DmRow {
+            id: id.into(),
+            conversation: "bob".into(),
+            sender: "ann".into(),
+            sent_at_ms: 1,
+            text: "hi".into(),
+            ..DmRow::default()
+        };
+        s.dm_queue("ann", row).await.expect("queue");
+        // A fast peer's receipt: delivered, though the server path has
+        // not taken it for the other devices yet.
+        let receipt = Receipt {
+            conversation: "bob".into(),
+            ids: vec![id.into()],
+            state: DmState::Delivered,
+            by_me: false,
+        };
+        let kept = s
+            .dm_keep(
+                "ann",
+                Olm::new().pickle(&[1; 32]),
+                Vec::new(),
+                vec![receipt],
+                0,
+            )
+            .await
+            .expect("keep");
+        assert_eq!(kept.updated[0].state, DmState::Delivered);
+        let waiting = s.dm_pending("ann").await.expect("outbox");
+        assert_eq!(waiting.len(), 1, "still to be sent to the rest");
+        s.dm_sent("ann", id, Ok("server")).await.expect("sent");
+        assert!(s.dm_pending("ann").await.expect("outbox").is_empty());
+        let h = s.dm_history("ann", "bob", None, 10).await.expect("history");
+        assert_eq!(h[0].state, DmState::Delivered, "the receipt's state stays");
     }
 }

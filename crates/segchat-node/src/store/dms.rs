@@ -128,6 +128,16 @@ pub struct Receipt {
     pub by_me: bool,
 }
 
+/// The key of a conversation named `conversation` (its other members,
+/// joined by `,`): the names lowercased, sorted, each once. Rows are
+/// found by it, so a name typed in another case is the same conversation.
+pub(crate) fn conversation_key(conversation: &str) -> String {
+    let mut names: Vec<String> = conversation.split(',').map(str::to_lowercase).collect();
+    names.sort();
+    names.dedup();
+    names.join(",")
+}
+
 /// `s` with LIKE's wildcards (and the escape character) escaped.
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -203,7 +213,19 @@ fn shown(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, Store
     Ok(Some(row))
 }
 
-fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> {
+/// Keeps `r` once per id, in its conversation as first spelled here (the
+/// row's `conversation` becomes that spelling); whether it is new.
+fn insert(c: &Connection, account: &str, r: &mut DmRow) -> Result<bool, StoreError> {
+    let key = conversation_key(&r.conversation);
+    let spelled: Option<String> = c
+        .prepare_cached(
+            "SELECT conversation FROM dms WHERE account = ?1 AND conversation_key = ?2 LIMIT 1",
+        )?
+        .query_row(params![account, key], |row| row.get(0))
+        .optional()?;
+    if let Some(spelled) = spelled {
+        r.conversation = spelled;
+    }
     let (kind, re_id) = match &r.re {
         Some((kind, id)) => (Some(kind.as_str()), Some(id.as_str())),
         None => (None, None),
@@ -211,8 +233,8 @@ fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> 
     Ok(c.execute(
         "INSERT OR IGNORE INTO dms
              (account, id, conversation, sender, sent_at_ms, text, state, path, error,
-              stored_at_ms, re_kind, re_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+              stored_at_ms, re_kind, re_id, conversation_key, outbox)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             account,
             r.id,
@@ -225,7 +247,9 @@ fn insert(c: &Connection, account: &str, r: &DmRow) -> Result<bool, StoreError> 
             r.error,
             crate::clock::now_ms() as i64,
             kind,
-            re_id
+            re_id,
+            key,
+            r.state == DmState::Pending
         ],
     )? == 1)
 }
@@ -252,8 +276,8 @@ fn read_elsewhere(
     }
     let moved = c.execute(
         "UPDATE dms SET state = 'read'
-         WHERE account = ?1 AND id = ?2 AND conversation = ?3 AND state = 'received'",
-        params![account, id, conversation],
+         WHERE account = ?1 AND id = ?2 AND conversation_key = ?3 AND state = 'received'",
+        params![account, id, conversation_key(conversation)],
     )?;
     if moved == 0 {
         return Ok(None);
@@ -274,7 +298,8 @@ fn advance(
         return Ok(None);
     };
     let forward = now.state < state && now.state != DmState::Failed;
-    if now.sender != account || now.conversation != conversation || !forward {
+    let same = conversation_key(&now.conversation) == conversation_key(conversation);
+    if now.sender != account || !same || !forward {
         return Ok(None);
     }
     c.execute(
@@ -293,10 +318,10 @@ impl Store {
         account: &str,
         row: DmRow,
     ) -> Result<Option<DmRow>, StoreError> {
-        let account = account.to_owned();
+        let (account, mut row) = (account.to_owned(), row);
         self.with(move |c| {
             let tx = c.transaction()?;
-            insert(&tx, &account, &row)?;
+            insert(&tx, &account, &mut row)?;
             let now = settled(&tx, &account, &row)?;
             tx.commit()?;
             Ok(now)
@@ -322,7 +347,7 @@ impl Store {
             // Each leaves with its own text, not what an edit shows.
             let columns = COLUMNS.replace("COALESCE(shown, text)", "text");
             let sql = format!(
-                "SELECT {columns} FROM dms WHERE account = ?1 AND state = 'pending'
+                "SELECT {columns} FROM dms WHERE account = ?1 AND outbox = 1
                  ORDER BY stored_at_ms, id"
             );
             rows(c, &sql, params![account])
@@ -350,17 +375,16 @@ impl Store {
             // A receipt may have come first (a fast peer): the state it
             // set stays, the path is filled in.
             tx.execute(
-                "UPDATE dms SET state = CASE WHEN state = 'pending' THEN ?3 ELSE state END,
+                "UPDATE dms SET outbox = 0,
+                     state = CASE WHEN state = 'pending' THEN ?3 ELSE state END,
                      path = COALESCE(path, ?4),
                      error = CASE WHEN state = 'pending' THEN ?5 ELSE error END
-                 WHERE account = ?1 AND id = ?2 AND (state = 'pending' OR ?3 = 'sent')",
+                 WHERE account = ?1 AND id = ?2 AND (outbox = 1 OR ?3 = 'sent')",
                 params![account, id, state.as_str(), path, error],
             )?;
             // Out of the outbox: its sealed copies are not needed again.
             tx.execute(
-                "DELETE FROM dm_sealed WHERE account = ?1 AND id = ?2
-                   AND NOT EXISTS (SELECT 1 FROM dms
-                                   WHERE account = ?1 AND id = ?2 AND state = 'pending')",
+                "DELETE FROM dm_sealed WHERE account = ?1 AND id = ?2",
                 params![account, id],
             )?;
             // Text a newer edit or a deletion replaced while it waited
@@ -411,7 +435,7 @@ impl Store {
             super::olm::save(&tx, &account, &olm.account, &sessions)?;
             let mut kept = Kept::default();
             for mut m in messages {
-                if insert(&tx, &account, &m)? {
+                if insert(&tx, &account, &mut m)? {
                     if let Some(now) = settled(&tx, &account, &m)? {
                         if m.is_action() {
                             kept.updated.push(now);
@@ -458,15 +482,12 @@ impl Store {
             let (ms, id) = before.unwrap_or((i64::MAX as u64, String::new()));
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms
-                 WHERE account = ?1 AND conversation = ?2 AND {SHOWN}
+                 WHERE account = ?1 AND conversation_key = ?2 AND {SHOWN}
                    AND (sent_at_ms < ?3 OR (sent_at_ms = ?3 AND (?4 = '' OR id < ?4)))
                  ORDER BY sent_at_ms DESC, id DESC LIMIT ?5"
             );
-            let mut found = rows(
-                c,
-                &sql,
-                params![account, conversation, ms as i64, id, limit as i64],
-            )?;
+            let key = conversation_key(&conversation);
+            let mut found = rows(c, &sql, params![account, key, ms as i64, id, limit as i64])?;
             found.reverse();
             decorate(c, &account, &mut found)?;
             Ok(found)
@@ -483,8 +504,8 @@ impl Store {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms d WHERE account = ?1 AND id = (
-                     SELECT id FROM dms WHERE account = ?1 AND conversation = d.conversation
-                       AND {SHOWN}
+                     SELECT id FROM dms WHERE account = ?1
+                       AND conversation_key = d.conversation_key AND {SHOWN}
                      ORDER BY sent_at_ms DESC, id DESC LIMIT 1)
                  ORDER BY sent_at_ms DESC"
             );
@@ -492,12 +513,13 @@ impl Store {
             decorate(c, &account, &mut last)?;
             let mut unread = c.prepare_cached(&format!(
                 "SELECT COUNT(*) FROM dms
-                 WHERE account = ?1 AND conversation = ?2 AND state = 'received' AND {SHOWN}
-                   AND deleted = 0"
+                 WHERE account = ?1 AND conversation_key = ?2 AND state = 'received'
+                   AND {SHOWN} AND deleted = 0"
             ))?;
             let mut out = Vec::with_capacity(last.len());
             for m in last {
-                let n: i64 = unread.query_row(params![account, m.conversation], |r| r.get(0))?;
+                let key = conversation_key(&m.conversation);
+                let n: i64 = unread.query_row(params![account, key], |r| r.get(0))?;
                 out.push(Conversation {
                     conversation: m.conversation.clone(),
                     last: m,
@@ -521,14 +543,15 @@ impl Store {
             let tx = c.transaction()?;
             let sql = format!(
                 "SELECT {COLUMNS} FROM dms
-                 WHERE account = ?1 AND conversation = ?2 AND state = 'received' AND {SHOWN}"
+                 WHERE account = ?1 AND conversation_key = ?2 AND state = 'received' AND {SHOWN}"
             );
-            let mut read = rows(&tx, &sql, params![account, conversation])?;
+            let key = conversation_key(&conversation);
+            let mut read = rows(&tx, &sql, params![account, key])?;
             decorate(&tx, &account, &mut read)?;
             tx.execute(
                 "UPDATE dms SET state = 'read'
-                 WHERE account = ?1 AND conversation = ?2 AND state = 'received'",
-                params![account, conversation],
+                 WHERE account = ?1 AND conversation_key = ?2 AND state = 'received'",
+                params![account, key],
             )?;
             tx.commit()?;
             for r in &mut read {
@@ -566,25 +589,6 @@ impl Store {
             let mut found = rows(c, &sql, rusqlite::params_from_iter(args))?;
             decorate(c, &account, &mut found)?;
             Ok(found)
-        })
-        .await
-    }
-
-    /// Every name the account's conversations hold, as they spell them.
-    pub(crate) async fn dm_names(&self, account: &str) -> Result<Vec<String>, StoreError> {
-        let account = account.to_owned();
-        self.read(move |c| {
-            let mut names: Vec<String> = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT conversation FROM dms WHERE account = ?1
-                 UNION SELECT DISTINCT sender FROM dms WHERE account = ?1",
-            )?;
-            for found in stmt.query_map(params![account], |r| r.get::<_, String>(0))? {
-                names.extend(found?.split(',').map(str::to_owned));
-            }
-            names.sort();
-            names.dedup();
-            Ok(names)
         })
         .await
     }

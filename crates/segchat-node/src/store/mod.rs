@@ -37,6 +37,7 @@ mod session;
 pub use channels::{CacheMark, CachedChannels};
 pub use cursors::{Cursor, Unread};
 pub(crate) use dm_sealed::SealedCopy;
+pub(crate) use dms::conversation_key;
 pub use dms::{Conversation, DmRow, DmState, Kept, Receipt};
 pub use edits::{acted_on, mentions};
 pub use messages::{Arrival, Inserted};

@@ -127,35 +127,54 @@ pub struct Reaction {
     pub me: bool,
 }
 
+/// Most kinds of emoji one message shows reactions with (as many chats
+/// have): acts with further kinds are kept but not counted, so a member
+/// cannot make a message carry a list without end.
+pub(super) const MAX_REACTION_KINDS: usize = 20;
+
 /// Reactions by emoji from `acts` (emoji, user, whether a react rather
 /// than an unreact), oldest first: a user's latest act for an emoji
-/// decides; emoji in the order each pair first came.
+/// decides; emoji in the order each first came, at most
+/// [`MAX_REACTION_KINDS`] of them.
 pub(super) fn tally(
     acts: impl IntoIterator<Item = (String, String, bool)>,
     is_me: impl Fn(&str) -> bool,
 ) -> Vec<Reaction> {
-    let mut latest: Vec<((String, String), bool)> = Vec::new();
+    use std::collections::HashMap;
+    // (emoji, user) → reacted, in the order each pair first came.
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut latest: HashMap<(String, String), bool> = HashMap::new();
     for (emoji, user, on) in acts {
-        match latest.iter_mut().find(|(k, _)| k.0 == emoji && k.1 == user) {
-            Some(entry) => entry.1 = on,
-            None => latest.push(((emoji, user), on)),
+        let pair = (emoji, user);
+        if !latest.contains_key(&pair) {
+            order.push(pair.clone());
         }
+        latest.insert(pair, on);
     }
     let mut out: Vec<Reaction> = Vec::new();
-    for ((emoji, user), _) in latest.into_iter().filter(|(_, on)| *on) {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (emoji, user) in order {
+        if !latest[&(emoji.clone(), user.clone())] {
+            continue;
+        }
         let mine = is_me(&user);
-        match out.iter_mut().find(|r| r.emoji == emoji) {
-            Some(r) => {
+        match index.get(&emoji) {
+            Some(&i) => {
+                let r = &mut out[i];
                 r.count += 1;
                 r.me |= mine;
                 r.users.push(user);
             }
-            None => out.push(Reaction {
-                emoji,
-                count: 1,
-                users: vec![user],
-                me: mine,
-            }),
+            None if out.len() < MAX_REACTION_KINDS => {
+                index.insert(emoji.clone(), out.len());
+                out.push(Reaction {
+                    emoji,
+                    count: 1,
+                    users: vec![user],
+                    me: mine,
+                });
+            }
+            None => {}
         }
     }
     out

@@ -192,13 +192,14 @@ pub(super) async fn fetch(
         .map_err(|e| store_failure(shared, ctx, e))?;
     let mut has_more = envelopes.len() > limit as usize;
     envelopes.truncate(limit as usize);
-    // As many as fit one answer's bytes (a frame is at most 1 MiB): at
-    // least one, which is at most MAX_BODY.
+    // As many as fit one answer (a frame is at most 1 MiB), counted as
+    // they are encoded: a body is any string, and JSON writes a control
+    // character in 6 bytes. At least one, which is at most 6 × MAX_BODY.
     let mut bytes = 0;
     let fit = envelopes
         .iter()
         .position(|e| {
-            bytes += e.body.len();
+            bytes += serde_json::to_vec(e).map_or(MAX_FETCH_BYTES, |v| v.len());
             bytes > MAX_FETCH_BYTES
         })
         .unwrap_or(envelopes.len())

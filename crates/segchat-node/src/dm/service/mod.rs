@@ -246,8 +246,7 @@ impl Dms {
         limit: u32,
     ) -> Result<Vec<DmRow>, DmError> {
         let account = self.user().await?;
-        let with = self.spelled(&account, with).await?;
-        let conversation = conversation_of(&account, &dm::members(&account, &with));
+        let conversation = conversation_of(&account, &dm::members(&account, with));
         let store = self.inner.device.store();
         store
             .dm_history(&account, &conversation, before, limit)
@@ -314,7 +313,7 @@ impl Dms {
     /// Marks the conversation with `with` read here and tells the senders.
     pub(crate) async fn mark_read(&self, with: &[String]) -> Result<usize, DmError> {
         let account = self.user().await?;
-        let members = dm::members(&account, &self.spelled(&account, with).await?);
+        let members = dm::members(&account, with);
         let conversation = conversation_of(&account, &members);
         let store = self.inner.device.store();
         let read = store

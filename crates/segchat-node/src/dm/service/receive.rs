@@ -310,7 +310,9 @@ impl Dms {
                 } else {
                     DmState::Received
                 },
-                sender: payload.from,
+                // As the server (or the ticket) spells the sender: one
+                // user is one name here whatever the payload wrote.
+                sender: e.from.clone(),
                 sent_at_ms: payload.sent_at_ms,
                 text,
                 path: Some(path.into()),

@@ -464,6 +464,8 @@ impl Dms {
                 by_sender.entry(&r.sender).or_default().push(id);
             }
         }
+        // (Always asked of the server: a device list kept here may not
+        // know of a sign-in a minute old.)
         if state == ReceiptState::Read {
             let all: Vec<Uuid> = by_sender.values().flatten().copied().collect();
             if !all.is_empty() {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{conversation_of, Delivery, DmError, Dms, DEVICES_FRESH};
 use crate::events::ChatEvent;
-use crate::store::{DmRow, DmState};
+use crate::store::{conversation_key, DmRow, DmState};
 
 impl Dms {
     /// Writes `text` to `to` (one or more other users), replying to
@@ -59,15 +59,15 @@ impl Dms {
 
     /// The shown message `id` of the conversation with `to`.
     async fn target(&self, account: &str, to: &[String], id: &str) -> Result<DmRow, DmError> {
-        let to = self.spelled(account, to).await?;
-        let conversation = conversation_of(account, &dm::members(account, &to));
+        let conversation = conversation_of(account, &dm::members(account, to));
         let store = self.inner.device.store();
         let found = store
             .dm_message(account, id)
             .await
             .map_err(|e| DmError::Local(e.to_string()))?;
+        let key = conversation_key(&conversation);
         found
-            .filter(|m| m.conversation.eq_ignore_ascii_case(&conversation))
+            .filter(|m| conversation_key(&m.conversation) == key)
             .ok_or_else(|| {
                 DmError::Refused(Failure::not_found("no such message in this conversation"))
             })
@@ -171,7 +171,9 @@ impl Dms {
     /// their case), when it is reachable; as given when it is not.
     async fn canonical(&self, account: &str, names: &[String]) -> Result<Vec<String>, DmError> {
         if !self.inner.link.state().connected {
-            return self.spelled(account, names).await;
+            // As typed: the store keeps it in the conversation whatever
+            // its case.
+            return Ok(names.to_vec());
         }
         // Names claimed lately are known already: no Olm state to load
         // (sealing loads it next), no request.
@@ -201,35 +203,9 @@ impl Dms {
             match self.devices_of(n, &olm).await {
                 Ok((name, _)) => out.push(name),
                 Err(Delivery::Never(f)) => return Err(DmError::Refused(f)),
-                Err(Delivery::Later(_) | Delivery::Busy(_)) => {
-                    out.extend(self.spelled(account, std::slice::from_ref(n)).await?)
-                }
+                Err(Delivery::Later(_) | Delivery::Busy(_)) => out.push(n.clone()),
             }
         }
         Ok(out)
-    }
-
-    /// `names` as this device's conversations spell them (a user is one
-    /// whatever the case it is typed in); one not met yet as given.
-    pub(super) async fn spelled(
-        &self,
-        account: &str,
-        names: &[String],
-    ) -> Result<Vec<String>, DmError> {
-        let store = self.inner.device.store();
-        let known = store
-            .dm_names(account)
-            .await
-            .map_err(|e| DmError::Local(e.to_string()))?;
-        Ok(names
-            .iter()
-            .map(|n| {
-                known
-                    .iter()
-                    .find(|k| k.eq_ignore_ascii_case(n))
-                    .unwrap_or(n)
-                    .clone()
-            })
-            .collect())
     }
 }
