@@ -44,11 +44,9 @@ impl Store {
         copies: Vec<SealedCopy>,
     ) -> Result<(), StoreError> {
         let account = account.to_owned();
-        let sessions = serde_json::to_string(&olm.sessions)
-            .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
         self.with(move |c| {
             let tx = c.transaction()?;
-            super::olm::save(&tx, &account, &olm.account, &sessions)?;
+            super::olm::save(&tx, &account, &olm)?;
             for (id, device, body) in &copies {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO dm_sealed (account, id, device, body)
@@ -68,19 +66,23 @@ mod tests {
     use crate::dm::olm::Olm;
     use crate::store::{DmRow, DmState, Receipt, Store};
 
-    #[tokio::test]
-    async fn copies_are_kept_with_the_state_until_the_message_leaves_the_outbox() {
-        let s = Store::open_in_memory().expect("store");
-        let id = "00000001-0000-7000-8000-000000000000";
-        let row = DmRow {
+    /// Ann's message `id` to bob, pending.
+    fn to_bob(id: &str) -> DmRow {
+        DmRow {
             id: id.into(),
             conversation: "bob".into(),
             sender: "ann".into(),
             sent_at_ms: 1,
             text: "hi".into(),
             ..DmRow::default()
-        };
-        s.dm_queue("ann", row).await.expect("queue");
+        }
+    }
+
+    #[tokio::test]
+    async fn copies_are_kept_with_the_state_until_the_message_leaves_the_outbox() {
+        let s = Store::open_in_memory().expect("store");
+        let id = "00000001-0000-7000-8000-000000000000";
+        s.dm_queue("ann", to_bob(id)).await.expect("queue");
         let olm = Olm::new();
         let copies = vec![
             (
@@ -111,15 +113,7 @@ mod tests {
     async fn a_receipt_before_the_send_has_finished_leaves_the_message_in_the_outbox() {
         let s = Store::open_in_memory().expect("store");
         let id = "00000002-0000-7000-8000-000000000000";
-        let row = DmRow {
-            id: id.into(),
-            conversation: "bob".into(),
-            sender: "ann".into(),
-            sent_at_ms: 1,
-            text: "hi".into(),
-            ..DmRow::default()
-        };
-        s.dm_queue("ann", row).await.expect("queue");
+        s.dm_queue("ann", to_bob(id)).await.expect("queue");
         // A fast peer's receipt: delivered, though the server path has
         // not taken it for the other devices yet.
         let receipt = Receipt {

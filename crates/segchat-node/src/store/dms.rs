@@ -428,11 +428,9 @@ impl Store {
         fetched_seq: u64,
     ) -> Result<Kept, StoreError> {
         let account = account.to_owned();
-        let sessions = serde_json::to_string(&olm.sessions)
-            .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
         self.with(move |c| {
             let tx = c.transaction()?;
-            super::olm::save(&tx, &account, &olm.account, &sessions)?;
+            super::olm::save(&tx, &account, &olm)?;
             let mut kept = Kept::default();
             for mut m in messages {
                 if insert(&tx, &account, &mut m)? {

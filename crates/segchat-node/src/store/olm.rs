@@ -35,20 +35,15 @@ impl Store {
         state: Pickled,
     ) -> Result<(), StoreError> {
         let username = username.to_owned();
-        let sessions = serde_json::to_string(&state.sessions)
-            .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
-        self.with(move |c| save(c, &username, &state.account, &sessions))
-            .await
+        self.with(move |c| save(c, &username, &state)).await
     }
 }
 
 /// Keeps `username`'s Olm state (on `c`, which may be a transaction).
-pub(super) fn save(
-    c: &Connection,
-    username: &str,
-    account: &str,
-    sessions_json: &str,
-) -> Result<(), StoreError> {
+pub(super) fn save(c: &Connection, username: &str, state: &Pickled) -> Result<(), StoreError> {
+    let sessions_json = serde_json::to_string(&state.sessions)
+        .map_err(|e| StoreError::Corrupt(format!("olm sessions: {e}")))?;
+    let account = &state.account;
     c.execute(
         "INSERT INTO olm_state (username, account, sessions, saved_at_ms)
          VALUES (?1, ?2, ?3, ?4)
