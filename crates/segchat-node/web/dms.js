@@ -11,9 +11,9 @@
 // are message-actions.js's; dm-messages.js draws one message.
 //
 // A conversation is named by its other members (one username, or several
-// joined by `,`); while one is open no channel is (`s.current` is null in
-// app.js, which hands its header, timeline, composer and members panel
-// to this module).
+// joined by `,`); while one is open no channel is (`s.current`, state.js,
+// is null) and the header, timeline, composer and members panel are
+// handed to this module.
 
 import { api, enc } from './api.js';
 import { h, clear, icon, announce, toast } from './dom.js';

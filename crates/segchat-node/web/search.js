@@ -2,8 +2,8 @@
 // at a time ("Load more" fetches the next one with the answer's cursor),
 // with the count of every match, optionally only in one channel. Every
 // word also finds the words it starts ("lore" finds "lorem"), on the node.
-// app.js opens the panel and says where to draw it; this module keeps the
-// search's state and draws it.
+// panel.js opens the panel and says where to draw it; this module keeps
+// the search's state and draws it.
 
 import { api } from './api.js';
 import { h, clear, icon, announce } from './dom.js';
@@ -15,7 +15,7 @@ const PAGE = 50;
 export class SearchPanel {
   // `current()`: the channel being read (or null); `jump(message)`: show
   // it in its channel; `close()`: close the panel; `changed()`: draw the
-  // panel again (app.js calls `render` if it is open).
+  // panel again (panel.js calls `render` if it is open).
   constructor({ current, jump, close, changed }) {
     Object.assign(this, { current, jump, close, changed });
     this.panel = null;
