@@ -358,7 +358,7 @@ async fn a_dm_envelope_reaches_its_device_live_waits_until_acknowledged_and_is_n
 }
 
 #[tokio::test]
-async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged() {
+async fn a_device_mailbox_is_bounded_in_bytes_per_sender_and_takes_more_once_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A generous allowance of changes: this is about the mailbox's bound.
     let server = TestServer::start_with(dir.path(), |c| {
@@ -374,8 +374,9 @@ async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged()
     bob.ok(request).await;
 
     // 8 envelopes of 65,000 bytes a request (within its 512 KiB), until
-    // the device holds 64 MiB: the next one is refused, and nothing of it
-    // is kept.
+    // ann's share of the device's 64 MiB (a quarter) is used: the next
+    // one is refused, and nothing of it is kept; someone else may still
+    // write to bob.
     let body = "x".repeat(65_000);
     let mut n = 0u128;
     let mut refused = None;
@@ -396,9 +397,15 @@ async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged()
     }
     let (round, f) = refused.expect("the mailbox must fill up");
     assert_eq!(f.status, Status::InsufficientStorage, "{f:?}");
-    assert_eq!(round, 130, "64 MiB is 130 requests of 8 × 65,000 bytes");
+    assert_eq!(round, 33, "16 MiB is 33 requests of 8 × 65,000 bytes");
+    assert!(f.reason.contains("your messages"), "{}", f.reason);
+    let mut cat = Client::connect(server.addr).await;
+    cat.register("cat").await;
+    cat.ok(Request::SendDm {
+        envelopes: vec![envelope("bob", &bob, 1 << 64, "from someone else")],
+    })
+    .await;
     let mut fetches = 0;
-    assert!(f.reason.contains("waiting"), "{}", f.reason);
 
     // Bob fetches and acknowledges what waits; ann may send again.
     let mut after_seq = 0;
@@ -423,7 +430,7 @@ async fn a_device_mailbox_is_bounded_in_bytes_and_takes_more_once_acknowledged()
             break;
         }
     }
-    assert!(fetches >= 130, "a page is as many as fit: {fetches}");
+    assert!(fetches >= 33, "a page is as many as fit: {fetches}");
     bob.ok(Request::AckDms {
         up_to_seq: after_seq,
     })

@@ -18,6 +18,10 @@ use super::{friends, now_ms, registered, store_failure, ConnCtx, Shared};
 pub(crate) const MAILBOX_CAP: u64 = 10_000;
 pub(crate) const MAILBOX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// What one sender may have waiting for one device: a quarter of it, so
+/// a stranger filling someone's mailbox does not shut everyone else out.
+const SENDER_SHARE: u64 = 4;
+
 /// Most envelopes one `fetch_dms` answers.
 const FETCH_LIMIT: u32 = 200;
 
@@ -83,18 +87,33 @@ pub(super) async fn send(
             gone.push(e.to_node.clone());
             continue;
         }
-        let (waiting, bytes) = shared
+        let used = shared
             .store
-            .mailbox_size(&e.to_node)
+            .mailbox_use(&e.to_node, &p.username)
             .await
             .map_err(|err| store_failure(shared, ctx, err))?;
-        if waiting >= MAILBOX_CAP || bytes >= MAILBOX_BYTES {
+        let full = |n: u64, bytes: u64, share: u64| {
+            n >= MAILBOX_CAP / share || bytes >= MAILBOX_BYTES / share
+        };
+        if full(used.envelopes, used.bytes, 1) {
             return Err(Failure::new(
                 Status::InsufficientStorage,
                 format!(
-                    "{}'s device has {waiting} messages ({} MiB) waiting; try again later",
+                    "{}'s device has {} messages ({} MiB) waiting; try again later",
                     e.to,
-                    bytes / (1024 * 1024)
+                    used.envelopes,
+                    used.bytes / (1024 * 1024)
+                ),
+            ));
+        }
+        if full(used.sender_envelopes, used.sender_bytes, SENDER_SHARE) {
+            return Err(Failure::new(
+                Status::InsufficientStorage,
+                format!(
+                    "{} of your messages ({} MiB) wait for {}'s device; try again later",
+                    used.sender_envelopes,
+                    used.sender_bytes / (1024 * 1024),
+                    e.to
                 ),
             ));
         }

@@ -124,6 +124,16 @@ pub struct PublishedKeys {
 }
 
 /// The server's durable state.
+/// What waits in one device's mailbox: envelopes and their bodies'
+/// bytes, in all and from one sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxUse {
+    pub envelopes: u64,
+    pub bytes: u64,
+    pub sender_envelopes: u64,
+    pub sender_bytes: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // --- accounts ---
@@ -281,8 +291,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         envelopes: &[Envelope],
         now_ms: u64,
     ) -> StoreResult<Vec<(String, Delivered)>>;
-    /// How many envelopes wait for the device, and their bodies' bytes.
-    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)>;
+    /// What waits for the device: in all, and from the user `from`.
+    async fn mailbox_use(&self, node_key: &str, from: &str) -> StoreResult<MailboxUse>;
     /// What waits for the device after `after_seq`, oldest first, at
     /// most `limit`.
     async fn dms_after(

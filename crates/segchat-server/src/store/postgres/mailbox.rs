@@ -6,7 +6,7 @@ use segchat_proto::mailbox::{Delivered, Envelope};
 use tokio_postgres::Row;
 
 use super::sql::{execute, row, rows};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{MailboxUse, StoreError, StoreResult};
 
 fn record(r: &Row) -> StoreResult<Delivered> {
     let id: String = r.try_get(1)?;
@@ -91,18 +91,29 @@ pub(super) async fn after(
 }
 
 /// How many envelopes wait for the device.
-pub(super) async fn size(c: &impl GenericClient, node_key: &str) -> StoreResult<(u64, u64)> {
+pub(super) async fn usage(
+    c: &impl GenericClient,
+    node_key: &str,
+    from: &str,
+) -> StoreResult<MailboxUse> {
     let found = row(
         c,
-        "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM mailbox WHERE to_node = $1",
-        &[&node_key],
+        "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT,
+                COUNT(*) FILTER (WHERE from_user = $2),
+                COALESCE(SUM(size) FILTER (WHERE from_user = $2), 0)::BIGINT
+         FROM mailbox WHERE to_node = $1",
+        &[&node_key, &from],
     )
     .await?;
-    let (n, bytes) = match found {
-        Some(r) => (r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?),
-        None => (0, 0),
+    let Some(r) = found else {
+        return Ok(MailboxUse::default());
     };
-    Ok((n as u64, bytes as u64))
+    Ok(MailboxUse {
+        envelopes: r.try_get::<_, i64>(0)? as u64,
+        bytes: r.try_get::<_, i64>(1)? as u64,
+        sender_envelopes: r.try_get::<_, i64>(2)? as u64,
+        sender_bytes: r.try_get::<_, i64>(3)? as u64,
+    })
 }
 
 /// Deletes what waits for the device up to `up_to_seq`; how many.

@@ -43,8 +43,9 @@ use tokio_postgres::NoTls;
 
 use super::text;
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, PublishedKeys,
-    RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
+    ChannelRecord, ChannelUpdate, Inserted, MailboxUse, MemberRecord, MessageSource, NewChannel,
+    PublishedKeys, RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord,
+    UserRecord,
 };
 use records::{session_record, user_record, USER_COLUMNS};
 use sql::{execute, row, rows};
@@ -472,8 +473,8 @@ impl Store for PostgresStore {
         mailbox::store(&mut c, from, from_node, envelopes, now_ms).await
     }
 
-    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)> {
-        mailbox::size(&self.pool.get().await?, node_key).await
+    async fn mailbox_use(&self, node_key: &str, from: &str) -> StoreResult<MailboxUse> {
+        mailbox::usage(&self.pool.get().await?, node_key, from).await
     }
 
     async fn dms_after(

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, Row};
 use segchat_proto::mailbox::{Delivered, Envelope};
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::{MailboxUse, StoreError, StoreResult};
 
 fn delivered(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, String, i64)> {
     Ok((
@@ -87,13 +87,28 @@ pub(super) fn after(
 }
 
 /// How many envelopes wait for the device.
-pub(super) fn size(c: &Connection, node_key: &str) -> StoreResult<(u64, u64)> {
-    let (n, bytes) = c.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM mailbox WHERE to_node = ?1",
-        params![node_key],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+pub(super) fn usage(c: &Connection, node_key: &str, from: &str) -> StoreResult<MailboxUse> {
+    let n = c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0),
+                COALESCE(SUM(from_user = ?2), 0),
+                COALESCE(SUM(CASE WHEN from_user = ?2 THEN size ELSE 0 END), 0)
+         FROM mailbox WHERE to_node = ?1",
+        params![node_key, from],
+        |r| {
+            Ok([
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ])
+        },
     )?;
-    Ok((n as u64, bytes as u64))
+    Ok(MailboxUse {
+        envelopes: n[0] as u64,
+        bytes: n[1] as u64,
+        sender_envelopes: n[2] as u64,
+        sender_bytes: n[3] as u64,
+    })
 }
 
 /// Deletes what waits for the device up to `up_to_seq`; how many.

@@ -29,8 +29,9 @@ use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
 
 use super::{
-    ChannelRecord, ChannelUpdate, Inserted, MemberRecord, MessageSource, NewChannel, PublishedKeys,
-    RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord, UserRecord,
+    ChannelRecord, ChannelUpdate, Inserted, MailboxUse, MemberRecord, MessageSource, NewChannel,
+    PublishedKeys, RelationRecord, SessionRecord, Store, StoreError, StoreResult, TargetRecord,
+    UserRecord,
 };
 
 /// Schema migrations, applied in order; the number is the schema version.
@@ -483,9 +484,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn mailbox_size(&self, node_key: &str) -> StoreResult<(u64, u64)> {
-        let node_key = node_key.to_owned();
-        self.call(move |c| mailbox::size(c, &node_key)).await
+    async fn mailbox_use(&self, node_key: &str, from: &str) -> StoreResult<MailboxUse> {
+        let (node_key, from) = (node_key.to_owned(), from.to_owned());
+        self.call(move |c| mailbox::usage(c, &node_key, &from))
+            .await
     }
 
     async fn dms_after(

@@ -7,7 +7,7 @@ use segchat_proto::devices::{DeviceKeys, OneTimeKey};
 use segchat_proto::types::AccountKind;
 use uuid::Uuid;
 
-use crate::store::{PublishedKeys, SessionRecord, Store};
+use crate::store::{MailboxUse, PublishedKeys, SessionRecord, Store};
 
 /// A device of `user` (node key from `seed`) signed in under `session`,
 /// with one-time keys named `ids` and perhaps a fallback key.
@@ -200,12 +200,24 @@ pub(crate) async fn mailbox(store: Arc<dyn Store>) {
         1,
         "the same id to the same device is stored once"
     );
-    let (n, bytes) = store.mailbox_size(&node).await.expect("size");
-    assert_eq!(n, 3);
-    assert_eq!(bytes, 11, "the bodies' bytes: one, two, three");
+    store
+        .store_dms("cat", "cat-node", &[env(4, "four")], 7)
+        .await
+        .expect("another sender");
+    let used = store.mailbox_use(&node, "ann").await.expect("use");
+    assert_eq!(
+        used,
+        MailboxUse {
+            envelopes: 4,
+            bytes: 15,
+            sender_envelopes: 3,
+            sender_bytes: 11,
+        },
+        "the bodies' bytes: one, two, three (ann's), four (cat's)"
+    );
     let waiting = store.dms_after(&node, 0, 10).await.expect("fetch");
     let bodies: Vec<&str> = waiting.iter().map(|d| d.body.as_str()).collect();
-    assert_eq!(bodies, vec!["one", "two", "three"]);
+    assert_eq!(bodies, vec!["one", "two", "three", "four"]);
     assert_eq!(waiting[0].from, "ann");
     assert_eq!(waiting[0].from_node, "ann-node");
     assert_eq!(waiting[0].stored_at_ms, 5);
@@ -216,9 +228,10 @@ pub(crate) async fn mailbox(store: Arc<dyn Store>) {
     assert_eq!(page[0].body, "two");
     assert_eq!(store.ack_dms(&node, waiting[1].seq).await.expect("ack"), 2);
     let left = store.dms_after(&node, 0, 10).await.expect("fetch");
-    assert_eq!(left.len(), 1);
+    assert_eq!(left.len(), 2);
     assert_eq!(left[0].body, "three");
     // A device's mailbox goes with it.
     store.delete_session("s-bob").await.expect("logout");
-    assert_eq!(store.mailbox_size(&node).await.expect("size"), (0, 0));
+    let used = store.mailbox_use(&node, "ann").await.expect("use");
+    assert_eq!(used, MailboxUse::default());
 }
