@@ -17,3 +17,14 @@ ALTER TABLE dms ADD COLUMN outbox INTEGER NOT NULL DEFAULT 0;
 UPDATE dms SET outbox = 1 WHERE state = 'pending';
 DROP INDEX dms_pending;
 CREATE INDEX dms_outbox ON dms (account, stored_at_ms) WHERE outbox = 1;
+
+-- Others' messages this account read on another of its devices before
+-- they reached this one (the read mark came first): they arrive read.
+-- Kept a week at most.
+CREATE TABLE dm_read_early (
+    account          TEXT    NOT NULL,
+    id               TEXT    NOT NULL,
+    conversation_key TEXT    NOT NULL,
+    stored_at_ms     INTEGER NOT NULL,
+    PRIMARY KEY (account, id)
+);

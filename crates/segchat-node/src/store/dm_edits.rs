@@ -23,7 +23,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use segchat_proto::edits::RefKind;
 
-use super::dms::{conversation_key, DmRow};
+use super::dm_rows::{conversation_key, one, DmRow};
 use super::rows::{tally, Quote};
 use super::StoreError;
 
@@ -158,6 +158,18 @@ pub(super) fn decorate(
         row.reactions = tally(acts, |u| u.eq_ignore_ascii_case(account));
     }
     Ok(())
+}
+
+/// The shown message `id` as the API shows it (its quote and reactions
+/// filled in); `None` for an action or one this device does not have.
+pub(super) fn shown(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreError> {
+    let Some(row) = one(c, account, id)?.filter(|r| !r.is_action()) else {
+        return Ok(None);
+    };
+    let mut found = [row];
+    decorate(c, account, &mut found)?;
+    let [row] = found;
+    Ok(Some(row))
 }
 
 #[cfg(test)]

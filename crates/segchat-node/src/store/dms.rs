@@ -1,103 +1,18 @@
 //! Direct messages, decrypted, per account on this node: the outbox (rows
-//! the account sent still `pending`), states that only move forward, and
-//! what arrived, kept in one transaction with the Olm state that opened
-//! it and the mailbox position it came from.
+//! the account sent until they have left), states that only move forward,
+//! and what arrived, kept in one transaction with the Olm state that
+//! opened it and the mailbox position it came from. How a row reads back
+//! is `dm_rows.rs`; what replies, edits, deletions and reactions do is
+//! `dm_edits.rs`; receipts are `dm_receipts.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use segchat_proto::edits::RefKind;
 use serde::Serialize;
 
-use super::dm_edits::{decorate, settle, SHOWN};
-use super::rows::{Quote, Reaction};
+use super::dm_edits::{decorate, settle, shown, SHOWN};
+use super::dm_receipts::{advance, read_early, read_elsewhere, Receipt};
+use super::dm_rows::{conversation_key, one, rows, DmRow, DmState, COLUMNS};
 use super::{Store, StoreError};
 use crate::dm::olm::Pickled;
-
-/// How far a direct message got. Sent ones move pending → sent →
-/// delivered → read (or to failed, from pending only); received ones
-/// received → read. A state never moves back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DmState {
-    #[default]
-    Pending,
-    Failed,
-    Sent,
-    Received,
-    Delivered,
-    Read,
-}
-
-impl DmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DmState::Pending => "pending",
-            DmState::Failed => "failed",
-            DmState::Sent => "sent",
-            DmState::Received => "received",
-            DmState::Delivered => "delivered",
-            DmState::Read => "read",
-        }
-    }
-
-    fn parse(s: &str) -> Result<DmState, StoreError> {
-        Ok(match s {
-            "pending" => DmState::Pending,
-            "failed" => DmState::Failed,
-            "sent" => DmState::Sent,
-            "received" => DmState::Received,
-            "delivered" => DmState::Delivered,
-            "read" => DmState::Read,
-            other => return Err(StoreError::Corrupt(format!("dm state {other:?}"))),
-        })
-    }
-}
-
-/// A direct message as this node keeps and shows it: a message or a
-/// reply as the edits, deletion and reactions pointing at it left it, or
-/// (only inside the node: the outbox, what arrived) one of those actions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DmRow {
-    pub id: String,
-    /// The other members, sorted, joined by `,`.
-    pub conversation: String,
-    pub sender: String,
-    pub sent_at_ms: u64,
-    /// The text shown: the latest edit's, '' once deleted (of an action:
-    /// the edit's text, the emoji, or '' for a deletion).
-    pub text: String,
-    pub state: DmState,
-    /// `server` or `p2p`, once it left or arrived.
-    pub path: Option<String>,
-    /// Why it failed, for a failed one.
-    pub error: Option<String>,
-    /// What it does to another message and which (a reply, an edit, …).
-    #[serde(skip)]
-    pub re: Option<(RefKind, String)>,
-    /// The message this one replies to.
-    pub reply_to: Option<String>,
-    /// That message as it is shown now, if this device has it.
-    pub quote: Option<Quote>,
-    /// When it was last edited.
-    pub edited_ms: Option<u64>,
-    pub deleted: bool,
-    pub reactions: Vec<Reaction>,
-}
-
-impl DmRow {
-    /// Whether it changes another message (an edit, a deletion, a
-    /// reaction) rather than being shown itself.
-    pub fn is_action(&self) -> bool {
-        RefKind::is_action(self.re.as_ref().map(|r| r.0))
-    }
-
-    /// The message an action changes.
-    pub fn target(&self) -> Option<&str> {
-        self.re
-            .as_ref()
-            .filter(|_| self.is_action())
-            .map(|r| r.1.as_str())
-    }
-}
 
 /// A conversation in the list: its newest message and how many of the
 /// others' messages are unread.
@@ -117,27 +32,6 @@ pub struct Kept {
     pub updated: Vec<DmRow>,
 }
 
-/// A receipt to apply: these ids (sent by the account, in conversation)
-/// reached `state`; or, `by_me`, the account read these others' messages
-/// on another of its devices.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    pub conversation: String,
-    pub ids: Vec<String>,
-    pub state: DmState,
-    pub by_me: bool,
-}
-
-/// The key of a conversation named `conversation` (its other members,
-/// joined by `,`): the names lowercased, sorted, each once. Rows are
-/// found by it, so a name typed in another case is the same conversation.
-pub(crate) fn conversation_key(conversation: &str) -> String {
-    let mut names: Vec<String> = conversation.split(',').map(str::to_lowercase).collect();
-    names.sort();
-    names.dedup();
-    names.join(",")
-}
-
 /// `s` with LIKE's wildcards (and the escape character) escaped.
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -148,69 +42,6 @@ fn like_escape(s: &str) -> String {
         out.push(ch);
     }
     out
-}
-
-const COLUMNS: &str = "id, conversation, sender, sent_at_ms, COALESCE(shown, text), state, \
-     path, error, re_kind, re_id, edited_ms, deleted";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
-    let state: String = r.get(5)?;
-    let kind: Option<String> = r.get(8)?;
-    let re_id: Option<String> = r.get(9)?;
-    let re = kind.as_deref().and_then(RefKind::parse).zip(re_id);
-    Ok((
-        DmRow {
-            id: r.get(0)?,
-            conversation: r.get(1)?,
-            sender: r.get(2)?,
-            sent_at_ms: r.get::<_, i64>(3)? as u64,
-            text: r.get(4)?,
-            path: r.get(6)?,
-            error: r.get(7)?,
-            reply_to: re
-                .as_ref()
-                .filter(|r| r.0 == RefKind::Reply)
-                .map(|r| r.1.clone()),
-            re,
-            edited_ms: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
-            deleted: r.get(11)?,
-            ..DmRow::default()
-        },
-        state,
-    ))
-}
-
-fn rows(
-    c: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<DmRow>, StoreError> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let found = stmt.query_map(params, row)?;
-    let mut out = Vec::new();
-    for f in found {
-        let (mut r, state) = f?;
-        r.state = DmState::parse(&state)?;
-        out.push(r);
-    }
-    Ok(out)
-}
-
-fn one(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM dms WHERE account = ?1 AND id = ?2");
-    Ok(rows(c, &sql, params![account, id])?.pop())
-}
-
-/// The shown message `id` as the API shows it (its quote and reactions
-/// filled in); `None` for an action or one this device does not have.
-fn shown(c: &Connection, account: &str, id: &str) -> Result<Option<DmRow>, StoreError> {
-    let Some(row) = one(c, account, id)?.filter(|r| !r.is_action()) else {
-        return Ok(None);
-    };
-    let mut found = [row];
-    decorate(c, account, &mut found)?;
-    let [row] = found;
-    Ok(Some(row))
 }
 
 /// Keeps `r` once per id, in its conversation as first spelled here (the
@@ -260,53 +91,6 @@ fn settled(c: &Connection, account: &str, r: &DmRow) -> Result<Option<DmRow>, St
     let target = r.target().unwrap_or(&r.id);
     settle(c, account, target)?;
     shown(c, account, target)
-}
-
-/// Marks another member's message `id` (in `conversation`) read here
-/// because the account read it on another device; the row, if it moved.
-fn read_elsewhere(
-    c: &Connection,
-    account: &str,
-    conversation: &str,
-    id: &str,
-    state: DmState,
-) -> Result<Option<DmRow>, StoreError> {
-    if state != DmState::Read {
-        return Ok(None);
-    }
-    let moved = c.execute(
-        "UPDATE dms SET state = 'read'
-         WHERE account = ?1 AND id = ?2 AND conversation_key = ?3 AND state = 'received'",
-        params![account, id, conversation_key(conversation)],
-    )?;
-    if moved == 0 {
-        return Ok(None);
-    }
-    shown(c, account, id)
-}
-
-/// Moves the account's own message `id` (in `conversation`) to `state`
-/// if that is forward; the row as it is now, if it moved.
-fn advance(
-    c: &Connection,
-    account: &str,
-    conversation: &str,
-    id: &str,
-    state: DmState,
-) -> Result<Option<DmRow>, StoreError> {
-    let Some(now) = one(c, account, id)? else {
-        return Ok(None);
-    };
-    let forward = now.state < state && now.state != DmState::Failed;
-    let same = conversation_key(&now.conversation) == conversation_key(conversation);
-    if now.sender != account || !same || !forward {
-        return Ok(None);
-    }
-    c.execute(
-        "UPDATE dms SET state = ?3 WHERE account = ?1 AND id = ?2",
-        params![account, id, state.as_str()],
-    )?;
-    shown(c, account, id)
 }
 
 impl Store {
@@ -433,6 +217,9 @@ impl Store {
             super::olm::save(&tx, &account, &olm)?;
             let mut kept = Kept::default();
             for mut m in messages {
+                if m.state == DmState::Received && read_early(&tx, &account, &m)? {
+                    m.state = DmState::Read;
+                }
                 if insert(&tx, &account, &mut m)? {
                     if let Some(now) = settled(&tx, &account, &m)? {
                         if m.is_action() {

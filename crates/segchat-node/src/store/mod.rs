@@ -24,6 +24,8 @@
 mod channels;
 mod cursors;
 mod dm_edits;
+mod dm_receipts;
+mod dm_rows;
 mod dm_sealed;
 mod dms;
 mod edits;
@@ -36,9 +38,11 @@ mod session;
 
 pub use channels::{CacheMark, CachedChannels};
 pub use cursors::{Cursor, Unread};
+pub use dm_receipts::Receipt;
+pub(crate) use dm_rows::conversation_key;
+pub use dm_rows::{DmRow, DmState};
 pub(crate) use dm_sealed::SealedCopy;
-pub(crate) use dms::conversation_key;
-pub use dms::{Conversation, DmRow, DmState, Kept, Receipt};
+pub use dms::{Conversation, Kept};
 pub use edits::{acted_on, mentions};
 pub use messages::{Arrival, Inserted};
 pub use rows::{DeliveryState, MessageRow, Quote, Reaction, Source};
