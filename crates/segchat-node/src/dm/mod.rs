@@ -14,6 +14,7 @@
 //! save over each other's changes (a lost ratchet step would make the
 //! next message unreadable).
 
+pub(crate) mod handover;
 pub(crate) mod keys;
 pub(crate) mod olm;
 pub(crate) mod p2p;

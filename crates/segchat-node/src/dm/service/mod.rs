@@ -100,7 +100,7 @@ struct Inner {
     /// of changes bounds what it may put in a mailbox.
     senders: governor::DefaultKeyedRateLimiter<String>,
     /// Peer links kept to devices' nodes (`dm::p2p`).
-    links: crate::dm::p2p::Links,
+    links: crate::dm::handover::Links,
     /// Whom this node's user blocked, and when that was asked.
     blocked: Mutex<Option<(Instant, Vec<String>)>>,
     /// Each user's devices as last claimed (by lowercased name): when,
@@ -178,12 +178,13 @@ impl Dms {
         })
     }
 
-    pub(crate) fn links(&self) -> &crate::dm::p2p::Links {
-        &self.inner.links
-    }
-
-    pub(crate) fn node_signing_key(&self) -> &ed25519_dalek::SigningKey {
-        self.inner.device.node()
+    /// What handing an envelope straight to a device's node needs.
+    pub(crate) fn hand_over_via(&self) -> crate::dm::handover::HandOver<'_> {
+        crate::dm::handover::HandOver {
+            links: &self.inner.links,
+            chat: &self.inner.chat,
+            node: self.inner.device.node(),
+        }
     }
 
     /// The signed-in user, if a registered one.
@@ -421,4 +422,9 @@ pub(crate) fn conversation_of(account: &str, members: &[String]) -> String {
 pub(crate) fn members_of(account: &str, conversation: &str) -> Vec<String> {
     let others: Vec<String> = conversation.split(',').map(str::to_owned).collect();
     dm::members(account, &others)
+}
+
+/// The failure a peer gets when this node cannot keep its message.
+pub(crate) fn not_kept(why: impl std::fmt::Display) -> Failure {
+    Failure::new(Status::ServerError, format!("could not keep it: {why}"))
 }

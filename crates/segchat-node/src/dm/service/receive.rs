@@ -180,10 +180,7 @@ impl Dms {
             return Err(Failure::not_found(format!("no user named {account:?}")));
         }
         let device = &self.inner.device;
-        let (guard, mut olm) = device
-            .open(&account)
-            .await
-            .map_err(crate::dm::p2p::not_kept)?;
+        let (guard, mut olm) = device.open(&account).await.map_err(super::not_kept)?;
         let (messages, receipts) = match self.open_envelope(&account, &mut olm, &e, "p2p") {
             Ok(Opened::Message(row)) => (vec![*row], Vec::new()),
             Ok(Opened::Receipt(r)) => (Vec::new(), vec![r]),
@@ -206,7 +203,7 @@ impl Dms {
                 0,
             )
             .await
-            .map_err(crate::dm::p2p::not_kept)?;
+            .map_err(super::not_kept)?;
         drop(guard);
         let this = self.clone();
         // Receipts go out after the answer, not before it.

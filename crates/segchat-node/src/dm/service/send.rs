@@ -199,7 +199,7 @@ impl Dms {
                     node_id: e.to_node.clone(),
                     addr: at,
                 };
-                match crate::dm::p2p::hand_over(self, to, e).await {
+                match crate::dm::handover::hand_over(&self.hand_over_via(), to, e).await {
                     Ok(()) => Some(()),
                     Err(why) => {
                         tracing::info!(device = %e.to_node, %why, "direct hand-over failed; using the server");
