@@ -948,6 +948,7 @@ fn presign(
                 plan.body_bytes.saturating_sub(STAMP_LEN),
             ));
             let message = Draft {
+                file: None,
                 id: Uuid::now_v7(),
                 channel: CHANNEL,
                 author: name,

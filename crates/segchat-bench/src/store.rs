@@ -144,6 +144,7 @@ fn signed(key: &SigningKey, channel: &str, i: u32, body_bytes: usize) -> Message
         body_bytes.saturating_sub(body.len()),
     ));
     Draft {
+        file: None,
         id: uuid::Uuid::now_v7(),
         channel,
         author: "bench",

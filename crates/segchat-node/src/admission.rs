@@ -70,6 +70,7 @@ pub(crate) fn check_peer_ticket(
             ProofPurpose::PeerConnect { channel } => format!("channel={channel}"),
             ProofPurpose::Watch { stream_id } => format!("stream={stream_id}"),
             ProofPurpose::Dm { id } => format!("dm={id}"),
+            ProofPurpose::File { hash } => format!("file={hash}"),
         };
         log.record(
             "PEER_REFUSED",

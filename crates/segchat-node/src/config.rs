@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use segchat_log::LogConfig;
 
+/// The largest file a node shares or fetches unless told otherwise.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 2 << 30;
+
 /// Everything `Node::start` needs besides a shutdown signal.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -44,6 +47,8 @@ pub struct NodeConfig {
     /// both (`segchat up`): the web UI's invite panel tells from it what
     /// friends can dial, or that only this machine can.
     pub share_server: Option<SocketAddr>,
+    /// The largest file this node shares or fetches, in bytes.
+    pub max_file_size: u64,
     /// A person set *online* shows *idle* after this long without input
     /// in any of their clients (see `presence.rs`).
     pub idle_after: Duration,
@@ -79,6 +84,7 @@ impl NodeConfig {
             api_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             advertise_ip: None,
             share_server: None,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
             idle_after: IDLE_AFTER,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),

@@ -50,6 +50,7 @@ pub mod config;
 mod dm;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod link;
 pub mod node;
 pub mod p2p;

@@ -187,6 +187,20 @@ impl Node {
             log.clone(),
             config.server_addr.clone(),
         );
+        let files = crate::files::Files::open(
+            &data_dir,
+            chat.clone(),
+            link.clone(),
+            store.clone(),
+            log.clone(),
+            config.max_file_size,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
         let activity = crate::presence::Activity::default();
         let api_state = ApiState::new(
             activity.clone(),
@@ -195,6 +209,7 @@ impl Node {
             chat.clone(),
             streams.clone(),
             dms.clone(),
+            files.clone(),
             store,
             log.clone(),
             api_token.clone(),
@@ -232,12 +247,15 @@ impl Node {
             Arc::new(chat.clone()),
             Arc::new(streams.clone()),
             Arc::new(dms.clone()),
+            Arc::new(files.clone()),
         ];
         let router = iroh::protocol::Router::builder(endpoint)
             .accept(
                 segchat_net::ALPN_PEER,
                 PeerService::new(protocols, link.clone(), log.clone(), shutdown.clone()),
             )
+            // Files, served only as `file_open` on a peer link granted.
+            .accept(iroh_blobs::ALPN, files.protocol())
             .spawn();
         tasks.spawn(follow_revocations(
             revocations,
@@ -264,6 +282,8 @@ impl Node {
             shutdown.clone(),
         ));
         tasks.spawn(dms.run(shutdown.clone()));
+        tasks.spawn(files.clone().run(bus.clone()));
+        tasks.spawn(files.resume());
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));

@@ -47,6 +47,18 @@ impl Transport {
     /// Opens a peer link to `node` within `timeout`: directly at its
     /// announced address where that works, through the relay where not.
     pub(crate) async fn dial(&self, node: &NodeAddr, timeout: Duration) -> Result<Dialed, String> {
+        let open = async {
+            let conn = self.connect(node, segchat_net::ALPN_PEER).await?;
+            let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            Ok(Dialed { conn, send, recv })
+        };
+        tokio::time::timeout(timeout, open)
+            .await
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+    }
+
+    /// A connection to `node` for protocol `alpn` (no stream opened).
+    pub(crate) async fn connect(&self, node: &NodeAddr, alpn: &[u8]) -> Result<Connection, String> {
         let id = segchat_net::parse_id(&node.node_id)
             .map_err(|e| format!("the server gave a bad node key: {e}"))?;
         let direct = Some(node.addr)
@@ -58,18 +70,10 @@ impl Transport {
             direct,
             relay: self.relay.clone(),
         };
-        let open = async {
-            let conn = self
-                .endpoint
-                .connect(addr.to_endpoint_addr(), segchat_net::ALPN_PEER)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            Ok(Dialed { conn, send, recv })
-        };
-        tokio::time::timeout(timeout, open)
+        self.endpoint
+            .connect(addr.to_endpoint_addr(), alpn)
             .await
-            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+            .map_err(|e| e.to_string())
     }
 }
 

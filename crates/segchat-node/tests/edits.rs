@@ -273,6 +273,7 @@ async fn an_edit_or_deletion_by_someone_else_is_refused_by_host_and_server() {
     let ticket = ticket_for(&mut t, 3, &key).await;
     let eve_does = |kind: RefKind, body: &str| {
         Draft {
+            file: None,
             id: Uuid::now_v7(),
             channel: "club",
             author: "eve",

@@ -34,6 +34,7 @@ async fn ok(t: &mut Tracker, id: u32, body: Request) -> Reply {
 
 fn sign(key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str) -> Message {
     Draft {
+        file: None,
         id: Uuid::now_v7(),
         channel: "trap",
         author,
@@ -295,6 +296,7 @@ async fn a_lying_host_cannot_edit_or_delete_someone_elses_message() {
     let (dave_key, dave_ticket, _dave) = member(12, "dave").await;
     let act = |key: &SigningKey, ticket: &SignedTicket, author: &str, body: &str, re| {
         Draft {
+            file: None,
             id: Uuid::now_v7(),
             channel: "trap",
             author,
@@ -447,6 +449,7 @@ async fn a_member_who_leaves_is_cut_off_and_cannot_write() {
     // checks a burst's signatures together).
     let eve_says = |body: &str| {
         Draft {
+            file: None,
             id: Uuid::now_v7(),
             channel: "club",
             author: "eve",
@@ -602,6 +605,7 @@ async fn a_member_who_stops_reading_is_cut_off_and_the_others_get_everything() {
     let mut posted = 0u32;
     for i in 0..6_000u32 {
         let message = Draft {
+            file: None,
             id: Uuid::now_v7(),
             channel: "club",
             author: "eve",

@@ -41,6 +41,10 @@ pub enum ShapeError {
     BadReaction,
     #[error("a message cannot point at itself")]
     SelfReference,
+    #[error("only a message or a reply may share a file")]
+    FileOnAction,
+    #[error("{0}")]
+    File(#[from] crate::files::FileError),
 }
 
 /// Checks that a message's body fits its kind (the body's length limit is
@@ -53,7 +57,13 @@ pub fn check_shape(m: &Message) -> Result<(), ShapeError> {
     if m.re.is_some_and(|r| r.id == m.id) {
         return Err(ShapeError::SelfReference);
     }
-    check_body(m.re.map(|r| r.kind), &m.body)
+    let kind = m.re.map(|r| r.kind);
+    match &m.file {
+        None => check_body(kind, &m.body),
+        Some(_) if !matches!(kind, None | Some(RefKind::Reply)) => Err(ShapeError::FileOnAction),
+        // The text is an optional caption.
+        Some(f) => Ok(f.check()?),
+    }
 }
 
 /// Checks that `body` fits a message of `kind` (`None`: a plain message):
@@ -122,6 +132,7 @@ mod tests {
         let node = SigningKey::from_bytes(&[2; 32]);
         let ticket = crate::ticket::test_ticket(&server, &node, "alice", 10);
         Draft {
+            file: None,
             id: v7(9),
             channel: "general",
             author: "alice",

@@ -19,6 +19,9 @@
 //! - [`refs`]: what a message may point at (`re`: kind and target).
 //! - [`mailbox`]: the server's store-and-forward of encrypted direct
 //!   messages (envelopes opaque to it).
+//! - [`files`]: what a message says of the file it shares (hash, name,
+//!   size, type), how it is signed with the body, and which types a
+//!   browser may be shown inline.
 //! - [`edits`]: replies, edits, deletions and reactions (messages that
 //!   point at another) and the rules every store applies them by.
 //! - [`devices`]: the keys a node publishes for end-to-end encrypted
@@ -32,6 +35,7 @@ pub mod access;
 pub mod devices;
 pub mod dm;
 pub mod edits;
+pub mod files;
 pub mod frame;
 pub mod friends;
 pub mod handshake;

@@ -19,7 +19,9 @@
 //! ts_ms: u64
 //! re: 1 byte (0 none, 1 reply, 2 edit, 3 delete, 4 react, 5 unreact),
 //!     then, unless 0, the 16 bytes of the id it points at
-//! body: 32 bytes, the SHA-256 of the body's UTF-8
+//! body: 32 bytes, the SHA-256 of the body's UTF-8 — or, when the
+//!       message shares a file, of the body and the file's fields
+//!       (`files::content_hash`)
 //! ```
 //!
 //! Signing the body's hash rather than the body lets a store **redact** a
@@ -35,6 +37,7 @@ use uuid::Uuid;
 
 use sha2::{Digest, Sha256};
 
+use crate::files::{content_hash, FileRef};
 use crate::refs::Ref;
 use crate::ticket::{decode_signature, put_str16, SignedTicket, TrustError};
 use crate::types::AccountKind;
@@ -52,9 +55,15 @@ const DOMAIN: &[u8] = b"segchat-msg-v2\0";
 const DOMAIN_V1: &[u8] = b"segchat-msg-v1\0";
 
 /// An upper bound of a message's JSON size: every body byte may be escaped
-/// as `\u00XX`, and the ticket, id and signature take well under 1 KiB.
+/// as `\u00XX`, and the ticket, id and signature take well under 1 KiB
+/// (a file's hash, size and field names under 128 bytes more).
 pub fn wire_size_bound(m: &Message) -> usize {
-    1024 + 6 * (m.body.len() + m.channel.len() + m.author.len() + m.ticket.ticket.username.len())
+    let file = m
+        .file
+        .as_ref()
+        .map_or(0, |f| 128 + 6 * (f.name.len() + f.mime.len()));
+    1024 + file
+        + 6 * (m.body.len() + m.channel.len() + m.author.len() + m.ticket.ticket.username.len())
 }
 
 /// How many of `messages`, from the front, fit one frame's batch budget
@@ -100,6 +109,9 @@ pub struct Message {
     /// The message this one replies to, edits, deletes or reacts to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub re: Option<Ref>,
+    /// The file this message shares (signed with the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
     /// Set when a store removed the body (deleted or superseded): the
     /// SHA-256 of the body that was signed, hex; `body` is then empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +137,9 @@ pub struct Unticketed {
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub re: Option<Ref>,
+    /// The file this message shares (signed with the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redacted: Option<String>,
     /// ed25519 over the canonical bytes, hex.
@@ -141,6 +156,7 @@ impl Unticketed {
             ts_ms: self.ts_ms,
             body: self.body,
             re: self.re,
+            file: self.file,
             redacted: self.redacted,
             ticket,
             signature: self.signature,
@@ -163,6 +179,8 @@ pub struct Columns {
     pub re_kind: Option<String>,
     pub re_id: Option<String>,
     pub redacted: Option<String>,
+    /// The shared file's [`FileRef`] as JSON.
+    pub file: Option<String>,
 }
 
 impl Columns {
@@ -186,6 +204,11 @@ impl Columns {
             ts_ms: self.ts_ms as u64,
             body: self.body,
             re,
+            file: self
+                .file
+                .map(|f| serde_json::from_str(&f))
+                .transpose()
+                .map_err(|e| bad("file", &e))?,
             redacted: self.redacted,
             ticket: serde_json::from_str(&self.ticket).map_err(|e| bad("ticket", &e))?,
             signature: self.signature,
@@ -211,6 +234,7 @@ pub struct Draft<'a> {
     pub ts_ms: u64,
     pub body: &'a str,
     pub re: Option<Ref>,
+    pub file: Option<&'a FileRef>,
 }
 
 /// The SHA-256 of a body, as signed.
@@ -222,7 +246,7 @@ impl Draft<'_> {
     /// The exact bytes that are signed. Refuses an id that is not a
     /// UUIDv7, so no node signs one and no store accepts one.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, TrustError> {
-        self.signing_bytes_with(&body_hash(self.body))
+        self.signing_bytes_with(&content_hash(self.body, self.file)?)
     }
 
     /// The signed bytes with the body's hash given (a redacted message).
@@ -271,6 +295,7 @@ impl Draft<'_> {
             ts_ms: self.ts_ms,
             body: self.body.to_owned(),
             re: self.re,
+            file: self.file.cloned(),
             redacted: None,
             ticket,
             signature: hex::encode(sig.to_bytes()),
@@ -287,6 +312,7 @@ impl Message {
             ts_ms: self.ts_ms,
             body: &self.body,
             re: self.re,
+            file: self.file.as_ref(),
         }
     }
 
@@ -294,8 +320,8 @@ impl Message {
     /// removed (which must leave it empty), else computed.
     fn signed_hash(&self) -> Result<[u8; 32], TrustError> {
         match &self.redacted {
-            None => Ok(body_hash(&self.body)),
-            Some(h) if self.body.is_empty() => {
+            None => content_hash(&self.body, self.file.as_ref()),
+            Some(h) if self.body.is_empty() && self.file.is_none() => {
                 let mut out = [0u8; 32];
                 hex::decode_to_slice(h, &mut out).map_err(|_| TrustError::Malformed("redacted"))?;
                 Ok(out)
@@ -315,8 +341,12 @@ impl Message {
         if self.verify_v1_shape() {
             return false;
         }
-        self.redacted = Some(hex::encode(body_hash(&self.body)));
+        let Ok(hash) = content_hash(&self.body, self.file.as_ref()) else {
+            return false;
+        };
+        self.redacted = Some(hex::encode(hash));
         self.body.clear();
+        self.file = None;
         true
     }
 
@@ -334,6 +364,7 @@ impl Message {
             return false;
         }
         self.re.is_none()
+            && self.file.is_none()
             && self
                 .draft()
                 .signing_bytes_v1()
@@ -361,8 +392,9 @@ impl Message {
         if node_key.verify(&bytes, &sig).is_ok() {
             return Ok(());
         }
-        // Signed before version 2: whole body, no `re`, never redacted.
-        if self.re.is_none() && self.redacted.is_none() {
+        // Signed before version 2: whole body, no `re` or file, never
+        // redacted.
+        if self.re.is_none() && self.file.is_none() && self.redacted.is_none() {
             let v1 = self.draft().signing_bytes_v1()?;
             if node_key.verify(&v1, &sig).is_ok() {
                 return Ok(());
@@ -397,6 +429,7 @@ impl Message {
                 ts_ms: self.ts_ms,
                 body: self.body,
                 re: self.re,
+                file: self.file,
                 redacted: self.redacted,
                 signature: self.signature,
             },
@@ -407,6 +440,13 @@ impl Message {
     /// The display order key.
     pub fn order_key(&self) -> (u64, Uuid) {
         (self.ts_ms, self.id)
+    }
+
+    /// The shared file as stores keep it: [`Columns::file`].
+    pub fn file_column(&self) -> Option<String> {
+        self.file
+            .as_ref()
+            .and_then(|f| serde_json::to_string(f).ok())
     }
 }
 
@@ -434,6 +474,7 @@ mod tests {
 
     fn message(node: &SigningKey, ticket: SignedTicket, author: &str) -> Message {
         Draft {
+            file: None,
             id: v7(7),
             channel: "general",
             author,
@@ -460,6 +501,7 @@ mod tests {
             .parse()
             .expect("uuid");
         let draft = Draft {
+            file: None,
             id,
             channel: "c",
             author: "a",
@@ -478,6 +520,7 @@ mod tests {
     fn an_id_that_is_not_a_uuid_v7_is_refused_when_signing_and_verifying() {
         let (server, node, ticket) = setup();
         let draft = |id| Draft {
+            file: None,
             id,
             channel: "general",
             author: "alice",

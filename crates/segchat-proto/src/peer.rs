@@ -89,6 +89,24 @@ pub enum Request {
         proof: String,
         envelope: crate::mailbox::Envelope,
     },
+    /// Ask a node that may hold the file `hash` shared in `channel` to
+    /// serve it: proves who asks like `peer_connect` (over the nonce and
+    /// the hash). The node answers `file_opened` if the asker may read
+    /// `channel` and a message there shares the file; the asker may then
+    /// fetch it over the blobs protocol on the same key while this link
+    /// lives.
+    FileOpen {
+        ticket: SignedTicket,
+        /// The ticket's node key's signature (hex) over this link's
+        /// welcome nonce and the hash ([`crate::ticket::prove`]).
+        proof: String,
+        channel: String,
+        hash: String,
+    },
+    /// After `file_open` on this link: the asker now holds the whole
+    /// file and serves it too; the node may name it to later askers.
+    /// Answered `done`.
+    FileHave { hash: String },
     /// Liveness: the host answers `pong`. A member sends one when it has
     /// sent nothing for the welcome's `heartbeat_ms` (see [`LIVENESS`]).
     Ping,
@@ -138,9 +156,20 @@ pub enum Reply {
         #[cfg_attr(test, proptest(strategy = "crate::message::arb_uuid()"))]
         id: Uuid,
     },
+    /// Answer to `file_open`: the size this node holds the whole file
+    /// at (`None`: only part of it yet, or being fetched), and other
+    /// nodes said to hold it (at most [`MAX_SEEDERS`]).
+    FileOpened {
+        hash: String,
+        size: Option<u64>,
+        seeders: Vec<crate::types::NodeAddr>,
+    },
     /// Answer to `ping`.
     Pong,
 }
+
+/// Most other holders one `file_opened` names.
+pub const MAX_SEEDERS: usize = 16;
 
 /// After how many heartbeats without a frame from the host a member takes
 /// its link for dead (`ping` is answered at once, so a live host is never
@@ -225,8 +254,8 @@ const TAG_BROADCAST: u8 = 0x01;
 /// ```
 ///
 /// A message whose fields do not fit that (a signature that is not 64
-/// bytes of lowercase hex, a name over 65,535 bytes, a message with `re`
-/// or `redacted`) goes as JSON instead.
+/// bytes of lowercase hex, a name over 65,535 bytes, a message with `re`,
+/// `redacted` or a `file`) goes as JSON instead.
 impl LinkEvent for Event {
     fn encode_binary(&self, dst: &mut BytesMut) -> bool {
         let Event::Broadcast {
@@ -247,7 +276,7 @@ impl LinkEvent for Event {
         ) else {
             return false;
         };
-        if !canonical || m.re.is_some() || m.redacted.is_some() {
+        if !canonical || m.re.is_some() || m.redacted.is_some() || m.file.is_some() {
             return false;
         }
         dst.reserve(1 + 8 + 2 + 16 + 8 + 64 + 8 + m.channel.len() + m.author.len() + m.body.len());
@@ -294,6 +323,7 @@ impl LinkEvent for Event {
             seq,
             ticket_ref,
             message: Unticketed {
+                file: None,
                 id,
                 channel,
                 author,
@@ -361,6 +391,7 @@ mod tests {
             seq: 58,
             ticket_ref: 3,
             message: Unticketed {
+                file: None,
                 id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001),
                 channel: "general".into(),
                 author: "alice".into(),

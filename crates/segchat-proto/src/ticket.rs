@@ -54,6 +54,8 @@ pub enum ProofPurpose<'a> {
     Watch { stream_id: u64 },
     /// `dm`: handing over this direct message (its id).
     Dm { id: &'a uuid::Uuid },
+    /// `file_open` of this file (its hash, hex).
+    File { hash: &'a str },
 }
 
 /// What the server vouches for.
@@ -177,6 +179,10 @@ pub fn proof_bytes(
         ProofPurpose::Dm { id } => {
             out.push(3);
             out.extend_from_slice(id.as_bytes());
+        }
+        ProofPurpose::File { hash } => {
+            out.push(4);
+            put_str16(&mut out, hash)?;
         }
     }
     Ok(out)

@@ -120,6 +120,7 @@ mod tests {
     fn message(server: &SigningKey, node: &SigningKey, n: u128, author: &str) -> Message {
         let ticket = crate::ticket::test_ticket(server, node, "alice", 1);
         Draft {
+            file: None,
             id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n),
             channel: "c",
             author,

@@ -44,6 +44,7 @@ impl Author {
 
     fn message(&self, channel: &str, ts_ms: u64, body: &str) -> Message {
         Draft {
+            file: None,
             id: Uuid::now_v7(),
             channel,
             author: &self.name,

@@ -477,6 +477,7 @@ pub fn message(data: &[u8]) {
     let _ = validate_display_name(&m.author);
 
     let draft = Draft {
+        file: None,
         id: m.id,
         channel: &m.channel,
         author: &m.author,

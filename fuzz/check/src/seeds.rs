@@ -37,6 +37,7 @@ fn alice() -> SignedTicket {
 
 fn message(n: u128, body: &str) -> Message {
     Draft {
+        file: None,
         id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n),
         channel: "general",
         author: "alice",
@@ -837,6 +838,7 @@ pub fn all() -> Vec<Seed> {
     });
     // An edit, and a reply whose body a store redacted (both still verify).
     let edit = Draft {
+        file: None,
         id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_000a),
         channel: "general",
         author: "alice",

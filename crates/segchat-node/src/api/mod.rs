@@ -56,6 +56,7 @@ mod channels;
 mod dms;
 mod error;
 mod events;
+mod files;
 mod friends;
 pub mod guard;
 mod messages;
@@ -143,6 +144,7 @@ struct Inner {
     chat: Chat,
     streams: Streams,
     dms: Dms,
+    files: crate::files::Files,
     store: Store,
     log: SystemLog,
     token: String,
@@ -159,6 +161,7 @@ impl ApiState {
         chat: Chat,
         streams: Streams,
         dms: Dms,
+        files: crate::files::Files,
         store: Store,
         log: SystemLog,
         token: String,
@@ -173,6 +176,7 @@ impl ApiState {
                 chat,
                 streams,
                 dms,
+                files,
                 store,
                 log,
                 token,
@@ -273,6 +277,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/streams/{id}/ws", get(streams::socket))
         .route("/events", get(events::subscribe))
+        .route("/channels/{name}/files", post(files::share))
+        .route("/files/{hash}", get(files::status))
+        .route("/files/{hash}/fetch", post(files::fetch))
+        .route("/files/{hash}/content", get(files::content))
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", v1)

@@ -7,6 +7,7 @@
 //! refusal later.
 
 use segchat_proto::edits::{allowed, check_shape, Ref, RefKind};
+use segchat_proto::files::FileRef;
 use segchat_proto::message::{Draft, Message};
 use segchat_proto::types::{AccountKind, ChannelInfo, Role};
 use segchat_proto::{Failure, Status};
@@ -19,6 +20,7 @@ enum Writing<'a> {
     Text {
         body: &'a str,
         reply_to: Option<&'a str>,
+        file: Option<&'a FileRef>,
     },
     Edit {
         id: &'a str,
@@ -43,7 +45,35 @@ impl Chat {
         body: &str,
         reply_to: Option<&str>,
     ) -> Result<MessageRow, Failure> {
-        self.write(channel, Writing::Text { body, reply_to }).await
+        self.write(
+            channel,
+            Writing::Text {
+                body,
+                reply_to,
+                file: None,
+            },
+        )
+        .await
+    }
+
+    /// Shares `file` (already in this node's blob store) in a message
+    /// with an optional caption.
+    pub async fn send_file(
+        &self,
+        channel: &str,
+        caption: &str,
+        reply_to: Option<&str>,
+        file: &FileRef,
+    ) -> Result<MessageRow, Failure> {
+        self.write(
+            channel,
+            Writing::Text {
+                body: caption,
+                reply_to,
+                file: Some(file),
+            },
+        )
+        .await
     }
 
     /// Edits one of the user's messages. Returns the message as now shown.
@@ -86,8 +116,14 @@ impl Chat {
             ));
         }
         let info = self.joined(channel).await?;
+        let mut file = None;
         let (body, re) = match w {
-            Writing::Text { body, reply_to } => {
+            Writing::Text {
+                body,
+                reply_to,
+                file: shared,
+            } => {
+                file = shared;
                 let re = match reply_to {
                     None => None,
                     Some(id) => Some(
@@ -136,6 +172,7 @@ impl Chat {
             ts_ms: self.stamp(),
             body,
             re,
+            file,
         }
         .sign(&self.inner.key, ticket)
         .map_err(|e| Failure::bad_request(e.to_string()))?;
@@ -210,6 +247,14 @@ impl Chat {
             return Err(Failure::new(
                 Status::Conflict,
                 format!("message {id} was deleted"),
+            ));
+        }
+        if kind == RefKind::Edit && row.file.is_some() {
+            // An edit carries text only, and replacing the text would
+            // also drop the signed file with it.
+            return Err(Failure::new(
+                Status::Conflict,
+                "a message that shares a file cannot be edited; delete it and share again",
             ));
         }
         let moderates =

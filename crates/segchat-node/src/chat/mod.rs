@@ -192,6 +192,11 @@ impl Chat {
         segchat_proto::ticket::prove(&self.inner.key, &nonce, purpose)
     }
 
+    /// The signed-in user's name, if any.
+    pub(crate) fn username(&self) -> Option<String> {
+        self.session().map(|s| s.username)
+    }
+
     fn session(&self) -> Option<SessionInfo> {
         self.link().state().session
     }
@@ -589,6 +594,7 @@ impl MessageRow {
             quote: None,
             edited_ms: None,
             deleted: false,
+            file: m.file.clone().map(Box::new),
             reactions: Vec::new(),
             mentions_me: false,
             local_id: 0,

@@ -117,8 +117,10 @@ fn redact(c: &Connection, id: &str) -> Result<(), StoreError> {
         return Ok(());
     };
     if m.redacted.is_none() && m.redact() {
-        c.prepare_cached("UPDATE messages SET body = '', redacted = ?2 WHERE id = ?1")?
-            .execute(params![id, m.redacted])?;
+        c.prepare_cached(
+            "UPDATE messages SET body = '', file = NULL, redacted = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, m.redacted])?;
     }
     Ok(())
 }

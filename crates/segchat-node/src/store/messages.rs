@@ -52,8 +52,9 @@ pub(super) fn insert(
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (id, channel, author, ts_ms, body, ticket, signature,
                  source, source_addr, host_seq, server_seq, state, received_at_ms, hosted_seq,
-                 re_kind, re_id, redacted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 re_kind, re_id, redacted, file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
         )?
         .execute(params![
             m.id.to_string(),
@@ -73,6 +74,7 @@ pub(super) fn insert(
             m.re.map(|r| r.kind.as_str()),
             m.re.map(|r| r.id.to_string()),
             m.redacted,
+            m.file_column(),
         ])?;
     if n == 1 {
         super::edits::settle(c, m)?;
@@ -294,6 +296,7 @@ pub(super) mod tests {
         .sign(&server)
         .expect("ticket");
         segchat_proto::message::Draft {
+            file: None,
             id: uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n),
             channel: "c",
             author: "alice",

@@ -29,6 +29,7 @@ mod dm_rows;
 mod dm_sealed;
 mod dms;
 mod edits;
+mod files;
 mod messages;
 mod olm;
 mod outbox;
@@ -44,6 +45,7 @@ pub use dm_rows::{DmRow, DmState};
 pub(crate) use dm_sealed::SealedCopy;
 pub use dms::{Conversation, Kept};
 pub use edits::{acted_on, mentions};
+pub use files::{FileRecord, FileState};
 pub use messages::{Arrival, Inserted};
 pub use rows::{DeliveryState, MessageRow, Quote, Reaction, Source};
 pub use search::{BadSearch, SearchCursor, SearchPage, SearchQuery};
@@ -66,6 +68,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/0008_dms.sql")),
     (9, include_str!("../../migrations/0009_dm_edits.sql")),
     (10, include_str!("../../migrations/0010_dm_sealed.sql")),
+    (11, include_str!("../../migrations/0011_files.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

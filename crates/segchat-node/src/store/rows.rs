@@ -4,6 +4,7 @@
 //! other part of the store that reads messages.
 
 use segchat_proto::edits::{RefKind, Target};
+use segchat_proto::files::FileRef;
 use segchat_proto::message::{Columns, Message};
 use serde::Serialize;
 
@@ -100,6 +101,9 @@ pub struct MessageRow {
     /// When it was last edited.
     pub edited_ms: Option<u64>,
     pub deleted: bool,
+    /// The file it shares (gone once deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<Box<FileRef>>,
     pub reactions: Vec<Reaction>,
     /// Whether the body mentions this node's user as `@name`.
     pub mentions_me: bool,
@@ -184,7 +188,7 @@ pub(super) fn tally(
 pub(super) const ROW_COLUMNS: &str =
     "m.local_id, m.id, m.channel, m.author, m.ts_ms, COALESCE(m.shown, m.body), m.source, \
      m.source_addr, m.host_seq, m.server_seq, m.state, m.reason, m.re_kind, m.re_id, \
-     m.edited_ms, m.deleted";
+     m.edited_ms, m.deleted, m.file";
 
 /// Which rows of `messages m` are shown messages (not edits, deletions
 /// or reactions).
@@ -208,6 +212,7 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         re_id: r.get(13)?,
         edited_ms: r.get(14)?,
         deleted: r.get(15)?,
+        file: r.get(16)?,
     })
 }
 
@@ -228,6 +233,7 @@ pub(super) struct RawRow {
     re_id: Option<String>,
     edited_ms: Option<i64>,
     deleted: bool,
+    file: Option<String>,
 }
 
 impl MessageRow {
@@ -271,6 +277,11 @@ impl RawRow {
             quote: None,
             edited_ms: self.edited_ms.map(|v| v as u64),
             deleted: self.deleted,
+            file: self
+                .file
+                .map(|f| serde_json::from_str(&f).map(Box::new))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("message file: {e}")))?,
             reactions: Vec::new(),
             mentions_me: false,
         })
@@ -279,7 +290,7 @@ impl RawRow {
 
 /// The columns [`full_message`] reads: a whole signed message.
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, channel, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted";
+    "id, channel, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted, file";
 
 /// A whole signed message from a row selected with [`MESSAGE_COLUMNS`]
 /// first.
@@ -295,6 +306,7 @@ pub(super) fn full_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Mes
         re_kind: r.get(7)?,
         re_id: r.get(8)?,
         redacted: r.get(9)?,
+        file: r.get(10)?,
     };
     Ok(columns.into_message().map_err(StoreError::Corrupt))
 }

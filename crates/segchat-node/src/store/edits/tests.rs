@@ -26,6 +26,7 @@ fn by(author: &str, n: u128, ts: u64, re: Option<(RefKind, u128)>, body: &str) -
     .sign(&server)
     .expect("ticket");
     Draft {
+        file: None,
         id: id(n),
         channel: "c",
         author,

@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoreResult, TargetRecord};
 
 /// The columns [`message_at`] reads (after a `JOIN channels ch`).
 pub(super) const MESSAGE_COLUMNS: &str =
-    "m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature, m.re_kind, m.re_id, m.redacted";
+    "m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature, m.re_kind, m.re_id, m.redacted, m.file";
 
 /// A whole message from columns [`MESSAGE_COLUMNS`] starting at `at`.
 pub(super) fn message_at(r: &Row, at: usize) -> StoreResult<Message> {
@@ -31,6 +31,7 @@ pub(super) fn message_at(r: &Row, at: usize) -> StoreResult<Message> {
         re_kind: r.try_get(at + 7)?,
         re_id: r.try_get(at + 8)?,
         redacted: r.try_get(at + 9)?,
+        file: r.try_get(at + 10)?,
     };
     columns.into_message().map_err(StoreError::Corrupt)
 }
@@ -85,7 +86,7 @@ async fn redact(c: &impl GenericClient, id: &str) -> StoreResult<()> {
     if m.redacted.is_none() && m.redact() {
         execute(
             c,
-            "UPDATE messages SET body = ''::bytea, redacted = $2 WHERE id = $1",
+            "UPDATE messages SET body = ''::bytea, file = NULL, redacted = $2 WHERE id = $1",
             &[&id, &m.redacted],
         )
         .await?;

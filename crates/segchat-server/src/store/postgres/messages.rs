@@ -14,7 +14,7 @@ use crate::store::{Inserted, MessageSource, StoreError, StoreResult};
 /// The columns a stored message is inserted with, in the order of the
 /// insert statements' values.
 const INSERT_COLUMNS: &str = "id, channel_id, author, ts_ms, body, ticket, signature, source, \
-     received_at_ms, re_kind, re_id, redacted";
+     received_at_ms, re_kind, re_id, redacted, file";
 
 /// A batch to store, with what every row of it shares and each message's
 /// columns that are not fields of [`Message`].
@@ -122,17 +122,18 @@ async fn insert_plain(
         .map(|m| m.re.map(|r| r.id.to_string()))
         .collect();
     let redacted: Vec<Option<&str>> = messages.iter().map(|m| m.redacted.as_deref()).collect();
+    let files: Vec<Option<String>> = messages.iter().map(Message::file_column).collect();
     // Rows are numbered in the batch's order (ORDER BY the ordinality).
     let inserted = rows(
         tx,
         &format!(
             "INSERT INTO messages ({INSERT_COLUMNS})
          SELECT u.id, $1, u.author, u.ts_ms, u.body, u.ticket, u.signature, $2, $3,
-                u.re_kind, u.re_id, u.redacted
+                u.re_kind, u.re_id, u.redacted, u.file
          FROM UNNEST($4::text[], $5::text[], $6::int8[], $7::bytea[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[])
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
               WITH ORDINALITY
-              AS u(id, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted, ord)
+              AS u(id, author, ts_ms, body, ticket, signature, re_kind, re_id, redacted, file, ord)
          ORDER BY u.ord
          ON CONFLICT (id) DO NOTHING
          RETURNING 1"
@@ -150,6 +151,7 @@ async fn insert_plain(
             &re_kinds,
             &re_ids,
             &redacted,
+            &files,
         ],
     )
     .await?;
@@ -185,7 +187,7 @@ async fn insert_one_by_one(
     let insert = tx
         .prepare_cached(&format!(
             "INSERT INTO messages ({INSERT_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (id) DO NOTHING RETURNING seq"
         ))
         .await?;
@@ -214,6 +216,7 @@ async fn insert_one_by_one(
                     &re_kind,
                     &re_id,
                     &m.redacted,
+                    &m.file_column(),
                 ],
             )
             .await?;

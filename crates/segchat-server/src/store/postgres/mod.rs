@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/postgres/0005_mailbox_size.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_files.sql"),
+    ),
 ];
 
 /// Connections per server instance: enough for every request task to find

@@ -15,7 +15,7 @@ use super::super::{StoreError, StoreResult, TargetRecord};
 
 /// The columns [`message_at`] reads (after a `JOIN channels ch`).
 pub(super) const MESSAGE_COLUMNS: &str =
-    "m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature, m.re_kind, m.re_id, m.redacted";
+    "m.id, ch.name, m.author, m.ts_ms, m.body, m.ticket, m.signature, m.re_kind, m.re_id, m.redacted, m.file";
 
 /// A whole message from columns [`MESSAGE_COLUMNS`] starting at `at`.
 pub(super) fn message_at(
@@ -33,6 +33,7 @@ pub(super) fn message_at(
         re_kind: r.get(at + 7)?,
         re_id: r.get(at + 8)?,
         redacted: r.get(at + 9)?,
+        file: r.get(at + 10)?,
     };
     Ok(columns.into_message().map_err(StoreError::Corrupt))
 }
@@ -82,8 +83,10 @@ fn redact(c: &Connection, id: &str) -> StoreResult<()> {
         return Ok(());
     };
     if m.redacted.is_none() && m.redact() {
-        c.prepare_cached("UPDATE messages SET body = '', redacted = ?2 WHERE id = ?1")?
-            .execute(params![id, m.redacted])?;
+        c.prepare_cached(
+            "UPDATE messages SET body = '', file = NULL, redacted = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, m.redacted])?;
     }
     Ok(())
 }

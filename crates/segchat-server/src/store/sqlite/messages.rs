@@ -38,8 +38,8 @@ pub(super) fn insert(
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO messages
              (id, channel_id, author, ts_ms, body, ticket, signature, source,
-              received_at_ms, re_kind, re_id, redacted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+              received_at_ms, re_kind, re_id, redacted, file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for (m, ticket) in rows {
             let id = m.id.to_string();
@@ -56,6 +56,7 @@ pub(super) fn insert(
                 m.re.map(|r| r.kind.as_str()),
                 m.re.map(|r| r.id.to_string()),
                 m.redacted,
+                m.file_column(),
             ])?;
             if added == 1 {
                 edits::settle(&tx, channel_id, m)?;

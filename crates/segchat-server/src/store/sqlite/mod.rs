@@ -62,6 +62,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/sqlite/0008_mailbox_size.sql"),
     ),
+    (9, include_str!("../../../migrations/sqlite/0009_files.sql")),
 ];
 
 /// Creates the database file with mode 0600 before SQLite opens it (SQLite

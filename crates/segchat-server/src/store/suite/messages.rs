@@ -24,6 +24,7 @@ pub(super) fn message(key: &SigningKey, channel: &str, body: &str) -> Message {
     .sign(key)
     .expect("ticket");
     Draft {
+        file: None,
         id: Uuid::now_v7(),
         channel,
         author: "olga",
@@ -201,6 +202,7 @@ fn acting(author: &str, ts: u64, re: Option<(RefKind, Uuid)>, body: &str) -> Mes
     .sign(&key)
     .expect("ticket");
     Draft {
+        file: None,
         id: Uuid::now_v7(),
         channel: "a",
         author,

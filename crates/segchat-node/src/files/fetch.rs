@@ -1,0 +1,476 @@
+//! The fetching side: a file comes in pieces from every seeder at once.
+//!
+//! 1. **Seeders.** The channel's host, and every node the seeders asked
+//!    name as holding the file (`file_opened`'s `seeders`), each opened
+//!    with `file_open` on a peer link kept (pinging) for the fetch.
+//! 2. **Pieces.** The file is cut into pieces of [`PIECE_CHUNKS`] BLAKE3
+//!    chunks; what the blob store already holds verified is skipped, so
+//!    a fetch cut off by a crash or a lost link resumes where it was.
+//! 3. **From all of them.** Each seeder takes the next missing piece
+//!    from one queue, [`IN_FLIGHT`] at a time, so a fast seeder takes
+//!    more. iroh-blobs verifies each piece against the hash tree as it
+//!    arrives; a seeder whose bytes do not verify (or whose link fails)
+//!    is dropped and its piece goes back in the queue for the others.
+//! 4. **Done.** Once whole, the size verified is checked against the
+//!    message's, the file is kept, and each seeder is told `file_have`,
+//!    so the next asker can fetch from this node too.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bao_tree::{ChunkNum, ChunkRanges};
+use futures::{SinkExt, StreamExt};
+use iroh_blobs::protocol::GetRequest;
+use iroh_blobs::Hash;
+use segchat_proto::files::FileRef;
+use segchat_proto::peer;
+use segchat_proto::ticket::{decode_nonce, ProofPurpose};
+use segchat_proto::types::NodeAddr;
+use segchat_proto::{Frame, Hello, LinkKind};
+use tokio::sync::oneshot;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use super::{lock, Files, Progress};
+use crate::p2p::{PeerCodec, PeerFrame};
+
+/// BLAKE3 chunks (1 KiB each) per piece: 1 MiB.
+const PIECE_CHUNKS: u64 = 1024;
+/// Pieces asked of one seeder at a time.
+const IN_FLIGHT: usize = 2;
+/// How long opening a seeder may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one piece may take before its seeder counts as stalled.
+const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most seeders one fetch uses.
+const MAX_SEEDERS: usize = 8;
+/// How often a seeder link pings (the welcome's `heartbeat_ms`).
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// One seeder in use: its blobs connection, and its peer link held open
+/// (pinging) by a task until this is dropped or told `file_have`.
+struct Seeder {
+    addr: NodeAddr,
+    conn: iroh::endpoint::Connection,
+    have: Option<oneshot::Sender<()>>,
+}
+
+impl Seeder {
+    fn short(&self) -> String {
+        self.addr.node_id.chars().take(12).collect()
+    }
+}
+
+/// Fetches `file` (shared in `channel`) into the blob store.
+pub(super) async fn fetch(
+    files: &Files,
+    channel: &str,
+    file: &FileRef,
+    progress: &Progress,
+) -> Result<(), String> {
+    let hash = super::to_hash(&file.hash).map_err(|f| f.reason)?;
+    *lock(&progress.started) = Some(Instant::now());
+    let mut seeders = open_seeders(files, channel, file, hash).await;
+    if seeders.is_empty() {
+        return Err("no node that holds this file is reachable now".into());
+    }
+    let pieces = file.size.div_ceil(PIECE_CHUNKS * 1024).max(1);
+    loop {
+        let have = held(files, hash).await;
+        progress
+            .bytes
+            .store(held_bytes(files, hash).await, Ordering::Relaxed);
+        let queue: Mutex<VecDeque<u64>> = Mutex::new(
+            (0..pieces)
+                .filter(|&i| !have.is_superset(&piece(i, file.size)))
+                .collect(),
+        );
+        if lock(&queue).is_empty() {
+            break;
+        }
+        if seeders.is_empty() {
+            return Err("every seeder failed or sent bytes that did not verify".into());
+        }
+        // Every seeder works the one queue; one that fails is dropped.
+        let results = futures::future::join_all(seeders.iter().map(|s| {
+            let queue = &queue;
+            async move {
+                let workers = (0..IN_FLIGHT).map(|_| work(files, s, hash, file, queue, progress));
+                futures::future::join_all(workers)
+                    .await
+                    .into_iter()
+                    .find_map(Result::err)
+            }
+        }))
+        .await;
+        let mut kept = Vec::new();
+        for (s, failed) in seeders.into_iter().zip(results) {
+            match failed {
+                None => kept.push(s),
+                Some(why) => {
+                    files.inner.log.record(
+                        "FILE_SEEDER_DROPPED",
+                        s.addr.addr,
+                        format!("hash={} seeder={} reason={why}", file.hash, s.short()),
+                    );
+                    s.conn.close(1u32.into(), b"dropped");
+                }
+            }
+        }
+        seeders = kept;
+    }
+    let size = files
+        .complete_size(hash)
+        .await
+        .ok_or("the store does not hold the whole file")?;
+    if size != file.size {
+        return Err(format!(
+            "the file verified at {size} bytes, but its message says {}",
+            file.size
+        ));
+    }
+    files.keep(hash).await.map_err(|f| f.reason)?;
+    let took = lock(&progress.started)
+        .map(|t| t.elapsed())
+        .unwrap_or_default();
+    let from: Vec<String> = lock(&progress.by_seeder)
+        .iter()
+        .map(|(k, n)| format!("{k}:{n}"))
+        .collect();
+    let paths: Vec<String> = seeders
+        .iter()
+        .map(|s| crate::transport::path_of(&s.conn).to_string())
+        .collect();
+    files.inner.log.record(
+        "FILE_FETCHED",
+        "p2p",
+        format!(
+            "hash={} size={size} channel={channel} ms={} from={} paths={}",
+            file.hash,
+            took.as_millis(),
+            from.join(","),
+            paths.join(",")
+        ),
+    );
+    for mut s in seeders {
+        if let Some(tx) = s.have.take() {
+            let _ = tx.send(());
+        }
+    }
+    Ok(())
+}
+
+/// Fetches pieces from `queue` off seeder `s` until the queue is empty;
+/// an error drops the seeder (its piece is back in the queue).
+async fn work(
+    files: &Files,
+    s: &Seeder,
+    hash: Hash,
+    file: &FileRef,
+    queue: &Mutex<VecDeque<u64>>,
+    progress: &Progress,
+) -> Result<(), String> {
+    loop {
+        let Some(i) = lock(queue).pop_front() else {
+            return Ok(());
+        };
+        let have = held(files, hash).await;
+        let need = &piece(i, file.size) - &have;
+        if need.is_empty() {
+            continue;
+        }
+        let request = GetRequest::blob_ranges(hash, need);
+        let get = files
+            .inner
+            .blobs
+            .remote()
+            .execute_get(s.conn.clone(), request)
+            .complete();
+        let done = tokio::time::timeout(PIECE_TIMEOUT, get).await;
+        match done {
+            Ok(Ok(stats)) => {
+                let n = stats.payload_bytes_read;
+                let key = s.short();
+                let mut by = lock(&progress.by_seeder);
+                match by.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, total)) => *total += n,
+                    None => by.push((key, n)),
+                }
+                drop(by);
+                progress.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                lock(queue).push_back(i);
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                lock(queue).push_back(i);
+                return Err(format!("a piece took over {} s", PIECE_TIMEOUT.as_secs()));
+            }
+        }
+    }
+}
+
+/// The chunks of piece `i` of a file of `size` bytes.
+fn piece(i: u64, size: u64) -> ChunkRanges {
+    let end = ChunkNum::chunks(size).0.max(1);
+    let start = (i * PIECE_CHUNKS).min(end);
+    ChunkRanges::from(ChunkNum(start)..ChunkNum(((i + 1) * PIECE_CHUNKS).min(end)))
+}
+
+/// The chunks of `hash` the blob store holds verified.
+async fn held(files: &Files, hash: Hash) -> ChunkRanges {
+    match files.inner.blobs.blobs().observe(hash).await {
+        Ok(bitfield) => bitfield.ranges,
+        Err(_) => ChunkRanges::empty(),
+    }
+}
+
+/// Verified bytes of `hash` the blob store holds.
+async fn held_bytes(files: &Files, hash: Hash) -> u64 {
+    match files.inner.blobs.remote().local(hash).await {
+        Ok(local) => local.local_bytes(),
+        Err(_) => 0,
+    }
+}
+
+/// Opens the seeders: the channel's host and the known holders first,
+/// then whoever they name, up to [`MAX_SEEDERS`], all at once.
+async fn open_seeders(files: &Files, channel: &str, file: &FileRef, hash: Hash) -> Vec<Seeder> {
+    let me = files.inner.chat.node_key();
+    let mut candidates: Vec<NodeAddr> = Vec::new();
+    if let Ok(Some(cached)) = files.inner.store.cached_channels().await {
+        if let Some(host) = cached
+            .channels
+            .into_iter()
+            .find(|c| c.name == channel)
+            .and_then(|c| c.host)
+        {
+            candidates.push(host);
+        }
+    }
+    candidates.extend(files.holders(hash));
+    let mut tried: Vec<String> = vec![me];
+    let mut open = Vec::new();
+    for _round in 0..2 {
+        let batch: Vec<NodeAddr> = candidates
+            .drain(..)
+            .filter(|c| {
+                let new = !tried.contains(&c.node_id);
+                if new {
+                    tried.push(c.node_id.clone());
+                }
+                new
+            })
+            .take(MAX_SEEDERS.saturating_sub(open.len()))
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        let opened = futures::future::join_all(
+            batch
+                .into_iter()
+                .map(|addr| open_seeder(files, channel, file, addr)),
+        )
+        .await;
+        for r in opened {
+            match r {
+                Ok((seeder, size, named)) => {
+                    candidates.extend(named);
+                    if size == Some(file.size) {
+                        open.push(seeder);
+                    }
+                }
+                Err((addr, why)) => {
+                    tracing::debug!(seeder = %addr, %why, "seeder not opened");
+                }
+            }
+        }
+    }
+    open
+}
+
+/// A peer link on which `file_open` was answered.
+struct OpenLink {
+    reader: FramedRead<segchat_net::RecvStream, PeerCodec>,
+    writer: FramedWrite<segchat_net::SendStream, PeerCodec>,
+    conn: iroh::endpoint::Connection,
+    /// The size the peer holds the file whole at, if it does.
+    size: Option<u64>,
+    /// Other holders it named.
+    named: Vec<NodeAddr>,
+}
+
+/// Dials `addr` and asks `file_open` for `file` in `channel`.
+async fn open_link(
+    files: &Files,
+    channel: &str,
+    file: &FileRef,
+    addr: &NodeAddr,
+) -> Result<OpenLink, String> {
+    let chat = &files.inner.chat;
+    let dialed = chat.dialer().dial(addr, OPEN_TIMEOUT).await?;
+    let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
+    let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
+    let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
+    writer.send(hello).await.map_err(|e| e.to_string())?;
+    let nonce = match reader.next().await {
+        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).map_err(|e| e.to_string())?,
+        Some(Ok(Frame::Error(f))) => return Err(f.reason),
+        _ => return Err("the peer broke the handshake".to_owned()),
+    };
+    let ticket = chat.peer_ticket().await.map_err(|f| f.reason)?;
+    let proof = chat
+        .prove(&hex::encode(nonce), ProofPurpose::File { hash: &file.hash })
+        .map_err(|e| e.to_string())?;
+    let open: PeerFrame = Frame::Request {
+        id: 1,
+        body: peer::Request::FileOpen {
+            ticket,
+            proof,
+            channel: channel.to_owned(),
+            hash: file.hash.clone(),
+        },
+    };
+    writer.send(open).await.map_err(|e| e.to_string())?;
+    let (size, named) = loop {
+        match reader.next().await {
+            Some(Ok(Frame::Response { id: 1, result })) => match result {
+                Ok(peer::Reply::FileOpened { size, seeders, .. }) => break (size, seeders),
+                Ok(other) => return Err(format!("the peer answered {other:?}")),
+                Err(f) => return Err(format!("{}: {}", f.status, f.reason)),
+            },
+            Some(Ok(_)) => continue,
+            _ => return Err("the peer closed the link".to_owned()),
+        }
+    };
+    Ok(OpenLink {
+        reader,
+        writer,
+        conn: dialed.conn,
+        size,
+        named: named.into_iter().take(peer::MAX_SEEDERS).collect(),
+    })
+}
+
+/// Opens one seeder: a peer link, `file_open`, and a blobs connection.
+/// Answers it, the size it holds whole (if it does) and whom it names.
+async fn open_seeder(
+    files: &Files,
+    channel: &str,
+    file: &FileRef,
+    addr: NodeAddr,
+) -> Result<(Seeder, Option<u64>, Vec<NodeAddr>), (NodeAddr, String)> {
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+        let link = open_link(files, channel, file, &addr).await?;
+        let conn = files
+            .inner
+            .chat
+            .dialer()
+            .connect(&addr, iroh_blobs::ALPN)
+            .await
+            .map_err(|e| format!("blobs connection: {e}"))?;
+        let (have, told) = oneshot::channel();
+        let (size, named) = (link.size, link.named);
+        tokio::spawn(hold_link(
+            link.reader,
+            link.writer,
+            link.conn,
+            told,
+            file.hash.clone(),
+        ));
+        let seeder = Seeder {
+            addr: addr.clone(),
+            conn,
+            have: Some(have),
+        };
+        Ok((seeder, size, named))
+    })
+    .await;
+    match opened {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(why)) => Err((addr, why)),
+        Err(_) => Err((addr, "no answer in time".to_owned())),
+    }
+}
+
+/// Tells the channel's host that this node holds `file` (just shared
+/// it), so the host fetches a copy and names this node to members. The
+/// host knows the message once the post reached it: tried again for a
+/// while.
+pub(super) async fn announce(files: &Files, channel: &str, file: &FileRef) {
+    for _ in 0..30 {
+        let host = match files.inner.store.cached_channels().await {
+            Ok(Some(c)) => c
+                .channels
+                .into_iter()
+                .find(|c| c.name == channel)
+                .and_then(|c| c.host),
+            _ => None,
+        };
+        if let Some(host) = host.filter(|h| h.node_id != files.inner.chat.node_key()) {
+            let tried = tokio::time::timeout(OPEN_TIMEOUT, open_link(files, channel, file, &host));
+            if let Ok(Ok(link)) = tried.await {
+                let (have, told) = oneshot::channel();
+                let _ = have.send(());
+                hold_link(link.reader, link.writer, link.conn, told, file.hash.clone()).await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = files.inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps a seeder's peer link alive (its grant lasts as long) until
+/// `told` fires (then says `file_have`) or is dropped.
+async fn hold_link(
+    mut reader: FramedRead<segchat_net::RecvStream, PeerCodec>,
+    mut writer: FramedWrite<segchat_net::SendStream, PeerCodec>,
+    conn: iroh::endpoint::Connection,
+    mut told: oneshot::Receiver<()>,
+    hash: String,
+) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    let mut next_id = 2u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let ping: PeerFrame = Frame::Request { id: next_id, body: peer::Request::Ping };
+                next_id += 1;
+                if writer.send(ping).await.is_err() {
+                    break;
+                }
+            }
+            said = &mut told => {
+                if said.is_ok() {
+                    let have: PeerFrame = Frame::Request {
+                        id: next_id,
+                        body: peer::Request::FileHave { hash: hash.clone() },
+                    };
+                    if writer.send(have).await.is_ok() {
+                        // Its answer, so the link is not closed first.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                            while let Some(Ok(f)) = reader.next().await {
+                                if matches!(f, Frame::Response { id, .. } if id == next_id) {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                }
+                break;
+            }
+            frame = reader.next() => {
+                if !matches!(frame, Some(Ok(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    conn.close(0u32.into(), b"done");
+}

@@ -1,0 +1,289 @@
+//! The seeding side: `file_open` and `file_have` on the peer layer, and
+//! the gate in front of the blobs protocol.
+//!
+//! Invariant: the blobs protocol serves a peer only a file that a
+//! `file_open` on one of its live peer links granted — its ticket and
+//! proof checked, its user allowed to read a channel where a message
+//! here shares that file. A connection from a key with no grant is
+//! refused at once; pushes, multi-blob requests and anything but a plain
+//! file are refused always.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use iroh::EndpointId;
+use iroh_blobs::provider::events::{
+    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
+    ThrottleMode,
+};
+use iroh_blobs::Hash;
+use segchat_proto::peer;
+use segchat_proto::ticket::ProofPurpose;
+use segchat_proto::types::NodeAddr;
+use segchat_proto::Failure;
+
+use super::{lock, to_hash, Files};
+use crate::p2p::{Answer, PeerLink, PeerProtocol, ProtocolLink};
+
+/// Most files one link may be granted.
+const MAX_GRANTS_PER_LINK: usize = 256;
+/// Most blobs-protocol connections served at once.
+const MAX_BLOB_CONNS: usize = 256;
+
+/// The grants: which keys may fetch which files, counted by the links
+/// that granted them (a key may hold several links).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Gate(Arc<Mutex<HashMap<EndpointId, HashMap<Hash, usize>>>>);
+
+impl Gate {
+    fn grant(&self, who: EndpointId, hash: Hash) {
+        *lock(&self.0)
+            .entry(who)
+            .or_default()
+            .entry(hash)
+            .or_default() += 1;
+    }
+
+    fn revoke(&self, who: EndpointId, hash: Hash) {
+        let mut map = lock(&self.0);
+        if let Some(files) = map.get_mut(&who) {
+            if let Some(n) = files.get_mut(&hash) {
+                *n -= 1;
+                if *n == 0 {
+                    files.remove(&hash);
+                }
+            }
+            if files.is_empty() {
+                map.remove(&who);
+            }
+        }
+    }
+
+    fn any(&self, who: &EndpointId) -> bool {
+        lock(&self.0).contains_key(who)
+    }
+
+    fn allows(&self, who: &EndpointId, hash: &Hash) -> bool {
+        lock(&self.0).get(who).is_some_and(|f| f.contains_key(hash))
+    }
+}
+
+/// The blobs protocol's events, answered by the gate: every connection
+/// and every request is asked about; pushes and multi-blob requests are
+/// off.
+pub(super) fn police(files: Files) -> EventSender {
+    let mask = EventMask {
+        connected: ConnectMode::Intercept,
+        get: RequestMode::Intercept,
+        get_many: RequestMode::Disabled,
+        push: RequestMode::Disabled,
+        observe: ObserveMode::Intercept,
+        throttle: ThrottleMode::None,
+    };
+    let (events, mut rx) = EventSender::channel(64, mask);
+    tokio::spawn(async move {
+        // The key behind each connection the gate let in.
+        let mut conns: HashMap<u64, EndpointId> = HashMap::new();
+        while let Some(msg) = rx.recv().await {
+            let gate = &files.inner.gate;
+            match msg {
+                ProviderMessage::ClientConnected(m) => {
+                    let verdict = match m.endpoint_id {
+                        Some(id)
+                            if gate.any(&id)
+                                && conns.len() < MAX_BLOB_CONNS
+                                && !files.inner.link.state().is_invisible() =>
+                        {
+                            conns.insert(m.connection_id, id);
+                            Ok(())
+                        }
+                        _ => Err(AbortReason::Permission),
+                    };
+                    m.tx.send(verdict).await.ok();
+                }
+                ProviderMessage::ConnectionClosed(m) => {
+                    conns.remove(&m.connection_id);
+                }
+                ProviderMessage::GetRequestReceived(m) => {
+                    let ok = m.request.ranges.is_blob()
+                        && conns
+                            .get(&m.connection_id)
+                            .is_some_and(|id| gate.allows(id, &m.request.hash));
+                    m.tx.send(verdict(ok)).await.ok();
+                }
+                ProviderMessage::ObserveRequestReceived(m) => {
+                    let ok = conns
+                        .get(&m.connection_id)
+                        .is_some_and(|id| gate.allows(id, &m.request.hash));
+                    m.tx.send(verdict(ok)).await.ok();
+                }
+                ProviderMessage::GetManyRequestReceived(m) => {
+                    m.tx.send(Err(AbortReason::Permission)).await.ok();
+                }
+                ProviderMessage::PushRequestReceived(m) => {
+                    m.tx.send(Err(AbortReason::Permission)).await.ok();
+                }
+                ProviderMessage::Throttle(m) => {
+                    m.tx.send(Ok(())).await.ok();
+                }
+                _ => {}
+            }
+        }
+    });
+    events
+}
+
+fn verdict(ok: bool) -> Result<(), AbortReason> {
+    if ok {
+        Ok(())
+    } else {
+        Err(AbortReason::Permission)
+    }
+}
+
+impl PeerProtocol for Files {
+    fn serves(&self, request: &peer::Request) -> bool {
+        matches!(
+            request,
+            peer::Request::FileOpen { .. } | peer::Request::FileHave { .. }
+        )
+    }
+
+    fn open(&self, _link: &PeerLink) -> Box<dyn ProtocolLink> {
+        Box::new(FileLink {
+            files: self.clone(),
+            granted: Vec::new(),
+        })
+    }
+}
+
+/// Files' side of one peer link: what it was granted, and in which
+/// channel.
+struct FileLink {
+    files: Files,
+    granted: Vec<(Hash, String)>,
+}
+
+impl ProtocolLink for FileLink {
+    fn request<'a>(
+        &'a mut self,
+        link: &'a PeerLink,
+        _id: u32,
+        request: peer::Request,
+    ) -> BoxFuture<'a, Result<Answer, Failure>> {
+        async move {
+            match request {
+                peer::Request::FileOpen {
+                    ticket,
+                    proof,
+                    channel,
+                    hash,
+                } => self.open_file(link, ticket, proof, channel, hash).await,
+                peer::Request::FileHave { hash } => {
+                    let h = to_hash(&hash)?;
+                    let Some((_, channel)) = self.granted.iter().find(|(g, _)| *g == h) else {
+                        return Err(Failure::bad_request("file_open this file first"));
+                    };
+                    // Named to later askers at the address this link
+                    // comes from (not one it claims).
+                    self.files.add_holder(
+                        h,
+                        NodeAddr {
+                            node_id: link.remote_key.clone(),
+                            addr: link.addr,
+                        },
+                    );
+                    // A channel this node hosts keeps a copy of what is
+                    // shared in it.
+                    self.files.keep_copy(channel, &hash).await;
+                    Ok(Answer::Reply(peer::Reply::Done))
+                }
+                _ => Err(Failure::bad_request("not a file request")),
+            }
+        }
+        .boxed()
+    }
+
+    fn closed(&mut self, link: &PeerLink) {
+        let who = link.remote.0.remote_id();
+        for (h, _) in self.granted.drain(..) {
+            self.files.inner.gate.revoke(who, h);
+        }
+    }
+}
+
+impl FileLink {
+    async fn open_file(
+        &mut self,
+        link: &PeerLink,
+        ticket: segchat_proto::ticket::SignedTicket,
+        proof: String,
+        channel: String,
+        hash: String,
+    ) -> Result<Answer, Failure> {
+        let files = &self.files;
+        if files.inner.link.state().is_invisible() {
+            link.cancel.cancel();
+            return Err(Failure::unavailable("this node is offline"));
+        }
+        let h = to_hash(&hash)?;
+        files.inner.chat.check_presented(
+            link,
+            &ticket,
+            ProofPurpose::File { hash: &hash },
+            &proof,
+            "seeder",
+        )?;
+        let (user, kind) = (&ticket.ticket.username, ticket.ticket.kind);
+        // One answer for "no such file here" and "not yours to read", so
+        // a stranger learns nothing of what this node holds.
+        let refused = || Failure::not_found(format!("no file {hash} here for {channel:?}"));
+        let shared = files
+            .inner
+            .store
+            .file_shared_in(channel.clone(), hash.clone())
+            .await
+            .map_err(crate::error::store_failure)?;
+        if shared.is_none() || !files.may_read(&channel, user, kind).await {
+            files.inner.log.record(
+                "FILE_REFUSED",
+                link.addr,
+                format!("hash={hash} channel={channel} user={user}"),
+            );
+            return Err(refused());
+        }
+        if !self.granted.iter().any(|(g, _)| *g == h) {
+            if self.granted.len() >= MAX_GRANTS_PER_LINK {
+                return Err(Failure::new(
+                    segchat_proto::Status::RateLimited,
+                    format!("at most {MAX_GRANTS_PER_LINK} files per link"),
+                ));
+            }
+            files.inner.gate.grant(link.remote.0.remote_id(), h);
+            self.granted.push((h, channel.clone()));
+        }
+        let size = files.complete_size(h).await;
+        let seeders = files
+            .holders(h)
+            .into_iter()
+            .filter(|n| n.node_id != link.remote_key)
+            .take(peer::MAX_SEEDERS)
+            .collect();
+        files.inner.log.record(
+            "FILE_OPEN",
+            link.addr,
+            format!(
+                "hash={hash} channel={channel} user={user} have={} path={}",
+                size.is_some(),
+                crate::transport::path_of(&link.remote.0)
+            ),
+        );
+        Ok(Answer::Admitted(peer::Reply::FileOpened {
+            hash,
+            size,
+            seeders,
+        }))
+    }
+}

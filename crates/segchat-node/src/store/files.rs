@@ -1,0 +1,156 @@
+//! What the local store knows of files: which messages share a file
+//! (`messages.file`, indexed by its hash), and the files this node
+//! fetched or shared (`files`). The bytes are in the blob store.
+
+use rusqlite::{params, OptionalExtension};
+use segchat_proto::files::FileRef;
+
+use super::{Store, StoreError};
+
+/// Where a file stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Being fetched, or stopped part way (it resumes from what is here).
+    Fetching,
+    /// Here whole, verified: served to peers who may read its channel.
+    Complete,
+    /// The last fetch failed (`reason`); asking again resumes it.
+    Failed,
+}
+
+impl FileState {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileState::Fetching => "fetching",
+            FileState::Complete => "complete",
+            FileState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<FileState, StoreError> {
+        Ok(match s {
+            "fetching" => FileState::Fetching,
+            "complete" => FileState::Complete,
+            "failed" => FileState::Failed,
+            other => return Err(StoreError::Corrupt(format!("file state {other:?}"))),
+        })
+    }
+}
+
+/// A file this node fetched or shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub file: FileRef,
+    /// The channel it was fetched for or first shared in.
+    pub channel: String,
+    pub state: FileState,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// The file `hash` as a message in `channel` shares it (not deleted),
+    /// if one does.
+    pub async fn file_shared_in(
+        &self,
+        channel: String,
+        hash: String,
+    ) -> Result<Option<FileRef>, StoreError> {
+        self.read(move |c| {
+            let json: Option<String> = c
+                .prepare_cached(
+                    "SELECT file FROM messages
+                     WHERE file_hash = ?1 AND channel = ?2 AND file IS NOT NULL AND deleted = 0
+                     LIMIT 1",
+                )?
+                .query_row(params![hash, channel], |r| r.get(0))
+                .optional()?;
+            json.map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("message file: {e}")))
+        })
+        .await
+    }
+
+    /// Every channel a message here shares `hash` in (not deleted).
+    pub async fn file_channels(&self, hash: String) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT channel FROM messages
+                 WHERE file_hash = ?1 AND file IS NOT NULL AND deleted = 0 LIMIT 64",
+            )?;
+            let rows = stmt.query_map(params![hash], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    /// Records where file `record.file` stands.
+    pub async fn set_file(&self, record: FileRecord, mine: bool) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let f = &record.file;
+            c.prepare_cached(
+                "INSERT INTO files (hash, channel, name, size, mime, state, reason, mine, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (hash) DO UPDATE SET state = ?6, reason = ?7,
+                     mine = MAX(mine, ?8), updated_ms = ?9",
+            )?
+            .execute(params![
+                f.hash,
+                record.channel,
+                f.name,
+                f.size as i64,
+                f.mime,
+                record.state.as_str(),
+                record.reason,
+                mine,
+                crate::clock::now_ms() as i64,
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// What this node knows of file `hash`, if it fetched or shared it.
+    pub async fn file_record(&self, hash: String) -> Result<Option<FileRecord>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {RECORD} FROM files WHERE hash = ?1"))?
+                .query_row(params![hash], record)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    /// Files left part way (by a stop or a crash), to resume.
+    pub async fn unfinished_files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD} FROM files WHERE state = 'fetching' ORDER BY updated_ms LIMIT 64"
+            ))?;
+            let rows = stmt.query_map([], record)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+}
+
+/// The columns [`record`] reads.
+const RECORD: &str = "hash, channel, name, size, mime, state, reason";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, StoreError>> {
+    let state: String = r.get(5)?;
+    let file = FileRef {
+        hash: r.get(0)?,
+        name: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mime: r.get(4)?,
+    };
+    let (channel, reason) = (r.get(1)?, r.get(6)?);
+    Ok(FileState::parse(&state).map(|state| FileRecord {
+        file,
+        channel,
+        state,
+        reason,
+    }))
+}

@@ -1,0 +1,263 @@
+//! Files shared in a channel, with a real server and real nodes: the
+//! host keeps a copy, members fetch it verified from every node that has
+//! it, a stopped fetch resumes from what it held, visitors cannot share,
+//! and a path-like name is only a name.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{eventually, start_node, tempdir, Api, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// 50 MB of bytes that do not compress or repeat.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+async fn share(api: &Api, channel: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let resp = api
+        .http
+        .post(format!("{}/channels/{channel}/files", api.base))
+        .query(&[("name", name), ("caption", "have a look")])
+        .bearer_auth(&api.token)
+        .body(bytes)
+        .send()
+        .await
+        .expect("API reachable");
+    let status = resp.status();
+    let v = resp.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn wait_complete(api: &Api, hash: &str, who: &str) -> Value {
+    eventually(&format!("{who} to hold the file"), || async {
+        let (s, v) = api.get(&format!("/files/{hash}")).await;
+        (s == StatusCode::OK && v["state"] == "complete").then_some(v)
+    })
+    .await
+}
+
+async fn content(api: &Api, hash: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let resp = api
+        .http
+        .get(format!("{}/files/{hash}/content", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("API reachable");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.bytes().await.expect("body").to_vec())
+}
+
+/// The `from=` of the node's last `FILE_FETCHED` record for `hash`:
+/// bytes by seeder.
+fn fetched_from(dir: &Path, hash: &str) -> Option<Vec<(String, u64)>> {
+    let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).ok()?;
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("FILE_FETCHED") && l.contains(hash))?;
+    let from = line.split(" from=").nth(1)?.split(' ').next()?;
+    Some(
+        from.split(',')
+            .filter_map(|p| {
+                let (k, n) = p.split_once(':')?;
+                Some((k.to_owned(), n.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_file_reaches_members_verified_from_every_seeder() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let mut dirs = Vec::new();
+    let mut apis = Vec::new();
+    let mut nodes = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        let (guard, dir) = tempdir();
+        let node = start_node(server.addr, &dir).await;
+        let api = Api::of(&node);
+        api.wait_connected().await;
+        api.register(name).await;
+        dirs.push((guard, dir));
+        apis.push(api);
+        nodes.push(node);
+    }
+    let [alice, bob, carol, dave] = [&apis[0], &apis[1], &apis[2], &apis[3]];
+    alice.create_channel("club", "public").await;
+    for m in [bob, carol, dave] {
+        m.join("club").await;
+    }
+
+    // bob shares 50 MB under a name that looks like a path.
+    let bytes = noise(50_000_000, 7);
+    let expect = blake3::hash(&bytes).to_hex().to_string();
+    let (status, sent) = share(bob, "club", "../../x.bin", bytes.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let file = &sent["message"]["file"];
+    assert_eq!(file["hash"], expect.as_str(), "named by its BLAKE3 hash");
+    assert_eq!(file["name"], "x.bin", "a name, not a path");
+    assert_eq!(file["size"], 50_000_000);
+    assert_eq!(sent["message"]["body"], "have a look");
+    let hash = expect.clone();
+
+    // The host keeps a copy of what is shared in its channel.
+    wait_complete(alice, &hash, "the host").await;
+
+    // carol sees the message and fetches the file.
+    eventually("carol to have bob's message", || async {
+        let (_, v) = carol.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = carol
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(carol, &hash, "carol").await;
+    let (s, headers, got) = content(carol, &hash).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        blake3::hash(&got).to_hex().to_string(),
+        expect,
+        "verified bytes"
+    );
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .is_ok_and(|d| d.starts_with("attachment") && d.contains("x%2Ebin")));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // dave fetches from the host, bob and carol at once.
+    eventually("dave to have bob's message", || async {
+        let (_, v) = dave.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = dave
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(dave, &hash, "dave").await;
+    let (_, _, got) = content(dave, &hash).await;
+    assert_eq!(blake3::hash(&got).to_hex().to_string(), expect);
+    let from = eventually("dave's log to name the seeders", || async {
+        fetched_from(&dirs[3].1, &hash)
+    })
+    .await;
+    assert_eq!(from.len(), 3, "every seeder sent pieces: {from:?}");
+    assert!(from.iter().all(|(_, n)| *n > 0), "{from:?}");
+
+    // A file nobody shared in the channel is not fetched for the asking.
+    let (s, _) = dave
+        .post(
+            &format!("/files/{}/fetch", "ab".repeat(32)),
+            json!({"channel": "club"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A visitor may read the channel but never share a file in it.
+    let (_v, vdir) = tempdir();
+    let vnode = start_node(server.addr, &vdir).await;
+    let visitor = Api::of(&vnode);
+    visitor.wait_connected().await;
+    let (s, v) = visitor
+        .post("/session/visit", json!({"display_name": "Vera"}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    let (s, v) = share(&visitor, "club", "y.bin", vec![1, 2, 3]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+
+    // The data directory holds no file named after the sender's path.
+    assert!(!dirs[2].1.parent().expect("parent").join("x.bin").exists());
+    assert!(!dirs[2].1.join("x.bin").exists());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetch_stopped_part_way_resumes_from_what_it_held() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let anode = start_node(server.addr, &adir).await;
+    let alice = Api::of(&anode);
+    alice.wait_connected().await;
+    alice.register("alice").await;
+    alice.create_channel("club", "public").await;
+    let mut bnode = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bnode);
+    bob.wait_connected().await;
+    bob.register("bob").await;
+    bob.join("club").await;
+
+    let size = 40_000_000u64;
+    let bytes = noise(size as usize, 11);
+    let (status, sent) = share(&alice, "club", "big.bin", bytes.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let hash = sent["message"]["file"]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    eventually("bob to have the message", || async {
+        let (_, v) = bob.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = bob
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // Stopped once a quarter is here.
+    let held = eventually("bob to hold a quarter", || async {
+        let (_, v) = bob.get(&format!("/files/{hash}")).await;
+        let n = v["bytes"].as_u64().unwrap_or(0);
+        (n >= size / 4 && v["state"] != "complete").then_some(n)
+    })
+    .await;
+    bnode.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Back: the fetch resumes by itself and fetches only what is missing.
+    bnode = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bnode);
+    wait_complete(&bob, &hash, "bob after the restart").await;
+    let (_, _, got) = content(&bob, &hash).await;
+    assert_eq!(got, bytes);
+    let from = eventually("bob's log to say what the resumed fetch took", || async {
+        fetched_from(&bdir, &hash)
+    })
+    .await;
+    let refetched: u64 = from.iter().map(|(_, n)| n).sum();
+    let piece = 1 << 20;
+    assert!(
+        refetched <= size - held + piece,
+        "held {held} of {size} before the stop, then fetched {refetched}"
+    );
+    bnode.shutdown().await;
+    server.stop().await;
+}
