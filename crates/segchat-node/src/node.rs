@@ -283,7 +283,6 @@ impl Node {
         ));
         tasks.spawn(dms.run(shutdown.clone()));
         tasks.spawn(files.clone().run(bus.clone()));
-        tasks.spawn(files.resume());
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));

@@ -7,10 +7,11 @@
 // (session.js), pushed events (events.js) and page-wide listeners such
 // as keyboard shortcuts (page-listeners.js); drawing lives in modules of
 // its own: the sidebar, the header and banners, what a message holds
-// (markdown, reactions, actions), the composer, the members panel,
-// search, dialogs, direct messages (which take the conversation area
-// while one is open) and the sign-in screen. Everything updates from
-// pushed events; nothing polls.
+// (markdown, reactions, actions, shared files), the composer and its
+// uploads, the members panel, search, dialogs, direct messages (which
+// take the conversation area while one is open) and the sign-in screen.
+// Everything updates from pushed events; nothing polls but a file on its
+// way (file-view.js), for which the node has no event.
 
 import { api, enc, connectEvents } from './api.js';
 import { h, clear, icon, announce, toast } from './dom.js';
@@ -38,6 +39,8 @@ import { createPanel } from './panel.js';
 import { createSession } from './session.js';
 import { createEvents } from './events.js';
 import { listenToPage } from './page-listeners.js';
+import { Uploads } from './files.js';
+import { FileView } from './file-view.js';
 
 const root = document.getElementById('app');
 
@@ -104,6 +107,16 @@ const msgActions = new MessageActions({
   notice: (text) => showNotice(text),
 });
 
+// Files shared in the timeline (file-view.js), and the uploads of files
+// to share (files.js).
+const fileView = new FileView();
+const uploads = new Uploads({
+  sent: (row) => {
+    merge(chan(row.channel), row);
+    if (s.current === row.channel && !dms.open) drawTimeline({ bottom: true });
+  },
+});
+
 // ---------------------------------------------------------------- the parts
 
 // The side panel (panel.js): members, search results or friends.
@@ -121,6 +134,7 @@ const {
 } = createTimeline({
   msgActions,
   dms,
+  fileView,
   openChannel: (name, opts) => openChannel(name, opts),
   openCreateDialog: () => openCreateDialog(),
   renderLayout,
@@ -221,6 +235,7 @@ function enterApp(session) {
   const skip = h('a', { class: 'skip-link', href: '#composer-input', onclick: (e) => { e.preventDefault(); focusComposer(); } }, 'Skip to the message box');
   const layout = h('div', { class: 'layout' }, skip, sidebar, main, panel, backdrop, dialog);
   clear(root, layout);
+  uploads.dropArea(main);
   setUi({ layout, sidebar, main, headMain, searchInput, membersBtn, banners, timeline, jump, newBar, composer, panel, dialog });
   if (streams) { streams.stopOwn(); streams.unwatch(); }
   setStreams(new StreamArea(streamEl, () => {
@@ -342,6 +357,7 @@ const composerDeps = {
   join: (name) => joinChannel(name),
   editLast,
   isPhone: () => phone.matches,
+  uploads,
   send: async (name, text, replyTo) => {
     const r = await api('POST', `/channels/${enc(name)}/messages`, replyTo ? { body: text, reply_to: replyTo } : { body: text });
     merge(chan(name), r.message);
@@ -350,7 +366,11 @@ const composerDeps = {
 };
 
 function renderComposer(force = true, focus = false) {
-  if (ui && dms.open) dms.renderComposer(force, focus);
+  if (ui && dms.open) {
+    uploads.bind(null);
+    uploads.draw(null);
+    dms.renderComposer(force, focus);
+  }
   else if (ui) drawComposer(ui.composer, s, composerDeps, force, focus);
 }
 

@@ -2,11 +2,13 @@
 // limit counted in UTF-8 bytes (what the server counts; nothing is cut —
 // a longer text stays, counted, and is refused before it is sent), the
 // "Replying to …" bar, the @mention autocomplete, and ↑ in an empty box
-// to edit my last message. For visitors and non-members it says why they
-// cannot write (and offers to join).
+// to edit my last message; files to share (the attach button, a paste;
+// drops are files.js's), the box's text going with them as a caption.
+// For visitors and non-members it says why they cannot write (and offers
+// to join).
 
 import { h, clear, icon } from './dom.js';
-import { bareName } from './format.js';
+import { bareName, textOf } from './format.js';
 import { excerpt } from './markdown.js';
 import { MentionAutocomplete } from './mentions.js';
 
@@ -15,7 +17,7 @@ const utf8 = new TextEncoder();
 // `s`: the app's state (current, me, node, drafts, replyTo, sendError,
 // members). `on`: channelInfo(name), canWrite(channel), join(name),
 // send(name, text, replyTo) → Promise, editLast() → whether it started,
-// isPhone().
+// isPhone(), uploads (files.js `Uploads`).
 export function renderComposer(el, s, on, force = true, focus = false) {
   const c = on.channelInfo(s.current);
   const existing = el.querySelector('textarea:not([disabled])');
@@ -26,6 +28,9 @@ export function renderComposer(el, s, on, force = true, focus = false) {
     drawReplyBar(el.querySelector('.reply-slot'), s, on);
     return;
   }
+  // Files are shared only from a box that can send.
+  on.uploads.bind(null);
+  on.uploads.draw(null);
   const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, s.sendError);
   if (!s.current) { clear(el); return; }
   if (s.me.kind === 'visitor') {
@@ -83,6 +88,7 @@ export function renderComposer(el, s, on, force = true, focus = false) {
       if (on.editLast()) e.preventDefault();
     }
   });
+  ta.addEventListener('paste', (e) => { on.uploads.paste(e); });
   async function submit() {
     const text = ta.value;
     if (!text.trim()) return;
@@ -114,11 +120,14 @@ export function renderComposer(el, s, on, force = true, focus = false) {
     }
   }
   const slot = h('div', { class: 'reply-slot' });
+  const uploadSlot = h('div', { class: 'upload-slot', id: 'upload-slot' });
   clear(el,
+    uploadSlot,
     slot,
     h('div', { class: 'composer-box' },
       mentions.list,
       h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
+        on.uploads.button(),
         h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message #${s.current}`),
         ta, sendBtn)),
     h('div', { class: 'composer-foot' },
@@ -126,6 +135,34 @@ export function renderComposer(el, s, on, force = true, focus = false) {
       counter),
     errorLine);
   drawReplyBar(slot, s, on);
+  const channel = s.current;
+  on.uploads.bind({
+    channel,
+    // The box's text, to go with a file (emptied); null when too long.
+    takeCaption: () => {
+      const text = ta.value;
+      if (!text.trim()) return '';
+      const { used, over } = measure();
+      if (over) {
+        s.sendError = `Too long to go with the file: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`;
+        errorLine.textContent = s.sendError;
+        return null;
+      }
+      ta.value = '';
+      s.drafts.delete(channel);
+      grow();
+      measure();
+      return text;
+    },
+    putBack: (text) => {
+      if (ta.value || !ta.isConnected) return;
+      ta.value = text;
+      grow();
+      measure();
+    },
+    focus: () => ta.focus(),
+  });
+  on.uploads.draw(uploadSlot, channel);
   measure();
   requestAnimationFrame(grow);
   if (focus && !on.isPhone()) ta.focus();
@@ -155,7 +192,7 @@ function cancelReply(s, on, el) {
 
 // Starts a reply to `m` in the composer of its channel.
 export function startReply(el, s, on, m) {
-  s.replyTo.set(m.channel, { id: m.id, author: m.author, body: m.body });
+  s.replyTo.set(m.channel, { id: m.id, author: m.author, body: textOf(m) });
   drawReplyBar(el.querySelector('.reply-slot'), s, on);
   const ta = el.querySelector('#composer-input');
   if (ta) ta.focus();

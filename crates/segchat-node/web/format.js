@@ -119,3 +119,32 @@ export const VIA_LABEL = {
   server: "Host offline — reading the server's backup",
   offline: 'Offline — local history only',
 };
+
+// A size in bytes as people read it: "980 bytes", "1.4 KB", "30 MB",
+// "2.1 GB" (powers of 1024, as file managers show them).
+export function humanSize(bytes) {
+  const n = Number(bytes) || 0;
+  if (n < 1024) return `${n} byte${n === 1 ? '' : 's'}`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+// A time left, roughly: "8 s", "3 min", "1 h 20 min".
+export function humanDuration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+// What a message says, on one line: its body, or (a file shared with no
+// caption) the file's name.
+export function textOf(m) {
+  if (!m) return '';
+  if (m.body || !m.file) return m.body || '';
+  return `File: ${m.file.name}`;
+}

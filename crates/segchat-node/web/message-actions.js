@@ -11,7 +11,7 @@
 
 import { api, enc } from './api.js';
 import { h, icon, announce } from './dom.js';
-import { bareName } from './format.js';
+import { bareName, textOf } from './format.js';
 import { excerpt } from './markdown.js';
 import { reactionChips, reactionPicker, setReaction } from './reactions.js';
 
@@ -62,8 +62,10 @@ export class MessageActions {
     return !!me && me.kind === 'user' && m.author === me.username;
   }
 
+  // A message that shares a file cannot be edited (the node says 409):
+  // delete it and share again.
   canEdit(m) {
-    return this.own(m) && !m.deleted && !notSent(m);
+    return this.own(m) && !m.deleted && !notSent(m) && !m.file;
   }
 
   canDelete(m) {
@@ -239,7 +241,7 @@ export class MessageActions {
     const mine = this.own(m);
     const ok = await this.confirm(
       mine ? 'Delete your message?' : `Delete ${bareName(m.author)}'s message?`,
-      excerpt(m.body, 160),
+      excerpt(textOf(m), 160),
       'Delete');
     if (!ok) {
       this.focusNext = `article[data-id="${CSS.escape(m.id)}"]`;

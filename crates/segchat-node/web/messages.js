@@ -2,13 +2,14 @@
 // by author within a few minutes, delivery ticks on my own messages,
 // provenance (host P2P or server backup) on every message, and marked gaps
 // where the host's sequence shows history is missing. Each message shows
-// its body as markdown (markdown.js), the message it replies to, "(edited)",
-// its reactions and its actions (message-actions.js); a deleted one shows
-// only that it was deleted.
+// its body as markdown (markdown.js), the file it shares under it
+// (file-view.js), the message it replies to, "(edited)", its reactions
+// and its actions (message-actions.js); a deleted one shows only that it
+// was deleted.
 
 import { h, clear, icon } from './dom.js';
 import {
-  bareName, isVisitorName, clock, stamp, fullTime, relative, dayKey, dayLabel, STATE_LABEL,
+  bareName, isVisitorName, clock, stamp, fullTime, relative, dayKey, dayLabel, STATE_LABEL, textOf,
 } from './format.js';
 import { avatar } from './sidebar.js';
 import { parse, render, excerpt, mentionsUser } from './markdown.js';
@@ -158,6 +159,8 @@ function bodyEl(m, v) {
     spoilerKey: m.id,
     revealed: acts ? acts.revealed : null,
   }));
+  const file = v.files && m.file ? v.files.render(m) : null;
+  if (file) body.append(file);
   return body;
 }
 
@@ -168,7 +171,7 @@ function quoteEl(m, v) {
   // A row fresh from an event may come without its quote: the original,
   // if it is loaded here, says the same.
   const local = !m.quote && v.lookup ? v.lookup(m.reply_to) : null;
-  const q = m.quote || (local && { id: local.id, author: local.author, body: local.body, deleted: !!local.deleted });
+  const q = m.quote || (local && { id: local.id, author: local.author, body: textOf(local), deleted: !!local.deleted });
   const hidden = (text) => h('span', { class: 'visually-hidden' }, text);
   return h('button', {
     type: 'button', class: 'reply-quote', dataset: { replyTo: m.reply_to },

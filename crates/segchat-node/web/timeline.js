@@ -12,11 +12,12 @@ import { roveTimeline, focusAddress, findAddress } from './timeline-keys.js';
 import { s, ui, phone, chan, channelInfo, isMine, canRead, debounce } from './state.js';
 
 // The state is state.js's; `deps` brings what the rest of the page does:
-// the message actions, the open DM, opening a channel, the create dialog,
-// the layout, the header and banners, and a notice in the corner.
+// the message actions, the open DM, shared files, opening a channel, the
+// create dialog, the layout, the header and banners, and a notice in the
+// corner.
 export function createTimeline(deps) {
   const {
-    msgActions, dms, openChannel, openCreateDialog, renderLayout, renderHeader, renderBanners,
+    msgActions, dms, fileView, openChannel, openCreateDialog, renderLayout, renderHeader, renderBanners,
     showNotice,
   } = deps;
 
@@ -64,6 +65,7 @@ export function createTimeline(deps) {
       loading: st.loading,
       emptyText,
       actions: msgActions,
+      files: fileView,
       lookup: (id) => st.byId.get(id),
       flash: s.flash && s.flash.until > Date.now() ? s.flash.id : null,
       onQuote: (m) => jumpTo({ channel: m.channel, id: m.reply_to }, { original: true }),

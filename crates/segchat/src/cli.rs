@@ -93,6 +93,31 @@ pub(crate) enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// Share a file in a channel: it stays on this node and members fetch
+    /// it from every node that has it, verified piece by piece.
+    SendFile {
+        channel: String,
+        path: std::path::PathBuf,
+        /// Text to go with it.
+        #[arg(long, default_value = "")]
+        caption: String,
+        /// Its media type (guessed from the name when not given).
+        #[arg(long = "type")]
+        mime: Option<String>,
+    },
+    /// Fetch a file shared in a channel (resuming what is here already)
+    /// and save it.
+    Get {
+        /// The file's hash (`history` shows it).
+        hash: String,
+        /// The channel a message shares it in.
+        #[arg(long)]
+        channel: String,
+        /// Where to save it (default: its name, in this directory; an
+        /// existing file is never overwritten).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Reply to a message (quoting it).
     Reply {
         channel: String,

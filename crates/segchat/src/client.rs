@@ -101,6 +101,46 @@ impl NodeClient {
         Ok(())
     }
 
+    /// A request to the API with the token, for bodies and answers that
+    /// are not JSON (files); no overall timeout, as a file may be large.
+    pub(crate) fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_secs(24 * 3600))
+    }
+
+    /// A raw answer's JSON if it is a 2xx, else the error's reason.
+    pub(crate) async fn answer(&self, resp: reqwest::Response) -> Result<Value, ClientError> {
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Other(format!("could not read the node's answer: {e}")))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        Err(ClientError::Refused {
+            reason: value["reason"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("the node answered {status}")),
+        })
+    }
+
+    /// The error for a request that never got an answer.
+    pub(crate) fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        tracing::debug!(error = ?e, "no answer from the node");
+        if e.is_connect() {
+            ClientError::NoNode {
+                dir: self.dir.clone(),
+            }
+        } else {
+            ClientError::Other(format!("the node did not answer: {e}"))
+        }
+    }
+
     /// Calls the API; a 2xx answer's JSON (or `null`), else the error's
     /// reason.
     pub(crate) async fn call(

@@ -15,6 +15,7 @@ mod cli;
 mod client;
 mod config;
 mod dm_verbs;
+mod file_verbs;
 mod friend_verbs;
 mod message_verbs;
 mod output;

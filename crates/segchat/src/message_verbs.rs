@@ -116,8 +116,22 @@ pub(crate) fn message_line(m: &Value) -> String {
     } else {
         format!("  [{}]", reactions.join(", "))
     };
+    let file = match &m["file"] {
+        Value::Object(f) => format!(
+            "{}[file {} ({} bytes) {}]",
+            if str_of(&m["body"]).is_empty() {
+                ""
+            } else {
+                " "
+            },
+            f.get("name").and_then(Value::as_str).unwrap_or("?"),
+            f.get("size").and_then(Value::as_u64).unwrap_or(0),
+            f.get("hash").and_then(Value::as_str).unwrap_or("?"),
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{quote}{time} <{}> {}{edited}{reactions}{state}",
+        "{quote}{time} <{}> {}{file}{edited}{reactions}{state}",
         str_of(&m["author"]),
         str_of(&m["body"])
     )

@@ -13,6 +13,11 @@ impl Output {
         Output { json }
     }
 
+    /// Whether the user asked for JSON.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Prints `v` pretty as JSON, or else what `text` makes of it.
     pub(crate) fn print(&self, v: &Value, text: impl FnOnce() -> String) {
         if self.json {

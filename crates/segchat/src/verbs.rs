@@ -404,6 +404,9 @@ async fn run_inner(dir: &Path, json_out: bool, command: Command) -> Result<(), C
         Command::Channel(cmd) => crate::channel_verbs::run(&node, &out, cmd).await?,
         Command::Friend(cmd) => crate::friend_verbs::run(&node, &out, cmd).await?,
         Command::Dm(args) => crate::dm_verbs::run(&node, &out, args).await?,
+        Command::SendFile { .. } | Command::Get { .. } => {
+            crate::file_verbs::run(&node, &out, command).await?
+        }
         Command::Server(_) | Command::Node(_) | Command::Up(_) => {
             return Err(ClientError::Other("not a verb".into()));
         }

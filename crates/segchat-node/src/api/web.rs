@@ -64,6 +64,8 @@ const ASSETS: &[Asset] = &[
     asset!("dms.js", JS),
     asset!("dom.js", JS),
     asset!("events.js", JS),
+    asset!("file-view.js", JS),
+    asset!("files.js", JS),
     asset!("format.js", JS),
     asset!("friends.js", JS),
     asset!("header.js", JS),

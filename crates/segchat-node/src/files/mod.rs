@@ -341,7 +341,7 @@ impl Files {
     }
 
     /// Resumes the fetches a stop or a crash left part way.
-    pub(crate) async fn resume(self) {
+    async fn resume(self) {
         // Seeders want this node's ticket: wait until it is signed in.
         for _ in 0..120 {
             if self.inner.chat.username().is_some() {
@@ -493,10 +493,13 @@ impl Files {
         }
     }
 
-    /// Fetches, as they arrive, the images shared in channels this node
-    /// follows (up to [`AUTO_FETCH`] bytes), so the timeline shows them.
+    /// Resumes what a stop or a crash left part way, then fetches, as
+    /// they arrive, the images shared in channels this node follows (up
+    /// to [`AUTO_FETCH`] bytes), so the timeline shows them. Runs until
+    /// the node stops.
     pub(crate) async fn run(self, bus: crate::events::EventBus) {
         let mut events = bus.subscribe();
+        self.clone().resume().await;
         loop {
             let event = tokio::select! {
                 e = events.recv() => e,

@@ -1,0 +1,347 @@
+// Files shared in a channel, end to end: a real server, three real nodes
+// (alice hosts #general, bob has joined it, a visitor's node) and headless
+// Chromium profiles. An image alice pastes shows as a preview in bob's
+// browser, and opens whole in a new tab; a file bob drops on the
+// conversation reaches alice as a card; a 30 MB upload shows its progress
+// bar (percent, speed, time left) before its message appears, and bob
+// downloads it with progress and saves exactly those bytes; a refused
+// upload says the node's reason and gives the caption back; a visitor
+// has no attach button; axe finds nothing serious on the way.
+// Screenshots go to ../screenshots/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { aliceAndBob, startNode, nodeApi, eventually, removeDir, tempDir } from '../lib/cluster.js';
+import { launch, newUser, screenshots, DESKTOP, PHONE } from '../lib/browser.js';
+import { axeViolations, describeViolations } from '../lib/axe.js';
+
+const PASSWORD = 'correct horse battery';
+const BIG = 30 * 1024 * 1024;
+let server, nodeA, nodeB, nodeV, browser, alice, bob, sam, scratch;
+const procs = () => [nodeA, nodeB, nodeV, server].filter(Boolean);
+
+const chanItem = (page, name) => page.locator(`.chan[data-channel="${name}"]`);
+// A message whose caption holds `text`.
+const msg = (page, text) => page.locator('#timeline article.msg').filter({ has: page.locator('.body .md-p', { hasText: text }) });
+// The message that shares the file named `name`.
+const fileMsg = (page, name) => page.locator('#timeline article.msg').filter({ has: page.locator('.file .file-name', { hasText: name }) });
+const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+
+async function openChannel(u, node, name) {
+  await u.page.goto(node.webUrl);
+  await chanItem(u.page, name).click();
+  await u.page.locator('#timeline[aria-label="Messages in ' + name + '"]').waitFor();
+}
+
+// Shares `bytes` as file `name` through the node's API (as a bot would).
+async function share(node, channel, name, type, bytes, caption = '') {
+  const q = new URLSearchParams({ name, type, caption });
+  const resp = await fetch(`${node.apiUrl}/api/v1/channels/${channel}/files?${q}`, {
+    method: 'POST', headers: { Authorization: `Bearer ${node.token}` }, body: bytes,
+  });
+  const body = await resp.json();
+  assert.equal(resp.status, 202, JSON.stringify(body));
+  return body.message;
+}
+
+// A PNG drawn in the page: `w`×`h`, a gradient and a label.
+async function pngIn(page, w, h, label) {
+  return page.evaluateHandle(async ([w, h, label]) => {
+    const c = document.createElement('canvas');
+    c.width = w;
+    c.height = h;
+    const g = c.getContext('2d');
+    const grad = g.createLinearGradient(0, 0, w, h);
+    grad.addColorStop(0, '#5865f2');
+    grad.addColorStop(1, '#eb459e');
+    g.fillStyle = grad;
+    g.fillRect(0, 0, w, h);
+    g.fillStyle = '#fff';
+    g.font = 'bold 28px sans-serif';
+    g.fillText(label, 20, h / 2);
+    return new Promise((r) => c.toBlob(r, 'image/png'));
+  }, [w, h, label]);
+}
+
+// Collects every progress text shown under `selector` from now on
+// (window.__seen[key]), so a test can tell what was on screen between
+// two of its steps however briefly.
+async function watchTexts(page, key, selector) {
+  await page.evaluate(([key, selector]) => {
+    window.__seen = window.__seen || {};
+    const seen = new Set();
+    window.__seen[key] = seen;
+    const look = () => { for (const el of document.querySelectorAll(selector)) if (el.textContent) seen.add(el.textContent); };
+    new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });
+    look();
+  }, [key, selector]);
+}
+const seenTexts = (page, key) => page.evaluate((key) => [...window.__seen[key]], key);
+
+// Runs axe at both widths and in both themes.
+async function check(page, screen, prepare = async () => {}) {
+  const found = [];
+  for (const scheme of ['dark', 'light']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const [width, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      await page.setViewportSize(size);
+      await page.waitForTimeout(200);
+      await prepare(width);
+      const v = await axeViolations(page);
+      if (v.length) found.push(`${screen}, ${width}, ${scheme}:\n  ${describeViolations(v).replace(/\n/g, '\n  ')}`);
+    }
+  }
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.setViewportSize(DESKTOP);
+  await page.waitForTimeout(200);
+  return found;
+}
+
+before(async () => {
+  ({ server, nodeA, nodeB } = await aliceAndBob(PASSWORD));
+  nodeV = await startNode('visitor-node', server.addr);
+  const lobby = await nodeApi(nodeA, 'POST', '/channels', { name: 'lobby', visibility: 'public', allow_visitors: true });
+  assert.ok(lobby.status < 300, JSON.stringify(lobby.body));
+  scratch = tempDir('files');
+  browser = await launch();
+  alice = await newUser(browser, 'alice');
+  bob = await newUser(browser, 'bob');
+  sam = await newUser(browser, 'sam');
+  await openChannel(alice, nodeA, 'general');
+  await openChannel(bob, nodeB, 'general');
+  await eventually('bob is linked to the host', async () => (await bob.page.locator('#link-state').getAttribute('data-via')) === 'host', 30000);
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const p of procs()) await p.stop();
+  for (const p of procs()) removeDir(p.dir);
+  if (scratch) removeDir(scratch);
+});
+
+test('an image pasted in one browser shows as a preview in another, and opens whole in a new tab', async () => {
+  const { page } = alice;
+  const box = page.locator('#composer-input');
+  await box.fill('look at this sunset');
+  const png = await pngIn(page, 480, 300, 'sunset.png');
+  await page.evaluate((blob) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'sunset.png', { type: 'image/png' }));
+    const ta = document.getElementById('composer-input');
+    ta.focus();
+    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, png);
+  // The box's text went with the image as its caption.
+  const mine = msg(page, 'look at this sunset');
+  await mine.locator('img.file-img').waitFor();
+  assert.equal(await box.inputValue(), '', 'the caption left the box');
+  assert.equal(await mine.locator('img.file-img').getAttribute('alt'), 'sunset.png');
+  await eventually('alice sees her image', () => mine.locator('img.file-img').evaluate((i) => i.complete && i.naturalWidth === 480));
+  // A message sharing a file cannot be edited: no Edit action on it.
+  assert.equal(await mine.locator('.act-edit').count(), 0);
+  assert.equal(await page.locator('#upload-slot li').count(), 0, 'nothing left uploading');
+
+  // Bob's node fetches it from alice's by itself; his browser shows it.
+  const theirs = msg(bob.page, 'look at this sunset');
+  const img = theirs.locator('img.file-img');
+  await img.waitFor({ timeout: 60000 });
+  await eventually("bob's preview has loaded", () => img.evaluate((i) => i.complete && i.naturalWidth === 480 && i.naturalHeight === 300), 60000);
+  assert.equal(await img.getAttribute('alt'), 'sunset.png');
+  const box2 = await img.boundingBox();
+  assert.ok(box2.width <= 440 && box2.height <= 320, `a preview is kept small (${box2.width}×${box2.height})`);
+  const hash = await theirs.locator('.file').getAttribute('data-hash');
+  assert.match(hash, /^[0-9a-f]{64}$/);
+  const link = theirs.locator('a.file-open');
+  assert.equal(await link.getAttribute('href'), `/api/v1/files/${hash}/content`);
+  assert.equal(await link.getAttribute('target'), '_blank');
+  await screenshots(bob.page, '60-file-image');
+  await bob.page.setViewportSize(DESKTOP);
+
+  // A click opens the whole image in a new tab, from bob's own node.
+  const [tab] = await Promise.all([bob.context.waitForEvent('page'), link.click()]);
+  await tab.waitForLoadState();
+  const shown = await eventually('the image in its tab', () => tab.evaluate(() => {
+    const i = document.querySelector('img');
+    return i && i.complete && i.naturalWidth;
+  }), 10000).catch(async (e) => {
+    throw new Error(`${e.message}; the tab shows: ${(await tab.evaluate(() => document.body.innerText)).slice(0, 300)}`);
+  });
+  assert.equal(shown, 480);
+  await tab.close();
+});
+
+test('a file dropped on the conversation is shared; the other side sees its card', async () => {
+  const { page } = bob;
+  const text = 'meeting notes\n'.repeat(100);
+  const dt = await page.evaluateHandle((text) => {
+    const d = new DataTransfer();
+    d.items.add(new File([text], 'notes.txt', { type: 'text/plain' }));
+    return d;
+  }, text);
+  const timeline = page.locator('#timeline');
+  await timeline.dispatchEvent('dragenter', { dataTransfer: dt });
+  await timeline.dispatchEvent('dragover', { dataTransfer: dt });
+  // While files are over it, the conversation says where they would go.
+  await page.locator('#chat.dropping .drop-overlay', { hasText: 'Drop to share in #general' }).waitFor();
+  await screenshots(page, '61-file-drop');
+  await page.setViewportSize(DESKTOP);
+  await timeline.dispatchEvent('drop', { dataTransfer: dt });
+  await page.locator('#chat.dropping').waitFor({ state: 'detached' });
+  await fileMsg(page, 'notes.txt').waitFor();
+
+  // Alice's node hosts the channel: the card is hers to save at once, or
+  // as soon as her node has kept its copy.
+  const card = fileMsg(alice.page, 'notes.txt').locator('.file-card');
+  await card.waitFor();
+  assert.equal(await card.locator('.file-size').textContent(), '1.4 KB');
+  await card.locator('.file-download, .file-save').first().waitFor();
+});
+
+test('a 30 MB upload shows its progress before the message; bob downloads it with progress and saves it', async () => {
+  const bytes = randomBytes(BIG);
+  const file = path.join(scratch, 'big-archive.bin');
+  writeFileSync(file, bytes);
+  const { page } = alice;
+  // At most 24 MB/s from the browser, so the upload takes over a second
+  // on any machine and its progress can be seen.
+  const cdp = await alice.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 24 * 1024 * 1024 });
+  await watchTexts(page, 'upload', '.upload .xfer-text');
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
+  assert.equal(chooser.isMultiple(), true);
+  await chooser.setFiles(file);
+
+  // The upload, with its bar and a percent, then its message.
+  const up = page.locator('#upload-slot .upload', { hasText: 'big-archive.bin' });
+  await up.waitFor();
+  assert.equal(await up.locator('progress.xfer-bar').getAttribute('aria-label'), 'Uploading big-archive.bin');
+  await up.locator('.xfer-text', { hasText: /\d+% · / }).waitFor();
+  await up.locator('.xfer-text', { hasText: /\/s · .* left/ }).waitFor();
+  await screenshots(page, '62-file-upload-progress');
+  await page.setViewportSize(DESKTOP);
+  const mine = fileMsg(page, 'big-archive.bin');
+  await mine.waitFor({ timeout: 60000 });
+  await up.waitFor({ state: 'detached' });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  const seen = await seenTexts(page, 'upload');
+  const middle = seen.map((t) => Number((t.match(/^(\d+)%/) || [])[1])).filter((p) => p > 0 && p < 100);
+  assert.ok(middle.length > 0, `a percent between 0 and 100 was shown: ${JSON.stringify(seen)}`);
+  assert.equal(await mine.locator('.file-size').textContent(), '30 MB');
+
+  // Bob's node does not fetch a file that is not an image by itself: he asks.
+  const theirs = fileMsg(bob.page, 'big-archive.bin');
+  await theirs.waitFor({ timeout: 30000 });
+  assert.equal(await theirs.locator('.file-name').textContent(), 'big-archive.bin');
+  assert.equal(await theirs.locator('.file-size').textContent(), '30 MB');
+  const download = theirs.locator('button.file-download');
+  assert.equal(await download.getAttribute('aria-label'), 'Download big-archive.bin (30 MB)');
+  await watchTexts(bob.page, 'download', '.file-card .xfer-text');
+  await download.click();
+  await theirs.locator('progress.xfer-bar[aria-label="Downloading big-archive.bin"]').waitFor();
+  const save = theirs.locator('a.file-save');
+  await save.waitFor({ timeout: 120000 });
+  const seenDown = await seenTexts(bob.page, 'download');
+  assert.ok(seenDown.some((t) => /^\d+% · .* of 30 MB/.test(t)), `the download showed its percent: ${JSON.stringify(seenDown)}`);
+  const hash = await theirs.locator('.file').getAttribute('data-hash');
+  assert.equal(await save.getAttribute('href'), `/api/v1/files/${hash}/content?download=1`);
+  assert.equal(await save.getAttribute('download'), 'big-archive.bin');
+  await screenshots(bob.page, '63-file-saved');
+  await bob.page.setViewportSize(DESKTOP);
+
+  // Saving gives exactly the bytes alice shared.
+  const [dl] = await Promise.all([bob.page.waitForEvent('download'), save.click()]);
+  assert.equal(await dl.failure(), null, 'the download went through');
+  assert.equal(dl.suggestedFilename(), 'big-archive.bin');
+  const got = readFileSync(await dl.path());
+  assert.equal(got.length, BIG);
+  assert.equal(sha256(got), sha256(bytes));
+});
+
+test("a refused upload says the node's reason, and the caption comes back", async () => {
+  const { page } = alice;
+  // The node refusing as it does past its limit (--max-file-size).
+  await page.route('**/api/v1/channels/general/files?*', (route) => route.fulfill({
+    status: 413, contentType: 'application/json',
+    body: JSON.stringify({ error: 'TooLarge', reason: 'this node takes files up to 1048576 bytes (--max-file-size)' }),
+  }));
+  const box = page.locator('#composer-input');
+  await box.fill('the full report');
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
+  await chooser.setFiles({ name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(4096, 7) });
+  const up = page.locator('#upload-slot .upload', { hasText: 'report.pdf' });
+  await up.locator('.upload-error', { hasText: 'Not shared: this node takes files up to 1048576 bytes (--max-file-size)' }).waitFor();
+  assert.equal(await box.inputValue(), 'the full report', 'the caption is back in the box');
+  await screenshots(page, '64-file-upload-refused');
+  const problems = await check(page, 'refused upload');
+  assert.equal(problems.length, 0, `accessibility violations:\n${problems.join('\n')}`);
+  // Dismissed, it goes.
+  await up.locator('button[aria-label="Dismiss report.pdf"]').click();
+  await up.waitFor({ state: 'detached' });
+  await page.unroute('**/api/v1/channels/general/files?*');
+  await box.fill('');
+});
+
+test('the attach button is in the composer and reached by keyboard', async () => {
+  const { page } = alice;
+  await page.locator('#composer-input').focus();
+  await page.keyboard.press('Shift+Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'attach-button');
+  assert.equal(await page.locator('#attach-button').getAttribute('aria-label'), 'Attach a file');
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+  assert.ok(chooser, 'Enter opens the file picker');
+  await chooser.setFiles([]);
+});
+
+test('a timeline with file messages has no serious or critical accessibility violation', async () => {
+  const { page } = bob;
+  await fileMsg(page, 'big-archive.bin').locator('a.file-save').waitFor();
+  await msg(page, 'look at this sunset').locator('img.file-img').waitFor();
+  // Keyboard: into the message and onto its Save link.
+  const article = fileMsg(page, 'big-archive.bin');
+  await article.focus();
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+  assert.equal(focused, 'Save big-archive.bin (30 MB)');
+  const problems = await check(page, 'timeline with files');
+  assert.equal(problems.length, 0, `accessibility violations:\n${problems.join('\n')}`);
+});
+
+test('a visitor sees shared files and has no attach button', async () => {
+  await share(nodeA, 'lobby', 'welcome.png', 'image/png', await pngBytes(), 'welcome, visitors');
+  const { page } = sam;
+  await page.goto(nodeV.webUrl);
+  await page.locator('#tab-visit').click();
+  await page.locator('#display_name').fill('Sam');
+  await page.locator('#auth-panel button[type=submit]').click();
+  await chanItem(page, 'lobby').click();
+  const m = msg(page, 'welcome, visitors');
+  await m.waitFor({ timeout: 30000 });
+  await m.locator('.file[data-hash]').waitFor();
+  assert.equal(await page.locator('#composer-input').isDisabled(), true);
+  assert.equal(await page.locator('#attach-button').count(), 0, 'no attach button');
+  assert.equal(await page.locator('#upload-slot').count(), 0);
+  // Nor can a visitor drop a file on the conversation.
+  const dt = await page.evaluateHandle(() => {
+    const d = new DataTransfer();
+    d.items.add(new File(['x'], 'x.txt', { type: 'text/plain' }));
+    return d;
+  });
+  await page.locator('#timeline').dispatchEvent('dragenter', { dataTransfer: dt });
+  assert.equal(await page.locator('#chat.dropping').count(), 0);
+});
+
+// A small PNG made by alice's browser, as bytes.
+async function pngBytes() {
+  const blob = await pngIn(alice.page, 64, 64, 'hi');
+  const b64 = await alice.page.evaluate(async (b) => {
+    const buf = new Uint8Array(await b.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return btoa(s);
+  }, blob);
+  return Buffer.from(b64, 'base64');
+}
