@@ -168,6 +168,43 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     assert_eq!(from.len(), 3, "every seeder sent pieces: {from:?}");
     assert!(from.iter().all(|(_, n)| *n > 0), "{from:?}");
 
+    // carol's copy goes bad on her disk: erin, fetching from all three,
+    // catches her bytes within the piece that carried them, drops her and
+    // completes from the others.
+    let data = dirs[2].1.join("blobs").join("data").join(format!("{hash}.data"));
+    let mut bad = std::fs::read(&data).expect("carol's copy");
+    for i in (0..bad.len()).step_by(100_000) {
+        bad[i] ^= 0xff;
+    }
+    std::fs::write(&data, &bad).expect("corrupt carol's copy");
+    let (_e, edir) = tempdir();
+    let enode = start_node(server.addr, &edir).await;
+    let erin = Api::of(&enode);
+    erin.wait_connected().await;
+    erin.register("erin").await;
+    erin.join("club").await;
+    eventually("erin to have bob's message", || async {
+        let (_, v) = erin.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = erin
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(&erin, &hash, "erin").await;
+    let (_, _, got) = content(&erin, &hash).await;
+    assert_eq!(blake3::hash(&got).to_hex().to_string(), expect, "only verified bytes");
+    let log = std::fs::read_to_string(edir.join("logs").join("segchat.log")).expect("log");
+    let carol_key = carol.node_addr().await.node_id;
+    assert!(
+        log.lines().any(|l| l.contains("FILE_SEEDER_DROPPED") && l.contains(&carol_key[..12])),
+        "erin dropped carol: {log}"
+    );
+
     // A file nobody shared in the channel is not fetched for the asking.
     let (s, _) = dave
         .post(

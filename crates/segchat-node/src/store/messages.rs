@@ -178,7 +178,7 @@ impl Store {
                  WHERE channel = ?1 AND hosted_seq > ?2 ORDER BY hosted_seq LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![channel, after as i64, limit], |r| {
-                Ok((full_message(r)?, r.get::<_, i64>(10)?))
+                Ok((full_message(r)?, r.get::<_, i64>(11)?))
             })?;
             rows.map(|r| {
                 let (m, seq) = r?;
