@@ -107,9 +107,12 @@ before(async () => {
   assert.ok(lobby.status < 300, JSON.stringify(lobby.body));
   scratch = tempDir('files');
   browser = await launch();
-  alice = await newUser(browser, 'alice');
-  bob = await newUser(browser, 'bob');
-  sam = await newUser(browser, 'sam');
+  // Expected in the console: a node answers 404 for a file it has none
+  // of yet (a card's first look), and the refused upload's 413.
+  const quiet = /status of (404|413)/;
+  alice = await newUser(browser, 'alice', { quiet });
+  bob = await newUser(browser, 'bob', { quiet });
+  sam = await newUser(browser, 'sam', { quiet });
   await openChannel(alice, nodeA, 'general');
   await openChannel(bob, nodeB, 'general');
   await eventually('bob is linked to the host', async () => (await bob.page.locator('#link-state').getAttribute('data-via')) === 'host', 30000);
@@ -160,7 +163,11 @@ test('an image pasted in one browser shows as a preview in another, and opens wh
   await screenshots(bob.page, '60-file-image');
   await bob.page.setViewportSize(DESKTOP);
 
-  // A click opens the whole image in a new tab, from bob's own node.
+  // A click opens the whole image in a new tab, from bob's own node (not
+  // from the browser's cache, where the preview put it).
+  const cdp = await bob.context.newCDPSession(bob.page);
+  await cdp.send('Network.clearBrowserCache');
+  await cdp.detach();
   const [tab] = await Promise.all([bob.context.waitForEvent('page'), link.click()]);
   await tab.waitForLoadState();
   const shown = await eventually('the image in its tab', () => tab.evaluate(() => {
@@ -198,6 +205,7 @@ test('a file dropped on the conversation is shared; the other side sees its card
   await card.waitFor();
   assert.equal(await card.locator('.file-size').textContent(), '1.4 KB');
   await card.locator('.file-download, .file-save').first().waitFor();
+  assert.match(await card.textContent(), /^notes\.txt1\.4 KB(Download|Save)$/);
 });
 
 test('a 30 MB upload shows its progress before the message; bob downloads it with progress and saves it', async () => {
@@ -227,6 +235,7 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   await mine.waitFor({ timeout: 60000 });
   await up.waitFor({ state: 'detached' });
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await cdp.detach();
   const seen = await seenTexts(page, 'upload');
   const middle = seen.map((t) => Number((t.match(/^(\d+)%/) || [])[1])).filter((p) => p > 0 && p < 100);
   assert.ok(middle.length > 0, `a percent between 0 and 100 was shown: ${JSON.stringify(seen)}`);
@@ -240,10 +249,14 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   const download = theirs.locator('button.file-download');
   assert.equal(await download.getAttribute('aria-label'), 'Download big-archive.bin (30 MB)');
   await watchTexts(bob.page, 'download', '.file-card .xfer-text');
-  await download.click();
+  // By keyboard: Enter on Download, and once the file is here, focus is
+  // on its Save link.
+  await download.focus();
+  await bob.page.keyboard.press('Enter');
   await theirs.locator('progress.xfer-bar[aria-label="Downloading big-archive.bin"]').waitFor();
   const save = theirs.locator('a.file-save');
   await save.waitFor({ timeout: 120000 });
+  await eventually('focus on the Save link', () => save.evaluate((a) => a === document.activeElement));
   const seenDown = await seenTexts(bob.page, 'download');
   assert.ok(seenDown.some((t) => /^\d+% · .* of 30 MB/.test(t)), `the download showed its percent: ${JSON.stringify(seenDown)}`);
   const hash = await theirs.locator('.file').getAttribute('data-hash');
@@ -253,7 +266,7 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   await bob.page.setViewportSize(DESKTOP);
 
   // Saving gives exactly the bytes alice shared.
-  const [dl] = await Promise.all([bob.page.waitForEvent('download'), save.click()]);
+  const [dl] = await Promise.all([bob.page.waitForEvent('download'), bob.page.keyboard.press('Enter')]);
   assert.equal(await dl.failure(), null, 'the download went through');
   assert.equal(dl.suggestedFilename(), 'big-archive.bin');
   const got = readFileSync(await dl.path());

@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub share_server: Option<SocketAddr>,
     /// The largest file this node shares or fetches, in bytes.
     pub max_file_size: u64,
+    /// At most this many bytes a second fetched for files, all fetches
+    /// together (`None`: as fast as the seeders send).
+    pub download_limit: Option<u64>,
     /// A person set *online* shows *idle* after this long without input
     /// in any of their clients (see `presence.rs`).
     pub idle_after: Duration,
@@ -85,6 +88,7 @@ impl NodeConfig {
             advertise_ip: None,
             share_server: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            download_limit: None,
             idle_after: IDLE_AFTER,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),

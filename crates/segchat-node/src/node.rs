@@ -194,6 +194,7 @@ impl Node {
             store.clone(),
             log.clone(),
             config.max_file_size,
+            config.download_limit,
             shutdown.clone(),
         )
         .await

@@ -171,7 +171,11 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     // carol's copy goes bad on her disk: erin, fetching from all three,
     // catches her bytes within the piece that carried them, drops her and
     // completes from the others.
-    let data = dirs[2].1.join("blobs").join("data").join(format!("{hash}.data"));
+    let data = dirs[2]
+        .1
+        .join("blobs")
+        .join("data")
+        .join(format!("{hash}.data"));
     let mut bad = std::fs::read(&data).expect("carol's copy");
     for i in (0..bad.len()).step_by(100_000) {
         bad[i] ^= 0xff;
@@ -197,11 +201,16 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     wait_complete(&erin, &hash, "erin").await;
     let (_, _, got) = content(&erin, &hash).await;
-    assert_eq!(blake3::hash(&got).to_hex().to_string(), expect, "only verified bytes");
+    assert_eq!(
+        blake3::hash(&got).to_hex().to_string(),
+        expect,
+        "only verified bytes"
+    );
     let log = std::fs::read_to_string(edir.join("logs").join("segchat.log")).expect("log");
     let carol_key = carol.node_addr().await.node_id;
     assert!(
-        log.lines().any(|l| l.contains("FILE_SEEDER_DROPPED") && l.contains(&carol_key[..12])),
+        log.lines()
+            .any(|l| l.contains("FILE_SEEDER_DROPPED") && l.contains(&carol_key[..12])),
         "erin dropped carol: {log}"
     );
 

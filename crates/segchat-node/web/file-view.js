@@ -52,19 +52,21 @@ export class FileView {
 
   // ------------------------------------------------------------ asking the node
 
-  // What is known of `f`; the first time, asks the node.
+  // What is known of `f`; the first time, asks the node. An image to
+  // preview is fetched at once (as the node does by itself when its
+  // message comes; the node answers where it stands, fetched or not).
   look(f, channel) {
     let st = this.status.get(f.hash);
     if (!st) {
       st = { state: 'unknown' };
       this.status.set(f.hash, st);
-      this.ask(f, channel);
+      if (isImage(f) && f.size <= AUTO_FETCH) this.fetch(f, channel);
+      else this.ask(f, channel);
     }
     return st;
   }
 
-  // Where the node stands with `f`. An image it does not know yet (its
-  // message just came) is fetched, as the node would by itself.
+  // Where the node stands with `f` (it may have none of it yet).
   async ask(f, channel) {
     if (this.asking.has(f.hash)) return;
     this.asking.add(f.hash);
@@ -80,8 +82,7 @@ export class FileView {
       }
     }
     this.asking.delete(f.hash);
-    const auto = isImage(f) && f.size <= AUTO_FETCH;
-    if (!st && (auto || this.wanted.has(f.hash))) { this.fetch(f, channel); return; }
+    if (!st && this.wanted.has(f.hash)) { this.fetch(f, channel); return; }
     this.set(f, st || { state: 'none' });
   }
 
@@ -92,6 +93,12 @@ export class FileView {
     try {
       st = await api('POST', `/files/${enc(f.hash)}/fetch`, { channel });
     } catch (e) {
+      if (e.status === 0) {
+        // The node is away: ask again when the file is drawn next.
+        this.asking.delete(f.hash);
+        this.status.delete(f.hash);
+        return;
+      }
       st = { state: 'failed', reason: e.reason, bytes: 0 };
     }
     this.asking.delete(f.hash);
@@ -215,14 +222,13 @@ export class FileView {
         onclick: () => this.download(m),
       }, icon('download'), st.state === 'failed' ? 'Try again' : 'Download');
     }
-    el.append(
-      h('div', { class: 'file-row' },
-        h('span', { class: 'file-icon', 'aria-hidden': 'true' }, icon('file')),
-        h('div', { class: 'file-text' },
-          h('span', { class: 'file-name', title: f.name }, f.name),
-          h('span', { class: 'file-size' }, humanSize(f.size))),
-        action),
-      below);
+    el.append(h('div', { class: 'file-row' },
+      h('span', { class: 'file-icon', 'aria-hidden': 'true' }, icon('file')),
+      h('div', { class: 'file-text' },
+        h('span', { class: 'file-name', title: f.name }, f.name),
+        h('span', { class: 'file-size' }, humanSize(f.size))),
+      action));
+    if (below) el.append(below);
     return el;
   }
 

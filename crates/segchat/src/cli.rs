@@ -422,6 +422,14 @@ pub(crate) struct NodeArgs {
     /// set online [default: 300].
     #[arg(long, env = "SEGCHAT_IDLE_AFTER", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) idle_after: Option<u64>,
+    /// The largest file this node shares or fetches, in MiB [default:
+    /// 2048].
+    #[arg(long, env = "SEGCHAT_MAX_FILE_MIB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    pub(crate) max_file_mib: Option<u64>,
+    /// Fetch files at most this many MiB a second, all together
+    /// [default: no limit].
+    #[arg(long, env = "SEGCHAT_DOWNLOAD_LIMIT_MIB", value_name = "MIB/S", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) download_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -79,6 +79,8 @@ pub(crate) struct NodeFile {
     pub(crate) api: Option<String>,
     pub(crate) advertise: Option<String>,
     pub(crate) idle_after: Option<u64>,
+    pub(crate) max_file_mib: Option<u64>,
+    pub(crate) download_limit_mib: Option<u64>,
 }
 
 /// Reads the settings file, if one was given.
@@ -202,6 +204,15 @@ pub(crate) fn node(
         layered::<IpAddr>(args.advertise, f.advertise.as_deref(), "node.advertise")?;
     if let Some(secs) = args.idle_after.or(f.idle_after) {
         config.idle_after = std::time::Duration::from_secs(secs.max(1));
+    }
+    if let Some(mib) = args.max_file_mib.or(f.max_file_mib) {
+        if !(1..=16_384).contains(&mib) {
+            bail!("invalid node.max_file_mib {mib}: 1 to 16384");
+        }
+        config.max_file_size = mib << 20;
+    }
+    if let Some(mib) = args.download_limit_mib.or(f.download_limit_mib) {
+        config.download_limit = Some(mib.max(1) << 20);
     }
     if !config.api_listen.ip().is_loopback() {
         tracing::warn!(

@@ -1,7 +1,8 @@
 //! `segchat send-file` and `segchat get` against the real binary: a file
 //! shared by one node is saved by another byte for byte, `--json` prints
 //! progress for scripts, a sender's path-like name never escapes the
-//! directory, and nothing is overwritten.
+//! directory, nothing is overwritten, and a fetch killed half way
+//! resumes, fetching again at most one piece of what it held.
 
 mod common;
 
@@ -93,4 +94,100 @@ fn a_file_sent_from_the_cli_is_saved_by_a_member_byte_for_byte() {
     let (code, why) = refused(&bdir, &["get", &"ab".repeat(32), "--channel", "club"]);
     assert_eq!(code, 1);
     assert!(why.contains("no message in \"club\""), "{why}");
+}
+
+/// A payload that does not repeat.
+fn noise(len: usize, mut x: u32) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        bytes.push((x >> 24) as u8);
+    }
+    bytes
+}
+
+#[test]
+fn a_fetch_killed_half_way_resumes_and_fetches_again_at_most_one_piece() {
+    let (root, sdir, adir, bdir) = dirs();
+    let (_server, addr) = start_server(&sdir, "127.0.0.1:0");
+    let _a = start_node(&addr, &adir);
+    // bob fetches at 8 MiB/s, so there is a half way to be killed at.
+    let slow = ["--download-limit-mib", "8"];
+    let mut b = start_node_with(&addr, &bdir, &slow);
+    wait_node(&adir, "alice's node to connect", connected);
+    wait_node(&bdir, "bob's node to connect", connected);
+    register(&adir, "alice");
+    register(&bdir, "bob");
+    ok(&adir, &["create", "club"]);
+    ok(&bdir, &["join", "club"]);
+    let size = 48 << 20;
+    let bytes = noise(size, 99);
+    let src = root.path().join("big.bin");
+    std::fs::write(&src, &bytes).expect("write");
+    let said = ok(&adir, &["send-file", "club", src.to_str().expect("path")]);
+    let hash = said.rsplit("file ").next().expect("hash").trim().to_owned();
+    wait_until("bob to see the file message", || {
+        ok(&bdir, &["history", "club"]).contains(&hash)
+    });
+
+    let target = root.path().join("got.bin");
+    let t = target.to_str().expect("path");
+    let bd = bdir.to_str().expect("path");
+    let get = Proc::spawn(&[
+        "--data-dir",
+        bd,
+        "--json",
+        "get",
+        &hash,
+        "--channel",
+        "club",
+        "--out",
+        t,
+    ]);
+    let held = loop {
+        let line = get.next_line().expect("progress before the deadline");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let n = v["bytes"].as_u64().unwrap_or(0);
+        assert!(
+            n < size as u64,
+            "finished before it could be killed: {line}"
+        );
+        if n >= size as u64 * 2 / 5 {
+            break n;
+        }
+    };
+    b.kill_9();
+    drop(get);
+
+    // Back up: the node resumes by itself; `get` waits for it and saves.
+    let _b = start_node_with(&addr, &bdir, &slow);
+    wait_node(&bdir, "bob's node to reconnect", connected);
+    let out = ok(&bdir, &["get", &hash, "--channel", "club", "--out", t]);
+    assert!(out.starts_with("saved big.bin"), "{out}");
+    assert_eq!(std::fs::read(&target).expect("saved"), bytes);
+    let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("FILE_FETCHED") && l.contains(&hash))
+        .expect("a FILE_FETCHED record");
+    let from = line
+        .split(" from=")
+        .nth(1)
+        .expect("from=")
+        .split(' ')
+        .next()
+        .expect("list");
+    let again: u64 = from
+        .split(',')
+        .filter_map(|p| p.split_once(':')?.1.parse::<u64>().ok())
+        .sum();
+    let piece = 1 << 20;
+    eprintln!("killed holding {held} of {size} bytes; fetched {again} after the restart");
+    assert!(
+        again <= size as u64 - held + piece,
+        "held {held} of {size} when killed, then fetched {again} again: {line}"
+    );
 }

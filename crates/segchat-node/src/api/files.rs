@@ -100,7 +100,7 @@ async fn receive(body: RawBody, path: &std::path::Path, max: u64) -> Result<(), 
         if total > max {
             return Err(Failure::new(
                 Status::TooLarge,
-                format!("this node takes files up to {max} bytes (--max-file-size)"),
+                format!("this node takes files up to {max} bytes (--max-file-mib)"),
             ));
         }
         out.write_all(&chunk).await.map_err(|e| disk(&e))?;

@@ -191,6 +191,9 @@ async fn work(
         match done {
             Ok(Ok(stats)) => {
                 let n = stats.payload_bytes_read;
+                if let Some(pace) = &files.inner.pace {
+                    pace.spend(n).await;
+                }
                 let key = s.short();
                 let mut by = lock(&progress.by_seeder);
                 match by.iter_mut().find(|(k, _)| *k == key) {
@@ -209,6 +212,36 @@ async fn work(
                 return Err(format!("a piece took over {} s", PIECE_TIMEOUT.as_secs()));
             }
         }
+    }
+}
+
+/// A download limit: bytes a second, for all fetches together. A piece
+/// that arrived early is paid for by waiting before the next.
+#[derive(Debug)]
+pub(super) struct Pace {
+    per_sec: u64,
+    /// When the bytes spent so far will have been allowed.
+    due: tokio::sync::Mutex<Instant>,
+}
+
+impl Pace {
+    pub(super) fn new(per_sec: u64) -> Pace {
+        Pace {
+            per_sec: per_sec.max(1),
+            due: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn spend(&self, bytes: u64) {
+        let wait_until = {
+            let mut due = self.due.lock().await;
+            let now = Instant::now();
+            // Idle time is not saved up: at most one second's burst.
+            let from = (*due).max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+            *due = from + Duration::from_secs_f64(bytes as f64 / self.per_sec as f64);
+            *due
+        };
+        tokio::time::sleep_until(wait_until.into()).await;
     }
 }
 

@@ -77,6 +77,8 @@ struct Inner {
     log: SystemLog,
     uploads: PathBuf,
     max_size: u64,
+    /// The download limit, shared by every fetch.
+    pace: Option<fetch::Pace>,
     gate: Gate,
     /// Other nodes known to hold each file whole (they said so).
     holders: Mutex<HashMap<Hash, Vec<NodeAddr>>>,
@@ -128,6 +130,7 @@ impl Files {
         store: Store,
         log: SystemLog,
         max_size: u64,
+        download_limit: Option<u64>,
         shutdown: CancellationToken,
     ) -> std::io::Result<Files> {
         let root = data_dir.join(BLOBS_DIR);
@@ -153,6 +156,7 @@ impl Files {
                 log,
                 uploads,
                 max_size,
+                pace: download_limit.map(fetch::Pace::new),
                 gate: Gate::default(),
                 holders: Mutex::default(),
                 running: Mutex::default(),
@@ -274,7 +278,7 @@ impl Files {
             return Err(Failure::new(
                 Status::TooLarge,
                 format!(
-                    "{} is {} bytes; this node takes files up to {} bytes (--max-file-size)",
+                    "{} is {} bytes; this node takes files up to {} bytes (--max-file-mib)",
                     file.name, file.size, self.inner.max_size
                 ),
             ));

@@ -69,6 +69,11 @@ impl Proc {
         }
     }
 
+    /// The next stdout line, if one comes before the deadline.
+    pub fn next_line(&self) -> Option<String> {
+        self.lines.recv_timeout(DEADLINE).ok()
+    }
+
     /// The process id, for reading `/proc/PID/status` or `kill -STOP`.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -112,7 +117,12 @@ pub fn start_server_with(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, Str
 }
 
 pub fn start_node(server: &str, dir: &Path) -> Proc {
-    let p = Proc::spawn(&[
+    start_node_with(server, dir, &[])
+}
+
+/// A node with more flags after the usual ones.
+pub fn start_node_with(server: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
         "node",
         "--server",
         server,
@@ -120,7 +130,9 @@ pub fn start_node(server: &str, dir: &Path) -> Proc {
         dir.to_str().expect("utf-8 path"),
         "--p2p",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args);
     let url = p.wait_line("node API listening on");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     p

@@ -280,3 +280,85 @@ pub(crate) async fn edits_and_deletions(store: Arc<dyn Store>) {
         .expect("target");
     assert_eq!(unrelated, None, "targets are per channel");
 }
+
+/// A message sharing a file keeps it through the backup, verifiable; its
+/// deletion removes the file with the text, and the row still verifies.
+pub(crate) async fn files(store: Arc<dyn Store>) {
+    let ch = olgas_channel(&store, "a").await;
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let ticket = Ticket {
+        username: "alice".into(),
+        kind: AccountKind::User,
+        session_id: "s".into(),
+        node_key: hex::encode(key.verifying_key().as_bytes()),
+        issued_at_ms: 0,
+        expires_at_ms: 1,
+    }
+    .sign(&key)
+    .expect("ticket");
+    let file = segchat_proto::files::FileRef {
+        hash: "ab".repeat(32),
+        name: "cat.png".into(),
+        size: 48_213,
+        mime: "image/png".into(),
+    };
+    let shared = Draft {
+        id: Uuid::now_v7(),
+        channel: "a",
+        author: "alice",
+        ts_ms: 10,
+        body: "",
+        re: None,
+        file: Some(&file),
+    }
+    .sign(&key, ticket.clone())
+    .expect("sign");
+    store
+        .insert_messages(
+            ch.id,
+            std::slice::from_ref(&shared),
+            MessageSource::Member,
+            2,
+        )
+        .await
+        .expect("insert");
+    let read = |store: Arc<dyn Store>| async move {
+        store
+            .messages_after(ch.id, 0, 100)
+            .await
+            .expect("read")
+            .into_iter()
+            .find(|s| s.message.id == shared.id)
+            .expect("stored")
+            .message
+    };
+    let back = read(store.clone()).await;
+    assert_eq!(back, shared, "the file comes back as it was signed");
+    assert_eq!(back.verify_author_signature(), Ok(()));
+    let gone = Draft {
+        id: Uuid::now_v7(),
+        channel: "a",
+        author: "alice",
+        ts_ms: 20,
+        body: "",
+        re: Some(Ref {
+            kind: RefKind::Delete,
+            id: shared.id,
+        }),
+        file: None,
+    }
+    .sign(&key, ticket)
+    .expect("sign");
+    store
+        .insert_messages(ch.id, &[gone], MessageSource::Member, 3)
+        .await
+        .expect("insert");
+    let back = read(store).await;
+    assert_eq!(back.file, None, "deleted: the file is gone with the text");
+    assert!(back.redacted.is_some());
+    assert_eq!(
+        back.verify_author_signature(),
+        Ok(()),
+        "and it still verifies"
+    );
+}

@@ -20,7 +20,7 @@ use super::{SessionRecord, Store, StoreError};
 
 pub(crate) use channels::{channel_settings_and_deletion, channels_and_members};
 pub(crate) use devices::{concurrent_claims, device_keys_are_claimed_once, mailbox};
-pub(crate) use messages::{concurrent_writers, edits_and_deletions, messages};
+pub(crate) use messages::{concurrent_writers, edits_and_deletions, files, messages};
 pub(crate) use relations::{concurrent_relation_changes, relations};
 
 pub(crate) async fn accounts(store: Arc<dyn Store>) {
@@ -138,6 +138,10 @@ macro_rules! store_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers() {
             $crate::store::suite::concurrent_writers($make).await;
+        }
+        #[tokio::test]
+        async fn files() {
+            $crate::store::suite::files($make).await;
         }
         #[tokio::test]
         async fn edits_and_deletions() {
