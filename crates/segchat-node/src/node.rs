@@ -193,8 +193,10 @@ impl Node {
             link.clone(),
             store.clone(),
             log.clone(),
-            config.max_file_size,
-            config.download_limit,
+            crate::files::Limits {
+                max_size: config.max_file_size,
+                download: config.download_limit,
+            },
             shutdown.clone(),
         )
         .await

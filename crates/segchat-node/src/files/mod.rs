@@ -62,6 +62,15 @@ pub const AUTO_FETCH: u64 = 16 << 20;
 /// Most holders remembered per file.
 const MAX_HOLDERS: usize = 64;
 
+/// How much a node takes and how fast it fetches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The largest file, in bytes.
+    pub(crate) max_size: u64,
+    /// Bytes a second for all fetches together, if limited.
+    pub(crate) download: Option<u64>,
+}
+
 /// The files service: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Files {
@@ -129,8 +138,7 @@ impl Files {
         link: LinkHandle,
         store: Store,
         log: SystemLog,
-        max_size: u64,
-        download_limit: Option<u64>,
+        limits: Limits,
         shutdown: CancellationToken,
     ) -> std::io::Result<Files> {
         let root = data_dir.join(BLOBS_DIR);
@@ -155,8 +163,8 @@ impl Files {
                 store,
                 log,
                 uploads,
-                max_size,
-                pace: download_limit.map(fetch::Pace::new),
+                max_size: limits.max_size,
+                pace: limits.download.map(fetch::Pace::new),
                 gate: Gate::default(),
                 holders: Mutex::default(),
                 running: Mutex::default(),
