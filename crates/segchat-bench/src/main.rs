@@ -18,11 +18,14 @@
 //!   on PostgreSQL, through the `Store` trait.
 //! - [`dm`]: the `dm` scenario: direct-message latency P2P and through
 //!   the server, and Olm's cost per message.
+//! - [`files`]: the `files` scenario: a file from 1 seeder and from 4,
+//!   the share rate, and the cost of resuming a killed fetch.
 //! - [`report`]: latency percentiles, the table and the JSON line.
 
 mod chat;
 mod conns;
 mod dm;
+mod files;
 mod floor;
 mod link;
 mod procs;
@@ -66,6 +69,10 @@ enum Command {
     /// Direct messages between two nodes: latency P2P and through the
     /// server's mailbox, and the cost of Olm encryption per message.
     Dm(dm::DmArgs),
+    /// Files: a file fetched from 1 seeder and from 4 (each capped with
+    /// `tc` when given `--cap-mbit`, as root), the share rate (hashing),
+    /// and what a fetch killed half way fetches again.
+    Files(files::FilesArgs),
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
     FloorWriter(floor::WriterArgs),
@@ -105,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Floor(args) => floor::run(args).await,
         Command::Store(args) => store::run(args).await,
         Command::Dm(args) => dm::run(args).await,
+        Command::Files(args) => files::run(args).await,
         Command::Conns(args) => conns::run(args).await,
         Command::FloorWriter(args) => floor::writer(args).await,
     }

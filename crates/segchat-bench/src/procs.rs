@@ -263,6 +263,29 @@ impl Api {
         self.send(path, req).await
     }
 
+    /// `POST /api/v1/channels/CHANNEL/files?name=NAME` with the file at
+    /// `path` as the body; the JSON answer.
+    pub(crate) async fn share_file(
+        &self,
+        channel: &str,
+        path: &Path,
+        name: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let route = format!("channels/{channel}/files");
+        let req = self
+            .http
+            .post(format!("{}/api/v1/{route}", self.url))
+            .query(&[("name", name)])
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .timeout(Duration::from_secs(3600))
+            .body(body);
+        self.send(&route, req).await
+    }
+
     /// The URL of the node's `/events` WebSocket, token included.
     pub(crate) fn events_url(&self) -> String {
         format!(
