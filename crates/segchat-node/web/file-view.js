@@ -137,7 +137,8 @@ export class FileView {
     this.changed(f.hash, moved, done);
   }
 
-  poll(f) {
+  // Asks again in `ms` (longer after a failed ask).
+  poll(f, ms = POLL_MS) {
     if (this.timers.has(f.hash)) return;
     this.timers.set(f.hash, setTimeout(async () => {
       this.timers.delete(f.hash);
@@ -149,10 +150,12 @@ export class FileView {
       }
       try {
         this.set(f, await api('GET', `/files/${enc(f.hash)}`));
-      } catch {
-        this.poll(f);
+      } catch (e) {
+        // A 404 while the fetch is being asked for: not started yet.
+        if (e.status === 404 && !this.asking.has(f.hash)) this.set(f, { state: 'none' });
+        else this.poll(f, e.status === 404 ? POLL_MS : POLL_MS * 4);
       }
-    }, POLL_MS));
+    }, ms));
   }
 
   shown(hash) {

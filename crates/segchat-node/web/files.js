@@ -249,9 +249,13 @@ export class Uploads {
     if (!err) announce(`Not shared: ${up.file.name}: ${why}`);
   }
 
+  // Cancels an upload (a failed one: dismisses it).
   cancel(up) {
     if (up.xhr) up.xhr.abort(); // onabort forgets it
-    else { this.forget(up); announce(`Upload of ${up.file.name} cancelled`); }
+    else {
+      this.forget(up);
+      if (up.state !== 'failed') announce(`Upload of ${up.file.name} cancelled`);
+    }
     if (this.composer) this.composer.focus();
   }
 

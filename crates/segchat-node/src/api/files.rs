@@ -56,6 +56,23 @@ pub(super) async fn share(
             "visitors only read; register an account to share files",
         )));
     }
+    // Before a byte is stored: the channel must be one the user joined.
+    let joined = st
+        .inner
+        .store
+        .cached_channels()
+        .await
+        .map_err(crate::error::store_failure)?
+        .is_some_and(|c| {
+            c.channels
+                .iter()
+                .any(|c| c.name == channel && c.my_role.is_some())
+        });
+    if !joined {
+        return Err(ApiError(Failure::forbidden(format!(
+            "join {channel:?} before sharing in it"
+        ))));
+    }
     let name = clean_name(&q.name)?;
     let mime = match q.mime.filter(|m| !m.trim().is_empty()) {
         Some(m) if m.len() <= MAX_MIME_LEN => m.trim().to_owned(),

@@ -12,9 +12,9 @@ use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
 use segchat_proto::mailbox::Envelope;
 use segchat_proto::peer;
-use segchat_proto::ticket::{decode_nonce, ProofPurpose};
+use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::types::NodeAddr;
-use segchat_proto::{Frame, Hello, LinkKind};
+use segchat_proto::Frame;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::chat::Chat;
@@ -112,21 +112,12 @@ use SendError::{Broken, Refused};
 
 /// Dials `to` and does the handshake.
 async fn open(via: &HandOver<'_>, to: &NodeAddr) -> Result<OpenLink, String> {
-    let dialed = via.chat.dialer().dial(to, HAND_OVER_TIMEOUT).await?;
-    let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
-    let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
-    let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
-    writer.send(hello).await.map_err(|e| e.to_string())?;
-    let nonce = match reader.next().await {
-        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).map_err(|e| e.to_string())?,
-        Some(Ok(Frame::Error(f))) => return Err(f.reason),
-        _ => return Err("the peer broke the handshake".into()),
-    };
+    let d = crate::p2p::dial::open(via.chat.dialer(), to, HAND_OVER_TIMEOUT).await?;
     Ok(OpenLink {
-        conn: dialed.conn,
-        reader,
-        writer,
-        nonce,
+        conn: d.conn,
+        reader: d.reader,
+        writer: d.writer,
+        nonce: d.nonce,
         next_id: 1,
     })
 }

@@ -26,9 +26,9 @@ use iroh_blobs::protocol::GetRequest;
 use iroh_blobs::Hash;
 use segchat_proto::files::FileRef;
 use segchat_proto::peer;
-use segchat_proto::ticket::{decode_nonce, ProofPurpose};
+use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::types::NodeAddr;
-use segchat_proto::{Frame, Hello, LinkKind};
+use segchat_proto::Frame;
 use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -343,16 +343,12 @@ async fn open_link(
     addr: &NodeAddr,
 ) -> Result<OpenLink, String> {
     let chat = &files.inner.chat;
-    let dialed = chat.dialer().dial(addr, OPEN_TIMEOUT).await?;
-    let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
-    let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
-    let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
-    writer.send(hello).await.map_err(|e| e.to_string())?;
-    let nonce = match reader.next().await {
-        Some(Ok(Frame::Welcome(w))) => decode_nonce(&w.nonce).map_err(|e| e.to_string())?,
-        Some(Ok(Frame::Error(f))) => return Err(f.reason),
-        _ => return Err("the peer broke the handshake".to_owned()),
-    };
+    let crate::p2p::dial::Dialled {
+        conn,
+        mut reader,
+        mut writer,
+        nonce,
+    } = crate::p2p::dial::open(chat.dialer(), addr, OPEN_TIMEOUT).await?;
     let ticket = chat.peer_ticket().await.map_err(|f| f.reason)?;
     let proof = chat
         .prove(&hex::encode(nonce), ProofPurpose::File { hash: &file.hash })
@@ -381,7 +377,7 @@ async fn open_link(
     Ok(OpenLink {
         reader,
         writer,
-        conn: dialed.conn,
+        conn,
         size,
         named: named.into_iter().take(peer::MAX_SEEDERS).collect(),
     })

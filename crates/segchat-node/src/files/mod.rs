@@ -59,6 +59,12 @@ const UPLOADS_DIR: &str = "uploads";
 const MEMBERS_FOR: Duration = Duration::from_secs(30);
 /// Images up to this size are fetched as their message arrives.
 pub const AUTO_FETCH: u64 = 16 << 20;
+/// Most fetches at once; one more asked for is refused (`429`).
+const MAX_RUNNING: usize = 16;
+/// Images are fetched by themselves only while fewer than this many
+/// fetches run, so a flood of image messages cannot start a flood of
+/// fetches.
+const AUTO_RUNNING: usize = 4;
 /// Most holders remembered per file.
 const MAX_HOLDERS: usize = 64;
 
@@ -308,6 +314,12 @@ impl Files {
             if running.contains_key(&hash) {
                 return Ok(());
             }
+            if running.len() >= MAX_RUNNING {
+                return Err(Failure::new(
+                    Status::RateLimited,
+                    format!("{MAX_RUNNING} files are being fetched; try again when one is done"),
+                ));
+            }
             let p = Arc::new(Progress::default());
             running.insert(hash, p.clone());
             p
@@ -527,7 +539,8 @@ impl Files {
             let Some(file) = &message.file else {
                 continue;
             };
-            if file.is_image() && file.size <= AUTO_FETCH {
+            let busy = lock(&self.inner.running).len() >= AUTO_RUNNING;
+            if file.is_image() && file.size <= AUTO_FETCH && !busy {
                 if let Err(e) = self.fetch(&message.channel, file).await {
                     tracing::debug!(hash = %file.hash, error = %e, "image not fetched");
                 }

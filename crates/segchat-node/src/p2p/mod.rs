@@ -18,6 +18,8 @@
 //! - `outbound.rs`: [`Outbound`], the link's one sending end, which every
 //!   protocol writes through.
 //! - `codec.rs`: the peer link's frames and codecs.
+//! - `dial.rs`: the dialling side's handshake, for protocols that open
+//!   links of their own (direct messages, files).
 //!
 //! Connections are capped twice: [`MAX_PEER_CONNS`] in all and
 //! [`MAX_PEER_CONNS_PER_SOURCE`] from any one source (an IP address where
@@ -28,6 +30,7 @@
 //! connection is closed before a byte, and chat closes the open ones.
 
 mod codec;
+pub(crate) mod dial;
 mod link;
 mod outbound;
 
