@@ -168,9 +168,11 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     assert_eq!(from.len(), 3, "every seeder sent pieces: {from:?}");
     assert!(from.iter().all(|(_, n)| *n > 0), "{from:?}");
 
-    // carol's copy goes bad on her disk: erin, fetching from all three,
-    // catches her bytes within the piece that carried them, drops her and
-    // completes from the others.
+    // bob, who shared it, goes offline, and carol's copy goes bad on her
+    // disk: erin catches carol's bytes within the piece that carried
+    // them, drops her, and completes from the host's copy.
+    let bob_node = nodes.remove(1);
+    bob_node.shutdown().await;
     let data = dirs[2]
         .1
         .join("blobs")
