@@ -215,6 +215,13 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
             .any(|l| l.contains("FILE_SEEDER_DROPPED") && l.contains(&carol_key[..12])),
         "erin dropped carol: {log}"
     );
+    let host_key = alice.node_addr().await.node_id;
+    let from = fetched_from(&edir, &hash).expect("erin's FILE_FETCHED");
+    assert!(
+        from.iter()
+            .any(|(k, n)| host_key.starts_with(k.as_str()) && *n > 0),
+        "with the sender offline the host's copy served it: {from:?}"
+    );
 
     // A file nobody shared in the channel is not fetched for the asking.
     let (s, _) = dave
