@@ -76,11 +76,25 @@ pub(super) async fn fetch(
         return Err("no node that holds this file is reachable now".into());
     }
     let pieces = file.size.div_ceil(PIECE_CHUNKS * 1024).max(1);
+    let mut before = None;
+    let mut dropped = false;
     loop {
+        // Whole (also at a size other than the message's: checked below).
+        if files.complete_size(hash).await.is_some() {
+            break;
+        }
         let have = held(files, hash).await;
-        progress
-            .bytes
-            .store(held_bytes(files, hash).await, Ordering::Relaxed);
+        let now = held_bytes(files, hash).await;
+        progress.bytes.store(now, Ordering::Relaxed);
+        if before == Some(now) && !dropped {
+            // A round where every seeder answered and nothing new came:
+            // the file is not the size its message says.
+            return Err(format!(
+                "the seeders sent all they have ({now} bytes), not the {} the message says",
+                file.size
+            ));
+        }
+        before = Some(now);
         let queue: Mutex<VecDeque<u64>> = Mutex::new(
             (0..pieces)
                 .filter(|&i| !have.is_superset(&piece(i, file.size)))
@@ -105,6 +119,7 @@ pub(super) async fn fetch(
         }))
         .await;
         let mut kept = Vec::new();
+        dropped = results.iter().any(Option::is_some);
         for (s, failed) in seeders.into_iter().zip(results) {
             match failed {
                 None => kept.push(s),
