@@ -99,7 +99,7 @@ pub(crate) async fn run(args: FilesArgs) -> anyhow::Result<()> {
 
     // Three members hold B whole; each is then a seeder of B.
     let mut seeders = vec![alice.get("node").await?];
-    for sub in ["m1", "m2", "m3"] {
+    for sub in ["mem1", "mem2", "mem3"] {
         let (p, api) = node(sub).await?;
         procs.push(p);
         sign_up(&api, sub).await?;

@@ -115,6 +115,11 @@ const uploads = new Uploads({
     merge(chan(row.channel), row);
     if (s.current === row.channel && !dms.open) drawTimeline({ bottom: true });
   },
+  keepBottom: (draw) => {
+    const stick = !!ui && atBottom();
+    draw();
+    if (stick) ui.timeline.scrollTop = ui.timeline.scrollHeight;
+  },
 });
 
 // ---------------------------------------------------------------- the parts

@@ -180,7 +180,11 @@ export class FileView {
       const had = el.contains(document.activeElement) || (done && document.activeElement === article);
       // The timeline's one tab stop stays one (timeline-keys.js).
       if (article) for (const c of next.querySelectorAll('a[href], button')) c.tabIndex = -1;
+      // At its newest message, the timeline stays there.
+      const t = el.closest('.timeline');
+      const stick = t && t.scrollHeight - t.scrollTop - t.clientHeight < 60;
       el.replaceWith(next);
+      if (stick) t.scrollTop = t.scrollHeight;
       if (had) {
         const target = next.querySelector('.file-action') || article;
         if (target) target.focus({ preventScroll: true });

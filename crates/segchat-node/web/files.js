@@ -76,7 +76,9 @@ let nextId = 1;
 
 // The uploads of every channel, one at a time in the order chosen.
 export class Uploads {
-  // `sent(row)`: a message the node now has (merge and draw it).
+  // `sent(row)`: a message the node now has (merge and draw it);
+  // `keepBottom(draw)`: draws, the conversation kept at its newest
+  // message if it was there (the list of uploads takes room from it).
   constructor(deps) {
     this.deps = deps;
     this.list = [];
@@ -288,7 +290,7 @@ export class Uploads {
     for (const u of this.list) u.view = null;
     const hadFocus = slot.contains(document.activeElement) ? document.activeElement : null;
     const focusKey = hadFocus && hadFocus.dataset.key;
-    clear(slot, mine.length ? h('ul', { class: 'uploads', 'aria-label': 'Uploads' }, mine.map((u) => this.item(u))) : null);
+    this.deps.keepBottom(() => clear(slot, mine.length ? h('ul', { class: 'uploads', 'aria-label': 'Uploads' }, mine.map((u) => this.item(u))) : null));
     if (hadFocus) {
       const again = focusKey && slot.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
       if (again) again.focus();

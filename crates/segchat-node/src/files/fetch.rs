@@ -209,14 +209,24 @@ async fn work(
                 if let Some(pace) = &files.inner.pace {
                     pace.spend(n).await;
                 }
-                let key = s.short();
-                let mut by = lock(&progress.by_seeder);
-                match by.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, total)) => *total += n,
-                    None => by.push((key, n)),
+                {
+                    let key = s.short();
+                    let mut by = lock(&progress.by_seeder);
+                    match by.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, total)) => *total += n,
+                        None => by.push((key, n)),
+                    }
                 }
-                drop(by);
                 progress.bytes.fetch_add(n, Ordering::Relaxed);
+                // Once the store holds a piece, its database records the
+                // file as partial (committed now, not whenever it next
+                // idles), so a crash from here on loses no more than the
+                // pieces in flight: see `Files::open`.
+                if !progress.recorded.swap(true, Ordering::AcqRel) {
+                    if let Err(e) = files.inner.blobs.sync_db().await {
+                        tracing::warn!(error = %e, "could not commit the blob store");
+                    }
+                }
             }
             Ok(Err(e)) => {
                 lock(queue).push_back(i);

@@ -113,6 +113,9 @@ pub struct Progress {
     pub by_seeder: Mutex<Vec<(String, u64)>>,
     /// When this fetch started.
     pub started: Mutex<Option<Instant>>,
+    /// Whether the blob store's database was committed after the first
+    /// piece.
+    pub(crate) recorded: std::sync::atomic::AtomicBool,
 }
 
 /// A file's state as the API shows it.
@@ -156,6 +159,19 @@ impl Files {
         if let Ok(entries) = std::fs::read_dir(&uploads) {
             for e in entries.flatten() {
                 let _ = std::fs::remove_file(e.path());
+            }
+        }
+        // A fetch a crash cut off: the store's bitfield of what it holds
+        // is written only now and then, so after a kill it may say less
+        // than the data on disk. Without it the store rebuilds the
+        // bitfield by checking that data against the hash tree (iroh-blobs'
+        // own recovery), so the fetch goes on from what is really there.
+        if let Ok(unfinished) = store.unfinished_files().await {
+            for r in unfinished {
+                if segchat_proto::files::parse_hash(&r.file.hash).is_some() {
+                    let stale = root.join("data").join(format!("{}.bitfield", r.file.hash));
+                    let _ = std::fs::remove_file(stale);
+                }
             }
         }
         let blobs = FsStore::load(&root)
