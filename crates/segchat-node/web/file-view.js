@@ -2,7 +2,8 @@
 // as a preview (a click opens it whole in a new tab), any other file as
 // a card with its name, its size and a Download button. Files travel
 // node to node: the node fetches images (up to 16 MiB) by itself as their
-// message arrives, other files when asked (POST /files/{hash}/fetch).
+// message arrives (while it is not busy; the rest this asks for, a few at
+// a time), other files when asked (POST /files/{hash}/fetch).
 // While a file is on its way this asks the node where it stands every
 // half second (GET /files/{hash}; there is no event for it) and shows a
 // progress bar with the percent, the speed and the time left; once the
@@ -17,6 +18,10 @@ import { humanSize } from './format.js';
 import { Meter, transferBar } from './files.js';
 
 const POLL_MS = 500;
+// Images this page has the node fetch at once, and how long it waits when
+// the node is busy.
+const AUTO_AT_ONCE = 3;
+const BUSY_RETRY_MS = 2000;
 // What a member's node fetches by itself (files/mod.rs AUTO_FETCH).
 const AUTO_FETCH = 16 * 1024 * 1024;
 // Served inline by the node (segchat_proto::files::safe_inline).
@@ -25,6 +30,8 @@ const INLINE = new Set(['image/png', 'image/jpeg', 'image/jpg', 'image/gif', 'im
 const KEEP_IMAGES = 300;
 
 export const isImage = (f) => INLINE.has(String(f.mime || '').split(';')[0].trim().toLowerCase());
+// An image shown as a preview, fetched without being asked.
+const previewed = (f) => isImage(f) && f.size <= AUTO_FETCH;
 
 const contentUrl = (hash, download = false) => `/api/v1/files/${enc(hash)}/content${download ? '?download=1' : ''}`;
 
@@ -38,6 +45,7 @@ export class FileView {
     this.msgs = new Map(); // message id → its row, as last drawn
     this.imgs = new Map(); // message id → its preview's <img>
     this.bars = new WeakMap(); // a drawn file → how to move its progress bar
+    this.queue = []; // images to preview waiting to be fetched: { f, channel }
   }
 
   // The file message `m` shares, drawn (null when none).
@@ -46,27 +54,25 @@ export class FileView {
     if (!f || m.deleted) return null;
     this.msgs.set(m.id, m);
     const st = this.look(f, m.channel);
-    const preview = isImage(f) && (st.state === 'complete' || f.size <= AUTO_FETCH);
+    const preview = previewed(f) || (isImage(f) && st.state === 'complete');
     return preview ? this.image(m, st) : this.card(m, st);
   }
 
   // ------------------------------------------------------------ asking the node
 
-  // What is known of `f`; the first time, asks the node. An image to
-  // preview is fetched at once (as the node does by itself when its
-  // message comes; the node answers where it stands, fetched or not).
+  // What is known of `f`; the first time, asks the node.
   look(f, channel) {
     let st = this.status.get(f.hash);
     if (!st) {
       st = { state: 'unknown' };
       this.status.set(f.hash, st);
-      if (isImage(f) && f.size <= AUTO_FETCH) this.fetch(f, channel);
-      else this.ask(f, channel);
+      this.ask(f, channel);
     }
     return st;
   }
 
-  // Where the node stands with `f` (it may have none of it yet).
+  // Where the node stands with `f`. An image to preview that it has none
+  // of yet waits its turn to be fetched.
   async ask(f, channel) {
     if (this.asking.has(f.hash)) return;
     this.asking.add(f.hash);
@@ -82,21 +88,48 @@ export class FileView {
       }
     }
     this.asking.delete(f.hash);
-    if (!st && this.wanted.has(f.hash)) { this.fetch(f, channel); return; }
-    this.set(f, st || { state: 'none' });
+    if (st) this.set(f, st);
+    else if (this.wanted.has(f.hash)) this.fetch(f, channel);
+    else if (previewed(f)) this.enqueue(f, channel);
+    else this.set(f, { state: 'none' });
   }
 
-  // Starts (or resumes) fetching `f`, shared in `channel`.
-  async fetch(f, channel) {
+  // Images to preview are fetched a few at a time (the node refuses more
+  // than 16 fetches at once, 429), in the order they are drawn.
+  enqueue(f, channel) {
+    if (!this.queue.some((q) => q.f.hash === f.hash)) this.queue.push({ f, channel });
+    this.set(f, { state: 'queued' });
+    this.pump();
+  }
+
+  pump() {
+    const running = () => [...this.status.values()].filter((st) => st.state === 'fetching' && st.auto).length;
+    while (this.queue.length && running() < AUTO_AT_ONCE) {
+      const { f, channel } = this.queue.shift();
+      // Not shown any more: asked again when it is.
+      if (!this.shown(f.hash)) { this.status.delete(f.hash); continue; }
+      this.set(f, { state: 'fetching', bytes: 0, auto: true });
+      this.fetch(f, channel, true);
+    }
+  }
+
+  // Starts (or resumes) fetching `f`, shared in `channel`; `auto`: an
+  // image to preview, which waits and tries again if the node is busy.
+  async fetch(f, channel, auto = false) {
     this.asking.add(f.hash);
     let st;
     try {
       st = await api('POST', `/files/${enc(f.hash)}/fetch`, { channel });
     } catch (e) {
+      this.asking.delete(f.hash);
       if (e.status === 0) {
         // The node is away: ask again when the file is drawn next.
-        this.asking.delete(f.hash);
         this.status.delete(f.hash);
+        return;
+      }
+      if (auto && e.status === 429) {
+        this.set(f, { state: 'queued' });
+        setTimeout(() => this.enqueue(f, channel), BUSY_RETRY_MS);
         return;
       }
       st = { state: 'failed', reason: e.reason, bytes: 0 };
@@ -117,7 +150,11 @@ export class FileView {
   // `st` is where the node now stands with `f`: redraw what changed.
   set(f, st) {
     const old = this.status.get(f.hash);
+    // (An image this page had fetched stays counted as such till done.)
+    const auto = !!old && !!old.auto && old.state === 'fetching';
+    if (auto && st.state === 'fetching') st = { ...st, auto };
     this.status.set(f.hash, st);
+    if (auto && st.state !== 'fetching') this.pump();
     if (st.state === 'fetching') {
       let meter = this.meters.get(f.hash);
       if (!meter) { meter = new Meter(f.size); this.meters.set(f.hash, meter); }

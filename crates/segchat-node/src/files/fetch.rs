@@ -71,7 +71,16 @@ pub(super) async fn fetch(
 ) -> Result<(), String> {
     let hash = super::to_hash(&file.hash).map_err(|f| f.reason)?;
     *lock(&progress.started) = Some(Instant::now());
-    let mut seeders = open_seeders(files, channel, file, hash).await;
+    // A seeder may be starting, or its address not yet known: a few
+    // tries, a second, two, four apart.
+    let mut seeders = Vec::new();
+    for wait in [1, 2, 4, 0] {
+        seeders = open_seeders(files, channel, file, hash).await;
+        if !seeders.is_empty() || wait == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
     if seeders.is_empty() {
         return Err("no node that holds this file is reachable now".into());
     }
@@ -298,15 +307,25 @@ async fn held_bytes(files: &Files, hash: Hash) -> u64 {
 async fn open_seeders(files: &Files, channel: &str, file: &FileRef, hash: Hash) -> Vec<Seeder> {
     let me = files.inner.chat.node_key();
     let mut candidates: Vec<NodeAddr> = Vec::new();
-    if let Ok(Some(cached)) = files.inner.store.cached_channels().await {
-        if let Some(host) = cached
-            .channels
-            .into_iter()
-            .find(|c| c.name == channel)
-            .and_then(|c| c.host)
-        {
-            candidates.push(host);
-        }
+    // Where the host is now (the server knows), else as last listed.
+    let listed = match files.inner.link.list_channels().await {
+        Ok(channels) => Some(channels),
+        Err(_) => files
+            .inner
+            .store
+            .cached_channels()
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.channels),
+    };
+    if let Some(host) = listed
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == channel)
+        .and_then(|c| c.host)
+    {
+        candidates.push(host);
     }
     candidates.extend(files.holders(hash));
     let mut tried: Vec<String> = vec![me];
@@ -341,7 +360,15 @@ async fn open_seeders(files: &Files, channel: &str, file: &FileRef, hash: Hash) 
                     }
                 }
                 Err((addr, why)) => {
-                    tracing::debug!(seeder = %addr, %why, "seeder not opened");
+                    files.inner.log.record(
+                        "FILE_SEEDER_UNREACHABLE",
+                        addr.addr,
+                        format!(
+                            "hash={} seeder={} reason={why}",
+                            file.hash,
+                            addr.node_id.get(..12).unwrap_or("")
+                        ),
+                    );
                 }
             }
         }
