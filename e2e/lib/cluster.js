@@ -110,13 +110,15 @@ export async function startServer() {
   return p;
 }
 
-// A node; pass `dir` to restart one in the same data directory, and
-// `advertise` to announce another IP to peers than the one it listens on.
-export async function startNode(name, serverAddr, dir = tempDir(name), { advertise, idleAfter } = {}) {
+// A node; pass `dir` to restart one in the same data directory,
+// `advertise` to announce another IP to peers than the one it listens on,
+// and `maxFileMib` for the largest file it takes.
+export async function startNode(name, serverAddr, dir = tempDir(name), { advertise, idleAfter, maxFileMib } = {}) {
   const { child, found, log } = await start(name, [
     '--data-dir', dir, 'node', '--server', serverAddr, '--p2p', '127.0.0.1:0', '--api', '127.0.0.1:0',
     ...(advertise ? ['--advertise', advertise] : []),
     ...(idleAfter ? ['--idle-after', String(idleAfter)] : []),
+    ...(maxFileMib ? ['--max-file-mib', String(maxFileMib)] : []),
   ], { api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/ });
   const p = new Proc(name, child, log);
   p.dir = dir;

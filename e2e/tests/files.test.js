@@ -1,11 +1,12 @@
-// Files shared in a channel, end to end: a real server, three real nodes
-// (alice hosts #general, bob has joined it, a visitor's node) and headless
-// Chromium profiles. An image alice pastes shows as a preview in bob's
+// Files shared in a channel, end to end: a real server, four real nodes
+// (alice hosts #general, bob and carol have joined it, carol's node takes
+// files up to 1 MiB; a visitor's node) and headless Chromium profiles. An image alice pastes shows as a preview in bob's
 // browser, and opens whole in a new tab; a file bob drops on the
 // conversation reaches alice as a card; a 30 MB upload shows its progress
 // bar (percent, speed, time left) before its message appears, and bob
-// downloads it with progress and saves exactly those bytes; a refused
-// upload says the node's reason and gives the caption back; a visitor
+// downloads it with progress and saves exactly those bytes; an upload
+// carol's node refuses says the node's reason and gives the caption back;
+// the attach button is reached by keyboard; a visitor
 // has no attach button; axe finds nothing serious on the way.
 // Screenshots go to ../screenshots/.
 
@@ -20,8 +21,8 @@ import { axeViolations, describeViolations } from '../lib/axe.js';
 
 const PASSWORD = 'correct horse battery';
 const BIG = 30 * 1024 * 1024;
-let server, nodeA, nodeB, nodeV, browser, alice, bob, sam, scratch;
-const procs = () => [nodeA, nodeB, nodeV, server].filter(Boolean);
+let server, nodeA, nodeB, nodeC, nodeV, browser, alice, bob, carol, sam, scratch;
+const procs = () => [nodeA, nodeB, nodeC, nodeV, server].filter(Boolean);
 
 const chanItem = (page, name) => page.locator(`.chan[data-channel="${name}"]`);
 // A message whose caption holds `text`.
@@ -29,6 +30,8 @@ const msg = (page, text) => page.locator('#timeline article.msg').filter({ has: 
 // The message that shares the file named `name`.
 const fileMsg = (page, name) => page.locator('#timeline article.msg').filter({ has: page.locator('.file .file-name', { hasText: name }) });
 const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+// Whether the timeline shows its newest message (scrolled to the end).
+const atBottom = (page) => page.locator('#timeline').evaluate((t) => t.scrollHeight - t.scrollTop - t.clientHeight < 2);
 
 async function openChannel(u, node, name) {
   await u.page.goto(node.webUrl);
@@ -102,7 +105,15 @@ async function check(page, screen, prepare = async () => {}) {
 
 before(async () => {
   ({ server, nodeA, nodeB } = await aliceAndBob(PASSWORD));
-  nodeV = await startNode('visitor-node', server.addr);
+  [nodeC, nodeV] = await Promise.all([
+    startNode('carol-node', server.addr, undefined, { maxFileMib: 1 }),
+    startNode('visitor-node', server.addr),
+  ]);
+  await eventually("carol's node reaches the server", async () => (await nodeApi(nodeC, 'GET', '/node')).body.server_connected);
+  const reg = await nodeApi(nodeC, 'POST', '/session/register', { username: 'carol', password: PASSWORD });
+  assert.ok(reg.status < 300, JSON.stringify(reg.body));
+  const joined = await nodeApi(nodeC, 'POST', '/channels/general/join');
+  assert.ok(joined.status < 300, JSON.stringify(joined.body));
   const lobby = await nodeApi(nodeA, 'POST', '/channels', { name: 'lobby', visibility: 'public', allow_visitors: true });
   assert.ok(lobby.status < 300, JSON.stringify(lobby.body));
   scratch = tempDir('files');
@@ -112,7 +123,11 @@ before(async () => {
   const quiet = /status of (404|413)/;
   alice = await newUser(browser, 'alice', { quiet });
   bob = await newUser(browser, 'bob', { quiet });
+  carol = await newUser(browser, 'carol', { quiet });
   sam = await newUser(browser, 'sam', { quiet });
+  // File pickers are always caught (playwright turns catching them on and
+  // off with its listeners; a picker opened in between is never seen).
+  for (const u of [alice, bob, carol]) u.page.on('filechooser', () => {});
   await openChannel(alice, nodeA, 'general');
   await openChannel(bob, nodeB, 'general');
   await eventually('bob is linked to the host', async () => (await bob.page.locator('#link-state').getAttribute('data-via')) === 'host', 30000);
@@ -153,6 +168,8 @@ test('an image pasted in one browser shows as a preview in another, and opens wh
   await img.waitFor({ timeout: 60000 });
   await eventually("bob's preview has loaded", () => img.evaluate((i) => i.complete && i.naturalWidth === 480 && i.naturalHeight === 300), 60000);
   assert.equal(await img.getAttribute('alt'), 'sunset.png');
+  // The image took its room and the conversation stayed at its newest.
+  await eventually("bob's timeline at its newest message", () => atBottom(bob.page));
   const box2 = await img.boundingBox();
   assert.ok(box2.width <= 440 && box2.height <= 320, `a preview is kept small (${box2.width}×${box2.height})`);
   const hash = await theirs.locator('.file').getAttribute('data-hash');
@@ -213,32 +230,35 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   const file = path.join(scratch, 'big-archive.bin');
   writeFileSync(file, bytes);
   const { page } = alice;
-  // At most 24 MB/s from the browser, so the upload takes over a second
-  // on any machine and its progress can be seen.
+  // At most 12 MB/s from the browser, so the upload takes over two
+  // seconds on any machine and its progress can be seen.
   const cdp = await alice.context.newCDPSession(page);
   await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 24 * 1024 * 1024 });
-  await watchTexts(page, 'upload', '.upload .xfer-text');
-  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
-  assert.equal(chooser.isMultiple(), true);
-  await chooser.setFiles(file);
-
-  // The upload, with its bar and a percent, then its message.
-  const up = page.locator('#upload-slot .upload', { hasText: 'big-archive.bin' });
-  await up.waitFor();
-  assert.equal(await up.locator('progress.xfer-bar').getAttribute('aria-label'), 'Uploading big-archive.bin');
-  await up.locator('.xfer-text', { hasText: /\d+% · / }).waitFor();
-  await up.locator('.xfer-text', { hasText: /\/s · .* left/ }).waitFor();
-  await screenshots(page, '62-file-upload-progress');
-  await page.setViewportSize(DESKTOP);
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 12 * 1024 * 1024 });
   const mine = fileMsg(page, 'big-archive.bin');
-  await mine.waitFor({ timeout: 60000 });
-  await up.waitFor({ state: 'detached' });
-  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
-  await cdp.detach();
+  try {
+    await watchTexts(page, 'upload', '.upload .xfer-text');
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
+    assert.equal(chooser.isMultiple(), true);
+    await chooser.setFiles(file);
+
+    // The upload, with its bar and a percent, then its message.
+    const up = page.locator('#upload-slot .upload', { hasText: 'big-archive.bin' });
+    await up.waitFor();
+    assert.equal(await up.locator('progress.xfer-bar').getAttribute('aria-label'), 'Uploading big-archive.bin');
+    await up.locator('.xfer-text', { hasText: /\d+% · / }).waitFor();
+    await screenshots(page, '62-file-upload-progress');
+    await page.setViewportSize(DESKTOP);
+    await mine.waitFor({ timeout: 60000 });
+    await up.waitFor({ state: 'detached' });
+  } finally {
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await cdp.detach();
+  }
   const seen = await seenTexts(page, 'upload');
   const middle = seen.map((t) => Number((t.match(/^(\d+)%/) || [])[1])).filter((p) => p > 0 && p < 100);
   assert.ok(middle.length > 0, `a percent between 0 and 100 was shown: ${JSON.stringify(seen)}`);
+  assert.ok(seen.some((t) => /^\d+% · .* of 30 MB · .*\/s · .* left$/.test(t)), `the speed and time left were shown: ${JSON.stringify(seen)}`);
   assert.equal(await mine.locator('.file-size').textContent(), '30 MB');
 
   // Bob's node does not fetch a file that is not an image by itself: he asks.
@@ -274,32 +294,54 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   assert.equal(sha256(got), sha256(bytes));
 });
 
-test("a refused upload says the node's reason, and the caption comes back", async () => {
+test('an upload can be cancelled while it runs', async () => {
   const { page } = alice;
-  // The node refusing as it does past its limit (--max-file-size).
-  await page.route('**/api/v1/channels/general/files?*', (route) => route.fulfill({
-    status: 413, contentType: 'application/json',
-    body: JSON.stringify({ error: 'TooLarge', reason: 'this node takes files up to 1048576 bytes (--max-file-size)' }),
-  }));
+  const cdp = await alice.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 1024 * 1024 });
+  try {
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
+    await chooser.setFiles({ name: 'cancel-me.bin', mimeType: 'application/octet-stream', buffer: randomBytes(8 * 1024 * 1024) });
+    const up = page.locator('#upload-slot .upload', { hasText: 'cancel-me.bin' });
+    await up.locator('.xfer-text', { hasText: /^[1-9]\d?% · / }).waitFor();
+    await up.locator('button[aria-label="Cancel the upload of cancel-me.bin"]').click();
+    await up.waitFor({ state: 'detached' });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input', 'focus back in the box');
+  } finally {
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await cdp.detach();
+  }
+  const history = await nodeApi(nodeA, 'GET', '/channels/general/messages?limit=50');
+  assert.ok(!history.body.messages.some((m) => m.file && m.file.name === 'cancel-me.bin'), 'nothing was shared');
+  assert.equal(await fileMsg(page, 'cancel-me.bin').count(), 0);
+});
+
+test("an upload the node refuses says the node's reason, and the caption comes back", async () => {
+  const { page } = carol;
+  await openChannel(carol, nodeC, 'general');
   const box = page.locator('#composer-input');
   await box.fill('the full report');
   const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
-  await chooser.setFiles({ name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(4096, 7) });
+  await chooser.setFiles({ name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(3 * 1024 * 1024, 7) });
+  // Carol's node takes files up to 1 MiB (--max-file-mib 1).
   const up = page.locator('#upload-slot .upload', { hasText: 'report.pdf' });
-  await up.locator('.upload-error', { hasText: 'Not shared: this node takes files up to 1048576 bytes (--max-file-size)' }).waitFor();
+  await up.locator('.upload-error', { hasText: /^Not shared: this node takes files up to 1048576 bytes/ }).waitFor();
   assert.equal(await box.inputValue(), 'the full report', 'the caption is back in the box');
+  assert.equal(await fileMsg(page, 'report.pdf').count(), 0, 'no message shares it');
+  // The list of uploads took room from the conversation, which still
+  // shows its newest message.
+  assert.ok(await atBottom(page), 'the timeline stays at its newest message');
   await screenshots(page, '64-file-upload-refused');
   const problems = await check(page, 'refused upload');
   assert.equal(problems.length, 0, `accessibility violations:\n${problems.join('\n')}`);
-  // Dismissed, it goes.
+  // Dismissed, it goes, and focus goes back to the box.
   await up.locator('button[aria-label="Dismiss report.pdf"]').click();
   await up.waitFor({ state: 'detached' });
-  await page.unroute('**/api/v1/channels/general/files?*');
-  await box.fill('');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
 });
 
 test('the attach button is in the composer and reached by keyboard', async () => {
-  const { page } = alice;
+  const { page } = carol;
   await page.locator('#composer-input').focus();
   await page.keyboard.press('Shift+Tab');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'attach-button');
@@ -333,7 +375,9 @@ test('a visitor sees shared files and has no attach button', async () => {
   await chanItem(page, 'lobby').click();
   const m = msg(page, 'welcome, visitors');
   await m.waitFor({ timeout: 30000 });
-  await m.locator('.file[data-hash]').waitFor();
+  const img = m.locator('img.file-img[alt="welcome.png"]');
+  await img.waitFor({ timeout: 60000 });
+  await eventually("the visitor's preview has loaded", () => img.evaluate((i) => i.complete && i.naturalWidth === 64), 60000);
   assert.equal(await page.locator('#composer-input').isDisabled(), true);
   assert.equal(await page.locator('#attach-button').count(), 0, 'no attach button');
   assert.equal(await page.locator('#upload-slot').count(), 0);
@@ -345,6 +389,24 @@ test('a visitor sees shared files and has no attach button', async () => {
   });
   await page.locator('#timeline').dispatchEvent('dragenter', { dataTransfer: dt });
   assert.equal(await page.locator('#chat.dropping').count(), 0);
+});
+
+test('twenty images shared at once all show, however busy the node', async () => {
+  // More than the node fetches at once by itself (4) or at all (16).
+  const png = await pngBytes();
+  const names = Array.from({ length: 20 }, (_, i) => `burst-${String(i).padStart(2, '0')}.png`);
+  for (const name of names) {
+    // Each its own file: a byte appended after the image's end changes
+    // the hash, not the picture.
+    await share(nodeA, 'general', name, 'image/png', Buffer.concat([png, Buffer.from(name)]));
+  }
+  const { page } = bob;
+  for (const name of names) {
+    const img = fileMsg(page, name).locator('img.file-img');
+    await img.waitFor({ timeout: 60000 });
+    await eventually(`${name} has loaded`, () => img.evaluate((i) => i.complete && i.naturalWidth === 64), 60000);
+  }
+  assert.equal(await page.locator('#timeline .file-error').count(), 0, 'no image failed');
 });
 
 // A small PNG made by alice's browser, as bytes.

@@ -189,6 +189,37 @@ async fn the_token_link_signs_a_browser_in_and_cookies_need_the_csrf_header() {
         .await
         .expect("same origin");
     assert_eq!(resp.status(), StatusCode::OK);
+    // A link or tab the web UI opened (a file's Save link) reads with
+    // the browser's own `Sec-Fetch-Site: same-origin`; it never writes
+    // with it alone, and another site's is refused.
+    let resp = http
+        .get(&api)
+        .header(COOKIE, &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("same-origin link");
+    assert_eq!(resp.status(), StatusCode::OK);
+    for site in ["cross-site", "same-site", "none"] {
+        let resp = http
+            .get(&api)
+            .header(COOKIE, &cookie)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .expect("other link");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{site}");
+    }
+    let resp = http
+        .post(format!("{base}/api/v1/channels"))
+        .header(COOKIE, &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "text/plain")
+        .body(r#"{"name":"csrf"}"#)
+        .send()
+        .await
+        .expect("write without the header");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // Another site is refused even with the header.
     let resp = http
         .get(&api)

@@ -34,6 +34,9 @@ pub(super) struct ShareQuery {
     /// Text to go with it.
     #[serde(default)]
     caption: String,
+    /// The message it replies to.
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
 /// `POST /channels/{name}/files?name=…&type=…&caption=…`, the body the
@@ -90,7 +93,7 @@ pub(super) async fn share(
         return Err(ApiError(e));
     }
     let message = files
-        .share(&channel, &path, &name, &mime, &q.caption)
+        .share(&channel, &path, &name, &mime, &q.caption, q.reply_to.as_deref())
         .await?;
     st.record(
         "FILE_SHARED",

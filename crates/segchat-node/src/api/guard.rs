@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use segchat_proto::Failure;
@@ -128,7 +128,13 @@ pub(super) async fn guard(State(state): State<ApiState>, req: Request, next: Nex
             Some(_) => return forbidden("cross-site request refused"),
             None => false,
         };
-        if !same_origin && req.headers().get(CSRF_HEADER).is_none() {
+        // A link or a new tab opened from the web UI itself (a file's
+        // Save link, a full-size image) sends neither header; the browser
+        // says where it came from in `Sec-Fetch-Site`, which no page can
+        // set, and a read changes nothing.
+        let page_read = matches!(*req.method(), Method::GET | Method::HEAD)
+            && header(req.headers(), "sec-fetch-site") == Some("same-origin");
+        if !same_origin && !page_read && req.headers().get(CSRF_HEADER).is_none() {
             return forbidden("cookie-authenticated requests must send X-Segchat: 1");
         }
         return next.run(req).await;

@@ -495,12 +495,13 @@ impl Files {
         name: &str,
         mime: &str,
         caption: &str,
+        reply_to: Option<&str>,
     ) -> Result<crate::store::MessageRow, Failure> {
         let file = self.import(path, name, mime, channel).await?;
         let row = self
             .inner
             .chat
-            .send_file(channel, caption, None, &file)
+            .send_file(channel, caption, reply_to, &file)
             .await?;
         let (files, channel) = (self.clone(), channel.to_owned());
         tokio::spawn(async move { fetch::announce(&files, &channel, &file).await });
