@@ -19,5 +19,9 @@ CREATE TABLE files (
     reason      TEXT,
     -- whether this node's user shared it (seeded from the start)
     mine        INTEGER NOT NULL DEFAULT 0,
+    -- whether it is here only as a host's copy of a file shared in a
+    -- channel this node hosts (counted against keep_for_others); 0 once
+    -- this node's user shared or asked for it
+    for_others  INTEGER NOT NULL DEFAULT 0,
     updated_ms  INTEGER NOT NULL
 );

@@ -10,6 +10,10 @@ use segchat_log::LogConfig;
 /// The largest file a node shares or fetches unless told otherwise.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 2 << 30;
 
+/// How many bytes of other people's files a node keeps as a host's copy
+/// unless told otherwise.
+pub const DEFAULT_KEEP_FOR_OTHERS: u64 = 8 << 30;
+
 /// Everything `Node::start` needs besides a shutdown signal.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -47,8 +51,13 @@ pub struct NodeConfig {
     /// both (`segchat up`): the web UI's invite panel tells from it what
     /// friends can dial, or that only this machine can.
     pub share_server: Option<SocketAddr>,
-    /// The largest file this node shares or fetches, in bytes.
+    /// The largest file this node shares or fetches, in bytes; also the
+    /// largest a member may share in a channel this node hosts.
     pub max_file_size: u64,
+    /// At most this many bytes of copies kept for others: files shared in
+    /// the channels this node hosts, fetched so they stay available while
+    /// their sender is offline.
+    pub keep_for_others: u64,
     /// At most this many bytes a second fetched for files, all fetches
     /// together (`None`: as fast as the seeders send).
     pub download_limit: Option<u64>,
@@ -88,6 +97,7 @@ impl NodeConfig {
             advertise_ip: None,
             share_server: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            keep_for_others: DEFAULT_KEEP_FOR_OTHERS,
             download_limit: None,
             idle_after: IDLE_AFTER,
             reconnect_min: Duration::from_millis(200),

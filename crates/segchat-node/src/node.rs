@@ -152,6 +152,7 @@ impl Node {
             key.clone(),
             data_dir.clone(),
             config.server_addr.clone(),
+            config.max_file_size,
         )
         .await
         .map_err(|source| NodeError::DataDir {
@@ -196,6 +197,7 @@ impl Node {
             crate::files::Limits {
                 max_size: config.max_file_size,
                 download: config.download_limit,
+                keep_for_others: config.keep_for_others,
             },
             shutdown.clone(),
         )

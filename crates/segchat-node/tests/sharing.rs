@@ -316,3 +316,93 @@ async fn a_fetch_stopped_part_way_resumes_from_what_it_held() {
     bnode.shutdown().await;
     server.stop().await;
 }
+
+/// bob's message sharing `hash` in `club`, as bob's node shows it.
+async fn own_message(api: &Api, hash: &str) -> Option<Value> {
+    let (_, v) = api.get("/channels/club/messages").await;
+    v["messages"]
+        .as_array()?
+        .iter()
+        .find(|m| m["file"]["hash"] == hash)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_keeps_copies_for_others_within_its_limits() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    // alice hosts: files up to 3 MB in her channels, 2.5 MB kept for others.
+    let anode = common::start_node_with(server.addr, &adir, |c| {
+        c.max_file_size = 3_000_000;
+        c.keep_for_others = 2_500_000;
+    })
+    .await;
+    let alice = Api::of(&anode);
+    alice.wait_connected().await;
+    alice.register("alice").await;
+    alice.create_channel("club", "public").await;
+    let bnode = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bnode);
+    bob.wait_connected().await;
+    bob.register("bob").await;
+    bob.join("club").await;
+    let hash_of = |v: &Value| v["message"]["file"]["hash"].as_str().expect("hash").to_owned();
+
+    // 2 MB fits both limits: the host keeps a copy.
+    let (s, v) = share(&bob, "club", "two.bin", noise(2_000_000, 21)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let two = hash_of(&v);
+    wait_complete(&alice, &two, "the host").await;
+
+    // 1 MB more would pass the 2.5 MB kept for others: no copy, and the
+    // host's log says why.
+    let (s, v) = share(&bob, "club", "one.bin", noise(1_000_000, 22)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let one = hash_of(&v);
+    eventually("the host to say it keeps no copy", || async {
+        let log = std::fs::read_to_string(adir.join("logs").join("segchat.log")).ok()?;
+        log.lines()
+            .any(|l| l.contains("FILE_NOT_KEPT") && l.contains(&one) && l.contains("kept=2000000"))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = alice.get(&format!("/files/{one}")).await;
+    assert!(
+        s == StatusCode::NOT_FOUND || v["state"] != "complete",
+        "no copy kept: {s} {v}"
+    );
+    // Asked for by alice herself, it is hers: fetched, whatever the quota.
+    let (s, v) = alice
+        .post(&format!("/files/{one}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(&alice, &one, "alice, who asked").await;
+
+    // 4 MB is over the host's file limit: bob's node took it (its own
+    // limit is larger) but the host refuses the message, and bob sees why.
+    let (s, v) = share(&bob, "club", "four.bin", noise(4_000_000, 23)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let four = hash_of(&v);
+    let refused = eventually("bob's message to be refused", || async {
+        own_message(&bob, &four)
+            .await
+            .filter(|m| m["state"] == "refused")
+    })
+    .await;
+    let reason = refused["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("at most 3000000 bytes"), "{refused}");
+    let (_, v) = alice.get("/channels/club/messages").await;
+    assert!(
+        !v["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["file"]["hash"] == four.as_str()),
+        "the host stored no message over its limit: {v}"
+    );
+    bnode.shutdown().await;
+    anode.shutdown().await;
+    server.stop().await;
+}

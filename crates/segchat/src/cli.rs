@@ -430,6 +430,10 @@ pub(crate) struct NodeArgs {
     /// [default: no limit].
     #[arg(long, env = "SEGCHAT_DOWNLOAD_LIMIT_MIB", value_name = "MIB/S", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub(crate) download_limit_mib: Option<u64>,
+    /// Keep at most this many MiB of copies of files others share in the
+    /// channels this node hosts [default: 8192].
+    #[arg(long, env = "SEGCHAT_KEEP_FOR_OTHERS_MIB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub(crate) keep_for_others_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -81,6 +81,7 @@ pub(crate) struct NodeFile {
     pub(crate) idle_after: Option<u64>,
     pub(crate) max_file_mib: Option<u64>,
     pub(crate) download_limit_mib: Option<u64>,
+    pub(crate) keep_for_others_mib: Option<u64>,
 }
 
 /// Reads the settings file, if one was given.
@@ -213,6 +214,12 @@ pub(crate) fn node(
     }
     if let Some(mib) = args.download_limit_mib.or(f.download_limit_mib) {
         config.download_limit = Some(mib.max(1) << 20);
+    }
+    if let Some(mib) = args.keep_for_others_mib.or(f.keep_for_others_mib) {
+        if mib > 16_777_216 {
+            bail!("invalid node.keep_for_others_mib {mib}: 0 to 16777216");
+        }
+        config.keep_for_others = mib << 20;
     }
     if !config.api_listen.ip().is_loopback() {
         tracing::warn!(

@@ -68,6 +68,8 @@ struct Inner {
     data_dir: PathBuf,
     /// The server's address, for provenance.
     server_addr: String,
+    /// The largest file a message may share in a channel this node hosts.
+    max_file_size: u64,
     key: SigningKey,
     ticket: Mutex<Option<SignedTicket>>,
     /// Sessions whose tickets the server revoked (shared with streams;
@@ -120,6 +122,7 @@ impl Chat {
         key: SigningKey,
         data_dir: PathBuf,
         server_addr: String,
+        max_file_size: u64,
     ) -> std::io::Result<Chat> {
         let ticket = keys::load_ticket(&data_dir);
         let max_ts = store.max_ts().await.unwrap_or(0);
@@ -141,6 +144,7 @@ impl Chat {
                 transport,
                 data_dir,
                 server_addr,
+                max_file_size,
             }),
         })
     }
@@ -223,6 +227,11 @@ impl Chat {
 
     fn max_body_len(&self) -> usize {
         self.link().state().max_body_len()
+    }
+
+    /// The largest file a member may share in a channel this node hosts.
+    fn max_file_size(&self) -> u64 {
+        self.inner.max_file_size
     }
 
     /// This node's ticket for its session, fetched when it has none or

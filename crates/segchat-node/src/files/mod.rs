@@ -75,6 +75,8 @@ pub(crate) struct Limits {
     pub(crate) max_size: u64,
     /// Bytes a second for all fetches together, if limited.
     pub(crate) download: Option<u64>,
+    /// Bytes of copies kept for others, at most.
+    pub(crate) keep_for_others: u64,
 }
 
 /// The files service: cheap to clone.
@@ -92,6 +94,10 @@ struct Inner {
     log: SystemLog,
     uploads: PathBuf,
     max_size: u64,
+    keep_for_others: u64,
+    /// Held while a host's copy is weighed against `keep_for_others` and
+    /// started, so two at once cannot both fit in the same room.
+    keeping: tokio::sync::Mutex<()>,
     /// The download limit, shared by every fetch.
     pace: Option<fetch::Pace>,
     gate: Gate,
@@ -186,6 +192,8 @@ impl Files {
                 log,
                 uploads,
                 max_size: limits.max_size,
+                keep_for_others: limits.keep_for_others,
+                keeping: tokio::sync::Mutex::new(()),
                 pace: limits.download.map(fetch::Pace::new),
                 gate: Gate::default(),
                 holders: Mutex::default(),
@@ -268,6 +276,7 @@ impl Files {
                     channel: channel.to_owned(),
                     state: FileState::Complete,
                     reason: None,
+                    for_others: false,
                 },
                 true,
             )
@@ -300,8 +309,18 @@ impl Files {
     }
 
     /// Starts fetching `file` for `channel` (if it is not here or being
-    /// fetched) and answers where it stands.
+    /// fetched) and answers where it stands. This node's user asked for
+    /// it (or is about to see it): it is theirs, not a copy for others.
     pub async fn fetch(&self, channel: &str, file: &FileRef) -> Result<FileStatus, Failure> {
+        self.fetch_for(channel, file, false).await
+    }
+
+    async fn fetch_for(
+        &self,
+        channel: &str,
+        file: &FileRef,
+        for_others: bool,
+    ) -> Result<FileStatus, Failure> {
         file.check()
             .map_err(|e| Failure::bad_request(e.to_string()))?;
         if file.size > self.inner.max_size {
@@ -314,8 +333,16 @@ impl Files {
             ));
         }
         let hash = to_hash(&file.hash)?;
+        if !for_others {
+            self.inner
+                .store
+                .claim_file(file.hash.clone())
+                .await
+                .map_err(crate::error::store_failure)?;
+        }
         if self.complete_size(hash).await.is_none() {
-            self.start(channel.to_owned(), file.clone()).await?;
+            self.start(channel.to_owned(), file.clone(), for_others)
+                .await?;
         }
         self.status(&file.hash)
             .await?
@@ -323,7 +350,7 @@ impl Files {
     }
 
     /// Spawns the fetch of `file` unless one runs.
-    async fn start(&self, channel: String, file: FileRef) -> Result<(), Failure> {
+    async fn start(&self, channel: String, file: FileRef, for_others: bool) -> Result<(), Failure> {
         let hash = to_hash(&file.hash)?;
         let progress = {
             let mut running = lock(&self.inner.running);
@@ -348,6 +375,7 @@ impl Files {
                     channel: channel.clone(),
                     state: FileState::Fetching,
                     reason: None,
+                    for_others,
                 },
                 false,
             )
@@ -373,6 +401,7 @@ impl Files {
                 channel,
                 state,
                 reason,
+                for_others,
             };
             let _ = files.inner.store.set_file(record, false).await;
             lock(&files.inner.running).remove(&hash);
@@ -396,7 +425,7 @@ impl Files {
             return;
         };
         for r in unfinished {
-            if let Err(e) = self.start(r.channel, r.file).await {
+            if let Err(e) = self.start(r.channel, r.file, r.for_others).await {
                 tracing::warn!(error = %e, "could not resume a file fetch");
             }
         }
@@ -527,10 +556,32 @@ impl Files {
             .store
             .file_shared_in(channel.to_owned(), hash.to_owned())
             .await;
-        if let Ok(Some(file)) = shared {
-            if let Err(e) = self.fetch(channel, &file).await {
-                tracing::info!(%hash, error = %e, "not keeping a copy");
-            }
+        let Ok(Some(file)) = shared else {
+            return;
+        };
+        let h = match to_hash(hash) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let _one_at_a_time = self.inner.keeping.lock().await;
+        if self.complete_size(h).await.is_some() || lock(&self.inner.running).contains_key(&h) {
+            return;
+        }
+        let kept = self.inner.store.kept_for_others().await.unwrap_or(u64::MAX);
+        let quota = self.inner.keep_for_others;
+        if kept.saturating_add(file.size) > quota {
+            self.inner.log.record(
+                "FILE_NOT_KEPT",
+                "local",
+                format!(
+                    "hash={hash} size={} channel={channel} kept={kept} quota={quota}",
+                    file.size
+                ),
+            );
+            return;
+        }
+        if let Err(e) = self.fetch_for(channel, &file, true).await {
+            tracing::info!(%hash, error = %e, "not keeping a copy");
         }
     }
 

@@ -31,6 +31,11 @@ use crate::p2p::{Answer, PeerLink, PeerProtocol, ProtocolLink};
 const MAX_GRANTS_PER_LINK: usize = 256;
 /// Most blobs-protocol connections served at once.
 const MAX_BLOB_CONNS: usize = 256;
+/// File requests (`file_open`, `file_have`) one link may make a second,
+/// and in a burst: each checks a signature and may ask the server who
+/// may read a channel.
+const REQUESTS_PER_SECOND: u32 = 20;
+const REQUEST_BURST: u32 = 64;
 
 /// The grants: which keys may fetch which files, counted by the links
 /// that granted them (a key may hold several links).
@@ -155,6 +160,10 @@ impl PeerProtocol for Files {
         Box::new(FileLink {
             files: self.clone(),
             granted: Vec::new(),
+            pace: governor::RateLimiter::direct(
+                governor::Quota::per_second(nonzero(REQUESTS_PER_SECOND))
+                    .allow_burst(nonzero(REQUEST_BURST)),
+            ),
         })
     }
 }
@@ -164,6 +173,12 @@ impl PeerProtocol for Files {
 struct FileLink {
     files: Files,
     granted: Vec<(Hash, String)>,
+    /// [`REQUESTS_PER_SECOND`] for this link.
+    pace: governor::DefaultDirectRateLimiter,
+}
+
+fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
 impl ProtocolLink for FileLink {
@@ -174,6 +189,12 @@ impl ProtocolLink for FileLink {
         request: peer::Request,
     ) -> BoxFuture<'a, Result<Answer, Failure>> {
         async move {
+            if self.pace.check().is_err() {
+                return Err(Failure::new(
+                    segchat_proto::Status::RateLimited,
+                    format!("at most {REQUESTS_PER_SECOND} file requests a second"),
+                ));
+            }
             match request {
                 peer::Request::FileOpen {
                     ticket,

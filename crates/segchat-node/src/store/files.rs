@@ -46,6 +46,8 @@ pub struct FileRecord {
     pub channel: String,
     pub state: FileState,
     pub reason: Option<String>,
+    /// Here only as a host's copy for others (see `keep_for_others`).
+    pub for_others: bool,
 }
 
 impl Store {
@@ -90,10 +92,11 @@ impl Store {
         self.with(move |c| {
             let f = &record.file;
             c.prepare_cached(
-                "INSERT INTO files (hash, channel, name, size, mime, state, reason, mine, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO files
+                     (hash, channel, name, size, mime, state, reason, mine, for_others, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (hash) DO UPDATE SET state = ?6, reason = ?7,
-                     mine = MAX(mine, ?8), updated_ms = ?9",
+                     mine = MAX(mine, ?8), for_others = MIN(for_others, ?9), updated_ms = ?10",
             )?
             .execute(params![
                 f.hash,
@@ -104,6 +107,7 @@ impl Store {
                 record.state.as_str(),
                 record.reason,
                 mine,
+                record.for_others && !mine,
                 crate::clock::now_ms() as i64,
             ])?;
             Ok(())
@@ -122,6 +126,31 @@ impl Store {
         .await
     }
 
+    /// Counts file `hash` as this node's user's own from now on: they
+    /// asked for it.
+    pub async fn claim_file(&self, hash: String) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.prepare_cached("UPDATE files SET for_others = 0 WHERE hash = ?1")?
+                .execute(params![hash])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Bytes of the copies kept for others, whole or being fetched.
+    pub async fn kept_for_others(&self) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            let total: i64 = c
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(size), 0) FROM files
+                     WHERE for_others = 1 AND state != 'failed'",
+                )?
+                .query_row([], |r| r.get(0))?;
+            Ok(total.max(0) as u64)
+        })
+        .await
+    }
+
     /// Files left part way (by a stop or a crash), to resume.
     pub async fn unfinished_files(&self) -> Result<Vec<FileRecord>, StoreError> {
         self.read(move |c| {
@@ -136,7 +165,7 @@ impl Store {
 }
 
 /// The columns [`record`] reads.
-const RECORD: &str = "hash, channel, name, size, mime, state, reason";
+const RECORD: &str = "hash, channel, name, size, mime, state, reason, for_others";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, StoreError>> {
     let state: String = r.get(5)?;
@@ -146,11 +175,12 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, StoreErr
         size: r.get::<_, i64>(3)? as u64,
         mime: r.get(4)?,
     };
-    let (channel, reason) = (r.get(1)?, r.get(6)?);
+    let (channel, reason, for_others) = (r.get(1)?, r.get(6)?, r.get(7)?);
     Ok(FileState::parse(&state).map(|state| FileRecord {
         file,
         channel,
         state,
         reason,
+        for_others,
     }))
 }

@@ -152,6 +152,24 @@ fn check_post(m: &MemberLink, conn: &PeerLink, message: &Message) -> Result<(), 
             format!("a message is at most {max} bytes"),
         ));
     }
+    let max = chat.max_file_size();
+    if let Some(file) = message.file.as_ref().filter(|f| f.size > max) {
+        chat.log().record(
+            "MESSAGE_REJECTED",
+            conn.addr,
+            format!(
+                "channel={} id={} author={} reason=file-too-large size={} max={max}",
+                message.channel, message.id, message.author, file.size
+            ),
+        );
+        return Err(Failure::new(
+            Status::TooLarge,
+            format!(
+                "files shared in {} are at most {max} bytes (its host's limit); {} is {}",
+                message.channel, file.name, file.size
+            ),
+        ));
+    }
     Ok(())
 }
 
