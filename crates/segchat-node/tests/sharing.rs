@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{eventually, start_node, tempdir, Api, TestServer};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -348,7 +349,12 @@ async fn a_host_keeps_copies_for_others_within_its_limits() {
     bob.wait_connected().await;
     bob.register("bob").await;
     bob.join("club").await;
-    let hash_of = |v: &Value| v["message"]["file"]["hash"].as_str().expect("hash").to_owned();
+    let hash_of = |v: &Value| {
+        v["message"]["file"]["hash"]
+            .as_str()
+            .expect("hash")
+            .to_owned()
+    };
 
     // 2 MB fits both limits: the host keeps a copy.
     let (s, v) = share(&bob, "club", "two.bin", noise(2_000_000, 21)).await;
@@ -402,6 +408,101 @@ async fn a_host_keeps_copies_for_others_within_its_limits() {
             .any(|m| m["file"]["hash"] == four.as_str()),
         "the host stored no message over its limit: {v}"
     );
+    bnode.shutdown().await;
+    anode.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_cut_off_resumes_from_what_the_node_holds_even_after_a_restart() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let anode = start_node(server.addr, &adir).await;
+    let alice = Api::of(&anode);
+    alice.wait_connected().await;
+    alice.register("alice").await;
+    alice.create_channel("club", "public").await;
+    let mut bnode = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bnode);
+    bob.wait_connected().await;
+    bob.register("bob").await;
+    bob.join("club").await;
+
+    let bytes = noise(6_000_000, 31);
+    let (s, v) = bob.post("/uploads", json!({"size": bytes.len()})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["offset"], 0);
+    let id = v["id"].as_str().expect("id").to_owned();
+    let part = |offset: usize, body: reqwest::Body| {
+        bob.http
+            .put(format!("{}/uploads/{id}", bob.base))
+            .query(&[("offset", offset)])
+            .bearer_auth(&bob.token)
+            .body(body)
+            .send()
+    };
+
+    // The first 2 MB arrive, then the connection breaks.
+    let first = bytes[..2_000_000].to_vec();
+    let cut = futures::stream::iter([Ok::<_, std::io::Error>(first)]).chain(futures::stream::once(
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err(std::io::Error::other("cable pulled"))
+        },
+    ));
+    assert!(part(0, reqwest::Body::wrap_stream(cut)).await.is_err());
+    eventually("the node to hold what arrived", || async {
+        let (_, v) = bob.get(&format!("/uploads/{id}")).await;
+        (v["offset"] == 2_000_000).then_some(())
+    })
+    .await;
+    // Sending from the start again is a conflict, not a duplicate.
+    let resp = part(0, bytes[..1000].to_vec().into())
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+
+    // The node restarts; the upload is still there at the same offset.
+    bnode.shutdown().await;
+    bnode = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bnode);
+    bob.wait_connected().await;
+    let (s, v) = bob.get(&format!("/uploads/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["offset"], 2_000_000);
+    let resp = bob
+        .http
+        .put(format!("{}/uploads/{id}", bob.base))
+        .query(&[("offset", 2_000_000)])
+        .bearer_auth(&bob.token)
+        .body(bytes[2_000_000..].to_vec())
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["offset"], 6_000_000);
+
+    // Shared whole, named by the hash of every byte.
+    let resp = bob
+        .http
+        .post(format!("{}/channels/club/files", bob.base))
+        .query(&[("name", "big.bin"), ("upload", id.as_str())])
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v: Value = resp.json().await.expect("json");
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    assert_eq!(v["message"]["file"]["hash"], hash.as_str(), "{v}");
+    let (s, _) = bob.get(&format!("/uploads/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "an upload is shared once");
+    wait_complete(&alice, &hash, "the host").await;
+    let (_, _, got) = content(&alice, &hash).await;
+    assert!(got == bytes, "the host's copy is the file");
     bnode.shutdown().await;
     anode.shutdown().await;
     server.stop().await;

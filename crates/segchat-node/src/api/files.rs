@@ -22,7 +22,7 @@ use segchat_proto::{Failure, Status};
 
 use super::messages::Sent;
 use super::{ApiError, ApiState, Body};
-use crate::files::FileStatus;
+use crate::files::{FileStatus, UploadStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ShareQuery {
@@ -37,11 +37,15 @@ pub(super) struct ShareQuery {
     /// The message it replies to.
     #[serde(default)]
     reply_to: Option<String>,
+    /// A resumable upload, whole, to share instead of the body.
+    #[serde(default)]
+    upload: Option<uuid::Uuid>,
 }
 
 /// `POST /channels/{name}/files?name=…&type=…&caption=…`, the body the
-/// file's bytes: stores it, shares it in a message (answered as
-/// `messages` answers) and tells the channel's host.
+/// file's bytes (or `upload=ID`, a whole resumable upload, and no body):
+/// stores it, shares it in a message (answered as `messages` answers) and
+/// tells the channel's host.
 pub(super) async fn share(
     State(st): State<ApiState>,
     Path(channel): Path<String>,
@@ -49,16 +53,7 @@ pub(super) async fn share(
     body: RawBody,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     st.inner.activity.input();
-    let session = st
-        .link()
-        .state()
-        .session
-        .ok_or_else(|| ApiError(Failure::unauthorized("sign in first")))?;
-    if session.kind == AccountKind::Visitor {
-        return Err(ApiError(Failure::forbidden(
-            "visitors only read; register an account to share files",
-        )));
-    }
+    may_share(&st)?;
     // Before a byte is stored: the channel must be one the user joined.
     let joined = st
         .inner
@@ -88,12 +83,26 @@ pub(super) async fn share(
     };
     let files = &st.inner.files;
     let path = files.upload_path();
-    if let Err(e) = receive(body, &path, files.max_size()).await {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(ApiError(e));
+    match q.upload {
+        Some(id) => {
+            files.uploads().take(id, &path).await?;
+        }
+        None => {
+            if let Err(e) = receive(body, &path, files.max_size()).await {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(ApiError(e));
+            }
+        }
     }
     let message = files
-        .share(&channel, &path, &name, &mime, &q.caption, q.reply_to.as_deref())
+        .share(
+            &channel,
+            &path,
+            &name,
+            &mime,
+            &q.caption,
+            q.reply_to.as_deref(),
+        )
         .await?;
     st.record(
         "FILE_SHARED",
@@ -103,6 +112,21 @@ pub(super) async fn share(
         ),
     );
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// Refuses a user who may share no file: signed out, or a visitor.
+fn may_share(st: &ApiState) -> Result<(), ApiError> {
+    let session = st
+        .link()
+        .state()
+        .session
+        .ok_or_else(|| ApiError(Failure::unauthorized("sign in first")))?;
+    if session.kind == AccountKind::Visitor {
+        return Err(ApiError(Failure::forbidden(
+            "visitors only read; register an account to share files",
+        )));
+    }
+    Ok(())
 }
 
 /// Writes the request's body to `path`, refusing it past `max` bytes.
@@ -312,4 +336,63 @@ mod tests {
         assert_eq!(guess_mime("Cat.PNG"), "image/png");
         assert_eq!(guess_mime("page.html"), "application/octet-stream");
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct NewUpload {
+    /// The file's size in bytes.
+    size: u64,
+}
+
+/// `POST /uploads` `{size}`: opens a resumable upload.
+pub(super) async fn create_upload(
+    State(st): State<ApiState>,
+    Json(b): Json<NewUpload>,
+) -> Result<(StatusCode, Json<UploadStatus>), ApiError> {
+    st.inner.activity.input();
+    may_share(&st)?;
+    let files = &st.inner.files;
+    let status = files.uploads().create(b.size, files.max_size()).await?;
+    Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// `GET /uploads/{id}`: how far an upload is.
+pub(super) async fn upload_status(
+    State(st): State<ApiState>,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<Json<UploadStatus>, ApiError> {
+    Ok(Json(st.inner.files.uploads().status(id)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PartQuery {
+    /// Where this part starts: the upload's offset.
+    offset: u64,
+}
+
+/// `PUT /uploads/{id}?offset=N`, the body the next bytes: adds them.
+/// What arrives before the request breaks off is kept.
+pub(super) async fn upload_part(
+    State(st): State<ApiState>,
+    Path(id): Path<uuid::Uuid>,
+    Query(q): Query<PartQuery>,
+    body: RawBody,
+) -> Result<Json<UploadStatus>, ApiError> {
+    st.inner.activity.input();
+    let status = st
+        .inner
+        .files
+        .uploads()
+        .append(id, q.offset, body.into_data_stream())
+        .await?;
+    Ok(Json(status))
+}
+
+/// `DELETE /uploads/{id}`: cancels an upload.
+pub(super) async fn cancel_upload(
+    State(st): State<ApiState>,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<StatusCode, ApiError> {
+    st.inner.files.uploads().cancel(id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

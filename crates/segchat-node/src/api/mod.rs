@@ -278,6 +278,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/streams/{id}/ws", get(streams::socket))
         .route("/events", get(events::subscribe))
         .route("/channels/{name}/files", post(files::share))
+        .route("/uploads", post(files::create_upload))
+        .route(
+            "/uploads/{id}",
+            get(files::upload_status)
+                .put(files::upload_part)
+                .delete(files::cancel_upload),
+        )
         .route("/files/{hash}", get(files::status))
         .route("/files/{hash}/fetch", post(files::fetch))
         .route("/files/{hash}/content", get(files::content))

@@ -23,12 +23,14 @@
 //!   upload, starting a fetch, progress, reading a file back.
 //! - `serve.rs`: the seeding side: `file_open`/`file_have` on the peer
 //!   layer, and the blobs protocol's gate.
+//! - `uploads.rs`: resumable uploads, a file sent to the node in parts.
 //! - `fetch.rs`: the fetching side: finding seeders, splitting the file
 //!   into pieces fetched from all of them at once, dropping a seeder that
 //!   sends a byte that does not verify.
 
 mod fetch;
 mod serve;
+mod uploads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ use crate::link::LinkHandle;
 use crate::store::{FileRecord, FileState, Store};
 
 pub(crate) use serve::Gate;
+pub use uploads::UploadStatus;
+pub(crate) use uploads::Uploads;
 
 /// Where the blob store lives in the data directory.
 const BLOBS_DIR: &str = "blobs";
@@ -93,6 +97,7 @@ struct Inner {
     store: Store,
     log: SystemLog,
     uploads: PathBuf,
+    resumable: Uploads,
     max_size: u64,
     keep_for_others: u64,
     /// Held while a host's copy is weighed against `keep_for_others` and
@@ -161,12 +166,9 @@ impl Files {
         for dir in [&root, &uploads] {
             segchat_log::private_dir(dir)?;
         }
-        // An upload cut off by a crash is never resumed from here.
-        if let Ok(entries) = std::fs::read_dir(&uploads) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        // A one-shot upload a crash cut off is gone; resumable ones
+        // younger than a day are kept.
+        let resumable = Uploads::load(&uploads);
         // A fetch a crash cut off: the store's bitfield of what it holds
         // is written only now and then, so after a kill it may say less
         // than the data on disk. Without it the store rebuilds the
@@ -191,6 +193,7 @@ impl Files {
                 store,
                 log,
                 uploads,
+                resumable,
                 max_size: limits.max_size,
                 keep_for_others: limits.keep_for_others,
                 keeping: tokio::sync::Mutex::new(()),
@@ -214,6 +217,11 @@ impl Files {
     /// The largest file this node takes.
     pub fn max_size(&self) -> u64 {
         self.inner.max_size
+    }
+
+    /// The resumable uploads.
+    pub(crate) fn uploads(&self) -> &Uploads {
+        &self.inner.resumable
     }
 
     /// Where uploads are written before [`Files::import`].
