@@ -13,7 +13,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { aliceAndBob, startNode, nodeApi, eventually, removeDir, tempDir } from '../lib/cluster.js';
 import { launch, newUser, screenshots, DESKTOP, PHONE } from '../lib/browser.js';
@@ -294,6 +294,44 @@ test('a 30 MB upload shows its progress before the message; bob downloads it wit
   assert.equal(sha256(got), sha256(bytes));
 });
 
+test('a large upload cut off part way goes on from what the node holds', async () => {
+  const bytes = randomBytes(20 * 1024 * 1024);
+  const { page } = alice;
+  // Every part's offset, and the connection of the second part cut.
+  const offsets = [];
+  let cut = false;
+  await page.route('**/api/v1/uploads/*?offset=*', async (route) => {
+    const offset = Number(new URL(route.request().url()).searchParams.get('offset'));
+    offsets.push(offset);
+    if (offset > 0 && !cut) {
+      cut = true;
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
+  try {
+    await watchTexts(page, 'cut', '.upload .upload-note');
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
+    await chooser.setFiles({ name: 'cut-off.bin', mimeType: 'application/octet-stream', buffer: bytes });
+    await fileMsg(page, 'cut-off.bin').waitFor({ timeout: 60000 });
+  } finally {
+    await page.unroute('**/api/v1/uploads/*?offset=*');
+  }
+  const part = 8 * 1024 * 1024;
+  assert.ok(cut, 'a part was cut off');
+  assert.deepEqual(offsets, [0, part, part, 2 * part], 'after the cut it went on from the node\'s offset, never from the start');
+  const seen = await seenTexts(page, 'cut');
+  assert.ok(seen.includes('Connection lost; resuming…'), `the cut was shown: ${JSON.stringify(seen)}`);
+  // What was shared is exactly the file, and no part is left on the node.
+  const history = await nodeApi(nodeA, 'GET', '/channels/general/messages?limit=50');
+  const shared = history.body.messages.find((m) => m.file && m.file.name === 'cut-off.bin');
+  assert.equal(shared.file.size, bytes.length);
+  const resp = await fetch(`${nodeA.apiUrl}/api/v1/files/${shared.file.hash}/content`, { headers: { Authorization: `Bearer ${nodeA.token}` } });
+  assert.equal(sha256(Buffer.from(await resp.arrayBuffer())), sha256(bytes));
+  assert.deepEqual(readdirSync(path.join(nodeA.dir, 'uploads')), []);
+});
+
 test('an upload can be cancelled while it runs', async () => {
   const { page } = alice;
   const cdp = await alice.context.newCDPSession(page);
@@ -301,7 +339,7 @@ test('an upload can be cancelled while it runs', async () => {
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 1024 * 1024 });
   try {
     const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.locator('#attach-button').click()]);
-    await chooser.setFiles({ name: 'cancel-me.bin', mimeType: 'application/octet-stream', buffer: randomBytes(8 * 1024 * 1024) });
+    await chooser.setFiles({ name: 'cancel-me.bin', mimeType: 'application/octet-stream', buffer: randomBytes(12 * 1024 * 1024) });
     const up = page.locator('#upload-slot .upload', { hasText: 'cancel-me.bin' });
     await up.locator('.xfer-text', { hasText: /^[1-9]\d?% · / }).waitFor();
     await up.locator('button[aria-label="Cancel the upload of cancel-me.bin"]').click();
@@ -313,6 +351,7 @@ test('an upload can be cancelled while it runs', async () => {
   }
   const history = await nodeApi(nodeA, 'GET', '/channels/general/messages?limit=50');
   assert.ok(!history.body.messages.some((m) => m.file && m.file.name === 'cancel-me.bin'), 'nothing was shared');
+  await eventually('the cancelled upload\'s parts to go from the node', async () => readdirSync(path.join(nodeA.dir, 'uploads')).length === 0);
   assert.equal(await fileMsg(page, 'cancel-me.bin').count(), 0);
 });
 

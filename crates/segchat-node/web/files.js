@@ -2,15 +2,26 @@
 // file or an image from the clipboard, dropping files on the
 // conversation, and each upload on its way (a progress bar with the
 // percent, the speed and the time left, and a cancel button; the node's
-// reason when it refuses). The bytes go to the node as the request's body
-// (POST /channels/{name}/files) with XMLHttpRequest, whose upload
-// progress `fetch` does not report. The text in the message box, if any,
+// reason when it refuses). A small file goes to the node as the
+// request's body (POST /channels/{name}/files); a large one as a
+// resumable upload in parts (POST /uploads, PUT /uploads/{id}), which
+// goes on from what the node holds after a cut or a "Try again". Both
+// with XMLHttpRequest, whose upload progress `fetch` does not report. The text in the message box, if any,
 // goes with the (first) file as its caption. Also the progress pieces the
 // timeline's downloads use (file-view.js): `Meter` and `transferBar`.
 
-import { enc } from './api.js';
+import { api, enc } from './api.js';
 import { h, clear, icon, announce } from './dom.js';
 import { humanSize, humanDuration } from './format.js';
+
+// Files larger than this go as a resumable upload in parts this large:
+// a cut costs at most one part.
+const PART = 8 * 1024 * 1024;
+// Parts broken off in a row before the upload shows as failed.
+const PART_TRIES = 6;
+
+// A request that got no answer (the connection broke).
+class BrokeOff extends Error {}
 
 // How far back the speed is measured.
 const RATE_WINDOW_MS = 3000;
@@ -86,7 +97,7 @@ export class Uploads {
     this.slot = null;
     this.running = null;
     window.addEventListener('beforeunload', (e) => {
-      if (this.list.some((u) => u.state === 'sending' || u.state === 'waiting')) e.preventDefault();
+      if (this.list.some((u) => u.state !== 'failed')) e.preventDefault();
     });
   }
 
@@ -171,7 +182,7 @@ export class Uploads {
     files.forEach((file, i) => {
       this.list.push({
         id: nextId++, channel: c.channel, file, caption: i === 0 ? caption : '',
-        state: 'waiting', error: '', xhr: null, meter: new Meter(file.size), view: null,
+        state: 'waiting', error: '', xhr: null, upload: null, cancelled: false, meter: new Meter(file.size), view: null,
       });
     });
     announce(files.length === 1 ? `Uploading ${files[0].name}` : `Uploading ${files.length} files`);
@@ -189,55 +200,147 @@ export class Uploads {
     this.running = up;
     up.state = 'sending';
     up.error = '';
+    up.cancelled = false;
     up.meter = new Meter(up.file.size);
     up.meter.add(0);
-    const q = new URLSearchParams({ name: up.file.name || 'file', type: up.file.type || '' });
-    if (up.caption) q.set('caption', up.caption);
-    const xhr = new XMLHttpRequest();
-    up.xhr = xhr;
-    xhr.open('POST', `/api/v1/channels/${enc(up.channel)}/files?${q}`);
-    xhr.setRequestHeader('X-Segchat', '1');
-    xhr.setRequestHeader('Accept', 'application/json');
-    xhr.upload.onprogress = (e) => {
-      up.meter.add(e.loaded);
-      if (up.view) up.view.update(up);
-    };
-    // Every byte is with the node: it is storing the file and signing
-    // the message.
-    xhr.upload.onload = () => {
-      up.meter.add(up.file.size);
-      up.state = 'finishing';
-      if (up.view) up.view.update(up);
-    };
-    const done = () => {
+    this.draw();
+    const work = up.file.size > PART ? this.sendParts(up) : this.sendWhole(up);
+    work.then((message) => {
+      if (up.cancelled) return;
+      this.forget(up);
+      announce(`Shared ${up.file.name}`);
+      this.deps.sent(message);
+    }, (err) => {
+      if (!up.cancelled) this.fail(up, err.message || String(err));
+    }).finally(() => {
       up.xhr = null;
       if (this.running === up) this.running = null;
       this.next();
-    };
-    xhr.onload = () => {
-      let data = null;
-      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
-      if (xhr.status >= 200 && xhr.status < 300 && data && data.message) {
-        this.forget(up);
-        announce(`Shared ${up.file.name}`);
-        this.deps.sent(data.message);
-      } else {
-        const why = (data && (data.reason || data.error)) || `the node answered ${xhr.status} ${xhr.statusText}`.trim();
-        this.fail(up, why);
+    });
+  }
+
+  // Shows how far `up` is, `done` bytes with the node.
+  progress(up, done) {
+    up.meter.add(done);
+    if (up.view) up.view.update(up);
+  }
+
+  // Every byte is with the node: it is storing the file and signing the
+  // message.
+  finishing(up) {
+    up.meter.add(up.file.size);
+    up.state = 'finishing';
+    if (up.view) up.view.update(up);
+  }
+
+  // The share's query: name, type, caption (and a resumable upload's id).
+  shareQuery(up, upload) {
+    const q = new URLSearchParams({ name: up.file.name || 'file', type: up.file.type || '' });
+    if (up.caption) q.set('caption', up.caption);
+    if (upload) q.set('upload', upload);
+    return q;
+  }
+
+  // A small file: the request's body is the file; answers the message.
+  async sendWhole(up) {
+    const q = this.shareQuery(up);
+    const r = await this.request(up, 'POST', `/api/v1/channels/${enc(up.channel)}/files?${q}`, up.file,
+      (loaded) => this.progress(up, loaded), () => this.finishing(up));
+    if (r.ok && r.data && r.data.message) return r.data.message;
+    throw new Error(r.why);
+  }
+
+  // A large file: a resumable upload, in parts of PART bytes. A part
+  // that breaks off costs only itself: the node keeps what arrived, and
+  // this goes on from what the node says it holds. "Try again" after a
+  // failure goes on the same way.
+  async sendParts(up) {
+    const size = up.file.size;
+    let offset = 0;
+    if (up.upload) {
+      try {
+        offset = (await api('GET', `/uploads/${up.upload}`)).offset;
+      } catch (e) {
+        if (e.status !== 404) throw e;
+        up.upload = null; // expired or gone: anew
       }
-      done();
-    };
-    xhr.onerror = () => {
-      this.fail(up, 'the upload broke off: your node did not answer (is it still running?)');
-      done();
-    };
-    xhr.onabort = () => {
-      this.forget(up);
-      announce(`Upload of ${up.file.name} cancelled`);
-      done();
-    };
-    this.draw();
-    xhr.send(up.file);
+    }
+    if (!up.upload) up.upload = (await api('POST', '/uploads', { size })).id;
+    this.progress(up, offset);
+    let tries = 0;
+    while (offset < size) {
+      const end = Math.min(offset + PART, size);
+      const from = offset;
+      let r = null;
+      try {
+        r = await this.request(up, 'PUT', `/api/v1/uploads/${up.upload}?offset=${from}`, up.file.slice(from, end),
+          (loaded) => this.progress(up, from + loaded));
+      } catch (e) {
+        if (!(e instanceof BrokeOff)) throw e;
+      }
+      if (up.cancelled) throw new Error('cancelled');
+      if (r && r.ok) {
+        offset = r.data.offset;
+        tries = 0;
+        continue;
+      }
+      // Refused for good: say why.
+      if (r && r.status !== 409 && r.status < 500) throw new Error(r.why);
+      // Broken off, or out of step: wait, then ask where it stands.
+      tries += 1;
+      if (tries > PART_TRIES) throw new Error('the upload keeps breaking off; "Try again" goes on from where it stopped');
+      up.state = 'reconnecting';
+      if (up.view) up.view.update(up);
+      await new Promise((res) => setTimeout(res, Math.min(8000, 250 * 2 ** tries)));
+      if (up.cancelled) throw new Error('cancelled');
+      try {
+        offset = (await api('GET', `/uploads/${up.upload}`)).offset;
+        up.state = 'sending';
+        this.progress(up, offset);
+      } catch (e) {
+        if (e.status === 404) {
+          up.upload = null;
+          throw new Error('the node no longer has this upload; "Try again" sends it anew');
+        }
+        // The node is away: the next round tries again.
+      }
+    }
+    this.finishing(up);
+    const data = await api('POST', `/channels/${enc(up.channel)}/files?${this.shareQuery(up, up.upload)}`);
+    up.upload = null;
+    return data.message;
+  }
+
+  // One request with upload progress (which `fetch` does not report),
+  // kept in `up.xhr` so a cancel can abort it. Answers `{ ok, status,
+  // data, why }`; rejects with BrokeOff when no answer came.
+  request(up, method, url, body, onProgress, onSent) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      up.xhr = xhr;
+      xhr.open(method, url);
+      xhr.setRequestHeader('X-Segchat', '1');
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.upload.onprogress = (e) => onProgress(e.loaded);
+      if (onSent) xhr.upload.onload = onSent;
+      xhr.onload = () => {
+        up.xhr = null;
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+        const ok = xhr.status >= 200 && xhr.status < 300;
+        const why = (data && (data.reason || data.error)) || `the node answered ${xhr.status} ${xhr.statusText}`.trim();
+        resolve({ ok, status: xhr.status, data, why });
+      };
+      xhr.onerror = () => {
+        up.xhr = null;
+        reject(new BrokeOff('the upload broke off: your node did not answer (is it still running?)'));
+      };
+      xhr.onabort = () => {
+        up.xhr = null;
+        reject(new Error('cancelled'));
+      };
+      xhr.send(body);
+    });
   }
 
   fail(up, why) {
@@ -251,13 +354,16 @@ export class Uploads {
     if (!err) announce(`Not shared: ${up.file.name}: ${why}`);
   }
 
-  // Cancels an upload (a failed one: dismisses it).
+  // Cancels an upload (a failed one: dismisses it); a resumable one's
+  // parts on the node go too.
   cancel(up) {
-    if (up.xhr) up.xhr.abort(); // onabort forgets it
-    else {
-      this.forget(up);
-      if (up.state !== 'failed') announce(`Upload of ${up.file.name} cancelled`);
-    }
+    const wasFailed = up.state === 'failed';
+    up.cancelled = true;
+    if (up.xhr) up.xhr.abort();
+    if (up.upload) api('DELETE', `/uploads/${up.upload}`).catch(() => { /* gone already */ });
+    up.upload = null;
+    this.forget(up);
+    if (!wasFailed) announce(`Upload of ${up.file.name} cancelled`);
     if (this.composer) this.composer.focus();
   }
 
@@ -306,7 +412,7 @@ export class Uploads {
     const status = h('span', { class: 'upload-note' });
     const update = (u) => {
       bar.update(u.meter);
-      status.textContent = u.state === 'waiting' ? 'Waiting…' : u.state === 'finishing' ? 'Sharing…' : '';
+      status.textContent = { waiting: 'Waiting…', finishing: 'Sharing…', reconnecting: 'Connection lost; resuming…' }[u.state] || '';
     };
     up.view = { update };
     const li = h('li', { class: `upload ${up.state}`, dataset: { upload: up.id, state: up.state } },

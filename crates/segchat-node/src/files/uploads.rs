@@ -44,6 +44,8 @@ struct Open {
     touched: SystemTime,
     /// A part is being written.
     busy: bool,
+    /// Cancelled while a part was being written: it goes when that ends.
+    doomed: bool,
 }
 
 /// The open uploads of one node.
@@ -89,7 +91,14 @@ impl Drop for Writing<'_> {
             return;
         }
         let held = std::fs::metadata(self.uploads.part(self.id)).map_or(0, |m| m.len());
-        if let Some(o) = lock(&self.uploads.open).get_mut(&self.id) {
+        let mut open = lock(&self.uploads.open);
+        if let Some(o) = open.get_mut(&self.id) {
+            if o.doomed {
+                open.remove(&self.id);
+                let _ = std::fs::remove_file(self.uploads.part(self.id));
+                let _ = std::fs::remove_file(self.uploads.size_file(self.id));
+                return;
+            }
             o.busy = false;
             o.offset = held.min(o.size);
             o.touched = SystemTime::now();
@@ -127,6 +136,7 @@ impl Uploads {
                                 offset,
                                 touched,
                                 busy: false,
+                                doomed: false,
                             },
                         );
                     }
@@ -192,6 +202,7 @@ impl Uploads {
                     offset: 0,
                     touched: SystemTime::now(),
                     busy: false,
+                    doomed: false,
                 },
             );
         }
@@ -265,6 +276,18 @@ impl Uploads {
         };
         let (written, result) = self.write(id, offset, size, body).await;
         writing.armed = false;
+        let doomed = {
+            let mut open = lock(&self.open);
+            let doomed = open.get(&id).is_some_and(|o| o.doomed);
+            if doomed {
+                open.remove(&id);
+            }
+            doomed
+        };
+        if doomed {
+            self.drop_files(id).await;
+            return Err(not_found(id));
+        }
         let mut open = lock(&self.open);
         let o = open.get_mut(&id).ok_or_else(|| not_found(id))?;
         o.busy = false;
@@ -371,17 +394,16 @@ impl Uploads {
         Ok(size)
     }
 
-    /// Cancels upload `id`.
+    /// Cancels upload `id` (one with a part being written goes when that
+    /// part ends).
     pub(crate) async fn cancel(&self, id: Uuid) -> Result<(), Failure> {
         {
             let mut open = lock(&self.open);
-            match open.get(&id) {
+            match open.get_mut(&id) {
                 None => return Err(not_found(id)),
                 Some(o) if o.busy => {
-                    return Err(Failure::new(
-                        Status::Conflict,
-                        "a part of this upload is being written; cancel that request first",
-                    ))
+                    o.doomed = true;
+                    return Ok(());
                 }
                 Some(_) => {
                     open.remove(&id);
@@ -501,6 +523,33 @@ mod tests {
         assert_eq!(left.len(), 2, "only the upload's files: {left:?}");
         up.cancel(id).await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_upload_cancelled_while_a_part_is_written_goes_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Uploads::load(dir.path());
+        let s = up.create(10, 100).await.unwrap();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
+        tx.unbounded_send(Ok(bytes::Bytes::from_static(b"abc")))
+            .unwrap();
+        let writing = {
+            let up = &up;
+            async move { up.append(s.id, 0, rx).await }
+        };
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            up.cancel(s.id).await.unwrap();
+            drop(tx);
+        };
+        let (written, ()) = tokio::join!(writing, cancel);
+        assert_eq!(written.unwrap_err().status, Status::NotFound);
+        assert!(up.status(s.id).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "its files went"
+        );
     }
 
     #[tokio::test]
