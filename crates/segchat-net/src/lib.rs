@@ -30,6 +30,7 @@
 //! caller sees is the key the other side holds, and that nothing is sent
 //! in clear.
 
+pub mod blobs;
 pub mod client;
 pub mod endpoint;
 pub mod path;

@@ -507,3 +507,73 @@ async fn an_upload_cut_off_resumes_from_what_the_node_holds_even_after_a_restart
     anode.shutdown().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_copy() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let (guard, dir) = tempdir();
+        let node = start_node(server.addr, &dir).await;
+        let api = Api::of(&node);
+        api.wait_connected().await;
+        api.register(name).await;
+        nodes.push(node);
+        dirs.push((guard, dir));
+    }
+    let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
+    let [alice, bob, carol] = [&apis[0], &apis[1], &apis[2]];
+    alice.create_channel("club", "public").await;
+    bob.join("club").await;
+    carol.join("club").await;
+
+    // bob shares; the host keeps a copy, and so does the server.
+    let bytes = noise(3_000_000, 41);
+    let (s, v) = share(bob, "club", "kept.bin", bytes.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let hash = v["message"]["file"]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    wait_complete(alice, &hash, "the host").await;
+    eventually("the server to keep a copy", || async {
+        let log = std::fs::read_to_string(sdir.join("logs").join("segchat.log")).ok()?;
+        log.lines()
+            .any(|l| l.contains("FILE_BACKED_UP") && l.contains(&hash))
+            .then_some(())
+    })
+    .await;
+    eventually("carol to have the message", || async {
+        let (_, v) = carol.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+
+    // Sender and host go offline: carol still gets the file, verified,
+    // from the server.
+    let carol_node = nodes.pop().expect("carol");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let carol = Api::of(&carol_node);
+    let (s, v) = carol
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(&carol, &hash, "carol").await;
+    let (_, _, got) = content(&carol, &hash).await;
+    assert!(got == bytes, "the server's copy is the file");
+    let log = std::fs::read_to_string(sdir.join("logs").join("segchat.log")).expect("log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FILE_SOURCE") && l.contains(&hash)),
+        "the server granted its copy"
+    );
+    carol_node.shutdown().await;
+    server.stop().await;
+}

@@ -207,6 +207,22 @@ pub enum Request {
     AckDms {
         up_to_seq: u64,
     },
+    /// A member who shared file `hash` in `channel` (a message the
+    /// server's backup holds shares it) asks the server to keep a backup
+    /// copy: the server fetches it from this connection's node over the
+    /// blobs protocol, within its limits. Answers `file_kept`.
+    FileBackup {
+        channel: String,
+        hash: String,
+    },
+    /// A reader of `channel` asks for the server's backup copy of file
+    /// `hash` (shared there): granted, this connection's node key may
+    /// fetch it over the blobs protocol from the server for an hour.
+    /// Answers `file_source`; `404` when the server keeps no copy.
+    FileSource {
+        channel: String,
+        hash: String,
+    },
 }
 
 impl Request {
@@ -247,6 +263,8 @@ impl Request {
             Request::SendDm { .. } => "send_dm",
             Request::FetchDms { .. } => "fetch_dms",
             Request::AckDms { .. } => "ack_dms",
+            Request::FileBackup { .. } => "file_backup",
+            Request::FileSource { .. } => "file_source",
         }
     }
 }
@@ -338,6 +356,17 @@ pub enum Reply {
         envelopes: Vec<Delivered>,
         has_more: bool,
     },
+    /// Answer to `file_backup`: whether the server holds (or is fetching)
+    /// a copy; if not, why.
+    FileKept {
+        hash: String,
+        kept: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Answer to `file_source`: the server holds the file whole, at
+    /// `size` bytes, and this node may fetch it.
+    FileSource { hash: String, size: u64 },
 }
 
 /// Something the server pushes without being asked.

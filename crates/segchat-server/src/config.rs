@@ -67,6 +67,11 @@ pub struct ServerConfig {
     /// signed in with still exist (a logout elsewhere whose news was
     /// lost, an expiry).
     pub session_check: Duration,
+    /// The largest file the server keeps a backup copy of, in bytes (0:
+    /// none).
+    pub file_backup_max: u64,
+    /// Bytes of backup copies of files kept at most, all together.
+    pub file_backup_total: u64,
 }
 
 impl ServerConfig {
@@ -96,6 +101,8 @@ impl ServerConfig {
             changes_per_second: 10,
             changes_burst: 20,
             session_check: Duration::from_secs(30),
+            file_backup_max: 64 << 20,
+            file_backup_total: 4 << 30,
         }
     }
 

@@ -120,10 +120,11 @@ pub(crate) async fn serve(
     let cancel = shutdown.child_token();
     shared
         .hub
-        .add_conn(id, addr, peer.node_id, tx.clone(), cancel.clone());
+        .add_conn(id, addr, peer.node_id.clone(), tx.clone(), cancel.clone());
     let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
 
     let mut ctx = ConnCtx::new(id, addr, &shared.config);
+    ctx.node_id = Some(peer.node_id);
     let reason = read_loop(&mut reader, &tx, &shared, &mut ctx, &cancel).await;
 
     ops::sign_out_conn(&shared, &mut ctx).await;

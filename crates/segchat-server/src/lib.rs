@@ -30,6 +30,7 @@ mod auth;
 mod cluster;
 pub mod config;
 mod conn;
+mod files;
 mod hub;
 mod keys;
 mod mates;

@@ -105,7 +105,19 @@ pub async fn run(
         Some(l) => Hub::clustered(log.clone(), l.instance, l.tx.clone()),
         None => Hub::new(log.clone()),
     };
+    let files = crate::files::ServerFiles::open(
+        &config.data_dir,
+        config.file_backup_max,
+        config.file_backup_total,
+        log.clone(),
+    )
+    .await
+    .map_err(|source| ServerError::Log {
+        dir: config.data_dir.join("blobs").display().to_string(),
+        source,
+    })?;
     let shared = Arc::new(Shared {
+        files: Arc::new(files),
         limiter: LoginLimiter::new(Limits {
             per_pair: config.login_failures_per_account_source,
             per_source: config.login_failures_per_source,
@@ -160,7 +172,12 @@ pub async fn run(
     if let Some(link) = link {
         tasks.spawn(crate::cluster::run(link, shared.clone(), shutdown.clone()));
     }
+    shared.files.set_endpoint(
+        endpoint.clone(),
+        relay::url_of(relay::reachable_from_here(bind)),
+    );
     let router = Router::builder(endpoint)
+        .accept(iroh_blobs::ALPN, shared.files.protocol())
         .accept(
             segchat_net::ALPN_TRACKER,
             Tracker {

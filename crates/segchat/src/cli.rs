@@ -390,6 +390,14 @@ pub(crate) struct ServerArgs {
     /// applies [default: 20].
     #[arg(long, env = "SEGCHAT_CHANGES_BURST", value_name = "N")]
     pub(crate) changes_burst: Option<u32>,
+    /// Keep backup copies of files shared in channels up to this many
+    /// MiB each [default: 64]; 0 keeps none.
+    #[arg(long, env = "SEGCHAT_FILE_BACKUP_MIB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=16_384))]
+    pub(crate) file_backup_mib: Option<u64>,
+    /// Keep at most this many MiB of backup copies of files, all together
+    /// [default: 4096].
+    #[arg(long, env = "SEGCHAT_FILE_BACKUP_TOTAL_MIB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub(crate) file_backup_total_mib: Option<u64>,
     /// Records per system-log file before rotating [default: 10000].
     #[arg(long, env = "SEGCHAT_LOG_MAX_RECORDS", value_name = "N")]
     pub(crate) log_max_records: Option<u64>,

@@ -67,6 +67,8 @@ pub(crate) struct ServerFile {
     pub(crate) max_conns_per_source: Option<usize>,
     pub(crate) changes_per_second: Option<u32>,
     pub(crate) changes_burst: Option<u32>,
+    pub(crate) file_backup_mib: Option<u64>,
+    pub(crate) file_backup_total_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +164,18 @@ pub(crate) fn server(
     }
     if let Some(n) = args.changes_burst.or(f.changes_burst) {
         config.changes_burst = n;
+    }
+    if let Some(mib) = args.file_backup_mib.or(f.file_backup_mib) {
+        if mib > 16_384 {
+            bail!("invalid server.file_backup_mib {mib}: 0 to 16384");
+        }
+        config.file_backup_max = mib << 20;
+    }
+    if let Some(mib) = args.file_backup_total_mib.or(f.file_backup_total_mib) {
+        if mib > 16_777_216 {
+            bail!("invalid server.file_backup_total_mib {mib}: 0 to 16777216");
+        }
+        config.file_backup_total = mib << 20;
     }
     if let Some(n) = args.log_max_records.or(f.log_max_records) {
         if n == 0 {

@@ -3,6 +3,9 @@
 //! 1. **Seeders.** The channel's host, and every node the seeders asked
 //!    name as holding the file (`file_opened`'s `seeders`), each opened
 //!    with `file_open` on a peer link kept (pinging) for the fetch.
+//!    When none of them can be opened, the server, if it keeps a backup
+//!    copy (`file_source`); a node that shares a file asks the server to
+//!    keep one (`file_backup`, [`backup`]).
 //! 2. **Pieces.** The file is cut into pieces of [`PIECE_CHUNKS`] BLAKE3
 //!    chunks; what the blob store already holds verified is skipped, so
 //!    a fetch cut off by a crash or a lost link resumes where it was.
@@ -45,6 +48,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most seeders one fetch uses.
 const MAX_SEEDERS: usize = 8;
+/// How long the server may fetch a file this node asked it to keep.
+const BACKUP_GRANT: Duration = Duration::from_secs(1800);
 /// How often a seeder link pings (the welcome's `heartbeat_ms`).
 const PING_EVERY: Duration = Duration::from_secs(2);
 
@@ -72,17 +77,25 @@ pub(super) async fn fetch(
     let hash = super::to_hash(&file.hash).map_err(|f| f.reason)?;
     *lock(&progress.started) = Some(Instant::now());
     // A seeder may be starting, or its address not yet known: a few
-    // tries, a second, two, four apart.
+    // tries, a second, two, four apart. When no node has it, the
+    // server's backup copy, if it keeps one.
     let mut seeders = Vec::new();
+    let mut tried_server = false;
     for wait in [1, 2, 4, 0] {
         seeders = open_seeders(files, channel, file, hash).await;
+        if seeders.is_empty() && !tried_server {
+            tried_server = true;
+            seeders.extend(server_seeder(files, channel, file).await);
+        }
         if !seeders.is_empty() || wait == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
     if seeders.is_empty() {
-        return Err("no node that holds this file is reachable now".into());
+        return Err(
+            "no node that holds this file is reachable now, and the server keeps no copy".into(),
+        );
     }
     let pieces = file.size.div_ceil(PIECE_CHUNKS * 1024).max(1);
     let mut before = None;
@@ -111,6 +124,10 @@ pub(super) async fn fetch(
         );
         if lock(&queue).is_empty() {
             break;
+        }
+        if seeders.is_empty() && !tried_server {
+            tried_server = true;
+            seeders.extend(server_seeder(files, channel, file).await);
         }
         if seeders.is_empty() {
             return Err("every seeder failed or sent bytes that did not verify".into());
@@ -374,6 +391,106 @@ async fn open_seeders(files: &Files, channel: &str, file: &FileRef, hash: Hash) 
         }
     }
     open
+}
+
+/// The server as a seeder, if it keeps a copy of `file` and grants it
+/// to this node (`file_source`: it checks the channel's read rule).
+async fn server_seeder(files: &Files, channel: &str, file: &FileRef) -> Option<Seeder> {
+    let link = &files.inner.link;
+    let size = match link.file_source(channel, &file.hash).await {
+        Ok(size) => size,
+        Err(f) => {
+            tracing::debug!(hash = %file.hash, reason = %f, "no copy on the server");
+            return None;
+        }
+    };
+    if size != file.size {
+        return None;
+    }
+    let addr = link.state().server_node?;
+    let dialled = tokio::time::timeout(
+        OPEN_TIMEOUT,
+        files.inner.chat.dialer().connect(&addr, iroh_blobs::ALPN),
+    )
+    .await;
+    match dialled {
+        Ok(Ok(conn)) => Some(Seeder {
+            addr,
+            conn,
+            have: None,
+        }),
+        _ => {
+            files.inner.log.record(
+                "FILE_SEEDER_UNREACHABLE",
+                addr.addr,
+                format!("hash={} seeder=server", file.hash),
+            );
+            None
+        }
+    }
+}
+
+/// Asks the server to keep a copy of `file`, which this node just shared
+/// in `channel`: the server's key may fetch it from here for
+/// [`BACKUP_GRANT`]. The server knows the message once its backup holds
+/// it: asked again for a while.
+pub(super) async fn backup(files: &Files, channel: &str, file: &FileRef) {
+    let link = &files.inner.link;
+    let Ok(hash) = super::to_hash(&file.hash) else {
+        return;
+    };
+    let mut granted = false;
+    for _ in 0..30 {
+        let server = link
+            .state()
+            .server_node
+            .and_then(|s| segchat_net::parse_id(&s.node_id).ok());
+        if let Some(server) = server {
+            if !granted {
+                granted = true;
+                files.inner.gate.grant(server, hash);
+                let gate = files.inner.gate.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(BACKUP_GRANT).await;
+                    gate.revoke(server, hash);
+                });
+            }
+            match link.file_backup(channel, &file.hash).await {
+                Ok((kept, reason)) => {
+                    files.inner.log.record(
+                        if kept {
+                            "FILE_BACKUP_ASKED"
+                        } else {
+                            "FILE_NOT_BACKED_UP"
+                        },
+                        "server",
+                        format!(
+                            "hash={} channel={channel} reason={}",
+                            file.hash,
+                            reason.as_deref().unwrap_or("-")
+                        ),
+                    );
+                    return;
+                }
+                Err(f)
+                    if !matches!(
+                        f.status,
+                        segchat_proto::Status::NotFound
+                            | segchat_proto::Status::Unavailable
+                            | segchat_proto::Status::RateLimited
+                    ) =>
+                {
+                    tracing::info!(hash = %file.hash, reason = %f, "no backup copy of the file");
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = files.inner.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// A peer link on which `file_open` was answered.

@@ -51,7 +51,6 @@ use crate::chat::Chat;
 use crate::link::LinkHandle;
 use crate::store::{FileRecord, FileState, Store};
 
-pub(crate) use serve::Gate;
 pub use uploads::UploadStatus;
 pub(crate) use uploads::Uploads;
 
@@ -105,7 +104,7 @@ struct Inner {
     keeping: tokio::sync::Mutex<()>,
     /// The download limit, shared by every fetch.
     pace: Option<fetch::Pace>,
-    gate: Gate,
+    gate: segchat_net::blobs::Gate,
     /// Other nodes known to hold each file whole (they said so).
     holders: Mutex<HashMap<Hash, Vec<NodeAddr>>>,
     /// Fetches running now.
@@ -198,7 +197,7 @@ impl Files {
                 keep_for_others: limits.keep_for_others,
                 keeping: tokio::sync::Mutex::new(()),
                 pace: limits.download.map(fetch::Pace::new),
-                gate: Gate::default(),
+                gate: segchat_net::blobs::Gate::default(),
                 holders: Mutex::default(),
                 running: Mutex::default(),
                 members: Mutex::default(),
@@ -208,7 +207,7 @@ impl Files {
     }
 
     /// The blobs protocol's handler for the node's router: serves only
-    /// what [`Gate`] grants.
+    /// what its gate grants.
     pub(crate) fn protocol(&self) -> iroh_blobs::BlobsProtocol {
         let events = serve::police(self.clone());
         iroh_blobs::BlobsProtocol::new(&self.inner.blobs, Some(events))
@@ -541,7 +540,12 @@ impl Files {
             .send_file(channel, caption, reply_to, &file)
             .await?;
         let (files, channel) = (self.clone(), channel.to_owned());
-        tokio::spawn(async move { fetch::announce(&files, &channel, &file).await });
+        tokio::spawn(async move {
+            tokio::join!(
+                fetch::announce(&files, &channel, &file),
+                fetch::backup(&files, &channel, &file)
+            );
+        });
         Ok(row)
     }
 

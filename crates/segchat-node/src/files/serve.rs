@@ -8,23 +8,15 @@
 //! refused at once; pushes, multi-blob requests and anything but a plain
 //! file are refused always.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use iroh::EndpointId;
-use iroh_blobs::provider::events::{
-    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
-    ThrottleMode,
-};
 use iroh_blobs::Hash;
 use segchat_proto::peer;
 use segchat_proto::ticket::ProofPurpose;
 use segchat_proto::types::NodeAddr;
 use segchat_proto::Failure;
 
-use super::{lock, to_hash, Files};
+use super::{to_hash, Files};
 use crate::p2p::{Answer, PeerLink, PeerProtocol, ProtocolLink};
 
 /// Most files one link may be granted.
@@ -37,115 +29,13 @@ const MAX_BLOB_CONNS: usize = 256;
 const REQUESTS_PER_SECOND: u32 = 20;
 const REQUEST_BURST: u32 = 64;
 
-/// The grants: which keys may fetch which files, counted by the links
-/// that granted them (a key may hold several links).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Gate(Arc<Mutex<HashMap<EndpointId, HashMap<Hash, usize>>>>);
-
-impl Gate {
-    fn grant(&self, who: EndpointId, hash: Hash) {
-        *lock(&self.0)
-            .entry(who)
-            .or_default()
-            .entry(hash)
-            .or_default() += 1;
-    }
-
-    fn revoke(&self, who: EndpointId, hash: Hash) {
-        let mut map = lock(&self.0);
-        if let Some(files) = map.get_mut(&who) {
-            if let Some(n) = files.get_mut(&hash) {
-                *n -= 1;
-                if *n == 0 {
-                    files.remove(&hash);
-                }
-            }
-            if files.is_empty() {
-                map.remove(&who);
-            }
-        }
-    }
-
-    fn any(&self, who: &EndpointId) -> bool {
-        lock(&self.0).contains_key(who)
-    }
-
-    fn allows(&self, who: &EndpointId, hash: &Hash) -> bool {
-        lock(&self.0).get(who).is_some_and(|f| f.contains_key(hash))
-    }
-}
-
-/// The blobs protocol's events, answered by the gate: every connection
-/// and every request is asked about; pushes and multi-blob requests are
-/// off.
-pub(super) fn police(files: Files) -> EventSender {
-    let mask = EventMask {
-        connected: ConnectMode::Intercept,
-        get: RequestMode::Intercept,
-        get_many: RequestMode::Disabled,
-        push: RequestMode::Disabled,
-        observe: ObserveMode::Intercept,
-        throttle: ThrottleMode::None,
-    };
-    let (events, mut rx) = EventSender::channel(64, mask);
-    tokio::spawn(async move {
-        // The key behind each connection the gate let in.
-        let mut conns: HashMap<u64, EndpointId> = HashMap::new();
-        while let Some(msg) = rx.recv().await {
-            let gate = &files.inner.gate;
-            match msg {
-                ProviderMessage::ClientConnected(m) => {
-                    let verdict = match m.endpoint_id {
-                        Some(id)
-                            if gate.any(&id)
-                                && conns.len() < MAX_BLOB_CONNS
-                                && !files.inner.link.state().is_invisible() =>
-                        {
-                            conns.insert(m.connection_id, id);
-                            Ok(())
-                        }
-                        _ => Err(AbortReason::Permission),
-                    };
-                    m.tx.send(verdict).await.ok();
-                }
-                ProviderMessage::ConnectionClosed(m) => {
-                    conns.remove(&m.connection_id);
-                }
-                ProviderMessage::GetRequestReceived(m) => {
-                    let ok = m.request.ranges.is_blob()
-                        && conns
-                            .get(&m.connection_id)
-                            .is_some_and(|id| gate.allows(id, &m.request.hash));
-                    m.tx.send(verdict(ok)).await.ok();
-                }
-                ProviderMessage::ObserveRequestReceived(m) => {
-                    let ok = conns
-                        .get(&m.connection_id)
-                        .is_some_and(|id| gate.allows(id, &m.request.hash));
-                    m.tx.send(verdict(ok)).await.ok();
-                }
-                ProviderMessage::GetManyRequestReceived(m) => {
-                    m.tx.send(Err(AbortReason::Permission)).await.ok();
-                }
-                ProviderMessage::PushRequestReceived(m) => {
-                    m.tx.send(Err(AbortReason::Permission)).await.ok();
-                }
-                ProviderMessage::Throttle(m) => {
-                    m.tx.send(Ok(())).await.ok();
-                }
-                _ => {}
-            }
-        }
-    });
-    events
-}
-
-fn verdict(ok: bool) -> Result<(), AbortReason> {
-    if ok {
-        Ok(())
-    } else {
-        Err(AbortReason::Permission)
-    }
+/// The blobs protocol's events, answered by the node's gate (see
+/// `segchat_net::blobs`): nothing is served while the node is invisible.
+pub(super) fn police(files: Files) -> iroh_blobs::provider::events::EventSender {
+    let link = files.inner.link.clone();
+    segchat_net::blobs::police(files.inner.gate.clone(), MAX_BLOB_CONNS, move || {
+        !link.state().is_invisible()
+    })
 }
 
 impl PeerProtocol for Files {

@@ -260,8 +260,13 @@ impl Actor {
             live.conn.welcome.server_key.clone(),
             live.conn.welcome.max_body_len,
         );
+        let server_node = segchat_proto::types::NodeAddr {
+            node_id: segchat_net::id_hex(&live.conn._conn.remote_id()),
+            addr: remote,
+        };
         self.state.send_modify(|st| {
             st.refusal = None;
+            st.server_node = Some(server_node);
             st.advertised = Some(advertised);
             st.server_key = Some(server_key).filter(|k| !k.is_empty());
             st.max_body_len = Some(max_body_len).filter(|n| *n > 0);

@@ -101,6 +101,37 @@ impl LinkHandle {
         }
     }
 
+    /// `file_backup`: asks the server to keep a copy of file `hash`
+    /// shared in `channel` (fetched from this node). Answers whether it
+    /// does, and if not why.
+    pub async fn file_backup(
+        &self,
+        channel: &str,
+        hash: &str,
+    ) -> Result<(bool, Option<String>), Failure> {
+        let request = Request::FileBackup {
+            channel: channel.to_owned(),
+            hash: hash.to_owned(),
+        };
+        match self.request(request).await? {
+            Reply::FileKept { kept, reason, .. } => Ok((kept, reason)),
+            other => Err(unexpected("file_backup", other)),
+        }
+    }
+
+    /// `file_source`: the server's copy of file `hash` shared in
+    /// `channel`, granted to this node: its size.
+    pub async fn file_source(&self, channel: &str, hash: &str) -> Result<u64, Failure> {
+        let request = Request::FileSource {
+            channel: channel.to_owned(),
+            hash: hash.to_owned(),
+        };
+        match self.request(request).await? {
+            Reply::FileSource { size, .. } => Ok(size),
+            other => Err(unexpected("file_source", other)),
+        }
+    }
+
     /// `publish_keys`: this device's keys for direct messages; how many
     /// one-time keys the server holds for it afterwards.
     pub async fn publish_keys(

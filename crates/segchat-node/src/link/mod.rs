@@ -62,6 +62,9 @@ pub struct LinkState {
     pub advertised: Option<SocketAddr>,
     /// The server's ticket-signing key (hex), from its last `welcome`.
     pub server_key: Option<String>,
+    /// The server's endpoint as this node reaches it now (files are
+    /// fetched from it there).
+    pub server_node: Option<segchat_proto::types::NodeAddr>,
     /// Largest message body the server accepts.
     pub max_body_len: Option<u32>,
     /// Why this node refuses the server at its address (its key changed),

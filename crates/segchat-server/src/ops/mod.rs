@@ -4,6 +4,7 @@
 
 mod channels;
 mod devices;
+mod files;
 mod friends;
 mod mailbox;
 mod messages;
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) cluster: Option<crate::cluster::Handle>,
     /// Whom to tell of each user's presence.
     pub(crate) mates: crate::mates::Mates,
+    /// The backup copy of files.
+    pub(crate) files: Arc<crate::files::ServerFiles>,
 }
 
 /// One connection's view of itself.
@@ -59,6 +62,8 @@ pub(crate) struct Shared {
 pub(crate) struct ConnCtx {
     pub(crate) id: ConnId,
     pub(crate) addr: SocketAddr,
+    /// The node key the connection authenticated with (hex).
+    pub(crate) node_id: Option<String>,
     pub(crate) principal: Option<Principal>,
     /// What is left of its allowance of changes others are told of.
     changes: governor::DefaultDirectRateLimiter,
@@ -73,6 +78,7 @@ impl ConnCtx {
         ConnCtx {
             id,
             addr,
+            node_id: None,
             principal: None,
             changes: governor::RateLimiter::direct(
                 governor::Quota::per_second(per_second).allow_burst(burst),
@@ -217,6 +223,8 @@ pub(crate) async fn handle(
             mailbox::fetch(shared, ctx, after_seq, limit).await
         }
         Request::AckDms { up_to_seq } => mailbox::ack(shared, ctx, up_to_seq).await,
+        Request::FileBackup { channel, hash } => files::backup(shared, ctx, channel, hash).await,
+        Request::FileSource { channel, hash } => files::source(shared, ctx, channel, hash).await,
     }
 }
 

@@ -15,6 +15,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use segchat_proto::devices::{ClaimedDevice, DeviceKeys, OneTimeKey};
+use segchat_proto::files::FileRef;
 use segchat_proto::friends::{Pair, RelationKind};
 use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
@@ -315,6 +316,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         source: MessageSource,
         now_ms: u64,
     ) -> StoreResult<Inserted>;
+    /// The file `hash` as a message in `channel_id` shares it (not
+    /// deleted), if one does.
+    async fn file_shared_in(&self, channel_id: i64, hash: &str) -> StoreResult<Option<FileRef>>;
     /// Messages of a channel with sequence numbers above `after_seq`,
     /// oldest first, at most `limit`.
     async fn messages_after(

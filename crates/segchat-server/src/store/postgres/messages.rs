@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
+use segchat_proto::files::FileRef;
 use segchat_proto::message::{Message, Sequenced};
 
 use super::edits;
@@ -231,6 +232,31 @@ async fn insert_one_by_one(
         seqs.push(seq as u64);
     }
     Ok((new, seqs))
+}
+
+/// The file `hash` as a message in `channel_id` shares it (not
+/// deleted), if one does.
+pub(super) async fn file_shared_in(
+    c: &impl GenericClient,
+    channel_id: i64,
+    hash: &str,
+) -> StoreResult<Option<FileRef>> {
+    let r = row(
+        c,
+        "SELECT file FROM messages
+         WHERE file_hash = $1 AND channel_id = $2 AND file IS NOT NULL LIMIT 1",
+        &[&hash, &channel_id],
+    )
+    .await?;
+    match r {
+        Some(r) => {
+            let json: String = r.try_get(0)?;
+            serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("file: {e}")))
+        }
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn last_seq(c: &impl GenericClient, channel_id: i64) -> StoreResult<u64> {

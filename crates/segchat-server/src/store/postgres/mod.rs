@@ -34,6 +34,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use segchat_proto::devices::ClaimedDevice;
+use segchat_proto::files::FileRef;
 use segchat_proto::friends::Pair;
 use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
@@ -513,6 +514,11 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<Sequenced>> {
         let c = self.pool.get().await?;
         messages::after(&c, channel_id, after_seq, limit).await
+    }
+
+    async fn file_shared_in(&self, channel_id: i64, hash: &str) -> StoreResult<Option<FileRef>> {
+        let c = self.pool.get().await?;
+        messages::file_shared_in(&c, channel_id, hash).await
     }
 
     async fn last_seq(&self, channel_id: i64) -> StoreResult<u64> {

@@ -2,7 +2,8 @@
 //! (idempotent by id, each new row settled against what it edits or
 //! deletes) and reading a channel after a sequence number.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use segchat_proto::files::FileRef;
 use segchat_proto::message::{Message, Sequenced};
 
 use super::edits;
@@ -97,6 +98,24 @@ pub(super) fn after(
         })
     })
     .collect()
+}
+
+/// The file `hash` as a message in `channel_id` shares it (not
+/// deleted), if one does.
+pub(super) fn file_shared_in(
+    c: &Connection,
+    channel_id: i64,
+    hash: &str,
+) -> StoreResult<Option<FileRef>> {
+    let json: Option<String> = c
+        .prepare_cached(
+            "SELECT file FROM messages
+             WHERE file_hash = ?1 AND channel_id = ?2 AND file IS NOT NULL LIMIT 1",
+        )?
+        .query_row(params![hash, channel_id], |r| r.get(0))
+        .optional()?;
+    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("file: {e}"))))
+        .transpose()
 }
 
 /// The highest sequence number in `channel_id` (0 when empty).

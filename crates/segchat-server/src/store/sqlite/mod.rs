@@ -24,6 +24,7 @@ use segchat_proto::types::{Presence, Role};
 
 use super::text;
 use segchat_proto::devices::ClaimedDevice;
+use segchat_proto::files::FileRef;
 use segchat_proto::friends::Pair;
 use segchat_proto::mailbox::{Delivered, Envelope};
 use segchat_proto::message::{Message, Sequenced};
@@ -536,6 +537,12 @@ impl Store for SqliteStore {
         id: uuid::Uuid,
     ) -> StoreResult<Option<TargetRecord>> {
         self.call(move |c| edits::target(c, channel_id, &id.to_string()))
+            .await
+    }
+
+    async fn file_shared_in(&self, channel_id: i64, hash: &str) -> StoreResult<Option<FileRef>> {
+        let hash = hash.to_owned();
+        self.call(move |c| messages::file_shared_in(c, channel_id, &hash))
             .await
     }
 

@@ -334,6 +334,35 @@ pub(crate) async fn files(store: Arc<dyn Store>) {
     };
     let back = read(store.clone()).await;
     assert_eq!(back, shared, "the file comes back as it was signed");
+    assert_eq!(
+        store.file_shared_in(ch.id, &file.hash).await.expect("read"),
+        Some(file.clone()),
+        "found by its hash in its channel"
+    );
+    let other = store
+        .create_channel(&NewChannel {
+            name: "b".into(),
+            owner_id: ch.owner_id,
+            visibility: Visibility::Public,
+            allow_visitors: false,
+            created_at_ms: 1,
+        })
+        .await
+        .expect("channel");
+    assert_eq!(
+        store
+            .file_shared_in(other.id, &file.hash)
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .file_shared_in(ch.id, &"cd".repeat(32))
+            .await
+            .expect("read"),
+        None
+    );
     assert_eq!(back.verify_author_signature(), Ok(()));
     let gone = Draft {
         id: Uuid::now_v7(),
@@ -353,8 +382,13 @@ pub(crate) async fn files(store: Arc<dyn Store>) {
         .insert_messages(ch.id, &[gone], MessageSource::Member, 3)
         .await
         .expect("insert");
-    let back = read(store).await;
+    let back = read(store.clone()).await;
     assert_eq!(back.file, None, "deleted: the file is gone with the text");
+    assert_eq!(
+        store.file_shared_in(ch.id, &file.hash).await.expect("read"),
+        None,
+        "a deleted message shares nothing"
+    );
     assert!(back.redacted.is_some());
     assert_eq!(
         back.verify_author_signature(),
