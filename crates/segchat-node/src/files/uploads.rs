@@ -464,89 +464,106 @@ mod tests {
 
     #[tokio::test]
     async fn parts_add_up_and_a_broken_part_keeps_what_arrived() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("ok");
         let up = Uploads::load(dir.path());
-        let s = up.create(10, 100).await.unwrap();
-        let s = up.append(s.id, 0, parts(&[b"abc"])).await.unwrap();
+        let s = up.create(10, 100).await.expect("ok");
+        let s = up.append(s.id, 0, parts(&[b"abc"])).await.expect("ok");
         assert_eq!(s.offset, 3);
-        let err = up.append(s.id, 3, broken(b"de")).await.unwrap_err();
+        let err = up
+            .append(s.id, 3, broken(b"de"))
+            .await
+            .expect_err("refused");
         assert_eq!(err.status, Status::BadRequest);
-        assert_eq!(up.status(s.id).unwrap().offset, 5, "what arrived counts");
+        assert_eq!(
+            up.status(s.id).expect("ok").offset,
+            5,
+            "what arrived counts"
+        );
         let out = dir.path().join("whole");
         assert_eq!(
-            up.take(s.id, &out).await.unwrap_err().status,
+            up.take(s.id, &out).await.expect_err("refused").status,
             Status::Conflict
         );
-        up.append(s.id, 5, parts(&[b"fghij"])).await.unwrap();
-        assert_eq!(up.take(s.id, &out).await.unwrap(), 10);
-        assert_eq!(std::fs::read(&out).unwrap(), b"abcdefghij");
+        up.append(s.id, 5, parts(&[b"fghij"])).await.expect("ok");
+        assert_eq!(up.take(s.id, &out).await.expect("ok"), 10);
+        assert_eq!(std::fs::read(&out).expect("ok"), b"abcdefghij");
         assert!(up.status(s.id).is_err(), "taken");
     }
 
     #[tokio::test]
     async fn a_part_at_the_wrong_offset_or_past_the_size_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("ok");
         let up = Uploads::load(dir.path());
-        let s = up.create(4, 100).await.unwrap();
-        let err = up.append(s.id, 2, parts(&[b"xx"])).await.unwrap_err();
+        let s = up.create(4, 100).await.expect("ok");
+        let err = up
+            .append(s.id, 2, parts(&[b"xx"]))
+            .await
+            .expect_err("refused");
         assert_eq!(err.status, Status::Conflict);
-        let err = up.append(s.id, 0, parts(&[b"abcdef"])).await.unwrap_err();
+        let err = up
+            .append(s.id, 0, parts(&[b"abcdef"]))
+            .await
+            .expect_err("refused");
         assert_eq!(err.status, Status::TooLarge);
-        assert_eq!(up.status(s.id).unwrap().offset, 4, "kept up to the size");
         assert_eq!(
-            up.create(101, 100).await.unwrap_err().status,
+            up.status(s.id).expect("ok").offset,
+            4,
+            "kept up to the size"
+        );
+        assert_eq!(
+            up.create(101, 100).await.expect_err("refused").status,
             Status::TooLarge
         );
     }
 
     #[tokio::test]
     async fn an_upload_survives_a_restart_and_strays_do_not() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("ok");
         let id = {
             let up = Uploads::load(dir.path());
-            let s = up.create(6, 100).await.unwrap();
-            up.append(s.id, 0, parts(&[b"abc"])).await.unwrap();
+            let s = up.create(6, 100).await.expect("ok");
+            up.append(s.id, 0, parts(&[b"abc"])).await.expect("ok");
             s.id
         };
-        std::fs::write(dir.path().join("x.part"), b"one-shot upload cut off").unwrap();
+        std::fs::write(dir.path().join("x.part"), b"one-shot upload cut off").expect("ok");
         std::fs::write(
             dir.path().join(format!("r-{}.part", Uuid::now_v7())),
             b"no size",
         )
-        .unwrap();
+        .expect("ok");
         let up = Uploads::load(dir.path());
-        assert_eq!(up.status(id).unwrap().offset, 3);
+        assert_eq!(up.status(id).expect("ok").offset, 3);
         let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .expect("ok")
+            .map(|e| e.expect("ok").file_name())
             .collect();
         assert_eq!(left.len(), 2, "only the upload's files: {left:?}");
-        up.cancel(id).await.unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        up.cancel(id).await.expect("ok");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ok").count(), 0);
     }
 
     #[tokio::test]
     async fn an_upload_cancelled_while_a_part_is_written_goes_when_it_ends() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("ok");
         let up = Uploads::load(dir.path());
-        let s = up.create(10, 100).await.unwrap();
+        let s = up.create(10, 100).await.expect("ok");
         let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
         tx.unbounded_send(Ok(bytes::Bytes::from_static(b"abc")))
-            .unwrap();
+            .expect("ok");
         let writing = {
             let up = &up;
             async move { up.append(s.id, 0, rx).await }
         };
         let cancel = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            up.cancel(s.id).await.unwrap();
+            up.cancel(s.id).await.expect("ok");
             drop(tx);
         };
         let (written, ()) = tokio::join!(writing, cancel);
-        assert_eq!(written.unwrap_err().status, Status::NotFound);
+        assert_eq!(written.expect_err("refused").status, Status::NotFound);
         assert!(up.status(s.id).is_err());
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
+            std::fs::read_dir(dir.path()).expect("ok").count(),
             0,
             "its files went"
         );
@@ -554,13 +571,13 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_than_max_open() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("ok");
         let up = Uploads::load(dir.path());
         for _ in 0..MAX_OPEN {
-            up.create(1, 100).await.unwrap();
+            up.create(1, 100).await.expect("ok");
         }
         assert_eq!(
-            up.create(1, 100).await.unwrap_err().status,
+            up.create(1, 100).await.expect_err("refused").status,
             Status::RateLimited
         );
     }
