@@ -28,10 +28,25 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn share(api: &Api, channel: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    share_in(api, channel, name, "have a look", bytes).await
+}
+
+/// Shares `bytes` as `name` in `club` with `caption`.
+async fn share_as(api: &Api, name: &str, caption: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    share_in(api, "club", name, caption, bytes).await
+}
+
+async fn share_in(
+    api: &Api,
+    channel: &str,
+    name: &str,
+    caption: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
     let resp = api
         .http
         .post(format!("{}/channels/{channel}/files", api.base))
-        .query(&[("name", name), ("caption", "have a look")])
+        .query(&[("name", name), ("caption", caption)])
         .bearer_auth(&api.token)
         .body(bytes)
         .send()
@@ -357,10 +372,20 @@ async fn a_host_keeps_copies_for_others_within_its_limits() {
     };
 
     // 2 MB fits both limits: the host keeps a copy.
-    let (s, v) = share(&bob, "club", "two.bin", noise(2_000_000, 21)).await;
+    let (s, v) = share_as(&bob, "two.bin", "", noise(2_000_000, 21)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let two = hash_of(&v);
+    let two_id = v["message"]["id"].as_str().expect("id").to_owned();
     wait_complete(&alice, &two, "the host").await;
+    // A reply to a message that is only a file quotes the file's name.
+    let (s, v) = alice
+        .post(
+            "/channels/club/messages",
+            json!({"body": "got it", "reply_to": two_id}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    assert_eq!(v["message"]["quote"]["file"], "two.bin", "{v}");
 
     // 1 MB more would pass the 2.5 MB kept for others: no copy, and the
     // host's log says why.

@@ -183,7 +183,7 @@ function quoteEl(m, v) {
   q ? h('span', { class: 'quote-author' }, bareName(q.author)) : null,
   q ? hidden(': ') : null,
   h('span', { class: `quote-text${!q || q.deleted ? ' deleted' : ''}` },
-    !q ? 'original message not available' : q.deleted ? 'message deleted' : excerpt(q.body, 140)),
+    !q ? 'original message not available' : q.deleted ? 'message deleted' : excerpt(q.body || (q.file ? `File: ${q.file}` : ''), 140)),
   q ? hidden(' (show the original)') : null);
 }
 

@@ -142,6 +142,7 @@ pub(super) fn decorate(
                         author: r.get(1)?,
                         body: r.get(2)?,
                         deleted: r.get(3)?,
+                        file: None,
                     })
                 })
                 .optional()?;

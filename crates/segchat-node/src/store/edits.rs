@@ -254,7 +254,8 @@ pub fn mentions(body: &str, user: &str) -> bool {
 pub(super) fn decorate(c: &Connection, rows: &mut [MessageRow]) -> Result<(), StoreError> {
     let me = me(c)?;
     let mut quote = c.prepare_cached(
-        "SELECT id, author, COALESCE(shown, body), deleted FROM messages WHERE id = ?1",
+        "SELECT id, author, COALESCE(shown, body), deleted, json_extract(file, '$.name')
+         FROM messages WHERE id = ?1",
     )?;
     let mut reactions = c.prepare_cached(
         "SELECT body, author, re_kind FROM messages
@@ -270,6 +271,7 @@ pub(super) fn decorate(c: &Connection, rows: &mut [MessageRow]) -> Result<(), St
                         author: r.get(1)?,
                         body: r.get(2)?,
                         deleted: r.get(3)?,
+                        file: r.get(4)?,
                     })
                 })
                 .optional()?;

@@ -118,6 +118,9 @@ pub struct Quote {
     pub author: String,
     pub body: String,
     pub deleted: bool,
+    /// The name of the file it shares, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// One emoji's reactions on a message.
