@@ -57,6 +57,56 @@ async fn share_in(
     (status, v)
 }
 
+/// A node in `dir` signed up as `name`, its config changed by `tweak`.
+async fn person(
+    server: &TestServer,
+    dir: &Path,
+    name: &str,
+    tweak: impl FnOnce(&mut segchat_node::NodeConfig),
+) -> segchat_node::NodeHandle {
+    let node = common::start_node_with(server.addr, dir, tweak).await;
+    let api = Api::of(&node);
+    api.wait_connected().await;
+    api.register(name).await;
+    node
+}
+
+/// alice hosting `club` (her config changed by `tweak`) and bob, a member.
+async fn alice_hosts_bob_joins(
+    server: &TestServer,
+    adir: &Path,
+    bdir: &Path,
+    tweak: impl FnOnce(&mut segchat_node::NodeConfig),
+) -> (segchat_node::NodeHandle, segchat_node::NodeHandle) {
+    let anode = person(server, adir, "alice", tweak).await;
+    Api::of(&anode).create_channel("club", "public").await;
+    let bnode = person(server, bdir, "bob", |_| {}).await;
+    Api::of(&bnode).join("club").await;
+    (anode, bnode)
+}
+
+/// Waits until `api`'s node has the message that shares `hash` in `club`.
+async fn has_message(api: &Api, hash: &str, what: &str) {
+    eventually(what, || async {
+        let (_, v) = api.get("/channels/club/messages").await;
+        v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash))
+            .then_some(())
+    })
+    .await;
+}
+
+/// Asks `api`'s node to fetch file `hash` shared in `club`, and waits
+/// until it holds it whole.
+async fn fetch_whole(api: &Api, hash: &str, who: &str) -> Value {
+    let (s, v) = api
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_complete(api, hash, who).await
+}
+
 async fn wait_complete(api: &Api, hash: &str, who: &str) -> Value {
     eventually(&format!("{who} to hold the file"), || async {
         let (s, v) = api.get(&format!("/files/{hash}")).await;
@@ -105,12 +155,9 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     let mut nodes = Vec::new();
     for name in ["alice", "bob", "carol", "dave"] {
         let (guard, dir) = tempdir();
-        let node = start_node(server.addr, &dir).await;
-        let api = Api::of(&node);
-        api.wait_connected().await;
-        api.register(name).await;
+        let node = person(&server, &dir, name, |_| {}).await;
         dirs.push((guard, dir));
-        apis.push(api);
+        apis.push(Api::of(&node));
         nodes.push(node);
     }
     let [alice, bob, carol, dave] = [&apis[0], &apis[1], &apis[2], &apis[3]];
@@ -135,19 +182,8 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     wait_complete(alice, &hash, "the host").await;
 
     // carol sees the message and fetches the file.
-    eventually("carol to have bob's message", || async {
-        let (_, v) = carol.get("/channels/club/messages").await;
-        v["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
-            .then_some(())
-    })
-    .await;
-    let (s, v) = carol
-        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    wait_complete(carol, &hash, "carol").await;
+    has_message(carol, &hash, "carol to have bob's message").await;
+    fetch_whole(carol, &hash, "carol").await;
     let (s, headers, got) = content(carol, &hash).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
@@ -162,19 +198,8 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     assert_eq!(headers["x-content-type-options"], "nosniff");
 
     // dave fetches from the host, bob and carol at once.
-    eventually("dave to have bob's message", || async {
-        let (_, v) = dave.get("/channels/club/messages").await;
-        v["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
-            .then_some(())
-    })
-    .await;
-    let (s, v) = dave
-        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    wait_complete(dave, &hash, "dave").await;
+    has_message(dave, &hash, "dave to have bob's message").await;
+    fetch_whole(dave, &hash, "dave").await;
     let (_, _, got) = content(dave, &hash).await;
     assert_eq!(blake3::hash(&got).to_hex().to_string(), expect);
     let from = eventually("dave's log to name the seeders", || async {
@@ -205,19 +230,8 @@ async fn a_shared_file_reaches_members_verified_from_every_seeder() {
     erin.wait_connected().await;
     erin.register("erin").await;
     erin.join("club").await;
-    eventually("erin to have bob's message", || async {
-        let (_, v) = erin.get("/channels/club/messages").await;
-        v["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
-            .then_some(())
-    })
-    .await;
-    let (s, v) = erin
-        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    wait_complete(&erin, &hash, "erin").await;
+    has_message(&erin, &hash, "erin to have bob's message").await;
+    fetch_whole(&erin, &hash, "erin").await;
     let (_, _, got) = content(&erin, &hash).await;
     assert_eq!(
         blake3::hash(&got).to_hex().to_string(),
@@ -272,16 +286,8 @@ async fn a_fetch_stopped_part_way_resumes_from_what_it_held() {
     let server = TestServer::start(&sdir).await;
     let (_a, adir) = tempdir();
     let (_b, bdir) = tempdir();
-    let anode = start_node(server.addr, &adir).await;
-    let alice = Api::of(&anode);
-    alice.wait_connected().await;
-    alice.register("alice").await;
-    alice.create_channel("club", "public").await;
-    let mut bnode = start_node(server.addr, &bdir).await;
-    let bob = Api::of(&bnode);
-    bob.wait_connected().await;
-    bob.register("bob").await;
-    bob.join("club").await;
+    let (anode, mut bnode) = alice_hosts_bob_joins(&server, &adir, &bdir, |_| {}).await;
+    let (alice, bob) = (Api::of(&anode), Api::of(&bnode));
 
     let size = 40_000_000u64;
     let bytes = noise(size as usize, 11);
@@ -291,14 +297,7 @@ async fn a_fetch_stopped_part_way_resumes_from_what_it_held() {
         .as_str()
         .expect("hash")
         .to_owned();
-    eventually("bob to have the message", || async {
-        let (_, v) = bob.get("/channels/club/messages").await;
-        v["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
-            .then_some(())
-    })
-    .await;
+    has_message(&bob, &hash, "bob to have the message").await;
     let (s, v) = bob
         .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
         .await;
@@ -350,20 +349,12 @@ async fn a_host_keeps_copies_for_others_within_its_limits() {
     let (_a, adir) = tempdir();
     let (_b, bdir) = tempdir();
     // alice hosts: files up to 3 MB in her channels, 2.5 MB kept for others.
-    let anode = common::start_node_with(server.addr, &adir, |c| {
+    let (anode, bnode) = alice_hosts_bob_joins(&server, &adir, &bdir, |c| {
         c.max_file_size = 3_000_000;
         c.keep_for_others = 2_500_000;
     })
     .await;
-    let alice = Api::of(&anode);
-    alice.wait_connected().await;
-    alice.register("alice").await;
-    alice.create_channel("club", "public").await;
-    let bnode = start_node(server.addr, &bdir).await;
-    let bob = Api::of(&bnode);
-    bob.wait_connected().await;
-    bob.register("bob").await;
-    bob.join("club").await;
+    let (alice, bob) = (Api::of(&anode), Api::of(&bnode));
     let hash_of = |v: &Value| {
         v["message"]["file"]["hash"]
             .as_str()
@@ -444,16 +435,8 @@ async fn an_upload_cut_off_resumes_from_what_the_node_holds_even_after_a_restart
     let server = TestServer::start(&sdir).await;
     let (_a, adir) = tempdir();
     let (_b, bdir) = tempdir();
-    let anode = start_node(server.addr, &adir).await;
-    let alice = Api::of(&anode);
-    alice.wait_connected().await;
-    alice.register("alice").await;
-    alice.create_channel("club", "public").await;
-    let mut bnode = start_node(server.addr, &bdir).await;
-    let bob = Api::of(&bnode);
-    bob.wait_connected().await;
-    bob.register("bob").await;
-    bob.join("club").await;
+    let (anode, mut bnode) = alice_hosts_bob_joins(&server, &adir, &bdir, |_| {}).await;
+    let (alice, bob) = (Api::of(&anode), Api::of(&bnode));
 
     let bytes = noise(6_000_000, 31);
     let (s, v) = bob.post("/uploads", json!({"size": bytes.len()})).await;
@@ -541,11 +524,7 @@ async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_cop
     let mut dirs = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let (guard, dir) = tempdir();
-        let node = start_node(server.addr, &dir).await;
-        let api = Api::of(&node);
-        api.wait_connected().await;
-        api.register(name).await;
-        nodes.push(node);
+        nodes.push(person(&server, &dir, name, |_| {}).await);
         dirs.push((guard, dir));
     }
     let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
@@ -570,14 +549,7 @@ async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_cop
             .then_some(())
     })
     .await;
-    eventually("carol to have the message", || async {
-        let (_, v) = carol.get("/channels/club/messages").await;
-        v["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
-            .then_some(())
-    })
-    .await;
+    has_message(carol, &hash, "carol to have the message").await;
 
     // Sender and host go offline: carol still gets the file, verified,
     // from the server.
@@ -586,11 +558,7 @@ async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_cop
         node.shutdown().await;
     }
     let carol = Api::of(&carol_node);
-    let (s, v) = carol
-        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    wait_complete(&carol, &hash, "carol").await;
+    fetch_whole(&carol, &hash, "carol").await;
     let (_, _, got) = content(&carol, &hash).await;
     assert!(got == bytes, "the server's copy is the file");
     let log = std::fs::read_to_string(sdir.join("logs").join("segchat.log")).expect("log");

@@ -154,14 +154,7 @@ async fn receive(body: RawBody, path: &std::path::Path, max: u64) -> Result<(), 
 }
 
 fn disk(e: &std::io::Error) -> Failure {
-    if e.raw_os_error() == Some(28) {
-        Failure::new(
-            Status::InsufficientStorage,
-            "this node's disk is full; free space and try again",
-        )
-    } else {
-        Failure::server_error()
-    }
+    crate::files::disk_failure(e)
 }
 
 /// A name to show: the last part of whatever path was given, without

@@ -666,11 +666,26 @@ fn storage_failure(what: &str, e: impl std::fmt::Display) -> Failure {
     let text = e.to_string();
     tracing::warn!(error = %text, "could not {what}");
     if text.contains("No space left") || text.contains("StorageFull") {
-        Failure::new(
-            Status::InsufficientStorage,
-            "this node's disk is full; free space and try again",
-        )
+        disk_full()
     } else {
+        Failure::server_error()
+    }
+}
+
+fn disk_full() -> Failure {
+    Failure::new(
+        Status::InsufficientStorage,
+        "this node's disk is full; free space and try again",
+    )
+}
+
+/// A failure to write a file's bytes: a full disk named, anything else
+/// logged.
+pub(crate) fn disk_failure(e: &std::io::Error) -> Failure {
+    if e.raw_os_error() == Some(28) {
+        disk_full()
+    } else {
+        tracing::warn!(error = %e, "could not write a file");
         Failure::server_error()
     }
 }

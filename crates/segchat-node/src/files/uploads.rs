@@ -66,15 +66,7 @@ fn not_found(id: Uuid) -> Failure {
 }
 
 fn disk(e: &std::io::Error) -> Failure {
-    if e.raw_os_error() == Some(28) {
-        Failure::new(
-            Status::InsufficientStorage,
-            "this node's disk is full; free space and try again",
-        )
-    } else {
-        tracing::warn!(error = %e, "could not write an upload");
-        Failure::server_error()
-    }
+    super::disk_failure(e)
 }
 
 /// A part being written. If its request goes away midway (its
