@@ -570,3 +570,84 @@ async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_cop
     carol_node.shutdown().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_fetch_stops_and_goes_on_from_what_it_held_when_asked_again() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let anode = person(&server, &adir, "alice", |_| {}).await;
+    let alice = Api::of(&anode);
+    alice.create_channel("club", "public").await;
+    // bob fetches at 4 MiB/s, so the fetch is still running when he stops it.
+    let bnode = person(&server, &bdir, "bob", |c| c.download_limit = Some(4 << 20)).await;
+    let bob = Api::of(&bnode);
+    bob.join("club").await;
+
+    let size = 12_000_000u64;
+    let bytes = noise(size as usize, 51);
+    let (s, v) = share(&alice, "club", "slow.bin", bytes.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let hash = v["message"]["file"]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    has_message(&bob, &hash, "bob to have the message").await;
+    let (s, v) = bob
+        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    eventually("bob to hold some of it", || async {
+        let (_, v) = bob.get(&format!("/files/{hash}")).await;
+        (v["bytes"].as_u64().unwrap_or(0) > 0 && v["state"] == "fetching").then_some(())
+    })
+    .await;
+    let resp = bob
+        .http
+        .delete(format!("{}/files/{hash}/fetch", bob.base))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    eventually("the fetch to stop", || async {
+        let (_, v) = bob.get(&format!("/files/{hash}")).await;
+        (v["state"] == "failed" && v["reason"] == "cancelled").then_some(())
+    })
+    .await;
+    // Nothing more arrives once stopped; what came is kept.
+    let at = |v: &Value| v["bytes"].as_u64().unwrap_or(0);
+    let (_, first) = bob.get(&format!("/files/{hash}")).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, later) = bob.get(&format!("/files/{hash}")).await;
+    let held = at(&first);
+    assert!(held > 0 && held < size, "kept what came: {first}");
+    assert_eq!(held, at(&later), "stopped: {first} then {later}");
+    // A second cancel has nothing to stop.
+    let resp = bob
+        .http
+        .delete(format!("{}/files/{hash}/fetch", bob.base))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Asked again, it goes on from there and ends whole.
+    fetch_whole(&bob, &hash, "bob").await;
+    let (_, _, got) = content(&bob, &hash).await;
+    assert!(got == bytes, "the file, whole");
+    let from = eventually("bob's log to say what the second fetch took", || async {
+        fetched_from(&bdir, &hash)
+    })
+    .await;
+    let refetched: u64 = from.iter().map(|(_, n)| n).sum();
+    assert!(
+        refetched <= size - held + (1 << 20),
+        "held {held} of {size} when stopped, then fetched {refetched}"
+    );
+    bnode.shutdown().await;
+    anode.shutdown().await;
+    server.stop().await;
+}

@@ -147,6 +147,17 @@ export class FileView {
     this.fetch(f, m.channel);
   }
 
+  // The user's Cancel: the node stops fetching `f` (keeping what it
+  // has, so Download goes on from there).
+  async cancel(f) {
+    this.wanted.delete(f.hash);
+    try {
+      await api('DELETE', `/files/${enc(f.hash)}/fetch`);
+    } catch { /* it ended meanwhile: the next look says how */ }
+    announce(`Download of ${f.name} cancelled`);
+    this.set(f, { state: 'failed', reason: 'cancelled', bytes: 0 });
+  }
+
   // `st` is where the node now stands with `f`: redraw what changed.
   set(f, st) {
     const old = this.status.get(f.hash);
@@ -257,14 +268,21 @@ export class FileView {
     const el = this.frame(m, `file-card ${st.state}`);
     let action = null;
     let below = null;
+    // A download the user stopped goes on from what is here: no error.
+    const failed = st.state === 'failed' && st.reason !== 'cancelled';
     if (st.state === 'complete') action = this.saveLink(f);
-    else if (st.state === 'fetching') below = this.progress(el, f, 'Downloading');
-    else {
-      if (st.state === 'failed') below = h('p', { class: 'file-error' }, icon('warn'), `Could not download: ${st.reason || 'it failed'}`);
+    else if (st.state === 'fetching') {
+      below = this.progress(el, f, 'Downloading');
       action = h('button', {
-        type: 'button', class: 'btn small file-action file-download', 'aria-label': `${st.state === 'failed' ? 'Try again to download' : 'Download'} ${f.name} (${humanSize(f.size)})`,
+        type: 'button', class: 'icon-btn small file-action file-cancel', 'aria-label': `Cancel the download of ${f.name}`,
+        title: 'Cancel download', onclick: () => this.cancel(f),
+      }, icon('close'));
+    } else {
+      if (failed) below = h('p', { class: 'file-error' }, icon('warn'), `Could not download: ${st.reason || 'it failed'}`);
+      action = h('button', {
+        type: 'button', class: 'btn small file-action file-download', 'aria-label': `${failed ? 'Try again to download' : 'Download'} ${f.name} (${humanSize(f.size)})`,
         onclick: () => this.download(m),
-      }, icon('download'), st.state === 'failed' ? 'Try again' : 'Download');
+      }, icon('download'), failed ? 'Try again' : 'Download');
     }
     el.append(h('div', { class: 'file-row' },
       h('span', { class: 'file-icon', 'aria-hidden': 'true' }, icon('file')),

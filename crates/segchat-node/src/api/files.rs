@@ -389,3 +389,20 @@ pub(super) async fn cancel_upload(
     st.inner.files.uploads().cancel(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `DELETE /files/{hash}/fetch`: stops a fetch that runs (what it holds
+/// stays; fetching again goes on from there).
+pub(super) async fn cancel_fetch(
+    State(st): State<ApiState>,
+    Path(hash): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    st.inner.activity.input();
+    if st.inner.files.cancel(&hash)? {
+        st.record("FILE_FETCH_CANCELLED", format!("hash={hash}"));
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(Failure::not_found(format!(
+            "no fetch of {hash} is running"
+        ))))
+    }
+}

@@ -286,7 +286,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(files::cancel_upload),
         )
         .route("/files/{hash}", get(files::status))
-        .route("/files/{hash}/fetch", post(files::fetch))
+        .route(
+            "/files/{hash}/fetch",
+            post(files::fetch).delete(files::cancel_fetch),
+        )
         .route("/files/{hash}/content", get(files::content))
         .route("/openapi.json", get(openapi::document));
     Router::new()

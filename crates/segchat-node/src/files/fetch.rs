@@ -312,7 +312,7 @@ async fn held(files: &Files, hash: Hash) -> ChunkRanges {
 }
 
 /// Verified bytes of `hash` the blob store holds.
-async fn held_bytes(files: &Files, hash: Hash) -> u64 {
+pub(super) async fn held_bytes(files: &Files, hash: Hash) -> u64 {
     match files.inner.blobs.remote().local(hash).await {
         Ok(local) => local.local_bytes(),
         Err(_) => 0,

@@ -126,7 +126,12 @@ pub struct Progress {
     /// Whether the blob store's database was committed after the first
     /// piece.
     pub(crate) recorded: std::sync::atomic::AtomicBool,
+    /// Stops the fetch (the user cancelled it).
+    cancel: CancellationToken,
 }
+
+/// Why a cancelled fetch stopped (a fetch asked for again resumes).
+pub const CANCELLED: &str = "cancelled";
 
 /// A file's state as the API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -393,6 +398,7 @@ impl Files {
             let result = tokio::select! {
                 r = fetch::fetch(&files, &channel, &file, &progress) => r,
                 _ = files.inner.shutdown.cancelled() => Err("the node stopped".to_owned()),
+                _ = progress.cancel.cancelled() => Err(CANCELLED.to_owned()),
             };
             let (state, reason) = match &result {
                 Ok(()) => (FileState::Complete, None),
@@ -414,6 +420,14 @@ impl Files {
             lock(&files.inner.running).remove(&hash);
         });
         Ok(())
+    }
+
+    /// Stops the fetch of `hash` that runs now; what it holds stays, and
+    /// asking for the file again goes on from there. Whether one ran.
+    pub fn cancel(&self, hash: &str) -> Result<bool, Failure> {
+        let h = to_hash(hash)?;
+        let running = lock(&self.inner.running).get(&h).cloned();
+        Ok(running.map(|p| p.cancel.cancel()).is_some())
     }
 
     /// Resumes the fetches a stop or a crash left part way.
@@ -461,7 +475,8 @@ impl Files {
                 } else {
                     record.state
                 },
-                0,
+                // What a stopped fetch holds, verified: where it goes on.
+                fetch::held_bytes(self, h).await,
             ),
         };
         let seeders = running
