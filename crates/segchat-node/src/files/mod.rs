@@ -24,11 +24,18 @@
 //! - `serve.rs`: the seeding side: `file_open`/`file_have` on the peer
 //!   layer, and the blobs protocol's gate.
 //! - `uploads.rs`: resumable uploads, a file sent to the node in parts.
+//! - `auto.rs`: what the node fetches by itself: resumed fetches,
+//!   images as they arrive, the host's copies.
+//! - `seeders.rs`: finding and opening seeders (nodes, else the
+//!   server's copy), and telling the host and the server of a file shared
+//!   here.
 //! - `fetch.rs`: the fetching side: finding seeders, splitting the file
 //!   into pieces fetched from all of them at once, dropping a seeder that
 //!   sends a byte that does not verify.
 
+mod auto;
 mod fetch;
+mod seeders;
 mod serve;
 mod uploads;
 
@@ -430,28 +437,6 @@ impl Files {
         Ok(running.map(|p| p.cancel.cancel()).is_some())
     }
 
-    /// Resumes the fetches a stop or a crash left part way.
-    async fn resume(self) {
-        // Seeders want this node's ticket: wait until it is signed in.
-        for _ in 0..120 {
-            if self.inner.chat.username().is_some() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-        }
-        let Ok(unfinished) = self.inner.store.unfinished_files().await else {
-            return;
-        };
-        for r in unfinished {
-            if let Err(e) = self.start(r.channel, r.file, r.for_others).await {
-                tracing::warn!(error = %e, "could not resume a file fetch");
-            }
-        }
-    }
-
     /// Where file `hash` stands on this node, if it knows of it.
     pub async fn status(&self, hash: &str) -> Result<Option<FileStatus>, Failure> {
         let Some(record) = self
@@ -557,90 +542,11 @@ impl Files {
         let (files, channel) = (self.clone(), channel.to_owned());
         tokio::spawn(async move {
             tokio::join!(
-                fetch::announce(&files, &channel, &file),
-                fetch::backup(&files, &channel, &file)
+                seeders::announce(&files, &channel, &file),
+                seeders::backup(&files, &channel, &file)
             );
         });
         Ok(row)
-    }
-
-    /// If this node hosts `channel`, fetches the file `hash` a message
-    /// there shares (a holder just said it has it).
-    async fn keep_copy(&self, channel: &str, hash: &str) {
-        let me = self.inner.chat.username();
-        let hosted = match self.inner.store.cached_channels().await {
-            Ok(Some(c)) => c
-                .channels
-                .iter()
-                .any(|c| c.name == channel && Some(&c.owner) == me.as_ref()),
-            _ => false,
-        };
-        if !hosted {
-            return;
-        }
-        let shared = self
-            .inner
-            .store
-            .file_shared_in(channel.to_owned(), hash.to_owned())
-            .await;
-        let Ok(Some(file)) = shared else {
-            return;
-        };
-        let h = match to_hash(hash) {
-            Ok(h) => h,
-            Err(_) => return,
-        };
-        let _one_at_a_time = self.inner.keeping.lock().await;
-        if self.complete_size(h).await.is_some() || lock(&self.inner.running).contains_key(&h) {
-            return;
-        }
-        let kept = self.inner.store.kept_for_others().await.unwrap_or(u64::MAX);
-        let quota = self.inner.keep_for_others;
-        if kept.saturating_add(file.size) > quota {
-            self.inner.log.record(
-                "FILE_NOT_KEPT",
-                "local",
-                format!(
-                    "hash={hash} size={} channel={channel} kept={kept} quota={quota}",
-                    file.size
-                ),
-            );
-            return;
-        }
-        if let Err(e) = self.fetch_for(channel, &file, true).await {
-            tracing::info!(%hash, error = %e, "not keeping a copy");
-        }
-    }
-
-    /// Resumes what a stop or a crash left part way, then fetches, as
-    /// they arrive, the images shared in channels this node follows (up
-    /// to [`AUTO_FETCH`] bytes), so the timeline shows them. Runs until
-    /// the node stops.
-    pub(crate) async fn run(self, bus: crate::events::EventBus) {
-        let mut events = bus.subscribe();
-        self.clone().resume().await;
-        loop {
-            let event = tokio::select! {
-                e = events.recv() => e,
-                _ = self.inner.shutdown.cancelled() => return,
-            };
-            let message = match event {
-                Ok(crate::events::NodeEvent::Chat(crate::events::ChatEvent::Message {
-                    message,
-                })) => message,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                _ => continue,
-            };
-            let Some(file) = &message.file else {
-                continue;
-            };
-            let busy = lock(&self.inner.running).len() >= AUTO_RUNNING;
-            if file.is_image() && file.size <= AUTO_FETCH && !busy {
-                if let Err(e) = self.fetch(&message.channel, file).await {
-                    tracing::debug!(hash = %file.hash, error = %e, "image not fetched");
-                }
-            }
-        }
     }
 
     /// Remembers that `node` holds file `hash` whole.
