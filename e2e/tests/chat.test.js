@@ -133,6 +133,13 @@ test('bob finds it under Discover, joins, and they chat both ways live', async (
 
   await send(bob.page, 'Hi alice, bob here!');
   await msg(alice.page, 'Hi alice, bob here').waitFor();
+  // Bob's own messages show their delivery state, settling on "backed up".
+  // (Waited for before alice answers: while bob's node waits for that
+  // backup it asks the server, and may get alice's answer from there
+  // first, truthfully marked as from the server.)
+  const mine = msgIn(bob.page, 'backed_up', 'Hi alice, bob here');
+  await mine.waitFor();
+  assert.equal(await mine.locator('.tick').getAttribute('aria-label'), 'Backed up on the server');
   await send(alice.page, 'Welcome, bob! This channel is hosted on my node.');
   await msg(bob.page, 'Welcome, bob!').waitFor();
   await send(bob.page, 'Peer-to-peer, with the server keeping a backup?');
@@ -149,10 +156,6 @@ test('bob finds it under Discover, joins, and they chat both ways live', async (
   await msg(bob.page, 'the second one.').waitFor();
   assert.match(await msg(bob.page, 'the second one.').locator('.body').textContent(), /Two lines:\nthe second one\./);
 
-  // Bob's own messages show their delivery state, settling on "backed up".
-  const mine = msgIn(bob.page, 'backed_up', 'Hi alice, bob here');
-  await mine.waitFor();
-  assert.equal(await mine.locator('.tick').getAttribute('aria-label'), 'Backed up on the server');
   // Every message says where it came from.
   const theirs = msg(bob.page, 'Welcome, bob!');
   assert.equal(await theirs.getAttribute('data-source'), 'host');
