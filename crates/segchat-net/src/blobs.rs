@@ -53,6 +53,11 @@ impl Gate {
         }
     }
 
+    /// Whether `who` holds a grant of `hash`.
+    pub fn holds(&self, who: &EndpointId, hash: &Hash) -> bool {
+        self.allows(who, hash)
+    }
+
     /// How many files `who` holds grants for.
     pub fn granted(&self, who: &EndpointId) -> usize {
         lock(&self.0).get(who).map_or(0, HashMap::len)

@@ -107,6 +107,14 @@ async fn fetch_whole(api: &Api, hash: &str, who: &str) -> Value {
     wait_complete(api, hash, who).await
 }
 
+/// The hash of the file a share answer's message shares.
+fn hash_of(sent: &Value) -> String {
+    sent["message"]["file"]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned()
+}
+
 async fn wait_complete(api: &Api, hash: &str, who: &str) -> Value {
     eventually(&format!("{who} to hold the file"), || async {
         let (s, v) = api.get(&format!("/files/{hash}")).await;
@@ -293,10 +301,7 @@ async fn a_fetch_stopped_part_way_resumes_from_what_it_held() {
     let bytes = noise(size as usize, 11);
     let (status, sent) = share(&alice, "club", "big.bin", bytes.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
-    let hash = sent["message"]["file"]["hash"]
-        .as_str()
-        .expect("hash")
-        .to_owned();
+    let hash = hash_of(&sent);
     has_message(&bob, &hash, "bob to have the message").await;
     let (s, v) = bob
         .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
@@ -355,12 +360,6 @@ async fn a_host_keeps_copies_for_others_within_its_limits() {
     })
     .await;
     let (alice, bob) = (Api::of(&anode), Api::of(&bnode));
-    let hash_of = |v: &Value| {
-        v["message"]["file"]["hash"]
-            .as_str()
-            .expect("hash")
-            .to_owned()
-    };
 
     // 2 MB fits both limits: the host keeps a copy.
     let (s, v) = share_as(&bob, "two.bin", "", noise(2_000_000, 21)).await;
@@ -537,10 +536,7 @@ async fn with_every_node_that_holds_it_offline_a_file_comes_from_the_servers_cop
     let bytes = noise(3_000_000, 41);
     let (s, v) = share(bob, "club", "kept.bin", bytes.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let hash = v["message"]["file"]["hash"]
-        .as_str()
-        .expect("hash")
-        .to_owned();
+    let hash = hash_of(&v);
     wait_complete(alice, &hash, "the host").await;
     eventually("the server to keep a copy", || async {
         let log = std::fs::read_to_string(sdir.join("logs").join("segchat.log")).ok()?;
@@ -589,10 +585,7 @@ async fn a_cancelled_fetch_stops_and_goes_on_from_what_it_held_when_asked_again(
     let bytes = noise(size as usize, 51);
     let (s, v) = share(&alice, "club", "slow.bin", bytes.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let hash = v["message"]["file"]["hash"]
-        .as_str()
-        .expect("hash")
-        .to_owned();
+    let hash = hash_of(&v);
     has_message(&bob, &hash, "bob to have the message").await;
     let (s, v) = bob
         .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))

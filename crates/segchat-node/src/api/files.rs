@@ -22,7 +22,7 @@ use segchat_proto::{Failure, Status};
 
 use super::messages::Sent;
 use super::{ApiError, ApiState, Body};
-use crate::files::{FileStatus, UploadStatus};
+use crate::files::{disk_failure, FileStatus, UploadStatus};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ShareQuery {
@@ -131,10 +131,9 @@ fn may_share(st: &ApiState) -> Result<(), ApiError> {
 
 /// Writes the request's body to `path`, refusing it past `max` bytes.
 async fn receive(body: RawBody, path: &std::path::Path, max: u64) -> Result<(), Failure> {
-    let mut out = tokio::fs::File::create(path).await.map_err(|e| {
-        tracing::warn!(error = %e, "could not write an upload");
-        disk(&e)
-    })?;
+    let mut out = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| disk_failure(&e))?;
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -147,14 +146,10 @@ async fn receive(body: RawBody, path: &std::path::Path, max: u64) -> Result<(), 
                 format!("this node takes files up to {max} bytes (--max-file-mib)"),
             ));
         }
-        out.write_all(&chunk).await.map_err(|e| disk(&e))?;
+        out.write_all(&chunk).await.map_err(|e| disk_failure(&e))?;
     }
-    out.flush().await.map_err(|e| disk(&e))?;
+    out.flush().await.map_err(|e| disk_failure(&e))?;
     Ok(())
-}
-
-fn disk(e: &std::io::Error) -> Failure {
-    crate::files::disk_failure(e)
 }
 
 /// A name to show: the last part of whatever path was given, without

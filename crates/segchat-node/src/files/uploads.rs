@@ -22,6 +22,8 @@ use segchat_proto::{Failure, Status};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::disk_failure;
+
 /// Most uploads open at once.
 const MAX_OPEN: usize = 16;
 /// How long an upload nobody adds to is kept.
@@ -63,10 +65,6 @@ fn not_found(id: Uuid) -> Failure {
     Failure::not_found(format!(
         "no upload {id} here (finished, cancelled or expired)"
     ))
-}
-
-fn disk(e: &std::io::Error) -> Failure {
-    super::disk_failure(e)
 }
 
 /// A part being written. If its request goes away midway (its
@@ -209,7 +207,7 @@ impl Uploads {
         if let Err(e) = made {
             self.drop_files(id).await;
             lock(&self.open).remove(&id);
-            return Err(disk(&e));
+            return Err(disk_failure(&e));
         }
         Ok(UploadStatus {
             id,
@@ -312,7 +310,7 @@ impl Uploads {
             .await
         {
             Ok(f) => f,
-            Err(e) => return (0, Err(disk(&e))),
+            Err(e) => return (0, Err(disk_failure(&e))),
         };
         // Whatever lies past the offset (never answered) goes.
         let start = async {
@@ -320,7 +318,7 @@ impl Uploads {
             file.seek(std::io::SeekFrom::Start(offset)).await
         };
         if let Err(e) = start.await {
-            return (0, Err(disk(&e)));
+            return (0, Err(disk_failure(&e)));
         }
         let mut written = 0u64;
         let mut result = Ok(());
@@ -343,7 +341,7 @@ impl Uploads {
                 break;
             }
             if let Err(e) = file.write_all(&chunk).await {
-                result = Err(disk(&e));
+                result = Err(disk_failure(&e));
                 break;
             }
             written += chunk.len() as u64;
@@ -356,7 +354,7 @@ impl Uploads {
         };
         if let Err(e) = synced.await {
             let _ = file.set_len(offset).await;
-            return (0, Err(disk(&e)));
+            return (0, Err(disk_failure(&e)));
         }
         (written, result)
     }
@@ -382,7 +380,7 @@ impl Uploads {
         };
         let moved = tokio::fs::rename(self.part(id), to).await;
         let _ = tokio::fs::remove_file(self.size_file(id)).await;
-        moved.map_err(|e| disk(&e))?;
+        moved.map_err(|e| disk_failure(&e))?;
         Ok(size)
     }
 

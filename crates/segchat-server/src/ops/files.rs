@@ -39,6 +39,13 @@ async fn shared_file(
         })
 }
 
+/// The node key this connection authenticated with.
+fn node_key(ctx: &ConnCtx) -> Result<&str, Failure> {
+    ctx.node_id
+        .as_deref()
+        .ok_or_else(|| Failure::bad_request("this connection has no node key"))
+}
+
 /// `file_backup`: a member who may write in `channel` asks the server to
 /// keep a copy of a file shared there, fetched from its node.
 pub(super) async fn backup(
@@ -56,10 +63,7 @@ pub(super) async fn backup(
         "only members share files in",
     )
     .await?;
-    let node = ctx
-        .node_id
-        .as_deref()
-        .ok_or_else(|| Failure::bad_request("this connection has no node key"))?;
+    let node = node_key(ctx)?;
     shared.files.backup(node, ctx.addr, file).await
 }
 
@@ -80,10 +84,7 @@ pub(super) async fn source(
         "only members read",
     )
     .await?;
-    let node = ctx
-        .node_id
-        .as_deref()
-        .ok_or_else(|| Failure::bad_request("this connection has no node key"))?;
+    let node = node_key(ctx)?;
     let size = shared.files.source(node, &hash).await?;
     shared.log.record(
         "FILE_SOURCE",
