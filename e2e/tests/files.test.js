@@ -7,7 +7,9 @@
 // downloads it with progress and saves exactly those bytes; an upload
 // carol's node refuses says the node's reason and gives the caption back;
 // the attach button is reached by keyboard; a visitor
-// has no attach button; axe finds nothing serious on the way.
+// has no attach button; axe finds nothing serious on the way. An image
+// alice pastes in a direct message to bob shows in his browser, and his
+// node serves the bytes she pasted though they travel encrypted.
 // Screenshots go to ../screenshots/.
 
 import { test, before, after } from 'node:test';
@@ -446,6 +448,50 @@ test('twenty images shared at once all show, however busy the node', async () =>
     await eventually(`${name} has loaded`, () => img.evaluate((i) => i.complete && i.naturalWidth === 64), 60000);
   }
   assert.equal(await page.locator('#timeline .file-error').count(), 0, 'no image failed');
+});
+
+test('an image pasted in a direct message shows in the other browser, sealed on the way', async () => {
+  const hello = await nodeApi(nodeA, 'POST', '/dms/bob', { text: 'a picture for you' });
+  assert.equal(hello.status, 202, JSON.stringify(hello.body));
+  const dmItem = (page, name) => page.locator(`#dm-list .chan[data-dm="${name}"]`);
+  const { page } = alice;
+  await dmItem(page, 'bob').click();
+  await page.locator('#composer-input[data-dm="bob"]').waitFor();
+  const box = page.locator('#composer-input');
+  await box.fill('just between us');
+  const png = await pngIn(page, 320, 200, 'secret.png');
+  const sent = await page.evaluate(async (blob) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'secret.png', { type: 'image/png' }));
+    const ta = document.getElementById('composer-input');
+    ta.focus();
+    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+    const d = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
+    return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  }, png);
+  const mine = page.locator('#timeline article.msg', { hasText: 'just between us' }).locator('img.file-img[alt="secret.png"]');
+  await mine.waitFor({ timeout: 30000 });
+  await eventually('alice sees her image', () => mine.evaluate((i) => i.complete && i.naturalWidth === 320));
+  assert.equal(await box.inputValue(), '', 'the caption went with the image');
+
+  // Bob's node fetches it from alice's and opens it; his browser shows it.
+  await dmItem(bob.page, 'alice').click({ timeout: 30000 });
+  const theirs = bob.page.locator('#timeline article.msg', { hasText: 'just between us' }).locator('img.file-img[alt="secret.png"]');
+  await theirs.waitFor({ timeout: 60000 });
+  await eventually("bob's image has loaded", () => theirs.evaluate((i) => i.complete && i.naturalWidth === 320 && i.naturalHeight === 200), 60000);
+  await screenshots(bob.page, '65-dm-image');
+  await bob.page.setViewportSize(DESKTOP);
+  // What bob's node serves is what alice pasted, though it travelled and
+  // is kept encrypted: the hash that names it is not the image's.
+  const hash = await theirs.getAttribute('data-hash');
+  const resp = await fetch(`${nodeB.apiUrl}/api/v1/files/${hash}/content`, { headers: { Authorization: `Bearer ${nodeB.token}` } });
+  assert.equal(resp.status, 200);
+  assert.equal(sha256(Buffer.from(await resp.arrayBuffer())), sent);
+  const status = await nodeApi(nodeB, 'GET', `/files/${hash}`);
+  assert.equal(status.body.channel, '', 'a direct message\'s file is in no channel');
+  // Nobody outside the conversation can have bob's node fetch it.
+  const carolTry = await nodeApi(nodeC, 'POST', `/files/${hash}/fetch`, {});
+  assert.equal(carolTry.status, 404, JSON.stringify(carolTry.body));
 });
 
 // A small PNG made by alice's browser, as bytes.

@@ -62,6 +62,8 @@ const friends = new Friends({
 // Direct messages (dms.js): while one is open, no channel is.
 const dms = new DirectMessages({
   me: () => s.me,
+  uploads: () => uploads,
+  files: () => fileView,
   ui: () => ui,
   limit: () => (s.node && s.node.max_body_len) || 4000,
   isPhone: () => phone.matches,
@@ -111,7 +113,8 @@ const msgActions = new MessageActions({
 // to share (files.js).
 const fileView = new FileView();
 const uploads = new Uploads({
-  sent: (row) => {
+  sent: (row, where) => {
+    if (where.dm) { dms.took(row); return; }
     merge(chan(row.channel), row);
     if (s.current === row.channel && !dms.open) drawTimeline({ bottom: true });
   },
@@ -371,11 +374,8 @@ const composerDeps = {
 };
 
 function renderComposer(force = true, focus = false) {
-  if (ui && dms.open) {
-    uploads.bind(null);
-    uploads.draw(null);
-    dms.renderComposer(force, focus);
-  }
+  // A conversation's box binds the uploads to itself (dm-compose.js).
+  if (ui && dms.open) dms.renderComposer(force, focus);
   else if (ui) drawComposer(ui.composer, s, composerDeps, force, focus);
 }
 

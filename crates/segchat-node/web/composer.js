@@ -11,6 +11,7 @@ import { h, clear, icon } from './dom.js';
 import { bareName, textOf } from './format.js';
 import { excerpt } from './markdown.js';
 import { MentionAutocomplete } from './mentions.js';
+import { inChannel } from './files.js';
 
 const utf8 = new TextEncoder();
 
@@ -137,7 +138,7 @@ export function renderComposer(el, s, on, force = true, focus = false) {
   drawReplyBar(slot, s, on);
   const channel = s.current;
   on.uploads.bind({
-    channel,
+    where: inChannel(channel),
     // The box's text, to go with a file (emptied); null when too long.
     takeCaption: () => {
       const text = ta.value;
@@ -162,7 +163,7 @@ export function renderComposer(el, s, on, force = true, focus = false) {
     },
     focus: () => ta.focus(),
   });
-  on.uploads.draw(uploadSlot, channel);
+  on.uploads.draw(uploadSlot, inChannel(channel).key);
   measure();
   requestAnimationFrame(grow);
   if (focus && !on.isPhone()) ta.focus();

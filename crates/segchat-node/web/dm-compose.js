@@ -1,6 +1,8 @@
 // Writing a direct message: the message box of an open conversation
-// (Enter sends, Shift+Enter a new line; the limit counted in characters,
-// as the node counts; a refused text stays in the box with the reason;
+// (Enter sends, Shift+Enter a new line; files attached, pasted or
+// dropped go to the conversation, encrypted end to end by the node
+// (files.js); the limit counted in characters, as the node counts; a
+// refused text stays in the box with the reason;
 // the "Replying to …" bar above it, Escape cancels; ↑ in the empty box
 // edits my last message), and the "Write a direct message" dialog that
 // opens one by username.
@@ -8,6 +10,7 @@
 import { h, clear, icon } from './dom.js';
 import { displayName } from './format.js';
 import { excerpt } from './markdown.js';
+import { inDm } from './files.js';
 
 // Usernames as the server checks them (segchat-proto validate_username).
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
@@ -16,7 +19,8 @@ const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
 // reply, focus }. `on`: send(text, replyTo) → Promise (rejects with an
 // ApiError); error(text), draft(text) and setReply(reply or null) keep
 // those for the conversation, reply() says which it is; editLast() →
-// whether an edit started.
+// whether an edit started; uploads (files.js `Uploads`), which takes the
+// files attached, pasted or dropped here.
 export function renderDmComposer(el, v, on) {
   const { name, title, limit } = v;
   const errorLine = h('p', { class: 'send-error', role: 'alert', id: 'send-error' }, v.error);
@@ -93,10 +97,14 @@ export function renderDmComposer(el, v, on) {
       if (on.editLast()) e.preventDefault();
     }
   });
+  ta.addEventListener('paste', (e) => { on.uploads.paste(e); });
+  const uploadSlot = h('div', { class: 'upload-slot', id: 'upload-slot' });
   clear(el,
+    uploadSlot,
     h('div', { class: 'reply-slot' }),
     h('div', { class: 'composer-box' },
       h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
+        on.uploads.button(),
         h('label', { class: 'visually-hidden', for: 'composer-input' }, `Message @${title}`),
         ta, sendBtn)),
     h('div', { class: 'composer-foot' },
@@ -104,6 +112,34 @@ export function renderDmComposer(el, v, on) {
       counter),
     errorLine);
   drawDmReply(el, v.reply, on);
+  // Files attached, pasted or dropped here go to this conversation,
+  // encrypted end to end; the box's text goes with the first.
+  const where = inDm(name, title);
+  on.uploads.bind({
+    where,
+    takeCaption: () => {
+      const text = ta.value;
+      if (!text.trim()) return '';
+      const { used, over } = measure();
+      if (over) {
+        setError(`Too long to go with the file: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`);
+        return null;
+      }
+      ta.value = '';
+      on.draft('');
+      grow();
+      measure();
+      return text;
+    },
+    putBack: (text) => {
+      if (ta.value || !ta.isConnected) return;
+      ta.value = text;
+      grow();
+      measure();
+    },
+    focus: () => ta.focus(),
+  });
+  on.uploads.draw(uploadSlot, where.key);
   measure();
   requestAnimationFrame(grow);
   if (v.focus) ta.focus();

@@ -24,10 +24,11 @@ const STATE = {
   failed: ['!', 'Not delivered'],
 };
 
-// A DM row as message-actions.js reads a channel's: its sender as
-// `author`, its text as `body`, its conversation as `channel`.
+// A DM row as message-actions.js and file-view.js read a channel's: its
+// sender as `author`, its text as `body`, its conversation as `channel`
+// (and `dm`, so a file is fetched as a direct message's).
 export function asChannelRow(m) {
-  return { ...m, author: m.sender, body: m.text, channel: m.conversation };
+  return { ...m, author: m.sender, body: m.text, channel: m.conversation, dm: true };
 }
 
 // The quoted original of a reply, as the node sent it or, when a live
@@ -65,12 +66,15 @@ function editedMark(m) {
     : null;
 }
 
-// The text (markdown), the editor in its place, or that it was deleted.
+// The text (markdown), the editor in its place, or that it was deleted;
+// the file it shares under it (file-view.js).
 function textEl(m, row, v) {
   if (m.deleted) return h('p', { class: 'body deleted' }, 'message deleted');
   if (v.acts.isEditing(row)) return v.acts.editor(row);
   const body = h('div', { class: 'body' });
-  body.append(render(v.tree(m), { me: v.me.username, spoilerKey: m.id, revealed: v.acts.revealed }));
+  if (m.text) body.append(render(v.tree(m), { me: v.me.username, spoilerKey: m.id, revealed: v.acts.revealed }));
+  const file = v.files && m.file ? v.files.render(row) : null;
+  if (file) body.append(file);
   return body;
 }
 

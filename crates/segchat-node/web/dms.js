@@ -361,7 +361,7 @@ export class DirectMessages {
   notify(m) {
     if (!document.hidden || notificationState() !== 'granted') return;
     try {
-      const n = new Notification(displayName(m.sender), { body: excerpt(m.text, 160), tag: `dm-${m.id}`, icon: '/assets/favicon.svg' });
+      const n = new Notification(displayName(m.sender), { body: excerpt(said(m), 160), tag: `dm-${m.id}`, icon: '/assets/favicon.svg' });
       n.onclick = () => { window.focus(); this.show(m.conversation); n.close(); };
     } catch { /* not allowed here */ }
   }
@@ -380,6 +380,11 @@ export class DirectMessages {
       history.replaceState(null, '', `#${enc(`@${m.conversation}`)}`);
       this.deps.redraw();
     }
+    this.took(m);
+  }
+
+  // My message `m` as the node took it (a text, or a file from files.js).
+  took(m) {
     this.keep(m);
     this.deps.changed();
     if (this.open === m.conversation) this.drawTimeline({ bottom: true });
@@ -402,7 +407,7 @@ export class DirectMessages {
           type: 'button',
           class: `chan dm${current ? ' current' : ''}${unread ? ' has-unread' : ''}`,
           'aria-current': current ? 'page' : null,
-          title: e.last ? `${displayName(e.last.sender)}: ${e.last.deleted ? 'message deleted' : excerpt(e.last.text, 80)}` : null,
+          title: e.last ? `${displayName(e.last.sender)}: ${e.last.deleted ? 'message deleted' : excerpt(said(e.last), 80)}` : null,
           dataset: { dm: e.conversation },
           onclick: () => this.show(e.conversation),
         },
@@ -492,6 +497,7 @@ export class DirectMessages {
       newestOwn: lastOwn ? lastOwn.id : null,
       tree: (m) => this.tree(m),
       lookup: (id) => c.byId.get(id),
+      files: this.deps.files(),
       onQuote: (id) => this.jumpTo(id),
       flash: this.flash && this.flash.until > Date.now() ? this.flash.id : null,
     }));
@@ -571,6 +577,7 @@ export class DirectMessages {
       reply: () => this.replyTo.get(name) || null,
       setReply: (r) => { if (r) this.replyTo.set(name, r); else this.replyTo.delete(name); },
       editLast: () => this.editLast(),
+      uploads: this.deps.uploads(),
     };
   }
 
@@ -602,6 +609,11 @@ export class DirectMessages {
     const me = this.deps.me();
     openNewDmDialog(this.deps.ui().dialog, { me: me.username, friends: this.deps.friendNames(), open: (name) => this.show(name) });
   }
+}
+
+// What message `m` says, in one line: its text, else the file it shares.
+function said(m) {
+  return m.text || (m.file ? `File: ${m.file.name}` : '');
 }
 
 function atBottom(t) {

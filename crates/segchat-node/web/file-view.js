@@ -33,6 +33,10 @@ export const isImage = (f) => INLINE.has(String(f.mime || '').split(';')[0].trim
 // An image shown as a preview, fetched without being asked.
 const previewed = (f) => isImage(f) && f.size <= AUTO_FETCH;
 
+// What the node is told a file was shared in: the channel, or null for a
+// direct message's (dm-messages.js `asChannelRow` marks those).
+const scopeOf = (m) => (m.dm ? null : m.channel);
+
 const contentUrl = (hash, download = false) => `/api/v1/files/${enc(hash)}/content${download ? '?download=1' : ''}`;
 
 export class FileView {
@@ -53,7 +57,7 @@ export class FileView {
     const f = m.file;
     if (!f || m.deleted) return null;
     this.msgs.set(m.id, m);
-    const st = this.look(f, m.channel);
+    const st = this.look(f, scopeOf(m));
     const preview = previewed(f) || (isImage(f) && st.state === 'complete');
     return preview ? this.image(m, st) : this.card(m, st);
   }
@@ -144,7 +148,7 @@ export class FileView {
     this.wanted.add(f.hash);
     announce(`Downloading ${f.name}`);
     this.set(f, { state: 'fetching', bytes: 0, size: f.size });
-    this.fetch(f, m.channel);
+    this.fetch(f, scopeOf(m));
   }
 
   // The user's Cancel: the node stops fetching `f` (keeping what it

@@ -1,9 +1,10 @@
-// Sharing files in a channel: the composer's attach button, pasting a
-// file or an image from the clipboard, dropping files on the
-// conversation, and each upload on its way (a progress bar with the
-// percent, the speed and the time left, and a cancel button; the node's
-// reason when it refuses). A small file goes to the node as the
-// request's body (POST /channels/{name}/files); a large one as a
+// Sharing files in a channel or a direct message: the composer's attach
+// button, pasting a file or an image from the clipboard, dropping files
+// on the conversation, and each upload on its way (a progress bar with
+// the percent, the speed and the time left, and a cancel button; the
+// node's reason when it refuses). A small file goes to the node as the
+// request's body (POST /channels/{name}/files, or /dms/{users}/files,
+// where the node encrypts it end to end); a large one as a
 // resumable upload in parts (POST /uploads, PUT /uploads/{id}), which
 // goes on from what the node holds after a cut or a "Try again". Both
 // with XMLHttpRequest, whose upload progress `fetch` does not report. The text in the message box, if any,
@@ -62,6 +63,10 @@ export class Meter {
   }
 }
 
+// Where files from a channel's box go, and from a direct message's.
+export const inChannel = (channel) => ({ key: `#${channel}`, path: `/channels/${enc(channel)}`, label: `#${channel}` });
+export const inDm = (name, title) => ({ key: `@${name}`, path: `/dms/${enc(name)}`, label: `@${title}`, dm: name });
+
 export function percent(done, total) {
   if (!total) return 100;
   return Math.min(100, Math.floor((done * 100) / total));
@@ -93,7 +98,7 @@ export class Uploads {
   constructor(deps) {
     this.deps = deps;
     this.list = [];
-    this.composer = null; // { channel, takeCaption, putBack, focus }
+    this.composer = null; // { where, takeCaption, putBack, focus }
     this.slot = null;
     this.running = null;
     window.addEventListener('beforeunload', (e) => {
@@ -101,9 +106,11 @@ export class Uploads {
     });
   }
 
-  // The message box of a channel files may be shared in now (or null:
-  // none, a visitor's, a channel not joined). `takeCaption()`: its text,
-  // emptied (null when too long to send: it says so); `putBack(text)`.
+  // The message box files may be shared from now (or null: none, a
+  // visitor's, a channel not joined). `where`: where they go (`key`, one
+  // per conversation; `path`, the API's; `label`, as shown). `takeCaption()`:
+  // its text, emptied (null when too long to send: it says so);
+  // `putBack(text)`.
   bind(composer) {
     this.composer = composer;
   }
@@ -145,7 +152,7 @@ export class Uploads {
     area.append(overlay);
     const show = (on) => {
       area.classList.toggle('dropping', on);
-      if (on && this.composer) overlay.querySelector('.drop-text').textContent = `Drop to share in #${this.composer.channel}`;
+      if (on && this.composer) overlay.querySelector('.drop-text').textContent = `Drop to share in ${this.composer.where.label}`;
     };
     area.addEventListener('dragenter', (e) => {
       if (!hasFiles(e) || !this.composer) return;
@@ -172,7 +179,7 @@ export class Uploads {
     });
   }
 
-  // Shares `files` in the bound composer's channel, the box's text with
+  // Shares `files` where the bound composer's go, the box's text with
   // the first.
   share(files) {
     const c = this.composer;
@@ -181,7 +188,7 @@ export class Uploads {
     if (caption === null) return;
     files.forEach((file, i) => {
       this.list.push({
-        id: nextId++, channel: c.channel, file, caption: i === 0 ? caption : '',
+        id: nextId++, where: c.where, file, caption: i === 0 ? caption : '',
         state: 'waiting', error: '', xhr: null, upload: null, cancelled: false, meter: new Meter(file.size), view: null,
       });
     });
@@ -209,7 +216,7 @@ export class Uploads {
       if (up.cancelled) return;
       this.forget(up);
       announce(`Shared ${up.file.name}`);
-      this.deps.sent(message);
+      this.deps.sent(message, up.where);
     }, (err) => {
       if (!up.cancelled) this.fail(up, err.message || String(err));
     }).finally(() => {
@@ -244,7 +251,7 @@ export class Uploads {
   // A small file: the request's body is the file; answers the message.
   async sendWhole(up) {
     const q = this.shareQuery(up);
-    const r = await this.request(up, 'POST', `/api/v1/channels/${enc(up.channel)}/files?${q}`, up.file,
+    const r = await this.request(up, 'POST', `/api/v1${up.where.path}/files?${q}`, up.file,
       (loaded) => this.progress(up, loaded), () => this.finishing(up));
     if (r.ok && r.data && r.data.message) return r.data.message;
     throw new Error(r.why);
@@ -306,7 +313,7 @@ export class Uploads {
       }
     }
     this.finishing(up);
-    const data = await api('POST', `/channels/${enc(up.channel)}/files?${this.shareQuery(up, up.upload)}`);
+    const data = await api('POST', `${up.where.path}/files?${this.shareQuery(up, up.upload)}`);
     up.upload = null;
     return data.message;
   }
@@ -347,7 +354,7 @@ export class Uploads {
     up.state = 'failed';
     up.error = why;
     // The caption goes back to the box, unless something else is there.
-    if (up.caption && this.composer && this.composer.channel === up.channel) this.composer.putBack(up.caption);
+    if (up.caption && this.here(up)) this.composer.putBack(up.caption);
     up.caption = '';
     this.draw();
     const err = this.slot && this.slot.querySelector(`.upload[data-upload="${up.id}"] .upload-error`);
@@ -369,7 +376,7 @@ export class Uploads {
 
   retry(up) {
     const c = this.composer;
-    if (c && c.channel === up.channel) {
+    if (this.here(up)) {
       const caption = c.takeCaption();
       if (caption === null) return;
       up.caption = caption;
@@ -380,6 +387,11 @@ export class Uploads {
     this.next();
   }
 
+  // Whether `up` goes where the bound composer's files go.
+  here(up) {
+    return !!this.composer && this.composer.where.key === up.where.key;
+  }
+
   forget(up) {
     this.list = this.list.filter((u) => u !== up);
     this.draw();
@@ -387,12 +399,12 @@ export class Uploads {
 
   // ------------------------------------------------------------ drawing
 
-  // Draws the open channel's uploads into `slot` (the composer's), or
-  // again where they were.
-  draw(slot = this.slot, channel = this.composer && this.composer.channel) {
+  // Draws the open conversation's uploads into `slot` (the composer's),
+  // or again where they were.
+  draw(slot = this.slot, key = this.composer && this.composer.where.key) {
     this.slot = slot;
     if (!slot) return;
-    const mine = this.list.filter((u) => u.channel === channel);
+    const mine = this.list.filter((u) => u.where.key === key);
     for (const u of this.list) u.view = null;
     const hadFocus = slot.contains(document.activeElement) ? document.activeElement : null;
     const focusKey = hadFocus && hadFocus.dataset.key;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::devices::DeviceKeys;
 use crate::edits::{check_body, ShapeError};
+use crate::files::FileRef;
 pub use crate::refs::{Ref, RefKind};
 
 /// Most people in one conversation, the sender included.
@@ -72,10 +73,38 @@ pub enum DmContent {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         re: Option<Ref>,
+        /// A file shared with it (then `text` is an optional caption): a
+        /// message or a reply only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<DmFile>,
     },
     /// The messages `ids` of this conversation reached the receipt's
     /// sender (`delivered`) or were read there (`read`).
     Receipt { ids: Vec<Uuid>, state: ReceiptState },
+}
+
+/// A file shared in a direct message: encrypted end to end like the
+/// message. The sender encrypts the bytes with ChaCha20 under a fresh
+/// random `key` (used for this file only, so the nonce is zero); `file`
+/// describes the ciphertext as nodes fetch and verify it (its BLAKE3
+/// hash, its size, which is the plaintext's) with the plaintext's name
+/// and type. The key travels only inside the Olm-encrypted payload: a
+/// seeder, the server or anyone who fetches the bytes sees ciphertext,
+/// and the hash, signed into the payload Olm authenticates, makes the
+/// plaintext the sender's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmFile {
+    #[serde(flatten)]
+    pub file: FileRef,
+    /// The ChaCha20 key, 64 lowercase hex characters.
+    pub key: String,
+}
+
+impl DmFile {
+    /// The key's 32 bytes, if it is 64 lowercase hex characters.
+    pub fn key_bytes(&self) -> Option<[u8; 32]> {
+        crate::files::parse_hash(&self.key)
+    }
 }
 
 /// How far a direct message got, as its recipients tell.
@@ -97,6 +126,8 @@ pub enum PayloadError {
     Shape(#[from] ShapeError),
     #[error("a receipt names 1 to {MAX_RECEIPT_IDS} messages")]
     Receipt,
+    #[error("a file's key is 64 lowercase hex characters")]
+    FileKey,
 }
 
 impl DmPayload {
@@ -108,16 +139,25 @@ impl DmPayload {
             return Err(PayloadError::Members);
         }
         match &self.content {
-            DmContent::Text { text, re } => {
+            DmContent::Text { text, re, file } => {
                 if text.chars().count() > MAX_TEXT {
                     return Err(PayloadError::Text);
                 }
                 if re.is_some_and(|r| r.id == self.id) {
                     return Err(ShapeError::SelfReference.into());
                 }
-                match check_body(re.map(|r| r.kind), text) {
-                    Err(ShapeError::Empty) => return Err(PayloadError::Text),
-                    other => other?,
+                let kind = re.map(|r| r.kind);
+                match file {
+                    // The text is an optional caption.
+                    Some(f) if matches!(kind, None | Some(RefKind::Reply)) => {
+                        f.file.check().map_err(ShapeError::from)?;
+                        f.key_bytes().ok_or(PayloadError::FileKey)?;
+                    }
+                    Some(_) => return Err(ShapeError::FileOnAction.into()),
+                    None => match check_body(kind, text) {
+                        Err(ShapeError::Empty) => return Err(PayloadError::Text),
+                        other => other?,
+                    },
                 }
             }
             DmContent::Receipt { ids, .. } => {
@@ -153,6 +193,7 @@ mod tests {
             content: DmContent::Text {
                 text: text.into(),
                 re: None,
+                file: None,
             },
         }
     }
@@ -204,6 +245,7 @@ mod tests {
             p.content = DmContent::Text {
                 text: body.into(),
                 re: Some(Ref { kind, id: target }),
+                file: None,
             };
             p
         };
@@ -227,6 +269,49 @@ mod tests {
         assert_eq!(json["content"]["re"]["kind"], "edit");
         let plain = serde_json::to_value(text("ann", &["ann", "bob"], "hi")).expect("json");
         assert!(plain["content"].get("re").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn a_file_goes_with_a_message_or_a_reply_and_its_key() {
+        let file = DmFile {
+            file: FileRef {
+                hash: "ab".repeat(32),
+                name: "cat.png".into(),
+                size: 3,
+                mime: "image/png".into(),
+            },
+            key: "cd".repeat(32),
+        };
+        let with = |re: Option<RefKind>, caption: &str, file: DmFile| {
+            let mut p = text("ann", &["ann", "bob"], "x");
+            p.content = DmContent::Text {
+                text: caption.into(),
+                re: re.map(|kind| Ref {
+                    kind,
+                    id: Uuid::from_u128(7),
+                }),
+                file: Some(file),
+            };
+            p
+        };
+        assert_eq!(with(None, "", file.clone()).check(), Ok(()));
+        assert_eq!(
+            with(Some(RefKind::Reply), "look", file.clone()).check(),
+            Ok(())
+        );
+        assert_eq!(
+            with(Some(RefKind::Edit), "x", file.clone()).check(),
+            Err(ShapeError::FileOnAction.into())
+        );
+        let mut keyless = file.clone();
+        keyless.key = "short".into();
+        assert_eq!(with(None, "", keyless).check(), Err(PayloadError::FileKey));
+        let mut pathy = file.clone();
+        pathy.file.name = "a\nb".into();
+        assert!(with(None, "", pathy).check().is_err());
+        let json = serde_json::to_value(with(None, "", file)).expect("json");
+        assert_eq!(json["content"]["file"]["name"], "cat.png");
+        assert_eq!(json["content"]["file"]["key"], "cd".repeat(32));
     }
 
     #[test]

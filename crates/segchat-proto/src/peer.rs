@@ -100,7 +100,10 @@ pub enum Request {
         /// The ticket's node key's signature (hex) over this link's
         /// welcome nonce and the hash ([`crate::ticket::prove`]).
         proof: String,
-        channel: String,
+        /// The channel a message shares the file in; absent (`null`) for
+        /// a file shared in a direct message with the ticket's user.
+        #[serde(default)]
+        channel: Option<String>,
         hash: String,
     },
     /// After `file_open` on this link: the asker now holds the whole

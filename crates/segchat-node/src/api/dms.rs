@@ -29,7 +29,7 @@ impl From<DmError> for ApiError {
 }
 
 /// The other members named in the path, each checked as a username.
-fn others(path: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn others(path: &str) -> Result<Vec<String>, ApiError> {
     let names: Vec<String> = path.split(',').map(str::to_owned).collect();
     for n in &names {
         validate_username(n).map_err(|why| ApiError(Failure::bad_request(why)))?;
@@ -117,7 +117,7 @@ pub(super) struct EditBody {
 /// it, `pending` when it waits in the outbox (no server now).
 #[derive(Debug, Serialize)]
 pub(super) struct Sent {
-    message: DmRow,
+    pub(super) message: DmRow,
 }
 
 pub(super) async fn send(
@@ -130,7 +130,7 @@ pub(super) async fn send(
     let message = st
         .inner
         .dms
-        .send(&to, &body.text, body.reply_to.as_deref())
+        .send(&to, &body.text, body.reply_to.as_deref(), None)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message })))
 }

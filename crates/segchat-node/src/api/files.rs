@@ -22,7 +22,7 @@ use segchat_proto::{Failure, Status};
 
 use super::messages::Sent;
 use super::{ApiError, ApiState, Body};
-use crate::files::{disk_failure, FileStatus, UploadStatus};
+use crate::files::{disk_failure, FileStatus, UploadStatus, DM_SCOPE};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ShareQuery {
@@ -71,8 +71,37 @@ pub(super) async fn share(
             "join {channel:?} before sharing in it"
         ))));
     }
+    let (path, name, mime) = take_upload(&st, &q, body).await?;
+    let files = &st.inner.files;
+    let message = files
+        .share(
+            &channel,
+            &path,
+            &name,
+            &mime,
+            &q.caption,
+            q.reply_to.as_deref(),
+        )
+        .await?;
+    st.record(
+        "FILE_SHARED",
+        format!(
+            "channel={channel} hash={}",
+            message.file.as_ref().map(|f| f.hash.as_str()).unwrap_or("")
+        ),
+    );
+    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+}
+
+/// The file a share request brings: its body (or the resumable upload it
+/// names) written to an upload path, and its name and type, checked.
+async fn take_upload(
+    st: &ApiState,
+    q: &ShareQuery,
+    body: RawBody,
+) -> Result<(std::path::PathBuf, String, String), ApiError> {
     let name = clean_name(&q.name)?;
-    let mime = match q.mime.filter(|m| !m.trim().is_empty()) {
+    let mime = match q.mime.as_deref().filter(|m| !m.trim().is_empty()) {
         Some(m) if m.len() <= MAX_MIME_LEN => m.trim().to_owned(),
         Some(_) => {
             return Err(ApiError(Failure::bad_request(
@@ -94,24 +123,34 @@ pub(super) async fn share(
             }
         }
     }
-    let message = files
-        .share(
-            &channel,
-            &path,
-            &name,
-            &mime,
-            &q.caption,
-            q.reply_to.as_deref(),
-        )
+    Ok((path, name, mime))
+}
+
+/// `POST /dms/{users}/files?name=…&type=…&caption=…`, the body the
+/// file's bytes (or `upload=ID`): encrypts it end to end, shares it in a
+/// direct message to `users` (answered as `POST /dms/{users}` answers).
+pub(super) async fn share_dm(
+    State(st): State<ApiState>,
+    Path(users): Path<String>,
+    Query(q): Query<ShareQuery>,
+    body: RawBody,
+) -> Result<(StatusCode, Json<super::dms::Sent>), ApiError> {
+    st.inner.activity.input();
+    may_share(&st)?;
+    let to = super::dms::others(&users)?;
+    let (path, name, mime) = take_upload(&st, &q, body).await?;
+    let file = st.inner.files.seal(&path, &name, &mime).await?;
+    let hash = file.file.hash.clone();
+    let message = st
+        .inner
+        .dms
+        .send(&to, &q.caption, q.reply_to.as_deref(), Some(file))
         .await?;
     st.record(
         "FILE_SHARED",
-        format!(
-            "channel={channel} hash={}",
-            message.file.as_ref().map(|f| f.hash.as_str()).unwrap_or("")
-        ),
+        format!("dm={} hash={hash}", message.conversation),
     );
-    Ok((StatusCode::ACCEPTED, Json(Sent { message })))
+    Ok((StatusCode::ACCEPTED, Json(super::dms::Sent { message })))
 }
 
 /// Refuses a user who may share no file: signed out, or a visitor.
@@ -207,21 +246,46 @@ pub(super) async fn status(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct FetchBody {
-    /// The channel a message shares it in.
-    channel: String,
+    /// The channel a message shares it in; none (or `null`) for a file a
+    /// direct message here shares.
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 /// `POST /files/{hash}/fetch` `{"channel": …}`: starts fetching a file a
-/// message in that channel shares (or resumes it); answers where it
-/// stands. The name, size and type are the message's, not the caller's.
+/// message in that channel (or, without one, a direct message) shares,
+/// or resumes it; answers where it stands. The name, size and type are
+/// the message's, not the caller's.
 pub(super) async fn fetch(
     State(st): State<ApiState>,
     Path(hash): Path<String>,
     Body(body): Body<FetchBody>,
 ) -> Result<(StatusCode, Json<FileStatus>), ApiError> {
-    let file = shared(&st, &body.channel, &hash).await?;
-    let status = st.inner.files.fetch(&body.channel, &file).await?;
+    let (scope, file) = match body.channel {
+        Some(channel) => {
+            let file = shared(&st, &channel, &hash).await?;
+            (channel, file)
+        }
+        None => (DM_SCOPE.to_owned(), shared_in_dm(&st, &hash).await?),
+    };
+    let status = st.inner.files.fetch(&scope, &file).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
+}
+
+/// The file `hash` as a direct message on this node shares it.
+async fn shared_in_dm(st: &ApiState, hash: &str) -> Result<FileRef, ApiError> {
+    crate::files::to_hash(hash)?;
+    st.inner
+        .store
+        .dm_file(hash.to_owned())
+        .await
+        .map_err(crate::error::store_failure)?
+        .map(|f| f.file)
+        .ok_or_else(|| {
+            ApiError(Failure::not_found(format!(
+                "no direct message here shares file {hash}"
+            )))
+        })
 }
 
 /// The file `hash` as a message in `channel` on this node shares it.
@@ -275,8 +339,21 @@ pub(super) async fn content(
         },
         percent_encoding::utf8_percent_encode(&status.name, percent_encoding::NON_ALPHANUMERIC)
     );
-    let reader = files.reader(h);
-    let body = RawBody::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let bytes = tokio_util::io::ReaderStream::new(files.reader(h));
+    // A direct message's file is kept encrypted: opened as it is read.
+    let body = match files.key_of(&hash).await? {
+        Some(key) => {
+            let mut cipher = crate::files::cipher(&key);
+            RawBody::from_stream(bytes.map(move |piece| {
+                piece.map(|b| {
+                    let mut plain = b.to_vec();
+                    chacha20::cipher::StreamCipher::apply_keystream(&mut cipher, &mut plain);
+                    bytes::Bytes::from(plain)
+                })
+            }))
+        }
+        None => RawBody::from_stream(bytes),
+    };
     Ok((
         [
             (

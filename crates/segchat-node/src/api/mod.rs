@@ -27,6 +27,7 @@
 //! | PATCH, DELETE | `/dms/{users}/messages/{id}` | edit or delete one of the user's direct messages |
 //! | PUT, DELETE | `/dms/{users}/messages/{id}/reactions/{emoji}` | add or take back the user's reaction |
 //! | POST | `/dms/{users}/read` | mark a conversation read (tells the senders) |
+//! | POST | `/dms/{users}/files` | share a file in a direct message, encrypted end to end |
 //! | GET | `/dms/{user}/safety` | the safety number to compare with them out of band (every device key of both) |
 //! | GET | `/dm-search?q=` | direct messages holding every word, newest first (local) |
 //! | PUT, DELETE | `/blocks/{username}` | block; unblock |
@@ -233,6 +234,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/dms", get(dms::list))
         .route("/dm-search", get(dms::search))
         .route("/dms/{users}", get(dms::history).post(dms::send))
+        .route("/dms/{users}/files", post(files::share_dm))
         .route("/dms/{users}/read", post(dms::mark_read))
         .route("/dms/{users}/safety", get(dms::safety))
         .route(

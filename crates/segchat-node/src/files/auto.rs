@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{lock, to_hash, Files, AUTO_FETCH, AUTO_RUNNING};
+use super::{lock, to_hash, Files, AUTO_FETCH, AUTO_RUNNING, DM_SCOPE};
 
 impl Files {
     /// Resumes the fetches a stop or a crash left part way.
@@ -90,19 +90,23 @@ impl Files {
                 e = events.recv() => e,
                 _ = self.inner.shutdown.cancelled() => return,
             };
-            let message = match event {
-                Ok(crate::events::NodeEvent::Chat(crate::events::ChatEvent::Message {
-                    message,
-                })) => message,
+            use crate::events::{ChatEvent, NodeEvent};
+            let (scope, file) = match event {
+                Ok(NodeEvent::Chat(ChatEvent::Message { message })) => {
+                    (message.channel, message.file.map(|f| *f))
+                }
+                Ok(NodeEvent::Chat(ChatEvent::DirectMessage { message })) => {
+                    (DM_SCOPE.to_owned(), message.file.map(|f| f.file))
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 _ => continue,
             };
-            let Some(file) = &message.file else {
+            let Some(file) = &file else {
                 continue;
             };
             let busy = lock(&self.inner.running).len() >= AUTO_RUNNING;
             if file.is_image() && file.size <= AUTO_FETCH && !busy {
-                if let Err(e) = self.fetch(&message.channel, file).await {
+                if let Err(e) = self.fetch(&scope, file).await {
                     tracing::debug!(hash = %file.hash, error = %e, "image not fetched");
                 }
             }

@@ -24,6 +24,8 @@
 //! - `serve.rs`: the seeding side: `file_open`/`file_have` on the peer
 //!   layer, and the blobs protocol's gate.
 //! - `uploads.rs`: resumable uploads, a file sent to the node in parts.
+//! - `sealed.rs`: files shared in direct messages, encrypted end to end
+//!   before they enter the blob store, served to the conversation only.
 //! - `auto.rs`: what the node fetches by itself: resumed fetches,
 //!   images as they arrive, the host's copies.
 //! - `seeders.rs`: finding and opening seeders (nodes, else the
@@ -35,6 +37,7 @@
 
 mod auto;
 mod fetch;
+mod sealed;
 mod seeders;
 mod serve;
 mod uploads;
@@ -58,6 +61,7 @@ use crate::chat::Chat;
 use crate::link::LinkHandle;
 use crate::store::{FileRecord, FileState, Store};
 
+pub(crate) use sealed::cipher;
 pub use uploads::UploadStatus;
 pub(crate) use uploads::Uploads;
 
@@ -67,6 +71,10 @@ const BLOBS_DIR: &str = "blobs";
 const UPLOADS_DIR: &str = "uploads";
 /// How long a channel's member list is trusted before asking again.
 const MEMBERS_FOR: Duration = Duration::from_secs(30);
+/// The `channel` of a file shared in a direct message (channel names are
+/// never empty): served only to the conversation's members, encrypted
+/// (`sealed.rs`).
+pub const DM_SCOPE: &str = "";
 /// Images up to this size are fetched as their message arrives.
 pub const AUTO_FETCH: u64 = 16 << 20;
 /// Most fetches at once; one more asked for is refused (`429`).

@@ -17,7 +17,7 @@ use segchat_proto::Frame;
 use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use super::Files;
+use super::{Files, DM_SCOPE};
 use crate::p2p::{PeerCodec, PeerFrame};
 
 /// How long opening a seeder may take.
@@ -52,27 +52,11 @@ pub(super) async fn open_seeders(
     hash: Hash,
 ) -> Vec<Seeder> {
     let me = files.inner.chat.node_key();
-    let mut candidates: Vec<NodeAddr> = Vec::new();
-    // Where the host is now (the server knows), else as last listed.
-    let listed = match files.inner.link.list_channels().await {
-        Ok(channels) => Some(channels),
-        Err(_) => files
-            .inner
-            .store
-            .cached_channels()
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c.channels),
+    let mut candidates: Vec<NodeAddr> = if channel == DM_SCOPE {
+        files.dm_candidates(&file.hash).await
+    } else {
+        host_of(files, channel).await.into_iter().collect()
     };
-    if let Some(host) = listed
-        .into_iter()
-        .flatten()
-        .find(|c| c.name == channel)
-        .and_then(|c| c.host)
-    {
-        candidates.push(host);
-    }
     candidates.extend(files.holders(hash));
     let mut tried: Vec<String> = vec![me];
     let mut open = Vec::new();
@@ -120,6 +104,26 @@ pub(super) async fn open_seeders(
         }
     }
     open
+}
+
+/// Where `channel`'s host is now (the server knows), else as last listed.
+async fn host_of(files: &Files, channel: &str) -> Option<NodeAddr> {
+    let listed = match files.inner.link.list_channels().await {
+        Ok(channels) => Some(channels),
+        Err(_) => files
+            .inner
+            .store
+            .cached_channels()
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.channels),
+    };
+    listed
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == channel)
+        .and_then(|c| c.host)
 }
 
 /// The server as a seeder, if it keeps a copy of `file` and grants it
@@ -256,7 +260,7 @@ async fn open_link(
         body: peer::Request::FileOpen {
             ticket,
             proof,
-            channel: channel.to_owned(),
+            channel: Some(channel.to_owned()).filter(|c| c != DM_SCOPE),
             hash: file.hash.clone(),
         },
     };

@@ -4,7 +4,8 @@
 //! Invariant: the blobs protocol serves a peer only a file that a
 //! `file_open` on one of its live peer links granted — its ticket and
 //! proof checked, its user allowed to read a channel where a message
-//! here shares that file. A connection from a key with no grant is
+//! here shares that file, or a member of a conversation where a direct
+//! message here shares it. A connection from a key with no grant is
 //! refused at once; pushes, multi-blob requests and anything but a plain
 //! file are refused always.
 
@@ -13,10 +14,10 @@ use futures::FutureExt;
 use iroh_blobs::Hash;
 use segchat_proto::peer;
 use segchat_proto::ticket::ProofPurpose;
-use segchat_proto::types::NodeAddr;
+use segchat_proto::types::{AccountKind, NodeAddr};
 use segchat_proto::Failure;
 
-use super::{to_hash, Files};
+use super::{to_hash, Files, DM_SCOPE};
 use crate::p2p::{Answer, PeerLink, PeerProtocol, ProtocolLink};
 
 /// Most files one link may be granted.
@@ -108,7 +109,9 @@ impl ProtocolLink for FileLink {
                     );
                     // A channel this node hosts keeps a copy of what is
                     // shared in it.
-                    self.files.keep_copy(channel, &hash).await;
+                    if channel != DM_SCOPE {
+                        self.files.keep_copy(channel, &hash).await;
+                    }
                     Ok(Answer::Reply(peer::Reply::Done))
                 }
                 _ => Err(Failure::bad_request("not a file request")),
@@ -131,7 +134,7 @@ impl FileLink {
         link: &PeerLink,
         ticket: segchat_proto::ticket::SignedTicket,
         proof: String,
-        channel: String,
+        channel: Option<String>,
         hash: String,
     ) -> Result<Answer, Failure> {
         let files = &self.files;
@@ -150,14 +153,22 @@ impl FileLink {
         let (user, kind) = (&ticket.ticket.username, ticket.ticket.kind);
         // One answer for "no such file here" and "not yours to read", so
         // a stranger learns nothing of what this node holds.
-        let refused = || Failure::not_found(format!("no file {hash} here for {channel:?}"));
-        let shared = files
-            .inner
-            .store
-            .file_shared_in(channel.clone(), hash.clone())
-            .await
-            .map_err(crate::error::store_failure)?;
-        if shared.is_none() || !files.may_read(&channel, user, kind).await {
+        let refused = || Failure::not_found(format!("no file {hash} here for you"));
+        let allowed = match &channel {
+            Some(channel) => {
+                let shared = files
+                    .inner
+                    .store
+                    .file_shared_in(channel.clone(), hash.clone())
+                    .await
+                    .map_err(crate::error::store_failure)?;
+                shared.is_some() && files.may_read(channel, user, kind).await
+            }
+            // Shared in a direct message: for its conversation only.
+            None => kind == AccountKind::User && files.dm_member(&hash, user).await,
+        };
+        let channel = channel.unwrap_or_default();
+        if !allowed {
             files.inner.log.record(
                 "FILE_REFUSED",
                 link.addr,

@@ -105,6 +105,13 @@ pub(super) fn settle(c: &Connection, account: &str, target: &str) -> Result<(), 
     let mut blank = c.prepare_cached(
         "UPDATE dms SET text = '' WHERE account = ?1 AND id = ?2 AND outbox = 0 AND text != ''",
     )?;
+    if deletion.is_some() {
+        // A deleted message's file is no longer served or shown.
+        c.prepare_cached(
+            "UPDATE dms SET file = NULL WHERE account = ?1 AND id = ?2 AND outbox = 0",
+        )?
+        .execute(params![account, target])?;
+    }
     blank.execute(params![account, target])?;
     for (id, kind, _, _) in &acts {
         if kind == "edit" && winner.is_none_or(|w| &w.0 != id) {

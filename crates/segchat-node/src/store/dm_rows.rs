@@ -4,7 +4,9 @@
 //! it.
 
 use rusqlite::{params, Connection};
+use segchat_proto::dm::DmFile;
 use segchat_proto::edits::RefKind;
+use segchat_proto::files::FileRef;
 use serde::Serialize;
 
 use super::rows::{Quote, Reaction};
@@ -79,9 +81,44 @@ pub struct DmRow {
     pub edited_ms: Option<u64>,
     pub deleted: bool,
     pub reactions: Vec<Reaction>,
+    /// The file it shares (gone once deleted).
+    pub file: Option<Box<RowFile>>,
+}
+
+/// The file a direct message shares, as a row shows it: the key stays in
+/// the node, which decrypts for its user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowFile {
+    #[serde(flatten)]
+    pub file: FileRef,
+    #[serde(skip)]
+    pub key: String,
+}
+
+impl From<DmFile> for Box<RowFile> {
+    fn from(f: DmFile) -> Self {
+        Box::new(RowFile {
+            file: f.file,
+            key: f.key,
+        })
+    }
 }
 
 impl DmRow {
+    /// The file as the payload carries it: reference and key.
+    pub fn dm_file(&self) -> Option<DmFile> {
+        let f = self.file.as_deref()?;
+        Some(DmFile {
+            file: f.file.clone(),
+            key: f.key.clone(),
+        })
+    }
+
+    /// The JSON kept in `dms.file`.
+    pub(super) fn file_json(&self) -> Option<String> {
+        self.dm_file().and_then(|f| serde_json::to_string(&f).ok())
+    }
+
     /// Whether it changes another message (an edit, a deletion, a
     /// reaction) rather than being shown itself.
     pub fn is_action(&self) -> bool {
@@ -109,13 +146,19 @@ pub(crate) fn conversation_key(conversation: &str) -> String {
 
 pub(super) const COLUMNS: &str =
     "id, conversation, sender, sent_at_ms, COALESCE(shown, text), state, \
-     path, error, re_kind, re_id, edited_ms, deleted";
+     path, error, re_kind, re_id, edited_ms, deleted, file";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
     let state: String = r.get(5)?;
     let kind: Option<String> = r.get(8)?;
     let re_id: Option<String> = r.get(9)?;
     let re = kind.as_deref().and_then(RefKind::parse).zip(re_id);
+    let deleted: bool = r.get(11)?;
+    // A file that does not read back is shown as none.
+    let file = r
+        .get::<_, Option<String>>(12)?
+        .filter(|_| !deleted)
+        .and_then(|j| serde_json::from_str::<DmFile>(&j).ok());
     Ok((
         DmRow {
             id: r.get(0)?,
@@ -131,7 +174,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(DmRow, String)> {
                 .map(|r| r.1.clone()),
             re,
             edited_ms: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
-            deleted: r.get(11)?,
+            deleted,
+            file: file.map(Into::into),
             ..DmRow::default()
         },
         state,

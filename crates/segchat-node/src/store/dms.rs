@@ -64,8 +64,8 @@ fn insert(c: &Connection, account: &str, r: &mut DmRow) -> Result<bool, StoreErr
     Ok(c.execute(
         "INSERT OR IGNORE INTO dms
              (account, id, conversation, sender, sent_at_ms, text, state, path, error,
-              stored_at_ms, re_kind, re_id, conversation_key, outbox)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+              stored_at_ms, re_kind, re_id, conversation_key, outbox, file)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             account,
             r.id,
@@ -80,7 +80,8 @@ fn insert(c: &Connection, account: &str, r: &mut DmRow) -> Result<bool, StoreErr
             kind,
             re_id,
             key,
-            r.state == DmState::Pending
+            r.state == DmState::Pending,
+            r.file_json()
         ],
     )? == 1)
 }

@@ -3,6 +3,7 @@
 //! fetched or shared (`files`). The bytes are in the blob store.
 
 use rusqlite::{params, OptionalExtension};
+use segchat_proto::dm::DmFile;
 use segchat_proto::files::FileRef;
 
 use super::{Store, StoreError};
@@ -70,6 +71,49 @@ impl Store {
             json.map(|j| serde_json::from_str(&j))
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("message file: {e}")))
+        })
+        .await
+    }
+
+    /// The file `hash` as the first direct message here that shares it
+    /// (not deleted) says: its reference and key.
+    pub async fn dm_file(&self, hash: String) -> Result<Option<DmFile>, StoreError> {
+        self.read(move |c| {
+            let json: Option<String> = c
+                .prepare_cached(
+                    "SELECT file FROM dms WHERE file_hash = ?1 AND file IS NOT NULL
+                     ORDER BY stored_at_ms LIMIT 1",
+                )?
+                .query_row(params![hash], |r| r.get(0))
+                .optional()?;
+            json.map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("direct message file: {e}")))
+        })
+        .await
+    }
+
+    /// Everyone in a conversation here where a direct message (not
+    /// deleted) shares file `hash`: who may fetch it from this node, and
+    /// whose nodes may hold it.
+    pub async fn dm_file_members(&self, hash: String) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT account, conversation FROM dms
+                 WHERE file_hash = ?1 AND file IS NOT NULL LIMIT 64",
+            )?;
+            let rows = stmt.query_map(params![hash], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut names = Vec::new();
+            for row in rows {
+                let (account, conversation) = row?;
+                names.push(account.to_lowercase());
+                names.extend(conversation.split(',').map(str::to_lowercase));
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
         })
         .await
     }

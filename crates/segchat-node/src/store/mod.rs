@@ -69,6 +69,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/0009_dm_edits.sql")),
     (10, include_str!("../../migrations/0010_dm_sealed.sql")),
     (11, include_str!("../../migrations/0011_files.sql")),
+    (12, include_str!("../../migrations/0012_dm_files.sql")),
 ];
 
 /// How often the background checkpointer folds the log into the database.

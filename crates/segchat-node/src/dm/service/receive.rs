@@ -299,7 +299,7 @@ impl Dms {
         let conversation = conversation_of(account, &payload.members);
         let by_me = payload.from.eq_ignore_ascii_case(account);
         match payload.content {
-            DmContent::Text { text, re } => Ok(Opened::Message(Box::new(DmRow {
+            DmContent::Text { text, re, file } => Ok(Opened::Message(Box::new(DmRow {
                 id: payload.id.to_string(),
                 conversation,
                 state: if by_me {
@@ -317,6 +317,7 @@ impl Dms {
                     .filter(|r| r.kind == RefKind::Reply)
                     .map(|r| r.id.to_string()),
                 re: re.map(|r| (r.kind, r.id.to_string())),
+                file: file.map(Into::into),
                 ..DmRow::default()
             }))),
             DmContent::Receipt { ids, state } => Ok(Opened::Receipt(Receipt {

@@ -121,6 +121,7 @@ impl Dms {
             content: DmContent::Text {
                 text: row.text.clone(),
                 re,
+                file: row.dm_file(),
             },
         };
         let outcome = self

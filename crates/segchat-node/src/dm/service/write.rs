@@ -4,7 +4,7 @@
 //! any message (`send.rs`); the receivers apply it by the same rules
 //! (`store::dm_edits`).
 
-use segchat_proto::dm::{self, DmContent, DmPayload, Ref, RefKind};
+use segchat_proto::dm::{self, DmContent, DmFile, DmPayload, Ref, RefKind};
 use segchat_proto::{Failure, Status};
 use uuid::Uuid;
 
@@ -14,21 +14,23 @@ use crate::store::{conversation_key, DmRow, DmState};
 
 impl Dms {
     /// Writes `text` to `to` (one or more other users), replying to
-    /// `reply_to` if given: kept pending, then sent at once if the server
-    /// is reachable. The row as it is after that first try; `Err` if it
-    /// was refused for good.
+    /// `reply_to` if given, sharing `file` (sealed, in the blob store) if
+    /// given: kept pending, then sent at once if the server is reachable.
+    /// The row as it is after that first try; `Err` if it was refused for
+    /// good.
     pub(crate) async fn send(
         &self,
         to: &[String],
         text: &str,
         reply_to: Option<&str>,
+        file: Option<DmFile>,
     ) -> Result<DmRow, DmError> {
         let account = self.user().await?;
         let re = match reply_to {
             Some(id) => Some((RefKind::Reply, self.target(&account, to, id).await?.id)),
             None => None,
         };
-        self.write(&account, to, text, re).await
+        self.write(&account, to, text, re, file).await
     }
 
     /// Edits (`text`), deletes (no text) or reacts to (`text` is the
@@ -53,7 +55,7 @@ impl Dms {
         if target.deleted {
             return Err(DmError::Invalid("the message was deleted".into()));
         }
-        self.write(&account, to, text, Some((kind, target.id)))
+        self.write(&account, to, text, Some((kind, target.id)), None)
             .await
     }
 
@@ -81,6 +83,7 @@ impl Dms {
         to: &[String],
         text: &str,
         re: Option<(RefKind, String)>,
+        file: Option<DmFile>,
     ) -> Result<DmRow, DmError> {
         if to.iter().any(|u| u.eq_ignore_ascii_case(account)) {
             return Err(DmError::Invalid(
@@ -105,6 +108,7 @@ impl Dms {
             content: DmContent::Text {
                 text: text.to_owned(),
                 re: reference,
+                file: file.clone(),
             },
         }
         .check()
@@ -123,6 +127,7 @@ impl Dms {
                 .filter(|r| r.0 == RefKind::Reply)
                 .map(|r| r.1.clone()),
             re,
+            file: file.map(Into::into),
             ..DmRow::default()
         };
         let store = self.inner.device.store();

@@ -1,0 +1,177 @@
+//! Files in direct messages, with a real server and real nodes: the
+//! bytes are encrypted before they enter the sender's blob store, reach
+//! the other member node to node and read back whole there, and no one
+//! outside the conversation can open them on the sender's node.
+
+mod common;
+
+use std::path::Path;
+
+use common::TestServer;
+use common::{eventually, first_request, registered, start_node, tempdir, ticket_for, Api};
+use ed25519_dalek::SigningKey;
+use reqwest::StatusCode;
+use segchat_proto::peer;
+use segchat_proto::ticket::{prove, ProofPurpose};
+use serde_json::{json, Value};
+
+/// Bytes that do not compress or repeat.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn anywhere_in(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    anywhere_in(&path, needle)
+                } else {
+                    std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                }
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until the node at `dir` has published its device keys.
+async fn keys_published(dir: &Path) {
+    eventually("the device keys are published", || async {
+        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
+        log.contains("KEYS_PUBLISHED").then_some(())
+    })
+    .await;
+}
+
+async fn content(api: &Api, hash: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let resp = api
+        .http
+        .get(format!("{}/files/{hash}/content", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("API reachable");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens_it() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir).await;
+    keys_published(&bdir).await;
+
+    let photo = noise(3 << 20, 7);
+    let resp = ann
+        .http
+        .post(format!("{}/dms/bob/files", ann.base))
+        .query(&[("name", "holiday.png"), ("caption", "the view")])
+        .bearer_auth(&ann.token)
+        .body(photo.clone())
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let sent: Value = resp.json().await.expect("json");
+    let file = &sent["message"]["file"];
+    assert_eq!(file["name"], "holiday.png");
+    assert_eq!(file["mime"], "image/png");
+    assert_eq!(file["size"], photo.len());
+    assert!(file.get("key").is_none(), "the key is never shown: {file}");
+    let hash = file["hash"].as_str().expect("hash").to_owned();
+    // Named by its ciphertext: the plaintext's hash is not it, and no
+    // stretch of the plaintext is on the sender's disk.
+    assert_ne!(hash, blake3::hash(&photo).to_hex().to_string());
+    let sample = &photo[1 << 20..(1 << 20) + 64];
+    assert!(!anywhere_in(&adir.join("blobs"), sample));
+    assert!(!anywhere_in(&adir.join("uploads"), sample));
+    // The sender reads it back as it was.
+    let (status, _, bytes) = content(&ann, &hash).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes == photo, "ann's own copy reads back whole");
+
+    // bob's node fetches the image as the message arrives, from ann's.
+    let got = eventually("bob's copy to be whole", || async {
+        let (_, h) = bob.get("/dms/ann").await;
+        let shared = h["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()));
+        let (s, v) = bob.get(&format!("/files/{hash}")).await;
+        (shared && s == StatusCode::OK && v["state"] == "complete").then_some(v)
+    })
+    .await;
+    assert_eq!(got["name"], "holiday.png");
+    let (status, headers, bytes) = content(&bob, &hash).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[reqwest::header::CONTENT_TYPE], "image/png");
+    assert!(bytes == photo, "bob reads the plaintext, byte for byte");
+    assert!(!anywhere_in(&bdir.join("blobs"), sample));
+    let log = std::fs::read_to_string(bdir.join("logs").join("segchat.log")).expect("log");
+    let ann_key = &ann_node.node_id()[..12];
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FILE_FETCHED") && l.contains(&hash) && l.contains(ann_key)),
+        "fetched from ann's node"
+    );
+
+    // eve, signed in but not in the conversation, is refused by ann's
+    // node, the same answer as for a file it does not have.
+    let key = SigningKey::from_bytes(&[9u8; 32]);
+    let eve = common::client(&key).await;
+    let mut t = registered(&eve, server.addr, "eve").await;
+    let ticket = ticket_for(&mut t, 2, &key).await;
+    let ann_at = ann.node_addr().await;
+    for asked in [hash.clone(), "ab".repeat(32)] {
+        let (_, answer) = first_request(&eve, &ann_at, |nonce| peer::Request::FileOpen {
+            ticket: ticket.clone(),
+            proof: prove(&key, nonce, ProofPurpose::File { hash: &asked }).expect("prove"),
+            channel: None,
+            hash: asked.clone(),
+        })
+        .await;
+        match answer {
+            Err(f) => assert_eq!(f.status, segchat_proto::Status::NotFound, "{f}"),
+            Ok(other) => panic!("eve was granted a file of ann and bob: {other:?}"),
+        }
+    }
+    // A node fetches only a file a message there shares.
+    let unknown = format!("/files/{}/fetch", "cd".repeat(32));
+    let (s, v) = bob.post(&unknown, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    // Deleted, the message's file is no longer read back by its sender.
+    let id = sent["message"]["id"].as_str().expect("id");
+    let (s, v) = ann.delete(&format!("/dms/bob/messages/{id}")).await;
+    assert!(s.is_success(), "{v}");
+    eventually("the deleted message's file to be gone", || async {
+        let (status, _, _) = content(&ann, &hash).await;
+        (status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+
+    ann_node.shutdown().await;
+    bob_node.shutdown().await;
+    server.stop().await;
+    eve.close().await;
+}
