@@ -175,3 +175,101 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
     server.stop().await;
     eve.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_to_someone_away_comes_from_the_servers_copy_once_its_sender_is_gone() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir).await;
+    keys_published(&bdir).await;
+
+    // bob is away when ann sends; the server keeps the (sealed) file.
+    bob_node.shutdown().await;
+    let report = noise(2_500_000, 11);
+    let resp = ann
+        .http
+        .post(format!("{}/dms/bob/files", ann.base))
+        .query(&[("name", "report.pdf")])
+        .bearer_auth(&ann.token)
+        .body(report.clone())
+        .send()
+        .await
+        .expect("API reachable");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let sent: Value = resp.json().await.expect("json");
+    let hash = sent["message"]["file"]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let server_log = || std::fs::read_to_string(sdir.join("logs").join("segchat.log"));
+    eventually("the server to keep a copy", || async {
+        let log = server_log().ok()?;
+        log.lines()
+            .any(|l| l.contains("FILE_BACKED_UP") && l.contains(&hash))
+            .then_some(())
+    })
+    .await;
+    // What the server keeps is the ciphertext.
+    let sample = &report[1_000_000..1_000_064];
+    assert!(!anywhere_in(&sdir.join("blobs"), sample));
+    ann_node.shutdown().await;
+
+    // bob is back, ann is gone: the message comes from the mailbox, the
+    // file from the server's copy, and reads back whole.
+    let bob_node = start_node(server.addr, &bdir).await;
+    let bob = Api::of(&bob_node);
+    eventually("the message to arrive", || async {
+        let (_, h) = bob.get("/dms/ann").await;
+        h["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash.as_str()))
+            .then_some(())
+    })
+    .await;
+    let (s, v) = bob.post(&format!("/files/{hash}/fetch"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    eventually("bob's copy to be whole", || async {
+        let (s, v) = bob.get(&format!("/files/{hash}")).await;
+        (s == StatusCode::OK && v["state"] == "complete").then_some(())
+    })
+    .await;
+    let (status, headers, bytes) = content(&bob, &hash).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[reqwest::header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    assert!(bytes == report, "the server's copy opens to the file");
+    let log = server_log().expect("log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FILE_SOURCE") && l.contains(&hash) && l.contains("dm")),
+        "the server granted its copy to bob"
+    );
+
+    // Someone the file was not kept for gets nothing from the server.
+    let key = SigningKey::from_bytes(&[5u8; 32]);
+    let eve = common::client(&key).await;
+    let mut t = registered(&eve, server.addr, "eve").await;
+    let asked = segchat_proto::tracker::Request::FileSource {
+        channel: None,
+        hash: hash.clone(),
+    };
+    match common::ask(&mut t, 2, asked).await {
+        Err(f) => assert_eq!(f.status, segchat_proto::Status::NotFound, "{f}"),
+        Ok(other) => panic!("eve got the server's copy: {other:?}"),
+    }
+
+    bob_node.shutdown().await;
+    server.stop().await;
+    eve.close().await;
+}

@@ -210,19 +210,37 @@ pub enum Request {
     /// A member who shared file `hash` in `channel` (a message the
     /// server's backup holds shares it) asks the server to keep a backup
     /// copy: the server fetches it from this connection's node over the
-    /// blobs protocol, within its limits. Answers `file_kept`.
+    /// blobs protocol, within its limits. For a direct message's file
+    /// (encrypted: the server cannot read it) there is no `channel` and
+    /// `dm` says its size and who may have it. Answers `file_kept`.
     FileBackup {
-        channel: String,
+        #[serde(default)]
+        channel: Option<String>,
         hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dm: Option<DmBackup>,
     },
-    /// A reader of `channel` asks for the server's backup copy of file
-    /// `hash` (shared there): granted, this connection's node key may
-    /// fetch it over the blobs protocol from the server for an hour.
-    /// Answers `file_source`; `404` when the server keeps no copy.
+    /// A reader of `channel` (no channel: one of the users a direct
+    /// message's file was backed up for) asks for the server's backup
+    /// copy of file `hash`: granted, this connection's node key may fetch
+    /// it over the blobs protocol from the server for an hour. Answers
+    /// `file_source`; `404` when the server keeps no copy for it.
     FileSource {
-        channel: String,
+        #[serde(default)]
+        channel: Option<String>,
         hash: String,
     },
+}
+
+/// What `file_backup` says of a file shared in a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DmBackup {
+    /// The ciphertext's size: the server fetches no more.
+    pub size: u64,
+    /// The conversation's other members, who may fetch the copy (the
+    /// sender may too).
+    pub readers: Vec<String>,
 }
 
 impl Request {

@@ -2,16 +2,22 @@
 //! fetched from its sender's node (when it asks, `file_backup`) and kept
 //! here, so it stays available while every node that holds it is
 //! offline, the same rule as messages. A reader of the channel may fetch
-//! it from here (`file_source`).
+//! it from here (`file_source`). A file shared in a direct message is
+//! kept the same way, encrypted as it is (the server never has its key),
+//! for the users its sender named: a tag per reader
+//! (`segchat-dm/<hash>/<username>`) says who may fetch it.
 //!
 //! Invariants:
-//! - the server fetches only a file a message in its backup shares, only
-//!   up to the size that message says (a node cannot make it take more),
-//!   and keeps it only if it verified whole at that size;
+//! - the server fetches only a file a message in its backup shares (for
+//!   a direct message's, which it cannot see, one a registered user
+//!   asks it to keep), only up to the size that message (or user) says
+//!   (a node cannot make it take more), and keeps it only if it verified
+//!   whole at that size;
 //! - what it keeps, with what is being fetched, stays within
 //!   `file_backup_total` bytes, each file within `file_backup_max`;
 //! - a node fetches a file from here only with a grant made for its key
-//!   by `file_source` (the channel's read rule checked), for an hour
+//!   by `file_source` (the channel's read rule checked, or the user among
+//!   a direct message's file's readers), for an hour
 //!   (`segchat_net::blobs`).
 //!
 //! The bytes are in an iroh-blobs store in `DATA_DIR/blobs`. Each
@@ -75,6 +81,14 @@ fn tag_name(hash: Hash) -> String {
     format!("segchat/{}", hash.to_hex())
 }
 
+/// Where the readers of direct messages' files are kept: a tag
+/// `segchat-dm/<hash>/<username>` per reader.
+const DM_READERS: &str = "segchat-dm/";
+
+fn reader_tag(hash: Hash, reader: &str) -> String {
+    format!("{DM_READERS}{}/{reader}", hash.to_hex())
+}
+
 impl ServerFiles {
     /// Opens the blob store in `data_dir`, counting what it keeps; a
     /// fetch a crash cut off is dropped.
@@ -101,6 +115,17 @@ impl ServerFiles {
                 match blobs.blobs().status(tag.hash).await {
                     Ok(BlobStatus::Complete { size }) => held += size,
                     _ => partial.push(tag.name),
+                }
+            }
+        }
+        // Readers of a file not here whole (its fetch was cut off) go too.
+        if let Ok(mut tags) = blobs.tags().list_prefix(DM_READERS).await {
+            while let Some(Ok(tag)) = tags.next().await {
+                if !matches!(
+                    blobs.blobs().status(tag.hash).await,
+                    Ok(BlobStatus::Complete { .. })
+                ) {
+                    partial.push(tag.name);
                 }
             }
         }
@@ -140,11 +165,14 @@ impl ServerFiles {
 
     /// Keeps a copy of `file`, fetched from the node `node` (hex key)
     /// whose packets come from `addr`, if it fits: answers `file_kept`.
+    /// `readers` (lowercased) are the users a direct message's file is
+    /// kept for; none for a channel's.
     pub(crate) async fn backup(
         self: &Arc<Self>,
         node: &str,
         addr: SocketAddr,
         file: FileRef,
+        readers: Vec<String>,
     ) -> Result<Reply, Failure> {
         let hash = file
             .hash_bytes()
@@ -156,8 +184,16 @@ impl ServerFiles {
             kept,
             reason,
         };
-        if self.complete_size(hash).await.is_some() || lock(&self.fetching).contains(&hash) {
+        let here = self.complete_size(hash).await;
+        if here.is_some_and(|size| size == file.size) || lock(&self.fetching).contains(&hash) {
+            self.keep_for(hash, &readers).await;
             return Ok(answer(true, None));
+        }
+        if here.is_some() {
+            return Ok(answer(
+                false,
+                Some("the server holds that file at another size".to_owned()),
+            ));
         }
         if file.size > self.max_file {
             return Ok(answer(
@@ -191,6 +227,7 @@ impl ServerFiles {
             self.held.fetch_add(file.size, Ordering::Relaxed);
             fetching.insert(hash);
         }
+        self.keep_for(hash, &readers).await;
         let to = segchat_net::PeerAddress {
             id: node_id,
             direct: if addr.ip().is_unspecified() {
@@ -216,6 +253,7 @@ impl ServerFiles {
                     me.held.fetch_sub(file.size, Ordering::Relaxed);
                     // Untagged, what came is collected.
                     let _ = me.blobs.tags().delete(tag_name(hash)).await;
+                    me.forget_readers(hash).await;
                     me.log.record(
                         "FILE_BACKUP_FAILED",
                         addr,
@@ -226,6 +264,34 @@ impl ServerFiles {
             lock(&me.fetching).remove(&hash);
         });
         Ok(answer(true, None))
+    }
+
+    /// Marks `hash` as kept for each of `readers` (a direct message's
+    /// file): a tag per reader in the blob store, so it lasts across
+    /// restarts.
+    async fn keep_for(&self, hash: Hash, readers: &[String]) {
+        for reader in readers {
+            let _ = self.blobs.tags().set(reader_tag(hash, reader), hash).await;
+        }
+    }
+
+    /// Drops the readers of `hash` (its fetch failed).
+    async fn forget_readers(&self, hash: Hash) {
+        let _ = self
+            .blobs
+            .tags()
+            .delete_prefix(format!("{DM_READERS}{}/", hash.to_hex()))
+            .await;
+    }
+
+    /// Whether the server keeps `hash` for `user` (a direct message's
+    /// file backed up for them).
+    pub(crate) async fn kept_for(&self, hash: &str, user: &str) -> bool {
+        let Some(h) = segchat_proto::files::parse_hash(hash).map(Hash::from_bytes) else {
+            return false;
+        };
+        let tag = reader_tag(h, &user.to_lowercase());
+        matches!(self.blobs.tags().get(tag).await, Ok(Some(_)))
     }
 
     /// Fetches `file` from `to`, only the chunks its size covers, and

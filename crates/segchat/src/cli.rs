@@ -105,14 +105,14 @@ pub(crate) enum Command {
         #[arg(long = "type")]
         mime: Option<String>,
     },
-    /// Fetch a file shared in a channel (resuming what is here already)
-    /// and save it.
+    /// Fetch a file shared in a channel or a direct message (resuming
+    /// what is here already) and save it.
     Get {
-        /// The file's hash (`history` shows it).
+        /// The file's hash (`history` and `dm history` show it).
         hash: String,
-        /// The channel a message shares it in.
+        /// The channel a message shares it in (none: a direct message).
         #[arg(long)]
-        channel: String,
+        channel: Option<String>,
         /// Where to save it (default: its name, in this directory; an
         /// existing file is never overwritten).
         #[arg(long)]
@@ -249,6 +249,19 @@ pub(crate) enum DmCommand {
     },
     /// Delete one of your messages, on every device of the conversation.
     Delete { user: String, id: String },
+    /// Send a file to USER (several, comma-separated), encrypted end to
+    /// end: it stays on this node (and, sealed, on the server) and their
+    /// nodes fetch it from there.
+    SendFile {
+        user: String,
+        path: std::path::PathBuf,
+        /// Text to go with it.
+        #[arg(long, default_value = "")]
+        caption: String,
+        /// Its media type (guessed from the name when not given).
+        #[arg(long = "type")]
+        mime: Option<String>,
+    },
     /// React to a message with an emoji (again with --remove to take it
     /// back).
     React {

@@ -6,12 +6,25 @@ use serde_json::{json, Value};
 
 use crate::cli::{DmArgs, DmCommand};
 use crate::client::{ClientError, NodeClient};
+use crate::file_verbs::{send_file, Where};
 use crate::message_verbs::message_line;
 use crate::output::{rows, str_of, table, Output};
 use crate::paths::{self, segment};
 
 pub(crate) async fn run(node: &NodeClient, out: &Output, args: DmArgs) -> Result<(), ClientError> {
     match args.command {
+        Some(DmCommand::SendFile {
+            user,
+            path,
+            caption,
+            mime,
+        }) => {
+            let to = Where {
+                api: format!("/dms/{}", conversation(&user)?),
+                shown: format!("a direct message to {user}"),
+            };
+            send_file(node, out, &to, &path, &caption, mime.as_deref()).await?;
+        }
         Some(DmCommand::List) => {
             let v = node.call(Method::GET, "/dms", None).await?;
             out.print(&v, || list(&v));

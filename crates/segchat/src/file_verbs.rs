@@ -1,5 +1,5 @@
-//! `segchat send-file` and `segchat get`: a file shared in a channel,
-//! with a progress bar on the terminal (`indicatif`) or, with `--json`,
+//! `segchat send-file`, `segchat dm send-file` and `segchat get`: a file
+//! shared in a channel or a direct message, with a progress bar on the terminal (`indicatif`) or, with `--json`,
 //! one progress line per update for scripts, then the answer.
 
 use std::path::{Path, PathBuf};
@@ -30,12 +30,18 @@ pub(crate) async fn run(
             path,
             caption,
             mime,
-        } => send_file(node, out, &channel, &path, &caption, mime.as_deref()).await,
+        } => {
+            let to = Where {
+                api: format!("/channels/{}", paths::channel(&channel)?),
+                shown: format!("#{channel}"),
+            };
+            send_file(node, out, &to, &path, &caption, mime.as_deref()).await
+        }
         Command::Get {
             hash,
             channel,
             out: to,
-        } => get(node, out, &hash, &channel, to).await,
+        } => get(node, out, &hash, channel.as_deref(), to).await,
         _ => Err(ClientError::Other("not a file verb".into())),
     }
 }
@@ -80,10 +86,18 @@ impl Meter {
     }
 }
 
-async fn send_file(
+/// Where a file is shared: the API path it is posted under (its
+/// `/files` beside it), and as the user reads it.
+pub(crate) struct Where {
+    pub(crate) api: String,
+    pub(crate) shown: String,
+}
+
+/// Shares the file at `path` where `to` says, with a progress meter.
+pub(crate) async fn send_file(
     node: &NodeClient,
     out: &Output,
-    channel: &str,
+    to: &Where,
     path: &Path,
     caption: &str,
     mime: Option<&str>,
@@ -115,10 +129,7 @@ async fn send_file(
         query.push(("type", m));
     }
     let resp = node
-        .raw(
-            Method::POST,
-            &format!("/channels/{}/files", paths::channel(channel)?),
-        )
+        .raw(Method::POST, &format!("{}/files", to.api))
         .query(&query)
         .header(reqwest::header::CONTENT_LENGTH, size)
         .body(reqwest::Body::wrap_stream(counted))
@@ -130,9 +141,10 @@ async fn send_file(
     out.print(&v, || {
         let m = &v["message"];
         format!(
-            "shared {} ({}) in #{channel}; id {}; file {}",
+            "shared {} ({}) in {}; id {}; file {}",
             str_of(&m["file"]["name"]),
             human(m["file"]["size"].as_u64().unwrap_or(size)),
+            to.shown,
             str_of(&m["id"]),
             str_of(&m["file"]["hash"]),
         )
@@ -144,15 +156,16 @@ async fn get(
     node: &NodeClient,
     out: &Output,
     hash: &str,
-    channel: &str,
+    channel: Option<&str>,
     to: Option<PathBuf>,
 ) -> Result<(), ClientError> {
     let hash_path = paths::segment(hash)?;
+    // No channel: a file a direct message on this node shares.
     let mut status = node
         .call(
             Method::POST,
             &format!("/files/{hash_path}/fetch"),
-            Some(json!({"channel": channel})),
+            Some(json!({ "channel": channel })),
         )
         .await?;
     let size = status["size"].as_u64().unwrap_or(0);

@@ -2,7 +2,9 @@
 //! shared by one node is saved by another byte for byte, `--json` prints
 //! progress for scripts, a sender's path-like name never escapes the
 //! directory, nothing is overwritten, and a fetch killed half way
-//! resumes, fetching again at most one piece of what it held.
+//! resumes, fetching again at most one piece of what it held; a file
+//! sent in a direct message (`segchat dm send-file`) is saved by its
+//! recipient without naming a channel.
 
 mod common;
 
@@ -97,6 +99,47 @@ fn a_file_sent_from_the_cli_is_saved_by_a_member_byte_for_byte() {
 }
 
 /// A payload that does not repeat.
+#[test]
+fn a_file_sent_in_a_direct_message_from_the_cli_is_saved_by_its_recipient() {
+    let (root, sdir, adir, bdir) = dirs();
+    let (_server, addr) = start_server(&sdir, "127.0.0.1:0");
+    let _a = start_node(&addr, &adir);
+    let _b = start_node(&addr, &bdir);
+    wait_node(&adir, "alice's node to connect", connected);
+    wait_node(&bdir, "bob's node to connect", connected);
+    register(&adir, "alice");
+    register(&bdir, "bob");
+    for dir in [&adir, &bdir] {
+        wait_until("the device keys are published", || {
+            std::fs::read_to_string(dir.join("logs").join("segchat.log"))
+                .unwrap_or_default()
+                .contains("KEYS_PUBLISHED")
+        });
+    }
+    let bytes = noise(1_500_000, 77);
+    let src = root.path().join("notes.txt");
+    std::fs::write(&src, &bytes).expect("write");
+    let said = ok(
+        &adir,
+        &["dm", "send-file", "bob", src.to_str().expect("path")],
+    );
+    assert!(
+        said.starts_with("shared notes.txt (1.5 MB) in a direct message to bob"),
+        "{said}"
+    );
+    let hash = said.rsplit("file ").next().expect("hash").trim().to_owned();
+    wait_until("bob to see the file message", || {
+        ok(&bdir, &["dm", "history", "alice"]).contains("notes.txt")
+    });
+    let target = root.path().join("from-alice.txt");
+    let out = ok(
+        &bdir,
+        &["get", &hash, "--out", target.to_str().expect("path")],
+    );
+    assert!(out.starts_with("saved notes.txt"), "{out}");
+    assert_eq!(std::fs::read(&target).expect("saved"), bytes);
+}
+
 fn noise(len: usize, mut x: u32) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(len);
     while bytes.len() < len {

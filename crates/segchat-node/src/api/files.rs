@@ -140,12 +140,16 @@ pub(super) async fn share_dm(
     let to = super::dms::others(&users)?;
     let (path, name, mime) = take_upload(&st, &q, body).await?;
     let file = st.inner.files.seal(&path, &name, &mime).await?;
-    let hash = file.file.hash.clone();
+    let shared = file.file.clone();
     let message = st
         .inner
         .dms
         .send(&to, &q.caption, q.reply_to.as_deref(), Some(file))
         .await?;
+    // A copy on the server, for when this node is away.
+    let readers = message.conversation.split(',').map(str::to_owned).collect();
+    st.inner.files.back_up_sealed(&shared, readers);
+    let hash = shared.hash;
     st.record(
         "FILE_SHARED",
         format!("dm={} hash={hash}", message.conversation),

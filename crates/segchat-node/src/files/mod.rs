@@ -551,7 +551,7 @@ impl Files {
         tokio::spawn(async move {
             tokio::join!(
                 seeders::announce(&files, &channel, &file),
-                seeders::backup(&files, &channel, &file)
+                seeders::backup(&files, &channel, &file, None)
             );
         });
         Ok(row)

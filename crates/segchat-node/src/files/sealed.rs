@@ -19,6 +19,8 @@ use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
 use rand::RngCore;
 use segchat_proto::dm::DmFile;
+use segchat_proto::files::FileRef;
+use segchat_proto::tracker::DmBackup;
 use segchat_proto::types::NodeAddr;
 use segchat_proto::Failure;
 
@@ -84,6 +86,19 @@ impl Files {
             file,
             key: hex::encode(key),
         })
+    }
+
+    /// Asks the server to keep a copy of `file` (sealed, just shared in a
+    /// direct message with `readers`), in the background.
+    pub fn back_up_sealed(&self, file: &FileRef, readers: Vec<String>) {
+        let (files, file) = (self.clone(), file.clone());
+        let dm = DmBackup {
+            size: file.size,
+            readers,
+        };
+        tokio::spawn(
+            async move { super::seeders::backup(&files, DM_SCOPE, &file, Some(dm)).await },
+        );
     }
 
     /// The key file `hash` is read with, if this node knows it as a

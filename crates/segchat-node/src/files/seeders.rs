@@ -130,7 +130,8 @@ async fn host_of(files: &Files, channel: &str) -> Option<NodeAddr> {
 /// to this node (`file_source`: it checks the channel's read rule).
 pub(super) async fn server_seeder(files: &Files, channel: &str, file: &FileRef) -> Option<Seeder> {
     let link = &files.inner.link;
-    let size = match link.file_source(channel, &file.hash).await {
+    let scope = Some(channel).filter(|c| *c != DM_SCOPE);
+    let size = match link.file_source(scope, &file.hash).await {
         Ok(size) => size,
         Err(f) => {
             tracing::debug!(hash = %file.hash, reason = %f, "no copy on the server");
@@ -164,10 +165,16 @@ pub(super) async fn server_seeder(files: &Files, channel: &str, file: &FileRef) 
 }
 
 /// Asks the server to keep a copy of `file`, which this node just shared
-/// in `channel`: the server's key may fetch it from here for
-/// [`BACKUP_GRANT`]. The server knows the message once its backup holds
-/// it: asked again for a while.
-pub(super) async fn backup(files: &Files, channel: &str, file: &FileRef) {
+/// in `channel` (or in a direct message, as `dm` says: the server cannot
+/// read it): the server's key may fetch it from here for
+/// [`BACKUP_GRANT`]. The server knows a channel's message once its backup
+/// holds it: asked again for a while.
+pub(super) async fn backup(
+    files: &Files,
+    channel: &str,
+    file: &FileRef,
+    dm: Option<segchat_proto::tracker::DmBackup>,
+) {
     let link = &files.inner.link;
     let Ok(hash) = super::to_hash(&file.hash) else {
         return;
@@ -188,7 +195,8 @@ pub(super) async fn backup(files: &Files, channel: &str, file: &FileRef) {
                     gate.revoke(server, hash);
                 });
             }
-            match link.file_backup(channel, &file.hash).await {
+            let scope = Some(channel).filter(|c| *c != DM_SCOPE);
+            match link.file_backup(scope, &file.hash, dm.clone()).await {
                 Ok((kept, reason)) => {
                     files.inner.log.record(
                         if kept {

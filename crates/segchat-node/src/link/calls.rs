@@ -102,16 +102,18 @@ impl LinkHandle {
     }
 
     /// `file_backup`: asks the server to keep a copy of file `hash`
-    /// shared in `channel` (fetched from this node). Answers whether it
-    /// does, and if not why.
+    /// shared in `channel` (none: in a direct message, as `dm` says),
+    /// fetched from this node. Answers whether it does, and if not why.
     pub async fn file_backup(
         &self,
-        channel: &str,
+        channel: Option<&str>,
         hash: &str,
+        dm: Option<segchat_proto::tracker::DmBackup>,
     ) -> Result<(bool, Option<String>), Failure> {
         let request = Request::FileBackup {
-            channel: channel.to_owned(),
+            channel: channel.map(str::to_owned),
             hash: hash.to_owned(),
+            dm,
         };
         match self.request(request).await? {
             Reply::FileKept { kept, reason, .. } => Ok((kept, reason)),
@@ -120,10 +122,11 @@ impl LinkHandle {
     }
 
     /// `file_source`: the server's copy of file `hash` shared in
-    /// `channel`, granted to this node: its size.
-    pub async fn file_source(&self, channel: &str, hash: &str) -> Result<u64, Failure> {
+    /// `channel` (none: in a direct message), granted to this node: its
+    /// size.
+    pub async fn file_source(&self, channel: Option<&str>, hash: &str) -> Result<u64, Failure> {
         let request = Request::FileSource {
-            channel: channel.to_owned(),
+            channel: channel.map(str::to_owned),
             hash: hash.to_owned(),
         };
         match self.request(request).await? {

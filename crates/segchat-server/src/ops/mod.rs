@@ -223,7 +223,9 @@ pub(crate) async fn handle(
             mailbox::fetch(shared, ctx, after_seq, limit).await
         }
         Request::AckDms { up_to_seq } => mailbox::ack(shared, ctx, up_to_seq).await,
-        Request::FileBackup { channel, hash } => files::backup(shared, ctx, channel, hash).await,
+        Request::FileBackup { channel, hash, dm } => {
+            files::backup(shared, ctx, channel, hash, dm).await
+        }
         Request::FileSource { channel, hash } => files::source(shared, ctx, channel, hash).await,
     }
 }
