@@ -163,6 +163,7 @@ export async function nodeApi(node, method, apiPath, body) {
 }
 
 export function removeDir(dir) {
+  if (process.env.SEGCHAT_KEEP) return;
   try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
 }
 

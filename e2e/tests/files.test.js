@@ -8,8 +8,10 @@
 // carol's node refuses says the node's reason and gives the caption back;
 // the attach button is reached by keyboard; a visitor
 // has no attach button; axe finds nothing serious on the way. An image
-// alice pastes in a direct message to bob shows in his browser, and his
-// node serves the bytes she pasted though they travel encrypted.
+// too large to come by itself shows at once by the thumbnail its message
+// carries, and comes whole on "Show full image". An image alice pastes in
+// a direct message to bob shows in his browser, and his node serves the
+// bytes she pasted though they travel encrypted.
 // Screenshots go to ../screenshots/.
 
 import { test, before, after } from 'node:test';
@@ -17,6 +19,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { aliceAndBob, startNode, nodeApi, eventually, removeDir, tempDir } from '../lib/cluster.js';
 import { launch, newUser, screenshots, DESKTOP, PHONE } from '../lib/browser.js';
 import { axeViolations, describeViolations } from '../lib/axe.js';
@@ -450,6 +453,30 @@ test('twenty images shared at once all show, however busy the node', async () =>
   assert.equal(await page.locator('#timeline .file-error').count(), 0, 'no image failed');
 });
 
+test('an image too large to come by itself shows its thumbnail at once, and comes whole when asked', async () => {
+  const big = noisePng(2400, 2400);
+  assert.ok(big.length > 16 * 1024 * 1024, `${big.length} bytes: more than the node fetches by itself`);
+  const sent = await share(nodeA, 'general', 'valley.png', 'image/png', big, 'the whole valley');
+  assert.match(sent.file.thumb || '', /^\/9j\//, 'the message carries a JPEG thumbnail');
+  const { page } = bob;
+  const theirs = msg(page, 'the whole valley');
+  const thumb = theirs.locator('img.file-thumb');
+  await thumb.waitFor({ timeout: 30000 });
+  await eventually("bob's thumbnail has loaded", () => thumb.evaluate((i) => i.complete && i.naturalWidth > 0));
+  assert.equal(await thumb.getAttribute('alt'), 'valley.png (preview)');
+  assert.equal(await theirs.locator('img.file-img').count(), 0, 'not the image itself yet');
+  assert.doesNotMatch(await theirs.innerText(), /null|undefined/);
+  // Bob's node has not fetched it: the thumbnail came with the message.
+  assert.equal((await nodeApi(nodeB, 'GET', `/files/${sent.file.hash}`)).status, 404);
+  await screenshots(page, '66-file-thumbnail');
+  await page.setViewportSize(DESKTOP);
+  await theirs.getByRole('button', { name: /Show the full image valley\.png/ }).click();
+  const full = theirs.locator('img.file-img');
+  await full.waitFor({ timeout: 60000 });
+  await eventually("bob's full image has loaded", () => full.evaluate((i) => i.complete && i.naturalWidth === 2400), 60000);
+  assert.equal(await theirs.locator('img.file-thumb').count(), 0, 'the thumbnail gave way');
+});
+
 test('an image pasted in a direct message shows in the other browser, sealed on the way', async () => {
   const hello = await nodeApi(nodeA, 'POST', '/dms/bob', { text: 'a picture for you' });
   assert.equal(hello.status, 202, JSON.stringify(hello.body));
@@ -493,6 +520,30 @@ test('an image pasted in a direct message shows in the other browser, sealed on 
   const carolTry = await nodeApi(nodeC, 'POST', `/files/${hash}/fetch`, {});
   assert.equal(carolTry.status, 404, JSON.stringify(carolTry.body));
 });
+
+// A PNG of `w`×`h` pixels of noise: it does not compress, so it is about
+// as large as its pixels (3 bytes each).
+function noisePng(w, h) {
+  const row = w * 3 + 1;
+  const raw = Buffer.alloc(row * h);
+  const noise = randomBytes(w * 3 * h);
+  for (let y = 0; y < h; y++) noise.copy(raw, y * row + 1, y * w * 3, (y + 1) * w * 3);
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bits per sample
+  ihdr[9] = 2; // RGB
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw, { level: 1 })), chunk('IEND', Buffer.alloc(0))]);
+}
 
 // A small PNG made by alice's browser, as bytes.
 async function pngBytes() {

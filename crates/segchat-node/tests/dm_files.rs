@@ -29,6 +29,16 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// A PNG of `w`×`h` pixels of noise (it barely compresses).
+fn png_of_noise(w: u32, h: u32, seed: u64) -> Vec<u8> {
+    let pixels = noise((w * h * 3) as usize, seed);
+    let img = image::RgbImage::from_raw(w, h, pixels).expect("pixels");
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("png");
+    out
+}
+
 /// Whether any file under `dir` holds `needle`.
 fn anywhere_in(dir: &Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir)
@@ -82,7 +92,7 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
     keys_published(&adir).await;
     keys_published(&bdir).await;
 
-    let photo = noise(3 << 20, 7);
+    let photo = png_of_noise(1200, 800, 7);
     let resp = ann
         .http
         .post(format!("{}/dms/bob/files", ann.base))
@@ -122,6 +132,28 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
     })
     .await;
     assert_eq!(got["name"], "holiday.png");
+    // The message brought a thumbnail: a small JPEG of the picture, which
+    // crossed the server only inside the encrypted message.
+    let (_, h) = bob.get("/dms/ann").await;
+    let thumb = h["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["file"]["hash"] == hash.as_str()))
+        .and_then(|m| m["file"]["thumb"].as_str())
+        .expect("a thumbnail")
+        .to_owned();
+    let jpeg = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&thumb)
+            .expect("base64")
+    };
+    let small = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).expect("jpeg");
+    // 320 pixels wide, or 160 for noise that JPEG cannot shrink; the
+    // picture's shape either way.
+    assert!([160, 320].contains(&small.width()), "{}", small.width());
+    let (w, h) = (small.width(), small.height());
+    assert!(w.abs_diff(h * 3 / 2) <= 2, "{w}x{h}");
+    assert!(!anywhere_in(&sdir, &thumb.as_bytes()[..64]));
     let (status, headers, bytes) = content(&bob, &hash).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[reqwest::header::CONTENT_TYPE], "image/png");

@@ -1,6 +1,8 @@
 // A shared file in the timeline, under its message's caption: an image
-// as a preview (a click opens it whole in a new tab), any other file as
-// a card with its name, its size and a Download button. Files travel
+// as a preview (a click opens it whole in a new tab), shown by the
+// thumbnail its message carries until it is here (at once, whatever its
+// size; "Show full image" fetches one too large to come by itself), any
+// other file as a card with its name, its size and a Download button. Files travel
 // node to node: the node fetches images (up to 16 MiB) by itself as their
 // message arrives (while it is not busy; the rest this asks for, a few at
 // a time), other files when asked (POST /files/{hash}/fetch).
@@ -58,7 +60,7 @@ export class FileView {
     if (!f || m.deleted) return null;
     this.msgs.set(m.id, m);
     const st = this.look(f, scopeOf(m));
-    const preview = previewed(f) || (isImage(f) && st.state === 'complete');
+    const preview = previewed(f) || (isImage(f) && (st.state === 'complete' || !!f.thumb));
     return preview ? this.image(m, st) : this.card(m, st);
   }
 
@@ -298,9 +300,11 @@ export class FileView {
     return el;
   }
 
-  // An image: its preview once here, else a placeholder with progress.
+  // An image: its preview once here, else its thumbnail (the small JPEG
+  // its message carries) or a placeholder, with progress.
   image(m, st) {
     const f = m.file;
+    if (st.state !== 'complete' && f.thumb) return this.thumbnail(m, st);
     if (st.state !== 'complete') {
       const el = this.frame(m, `file-image pending ${st.state}`);
       const failed = st.state === 'failed';
@@ -323,6 +327,32 @@ export class FileView {
         h('span', { class: 'file-name', title: f.name }, f.name),
         h('span', { class: 'file-size' }, humanSize(f.size)),
         this.saveLink(f, 'file-save-small')));
+    return el;
+  }
+
+  // An image not here yet, shown by its thumbnail: fetched by itself
+  // when small (with progress), else on "Show full image".
+  thumbnail(m, st) {
+    const f = m.file;
+    const failed = st.state === 'failed' && st.reason !== 'cancelled';
+    const fetching = st.state === 'fetching';
+    const el = this.frame(m, `file-image pending ${st.state}`);
+    const show = h('button', {
+      type: 'button', class: 'btn small file-action', onclick: () => this.download(m),
+      'aria-label': `Show the full image ${f.name} (${humanSize(f.size)})`,
+    }, icon('download'), failed ? 'Try again' : 'Show full image');
+    el.append(...[
+      h('img', {
+        class: 'file-thumb', alt: `${f.name} (preview)`, decoding: 'async', src: `data:image/jpeg;base64,${f.thumb}`,
+        onload: (e) => this.loaded(e.target),
+      }),
+      h('div', { class: 'file-under' },
+        h('span', { class: 'file-name', title: f.name }, f.name),
+        h('span', { class: 'file-size' }, humanSize(f.size)),
+        fetching ? null : show),
+      failed ? h('p', { class: 'file-error' }, `Could not load the image: ${st.reason || 'it failed'}`) : null,
+      fetching ? this.progress(el, f, 'Loading image') : null,
+    ].filter(Boolean));
     return el;
   }
 

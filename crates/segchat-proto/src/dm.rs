@@ -279,6 +279,7 @@ mod tests {
                 name: "cat.png".into(),
                 size: 3,
                 mime: "image/png".into(),
+                thumb: None,
             },
             key: "cd".repeat(32),
         };

@@ -26,6 +26,8 @@ pub const MAX_FILE_SIZE: u64 = 16 << 30;
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest media type, in bytes.
 pub const MAX_MIME_LEN: usize = 127;
+/// Longest thumbnail, in characters of base64 (12 KiB of JPEG).
+pub const MAX_THUMB_LEN: usize = 16_384;
 
 /// What a message says of the file it shares.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +43,11 @@ pub struct FileRef {
     /// Its media type as the sender saw it (`image/png`); a receiver
     /// serves only a few types as themselves (see `safe_inline`).
     pub mime: String,
+    /// For an image: a small JPEG of it (standard base64, at most
+    /// [`MAX_THUMB_LEN`] characters) that the timeline shows at once,
+    /// before (or instead of) fetching the image itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb: Option<String>,
 }
 
 /// Why a [`FileRef`] is refused.
@@ -54,6 +61,8 @@ pub enum FileError {
     Mime,
     #[error("a file is at most {MAX_FILE_SIZE} bytes")]
     Size,
+    #[error("a thumbnail is a JPEG in base64, at most {MAX_THUMB_LEN} characters")]
+    Thumb,
 }
 
 impl FileRef {
@@ -72,7 +81,21 @@ impl FileRef {
         if self.size > MAX_FILE_SIZE {
             return Err(FileError::Size);
         }
+        if self.thumb.is_some() && self.thumb_bytes().is_none() {
+            return Err(FileError::Thumb);
+        }
         Ok(())
+    }
+
+    /// The thumbnail's JPEG bytes, if it has one of the right shape.
+    pub fn thumb_bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let t = self.thumb.as_deref()?;
+        if t.len() > MAX_THUMB_LEN {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
+        bytes.starts_with(&[0xFF, 0xD8, 0xFF]).then_some(bytes)
     }
 
     /// The hash's 32 bytes (after [`FileRef::check`]).
@@ -134,6 +157,9 @@ fn is_mime(m: &str) -> bool {
 /// byte of UTF-8 text, so a body alone never hashes like a body and file.
 const FILE_MARK: u8 = 0xFF;
 const FILE_DOMAIN: &[u8] = b"segchat-file-v1\0";
+/// The domain of a file with a thumbnail: another layout, never read as
+/// the first's.
+const THUMB_DOMAIN: &[u8] = b"segchat-file-v2\0";
 
 /// What a message's signature covers of its content: the body's SHA-256
 /// when it shares no file (as before files existed), else the SHA-256 of
@@ -143,6 +169,9 @@ const FILE_DOMAIN: &[u8] = b"segchat-file-v1\0";
 /// hash: 32 bytes · size: u64 · name: u16 length · UTF-8 · mime: u16 length · ASCII
 /// body: UTF-8 (the rest)
 /// ```
+///
+/// and, for a file with a thumbnail, `"segchat-file-v2"` with the
+/// thumbnail's base64 (u16 length · ASCII) after the media type.
 pub fn content_hash(body: &str, file: Option<&FileRef>) -> Result<[u8; 32], TrustError> {
     let Some(f) = file else {
         return Ok(Sha256::digest(body.as_bytes()).into());
@@ -150,11 +179,18 @@ pub fn content_hash(body: &str, file: Option<&FileRef>) -> Result<[u8; 32], Trus
     let hash = f.hash_bytes().ok_or(TrustError::Malformed("file hash"))?;
     let mut out = Vec::with_capacity(64 + f.name.len() + f.mime.len() + body.len());
     out.push(FILE_MARK);
-    out.extend_from_slice(FILE_DOMAIN);
+    out.extend_from_slice(if f.thumb.is_some() {
+        THUMB_DOMAIN
+    } else {
+        FILE_DOMAIN
+    });
     out.extend_from_slice(&hash);
     out.extend_from_slice(&f.size.to_be_bytes());
     put_str16(&mut out, &f.name)?;
     put_str16(&mut out, &f.mime)?;
+    if let Some(thumb) = &f.thumb {
+        put_str16(&mut out, thumb)?;
+    }
     out.extend_from_slice(body.as_bytes());
     Ok(Sha256::digest(&out).into())
 }
@@ -169,7 +205,38 @@ mod tests {
             name: "cat.png".into(),
             size: 1234,
             mime: "image/png".into(),
+            thumb: None,
         }
+    }
+
+    /// A thumbnail of the right shape: JPEG's first bytes, in base64.
+    fn jpeg_b64() -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3])
+    }
+
+    #[test]
+    fn a_thumbnail_is_a_small_jpeg_and_is_signed_with_the_rest() {
+        let base = content_hash("x", Some(&file())).expect("hash");
+        let mut f = file();
+        f.thumb = Some(jpeg_b64());
+        assert_eq!(f.check(), Ok(()));
+        let with = content_hash("x", Some(&f)).expect("hash");
+        assert_ne!(with, base);
+        let mut other = f.clone();
+        other.thumb = Some("/9j/4AAB".into());
+        assert_ne!(content_hash("x", Some(&other)), Ok(with));
+        for bad in [
+            "not base64!",
+            "iVBORw0KGgo=",
+            &"A".repeat(MAX_THUMB_LEN + 4),
+        ] {
+            let mut g = file();
+            g.thumb = Some(bad.to_owned());
+            assert_eq!(g.check(), Err(FileError::Thumb), "{bad:.20}");
+        }
+        let json = serde_json::to_value(file()).expect("json");
+        assert!(json.get("thumb").is_none(), "left out when none: {json}");
     }
 
     #[test]

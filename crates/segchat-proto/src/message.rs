@@ -56,12 +56,12 @@ const DOMAIN_V1: &[u8] = b"segchat-msg-v1\0";
 
 /// An upper bound of a message's JSON size: every body byte may be escaped
 /// as `\u00XX`, and the ticket, id and signature take well under 1 KiB
-/// (a file's hash, size and field names under 128 bytes more).
+/// (a file's hash, size and field names under 128 bytes more; its
+/// thumbnail is base64, which JSON never escapes).
 pub fn wire_size_bound(m: &Message) -> usize {
-    let file = m
-        .file
-        .as_ref()
-        .map_or(0, |f| 128 + 6 * (f.name.len() + f.mime.len()));
+    let file = m.file.as_ref().map_or(0, |f| {
+        128 + 6 * (f.name.len() + f.mime.len()) + f.thumb.as_ref().map_or(0, String::len)
+    });
     1024 + file
         + 6 * (m.body.len() + m.channel.len() + m.author.len() + m.ticket.ticket.username.len())
 }

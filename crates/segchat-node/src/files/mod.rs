@@ -24,6 +24,7 @@
 //! - `serve.rs`: the seeding side: `file_open`/`file_have` on the peer
 //!   layer, and the blobs protocol's gate.
 //! - `uploads.rs`: resumable uploads, a file sent to the node in parts.
+//! - `thumbs.rs`: the small JPEG an image's message carries.
 //! - `sealed.rs`: files shared in direct messages, encrypted end to end
 //!   before they enter the blob store, served to the conversation only.
 //! - `auto.rs`: what the node fetches by itself: resumed fetches,
@@ -40,6 +41,7 @@ mod fetch;
 mod sealed;
 mod seeders;
 mod serve;
+mod thumbs;
 mod uploads;
 
 use std::collections::HashMap;
@@ -259,7 +261,25 @@ impl Files {
         mime: &str,
         channel: &str,
     ) -> Result<FileRef, Failure> {
-        let result = self.import_inner(path, name, mime, channel).await;
+        let size = match tokio::fs::metadata(path).await {
+            Ok(m) => m.len(),
+            Err(e) => return Err(Failure::bad_request(format!("the upload is gone: {e}"))),
+        };
+        let thumb = thumbs::thumbnail(path, mime, size).await;
+        self.import_as(path, name, mime, channel, thumb).await
+    }
+
+    /// [`Files::import`] with the thumbnail already made (of the plain
+    /// file, for one shared encrypted).
+    async fn import_as(
+        &self,
+        path: &Path,
+        name: &str,
+        mime: &str,
+        channel: &str,
+        thumb: Option<String>,
+    ) -> Result<FileRef, Failure> {
+        let result = self.import_inner(path, name, mime, channel, thumb).await;
         let _ = tokio::fs::remove_file(path).await;
         result
     }
@@ -270,6 +290,7 @@ impl Files {
         name: &str,
         mime: &str,
         channel: &str,
+        thumb: Option<String>,
     ) -> Result<FileRef, Failure> {
         let size = tokio::fs::metadata(path)
             .await
@@ -292,6 +313,7 @@ impl Files {
             name: name.to_owned(),
             size,
             mime: mime.to_owned(),
+            thumb,
         };
         file.check()
             .map_err(|e| Failure::bad_request(e.to_string()))?;

@@ -69,6 +69,12 @@ impl Files {
     pub async fn seal(&self, path: &Path, name: &str, mime: &str) -> Result<DmFile, Failure> {
         let sealed = self.upload_path();
         let key = new_key();
+        // Of the plain image: it travels inside the encrypted message.
+        let size = tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
+        let thumb = super::thumbs::thumbnail(path, mime, size).await;
         let (from, to) = (path.to_owned(), sealed.clone());
         let done = tokio::task::spawn_blocking(move || seal_file(&from, &to, &key)).await;
         let _ = tokio::fs::remove_file(path).await;
@@ -81,7 +87,7 @@ impl Files {
             let _ = tokio::fs::remove_file(&sealed).await;
             return Err(f);
         }
-        let file = self.import(&sealed, name, mime, DM_SCOPE).await?;
+        let file = self.import_as(&sealed, name, mime, DM_SCOPE, thumb).await?;
         Ok(DmFile {
             file,
             key: hex::encode(key),

@@ -218,6 +218,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, StoreErr
         name: r.get(2)?,
         size: r.get::<_, i64>(3)? as u64,
         mime: r.get(4)?,
+        thumb: None,
     };
     let (channel, reason, for_others) = (r.get(1)?, r.get(6)?, r.get(7)?);
     Ok(FileState::parse(&state).map(|state| FileRecord {

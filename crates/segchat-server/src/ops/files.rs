@@ -107,6 +107,7 @@ fn dm_file(ctx: &ConnCtx, hash: String, dm: DmBackup) -> Result<(FileRef, Vec<St
         name: "direct-message-file".to_owned(),
         size: dm.size,
         mime: "application/octet-stream".to_owned(),
+        thumb: None,
     };
     file.check()
         .map_err(|e| Failure::bad_request(e.to_string()))?;

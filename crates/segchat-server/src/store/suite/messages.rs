@@ -301,6 +301,7 @@ pub(crate) async fn files(store: Arc<dyn Store>) {
         name: "cat.png".into(),
         size: 48_213,
         mime: "image/png".into(),
+        thumb: None,
     };
     let shared = Draft {
         id: Uuid::now_v7(),
