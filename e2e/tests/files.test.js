@@ -445,10 +445,16 @@ test('twenty images shared at once all show, however busy the node', async () =>
     await share(nodeA, 'general', name, 'image/png', Buffer.concat([png, Buffer.from(name)]));
   }
   const { page } = bob;
-  for (const name of names) {
-    const img = fileMsg(page, name).locator('img.file-img');
-    await img.waitFor({ timeout: 60000 });
-    await eventually(`${name} has loaded`, () => img.evaluate((i) => i.complete && i.naturalWidth === 64), 60000);
+  try {
+    for (const name of names) {
+      const img = fileMsg(page, name).locator('img.file-img');
+      await img.waitFor({ timeout: 60000 });
+      await eventually(`${name} has loaded`, () => img.evaluate((i) => i.complete && i.naturalWidth === 64), 60000);
+    }
+  } catch (e) {
+    // What the nodes said, to tell why.
+    for (const n of [nodeA, nodeB]) console.log(n.log.filter((l) => /WARN|ERROR/.test(l)).slice(-40).join('\n'));
+    throw e;
   }
   assert.equal(await page.locator('#timeline .file-error').count(), 0, 'no image failed');
 });

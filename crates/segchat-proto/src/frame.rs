@@ -561,6 +561,7 @@ mod tests {
             id: 7,
             body: Request::GetList {
                 channel: Some("general".into()),
+                users: Vec::new(),
             },
         };
         let bytes = encode(&frame);

@@ -54,9 +54,13 @@ pub enum Request {
     },
     /// Keep this connection's peer-list entry alive.
     Heartbeat,
-    /// The live peers, all of them or those of one channel.
+    /// The live peers, all of them, those of one channel, or those of
+    /// a few users (`users`, at most [`MAX_LIST_USERS`]; not with a
+    /// channel).
     GetList {
         channel: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        users: Vec<String>,
     },
     /// Set the user's status (across all their sessions).
     SetStatus {
@@ -231,6 +235,9 @@ pub enum Request {
         hash: String,
     },
 }
+
+/// Most users one `get_list` may name.
+pub const MAX_LIST_USERS: usize = 16;
 
 /// What `file_backup` says of a file shared in a direct message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

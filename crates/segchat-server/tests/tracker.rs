@@ -508,7 +508,10 @@ async fn requests_before_sign_in_are_unauthorized() {
     let mut c = Client::connect(server.addr).await;
     for req in [
         Request::ListChannels,
-        Request::GetList { channel: None },
+        Request::GetList {
+            channel: None,
+            users: Vec::new(),
+        },
         Request::Whoami,
         Request::Logout,
     ] {
@@ -700,7 +703,13 @@ async fn a_peer_entry_names_the_key_its_connection_authenticated_with() {
     let mut b = Client::connect(server.addr).await;
     b.register("hugo").await;
     b.submit(7101).await;
-    let peers = match b.ok(Request::GetList { channel: None }).await {
+    let peers = match b
+        .ok(Request::GetList {
+            channel: None,
+            users: Vec::new(),
+        })
+        .await
+    {
         Reply::Peers { peers } => peers,
         other => panic!("expected peers, got {other:?}"),
     };
@@ -716,5 +725,30 @@ async fn a_peer_entry_names_the_key_its_connection_authenticated_with() {
         .expect("hugo is listed");
     assert_eq!(hugo.node_id, b.node_id());
     assert_ne!(hugo.node_id, want);
+
+    // Asked by name (any case), only those users' nodes; a name nobody
+    // has is left out; names and a channel together are refused.
+    let named = match b
+        .ok(Request::GetList {
+            channel: None,
+            users: vec!["GINA".into(), "nobody-here".into()],
+        })
+        .await
+    {
+        Reply::Peers { peers } => peers,
+        other => panic!("expected peers, got {other:?}"),
+    };
+    let names: Vec<&str> = named.iter().map(|p| p.username.as_str()).collect();
+    assert_eq!(names, ["gina"]);
+    let both = b
+        .request(Request::GetList {
+            channel: Some("general".into()),
+            users: vec!["gina".into()],
+        })
+        .await;
+    assert!(
+        matches!(both, Err(ref f) if f.status == Status::BadRequest),
+        "{both:?}"
+    );
     server.stop().await;
 }

@@ -275,7 +275,10 @@ pub(super) async fn peers(
 ) -> Result<Json<Peers>, ApiError> {
     match st
         .link()
-        .request(Request::GetList { channel: q.channel })
+        .request(Request::GetList {
+            channel: q.channel,
+            users: Vec::new(),
+        })
         .await?
     {
         Reply::Peers { peers } => Ok(Json(Peers { peers })),

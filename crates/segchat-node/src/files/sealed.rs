@@ -152,17 +152,23 @@ impl Files {
         let Ok(names) = self.inner.store.dm_file_members(hash.to_owned()).await else {
             return Vec::new();
         };
+        let users = names
+            .into_iter()
+            .take(segchat_proto::tracker::MAX_LIST_USERS)
+            .collect();
         let listed = self
             .inner
             .link
-            .request(segchat_proto::tracker::Request::GetList { channel: None })
+            .request(segchat_proto::tracker::Request::GetList {
+                channel: None,
+                users,
+            })
             .await;
         let Ok(segchat_proto::tracker::Reply::Peers { peers }) = listed else {
             return Vec::new();
         };
         peers
             .into_iter()
-            .filter(|p| names.contains(&p.username.to_lowercase()))
             .map(|p| NodeAddr {
                 node_id: p.node_id,
                 addr: p.p2p_addr,

@@ -157,7 +157,7 @@ pub(crate) async fn handle(
             peers::submit_info(shared, ctx, p2p_addr, status).await
         }
         Request::Heartbeat => Ok(peers::heartbeat(shared, ctx)),
-        Request::GetList { channel } => peers::get_list(shared, ctx, channel).await,
+        Request::GetList { channel, users } => peers::get_list(shared, ctx, channel, users).await,
         Request::CreateChannel {
             name,
             visibility,

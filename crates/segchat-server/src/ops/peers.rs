@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use segchat_proto::tracker::Reply;
+use segchat_proto::tracker::{Reply, MAX_LIST_USERS};
 use segchat_proto::types::{AccountKind, Presence};
 use segchat_proto::Failure;
 
@@ -53,9 +53,29 @@ pub(super) async fn get_list(
     shared: &Shared,
     ctx: &ConnCtx,
     channel: Option<String>,
+    users: Vec<String>,
 ) -> Result<Reply, Failure> {
     let p = signed_in(ctx)?;
     let hidden = friends::blockers(shared, ctx, p).await?;
+    if !users.is_empty() {
+        if channel.is_some() || users.len() > MAX_LIST_USERS {
+            return Err(Failure::bad_request(format!(
+                "name a channel or up to {MAX_LIST_USERS} users, not both"
+            )));
+        }
+        let mut ids = Vec::with_capacity(users.len());
+        for name in &users {
+            let found = shared
+                .store
+                .user_by_name(name)
+                .await
+                .map_err(|e| store_failure(shared, ctx, e))?;
+            ids.extend(found.map(|u| u.id));
+        }
+        return Ok(Reply::Peers {
+            peers: shared.hub.peers(p, Some(&ids), &hidden),
+        });
+    }
     let peers = match channel {
         None => shared.hub.peers(p, None, &hidden),
         Some(name) => {

@@ -243,6 +243,7 @@ impl Client {
         match self
             .ok(Request::GetList {
                 channel: channel.map(Into::into),
+                users: Vec::new(),
             })
             .await
         {
