@@ -587,10 +587,14 @@ async fn a_cancelled_fetch_stops_and_goes_on_from_what_it_held_when_asked_again(
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let hash = hash_of(&v);
     has_message(&bob, &hash, "bob to have the message").await;
-    let (s, v) = bob
-        .post(&format!("/files/{hash}/fetch"), json!({"channel": "club"}))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // Asked for many times at once (the web UI and the node itself may
+    // both ask): one fetch, and every asker is told it runs.
+    let path = format!("/files/{hash}/fetch");
+    let asks = (0..8).map(|_| bob.post(&path, json!({"channel": "club"})));
+    for (s, v) in futures::future::join_all(asks).await {
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["state"], "fetching", "{v}");
+    }
     eventually("bob to hold some of it", || async {
         let (_, v) = bob.get(&format!("/files/{hash}")).await;
         (v["bytes"].as_u64().unwrap_or(0) > 0 && v["state"] == "fetching").then_some(())

@@ -166,6 +166,23 @@ pub struct FileStatus {
     pub seeders: Vec<(String, u64)>,
 }
 
+impl FileStatus {
+    /// A fetch of `file` for `channel` that is just starting.
+    fn starting(channel: &str, file: &FileRef) -> FileStatus {
+        FileStatus {
+            hash: file.hash.clone(),
+            name: file.name.clone(),
+            size: file.size,
+            mime: file.mime.clone(),
+            channel: channel.to_owned(),
+            state: FileState::Fetching,
+            bytes: 0,
+            reason: None,
+            seeders: Vec::new(),
+        }
+    }
+}
+
 /// Locks a plain map, carrying on past a poisoned lock.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -393,9 +410,12 @@ impl Files {
             self.start(channel.to_owned(), file.clone(), for_others)
                 .await?;
         }
-        self.status(&file.hash)
+        // A fetch another caller started a moment ago may not have
+        // written its record yet: it stands at its start.
+        Ok(self
+            .status(&file.hash)
             .await?
-            .ok_or_else(Failure::server_error)
+            .unwrap_or_else(|| FileStatus::starting(channel, file)))
     }
 
     /// Spawns the fetch of `file` unless one runs.
