@@ -7,27 +7,13 @@ mod common;
 
 use std::path::Path;
 
-use common::TestServer;
-use common::{eventually, first_request, registered, start_node, tempdir, ticket_for, Api};
+use common::{ann_and_bob, content, eventually, first_request, noise, registered};
+use common::{start_node, ticket_for, AnnAndBob, Api};
 use ed25519_dalek::SigningKey;
 use reqwest::StatusCode;
 use segchat_proto::peer;
 use segchat_proto::ticket::{prove, ProofPurpose};
 use serde_json::{json, Value};
-
-/// Bytes that do not compress or repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A PNG of `w`×`h` pixels of noise (it barely compresses).
 fn png_of_noise(w: u32, h: u32, seed: u64) -> Vec<u8> {
@@ -55,55 +41,43 @@ fn anywhere_in(dir: &Path, needle: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits until the node at `dir` has published its device keys.
-async fn keys_published(dir: &Path) {
-    eventually("the device keys are published", || async {
-        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
-        log.contains("KEYS_PUBLISHED").then_some(())
-    })
-    .await;
-}
-
-async fn content(api: &Api, hash: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+/// `api`'s user sends `bytes` to bob with `query` (name, caption):
+/// the message as the node answers it.
+async fn send_file(api: &Api, query: &[(&str, &str)], bytes: &[u8]) -> Value {
     let resp = api
         .http
-        .get(format!("{}/files/{hash}/content", api.base))
+        .post(format!("{}/dms/bob/files", api.base))
+        .query(query)
         .bearer_auth(&api.token)
-        .send()
-        .await
-        .expect("API reachable");
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    (status, headers, resp.bytes().await.expect("body").to_vec())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens_it() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let (_b, bdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let ann_node = start_node(server.addr, &adir).await;
-    let bob_node = start_node(server.addr, &bdir).await;
-    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
-    ann.wait_connected().await;
-    bob.wait_connected().await;
-    ann.register("ann").await;
-    bob.register("bob").await;
-    keys_published(&adir).await;
-    keys_published(&bdir).await;
-
-    let photo = png_of_noise(1200, 800, 7);
-    let resp = ann
-        .http
-        .post(format!("{}/dms/bob/files", ann.base))
-        .query(&[("name", "holiday.png"), ("caption", "the view")])
-        .bearer_auth(&ann.token)
-        .body(photo.clone())
+        .body(bytes.to_vec())
         .send()
         .await
         .expect("API reachable");
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let sent: Value = resp.json().await.expect("json");
+    resp.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens_it() {
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        sdir,
+        adir,
+        bdir,
+        _dirs,
+        ann,
+        bob,
+    } = ann_and_bob().await;
+
+    let photo = png_of_noise(1200, 800, 7);
+    let sent = send_file(
+        &ann,
+        &[("name", "holiday.png"), ("caption", "the view")],
+        &photo,
+    )
+    .await;
     let file = &sent["message"]["file"];
     assert_eq!(file["name"], "holiday.png");
     assert_eq!(file["mime"], "image/png");
@@ -210,34 +184,21 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_sent_to_someone_away_comes_from_the_servers_copy_once_its_sender_is_gone() {
-    let (_s, sdir) = tempdir();
-    let (_a, adir) = tempdir();
-    let (_b, bdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let ann_node = start_node(server.addr, &adir).await;
-    let bob_node = start_node(server.addr, &bdir).await;
-    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
-    ann.wait_connected().await;
-    bob.wait_connected().await;
-    ann.register("ann").await;
-    bob.register("bob").await;
-    keys_published(&adir).await;
-    keys_published(&bdir).await;
+    let AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        sdir,
+        bdir,
+        _dirs,
+        ann,
+        ..
+    } = ann_and_bob().await;
 
     // bob is away when ann sends; the server keeps the (sealed) file.
     bob_node.shutdown().await;
     let report = noise(2_500_000, 11);
-    let resp = ann
-        .http
-        .post(format!("{}/dms/bob/files", ann.base))
-        .query(&[("name", "report.pdf")])
-        .bearer_auth(&ann.token)
-        .body(report.clone())
-        .send()
-        .await
-        .expect("API reachable");
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let sent: Value = resp.json().await.expect("json");
+    let sent = send_file(&ann, &[("name", "report.pdf")], &report).await;
     let hash = sent["message"]["file"]["hash"]
         .as_str()
         .expect("hash")

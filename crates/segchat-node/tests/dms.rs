@@ -4,22 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{eventually, start_node, tempdir, Api, TestServer, PASSWORD};
+use common::{ann_and_bob, eventually, keys_published, start_node, tempdir, AnnAndBob, Api};
+use common::{TestServer, PASSWORD};
 use reqwest::StatusCode;
-use segchat_node::NodeHandle;
 use serde_json::{json, Value};
-
-/// Waits until the node at `dir` has published its device keys (once per
-/// sign-in: `times` counts them).
-async fn keys_published(dir: &Path, times: usize) {
-    eventually("the device keys are published", || async {
-        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
-        (log.matches("KEYS_PUBLISHED").count() >= times).then_some(())
-    })
-    .await;
-}
 
 async fn history(api: &Api, with: &str) -> Vec<Value> {
     let (status, v) = api.get(&format!("/dms/{with}")).await;
@@ -73,47 +63,6 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
-}
-
-/// A server and two nodes signed in as ann and bob, their device keys
-/// published.
-struct AnnAndBob {
-    server: TestServer,
-    ann_node: NodeHandle,
-    bob_node: NodeHandle,
-    ann: Api,
-    bob: Api,
-    sdir: PathBuf,
-    adir: PathBuf,
-    bdir: PathBuf,
-    _dirs: [tempfile::TempDir; 3],
-}
-
-async fn ann_and_bob() -> AnnAndBob {
-    let (s, sdir) = tempdir();
-    let (a, adir) = tempdir();
-    let (b, bdir) = tempdir();
-    let server = TestServer::start(&sdir).await;
-    let ann_node = start_node(server.addr, &adir).await;
-    let bob_node = start_node(server.addr, &bdir).await;
-    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
-    ann.wait_connected().await;
-    bob.wait_connected().await;
-    ann.register("ann").await;
-    bob.register("bob").await;
-    keys_published(&adir, 1).await;
-    keys_published(&bdir, 1).await;
-    AnnAndBob {
-        server,
-        ann_node,
-        bob_node,
-        ann,
-        bob,
-        sdir,
-        adir,
-        bdir,
-        _dirs: [s, a, b],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,24 +8,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, start_node, tempdir, Api, TestServer};
+use common::{content, eventually, noise, start_node, tempdir, Api, TestServer};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// 50 MB of bytes that do not compress or repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 async fn share(api: &Api, channel: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
     share_in(api, channel, name, "have a look", bytes).await
@@ -121,18 +107,6 @@ async fn wait_complete(api: &Api, hash: &str, who: &str) -> Value {
         (s == StatusCode::OK && v["state"] == "complete").then_some(v)
     })
     .await
-}
-
-async fn content(api: &Api, hash: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-    let resp = api
-        .http
-        .get(format!("{}/files/{hash}/content", api.base))
-        .bearer_auth(&api.token)
-        .send()
-        .await
-        .expect("API reachable");
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    (status, headers, resp.bytes().await.expect("body").to_vec())
 }
 
 /// The `from=` of the node's last `FILE_FETCHED` record for `hash`:

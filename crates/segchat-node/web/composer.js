@@ -11,7 +11,7 @@ import { h, clear, icon } from './dom.js';
 import { bareName, textOf } from './format.js';
 import { excerpt } from './markdown.js';
 import { MentionAutocomplete } from './mentions.js';
-import { inChannel } from './files.js';
+import { inChannel, boxBinding } from './files.js';
 
 const utf8 = new TextEncoder();
 
@@ -137,32 +137,15 @@ export function renderComposer(el, s, on, force = true, focus = false) {
     errorLine);
   drawReplyBar(slot, s, on);
   const channel = s.current;
-  on.uploads.bind({
-    where: inChannel(channel),
-    // The box's text, to go with a file (emptied); null when too long.
-    takeCaption: () => {
-      const text = ta.value;
-      if (!text.trim()) return '';
-      const { used, over } = measure();
-      if (over) {
-        s.sendError = `Too long to go with the file: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`;
-        errorLine.textContent = s.sendError;
-        return null;
-      }
-      ta.value = '';
-      s.drafts.delete(channel);
-      grow();
-      measure();
-      return text;
+  on.uploads.bind(boxBinding(ta, inChannel(channel), {
+    measure,
+    grow,
+    tooLong: (used) => {
+      s.sendError = `Too long to go with the file: ${used.toLocaleString('en')} bytes, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`;
+      errorLine.textContent = s.sendError;
     },
-    putBack: (text) => {
-      if (ta.value || !ta.isConnected) return;
-      ta.value = text;
-      grow();
-      measure();
-    },
-    focus: () => ta.focus(),
-  });
+    emptied: () => s.drafts.delete(channel),
+  }));
   on.uploads.draw(uploadSlot, inChannel(channel).key);
   measure();
   requestAnimationFrame(grow);

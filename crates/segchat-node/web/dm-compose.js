@@ -10,7 +10,7 @@
 import { h, clear, icon } from './dom.js';
 import { displayName } from './format.js';
 import { excerpt } from './markdown.js';
-import { inDm } from './files.js';
+import { inDm, boxBinding } from './files.js';
 
 // Usernames as the server checks them (segchat-proto validate_username).
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
@@ -115,30 +115,12 @@ export function renderDmComposer(el, v, on) {
   // Files attached, pasted or dropped here go to this conversation,
   // encrypted end to end; the box's text goes with the first.
   const where = inDm(name, title);
-  on.uploads.bind({
-    where,
-    takeCaption: () => {
-      const text = ta.value;
-      if (!text.trim()) return '';
-      const { used, over } = measure();
-      if (over) {
-        setError(`Too long to go with the file: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`);
-        return null;
-      }
-      ta.value = '';
-      on.draft('');
-      grow();
-      measure();
-      return text;
-    },
-    putBack: (text) => {
-      if (ta.value || !ta.isConnected) return;
-      ta.value = text;
-      grow();
-      measure();
-    },
-    focus: () => ta.focus(),
-  });
+  on.uploads.bind(boxBinding(ta, where, {
+    measure,
+    grow,
+    tooLong: (used) => setError(`Too long to go with the file: ${used.toLocaleString('en')} characters, the limit is ${limit.toLocaleString('en')}. Shorten it, or empty the box to share the file alone.`),
+    emptied: () => on.draft(''),
+  }));
   on.uploads.draw(uploadSlot, where.key);
   measure();
   requestAnimationFrame(grow);

@@ -67,6 +67,38 @@ export class Meter {
 export const inChannel = (channel) => ({ key: `#${channel}`, path: `/channels/${enc(channel)}`, label: `#${channel}` });
 export const inDm = (name, title) => ({ key: `@${name}`, path: `/dms/${enc(name)}`, label: `@${title}`, dm: name });
 
+// What a message box gives `Uploads.bind`: files go to `where` with the
+// box `ta`'s text as their caption. `measure()` says { used, over } of
+// the text; `grow()` fits the box to it; `tooLong(used)` says why a text
+// cannot go; `emptied()` forgets the box's draft.
+export function boxBinding(ta, where, { measure, grow, tooLong, emptied }) {
+  return {
+    where,
+    // The box's text, to go with a file (emptied); null when too long.
+    takeCaption: () => {
+      const text = ta.value;
+      if (!text.trim()) return '';
+      const { used, over } = measure();
+      if (over) {
+        tooLong(used);
+        return null;
+      }
+      ta.value = '';
+      emptied();
+      grow();
+      measure();
+      return text;
+    },
+    putBack: (text) => {
+      if (ta.value || !ta.isConnected) return;
+      ta.value = text;
+      grow();
+      measure();
+    },
+    focus: () => ta.focus(),
+  };
+}
+
 export function percent(done, total) {
   if (!total) return 100;
   return Math.min(100, Math.floor((done * 100) / total));

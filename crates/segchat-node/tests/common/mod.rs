@@ -291,6 +291,84 @@ where
     }
 }
 
+/// `len` bytes that do not compress or repeat (xorshift from `seed`).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `GET /files/{hash}/content`: status, headers and the bytes.
+pub async fn content(api: &Api, hash: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let resp = api
+        .http
+        .get(format!("{}/files/{hash}/content", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("API reachable");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.bytes().await.expect("body").to_vec())
+}
+
+/// Waits until the node at `dir` has published its device keys (once
+/// per sign-in: `times` counts them).
+pub async fn keys_published(dir: &Path, times: usize) {
+    eventually("the device keys are published", || async {
+        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default();
+        (log.matches("KEYS_PUBLISHED").count() >= times).then_some(())
+    })
+    .await;
+}
+
+/// A server and two nodes signed in as ann and bob, their device keys
+/// published.
+pub struct AnnAndBob {
+    pub server: TestServer,
+    pub ann_node: NodeHandle,
+    pub bob_node: NodeHandle,
+    pub ann: Api,
+    pub bob: Api,
+    pub sdir: PathBuf,
+    pub adir: PathBuf,
+    pub bdir: PathBuf,
+    pub _dirs: [tempfile::TempDir; 3],
+}
+
+pub async fn ann_and_bob() -> AnnAndBob {
+    let (s, sdir) = tempdir();
+    let (a, adir) = tempdir();
+    let (b, bdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let ann_node = start_node(server.addr, &adir).await;
+    let bob_node = start_node(server.addr, &bdir).await;
+    let (ann, bob) = (Api::of(&ann_node), Api::of(&bob_node));
+    ann.wait_connected().await;
+    bob.wait_connected().await;
+    ann.register("ann").await;
+    bob.register("bob").await;
+    keys_published(&adir, 1).await;
+    keys_published(&bdir, 1).await;
+    AnnAndBob {
+        server,
+        ann_node,
+        bob_node,
+        ann,
+        bob,
+        sdir,
+        adir,
+        bdir,
+        _dirs: [s, a, b],
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Raw clients: links opened and spoken by the test itself (over the same
 // QUIC transport a node uses), to play a misbehaving peer or server user.
