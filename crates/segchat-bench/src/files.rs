@@ -19,6 +19,9 @@
 //! 4. Resume: a node fetching A is killed (SIGKILL) at half way and
 //!    started again; the bytes fetched after the restart, against what it
 //!    lacked, is the resume cost.
+//! 5. A direct message: `alice` sends file C to `one` (timed: upload,
+//!    ChaCha20, hash, store), `one` fetches it from alice's capped node,
+//!    and reads back A (plain) and C (decrypted as it is read).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +64,14 @@ struct FilesReport {
     /// Fetched again beyond what was lacking (negative: the last reading
     /// before the kill was behind the store).
     resume_extra: i64,
+    /// A direct message's file, shared (encrypted, hashed, stored), MB/s.
+    dm_share_mb_s: f64,
+    /// Its fetch from the one seeder that holds it (the sender's node).
+    dm_fetch: Fetch,
+    /// Reading a file back from the node: a channel's, and a direct
+    /// message's (decrypted as it is read); MB/s.
+    read_plain_mb_s: f64,
+    read_sealed_mb_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,6 +165,39 @@ pub(crate) async fn run(args: FilesArgs) -> anyhow::Result<()> {
         .sum();
     let _ = resumed;
 
+    // A direct message's file: sealed (ChaCha20) as it is shared, fetched
+    // like any other, opened as it is read back.
+    let c = write_noise(dir.path(), "c.bin", size, 3)?;
+    let t = Instant::now();
+    let sent = alice.send_dm_file("one", &c, "c.bin").await?;
+    let dm_share_mb_s = size as f64 / t.elapsed().as_secs_f64() / 1e6;
+    std::fs::remove_file(&c)?;
+    let hash_c = sent["message"]["file"]["hash"]
+        .as_str()
+        .context("the share's answer has no file hash")?
+        .to_owned();
+    let t = Instant::now();
+    loop {
+        let v = one.get("dms/alice").await?;
+        if v["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["file"]["hash"] == hash_c.as_str()))
+        {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("the direct message did not arrive");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    one.post(&format!("files/{hash_c}/fetch"), json!({}))
+        .await?;
+    wait_complete(&one, &hash_c, size).await?;
+    let dm_seconds = t.elapsed().as_secs_f64();
+    let read_plain_mb_s = one.read_back(&hash_a).await? / 1e6;
+    let read_sealed_mb_s = one.read_back(&hash_c).await? / 1e6;
+
     let report = FilesReport {
         bench: "files",
         size_bytes: size,
@@ -165,6 +209,14 @@ pub(crate) async fn run(args: FilesArgs) -> anyhow::Result<()> {
         resume_held: held,
         resume_fetched_again: fetched_again,
         resume_extra: fetched_again as i64 - (size - held) as i64,
+        dm_share_mb_s,
+        dm_fetch: Fetch {
+            seconds: dm_seconds,
+            mb_s: size as f64 / dm_seconds / 1e6,
+            from: Vec::new(),
+        },
+        read_plain_mb_s,
+        read_sealed_mb_s,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -197,6 +249,14 @@ pub(crate) async fn run(args: FilesArgs) -> anyhow::Result<()> {
             );
         }
         println!("4 over 1: {:.2}x", report.speedup);
+        println!(
+            "direct message: share (encrypt, hash, store) {:.0} MB/s; fetch from 1 seeder {:.1} s, {:.1} MB/s",
+            report.dm_share_mb_s, report.dm_fetch.seconds, report.dm_fetch.mb_s
+        );
+        println!(
+            "read back: {:.0} MB/s plain, {:.0} MB/s decrypted",
+            report.read_plain_mb_s, report.read_sealed_mb_s
+        );
         println!(
             "resume: killed holding {:.1} MB; fetched {:.1} MB after the restart ({:+} bytes beyond what it lacked)",
             held as f64 / 1e6,

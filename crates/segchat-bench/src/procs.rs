@@ -271,11 +271,51 @@ impl Api {
         path: &Path,
         name: &str,
     ) -> anyhow::Result<serde_json::Value> {
+        self.post_file(&format!("channels/{channel}/files"), path, name)
+            .await
+    }
+
+    /// Sends the file at `path` to `user` in a direct message (the node
+    /// encrypts it): the message as the node answers it.
+    pub(crate) async fn send_dm_file(
+        &self,
+        user: &str,
+        path: &Path,
+        name: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.post_file(&format!("dms/{user}/files"), path, name)
+            .await
+    }
+
+    /// Times reading file `hash` back from the node: bytes a second.
+    pub(crate) async fn read_back(&self, hash: &str) -> anyhow::Result<f64> {
+        let t = std::time::Instant::now();
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/files/{hash}/content", self.url))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut n = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = futures::StreamExt::next(&mut body).await {
+            n += piece?.len() as u64;
+        }
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    }
+
+    async fn post_file(
+        &self,
+        route: &str,
+        path: &Path,
+        name: &str,
+    ) -> anyhow::Result<serde_json::Value> {
         let file = tokio::fs::File::open(path).await?;
         let len = file.metadata().await?.len();
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-        let route = format!("channels/{channel}/files");
         let req = self
             .http
             .post(format!("{}/api/v1/{route}", self.url))
@@ -283,7 +323,7 @@ impl Api {
             .header(reqwest::header::CONTENT_LENGTH, len)
             .timeout(Duration::from_secs(3600))
             .body(body);
-        self.send(&route, req).await
+        self.send(route, req).await
     }
 
     /// The URL of the node's `/events` WebSocket, token included.
