@@ -141,6 +141,14 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
         "fetched from ann's node"
     );
 
+    // A reply to it quotes the file by name.
+    let id = sent["message"]["id"].as_str().expect("id");
+    let (s, v) = bob
+        .post("/dms/ann", json!({"text": "lovely", "reply_to": id}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"]["quote"]["file"], "holiday.png", "{v}");
+
     // eve, signed in but not in the conversation, is refused by ann's
     // node, the same answer as for a file it does not have.
     let key = SigningKey::from_bytes(&[9u8; 32]);
@@ -167,7 +175,6 @@ async fn a_file_in_a_dm_reaches_the_other_member_encrypted_and_no_one_else_opens
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
 
     // Deleted, the message's file is no longer read back by its sender.
-    let id = sent["message"]["id"].as_str().expect("id");
     let (s, v) = ann.delete(&format!("/dms/bob/messages/{id}")).await;
     assert!(s.is_success(), "{v}");
     eventually("the deleted message's file to be gone", || async {

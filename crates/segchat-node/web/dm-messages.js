@@ -36,7 +36,7 @@ export function asChannelRow(m) {
 function quoted(m, v) {
   if (m.quote) return m.quote;
   const o = v.lookup(m.reply_to);
-  return o ? { id: o.id, author: o.sender, body: o.text, deleted: !!o.deleted } : null;
+  return o ? { id: o.id, author: o.sender, body: o.text, deleted: !!o.deleted, file: o.file ? o.file.name : null } : null;
 }
 
 // Above a reply: a button that names the original (author and the start
@@ -44,7 +44,7 @@ function quoted(m, v) {
 function replyQuote(m, v) {
   if (!m.reply_to || m.deleted) return null;
   const q = quoted(m, v);
-  const said = q ? (q.deleted ? 'message deleted' : excerpt(q.body, 140)) : 'original message not available';
+  const said = q ? (q.deleted ? 'message deleted' : excerpt(q.body || (q.file ? `File: ${q.file}` : ''), 140)) : 'original message not available';
   const sr = (text) => h('span', { class: 'visually-hidden' }, text);
   return h('button', {
     type: 'button',

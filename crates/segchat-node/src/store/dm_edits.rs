@@ -130,7 +130,8 @@ pub(super) fn decorate(
     rows: &mut [DmRow],
 ) -> Result<(), StoreError> {
     let mut quote = c.prepare_cached(&format!(
-        "SELECT id, sender, COALESCE(shown, text), deleted FROM dms
+        "SELECT id, sender, COALESCE(shown, text), deleted,
+                CASE WHEN deleted = 0 THEN json_extract(file, '$.name') END FROM dms
          WHERE account = ?1 AND id = ?2 AND conversation_key = ?3 AND {SHOWN}"
     ))?;
     let mut reactions = c.prepare_cached(
@@ -149,7 +150,7 @@ pub(super) fn decorate(
                         author: r.get(1)?,
                         body: r.get(2)?,
                         deleted: r.get(3)?,
-                        file: None,
+                        file: r.get(4)?,
                     })
                 })
                 .optional()?;
