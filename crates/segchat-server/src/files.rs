@@ -81,6 +81,10 @@ fn tag_name(hash: Hash) -> String {
     format!("segchat/{}", hash.to_hex())
 }
 
+/// Most users one direct message's file is kept for (a conversation is
+/// at most 10; a few more for the same file sent again elsewhere).
+const MAX_READERS: usize = 16;
+
 /// Where the readers of direct messages' files are kept: a tag
 /// `segchat-dm/<hash>/<username>` per reader.
 const DM_READERS: &str = "segchat-dm/";
@@ -269,9 +273,26 @@ impl ServerFiles {
     /// Marks `hash` as kept for each of `readers` (a direct message's
     /// file): a tag per reader in the blob store, so it lasts across
     /// restarts.
+    /// At most [`MAX_READERS`] per file: asking again with other names
+    /// adds none past that.
     async fn keep_for(&self, hash: Hash, readers: &[String]) {
+        let prefix = format!("{DM_READERS}{}/", hash.to_hex());
+        let mut have = 0;
+        if let Ok(mut tags) = self.blobs.tags().list_prefix(prefix.as_bytes()).await {
+            while let Some(Ok(_)) = tags.next().await {
+                have += 1;
+            }
+        }
         for reader in readers {
-            let _ = self.blobs.tags().set(reader_tag(hash, reader), hash).await;
+            let tag = reader_tag(hash, reader);
+            let known = matches!(self.blobs.tags().get(&tag).await, Ok(Some(_)));
+            if !known && have >= MAX_READERS {
+                break;
+            }
+            if !known {
+                have += 1;
+            }
+            let _ = self.blobs.tags().set(tag, hash).await;
         }
     }
 
@@ -362,5 +383,48 @@ impl ServerFiles {
             gate.revoke(who, h);
         });
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_direct_messages_file_is_kept_for_its_readers_and_a_few_more_at_most() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SystemLog::open(segchat_log::LogConfig::new(dir.path())).expect("log");
+        let files = ServerFiles::open(dir.path(), 1 << 20, 1 << 30, log)
+            .await
+            .expect("open");
+        let hash = Hash::new(b"sealed bytes");
+        let hex = hash.to_hex().to_string();
+        let names: Vec<String> = (0..40).map(|i| format!("user{i:02}")).collect();
+        files.keep_for(hash, &names[..3]).await;
+        assert!(
+            files.kept_for(&hex, "USER01").await,
+            "names are one user in any case"
+        );
+        assert!(!files.kept_for(&hex, "user03").await);
+        // Asked again and again with other names: no more than the cap.
+        for chunk in names.chunks(10) {
+            files.keep_for(hash, chunk).await;
+        }
+        let mut held = 0;
+        let mut tags = files
+            .blobs
+            .tags()
+            .list_prefix(DM_READERS)
+            .await
+            .expect("tags");
+        while let Some(Ok(_)) = tags.next().await {
+            held += 1;
+        }
+        assert_eq!(held, MAX_READERS);
+        assert!(files.kept_for(&hex, "user00").await);
+        assert!(!files.kept_for(&hex, "user39").await);
+        // A failed fetch forgets them all.
+        files.forget_readers(hash).await;
+        assert!(!files.kept_for(&hex, "user00").await);
     }
 }
