@@ -64,6 +64,12 @@ pub struct NodeConfig {
     /// A person set *online* shows *idle* after this long without input
     /// in any of their clients (see `presence.rs`).
     pub idle_after: Duration,
+    /// A file no message here shares any more (deleted, its channel
+    /// left) is dropped from the blob store once it has been so for this
+    /// long.
+    pub files_unused_for: Duration,
+    /// How often unshared files are looked for and their bytes collected.
+    pub files_sweep_every: Duration,
 }
 
 /// How long a person set online may go without input before they show
@@ -100,6 +106,8 @@ impl NodeConfig {
             keep_for_others: DEFAULT_KEEP_FOR_OTHERS,
             download_limit: None,
             idle_after: IDLE_AFTER,
+            files_unused_for: Duration::from_secs(3600),
+            files_sweep_every: Duration::from_secs(600),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),

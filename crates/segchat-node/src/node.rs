@@ -198,6 +198,8 @@ impl Node {
                 max_size: config.max_file_size,
                 download: config.download_limit,
                 keep_for_others: config.keep_for_others,
+                unused_for: config.files_unused_for,
+                sweep_every: config.files_sweep_every,
             },
             shutdown.clone(),
         )
@@ -288,6 +290,7 @@ impl Node {
         ));
         tasks.spawn(dms.run(shutdown.clone()));
         tasks.spawn(files.clone().run(bus.clone()));
+        tasks.spawn(files.clone().sweep_loop());
         tasks.spawn(chat.run(shutdown.clone()));
         tasks.spawn(streams.run());
         tasks.spawn(upkeep.clone().index_in_background(shutdown.clone()));

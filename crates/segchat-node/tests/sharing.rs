@@ -550,8 +550,15 @@ async fn a_cancelled_fetch_stops_and_goes_on_from_what_it_held_when_asked_again(
     let anode = person(&server, &adir, "alice", |_| {}).await;
     let alice = Api::of(&anode);
     alice.create_channel("club", "public").await;
-    // bob fetches at 4 MiB/s, so the fetch is still running when he stops it.
-    let bnode = person(&server, &bdir, "bob", |c| c.download_limit = Some(4 << 20)).await;
+    // bob fetches at 4 MiB/s, so the fetch is still running when he stops
+    // it; his blob store is swept and collected every 200 ms, which must
+    // leave what a stopped fetch holds.
+    let bnode = person(&server, &bdir, "bob", |c| {
+        c.download_limit = Some(4 << 20);
+        c.files_unused_for = Duration::ZERO;
+        c.files_sweep_every = Duration::from_millis(200);
+    })
+    .await;
     let bob = Api::of(&bnode);
     bob.join("club").await;
 
@@ -620,5 +627,71 @@ async fn a_cancelled_fetch_stops_and_goes_on_from_what_it_held_when_asked_again(
     );
     bnode.shutdown().await;
     anode.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_no_message_shares_any_more_is_dropped_and_the_others_stay() {
+    let (_s, sdir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let (_a, adir) = tempdir();
+    let (_b, bdir) = tempdir();
+    let soon = |c: &mut segchat_node::NodeConfig| {
+        c.files_unused_for = Duration::ZERO;
+        c.files_sweep_every = Duration::from_millis(500);
+    };
+    let anode = person(&server, &adir, "alice", soon).await;
+    let alice = Api::of(&anode);
+    alice.create_channel("club", "public").await;
+    let bnode = person(&server, &bdir, "bob", soon).await;
+    let bob = Api::of(&bnode);
+    bob.join("club").await;
+
+    let (s, kept) = share(&alice, "club", "kept.bin", noise(3_000_000, 61)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{kept}");
+    let (s, gone) = share(&alice, "club", "gone.bin", noise(3_000_000, 62)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{gone}");
+    let (kept_hash, gone_hash) = (hash_of(&kept), hash_of(&gone));
+    for hash in [&kept_hash, &gone_hash] {
+        has_message(&bob, hash, "bob to have the message").await;
+        fetch_whole(&bob, hash, "bob").await;
+    }
+    // Several sweeps pass: what messages share stays.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for api in [&alice, &bob] {
+        let (_, _, got) = content(api, &kept_hash).await;
+        assert_eq!(got.len(), 3_000_000);
+    }
+
+    // alice deletes the message that shared gone.bin: on both nodes its
+    // record and then its bytes go; kept.bin's stay.
+    let id = gone["message"]["id"].as_str().expect("id");
+    let (s, v) = alice.delete(&format!("/channels/club/messages/{id}")).await;
+    assert!(s.is_success(), "{v}");
+    for (api, dir) in [(&alice, &adir), (&bob, &bdir)] {
+        eventually("the unshared file to be dropped", || async {
+            let (s, _) = api.get(&format!("/files/{gone_hash}")).await;
+            let data = dir
+                .join("blobs")
+                .join("data")
+                .join(format!("{gone_hash}.data"));
+            (s == StatusCode::NOT_FOUND && !data.exists()).then_some(())
+        })
+        .await;
+        let (s, _, got) = content(api, &kept_hash).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(got.len(), 3_000_000, "the file still shared stays whole");
+        let kept_data = dir
+            .join("blobs")
+            .join("data")
+            .join(format!("{kept_hash}.data"));
+        assert!(kept_data.exists(), "bytes are where the gone file's were");
+        let log = std::fs::read_to_string(dir.join("logs").join("segchat.log")).expect("log");
+        assert!(log
+            .lines()
+            .any(|l| l.contains("FILE_DROPPED") && l.contains(&gone_hash)));
+    }
+    anode.shutdown().await;
+    bnode.shutdown().await;
     server.stop().await;
 }

@@ -25,6 +25,7 @@
 //!   layer, and the blobs protocol's gate.
 //! - `uploads.rs`: resumable uploads, a file sent to the node in parts.
 //! - `thumbs.rs`: the small JPEG an image's message carries.
+//! - `sweep.rs`: dropping the files no message shares any more.
 //! - `sealed.rs`: files shared in direct messages, encrypted end to end
 //!   before they enter the blob store, served to the conversation only.
 //! - `auto.rs`: what the node fetches by itself: resumed fetches,
@@ -41,6 +42,7 @@ mod fetch;
 mod sealed;
 mod seeders;
 mod serve;
+mod sweep;
 mod thumbs;
 mod uploads;
 
@@ -97,6 +99,10 @@ pub(crate) struct Limits {
     pub(crate) download: Option<u64>,
     /// Bytes of copies kept for others, at most.
     pub(crate) keep_for_others: u64,
+    /// How long a file no message shares stays (`sweep.rs`).
+    pub(crate) unused_for: Duration,
+    /// How often unshared files are swept and their bytes collected.
+    pub(crate) sweep_every: Duration,
 }
 
 /// The files service: cheap to clone.
@@ -116,6 +122,8 @@ struct Inner {
     resumable: Uploads,
     max_size: u64,
     keep_for_others: u64,
+    unused_for: Duration,
+    sweep_every: Duration,
     /// Held while a host's copy is weighed against `keep_for_others` and
     /// started, so two at once cannot both fit in the same room.
     keeping: tokio::sync::Mutex<()>,
@@ -220,7 +228,16 @@ impl Files {
                 }
             }
         }
-        let blobs = FsStore::load(&root)
+        // The store's collector removes what no tag keeps, but never a
+        // file this node records (a fetch part way keeps its bytes to
+        // resume from); `sweep.rs` drops the tags and records of files
+        // no message shares any more.
+        let mut options = iroh_blobs::store::fs::options::Options::new(&root);
+        options.gc = Some(iroh_blobs::store::GcConfig {
+            interval: limits.sweep_every,
+            add_protected: Some(sweep::protect(store.clone())),
+        });
+        let blobs = FsStore::load_with_opts(root.join("blobs.db"), options)
             .await
             .map_err(|e| std::io::Error::other(format!("blob store {}: {e}", root.display())))?;
         Ok(Files {
@@ -234,6 +251,8 @@ impl Files {
                 resumable,
                 max_size: limits.max_size,
                 keep_for_others: limits.keep_for_others,
+                unused_for: limits.unused_for,
+                sweep_every: limits.sweep_every,
                 keeping: tokio::sync::Mutex::new(()),
                 pace: limits.download.map(fetch::Pace::new),
                 gate: segchat_net::blobs::Gate::default(),

@@ -118,6 +118,54 @@ impl Store {
         .await
     }
 
+    /// Every file this node records (fetched, being fetched, or shared):
+    /// what the blob store's collector must leave.
+    pub async fn recorded_files(&self) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT hash FROM files")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    /// Files recorded here, unchanged since `before_ms`, that no message
+    /// (in a channel, not deleted; or a direct message, its file not
+    /// removed) shares any more: at most 256.
+    pub async fn unshared_files(&self, before_ms: u64) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hash FROM files f WHERE updated_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.file_hash = f.hash
+                                   AND m.file IS NOT NULL AND m.deleted = 0)
+                   AND NOT EXISTS (SELECT 1 FROM dms d WHERE d.file_hash = f.hash
+                                   AND d.file IS NOT NULL)
+                 LIMIT 256",
+            )?;
+            let rows = stmt.query_map(params![before_ms as i64], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    /// Forgets file `hash`, unless a message came to share it meanwhile.
+    /// Whether it did.
+    pub async fn forget_file(&self, hash: String) -> Result<bool, StoreError> {
+        self.with(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM files WHERE hash = ?1
+                       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.file_hash = ?1
+                                       AND m.file IS NOT NULL AND m.deleted = 0)
+                       AND NOT EXISTS (SELECT 1 FROM dms d WHERE d.file_hash = ?1
+                                       AND d.file IS NOT NULL)",
+                )?
+                .execute(params![hash])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// Every channel a message here shares `hash` in (not deleted).
     pub async fn file_channels(&self, hash: String) -> Result<Vec<String>, StoreError> {
         self.read(move |c| {
