@@ -113,12 +113,13 @@ export async function startServer() {
 // A node; pass `dir` to restart one in the same data directory,
 // `advertise` to announce another IP to peers than the one it listens on,
 // and `maxFileMib` for the largest file it takes.
-export async function startNode(name, serverAddr, dir = tempDir(name), { advertise, idleAfter, maxFileMib } = {}) {
+export async function startNode(name, serverAddr, dir = tempDir(name), { advertise, idleAfter, maxFileMib, downloadLimitMib } = {}) {
   const { child, found, log } = await start(name, [
     '--data-dir', dir, 'node', '--server', serverAddr, '--p2p', '127.0.0.1:0', '--api', '127.0.0.1:0',
     ...(advertise ? ['--advertise', advertise] : []),
     ...(idleAfter ? ['--idle-after', String(idleAfter)] : []),
     ...(maxFileMib ? ['--max-file-mib', String(maxFileMib)] : []),
+    ...(downloadLimitMib ? ['--download-limit-mib', String(downloadLimitMib)] : []),
   ], { api: /^node API listening on (\S+)/, web: /^web UI: (\S+)/ });
   const p = new Proc(name, child, log);
   p.dir = dir;

@@ -6,7 +6,8 @@
 // bar (percent, speed, time left) before its message appears, and bob
 // downloads it with progress and saves exactly those bytes; an upload
 // carol's node refuses says the node's reason and gives the caption back;
-// the attach button is reached by keyboard; a visitor
+// the attach button is reached by keyboard; a download dave's slow node
+// is fetching can be cancelled and goes on from what it held; a visitor
 // has no attach button; axe finds nothing serious on the way. An image
 // too large to come by itself shows at once by the thumbnail its message
 // carries, and comes whole on "Show full image". An image alice pastes in
@@ -26,8 +27,8 @@ import { axeViolations, describeViolations } from '../lib/axe.js';
 
 const PASSWORD = 'correct horse battery';
 const BIG = 30 * 1024 * 1024;
-let server, nodeA, nodeB, nodeC, nodeV, browser, alice, bob, carol, sam, scratch;
-const procs = () => [nodeA, nodeB, nodeC, nodeV, server].filter(Boolean);
+let server, nodeA, nodeB, nodeC, nodeD, nodeV, browser, alice, bob, carol, dave, sam, scratch;
+const procs = () => [nodeA, nodeB, nodeC, nodeD, nodeV, server].filter(Boolean);
 
 const chanItem = (page, name) => page.locator(`.chan[data-channel="${name}"]`);
 // A message whose caption holds `text`.
@@ -110,10 +111,20 @@ async function check(page, screen, prepare = async () => {}) {
 
 before(async () => {
   ({ server, nodeA, nodeB } = await aliceAndBob(PASSWORD));
-  [nodeC, nodeV] = await Promise.all([
+  [nodeC, nodeD, nodeV] = await Promise.all([
     startNode('carol-node', server.addr, undefined, { maxFileMib: 1 }),
+    // dave's node fetches 1 MiB a second, so a download is still on its
+    // way when he cancels it.
+    startNode('dave-node', server.addr, undefined, { downloadLimitMib: 1 }),
     startNode('visitor-node', server.addr),
   ]);
+  for (const [n, name] of [[nodeD, 'dave']]) {
+    await eventually(`${name}'s node reaches the server`, async () => (await nodeApi(n, 'GET', '/node')).body.server_connected);
+    const r = await nodeApi(n, 'POST', '/session/register', { username: name, password: PASSWORD });
+    assert.ok(r.status < 300, JSON.stringify(r.body));
+    const j = await nodeApi(n, 'POST', '/channels/general/join');
+    assert.ok(j.status < 300, JSON.stringify(j.body));
+  }
   await eventually("carol's node reaches the server", async () => (await nodeApi(nodeC, 'GET', '/node')).body.server_connected);
   const reg = await nodeApi(nodeC, 'POST', '/session/register', { username: 'carol', password: PASSWORD });
   assert.ok(reg.status < 300, JSON.stringify(reg.body));
@@ -129,6 +140,7 @@ before(async () => {
   alice = await newUser(browser, 'alice', { quiet });
   bob = await newUser(browser, 'bob', { quiet });
   carol = await newUser(browser, 'carol', { quiet });
+  dave = await newUser(browser, 'dave', { quiet });
   sam = await newUser(browser, 'sam', { quiet });
   // File pickers are always caught (playwright turns catching them on and
   // off with its listeners; a picker opened in between is never seen).
@@ -457,6 +469,42 @@ test('twenty images shared at once all show, however busy the node', async () =>
     throw e;
   }
   assert.equal(await page.locator('#timeline .file-error').count(), 0, 'no image failed');
+});
+
+test('a download can be cancelled, and goes on from what the node holds when asked again', async () => {
+  const bytes = randomBytes(6 * 1024 * 1024);
+  await share(nodeA, 'general', 'slow.bin', 'application/octet-stream', bytes, 'take your time');
+  const { page } = dave;
+  await openChannel(dave, nodeD, 'general');
+  const card = fileMsg(page, 'slow.bin');
+  await card.waitFor({ timeout: 30000 });
+  await card.getByRole('button', { name: /^Download slow\.bin/ }).click();
+  await card.locator('progress.xfer-bar').waitFor();
+  const hash = await card.locator('.file').getAttribute('data-hash');
+  const held = async () => (await nodeApi(nodeD, 'GET', `/files/${hash}`)).body.bytes || 0;
+  await eventually('some of it is here', async () => (await held()) > 0);
+  await card.getByRole('button', { name: 'Cancel the download of slow.bin' }).click();
+  // Stopped: no error, the Download button back, what came kept.
+  const again = card.getByRole('button', { name: /^Download slow\.bin/ });
+  await again.waitFor();
+  assert.equal(await card.locator('.file-error').count(), 0, 'a cancel is not an error');
+  const status = await nodeApi(nodeD, 'GET', `/files/${hash}`);
+  assert.equal(status.body.state, 'failed');
+  assert.equal(status.body.reason, 'cancelled');
+  const kept = await held();
+  assert.ok(kept > 0 && kept < bytes.length, `kept what came: ${kept}`);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await held(), kept, 'nothing more arrives once cancelled');
+  // Asked again, it goes on from there (the bar does not start at 0).
+  await watchTexts(page, 'resume', '.file-card .xfer-text');
+  await again.click();
+  const save = card.locator('a.file-save');
+  await save.waitFor({ timeout: 60000 });
+  const seen = await seenTexts(page, 'resume');
+  const first = seen.map((t) => Number((t.match(/^(\d+)%/) || [])[1])).find((p) => !Number.isNaN(p));
+  assert.ok(first > 0, `the resumed download started from what was here: ${JSON.stringify(seen)}`);
+  const resp = await fetch(`${nodeD.apiUrl}/api/v1/files/${hash}/content`, { headers: { Authorization: `Bearer ${nodeD.token}` } });
+  assert.equal(sha256(Buffer.from(await resp.arrayBuffer())), sha256(bytes));
 });
 
 test('an image too large to come by itself shows its thumbnail at once, and comes whole when asked', async () => {

@@ -149,7 +149,8 @@ export class FileView {
     const f = m.file;
     this.wanted.add(f.hash);
     announce(`Downloading ${f.name}`);
-    this.set(f, { state: 'fetching', bytes: 0, size: f.size });
+    // It goes on from what the node holds (a download cancelled before).
+    this.set(f, { state: 'fetching', bytes: this.held(f), size: f.size });
     this.fetch(f, scopeOf(m));
   }
 
@@ -161,7 +162,19 @@ export class FileView {
       await api('DELETE', `/files/${enc(f.hash)}/fetch`);
     } catch { /* it ended meanwhile: the next look says how */ }
     announce(`Download of ${f.name} cancelled`);
-    this.set(f, { state: 'failed', reason: 'cancelled', bytes: 0 });
+    // What it holds now is where it goes on from: the node says.
+    let st = { state: 'failed', reason: 'cancelled', bytes: this.held(f) };
+    try {
+      const now = await api('GET', `/files/${enc(f.hash)}`);
+      if (now.state !== 'fetching') st = now;
+    } catch { /* the node is away: the next look says */ }
+    this.set(f, st);
+  }
+
+  // The bytes of `f` the node said it held, last it was asked.
+  held(f) {
+    const st = this.status.get(f.hash);
+    return (st && st.bytes) || 0;
   }
 
   // `st` is where the node now stands with `f`: redraw what changed.
@@ -349,7 +362,10 @@ export class FileView {
       h('div', { class: 'file-under' },
         h('span', { class: 'file-name', title: f.name }, f.name),
         h('span', { class: 'file-size' }, humanSize(f.size)),
-        fetching ? null : show),
+        fetching ? h('button', {
+          type: 'button', class: 'icon-btn small file-action file-cancel', 'aria-label': `Cancel loading ${f.name}`,
+          title: 'Cancel', onclick: () => this.cancel(f),
+        }, icon('close')) : show),
       failed ? h('p', { class: 'file-error' }, `Could not load the image: ${st.reason || 'it failed'}`) : null,
       fetching ? this.progress(el, f, 'Loading image') : null,
     ].filter(Boolean));

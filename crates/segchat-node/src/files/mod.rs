@@ -440,6 +440,8 @@ impl Files {
     /// Spawns the fetch of `file` unless one runs.
     async fn start(&self, channel: String, file: FileRef, for_others: bool) -> Result<(), Failure> {
         let hash = to_hash(&file.hash)?;
+        // A fetch that goes on says from the start what it holds already.
+        let held = fetch::held_bytes(self, hash).await;
         let progress = {
             let mut running = lock(&self.inner.running);
             if running.contains_key(&hash) {
@@ -452,6 +454,7 @@ impl Files {
                 ));
             }
             let p = Arc::new(Progress::default());
+            p.bytes.store(held, Ordering::Relaxed);
             running.insert(hash, p.clone());
             p
         };

@@ -48,6 +48,12 @@ impl TestServer {
             }
         };
         let addr = listener.local_addr().expect("server addr");
+        // The server's QUIC endpoint takes the same port over UDP, where
+        // a node's endpoint may already sit: take another port then.
+        if at.port() == 0 && std::net::UdpSocket::bind(addr).is_err() {
+            drop(listener);
+            return Box::pin(Self::start_at(dir, at)).await;
+        }
         let mut config = ServerConfig::new(dir);
         config.heartbeat = Duration::from_millis(200);
         config.peer_ttl = Duration::from_secs(1);
