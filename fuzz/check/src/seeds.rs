@@ -182,8 +182,16 @@ fn tracker_requests() -> Vec<tracker::Request> {
         Heartbeat,
         GetList {
             channel: Some(ch()),
+            users: Vec::new(),
         },
-        GetList { channel: None },
+        GetList {
+            channel: None,
+            users: Vec::new(),
+        },
+        GetList {
+            channel: None,
+            users: vec!["bob".into(), "carol".into()],
+        },
         SetStatus {
             status: Presence::Invisible,
         },
