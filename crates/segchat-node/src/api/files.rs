@@ -345,7 +345,7 @@ pub(super) async fn content(
     );
     let bytes = tokio_util::io::ReaderStream::new(files.reader(h));
     // A direct message's file is kept encrypted: opened as it is read.
-    let body = match files.key_of(&hash).await? {
+    let body = match files.key_of(&status).await? {
         Some(key) => {
             let mut cipher = crate::files::cipher(&key);
             RawBody::from_stream(bytes.map(move |piece| {

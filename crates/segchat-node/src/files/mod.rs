@@ -297,41 +297,41 @@ impl Files {
         mime: &str,
         channel: &str,
     ) -> Result<FileRef, Failure> {
-        let size = match tokio::fs::metadata(path).await {
-            Ok(m) => m.len(),
-            Err(e) => return Err(Failure::bad_request(format!("the upload is gone: {e}"))),
-        };
-        let thumb = thumbs::thumbnail(path, mime, size).await;
-        self.import_as(path, name, mime, channel, thumb).await
+        self.import_of(path, path, name, mime, channel).await
     }
 
-    /// [`Files::import`] with the thumbnail already made (of the plain
-    /// file, for one shared encrypted).
-    async fn import_as(
+    /// [`Files::import`] of `path`, which is `plain` as its user sees it
+    /// (`path` itself, or `plain` encrypted: `sealed.rs`); the thumbnail
+    /// is made of `plain`. Both are removed afterwards.
+    async fn import_of(
         &self,
         path: &Path,
+        plain: &Path,
         name: &str,
         mime: &str,
         channel: &str,
-        thumb: Option<String>,
     ) -> Result<FileRef, Failure> {
-        let result = self.import_inner(path, name, mime, channel, thumb).await;
-        let _ = tokio::fs::remove_file(path).await;
+        let result = self.import_inner(path, plain, name, mime, channel).await;
+        for p in [path, plain] {
+            let _ = tokio::fs::remove_file(p).await;
+        }
         result
     }
 
     async fn import_inner(
         &self,
         path: &Path,
+        plain: &Path,
         name: &str,
         mime: &str,
         channel: &str,
-        thumb: Option<String>,
     ) -> Result<FileRef, Failure> {
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|e| Failure::bad_request(format!("the upload is gone: {e}")))?
             .len();
+        // Encrypting keeps the size: `plain`'s is `path`'s.
+        let thumb = thumbs::thumbnail(plain, mime, size).await;
         // Held by a temporary tag until the named one keeps it.
         let tag = self
             .inner

@@ -69,25 +69,22 @@ impl Files {
     pub async fn seal(&self, path: &Path, name: &str, mime: &str) -> Result<DmFile, Failure> {
         let sealed = self.upload_path();
         let key = new_key();
-        // Of the plain image: it travels inside the encrypted message.
-        let size = tokio::fs::metadata(path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(u64::MAX);
-        let thumb = super::thumbs::thumbnail(path, mime, size).await;
         let (from, to) = (path.to_owned(), sealed.clone());
         let done = tokio::task::spawn_blocking(move || seal_file(&from, &to, &key)).await;
-        let _ = tokio::fs::remove_file(path).await;
         let failed = match done {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(disk_failure(&e)),
             Err(_) => Some(Failure::server_error()),
         };
         if let Some(f) = failed {
-            let _ = tokio::fs::remove_file(&sealed).await;
+            for p in [path, sealed.as_path()] {
+                let _ = tokio::fs::remove_file(p).await;
+            }
             return Err(f);
         }
-        let file = self.import_as(&sealed, name, mime, DM_SCOPE, thumb).await?;
+        // The thumbnail is of the plain image (it travels inside the
+        // encrypted message); both files go once the ciphertext is in.
+        let file = self.import_of(&sealed, path, name, mime, DM_SCOPE).await?;
         Ok(DmFile {
             file,
             key: hex::encode(key),
@@ -107,32 +104,22 @@ impl Files {
         );
     }
 
-    /// The key file `hash` is read with, if this node knows it as a
-    /// direct message's file (it was first shared or fetched as one).
-    pub async fn key_of(&self, hash: &str) -> Result<Option<FileKey>, Failure> {
-        let Some(record) = self
-            .inner
-            .store
-            .file_record(hash.to_owned())
-            .await
-            .map_err(crate::error::store_failure)?
-        else {
-            return Ok(None);
-        };
-        if record.channel != DM_SCOPE {
+    /// The key `file` (as [`Files::status`] gave it) is read with, if it
+    /// is a direct message's file (it was first shared or fetched as one).
+    pub async fn key_of(&self, file: &super::FileStatus) -> Result<Option<FileKey>, Failure> {
+        if file.channel != DM_SCOPE {
             return Ok(None);
         }
         let found = self
             .inner
             .store
-            .dm_file(hash.to_owned())
+            .dm_file(file.hash.clone())
             .await
             .map_err(crate::error::store_failure)?;
         // A file whose message is gone (deleted) is not read any more.
-        found
-            .and_then(|f| f.key_bytes())
-            .map(Some)
-            .ok_or_else(|| Failure::not_found(format!("no direct message here shares {hash}")))
+        found.and_then(|f| f.key_bytes()).map(Some).ok_or_else(|| {
+            Failure::not_found(format!("no direct message here shares {}", file.hash))
+        })
     }
 
     /// Whether `user` is in a conversation here where a direct message
