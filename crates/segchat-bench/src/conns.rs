@@ -13,9 +13,11 @@
 //!   long a change took from the request being sent to the event
 //!   arriving, p50/p99.
 //!
-//! The simulated nodes are spread over M machines (QUIC endpoints, each
-//! on its own 127.1.x.y), so no source address runs short of ports and
-//! the bench holds M sockets, not N; each machine opens N/M links.
+//! The simulated nodes are spread over M machines (each a key and an
+//! endpoint on its own 127.1.x.y, its tracker links TCP from the same
+//! address), so no source address runs short of ports; each machine opens
+//! N/M links. Each link is a TCP socket in the bench and in instance a,
+//! so one run stays under the 20,000 files a process may hold here.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

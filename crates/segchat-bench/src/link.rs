@@ -1,7 +1,8 @@
 //! Minimal clients of the two links, built only on `segchat_proto`'s
 //! frames and codec (the bench writes no byte layout of its own), over
-//! `segchat_net`'s QUIC client: each simulated machine is a [`Machine`],
-//! an endpoint of its own under its own node key.
+//! `segchat_net`'s client: each simulated machine is a [`Machine`], an
+//! endpoint of its own under its own node key; its tracker links are TLS
+//! over TCP under the same key.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,8 +29,10 @@ pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const AGENT: &str = concat!("segchat-bench/", env!("CARGO_PKG_VERSION"));
 
-pub(crate) type TrackerFramed =
-    Framed<LinkStream, FrameCodec<tracker::Request, tracker::Reply, tracker::Event>>;
+pub(crate) type TrackerFramed = Framed<
+    segchat_net::tls::ClientStream,
+    FrameCodec<tracker::Request, tracker::Reply, tracker::Event>,
+>;
 pub(crate) type PeerFrame = Frame<peer::Request, peer::Reply, peer::Event>;
 pub(crate) type PeerFramed =
     Framed<LinkStream, FrameCodec<peer::Request, peer::Reply, peer::Event>>;
@@ -79,9 +82,9 @@ impl Server {
 }
 
 /// One simulated machine: a node key and a QUIC endpoint keyed by it, on a
-/// source address of its own. Its tracker link and its peer link both
-/// come from this endpoint, so the host sees the ticket's `node_key` as
-/// the connection's key. Close it ([`close_all`]) when the run ends.
+/// source address of its own. Its tracker link and its peer link are
+/// both keyed by it, so the host sees the ticket's `node_key` as the
+/// connection's key. Close it ([`close_all`]) when the run ends.
 #[derive(Debug)]
 pub(crate) struct Machine {
     pub(crate) key: SigningKey,
@@ -186,12 +189,13 @@ impl AsyncWrite for LinkStream {
 }
 
 /// Sends `hello` and waits for `welcome`.
-async fn handshake<Req, Rep, Ev>(
-    framed: &mut Framed<LinkStream, FrameCodec<Req, Rep, Ev>>,
+async fn handshake<S, Req, Rep, Ev>(
+    framed: &mut Framed<S, FrameCodec<Req, Rep, Ev>>,
     link: LinkKind,
     who: &str,
 ) -> anyhow::Result<Welcome>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     Req: serde::Serialize + serde::de::DeserializeOwned,
     Rep: serde::Serialize + serde::de::DeserializeOwned,
     Ev: segchat_proto::frame::LinkEvent,
@@ -218,13 +222,12 @@ pub(crate) struct TrackerLink {
 impl TrackerLink {
     /// Opens `machine`'s tracker link to `server` and says hello.
     pub(crate) async fn connect(machine: &Machine, server: &Server) -> anyhow::Result<TrackerLink> {
-        let to = machine.client.server_address(server.id, server.addr);
         let link = machine
             .client
-            .open(to, segchat_net::ALPN_TRACKER, STEP_TIMEOUT)
+            .tracker_to(server.id, server.addr, STEP_TIMEOUT)
             .await
             .with_context(|| format!("opening the tracker link to {}", server.addr))?;
-        let mut framed = Framed::new(LinkStream::from(link), FrameCodec::default());
+        let mut framed = Framed::new(link, FrameCodec::default());
         let welcome = handshake(&mut framed, LinkKind::Tracker, "the server").await?;
         Ok(TrackerLink {
             framed,

@@ -4,9 +4,11 @@
 //!
 //! It binds an endpoint of its own under the key it is given (every peer
 //! link must be keyed by its ticket's node key), learns the server's key
-//! the way a node does on first contact, and opens one stream per link.
+//! the way a node does on first contact, and opens one stream per peer
+//! link; its tracker links are TLS over TCP under the same key, from the
+//! same IP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use iroh::endpoint::Connection;
@@ -41,10 +43,12 @@ pub enum ClientError {
 /// An endpoint under one key.
 #[derive(Debug, Clone)]
 pub struct Client {
+    key: ed25519_dalek::SigningKey,
+    /// The IP the endpoint is bound to, which tracker links come from too
+    /// (none: any).
+    source: Option<IpAddr>,
     endpoint: Endpoint,
     relay: Option<iroh::RelayUrl>,
-    /// Bound without a UDP socket: every link goes through the relay.
-    relay_only: bool,
 }
 
 impl Client {
@@ -68,9 +72,10 @@ impl Client {
         })
         .await?;
         Ok(Client {
+            key: key.clone(),
+            source: Some(bind.ip()).filter(|ip| !ip.is_unspecified()),
             endpoint,
             relay: relay.map(crate::relay::url_of),
-            relay_only: false,
         })
     }
 
@@ -90,9 +95,10 @@ impl Client {
         })
         .await?;
         Ok(Client {
+            key: key.clone(),
+            source: None,
             endpoint,
             relay: Some(url),
-            relay_only: true,
         })
     }
 
@@ -139,31 +145,26 @@ impl Client {
         &self,
         server: SocketAddr,
         timeout: Duration,
-    ) -> Result<Link, ClientError> {
+    ) -> Result<crate::tls::ClientStream, ClientError> {
         let key = crate::relay::fetch_server_key(server, timeout).await?;
-        self.open(
-            self.server_address(key, server),
-            crate::ALPN_TRACKER,
-            timeout,
-        )
-        .await
+        self.tracker_to(key, server, timeout).await
     }
 
-    /// How this client dials the server with key `id` at `server`: on
-    /// UDP, or through its relay when the client has no UDP socket.
-    pub fn server_address(&self, id: iroh::EndpointId, server: SocketAddr) -> PeerAddress {
-        match self.relay_only {
-            true => PeerAddress {
-                id,
-                direct: Vec::new(),
-                relay: self.relay.clone(),
-            },
-            false => PeerAddress {
-                id,
-                direct: vec![server],
-                relay: None,
-            },
-        }
+    /// Opens a tracker link (TLS over TCP) to the server holding `id` at
+    /// `server`, from this client's IP.
+    pub async fn tracker_to(
+        &self,
+        id: iroh::EndpointId,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> Result<crate::tls::ClientStream, ClientError> {
+        let from = self.source.map(|ip| SocketAddr::new(ip, 0));
+        crate::tls::connect(server, from, &self.key, id, timeout)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+                _ => ClientError::Connect(e.to_string()),
+            })
     }
 
     /// Opens a link of protocol `alpn` to `to`.

@@ -1,7 +1,7 @@
 //! The secure transport under every segchat link.
 //!
-//! Every link segchat opens between two machines — node to server, member
-//! to host, viewer to streamer — is a QUIC connection made by
+//! Every link segchat opens between two nodes — member to host, viewer to
+//! streamer, a file's fetcher to its seeders — is a QUIC connection made by
 //! [iroh](https://docs.rs/iroh): TLS 1.3 with raw public keys, where an
 //! endpoint's identity *is* an ed25519 key. segchat already names every
 //! party by such a key (the server by the key that signs tickets, a node by
@@ -24,6 +24,11 @@
 //!   service behind our own TCP accept loop), and the one HTTP route that
 //!   tells a new node the server's key.
 //! - [`path`]: whether a connection runs direct or through the relay.
+//! - [`tls`]: the tracker link, the one link that is not QUIC: TLS 1.3
+//!   over TCP under the same raw keys, cheap for a server holding one per
+//!   signed-in node.
+//! - [`observe`]: a node asking the server where its UDP packets come
+//!   from (its NAT mapping), which the TCP tracker link cannot tell.
 //!
 //! Invariant: nothing here decides *who* may do what — that is the
 //! server's and the host's job. This crate only guarantees that the key a
@@ -33,8 +38,10 @@
 pub mod blobs;
 pub mod client;
 pub mod endpoint;
+pub mod observe;
 pub mod path;
 pub mod relay;
+pub mod tls;
 
 use std::net::SocketAddr;
 

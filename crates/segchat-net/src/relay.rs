@@ -27,6 +27,11 @@
 //!   node pins the first time it meets the server ([`fetch_server_key`]).
 //!   The key is public; a node that was told it (config or invite) checks
 //!   it instead of trusting the answer.
+//!
+//! The same port takes the tracker links (TLS over TCP, [`crate::tls`]): a
+//! connection whose first byte opens a TLS handshake goes to the
+//! [`TlsDoor`] the server gave, still counted under the caps above until
+//! its handshake is done; every other one is HTTP, served here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,6 +82,22 @@ pub trait Gate: Send + Sync + fmt::Debug + 'static {
     /// A relay connection of `node` from `source` was admitted, refused
     /// (with the reason) or closed; for the system log.
     fn note(&self, node: &EndpointId, what: Note<'_>);
+}
+
+/// Where the port hands a connection that opened with TLS: the server's
+/// tracker.
+pub trait TlsDoor: Send + Sync + fmt::Debug + 'static {
+    /// `stream` came from `from`, nothing read from it yet. `place` holds
+    /// its place under the port's caps; drop it once the handshake is over.
+    fn enter(&self, stream: TcpStream, from: SocketAddr, place: Place);
+}
+
+/// A connection's place under the port's caps (per source IP and in all)
+/// while it upgrades: to the relay protocol, or through a TLS handshake.
+#[derive(Debug)]
+pub struct Place {
+    _slot: IpSlot,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What happened to a relay connection.
@@ -130,6 +151,7 @@ impl Relay {
         listener: TcpListener,
         server: EndpointId,
         gate: Arc<dyn Gate>,
+        door: Arc<dyn TlsDoor>,
         limits: Limits,
     ) -> Relay {
         let key = Bytes::from(format!("{}\n", crate::id_hex(&server)));
@@ -172,7 +194,7 @@ impl Relay {
             admission.clone(),
             Arc::new(Metrics::default()),
         );
-        let accept = tokio::spawn(accept_loop(listener, service.clone(), limits));
+        let accept = tokio::spawn(accept_loop(listener, service.clone(), door, limits));
         let sweep = tokio::spawn(sweep_loop(admission, service.clone()));
         Relay {
             accept,
@@ -239,6 +261,7 @@ impl PerIp {
     }
 }
 
+#[derive(Debug)]
 struct IpSlot(PerIp, IpAddr);
 
 impl Drop for IpSlot {
@@ -253,7 +276,12 @@ impl Drop for IpSlot {
     }
 }
 
-async fn accept_loop(listener: TcpListener, service: RelayService, limits: Limits) {
+async fn accept_loop(
+    listener: TcpListener,
+    service: RelayService,
+    door: Arc<dyn TlsDoor>,
+    limits: Limits,
+) {
     let per_ip = PerIp::default();
     let open = Arc::new(tokio::sync::Semaphore::new(limits.tcp_total));
     loop {
@@ -273,8 +301,21 @@ async fn accept_loop(listener: TcpListener, service: RelayService, limits: Limit
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let (service, door) = (service.clone(), door.clone());
         tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(ESTABLISH_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if crate::tls::is_tls_start(first[0]) => {
+                    let place = Place {
+                        _slot: slot,
+                        _permit: permit,
+                    };
+                    return door.enter(stream, addr, place);
+                }
+                Ok(Ok(_)) => {}
+                // Silent for the whole time, or already gone.
+                Ok(Err(_)) | Err(_) => return,
+            }
             service
                 .handle_connection(stream, None, ESTABLISH_TIMEOUT)
                 .await;

@@ -1,7 +1,7 @@
 //! One accepted tracker link: handshake, then a read loop that runs
 //! requests in order, and a writer task that drains a bounded queue and
-//! batches its writes. The link is the first bidirectional stream of a
-//! QUIC connection (ALPN `segchat/tracker/1`), whose transport already
+//! batches its writes. The link is a TLS connection over TCP (ALPN
+//! `segchat/tracker/1`, `segchat_net::tls`) whose handshake already
 //! proved the node's key.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::SinkExt;
-use segchat_net::{RecvStream, SendStream};
+use segchat_net::tls::ServerStream;
 use segchat_proto::frame::CodecError;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{
@@ -27,6 +27,8 @@ use crate::hub::{ConnId, Queued, TrackerFrame};
 use crate::ops::{self, ConnCtx, Shared};
 
 type Codec = FrameCodec<Request, Reply, Event>;
+type ReadHalf = tokio::io::ReadHalf<ServerStream>;
+type WriteHalf = tokio::io::WriteHalf<ServerStream>;
 
 /// How long a client has to send `hello`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,30 +46,37 @@ const WRITE_BATCH: usize = 8 * 1024;
 
 /// Answers a connection over the per-source cap with an error frame and
 /// closes it.
-pub(crate) async fn refuse(stream: SendStream, addr: SocketAddr, shared: Arc<Shared>) {
+pub(crate) async fn refuse(stream: ServerStream, addr: SocketAddr, shared: Arc<Shared>) {
     let max = shared.config.max_conns_per_source;
     shared.log.record(
         "CONNECTION_REFUSED",
         addr,
         format!("{max} connections from this source are open"),
     );
-    let mut writer = FramedWrite::new(stream, Codec::new(shared.config.max_frame_len));
+    let (r, w) = tokio::io::split(stream);
+    let mut writer = FramedWrite::new(w, Codec::new(shared.config.max_frame_len));
     let failure = Failure::new(
         Status::RateLimited,
         format!("too many connections from your address (at most {max}); close some first"),
     );
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         let _ = writer.send(Frame::Error(failure)).await;
-        finish(writer.get_mut()).await;
+        let _ = writer.get_mut().shutdown().await;
     })
     .await;
+    linger(r).await;
 }
 
-/// Ends the stream and waits (briefly) until the client has it all: a
-/// QUIC connection closed with data in flight drops that data.
-async fn finish(stream: &mut SendStream) {
-    let _ = stream.shutdown().await;
-    let _ = tokio::time::timeout(CLOSE_GRACE, stream.stopped()).await;
+/// Reads and drops what the client still sends until it closes too (at
+/// most [`CLOSE_GRACE`]): closing a TCP socket with unread bytes resets
+/// the connection, and a reset can destroy the last frame the client has
+/// not read yet (the error that says why).
+async fn linger(mut half: ReadHalf) {
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while matches!(half.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// The transport's facts about a connection.
@@ -82,7 +91,7 @@ pub(crate) struct Peer {
 /// Serves one connection until it closes, errs or the server shuts down.
 /// `_slot` holds the connection's place under the per-source cap.
 pub(crate) async fn serve(
-    (w, r): (SendStream, RecvStream),
+    stream: ServerStream,
     peer: Peer,
     id: ConnId,
     shared: Arc<Shared>,
@@ -90,6 +99,7 @@ pub(crate) async fn serve(
     _slot: ConnSlot,
 ) {
     let addr = peer.addr;
+    let (r, w) = tokio::io::split(stream);
     let codec = Codec::new(shared.config.max_frame_len);
     let mut reader = FrameReader::new(r, shared.config.max_frame_len);
     let mut writer = FramedWrite::with_capacity(w, codec, IDLE_BUF);
@@ -111,7 +121,8 @@ pub(crate) async fn serve(
                 format!("conn={id} {}", failure.reason),
             );
             let _ = writer.send(Frame::Error(failure)).await;
-            finish(writer.get_mut()).await;
+            let _ = writer.get_mut().shutdown().await;
+            linger(reader.half).await;
             return;
         }
     }
@@ -135,6 +146,7 @@ pub(crate) async fn serve(
     if flushed.is_err() {
         cancel.cancel();
     }
+    linger(reader.half).await;
     shared
         .log
         .record("CONNECTION_CLOSED", addr, format!("conn={id} {reason}"));
@@ -294,7 +306,7 @@ async fn read_loop(
 /// Drains the outbound queue, batching whatever is already waiting into one
 /// flush. Ends when every sender is gone or the connection is cancelled.
 async fn write_loop(
-    mut writer: FramedWrite<SendStream, Codec>,
+    mut writer: FramedWrite<WriteHalf, Codec>,
     mut rx: mpsc::Receiver<Queued>,
     cancel: CancellationToken,
 ) {
@@ -321,20 +333,20 @@ async fn write_loop(
         give_back(writer.write_buffer_mut());
     }
     let _ = writer.flush().await;
-    finish(writer.get_mut()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer.get_mut().shutdown()).await;
 }
 
 /// Reads frames off the socket. Unlike `FramedRead`, it keeps going after a
 /// recoverable decode error (a whole request frame with a bad body), so
 /// that request can be answered with BAD_REQUEST on a live connection.
 struct FrameReader {
-    half: RecvStream,
+    half: ReadHalf,
     buf: BytesMut,
     max_len: usize,
 }
 
 impl FrameReader {
-    fn new(half: RecvStream, max_len: usize) -> Self {
+    fn new(half: ReadHalf, max_len: usize) -> Self {
         FrameReader {
             half,
             buf: BytesMut::with_capacity(IDLE_BUF),

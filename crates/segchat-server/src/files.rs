@@ -168,13 +168,16 @@ impl ServerFiles {
     }
 
     /// Keeps a copy of `file`, fetched from the node `node` (hex key)
-    /// whose packets come from `addr`, if it fits: answers `file_kept`.
+    /// whose tracker link comes from `addr` (for the log), dialled at
+    /// the address it announced (`direct`, if any) and through the relay,
+    /// if it fits: answers `file_kept`.
     /// `readers` (lowercased) are the users a direct message's file is
     /// kept for; none for a channel's.
     pub(crate) async fn backup(
         self: &Arc<Self>,
         node: &str,
         addr: SocketAddr,
+        direct: Option<SocketAddr>,
         file: FileRef,
         readers: Vec<String>,
     ) -> Result<Reply, Failure> {
@@ -234,11 +237,7 @@ impl ServerFiles {
         self.keep_for(hash, &readers).await;
         let to = segchat_net::PeerAddress {
             id: node_id,
-            direct: if addr.ip().is_unspecified() {
-                Vec::new()
-            } else {
-                vec![addr]
-            },
+            direct: direct.into_iter().collect(),
             relay: Some(relay),
         };
         let me = self.clone();

@@ -1,5 +1,6 @@
 //! The accept loop and background tasks.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use segchat_log::SystemLog;
 use segchat_net::relay::{self, Relay};
 use segchat_net::EndpointId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,13 +44,14 @@ pub enum ServerError {
     },
 }
 
-/// How long a new QUIC connection has to open its tracker stream.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new tracker link has for its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the server until `shutdown` is cancelled, then waits (up to a
-/// grace period) for connections to close. Nodes reach it by QUIC on the
-/// UDP port of `listener`'s address; `listener` itself (TCP, the same
-/// port) serves the relay and the server's key.
+/// grace period) for connections to close. `listener` (TCP) takes the
+/// nodes' tracker links (TLS) and serves the relay and the server's key;
+/// the UDP port of the same number is the server's QUIC endpoint (file
+/// copies, and telling a node its UDP address).
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -158,16 +160,26 @@ pub async fn run(
         batched_sends: false,
     })
     .await?;
+    let tasks = TaskTracker::new();
+    let tracker = Tracker {
+        shared: shared.clone(),
+        tls: segchat_net::tls::server_config(&shared.key),
+        conns: ConnCounter::new(shared.config.max_conns_per_source),
+        next_id: Arc::new(AtomicU64::new(1)),
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+    };
+    // One TCP port: the relay, the key route and (TLS) the tracker links.
     let relay = Relay::spawn(
         listener,
         endpoint.id(),
         Arc::new(HubGate(shared.clone())),
+        Arc::new(tracker),
         relay::Limits::default(),
     );
     log.record("SERVER_KEY", &local, format!("key={fingerprint}"));
     tracing::info!(key = %fingerprint, "server key (nodes pin it)");
 
-    let tasks = TaskTracker::new();
     tasks.spawn(reaper(shared.clone(), shutdown.clone()));
     if let Some(link) = link {
         tasks.spawn(crate::cluster::run(link, shared.clone(), shutdown.clone()));
@@ -178,19 +190,7 @@ pub async fn run(
     );
     let router = Router::builder(endpoint)
         .accept(iroh_blobs::ALPN, shared.files.protocol())
-        .accept(
-            segchat_net::ALPN_TRACKER,
-            Tracker {
-                shared: shared.clone(),
-                conns: ConnCounter::new(
-                    shared.config.max_conns_per_source,
-                    relay::Limits::default().tcp_total,
-                ),
-                next_id: Arc::new(AtomicU64::new(1)),
-                tasks: tasks.clone(),
-                shutdown: shutdown.clone(),
-            },
-        )
+        .accept(segchat_net::observe::ALPN_OBSERVE, Observe)
         .spawn();
     shutdown.cancelled().await;
     tasks.close();
@@ -207,59 +207,68 @@ pub async fn run(
     Ok(())
 }
 
-/// The tracker protocol's handler: each QUIC connection's first
-/// bidirectional stream is one tracker link.
+/// The tracker: each TLS connection on the server's TCP port is one
+/// tracker link, the node known by the key it proved in the handshake.
 #[derive(Debug, Clone)]
 struct Tracker {
     shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
     conns: Arc<ConnCounter>,
     next_id: Arc<AtomicU64>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
-impl ProtocolHandler for Tracker {
-    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        // A node whose UDP is blocked comes through the relay: no address
-        // (logged and announced as 0.0.0.0:0, so peers reach it through
-        // the relay too), and counted with the other relayed ones.
-        let direct = segchat_net::path::remote_addr(&connection);
-        let addr = direct.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        let node_id = segchat_net::id_hex(&connection.remote_id());
-        let Ok(Ok(streams)) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi()).await
-        else {
-            self.shared.log.record(
-                "HANDSHAKE_FAILED",
+impl relay::TlsDoor for Tracker {
+    fn enter(&self, stream: TcpStream, addr: SocketAddr, place: relay::Place) {
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            let tls = segchat_net::tls::TlsAcceptor::from(me.tls.clone());
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
+            drop(place);
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    let why = format!("TLS: {e}");
+                    return me.shared.log.record("HANDSHAKE_FAILED", addr, why);
+                }
+                Err(_) => {
+                    let why = format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs());
+                    return me.shared.log.record("HANDSHAKE_FAILED", addr, why);
+                }
+            };
+            let Some(node) = segchat_net::tls::remote_id(stream.get_ref().1) else {
+                return;
+            };
+            let id = me.next_id.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = me.conns.admit(addr.ip()) else {
+                return conn::refuse(stream, addr, me.shared.clone()).await;
+            };
+            let peer = conn::Peer {
                 addr,
-                format!(
-                    "node={node_id} opened no stream within {} s",
-                    STREAM_TIMEOUT.as_secs()
-                ),
-            );
-            return Ok(());
-        };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = match direct {
-            Some(a) => self.conns.admit(a.ip()),
-            None => self.conns.admit_relayed(&node_id),
-        };
-        let Some(slot) = slot else {
-            self.tasks
-                .track_future(conn::refuse(streams.0, addr, self.shared.clone()))
-                .await;
-            return Ok(());
-        };
-        let peer = conn::Peer { addr, node_id };
-        self.tasks
-            .track_future(conn::serve(
-                streams,
+                node_id: segchat_net::id_hex(&node),
+            };
+            conn::serve(
+                stream,
                 peer,
                 id,
-                self.shared.clone(),
-                self.shutdown.child_token(),
+                me.shared.clone(),
+                me.shutdown.child_token(),
                 slot,
-            ))
+            )
             .await;
+        });
+    }
+}
+
+/// Tells a node where its QUIC packets come from (see
+/// `segchat_net::observe`).
+#[derive(Debug, Clone)]
+struct Observe;
+
+impl ProtocolHandler for Observe {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        segchat_net::observe::answer(connection).await;
         Ok(())
     }
 }

@@ -261,7 +261,7 @@ impl Actor {
             live.conn.welcome.max_body_len,
         );
         let server_node = segchat_proto::types::NodeAddr {
-            node_id: segchat_net::id_hex(&live.conn._conn.remote_id()),
+            node_id: segchat_net::id_hex(&live.conn.server),
             addr: remote,
         };
         self.state.send_modify(|st| {

@@ -1,5 +1,5 @@
-//! Opening one connection to the server: QUIC to the server's pinned key,
-//! then `hello` and `welcome` on the connection's first stream.
+//! Opening one connection to the server: TLS over TCP to the server's
+//! pinned key (`segchat_net::tls`), then `hello` and `welcome`.
 //!
 //! The server is known by its ed25519 key. A node learns it once — from
 //! its configuration (`--server-key`, an invite) or, failing that, by
@@ -8,29 +8,35 @@
 //! refuses any server that cannot prove that key, and the node says so
 //! plainly instead of retrying in silence.
 //!
-//! The server is dialled on UDP first; when that stays silent for part of
-//! the timeout (a network that blocks UDP), again with the server's relay
-//! (TCP, same port) as a second path, and iroh takes whichever answers.
+//! The link is TCP, so it works where UDP is blocked too. Beside it, the
+//! node asks the server over QUIC where its UDP packets come from
+//! (`segchat_net::observe`): behind a NAT that is the mapping peers can
+//! punch through to, which the node then offers them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use segchat_net::{Connection, Endpoint, EndpointId, PeerAddress, RecvStream, SendStream};
+use segchat_net::{Endpoint, EndpointId, PeerAddress};
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::{Failure, Frame, FrameCodec, Hello, LinkKind, Welcome, PROTOCOL_VERSION};
 use tokio_util::codec::Framed;
 
 pub(super) type Codec = FrameCodec<Request, Reply, Event>;
 pub(super) type TrackerFrame = Frame<Request, Reply, Event>;
-/// The tracker link's stream: the QUIC stream's two halves as one.
-pub(super) type Duplex = tokio::io::Join<RecvStream, SendStream>;
+/// The tracker link's stream.
+pub(super) type Duplex = segchat_net::tls::ClientStream;
 
-/// The share of the connect timeout given to the direct (UDP) path before
-/// the relay (TCP) is tried too, and then to the relay; the rest is for
-/// finding out why neither answered.
-const DIRECT_SHARE: f32 = 0.4;
+/// The share of the connect timeout given to TCP and TLS; the rest is for
+/// finding out why the server did not answer.
+const LINK_SHARE: f32 = 0.6;
+/// How long a new link waits for the server to say where it sees the
+/// node's UDP packets (a millisecond or so where UDP gets through). The
+/// question goes on in the background after that, for
+/// [`OBSERVE_TIMEOUT`] in all.
+const OBSERVE_WAIT: Duration = Duration::from_secs(1);
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The file in the data directory that holds the pinned server key.
 pub const PIN_FILE: &str = "server.pin";
@@ -44,8 +50,8 @@ pub(super) struct Connected {
     /// the same network probably reach too), with the endpoint's port.
     pub(super) local: SocketAddr,
     pub(super) remote: SocketAddr,
-    /// Keeps the QUIC connection open while the link lives.
-    pub(super) _conn: Connection,
+    /// The server's key, which the TLS handshake proved.
+    pub(super) server: EndpointId,
 }
 
 /// Why a connection attempt failed.
@@ -223,55 +229,20 @@ async fn connect_inner(
             None => ConnectError::Protocol(format!("cannot connect: {e}")),
         }
     };
-    let direct = PeerAddress {
-        id: key,
-        direct: vec![remote],
-        relay: None,
-    };
-    let conn = match tokio::time::timeout(
-        timeout.mul_f32(DIRECT_SHARE),
-        endpoint.connect(direct.to_endpoint_addr(), segchat_net::ALPN_TRACKER),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(refused(e.to_string()).await),
-        Err(_) => {
-            // Silence, not a refusal: UDP to the server may be blocked on
-            // this network. Its relay is on the same port over TCP, and
-            // lets a node that is not signed in yet open its tracker link.
-            tracing::info!(%remote, "no QUIC answer from the server; trying through its relay");
-            let relayed = PeerAddress {
-                relay: Some(segchat_net::relay::url_of(remote)),
-                ..direct
-            };
-            // Its own share of the budget, so that what is left can still
-            // tell a changed key (asked over TCP) from a silent server.
-            match tokio::time::timeout(
-                timeout.mul_f32(DIRECT_SHARE),
-                endpoint.connect(relayed.to_endpoint_addr(), segchat_net::ALPN_TRACKER),
-            )
-            .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(refused(e.to_string()).await),
-                Err(_) => {
-                    return Err(refused(format!(
-                        "no answer on UDP nor through the relay within {:?}",
-                        timeout.mul_f32(2.0 * DIRECT_SHARE)
-                    ))
-                    .await)
-                }
-            }
+    // Asked at once, so the answer is usually in before the link is up.
+    let observing = tokio::spawn(observe(endpoint.clone(), key, remote));
+    let me = ed25519_dalek::SigningKey::from_bytes(&endpoint.secret_key().to_bytes());
+    let budget = timeout.mul_f32(LINK_SHARE);
+    let stream = match segchat_net::tls::connect(remote, None, &me, key, budget).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(refused(format!("no answer within {budget:?}")).await)
         }
+        Err(e) => return Err(refused(e.to_string()).await),
     };
-    let (send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| ConnectError::Protocol(e.to_string()))?;
     let local_port = segchat_net::endpoint::local_addr(endpoint).map_or(0, |a| a.port());
-    let local = SocketAddr::new(local_ip_towards(remote)?, local_port);
-    let mut framed = Framed::new(tokio::io::join(recv, send), Codec::default());
+    let local = SocketAddr::new(stream.get_ref().0.local_addr()?.ip(), local_port);
+    let mut framed = Framed::new(stream, Codec::default());
     framed
         .send(Frame::Hello(Hello::new(
             LinkKind::Tracker,
@@ -281,23 +252,14 @@ async fn connect_inner(
         .map_err(|e| ConnectError::Protocol(e.to_string()))?;
     match framed.next().await {
         Some(Ok(Frame::Welcome(welcome))) if welcome.version == PROTOCOL_VERSION => {
-            if let Some(observed) = welcome.observed_addr {
-                // Behind NAT this is our public mapping: offer it to peers
-                // for hole punching.
-                if observed.ip() != local.ip()
-                    && !observed.ip().is_unspecified()
-                    && observed.port() != 0
-                {
-                    endpoint.add_external_addr(observed).await;
-                }
-            }
+            let _ = tokio::time::timeout(OBSERVE_WAIT, observing).await;
             Ok((
                 Connected {
                     framed,
                     welcome,
                     local,
                     remote,
-                    _conn: conn,
+                    server: key,
                 },
                 pinned_now,
             ))
@@ -315,5 +277,24 @@ async fn connect_inner(
         None => Err(ConnectError::Protocol(
             "the server closed the connection during the handshake".into(),
         )),
+    }
+}
+
+/// Asks the server at `remote` (key `server`) where it sees this node's
+/// UDP packets come from and, behind a NAT (an address that is not one of
+/// the endpoint's own), offers that mapping to peers for hole punching.
+async fn observe(endpoint: Endpoint, server: EndpointId, remote: SocketAddr) {
+    let to = PeerAddress {
+        id: server,
+        direct: vec![remote],
+        relay: None,
+    };
+    let Some(seen) = segchat_net::observe::ask(&endpoint, &to, OBSERVE_TIMEOUT).await else {
+        tracing::debug!(%remote, "the server could not tell this node's UDP address");
+        return;
+    };
+    let own = local_ip_towards(remote).ok();
+    if own != Some(seen.ip()) && !seen.ip().is_unspecified() && seen.port() != 0 {
+        endpoint.add_external_addr(seen).await;
     }
 }

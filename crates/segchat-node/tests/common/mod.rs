@@ -412,8 +412,11 @@ impl<Req, Rep, Ev> DerefMut for Raw<Req, Rep, Ev> {
 
 /// A raw peer link (member to host, viewer to streamer).
 pub type PeerLink = Raw<peer::Request, peer::Reply, peer::Event>;
-/// A raw tracker link (node to server).
-pub type Tracker = Raw<tracker::Request, tracker::Reply, tracker::Event>;
+/// A raw tracker link (node to server): TLS over TCP.
+pub type Tracker = Framed<
+    segchat_net::tls::ClientStream,
+    FrameCodec<tracker::Request, tracker::Reply, tracker::Event>,
+>;
 
 /// A raw client keyed by `key`, on loopback.
 pub async fn client(key: &SigningKey) -> Client {
@@ -529,10 +532,7 @@ pub async fn tracker_link(client: &Client, server: SocketAddr, agent: &str) -> T
         .tracker(server, DEADLINE)
         .await
         .expect("a tracker connection");
-    let mut t = Tracker {
-        framed: Framed::new(link.stream, FrameCodec::default()),
-        conn: link.conn,
-    };
+    let mut t = Tracker::new(link, FrameCodec::default());
     t.send(Frame::Hello(Hello::new(LinkKind::Tracker, agent)))
         .await
         .expect("hello");

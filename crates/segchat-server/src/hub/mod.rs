@@ -446,6 +446,12 @@ impl Hub {
         self.lock().conns.get(&id).map(|c| c.node_id.clone())
     }
 
+    /// The address connection `id`'s node announced (`submit_info`), if
+    /// it did.
+    pub(crate) fn announced(&self, id: ConnId) -> Option<SocketAddr> {
+        self.lock().peers.get(&id).map(|p| p.node.addr)
+    }
+
     /// Where connection `id` comes from and who it is signed in as.
     pub(crate) fn who(&self, id: ConnId) -> Option<(SocketAddr, Option<Principal>)> {
         self.lock()

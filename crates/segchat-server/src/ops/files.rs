@@ -81,7 +81,11 @@ pub(super) async fn backup(
             ))
         }
     };
-    shared.files.backup(node, ctx.addr, file, readers).await
+    let direct = shared.hub.announced(ctx.id);
+    shared
+        .files
+        .backup(node, ctx.addr, direct, file, readers)
+        .await
 }
 
 /// What a direct message's file backup asks for, checked: the file (the

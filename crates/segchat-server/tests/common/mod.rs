@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
-use segchat_net::client::{Client as NetClient, Duplex};
-use segchat_net::Connection;
+use segchat_net::client::Client as NetClient;
+use segchat_net::tls::ClientStream;
 use segchat_proto::frame::CodecError;
 use segchat_proto::tracker::{Event, Reply, Request};
 use segchat_proto::types::{Presence, SessionInfo, Visibility};
@@ -76,9 +76,8 @@ pub fn random_key() -> SigningKey {
 }
 
 pub struct Client {
-    pub framed: Framed<Duplex, Codec>,
-    /// The QUIC connection the link lives on (it closes when dropped).
-    pub conn: Connection,
+    /// The tracker link (TLS over TCP; it closes when dropped).
+    pub framed: Framed<ClientStream, Codec>,
     /// The endpoint, bound under `key`.
     pub net: NetClient,
     pub key: SigningKey,
@@ -104,8 +103,7 @@ impl Client {
         }
     }
 
-    /// Connects without a handshake. (The server sees the QUIC stream
-    /// when the first byte is written on it.)
+    /// Connects without a handshake.
     pub async fn raw(addr: SocketAddr) -> Client {
         Client::raw_as(addr, random_key()).await
     }
@@ -116,8 +114,7 @@ impl Client {
             .expect("bind a client endpoint");
         let link = net.tracker(addr, WAIT).await.expect("connect");
         Client {
-            framed: Framed::new(link.stream, Codec::default()),
-            conn: link.conn,
+            framed: Framed::new(link, Codec::default()),
             net,
             key,
             next_id: 1,
@@ -254,12 +251,9 @@ impl Client {
 }
 
 impl Drop for Client {
-    /// Hangs up the way a node going away does: the connection is closed
-    /// at once (the server hears of it), and the endpoint shuts down
-    /// gracefully in the background. (Dropping an iroh endpoint without
-    /// closing it aborts it before the close reaches the server.)
+    /// Hangs up the way a node going away does: the link closes with the
+    /// client, and the endpoint shuts down gracefully in the background.
     fn drop(&mut self) {
-        self.conn.close(0u32.into(), b"client gone");
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let net = self.net.clone();
             rt.spawn(async move { net.close().await });

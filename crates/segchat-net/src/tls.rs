@@ -1,0 +1,360 @@
+//! The tracker link's transport: TLS 1.3 over TCP with raw public keys.
+//!
+//! A node's link to the server is one long-lived, mostly idle stream of
+//! small frames, and a server holds one per signed-in node. On QUIC such a
+//! link cost the server ~95 KB (the QUIC stack's per-connection state and
+//! buffers, see docs/BENCHMARKS.md); TLS over TCP holds the same link in
+//! ~10 KB, and the kernel keeps the TCP state. So this link, and only this
+//! one, is TLS over TCP (rustls); every link between nodes stays on QUIC,
+//! where hole punching, datagrams and the relay matter.
+//!
+//! The identities are the same ed25519 keys as on QUIC (RFC 7250 raw
+//! public keys, as iroh's own TLS): the server presents its key and the
+//! node checks it against the key it pinned; the node presents its node
+//! key, which the server reads back as the link's identity
+//! ([`remote_id`]). No certificate, no name, no authority.
+//!
+//! The server takes these connections on its one TCP port beside the
+//! relay: a connection whose first byte is a TLS handshake record
+//! ([`is_tls_start`]) is a tracker link, anything else is HTTP (the relay,
+//! the key route).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::EndpointId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{
+    CertificateDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A node's end of a tracker link.
+pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
+/// The server's end of a tracker link.
+pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+pub use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// The DER prefix of an ed25519 SubjectPublicKeyInfo; the 32 key bytes
+/// follow (RFC 8410).
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+/// The DER prefix of an ed25519 private key in PKCS #8 (v1); the 32-byte
+/// seed follows (RFC 8410).
+const PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Whether a TCP connection that starts with `first` is TLS (a tracker
+/// link) rather than HTTP.
+pub fn is_tls_start(first: u8) -> bool {
+    first == TLS_HANDSHAKE_RECORD
+}
+
+/// The server's TLS: presents `key`, and requires every client to prove
+/// an ed25519 key of its own (its node key).
+pub fn server_config(key: &ed25519_dalek::SigningKey) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring offers TLS 1.3")
+        .with_client_cert_verifier(Arc::new(AnyNodeKey))
+        .with_cert_resolver(Arc::new(
+            rustls::server::AlwaysResolvesServerRawPublicKeys::new(certified(key)),
+        ));
+    config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    Arc::new(config)
+}
+
+/// A node's TLS towards the server whose key is `server`: presents the
+/// node key `key`, and accepts no server but the one holding `server`.
+pub fn client_config(
+    key: &ed25519_dalek::SigningKey,
+    server: EndpointId,
+) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring offers TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer { key: spki(&server) }))
+        .with_client_cert_resolver(Arc::new(
+            rustls::client::AlwaysResolvesClientRawPublicKeys::new(certified(key)),
+        ));
+    config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    Arc::new(config)
+}
+
+/// Opens a tracker link to the server holding `server` at `addr`, as the
+/// node key `key`, from the local address `from` (any when `None`).
+/// Connecting and the handshake together take at most `timeout`.
+pub async fn connect(
+    addr: SocketAddr,
+    from: Option<SocketAddr>,
+    key: &ed25519_dalek::SigningKey,
+    server: EndpointId,
+    timeout: Duration,
+) -> io::Result<ClientStream> {
+    let connector = TlsConnector::from(client_config(key, server));
+    let open = async {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(from) = from {
+            socket.bind(from)?;
+        }
+        let tcp = socket.connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        // The name is not checked (the key is); rustls wants one.
+        let name = ServerName::IpAddress(addr.ip().into());
+        connector.connect(name, tcp).await
+    };
+    tokio::time::timeout(timeout, open)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS answer in time"))?
+}
+
+/// The key the other side of a finished handshake proved it holds.
+pub fn remote_id(conn: &rustls::CommonState) -> Option<EndpointId> {
+    let presented = conn.peer_certificates()?.first()?;
+    key_of(presented.as_ref())
+}
+
+/// Whether `err` (from [`connect`]) says the server holds another key
+/// than the one asked for.
+pub fn is_wrong_key(err: &io::Error) -> bool {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+            )
+        })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+fn spki(id: &EndpointId) -> Vec<u8> {
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(id.as_bytes());
+    der
+}
+
+fn key_of(spki: &[u8]) -> Option<EndpointId> {
+    let key = spki.strip_prefix(&SPKI_PREFIX[..])?;
+    EndpointId::from_bytes(key.try_into().ok()?).ok()
+}
+
+fn certified(key: &ed25519_dalek::SigningKey) -> Arc<CertifiedKey> {
+    let mut der = PKCS8_PREFIX.to_vec();
+    der.extend_from_slice(&key.to_bytes());
+    let signer = rustls::crypto::ring::sign::any_eddsa_type(&PrivatePkcs8KeyDer::from(der))
+        .expect("an ed25519 seed in PKCS #8 is a signing key");
+    let public = spki(&crate::endpoint_id(&key.verifying_key()));
+    Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(public)],
+        signer,
+    ))
+}
+
+fn verify_signature(
+    message: &[u8],
+    presented: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature_with_raw_key(
+        message,
+        &SubjectPublicKeyInfoDer::from(presented.as_ref()),
+        dss,
+        &algorithms(),
+    )
+}
+
+/// The node's check of the server: the presented key is the pinned one.
+#[derive(Debug)]
+struct PinnedServer {
+    key: Vec<u8>,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        presented: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if presented.as_ref() == self.key.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _presented: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        presented: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_signature(message, presented, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+/// The server's check of a node: any well-formed ed25519 key it proves
+/// (who may do what is the server's business after the handshake).
+#[derive(Debug)]
+struct AnyNodeKey;
+
+impl ClientCertVerifier for AnyNodeKey {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        presented: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match key_of(presented.as_ref()) {
+            Some(_) => Ok(ClientCertVerified::assertion()),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _presented: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        presented: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_signature(message, presented, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn key(b: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[b; 32])
+    }
+
+    /// A server on loopback holding `server_key`; answers each connection
+    /// with the node key it proved, then echoes one line.
+    async fn serve(server_key: ed25519_dalek::SigningKey) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let acceptor = TlsAcceptor::from(server_config(&server_key));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let id = remote_id(tls.get_ref().1).expect("a node key");
+                    let _ = tls.write_all(id.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_server_learns_the_node_key_and_the_node_gets_the_pinned_server() {
+        let addr = serve(key(1)).await;
+        let server = crate::endpoint_id(&key(1).verifying_key());
+        let mut link = connect(addr, None, &key(2), server, Duration::from_secs(5))
+            .await
+            .expect("the pinned server");
+        let mut got = Vec::new();
+        link.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, key(2).verifying_key().as_bytes());
+        assert_eq!(
+            remote_id(link.get_ref().1),
+            Some(server),
+            "the node reads back the server's key"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_with_another_key_is_refused_and_said_so() {
+        let addr = serve(key(3)).await;
+        let pinned = crate::endpoint_id(&key(1).verifying_key());
+        let err = connect(addr, None, &key(2), pinned, Duration::from_secs(5))
+            .await
+            .expect_err("another key");
+        assert!(is_wrong_key(&err), "{err}");
+    }
+
+    #[test]
+    fn only_a_tls_handshake_record_starts_a_tracker_link() {
+        assert!(is_tls_start(0x16));
+        for http in b"GET POST HEAD" {
+            assert!(!is_tls_start(*http));
+        }
+    }
+}
