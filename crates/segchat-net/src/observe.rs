@@ -26,10 +26,11 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER: usize = 64;
 
 /// The server's side: tells the connection's direct source address, or
-/// nothing when its packets come through the relay.
-pub async fn answer(conn: Connection) {
+/// nothing when its packets come through the relay. Returns what it told.
+pub async fn answer(conn: Connection) -> Option<SocketAddr> {
+    let told = crate::path::remote_addr(&conn);
     let said = async {
-        if let Some(addr) = crate::path::remote_addr(&conn) {
+        if let Some(addr) = told {
             let mut send = conn.open_uni().await.ok()?;
             send.write_all(addr.to_string().as_bytes()).await.ok()?;
             send.finish().ok()?;
@@ -40,6 +41,7 @@ pub async fn answer(conn: Connection) {
     };
     let _ = tokio::time::timeout(ANSWER_TIMEOUT, said).await;
     conn.close(0u32.into(), b"told");
+    told
 }
 
 /// The node's side: asks the server at `server` (direct UDP only) where

@@ -190,7 +190,7 @@ pub async fn run(
     );
     let router = Router::builder(endpoint)
         .accept(iroh_blobs::ALPN, shared.files.protocol())
-        .accept(segchat_net::observe::ALPN_OBSERVE, Observe)
+        .accept(segchat_net::observe::ALPN_OBSERVE, Observe(log.clone()))
         .spawn();
     shutdown.cancelled().await;
     tasks.close();
@@ -262,13 +262,19 @@ impl relay::TlsDoor for Tracker {
 }
 
 /// Tells a node where its QUIC packets come from (see
-/// `segchat_net::observe`).
+/// `segchat_net::observe`), and logs what it told (`UDP_ADDRESS_TOLD`,
+/// from `0.0.0.0:0` when the node came through the relay and was told
+/// nothing).
 #[derive(Debug, Clone)]
-struct Observe;
+struct Observe(SystemLog);
 
 impl ProtocolHandler for Observe {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        segchat_net::observe::answer(connection).await;
+        let node = segchat_net::id_hex(&connection.remote_id());
+        let told = segchat_net::observe::answer(connection).await;
+        let at = told.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.0
+            .record("UDP_ADDRESS_TOLD", at, format!("node={node}"));
         Ok(())
     }
 }

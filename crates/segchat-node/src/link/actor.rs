@@ -246,7 +246,7 @@ impl Actor {
         self.log.record(
             "CONNECTION_ESTABLISHED",
             remote,
-            format!("link=tracker local={}", conn.local),
+            format!("link=tracker local={} tcp={}", conn.local, conn.tcp_local),
         );
         tracing::info!(%remote, "connected to the server");
         let mut live = Live {

@@ -49,6 +49,8 @@ pub(super) struct Connected {
     /// The local IP the server is reached from (the interface peers on
     /// the same network probably reach too), with the endpoint's port.
     pub(super) local: SocketAddr,
+    /// The link's own (TCP) local address.
+    pub(super) tcp_local: SocketAddr,
     pub(super) remote: SocketAddr,
     /// The server's key, which the TLS handshake proved.
     pub(super) server: EndpointId,
@@ -241,7 +243,8 @@ async fn connect_inner(
         Err(e) => return Err(refused(e.to_string()).await),
     };
     let local_port = segchat_net::endpoint::local_addr(endpoint).map_or(0, |a| a.port());
-    let local = SocketAddr::new(stream.get_ref().0.local_addr()?.ip(), local_port);
+    let tcp_local = stream.get_ref().0.local_addr()?;
+    let local = SocketAddr::new(tcp_local.ip(), local_port);
     let mut framed = Framed::new(stream, Codec::default());
     framed
         .send(Frame::Hello(Hello::new(
@@ -258,6 +261,7 @@ async fn connect_inner(
                     framed,
                     welcome,
                     local,
+                    tcp_local,
                     remote,
                     server: key,
                 },

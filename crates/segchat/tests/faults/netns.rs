@@ -215,21 +215,30 @@ impl Netns {
 
     /// Silently drops every packet (TCP or UDP) between this namespace and
     /// `peer` (a node's QUIC address outside), and with `relay` the TCP
-    /// packets to and from the server's relay (the server's own QUIC link,
-    /// UDP on the same port, still passes), so the peer is unreachable by
-    /// any path: nothing is closed or refused, the packets
-    /// just vanish, as on a dead route. Everything else (the server, the
-    /// node's API) still passes.
+    /// packets to and from the server's relay, so the peer is unreachable
+    /// by any path: nothing is closed or refused, the packets just vanish,
+    /// as on a dead route. The relay shares its TCP port with the tracker
+    /// links: `relay` names the server's address and the local port of the
+    /// node's tracker link, whose packets still pass. Everything else (the
+    /// server, the node's API) still passes.
     pub(crate) fn cut(
         &self,
         peer: SocketAddr,
-        relay: Option<SocketAddr>,
+        relay: Option<(SocketAddr, u16)>,
     ) -> anyhow::Result<Cut<'_>> {
         let (ip, port) = (peer.ip(), peer.port());
         let (relay_out, relay_in) = match relay {
-            Some(r) => (
-                format!("ip daddr {} tcp dport {} drop;", r.ip(), r.port()),
-                format!("ip saddr {} tcp sport {} drop;", r.ip(), r.port()),
+            Some((r, tracker)) => (
+                format!(
+                    "ip daddr {} tcp dport {} tcp sport != {tracker} drop;",
+                    r.ip(),
+                    r.port()
+                ),
+                format!(
+                    "ip saddr {} tcp sport {} tcp dport != {tracker} drop;",
+                    r.ip(),
+                    r.port()
+                ),
             ),
             None => (String::new(), String::new()),
         };

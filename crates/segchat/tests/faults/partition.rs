@@ -69,6 +69,16 @@ async fn cluster(root: &std::path::Path, ns: &Netns) -> Cluster {
         .expect("the cluster starts")
 }
 
+/// The server's relay as bob's node reaches it, and the local port of
+/// bob's tracker link (the same server port; the cut lets it pass).
+fn relay_of(c: &Cluster) -> (SocketAddr, u16) {
+    let tracker = c
+        .bob
+        .tracker_port()
+        .expect("bob's log names its tracker link's port");
+    (c.server.addr, tracker)
+}
+
 async fn host_p2p(c: &Cluster) -> SocketAddr {
     let v = c.host.api().node().await.expect("alice's node answers");
     v["p2p_addr"]
@@ -89,7 +99,7 @@ async fn member_cut_off_from_its_host_loses_no_accepted_message() {
     under_load(BEFORE).await;
 
     let cut = ns
-        .cut(host_p2p(&c).await, Some(c.server.addr))
+        .cut(host_p2p(&c).await, Some(relay_of(&c)))
         .expect("the cut");
     under_load(CUT).await;
     cut.heal().expect("the heal");
@@ -111,7 +121,7 @@ async fn member_cut_off_from_its_host_falls_back_to_the_server_within_seconds() 
     under_load(BEFORE).await;
 
     let cut = ns
-        .cut(host_p2p(&c).await, Some(c.server.addr))
+        .cut(host_p2p(&c).await, Some(relay_of(&c)))
         .expect("the cut");
     let cut_at = ledger.now();
     let start = Instant::now();

@@ -263,6 +263,20 @@ impl Node {
         Ok(())
     }
 
+    /// The local TCP port of the node's tracker link now (its system log
+    /// names it on each connection).
+    pub(crate) fn tracker_port(&self) -> Option<u16> {
+        let text =
+            std::fs::read_to_string(self.dir.join("logs").join("segchat.log")).unwrap_or_default();
+        text.lines()
+            .rev()
+            .filter(|l| l.contains("] CONNECTION_ESTABLISHED |") && l.contains("link=tracker"))
+            .find_map(|l| l.split(" tcp=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+            .map(|addr| addr.port())
+    }
+
     /// The end of the node's system log, for failure messages, without the
     /// records per message sent or received or
     /// batch synced.

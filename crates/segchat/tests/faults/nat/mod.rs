@@ -28,8 +28,8 @@
 //! reports; beside it, what segchat itself says: the `path=` of each peer
 //! connection as alice's log recorded it on accepting it (`chat`, `watch`,
 //! `chat`, `watch`, in order), the streamer's `GET /streams/{id}`
-//! `viewers[].path`, and where the server saw bob connect from (its
-//! `ADD_LIST` records: the `observed_addr` it told bob's node).
+//! `viewers[].path`, and where the server told bob's node it sees its
+//! QUIC packets come from (its `UDP_ADDRESS_TOLD` records).
 //!
 //! Those do not always agree with the bytes, and the test reports it (as
 //! notes under the table) without failing: after bob's node restarts, its
@@ -38,9 +38,8 @@
 //! `segchat_net::path::current` finds no *selected* path on them (iroh
 //! keeps the remote's selected path on the old connection's 4-tuple):
 //! alice logs `path=unknown`, the streamer's view says `unknown`, and the
-//! server logs bob at, and tells bob's node it sees it at, `0.0.0.0:0`,
-//! which bob's node then offers to peers as its public address instead
-//! of its real mapping.
+//! server may find no direct path to tell bob's node (logged as
+//! `0.0.0.0:0`), which then offers peers no public address.
 //!
 //! # What is asserted
 //!
@@ -73,7 +72,7 @@
 //! public nodes have no default route, so nothing leaves the lab), and a
 //! node binds its QUIC socket to its one WAN or LAN address, so that is
 //! the only candidate address it offers besides the public mapping the
-//! server reports (`welcome.observed_addr`). Subnets are 10.200-249.x.0/24
+//! server tells it (`segchat_net::observe`). Subnets are 10.200-249.x.0/24
 //! checked to be free, as [`crate::netns`] picks them.
 //!
 //! # The NAT kinds (nftables in the router namespace)
@@ -192,8 +191,8 @@ enum Expect {
 ///   mapping get through).
 /// - Both behind `port_restricted` NATs: direct when both sides know their
 ///   public mapping (each punches a hole towards the other's). After a
-///   restart the server may report the restarted node at `0.0.0.0:0`
-///   (a bug, see the module doc): bob then offers no public address and
+///   restart the server may have no direct path to tell the restarted
+///   node (see the module doc): bob then offers no public address and
 ///   only the relay is left, which is reported, not asserted.
 /// - Both behind `symmetric` NATs: relayed is fine (each side's mapping
 ///   towards the other is unknown until it sends, and then filtered).
@@ -228,8 +227,9 @@ struct Outcome {
     synced: (usize, usize),
     /// bob's node key, first 12 hex digits (as alice's log writes it).
     bob_key: String,
-    /// Where the server saw bob's node connect from (the `observed_addr`
-    /// it told it), each time: before and after the restart.
+    /// Where the server told bob's node it sees its QUIC packets come
+    /// from (`segchat_net::observe`), each time: before and after the
+    /// restart.
     server_saw_bob: Vec<String>,
     took: Duration,
     error: Option<String>,
@@ -309,7 +309,7 @@ async fn case(lab: &Lab, root: &Path, out: &mut Outcome) -> anyhow::Result<()> {
     out.accepted = accepted_paths(&log_of(&alice), &out.bob_key);
     let server_log = std::fs::read_to_string(root.join("server").join("logs").join("segchat.log"))
         .unwrap_or_default();
-    out.server_saw_bob = seen_at(&server_log, "bob");
+    out.server_saw_bob = seen_at(&server_log, &out.bob_key);
     let result = result.map_err(|e| {
         e.context(format!(
             "\n--- alice's log:\n{}\n--- bob's log:\n{}\n--- alice's stderr:\n{}\n--- bob's stderr:\n{}",
@@ -540,7 +540,7 @@ fn notes(outcomes: &[Outcome]) -> Vec<String> {
         if !o.bob_mapped() && o.server_saw_bob.len() > 1 && !relayed {
             note(
                 format!(
-                    "the server saw bob's restarted node at {} and told it so (observed_addr)",
+                    "the server saw bob's restarted node at {} and told it so (observe)",
                     o.server_saw_bob.last().map_or("-", String::as_str)
                 ),
                 o.name(),

@@ -10,13 +10,14 @@ use crate::api::{Api, Sent};
 use crate::cluster::{CHANNEL, DEADLINE};
 use crate::procs::Node;
 
-/// The source of each `ADD_LIST` record of `user` in the server's log:
-/// where the server saw that node's connection come from.
-pub(super) fn seen_at(server_log: &str, user: &str) -> Vec<String> {
-    let who = format!("user={user} ");
+/// The source of each `UDP_ADDRESS_TOLD` record of the node whose key
+/// starts with `key` in the server's log: where the server told that node
+/// it sees its QUIC packets come from (`0.0.0.0:0`: nothing told).
+pub(super) fn seen_at(server_log: &str, key: &str) -> Vec<String> {
+    let who = format!("node={key}");
     server_log
         .lines()
-        .filter(|l| l.contains("] ADD_LIST |") && l.contains(&who))
+        .filter(|l| l.contains("] UDP_ADDRESS_TOLD |") && l.contains(&who))
         .filter_map(|l| l.split(" | Source: ").nth(1))
         .filter_map(|l| l.split(" | ").next())
         .map(str::to_owned)
