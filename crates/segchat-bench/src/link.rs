@@ -46,6 +46,12 @@ pub(crate) const PING_IDS: u32 = 0x8000_0000;
 /// Machines bound so far, to give each its own loopback source address.
 static MACHINES: AtomicU32 = AtomicU32::new(0);
 
+/// Makes the next machine the `n`th: a process that shares the bench's
+/// source addresses with others starts past theirs.
+pub(crate) fn skip_machines(n: u32) {
+    MACHINES.store(n, Ordering::Relaxed);
+}
+
 /// The address the next machine binds its endpoint to, to reach a
 /// loopback `server`: a different 127.1.x.y (port 0) each time, as if every
 /// simulated member were a machine of its own (a node admits only 32 peer

@@ -9,11 +9,15 @@
 //!   from `/proc`.
 //! - [`link`]: minimal clients of the tracker link and the peer link,
 //!   built on `segchat_proto`'s frames and codec over `segchat_net`'s
-//!   QUIC client (one endpoint, under its own key, per simulated machine).
+//!   client (one endpoint, under its own key, per simulated machine; the
+//!   tracker link TLS over TCP under the same key).
 //! - [`chat`]: the `chat` scenario: one host, N members, K senders.
 //! - [`stream`]: the `stream` scenario: a livestream to 1, 4, 8 viewers.
 //! - [`floor`]: the `floor` scenario: the same fan-out as `chat` with no
 //!   segchat code, to tell the machine's share of `chat`'s figures.
+//! - [`conns`]: the `conns` scenario: server instances on PostgreSQL and
+//!   NATS, idle nodes held by child processes of the bench
+//!   (`conns/idle.rs`), and presence from one instance to another's users.
 //! - [`store`]: the `store` scenario: the server's backup on SQLite and
 //!   on PostgreSQL, through the `Store` trait.
 //! - [`dm`]: the `dm` scenario: direct-message latency P2P and through
@@ -62,9 +66,9 @@ enum Command {
     /// The server's message backup on SQLite and on PostgreSQL (a private
     /// server started for the run): backup throughput and history pages.
     Store(store::StoreArgs),
-    /// Two server instances on PostgreSQL and NATS: memory per idle
-    /// connected node, and presence changes from one instance to the
-    /// other's users (p50/p99).
+    /// Server instances on PostgreSQL and NATS: memory per idle connected
+    /// node, and presence changes from one instance to another's users
+    /// (p50/p99).
     Conns(conns::ConnsArgs),
     /// Direct messages between two nodes: latency P2P and through the
     /// server's mailbox, and the cost of Olm encryption per message.
@@ -76,6 +80,9 @@ enum Command {
     /// The writing side of `floor` (started by it).
     #[command(hide = true)]
     FloorWriter(floor::WriterArgs),
+    /// Holds idle nodes for `conns` (started by it).
+    #[command(hide = true)]
+    Idle(conns::idle::IdleArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,5 +122,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Files(args) => files::run(args).await,
         Command::Conns(args) => conns::run(args).await,
         Command::FloorWriter(args) => floor::writer(args).await,
+        Command::Idle(args) => conns::idle::run(args).await,
     }
 }

@@ -127,7 +127,7 @@ pub async fn bind(options: Options) -> Result<Endpoint, BindError> {
     let ip = !matches!(options.relay, Relay::Only(_));
     let relay_mode = match options.relay {
         // No QUIC address discovery port: the server tells each node the
-        // address it sees it at (the `welcome`'s `observed_addr`).
+        // address it sees its packets come from (`crate::observe`).
         Relay::Now(url) | Relay::Only(url) => {
             RelayMode::Custom(RelayMap::from(iroh::RelayConfig::new(url, None)))
         }

@@ -1,11 +1,12 @@
-//! The `conns` scenario: two server instances on one PostgreSQL with NATS
-//! between them (both started for the run), then
+//! The `conns` scenario: K server instances (2 by default) on one
+//! PostgreSQL with NATS between them (all started for the run), then
 //!
-//! - **idle nodes**: N tracker links to the first instance, each signed
-//!   in (as a visitor: no password to hash), its address submitted, and
+//! - **idle nodes**: N tracker links spread over every instance but the
+//!   second (with two instances: all to the first), each signed in (as a
+//!   visitor: no password to hash), its address submitted, and
 //!   heartbeating at the server's interval; prints each instance's memory
-//!   before and after, per node (the second instance holds their
-//!   replicas);
+//!   before and after, per node it holds (the second holds only
+//!   replicas), and all instances' together per node;
 //! - **presence across instances**: C registered users on the first
 //!   instance go away and come back (`set_activity`: shown idle, then
 //!   online) R times a second in all; W users on the second, members of
@@ -16,8 +17,12 @@
 //! The simulated nodes are spread over M machines (each a key and an
 //! endpoint on its own 127.1.x.y, its tracker links TCP from the same
 //! address), so no source address runs short of ports; each machine opens
-//! N/M links. Each link is a TCP socket in the bench and in instance a,
-//! so one run stays under the 20,000 files a process may hold here.
+//! N/M links. Each link is a TCP socket at both ends, and a process may
+//! hold 20,000 files here: child processes of the bench hold the idle
+//! links ([`idle`], at most `--per-process` each), and N/(K-1) must stay
+//! under that limit for each instance.
+
+pub(crate) mod idle;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,17 +42,20 @@ use crate::link::{Machine, Server, TrackerLink};
 use crate::procs::{self, Proc};
 use crate::report::Percentiles;
 
-/// How long a machine's endpoint may take to reach the relay.
-const RELAY_WAIT: Duration = Duration::from_secs(60);
-
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnsArgs {
-    /// Idle nodes connected to the first instance.
+    /// Idle nodes, spread over every instance but the second.
     #[arg(long, default_value_t = 10_000)]
     nodes: usize,
+    /// Server instances (at least 2).
+    #[arg(long, default_value_t = 2)]
+    instances: usize,
     /// Machines (endpoints) the idle nodes are spread over.
     #[arg(long, default_value_t = 100)]
     machines: usize,
+    /// Idle links one child process of the bench holds at most.
+    #[arg(long, default_value_t = 15_000)]
+    per_process: usize,
     /// Users changing status (on the first instance). Each changes
     /// rate/changers times a second: faster than the instances tell, a
     /// user's changes fold into one (counted, and timed from the older).
@@ -74,6 +82,9 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     if args.machines == 0 || args.changers == 0 || args.watchers == 0 {
         bail!("--machines, --changers and --watchers must be at least 1");
     }
+    if !(2..=10).contains(&args.instances) {
+        bail!("--instances must be 2 to 10");
+    }
     let exe = procs::segchat_exe()?;
     let work = tempfile::tempdir()?;
     let pg = tokio::task::spawn_blocking(|| {
@@ -86,7 +97,7 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow!(e))?;
     let db = pg.create_database("conns").await.map_err(|e| anyhow!(e))?;
     let nats = segchat_pgtest::nats::Nats::start().map_err(anyhow::Error::msg)?;
-    let per_source = (args.nodes / args.machines + 64).to_string();
+    let per_source = (args.nodes / args.machines.min(args.nodes).max(1) + 64).to_string();
     // Both instances sign with one key: the first makes it.
     let key = work.path().join("a").join("server.key");
     let key = key.to_str().context("a UTF-8 temporary path")?;
@@ -106,98 +117,78 @@ pub(crate) async fn run(args: ConnsArgs) -> anyhow::Result<()> {
         "--changes-per-second",
         "1000000",
     ];
-    let (a, a_addr) = start_instance(&exe, work.path(), "a", &extra).await?;
-    let (b, b_addr) = start_instance(&exe, work.path(), "b", &extra).await?;
-    let (sa, sb) = (Server::find(a_addr).await?, Server::find(b_addr).await?);
-    let pid = |p: &Proc| p.pid.to_string();
-    println!("two instances on PostgreSQL and NATS: {a_addr} and {b_addr}");
+    const NAMES: [&str; 10] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    let mut instances = Vec::with_capacity(args.instances);
+    for name in NAMES.iter().take(args.instances) {
+        instances.push(start_instance(&exe, work.path(), name, &extra).await?);
+    }
+    let (sa, sb) = (
+        Server::find(instances[0].1).await?,
+        Server::find(instances[1].1).await?,
+    );
+    let addrs: Vec<String> = instances.iter().map(|(_, a)| a.to_string()).collect();
+    println!(
+        "{} instances on PostgreSQL and NATS: {}",
+        instances.len(),
+        addrs.join(", ")
+    );
 
-    // Idle nodes.
+    // Idle nodes, on every instance but b.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (a0, b0) = (procs::memory(&pid(&a))?, procs::memory(&pid(&b))?);
-    let stop = CancellationToken::new();
+    let pids: Vec<String> = instances.iter().map(|(p, _)| p.pid.to_string()).collect();
+    let before = pids
+        .iter()
+        .map(|p| procs::memory(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let holders: Vec<usize> = (0..instances.len()).filter(|&i| i != 1).collect();
+    let mut held = vec![0usize; instances.len()];
+    for (k, &i) in holders.iter().enumerate() {
+        held[i] = args.nodes / holders.len() + usize::from(k < args.nodes % holders.len());
+    }
+    let plan: Vec<(SocketAddr, usize)> =
+        holders.iter().map(|&i| (instances[i].1, held[i])).collect();
     let started = Instant::now();
-    let mut machines = Vec::with_capacity(args.machines);
-    for _ in 0..args.machines {
-        let machine = match args.relay {
-            true => Machine::bind_with_relay(&sa).await?,
-            false => Machine::bind(&sa).await?,
-        };
-        machines.push(Arc::new(machine));
-    }
-    let mut joins = tokio::task::JoinSet::new();
-    let opening = Arc::new(tokio::sync::Semaphore::new(256));
-    for i in 0..args.nodes {
-        let machine = machines[i % args.machines].clone();
-        let (stop, opening) = (stop.clone(), opening.clone());
-        let (relay, machines_count) = (args.relay, args.machines);
-        joins.spawn(async move {
-            let permit = opening.acquire_owned().await;
-            let mut link = TrackerLink::connect(&machine, &sa).await?;
-            link.call(Request::Visit {
-                display_name: format!("idle{i}"),
-            })
-            .await?;
-            link.call(Request::SubmitInfo {
-                p2p_addr: SocketAddr::from(([127, 0, 0, 1], 1 + (i % 60_000) as u16)),
-                status: None,
-            })
-            .await?;
-            if relay && i < machines_count && !machine.client.use_relay(RELAY_WAIT).await {
-                bail!("the relay did not take node {i}'s machine within {RELAY_WAIT:?}");
-            }
-            drop(permit);
-            Ok::<_, anyhow::Error>(tokio::spawn(link.keep_alive(stop)))
-        });
-    }
-    let mut alive = Vec::with_capacity(args.nodes);
-    while let Some(joined) = joins.join_next().await {
-        alive.push(joined.context("an idle node's task")??);
-    }
+    let idle = idle::Holders::start(&plan, args.machines, args.per_process, args.relay).await?;
     println!(
         "{} idle nodes connected, signed in and submitted in {:.1} s",
-        alive.len(),
+        args.nodes,
         started.elapsed().as_secs_f64()
     );
-    // Two heartbeat rounds and the refresh, so both instances are settled.
+    // Two heartbeat rounds and the refresh, so every instance is settled.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let (a1, b1) = (procs::memory(&pid(&a))?, procs::memory(&pid(&b))?);
-    let lost = alive.iter().filter(|h| h.is_finished()).count();
-    let per = |before: u64, after: u64| {
-        (after.saturating_sub(before) as f64 * 1024.0) / args.nodes as f64
-    };
+    let after = pids
+        .iter()
+        .map(|p| procs::memory(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut total_kib = 0;
+    for (i, name) in NAMES.iter().take(instances.len()).enumerate() {
+        let grew = after[i].rss_kib.saturating_sub(before[i].rss_kib);
+        total_kib += grew;
+        let (what, n) = match held[i] {
+            0 => ("replicas only; per node in all", args.nodes),
+            n => ("holds", n),
+        };
+        println!(
+            "instance {name}: RSS {} → {} MiB, {what} {n}: {:.1} KB per node",
+            before[i].rss_kib / 1024,
+            after[i].rss_kib / 1024,
+            grew as f64 * 1.024 / n.max(1) as f64
+        );
+    }
     println!(
-        "instance a (holds the nodes): RSS {} → {} MiB, {:.1} KB per node",
-        a0.rss_kib / 1024,
-        a1.rss_kib / 1024,
-        per(a0.rss_kib, a1.rss_kib) / 1000.0
+        "all instances together: {:.1} KB per idle node",
+        total_kib as f64 * 1.024 / args.nodes.max(1) as f64
     );
-    println!(
-        "instance b (their replicas):  RSS {} → {} MiB, {:.1} KB per node",
-        b0.rss_kib / 1024,
-        b1.rss_kib / 1024,
-        per(b0.rss_kib, b1.rss_kib) / 1000.0
-    );
-    println!("links lost while idle: {lost}");
-
     let lat = presence(&args, &sa, &sb).await?;
     println!(
         "presence a → b at {} changes/s for {:.0} s: {} delivered, p50 {:.2} / p99 {:.2} / max {:.2} ms",
         args.rate, args.seconds, lat.count, lat.p50_ms, lat.p99_ms, lat.max_ms
     );
-    stop.cancel();
-    for h in alive {
-        let _ = h.await;
+    let lost = idle.finish().await?;
+    println!("idle links lost (until after the presence run): {lost}");
+    for (proc, _) in instances {
+        proc.stop().await;
     }
-    crate::link::close_all(
-        machines
-            .into_iter()
-            .filter_map(|m| Arc::try_unwrap(m).ok().map(|m| m.client))
-            .collect(),
-    )
-    .await;
-    a.stop().await;
-    b.stop().await;
     Ok(())
 }
 
