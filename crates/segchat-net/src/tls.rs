@@ -172,6 +172,17 @@ fn certified(key: &ed25519_dalek::SigningKey) -> Arc<CertifiedKey> {
     ))
 }
 
+/// The one signature scheme either side accepts.
+const ED25519_ONLY: [SignatureScheme; 1] = [SignatureScheme::ED25519];
+
+/// Both configurations offer TLS 1.3 only, so a TLS 1.2 signature is
+/// never asked to be checked.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls12NotOffered,
+    ))
+}
+
 fn verify_signature(
     message: &[u8],
     presented: &CertificateDer<'_>,
@@ -215,9 +226,7 @@ impl ServerCertVerifier for PinnedServer {
         _presented: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -230,7 +239,7 @@ impl ServerCertVerifier for PinnedServer {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.to_vec()
     }
 
     fn requires_raw_public_keys(&self) -> bool {
@@ -268,9 +277,7 @@ impl ClientCertVerifier for AnyNodeKey {
         _presented: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -283,7 +290,7 @@ impl ClientCertVerifier for AnyNodeKey {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.to_vec()
     }
 
     fn requires_raw_public_keys(&self) -> bool {
