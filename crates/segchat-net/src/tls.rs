@@ -357,6 +357,37 @@ mod tests {
         assert!(is_wrong_key(&err), "{err}");
     }
 
+    #[tokio::test]
+    async fn a_client_that_proves_no_key_gets_no_link() {
+        let addr = serve(key(1)).await;
+        let server = crate::endpoint_id(&key(1).verifying_key());
+        let mut anonymous = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedServer { key: spki(&server) }))
+            .with_no_client_auth();
+        anonymous.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+        let tcp = TcpStream::connect(addr).await.expect("tcp");
+        let name = ServerName::IpAddress(addr.ip().into());
+        // TLS 1.3 finishes the client's side before the server has checked
+        // it: the refusal shows as the server's alert on the first read.
+        let outcome = match TlsConnector::from(Arc::new(anonymous))
+            .connect(name, tcp)
+            .await
+        {
+            Err(e) => Err(e),
+            Ok(mut tls) => {
+                let mut got = Vec::new();
+                tls.read_to_end(&mut got).await.map(|_| got)
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "the server answered a client without a key: {outcome:?}"
+        );
+    }
+
     #[test]
     fn only_a_tls_handshake_record_starts_a_tracker_link() {
         assert!(is_tls_start(0x16));
