@@ -71,6 +71,10 @@ pub fn server_config(key: &ed25519_dalek::SigningKey) -> Arc<rustls::ServerConfi
             rustls::server::AlwaysResolvesServerRawPublicKeys::new(certified(key)),
         ));
     config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    // No resumption: every link proves its node key with a signature of
+    // its own, and the server keeps nothing per past link.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Arc::new(config)
 }
 
@@ -89,6 +93,7 @@ pub fn client_config(
             rustls::client::AlwaysResolvesClientRawPublicKeys::new(certified(key)),
         ));
     config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 
