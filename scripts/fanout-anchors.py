@@ -36,12 +36,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from localports import wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -94,23 +94,12 @@ def run_anchor(system, subs, rate, seconds):
     return parse_fanbench(out.stdout)
 
 
-def wait_port(port, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 def run_anchor_burst(system):
     argv, port, proto = SERVERS[system]
     argv = [a.format(a=ANCHORS) for a in argv]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, 5.0)
         fanbench = os.path.join(FANBENCH_TARGET, "release", "fanbench")
         subs, count = BURST
         out = subprocess.run(
@@ -156,7 +145,7 @@ def available(system):
     if system == "segchat":
         return os.access(BENCH, os.X_OK), f"{BENCH} (cargo build --release -p segchat -p segchat-bench)"
     binary = SERVERS[system][0][0]
-    return shutil.which(binary) is not None, f"{binary} (apt-get install -y {binary if binary != 'nats-server' else 'nats-server'})"
+    return shutil.which(binary) is not None, f"{binary} (apt-get install -y {binary})"
 
 
 def parse_loads(text):

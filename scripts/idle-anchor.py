@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from localports import wait_port
+
 PER_SOURCE = 20_000
 
 
@@ -31,16 +33,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def read_line(sock):
@@ -112,7 +104,7 @@ def main():
         binary = shutil.which(cmd[0]) or f"/usr/sbin/{cmd[0]}"
         server = subprocess.Popen([binary] + cmd[1:], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        wait_port(port)
+        wait_port(port, 10.0)
         time.sleep(1)
         before = rss_kib(server.pid)
         socks = []
