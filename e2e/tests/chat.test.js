@@ -254,9 +254,31 @@ test('the channel view at both widths', async () => {
 
 test('the host goes away: banner, reading and posting through the backup, nothing lost', async () => {
   const before = ['Hi alice, bob here', 'Welcome, bob!', 'Nice.', 'the second one.', 'Anyone around?', 'Hello to our visitor!'];
-  await nodeA.kill();
+  // The host goes away just as bob opens the channel: the page's request
+  // for it is answered while the host is still there, and that answer
+  // arrives after his node said it reads the backup now. The banner stays.
+  let fetched, release;
+  const answered = new Promise((r) => { fetched = r; });
+  const held = new Promise((r) => { release = r; });
+  const isLatest = (url) => url.pathname.endsWith('/channels/general/messages') && url.searchParams.get('limit') === '50';
+  await bob.page.route(isLatest, async (route) => {
+    const response = await route.fetch();
+    fetched();
+    await held;
+    await route.fulfill({ response });
+  });
   const banner = bob.page.locator('#banner-host');
-  await banner.waitFor({ timeout: 30000 });
+  try {
+    await bob.page.reload();
+    await answered;
+    await nodeA.kill();
+    await banner.waitFor({ timeout: 30000 });
+  } finally {
+    release();
+  }
+  await msg(bob.page, before[0]).waitFor();
+  await bob.page.unroute(isLatest);
+  await banner.waitFor();
   assert.match(await banner.textContent(), /Host offline — reading the server's backup/);
   await bob.page.locator('#link-state[data-via="server"]').waitFor();
   // Still readable…

@@ -8,7 +8,7 @@ import { announce } from './dom.js';
 import { groupChannels } from './sidebar.js';
 import { openCreateDialog as openCreate } from './create-dialog.js';
 import { closeSettingsFor } from './channel-settings.js';
-import { s, ui, streams, chan, channelInfo, canRead, debounce } from './state.js';
+import { s, ui, streams, chan, channelInfo, canRead, debounce, linksMark, applyLinks } from './state.js';
 
 // The state is state.js's; `deps` brings what the rest of the page does:
 // the message actions, DMs and friends, drawing the sidebar, header,
@@ -68,11 +68,12 @@ export function createChannels(deps) {
 
   async function refreshUnread() {
     try {
+      const mark = linksMark();
       const r = await api('GET', '/unread');
       s.unread = r.unread;
       s.mentions = r.mentions || {};
       s.firstUnread = r.first_unread || {};
-      Object.assign(s.links, r.links);
+      applyLinks(r.links, mark);
       if (s.current && s.unread[s.current] && !document.hidden) markRead(s.current);
     } catch { /* server or session gone: other events say so */ }
     renderSide();

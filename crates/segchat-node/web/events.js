@@ -10,7 +10,7 @@ import { displayName, channelRef } from './format.js';
 import { renderNoToken } from './signin.js';
 import { merge, earlyState } from './messages.js';
 import { notifyMention } from './mentions.js';
-import { s, ui, setUi, streams, channelInfo } from './state.js';
+import { s, ui, setUi, streams, channelInfo, noteLinkEvent } from './state.js';
 
 // `deps`: the page's root element, friends and DMs, and what the other
 // modules do on an event (drawing, re-reading, opening, jumping).
@@ -98,7 +98,7 @@ export function createEvents(deps) {
         break;
       }
       case 'channel_link':
-        s.links[ev.channel] = ev.via;
+        noteLinkEvent(ev.channel, ev.via);
         renderSide();
         if (s.current === ev.channel) { renderHeader(); renderBanners(); }
         if (ev.via === 'host' || ev.via === 'hosting') refreshChannel(ev.channel);

@@ -52,6 +52,31 @@ export function setStreams(next) {
   streams = next;
 }
 
+// How this node reaches each channel (`s.links`) comes from two sources:
+// `channel_link` events and the `via` in API answers. An answer was read
+// when the node served its request and can arrive after newer news (the
+// host goes away just as a channel opens; a resync's answer overtakes an
+// older one), so every piece of news gets a tick — an event when it
+// arrives, an answer when its request left (`linksMark()`) — and an
+// answer (`applyLinks`) counts only for channels that heard nothing newer.
+let linkClock = 0;
+const linkKnownAt = new Map();
+export function linksMark() {
+  linkClock += 1;
+  return linkClock;
+}
+export function noteLinkEvent(channel, via) {
+  linkKnownAt.set(channel, linksMark());
+  s.links[channel] = via;
+}
+export function applyLinks(links, mark) {
+  for (const [channel, via] of Object.entries(links || {})) {
+    if (linkKnownAt.get(channel) > mark) continue;
+    linkKnownAt.set(channel, mark);
+    s.links[channel] = via;
+  }
+}
+
 export function chan(name) {
   if (!s.chans.has(name)) {
     s.chans.set(name, { byId: new Map(), gaps: [], nextBefore: null, loadedAll: false, loading: false, initialized: false });

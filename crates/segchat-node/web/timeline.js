@@ -9,7 +9,7 @@ import { api, enc } from './api.js';
 import { h, clear, icon, announce } from './dom.js';
 import { renderTimeline, sortMessages, merge } from './messages.js';
 import { roveTimeline, focusAddress, findAddress } from './timeline-keys.js';
-import { s, ui, phone, chan, channelInfo, isMine, canRead, debounce } from './state.js';
+import { s, ui, phone, chan, channelInfo, isMine, canRead, debounce, linksMark, applyLinks } from './state.js';
 
 // The state is state.js's; `deps` brings what the rest of the page does:
 // the message actions, the open DM, shared files, opening a channel, the
@@ -116,10 +116,11 @@ export function createTimeline(deps) {
 
   async function loadLatest(name) {
     const st = chan(name);
+    const mark = linksMark();
     const r = await api('GET', `/channels/${enc(name)}/messages?limit=50`);
     for (const m of r.messages) merge(st, m);
     st.gaps = r.gaps || [];
-    if (r.via) s.links[name] = r.via;
+    if (r.via) applyLinks({ [name]: r.via }, mark);
     if (!st.initialized) {
       st.nextBefore = r.next_before;
       st.loadedAll = !r.next_before;

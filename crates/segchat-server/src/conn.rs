@@ -54,17 +54,23 @@ pub(crate) async fn refuse(stream: ServerStream, addr: SocketAddr, shared: Arc<S
         format!("{max} connections from this source are open"),
     );
     let (r, w) = tokio::io::split(stream);
-    let mut writer = FramedWrite::new(w, Codec::new(shared.config.max_frame_len));
+    let writer = FramedWrite::new(w, Codec::new(shared.config.max_frame_len));
     let failure = Failure::new(
         Status::RateLimited,
         format!("too many connections from your address (at most {max}); close some first"),
     );
+    close_with(writer, r, failure).await;
+}
+
+/// Ends a link that never got going: sends `failure` (why) and closes,
+/// within [`CLOSE_GRACE`] however slowly the client reads, then lingers.
+async fn close_with(mut writer: FramedWrite<WriteHalf, Codec>, reader: ReadHalf, failure: Failure) {
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         let _ = writer.send(Frame::Error(failure)).await;
         let _ = writer.get_mut().shutdown().await;
     })
     .await;
-    linger(r).await;
+    linger(reader).await;
 }
 
 /// Reads and drops what the client still sends until it closes too (at
@@ -110,7 +116,9 @@ pub(crate) async fn serve(
         .record("CONNECTION_ESTABLISHED", addr, format!("conn={id}"));
     match handshake(&mut reader, &shared, addr).await {
         Ok(welcome) => {
-            if writer.send(Frame::Welcome(welcome)).await.is_err() {
+            let sent =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, writer.send(Frame::Welcome(welcome)));
+            if !matches!(sent.await, Ok(Ok(()))) {
                 return;
             }
         }
@@ -120,9 +128,7 @@ pub(crate) async fn serve(
                 addr,
                 format!("conn={id} {}", failure.reason),
             );
-            let _ = writer.send(Frame::Error(failure)).await;
-            let _ = writer.get_mut().shutdown().await;
-            linger(reader.half).await;
+            close_with(writer, reader.half, failure).await;
             return;
         }
     }
