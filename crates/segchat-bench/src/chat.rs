@@ -593,6 +593,7 @@ async fn sender_links(
         })
         .await?;
     let ticket = tracker.ticket(&machine.key).await?;
+    link::reach_if_relayed(&mut tracker, host).await?;
     let (peer, can_write, _) = peer_connect(machine, host, ticket.clone()).await?;
     if !can_write {
         bail!("the host says {name} may not post to #{CHANNEL}");
@@ -630,6 +631,7 @@ async fn member_links(
         })
         .await?;
     let ticket = tracker.ticket(&machine.key).await?;
+    link::reach_if_relayed(&mut tracker, host).await?;
     let (peer, _, last_seq) = peer_connect(machine, host, ticket).await?;
     Ok((tracker, peer, last_seq))
 }

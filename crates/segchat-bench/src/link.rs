@@ -311,6 +311,25 @@ impl TrackerLink {
     }
 }
 
+/// Through the relay only (`--via-relay`), first asks the server to bring
+/// the host onto the relay (`reach`), as a node's dial does when the
+/// direct path does not answer: a node holds no relay connection while
+/// nobody needs one.
+pub(crate) async fn reach_if_relayed(
+    tracker: &mut TrackerLink,
+    host: &NodeAddr,
+) -> anyhow::Result<()> {
+    if VIA_RELAY.load(Ordering::Relaxed) {
+        tracker
+            .call(tracker::Request::Reach {
+                node_id: host.node_id.clone(),
+            })
+            .await
+            .context("asking the server to bring the host onto the relay")?;
+    }
+    Ok(())
+}
+
 /// Opens `machine`'s peer link to `host` and subscribes to `channel` with
 /// `ticket` (issued to `machine.key`); answers the framed link, whether
 /// this member may post, and the host's last sequence number.

@@ -26,6 +26,9 @@
 //!   or through the server, the outbox, history and search.
 //! - [`presence`]: the person's presence following their activity (idle
 //!   after a while without input in any client, online again on input).
+//! - `relay.rs`: the server's relay on demand: held while UDP is blocked,
+//!   otherwise opened only while someone dials this node (`reach`,
+//!   `relay_wanted`).
 //! - [`stream`]: livestreams P2P over UDP: this node's streams (test
 //!   pattern or pushed JPEG frames), watching others', the UDP dispatcher.
 //! - [`api`]: the local HTTP API and its WebSocket of events, with the
@@ -55,6 +58,7 @@ pub mod link;
 pub mod node;
 pub mod p2p;
 pub mod presence;
+mod relay;
 pub mod store;
 pub mod stream;
 pub mod transport;

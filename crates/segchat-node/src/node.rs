@@ -108,7 +108,9 @@ impl Node {
         })?;
         let p2p_addr = segchat_net::endpoint::local_addr(&endpoint).unwrap_or(config.p2p_listen);
         let node_id = segchat_net::id_hex(&endpoint.id());
-        let transport = Transport::new(endpoint.clone(), Some(segchat_net::relay::url_of(server)));
+        let (reach_tx, reach_rx) = tokio::sync::mpsc::channel(crate::relay::REACH_QUEUE);
+        let transport = Transport::new(endpoint.clone(), Some(segchat_net::relay::url_of(server)))
+            .with_reach(reach_tx);
         let configured_key = config
             .server_key
             .as_deref()
@@ -244,9 +246,22 @@ impl Node {
         let revocations = bus.subscribe();
         let mut tasks = JoinSet::new();
         tasks.spawn(actor);
-        tasks.spawn(relay_while_signed_in(
+        tasks.spawn(crate::relay::keep_while_udp_blocked(
             transport.clone(),
             link.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::relay::forward_reach(
+            reach_rx,
+            link.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::relay::answer_relay_wanted(
+            bus.subscribe(),
+            transport.clone(),
+            link.clone(),
+            log.clone(),
+            config.server_addr.clone(),
             shutdown.clone(),
         ));
         // The peer layer: every protocol on the peer link is one entry.
@@ -379,41 +394,6 @@ async fn follow_revocations(
             }
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(_) => return,
-        }
-    }
-}
-
-/// Keeps the server's relay in use while the node is signed in (the relay
-/// refuses everybody else), and out of use while it is not.
-async fn relay_while_signed_in(
-    transport: Transport,
-    link: crate::link::LinkHandle,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let Some(url) = transport.relay().cloned() else {
-        return;
-    };
-    let mut state = link.watch();
-    let mut using = false;
-    loop {
-        // On once the server took the session; off only when the session
-        // ends (not while the server link blips: relayed peer links live
-        // on through it).
-        let signed_in = {
-            let st = state.borrow_and_update();
-            st.session.is_some() && (using || st.connected)
-        };
-        if signed_in != using {
-            using = signed_in;
-            if using {
-                segchat_net::endpoint::use_relay(transport.endpoint(), url.clone()).await;
-            } else {
-                segchat_net::endpoint::drop_relay(transport.endpoint(), &url).await;
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = state.changed() => if changed.is_err() { return },
         }
     }
 }

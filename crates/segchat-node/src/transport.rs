@@ -6,6 +6,15 @@
 //! routed by the peer layer (`p2p`). Every dial names the node's key, so the
 //! connection is to that node or fails: a host that answers with another
 //! key is not the host.
+//!
+//! The relay is used on demand (`crate::relay`): a node whose UDP gets
+//! through keeps no relay connection. A dial that the direct path has not
+//! answered within [`REACH_AFTER`] asks the server to bring the other
+//! node onto the relay (`reach`), and a node asked so
+//! ([`Transport::wake_relay`]) sends the dialler a packet through the
+//! relay, which opens its own relay connection for as long as it carries
+//! traffic (iroh closes a relay connection that is not its home relay
+//! after 60 s without any).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,12 +23,27 @@ use std::time::Duration;
 use segchat_net::{Connection, Endpoint, PeerAddress, RecvStream, RelayUrl, SendStream};
 use segchat_proto::types::NodeAddr;
 
+/// How long a dial waits for the direct path before it asks the server
+/// to bring the other node onto the relay. On a path that works the link
+/// is up long before (a round trip or two).
+pub(crate) const REACH_AFTER: Duration = Duration::from_millis(200);
+
+/// The protocol of a relay wake-up: no node accepts it. The connection
+/// attempt is refused, and its only purpose is done by then: its packets
+/// went out through the relay, which opened this node's relay connection.
+pub(crate) const ALPN_WAKE: &[u8] = b"segchat/relay-wake/1";
+/// How long a wake-up may take.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The node's endpoint and the relay it shares with every other node of
 /// its server.
 #[derive(Debug, Clone)]
 pub struct Transport {
     endpoint: Endpoint,
     relay: Option<RelayUrl>,
+    /// Where a dial's "bring this node onto the relay" goes (node keys,
+    /// hex; `crate::relay` asks the server). Full: the ask is dropped.
+    reach: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 /// A dialled peer link: the connection and its first stream.
@@ -32,7 +56,20 @@ pub(crate) struct Dialed {
 
 impl Transport {
     pub fn new(endpoint: Endpoint, relay: Option<RelayUrl>) -> Transport {
-        Transport { endpoint, relay }
+        Transport {
+            endpoint,
+            relay,
+            reach: None,
+        }
+    }
+
+    /// The same, asking `reach` to bring the nodes it dials onto the
+    /// relay when their direct path does not answer soon.
+    pub fn with_reach(self, reach: tokio::sync::mpsc::Sender<String>) -> Transport {
+        Transport {
+            reach: Some(reach),
+            ..self
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -57,23 +94,94 @@ impl Transport {
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
     }
 
-    /// A connection to `node` for protocol `alpn` (no stream opened).
+    /// A connection to `node` for protocol `alpn` (no stream opened): at
+    /// its announced address first; if that has not answered within
+    /// [`REACH_AFTER`], the node is asked onto the relay (`reach`) and a
+    /// second attempt goes through it too (iroh then punches a direct path
+    /// where the NATs allow). The first connection up wins. A node with
+    /// no usable announced address is dialled through the relay at once.
     pub(crate) async fn connect(&self, node: &NodeAddr, alpn: &[u8]) -> Result<Connection, String> {
         let id = segchat_net::parse_id(&node.node_id)
             .map_err(|e| format!("the server gave a bad node key: {e}"))?;
-        let direct = Some(node.addr)
+        let direct: Vec<SocketAddr> = Some(node.addr)
             .filter(|a| a.port() != 0 && !a.ip().is_unspecified())
             .into_iter()
             .collect();
-        let addr = PeerAddress {
+        let through_relay = PeerAddress {
             id,
-            direct,
+            direct: direct.clone(),
             relay: self.relay.clone(),
         };
-        self.endpoint
-            .connect(addr.to_endpoint_addr(), alpn)
-            .await
-            .map_err(|e| e.to_string())
+        let fail = |e: iroh::endpoint::ConnectError| e.to_string();
+        if direct.is_empty() || self.relay.is_none() {
+            if self.relay.is_some() {
+                self.ask_reach(&node.node_id);
+            }
+            return self
+                .endpoint
+                .connect(through_relay.to_endpoint_addr(), alpn)
+                .await
+                .map_err(fail);
+        }
+        let only_direct = PeerAddress {
+            id,
+            direct,
+            relay: None,
+        };
+        let mut first = Box::pin(self.endpoint.connect(only_direct.to_endpoint_addr(), alpn));
+        let still_trying = match tokio::time::timeout(REACH_AFTER, &mut first).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the direct path failed; trying the relay");
+                false
+            }
+            Err(_) => true,
+        };
+        self.ask_reach(&node.node_id);
+        let second = self
+            .endpoint
+            .connect(through_relay.to_endpoint_addr(), alpn);
+        if !still_trying {
+            return second.await.map_err(fail);
+        }
+        tokio::pin!(second);
+        tokio::select! {
+            done = &mut first => match done {
+                Ok(conn) => Ok(conn),
+                Err(_) => second.await.map_err(fail),
+            },
+            done = &mut second => match done {
+                Ok(conn) => Ok(conn),
+                Err(e) => first.await.map_err(|_| fail(e)),
+            },
+        }
+    }
+
+    /// Asks (without waiting) that `node_id` be brought onto the relay.
+    fn ask_reach(&self, node_id: &str) {
+        if let (Some(reach), Some(_)) = (&self.reach, &self.relay) {
+            let _ = reach.try_send(node_id.to_owned());
+        }
+    }
+
+    /// Opens this node's relay connection by sending `dialler` (a node
+    /// key, hex) a packet through the relay: a connection attempt that
+    /// it refuses ([`ALPN_WAKE`]). What `relay_wanted` asks for.
+    pub(crate) async fn wake_relay(&self, dialler: &str) -> Result<(), String> {
+        let id = segchat_net::parse_id(dialler).map_err(|e| e.to_string())?;
+        let relay = self.relay.clone().ok_or("this node has no relay")?;
+        let to = PeerAddress {
+            id,
+            direct: Vec::new(),
+            relay: Some(relay),
+        };
+        // Refused, as it should be, or given up after WAKE_TIMEOUT: either
+        // way its packets went through the relay.
+        let attempt = self.endpoint.connect(to.to_endpoint_addr(), ALPN_WAKE);
+        if let Ok(Ok(conn)) = tokio::time::timeout(WAKE_TIMEOUT, attempt).await {
+            conn.close(0u32.into(), b"relay awake");
+        }
+        Ok(())
     }
 }
 

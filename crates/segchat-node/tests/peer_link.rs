@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    client, client_at, eventually, node_addr, open_peer, start_node, tempdir, Api, PeerLink,
-    TestServer, DEADLINE,
+    ask, client, client_at, eventually, node_addr, open_peer, registered, start_node, tempdir, Api,
+    PeerLink, Raw, TestServer, DEADLINE,
 };
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
@@ -22,11 +22,12 @@ use reqwest::StatusCode;
 use segchat_net::client::Client;
 use segchat_node::NodeHandle;
 use segchat_proto::types::NodeAddr;
-use segchat_proto::{peer, Frame, Hello, LinkKind, Status};
+use segchat_proto::{peer, tracker, Frame, FrameCodec, Hello, LinkKind, Status};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use tokio_util::codec::Framed;
 
 /// A node that tells the server its P2P address is on `advertise`.
 async fn start_node_advertising(
@@ -126,6 +127,93 @@ fn log_of(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default()
 }
 
+/// Whether the server (its data in `sdir`) ever let `node` onto its relay.
+fn relay_open(sdir: &std::path::Path, node: &str) -> bool {
+    log_of(sdir)
+        .lines()
+        .any(|l| l.contains("] RELAY_OPEN |") && l.contains(&format!("node={node}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_comes_onto_the_relay_only_when_a_dialler_asks_for_it() {
+    let (_s, sdir) = tempdir();
+    let (_a, adir) = tempdir();
+    let server = TestServer::start(&sdir).await;
+    let host = start_node(server.addr, &adir).await;
+    let a = Api::of(&host);
+    a.wait_connected().await;
+    a.register("alice").await;
+    // A dialler that reaches nodes through the relay only.
+    let key = SigningKey::from_bytes(&[0x77; 32]);
+    let dialler = Client::bind(
+        &key,
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(server.addr),
+    )
+    .await
+    .expect("bind the dialler");
+    let mut t = registered(&dialler, server.addr, "dan").await;
+    assert!(
+        dialler.use_relay(DEADLINE).await,
+        "the relay takes a signed-in client"
+    );
+
+    // Nobody asked for the host: it is not on the relay, and a dial
+    // through the relay finds nobody.
+    let id = host.node_id().to_owned();
+    let nobody = dialler.peer_via_relay(&id, Duration::from_secs(3)).await;
+    assert!(
+        nobody.is_err(),
+        "the host answered through the relay before anybody asked"
+    );
+    assert!(
+        !relay_open(&sdir, &id),
+        "the host holds a relay connection nobody needs"
+    );
+
+    // Asked for through the server, it comes.
+    let asked = Instant::now();
+    ask(
+        &mut t,
+        2,
+        tracker::Request::Reach {
+            node_id: id.clone(),
+        },
+    )
+    .await
+    .expect("reach");
+    let link = dialler
+        .peer_via_relay(&id, DEADLINE)
+        .await
+        .expect("the host answers through the relay once asked for");
+    eprintln!("through the relay {:?} after reach", asked.elapsed());
+    let mut p: PeerLink = Raw {
+        framed: Framed::new(link.stream, FrameCodec::default()),
+        conn: link.conn,
+    };
+    p.send(Frame::Hello(Hello::new(LinkKind::Peer, "relayed")))
+        .await
+        .expect("hello");
+    match tokio::time::timeout(DEADLINE, p.next()).await {
+        Ok(Some(Ok(Frame::Welcome(_)))) => {}
+        other => panic!("expected a welcome through the relay, got {other:?}"),
+    }
+    assert!(relay_open(&sdir, &id), "{}", log_of(&sdir));
+    let by = format!("by={}", &hex::encode(key.verifying_key().as_bytes())[..12]);
+    eventually("the host's log: it was told who dials", || async {
+        log_of(&adir)
+            .lines()
+            .any(|l| l.contains("] RELAY_WANTED |") && l.contains(&by))
+            .then_some(())
+    })
+    .await;
+
+    drop(p);
+    dialler.close().await;
+    host.shutdown().await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_through_the_relay() {
     let (_s, sdir) = tempdir();
@@ -153,6 +241,16 @@ async fn a_silently_cut_peer_link_falls_back_to_the_server_and_comes_back_throug
     a.register("alice").await;
     a.create_channel("room", "members_only").await;
     b.register("bob").await;
+    // Signed in, UDP getting through, nobody dialling them: neither node
+    // holds a relay connection (one used to be opened at sign-in; give
+    // that the time it took).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for node in [&host, &member] {
+        assert!(
+            !relay_open(&sdir, node.node_id()),
+            "a node holds a relay connection nobody needs"
+        );
+    }
     b.join("room").await;
     wait_via(&b, "room", "host").await;
     let before = send(&b, "room", "before the cut").await;

@@ -234,7 +234,21 @@ pub enum Request {
         channel: Option<String>,
         hash: String,
     },
+    /// This node is dialling node `node_id` (its key, hex) and may need
+    /// the server's relay to get through: ask that node to come onto the
+    /// relay for a while (it is sent `relay_wanted`). A node keeps no
+    /// relay connection while nobody needs one. Answers `done` whether or
+    /// not such a node is online; at most [`REACH_BURST`] at once, then
+    /// one per [`REACH_EVERY_MS`] ms (`429` beyond).
+    Reach {
+        node_id: String,
+    },
 }
+
+/// Most `reach` requests one connection may make at once.
+pub const REACH_BURST: u32 = 16;
+/// After the burst, one more `reach` per this many milliseconds.
+pub const REACH_EVERY_MS: u64 = 500;
 
 /// Most users one `get_list` may name.
 pub const MAX_LIST_USERS: usize = 16;
@@ -290,6 +304,7 @@ impl Request {
             Request::AckDms { .. } => "ack_dms",
             Request::FileBackup { .. } => "file_backup",
             Request::FileSource { .. } => "file_source",
+            Request::Reach { .. } => "reach",
         }
     }
 }
@@ -472,6 +487,12 @@ pub enum Event {
         channel: String,
         reason: String,
     },
+    /// The node with key `node_id` (hex) is dialling this node and may
+    /// need the server's relay to get through (it asked with `reach`, or
+    /// it is the server itself): send a packet to it through the relay,
+    /// which opens this node's relay connection for as long as it
+    /// carries traffic. A node whose user is invisible does nothing.
+    RelayWanted { node_id: String },
 }
 
 /// Every tracker event is JSON.

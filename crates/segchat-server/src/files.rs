@@ -172,7 +172,9 @@ impl ServerFiles {
     /// the address it announced (`direct`, if any) and through the relay,
     /// if it fits: answers `file_kept`.
     /// `readers` (lowercased) are the users a direct message's file is
-    /// kept for; none for a channel's.
+    /// kept for; none for a channel's. `wake` is called with this
+    /// server's key just before it dials the node, to bring the node onto
+    /// the relay (`relay_wanted`) in case the direct path does not work.
     pub(crate) async fn backup(
         self: &Arc<Self>,
         node: &str,
@@ -180,6 +182,7 @@ impl ServerFiles {
         direct: Option<SocketAddr>,
         file: FileRef,
         readers: Vec<String>,
+        wake: impl FnOnce(String),
     ) -> Result<Reply, Failure> {
         let hash = file
             .hash_bytes()
@@ -240,6 +243,7 @@ impl ServerFiles {
             direct: direct.into_iter().collect(),
             relay: Some(relay),
         };
+        wake(segchat_net::id_hex(&endpoint.id()));
         let me = self.clone();
         let node: String = node.chars().take(12).collect();
         tokio::spawn(async move {

@@ -278,3 +278,39 @@ async fn a_dm_sent_through_one_instance_reaches_the_device_on_the_other_and_frie
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn reach_through_one_instance_wakes_the_node_on_the_other() {
+    let nats = Nats::start().expect("nats-server (scripts/test.sh installs it)");
+    let (first, second, _dirs) = two_instances(Some(&nats), |c| {
+        c.peer_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let mut dialler = Client::connect(first.addr).await;
+    dialler.register("dana").await;
+    let mut dialled = Client::connect(second.addr).await;
+    dialled.register("eli").await;
+    dialled.submit(4300).await;
+    let start = Instant::now();
+    while !dialler.peer_names(None).await.contains(&"eli".to_string()) {
+        assert!(start.elapsed() < WAIT, "the instances never saw each other");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    dialler
+        .ok(Request::Reach {
+            node_id: dialled.node_id(),
+        })
+        .await;
+    let want = dialler.node_id();
+    match dialled
+        .event_where(|e| matches!(e, Event::RelayWanted { .. }))
+        .await
+    {
+        Event::RelayWanted { node_id } => assert_eq!(node_id, want, "named the dialler"),
+        _ => unreachable!(),
+    }
+    drop((dialler, dialled));
+    first.stop().await;
+    second.stop().await;
+}

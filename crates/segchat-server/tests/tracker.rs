@@ -752,3 +752,77 @@ async fn a_peer_entry_names_the_key_its_connection_authenticated_with() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reach_tells_the_dialled_node_who_dials_and_tells_the_dialler_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let stranger = hex::encode(common::random_key().verifying_key().as_bytes());
+    let mut a = Client::connect(server.addr).await;
+    let f = a
+        .request(Request::Reach {
+            node_id: stranger.clone(),
+        })
+        .await
+        .expect_err("signed out");
+    assert_eq!(f.status, Status::Unauthorized);
+    a.register("fay").await;
+    let mut b = Client::connect(server.addr).await;
+    b.register("gus").await;
+
+    let f = a
+        .request(Request::Reach {
+            node_id: "not a key".into(),
+        })
+        .await
+        .expect_err("bad key");
+    assert_eq!(f.status, Status::BadRequest);
+
+    // The dialled node is told, with the dialler's key.
+    assert_eq!(
+        a.ok(Request::Reach {
+            node_id: b.node_id()
+        })
+        .await,
+        Reply::Done
+    );
+    match b
+        .event_where(|e| matches!(e, Event::RelayWanted { .. }))
+        .await
+    {
+        Event::RelayWanted { node_id } => assert_eq!(node_id, a.node_id()),
+        _ => unreachable!(),
+    }
+    // A key nobody holds gets the same answer: reach says nothing about
+    // who is online.
+    assert_eq!(
+        a.ok(Request::Reach { node_id: stranger }).await,
+        Reply::Done
+    );
+
+    // Each connection has an allowance of its own.
+    let mut c = Client::connect(server.addr).await;
+    c.register("hal").await;
+    let mut refused = None;
+    for i in 0..(segchat_proto::tracker::REACH_BURST * 3) {
+        match c
+            .request(Request::Reach {
+                node_id: b.node_id(),
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(f) => {
+                assert_eq!(f.status, Status::RateLimited, "{f}");
+                refused = Some(i);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("reach is rate-limited");
+    assert!(
+        refused >= segchat_proto::tracker::REACH_BURST,
+        "refused after only {refused}"
+    );
+    server.stop().await;
+}

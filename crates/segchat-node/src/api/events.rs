@@ -68,6 +68,8 @@ async fn pump(
             // A sealed envelope: the DM service opens it and publishes
             // `direct_message`.
             NodeEvent::Tracker(Event::Dm(_)) => continue,
+            // Between the node and the server only (`crate::relay`).
+            NodeEvent::Tracker(Event::RelayWanted { .. }) => continue,
             ev => ev,
         };
         let text = match serde_json::to_string(&event) {

@@ -237,7 +237,7 @@ impl Actor {
     }
 
     /// Serves one connection until it drops or the node shuts down.
-    async fn serve(&mut self, conn: Connected) -> Closed {
+    async fn serve(&mut self, mut conn: Connected) -> Closed {
         let opened = Instant::now();
         let remote = conn.remote;
         let advertised = self.config.peers.advertised(conn.local.ip());
@@ -249,6 +249,13 @@ impl Actor {
             format!("link=tracker local={} tcp={}", conn.local, conn.tcp_local),
         );
         tracing::info!(%remote, "connected to the server");
+        if let Some(udp) = conn.udp.take() {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let works = udp.get().await;
+                state.send_if_modified(|st| st.udp.replace(works) != Some(works));
+            });
+        }
         let mut live = Live {
             conn,
             pending: HashMap::new(),

@@ -54,6 +54,29 @@ pub(super) struct Connected {
     pub(super) remote: SocketAddr,
     /// The server's key, which the TLS handshake proved.
     pub(super) server: EndpointId,
+    /// The question of where the server sees this node's UDP packets
+    /// come from: true once answered, false if it could not be (UDP does
+    /// not get through; peers then reach this node through the relay
+    /// only). Taken by whoever waits for it.
+    pub(super) udp: Option<UdpAnswer>,
+}
+
+/// Whether the server could tell where this node's UDP packets come
+/// from: known already, or still being asked.
+#[derive(Debug)]
+pub(super) enum UdpAnswer {
+    Known(bool),
+    Asking(tokio::task::JoinHandle<bool>),
+}
+
+impl UdpAnswer {
+    /// The answer, once there is one (false if the question failed).
+    pub(super) async fn get(self) -> bool {
+        match self {
+            UdpAnswer::Known(works) => works,
+            UdpAnswer::Asking(question) => question.await.unwrap_or(false),
+        }
+    }
 }
 
 /// Why a connection attempt failed.
@@ -232,7 +255,7 @@ async fn connect_inner(
         }
     };
     // Asked at once, so the answer is usually in before the link is up.
-    let observing = tokio::spawn(observe(endpoint.clone(), key, remote));
+    let mut observing = tokio::spawn(observe(endpoint.clone(), key, remote));
     let me = ed25519_dalek::SigningKey::from_bytes(&endpoint.secret_key().to_bytes());
     let budget = timeout.mul_f32(LINK_SHARE);
     let stream = match segchat_net::tls::connect(remote, None, &me, key, budget).await {
@@ -255,7 +278,10 @@ async fn connect_inner(
         .map_err(|e| ConnectError::Protocol(e.to_string()))?;
     match framed.next().await {
         Some(Ok(Frame::Welcome(welcome))) if welcome.version == PROTOCOL_VERSION => {
-            let _ = tokio::time::timeout(OBSERVE_WAIT, observing).await;
+            let udp = match tokio::time::timeout(OBSERVE_WAIT, &mut observing).await {
+                Ok(answered) => UdpAnswer::Known(answered.unwrap_or(false)),
+                Err(_) => UdpAnswer::Asking(observing),
+            };
             Ok((
                 Connected {
                     framed,
@@ -264,6 +290,7 @@ async fn connect_inner(
                     tcp_local,
                     remote,
                     server: key,
+                    udp: Some(udp),
                 },
                 pinned_now,
             ))
@@ -287,7 +314,8 @@ async fn connect_inner(
 /// Asks the server at `remote` (key `server`) where it sees this node's
 /// UDP packets come from and, behind a NAT (an address that is not one of
 /// the endpoint's own), offers that mapping to peers for hole punching.
-async fn observe(endpoint: Endpoint, server: EndpointId, remote: SocketAddr) {
+/// Whether the server answered (UDP gets through).
+async fn observe(endpoint: Endpoint, server: EndpointId, remote: SocketAddr) -> bool {
     let to = PeerAddress {
         id: server,
         direct: vec![remote],
@@ -295,10 +323,11 @@ async fn observe(endpoint: Endpoint, server: EndpointId, remote: SocketAddr) {
     };
     let Some(seen) = segchat_net::observe::ask(&endpoint, &to, OBSERVE_TIMEOUT).await else {
         tracing::debug!(%remote, "the server could not tell this node's UDP address");
-        return;
+        return false;
     };
     let own = local_ip_towards(remote).ok();
     if own != Some(seen.ip()) && !seen.ip().is_unspecified() && seen.port() != 0 {
         endpoint.add_external_addr(seen).await;
     }
+    true
 }

@@ -70,6 +70,11 @@ pub struct LinkState {
     /// Why this node refuses the server at its address (its key changed),
     /// until a connection succeeds again.
     pub refusal: Option<String>,
+    /// Whether this node's UDP gets through to the server, as the last
+    /// connection found out (`None` until it did): where it does not,
+    /// peers reach the node through the server's relay only, so it keeps
+    /// a relay connection (see `crate::relay`).
+    pub udp: Option<bool>,
 }
 
 impl LinkState {

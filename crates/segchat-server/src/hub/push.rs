@@ -69,6 +69,33 @@ impl Hub {
         self.deliver_elsewhere(per_instance, event);
     }
 
+    /// Pushes an event to every signed-in connection of the node with key
+    /// `node_id`, whoever it is signed in as, on every instance; how many
+    /// connections that was. Walks every connection (no index by key):
+    /// callers are rate-limited.
+    pub(crate) fn push_to_node_key(&self, node_id: &str, event: &Event) -> usize {
+        let st = self.lock();
+        let mut told = 0;
+        for (id, c) in &st.conns {
+            if c.node_id == node_id && c.principal.is_some() {
+                self.deliver(*id, c, event);
+                told += 1;
+            }
+        }
+        if self.cluster.is_none() {
+            return told;
+        }
+        let mut per_instance: HashMap<InstanceId, Vec<ConnId>> = HashMap::new();
+        for ((instance, conn), s) in &st.remote.conns {
+            if s.value.node_id == node_id {
+                per_instance.entry(*instance).or_default().push(*conn);
+                told += 1;
+            }
+        }
+        self.deliver_elsewhere(per_instance, event);
+        told
+    }
+
     fn push_here(&self, st: &State, users: &[i64], except: Option<ConnId>, event: &Event) {
         for user in users {
             for id in st.by_user.of(*user) {

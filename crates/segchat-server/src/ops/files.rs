@@ -3,7 +3,7 @@
 //! and by readers.
 
 use segchat_proto::files::FileRef;
-use segchat_proto::tracker::{DmBackup, Reply};
+use segchat_proto::tracker::{DmBackup, Event, Reply};
 use segchat_proto::types::validate_username;
 use segchat_proto::Failure;
 
@@ -82,9 +82,13 @@ pub(super) async fn backup(
         }
     };
     let direct = shared.hub.announced(ctx.id);
+    let wake = |server: String| {
+        let wanted = Event::RelayWanted { node_id: server };
+        shared.hub.push_to_conns(&[ctx.id], &wanted);
+    };
     shared
         .files
-        .backup(node, ctx.addr, direct, file, readers)
+        .backup(node, ctx.addr, direct, file, readers, wake)
         .await
 }
 

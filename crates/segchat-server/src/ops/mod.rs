@@ -67,6 +67,8 @@ pub(crate) struct ConnCtx {
     pub(crate) principal: Option<Principal>,
     /// What is left of its allowance of changes others are told of.
     changes: governor::DefaultDirectRateLimiter,
+    /// What is left of its allowance of `reach` requests.
+    reaches: governor::DefaultDirectRateLimiter,
 }
 
 impl ConnCtx {
@@ -83,6 +85,7 @@ impl ConnCtx {
             changes: governor::RateLimiter::direct(
                 governor::Quota::per_second(per_second).allow_burst(burst),
             ),
+            reaches: governor::RateLimiter::direct(peers::reach_quota()),
         }
     }
 }
@@ -227,6 +230,7 @@ pub(crate) async fn handle(
             files::backup(shared, ctx, channel, hash, dm).await
         }
         Request::FileSource { channel, hash } => files::source(shared, ctx, channel, hash).await,
+        Request::Reach { node_id } => peers::reach(shared, ctx, node_id),
     }
 }
 

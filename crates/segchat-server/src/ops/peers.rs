@@ -1,10 +1,11 @@
-//! submit_info (→ add_list), heartbeat, get_list.
+//! submit_info (→ add_list), heartbeat, get_list, and `reach`: one node
+//! asking another, through the server, onto the relay.
 
 use std::net::SocketAddr;
 
-use segchat_proto::tracker::{Reply, MAX_LIST_USERS};
+use segchat_proto::tracker::{Event, Reply, MAX_LIST_USERS, REACH_BURST, REACH_EVERY_MS};
 use segchat_proto::types::{AccountKind, Presence};
-use segchat_proto::Failure;
+use segchat_proto::{Failure, Status};
 
 use super::channels::{load_channel, viewer_of};
 use super::{friends, now_ms, session, signed_in, store_failure, ConnCtx, Shared};
@@ -96,4 +97,50 @@ pub(super) async fn get_list(
         }
     };
     Ok(Reply::Peers { peers })
+}
+
+/// A connection's allowance of `reach` requests.
+pub(super) fn reach_quota() -> governor::Quota {
+    let every = std::time::Duration::from_millis(REACH_EVERY_MS);
+    let burst = std::num::NonZeroU32::new(REACH_BURST).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::Quota::with_period(every)
+        .unwrap_or(governor::Quota::per_second(std::num::NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+/// `reach`: the node with key `node_id` is told (`relay_wanted`) that this
+/// connection's node is dialling it, on whichever instance it is. The
+/// answer is the same whether it is online or not.
+pub(super) fn reach(shared: &Shared, ctx: &ConnCtx, node_id: String) -> Result<Reply, Failure> {
+    let p = signed_in(ctx)?;
+    if segchat_net::parse_id(&node_id).is_err() {
+        return Err(Failure::bad_request(
+            "node_id must be a node key (64 hex digits)",
+        ));
+    }
+    if ctx.reaches.check().is_err() {
+        shared.log.record(
+            "REACH_THROTTLED",
+            ctx.addr,
+            format!("conn={} user={}", ctx.id, p.username),
+        );
+        return Err(Failure::new(
+            Status::RateLimited,
+            format!(
+                "too many reach requests (at most {REACH_BURST} at once, then one every {REACH_EVERY_MS} ms)"
+            ),
+        ));
+    }
+    let Some(from) = ctx.node_id.clone().filter(|from| *from != node_id) else {
+        return Ok(Reply::Done);
+    };
+    let told = shared
+        .hub
+        .push_to_node_key(&node_id, &Event::RelayWanted { node_id: from });
+    shared.log.record(
+        "REACH",
+        ctx.addr,
+        format!("user={} node={node_id} told={told}", p.username),
+    );
+    Ok(Reply::Done)
 }
