@@ -252,6 +252,9 @@ pub const REACH_EVERY_MS: u64 = 500;
 
 /// Most users one `get_list` may name.
 pub const MAX_LIST_USERS: usize = 16;
+/// Most peers one `get_list` answers with: the first by username (an
+/// answer stays far below the frame limit however many are online).
+pub const MAX_PEERS_LISTED: usize = 1_000;
 
 /// What `file_backup` says of a file shared in a direct message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

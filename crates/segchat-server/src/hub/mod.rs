@@ -23,14 +23,14 @@ use replicas::conn_entry;
 
 pub(crate) use remote::{Applied, Change, InstanceId, Outgoing};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use segchat_log::SystemLog;
 use segchat_proto::stream::StreamInfo;
-use segchat_proto::tracker::{Event, Reply, Request};
+use segchat_proto::tracker::{Event, Reply, Request, MAX_PEERS_LISTED};
 use segchat_proto::types::{AccountKind, NodeAddr, PeerInfo, Presence};
 use segchat_proto::Frame;
 use tokio::sync::mpsc;
@@ -367,13 +367,16 @@ impl Hub {
     }
 
     /// The live peer list as `asker` may see it, optionally only the peers
-    /// whose user is in `users`. Invisible users are left out for everybody
-    /// but themself, and so are the `hidden` users (who blocked the asker).
+    /// whose user is in `users`: at most [`MAX_PEERS_LISTED`], the first
+    /// by username. Invisible users are left out for everybody but
+    /// themself, and so are the `hidden` users (who blocked the asker).
+    /// One pass over the list under the lock, whatever its size; answers
+    /// are built for the ones kept only.
     pub(crate) fn peers(
         &self,
         asker: &Principal,
-        users: Option<&[i64]>,
-        hidden: &[i64],
+        users: Option<&HashSet<i64>>,
+        hidden: &HashSet<i64>,
     ) -> Vec<PeerInfo> {
         let st = self.lock();
         let here = st
@@ -384,7 +387,7 @@ impl Hub {
             let (node, last_seen_ms) = s.value.peer.as_ref()?;
             Some((&s.value.principal, node, *last_seen_ms))
         });
-        let mut list: Vec<PeerInfo> = here
+        let mut list: Vec<_> = here
             .chain(elsewhere)
             .filter(|(principal, ..)| match users {
                 Some(ids) => principal.user_id.is_some_and(|u| ids.contains(&u)),
@@ -402,12 +405,23 @@ impl Hub {
                 } else {
                     status.as_seen_by_others()
                 };
-                (shown != Presence::Offline)
-                    .then(|| peer_info(principal, node, last_seen_ms, shown))
+                (shown != Presence::Offline).then_some((principal, node, last_seen_ms, shown))
             })
             .collect();
-        list.sort_by(|a, b| (&a.username, a.p2p_addr).cmp(&(&b.username, b.p2p_addr)));
-        list
+        let order = |a: &(&Principal, &NodeAddr, u64, Presence),
+                     b: &(&Principal, &NodeAddr, u64, Presence)| {
+            (&a.0.username, a.1.addr).cmp(&(&b.0.username, b.1.addr))
+        };
+        if list.len() > MAX_PEERS_LISTED {
+            list.select_nth_unstable_by(MAX_PEERS_LISTED, order);
+            list.truncate(MAX_PEERS_LISTED);
+        }
+        list.sort_unstable_by(order);
+        list.into_iter()
+            .map(|(principal, node, last_seen_ms, shown)| {
+                peer_info(principal, node, last_seen_ms, shown)
+            })
+            .collect()
     }
 
     /// Where the node whose transport proved `node_id` stands: signed in
@@ -518,5 +532,68 @@ fn peer_info(
         node_id: node.node_id.clone(),
         status,
         last_seen_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visitor(i: u32) -> Principal {
+        Principal {
+            user_id: None,
+            username: format!("visitor:v{i:05}#0000"),
+            display_name: format!("v{i:05}"),
+            kind: AccountKind::Visitor,
+            session_id: format!("s{i}"),
+        }
+    }
+
+    #[test]
+    fn a_get_list_answer_keeps_the_first_peers_by_name_however_many_are_online() {
+        let hub = Hub::new(SystemLog::disabled());
+        let online = MAX_PEERS_LISTED as u32 + 500;
+        // Listed in reverse, so the first by name came last.
+        for i in (0..online).rev() {
+            let id = ConnId::from(i);
+            let (tx, _rx) = mpsc::channel(1);
+            let addr = SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16));
+            hub.add_conn(id, addr, format!("{i:064x}"), tx, CancellationToken::new());
+            hub.bind(id, visitor(i), Presence::Online);
+            hub.submit(id, addr, 1).expect("listed");
+        }
+        let asker = visitor(online + 1);
+        let listed = hub.peers(&asker, None, &HashSet::new());
+        assert_eq!(listed.len(), MAX_PEERS_LISTED);
+        let names: Vec<&str> = listed.iter().map(|p| p.username.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "in name order");
+        assert_eq!(names[0], "visitor:v00000#0000");
+        assert_eq!(
+            names[MAX_PEERS_LISTED - 1],
+            visitor(MAX_PEERS_LISTED as u32 - 1).username
+        );
+        // Users named in the question are found past the cut.
+        for user in [1, 2] {
+            let id = ConnId::from(online + user as u32);
+            let (tx, _rx) = mpsc::channel(1);
+            let addr = SocketAddr::from(([127, 0, 0, 2], 20_000 + user as u16));
+            hub.add_conn(id, addr, format!("{id:064x}"), tx, CancellationToken::new());
+            let principal = Principal {
+                user_id: Some(user),
+                username: format!("zed{user}"),
+                kind: AccountKind::User,
+                ..visitor(online + user as u32)
+            };
+            hub.bind(id, principal, Presence::Online);
+            hub.submit(id, addr, 1).expect("listed");
+        }
+        let named = hub.peers(&asker, Some(&HashSet::from([1, 2])), &HashSet::new());
+        let names: Vec<&str> = named.iter().map(|p| p.username.as_str()).collect();
+        assert_eq!(names, ["zed1", "zed2"]);
+        // And a blocker is left out.
+        let named = hub.peers(&asker, Some(&HashSet::from([1, 2])), &HashSet::from([2]));
+        assert_eq!(named.len(), 1);
     }
 }

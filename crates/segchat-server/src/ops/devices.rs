@@ -122,7 +122,10 @@ pub(super) async fn claim(
         .map_err(|e| store_failure(shared, ctx, e))?;
     // Where each device's node takes peer connections, if it is online
     // and the claimer may see it so (not for an invisible user).
-    let online = shared.hub.peers(p, Some(&[user.id]), &[]);
+    let just = std::collections::HashSet::from([user.id]);
+    let online = shared
+        .hub
+        .peers(p, Some(&just), &std::collections::HashSet::new());
     for d in &mut devices {
         d.p2p_addr = online
             .iter()

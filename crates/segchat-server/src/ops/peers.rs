@@ -1,6 +1,7 @@
 //! submit_info (→ add_list), heartbeat, get_list, and `reach`: one node
 //! asking another, through the server, onto the relay.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use segchat_proto::tracker::{Event, Reply, MAX_LIST_USERS, REACH_BURST, REACH_EVERY_MS};
@@ -57,14 +58,17 @@ pub(super) async fn get_list(
     users: Vec<String>,
 ) -> Result<Reply, Failure> {
     let p = signed_in(ctx)?;
-    let hidden = friends::blockers(shared, ctx, p).await?;
+    let hidden: HashSet<i64> = friends::blockers(shared, ctx, p)
+        .await?
+        .into_iter()
+        .collect();
     if !users.is_empty() {
         if channel.is_some() || users.len() > MAX_LIST_USERS {
             return Err(Failure::bad_request(format!(
                 "name a channel or up to {MAX_LIST_USERS} users, not both"
             )));
         }
-        let mut ids = Vec::with_capacity(users.len());
+        let mut ids = HashSet::with_capacity(users.len());
         for name in &users {
             let found = shared
                 .store
@@ -85,7 +89,7 @@ pub(super) async fn get_list(
             if !ch.rules().can_read(viewer) {
                 return Err(Failure::not_found(format!("no channel named {name:?}")));
             }
-            let members: Vec<i64> = shared
+            let members: HashSet<i64> = shared
                 .store
                 .members(ch.id)
                 .await
