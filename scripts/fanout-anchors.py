@@ -3,7 +3,7 @@
 
     scripts/fanout-anchors.py [--rounds 3] [--seconds 8]
                               [--loads 100x500,100x5000,1000x50,burst]
-                              [--systems inspircd,nats,segchat]
+                              [--systems inspircd,nats,segchat,segchat-quic]
 
 Each round runs every load on every system in turn (A B C, A B C, ...),
 so the systems share the same minutes of this machine; the table then
@@ -19,7 +19,9 @@ messages to 100 subscribers sent as fast as the sender can.
   runs `fanbench` at rate 0 itself, with the same commands.
 - segchat runs as `segchat-bench chat --members S --rate R --duration
   SECONDS` (a host node, S members, 4 senders, 64-byte bodies, every link
-  encrypted). Its burst is `--rate 20000 --duration 1`: 20,000 posts
+  encrypted): members reach the host over TLS on TCP, as a node does a
+  host it reaches directly. `segchat-quic` adds `--quic`: the links over
+  QUIC, as to a host behind NAT. Its burst is `--rate 20000 --duration 1`: 20,000 posts
   paced at 20,000 a second; its deliveries per second are counted from
   the first post to the slowest delivery (a lower bound).
 - Every run records the CPU share the hypervisor stole meanwhile
@@ -112,9 +114,12 @@ def run_anchor_burst(system):
         server.wait(timeout=10)
 
 
-def run_segchat(subs, rate, seconds):
+SEGCHATS = {"segchat": [], "segchat-quic": ["--quic"]}
+
+
+def run_segchat(subs, rate, seconds, extra):
     out = subprocess.run(
-        [BENCH, "chat", "--members", str(subs), "--rate", str(rate), "--duration", str(seconds)],
+        [BENCH, "chat", "--members", str(subs), "--rate", str(rate), "--duration", str(seconds)] + extra,
         capture_output=True, text=True, timeout=900,
     )
     line = next((l for l in reversed(out.stdout.splitlines()) if l.startswith("{")), None)
@@ -132,17 +137,17 @@ def run_segchat(subs, rate, seconds):
 
 def one(system, load, seconds):
     if load == "burst":
-        if system == "segchat":
-            return run_segchat(BURST[0], BURST[1], 1)
+        if system in SEGCHATS:
+            return run_segchat(BURST[0], BURST[1], 1, SEGCHATS[system])
         return run_anchor_burst(system)
     subs, rate = load
-    if system == "segchat":
-        return run_segchat(subs, rate, seconds)
+    if system in SEGCHATS:
+        return run_segchat(subs, rate, seconds, SEGCHATS[system])
     return run_anchor(system, subs, rate, seconds)
 
 
 def available(system):
-    if system == "segchat":
+    if system in SEGCHATS:
         return os.access(BENCH, os.X_OK), f"{BENCH} (cargo build --release -p segchat -p segchat-bench)"
     binary = SERVERS[system][0][0]
     return shutil.which(binary) is not None, f"{binary} (apt-get install -y {binary})"
@@ -180,7 +185,7 @@ def main():
             print(f"left out: {s} (needs {what})", file=sys.stderr)
     if not os.path.isfile(os.path.join(ANCHORS, "run-anchor.sh")):
         sys.exit(f"the anchors' directory is not at {ANCHORS} (set FANOUT_ANCHORS)")
-    if any(s != "segchat" for s in systems):
+    if any(s not in SEGCHATS for s in systems):
         subprocess.run(
             ["cargo", "build", "-q", "--release", "--manifest-path",
              os.path.join(ANCHORS, "fanbench", "Cargo.toml"), "--target-dir", FANBENCH_TARGET],
@@ -199,7 +204,7 @@ def main():
                 r["stolen_pct"] = stolen_since(before)
                 mark = " (stolen: left out)" if r["stolen_pct"] > STOLEN_LIMIT else ""
                 print(
-                    f"round {rnd} {name_of(load):>20} {system:>9}: p50 {r['p50_ms']:.2f} ms, "
+                    f"round {rnd} {name_of(load):>20} {system:>12}: p50 {r['p50_ms']:.2f} ms, "
                     f"p99 {r['p99_ms']:.2f} ms, {r['deliveries_per_s'] / 1e6:.2f} M deliveries/s, "
                     f"{r['delivered_pct']:.1f} % delivered, stolen {r['stolen_pct']:.1f} %{mark}",
                     flush=True,
@@ -224,7 +229,7 @@ def main():
             rate, _ = med(load, system, "deliveries_per_s")
             if p50 is None:
                 continue
-            other = system != "segchat"
+            other = system not in SEGCHATS
             ratio = f"{ours / p99:.2f}" if ours is not None and other and p99 else "-"
             by_rate = f"{ours_rate / rate:.2f}" if ours_rate is not None and other and rate else "-"
             print(f"| {load} | {system} | {n} | {p50:.2f} ms | {p99:.2f} ms | {rate / 1e6:.2f} M "

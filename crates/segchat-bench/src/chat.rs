@@ -80,6 +80,11 @@ pub(crate) struct ChatArgs {
     /// so at most about 60 members.
     #[arg(long)]
     via_relay: bool,
+    /// Members and senders link to the host over QUIC, as nodes do when
+    /// the host takes no TCP from them (behind NAT); by default they take
+    /// TLS over TCP, as a node does where the host is directly reachable.
+    #[arg(long, conflicts_with = "via_relay")]
+    quic: bool,
     /// Keep the temporary directory (data and the children's logs).
     #[arg(long)]
     keep: bool,
@@ -124,6 +129,7 @@ struct Counters {
 pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     args.validate()?;
     link::VIA_RELAY.store(args.via_relay, std::sync::atomic::Ordering::Relaxed);
+    link::QUIC_ONLY.store(args.quic, std::sync::atomic::Ordering::Relaxed);
     let exe = procs::segchat_exe()?;
     let tmp = tempfile::Builder::new()
         .prefix("segchat-bench-")

@@ -103,6 +103,11 @@ pub(crate) struct Machine {
 pub(crate) static VIA_RELAY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Peer links to a host go over QUIC even where TCP would take them (as a
+/// node's do when the host's TCP port does not answer): `chat --quic`.
+pub(crate) static QUIC_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 impl Machine {
     /// A new key and an endpoint under it, to reach `server`.
     pub(crate) async fn bind(server: &Server) -> anyhow::Result<Machine> {
@@ -148,18 +153,18 @@ pub(crate) async fn close_all(clients: Vec<Client>) {
     }
 }
 
-/// One link's stream, holding the QUIC connection it runs on (the
-/// connection closes when its last handle is dropped): what a link's
-/// `Framed` wraps, as it wrapped a `TcpStream`.
+/// One link's stream: a QUIC stream, holding the connection it runs on
+/// (the connection closes when its last handle is dropped), or a peer
+/// link over TLS on TCP. What a link's `Framed` wraps.
 #[derive(Debug)]
-pub(crate) struct LinkStream {
-    stream: Duplex,
-    _conn: Connection,
+pub(crate) enum LinkStream {
+    Quic { stream: Duplex, _conn: Connection },
+    Tcp(segchat_net::tls::ClientStream),
 }
 
 impl From<Link> for LinkStream {
     fn from(link: Link) -> LinkStream {
-        LinkStream {
+        LinkStream::Quic {
             stream: link.stream,
             _conn: link.conn,
         }
@@ -172,7 +177,10 @@ impl AsyncRead for LinkStream {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        match self.get_mut() {
+            LinkStream::Quic { stream, .. } => Pin::new(stream).poll_read(cx, buf),
+            LinkStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 
@@ -182,15 +190,24 @@ impl AsyncWrite for LinkStream {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        match self.get_mut() {
+            LinkStream::Quic { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+            LinkStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        match self.get_mut() {
+            LinkStream::Quic { stream, .. } => Pin::new(stream).poll_flush(cx),
+            LinkStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        match self.get_mut() {
+            LinkStream::Quic { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+            LinkStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
@@ -349,14 +366,29 @@ pub(crate) async fn peer_connect(
             .peer_via_relay(&host.node_id, STEP_TIMEOUT)
             .await
             .context("opening the peer link to the host through the relay")?
-    } else {
+            .into()
+    } else if QUIC_ONLY.load(Ordering::Relaxed) {
         machine
             .client
             .peer(&host.node_id, host.addr, STEP_TIMEOUT)
             .await
             .with_context(|| format!("opening the peer link to the host at {}", host.addr))?
+            .into()
+    } else {
+        LinkStream::Tcp(
+            machine
+                .client
+                .peer_tcp(&host.node_id, host.addr, STEP_TIMEOUT)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the peer link over TCP to the host at {}",
+                        host.addr
+                    )
+                })?,
+        )
     };
-    let mut framed: PeerFramed = Framed::new(LinkStream::from(link), FrameCodec::default());
+    let mut framed: PeerFramed = Framed::new(link, FrameCodec::default());
     let welcome = handshake(&mut framed, LinkKind::Peer, "the host").await?;
     let nonce = segchat_proto::ticket::decode_nonce(&welcome.nonce)
         .context("the host's welcome carries no nonce")?;

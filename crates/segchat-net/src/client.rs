@@ -215,6 +215,26 @@ impl Client {
         .await
     }
 
+    /// Opens a peer link over TLS on TCP to the node with key `node_id`
+    /// (hex) at `addr` (its QUIC address: it takes TCP on the same port),
+    /// from this client's IP: how a member reaches a host it can reach
+    /// directly.
+    pub async fn peer_tcp(
+        &self,
+        node_id: &str,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<crate::tls::ClientStream, ClientError> {
+        let id = crate::parse_id(node_id).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let from = self.source.map(|ip| SocketAddr::new(ip, 0));
+        crate::tls::connect_peer(addr, from, &self.key, id, timeout)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+                _ => ClientError::Connect(e.to_string()),
+            })
+    }
+
     /// Closes the endpoint (and every connection of it).
     pub async fn close(&self) {
         self.endpoint.close().await;

@@ -1,21 +1,30 @@
-//! The tracker link's transport: TLS 1.3 over TCP with raw public keys.
+//! TLS 1.3 over TCP with raw public keys: the tracker link, and the peer
+//! link where the other node is directly reachable.
 //!
 //! A node's link to the server is one long-lived, mostly idle stream of
 //! small frames, and a server holds one per signed-in node. On QUIC such a
 //! link cost the server ~95 KB (the QUIC stack's per-connection state and
 //! buffers, see docs/BENCHMARKS.md); TLS over TCP holds the same link in
-//! ~10 KB, and the kernel keeps the TCP state. So this link, and only this
-//! one, is TLS over TCP (rustls); every link between nodes stays on QUIC,
-//! where hole punching, datagrams and the relay matter.
+//! ~10 KB, and the kernel keeps the TCP state. So the tracker link is
+//! always TLS over TCP (rustls).
+//!
+//! A channel's host fans every message out to each member: there QUIC's
+//! per-packet work in user space was most of the delivery time (the fan-out
+//! benchmark in docs/BENCHMARKS.md), while TCP hands the kernel a whole
+//! write. So a member's chat link to its host is TLS over TCP as well when
+//! the host's announced address takes TCP ([`connect_peer`], the
+//! [`peer_server_config`] a node listens with on the TCP port of the same
+//! number as its QUIC one); everything TCP cannot do (hole punching, the
+//! relay, a livestream's datagrams, file transfer) stays on QUIC.
 //!
 //! The identities are the same ed25519 keys as on QUIC (RFC 7250 raw
-//! public keys, as iroh's own TLS): the server presents its key and the
-//! node checks it against the key it pinned; the node presents its node
-//! key, which the server reads back as the link's identity
+//! public keys, as iroh's own TLS): the listening side presents its key and
+//! the dialler checks it against the key it expects; the dialler presents
+//! its node key, which the listener reads back as the link's identity
 //! ([`remote_id`]). No certificate, no name, no authority.
 //!
-//! The server takes these connections on its one TCP port beside the
-//! relay: a connection whose first byte is a TLS handshake record
+//! The server takes tracker links on its one TCP port beside the relay: a
+//! connection whose first byte is a TLS handshake record
 //! ([`is_tls_start`]) is a tracker link, anything else is HTTP (the relay,
 //! the key route).
 
@@ -63,6 +72,16 @@ pub fn is_tls_start(first: u8) -> bool {
 /// The server's TLS: presents `key`, and requires every client to prove
 /// an ed25519 key of its own (its node key).
 pub fn server_config(key: &ed25519_dalek::SigningKey) -> Arc<rustls::ServerConfig> {
+    listener_config(key, crate::ALPN_TRACKER)
+}
+
+/// A node's TLS for the peer links it takes over TCP: as the server's, for
+/// the peer protocol.
+pub fn peer_server_config(key: &ed25519_dalek::SigningKey) -> Arc<rustls::ServerConfig> {
+    listener_config(key, crate::ALPN_PEER)
+}
+
+fn listener_config(key: &ed25519_dalek::SigningKey, alpn: &[u8]) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring offers TLS 1.3")
@@ -70,7 +89,7 @@ pub fn server_config(key: &ed25519_dalek::SigningKey) -> Arc<rustls::ServerConfi
         .with_cert_resolver(Arc::new(
             rustls::server::AlwaysResolvesServerRawPublicKeys::new(certified(key)),
         ));
-    config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     // No resumption: every link proves its node key with a signature of
     // its own, and the server keeps nothing per past link.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -84,6 +103,14 @@ pub fn client_config(
     key: &ed25519_dalek::SigningKey,
     server: EndpointId,
 ) -> Arc<rustls::ClientConfig> {
+    dialler_config(key, server, crate::ALPN_TRACKER)
+}
+
+fn dialler_config(
+    key: &ed25519_dalek::SigningKey,
+    server: EndpointId,
+    alpn: &[u8],
+) -> Arc<rustls::ClientConfig> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring offers TLS 1.3")
@@ -92,7 +119,7 @@ pub fn client_config(
         .with_client_cert_resolver(Arc::new(
             rustls::client::AlwaysResolvesClientRawPublicKeys::new(certified(key)),
         ));
-    config.alpn_protocols = vec![crate::ALPN_TRACKER.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
@@ -107,7 +134,35 @@ pub async fn connect(
     server: EndpointId,
     timeout: Duration,
 ) -> io::Result<ClientStream> {
-    let connector = TlsConnector::from(client_config(key, server));
+    dial(addr, from, client_config(key, server), timeout).await
+}
+
+/// Opens a peer link over TCP to the node holding `node` at `addr`, as the
+/// node key `key`, from `from` (any when `None`), within `timeout`. A
+/// listener with another key or no peer protocol fails the handshake.
+pub async fn connect_peer(
+    addr: SocketAddr,
+    from: Option<SocketAddr>,
+    key: &ed25519_dalek::SigningKey,
+    node: EndpointId,
+    timeout: Duration,
+) -> io::Result<ClientStream> {
+    dial(
+        addr,
+        from,
+        dialler_config(key, node, crate::ALPN_PEER),
+        timeout,
+    )
+    .await
+}
+
+async fn dial(
+    addr: SocketAddr,
+    from: Option<SocketAddr>,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> io::Result<ClientStream> {
+    let connector = TlsConnector::from(config);
     let open = async {
         let socket = match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -316,9 +371,14 @@ mod tests {
     /// A server on loopback holding `server_key`; answers each connection
     /// with the node key it proved, then echoes one line.
     async fn serve(server_key: ed25519_dalek::SigningKey) -> SocketAddr {
+        serve_with(server_config(&server_key)).await
+    }
+
+    /// The same, with `config`.
+    async fn serve_with(config: Arc<rustls::ServerConfig>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let acceptor = TlsAcceptor::from(server_config(&server_key));
+        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
@@ -390,6 +450,40 @@ mod tests {
         assert!(
             outcome.is_err(),
             "the server answered a client without a key: {outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_link_over_tcp_is_keyed_both_ways_and_no_tracker_link_gets_in() {
+        let addr = serve_with(peer_server_config(&key(4))).await;
+        let host = crate::endpoint_id(&key(4).verifying_key());
+        let mut link = connect_peer(addr, None, &key(5), host, Duration::from_secs(5))
+            .await
+            .expect("the host");
+        let mut got = Vec::new();
+        link.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, key(5).verifying_key().as_bytes());
+        let err = connect_peer(
+            addr,
+            None,
+            &key(5),
+            crate::endpoint_id(&key(6).verifying_key()),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("another host's key");
+        assert!(is_wrong_key(&err), "{err}");
+        // A tracker client (another ALPN) is refused in the handshake.
+        let outcome = match connect(addr, None, &key(5), host, Duration::from_secs(5)).await {
+            Err(e) => Err(e),
+            Ok(mut tls) => {
+                let mut got = Vec::new();
+                tls.read_to_end(&mut got).await.map(|_| got)
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "a tracker client got a peer link: {outcome:?}"
         );
     }
 

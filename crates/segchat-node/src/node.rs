@@ -110,7 +110,8 @@ impl Node {
         let node_id = segchat_net::id_hex(&endpoint.id());
         let (reach_tx, reach_rx) = tokio::sync::mpsc::channel(crate::relay::REACH_QUEUE);
         let transport = Transport::new(endpoint.clone(), Some(segchat_net::relay::url_of(server)))
-            .with_reach(reach_tx);
+            .with_reach(reach_tx)
+            .with_tcp(key.clone());
         let configured_key = config
             .server_key
             .as_deref()
@@ -271,11 +272,14 @@ impl Node {
             Arc::new(dms.clone()),
             Arc::new(files.clone()),
         ];
+        let peers = PeerService::new(protocols, link.clone(), log.clone(), shutdown.clone());
+        // Peer links over TCP on the same port number (members of a host
+        // they reach directly); QUIC alone if that port is taken.
+        if let Some(listener) = crate::p2p::bind_tcp(p2p_addr).await {
+            tasks.spawn(crate::p2p::listen_tcp(peers.clone(), listener, key.clone()));
+        }
         let router = iroh::protocol::Router::builder(endpoint)
-            .accept(
-                segchat_net::ALPN_PEER,
-                PeerService::new(protocols, link.clone(), log.clone(), shutdown.clone()),
-            )
+            .accept(segchat_net::ALPN_PEER, peers)
             // Files, served only as `file_open` on a peer link granted.
             .accept(iroh_blobs::ALPN, files.protocol())
             .spawn();

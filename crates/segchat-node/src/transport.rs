@@ -7,6 +7,10 @@
 //! connection is to that node or fails: a host that answers with another
 //! key is not the host.
 //!
+//! A member's chat link to its host goes over TLS on TCP where the host's
+//! announced address takes it ([`Transport::dial_chat`]; see
+//! `segchat_net::tls` for why), over QUIC where not.
+//!
 //! The relay is used on demand (`crate::relay`): a node whose UDP gets
 //! through keeps no relay connection. A dial that the direct path has not
 //! answered within [`REACH_AFTER`] asks the server to bring the other
@@ -20,8 +24,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use segchat_net::tls::ClientStream;
 use segchat_net::{Connection, Endpoint, PeerAddress, RecvStream, RelayUrl, SendStream};
 use segchat_proto::types::NodeAddr;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio_util::either::Either;
 
 /// How long a dial waits for the direct path before it asks the server
 /// to bring the other node onto the relay. On a path that works the link
@@ -34,6 +41,10 @@ pub(crate) const REACH_AFTER: Duration = Duration::from_millis(200);
 pub(crate) const ALPN_WAKE: &[u8] = b"segchat/relay-wake/1";
 /// How long a wake-up may take.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// When a chat dial's QUIC attempt is up first, how much longer than it
+/// took the TCP attempt may still take (TLS on TCP needs a round trip
+/// more than QUIC).
+const TCP_GRACE: Duration = Duration::from_millis(50);
 
 /// The node's endpoint and the relay it shares with every other node of
 /// its server.
@@ -44,6 +55,9 @@ pub struct Transport {
     /// Where a dial's "bring this node onto the relay" goes (node keys,
     /// hex; `crate::relay` asks the server). Full: the ask is dropped.
     reach: Option<tokio::sync::mpsc::Sender<String>>,
+    /// The node key, which chat links over TCP are keyed by; without it
+    /// chat dials QUIC only.
+    tcp_key: Option<ed25519_dalek::SigningKey>,
 }
 
 /// A dialled peer link: the connection and its first stream.
@@ -54,12 +68,61 @@ pub(crate) struct Dialed {
     pub(crate) recv: RecvStream,
 }
 
+/// A chat link's read and write halves: a QUIC stream's or a TLS over TCP
+/// connection's.
+pub(crate) type ChatRead = Either<RecvStream, ReadHalf<ClientStream>>;
+pub(crate) type ChatWrite = Either<SendStream, WriteHalf<ClientStream>>;
+
+/// A dialled chat link.
+#[derive(Debug)]
+pub(crate) struct ChatDialed {
+    /// The QUIC connection, held while the link lives (`None` on TCP).
+    pub(crate) conn: Option<Connection>,
+    pub(crate) send: ChatWrite,
+    pub(crate) recv: ChatRead,
+    /// `tcp` or the QUIC path, for the log.
+    pub(crate) path: String,
+}
+
+impl From<Dialed> for ChatDialed {
+    fn from(d: Dialed) -> ChatDialed {
+        ChatDialed {
+            path: path_of(&d.conn).to_string(),
+            conn: Some(d.conn),
+            send: Either::Left(d.send),
+            recv: Either::Left(d.recv),
+        }
+    }
+}
+
+impl From<ClientStream> for ChatDialed {
+    fn from(s: ClientStream) -> ChatDialed {
+        let (recv, send) = tokio::io::split(s);
+        ChatDialed {
+            conn: None,
+            send: Either::Right(send),
+            recv: Either::Right(recv),
+            path: "tcp".into(),
+        }
+    }
+}
+
 impl Transport {
     pub fn new(endpoint: Endpoint, relay: Option<RelayUrl>) -> Transport {
         Transport {
             endpoint,
             relay,
             reach: None,
+            tcp_key: None,
+        }
+    }
+
+    /// The same, dialling chat links over TCP too, keyed by `key` (the
+    /// endpoint's own).
+    pub fn with_tcp(self, key: ed25519_dalek::SigningKey) -> Transport {
+        Transport {
+            tcp_key: Some(key),
+            ..self
         }
     }
 
@@ -94,6 +157,53 @@ impl Transport {
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
     }
 
+    /// Opens a chat link to `node` within `timeout`: TLS over TCP at its
+    /// announced address and QUIC ([`Transport::dial`]) at once. TCP is
+    /// taken when it comes up first, or when it comes up soon after QUIC
+    /// ([`TCP_GRACE`] more than QUIC took); QUIC otherwise (a host behind
+    /// NAT or a firewall takes no TCP from outside, and the relay is QUIC's).
+    pub(crate) async fn dial_chat(
+        &self,
+        node: &NodeAddr,
+        timeout: Duration,
+    ) -> Result<ChatDialed, String> {
+        let Some(key) = self.tcp_key.as_ref().filter(|_| usable(node.addr)) else {
+            return self.dial(node, timeout).await.map(ChatDialed::from);
+        };
+        let id = segchat_net::parse_id(&node.node_id)
+            .map_err(|e| format!("the server gave a bad node key: {e}"))?;
+        let started = tokio::time::Instant::now();
+        let tcp = segchat_net::tls::connect_peer(node.addr, None, key, id, timeout);
+        let quic = self.dial(node, timeout);
+        tokio::pin!(tcp, quic);
+        tokio::select! {
+            biased;
+            done = &mut tcp => match done {
+                Ok(s) => Ok(s.into()),
+                Err(e) => {
+                    tracing::debug!(error = %e, to = %node.addr, "no chat link over TCP; QUIC");
+                    quic.await.map(ChatDialed::from)
+                }
+            },
+            done = &mut quic => match done {
+                Ok(q) => {
+                    let grace = started.elapsed() + TCP_GRACE;
+                    match tokio::time::timeout(grace, &mut tcp).await {
+                        Ok(Ok(s)) => {
+                            q.conn.close(0u32.into(), b"took TCP");
+                            Ok(s.into())
+                        }
+                        _ => Ok(q.into()),
+                    }
+                }
+                Err(e) => tcp
+                    .await
+                    .map(ChatDialed::from)
+                    .map_err(|t| format!("{e} (and over TCP: {t})")),
+            },
+        }
+    }
+
     /// A connection to `node` for protocol `alpn` (no stream opened): at
     /// its announced address first; if that has not answered within
     /// [`REACH_AFTER`], the node is asked onto the relay (`reach`) and a
@@ -103,10 +213,7 @@ impl Transport {
     pub(crate) async fn connect(&self, node: &NodeAddr, alpn: &[u8]) -> Result<Connection, String> {
         let id = segchat_net::parse_id(&node.node_id)
             .map_err(|e| format!("the server gave a bad node key: {e}"))?;
-        let direct: Vec<SocketAddr> = Some(node.addr)
-            .filter(|a| a.port() != 0 && !a.ip().is_unspecified())
-            .into_iter()
-            .collect();
+        let direct: Vec<SocketAddr> = Some(node.addr).filter(|a| usable(*a)).into_iter().collect();
         let through_relay = PeerAddress {
             id,
             direct: direct.clone(),
@@ -183,6 +290,11 @@ impl Transport {
         }
         Ok(())
     }
+}
+
+/// Whether an announced address can be dialled directly.
+fn usable(addr: SocketAddr) -> bool {
+    addr.port() != 0 && !addr.ip().is_unspecified()
 }
 
 /// Where a peer connection's packets go now, for logs: its direct address

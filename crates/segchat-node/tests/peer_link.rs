@@ -12,13 +12,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::chat::{log_of, message, send, wait_via};
 use common::{
     ask, client, client_at, eventually, node_addr, open_peer, registered, start_node, tempdir, Api,
     PeerLink, Raw, TestServer, DEADLINE,
 };
 use ed25519_dalek::SigningKey;
 use futures::{SinkExt, StreamExt};
-use reqwest::StatusCode;
 use segchat_net::client::Client;
 use segchat_node::NodeHandle;
 use segchat_proto::types::NodeAddr;
@@ -83,48 +83,6 @@ async fn proxy(
             let _ = socket.send(&buf[..n]).await;
         }
     });
-}
-
-async fn via(api: &Api, channel: &str) -> Option<String> {
-    let (_, v) = api.get("/unread").await;
-    v["links"][channel].as_str().map(str::to_owned)
-}
-
-async fn wait_via(api: &Api, channel: &str, want: &str) -> Duration {
-    let start = Instant::now();
-    eventually(&format!("{channel} to be reached via {want}"), || async {
-        (via(api, channel).await.as_deref() == Some(want)).then_some(())
-    })
-    .await;
-    start.elapsed()
-}
-
-async fn send(api: &Api, channel: &str, body: &str) -> String {
-    let (status, v) = api
-        .post(
-            &format!("/channels/{channel}/messages"),
-            json!({"body": body}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "send {body:?}: {v}");
-    v["message"]["id"].as_str().expect("id").to_owned()
-}
-
-/// The message `id` in `api`'s copy of `channel`, once it is there.
-async fn message(api: &Api, channel: &str, id: &str) -> Option<Value> {
-    let (_, hist) = api
-        .get(&format!("/channels/{channel}/messages?limit=500"))
-        .await;
-    hist["messages"]
-        .as_array()?
-        .iter()
-        .find(|m| m["id"] == id)
-        .cloned()
-}
-
-/// The host's log.
-fn log_of(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join("logs").join("segchat.log")).unwrap_or_default()
 }
 
 /// Whether the server (its data in `sdir`) ever let `node` onto its relay.

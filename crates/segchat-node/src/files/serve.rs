@@ -121,7 +121,7 @@ impl ProtocolLink for FileLink {
     }
 
     fn closed(&mut self, link: &PeerLink) {
-        let who = link.remote.0.remote_id();
+        let who = link.remote_id;
         for (h, _) in self.granted.drain(..) {
             self.files.inner.gate.revoke(who, h);
         }
@@ -183,7 +183,7 @@ impl FileLink {
                     format!("at most {MAX_GRANTS_PER_LINK} files per link"),
                 ));
             }
-            files.inner.gate.grant(link.remote.0.remote_id(), h);
+            files.inner.gate.grant(link.remote_id, h);
             self.granted.push((h, channel.clone()));
         }
         let size = files.complete_size(h).await;
@@ -199,7 +199,7 @@ impl FileLink {
             format!(
                 "hash={hash} channel={channel} user={user} have={} path={}",
                 size.is_some(),
-                crate::transport::path_of(&link.remote.0)
+                link.path
             ),
         );
         Ok(Answer::Admitted(peer::Reply::FileOpened {

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use segchat_net::{RecvStream, SendStream};
 use segchat_proto::peer;
 use segchat_proto::ticket::NONCE_LEN;
 use segchat_proto::{Failure, Frame, Welcome, PROTOCOL_VERSION};
@@ -20,8 +19,9 @@ use tokio_util::codec::FramedRead;
 
 use super::codec::{encode, PeerFrame, PeerReadCodec};
 use super::outbound::Outbound;
-use super::{Answer, PeerLink, PeerProtocol, PeerService, ProtocolLink};
-use crate::transport::Target;
+use super::{
+    Answer, LinkRead, LinkWrite, PeerLink, PeerProtocol, PeerService, ProtocolLink, Remote,
+};
 
 /// How often a member pings when it has nothing else to send (the
 /// welcome's `heartbeat_ms`). See ARCHITECTURE.md, "Peer link liveness".
@@ -39,10 +39,10 @@ static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 /// answers why it ended.
 pub(super) async fn serve(
     router: &PeerService,
-    mut reader: FramedRead<RecvStream, PeerReadCodec>,
-    writer: SendStream,
+    mut reader: FramedRead<LinkRead, PeerReadCodec>,
+    writer: LinkWrite,
     addr: SocketAddr,
-    remote: Target,
+    remote: Remote,
 ) -> String {
     let protocols = &router.protocols[..];
     let cancel = router.shutdown.child_token();
@@ -51,8 +51,10 @@ pub(super) async fn serve(
     let link = PeerLink {
         id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
         addr,
-        remote_key: segchat_net::id_hex(&remote.0.remote_id()),
-        remote,
+        remote_id: remote.id,
+        remote_key: segchat_net::id_hex(&remote.id),
+        datagrams: remote.datagrams,
+        path: remote.path,
         out,
         cancel: cancel.clone(),
         nonce: {

@@ -1,5 +1,6 @@
 //! The peer layer: below chat and livestreams, above the transport.
-//! Every incoming QUIC connection with the peer ALPN is one peer link,
+//! Every incoming QUIC connection with the peer ALPN, and every TLS
+//! connection on the node's TCP port (`tcp.rs`), is one peer link,
 //! admitted here once — transport identity (the connection's key, proven
 //! by its handshake), the connection caps, `hello` (version, link kind,
 //! within a timeout), then the `welcome` with the nonce that every ticket
@@ -14,6 +15,8 @@
 //! - this file: [`PeerService`], the handler on the node's iroh router:
 //!   caps, `hello`; the protocol traits and [`PeerLink`], what a protocol
 //!   sees of a link.
+//! - `tcp.rs`: the same service on TCP: members whose host is directly
+//!   reachable link to it with TLS over TCP (see `segchat_net::tls`).
 //! - `link.rs`: one link after `hello`: welcome, liveness, routing.
 //! - `outbound.rs`: [`Outbound`], the link's one sending end, which every
 //!   protocol writes through.
@@ -33,9 +36,11 @@ mod codec;
 pub(crate) mod dial;
 mod link;
 mod outbound;
+mod tcp;
 
 pub(crate) use codec::{encode, PeerCodec, PeerFrame, PeerReadCodec};
 pub(crate) use outbound::Outbound;
+pub(crate) use tcp::{bind as bind_tcp, listen as listen_tcp};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,14 +52,15 @@ use futures::{SinkExt, StreamExt};
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use segchat_log::SystemLog;
-use segchat_net::{RecvStream, SendStream};
+use segchat_net::{EndpointId, RecvStream, SendStream};
 use segchat_proto::frame::CodecError;
 use segchat_proto::peer;
 use segchat_proto::ticket::NONCE_LEN;
 use segchat_proto::{Failure, Frame, LinkKind, Status, PROTOCOL_VERSION};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -170,12 +176,17 @@ pub(crate) struct PeerLink {
     pub(crate) id: u64,
     /// Where it comes from, for the log.
     pub(crate) addr: SocketAddr,
-    /// The connection: its key (what the transport authenticated) must be
-    /// the key of every ticket presented on it; livestream datagrams go
-    /// back on it.
-    pub(crate) remote: Target,
-    /// `remote`'s key, hex.
+    /// The key the transport authenticated: every ticket presented on the
+    /// link must be for it.
+    pub(crate) remote_id: EndpointId,
+    /// `remote_id`, hex.
     pub(crate) remote_key: String,
+    /// The QUIC connection, which livestream datagrams go back on; `None`
+    /// on TCP, which carries none.
+    pub(crate) datagrams: Option<Target>,
+    /// Where the link's bytes go, for the log: `direct <addr>`,
+    /// `relayed`, or `tcp <addr>`.
+    pub(crate) path: String,
     /// The link's one sending end.
     pub(crate) out: Outbound,
     /// Cancelled when the link ends; cancel it to end the link.
@@ -183,6 +194,26 @@ pub(crate) struct PeerLink {
     /// The nonce this link's `welcome` carried: `peer_connect` and `watch`
     /// sign it with the ticket's node key.
     pub(crate) nonce: [u8; NONCE_LEN],
+}
+
+/// A peer link's read and write halves: a QUIC stream's, or a TLS over
+/// TCP connection's.
+pub(crate) type LinkRead = Either<RecvStream, ReadHalf<segchat_net::tls::ServerStream>>;
+pub(crate) type LinkWrite = Either<SendStream, WriteHalf<segchat_net::tls::ServerStream>>;
+
+/// Who is on the other end of a new link, as its transport proved.
+#[derive(Debug)]
+struct Remote {
+    id: EndpointId,
+    datagrams: Option<Target>,
+    path: String,
+}
+
+/// What a connection holds while it is served: a place in the caps.
+#[derive(Debug)]
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 /// The peer protocol's handler on the node's router.
@@ -218,39 +249,58 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// A place for a new connection from `source` (at `addr`, for the
+    /// log), or `None`: the user is invisible (nothing is served, not even
+    /// a refusal: invisible looks offline) or a cap is reached.
+    fn admit(&self, source: Source, addr: SocketAddr) -> Option<Admitted> {
+        if self.server.state().is_invisible() {
+            return None;
+        }
+        let Ok(permit) = self.open.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many peer connections; refusing");
+            return None;
+        };
+        let Some(slot) = self.per_source.take(source) else {
+            tracing::warn!(%addr, "too many peer connections from this source; refusing");
+            return None;
+        };
+        Some(Admitted {
+            _permit: permit,
+            _slot: slot,
+        })
+    }
+}
+
 impl ProtocolHandler for PeerService {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        if self.server.state().is_invisible() {
-            // Invisible looks offline: nothing is served, not even a
-            // refusal.
-            connection.close(0u32.into(), b"");
-            return Ok(());
-        }
         let addr = crate::transport::log_addr(&connection);
-        let key = segchat_net::id_hex(&connection.remote_id());
-        let Ok(_permit) = self.open.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many peer connections; refusing");
-            return Ok(());
-        };
+        let id = connection.remote_id();
+        let key = segchat_net::id_hex(&id);
         let source = match segchat_net::path::remote_ip(&connection) {
             Some(ip) => Source::Ip(ip),
             None => Source::Key(key.clone()),
         };
-        let Some(_slot) = self.per_source.take(source) else {
-            tracing::warn!(%addr, "too many peer connections from this source; refusing");
+        let Some(_admitted) = self.admit(source, addr) else {
+            connection.close(0u32.into(), b"");
             return Ok(());
         };
         let span = tracing::info_span!("peer", peer = %addr, key = &key[..12]);
         async {
-            let streams = match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
+            let (w, r) = match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            let remote = Target(connection.clone());
+            let datagrams = Target(connection.clone());
             for p in self.protocols.iter() {
-                p.connected(&remote);
+                p.connected(&datagrams);
             }
-            serve_peer(self, streams, addr, remote).await;
+            let remote = Remote {
+                id,
+                path: crate::transport::path_of(&connection).to_string(),
+                datagrams: Some(datagrams),
+            };
+            serve_peer(self, (Either::Left(w), Either::Left(r)), addr, remote).await;
         }
         .instrument(span)
         .await;
@@ -260,9 +310,9 @@ impl ProtocolHandler for PeerService {
 
 async fn serve_peer(
     router: &PeerService,
-    (w, r): (SendStream, RecvStream),
+    (w, r): (LinkWrite, LinkRead),
     addr: SocketAddr,
-    remote: Target,
+    remote: Remote,
 ) {
     let log = &router.log;
     log.record(
@@ -270,8 +320,8 @@ async fn serve_peer(
         addr,
         format!(
             "link=p2p key={} path={}",
-            &segchat_net::id_hex(&remote.0.remote_id())[..12],
-            crate::transport::path_of(&remote.0)
+            &segchat_net::id_hex(&remote.id)[..12],
+            remote.path
         ),
     );
     let mut reader = FramedRead::new(r, PeerReadCodec::new(MAX_PEER_FRAME));
@@ -318,7 +368,9 @@ async fn serve_peer(
         let _ = writer.send(frame).await;
         let _ = writer.get_mut().shutdown().await;
         // QUIC drops what is unsent when the connection closes.
-        let _ = writer.get_mut().stopped().await;
+        if let Either::Left(quic) = writer.get_mut() {
+            let _ = quic.stopped().await;
+        }
     })
     .await;
     log.record("CONNECTION_CLOSED", addr, format!("link=p2p {reason}"));

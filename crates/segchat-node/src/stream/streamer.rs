@@ -480,7 +480,7 @@ impl Streams {
         let (conn, addr, remote, remote_key, nonce) = (
             link.id,
             link.addr,
-            link.remote.clone(),
+            link.datagrams.clone(),
             &link.remote_key[..],
             &link.nonce,
         );
@@ -491,6 +491,11 @@ impl Streams {
                 stream_id,
                 proof,
             } => {
+                // A stream's video comes as datagrams, which only QUIC
+                // carries (a viewer dials its streamer on QUIC).
+                let target = remote.ok_or_else(|| {
+                    Failure::bad_request("a watch needs a QUIC link: the video comes as datagrams")
+                })?;
                 let server_key = self
                     .link()
                     .state()
@@ -527,7 +532,6 @@ impl Streams {
                 let mut key = [0u8; SESSION_KEY_LEN];
                 rand::thread_rng().fill_bytes(&mut key);
                 let key = SessionKey::from_bytes(key);
-                let target = remote;
                 let path = target.to_string();
                 let mut own = lock(&self.inner.own);
                 let s = own.get_mut(&stream_id).ok_or_else(|| {

@@ -3,6 +3,8 @@
 //! protocols themselves over the same QUIC transport a node uses.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chat;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -43,13 +43,15 @@ impl Chat {
             },
         };
         let addr = node.addr;
-        let dialed = match self.transport().dial(node, PEER_TIMEOUT).await {
+        let dialed = match self.transport().dial_chat(node, PEER_TIMEOUT).await {
             Ok(d) => d,
             Err(e) => return Ended::Failed(format!("cannot connect: {e}")),
         };
-        // The host's key was proven by the handshake; a stream it starts
-        // on this connection would carry datagrams, which a member ignores.
+        // The host's key was proven by the handshake; on QUIC, a stream it
+        // starts on this connection would carry datagrams, which a member
+        // ignores.
         let _conn = dialed.conn;
+        let path = dialed.path;
         let mut reader = FramedRead::new(dialed.recv, PeerCodec::default());
         let mut writer = FramedWrite::new(dialed.send, PeerCodec::default());
         let hello: PeerFrame = Frame::Hello(Hello::new(LinkKind::Peer, crate::config::AGENT));
@@ -109,7 +111,7 @@ impl Chat {
         self.log().record(
             "CONNECTION_ESTABLISHED",
             addr,
-            format!("link=p2p role=member channel={channel} can_write={can_write}"),
+            format!("link=p2p role=member channel={channel} can_write={can_write} path={path}"),
         );
         self.set_via(channel, Via::Host);
 
@@ -480,7 +482,7 @@ impl Chat {
     }
 }
 
-type PeerWriter = FramedWrite<segchat_net::SendStream, PeerCodec>;
+type PeerWriter = FramedWrite<crate::transport::ChatWrite, PeerCodec>;
 
 /// One P2P session's bookkeeping.
 struct Session {

@@ -20,31 +20,64 @@ use crate::events::{ChatEvent, NodeEvent};
 use crate::store::{DmRow, DmState, Kept, Receipt};
 
 impl Dms {
+    /// Fetches the mailbox when there is a reason to: at start, when the
+    /// server says a direct message waits (or the bus lost events, one of
+    /// which may have said so), when the node signs in or reconnects, when
+    /// this node handed something to the mailbox, and when a failed fetch
+    /// is due again. Nothing else on the bus wakes it: every fetch opens
+    /// the Olm account (a fixed-base scalar multiplication) and asks the
+    /// server, and a busy channel puts hundreds of events a second there.
     pub(super) async fn receive_loop(self, shutdown: CancellationToken) {
         let mut changed = self.inner.link.watch();
         let mut events = self.inner.bus.subscribe();
+        let mut due = true;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        // Who was signed in, and whether connected, when last looked.
+        let mut signed_in = None;
         loop {
-            let mut retry = false;
-            if let Some(account) = self.account().filter(|_| self.inner.link.state().connected) {
-                retry = !self.fetch(&account).await;
+            if due {
+                retry_at = None;
+                signed_in = self.signed_in();
+                if let Some((_, Some(account))) = signed_in.clone() {
+                    if !self.fetch(&account).await {
+                        retry_at = Some(tokio::time::Instant::now() + RETRY);
+                    }
+                }
             }
-            tokio::select! {
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            due = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                gone = changed.changed() => if gone.is_err() { return },
-                _ = self.inner.mailbox.notified() => {}
+                gone = changed.changed() => match gone {
+                    Err(_) => return,
+                    // Signed in, out, or back on the server: fetch.
+                    Ok(()) => self.signed_in() != signed_in,
+                },
+                _ = self.inner.mailbox.notified() => true,
                 ev = events.recv() => match ev {
-                    Ok(NodeEvent::Tracker(Event::Dm(_))) => {}
+                    Ok(NodeEvent::Tracker(Event::Dm(_))) => true,
                     Ok(NodeEvent::Tracker(Event::Relation(_))) => {
                         *self.inner.blocked.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        continue;
+                        false
                     }
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) => false,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tokio::time::sleep(RETRY), if retry => {}
-            }
+                _ = retry => true,
+            };
         }
+    }
+
+    /// Which server connection the node is on, if connected, and then as
+    /// which user (`None` inside: no user's session).
+    fn signed_in(&self) -> Option<(u64, Option<String>)> {
+        let state = self.inner.link.state();
+        state.connected.then(|| (state.connection, self.account()))
     }
 
     /// Fetches, opens, keeps and acknowledges what waits for this device;
