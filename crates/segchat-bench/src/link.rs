@@ -159,7 +159,7 @@ pub(crate) async fn close_all(clients: Vec<Client>) {
 #[derive(Debug)]
 pub(crate) enum LinkStream {
     Quic { stream: Duplex, _conn: Connection },
-    Tcp(segchat_net::tls::ClientStream),
+    Tcp(Box<segchat_net::tls::ClientStream>),
 }
 
 impl From<Link> for LinkStream {
@@ -179,7 +179,7 @@ impl AsyncRead for LinkStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             LinkStream::Quic { stream, .. } => Pin::new(stream).poll_read(cx, buf),
-            LinkStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            LinkStream::Tcp(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -192,21 +192,21 @@ impl AsyncWrite for LinkStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             LinkStream::Quic { stream, .. } => Pin::new(stream).poll_write(cx, buf),
-            LinkStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            LinkStream::Tcp(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             LinkStream::Quic { stream, .. } => Pin::new(stream).poll_flush(cx),
-            LinkStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            LinkStream::Tcp(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             LinkStream::Quic { stream, .. } => Pin::new(stream).poll_shutdown(cx),
-            LinkStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            LinkStream::Tcp(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -375,7 +375,7 @@ pub(crate) async fn peer_connect(
             .with_context(|| format!("opening the peer link to the host at {}", host.addr))?
             .into()
     } else {
-        LinkStream::Tcp(
+        LinkStream::Tcp(Box::new(
             machine
                 .client
                 .peer_tcp(&host.node_id, host.addr, STEP_TIMEOUT)
@@ -386,7 +386,7 @@ pub(crate) async fn peer_connect(
                         host.addr
                     )
                 })?,
-        )
+        ))
     };
     let mut framed: PeerFramed = Framed::new(link, FrameCodec::default());
     let welcome = handshake(&mut framed, LinkKind::Peer, "the host").await?;

@@ -94,18 +94,7 @@ impl Node {
         let server = crate::link::resolve(&first)
             .await
             .map_err(|source| NodeError::Config(format!("server address {first}: {source}")))?;
-        let endpoint = segchat_net::endpoint::bind(segchat_net::endpoint::Options {
-            key: key.clone(),
-            bind: config.p2p_listen,
-            relay: segchat_net::endpoint::Relay::Later,
-            batched_sends: true,
-        })
-        .await
-        .map_err(|e| NodeError::Bind {
-            what: "P2P QUIC (UDP)",
-            addr: config.p2p_listen,
-            source: std::io::Error::other(e.reason),
-        })?;
+        let (endpoint, peer_tcp) = bind_p2p(config.p2p_listen, &key).await?;
         let p2p_addr = segchat_net::endpoint::local_addr(&endpoint).unwrap_or(config.p2p_listen);
         let node_id = segchat_net::id_hex(&endpoint.id());
         let (reach_tx, reach_rx) = tokio::sync::mpsc::channel(crate::relay::REACH_QUEUE);
@@ -274,8 +263,8 @@ impl Node {
         ];
         let peers = PeerService::new(protocols, link.clone(), log.clone(), shutdown.clone());
         // Peer links over TCP on the same port number (members of a host
-        // they reach directly); QUIC alone if that port is taken.
-        if let Some(listener) = crate::p2p::bind_tcp(p2p_addr).await {
+        // they reach directly); QUIC alone if that port was taken.
+        if let Some(listener) = peer_tcp {
             tasks.spawn(crate::p2p::listen_tcp(peers.clone(), listener, key.clone()));
         }
         let router = iroh::protocol::Router::builder(endpoint)
@@ -337,6 +326,49 @@ impl Node {
             tasks,
         })
     }
+}
+
+/// How many ephemeral ports the P2P bind tries for one free on both TCP
+/// and UDP.
+const P2P_PORT_TRIES: usize = 8;
+
+/// The node's P2P sockets: its QUIC endpoint on UDP `at`, and a TCP
+/// listener on the same address for peer links over TLS. With port 0 the
+/// port is one free on both (TCP is asked for one, UDP takes it; another
+/// is tried if UDP has it in use). With a port given, UDP must bind it and
+/// TCP is taken if free, else peer links are on QUIC only (logged).
+async fn bind_p2p(
+    at: SocketAddr,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<(segchat_net::Endpoint, Option<tokio::net::TcpListener>), NodeError> {
+    let udp = |bind: SocketAddr| async move {
+        segchat_net::endpoint::bind(segchat_net::endpoint::Options {
+            key: key.clone(),
+            bind,
+            relay: segchat_net::endpoint::Relay::Later,
+            batched_sends: true,
+        })
+        .await
+        .map_err(|e| NodeError::Bind {
+            what: "P2P QUIC (UDP)",
+            addr: bind,
+            source: std::io::Error::other(e.reason),
+        })
+    };
+    if at.port() == 0 {
+        for _ in 0..P2P_PORT_TRIES {
+            let Ok(tcp) = tokio::net::TcpListener::bind(at).await else {
+                break;
+            };
+            let Ok(port) = tcp.local_addr() else { break };
+            if let Ok(endpoint) = udp(port).await {
+                return Ok((endpoint, Some(tcp)));
+            }
+        }
+    }
+    let endpoint = udp(at).await?;
+    let bound = segchat_net::endpoint::local_addr(&endpoint).unwrap_or(at);
+    Ok((endpoint, crate::p2p::bind_tcp(bound).await))
 }
 
 /// Binds the HTTP API on `listen`. When that asks for any port, the port
