@@ -40,6 +40,16 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+impl ClientError {
+    /// A TLS dial's failure (`timeout` was its budget).
+    fn of_tls(e: std::io::Error, timeout: Duration) -> ClientError {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+            _ => ClientError::Connect(e.to_string()),
+        }
+    }
+}
+
 /// An endpoint under one key.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -161,10 +171,7 @@ impl Client {
         let from = self.source.map(|ip| SocketAddr::new(ip, 0));
         crate::tls::connect(server, from, &self.key, id, timeout)
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
-                _ => ClientError::Connect(e.to_string()),
-            })
+            .map_err(|e| ClientError::of_tls(e, timeout))
     }
 
     /// Opens a link of protocol `alpn` to `to`.
@@ -229,10 +236,7 @@ impl Client {
         let from = self.source.map(|ip| SocketAddr::new(ip, 0));
         crate::tls::connect_peer(addr, from, &self.key, id, timeout)
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
-                _ => ClientError::Connect(e.to_string()),
-            })
+            .map_err(|e| ClientError::of_tls(e, timeout))
     }
 
     /// Closes the endpoint (and every connection of it).

@@ -395,6 +395,13 @@ mod tests {
         addr
     }
 
+    /// All the listener sent on `link` until it closed, or where the
+    /// handshake or the read failed.
+    async fn all_sent(link: io::Result<ClientStream>) -> io::Result<Vec<u8>> {
+        let mut got = Vec::new();
+        link?.read_to_end(&mut got).await.map(|_| got)
+    }
+
     #[tokio::test]
     async fn the_server_learns_the_node_key_and_the_node_gets_the_pinned_server() {
         let addr = serve(key(1)).await;
@@ -437,16 +444,12 @@ mod tests {
         let name = ServerName::IpAddress(addr.ip().into());
         // TLS 1.3 finishes the client's side before the server has checked
         // it: the refusal shows as the server's alert on the first read.
-        let outcome = match TlsConnector::from(Arc::new(anonymous))
-            .connect(name, tcp)
-            .await
-        {
-            Err(e) => Err(e),
-            Ok(mut tls) => {
-                let mut got = Vec::new();
-                tls.read_to_end(&mut got).await.map(|_| got)
-            }
-        };
+        let outcome = all_sent(
+            TlsConnector::from(Arc::new(anonymous))
+                .connect(name, tcp)
+                .await,
+        )
+        .await;
         assert!(
             outcome.is_err(),
             "the server answered a client without a key: {outcome:?}"
@@ -457,11 +460,9 @@ mod tests {
     async fn a_peer_link_over_tcp_is_keyed_both_ways_and_no_tracker_link_gets_in() {
         let addr = serve_with(peer_server_config(&key(4))).await;
         let host = crate::endpoint_id(&key(4).verifying_key());
-        let mut link = connect_peer(addr, None, &key(5), host, Duration::from_secs(5))
+        let got = all_sent(connect_peer(addr, None, &key(5), host, Duration::from_secs(5)).await)
             .await
-            .expect("the host");
-        let mut got = Vec::new();
-        link.read_to_end(&mut got).await.expect("read");
+            .expect("the host, and what it says");
         assert_eq!(got, key(5).verifying_key().as_bytes());
         let err = connect_peer(
             addr,
@@ -474,13 +475,8 @@ mod tests {
         .expect_err("another host's key");
         assert!(is_wrong_key(&err), "{err}");
         // A tracker client (another ALPN) is refused in the handshake.
-        let outcome = match connect(addr, None, &key(5), host, Duration::from_secs(5)).await {
-            Err(e) => Err(e),
-            Ok(mut tls) => {
-                let mut got = Vec::new();
-                tls.read_to_end(&mut got).await.map(|_| got)
-            }
-        };
+        let outcome =
+            all_sent(connect(addr, None, &key(5), host, Duration::from_secs(5)).await).await;
         assert!(
             outcome.is_err(),
             "a tracker client got a peer link: {outcome:?}"
