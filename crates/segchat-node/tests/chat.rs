@@ -3,9 +3,10 @@
 
 mod common;
 
+use common::chat::{post, via};
 use common::{eventually, start_node, tempdir, Api, TestServer};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The bodies of a channel's history, oldest first.
 async fn bodies(api: &Api, channel: &str) -> Vec<String> {
@@ -23,17 +24,6 @@ async fn bodies(api: &Api, channel: &str) -> Vec<String> {
     out
 }
 
-async fn send(api: &Api, channel: &str, body: &str) -> Value {
-    let (status, v) = api
-        .post(
-            &format!("/channels/{channel}/messages"),
-            json!({"body": body}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "send {body:?}: {v}");
-    v["message"].clone()
-}
-
 /// Waits until `api` shows exactly `want` (in order) in `channel`.
 async fn converges(api: &Api, channel: &str, want: &[&str]) {
     eventually(&format!("{channel} to read {want:?}"), || async {
@@ -41,11 +31,6 @@ async fn converges(api: &Api, channel: &str, want: &[&str]) {
         (got == want).then_some(())
     })
     .await;
-}
-
-async fn via(api: &Api, channel: &str) -> Option<String> {
-    let (_, v) = api.get("/unread").await;
-    v["links"][channel].as_str().map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +70,9 @@ async fn members_chat_through_the_host_and_visitors_only_read() {
     })
     .await;
 
-    let sent = send(&b, "lobby", "hello from bob").await;
+    let sent = post(&b, "lobby", "hello from bob").await;
     assert_eq!(sent["state"], "pending", "shown as pending first: {sent}");
-    send(&a, "lobby", "hi bob, alice here").await;
+    post(&a, "lobby", "hi bob, alice here").await;
     converges(&a, "lobby", &["hello from bob", "hi bob, alice here"]).await;
     converges(&b, "lobby", &["hello from bob", "hi bob, alice here"]).await;
     converges(&c, "lobby", &["hello from bob", "hi bob, alice here"]).await;
@@ -186,7 +171,7 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
     d.register("dan").await;
     b.join("ops").await;
     d.join("ops").await;
-    send(&a, "ops", "m1 alice").await;
+    post(&a, "ops", "m1 alice").await;
     converges(&b, "ops", &["m1 alice"]).await;
     converges(&d, "ops", &["m1 alice"]).await;
 
@@ -198,9 +183,9 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
         })
         .await;
     }
-    send(&b, "ops", "m2 bob").await;
-    send(&d, "ops", "m3 dan").await;
-    send(&b, "ops", "m4 bob").await;
+    post(&b, "ops", "m2 bob").await;
+    post(&d, "ops", "m3 dan").await;
+    post(&b, "ops", "m4 bob").await;
     let away = ["m1 alice", "m2 bob", "m3 dan", "m4 bob"];
     // History order is by timestamp; the two members' clocks agree here.
     for api in [&b, &d] {
@@ -235,8 +220,8 @@ async fn members_carry_on_through_the_server_while_the_host_is_away() {
         })
         .await;
     }
-    send(&d, "ops", "m5 dan").await;
-    send(&a, "ops", "m6 alice").await;
+    post(&d, "ops", "m5 dan").await;
+    post(&a, "ops", "m6 alice").await;
     let want = [away.as_slice(), &["m5 dan", "m6 alice"]].concat();
     let mut histories = Vec::new();
     for api in [&a, &b, &d] {
@@ -282,13 +267,13 @@ async fn a_restarted_member_delivers_its_pending_messages_once() {
         .await;
     b.register("bob").await;
     b.join("ops").await;
-    send(&b, "ops", "before").await;
+    post(&b, "ops", "before").await;
     converges(&a, "ops", &["before"]).await;
 
     // Everything but bob's node goes down; bob writes anyway.
     host.shutdown().await;
     server.stop().await;
-    let queued = send(&b, "ops", "written while alone").await;
+    let queued = post(&b, "ops", "written while alone").await;
     assert_eq!(queued["state"], "pending");
     // History and search work from the local store with nobody reachable.
     assert_eq!(bodies(&b, "ops").await, ["before", "written while alone"]);

@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::chat::via;
 use common::{eventually, start_node, tempdir, Api, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -96,11 +97,6 @@ async fn history(api: &Api, channel: &str) -> (Vec<String>, Vec<Value>) {
     bodies.reverse();
     let gaps = v["gaps"].as_array().cloned().unwrap_or_default();
     (bodies, gaps)
-}
-
-async fn via(api: &Api, channel: &str) -> Option<String> {
-    let (_, v) = api.get("/unread").await;
-    v["links"][channel].as_str().map(str::to_owned)
 }
 
 /// Waits until `api` holds exactly `want` in `channel`, with no gap.

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::chat::via;
 use common::{
     ask, client, eventually, peer_connect, registered, start_node, tempdir, ticket_for, Api,
     TestServer,
@@ -40,11 +41,6 @@ async fn send(api: &Api, channel: &str, body: Value) -> Value {
         )
         .await;
     v["message"].clone()
-}
-
-async fn via(api: &Api, channel: &str) -> Option<String> {
-    let (_, v) = api.get("/unread").await;
-    v["links"][channel].as_str().map(str::to_owned)
 }
 
 async fn hits(api: &Api, word: &str) -> usize {

@@ -247,9 +247,7 @@ impl PeerService {
             open: Arc::new(Semaphore::new(MAX_PEER_CONNS)),
         }
     }
-}
 
-impl PeerService {
     /// A place for a new connection from `source` (at `addr`, for the
     /// log), or `None`: the user is invisible (nothing is served, not even
     /// a refusal: invisible looks offline) or a cap is reached.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use segchat_net::tls::TlsAcceptor;
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tracing::Instrument;
 
 use super::{serve_peer, PeerService, Remote, Source, HELLO_TIMEOUT};
-use tokio_util::either::Either;
 
 /// How long the accept loop rests after the system refused it a socket
 /// (out of file descriptors), so it does not spin.

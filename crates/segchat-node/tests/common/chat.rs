@@ -24,8 +24,9 @@ pub async fn wait_via(api: &Api, channel: &str, want: &str) -> Duration {
     start.elapsed()
 }
 
-/// Sends `body` to `channel` from `api`'s node; the message's id.
-pub async fn send(api: &Api, channel: &str, body: &str) -> String {
+/// Sends `body` to `channel` from `api`'s node; the message as the API
+/// answered it.
+pub async fn post(api: &Api, channel: &str, body: &str) -> Value {
     let (status, v) = api
         .post(
             &format!("/channels/{channel}/messages"),
@@ -33,7 +34,15 @@ pub async fn send(api: &Api, channel: &str, body: &str) -> String {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "send {body:?}: {v}");
-    v["message"]["id"].as_str().expect("id").to_owned()
+    v["message"].clone()
+}
+
+/// Sends `body` to `channel` from `api`'s node; the message's id.
+pub async fn send(api: &Api, channel: &str, body: &str) -> String {
+    post(api, channel, body).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 /// The message `id` in `api`'s copy of `channel`, once it is there.
